@@ -1,0 +1,43 @@
+# The two commands: `make lab` and `make test`. Everything CI does is in here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KERNEL := $(VENV)/share/jupyter/kernels/vosapp/kernel.json
+STAMP := $(VENV)/.vosapp-installed
+PYTEST_ARGS ?=
+
+.PHONY: lab test setup sysdeps kernel bench docs lint clean
+
+lab: setup ## install what is missing, then open JupyterLab on notebooks/
+	$(VENV)/bin/vosapp lab
+
+test: setup ## install what is missing, then run the whole suite (notebooks included)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: sysdeps $(STAMP) $(KERNEL)
+
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[lab,test]'
+	@touch $@
+
+$(KERNEL): kernels/vosapp/kernel.json $(STAMP)
+	$(VENV)/bin/jupyter kernelspec install --sys-prefix --replace --name vosapp kernels/vosapp >/dev/null
+	@echo "kernelspec 'vosapp' installed in $(VENV)"
+
+docs: setup ## regenerate docs/parameters.md from the registry
+	$(VENV)/bin/vosapp params doc > docs/parameters.md
+
+bench: setup ## run every benchmark under bench/ (results go to docs/benchmarks.md by hand)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.sh; do echo "== $$b"; bash $$b || exit 1; done
+
+lint: setup
+	$(VENV)/bin/ruff check vosapp tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vosapp needs, only when missing.
+# As root: apt-get installs them. Otherwise: says the exact command and stops.
+set -euo pipefail
+
+# libbcg729-0: G.729 codec (ctypes binding in vosapp.media.codecs.g729)
+# sip-tester:  the real `sipp` binary for interop and load tests
+# tshark:      decodes our pcap exports in tests (optional in the switch itself)
+# python3-venv is only needed where the system python lacks venv/ensurepip
+PACKAGES=(libbcg729-0 sip-tester tshark)
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  PACKAGES+=(python3-venv)
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "vosapp needs these Debian packages: ${missing[*]}" >&2
+  echo "install them with:  sudo apt-get install -y ${missing[*]}" >&2
+  echo "then run make again." >&2
+  exit 1
+fi
+echo "installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
