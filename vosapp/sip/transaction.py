@@ -1,0 +1,783 @@
+"""RFC 3261 §17 transactions as explicit, sans-IO state machines.
+
+Theory of operation
+-------------------
+A transaction is a request plus every response to it, until the retransmission machinery
+has settled. Four machines exist (§17.1.1, §17.1.2, §17.2.1, §17.2.2); each is a small class
+whose legal transitions are listed in a table (``TRANSITIONS``) and checked on every move.
+
+A machine never touches sockets or clocks. Its inputs are method calls:
+
+* ``start()`` (client: send the request), ``receive(message)`` (a matching response, or a
+  retransmitted request / ACK for a server), ``respond(response)`` (server: the TU answers),
+  ``timer_fired(name)`` and ``transport_error(reason)``;
+
+and each returns a list of *actions*: :class:`Transmit`, :class:`StartTimer`,
+:class:`CancelTimer`, and the TU-facing :class:`DeliverResponse`, :class:`DeliverRequest`,
+:class:`TimedOut`, :class:`TransportFailed`, :class:`Terminated`.
+
+:class:`TransactionLayer` is the glue: it owns the transaction tables (matching per §17.1.3
+and §17.2.3, with the RFC 2543 fallback), turns ``StartTimer`` into ``clock.call_later``
+(so timers are data and a :class:`~vosapp.clock.ManualClock` replays them exactly), hands
+``Transmit`` to the transport callback and TU actions to per-transaction listeners.
+
+Timer values (§17.1.1.2, table 4 of RFC 3261): T1 = SS_SIP_RESEND_INTERVAL (500 ms
+default), T2 = 4 s, T4 = 5 s; A/E/G start at T1 and double (E and G capped at T2); B, F, H,
+J, L, M = 64*T1; D = 32 s; I = T4; K = T4. On a reliable transport (TCP) the retransmission
+timers A/E/G are never started and D, I, J, K are zero (the machine terminates at once).
+The INVITE machines follow RFC 6026: a 2xx moves them to *Accepted* (timers M / L) so that
+2xx retransmissions and the ACK for a 2xx reach the TU instead of being lost.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+
+if TYPE_CHECKING:
+    from vosapp.clock import Clock, TimerHandle
+    from vosapp.params import Params
+    from vosapp.sip import Request, Response
+
+Address = tuple[str, int]
+
+#: RFC 3261 §8.1.1.7: branches starting with this cookie are globally unique.
+MAGIC_COOKIE = "z9hG4bK"
+#: Transports on which SIP does not retransmit (§17.1.1.2, §18).
+RELIABLE_TRANSPORTS = frozenset({"TCP", "TLS", "SCTP", "WS", "WSS"})
+
+
+class TransactionError(Exception):
+    """A programming error: an input that the transaction's state does not allow."""
+
+
+class TimerName(str, enum.Enum):
+    """RFC 3261 table 4 timers (plus L and M from RFC 6026)."""
+
+    A = "A"  # INVITE request retransmit (client, unreliable)
+    B = "B"  # INVITE transaction timeout (client)
+    D = "D"  # wait time for response retransmits (client INVITE, Completed)
+    E = "E"  # non-INVITE request retransmit (client, unreliable)
+    F = "F"  # non-INVITE transaction timeout (client)
+    G = "G"  # INVITE final response retransmit (server, unreliable)
+    H = "H"  # wait time for ACK receipt (server INVITE)
+    I = "I"  # noqa: E741  wait time for ACK retransmits (server INVITE, Confirmed)
+    J = "J"  # wait time for non-INVITE request retransmits (server)
+    K = "K"  # wait time for response retransmits (client non-INVITE)
+    L = "L"  # RFC 6026: wait time for accepted INVITE request retransmits (server)
+    M = "M"  # RFC 6026: wait time for retransmitted 2xx (client)
+    DROP = "drop"  # vosapp: how long a silently dropped request's retransmits are absorbed
+
+
+@dataclass(frozen=True)
+class TimerSettings:
+    """T1, T2, T4 in seconds; every other timer derives from them (RFC 3261 table 4)."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    #: Timer D on unreliable transports: "at least 32 seconds" (§17.1.1.2).
+    timer_d: float = 32.0
+
+    def __post_init__(self) -> None:
+        if not (self.t1 > 0 and self.t2 >= self.t1 and self.t4 > 0 and self.timer_d >= 0):
+            raise ValueError(f"invalid SIP timer settings {self!r}: need 0 < T1 <= T2, T4 > 0")
+
+    @classmethod
+    def from_params(cls, params: Params) -> TimerSettings:
+        """T1 from SS_SIP_RESEND_INTERVAL (milliseconds)."""
+        return cls(t1=int(params["SS_SIP_RESEND_INTERVAL"]) / 1000.0)
+
+    @property
+    def timeout(self) -> float:
+        """64*T1: timers B, F, H, J, L, M."""
+        return 64 * self.t1
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Transmit:
+    """Send ``message`` to ``destination`` over ``transport``."""
+
+    message: Request | Response
+    destination: Address
+    transport: str
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    timer: TimerName
+    delay: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    timer: TimerName
+
+
+@dataclass(frozen=True)
+class DeliverResponse:
+    """Client transaction → TU: a response (1xx, 2xx, the first of each non-2xx final)."""
+
+    response: Response
+
+
+@dataclass(frozen=True)
+class DeliverRequest:
+    """Server transaction → TU: a request the TU must see (the ACK for a 2xx, RFC 6026)."""
+
+    request: Request
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """Timer B, F (client: no final response) or H (server: no ACK) fired."""
+
+    timer: TimerName
+
+
+@dataclass(frozen=True)
+class TransportFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Terminated:
+    """The transaction is over and leaves the layer's tables."""
+
+
+Action = Union[
+    Transmit, StartTimer, CancelTimer, DeliverResponse, DeliverRequest, TimedOut,
+    TransportFailed, Terminated,
+]
+#: What a TU listener receives.
+TUEvent = Union[DeliverResponse, DeliverRequest, TimedOut, TransportFailed, Terminated]
+
+
+class State(str, enum.Enum):
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    ACCEPTED = "Accepted"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    TERMINATED = "Terminated"
+
+
+def _status_class(response: Response) -> int:
+    return int(response.status) // 100
+
+
+# --------------------------------------------------------------------------- base
+
+
+class _Machine:
+    """Common bookkeeping: the state, its legal moves, the running timers."""
+
+    TRANSITIONS: ClassVar[dict[State, frozenset[State]]] = {}
+    INITIAL: ClassVar[State]
+
+    def __init__(self, timers: TimerSettings, transport: str) -> None:
+        self.timers = timers
+        self.transport = transport.upper()
+        self.reliable = self.transport in RELIABLE_TRANSPORTS
+        self.state = self.INITIAL
+        self.running: set[TimerName] = set()
+        self.history: list[State] = [self.state]
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is State.TERMINATED
+
+    def _goto(self, new: State) -> None:
+        if new is not self.state and new not in self.TRANSITIONS.get(self.state, frozenset()):
+            raise TransactionError(
+                f"{type(self).__name__}: no transition {self.state.value} -> {new.value}"
+            )
+        self.state = new
+        self.history.append(new)
+
+    def _start(self, out: list[Action], timer: TimerName, delay: float) -> None:
+        self.running.add(timer)
+        out.append(StartTimer(timer, delay))
+
+    def _cancel(self, out: list[Action], *timers: TimerName) -> None:
+        for timer in timers:
+            if timer in self.running:
+                self.running.discard(timer)
+                out.append(CancelTimer(timer))
+
+    def _terminate(self, out: list[Action]) -> None:
+        self._cancel(out, *sorted(self.running))
+        self._goto(State.TERMINATED)
+        out.append(Terminated())
+
+    def transport_error(self, reason: str) -> list[Action]:
+        """§17.1.1.2/§17.1.2.2/§17.2.4: inform the TU and terminate."""
+        if self.terminated:
+            return []
+        out: list[Action] = [TransportFailed(reason)]
+        self._terminate(out)
+        return out
+
+    def timer_fired(self, timer: TimerName) -> list[Action]:
+        if timer not in self.running or self.terminated:
+            return []  # a late firing of a cancelled timer: harmless
+        self.running.discard(timer)
+        return self._on_timer(timer)
+
+    def _on_timer(self, timer: TimerName) -> list[Action]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- client
+
+
+class ClientInviteMachine(_Machine):
+    """§17.1.1 (figure 5) with the RFC 6026 Accepted state."""
+
+    INITIAL = State.CALLING
+    TRANSITIONS = {
+        State.CALLING: frozenset({State.PROCEEDING, State.ACCEPTED, State.COMPLETED,
+                                  State.TERMINATED}),
+        State.PROCEEDING: frozenset({State.ACCEPTED, State.COMPLETED, State.TERMINATED}),
+        State.ACCEPTED: frozenset({State.TERMINATED}),
+        State.COMPLETED: frozenset({State.TERMINATED}),
+    }
+
+    def __init__(self, request: Request, destination: Address, transport: str,
+                 timers: TimerSettings) -> None:
+        super().__init__(timers, transport)
+        self.request = request
+        self.destination = destination
+        self.interval_a = timers.t1
+        self.ack: Request | None = None
+
+    def start(self) -> list[Action]:
+        out: list[Action] = [Transmit(self.request, self.destination, self.transport)]
+        if not self.reliable:
+            self._start(out, TimerName.A, self.interval_a)
+        self._start(out, TimerName.B, self.timers.timeout)
+        return out
+
+    def receive(self, response: Response) -> list[Action]:
+        out: list[Action] = []
+        klass = _status_class(response)
+        if self.state in (State.CALLING, State.PROCEEDING):
+            if klass == 1:
+                # §17.1.1.2: a provisional response stops retransmissions; Timer B only
+                # guards the Calling state.
+                self._cancel(out, TimerName.A, TimerName.B)
+                self._goto(State.PROCEEDING)
+                out.append(DeliverResponse(response))
+            elif klass == 2:
+                self._cancel(out, TimerName.A, TimerName.B)
+                self._goto(State.ACCEPTED)
+                out.append(DeliverResponse(response))
+                self._start(out, TimerName.M, self.timers.timeout)
+            else:
+                self._cancel(out, TimerName.A, TimerName.B)
+                self._goto(State.COMPLETED)
+                self.ack = build_ack(self.request, response)
+                out.append(Transmit(self.ack, self.destination, self.transport))
+                out.append(DeliverResponse(response))
+                if self.reliable:
+                    self._terminate(out)
+                else:
+                    self._start(out, TimerName.D, self.timers.timer_d)
+        elif self.state is State.ACCEPTED:
+            if klass == 2:  # RFC 6026 §7.2: retransmitted 2xx go to the TU, which re-ACKs
+                out.append(DeliverResponse(response))
+        elif self.state is State.COMPLETED:
+            if klass >= 3 and self.ack is not None:  # §17.1.1.2: retransmission → ACK again
+                out.append(Transmit(self.ack, self.destination, self.transport))
+        return out
+
+    def _on_timer(self, timer: TimerName) -> list[Action]:
+        out: list[Action] = []
+        if timer is TimerName.A and self.state is State.CALLING:
+            # §17.1.1.2: retransmit and double; INVITE is not capped at T2.
+            out.append(Transmit(self.request, self.destination, self.transport))
+            self.interval_a *= 2
+            self._start(out, TimerName.A, self.interval_a)
+        elif timer is TimerName.B and self.state is State.CALLING:
+            out.append(TimedOut(TimerName.B))
+            self._terminate(out)
+        elif timer in (TimerName.D, TimerName.M):
+            self._terminate(out)
+        return out
+
+
+class ClientNonInviteMachine(_Machine):
+    """§17.1.2 (figure 6)."""
+
+    INITIAL = State.TRYING
+    TRANSITIONS = {
+        State.TRYING: frozenset({State.PROCEEDING, State.COMPLETED, State.TERMINATED}),
+        State.PROCEEDING: frozenset({State.COMPLETED, State.TERMINATED}),
+        State.COMPLETED: frozenset({State.TERMINATED}),
+    }
+
+    def __init__(self, request: Request, destination: Address, transport: str,
+                 timers: TimerSettings) -> None:
+        super().__init__(timers, transport)
+        self.request = request
+        self.destination = destination
+        self.interval_e = timers.t1
+
+    def start(self) -> list[Action]:
+        out: list[Action] = [Transmit(self.request, self.destination, self.transport)]
+        if not self.reliable:
+            self._start(out, TimerName.E, self.interval_e)
+        self._start(out, TimerName.F, self.timers.timeout)
+        return out
+
+    def receive(self, response: Response) -> list[Action]:
+        out: list[Action] = []
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return out  # Completed: retransmitted finals are absorbed
+        if _status_class(response) == 1:
+            self._goto(State.PROCEEDING)
+            out.append(DeliverResponse(response))
+            return out
+        self._cancel(out, TimerName.E, TimerName.F)
+        self._goto(State.COMPLETED)
+        out.append(DeliverResponse(response))
+        if self.reliable:
+            self._terminate(out)
+        else:
+            self._start(out, TimerName.K, self.timers.t4)
+        return out
+
+    def _on_timer(self, timer: TimerName) -> list[Action]:
+        out: list[Action] = []
+        if timer is TimerName.E and self.state in (State.TRYING, State.PROCEEDING):
+            out.append(Transmit(self.request, self.destination, self.transport))
+            # §17.1.2.2: Trying doubles up to T2; Proceeding retransmits every T2.
+            if self.state is State.TRYING:
+                self.interval_e = min(2 * self.interval_e, self.timers.t2)
+            else:
+                self.interval_e = self.timers.t2
+            self._start(out, TimerName.E, self.interval_e)
+        elif timer is TimerName.F and self.state in (State.TRYING, State.PROCEEDING):
+            out.append(TimedOut(TimerName.F))
+            self._terminate(out)
+        elif timer is TimerName.K:
+            self._terminate(out)
+        return out
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _ServerMachine(_Machine):
+    def __init__(self, request: Request, reply_to: Address, transport: str,
+                 timers: TimerSettings) -> None:
+        super().__init__(timers, transport)
+        self.request = request
+        self.reply_to = reply_to
+        self.last_response: Response | None = None
+        self.dropped = False
+
+    def drop(self) -> list[Action]:
+        """vosapp: answer nothing, ever, but absorb retransmissions of the request for 64*T1.
+
+        For SS_REPLY_UNAUTHORIZED=Off (SPEC §2.1): the request is silently discarded; its
+        retransmissions are the same attempt and must neither reach the TU nor be answered.
+        """
+        if self.last_response is not None:
+            raise TransactionError("cannot drop a request that has already been answered")
+        out: list[Action] = []
+        if not self.dropped and not self.terminated:
+            self.dropped = True
+            self._start(out, TimerName.DROP, self.timers.timeout)
+        return out
+
+    def _send(self, out: list[Action], response: Response) -> None:
+        self.last_response = response
+        out.append(Transmit(response, self.reply_to, self.transport))
+
+
+class ServerInviteMachine(_ServerMachine):
+    """§17.2.1 (figure 7) with the RFC 6026 Accepted state."""
+
+    INITIAL = State.PROCEEDING
+    TRANSITIONS = {
+        State.PROCEEDING: frozenset({State.ACCEPTED, State.COMPLETED, State.TERMINATED}),
+        State.ACCEPTED: frozenset({State.TERMINATED}),
+        State.COMPLETED: frozenset({State.CONFIRMED, State.TERMINATED}),
+        State.CONFIRMED: frozenset({State.TERMINATED}),
+    }
+
+    def __init__(self, request: Request, reply_to: Address, transport: str,
+                 timers: TimerSettings) -> None:
+        super().__init__(request, reply_to, transport, timers)
+        self.interval_g = timers.t1
+
+    def respond(self, response: Response) -> list[Action]:
+        out: list[Action] = []
+        klass = _status_class(response)
+        if self.dropped:
+            raise TransactionError("this request was dropped; it cannot be answered")
+        if self.state is State.PROCEEDING:
+            self._send(out, response)
+            if klass == 1:
+                return out
+            if klass == 2:
+                self._goto(State.ACCEPTED)
+                self._start(out, TimerName.L, self.timers.timeout)
+            else:
+                self._goto(State.COMPLETED)
+                if not self.reliable:
+                    self._start(out, TimerName.G, self.interval_g)
+                self._start(out, TimerName.H, self.timers.timeout)
+        elif self.state is State.ACCEPTED and klass == 2:
+            # RFC 6026 §7.1: the TU (UAS core, §13.3.1.4) retransmits its 2xx through here.
+            self._send(out, response)
+        else:
+            raise TransactionError(
+                f"INVITE server transaction in state {self.state.value} cannot send "
+                f"{response.status}"
+            )
+        return out
+
+    def receive(self, request: Request) -> list[Action]:
+        out: list[Action] = []
+        if self.dropped:
+            return out
+        if request.method == "ACK":
+            if self.state is State.COMPLETED:
+                self._cancel(out, TimerName.G, TimerName.H)
+                self._goto(State.CONFIRMED)
+                if self.reliable:
+                    self._terminate(out)
+                else:
+                    self._start(out, TimerName.I, self.timers.t4)
+            elif self.state is State.ACCEPTED:
+                out.append(DeliverRequest(request))  # RFC 6026: ACK for 2xx goes to the TU
+            return out
+        # A retransmitted INVITE (§17.2.1): resend the most recent provisional or final
+        # non-2xx response; in Accepted the TU retransmits 2xx itself.
+        if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
+            out.append(Transmit(self.last_response, self.reply_to, self.transport))
+        return out
+
+    def _on_timer(self, timer: TimerName) -> list[Action]:
+        out: list[Action] = []
+        if timer is TimerName.G and self.state is State.COMPLETED:
+            assert self.last_response is not None
+            out.append(Transmit(self.last_response, self.reply_to, self.transport))
+            self.interval_g = min(2 * self.interval_g, self.timers.t2)
+            self._start(out, TimerName.G, self.interval_g)
+        elif timer is TimerName.H and self.state is State.COMPLETED:
+            out.append(TimedOut(TimerName.H))
+            self._terminate(out)
+        elif timer in (TimerName.I, TimerName.L, TimerName.DROP):
+            self._terminate(out)
+        return out
+
+
+class ServerNonInviteMachine(_ServerMachine):
+    """§17.2.2 (figure 8)."""
+
+    INITIAL = State.TRYING
+    TRANSITIONS = {
+        State.TRYING: frozenset({State.PROCEEDING, State.COMPLETED, State.TERMINATED}),
+        State.PROCEEDING: frozenset({State.COMPLETED, State.TERMINATED}),
+        State.COMPLETED: frozenset({State.TERMINATED}),
+    }
+
+    def respond(self, response: Response) -> list[Action]:
+        out: list[Action] = []
+        if self.dropped:
+            raise TransactionError("this request was dropped; it cannot be answered")
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            raise TransactionError(
+                f"non-INVITE server transaction in state {self.state.value} cannot send "
+                f"{response.status}"
+            )
+        self._send(out, response)
+        if _status_class(response) == 1:
+            self._goto(State.PROCEEDING)
+            return out
+        self._goto(State.COMPLETED)
+        if self.reliable:
+            self._terminate(out)
+        else:
+            self._start(out, TimerName.J, self.timers.timeout)
+        return out
+
+    def receive(self, request: Request) -> list[Action]:
+        # §17.2.2: Trying absorbs retransmissions; Proceeding/Completed resend the last response.
+        if self.dropped or self.last_response is None:
+            return []
+        return [Transmit(self.last_response, self.reply_to, self.transport)]
+
+    def _on_timer(self, timer: TimerName) -> list[Action]:
+        out: list[Action] = []
+        if timer in (TimerName.J, TimerName.DROP):
+            self._terminate(out)
+        return out
+
+
+# --------------------------------------------------------------------------- ACK (§17.1.1.3)
+
+
+def build_ack(invite: Request, response: Response) -> Request:
+    """The ACK a client INVITE transaction sends for a 3xx–6xx response (§17.1.1.3).
+
+    Same Request-URI, Call-ID, From, CSeq number and single top Via (same branch) as the
+    INVITE; the To of the response (with its tag); the INVITE's Route headers.
+    """
+    from vosapp.sip import Headers, Request
+
+    headers = Headers()
+    headers.add("Via", invite.headers.get_all("Via")[0].split(",")[0].strip()
+                if invite.headers.get_all("Via") else "")
+    for route in invite.headers.get_all("Route"):
+        headers.add("Route", route)
+    headers.add("Max-Forwards", "70")
+    headers.add("From", invite.headers.get("From") or "")
+    headers.add("To", response.headers.get("To") or "")
+    headers.add("Call-ID", invite.headers.get("Call-ID") or "")
+    headers.add("CSeq", f"{invite.cseq[0]} ACK")
+    headers.add("Content-Length", "0")
+    return Request("ACK", invite.uri, headers, b"")
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _branch(message: Request | Response) -> str | None:
+    via = message.top_via
+    return via.branch if via is not None else None
+
+
+def _sent_by(message: Request | Response) -> str:
+    via = message.top_via
+    if via is None:
+        return ""
+    return f"{via.host.lower()}:{via.port or ''}"
+
+
+def server_key(request: Request) -> tuple[Any, ...]:
+    """§17.2.3: the server transaction a request belongs to.
+
+    RFC 3261 branch: (branch, sent-by, method) with ACK matching INVITE. RFC 2543 fallback
+    (no magic cookie): Request-URI, From tag, Call-ID, CSeq number, top Via, method; the ACK's
+    To tag is checked by the caller against the transaction's response.
+    """
+    method = "INVITE" if request.method == "ACK" else request.method
+    branch = _branch(request)
+    if branch and branch.startswith(MAGIC_COOKIE):
+        return ("3261", branch, _sent_by(request), method)
+    from_ = request.from_
+    return ("2543", str(request.uri), from_.tag if from_ else None, request.call_id,
+            request.cseq[0], str(request.top_via) if request.top_via else "", method)
+
+
+def client_key(message: Request | Response) -> tuple[str, str]:
+    """§17.1.3: (top Via branch, CSeq method); an ACK belongs to its INVITE."""
+    method = message.cseq[1]
+    return (_branch(message) or "", "INVITE" if method == "ACK" else method)
+
+
+# --------------------------------------------------------------------------- the layer
+
+Machine = Union[ClientInviteMachine, ClientNonInviteMachine, ServerInviteMachine,
+                ServerNonInviteMachine]
+Listener = Callable[[TUEvent], None]
+TransmitFn = Callable[["Request | Response", Address, str], None]
+
+
+class _Handle:
+    """Shared by client and server handles: the machine, its timers and its TU listener."""
+
+    def __init__(self, layer: TransactionLayer, machine: Machine, key: tuple[Any, ...]) -> None:
+        self._layer = layer
+        self.machine = machine
+        self.key = key
+        self.listeners: list[Listener] = []
+        self._timers: dict[TimerName, TimerHandle] = {}
+
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    @property
+    def request(self) -> Request:
+        return self.machine.request
+
+    @property
+    def transport(self) -> str:
+        return self.machine.transport
+
+    @property
+    def terminated(self) -> bool:
+        return self.machine.terminated
+
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def _run(self, actions: list[Action]) -> None:
+        self._layer._execute(self, actions)
+
+
+class ClientTransaction(_Handle):
+    """A request sent by this switch; listeners get responses, timeouts, termination."""
+
+    machine: ClientInviteMachine | ClientNonInviteMachine
+
+    @property
+    def destination(self) -> Address:
+        return self.machine.destination
+
+
+class ServerTransaction(_Handle):
+    """A request received by this switch; the TU answers with :meth:`respond` or :meth:`drop`."""
+
+    machine: ServerInviteMachine | ServerNonInviteMachine
+
+    def __init__(self, layer: TransactionLayer, machine: Machine, key: tuple[Any, ...],
+                 source: Address) -> None:
+        super().__init__(layer, machine, key)
+        self.source = source
+        #: Called with the CANCEL request when a CANCEL matches this INVITE (§9.2).
+        self.cancel_listeners: list[Callable[[Request], None]] = []
+
+    @property
+    def reply_to(self) -> Address:
+        return self.machine.reply_to
+
+    @property
+    def answered(self) -> bool:
+        return self.machine.last_response is not None
+
+    @property
+    def final_sent(self) -> bool:
+        last = self.machine.last_response
+        return last is not None and int(last.status) >= 200
+
+    @property
+    def dropped(self) -> bool:
+        return self.machine.dropped
+
+    def respond(self, response: Response) -> None:
+        """Send ``response`` through the transaction (retransmitted per §17.2 as needed)."""
+        self._run(self.machine.respond(response))
+
+    def drop(self) -> None:
+        """Answer nothing (silent discard); retransmissions are absorbed for 64*T1."""
+        self._run(self.machine.drop())
+
+
+class TransactionLayer:
+    """Transaction tables, timer scheduling on a :class:`Clock`, and action dispatch."""
+
+    def __init__(self, clock: Clock, timers: TimerSettings, transmit: TransmitFn) -> None:
+        self.clock = clock
+        self.timers = timers
+        self._transmit = transmit
+        self.clients: dict[tuple[Any, ...], ClientTransaction] = {}
+        self.servers: dict[tuple[Any, ...], ServerTransaction] = {}
+
+    # client side ---------------------------------------------------------------
+    def send_request(self, request: Request, destination: Address, transport: str,
+                     listener: Listener | None = None) -> ClientTransaction:
+        """Start a client transaction (§17.1). The request's top Via must carry a branch."""
+        if request.method == "ACK":
+            raise TransactionError("ACK for a 2xx is sent outside transactions (§17.1.1.3)")
+        key = client_key(request)
+        if not key[0]:
+            raise TransactionError("a request sent by a client transaction needs a Via branch")
+        if key in self.clients:
+            raise TransactionError(f"a client transaction with branch {key[0]!r} already exists")
+        cls = ClientInviteMachine if request.method == "INVITE" else ClientNonInviteMachine
+        machine = cls(request, destination, transport, self.timers)
+        handle = ClientTransaction(self, machine, key)
+        if listener is not None:
+            handle.add_listener(listener)
+        self.clients[key] = handle
+        handle._run(machine.start())
+        return handle
+
+    def receive_response(self, response: Response) -> ClientTransaction | None:
+        """Hand a response to its client transaction; None when none matches (stray)."""
+        handle = self.clients.get(client_key(response))
+        if handle is not None:
+            handle._run(handle.machine.receive(response))
+        return handle
+
+    # server side ---------------------------------------------------------------
+    def match_request(self, request: Request) -> ServerTransaction | None:
+        handle = self.servers.get(server_key(request))
+        if handle is None or request.method != "ACK" or handle.key[0] == "3261":
+            return handle
+        # RFC 2543 ACK: its To tag must be the one we answered with (§17.2.3).
+        last = handle.machine.last_response
+        if last is None or last.to is None or request.to is None:
+            return None
+        return handle if last.to.tag == request.to.tag else None
+
+    def create_server(self, request: Request, reply_to: Address, transport: str,
+                      source: Address) -> ServerTransaction:
+        """A new server transaction for a request that matched none (not for ACK)."""
+        if request.method == "ACK":
+            raise TransactionError("an ACK never creates a server transaction (§17.2.3)")
+        cls = ServerInviteMachine if request.method == "INVITE" else ServerNonInviteMachine
+        machine = cls(request, reply_to, transport, self.timers)
+        key = server_key(request)
+        handle = ServerTransaction(self, machine, key, source)
+        self.servers[key] = handle
+        return handle
+
+    def receive_retransmission(self, handle: ServerTransaction, request: Request) -> None:
+        handle._run(handle.machine.receive(request))
+
+    def find_invite_for_cancel(self, cancel: Request) -> ServerTransaction | None:
+        """§9.2: the INVITE server transaction a CANCEL targets (same key, method INVITE)."""
+        key = server_key(cancel)
+        return self.servers.get(key[:-1] + ("INVITE",))
+
+    def transport_error(self, handle: ClientTransaction | ServerTransaction, reason: str) -> None:
+        handle._run(handle.machine.transport_error(reason))
+
+    # plumbing ------------------------------------------------------------------
+    def _execute(self, handle: _Handle, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Transmit):
+                try:
+                    self._transmit(action.message, action.destination, action.transport)
+                except OSError as exc:  # §17.1.4 / §17.2.4: transport errors end the txn
+                    self._execute(handle, handle.machine.transport_error(str(exc)))
+                    return
+            elif isinstance(action, StartTimer):
+                old = handle._timers.pop(action.timer, None)
+                if old is not None:
+                    old.cancel()
+                handle._timers[action.timer] = self.clock.call_later(
+                    action.delay, self._timer_callback(handle, action.timer))
+            elif isinstance(action, CancelTimer):
+                timer = handle._timers.pop(action.timer, None)
+                if timer is not None:
+                    timer.cancel()
+            else:
+                if isinstance(action, Terminated):
+                    table = self.clients if isinstance(handle, ClientTransaction) else self.servers
+                    if table.get(handle.key) is handle:
+                        del table[handle.key]
+                for listener in list(handle.listeners):
+                    listener(action)
+
+    def _timer_callback(self, handle: _Handle, timer: TimerName) -> Callable[[], None]:
+        def fire() -> None:
+            handle._timers.pop(timer, None)
+            handle._run(handle.machine.timer_fired(timer))
+        return fire
+
+    def __len__(self) -> int:
+        return len(self.clients) + len(self.servers)
