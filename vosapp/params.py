@@ -494,10 +494,11 @@ _CODEC_ALIASES = {
 
 def _setting(options: tuple[str, ...] | None = None, *, description: str, source: str,
              default: Any, aliases: Mapping[str, str] | None = None,
-             minimum: int | None = None, maximum: int | None = None) -> Any:
+             minimum: int | None = None, maximum: int | None = None,
+             secret: bool = False) -> Any:
     meta = {"options": options, "description": description, "source": source,
             "aliases": dict(aliases or {}), "minimum": minimum, "maximum": maximum}
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 def _coerce_setting(owner: str, name: str, meta: Mapping[str, Any], default: Any,
@@ -690,7 +691,7 @@ class UpstreamRegistration(_Validated):
     auth_user: str = _setting(default="", description="Authentication user (401/407)",
                               source="seed")
     password: str = _setting(default="", description="Authentication password",
-                             source="seed")
+                             source="seed", secret=True)
     host_name: str = _setting(default="", description="Host part of our Contact "
                               "(empty: the local address)", source="seed")
     signaling_port: int | None = _setting(

@@ -1,0 +1,410 @@
+"""The one TOML configuration file: ``[switch]``, ``[parameters]``, ``[[account]]``,
+``[[mapping_gateway]]``, ``[[routing_gateway]]`` (with an optional ``register`` table).
+
+Every key is checked: unknown keys are errors (a typo must not be silently ignored), and
+every error names the file, the table, the key and why (:class:`ConfigError`). Relative
+``data_dir`` paths resolve against the folder of the config file, so a config works from
+any current directory. See ``data/lab.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vosapp.errors import VosappError
+from vosapp.params import (
+    GatewaySettings,
+    ParameterError,
+    Params,
+    UpstreamRegistration,
+    parse_host_port,
+)
+
+__all__ = [
+    "Account",
+    "Config",
+    "ConfigError",
+    "MappingGateway",
+    "RoutingGateway",
+    "SwitchConfig",
+    "load_config",
+    "parse_config",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(VosappError):
+    """A configuration file is unreadable or has a wrong, missing or unknown key."""
+
+    def __init__(self, path: Path | str, table: str | None, key: str | None, why: str) -> None:
+        self.path = Path(path)
+        self.table = table
+        self.key = key
+        self.why = why
+        where = str(path)
+        if table:
+            where += f": [{table}]"
+        if key:
+            where += f" {key}"
+        super().__init__(f"{where}: {why}")
+
+
+@dataclass(frozen=True)
+class SwitchConfig:
+    """``[switch]``: where the switch listens (UDP and TCP on the same host:port)."""
+
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    media_ip: str = "127.0.0.1"
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20999
+    data_dir: Path = Path("var")
+
+
+@dataclass(frozen=True)
+class Account:
+    """A terminal user (``[[account]]``); ``networks`` empty means any source address."""
+
+    user: str
+    password: str = field(repr=False)
+    networks: tuple[IPNetwork, ...] = ()
+
+    def allows(self, address: str) -> bool:
+        """Whether a request from ``address`` may use this account."""
+        if not self.networks:
+            return True
+        ip = ipaddress.ip_address(address)
+        return any(ip in network for network in self.networks)
+
+
+@dataclass(frozen=True)
+class MappingGateway:
+    """The customer side: calls from these accounts or trusted source networks."""
+
+    name: str
+    accounts: tuple[str, ...] = ()
+    addresses: tuple[IPNetwork, ...] = ()
+    prefixes: tuple[str, ...] = ("",)
+    priority: int = 0
+    settings: GatewaySettings = field(default_factory=GatewaySettings)
+
+
+@dataclass(frozen=True)
+class RoutingGateway:
+    """The vendor side: calls to ``host:port`` whose callee starts with one of ``prefixes``.
+
+    Smaller ``priority`` is tried first; ``register`` is set when the gateway registers
+    upstream (SPEC §3).
+    """
+
+    name: str
+    host: str
+    port: int
+    transport: str = "udp"
+    prefixes: tuple[str, ...] = ("",)
+    priority: int = 0
+    settings: GatewaySettings = field(default_factory=GatewaySettings)
+    register: UpstreamRegistration | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, validated configuration file."""
+
+    path: Path | None
+    switch: SwitchConfig
+    parameters: Params
+    accounts: tuple[Account, ...] = ()
+    mapping_gateways: tuple[MappingGateway, ...] = ()
+    routing_gateways: tuple[RoutingGateway, ...] = ()
+
+    def account(self, user: str) -> Account | None:
+        return next((a for a in self.accounts if a.user == user), None)
+
+
+# ----------------------------------------------------------------------------------------
+
+_TOP_KEYS = {"switch", "parameters", "account", "mapping_gateway", "routing_gateway"}
+_SWITCH_KEYS = {"sip_listen", "media_ip", "rtp_ports", "data_dir"}
+_ACCOUNT_KEYS = {"user", "password", "networks"}
+_MAPPING_KEYS = {"name", "accounts", "addresses", "prefixes", "priority"}
+_ROUTING_KEYS = {"name", "address", "transport", "prefixes", "priority", "register"}
+_SETTING_KEYS = set(GatewaySettings.setting_names())
+_REGISTER_KEYS = set(UpstreamRegistration.setting_names())
+# RFC 3261 "user" unreserved characters, minus escapes: enough for lab accounts.
+_SIP_USER = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,;?/]+$")
+_PREFIX = re.compile(r"^[0-9*#+]*$")
+
+
+class _Reader:
+    """Validation helpers that know which file and table they are reading."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, table: str | None, key: str | None, why: str) -> ConfigError:
+        return ConfigError(self.path, table, key, why)
+
+    def table(self, doc: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
+        value = doc.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(where, None, f"'{name}' must be a table ([{name}])")
+        return value
+
+    def array_of_tables(self, doc: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+        value = doc.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(None, name, f"must be an array of tables ([[{name}]])")
+        return value
+
+    def known(self, data: Mapping[str, Any], allowed: set[str], table: str,
+              extra: str = "") -> None:
+        for key in data:
+            if key not in allowed:
+                choices = ", ".join(sorted(allowed))
+                raise self.error(table, key, f"unknown key (allowed: {choices}{extra})")
+
+    def string(self, data: Mapping[str, Any], key: str, table: str, *, required: bool = True,
+               default: str = "") -> str:
+        if key not in data:
+            if required:
+                raise self.error(table, key, "missing (required)")
+            return default
+        value = data[key]
+        if not isinstance(value, str):
+            raise self.error(table, key, f"must be a string, got {type(value).__name__}")
+        return value
+
+    def integer(self, data: Mapping[str, Any], key: str, table: str, default: int,
+                lo: int, hi: int) -> int:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(table, key, f"must be an integer, got {value!r}")
+        if not lo <= value <= hi:
+            raise self.error(table, key, f"{value} is out of range {lo}-{hi}")
+        return value
+
+    def strings(self, data: Mapping[str, Any], key: str, table: str,
+                default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        if key not in data:
+            return default
+        value = data[key]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(table, key, "must be a string or a list of strings")
+        return tuple(value)
+
+    def networks(self, data: Mapping[str, Any], key: str, table: str) -> tuple[IPNetwork, ...]:
+        result = []
+        for text in self.strings(data, key, table):
+            try:
+                result.append(ipaddress.ip_network(text.strip(), strict=False))
+            except ValueError:
+                raise self.error(table, key, f"{text!r} is not an IP address or network "
+                                 "(e.g. 127.0.0.1 or 192.0.2.0/24)") from None
+        return tuple(result)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` on any problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, None, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, None, f"not UTF-8 text ({exc.reason})") from None
+    return parse_config(text, path=path)
+
+
+def parse_config(text: str, *, path: str | Path = "<string>") -> Config:
+    """Validate TOML ``text``; relative paths resolve against ``path``'s folder."""
+    path = Path(path)
+    reader = _Reader(path)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, None, f"not valid TOML: {exc}") from None
+    reader.known(doc, _TOP_KEYS, None)  # type: ignore[arg-type]
+
+    switch = _read_switch(reader, reader.table(doc, "switch", "switch"), path)
+    parameters = _read_parameters(reader, reader.table(doc, "parameters", "parameters"))
+    accounts = tuple(_read_account(reader, item, f"account #{i}")
+                     for i, item in enumerate(reader.array_of_tables(doc, "account"), 1))
+    _unique(reader, [a.user for a in accounts], "account", "user")
+    mapping = tuple(_read_mapping(reader, item, f"mapping_gateway #{i}")
+                    for i, item in enumerate(reader.array_of_tables(doc, "mapping_gateway"), 1))
+    routing = tuple(_read_routing(reader, item, f"routing_gateway #{i}")
+                    for i, item in enumerate(reader.array_of_tables(doc, "routing_gateway"), 1))
+    _unique(reader, [g.name for g in (*mapping, *routing)], "mapping_gateway/routing_gateway",
+            "name")
+    users = {a.user for a in accounts}
+    for i, gateway in enumerate(mapping, 1):
+        for user in gateway.accounts:
+            if user not in users:
+                raise reader.error(f"mapping_gateway #{i}", "accounts",
+                                   f"account {user!r} is not defined in any [[account]]")
+    return Config(path=path.resolve() if str(path) != "<string>" else None, switch=switch,
+                  parameters=parameters, accounts=accounts, mapping_gateways=mapping,
+                  routing_gateways=routing)
+
+
+def _unique(reader: _Reader, values: list[str], table: str, key: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise reader.error(table, key, f"{value!r} is defined twice")
+        seen.add(value)
+
+
+def _read_switch(reader: _Reader, data: dict[str, Any], path: Path) -> SwitchConfig:
+    reader.known(data, _SWITCH_KEYS, "switch")
+    defaults = SwitchConfig()
+    host, port = defaults.sip_host, defaults.sip_port
+    if "sip_listen" in data:
+        text = reader.string(data, "sip_listen", "switch")
+        try:
+            host, port = parse_host_port(text, label="sip_listen", default_port=5060)
+        except ParameterError as exc:
+            raise reader.error("switch", "sip_listen", f"{text!r} is not host:port "
+                               f"({exc.why})") from None
+        _ip(reader, host, "switch", "sip_listen", "an IP address to bind (e.g. 127.0.0.1)")
+    media_ip = reader.string(data, "media_ip", "switch", required=False, default=host)
+    media = _ip(reader, media_ip, "switch", "media_ip", "an IP address (e.g. 127.0.0.1)")
+    if media.is_unspecified:
+        raise reader.error("switch", "media_ip", f"{media_ip!r} cannot go into SDP; "
+                           "give the address peers send RTP to")
+    rtp_min, rtp_max = _rtp_ports(reader, data.get("rtp_ports", "20000-20999"))
+    data_dir = Path(reader.string(data, "data_dir", "switch", required=False,
+                                  default=str(defaults.data_dir))).expanduser()
+    if not data_dir.is_absolute():
+        data_dir = (path.resolve().parent / data_dir).resolve()
+    return SwitchConfig(sip_host=host, sip_port=port, media_ip=media_ip, rtp_port_min=rtp_min,
+                        rtp_port_max=rtp_max, data_dir=data_dir)
+
+
+def _ip(reader: _Reader, text: str, table: str, key: str, what: str
+        ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise reader.error(table, key, f"{text!r} is not {what}") from None
+
+
+def _rtp_ports(reader: _Reader, value: object) -> tuple[int, int]:
+    why = 'must be "MIN-MAX" or [MIN, MAX] with 1024 <= MIN < MAX <= 65535'
+    bounds: list[object]
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", value):
+        bounds = [int(v) for v in value.split("-")]
+    elif isinstance(value, list) and len(value) == 2:
+        bounds = value
+    else:
+        raise reader.error("switch", "rtp_ports", f"{value!r} {why}")
+    lo, hi = bounds
+    if (not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+            or not 1024 <= lo < hi <= 65535):  # type: ignore[operator]
+        raise reader.error("switch", "rtp_ports", f"{value!r} {why}")
+    return lo, hi  # type: ignore[return-value]
+
+
+def _read_parameters(reader: _Reader, data: dict[str, Any]) -> Params:
+    params = Params.defaults()
+    for name, value in data.items():
+        try:
+            params = params.replace(**{name: value})
+        except ParameterError as exc:
+            raise reader.error("parameters", name, str(exc).split(": ", 1)[-1]) from None
+    return params
+
+
+def _read_account(reader: _Reader, data: dict[str, Any], table: str) -> Account:
+    reader.known(data, _ACCOUNT_KEYS, table)
+    user = reader.string(data, "user", table)
+    if not _SIP_USER.match(user):
+        raise reader.error(table, "user", f"{user!r} is not a SIP user name "
+                           "(letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /)")
+    password = reader.string(data, "password", table)
+    if not password:
+        raise reader.error(table, "password", "must not be empty")
+    return Account(user=user, password=password, networks=reader.networks(data, "networks",
+                                                                           table))
+
+
+def _prefixes(reader: _Reader, data: dict[str, Any], table: str) -> tuple[str, ...]:
+    prefixes = reader.strings(data, "prefixes", table, default=("",))
+    for prefix in prefixes:
+        if not _PREFIX.match(prefix):
+            raise reader.error(table, "prefixes", f"{prefix!r} is not a dialled-number prefix "
+                               '(digits, * # +; "" matches every number)')
+    return prefixes
+
+
+def _settings(reader: _Reader, data: dict[str, Any], table: str) -> GatewaySettings:
+    values = {k: v for k, v in data.items() if k in _SETTING_KEYS}
+    try:
+        return GatewaySettings(**values)
+    except ParameterError as exc:
+        key = exc.name.split(".", 1)[-1]
+        raise reader.error(table, key, str(exc).split(": ", 1)[-1]) from None
+
+
+def _name(reader: _Reader, data: dict[str, Any], table: str) -> str:
+    name = reader.string(data, "name", table)
+    if not name.strip():
+        raise reader.error(table, "name", "must not be empty")
+    return name
+
+
+def _read_mapping(reader: _Reader, data: dict[str, Any], table: str) -> MappingGateway:
+    reader.known(data, _MAPPING_KEYS | _SETTING_KEYS, table, " and the gateway settings")
+    name = _name(reader, data, table)
+    table = f"mapping_gateway {name!r}"
+    accounts = reader.strings(data, "accounts", table)
+    addresses = reader.networks(data, "addresses", table)
+    if not accounts and not addresses:
+        raise reader.error(table, "accounts", "a mapping gateway needs accounts or addresses "
+                           "(who may call through it)")
+    return MappingGateway(name=name, accounts=accounts, addresses=addresses,
+                          prefixes=_prefixes(reader, data, table),
+                          priority=reader.integer(data, "priority", table, 0, 0, 9999),
+                          settings=_settings(reader, data, table))
+
+
+def _read_routing(reader: _Reader, data: dict[str, Any], table: str) -> RoutingGateway:
+    reader.known(data, _ROUTING_KEYS | _SETTING_KEYS, table, " and the gateway settings")
+    name = _name(reader, data, table)
+    table = f"routing_gateway {name!r}"
+    address = reader.string(data, "address", table)
+    try:
+        host, port = parse_host_port(address, label="address", default_port=5060)
+    except ParameterError as exc:
+        raise reader.error(table, "address", f"{address!r} is not host:port ({exc.why})") from None
+    transport = reader.string(data, "transport", table, required=False, default="udp").lower()
+    if transport not in ("udp", "tcp"):
+        raise reader.error(table, "transport", f"{transport!r} is not udp or tcp")
+    register = None
+    if "register" in data:
+        reg = data["register"]
+        rtable = f"{table}.register"
+        if not isinstance(reg, dict):
+            raise reader.error(table, "register", "must be a table ([routing_gateway.register])")
+        reader.known(reg, _REGISTER_KEYS, rtable)
+        try:
+            register = UpstreamRegistration(**reg)
+        except ParameterError as exc:
+            key = exc.name.split(".", 1)[-1]
+            raise reader.error(rtable, key, str(exc).split(": ", 1)[-1]) from None
+    return RoutingGateway(name=name, host=host, port=port, transport=transport,
+                          prefixes=_prefixes(reader, data, table),
+                          priority=reader.integer(data, "priority", table, 0, 0, 9999),
+                          settings=_settings(reader, data, table), register=register)
