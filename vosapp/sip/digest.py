@@ -1,0 +1,764 @@
+"""HTTP Digest authentication for SIP (RFC 7616, compatible with RFC 2617 / RFC 3261 §22).
+
+Sans-IO: this module works on header *values* (the text after ``WWW-Authenticate:``,
+``Proxy-Authenticate:``, ``Authorization:`` or ``Proxy-Authorization:``) and never on SIP
+messages, sockets or the wall clock. The caller chooses 401/WWW-Authenticate or
+407/Proxy-Authenticate (SS_SIP_AUTHENTICATION_CODE); the digest computation is the same.
+
+Three parts:
+
+* parsing/formatting: :func:`parse_challenge`, :func:`parse_credentials`, ``str(challenge)``,
+  ``str(credentials)``; anything malformed raises :class:`DigestError` and nothing else;
+* server: :class:`DigestServer` issues self-validating nonces (HMAC-signed timestamp + random,
+  so forged nonces are detected without storing every nonce) and verifies credentials,
+  returning a :class:`VerifyResult` whose :class:`VerifyOutcome` tells a wrong password apart
+  from a stale, forged or replayed nonce (SPEC §2: only wrong passwords count as failures);
+* client: :func:`answer` computes credentials for one challenge and :class:`DigestClient` keeps
+  the nonce-count per nonce so that re-REGISTERs can reuse a nonce (RFC 7616 §3.4).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from vosapp.clock import Clock
+
+__all__ = [
+    "ALGORITHMS",
+    "Challenge",
+    "Credentials",
+    "DigestClient",
+    "DigestError",
+    "DigestServer",
+    "VerifyOutcome",
+    "VerifyResult",
+    "answer",
+    "compute_ha1",
+    "compute_response",
+    "parse_challenge",
+    "parse_credentials",
+]
+
+# RFC 7616 §6.1 algorithm names (canonical spelling) -> hashlib name.
+_HASHES = {"MD5": "md5", "SHA-256": "sha256"}
+ALGORITHMS: tuple[str, ...] = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
+_CANONICAL_ALGORITHM = {name.lower(): name for name in ALGORITHMS}
+_QOPS = ("auth", "auth-int")
+
+
+class DigestError(ValueError):
+    """A malformed, partial or unsupported Digest header value.
+
+    ``reason`` is a human sentence; ``code`` a stable short token for callers that branch on
+    it: ``"syntax"``, ``"duplicate"``, ``"missing"``, ``"bad-nc"``, ``"unknown-algorithm"``,
+    ``"unknown-qop"``, ``"scheme"``, ``"invalid"``.
+    """
+
+    def __init__(self, reason: str, code: str = "syntax") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing (RFC 7235 §2.1 auth-param list; RFC 7230 §3.2.6 quoted-string)
+
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_WS = " \t"
+
+
+def _parse_params(value: str, what: str) -> dict[str, tuple[str, bool]]:
+    """Split ``Digest a=b, c="d"`` into ``{name_lower: (value, was_quoted)}``."""
+    if not isinstance(value, str):
+        raise DigestError(f"{what} must be a str, not {type(value).__name__}", "invalid")
+    if any(ch in value for ch in "\r\n\x00"):
+        raise DigestError(f"{what} contains CR, LF or NUL", "syntax")
+    text = value.strip(_WS)
+    pos = 0
+    while pos < len(text) and text[pos] in _TCHARS:
+        pos += 1
+    scheme = text[:pos]
+    if scheme.lower() != "digest":
+        shown = scheme or text[:20]
+        raise DigestError(f"{what}: scheme is {shown!r}, expected Digest", "scheme")
+    if pos < len(text) and text[pos] not in _WS:
+        raise DigestError(f"{what}: expected whitespace after the scheme", "syntax")
+    params: dict[str, tuple[str, bool]] = {}
+    length = len(text)
+    while True:
+        # skip whitespace and empty list elements (RFC 7230 §7 allows ", ,")
+        while pos < length and text[pos] in _WS + ",":
+            pos += 1
+        if pos >= length:
+            break
+        start = pos
+        while pos < length and text[pos] in _TCHARS:
+            pos += 1
+        name = text[start:pos].lower()
+        if not name:
+            raise DigestError(f"{what}: unexpected {text[pos]!r} at offset {pos}", "syntax")
+        while pos < length and text[pos] in _WS:
+            pos += 1
+        if pos >= length or text[pos] != "=":
+            raise DigestError(f"{what}: parameter {name!r} has no '=' value", "syntax")
+        pos += 1
+        while pos < length and text[pos] in _WS:
+            pos += 1
+        if pos < length and text[pos] == '"':
+            pos += 1
+            chars: list[str] = []
+            while True:
+                if pos >= length:
+                    raise DigestError(f"{what}: unterminated quoted value of {name!r}", "syntax")
+                ch = text[pos]
+                if ch == "\\":
+                    if pos + 1 >= length:
+                        raise DigestError(
+                            f"{what}: unterminated quoted value of {name!r}", "syntax"
+                        )
+                    chars.append(text[pos + 1])
+                    pos += 2
+                    continue
+                if ch == '"':
+                    pos += 1
+                    break
+                chars.append(ch)
+                pos += 1
+            item = ("".join(chars), True)
+        else:
+            start = pos
+            while pos < length and text[pos] in _TCHARS:
+                pos += 1
+            if pos == start:
+                raise DigestError(f"{what}: parameter {name!r} has an empty value", "syntax")
+            item = (text[start:pos], False)
+        if name in params:
+            raise DigestError(f"{what}: duplicate parameter {name!r}", "duplicate")
+        params[name] = item
+        while pos < length and text[pos] in _WS:
+            pos += 1
+        if pos < length and text[pos] != ",":
+            raise DigestError(
+                f"{what}: expected ',' after parameter {name!r}, found {text[pos]!r}", "syntax"
+            )
+    return params
+
+
+def _algorithm(raw: str | None, what: str) -> str:
+    if raw is None:
+        return "MD5"  # RFC 7616 §3.3: absent means MD5
+    canonical = _CANONICAL_ALGORITHM.get(raw.lower())
+    if canonical is None:
+        raise DigestError(
+            f"{what}: unknown algorithm {raw!r} (supported: {', '.join(ALGORITHMS)})",
+            "unknown-algorithm",
+        )
+    return canonical
+
+
+def _bool(raw: str | None) -> bool:
+    return raw is not None and raw.lower() == "true"
+
+
+def _quote(text: str) -> str:
+    if any(ch in text for ch in "\r\n\x00"):
+        raise DigestError(f"cannot put CR, LF or NUL into a header value: {text!r}", "invalid")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _token_or_quote(text: str) -> str:
+    return text if text and all(ch in _TCHARS for ch in text) else _quote(text)
+
+
+def _extra_str(extra: tuple[tuple[str, str], ...]) -> list[str]:
+    return [f"{name}={_token_or_quote(value)}" for name, value in extra]
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A ``WWW-Authenticate`` / ``Proxy-Authenticate`` Digest challenge (RFC 7616 §3.3).
+
+    ``str(challenge)`` gives the header value. ``qop`` is the offered list (empty for an
+    RFC 2069-style challenge); ``extra`` keeps unknown parameters in order.
+    """
+
+    realm: str
+    nonce: str
+    opaque: str | None = None
+    algorithm: str = "MD5"
+    qop: tuple[str, ...] = ("auth",)
+    stale: bool = False
+    domain: str | None = None
+    userhash: bool = False
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        parts = [f"realm={_quote(self.realm)}"]
+        if self.domain is not None:
+            parts.append(f"domain={_quote(self.domain)}")
+        parts.append(f"nonce={_quote(self.nonce)}")
+        if self.opaque is not None:
+            parts.append(f"opaque={_quote(self.opaque)}")
+        if self.stale:
+            parts.append("stale=true")
+        parts.append(f"algorithm={self.algorithm}")
+        if self.qop:
+            parts.append(f"qop={_quote(','.join(self.qop))}")
+        if self.userhash:
+            parts.append("userhash=true")
+        parts.extend(_extra_str(self.extra))
+        return "Digest " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An ``Authorization`` / ``Proxy-Authorization`` Digest response (RFC 7616 §3.4).
+
+    ``nc`` is an int (sent as 8 hex digits); ``qop``, ``cnonce`` and ``nc`` are all None for an
+    RFC 2069-style answer. ``str(credentials)`` gives the header value.
+    """
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str = "MD5"
+    cnonce: str | None = None
+    opaque: str | None = None
+    qop: str | None = None
+    nc: int | None = None
+    userhash: bool = False
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        parts = [
+            f"username={_quote(self.username)}",
+            f"realm={_quote(self.realm)}",
+            f"nonce={_quote(self.nonce)}",
+            f"uri={_quote(self.uri)}",
+            f"response={_quote(self.response)}",
+            f"algorithm={self.algorithm}",
+        ]
+        if self.cnonce is not None:
+            parts.append(f"cnonce={_quote(self.cnonce)}")
+        if self.opaque is not None:
+            parts.append(f"opaque={_quote(self.opaque)}")
+        if self.qop is not None:
+            parts.append(f"qop={self.qop}")
+        if self.nc is not None:
+            parts.append(f"nc={self.nc:08x}")
+        if self.userhash:
+            parts.append("userhash=true")
+        parts.extend(_extra_str(self.extra))
+        return "Digest " + ", ".join(parts)
+
+
+_CHALLENGE_KNOWN = {"realm", "nonce", "opaque", "algorithm", "qop", "stale", "domain", "userhash"}
+_CREDENTIALS_KNOWN = {
+    "username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque", "qop", "nc",
+    "userhash",
+}
+
+
+def _require(params: dict[str, tuple[str, bool]], names: tuple[str, ...], what: str) -> None:
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise DigestError(f"{what}: missing required parameter(s) {', '.join(missing)}", "missing")
+
+
+def parse_challenge(value: str) -> Challenge:
+    """Parse a ``WWW-Authenticate``/``Proxy-Authenticate`` value; raise :class:`DigestError`."""
+    what = "Digest challenge"
+    params = _parse_params(value, what)
+    _require(params, ("realm", "nonce"), what)
+    get = {name: raw for name, (raw, _quoted) in params.items()}
+    qops: tuple[str, ...] = ()
+    if "qop" in get:
+        qops = tuple(q.strip(_WS).lower() for q in get["qop"].split(",") if q.strip(_WS))
+        if not qops:
+            raise DigestError(f"{what}: empty qop list", "unknown-qop")
+    return Challenge(
+        realm=get["realm"],
+        nonce=get["nonce"],
+        opaque=get.get("opaque"),
+        algorithm=_algorithm(get.get("algorithm"), what),
+        qop=qops,
+        stale=_bool(get.get("stale")),
+        domain=get.get("domain"),
+        userhash=_bool(get.get("userhash")),
+        extra=tuple((n, v) for n, v in get.items() if n not in _CHALLENGE_KNOWN),
+    )
+
+
+def parse_credentials(value: str) -> Credentials:
+    """Parse an ``Authorization``/``Proxy-Authorization`` value; raise :class:`DigestError`.
+
+    Checks RFC 7616 §3.4 consistency: with ``qop`` both ``cnonce`` and ``nc`` are required, and
+    ``nc`` must be 1 to 8 hex digits.
+    """
+    what = "Digest credentials"
+    params = _parse_params(value, what)
+    if "username" not in params and "username*" in params:
+        raise DigestError(f"{what}: username* (RFC 8187 encoding) is not supported", "missing")
+    _require(params, ("username", "realm", "nonce", "uri", "response"), what)
+    get = {name: raw for name, (raw, _quoted) in params.items()}
+    qop = get.get("qop")
+    if qop is not None:
+        qop = qop.lower()
+        if qop not in _QOPS:
+            raise DigestError(f"{what}: unknown qop {get['qop']!r}", "unknown-qop")
+        _require(params, ("cnonce", "nc"), what + f" with qop={qop}")
+    nc: int | None = None
+    if "nc" in get:
+        raw_nc = get["nc"]
+        if not (1 <= len(raw_nc) <= 8) or any(ch not in "0123456789abcdefABCDEF" for ch in raw_nc):
+            raise DigestError(f"{what}: nc {raw_nc!r} is not 8 hex digits", "bad-nc")
+        nc = int(raw_nc, 16)
+    return Credentials(
+        username=get["username"],
+        realm=get["realm"],
+        nonce=get["nonce"],
+        uri=get["uri"],
+        response=get["response"],
+        algorithm=_algorithm(get.get("algorithm"), what),
+        cnonce=get.get("cnonce"),
+        opaque=get.get("opaque"),
+        qop=qop,
+        nc=nc,
+        userhash=_bool(get.get("userhash")),
+        extra=tuple((n, v) for n, v in get.items() if n not in _CREDENTIALS_KNOWN),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Computation (RFC 7616 §3.4.1-§3.4.3)
+
+
+def _hash(algorithm: str, data: str | bytes) -> str:
+    base = algorithm.removesuffix("-sess")
+    try:
+        name = _HASHES[base]
+    except KeyError:
+        raise DigestError(f"unknown algorithm {algorithm!r}", "unknown-algorithm") from None
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return hashlib.new(name, raw).hexdigest()
+
+
+def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """``H(username:realm:password)`` — the per-user secret a server may store instead of the
+    password. For ``-sess`` algorithms pass this to :func:`compute_response` unchanged; the
+    session key is derived there."""
+    return _hash(algorithm, f"{username}:{realm}:{password}")
+
+
+def compute_response(
+    *,
+    algorithm: str,
+    ha1: str,
+    nonce: str,
+    method: str,
+    uri: str,
+    qop: str | None = None,
+    nc: int | None = None,
+    cnonce: str | None = None,
+    body: bytes = b"",
+) -> str:
+    """The ``response`` value (lowercase hex) for the given inputs (RFC 7616 §3.4.1)."""
+    if algorithm.endswith("-sess"):
+        if cnonce is None:
+            raise DigestError(f"{algorithm} needs a cnonce", "missing")
+        ha1 = _hash(algorithm, f"{ha1}:{nonce}:{cnonce}")
+    if qop == "auth-int":
+        a2 = f"{method}:{uri}:{_hash(algorithm, body)}"
+    else:
+        a2 = f"{method}:{uri}"
+    ha2 = _hash(algorithm, a2)
+    if qop is None:  # RFC 2069 compatibility (RFC 2617 §3.2.2.1)
+        return _hash(algorithm, f"{ha1}:{nonce}:{ha2}")
+    if nc is None or cnonce is None:
+        raise DigestError(f"qop={qop} needs nc and cnonce", "missing")
+    return _hash(algorithm, f"{ha1}:{nonce}:{nc:08x}:{cnonce}:{qop}:{ha2}")
+
+
+# --------------------------------------------------------------------------------------------
+# Client side
+
+
+def answer(
+    challenge: Challenge | str,
+    method: str,
+    uri: str,
+    username: str,
+    password: str,
+    *,
+    nc: int = 1,
+    cnonce: str | None = None,
+    body: bytes = b"",
+) -> Credentials:
+    """Credentials answering ``challenge`` for a request ``method uri`` (REGISTER, INVITE, ...).
+
+    Picks ``qop=auth`` when offered, else ``auth-int``, else the RFC 2069 form. ``cnonce``
+    defaults to fresh randomness. ``uri`` is the Request-URI as sent (RFC 3261 §22.4).
+    Put the result into ``Authorization`` after a 401, ``Proxy-Authorization`` after a 407.
+    """
+    if isinstance(challenge, str):
+        challenge = parse_challenge(challenge)
+    if not 1 <= nc <= 0xFFFFFFFF:
+        raise DigestError(f"nc must be 1..0xffffffff, not {nc}", "bad-nc")
+    if "auth" in challenge.qop:
+        qop: str | None = "auth"
+    elif "auth-int" in challenge.qop:
+        qop = "auth-int"
+    elif challenge.qop:
+        raise DigestError(f"no supported qop in {challenge.qop!r}", "unknown-qop")
+    else:
+        qop = None
+    if qop is not None or challenge.algorithm.endswith("-sess"):
+        cnonce = cnonce if cnonce is not None else secrets.token_hex(8)
+    else:
+        cnonce = None
+    ha1 = compute_ha1(challenge.algorithm, username, challenge.realm, password)
+    response = compute_response(
+        algorithm=challenge.algorithm,
+        ha1=ha1,
+        nonce=challenge.nonce,
+        method=method,
+        uri=uri,
+        qop=qop,
+        nc=nc if qop else None,
+        cnonce=cnonce,
+        body=body,
+    )
+    sent_username = username
+    if challenge.userhash:  # RFC 7616 §3.4.4
+        sent_username = _hash(challenge.algorithm, f"{username}:{challenge.realm}")
+    return Credentials(
+        username=sent_username,
+        realm=challenge.realm,
+        nonce=challenge.nonce,
+        uri=uri,
+        response=response,
+        algorithm=challenge.algorithm,
+        cnonce=cnonce,
+        opaque=challenge.opaque,
+        qop=qop,
+        nc=nc if qop else None,
+        userhash=challenge.userhash,
+    )
+
+
+class DigestClient:
+    """Answers challenges for one username/password, counting nc per nonce (RFC 7616 §3.4).
+
+    ``authorize(challenge, method, uri)`` answers a fresh 401/407 challenge;
+    ``reauthorize(method, uri)`` reuses the last nonce of a realm with the next nc (e.g. for a
+    REGISTER refresh) and returns None when no challenge has been seen yet. Only the latest
+    nonce per realm is remembered, so memory stays bounded.
+    """
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username
+        self.password = password
+        self._last: dict[str, tuple[Challenge, int]] = {}  # realm -> (challenge, last nc)
+
+    def authorize(
+        self, challenge: Challenge | str, method: str, uri: str, *, body: bytes = b""
+    ) -> Credentials:
+        if isinstance(challenge, str):
+            challenge = parse_challenge(challenge)
+        previous = self._last.get(challenge.realm)
+        nc = previous[1] + 1 if previous and previous[0].nonce == challenge.nonce else 1
+        self._last[challenge.realm] = (challenge, nc)
+        return answer(challenge, method, uri, self.username, self.password, nc=nc, body=body)
+
+    def reauthorize(
+        self, method: str, uri: str, *, realm: str | None = None, body: bytes = b""
+    ) -> Credentials | None:
+        if realm is None:
+            if not self._last:
+                return None
+            realm = next(reversed(self._last))
+        previous = self._last.get(realm)
+        if previous is None:
+            return None
+        return self.authorize(previous[0], method, uri, body=body)
+
+    def nc_for(self, nonce: str) -> int:
+        """The last nc sent with ``nonce`` (0 when never used)."""
+        for challenge, nc in self._last.values():
+            if challenge.nonce == nonce:
+                return nc
+        return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Server side
+
+
+class VerifyOutcome(Enum):
+    """Why credentials were accepted or not. Only WRONG_PASSWORD is a failed password."""
+
+    OK = "ok"
+    WRONG_PASSWORD = "wrong-password"
+    UNKNOWN_USER = "unknown-user"  # password lookup returned None
+    STALE_NONCE = "stale-nonce"  # ours, valid digest, but expired/forgotten: stale=true
+    FORGED_NONCE = "forged-nonce"  # not issued by this server (bad signature / opaque)
+    REPLAYED_NC = "replayed-nc"  # nc not greater than the last one seen for this nonce
+    WRONG_REALM = "wrong-realm"
+    UNKNOWN_ALGORITHM = "unknown-algorithm"
+    MALFORMED = "malformed"
+    URI_MISMATCH = "uri-mismatch"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of :meth:`DigestServer.verify` with a human ``detail`` for the log."""
+
+    outcome: VerifyOutcome
+    username: str | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is VerifyOutcome.OK
+
+    @property
+    def stale(self) -> bool:
+        """True when the re-challenge should carry ``stale=true`` (RFC 7616 §3.3)."""
+        return self.outcome is VerifyOutcome.STALE_NONCE
+
+
+PasswordSource = str | Callable[[str], "str | None"]
+
+_NONCE_LAYOUT = struct.Struct(">qB4s8s")  # issued (ms), algorithm index, instance id, random
+_SIGNATURE_BYTES = 12
+
+
+@dataclass
+class _NonceState:
+    issued: float
+    last_nc: int = 0
+
+
+class DigestServer:
+    """Issues Digest challenges and verifies answers for one realm.
+
+    Nonces are ``base64url(issued-ms, algorithm, instance, random, HMAC(secret, ...))``: the
+    signature detects forged nonces; the instance id makes nonces of a previous run (same
+    secret) *stale* rather than forged, so phones re-authenticate silently after a restart.
+    The last nc of each issued nonce is kept in a bounded LRU table (``max_nonces``); a nonce
+    that fell out of it is treated as stale, which is always safe.
+    """
+
+    def __init__(
+        self,
+        realm: str,
+        secret: bytes,
+        clock: Clock,
+        *,
+        nonce_lifetime: float = 300.0,
+        max_nonces: int = 10_000,
+        require_qop: bool = True,
+        qop: tuple[str, ...] = ("auth",),
+        algorithms: tuple[str, ...] = ALGORITHMS,
+    ) -> None:
+        if not isinstance(secret, bytes) or len(secret) < 16:
+            raise ValueError("DigestServer secret must be at least 16 bytes")
+        if nonce_lifetime <= 0:
+            raise ValueError(f"nonce_lifetime must be positive, not {nonce_lifetime!r}")
+        if max_nonces < 1:
+            raise ValueError(f"max_nonces must be at least 1, not {max_nonces!r}")
+        for name in algorithms:
+            if name not in ALGORITHMS:
+                raise ValueError(f"unknown algorithm {name!r}; supported: {ALGORITHMS}")
+        for name in qop:
+            if name not in _QOPS:
+                raise ValueError(f"unknown qop {name!r}; supported: {_QOPS}")
+        self.realm = realm
+        self.clock = clock
+        self.nonce_lifetime = float(nonce_lifetime)
+        self.max_nonces = max_nonces
+        self.require_qop = require_qop
+        self.qop = tuple(qop)
+        self.algorithms = tuple(algorithms)
+        self._secret = secret
+        self._instance = secrets.token_bytes(4)
+        self._nonces: OrderedDict[str, _NonceState] = OrderedDict()
+        self.opaque = hmac.new(secret, b"opaque:" + realm.encode(), "sha256").hexdigest()[:32]
+
+    # -- challenges -------------------------------------------------------------------------
+
+    def challenge(self, *, stale: bool = False, algorithm: str = "MD5") -> Challenge:
+        """A fresh challenge; put ``str()`` of it into WWW-/Proxy-Authenticate."""
+        if algorithm not in self.algorithms:
+            raise ValueError(f"algorithm {algorithm!r} not enabled; enabled: {self.algorithms}")
+        now = self.clock.now()
+        body = _NONCE_LAYOUT.pack(
+            int(now * 1000), ALGORITHMS.index(algorithm), self._instance, secrets.token_bytes(8)
+        )
+        nonce = base64.urlsafe_b64encode(body + self._sign(body)).decode().rstrip("=")
+        self._nonces[nonce] = _NonceState(issued=now)
+        # drop expired nonces from the old end, then enforce the bound
+        while self._nonces:
+            oldest = next(iter(self._nonces.values()))
+            if now - oldest.issued <= self.nonce_lifetime:
+                break
+            self._nonces.popitem(last=False)
+        while len(self._nonces) > self.max_nonces:
+            self._nonces.popitem(last=False)
+        return Challenge(
+            realm=self.realm,
+            nonce=nonce,
+            opaque=self.opaque,
+            algorithm=algorithm,
+            qop=self.qop,
+            stale=stale,
+        )
+
+    def _sign(self, body: bytes) -> bytes:
+        mac = hmac.new(self._secret, body + self.realm.encode(), "sha256").digest()
+        return mac[:_SIGNATURE_BYTES]
+
+    def _decode_nonce(self, nonce: str) -> tuple[float, str, bytes] | None:
+        """(issued, algorithm, instance) of a nonce we signed, or None when it is not ours."""
+        try:
+            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        except (ValueError, TypeError):
+            return None
+        if len(raw) != _NONCE_LAYOUT.size + _SIGNATURE_BYTES:
+            return None
+        body, signature = raw[: _NONCE_LAYOUT.size], raw[_NONCE_LAYOUT.size :]
+        if not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        issued_ms, algorithm_index, instance, _random = _NONCE_LAYOUT.unpack(body)
+        if algorithm_index >= len(ALGORITHMS):
+            return None
+        return issued_ms / 1000.0, ALGORITHMS[algorithm_index], instance
+
+    # -- verification -----------------------------------------------------------------------
+
+    def verify(
+        self,
+        credentials: Credentials | str,
+        method: str,
+        password: PasswordSource | None = None,
+        *,
+        ha1: str | None = None,
+        body: bytes = b"",
+        request_uri: str | None = None,
+    ) -> VerifyResult:
+        """Check ``credentials`` (parsed, or the raw header value) for a request ``method``.
+
+        ``password`` is the plain password or a ``lookup(username) -> password | None``;
+        alternatively pass ``ha1`` (see :func:`compute_ha1`, for the credentials' algorithm).
+        ``request_uri``, when given, must equal the credentials' ``uri`` (RFC 3261 §22.4
+        leaves this check to the server; pass None to skip it).
+
+        Order follows RFC 7616 §3.3: signature (FORGED) before the digest; the digest
+        (WRONG_PASSWORD) before expiry, so ``stale=true`` is only sent with a valid digest;
+        then nc replay. A successful check records the nc.
+        """
+        if isinstance(credentials, str):
+            try:
+                credentials = parse_credentials(credentials)
+            except DigestError as exc:
+                outcome = (
+                    VerifyOutcome.UNKNOWN_ALGORITHM
+                    if exc.code == "unknown-algorithm"
+                    else VerifyOutcome.MALFORMED
+                )
+                return VerifyResult(outcome, None, exc.reason)
+        user = credentials.username
+        if credentials.realm != self.realm:
+            return VerifyResult(
+                VerifyOutcome.WRONG_REALM,
+                user,
+                f"realm {credentials.realm!r}, expected {self.realm!r}",
+            )
+        if credentials.algorithm not in self.algorithms:
+            return VerifyResult(
+                VerifyOutcome.UNKNOWN_ALGORITHM, user, f"{credentials.algorithm} is not enabled"
+            )
+        decoded = self._decode_nonce(credentials.nonce)
+        if decoded is None:
+            return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "nonce not signed by us")
+        if credentials.opaque is not None and not hmac.compare_digest(
+            credentials.opaque, self.opaque
+        ):
+            return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "opaque does not match")
+        issued, nonce_algorithm, instance = decoded
+        if nonce_algorithm != credentials.algorithm:
+            return VerifyResult(
+                VerifyOutcome.UNKNOWN_ALGORITHM,
+                user,
+                f"answered {credentials.algorithm} to a {nonce_algorithm} challenge",
+            )
+        if credentials.qop is None:
+            if self.require_qop and self.qop:
+                return VerifyResult(VerifyOutcome.MALFORMED, user, "qop missing")
+        elif credentials.qop not in self.qop:
+            return VerifyResult(
+                VerifyOutcome.MALFORMED, user, f"qop={credentials.qop} was not offered"
+            )
+        if credentials.qop is not None and credentials.nc == 0:
+            return VerifyResult(VerifyOutcome.MALFORMED, user, "nc must start at 1")
+        if credentials.userhash:
+            return VerifyResult(VerifyOutcome.MALFORMED, user, "userhash was not offered")
+        if request_uri is not None and credentials.uri != request_uri:
+            return VerifyResult(
+                VerifyOutcome.URI_MISMATCH,
+                user,
+                f"uri {credentials.uri!r} differs from Request-URI {request_uri!r}",
+            )
+        if ha1 is None:
+            secret = password(user) if callable(password) else password
+            if secret is None:
+                return VerifyResult(VerifyOutcome.UNKNOWN_USER, user, "no such user")
+            ha1 = compute_ha1(credentials.algorithm, user, self.realm, secret)
+        expected = compute_response(
+            algorithm=credentials.algorithm,
+            ha1=ha1,
+            nonce=credentials.nonce,
+            method=method,
+            uri=credentials.uri,
+            qop=credentials.qop,
+            nc=credentials.nc,
+            cnonce=credentials.cnonce,
+            body=body,
+        )
+        if not hmac.compare_digest(expected, credentials.response.lower()):
+            return VerifyResult(VerifyOutcome.WRONG_PASSWORD, user, "response does not match")
+        now = self.clock.now()
+        if instance != self._instance:
+            return VerifyResult(VerifyOutcome.STALE_NONCE, user, "nonce from a previous run")
+        if now - issued > self.nonce_lifetime or issued > now + 1.0:
+            self._nonces.pop(credentials.nonce, None)
+            return VerifyResult(VerifyOutcome.STALE_NONCE, user, "nonce expired")
+        state = self._nonces.get(credentials.nonce)
+        if state is None:
+            return VerifyResult(VerifyOutcome.STALE_NONCE, user, "nonce no longer tracked")
+        if credentials.qop is not None:
+            assert credentials.nc is not None  # parse_credentials guarantees it
+            if credentials.nc <= state.last_nc:
+                return VerifyResult(
+                    VerifyOutcome.REPLAYED_NC,
+                    user,
+                    f"nc {credentials.nc} not above last {state.last_nc}",
+                )
+            state.last_nc = credentials.nc
+        self._nonces.move_to_end(credentials.nonce)
+        return VerifyResult(VerifyOutcome.OK, user, "")
+
+    def tracked_nonces(self) -> int:
+        """How many nonces the replay table holds (bounded by ``max_nonces``)."""
+        return len(self._nonces)
+
