@@ -1,0 +1,335 @@
+"""The SQLite store in ``data_dir/vosapp.sqlite``: parameter values with their change
+history now; bindings, auth events and CDRs (other components) later, in the same file.
+
+* WAL journal, ``busy_timeout`` and short ``BEGIN IMMEDIATE`` transactions, so the switch
+  process, the CLI and a notebook can use the same file at the same time.
+* Each component owns its tables and brings its own ordered list of migrations;
+  :meth:`Store.ensure_schema` applies the missing ones in one transaction and records them
+  in ``schema_migrations``. A database written by a newer vosapp is refused.
+* A file that is not SQLite, or is half-written/corrupt, raises :class:`StoreError` naming
+  the file and what to do. It is never replaced or "repaired" silently: it may hold CDRs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from vosapp.errors import VosappError
+from vosapp.params import REGISTRY, ParameterError, Params
+
+__all__ = ["DB_FILENAME", "ParamChange", "Store", "StoreError"]
+
+DB_FILENAME = "vosapp.sqlite"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_BUSY_TIMEOUT_MS = 10_000
+
+PARAMS_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE param_values (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,          -- JSON of the coerced Python value
+        changed_at REAL NOT NULL,     -- Unix time
+        changed_by TEXT NOT NULL
+    );
+    CREATE TABLE param_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,             -- Unix time
+        name TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('set', 'reset')),
+        old TEXT NOT NULL,            -- JSON of the effective value before
+        new TEXT NOT NULL,            -- JSON of the effective value after
+        by TEXT NOT NULL              -- which interface: cli, notebook, api, ...
+    );
+    CREATE INDEX param_history_name ON param_history (name, id);
+    """,
+)
+
+
+class StoreError(VosappError):
+    """The store cannot be opened or used (corrupt, not SQLite, newer schema, locked)."""
+
+
+@dataclass(frozen=True)
+class ParamChange:
+    """One row of the parameter change history."""
+
+    at: float
+    name: str
+    action: str
+    old: Any
+    new: Any
+    by: str
+
+
+def _split_statements(script: str) -> Iterator[str]:
+    """Split an SQL script into complete statements (``executescript`` would COMMIT)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\r\n;"):
+                yield buffer
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        yield buffer
+
+
+class Store:
+    """A connection to ``data_dir/vosapp.sqlite``. Use :meth:`open`; close with :meth:`close`
+    or a ``with`` block. Thread-safe (one lock around the connection)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._lock = threading.RLock()
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, data_dir: str | Path) -> Store:
+        """Open (creating when absent) the store in ``data_dir``; apply the params schema."""
+        data_dir = Path(data_dir)
+        path = data_dir / DB_FILENAME
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create data directory {data_dir}: {exc.strerror}") from None
+        cls._check_header(path)
+        try:
+            connection = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                         isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from None
+        store = cls(path, connection)
+        try:
+            store._configure()
+            store.ensure_schema("params", PARAMS_MIGRATIONS)
+        except BaseException:
+            connection.close()
+            raise
+        return store
+
+    @staticmethod
+    def _check_header(path: Path) -> None:
+        # An empty file is a valid empty SQLite database; anything else must start with the
+        # SQLite magic, or we would let sqlite3 fail later with a vaguer message.
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+        if head and head != _SQLITE_MAGIC:
+            raise StoreError(
+                f"{path} is not an SQLite database; vosapp will not overwrite it. "
+                "Move it aside (or use another --data-dir) and vosapp creates a fresh one."
+            )
+
+    def _configure(self) -> None:
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self._db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL
+            self._db.execute("PRAGMA foreign_keys = ON")
+            check = self._db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
+        if [row[0] for row in check] != ["ok"]:
+            detail = "; ".join(str(row[0]) for row in check[:3])
+            raise self._corrupt(detail)
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode!r}); "
+                             "is the data directory on a network file system?")
+
+    def _corrupt(self, detail: object) -> StoreError:
+        return StoreError(
+            f"{self.path} is damaged or half-written ({detail}); vosapp will not replace it. "
+            f"Keep a copy, then try `sqlite3 {self.path} .recover`, or move it aside to "
+            "start afresh."
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions and schema ---------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction (``BEGIN IMMEDIATE``: take the write lock up front so
+        two processes never deadlock upgrading a read lock)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: cannot start a transaction ({exc})") from None
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupt(exc) from None
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a read-only query and return its rows (``sqlite3.Row``: by index or name)."""
+        with self._lock:
+            try:
+                cursor = self._db.execute(sql, parameters)
+                cursor.row_factory = sqlite3.Row
+                return cursor.fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: query failed ({exc})") from None
+
+    def ensure_schema(self, component: str, migrations: Sequence[str]) -> int:
+        """Apply ``component``'s migrations not yet applied, in order, in one transaction.
+
+        ``migrations[i]`` is version ``i + 1``; a migration, once released, must never change
+        (append a new one instead). Returns the component's schema version.
+        """
+        if not component or not component.replace("_", "").isalnum():
+            raise ValueError(f"component name {component!r} must be a simple identifier")
+        with self.transaction() as db:
+            try:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " component TEXT NOT NULL, version INTEGER NOT NULL,"
+                    " applied_at REAL NOT NULL, PRIMARY KEY (component, version))"
+                )
+                row = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+                                 " WHERE component = ?", (component,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupt(exc) from None
+            current = int(row[0])
+            if current > len(migrations):
+                raise StoreError(
+                    f"{self.path}: component {component!r} is at schema version {current}, "
+                    f"newer than this vosapp knows ({len(migrations)}); upgrade vosapp or use "
+                    "another --data-dir"
+                )
+            for version in range(current + 1, len(migrations) + 1):
+                try:
+                    for statement in _split_statements(migrations[version - 1]):
+                        db.execute(statement)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"{self.path}: migration {version} of {component!r} "
+                                     f"failed: {exc}") from None
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                           (component, version, time.time()))
+            return len(migrations)
+
+    def schema_version(self, component: str) -> int:
+        rows = self.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations "
+                          "WHERE component = ?", (component,))
+        return int(rows[0][0])
+
+    # -- parameters ----------------------------------------------------------------------
+    def stored_params(self) -> dict[str, Any]:
+        """The values changed through the store (name -> Python value), unvalidated."""
+        rows = self.query("SELECT name, value FROM param_values ORDER BY name")
+        return {row["name"]: json.loads(row["value"]) for row in rows}
+
+    def load_params(self, base: Params | None = None) -> Params:
+        """``base`` (defaults, or the config file's values) with the stored values on top."""
+        params = base if base is not None else Params.defaults()
+        for name, value in self.stored_params().items():
+            if name not in REGISTRY:
+                raise StoreError(f"{self.path}: stored parameter {name} is not known to this "
+                                 f"vosapp; run `vosapp params reset {name}`")
+            try:
+                params = params.replace(**{name: value})
+            except ParameterError as exc:
+                raise StoreError(f"{self.path}: stored value no longer valid ({exc}); run "
+                                 f"`vosapp params reset {name}`") from None
+        return params
+
+    def set_param(self, name: str, value: object, by: str, *, base: Params | None = None
+                  ) -> Any:
+        """Validate and persist ``value``; record the change. Returns the coerced value.
+
+        ``base`` (the config file's values) is only used to record the right "old" value
+        when the parameter had not been changed through the store before.
+        """
+        coerced = REGISTRY[name].coerce(value)
+        self._check_by(by)
+        with self.transaction() as db:
+            old = self._effective(db, name, base)
+            db.execute(
+                "INSERT INTO param_values (name, value, changed_at, changed_by)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " value = excluded.value, changed_at = excluded.changed_at,"
+                " changed_by = excluded.changed_by",
+                (name, json.dumps(coerced), time.time(), by),
+            )
+            self._record(db, name, "set", old, coerced, by)
+        return coerced
+
+    def reset_param(self, name: str | None, by: str, *, base: Params | None = None
+                    ) -> list[str]:
+        """Forget the stored value of ``name`` (all when None) so the default/config value
+        applies again. Returns the names that were reset."""
+        self._check_by(by)
+        if name is not None and name not in REGISTRY and name not in self.stored_params():
+            raise REGISTRY.unknown(name)
+        with self.transaction() as db:
+            if name is None:
+                names = [r[0] for r in db.execute("SELECT name FROM param_values ORDER BY name")]
+            else:
+                found = db.execute("SELECT 1 FROM param_values WHERE name = ?", (name,))
+                names = [name] if found.fetchone() else []
+            for each in names:
+                old = self._effective(db, each, base)
+                db.execute("DELETE FROM param_values WHERE name = ?", (each,))
+                new = self._base_value(each, base) if each in REGISTRY else None
+                self._record(db, each, "reset", old, new, by)
+        return names
+
+    def param_history(self, name: str | None = None) -> list[ParamChange]:
+        """Every recorded change, oldest first (of ``name`` only, when given)."""
+        sql = "SELECT at, name, action, old, new, by FROM param_history"
+        args: tuple[Any, ...] = ()
+        if name is not None:
+            sql += " WHERE name = ?"
+            args = (name,)
+        rows = self.query(sql + " ORDER BY id", args)
+        return [ParamChange(at=r["at"], name=r["name"], action=r["action"],
+                            old=json.loads(r["old"]), new=json.loads(r["new"]), by=r["by"])
+                for r in rows]
+
+    @staticmethod
+    def _check_by(by: str) -> None:
+        if not isinstance(by, str) or not by.strip():
+            raise ValueError("`by` must name the interface making the change (e.g. 'cli')")
+
+    @staticmethod
+    def _base_value(name: str, base: Params | None) -> Any:
+        return base[name] if base is not None else REGISTRY[name].default
+
+    def _effective(self, db: sqlite3.Connection, name: str, base: Params | None) -> Any:
+        row = db.execute("SELECT value FROM param_values WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return json.loads(row[0])
+        return self._base_value(name, base) if name in REGISTRY else None
+
+    @staticmethod
+    def _record(db: sqlite3.Connection, name: str, action: str, old: Any, new: Any,
+                by: str) -> None:
+        db.execute("INSERT INTO param_history (at, name, action, old, new, by)"
+                   " VALUES (?, ?, ?, ?, ?, ?)",
+                   (time.time(), name, action, json.dumps(old), json.dumps(new), by))
