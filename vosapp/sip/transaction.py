@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock, TimerHandle
@@ -63,7 +63,7 @@ class TimerName(str, enum.Enum):
     F = "F"  # non-INVITE transaction timeout (client)
     G = "G"  # INVITE final response retransmit (server, unreliable)
     H = "H"  # wait time for ACK receipt (server INVITE)
-    I = "I"  # noqa: E741  wait time for ACK retransmits (server INVITE, Confirmed)
+    I = "I"  # wait time for ACK retransmits (server INVITE, Confirmed)
     J = "J"  # wait time for non-INVITE request retransmits (server)
     K = "K"  # wait time for response retransmits (client non-INVITE)
     L = "L"  # RFC 6026: wait time for accepted INVITE request retransmits (server)
@@ -150,12 +150,12 @@ class Terminated:
     """The transaction is over and leaves the layer's tables."""
 
 
-Action = Union[
-    Transmit, StartTimer, CancelTimer, DeliverResponse, DeliverRequest, TimedOut,
-    TransportFailed, Terminated,
-]
+Action = (
+    Transmit | StartTimer | CancelTimer | DeliverResponse | DeliverRequest | TimedOut
+    | TransportFailed | Terminated
+)
 #: What a TU listener receives.
-TUEvent = Union[DeliverResponse, DeliverRequest, TimedOut, TransportFailed, Terminated]
+TUEvent = DeliverResponse | DeliverRequest | TimedOut | TransportFailed | Terminated
 
 
 class State(str, enum.Enum):
@@ -241,7 +241,7 @@ class ClientInviteMachine(_Machine):
     """§17.1.1 (figure 5) with the RFC 6026 Accepted state."""
 
     INITIAL = State.CALLING
-    TRANSITIONS = {
+    TRANSITIONS: ClassVar[dict[State, frozenset[State]]] = {
         State.CALLING: frozenset({State.PROCEEDING, State.ACCEPTED, State.COMPLETED,
                                   State.TERMINATED}),
         State.PROCEEDING: frozenset({State.ACCEPTED, State.COMPLETED, State.TERMINATED}),
@@ -292,9 +292,9 @@ class ClientInviteMachine(_Machine):
         elif self.state is State.ACCEPTED:
             if klass == 2:  # RFC 6026 §7.2: retransmitted 2xx go to the TU, which re-ACKs
                 out.append(DeliverResponse(response))
-        elif self.state is State.COMPLETED:
-            if klass >= 3 and self.ack is not None:  # §17.1.1.2: retransmission → ACK again
-                out.append(Transmit(self.ack, self.destination, self.transport))
+        elif self.state is State.COMPLETED and klass >= 3 and self.ack is not None:
+            # §17.1.1.2: a retransmitted final response is answered with the ACK again
+            out.append(Transmit(self.ack, self.destination, self.transport))
         return out
 
     def _on_timer(self, timer: TimerName) -> list[Action]:
@@ -316,7 +316,7 @@ class ClientNonInviteMachine(_Machine):
     """§17.1.2 (figure 6)."""
 
     INITIAL = State.TRYING
-    TRANSITIONS = {
+    TRANSITIONS: ClassVar[dict[State, frozenset[State]]] = {
         State.TRYING: frozenset({State.PROCEEDING, State.COMPLETED, State.TERMINATED}),
         State.PROCEEDING: frozenset({State.COMPLETED, State.TERMINATED}),
         State.COMPLETED: frozenset({State.TERMINATED}),
@@ -406,7 +406,7 @@ class ServerInviteMachine(_ServerMachine):
     """§17.2.1 (figure 7) with the RFC 6026 Accepted state."""
 
     INITIAL = State.PROCEEDING
-    TRANSITIONS = {
+    TRANSITIONS: ClassVar[dict[State, frozenset[State]]] = {
         State.PROCEEDING: frozenset({State.ACCEPTED, State.COMPLETED, State.TERMINATED}),
         State.ACCEPTED: frozenset({State.TERMINATED}),
         State.COMPLETED: frozenset({State.CONFIRMED, State.TERMINATED}),
@@ -485,7 +485,7 @@ class ServerNonInviteMachine(_ServerMachine):
     """§17.2.2 (figure 8)."""
 
     INITIAL = State.TRYING
-    TRANSITIONS = {
+    TRANSITIONS: ClassVar[dict[State, frozenset[State]]] = {
         State.TRYING: frozenset({State.PROCEEDING, State.COMPLETED, State.TERMINATED}),
         State.PROCEEDING: frozenset({State.COMPLETED, State.TERMINATED}),
         State.COMPLETED: frozenset({State.TERMINATED}),
@@ -588,8 +588,9 @@ def client_key(message: Request | Response) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- the layer
 
-Machine = Union[ClientInviteMachine, ClientNonInviteMachine, ServerInviteMachine,
-                ServerNonInviteMachine]
+Machine = (
+    ClientInviteMachine | ClientNonInviteMachine | ServerInviteMachine | ServerNonInviteMachine
+)
 Listener = Callable[[TUEvent], None]
 TransmitFn = Callable[["Request | Response", Address, str], None]
 

@@ -1,0 +1,342 @@
+"""Every SIP message in and out, as plain records: a bounded ring, live subscribers, SQLite, pcap.
+
+The switch core records each datagram/stream message it receives (``direction="in"``), each
+one it sends (``"out"``) and noteworthy non-message happenings (``"event"``: a parse failure,
+a silent drop, a suspension, an unregister outcome). Ladder diagrams, the debug trace (filter
+by address, like VOS3000's) and pcap export all read these records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vosapp.clock import Clock
+    from vosapp.sip import Request, Response
+    from vosapp.store import Store
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+NO_ADDRESS: Address = ("", 0)
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One message or event. ``raw`` is the exact bytes on the wire (empty for events)."""
+
+    mono: float
+    wall: float
+    direction: str  # "in" | "out" | "event"
+    transport: str = ""
+    src: Address = NO_ADDRESS
+    dst: Address = NO_ADDRESS
+    raw: bytes = b""
+    method: str | None = None
+    status: int | None = None
+    call_id: str | None = None
+    cseq: str | None = None
+    branch: str | None = None
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        """What a ladder arrow says: the method, or ``status reason``-ish for responses."""
+        if self.status is not None:
+            return f"{self.status} ({self.cseq.split()[-1] if self.cseq else '?'})"
+        return self.method or self.note
+
+    def involves(self, address: str | Address) -> bool:
+        """True when ``address`` (a host, or a (host, port)) is the source or destination."""
+        if isinstance(address, str):
+            return address in (self.src[0], self.dst[0])
+        return tuple(address) in (tuple(self.src), tuple(self.dst))
+
+
+def message_fields(message: Request | Response | None) -> dict[str, Any]:
+    """The searchable fields of a parsed message (method, status, Call-ID, CSeq, branch)."""
+    if message is None:
+        return {}
+    fields: dict[str, Any] = {}
+    status = getattr(message, "status", None)
+    if status is not None:
+        fields["status"] = int(status)
+    else:
+        fields["method"] = message.method
+    try:
+        fields["call_id"] = message.call_id
+        number, method = message.cseq
+        fields["cseq"] = f"{number} {method}"
+        if status is not None:
+            fields["method"] = method
+        via = message.top_via
+        fields["branch"] = via.branch if via is not None else None
+    except Exception:  # a message missing mandatory headers is still traced
+        pass
+    return fields
+
+
+_SCHEMA = [
+    """CREATE TABLE trace_records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mono REAL NOT NULL, wall REAL NOT NULL, direction TEXT NOT NULL, transport TEXT,
+        src_host TEXT, src_port INTEGER, dst_host TEXT, dst_port INTEGER, raw BLOB,
+        method TEXT, status INTEGER, call_id TEXT, cseq TEXT, branch TEXT, note TEXT)""",
+    "CREATE INDEX trace_records_call_id ON trace_records(call_id)",
+]
+
+
+class Trace:
+    """A bounded ring of :class:`TraceRecord` with live subscribers and optional SQLite copy."""
+
+    def __init__(self, capacity: int = 10_000, *, clock: Clock | None = None,
+                 store: Store | None = None) -> None:
+        if capacity < 1:
+            raise ValueError(f"trace capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.clock = clock
+        self._ring: deque[TraceRecord] = deque(maxlen=capacity)
+        self._subscribers: list[Callable[[TraceRecord], None]] = []
+        self._lock = threading.Lock()
+        self._store: Store | None = None
+        self._pending: list[TraceRecord] = []
+        #: Records are written to SQLite in batches of this size (and on :meth:`flush`).
+        self.batch_size = 256
+        if store is not None:
+            self.persist_to(store)
+
+    # writing ----------------------------------------------------------------------
+    def persist_to(self, store: Store) -> None:
+        """Also write every record to ``store`` (table ``trace_records``)."""
+        store.ensure_schema("trace", _SCHEMA)
+        self._store = store
+
+    def add(self, record: TraceRecord) -> TraceRecord:
+        with self._lock:
+            self._ring.append(record)
+        if self._store is not None:
+            self._pending.append(record)
+            if len(self._pending) >= self.batch_size:
+                self.flush()
+        for callback in list(self._subscribers):
+            try:
+                callback(record)
+            except Exception:
+                log.exception("trace subscriber %r failed", callback)
+        return record
+
+    def flush(self) -> int:
+        """Write pending records to SQLite (one transaction); returns how many."""
+        if self._store is None or not self._pending:
+            return 0
+        batch, self._pending = self._pending, []
+        try:
+            with self._store.transaction() as db:
+                db.executemany(_INSERT, [_row(record) for record in batch])
+        except Exception:  # persistence must never take the switch down
+            log.exception("could not persist %d trace records", len(batch))
+            return 0
+        return len(batch)
+
+    def _times(self) -> tuple[float, float]:
+        if self.clock is None:
+            import time
+
+            return time.monotonic(), time.time()
+        return self.clock.now(), self.clock.wall()
+
+    def message(self, direction: str, transport: str, src: Address, dst: Address, raw: bytes,
+                message: Request | Response | None = None, note: str = "") -> TraceRecord:
+        """Record a message on the wire (``message`` is its parse, when it parsed)."""
+        mono, wall = self._times()
+        return self.add(TraceRecord(mono, wall, direction, transport.upper(), tuple(src),
+                                    tuple(dst), bytes(raw), note=note,
+                                    **message_fields(message)))
+
+    def event(self, text: str, **fields: Any) -> TraceRecord:
+        """Record a non-message event; ``fields`` are TraceRecord fields (call_id, src, …)."""
+        mono, wall = self._times()
+        return self.add(TraceRecord(mono, wall, "event", note=text, **fields))
+
+    # reading ----------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[TraceRecord], None]) -> Callable[[], None]:
+        """Call ``callback`` with every new record; returns the function that unsubscribes."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def records(self, *, address: str | Address | None = None, call_id: str | None = None,
+                method: str | None = None, direction: str | None = None,
+                since: float | None = None) -> list[TraceRecord]:
+        """Records in the ring, oldest first, filtered like VOS3000's debug trace."""
+        with self._lock:
+            snapshot = list(self._ring)
+        return list(filter_records(snapshot, address=address, call_id=call_id, method=method,
+                                   direction=direction, since=since))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._ring.clear()
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def __iter__(self) -> Iterator[TraceRecord]:
+        return iter(self.records())
+
+    def export_pcap(self, path: str | Path, **filters: Any) -> int:
+        """Write the (filtered) messages as a pcap file; returns how many packets."""
+        return write_pcap(path, self.records(**filters))
+
+
+def filter_records(records: Iterable[TraceRecord], *, address: str | Address | None = None,
+                   call_id: str | None = None, method: str | None = None,
+                   direction: str | None = None, since: float | None = None
+                   ) -> Iterator[TraceRecord]:
+    for record in records:
+        if address is not None and not record.involves(address):
+            continue
+        if call_id is not None and record.call_id != call_id:
+            continue
+        if method is not None and (record.method or "").upper() != method.upper():
+            continue
+        if direction is not None and record.direction != direction:
+            continue
+        if since is not None and record.mono < since:
+            continue
+        yield record
+
+
+# --------------------------------------------------------------------------- SQLite
+
+_INSERT = ("INSERT INTO trace_records (mono, wall, direction, transport, src_host, src_port,"
+           " dst_host, dst_port, raw, method, status, call_id, cseq, branch, note)"
+           " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _row(record: TraceRecord) -> tuple[Any, ...]:
+    return (record.mono, record.wall, record.direction, record.transport, record.src[0],
+            record.src[1], record.dst[0], record.dst[1], record.raw, record.method,
+            record.status, record.call_id, record.cseq, record.branch, record.note)
+
+
+def load_records(store: Store, *, limit: int | None = None) -> list[TraceRecord]:
+    """Records persisted in ``store`` (oldest first; the newest ``limit`` when given)."""
+    store.ensure_schema("trace", _SCHEMA)
+    query = ("SELECT mono, wall, direction, transport, src_host, src_port, dst_host, dst_port,"
+             " raw, method, status, call_id, cseq, branch, note FROM trace_records"
+             " ORDER BY id DESC")
+    rows = store.query(query + (f" LIMIT {int(limit)}" if limit else ""))
+    out = []
+    for row in reversed(rows):
+        (mono, wall, direction, transport, sh, sp, dh, dp, raw, method, status, call_id, cseq,
+         branch, note) = tuple(row)
+        out.append(TraceRecord(mono, wall, direction, transport or "", (sh or "", sp or 0),
+                               (dh or "", dp or 0), bytes(raw or b""), method, status, call_id,
+                               cseq, branch, note or ""))
+    return out
+
+
+# --------------------------------------------------------------------------- pcap
+
+_PCAP_GLOBAL = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # linktype 1: Ethernet
+_MAC_A = bytes.fromhex("020000000001")
+_MAC_B = bytes.fromhex("020000000002")
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return ipaddress.ip_address("127.0.0.1")  # hostnames: pcap needs some address
+
+
+def _frame(record: TraceRecord, tcp_seq: dict[tuple[Address, Address], int]) -> bytes:
+    src_ip, dst_ip = _ip(record.src[0]), _ip(record.dst[0])
+    if src_ip.version != dst_ip.version:
+        src_ip = ipaddress.ip_address("127.0.0.1")
+        dst_ip = ipaddress.ip_address("127.0.0.1")
+    payload = record.raw[:65000]
+    sport, dport = record.src[1] or 5060, record.dst[1] or 5060
+    if record.transport in ("TCP", "TLS"):
+        key = (record.src, record.dst)
+        seq = tcp_seq.get(key, 1)
+        tcp_seq[key] = (seq + len(payload)) & 0xFFFFFFFF
+        ack = tcp_seq.get((record.dst, record.src), 1)
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, 0x18, 65535, 0, 0)
+        proto = 6
+    else:
+        l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)  # checksum 0: not computed
+        proto = 17
+    segment = l4 + payload
+    if src_ip.version == 4:
+        header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(segment), 0, 0x4000, 64, proto,
+                             0, src_ip.packed, dst_ip.packed)
+        header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+        ethertype = 0x0800
+    else:
+        header = struct.pack("!IHBB16s16s", 6 << 28, len(segment), proto, 64, src_ip.packed,
+                             dst_ip.packed)
+        ethertype = 0x86DD
+    if proto == 6:  # TCP checksum is mandatory for tshark not to flag the segment
+        if src_ip.version == 4:
+            pseudo = src_ip.packed + dst_ip.packed + struct.pack("!BBH", 0, 6, len(segment))
+        else:
+            pseudo = src_ip.packed + dst_ip.packed + struct.pack("!IxxxB", len(segment), 6)
+        csum = _checksum(pseudo + segment)
+        segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
+    return _MAC_B + _MAC_A + struct.pack("!H", ethertype) + header + segment
+
+
+def write_pcap(path: str | Path, records: Iterable[TraceRecord]) -> int:
+    """Write messages (events are skipped) as Ethernet/IP/UDP-or-TCP frames."""
+    tcp_seq: dict[tuple[Address, Address], int] = {}
+    count = 0
+    with open(path, "wb") as out:
+        out.write(_PCAP_GLOBAL)
+        for record in records:
+            if record.direction == "event" or not record.raw:
+                continue
+            frame = _frame(record, tcp_seq)
+            seconds = int(record.wall)
+            micros = int(round((record.wall - seconds) * 1e6)) % 1_000_000
+            out.write(struct.pack("<IIII", seconds, micros, len(frame), len(frame)))
+            out.write(frame)
+            count += 1
+    return count
+
+
+def records_to_json(records: Iterable[TraceRecord]) -> str:
+    """A JSON list (raw as text) for notebooks and the CLI."""
+    rows = []
+    for record in records:
+        row = dict(record.__dict__)
+        row["raw"] = record.raw.decode("utf-8", "replace")
+        rows.append(row)
+    return json.dumps(rows, indent=1)
+
+
+__all__ = ["Trace", "TraceRecord", "filter_records", "load_records", "message_fields",
+           "records_to_json", "write_pcap", "replace"]
