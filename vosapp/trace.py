@@ -80,8 +80,8 @@ def message_fields(message: Request | Response | None) -> dict[str, Any]:
             fields["method"] = method
         via = message.top_via
         fields["branch"] = via.branch if via is not None else None
-    except Exception:  # a message missing mandatory headers is still traced
-        pass
+    except Exception as exc:  # noqa: BLE001 - a message missing headers is still traced
+        log.debug("trace: incomplete message fields (%s)", exc)
     return fields
 
 
@@ -321,7 +321,7 @@ def write_pcap(path: str | Path, records: Iterable[TraceRecord]) -> int:
                 continue
             frame = _frame(record, tcp_seq)
             seconds = int(record.wall)
-            micros = int(round((record.wall - seconds) * 1e6)) % 1_000_000
+            micros = round((record.wall - seconds) * 1e6) % 1_000_000
             out.write(struct.pack("<IIII", seconds, micros, len(frame), len(frame)))
             out.write(frame)
             count += 1
@@ -339,4 +339,4 @@ def records_to_json(records: Iterable[TraceRecord]) -> str:
 
 
 __all__ = ["Trace", "TraceRecord", "filter_records", "load_records", "message_fields",
-           "records_to_json", "write_pcap", "replace"]
+           "records_to_json", "replace", "write_pcap"]
