@@ -1,0 +1,714 @@
+"""SDP (RFC 8866) parsing/serialization and the RFC 3264 offer/answer rules vosapp needs.
+
+Sans-IO and independent of the SIP message module: text or bytes in, objects out.
+
+* :meth:`SessionDescription.parse` keeps every line it does not interpret (``i=``, ``b=``,
+  ``t=``, ``r=``, unknown ``a=`` ...) in order, so ``str(parse(x)) == x`` for a well-formed
+  description written in RFC 8866 §5 order with CRLF line ends. Lines in another order are
+  re-emitted in RFC order.
+* Codecs: :class:`Codec` and the static payload types of RFC 3551 §6 (0 PCMU, 4 G723, 8 PCMA,
+  9 G722 — whose RTP clock is 8000 Hz although it samples at 16 kHz, RFC 3551 §4.5.2 —, 18 G729).
+* Offer/answer: :func:`build_offer` and :func:`answer` (first common codec in the offerer's
+  order, telephone-event kept when both sides support it, unsupported streams rejected with
+  port 0). :class:`NoCommonCodec` is what the call layer turns into 488 (SPEC §5).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+__all__ = [
+    "G722",
+    "G723",
+    "G729",
+    "PCMA",
+    "PCMU",
+    "STATIC_PAYLOAD_TYPES",
+    "TELEPHONE_EVENT",
+    "Answer",
+    "Attribute",
+    "Codec",
+    "Connection",
+    "MediaDescription",
+    "NoCommonCodec",
+    "Origin",
+    "RtpMap",
+    "SdpError",
+    "SessionDescription",
+    "answer",
+    "build_offer",
+    "g729_annexb",
+]
+
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+RTP_PROTOS = ("RTP/AVP",)  # what vosapp's media relay speaks (no SRTP, no AVPF feedback)
+
+
+class SdpError(ValueError):
+    """Malformed or unusable SDP; ``reason`` says what and ``line`` where (1-based, or None)."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        super().__init__(reason if line is None else f"line {line}: {reason}")
+        self.reason = reason
+        self.line = line
+
+
+class NoCommonCodec(SdpError):
+    """The offer has no audio stream the answerer can accept: answer 488 Not Acceptable Here."""
+
+
+# --------------------------------------------------------------------------------------------
+# Codecs
+
+
+@dataclass(frozen=True)
+class Codec:
+    """An RTP payload format: ``encoding/clock_rate[/channels]`` plus optional fmtp.
+
+    ``payload_type`` is None for a codec not bound to a number yet (static codecs know theirs).
+    Matching (:meth:`matches`) ignores payload type and fmtp, compares the encoding
+    case-insensitively (RFC 8866 §6.6).
+    """
+
+    encoding: str
+    clock_rate: int
+    channels: int = 1
+    payload_type: int | None = None
+    fmtp: str | None = None
+
+    def matches(self, other: Codec) -> bool:
+        return (
+            self.encoding.lower() == other.encoding.lower()
+            and self.clock_rate == other.clock_rate
+            and self.channels == other.channels
+        )
+
+    @property
+    def rtpmap_value(self) -> str:
+        suffix = f"/{self.channels}" if self.channels != 1 else ""
+        return f"{self.encoding}/{self.clock_rate}{suffix}"
+
+    def __str__(self) -> str:
+        return self.rtpmap_value
+
+
+PCMU = Codec("PCMU", 8000, 1, 0)
+G723 = Codec("G723", 8000, 1, 4)
+PCMA = Codec("PCMA", 8000, 1, 8)
+G722 = Codec("G722", 8000, 1, 9)  # RFC 3551 §4.5.2: 8000 Hz RTP clock for 16 kHz audio
+G729 = Codec("G729", 8000, 1, 18)
+TELEPHONE_EVENT = Codec("telephone-event", 8000, 1, 101, "0-16")  # RFC 4733
+
+# RFC 3551 §6 table 4 (audio), the ones a softswitch meets in practice.
+STATIC_PAYLOAD_TYPES: dict[int, Codec] = {
+    0: PCMU,
+    3: Codec("GSM", 8000, 1, 3),
+    4: G723,
+    8: PCMA,
+    9: G722,
+    13: Codec("CN", 8000, 1, 13),
+    18: G729,
+}
+
+
+def g729_annexb(fmtp: str | None) -> bool:
+    """Whether G.729 Annex B (VAD/CNG) is in use; RFC 4856 §2.1.9: absent means ``annexb=yes``."""
+    for name, value in _fmtp_params(fmtp):
+        if name.lower() == "annexb":
+            return value.strip().lower() != "no"
+    return True
+
+
+def _fmtp_params(fmtp: str | None) -> list[tuple[str, str]]:
+    if not fmtp:
+        return []
+    pairs = []
+    for item in fmtp.split(";"):
+        name, _, value = item.strip().partition("=")
+        if name:
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+
+
+@dataclass
+class Origin:
+    """``o=<username> <sess-id> <sess-version> <nettype> <addrtype> <unicast-address>``."""
+
+    username: str
+    session_id: str
+    session_version: int
+    nettype: str = "IN"
+    addrtype: str = "IP4"
+    address: str = "0.0.0.0"
+
+    def __str__(self) -> str:
+        return (
+            f"{self.username} {self.session_id} {self.session_version} "
+            f"{self.nettype} {self.addrtype} {self.address}"
+        )
+
+
+@dataclass
+class Connection:
+    """``c=<nettype> <addrtype> <connection-address>`` (``address`` keeps any /ttl suffix)."""
+
+    address: str
+    nettype: str = "IN"
+    addrtype: str = "IP4"
+
+    def __str__(self) -> str:
+        return f"{self.nettype} {self.addrtype} {self.address}"
+
+
+@dataclass
+class Attribute:
+    """``a=<name>[:<value>]``; ``value`` is None for a property attribute like ``sendrecv``."""
+
+    name: str
+    value: str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.value is None else f"{self.name}:{self.value}"
+
+
+@dataclass(frozen=True)
+class RtpMap:
+    """``a=rtpmap:<payload type> <encoding name>/<clock rate>[/<channels>]``."""
+
+    payload_type: int
+    encoding: str
+    clock_rate: int
+    channels: int = 1
+
+
+# RFC 8866 §5 field order; lines vosapp does not interpret keep their relative order.
+_SESSION_RANK = {"i": 1, "u": 1, "e": 1, "p": 1, "c": 2, "b": 3, "t": 4, "r": 4, "z": 5, "k": 6}
+_MEDIA_RANK = {"i": 1, "c": 2, "b": 3, "k": 4}
+
+
+@dataclass
+class MediaDescription:
+    """One ``m=`` section. ``formats`` are strings (RTP payload type numbers for RTP/AVP)."""
+
+    media: str
+    port: int
+    proto: str
+    formats: list[str]
+    port_count: int | None = None
+    connection: Connection | None = None
+    attributes: list[Attribute] = field(default_factory=list)
+    other_lines: list[tuple[str, str]] = field(default_factory=list)  # i=, b=, k= in order
+
+    # -- attribute helpers ------------------------------------------------------------------
+
+    def attribute_values(self, name: str) -> list[str | None]:
+        return [a.value for a in self.attributes if a.name.lower() == name.lower()]
+
+    def first_attribute(self, name: str) -> str | None:
+        values = self.attribute_values(name)
+        return values[0] if values else None
+
+    @property
+    def rtpmaps(self) -> dict[int, RtpMap]:
+        result: dict[int, RtpMap] = {}
+        for value in self.attribute_values("rtpmap"):
+            mapping = _parse_rtpmap(value or "", None)
+            result.setdefault(mapping.payload_type, mapping)
+        return result
+
+    def rtpmap(self, payload_type: int) -> RtpMap | None:
+        return self.rtpmaps.get(payload_type)
+
+    def fmtp(self, payload_type: int) -> str | None:
+        """The fmtp parameters of ``payload_type`` (text after ``a=fmtp:<pt> ``), or None."""
+        for value in self.attribute_values("fmtp"):
+            pt, _, params = (value or "").partition(" ")
+            if pt == str(payload_type):
+                return params.strip()
+        return None
+
+    @property
+    def ptime(self) -> int | None:
+        return _parse_ms(self.first_attribute("ptime"), "ptime", None)
+
+    @property
+    def maxptime(self) -> int | None:
+        return _parse_ms(self.first_attribute("maxptime"), "maxptime", None)
+
+    @property
+    def direction(self) -> str | None:
+        """The media-level direction attribute, or None when absent (see
+        :meth:`SessionDescription.direction_of`)."""
+        for attribute in self.attributes:
+            if attribute.name in DIRECTIONS and attribute.value is None:
+                return attribute.name
+        return None
+
+    def set_direction(self, direction: str) -> None:
+        if direction not in DIRECTIONS:
+            raise SdpError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+        self.attributes = [
+            a for a in self.attributes if not (a.name in DIRECTIONS and a.value is None)
+        ]
+        self.attributes.append(Attribute(direction))
+
+    def codecs(self) -> list[Codec]:
+        """The formats as codecs in offer order (static types filled in from RFC 3551).
+
+        Dynamic payload types without an rtpmap are skipped (nothing can be known about them).
+        """
+        maps = self.rtpmaps
+        result = []
+        for fmt in self.formats:
+            if not fmt.isdigit():
+                continue
+            pt = int(fmt)
+            mapping = maps.get(pt)
+            if mapping is not None:
+                codec = Codec(mapping.encoding, mapping.clock_rate, mapping.channels, pt)
+            elif pt in STATIC_PAYLOAD_TYPES:
+                codec = STATIC_PAYLOAD_TYPES[pt]
+            else:
+                continue
+            result.append(replace(codec, fmtp=self.fmtp(pt)))
+        return result
+
+    @property
+    def telephone_event_pt(self) -> int | None:
+        """The payload type of ``telephone-event/8000`` (RFC 4733), when offered."""
+        for codec in self.codecs():
+            if codec.encoding.lower() == "telephone-event" and codec.clock_rate == 8000:
+                return codec.payload_type
+        return None
+
+    @property
+    def rejected(self) -> bool:
+        return self.port == 0
+
+    # -- serialization ----------------------------------------------------------------------
+
+    def lines(self) -> list[str]:
+        port = f"{self.port}/{self.port_count}" if self.port_count is not None else str(self.port)
+        out = [f"m={self.media} {port} {self.proto} {' '.join(self.formats)}"]
+        ranked: list[tuple[int, str]] = [(_MEDIA_RANK[k], f"{k}={v}") for k, v in self.other_lines]
+        if self.connection is not None:
+            ranked.append((2, f"c={self.connection}"))
+        ranked.sort(key=lambda item: item[0])  # stable: keeps order within a rank
+        out.extend(line for _rank, line in ranked)
+        out.extend(f"a={a}" for a in self.attributes)
+        return out
+
+
+@dataclass
+class SessionDescription:
+    """A whole SDP body. ``str()`` serializes with CRLF line ends, ``bytes()`` as UTF-8."""
+
+    origin: Origin
+    session_name: str = "-"
+    connection: Connection | None = None
+    attributes: list[Attribute] = field(default_factory=list)
+    media: list[MediaDescription] = field(default_factory=list)
+    other_lines: list[tuple[str, str]] = field(default_factory=list)  # i u e p b t r z k
+    version: int = 0
+
+    @classmethod
+    def parse(cls, data: str | bytes) -> SessionDescription:
+        """Parse SDP text; raise :class:`SdpError` naming the line and the problem."""
+        return _parse(data)
+
+    def __str__(self) -> str:
+        out = [f"v={self.version}", f"o={self.origin}", f"s={self.session_name}"]
+        ranked: list[tuple[int, str]] = [
+            (_SESSION_RANK[k], f"{k}={v}") for k, v in self.other_lines
+        ]
+        if self.connection is not None:
+            ranked.append((2, f"c={self.connection}"))
+        ranked.sort(key=lambda item: item[0])
+        out.extend(line for _rank, line in ranked)
+        out.extend(f"a={a}" for a in self.attributes)
+        for media in self.media:
+            out.extend(media.lines())
+        return "\r\n".join(out) + "\r\n"
+
+    def __bytes__(self) -> bytes:
+        return str(self).encode("utf-8")
+
+    def connection_of(self, media: MediaDescription) -> Connection | None:
+        """The connection for ``media``: its own ``c=`` or the session-level one."""
+        return media.connection or self.connection
+
+    def direction_of(self, media: MediaDescription) -> str:
+        """Media-level direction, else session-level, else sendrecv (RFC 8866 §6.7)."""
+        if media.direction is not None:
+            return media.direction
+        for attribute in self.attributes:
+            if attribute.name in DIRECTIONS and attribute.value is None:
+                return attribute.name
+        return "sendrecv"
+
+    def first_audio(self) -> MediaDescription | None:
+        return next((m for m in self.media if m.media == "audio"), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _parse_int(text: str, what: str, line: int | None, lo: int = 0, hi: int | None = None) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise SdpError(f"{what} {text!r} is not a number", line)
+    value = int(text)
+    if value < lo or (hi is not None and value > hi):
+        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise SdpError(f"{what} {value} out of range ({bound})", line)
+    return value
+
+
+def _parse_ms(value: str | None, what: str, line: int | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise SdpError(f"{what} {value!r} is not a number of milliseconds", line) from None
+    if not 0 < number <= 10_000:
+        raise SdpError(f"{what} {value!r} out of range (0..10000 ms)", line)
+    return max(1, round(number))
+
+
+def _parse_rtpmap(value: str, line: int | None) -> RtpMap:
+    pt_text, _, rest = value.strip().partition(" ")
+    pt = _parse_int(pt_text, "rtpmap payload type", line, 0, 127)
+    parts = rest.strip().split("/")
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise SdpError(f"rtpmap {value!r} is not <pt> <encoding>/<clock>[/<channels>]", line)
+    clock = _parse_int(parts[1], "rtpmap clock rate", line, 1)
+    channels = _parse_int(parts[2], "rtpmap channels", line, 1) if len(parts) == 3 else 1
+    return RtpMap(pt, parts[0], clock, channels)
+
+
+def _parse_connection(value: str, line: int) -> Connection:
+    parts = value.split()
+    if len(parts) != 3:
+        raise SdpError(f"c= needs <nettype> <addrtype> <address>, got {value!r}", line)
+    return Connection(parts[2], parts[0], parts[1])
+
+
+def _parse_origin(value: str, line: int) -> Origin:
+    parts = value.split()
+    if len(parts) != 6:
+        raise SdpError(f"o= needs 6 fields, got {len(parts)}: {value!r}", line)
+    version = _parse_int(parts[2], "o= session version", line)
+    return Origin(parts[0], parts[1], version, parts[3], parts[4], parts[5])
+
+
+def _parse_media(value: str, line: int) -> MediaDescription:
+    parts = value.split()
+    if len(parts) < 4:
+        raise SdpError(f"m= needs <media> <port> <proto> <fmt>..., got {value!r}", line)
+    port_text, slash, count_text = parts[1].partition("/")
+    port = _parse_int(port_text, "m= port", line, 0, 65535)
+    port_count = _parse_int(count_text, "m= port count", line, 1) if slash else None
+    return MediaDescription(parts[0], port, parts[2], parts[3:], port_count)
+
+
+def _check_attribute(attribute: Attribute, line: int) -> None:
+    """Validate the attributes vosapp interprets, so accessors never fail later."""
+    name, value = attribute.name.lower(), attribute.value
+    if name == "rtpmap":
+        _parse_rtpmap(value or "", line)
+    elif name == "fmtp":
+        pt_text = (value or "").strip().partition(" ")[0]
+        if not pt_text:
+            raise SdpError("fmtp without a format", line)
+    elif name in ("ptime", "maxptime"):
+        _parse_ms(value or "", name, line)
+
+
+def _parse(data: str | bytes) -> SessionDescription:
+    if isinstance(data, bytes | bytearray):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SdpError(f"not UTF-8 (byte {exc.start})") from None
+    elif isinstance(data, str):
+        text = data
+    else:
+        raise SdpError(f"SDP must be str or bytes, not {type(data).__name__}")
+    raw_lines = text.split("\n")
+    session: SessionDescription | None = None
+    version: int | None = None
+    origin: Origin | None = None
+    session_name: str | None = None
+    current: MediaDescription | None = None
+    pending: list[tuple[int, str, str]] = []  # session lines seen before o= and s= both exist
+    for number, raw in enumerate(raw_lines, start=1):
+        line = raw.removesuffix("\r")
+        if not line.strip():
+            continue  # blank lines (and the final CRLF) are tolerated
+        if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z"):
+            raise SdpError(f"not a <type>=<value> line: {line[:40]!r}", number)
+        if "\r" in line or "\x00" in line:
+            raise SdpError("stray CR or NUL inside a line", number)
+        key, value = line[0], line[2:]
+        if version is None:
+            if key != "v":
+                raise SdpError("the first line must be v=", number)
+            version = _parse_int(value.strip(), "v=", number)
+            if version != 0:
+                raise SdpError(f"unsupported SDP version {version}", number)
+            continue
+        if key == "v":
+            raise SdpError("repeated v= line", number)
+        if key == "m":
+            if session is None:
+                raise SdpError("m= before the o= and s= lines", number)
+            current = _parse_media(value, number)
+            session.media.append(current)
+            continue
+        if key == "o" and current is None:
+            if origin is not None:
+                raise SdpError("repeated o= line", number)
+            origin = _parse_origin(value, number)
+        elif key == "s" and current is None:
+            if session_name is not None:
+                raise SdpError("repeated s= line", number)
+            session_name = value
+        elif key == "c":
+            connection = _parse_connection(value, number)
+            target = current if current is not None else session
+            if target is None:
+                pending.append((number, key, value))
+            elif target.connection is not None:
+                raise SdpError("repeated c= line", number)
+            else:
+                target.connection = connection
+        elif key == "a":
+            name, colon, attr_value = value.partition(":")
+            if not name:
+                raise SdpError("a= without an attribute name", number)
+            attribute = Attribute(name, attr_value if colon else None)
+            _check_attribute(attribute, number)
+            if current is not None:
+                current.attributes.append(attribute)
+            elif session is not None:
+                session.attributes.append(attribute)
+            else:
+                pending.append((number, key, value))
+        elif current is not None:
+            if key not in _MEDIA_RANK:
+                raise SdpError(f"{key}= is not allowed in a media section", number)
+            current.other_lines.append((key, value))
+        else:
+            if key not in _SESSION_RANK:
+                raise SdpError(f"unknown session-level line {key}=", number)
+            if session is None:
+                pending.append((number, key, value))
+            else:
+                session.other_lines.append((key, value))
+        if session is None and origin is not None and session_name is not None:
+            session = SessionDescription(origin=origin, session_name=session_name)
+            for p_number, p_key, p_value in pending:
+                if p_key == "c":
+                    if session.connection is not None:
+                        raise SdpError("repeated c= line", p_number)
+                    session.connection = _parse_connection(p_value, p_number)
+                elif p_key == "a":
+                    name, colon, attr_value = p_value.partition(":")
+                    session.attributes.append(Attribute(name, attr_value if colon else None))
+                else:
+                    session.other_lines.append((p_key, p_value))
+            pending = []
+    if version is None:
+        raise SdpError("empty SDP (no v= line)")
+    if origin is None:
+        raise SdpError("missing o= line")
+    if session_name is None:
+        raise SdpError("missing s= line")
+    assert session is not None
+    return session
+
+
+# --------------------------------------------------------------------------------------------
+# Offer / answer (RFC 3264)
+
+
+def _addrtype(address: str) -> str:
+    return "IP6" if ":" in address else "IP4"
+
+
+def _new_session_id() -> str:
+    # RFC 8866 §5.2 suggests an NTP timestamp; any unique number works and needs no clock.
+    return str(secrets.randbelow(2**62) + 1)
+
+
+def _media_attributes(
+    codecs: Sequence[Codec],
+    telephone_event: Codec | None,
+    ptime: int | None,
+    direction: str,
+) -> tuple[list[str], list[Attribute]]:
+    formats: list[str] = []
+    attributes: list[Attribute] = []
+    for codec in [*codecs, *([telephone_event] if telephone_event else [])]:
+        if codec.payload_type is None:
+            raise SdpError(f"codec {codec} has no payload type")
+        formats.append(str(codec.payload_type))
+        attributes.append(Attribute("rtpmap", f"{codec.payload_type} {codec.rtpmap_value}"))
+        if codec.fmtp:
+            attributes.append(Attribute("fmtp", f"{codec.payload_type} {codec.fmtp}"))
+    if ptime is not None:
+        attributes.append(Attribute("ptime", str(ptime)))
+    if direction not in DIRECTIONS:
+        raise SdpError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+    attributes.append(Attribute(direction))
+    return formats, attributes
+
+
+def build_offer(
+    address: str,
+    port: int,
+    codecs: Sequence[Codec],
+    *,
+    telephone_event_pt: int | None = 101,
+    ptime: int | None = 20,
+    direction: str = "sendrecv",
+    session_id: str | None = None,
+    session_version: int = 1,
+    username: str = "vosapp",
+    session_name: str = "vosapp",
+) -> SessionDescription:
+    """An audio offer listing ``codecs`` in preference order (each needs a payload type),
+    plus ``telephone-event`` on ``telephone_event_pt`` unless it is None."""
+    if not codecs:
+        raise SdpError("an offer needs at least one codec")
+    if not 0 < port <= 65535:
+        raise SdpError(f"RTP port {port} out of range 1..65535")
+    event = (
+        replace(TELEPHONE_EVENT, payload_type=telephone_event_pt)
+        if telephone_event_pt is not None
+        else None
+    )
+    formats, attributes = _media_attributes(codecs, event, ptime, direction)
+    addrtype = _addrtype(address)
+    return SessionDescription(
+        origin=Origin(
+            username, session_id or _new_session_id(), session_version, "IN", addrtype, address
+        ),
+        session_name=session_name,
+        connection=Connection(address, "IN", addrtype),
+        other_lines=[("t", "0 0")],
+        media=[MediaDescription("audio", port, "RTP/AVP", formats, attributes=attributes)],
+    )
+
+
+_ANSWER_DIRECTION = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer SDP plus what the call/media layers need from the negotiation."""
+
+    sdp: SessionDescription
+    codec: Codec  # the chosen codec with the offerer's payload type and fmtp
+    telephone_event_pt: int | None
+    remote_address: str | None  # where to send RTP (the offer's connection address)
+    remote_port: int
+    ptime: int | None  # offerer's packetization time, when given
+    direction: str  # the answer's direction for the accepted stream
+
+
+def answer(
+    offer: SessionDescription | str | bytes,
+    supported_codecs: Iterable[Codec],
+    *,
+    address: str,
+    port: int,
+    telephone_event: bool = True,
+    ptime: int | None = None,
+    session_id: str | None = None,
+    session_version: int = 1,
+    username: str = "vosapp",
+    session_name: str = "vosapp",
+) -> Answer:
+    """Answer ``offer`` (RFC 3264 §6) accepting the first audio stream we can handle.
+
+    The chosen codec is the first one *in the offerer's order* that matches one of
+    ``supported_codecs`` (encoding/clock/channels), answered with the offerer's payload type
+    and fmtp (RFC 3264 §6.1). ``telephone-event/8000`` is kept when offered and
+    ``telephone_event`` is true. Every other stream (video, other protocols, further audio
+    streams) is rejected with port 0. Raises :class:`NoCommonCodec` when nothing is accepted.
+    """
+    if not isinstance(offer, SessionDescription):
+        offer = SessionDescription.parse(offer)
+    supported = list(supported_codecs)
+    if not 0 < port <= 65535:
+        raise SdpError(f"RTP port {port} out of range 1..65535")
+    chosen: tuple[int, Codec, int | None, str] | None = None
+    reasons: list[str] = []
+    answered_media: list[MediaDescription] = []
+    for index, media in enumerate(offer.media):
+        if chosen is None and media.media == "audio" and media.proto in RTP_PROTOS and media.port:
+            offered = media.codecs()
+            codec = next(
+                (c for c in offered if c.encoding.lower() != "telephone-event"
+                 and any(c.matches(s) for s in supported)),
+                None,
+            )
+            if codec is not None:
+                event_pt = media.telephone_event_pt if telephone_event else None
+                direction = _ANSWER_DIRECTION[offer.direction_of(media)]
+                chosen = (index, codec, event_pt, direction)
+                event = next(
+                    (c for c in offered if c.payload_type == event_pt), None
+                ) if event_pt is not None else None
+                formats, attributes = _media_attributes([codec], event, ptime, direction)
+                answered_media.append(
+                    MediaDescription("audio", port, media.proto, formats, attributes=attributes)
+                )
+                continue
+            names = ", ".join(str(c) for c in offered) or "none"
+            reasons.append(f"audio stream {index}: no common codec (offered {names})")
+        elif media.media != "audio":
+            reasons.append(f"stream {index}: {media.media} not supported")
+        elif media.proto not in RTP_PROTOS:
+            reasons.append(f"stream {index}: protocol {media.proto} not supported")
+        # RFC 3264 §6: a rejected stream keeps its m= line with port 0 and the offered formats.
+        answered_media.append(MediaDescription(media.media, 0, media.proto, list(media.formats)))
+    if chosen is None:
+        detail = "; ".join(reasons) or "the offer has no media stream"
+        raise NoCommonCodec(f"no acceptable audio stream: {detail}")
+    index, codec, event_pt, direction = chosen
+    offered_media = offer.media[index]
+    connection = offer.connection_of(offered_media)
+    addrtype = _addrtype(address)
+    sdp = SessionDescription(
+        origin=Origin(
+            username, session_id or _new_session_id(), session_version, "IN", addrtype, address
+        ),
+        session_name=session_name,
+        connection=Connection(address, "IN", addrtype),
+        other_lines=[("t", "0 0")],
+        media=answered_media,
+    )
+    return Answer(
+        sdp=sdp,
+        codec=codec,
+        telephone_event_pt=event_pt,
+        remote_address=connection.address if connection is not None else None,
+        remote_port=offered_media.port,
+        ptime=offered_media.ptime,
+        direction=direction,
+    )
