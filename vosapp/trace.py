@@ -74,7 +74,8 @@ def message_fields(message: Request | Response | None) -> dict[str, Any]:
         fields["method"] = message.method
     try:
         fields["call_id"] = message.call_id
-        number, method = message.cseq
+        cseq = message.cseq
+        number, method = cseq.number, cseq.method
         fields["cseq"] = f"{number} {method}"
         if status is not None:
             fields["method"] = method

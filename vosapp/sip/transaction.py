@@ -544,7 +544,7 @@ def build_ack(invite: Request, response: Response) -> Request:
     headers.add("From", invite.headers.get("From") or "")
     headers.add("To", response.headers.get("To") or "")
     headers.add("Call-ID", invite.headers.get("Call-ID") or "")
-    headers.add("CSeq", f"{invite.cseq[0]} ACK")
+    headers.add("CSeq", f"{invite.cseq.number} ACK")
     headers.add("Content-Length", "0")
     return Request("ACK", invite.uri, headers, b"")
 
@@ -577,12 +577,12 @@ def server_key(request: Request) -> tuple[Any, ...]:
         return ("3261", branch, _sent_by(request), method)
     from_ = request.from_
     return ("2543", str(request.uri), from_.tag if from_ else None, request.call_id,
-            request.cseq[0], str(request.top_via) if request.top_via else "", method)
+            request.cseq.number, str(request.top_via) if request.top_via else "", method)
 
 
 def client_key(message: Request | Response) -> tuple[str, str]:
     """§17.1.3: (top Via branch, CSeq method); an ACK belongs to its INVITE."""
-    method = message.cseq[1]
+    method = message.cseq.method
     return (_branch(message) or "", "INVITE" if method == "ACK" else method)
 
 

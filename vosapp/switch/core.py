@@ -1,0 +1,505 @@
+"""The sans-IO switch core: bytes in, sends out, handlers plugged in per method.
+
+Theory of operation
+-------------------
+A runtime (``vosapp.io.runtime`` on real sockets, ``vosapp.io.virtual`` on a simulated
+network) calls :meth:`SwitchCore.receive` with every datagram / framed stream message and
+gives the core a ``sender`` callable that puts bytes on the wire. Timers run on the injected
+:class:`~vosapp.clock.Clock`. Nothing here opens a socket or reads the wall clock.
+
+Inbound requests go through the :class:`~vosapp.sip.transaction.TransactionLayer`: a
+retransmission is absorbed by its transaction; a new request creates a server transaction and
+is handed to the handler registered for its method (``add_request_handler``). A handler
+answers with ``txn.respond(response)`` — now or later — or ``txn.drop()`` to say nothing at
+all (SS_REPLY_UNAUTHORIZED=Off, SPEC §2.1). With no handler, the core answers as RFC 3261
+asks of a UAS: OPTIONS → 200 with Allow/Accept/Supported (§11.2), a method it knows but does
+not serve → 405 with Allow (§8.2.1), an unknown method → 501 (§8.2.1), Max-Forwards 0 → 483
+(§16.3; OPTIONS exempt, §11), CANCEL → matched to its INVITE (§9.2) or 481.
+
+Outbound requests (the registration client, later the B2BUA) go through
+:meth:`SwitchCore.send_request`, which returns a ClientTransaction whose listeners receive
+responses, timeouts and termination as plain events.
+
+Start and stop hooks let features run work when the switch starts and when it stops
+gracefully; a stop hook may return a ``done()`` predicate (e.g. "the Expires: 0 REGISTER got
+its final answer"), and the runtime keeps the transports open until every predicate is true or
+its bounded wait runs out (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vosapp.params import Params
+from vosapp.sip.transaction import (
+    RELIABLE_TRANSPORTS,
+    ClientTransaction,
+    Listener,
+    ServerTransaction,
+    TimerSettings,
+    TransactionError,
+    TransactionLayer,
+)
+from vosapp.trace import Trace
+
+if TYPE_CHECKING:
+    from vosapp.clock import Clock
+    from vosapp.config import Config
+    from vosapp.sip import Request, Response
+    from vosapp.store import Store
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+#: Puts bytes on the wire: ``sender(data, destination, transport)``. May raise OSError.
+Sender = Callable[[bytes, Address, str], None]
+#: A request handler: ``handler(request, txn)``; ``txn.source``/``txn.transport`` say where
+#: it came from, ``txn.respond(response)`` / ``txn.drop()`` finish it.
+RequestHandler = Callable[["Request", ServerTransaction], None]
+#: Receives requests that belong to no transaction: the ACK for a 2xx (§13.2.2.4).
+AckHandler = Callable[["Request", Address, str], None]
+#: Receives responses that match no client transaction (2xx retransmissions, §13.2.2.4).
+StrayResponseHandler = Callable[["Response", Address, str], None]
+#: A stop hook starts its graceful work and may return a ``done()`` predicate.
+StopHook = Callable[[], "Callable[[], bool] | None"]
+
+#: RFC 3261 and its extensions: methods this switch recognises (405, not 501, when unserved).
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
+#: Served by the core itself whatever handlers exist.
+CORE_METHODS = ("OPTIONS", "CANCEL", "ACK")
+SERVER_NAME = "vosapp/0.1"
+ACCEPT = "application/sdp"
+
+
+@dataclass
+class CoreStats:
+    received: int = 0
+    sent: int = 0
+    parse_errors: int = 0
+    retransmissions_absorbed: int = 0
+    send_errors: int = 0
+
+
+class SwitchCore:
+    """Holds Params, Config, Trace, Store, Clock and the TransactionLayer; dispatches requests."""
+
+    def __init__(self, *, clock: Clock, params: Params | None = None,
+                 config: Config | None = None, trace: Trace | None = None,
+                 store: Store | None = None, sender: Sender | None = None) -> None:
+        self.clock = clock
+        self.config = config
+        self.params = params if params is not None else (
+            config.parameters if config is not None else Params.defaults())
+        self.trace = trace if trace is not None else Trace(clock=clock)
+        if self.trace.clock is None:
+            self.trace.clock = clock
+        self.store = store
+        self._sender = sender
+        self.stats = CoreStats()
+        self.transactions = TransactionLayer(clock, TimerSettings.from_params(self.params),
+                                             self._transmit_message)
+        #: Local (host, port) per transport, set by the runtime once sockets are bound.
+        self.local_addresses: dict[str, Address] = {}
+        self._handlers: dict[str, RequestHandler] = {}
+        self._ack_handlers: list[AckHandler] = []
+        self._stray_handlers: list[StrayResponseHandler] = []
+        self._start_hooks: list[Callable[[], None]] = []
+        self._stop_hooks: list[StopHook] = []
+        self._pending_stop: list[Callable[[], bool]] = []
+        self.running = False
+
+    # ------------------------------------------------------------------ plug-in API
+    def add_request_handler(self, method: str, handler: RequestHandler) -> None:
+        """Serve ``method`` (e.g. "REGISTER") with ``handler(request, txn)``.
+
+        The handler must end the transaction with ``txn.respond(...)`` or ``txn.drop()``
+        (possibly later, e.g. from a timer); an exception escaping it is answered 500.
+        """
+        method = method.upper()
+        if method in ("ACK", "CANCEL"):
+            raise ValueError(f"{method} is handled by the transaction layer; use "
+                             "add_ack_handler / ServerTransaction.cancel_listeners")
+        if method in self._handlers:
+            raise ValueError(f"a handler for {method} is already registered")
+        self._handlers[method] = handler
+
+    def remove_request_handler(self, method: str) -> None:
+        self._handlers.pop(method.upper(), None)
+
+    def add_ack_handler(self, handler: AckHandler) -> None:
+        self._ack_handlers.append(handler)
+
+    def add_stray_response_handler(self, handler: StrayResponseHandler) -> None:
+        self._stray_handlers.append(handler)
+
+    def add_start_hook(self, hook: Callable[[], None]) -> None:
+        self._start_hooks.append(hook)
+
+    def add_stop_hook(self, hook: StopHook) -> None:
+        """``hook()`` runs on a graceful stop, before transports close; it may return a
+        ``done()`` predicate the runtime waits on (bounded)."""
+        self._stop_hooks.append(hook)
+
+    def attach_sender(self, sender: Sender) -> None:
+        self._sender = sender
+
+    @property
+    def allowed_methods(self) -> list[str]:
+        """The Allow header: methods the core or a handler serves."""
+        served = set(CORE_METHODS) | set(self._handlers)
+        return sorted(served, key=lambda m: (m not in ("INVITE", "ACK", "CANCEL", "BYE"), m))
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.running = True
+        for hook in self._start_hooks:
+            hook()
+
+    def begin_stop(self) -> None:
+        """Run the stop hooks (once); then poll :meth:`stop_done` while time passes."""
+        if not self.running:
+            return
+        self.running = False
+        self._pending_stop = []
+        for hook in self._stop_hooks:
+            try:
+                done = hook()
+            except Exception:
+                log.exception("stop hook %r failed", hook)
+                self.trace.event(f"stop hook {getattr(hook, '__name__', hook)!s} failed")
+                continue
+            if done is not None:
+                self._pending_stop.append(done)
+
+    def stop_done(self) -> bool:
+        return all(done() for done in self._pending_stop)
+
+    # ------------------------------------------------------------------ outbound
+    def local_address(self, transport: str = "UDP") -> Address:
+        transport = transport.upper()
+        if transport in self.local_addresses:
+            return self.local_addresses[transport]
+        if self.local_addresses:
+            return next(iter(self.local_addresses.values()))
+        if self.config is not None:
+            return (self.config.switch.sip_host, self.config.switch.sip_port)
+        return ("127.0.0.1", 5060)
+
+    def new_via(self, transport: str = "UDP") -> str:
+        """A Via value for a request this switch originates (new branch, rport per RFC 3581)."""
+        from vosapp.sip import new_branch
+
+        host, port = self.local_address(transport)
+        host = f"[{host}]" if ":" in host else host
+        return f"SIP/2.0/{transport.upper()} {host}:{port};branch={new_branch()};rport"
+
+    def send_request(self, request: Request, destination: Address, transport: str = "UDP",
+                     listener: Listener | None = None) -> ClientTransaction:
+        """Send ``request`` in a new client transaction; ``listener`` receives
+        DeliverResponse / TimedOut / TransportFailed / Terminated events."""
+        return self.transactions.send_request(request, tuple(destination), transport.upper(),
+                                              listener)
+
+    def send_stateless(self, message: Request | Response, destination: Address,
+                       transport: str = "UDP") -> None:
+        """Send outside any transaction (ACK for a 2xx §13.2.2.4, 2xx retransmission, keep-alive)."""
+        self._transmit_message(message, tuple(destination), transport.upper())
+
+    def send_raw(self, data: bytes, destination: Address, transport: str = "UDP",
+                 note: str = "") -> None:
+        """Send bytes that are not SIP (NAT keep-alive payload, SS_SIP_NAT_KEEP_ALIVE_MESSAGE)."""
+        self._send(data, tuple(destination), transport.upper(), None, note)
+
+    def _transmit_message(self, message: Request | Response, destination: Address,
+                          transport: str) -> None:
+        self._send(bytes(message), destination, transport, message, "")
+
+    def _send(self, data: bytes, destination: Address, transport: str,
+              message: Request | Response | None, note: str) -> None:
+        self.trace.message("out", transport, self.local_address(transport), destination, data,
+                           message, note)
+        if self._sender is None:
+            raise OSError("no transport attached to the switch core")
+        try:
+            self._sender(data, destination, transport)
+        except OSError as exc:
+            self.stats.send_errors += 1
+            self.trace.event(f"send to {destination[0]}:{destination[1]} failed: {exc}",
+                             transport=transport, dst=destination)
+            raise
+        self.stats.sent += 1
+
+    # ------------------------------------------------------------------ inbound
+    def receive(self, data: bytes, source: Address, transport: str,
+                local: Address | None = None) -> None:
+        """One datagram or one framed stream message. Never raises on bad input."""
+        from vosapp.sip import SipParseError, parse
+
+        transport = transport.upper()
+        source = (source[0], int(source[1]))
+        local = local if local is not None else self.local_address(transport)
+        self.stats.received += 1
+        if not data.strip(b"\r\n\t "):
+            return  # CRLF keep-alives (RFC 5626 §3.5.1) are not messages
+        try:
+            message = parse(data)
+        except SipParseError as exc:
+            self.stats.parse_errors += 1
+            self.trace.message("in", transport, source, local, data, None,
+                               note=f"unparsable: {exc}")
+            self._answer_unparsable(data, exc, source, transport)
+            return
+        except Exception as exc:
+            self.stats.parse_errors += 1
+            log.exception("parser failed unexpectedly")
+            self.trace.message("in", transport, source, local, data, None,
+                               note=f"parser failure: {exc!r}")
+            return
+        self.trace.message("in", transport, source, local, data, message)
+        try:
+            if getattr(message, "status", None) is not None:
+                self._receive_response(message, source, transport)
+            else:
+                self._receive_request(message, source, transport)
+        except Exception as exc:
+            log.exception("handling a %s from %s failed", _describe(message), source)
+            self.trace.event(f"internal error handling {_describe(message)}: {exc!r}",
+                             src=source, transport=transport)
+
+    def _receive_response(self, response: Response, source: Address, transport: str) -> None:
+        if self.transactions.receive_response(response) is not None:
+            return
+        if self._stray_handlers:
+            for handler in self._stray_handlers:
+                handler(response, source, transport)
+        else:
+            self.trace.event("stray response discarded (no matching client transaction)",
+                             src=source, transport=transport, call_id=_safe(response, "call_id"))
+
+    def _receive_request(self, request: Request, source: Address, transport: str) -> None:
+        problem = _missing_essentials(request)
+        if problem:
+            self._reply_stateless(request, 400, problem, source, transport)
+            return
+        _stamp_via(request, source, transport)
+        existing = self.transactions.match_request(request)
+        if existing is not None:
+            self.stats.retransmissions_absorbed += request.method != "ACK"
+            self.transactions.receive_retransmission(existing, request)
+            return
+        if request.method == "ACK":
+            # §17.2.3 / §13.2.2.4: an ACK matching no transaction acknowledges a 2xx: the TU's.
+            for handler in self._ack_handlers:
+                handler(request, source, transport)
+            return
+        reply_to = response_address(request, source, transport)
+        txn = self.transactions.create_server(request, reply_to, transport, source)
+        txn.local = self.local_address(transport)  # type: ignore[attr-defined]
+        max_forwards = request.max_forwards
+        if max_forwards is not None and max_forwards <= 0 and request.method != "OPTIONS":
+            txn.respond(self.make_response(request, 483))
+            return
+        if request.method == "CANCEL":
+            self._receive_cancel(request, txn)
+            return
+        handler = self._handlers.get(request.method)
+        if handler is None:
+            self._default_handler(request, txn)
+            return
+        try:
+            handler(request, txn)
+        except Exception as exc:
+            log.exception("%s handler failed", request.method)
+            self.trace.event(f"{request.method} handler failed: {exc!r}", src=source,
+                             call_id=request.call_id)
+            if not txn.final_sent and not txn.dropped and not txn.terminated:
+                txn.respond(self.make_response(request, 500))
+
+    def _default_handler(self, request: Request, txn: ServerTransaction) -> None:
+        if request.method == "OPTIONS":
+            txn.respond(self.options_response(request))
+        elif request.method in KNOWN_METHODS:
+            response = self.make_response(request, 405)
+            response.headers.set("Allow", ", ".join(self.allowed_methods))
+            txn.respond(response)
+        else:
+            txn.respond(self.make_response(request, 501))
+
+    def _receive_cancel(self, cancel: Request, txn: ServerTransaction) -> None:
+        invite = self.transactions.find_invite_for_cancel(cancel)
+        if invite is None:
+            txn.respond(self.make_response(cancel, 481))  # §9.2
+            return
+        txn.respond(self.make_response(cancel, 200))
+        if invite.final_sent or invite.dropped or invite.terminated:
+            return
+        if invite.cancel_listeners:
+            for listener in list(invite.cancel_listeners):
+                listener(cancel)
+        else:  # §9.2: nobody is working on the INVITE; the UAS answers 487 itself
+            invite.respond(self.make_response(invite.request, 487))
+
+    # ------------------------------------------------------------------ responses
+    def make_response(self, request: Request, status: int, reason: str | None = None) -> Response:
+        """A response with the §8.2.6 copied headers, a To tag for final answers, Server."""
+        from vosapp.sip import make_response, new_tag
+
+        to = request.to
+        needs_tag = status >= 200 or status == 100
+        to_tag = new_tag() if (status > 100 and to is not None and not to.tag and needs_tag) \
+            else None
+        response = make_response(request, status, reason, to_tag=to_tag)
+        response.headers.set("Server", SERVER_NAME)
+        return response
+
+    def options_response(self, request: Request) -> Response:
+        """§11.2: 200 with Allow, Accept, Supported (and Accept-Encoding/Language)."""
+        response = self.make_response(request, 200)
+        response.headers.set("Allow", ", ".join(self.allowed_methods))
+        response.headers.set("Accept", ACCEPT)
+        response.headers.set("Accept-Encoding", "identity")
+        response.headers.set("Accept-Language", "en")
+        response.headers.set("Supported", "")
+        return response
+
+    def _reply_stateless(self, request: Request, status: int, reason: str, source: Address,
+                         transport: str) -> None:
+        """Answer a request too broken for a transaction, when the headers allow it (§8.2)."""
+        if request.method == "ACK":
+            return  # ACK is never answered
+        try:
+            response = self.make_response(request, status, reason)
+            self._send(bytes(response), response_address(request, source, transport),
+                       transport, response, "stateless")
+        except Exception as exc:  # noqa: BLE001 - without Via/CSeq no response is possible
+            self.trace.event(f"no {status} possible for a broken request: {exc}", src=source,
+                             transport=transport)
+
+    def _answer_unparsable(self, data: bytes, error: Exception, source: Address,
+                           transport: str) -> None:
+        """§8.2/§21.4.1: answer 400 (or the status the parser asks) where a response can be
+        built (a request line plus Via, From, To, Call-ID, CSeq); else drop."""
+        from vosapp.sip import Headers, Response
+
+        status = int(getattr(error, "status", 400) or 400)
+        reason = str(getattr(error, "reason", "") or "Bad Request")
+        headers = getattr(error, "headers", None)
+        first_line = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
+        if headers is None or first_line.startswith((b"SIP/", b"ACK ")):
+            self.trace.event(f"unparsable message dropped: {reason}", src=source,
+                             transport=transport)
+            return
+        try:
+            vias = headers.get_all("Via")
+            if not vias or not all(headers.get(h) for h in ("From", "To", "Call-ID", "CSeq")):
+                raise ValueError("missing Via/From/To/Call-ID/CSeq")
+            out = Headers()
+            for via in vias:
+                out.add("Via", via)
+            for name in ("From", "To", "Call-ID", "CSeq"):
+                out.add(name, headers.get(name))
+            out.add("Server", SERVER_NAME)
+            out.add("Content-Length", "0")
+            response = Response(status, _reason_text(status, reason), out, b"")
+            from vosapp.sip import parse_vias
+
+            top = parse_vias(vias[0])[0]
+            port = source[1] if (top.rport is not None or transport in RELIABLE_TRANSPORTS) \
+                else (top.port or 5060)
+            self._send(bytes(response), (source[0], port), transport, response, "stateless")
+        except Exception as exc:  # noqa: BLE001 - no response possible: drop, logged
+            self.trace.event(f"unparsable message dropped ({reason}); no response possible: "
+                             f"{exc}", src=source, transport=transport)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _reason_text(status: int, reason: str) -> str:
+    text = " ".join(reason.split())[:100]
+    return text.replace("\r", " ").replace("\n", " ") or "Bad Request"
+
+
+def _describe(message: Any) -> str:
+    status = getattr(message, "status", None)
+    return str(status) if status is not None else str(getattr(message, "method", "?"))
+
+
+def _safe(message: Any, attribute: str) -> Any:
+    try:
+        return getattr(message, attribute)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _missing_essentials(request: Request) -> str | None:
+    """§8.1.1: To, From, CSeq, Call-ID, Max-Forwards (tolerated), Via are mandatory."""
+    try:
+        if not request.vias:
+            return "Missing Via"
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            if not request.headers.get(name):
+                return f"Missing {name}"
+        if request.cseq.method != request.method:
+            return "CSeq method does not match the request method"  # §8.2.2 / RFC 4475 3.1.2.x
+    except Exception as exc:  # noqa: BLE001 - accessor failure = malformed header
+        return f"Malformed header ({exc})"
+    return None
+
+
+def _stamp_via(request: Request, source: Address, transport: str) -> None:
+    """§18.2.1 + RFC 3581 §4: add ``received`` and fill ``rport`` on the top Via."""
+    from vosapp.sip import parse_vias
+
+    lines = request.headers.get_all("Via")
+    if not lines:
+        return
+    vias = parse_vias(lines[0])
+    top = vias[0]
+    changed = False
+    if top.host != source[0]:
+        top.params["received"] = source[0]
+        changed = True
+    if "rport" in top.params and top.params["rport"] is None:
+        top.params["received"] = source[0]
+        top.params["rport"] = str(source[1])
+        changed = True
+    if changed:
+        # Headers has no positional replace; the Via lines lead the message, so put them back
+        # in order at the front.
+        lines[0] = ", ".join(str(via) for via in vias)
+        request.headers.remove("Via")
+        for line in reversed(lines):
+            request.headers.add("Via", line, first=True)
+
+
+def response_address(request: Request, source: Address, transport: str) -> Address:
+    """§18.2.2 with RFC 3581: where responses to ``request`` go.
+
+    Reliable transports answer over the connection the request came on (the source). For UDP:
+    the ``received`` address (always the packet's source when it differs from sent-by) and the
+    ``rport`` (the source port) when the client asked for it, else the sent-by port or 5060.
+    """
+    if transport.upper() in RELIABLE_TRANSPORTS:
+        return source
+    top = request.top_via
+    if top is None:
+        return source
+    maddr = top.params.get("maddr")
+    if maddr:
+        return (maddr, top.port or 5060)
+    if top.rport is not None:
+        return (source[0], source[1])
+    return (source[0], top.port or 5060)
+
+
+__all__ = [
+    "KNOWN_METHODS", "AckHandler", "CoreStats", "RequestHandler", "Sender", "StopHook",
+    "StrayResponseHandler", "SwitchCore", "TransactionError", "response_address",
+]
