@@ -1,0 +1,106 @@
+"""What every ``vosapp`` command shares: the one-line-error parser, the global options
+``--config`` / ``--data-dir``, and how they resolve to a :class:`Config`, a data directory,
+a :class:`Store` and the effective :class:`Params`.
+
+Resolution order (SPEC: the same everywhere, documented in ``vosapp --help``):
+
+* config file: ``--config FILE``, else ``$VOSAPP_CONFIG``, else ``./data/lab.toml`` when it
+  exists, else none (registry defaults only);
+* data directory: ``--data-dir DIR``, else ``$VOSAPP_DATA_DIR``, else the config's
+  ``[switch] data_dir``;
+* parameter values: registry defaults < config ``[parameters]`` < values set in the store
+  (``vosapp params set``, notebooks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from vosapp.config import Config, load_config
+from vosapp.errors import VosappError
+from vosapp.params import Params
+from vosapp.store import DB_FILENAME, Store
+
+GLOBAL_OPTIONS_HELP = (
+    "Config file: --config FILE, else $VOSAPP_CONFIG, else ./data/lab.toml if present. "
+    "Data directory (SQLite store): --data-dir DIR, else $VOSAPP_DATA_DIR, else the "
+    "config's [switch] data_dir. "
+    "Both options may also follow the command (vosapp params list --config FILE)."
+)
+ENV_CONFIG = "VOSAPP_CONFIG"
+ENV_DATA_DIR = "VOSAPP_DATA_DIR"
+DEFAULT_CONFIG = Path("data") / "lab.toml"
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """``--config`` and ``--data-dir``; ``suppress`` for sub-commands (keeps the top value)."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", metavar="FILE", type=Path, default=default,
+                        help="configuration file (TOML); see below for the default")
+    parser.add_argument("--data-dir", metavar="DIR", type=Path, default=default,
+                        help="directory of the SQLite store (overrides the config's data_dir)")
+
+
+def config_path(args: argparse.Namespace) -> Path | None:
+    """The config file these arguments select, or None when there is none."""
+    explicit = getattr(args, "config", None)
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load_selected_config(args: argparse.Namespace) -> Config | None:
+    """Load the selected config (ConfigError when it is broken), or None when none."""
+    path = config_path(args)
+    return load_config(path) if path is not None else None
+
+
+def data_dir(args: argparse.Namespace, config: Config | None) -> Path | None:
+    explicit = getattr(args, "data_dir", None)
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env)
+    return config.switch.data_dir if config is not None else None
+
+
+def open_store(args: argparse.Namespace, config: Config | None, *, create: bool) -> Store | None:
+    """The store of the selected data directory.
+
+    ``create=False`` (read-only commands) returns None when there is no store yet, so that
+    listing parameters never creates files; ``create=True`` makes it, or raises when no
+    data directory is selected at all.
+    """
+    directory = data_dir(args, config)
+    if directory is None:
+        if create:
+            raise VosappError("no data directory: pass --data-dir DIR or --config FILE "
+                              f"(or set ${ENV_CONFIG})")
+        return None
+    if not create and not (directory / DB_FILENAME).exists():
+        return None
+    return Store.open(directory)
+
+
+def base_params(config: Config | None) -> Params:
+    """Registry defaults with the config file's ``[parameters]`` applied."""
+    return config.parameters if config is not None else Params.defaults()
+
+
+def warn(message: str) -> None:
+    print(f"vosapp: {message}", file=sys.stderr)

@@ -1,0 +1,38 @@
+"""``vosapp config check FILE``: validate a configuration file and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vosapp.config import load_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    config = subparsers.add_parser("config", help="check configuration files",
+                                   description="Configuration file tools.")
+    commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    commands.required = True
+    check = commands.add_parser(
+        "check", help="validate a TOML config file",
+        description="Validate FILE; on an error print file, table, key and why, exit 2.")
+    check.add_argument("file", metavar="FILE", type=Path)
+    check.set_defaults(func=run_check)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def run_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    switch = config.switch
+    print(f"{args.file}: ok")
+    print(f"  listen {switch.sip_host}:{switch.sip_port} (UDP+TCP), media {switch.media_ip}, "
+          f"RTP {switch.rtp_port_min}-{switch.rtp_port_max}")
+    print(f"  data_dir {switch.data_dir}")
+    print(f"  {_plural(len(config.accounts), 'account')}, "
+          f"{_plural(len(config.mapping_gateways), 'mapping gateway')}, "
+          f"{_plural(len(config.routing_gateways), 'routing gateway')}, "
+          f"{_plural(len(config.parameters.changed()), 'parameter override')}")
+    return 0
