@@ -1,0 +1,136 @@
+"""G.711 A-law (PCMA, PT 8) and µ-law (PCMU, PT 0) by numpy lookup tables.
+
+The tables are built once, vectorised, from the ITU-T G.711 companding rules as implemented by
+the ITU-T G.191 software tools (``alaw_compress``/``ulaw_compress`` on 16-bit left-justified
+input: A-law keeps the 12 most significant magnitude bits after a one's-complement of negative
+values, µ-law the 14 most significant with a bias of 33). Encoding is one fancy-index of a
+65,536-entry table by the sample's bit pattern; decoding one index of a 256-entry table.
+
+G.711 is sample based (RFC 3551 §4.5.14): :meth:`G711.decode` accepts any number of bytes.
+:meth:`G711.encode` works on 10 ms frames (80 samples), the unit of G.711 Appendix I PLC and
+of every packetization in use.
+
+Packet-loss concealment here is *repetition with attenuation* (:class:`RepeatConcealer`),
+not the G.711 Appendix I pitch-waveform replication.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vosapp.media.codecs.base import Codec, CodecError, RepeatConcealer
+
+__all__ = ["ALAW_DECODE", "ALAW_ENCODE", "PCMA", "PCMU", "ULAW_DECODE", "ULAW_ENCODE"]
+
+
+def _bit_length(values: np.ndarray) -> np.ndarray:
+    """Number of significant bits of non-negative integers (0 -> 0), vectorised."""
+    _, exponent = np.frexp(values.astype(np.float64))
+    return np.where(values > 0, exponent, 0).astype(np.int32)
+
+
+def _magnitude(linear: np.ndarray, shift: int) -> np.ndarray:
+    # G.191: negative samples use the one's complement (~x), so -1 maps to magnitude 0
+    return np.where(linear < 0, ~linear, linear) >> shift
+
+
+def _build_alaw_encode() -> np.ndarray:
+    linear = np.arange(-32768, 32768, dtype=np.int32)
+    magnitude = _magnitude(linear, 4)  # 12-bit A-law input: 0..2047
+    exponent = np.maximum(_bit_length(magnitude) - 4, 0)  # segment 0..7
+    mantissa = np.where(exponent > 0, (magnitude >> np.maximum(exponent - 1, 0)) & 0x0F, magnitude)
+    code = (exponent << 4) | mantissa
+    code |= np.where(linear >= 0, 0x80, 0)
+    code ^= 0x55  # even-bit inversion (G.711 §2.3, A-law)
+    table = np.empty(65536, dtype=np.uint8)
+    table[linear.astype(np.int16).view(np.uint16)] = code
+    return table
+
+
+def _build_ulaw_encode() -> np.ndarray:
+    linear = np.arange(-32768, 32768, dtype=np.int32)
+    biased = np.minimum(_magnitude(linear, 2) + 33, 0x1FFF)  # 14-bit magnitude + bias
+    segment = _bit_length(biased >> 6) + 1  # 1..8
+    low = 0x0F - ((biased >> segment) & 0x0F)
+    code = ((8 - segment) << 4) | low
+    code |= np.where(linear >= 0, 0x80, 0)
+    table = np.empty(65536, dtype=np.uint8)
+    table[linear.astype(np.int16).view(np.uint16)] = code
+    return table
+
+
+def _build_alaw_decode() -> np.ndarray:
+    code = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent = (code >> 4) & 0x07
+    mantissa = (code & 0x0F) + np.where(exponent > 0, 16, 0)
+    value = ((mantissa << 4) + 8) << np.maximum(exponent - 1, 0)
+    return np.where(code & 0x80, value, -value).astype(np.int16)
+
+
+def _build_ulaw_decode() -> np.ndarray:
+    inverted = ~np.arange(256, dtype=np.int32)
+    exponent = (inverted >> 4) & 0x07
+    mantissa = inverted & 0x0F
+    step = 4 << (exponent + 1)
+    value = (0x80 << exponent) + step * mantissa + step // 2 - 4 * 33
+    return np.where(np.arange(256) & 0x80, value, -value).astype(np.int16)
+
+
+ALAW_ENCODE: np.ndarray = _build_alaw_encode()
+"""uint8[65536]: A-law code indexed by the int16 sample viewed as uint16."""
+ULAW_ENCODE: np.ndarray = _build_ulaw_encode()
+"""uint8[65536]: µ-law code indexed by the int16 sample viewed as uint16."""
+ALAW_DECODE: np.ndarray = _build_alaw_decode()
+"""int16[256]: linear value of each A-law code."""
+ULAW_DECODE: np.ndarray = _build_ulaw_decode()
+"""int16[256]: linear value of each µ-law code."""
+
+
+class G711(Codec):
+    """Common part of PCMA and PCMU (8 kHz, 8 bits per sample, 10 ms frames)."""
+
+    sample_rate = 8000
+    clock_rate = 8000
+    frame_ms = 10
+    frame_bytes = 80
+    has_plc = False  # repetition only, see module docstring
+    _encode_table: np.ndarray
+    _decode_table: np.ndarray
+
+    def __init__(self) -> None:
+        self._concealer = RepeatConcealer(self.frame_samples)
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        samples = self._check_samples(samples)
+        return self._encode_table[samples.view(np.uint16)].tobytes()
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise CodecError(f"{self.name}.decode expects bytes, got {type(payload).__name__}")
+        audio = self._decode_table[np.frombuffer(payload, dtype=np.uint8)]
+        self._concealer.remember(audio)
+        return audio
+
+    def conceal(self, frames: int = 1) -> np.ndarray:
+        """Repeat the last 10 ms with 6 dB attenuation per further lost frame (not G.711 I)."""
+        return self._concealer.conceal(frames, self.frame_ms)
+
+
+class PCMA(G711):
+    """G.711 A-law, RTP payload type 8 (RFC 3551 §4.5.14)."""
+
+    name = "PCMA"
+    encoding_name = "PCMA"
+    payload_type = 8
+    _encode_table = ALAW_ENCODE
+    _decode_table = ALAW_DECODE
+
+
+class PCMU(G711):
+    """G.711 µ-law, RTP payload type 0 (RFC 3551 §4.5.14)."""
+
+    name = "PCMU"
+    encoding_name = "PCMU"
+    payload_type = 0
+    _encode_table = ULAW_ENCODE
+    _decode_table = ULAW_DECODE

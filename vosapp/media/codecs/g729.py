@@ -1,0 +1,229 @@
+"""G.729 Annex A (and optional Annex B VAD/DTX/CNG) through Debian's ``libbcg729-0``.
+
+A small ctypes binding to bcg729 (Belledonne Communications), signatures from
+``bcg729/encoder.h`` and ``bcg729/decoder.h`` 1.1.1::
+
+    bcg729EncoderChannelContextStruct *initBcg729EncoderChannel(uint8_t enableVAD);
+    void closeBcg729EncoderChannel(bcg729EncoderChannelContextStruct *);
+    void bcg729Encoder(ctx *, const int16_t inputFrame[80], uint8_t bitStream[],
+                       uint8_t *bitStreamLength);            /* 10, 2 (SID) or 0 bytes */
+    bcg729DecoderChannelContextStruct *initBcg729DecoderChannel(void);
+    void closeBcg729DecoderChannel(bcg729DecoderChannelContextStruct *);
+    void bcg729Decoder(ctx *, const uint8_t bitStream[], uint8_t bitStreamLength,
+                       uint8_t frameErasureFlag, uint8_t SIDFrameFlag,
+                       uint8_t rfc3389PayloadFlag, int16_t signal[80]);
+
+Frames are 10 ms (80 samples -> 10 bytes). An RTP payload is N speech frames optionally
+followed by one 2-byte SID frame (RFC 3551 §4.5.6), which :meth:`G729.decode` honours.
+
+Speed matters (a media proxy transcodes hundreds of calls on one core): the function pointers
+are bound once with ``argtypes``, the per-frame loop passes raw addresses into preallocated
+buffers and builds no ctypes objects.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import numpy as np
+
+from vosapp.media.codecs.base import Codec, CodecError, CodecUnavailableError
+
+__all__ = ["G729", "load_bcg729"]
+
+FRAME_SAMPLES = 80
+SPEECH_FRAME_BYTES = 10
+SID_FRAME_BYTES = 2
+
+_LIB: ctypes.CDLL | None = None
+
+
+def load_bcg729() -> ctypes.CDLL:
+    """Load libbcg729 once and declare the function signatures.
+
+    Raises
+    ------
+    CodecUnavailableError
+        When the shared library is missing, naming the Debian package to install.
+    """
+    global _LIB
+    if _LIB is not None:
+        return _LIB
+    candidates = ["libbcg729.so.0", ctypes.util.find_library("bcg729")]
+    lib = None
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            lib = ctypes.CDLL(candidate)
+            break
+        except OSError:
+            continue
+    if lib is None:
+        raise CodecUnavailableError(
+            "G.729 needs the bcg729 shared library (libbcg729.so.0), which is not installed: "
+            "install the Debian/Ubuntu package libbcg729-0 (apt-get install libbcg729-0)"
+        )
+    void_p, u8, i16_p, u8_p = ctypes.c_void_p, ctypes.c_uint8, ctypes.c_void_p, ctypes.c_void_p
+    lib.initBcg729EncoderChannel.argtypes = [u8]
+    lib.initBcg729EncoderChannel.restype = void_p
+    lib.closeBcg729EncoderChannel.argtypes = [void_p]
+    lib.closeBcg729EncoderChannel.restype = None
+    lib.bcg729Encoder.argtypes = [void_p, i16_p, u8_p, u8_p]
+    lib.bcg729Encoder.restype = None
+    lib.initBcg729DecoderChannel.argtypes = []
+    lib.initBcg729DecoderChannel.restype = void_p
+    lib.closeBcg729DecoderChannel.argtypes = [void_p]
+    lib.closeBcg729DecoderChannel.restype = None
+    lib.bcg729Decoder.argtypes = [void_p, u8_p, u8, u8, u8, u8, i16_p]
+    lib.bcg729Decoder.restype = None
+    _LIB = lib
+    return lib
+
+
+class G729(Codec):
+    """G.729A (8 kbit/s, 10 ms frames), RTP payload type 18.
+
+    Parameters
+    ----------
+    annexb : bool
+        Annex B (VAD/DTX/CNG) on the :meth:`encode_frames` path and in :attr:`fmtp`.
+        :meth:`encode` always runs an encoder with VAD off, because 2- and 0-byte Annex B
+        frames cannot be told apart once concatenated.
+    """
+
+    name = "G729"
+    encoding_name = "G729"
+    sample_rate = 8000
+    clock_rate = 8000
+    frame_ms = 10
+    frame_bytes = SPEECH_FRAME_BYTES
+    payload_type = 18
+    has_plc = True
+
+    def __init__(self, *, annexb: bool = False) -> None:
+        lib = load_bcg729()
+        self.annexb = annexb
+        self._lib = lib
+        self._encode_fn = lib.bcg729Encoder
+        self._decode_fn = lib.bcg729Decoder
+        self._encoder = lib.initBcg729EncoderChannel(0)
+        self._vad_encoder = lib.initBcg729EncoderChannel(1) if annexb else None
+        self._decoder = lib.initBcg729DecoderChannel()
+        if not self._encoder or not self._decoder:
+            raise CodecUnavailableError("bcg729 could not allocate an encoder/decoder context")
+        # preallocated scratch: one frame of output bits and its length byte
+        self._bits = (ctypes.c_uint8 * SPEECH_FRAME_BYTES)()
+        self._bits_addr = ctypes.addressof(self._bits)
+        self._bits_len = ctypes.c_uint8(0)
+        self._bits_len_addr = ctypes.addressof(self._bits_len)
+        self._pcm_out = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+    @property
+    def fmtp(self) -> str:
+        """``annexb=yes|no`` (RFC 3555 §4.1.9 / RFC 4856)."""
+        return f"annexb={'yes' if self.annexb else 'no'}"
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        samples = self._check_samples(samples)
+        frames = samples.size // FRAME_SAMPLES
+        out = np.empty(frames * SPEECH_FRAME_BYTES, dtype=np.uint8)
+        encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
+        in_addr = samples.ctypes.data
+        out_addr = out.ctypes.data
+        for i in range(frames):
+            # bcg729 writes the 10 bytes straight into our output buffer
+            encode_fn(ctx, in_addr + 160 * i, out_addr + 10 * i, length_addr)
+        return out.tobytes()
+
+    def encode_frames(self, samples: np.ndarray) -> list[bytes]:
+        """Encode frame by frame; with Annex B a frame is 10 (speech), 2 (SID) or 0 bytes.
+
+        Parameters
+        ----------
+        samples : ndarray of int16, shape (n * 80,)
+
+        Returns
+        -------
+        list of bytes, length n
+        """
+        samples = self._check_samples(samples)
+        ctx = self._vad_encoder if self.annexb else self._encoder
+        in_addr = samples.ctypes.data
+        frames: list[bytes] = []
+        for i in range(samples.size // FRAME_SAMPLES):
+            self._encode_fn(ctx, in_addr + 160 * i, self._bits_addr, self._bits_len_addr)
+            frames.append(bytes(self._bits[: self._bits_len.value]))
+        return frames
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise CodecError(f"G729.decode expects bytes, got {type(payload).__name__}")
+        payload = bytes(payload)
+        size = len(payload)
+        speech, rest = divmod(size, SPEECH_FRAME_BYTES)
+        if rest not in (0, SID_FRAME_BYTES):
+            raise CodecError(
+                f"G729.decode needs whole frames of 10 bytes (10 ms), optionally followed by "
+                f"one 2-byte SID frame (RFC 3551 §4.5.6); got {size} bytes"
+            )
+        frames = speech + (1 if rest else 0)
+        out = np.empty(frames * FRAME_SAMPLES, dtype=np.int16)
+        decode_fn, ctx = self._decode_fn, self._decoder
+        in_buf = ctypes.create_string_buffer(payload, size) if size else None
+        in_addr = ctypes.addressof(in_buf) if in_buf is not None else 0
+        out_addr = out.ctypes.data
+        for i in range(speech):
+            decode_fn(ctx, in_addr + 10 * i, 10, 0, 0, 0, out_addr + 160 * i)
+        if rest:
+            decode_fn(ctx, in_addr + 10 * speech, SID_FRAME_BYTES, 0, 1, 0, out_addr + 160 * speech)
+        return out
+
+    def decode_frames(self, frames: list[bytes]) -> np.ndarray:
+        """Decode Annex B frames one by one (10-byte speech, 2-byte SID, 0-byte untransmitted).
+
+        Returns
+        -------
+        ndarray of int16, shape (len(frames) * 80,)
+        """
+        out = np.empty(len(frames) * FRAME_SAMPLES, dtype=np.int16)
+        out_addr = out.ctypes.data
+        for i, frame in enumerate(frames):
+            size = len(frame)
+            if size not in (0, SID_FRAME_BYTES, SPEECH_FRAME_BYTES):
+                raise CodecError(f"G.729 frame {i} is {size} bytes; expected 10, 2 or 0")
+            buf = ctypes.create_string_buffer(bytes(frame), max(size, 1))
+            sid = 0 if size == SPEECH_FRAME_BYTES else 1
+            self._decode_fn(
+                self._decoder, ctypes.addressof(buf), size, 0, sid, 0, out_addr + 160 * i
+            )
+        return out
+
+    def conceal(self, frames: int = 1) -> np.ndarray:
+        """G.729 frame-erasure concealment (bcg729 ``frameErasureFlag``), 80 samples per frame."""
+        if frames < 0:
+            raise CodecError(f"frames must be >= 0, got {frames}")
+        out = np.empty(frames * FRAME_SAMPLES, dtype=np.int16)
+        out_addr = out.ctypes.data
+        for i in range(frames):
+            self._decode_fn(self._decoder, self._bits_addr, 0, 1, 0, 0, out_addr + 160 * i)
+        return out
+
+    def close(self) -> None:
+        """Free the native contexts (also done on garbage collection)."""
+        lib = getattr(self, "_lib", None)
+        if lib is None:
+            return
+        if self._encoder:
+            lib.closeBcg729EncoderChannel(self._encoder)
+            self._encoder = None
+        if self._vad_encoder:
+            lib.closeBcg729EncoderChannel(self._vad_encoder)
+            self._vad_encoder = None
+        if self._decoder:
+            lib.closeBcg729DecoderChannel(self._decoder)
+            self._decoder = None
+
+    def __del__(self) -> None:
+        self.close()
