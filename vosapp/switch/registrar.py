@@ -1,0 +1,392 @@
+"""Registrar (RFC 3261 §10.3) with bindings in SQLite, and the SQLite auth journal.
+
+Sans-IO: :class:`Registrar` takes the facts of an authenticated REGISTER (address of record,
+contacts, Expires, Call-ID/CSeq, source address, Path) and returns a :class:`RegisterOutcome`
+(status, reason, the bindings to list in the 200, Min-Expires for a 423). The REGISTER handler
+in :mod:`vosapp.switch.register_handler` turns SIP messages into these calls.
+
+Persistence: every change of an address of record is one SQLite transaction (``BEGIN
+IMMEDIATE`` ... ``COMMIT`` through :meth:`vosapp.store.Store.transaction`), so a process killed
+mid-write loses only the registration it had not yet answered; WAL keeps what was committed.
+Expiry times are stored as wall-clock (Unix) times so bindings survive a restart; expired rows
+are ignored on read and deleted by :meth:`Registrar.purge_expired`.
+
+Choices where RFC 3261 leaves room (documented in docs/contracts.md):
+
+- SS_ENDPOINT_REGISTER_REPLACE=On: a registration with a new Call-ID (another device, or the
+  same one after a reboot) replaces every binding of the account; several contacts in one
+  registration are all kept. Off: such a registration is refused with 403 while a live binding
+  of another Call-ID exists (unless it only re-registers contacts already bound).
+- Expires: the contact's ``expires`` parameter, else the Expires header, else
+  ``default_expires``. 0 < expires < ``min_expires`` → 423 with Min-Expires; above
+  ``max_expires`` (including absurd values like 10**30) → clamped. Not a non-negative
+  integer → 400.
+- More than ``max_contacts`` bindings for one account → 403 "Too Many Contacts".
+- A request with the Call-ID of an existing binding and a CSeq not higher → 500 (RFC 3261
+  §10.3 step 7: "the request fails"; Retry is pointless so no Retry-After).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vosapp.clock import Clock
+from vosapp.store import Store
+from vosapp.switch.auth import AuthEvent, Suspension, SuspensionScope
+
+__all__ = [
+    "AUTH_MIGRATIONS",
+    "REGISTRAR_MIGRATIONS",
+    "Binding",
+    "ContactRequest",
+    "RegisterOutcome",
+    "Registrar",
+    "SqliteAuthJournal",
+    "parse_expires",
+]
+
+REGISTRAR_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE registrar_bindings (
+        aor TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        q REAL,
+        call_id TEXT NOT NULL,
+        cseq INTEGER NOT NULL,
+        transport TEXT NOT NULL DEFAULT 'udp',
+        received_host TEXT NOT NULL DEFAULT '',
+        received_port INTEGER NOT NULL DEFAULT 0,
+        path TEXT NOT NULL DEFAULT '[]',
+        user_agent TEXT NOT NULL DEFAULT '',
+        registered_at REAL NOT NULL,
+        PRIMARY KEY (aor, contact)
+    );
+    CREATE INDEX registrar_bindings_expiry ON registrar_bindings (expires_at);
+    """,
+)
+
+AUTH_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE auth_events (
+        id INTEGER PRIMARY KEY,
+        wall REAL NOT NULL,
+        source_host TEXT NOT NULL,
+        source_port INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        method TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        call_id TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX auth_events_wall ON auth_events (wall);
+    CREATE TABLE auth_suspensions (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL,
+        source_host TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        since_wall REAL NOT NULL,
+        until_wall REAL NOT NULL,
+        failures INTEGER NOT NULL,
+        lifted_at REAL,
+        lifted_by TEXT
+    );
+    CREATE INDEX auth_suspensions_until ON auth_suspensions (until_wall);
+    """,
+)
+
+#: Larger than any sane expiry; Expires values beyond it are clamped before arithmetic.
+_EXPIRES_CEILING = 2**32 - 1
+
+
+def parse_expires(value: str | int | None) -> int | None:
+    """An Expires header / ``expires`` parameter as seconds (RFC 3261 §20.19: delta-seconds).
+
+    Absurdly large values are clamped to 2**32-1 (the caller clamps again to its maximum).
+    Raises ValueError for anything that is not a non-negative decimal integer.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"Expires {value} is negative")
+        return min(value, _EXPIRES_CEILING)
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(f"Expires {value!r} is not a number of seconds")
+    # Avoid int() of a 10,000-digit string: anything longer than 10 digits is over the ceiling.
+    return _EXPIRES_CEILING if len(text.lstrip("0")) > 10 else min(int(text), _EXPIRES_CEILING)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRequest:
+    """One Contact of a REGISTER: its URI (as text) and its own parameters."""
+
+    uri: str
+    expires: int | None = None  # the contact's ``expires`` parameter, parsed
+    q: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    aor: str
+    contact: str
+    expires_at: float  # Unix time
+    call_id: str
+    cseq: int
+    q: float | None = None
+    transport: str = "udp"
+    received_host: str = ""
+    received_port: int = 0
+    path: tuple[str, ...] = ()
+    user_agent: str = ""
+    registered_at: float = 0.0
+
+    def remaining(self, wall: float) -> int:
+        """Seconds left, rounded up (what goes in the 200's ``expires`` parameter)."""
+        return max(0, math.ceil(self.expires_at - wall))
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterOutcome:
+    status: int
+    reason: str
+    bindings: tuple[Binding, ...] = ()  # for the 200: every live binding of the AOR
+    min_expires: int | None = None  # for a 423
+    path: tuple[str, ...] = ()  # echoed in the 200 (RFC 3327 §5.3)
+    now: float = 0.0  # the wall time the outcome was computed at
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@dataclass(slots=True)
+class Registrar:
+    """RFC 3261 §10.3 bindings for authenticated accounts, stored in ``store``."""
+
+    store: Store
+    clock: Clock
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 10
+    _ready: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError("expiry limits must satisfy 0 < min_expires <= default_expires "
+                             f"<= max_expires (got {self.min_expires}, {self.default_expires}, "
+                             f"{self.max_expires})")
+        if self.max_contacts < 1:
+            raise ValueError(f"max_contacts must be at least 1 (got {self.max_contacts})")
+        self.store.ensure_schema("registrar", REGISTRAR_MIGRATIONS)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def bindings(self, aor: str) -> list[Binding]:
+        """The live bindings of ``aor``, highest q first (absent q counts as 1.0)."""
+        rows = self.store.query("SELECT * FROM registrar_bindings WHERE aor = ? AND "
+                                "expires_at > ?", (aor, self.clock.wall()))
+        bindings = [_binding_from_row(row) for row in rows]
+        bindings.sort(key=lambda b: (-(1.0 if b.q is None else b.q), -b.registered_at))
+        return bindings
+
+    def all_bindings(self) -> list[Binding]:
+        rows = self.store.query("SELECT * FROM registrar_bindings WHERE expires_at > ? "
+                                "ORDER BY aor, contact", (self.clock.wall(),))
+        return [_binding_from_row(row) for row in rows]
+
+    def purge_expired(self) -> int:
+        """Delete expired bindings; returns how many."""
+        with self.store.transaction() as db:
+            cursor = db.execute("DELETE FROM registrar_bindings WHERE expires_at <= ?",
+                                (self.clock.wall(),))
+            return cursor.rowcount
+
+    # -- the update (RFC 3261 §10.3 steps 6-8) -----------------------------------------------
+
+    def register(self, aor: str, contacts: Sequence[ContactRequest] | None, *,
+                 expires_header: int | None, call_id: str, cseq: int, replace: bool,
+                 star: bool = False, source: tuple[str, int] = ("", 0),
+                 transport: str = "udp", path: Sequence[str] = (),
+                 user_agent: str = "") -> RegisterOutcome:
+        """Apply one REGISTER for ``aor`` (already authenticated and authorised).
+
+        ``contacts`` None or empty with ``star`` False is a fetch (§10.2.3). ``star`` is
+        ``Contact: *`` (§10.2.2): only valid alone and with Expires 0.
+        ``replace`` is SS_ENDPOINT_REGISTER_REPLACE (of the request's auth session).
+        """
+        now = self.clock.wall()
+        path = tuple(path)
+        if star:
+            if contacts:
+                return RegisterOutcome(400, "Contact * Must Be Alone", now=now)
+            if expires_header != 0:
+                return RegisterOutcome(400, "Contact * Requires Expires 0", now=now)
+            with self.store.transaction() as db:
+                existing = _live(db, aor, now)
+                if any(b.call_id == call_id and b.cseq >= cseq for b in existing):
+                    return RegisterOutcome(500, "Out Of Order CSeq", now=now)
+                db.execute("DELETE FROM registrar_bindings WHERE aor = ?", (aor,))
+            return RegisterOutcome(200, "OK", (), path=path, now=now)
+        contacts = list(contacts or ())
+        if not contacts:
+            return RegisterOutcome(200, "OK", tuple(self.bindings(aor)), path=path, now=now)
+        if len(contacts) > self.max_contacts:
+            return RegisterOutcome(403, "Too Many Contacts", now=now)
+
+        # Expiry of each contact: its own parameter, else the header, else our default.
+        wanted: dict[str, tuple[ContactRequest, int]] = {}
+        for contact in contacts:
+            expires = contact.expires if contact.expires is not None else expires_header
+            expires = self.default_expires if expires is None else expires
+            if 0 < expires < self.min_expires:
+                return RegisterOutcome(423, "Interval Too Brief", min_expires=self.min_expires,
+                                       now=now)
+            if contact.q is not None and not 0.0 <= contact.q <= 1.0:
+                return RegisterOutcome(400, "Bad q Value", now=now)
+            wanted[contact.uri] = (contact, min(expires, self.max_expires))
+
+        with self.store.transaction() as db:
+            existing = {b.contact: b for b in _live(db, aor, now)}
+            for uri in wanted:
+                old = existing.get(uri)
+                if old is not None and old.call_id == call_id and old.cseq >= cseq:
+                    return RegisterOutcome(500, "Out Of Order CSeq", now=now)
+            others = [b for b in existing.values()
+                      if b.call_id != call_id and b.contact not in wanted]
+            adding = any(expires > 0 for _, expires in wanted.values())
+            if others and adding and not replace:
+                # SS_ENDPOINT_REGISTER_REPLACE=Off: the living registration wins.
+                return RegisterOutcome(403, "Already Registered", now=now)
+            # Decide everything before writing anything: a refusal leaves the AOR untouched.
+            removed = {b.contact for b in others} if adding else set()
+            removed |= {uri for uri, (_, expires) in wanted.items() if expires == 0}
+            kept = (set(existing) - removed) | {uri for uri, (_, expires) in wanted.items()
+                                                if expires > 0}
+            if len(kept) > self.max_contacts:
+                return RegisterOutcome(403, "Too Many Contacts", now=now)
+            for uri in removed:
+                db.execute("DELETE FROM registrar_bindings WHERE aor = ? AND contact = ?",
+                           (aor, uri))
+            for uri, (contact, expires) in wanted.items():
+                if expires == 0:
+                    continue
+                _upsert(db, Binding(aor=aor, contact=uri, expires_at=now + expires,
+                                    call_id=call_id, cseq=cseq, q=contact.q,
+                                    transport=transport, received_host=source[0],
+                                    received_port=source[1], path=path,
+                                    user_agent=user_agent, registered_at=now))
+        return RegisterOutcome(200, "OK", tuple(self.bindings(aor)), path=path, now=now)
+
+
+def _live(db, aor: str, now: float) -> list[Binding]:  # type: ignore[no-untyped-def]
+    cursor = db.execute("SELECT * FROM registrar_bindings WHERE aor = ? AND expires_at > ?",
+                        (aor, now))
+    names = [column[0] for column in cursor.description]
+    return [_binding_from_row(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+
+
+def _upsert(db, binding: Binding) -> None:  # type: ignore[no-untyped-def]
+    db.execute(
+        "INSERT OR REPLACE INTO registrar_bindings (aor, contact, expires_at, q, call_id, cseq,"
+        " transport, received_host, received_port, path, user_agent, registered_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (binding.aor, binding.contact, binding.expires_at, binding.q, binding.call_id,
+         binding.cseq, binding.transport, binding.received_host, binding.received_port,
+         json.dumps(list(binding.path)), binding.user_agent, binding.registered_at))
+
+
+def _binding_from_row(row) -> Binding:  # type: ignore[no-untyped-def]
+    return Binding(aor=row["aor"], contact=row["contact"], expires_at=row["expires_at"],
+                   call_id=row["call_id"], cseq=row["cseq"], q=row["q"],
+                   transport=row["transport"], received_host=row["received_host"],
+                   received_port=row["received_port"], path=tuple(json.loads(row["path"])),
+                   user_agent=row["user_agent"], registered_at=row["registered_at"])
+
+
+class SqliteAuthJournal:
+    """:class:`vosapp.switch.auth.AuthJournal` in the store: tables ``auth_events`` and
+    ``auth_suspensions``, readable by ``vosapp auth ...`` from another process."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.ensure_schema("auth", AUTH_MIGRATIONS)
+
+    # AuthJournal
+    def record(self, event: AuthEvent) -> None:
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO auth_events (wall, source_host, source_port, user, method,"
+                       " reason, call_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (event.wall, event.source_host, event.source_port, event.user,
+                        event.method, event.reason, event.call_id, event.detail))
+
+    def suspended(self, suspension: Suspension) -> None:
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO auth_suspensions (user, source_host, scope, since_wall,"
+                       " until_wall, failures) VALUES (?, ?, ?, ?, ?, ?)",
+                       (suspension.user, suspension.source_host, suspension.scope.value,
+                        suspension.since_wall, suspension.until_wall, suspension.failures))
+
+    def lifted(self, suspension: Suspension) -> bool:
+        rows = self.store.query(
+            "SELECT 1 FROM auth_suspensions WHERE user = ? AND source_host = ? AND scope = ?"
+            " AND since_wall = ? AND lifted_at IS NOT NULL LIMIT 1",
+            (suspension.user, suspension.source_host, suspension.scope.value,
+             suspension.since_wall))
+        return bool(rows)
+
+    # reading and operator actions (CLI, lab)
+    def events(self, *, limit: int = 50, user: str | None = None,
+               source_host: str | None = None) -> list[AuthEvent]:
+        where, args = _filters(user=user, source_host=source_host)
+        rows = self.store.query(f"SELECT * FROM auth_events {where} ORDER BY id DESC LIMIT ?",
+                                (*args, limit))
+        return [AuthEvent(wall=r["wall"], source_host=r["source_host"],
+                          source_port=r["source_port"], user=r["user"], method=r["method"],
+                          reason=r["reason"], call_id=r["call_id"], detail=r["detail"])
+                for r in reversed(rows)]
+
+    def active_suspensions(self, wall: float) -> list[Suspension]:
+        rows = self.store.query("SELECT * FROM auth_suspensions WHERE until_wall > ? AND "
+                                "lifted_at IS NULL ORDER BY until_wall", (wall,))
+        return [Suspension(user=r["user"], source_host=r["source_host"],
+                           scope=SuspensionScope(r["scope"]), since_wall=r["since_wall"],
+                           until_wall=r["until_wall"], until=0.0, failures=r["failures"])
+                for r in rows]
+
+    def lift(self, target: str, wall: float, by: str) -> int:
+        """Mark active suspensions of user or address ``target`` as lifted; returns how many."""
+        with self.store.transaction() as db:
+            cursor = db.execute(
+                "UPDATE auth_suspensions SET lifted_at = ?, lifted_by = ? WHERE lifted_at IS "
+                "NULL AND until_wall > ? AND (user = ? OR source_host = ?)",
+                (wall, by, wall, target, target))
+            count = cursor.rowcount
+            if count:
+                db.execute("INSERT INTO auth_events (wall, source_host, source_port, user,"
+                           " method, reason, call_id, detail) VALUES (?, ?, 0, ?, '-',"
+                           " 'unsuspended', '', ?)",
+                           (wall, target if _looks_like_address(target) else "",
+                            "" if _looks_like_address(target) else target,
+                            f"{count} suspension(s) lifted by {by}"))
+            return count
+
+
+def _looks_like_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _filters(**values: str | None) -> tuple[str, tuple[str, ...]]:
+    clauses = [f"{name} = ?" for name, value in values.items() if value is not None]
+    args = tuple(value for value in values.values() if value is not None)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
