@@ -1,0 +1,498 @@
+"""SIP header fields: the :class:`Headers` collection and the typed values of the headers the
+switch reasons about (RFC 3261 §7.3, §20, §25).
+
+Headers are stored as a list of fields in arrival order, each with the name as written, the
+unfolded value and the exact source text; a field nobody changes is serialized from its source
+text, byte-for-byte (what a forwarding element must do for headers it does not understand).
+Typed values (:class:`Via`, :class:`NameAddr`, :class:`CSeq`) are parsed on demand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from vosapp.sip.uri import AbsoluteUri, SipParseError, SipUri, parse_any_uri
+
+__all__ = [
+    "COMPACT_FORMS",
+    "CSeq",
+    "Headers",
+    "NameAddr",
+    "Via",
+    "canonical_key",
+    "parse_cseq",
+    "parse_name_addr",
+    "parse_name_addr_list",
+    "parse_params",
+    "parse_vias",
+    "split_list",
+]
+
+# Compact forms: RFC 3261 §7.3.3 and the extensions that define one (Event/Allow-Events RFC 6665,
+# Refer-To RFC 3515, Referred-By RFC 3892, Session-Expires RFC 4028, Identity RFC 4474,
+# Accept/Reject-Contact and Request-Disposition RFC 3841).
+COMPACT_FORMS: dict[str, str] = {
+    "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
+    "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to",
+    "v": "via", "o": "event", "u": "allow-events", "r": "refer-to", "b": "referred-by",
+    "x": "session-expires", "y": "identity", "a": "accept-contact", "j": "reject-contact",
+    "d": "request-disposition", "n": "identity-info",
+}
+
+
+def canonical_key(name: str) -> str:
+    """The lookup key of a header name: lower-cased, compact form expanded (``v`` → ``via``)."""
+    key = name.lower()
+    if len(key) == 1:
+        return COMPACT_FORMS.get(key, key)
+    return key
+
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# gen-value = token / host / quoted-string (§25.1); a host may be an IPv6 reference.
+_GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]")
+_LWS_RE = re.compile(r"[ \t]+")
+
+
+# ---------------------------------------------------------------------------------------------
+# The collection
+# ---------------------------------------------------------------------------------------------
+class Headers:
+    """Case-insensitive, order-preserving SIP header fields with compact-form aliases.
+
+    ``get("Via")``, ``get("v")`` and ``get("VIA")`` find the same field. Each field line is one
+    entry: a header sent as two lines (``Via: a`` / ``Via: b``) has two entries while
+    ``Via: a, b`` has one — :meth:`get_all` returns field lines, :meth:`get_list` the
+    comma-separated elements across all lines.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
+        # Each field: [key, name as written, value, source text or None once set in code].
+        self._fields: list[list[str | None]] = []
+        if items is not None:
+            for name, value in items:
+                self.add(name, value)
+
+    @classmethod
+    def _from_parsed(cls, fields: list[list[str | None]]) -> Headers:
+        headers = cls.__new__(cls)
+        headers._fields = fields
+        return headers
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The value of the first field named ``name`` (any case, compact or long), or default."""
+        key = canonical_key(name)
+        for entry in self._fields:
+            if entry[0] == key:
+                return entry[2]
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """The values of every field line named ``name``, in order."""
+        key = canonical_key(name)
+        return [entry[2] for entry in self._fields if entry[0] == key]  # type: ignore[misc]
+
+    def get_list(self, name: str) -> list[str]:
+        """The comma-separated elements of every ``name`` field (RFC 3261 §7.3.1), quotes and
+        angle brackets respected. Do not use on Authorization-style headers."""
+        out: list[str] = []
+        for value in self.get_all(name):
+            out.extend(split_list(value))
+        return out
+
+    def count(self, name: str) -> int:
+        key = canonical_key(name)
+        return sum(1 for entry in self._fields if entry[0] == key)
+
+    def items(self) -> list[tuple[str, str]]:
+        """(name as written, value) for every field line, in order."""
+        return [(entry[1], entry[2]) for entry in self._fields]  # type: ignore[misc]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = canonical_key(name)
+        return any(entry[0] == key for entry in self._fields)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.items())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(e[0], e[2]) for e in self._fields] == [(e[0], e[2]) for e in other._fields]
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+    def copy(self) -> Headers:
+        return Headers._from_parsed([list(entry) for entry in self._fields])
+
+    # -- writing ----------------------------------------------------------------------------
+    def add(self, name: str, value: str, *, first: bool = False) -> None:
+        """Append a field (or put it before all others with ``first=True``, as a proxy adds its
+        Via, RFC 3261 §16.6 step 8)."""
+        _check_field(name, value)
+        entry: list[str | None] = [canonical_key(name), name, value, None]
+        if first:
+            self._fields.insert(0, entry)
+        else:
+            self._fields.append(entry)
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every ``name`` field by one field with ``value``, where the first one was
+        (or at the end)."""
+        _check_field(name, value)
+        key = canonical_key(name)
+        for index, entry in enumerate(self._fields):
+            if entry[0] == key:
+                self._fields[index] = [key, name, value, None]
+                self._fields[index + 1:] = [e for e in self._fields[index + 1:] if e[0] != key]
+                return
+        self._fields.append([key, name, value, None])
+
+    def remove(self, name: str) -> int:
+        """Remove every ``name`` field; returns how many were removed."""
+        key = canonical_key(name)
+        before = len(self._fields)
+        self._fields = [entry for entry in self._fields if entry[0] != key]
+        return before - len(self._fields)
+
+    def remove_first(self, name: str) -> str | None:
+        """Remove the first ``name`` field line and return its value (None when absent)."""
+        key = canonical_key(name)
+        for index, entry in enumerate(self._fields):
+            if entry[0] == key:
+                del self._fields[index]
+                return entry[2]
+        return None
+
+    # -- wire form --------------------------------------------------------------------------
+    def to_text(self, skip_key: str | None = None) -> str:
+        """The header block, one CRLF-terminated line per field, optionally without one key."""
+        parts = []
+        for key, name, value, raw in self._fields:
+            if key == skip_key:
+                continue
+            parts.append(raw if raw is not None else f"{name}: {value}")
+        return "\r\n".join(parts) + "\r\n" if parts else ""
+
+
+def _check_field(name: str, value: str) -> None:
+    if not isinstance(name, str) or not _TOKEN_RE.fullmatch(name):
+        raise ValueError(f"header name must be a token, got {name!r}")
+    if not isinstance(value, str) or "\r" in value or "\n" in value:
+        raise ValueError(f"header value for {name} must be a str without CR/LF, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Lexical helpers
+# ---------------------------------------------------------------------------------------------
+def _skip_quoted(text: str, start: int) -> int:
+    """Index just past the quoted-string opening at ``text[start] == '"'`` (§25.1 quoted-pair
+    escapes honoured). Raises 400 when it is not terminated."""
+    i = start + 1
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+        elif c == '"':
+            return i + 1
+        else:
+            i += 1
+    raise SipParseError(400, f"unterminated quoted string in {text!r}")
+
+
+def _unquote(quoted: str) -> str:
+    inner = quoted[1:-1]
+    return re.sub(r"\\(.)", r"\1", inner, flags=re.DOTALL) if "\\" in inner else inner
+
+
+def split_list(value: str, sep: str = ",") -> list[str]:
+    """Split ``value`` at ``sep`` outside quoted strings and ``<...>``; elements stripped."""
+    if '"' not in value and "<" not in value:
+        return [part.strip() for part in value.split(sep)]
+    parts: list[str] = []
+    start = 0
+    i = 0
+    n = len(value)
+    in_angle = False
+    while i < n:
+        c = value[i]
+        if c == '"' and not in_angle:
+            i = _skip_quoted(value, i)
+            continue
+        if c == "<":
+            in_angle = True
+        elif c == ">":
+            in_angle = False
+        elif c == sep and not in_angle:
+            parts.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(value[start:].strip())
+    return parts
+
+
+def parse_params(text: str, context: str) -> dict[str, str | None]:
+    """Parse ``;name[=value]...`` header parameters (§25.1 generic-param). Names are lower-cased;
+    values are kept as written (a quoted-string keeps its quotes); a flag maps to None."""
+    params: dict[str, str | None] = {}
+    text = text.strip()
+    if not text:
+        return params
+    if text[0] != ";":
+        raise SipParseError(400, f"unexpected {text!r} in {context}")
+    for item in split_list(text[1:], ";"):
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not _TOKEN_RE.fullmatch(name):
+            raise SipParseError(400, f"bad parameter {item!r} in {context}")
+        if eq:
+            value = value.strip()
+            if value.startswith('"'):
+                if _skip_quoted(value, 0) != len(value):
+                    raise SipParseError(400, f"bad quoted parameter {item!r} in {context}")
+            elif not _GEN_VALUE_RE.fullmatch(value):
+                raise SipParseError(400, f"bad parameter value {item!r} in {context}")
+            params[name.lower()] = value
+        else:
+            params[name.lower()] = None
+    return params
+
+
+def _format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed values
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class NameAddr:
+    """A From/To/Contact/Route/Record-Route value: ``"display" <uri>;params`` (§20.10, §25.1).
+
+    ``display`` is the display name unquoted (None when absent); ``uri`` a :class:`SipUri` (or an
+    :class:`AbsoluteUri` for other schemes); ``params`` the header parameters (``tag``,
+    ``expires``, ``q`` …). ``str()`` always writes the bracketed name-addr form.
+    """
+
+    uri: SipUri | AbsoluteUri
+    display: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @tag.setter
+    def tag(self, value: str | None) -> None:
+        if value is None:
+            self.params.pop("tag", None)
+        else:
+            self.params["tag"] = value
+
+    @property
+    def expires(self) -> int | None:
+        """The Contact ``expires`` parameter as an int (None when absent or not a number)."""
+        value = self.params.get("expires")
+        return int(value) if value is not None and value.isdigit() else None
+
+    @property
+    def q(self) -> float | None:
+        value = self.params.get("q")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def __str__(self) -> str:
+        display = ""
+        if self.display is not None:
+            escaped = self.display.replace("\\", "\\\\").replace('"', '\\"')
+            display = f'"{escaped}" '
+        return f"{display}<{self.uri}>{_format_params(self.params)}"
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """Parse one name-addr or addr-spec with its header parameters. Raises 400 on bad syntax
+    (unbalanced quotes, non-token display names, LWS inside ``<>``, an unbracketed URI holding
+    ``?`` or ``,`` — §20.10)."""
+    text = value.strip()
+    display: str | None = None
+    if text.startswith('"'):
+        end = _skip_quoted(text, 0)
+        display = _unquote(text[:end])
+        rest = text[end:].lstrip()
+        if not rest.startswith("<"):
+            raise SipParseError(400, f"quoted display name not followed by <URI> in {value!r}")
+        text = rest
+    lt = text.find("<")
+    semi = text.find(";")
+    quote_at = text.find('"')
+    if lt >= 0 and (semi < 0 or lt < semi) and (quote_at < 0 or lt < quote_at):
+        if display is None and lt > 0:
+            words = text[:lt].split()
+            if not all(_TOKEN_RE.fullmatch(word) for word in words):
+                raise SipParseError(400, f"display name must be tokens or quoted in {value!r}")
+            display = " ".join(words)
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise SipParseError(400, f"missing '>' in {value!r}")
+        uri_text = text[lt + 1:gt]
+        if not uri_text or uri_text != uri_text.strip() or " " in uri_text or "\t" in uri_text:
+            raise SipParseError(400, f"whitespace inside <URI> in {value!r}")
+        rest = text[gt + 1:]
+    else:
+        uri_text, _, rest = text.partition(";")
+        if rest:
+            rest = ";" + rest
+        uri_text = uri_text.strip()
+        if "?" in uri_text or "," in uri_text or " " in uri_text:
+            raise SipParseError(400, f"a URI with '?', ',' or spaces must be in <> in {value!r}")
+    uri = parse_any_uri(uri_text)
+    return NameAddr(uri=uri, display=display, params=parse_params(rest, value))
+
+
+def parse_name_addr_list(value: str) -> list[NameAddr]:
+    """Parse a comma-separated list of name-addr values (Contact, Route, Record-Route)."""
+    return [parse_name_addr(part) for part in _nonempty_elements(value, "address list")]
+
+
+def _nonempty_elements(value: str, what: str) -> list[str]:
+    parts = split_list(value)
+    if any(not part for part in parts):
+        raise SipParseError(400, f"empty element in {what} {value!r}")
+    return parts
+
+
+@dataclass
+class Via:
+    """One Via value: ``SIP/2.0/UDP host:port;branch=...`` (§20.42, RFC 3581 rport).
+
+    ``params`` maps lower-cased names to values (None for a flag). Build one in code as
+    ``Via("UDP", "192.0.2.1", 5060, {"branch": new_branch(), "rport": None})``.
+    """
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | bool | None:
+        """RFC 3581: None when absent, True when requested without a value, else the port."""
+        if "rport" not in self.params:
+            return None
+        value = self.params["rport"]
+        if value is None or not value.isdigit():
+            return True
+        return int(value)
+
+    @property
+    def sent_by(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.transport} {self.sent_by}{_format_params(self.params)}"
+
+
+def _parse_one_via(text: str) -> Via:
+    pieces = text.split("/", 2)
+    if len(pieces) != 3:
+        raise SipParseError(400, f"bad Via {text!r}")
+    name, version, rest = pieces[0].strip(), pieces[1].strip(), pieces[2].lstrip()
+    if not _TOKEN_RE.fullmatch(name) or not _TOKEN_RE.fullmatch(version):
+        raise SipParseError(400, f"bad Via protocol in {text!r}")
+    transport_match = _TOKEN_RE.match(rest)
+    if transport_match is None:
+        raise SipParseError(400, f"bad Via transport in {text!r}")
+    transport = transport_match.group()
+    sent_by, _, param_text = rest[transport_match.end():].partition(";")
+    if param_text:
+        param_text = ";" + param_text
+    sent_by = sent_by.strip()
+    if not sent_by:
+        raise SipParseError(400, f"Via without sent-by in {text!r}")
+    host, port = _parse_sent_by(sent_by, text)
+    return Via(transport=transport.upper(), host=host, port=port,
+               params=parse_params(param_text, "Via"), protocol=f"{name}/{version}")
+
+
+def _parse_sent_by(sent_by: str, context: str) -> tuple[str, int | None]:
+    if sent_by.startswith("["):
+        end = sent_by.find("]")
+        host = sent_by[1:end] if end > 0 else ""
+        if not host or not re.fullmatch(r"[0-9A-Fa-f:.]+", host):
+            raise SipParseError(400, f"bad IPv6 sent-by in Via {context!r}")
+        port_text = sent_by[end + 1:].strip()
+    else:
+        host, _, port_text = sent_by.partition(":")
+        host = host.strip()
+        port_text = ":" + port_text if _ else ""
+        if not re.fullmatch(r"[A-Za-z0-9\-.]+", host):
+            raise SipParseError(400, f"bad sent-by host in Via {context!r}")
+    if not port_text:
+        return host, None
+    port_text = port_text.removeprefix(":").strip()
+    if not port_text.isdigit() or not port_text.isascii() or int(port_text) > 65535:
+        raise SipParseError(400, f"bad sent-by port in Via {context!r}")
+    return host, int(port_text)
+
+
+def parse_vias(value: str) -> list[Via]:
+    """Parse one Via field line (possibly several comma-separated values)."""
+    return [_parse_one_via(part) for part in _nonempty_elements(value, "Via")]
+
+
+@dataclass(frozen=True)
+class CSeq:
+    """``CSeq: 4711 INVITE`` (§20.16): number below 2**31 and the method."""
+
+    number: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    """Parse a CSeq value; 400 on a non-numeric or overlarge number (≥ 2**31, RFC 3261 §8.1.1.5)
+    or a bad method."""
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii():
+        raise SipParseError(400, f"bad CSeq {value!r}")
+    if len(parts[0]) > 10 or int(parts[0]) >= 2**31:
+        raise SipParseError(400, f"CSeq number {parts[0]} is not below 2**31")
+    if not _TOKEN_RE.fullmatch(parts[1]):
+        raise SipParseError(400, f"bad CSeq method {parts[1]!r}")
+    return CSeq(int(parts[0]), parts[1])
+
+
+def is_token(text: str) -> bool:
+    """True when ``text`` is a non-empty RFC 3261 token."""
+    return _TOKEN_RE.fullmatch(text) is not None
+
+
+def normalize_lws(text: str) -> str:
+    """Collapse runs of SP/HT into one SP."""
+    return _LWS_RE.sub(" ", text)

@@ -1,0 +1,354 @@
+"""SIP requests and responses (RFC 3261 §7), their typed accessors, and builders.
+
+A message is a start line, a :class:`~vosapp.sip.headers.Headers` collection and a body (bytes).
+``bytes(message)`` serializes it: untouched header lines come out byte-for-byte as received and
+Content-Length is rewritten to match the body (added when missing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from vosapp.sip.headers import (
+    CSeq,
+    Headers,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_name_addr,
+    parse_name_addr_list,
+    parse_vias,
+)
+from vosapp.sip.uri import AbsoluteUri, SipParseError, SipUri, parse_any_uri
+
+__all__ = [
+    "REASON_PHRASES",
+    "Message",
+    "Request",
+    "Response",
+    "make_response",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
+]
+
+SIP_VERSION = "SIP/2.0"
+
+# RFC 3261 §21 plus the extension codes a softswitch meets (RFC 3265, 3329, 4028, 4412, 6665).
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated",
+    200: "OK", 202: "Accepted", 204: "No Notification",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    305: "Use Proxy", 380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    412: "Conditional Request Failed", 413: "Request Entity Too Large",
+    414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority", 420: "Bad Extension",
+    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
+    428: "Use Identity Header", 429: "Provide Referrer Identity", 433: "Anonymity Disallowed",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
+    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
+    489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    494: "Security Agreement Required",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 580: "Precondition Failure",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` (a generic one for unknown codes)."""
+    phrase = REASON_PHRASES.get(status)
+    if phrase is not None:
+        return phrase
+    return {1: "Progress", 2: "Success", 3: "Redirection", 4: "Client Error",
+            5: "Server Error", 6: "Global Failure"}.get(status // 100, "Unknown")
+
+
+def new_branch() -> str:
+    """A fresh Via branch with the RFC 3261 §8.1.1.7 magic cookie ``z9hG4bK``."""
+    return "z9hG4bK" + os.urandom(10).hex()
+
+
+def new_tag() -> str:
+    """A fresh From/To tag with at least 32 bits of randomness (§19.3)."""
+    return os.urandom(6).hex()
+
+
+def new_call_id(host: str | None = None) -> str:
+    """A fresh globally unique Call-ID (§8.1.1.4), optionally ``random@host``."""
+    value = os.urandom(12).hex()
+    return f"{value}@{host}" if host else value
+
+
+class Message:
+    """Common part of :class:`Request` and :class:`Response`."""
+
+    headers: Headers
+    body: bytes
+
+    def _start_line(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- serialization ----------------------------------------------------------------------
+    def __bytes__(self) -> bytes:
+        body = self.body
+        length = str(len(body))
+        lines = [self._start_line()]
+        seen_length = False
+        for key, name, value, raw in self.headers._fields:
+            if key == "content-length":
+                if seen_length:
+                    continue
+                seen_length = True
+                if value != length:
+                    raw, value = None, length
+            lines.append(raw if raw is not None else f"{name}: {value}")  # type: ignore[arg-type]
+        if not seen_length:
+            lines.append(f"Content-Length: {length}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
+
+    # -- typed accessors (parsed on demand; the parser already validated them) -------------
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if value is None:
+            raise SipParseError(400, f"missing {name} header", self.headers)
+        return value
+
+    @property
+    def call_id(self) -> str:
+        return self._required("Call-ID")
+
+    @property
+    def cseq(self) -> CSeq:
+        return parse_cseq(self._required("CSeq"))
+
+    @property
+    def vias(self) -> list[Via]:
+        """Every Via value, top first, across all Via lines."""
+        out: list[Via] = []
+        for value in self.headers.get_all("Via"):
+            out.extend(parse_vias(value))
+        return out
+
+    @property
+    def top_via(self) -> Via:
+        return parse_vias(self._required("Via"))[0]
+
+    @property
+    def from_(self) -> NameAddr:
+        return parse_name_addr(self._required("From"))
+
+    @from_.setter
+    def from_(self, value: NameAddr) -> None:
+        self.headers.set("From", str(value))
+
+    @property
+    def to(self) -> NameAddr:
+        return parse_name_addr(self._required("To"))
+
+    @to.setter
+    def to(self, value: NameAddr) -> None:
+        self.headers.set("To", str(value))
+
+    @property
+    def contact_star(self) -> bool:
+        """True for ``Contact: *`` (REGISTER remove-all, §10.2.2)."""
+        return any(v.strip() == "*" for v in self.headers.get_all("Contact"))
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Every Contact address (``*`` excluded; see :attr:`contact_star`)."""
+        out: list[NameAddr] = []
+        for value in self.headers.get_all("Contact"):
+            if value.strip() != "*":
+                out.extend(parse_name_addr_list(value))
+        return out
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        out: list[NameAddr] = []
+        for value in self.headers.get_all("Route"):
+            out.extend(parse_name_addr_list(value))
+        return out
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        out: list[NameAddr] = []
+        for value in self.headers.get_all("Record-Route"):
+            out.extend(parse_name_addr_list(value))
+        return out
+
+    def _int_header(self, name: str, limit: int) -> int | None:
+        value = self.headers.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.isdigit() or not value.isascii():
+            raise SipParseError(400, f"{name} must be a number, got {value!r}", self.headers)
+        return min(int(value), limit)
+
+    @property
+    def max_forwards(self) -> int | None:
+        return self._int_header("Max-Forwards", 255)
+
+    @property
+    def expires(self) -> int | None:
+        """The Expires header in seconds; values beyond 2**32-1 are clamped (§20.19)."""
+        return self._int_header("Expires", 2**32 - 1)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("Content-Type")
+
+    @property
+    def authorization(self) -> list[str]:
+        """Raw Authorization values (the digest module parses them)."""
+        return self.headers.get_all("Authorization")
+
+    @property
+    def proxy_authorization(self) -> list[str]:
+        return self.headers.get_all("Proxy-Authorization")
+
+    @property
+    def www_authenticate(self) -> list[str]:
+        return self.headers.get_all("WWW-Authenticate")
+
+    @property
+    def proxy_authenticate(self) -> list[str]:
+        return self.headers.get_all("Proxy-Authenticate")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return (self._start_line() == other._start_line()  # type: ignore[attr-defined]
+                and self.headers == other.headers  # type: ignore[attr-defined]
+                and self.body == other.body)  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Request(Message):
+    """A SIP request. ``uri`` is a :class:`SipUri` (or :class:`AbsoluteUri` for tel: etc.);
+    a str is parsed."""
+
+    is_request = True
+
+    def __init__(self, method: str, uri: SipUri | AbsoluteUri | str,
+                 headers: Headers | None = None, body: bytes = b"") -> None:
+        self.method = method
+        self.uri = parse_any_uri(uri) if isinstance(uri, str) else uri
+        self.headers = headers if headers is not None else Headers()
+        self.body = bytes(body)
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} {SIP_VERSION}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+    @classmethod
+    def build(cls, method: str, uri: SipUri | AbsoluteUri | str, *,
+              via: Via | Iterable[Via], from_: NameAddr, to: NameAddr,
+              call_id: str | None = None, cseq: int | CSeq = 1,
+              contact: NameAddr | Iterable[NameAddr] | None = None,
+              max_forwards: int = 70, headers: Iterable[tuple[str, str]] = (),
+              body: bytes = b"", content_type: str | None = None) -> Request:
+        """Build a request for UAC code (RFC 3261 §8.1.1).
+
+        ``via`` is one :class:`Via` or a list (top first); ``cseq`` an int (the method is added)
+        or a :class:`CSeq`; ``call_id`` defaults to :func:`new_call_id`; ``headers`` are extra
+        (name, value) fields appended after the mandatory ones; ``content_type`` is required
+        when ``body`` is not empty. Content-Length is computed on serialization.
+        """
+        if body and content_type is None:
+            raise ValueError("a request with a body needs content_type")
+        fields = Headers()
+        for one in [via] if isinstance(via, Via) else list(via):
+            fields.add("Via", str(one))
+        fields.add("Max-Forwards", str(max_forwards))
+        fields.add("From", str(from_))
+        fields.add("To", str(to))
+        fields.add("Call-ID", call_id or new_call_id())
+        number = cseq if isinstance(cseq, CSeq) else CSeq(cseq, method)
+        if number.method != method:
+            raise ValueError(f"CSeq method {number.method} differs from {method}")
+        fields.add("CSeq", str(number))
+        if contact is not None:
+            contacts = [contact] if isinstance(contact, NameAddr) else list(contact)
+            for one in contacts:
+                fields.add("Contact", str(one))
+        for name, value in headers:
+            fields.add(name, value)
+        if content_type is not None:
+            fields.add("Content-Type", content_type)
+        return cls(method, uri, fields, body)
+
+
+class Response(Message):
+    """A SIP response."""
+
+    is_request = False
+
+    def __init__(self, status: int, reason: str | None = None,
+                 headers: Headers | None = None, body: bytes = b"") -> None:
+        if not 100 <= status <= 699:
+            raise ValueError(f"status must be 100-699, got {status}")
+        self.status = status
+        self.reason = reason if reason is not None else reason_phrase(status)
+        self.headers = headers if headers is not None else Headers()
+        self.body = bytes(body)
+
+    def _start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+
+
+def make_response(request: Request, status: int, reason: str | None = None, *,
+                  to_tag: str | None = None) -> Response:
+    """A response to ``request`` per RFC 3261 §8.2.6: every Via (in order), From, To, Call-ID
+    and CSeq copied; ``to_tag`` added to To unless it already has a tag; no body.
+
+    Works on the partial headers of a :class:`SipParseError` too: pass a Request whose
+    headers are ``err.headers`` (see :func:`make_error_response`).
+    """
+    fields = [list(entry) for entry in request.headers._fields if entry[0] in _COPIED]
+    headers = Headers._from_parsed(fields)
+    if to_tag is not None:
+        to_value = headers.get("To")
+        if to_value is not None:
+            try:
+                has_tag = parse_name_addr(to_value).tag is not None
+            except SipParseError:
+                has_tag = True  # never touch a To we cannot read
+            if not has_tag:
+                headers.set("To", f"{to_value};tag={to_tag}")
+    return Response(status, reason, headers)
+
+
+def make_error_response(error: SipParseError, *, to_tag: str | None = None) -> Response | None:
+    """The response a server sends for a request that failed to parse, or None when the
+    parsed headers are too incomplete to address one (RFC 3261 §8.2.6 needs Via, From, To,
+    Call-ID and CSeq)."""
+    headers = error.headers
+    if headers is None or any(name not in headers for name in _COPIED):
+        return None
+    dummy = Request("OPTIONS", SipUri(host="invalid"), headers)
+    reason = None
+    if error.status == 400:
+        # A human hint in the reason phrase, kept to safe printable ASCII.
+        reason = "Bad Request - " + "".join(c for c in error.reason if " " <= c <= "~")[:100]
+    return make_response(dummy, error.status, reason, to_tag=to_tag)

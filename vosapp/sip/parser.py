@@ -1,0 +1,288 @@
+"""Parsing SIP messages from bytes: whole datagrams (:func:`parse`) and TCP streams
+(:class:`StreamParser`), RFC 3261 §7 and §18.3.
+
+The hot path splits the header block into (key, name, value, source) fields and validates only
+what a server needs to answer safely (start line, Via, From, To, Call-ID, CSeq, Max-Forwards,
+Content-Length, request Contact); other values stay text until a typed accessor asks.
+Every failure is a :class:`SipParseError` carrying the status to answer and the headers parsed
+so far.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vosapp.sip.headers import (
+    Headers,
+    canonical_key,
+    is_token,
+    parse_cseq,
+    parse_name_addr,
+    parse_name_addr_list,
+    parse_vias,
+)
+from vosapp.sip.message import Request, Response
+from vosapp.sip.uri import AbsoluteUri, SipParseError, parse_any_uri
+
+__all__ = ["MAX_MESSAGE_SIZE", "SUPPORTED_URI_SCHEMES", "StreamParser", "parse"]
+
+MAX_MESSAGE_SIZE = 65536
+"""Largest message accepted (bytes). UDP cannot carry more (RFC 3261 §18.1.1 / IP limit)."""
+
+# Request-URI schemes the switch serves; anything else is 416 (RFC 3261 §8.2.2.1).
+SUPPORTED_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+_SINGLE = ("from", "to", "call-id", "cseq", "max-forwards", "content-length")
+_VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
+_CALL_ID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+                         r"(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
+# Header names already seen to be tokens → their lookup key (bounded; names repeat a lot).
+_KEY_CACHE: dict[str, str] = {}
+
+
+def _key_of(name: str, headers_so_far: list[list[str | None]]) -> str:
+    key = _KEY_CACHE.get(name)
+    if key is not None:
+        return key
+    if not is_token(name):
+        raise SipParseError(400, f"bad header name {name!r}",
+                            Headers._from_parsed(headers_so_far) if headers_so_far else None)
+    key = canonical_key(name)
+    if len(_KEY_CACHE) < 4096:
+        _KEY_CACHE[name] = key
+    return key
+
+
+def _split_head(data: bytes) -> tuple[str, bytes]:
+    start = 0
+    n = len(data)
+    # §7.5: CRLFs before the start line are ignored (keep-alives, stream leftovers).
+    while start < n and data[start] in (13, 10):
+        start += 1
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        # Be robust on datagrams that lose the final empty line (RFC 4475 baddn.dat ends so):
+        # headers ending in CRLF with nothing after them are a message without body.
+        if data.endswith(b"\r\n") and n - start > 2:
+            return data[start:-2].decode("utf-8", "surrogateescape"), b""
+        raise SipParseError(400, "no empty line ends the header block")
+    return data[start:end].decode("utf-8", "surrogateescape"), data[end + 4:]
+
+
+def _parse_fields(lines: list[str]) -> list[list[str | None]]:
+    fields: list[list[str | None]] = []
+    last: list[str | None] | None = None
+    for line in lines:
+        if not line:
+            continue
+        first = line[0]
+        if first == " " or first == "\t":
+            # Line folding (§7.3.1): continuation joins the previous value with one SP.
+            if last is None:
+                raise SipParseError(400, "header block starts with a continuation line")
+            continuation = line.strip(" \t")
+            last[2] = f"{last[2]} {continuation}" if last[2] else continuation
+            last[3] = f"{last[3]}\r\n{line}"
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise SipParseError(400, f"header line without ':' {line[:60]!r}",
+                                Headers._from_parsed(fields) if fields else None)
+        name = name.rstrip(" \t")
+        last = [_key_of(name, fields), name, value.strip(" \t"), line]
+        fields.append(last)
+    return fields
+
+
+def _check_head(fields: list[list[str | None]], headers: Headers, method: str | None) -> None:
+    counts: dict[str, int] = {}
+    for entry in fields:
+        key = entry[0]
+        counts[key] = counts.get(key, 0) + 1  # type: ignore[index]
+    for key in ("via", "from", "to", "call-id", "cseq"):
+        if key not in counts:
+            raise SipParseError(400, f"missing mandatory {key} header", headers)
+    for key in _SINGLE:
+        if counts.get(key, 0) > 1:
+            raise SipParseError(400, f"more than one {key} header", headers)
+    get = headers.get
+    cseq = parse_cseq(get("cseq"))  # type: ignore[arg-type]
+    if method is not None and cseq.method != method:
+        raise SipParseError(400, f"CSeq method {cseq.method} does not match {method}", headers)
+    call_id = get("call-id")
+    if not _CALL_ID_RE.fullmatch(call_id):  # type: ignore[arg-type]
+        raise SipParseError(400, f"bad Call-ID {call_id!r}", headers)
+    parse_name_addr(get("from"))  # type: ignore[arg-type]
+    parse_name_addr(get("to"))  # type: ignore[arg-type]
+    for value in headers.get_all("via"):
+        parse_vias(value)
+    max_forwards = get("max-forwards")
+    if max_forwards is not None and (not max_forwards.isdigit() or not max_forwards.isascii()
+                                     or len(max_forwards.lstrip("0")) > 3
+                                     or int(max_forwards) > 255):
+        raise SipParseError(400, f"Max-Forwards must be 0-255, got {max_forwards!r}", headers)
+    if method is not None and "contact" in counts:
+        for value in headers.get_all("contact"):
+            if value != "*":
+                parse_name_addr_list(value)
+
+
+def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
+          uri_schemes: frozenset[str] | None = SUPPORTED_URI_SCHEMES) -> Request | Response:
+    """Parse one SIP message from a datagram (or a framed stream message).
+
+    Body framing follows §18.3 for datagrams: with Content-Length the body is that many bytes
+    (extra bytes are discarded, fewer is an error); without it, the rest of the datagram.
+    Raises :class:`SipParseError` with the status to answer: 400 malformed, 413 body too large,
+    416 unsupported Request-URI scheme, 505 unsupported SIP version, 513 message too large.
+    ``uri_schemes`` lists the Request-URI schemes served (lower case); None accepts any
+    syntactically valid absolute URI (RFC 4475 §3.2.3 lets an element choose either).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"parse() needs bytes, got {type(data).__name__}")
+    data = bytes(data)
+    too_large = len(data) > max_size
+    try:
+        head, rest = _split_head(data[: max_size + 1] if too_large else data)
+    except SipParseError:
+        if too_large:
+            raise SipParseError(513, f"message of {len(data)} bytes exceeds {max_size}") from None
+        raise
+    lines = head.split("\r\n")
+    start_line = lines[0]
+    breaks = len(lines) - 1
+    if head.count("\r") != breaks or head.count("\n") != breaks:
+        # A bare CR or LF would let two parsers disagree on where a line ends.
+        raise SipParseError(400, "bare CR or LF in the header block")
+    fields = _parse_fields(lines[1:])
+    headers = Headers._from_parsed(fields)
+
+    message: Request | Response
+    if start_line.startswith("SIP/"):
+        version, _, status_reason = start_line.partition(" ")
+        status_text, _, reason = status_reason.partition(" ")
+        if version != "SIP/2.0":
+            raise SipParseError(505, f"unsupported version {version!r}", headers)
+        if len(status_text) != 3 or not status_text.isdigit() or not status_text.isascii() \
+                or not 100 <= int(status_text) <= 699:
+            raise SipParseError(400, f"bad status code {status_text[:20]!r}", headers)
+        _check_head(fields, headers, None)
+        message = Response(int(status_text), reason, headers)
+    else:
+        parts = start_line.split(" ")
+        if len(parts) != 3 or not all(parts):
+            if len(parts) >= 3 and _VERSION_RE.fullmatch(parts[-1]) and \
+                    parts[-1].upper() != "SIP/2.0":
+                raise SipParseError(505, f"unsupported version {parts[-1]!r}", headers)
+            raise SipParseError(400, f"malformed request line {start_line[:80]!r}", headers)
+        method, uri_text, version = parts
+        if version != "SIP/2.0":
+            if _VERSION_RE.fullmatch(version) and version.upper() != "SIP/2.0":
+                raise SipParseError(505, f"unsupported version {version!r}", headers)
+            raise SipParseError(400, f"bad version {version!r}", headers)
+        if not is_token(method):
+            raise SipParseError(400, f"bad method {method!r}", headers)
+        try:
+            uri = parse_any_uri(uri_text)
+        except SipParseError as error:
+            raise SipParseError(error.status, error.reason, headers) from None
+        if uri_schemes is not None and uri.scheme not in uri_schemes:
+            raise SipParseError(416, f"unsupported URI scheme {uri.scheme!r}", headers)
+        if not isinstance(uri, AbsoluteUri) and uri.headers:
+            # §19.1.1 table: URI headers are not allowed in a Request-URI.
+            raise SipParseError(400, "headers in the Request-URI", headers)
+        _check_head(fields, headers, method)
+        message = Request(method, uri, headers)
+
+    length_text = headers.get("content-length")
+    if length_text is None:
+        body = rest
+    else:
+        if not length_text.isdigit() or not length_text.isascii():
+            raise SipParseError(400, f"bad Content-Length {length_text!r}", headers)
+        length = int(length_text)
+        if length > max_size:
+            raise SipParseError(413, f"body of {length} bytes is too large", headers)
+        if length > len(rest):
+            if too_large:
+                raise SipParseError(513, f"message exceeds {max_size} bytes", headers)
+            raise SipParseError(400, f"Content-Length {length} exceeds the {len(rest)} "
+                                "bytes received", headers)
+        body = rest[:length]
+    if too_large:
+        raise SipParseError(513, f"message exceeds {max_size} bytes", headers)
+    message.body = body
+    return message
+
+
+_CONTENT_LENGTH_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
+
+
+class StreamParser:
+    """Frames SIP messages out of a TCP byte stream by Content-Length (RFC 3261 §18.3).
+
+    ``feed(data)`` returns the messages completed so far. CRLFs between messages (keep-alives,
+    RFC 5626 §3.5.1) are skipped. A message without Content-Length, a header block or body over
+    ``max_size``, or an unreadable Content-Length leaves the stream unframed: ``feed`` raises
+    :class:`SipParseError` and :attr:`broken` becomes True (close the connection). A well-framed
+    message that fails to parse raises too, but the stream stays usable; messages completed
+    before it in the same call are returned by the next ``feed`` (``feed(b"")`` works).
+    """
+
+    def __init__(self, *, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self._buffer = bytearray()
+        self._pending: list[Request | Response] = []
+        self.max_size = max_size
+        self.broken = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete message."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Request | Response]:
+        if self.broken:
+            raise SipParseError(400, "stream already unframed by an earlier error")
+        buffer = self._buffer
+        buffer += data
+        out = self._pending
+        self._pending = []
+        while True:
+            skip = 0
+            while skip < len(buffer) and buffer[skip] in (13, 10):
+                skip += 1
+            if skip:
+                del buffer[:skip]
+            if not buffer:
+                break
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > self.max_size:
+                    self._break(513, "header block exceeds the message size limit", out)
+                break
+            head = bytes(buffer[:end + 2])
+            match = _CONTENT_LENGTH_RE.search(head)
+            if match is None:
+                self._break(400, "message on a stream without Content-Length", out)
+            length_text = match.group(1).strip()  # type: ignore[union-attr]
+            if not length_text.isdigit():
+                self._break(400, f"bad Content-Length {length_text!r} on a stream", out)
+            total = end + 4 + int(length_text)
+            if total > self.max_size:
+                self._break(513, f"message of {total} bytes exceeds {self.max_size}", out)
+            if len(buffer) < total:
+                break
+            raw = bytes(buffer[:total])
+            del buffer[:total]
+            try:
+                out.append(parse(raw, max_size=self.max_size))
+            except SipParseError:
+                self._pending = out
+                raise
+        return out
+
+    def _break(self, status: int, reason: str, done: list[Request | Response]) -> None:
+        self.broken = True
+        self._pending = done
+        self._buffer.clear()
+        raise SipParseError(status, reason)
