@@ -1,0 +1,547 @@
+"""Digest authentication (RFC 7616 / RFC 2617) — vectors, server outcomes, client, fuzz."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vosapp.clock import ManualClock
+from vosapp.sip.digest import (
+    Challenge,
+    Credentials,
+    DigestClient,
+    DigestError,
+    DigestServer,
+    VerifyOutcome,
+    answer,
+    compute_ha1,
+    compute_response,
+    parse_challenge,
+    parse_credentials,
+)
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+# RFC 7616 §3.9.1 (password "Circle of Life", lower-case "of" per verified erratum 4495)
+RFC7616_CHALLENGE = (
+    'Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, '
+    'nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", '
+    'opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"'
+)
+RFC7616_MD5_CREDENTIALS = (
+    'Digest username="Mufasa", realm="http-auth@example.org", uri="/dir/index.html", '
+    'algorithm=MD5, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", nc=00000001, '
+    'cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", qop=auth, '
+    'response="8ca523f5e9506fed4657c9700eebdbec", '
+    'opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"'
+)
+RFC7616_SHA256_RESPONSE = "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+RFC7616_CNONCE = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"
+
+# RFC 2617 §3.5 (password "Circle Of Life")
+RFC2617_CREDENTIALS = (
+    'Digest username="Mufasa", realm="testrealm@host.com", '
+    'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", uri="/dir/index.html", qop=auth, '
+    'nc=00000001, cnonce="0a4f113b", response="6629fae49393a05397450978507c4ef1", '
+    'opaque="5ccc069c403ebaf9f0171e9517f40e41"'
+)
+
+
+# ---------------------------------------------------------------------------------- vectors
+
+
+def test_rfc7616_challenge_parses() -> None:
+    challenge = parse_challenge(RFC7616_CHALLENGE)
+    assert challenge.realm == "http-auth@example.org"
+    assert challenge.qop == ("auth", "auth-int")
+    assert challenge.algorithm == "SHA-256"
+    assert challenge.nonce == "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"
+    assert challenge.opaque == "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"
+    assert not challenge.stale
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "expected"),
+    [("MD5", "8ca523f5e9506fed4657c9700eebdbec"), ("SHA-256", RFC7616_SHA256_RESPONSE)],
+)
+def test_rfc7616_vectors_via_client(algorithm: str, expected: str) -> None:
+    challenge = Challenge(
+        realm="http-auth@example.org",
+        nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+        opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS",
+        algorithm=algorithm,
+        qop=("auth", "auth-int"),
+    )
+    credentials = answer(
+        challenge, "GET", "/dir/index.html", "Mufasa", "Circle of Life",
+        nc=1, cnonce=RFC7616_CNONCE,
+    )
+    assert credentials.response == expected
+    assert credentials.qop == "auth"
+    assert "nc=00000001" in str(credentials)
+    assert parse_credentials(str(credentials)) == credentials
+
+
+def test_rfc7616_md5_credentials_parse_and_recompute() -> None:
+    credentials = parse_credentials(RFC7616_MD5_CREDENTIALS)
+    assert credentials.username == "Mufasa"
+    assert credentials.nc == 1
+    assert credentials.qop == "auth"
+    ha1 = compute_ha1("MD5", "Mufasa", credentials.realm, "Circle of Life")
+    response = compute_response(
+        algorithm="MD5", ha1=ha1, nonce=credentials.nonce, method="GET", uri=credentials.uri,
+        qop="auth", nc=credentials.nc, cnonce=credentials.cnonce,
+    )
+    assert response == credentials.response
+
+
+def test_rfc2617_example() -> None:
+    credentials = parse_credentials(RFC2617_CREDENTIALS)
+    assert credentials.algorithm == "MD5"  # absent means MD5
+    ha1 = compute_ha1("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life")
+    assert compute_response(
+        algorithm="MD5", ha1=ha1, nonce=credentials.nonce, method="GET",
+        uri="/dir/index.html", qop="auth", nc=1, cnonce="0a4f113b",
+    ) == "6629fae49393a05397450978507c4ef1"
+
+
+def test_rfc2069_form_without_qop() -> None:
+    challenge = Challenge(realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093",
+                          qop=())
+    credentials = answer(challenge, "GET", "/dir/index.html", "Mufasa", "CircleOfLife")
+    assert credentials.response == "1949323746fe6a43ef61f9606e7febea"
+    assert credentials.qop is None and credentials.nc is None and credentials.cnonce is None
+    assert "qop" not in str(credentials)
+
+
+# ---------------------------------------------------------------------------------- parsing
+
+
+def test_parse_is_lenient_about_case_spacing_and_quoting() -> None:
+    value = (
+        'digest  REALM = "vos" ,, nonce=abc , algorithm="md5-sess", qop=auth,stale=TRUE,'
+        ' foo="b\\"ar"'
+    )
+    challenge = parse_challenge(value)
+    assert challenge.realm == "vos"
+    assert challenge.nonce == "abc"
+    assert challenge.algorithm == "MD5-sess"
+    assert challenge.qop == ("auth",)
+    assert challenge.stale
+    assert challenge.extra == (("foo", 'b"ar'),)
+    assert parse_challenge(str(challenge)) == challenge
+
+
+def test_challenge_format_quotes_and_escapes() -> None:
+    challenge = Challenge(realm='a "b" \\c', nonce="n", opaque="o", stale=True)
+    text = str(challenge)
+    assert text.startswith("Digest ")
+    assert 'realm="a \\"b\\" \\\\c"' in text
+    assert "stale=true" in text and "algorithm=MD5" in text and 'qop="auth"' in text
+    assert parse_challenge(text) == challenge
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("", "scheme"),
+        ('Basic realm="x"', "scheme"),
+        ('Digest realm="x', "syntax"),
+        ('Digest realm="x\\', "syntax"),
+        ('Digest realm="x", nonce', "syntax"),
+        ('Digest realm="x", nonce=', "syntax"),
+        ('Digest realm="x" nonce="y"', "syntax"),
+        ('Digest realm="x", realm="y", nonce="n"', "duplicate"),
+        ('Digest nonce="n"', "missing"),
+        ('Digest realm="x"', "missing"),
+        ('Digest realm="x", nonce="n", algorithm=SHA-1', "unknown-algorithm"),
+        ('Digest realm="x", nonce="n", qop=""', "unknown-qop"),
+        ('Digest realm="x\r\n", nonce="n"', "syntax"),
+        ('Digestrealm="x", nonce="n"', "scheme"),
+    ],
+)
+def test_malformed_challenges(value: str, code: str) -> None:
+    with pytest.raises(DigestError) as info:
+        parse_challenge(value)
+    assert info.value.code == code
+    assert info.value.reason
+
+
+GOOD_CREDENTIALS = (
+    'Digest username="alice", realm="vos", nonce="n", uri="sip:vos", response="abc", '
+    'qop=auth, nc=00000001, cnonce="c"'
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (GOOD_CREDENTIALS.replace('username="alice", ', ""), "missing"),
+        (GOOD_CREDENTIALS.replace('response="abc", ', ""), "missing"),
+        (GOOD_CREDENTIALS.replace('uri="sip:vos", ', ""), "missing"),
+        (GOOD_CREDENTIALS.replace(', cnonce="c"', ""), "missing"),
+        (GOOD_CREDENTIALS.replace("nc=00000001, ", ""), "missing"),
+        (GOOD_CREDENTIALS.replace("nc=00000001", "nc=0000000g"), "bad-nc"),
+        (GOOD_CREDENTIALS.replace("nc=00000001", "nc=000000001"), "bad-nc"),
+        (GOOD_CREDENTIALS.replace("qop=auth", "qop=auth-conf"), "unknown-qop"),
+        (GOOD_CREDENTIALS + ", algorithm=SHA-512", "unknown-algorithm"),
+        (GOOD_CREDENTIALS + ', uri="sip:x"', "duplicate"),
+        (GOOD_CREDENTIALS[:-1], "syntax"),
+    ],
+)
+def test_malformed_credentials(value: str, code: str) -> None:
+    with pytest.raises(DigestError) as info:
+        parse_credentials(value)
+    assert info.value.code == code
+
+
+def test_credentials_round_trip() -> None:
+    credentials = parse_credentials(GOOD_CREDENTIALS + ', opaque="o", x-vendor=1')
+    assert credentials.extra == (("x-vendor", "1"),)
+    assert parse_credentials(str(credentials)) == credentials
+
+
+def test_format_refuses_header_injection() -> None:
+    with pytest.raises(DigestError):
+        str(Credentials("a\r\nVia: x", "r", "n", "u", "resp"))
+
+
+# ---------------------------------------------------------------------------------- server
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def server(clock: ManualClock) -> DigestServer:
+    return DigestServer("vos.lab", SECRET, clock, nonce_lifetime=60.0)
+
+
+def _login(server: DigestServer, password: str = "s3cret", *, method: str = "REGISTER",
+           algorithm: str = "MD5", nc: int = 1) -> Credentials:
+    challenge = parse_challenge(str(server.challenge(algorithm=algorithm)))
+    return answer(challenge, method, "sip:vos.lab", "alice", password, nc=nc)
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "MD5-sess", "SHA-256", "SHA-256-sess"])
+def test_round_trip_each_algorithm(server: DigestServer, algorithm: str) -> None:
+    credentials = _login(server, algorithm=algorithm)
+    result = server.verify(str(credentials), "REGISTER", "s3cret")
+    assert result.ok and result.outcome is VerifyOutcome.OK
+    assert result.username == "alice" and not result.stale
+
+
+@pytest.mark.parametrize("method", ["REGISTER", "INVITE"])
+def test_wrong_password(server: DigestServer, method: str) -> None:
+    credentials = _login(server, "guess", method=method)
+    result = server.verify(credentials, method, "s3cret")
+    assert result.outcome is VerifyOutcome.WRONG_PASSWORD
+    assert not result.ok
+
+
+def test_method_is_part_of_the_digest(server: DigestServer) -> None:
+    credentials = _login(server, method="REGISTER")
+    assert server.verify(credentials, "INVITE", "s3cret").outcome is VerifyOutcome.WRONG_PASSWORD
+
+
+def test_lookup_and_ha1(server: DigestServer) -> None:
+    users = {"alice": "s3cret"}
+    assert server.verify(_login(server), "REGISTER", users.get).ok
+    assert server.verify(_login(server), "REGISTER", lambda _u: None).outcome is (
+        VerifyOutcome.UNKNOWN_USER
+    )
+    ha1 = compute_ha1("MD5", "alice", "vos.lab", "s3cret")
+    assert server.verify(_login(server), "REGISTER", ha1=ha1).ok
+
+
+def test_stale_nonce_after_lifetime(server: DigestServer, clock: ManualClock) -> None:
+    credentials = _login(server)
+    clock.advance(61.0)
+    result = server.verify(credentials, "REGISTER", "s3cret")
+    assert result.outcome is VerifyOutcome.STALE_NONCE and result.stale
+    assert server.challenge(stale=True).stale
+    assert "stale=true" in str(server.challenge(stale=True))
+
+
+def test_expired_nonce_with_wrong_password_is_a_wrong_password(
+    server: DigestServer, clock: ManualClock
+) -> None:
+    # RFC 7616 §3.3: stale=true only when the digest itself is valid
+    credentials = _login(server, "guess")
+    clock.advance(61.0)
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is (
+        VerifyOutcome.WRONG_PASSWORD
+    )
+
+
+def test_nonce_still_valid_just_before_lifetime(server: DigestServer, clock: ManualClock) -> None:
+    credentials = _login(server)
+    clock.advance(59.0)
+    assert server.verify(credentials, "REGISTER", "s3cret").ok
+
+
+def test_nonce_count_replay(server: DigestServer) -> None:
+    client = DigestClient("alice", "s3cret")
+    first = client.authorize(server.challenge(), "REGISTER", "sip:vos.lab")
+    assert server.verify(first, "REGISTER", "s3cret").ok
+    assert server.verify(first, "REGISTER", "s3cret").outcome is VerifyOutcome.REPLAYED_NC
+    second = client.reauthorize("REGISTER", "sip:vos.lab")
+    assert second is not None and second.nc == 2 and second.nonce == first.nonce
+    assert server.verify(second, "REGISTER", "s3cret").ok
+    # an older nc arriving late is a replay too (nc must strictly increase per nonce)
+    assert server.verify(first, "REGISTER", "s3cret").outcome is VerifyOutcome.REPLAYED_NC
+    # nc may skip values
+    skipped = answer(server_challenge_for(first), "REGISTER", "sip:vos.lab", "alice", "s3cret",
+                     nc=10)
+    assert server.verify(skipped, "REGISTER", "s3cret").ok
+
+
+def server_challenge_for(credentials: Credentials) -> Challenge:
+    return Challenge(realm=credentials.realm, nonce=credentials.nonce, opaque=credentials.opaque)
+
+
+def test_wrong_password_does_not_consume_nc(server: DigestServer) -> None:
+    challenge = server.challenge()
+    bad = answer(challenge, "REGISTER", "sip:vos.lab", "alice", "guess", nc=1)
+    good = answer(challenge, "REGISTER", "sip:vos.lab", "alice", "s3cret", nc=1)
+    assert server.verify(bad, "REGISTER", "s3cret").outcome is VerifyOutcome.WRONG_PASSWORD
+    assert server.verify(good, "REGISTER", "s3cret").ok
+
+
+def test_forged_nonce(server: DigestServer, clock: ManualClock) -> None:
+    forged = Challenge(realm="vos.lab", nonce="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                       opaque=server.opaque)
+    credentials = answer(forged, "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.FORGED_NONCE
+    # a nonce signed with another secret is forged too
+    other = DigestServer("vos.lab", b"another secret, 32 bytes long!!!", clock)
+    credentials = answer(other.challenge(), "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.FORGED_NONCE
+    # a tampered nonce (one character changed) is forged
+    genuine = server.challenge()
+    flipped = genuine.nonce[:-2] + ("A" if genuine.nonce[-2] != "A" else "B") + genuine.nonce[-1]
+    credentials = answer(
+        Challenge(realm="vos.lab", nonce=flipped), "REGISTER", "sip:vos.lab", "alice", "s3cret"
+    )
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.FORGED_NONCE
+
+
+def test_wrong_opaque_is_forged(server: DigestServer) -> None:
+    challenge = server.challenge()
+    bad = Challenge(realm=challenge.realm, nonce=challenge.nonce, opaque="nope")
+    credentials = answer(bad, "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.FORGED_NONCE
+
+
+def test_nonce_from_a_previous_run_is_stale(clock: ManualClock) -> None:
+    before = DigestServer("vos.lab", SECRET, clock)
+    after = DigestServer("vos.lab", SECRET, clock)  # same secret, restarted
+    credentials = answer(before.challenge(), "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert after.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.STALE_NONCE
+
+
+def test_wrong_realm(server: DigestServer) -> None:
+    challenge = server.challenge()
+    other = Challenge(realm="elsewhere", nonce=challenge.nonce, opaque=challenge.opaque)
+    credentials = answer(other, "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.WRONG_REALM
+
+
+def test_algorithm_must_match_the_challenge(server: DigestServer) -> None:
+    challenge = server.challenge(algorithm="MD5")
+    switched = Challenge(realm="vos.lab", nonce=challenge.nonce, opaque=challenge.opaque,
+                         algorithm="SHA-256")
+    credentials = answer(switched, "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is (
+        VerifyOutcome.UNKNOWN_ALGORITHM
+    )
+
+
+def test_disabled_and_unknown_algorithms(clock: ManualClock) -> None:
+    md5_only = DigestServer("vos.lab", SECRET, clock, algorithms=("MD5",))
+    with pytest.raises(ValueError):
+        md5_only.challenge(algorithm="SHA-256")
+    other = DigestServer("vos.lab", SECRET, clock)
+    credentials = answer(other.challenge(algorithm="SHA-256"), "REGISTER", "sip:vos.lab",
+                         "alice", "s3cret")
+    assert md5_only.verify(credentials, "REGISTER", "s3cret").outcome is (
+        VerifyOutcome.UNKNOWN_ALGORITHM
+    )
+    raw = str(credentials).replace("algorithm=SHA-256", "algorithm=SHA-1")
+    assert md5_only.verify(raw, "REGISTER", "s3cret").outcome is VerifyOutcome.UNKNOWN_ALGORITHM
+
+
+def test_malformed_header_is_an_outcome(server: DigestServer) -> None:
+    result = server.verify('Digest username="alice", realm="vos.lab"', "REGISTER", "s3cret")
+    assert result.outcome is VerifyOutcome.MALFORMED
+    assert "missing" in result.detail
+
+
+def test_qop_missing_is_refused_unless_allowed(clock: ManualClock) -> None:
+    strict = DigestServer("vos.lab", SECRET, clock)
+    challenge = strict.challenge()
+    legacy = Challenge(realm="vos.lab", nonce=challenge.nonce, opaque=challenge.opaque, qop=())
+    credentials = answer(legacy, "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert strict.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.MALFORMED
+    lenient = DigestServer("vos.lab", SECRET, clock, require_qop=False)
+    credentials = answer(
+        Challenge(realm="vos.lab", nonce=lenient.challenge().nonce, qop=()),
+        "REGISTER", "sip:vos.lab", "alice", "s3cret",
+    )
+    assert lenient.verify(credentials, "REGISTER", "s3cret").ok
+
+
+def test_auth_int_covers_the_body(clock: ManualClock) -> None:
+    server = DigestServer("vos.lab", SECRET, clock, qop=("auth-int",))
+    body = b"v=0\r\n"
+    credentials = answer(server.challenge(), "INVITE", "sip:bob@vos.lab", "alice", "s3cret",
+                         body=body)
+    assert credentials.qop == "auth-int"
+    assert server.verify(credentials, "INVITE", "s3cret", body=b"v=1\r\n").outcome is (
+        VerifyOutcome.WRONG_PASSWORD
+    )
+    assert server.verify(credentials, "INVITE", "s3cret", body=body).ok
+
+
+def test_qop_not_offered(server: DigestServer) -> None:
+    challenge = server.challenge()
+    widened = Challenge(realm="vos.lab", nonce=challenge.nonce, opaque=challenge.opaque,
+                        qop=("auth-int",))
+    credentials = answer(widened, "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.MALFORMED
+
+
+def test_uri_mismatch(server: DigestServer) -> None:
+    credentials = _login(server)
+    assert server.verify(credentials, "REGISTER", "s3cret",
+                         request_uri="sip:other").outcome is VerifyOutcome.URI_MISMATCH
+    assert server.verify(credentials, "REGISTER", "s3cret", request_uri="sip:vos.lab").ok
+
+
+def test_uppercase_hex_response_accepted(server: DigestServer) -> None:
+    credentials = _login(server)
+    shouting = Credentials(**{**credentials.__dict__, "response": credentials.response.upper()})
+    assert server.verify(shouting, "REGISTER", "s3cret").ok
+
+
+def test_replay_table_is_bounded(clock: ManualClock) -> None:
+    server = DigestServer("vos.lab", SECRET, clock, max_nonces=3)
+    first = server.challenge()
+    for _ in range(5):
+        server.challenge()
+    assert server.tracked_nonces() == 3
+    # a forgotten (evicted) but otherwise valid nonce is stale, never accepted twice
+    credentials = answer(first, "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert server.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.STALE_NONCE
+
+
+def test_expired_nonces_are_pruned(server: DigestServer, clock: ManualClock) -> None:
+    for _ in range(10):
+        server.challenge()
+    clock.advance(120.0)
+    server.challenge()
+    assert server.tracked_nonces() == 1
+
+
+def test_fresh_nonces_differ(server: DigestServer) -> None:
+    nonces = {server.challenge().nonce for _ in range(50)}
+    assert len(nonces) == 50
+
+
+def test_server_rejects_bad_configuration(clock: ManualClock) -> None:
+    with pytest.raises(ValueError):
+        DigestServer("r", b"short", clock)
+    with pytest.raises(ValueError):
+        DigestServer("r", SECRET, clock, nonce_lifetime=0)
+    with pytest.raises(ValueError):
+        DigestServer("r", SECRET, clock, algorithms=("SHA-1",))
+
+
+# ---------------------------------------------------------------------------------- client
+
+
+def test_client_new_nonce_restarts_nc(server: DigestServer) -> None:
+    client = DigestClient("alice", "s3cret")
+    assert client.reauthorize("REGISTER", "sip:vos.lab") is None
+    first = client.authorize(str(server.challenge()), "REGISTER", "sip:vos.lab")
+    again = client.reauthorize("REGISTER", "sip:vos.lab", realm="vos.lab")
+    assert again is not None and again.nc == 2
+    assert client.nc_for(first.nonce) == 2
+    fresh = client.authorize(server.challenge(stale=True), "REGISTER", "sip:vos.lab")
+    assert fresh.nc == 1 and fresh.nonce != first.nonce
+    assert client.reauthorize("REGISTER", "sip:vos.lab", realm="other") is None
+
+
+def test_client_407_for_invite(server: DigestServer) -> None:
+    # 401 and 407 differ only in header names; the computation is the same
+    client = DigestClient("alice", "s3cret")
+    proxy_authenticate = str(server.challenge())
+    credentials = client.authorize(proxy_authenticate, "INVITE", "sip:1002@vos.lab")
+    assert server.verify(str(credentials), "INVITE", "s3cret").ok
+
+
+def test_client_userhash() -> None:
+    challenge = Challenge(realm="r", nonce="n", userhash=True, algorithm="SHA-256")
+    credentials = answer(challenge, "REGISTER", "sip:r", "alice", "pw")
+    assert credentials.userhash and len(credentials.username) == 64
+    assert "userhash=true" in str(credentials)
+
+
+def test_client_rejects_unanswerable_challenge() -> None:
+    with pytest.raises(DigestError):
+        answer(Challenge(realm="r", nonce="n", qop=("auth-conf",)), "REGISTER", "sip:r", "a", "p")
+    with pytest.raises(DigestError):
+        answer(Challenge(realm="r", nonce="n"), "REGISTER", "sip:r", "a", "p", nc=0)
+
+
+# ---------------------------------------------------------------------------------- fuzz
+
+_ALPHABET = st.sampled_from(list('Digest realm="nonce,=\\ qop auth algorithm MD5 nc 0aG\t\r\n')) | (
+    st.characters()
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=_ALPHABET, max_size=120))
+def test_fuzz_parsers_raise_only_digest_error(text: str) -> None:
+    for parser in (parse_challenge, parse_credentials):
+        try:
+            parsed = parser(text)
+        except DigestError:
+            continue
+        assert parser(str(parsed)) == parsed  # anything accepted round-trips
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(min_size=0, max_size=20),
+    st.text(min_size=0, max_size=20),
+    st.sampled_from(["MD5", "MD5-sess", "SHA-256", "SHA-256-sess"]),
+    st.integers(min_value=1, max_value=0xFFFFFFFF),
+)
+def test_fuzz_round_trip_any_user_and_password(
+    username: str, password: str, algorithm: str, nc: int
+) -> None:
+    clock = ManualClock()
+    server = DigestServer("vos.lab", SECRET, clock)
+    forbidden = set("\r\n\x00")
+    challenge = parse_challenge(str(server.challenge(algorithm=algorithm)))
+    credentials = answer(challenge, "REGISTER", "sip:vos.lab", username, password, nc=nc)
+    if forbidden & set(username):
+        with pytest.raises(DigestError):
+            str(credentials)
+        return
+    result = server.verify(str(credentials), "REGISTER", password)
+    assert result.ok, result
+    assert result.username == username
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_fuzz_verify_never_raises(text: str) -> None:
+    server = DigestServer("vos.lab", SECRET, ManualClock())
+    result = server.verify(text, "REGISTER", "pw")
+    assert result.outcome is not VerifyOutcome.OK
