@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import struct
+import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +48,7 @@ __all__ = [
     "save_audio",
     "segmental_snr",
     "spectrogram",
+    "through_codecs",
     "to_float",
     "to_int16",
 ]
@@ -400,6 +403,20 @@ def _pesq_score(ref: NDArray[np.float64], deg: NDArray[np.float64], rate: int, m
         raise QualityError(f"PESQ failed: {type(error).__name__}: {error}") from error
 
 
+def _stoi_score(ref: NDArray[np.float64], deg: NDArray[np.float64], rate: int) -> float:
+    import pystoi  # imported when first needed
+
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")
+        value = float(pystoi.stoi(ref, deg, rate, extended=False))
+    if any("Not enough STFT frames" in str(warning.message) for warning in caught):
+        raise QualityError(
+            "STOI found too few speech frames (it drops frames 40 dB below the loudest);"
+            " give it at least about a second of speech"
+        )
+    return value
+
+
 def compare(
     reference: ArrayLike,
     degraded: ArrayLike,
@@ -465,10 +482,8 @@ def compare(
             f"only {ref.size / rate * 1000:.0f} ms overlap after removing a delay of"
             f" {lag / rate * 1000:.1f} ms; signals too short to compare"
         )
-    import pystoi  # imported when first needed
-
-    with np.errstate(all="ignore"):
-        stoi_value = float(pystoi.stoi(ref, deg, rate, extended=False))
+    pesq_value = _pesq_score(ref, deg, rate, mode)
+    stoi_value = _stoi_score(ref, deg, rate)
     return QualityReport(
         rate=rate,
         delay_samples=lag,
@@ -476,11 +491,56 @@ def compare(
         correlation=correlation,
         compared_s=ref.size / rate,
         pesq_mode=mode,
-        pesq_mos_lqo=_pesq_score(ref, deg, rate, mode),
+        pesq_mos_lqo=pesq_value,
         stoi=stoi_value,
         segmental_snr_db=segmental_snr(ref, deg, rate),
         log_spectral_distance_db=log_spectral_distance(ref, deg, rate),
     )
+
+
+def through_codecs(
+    samples: ArrayLike, rate: int, codec_names: str | Sequence[str]
+) -> tuple[NDArray[np.int16], int]:
+    """Pass audio through one codec or a tandem of codecs (encode, then decode, in turn).
+
+    Each codec gets a fresh state (:func:`vosapp.media.codecs.get`); the audio is resampled
+    to each codec's rate when it differs (G.722 works at 16 kHz) and padded with silence to
+    a whole number of that codec's frames.
+
+    Parameters
+    ----------
+    samples : array_like, shape (n,)
+        ``int16`` or float samples.
+    rate : int
+        Sample rate of ``samples`` in Hz.
+    codec_names : str or sequence of str
+        ``"G729"`` or a chain such as ``["PCMA", "G729", "PCMA"]``.
+
+    Returns
+    -------
+    decoded : ndarray, int16
+        The audio after the last codec (at least as long as the input, codec delay included).
+    rate : int
+        Its sample rate (the last codec's audio rate).
+    """
+    from vosapp.media import codecs  # the lab sits on top of media
+
+    names = [codec_names] if isinstance(codec_names, str) else list(codec_names)
+    if not names:
+        raise QualityError("codec_names is empty: name at least one codec")
+    audio: NDArray[Any] = to_int16(samples)
+    current_rate = _check_rate(rate)
+    for name in names:
+        codec = codecs.get(name)
+        audio = to_int16(resample(audio, current_rate, codec.sample_rate))
+        current_rate = codec.sample_rate
+        remainder = audio.size % codec.frame_samples
+        if remainder:
+            audio = np.concatenate(
+                [audio, np.zeros(codec.frame_samples - remainder, dtype=np.int16)]
+            )
+        audio = np.asarray(codec.decode(codec.encode(audio)), dtype=np.int16)
+    return audio, current_rate
 
 
 # --------------------------------------------------------------------------- spectrogram
