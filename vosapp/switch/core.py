@@ -161,6 +161,13 @@ class SwitchCore:
         for hook in self._start_hooks:
             hook()
 
+    def transport_failed(self, destination: Address, transport: str, reason: str) -> None:
+        """The runtime could not reach ``destination`` (e.g. TCP connect refused, §17.1.4)."""
+        transport = transport.upper()
+        for txn in list(self.transactions.clients.values()):
+            if txn.destination == tuple(destination) and txn.transport == transport:
+                self.transactions.transport_error(txn, reason)
+
     def begin_stop(self) -> None:
         """Run the stop hooks (once); then poll :meth:`stop_done` while time passes."""
         if not self.running:
@@ -383,39 +390,30 @@ class SwitchCore:
 
     def _answer_unparsable(self, data: bytes, error: Exception, source: Address,
                            transport: str) -> None:
-        """§8.2/§21.4.1: answer 400 (or the status the parser asks) where a response can be
-        built (a request line plus Via, From, To, Call-ID, CSeq); else drop."""
-        from vosapp.sip import Headers, Response
+        """§8.2/§21.4.1: answer 400 (or the status the parser asks: 505, 413, 416 …) where a
+        response can be addressed (Via, From, To, Call-ID, CSeq parsed); else drop."""
+        from vosapp.sip import parse_vias
+        from vosapp.sip.message import make_error_response
 
-        status = int(getattr(error, "status", 400) or 400)
-        reason = str(getattr(error, "reason", "") or "Bad Request")
-        headers = getattr(error, "headers", None)
-        first_line = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
-        if headers is None or first_line.startswith((b"SIP/", b"ACK ")):
-            self.trace.event(f"unparsable message dropped: {reason}", src=source,
-                             transport=transport)
+        first_line = data.split(b"\n", 1)[0]
+        response = None
+        if not first_line.startswith((b"SIP/", b"ACK ")):  # never answer responses or ACKs
+            try:
+                response = make_error_response(error)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - a malformed partial header block
+                self.trace.event(f"cannot build an error response: {exc!r}", src=source)
+        if response is None:
+            self.trace.event(f"unparsable message dropped, no response possible: {error}",
+                             src=source, transport=transport)
             return
+        response.headers.set("Server", SERVER_NAME)
         try:
-            vias = headers.get_all("Via")
-            if not vias or not all(headers.get(h) for h in ("From", "To", "Call-ID", "CSeq")):
-                raise ValueError("missing Via/From/To/Call-ID/CSeq")
-            out = Headers()
-            for via in vias:
-                out.add("Via", via)
-            for name in ("From", "To", "Call-ID", "CSeq"):
-                out.add(name, headers.get(name))
-            out.add("Server", SERVER_NAME)
-            out.add("Content-Length", "0")
-            response = Response(status, _reason_text(status, reason), out, b"")
-            from vosapp.sip import parse_vias
-
-            top = parse_vias(vias[0])[0]
+            top = parse_vias(response.headers.get_all("Via")[0])[0]
             port = source[1] if (top.rport is not None or transport in RELIABLE_TRANSPORTS) \
                 else (top.port or 5060)
-            self._send(bytes(response), (source[0], port), transport, response, "stateless")
-        except Exception as exc:  # noqa: BLE001 - no response possible: drop, logged
-            self.trace.event(f"unparsable message dropped ({reason}); no response possible: "
-                             f"{exc}", src=source, transport=transport)
+        except Exception:  # noqa: BLE001 - an unreadable Via: answer the packet's source
+            port = source[1]
+        self._send(bytes(response), (source[0], port), transport, response, "stateless")
 
 
 # ---------------------------------------------------------------------- helpers

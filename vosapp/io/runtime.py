@@ -1,0 +1,270 @@
+"""The asyncio runtime: the sans-IO :class:`SwitchCore` on real UDP/TCP sockets.
+
+``Switch`` works inside any running event loop (a Jupyter kernel, ``vosapp serve``)::
+
+    switch = Switch.from_config("data/lab.toml")
+    await switch.start()          # binds [switch] sip_listen (port 0 = any free port)
+    print(switch.sip_address)     # ('127.0.0.1', 50123)
+    await switch.stop()           # stop hooks (bounded wait), then transports close
+
+Features (registrar, outbound registration, …) plug in with an ``install(core)`` function:
+pass ``features=[...]`` or rely on :data:`DEFAULT_FEATURES`, dotted names imported when the
+module exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+from vosapp.io.tcp import TcpTransport
+from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
+from vosapp.switch.core import SwitchCore
+from vosapp.trace import Trace
+
+if TYPE_CHECKING:
+    from vosapp.config import Config
+    from vosapp.params import Params
+    from vosapp.store import Store
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+Feature = Callable[[SwitchCore], None]
+
+#: ``module:function`` installers run on every Switch built without explicit ``features``.
+#: A module (or function) that does not exist yet is skipped.
+DEFAULT_FEATURES: list[str] = [
+    "vosapp.switch.registrar:install",
+    "vosapp.switch.outbound:install",
+]
+
+
+def load_features(names: Iterable[str]) -> list[Feature]:
+    features: list[Feature] = []
+    for name in names:
+        module_name, _, function = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that feature is not written yet
+            raise
+        install = getattr(module, function or "install", None)
+        if install is None:
+            log.debug("feature module %s has no %s() yet; skipped", module_name, function)
+            continue
+        features.append(install)
+    return features
+
+
+class _TimerHandle:
+    __slots__ = ("_clock", "_handle")
+
+    def __init__(self, clock: LoopClock, handle: asyncio.TimerHandle) -> None:
+        self._clock = clock
+        self._handle = handle
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+        self._clock._handles.discard(self)
+
+
+class LoopClock:
+    """Real time on the running event loop; remembers its timers so stop() can cancel them."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._handles: set[_TimerHandle] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def now(self) -> float:
+        return self.loop.time() if self.loop is not None else time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> _TimerHandle:
+        if self.loop is None:
+            raise RuntimeError("the switch is not started: no event loop to run timers on")
+        holder: list[_TimerHandle] = []
+
+        def fire() -> None:
+            self._handles.discard(holder[0])
+            try:
+                callback()
+            except Exception:
+                log.exception("timer callback failed")
+
+        handle = _TimerHandle(self, self.loop.call_at(when, fire))
+        holder.append(handle)
+        self._handles.add(handle)
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _TimerHandle:
+        return self.call_at(self.now() + max(0.0, delay), callback)
+
+    def cancel_all(self) -> None:
+        for handle in list(self._handles):
+            handle.cancel()
+
+    @property
+    def pending(self) -> int:
+        return len(self._handles)
+
+
+class Switch:
+    """A SwitchCore plus UDP and TCP listeners, a store, a trace and the real clock."""
+
+    def __init__(self, *, config: Config | None = None, params: Params | None = None,
+                 host: str | None = None, port: int | None = None,
+                 data_dir: str | Path | None = None, transports: Sequence[str] = ("UDP", "TCP"),
+                 trace_capacity: int = 10_000, persist_trace: bool = True,
+                 stop_timeout: float = 5.0, max_message_size: int = MAX_DATAGRAM,
+                 max_tcp_connections: int = 1024, tcp_idle_timeout: float = 300.0,
+                 features: Sequence[Feature] | None = None) -> None:
+        self.config = config
+        self.host = host or (config.switch.sip_host if config is not None else "127.0.0.1")
+        self.port = port if port is not None else (
+            config.switch.sip_port if config is not None else 5060)
+        if data_dir is None and config is not None:
+            data_dir = config.switch.data_dir
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.transports = tuple(t.upper() for t in transports)
+        unknown = set(self.transports) - {"UDP", "TCP"}
+        if unknown:
+            raise ValueError(f"unsupported transports {sorted(unknown)}; use UDP and/or TCP")
+        self.stop_timeout = stop_timeout
+        self.max_message_size = max_message_size
+        self.max_tcp_connections = max_tcp_connections
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.clock = LoopClock()
+        self.store: Store | None = None
+        if self.data_dir is not None:
+            from vosapp.store import Store
+
+            self.store = Store.open(self.data_dir)
+        if params is None:
+            params = config.parameters if config is not None else None
+        if params is not None and self.store is not None:
+            params = self.store.load_params(params)
+        elif params is None and self.store is not None:
+            params = self.store.load_params()
+        self.trace = Trace(trace_capacity, clock=self.clock,
+                           store=self.store if persist_trace else None)
+        self.core = SwitchCore(clock=self.clock, params=params, config=config, trace=self.trace,
+                               store=self.store, sender=self._send)
+        for feature in (features if features is not None else load_features(DEFAULT_FEATURES)):
+            feature(self.core)
+        self.udp: UdpTransport | None = None
+        self.tcp: TcpTransport | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self.started = False
+
+    @classmethod
+    def from_config(cls, path: str | Path, *, data_dir: str | Path | None = None,
+                    **options: object) -> Switch:
+        from vosapp.config import load_config
+
+        config = load_config(path)
+        return cls(config=config, data_dir=data_dir, **options)  # type: ignore[arg-type]
+
+    @property
+    def sip_address(self) -> Address:
+        """The bound (host, port); the real port when the config asked for port 0."""
+        if self.udp is not None:
+            return self.udp.local
+        if self.tcp is not None:
+            return self.tcp.local
+        raise RuntimeError("the switch is not started")
+
+    @property
+    def params(self) -> Params:
+        return self.core.params
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.started:
+            raise RuntimeError("the switch is already started")
+        loop = asyncio.get_running_loop()
+        self.clock.bind(loop)
+        await self._bind()
+        self.started = True
+        self._flush_task = loop.create_task(self._flush_trace())
+        self.core.start()
+        log.info("listening on %s:%d (%s)", *self.sip_address, ", ".join(self.transports))
+
+    async def _bind(self) -> None:
+        # UDP and TCP share one port number; with port 0 the OS picks it for UDP and TCP
+        # follows (retrying in the rare case another socket holds that TCP port).
+        for _attempt in range(20):
+            port = self.port
+            if "UDP" in self.transports:
+                self.udp = await UdpTransport.bind(self.core, self.host, port,
+                                                   self.max_message_size)
+                port = self.udp.local[1]
+                self.core.local_addresses["UDP"] = self.udp.local
+            if "TCP" in self.transports:
+                self.tcp = TcpTransport(self.core, max_message_size=self.max_message_size,
+                                        max_connections=self.max_tcp_connections,
+                                        idle_timeout=self.tcp_idle_timeout)
+                try:
+                    await self.tcp.listen(self.host, port)
+                except OSError:
+                    if self.port != 0 or self.udp is None:
+                        raise
+                    self.udp.close()
+                    self.udp = None
+                    continue
+                self.core.local_addresses["TCP"] = self.tcp.local
+            return
+        raise OSError(f"could not bind UDP and TCP on one free port on {self.host}")
+
+    async def stop(self) -> None:
+        """Run the stop hooks, wait (at most ``stop_timeout``) for their work, then close."""
+        if not self.started:
+            return
+        self.core.begin_stop()
+        deadline = self.clock.now() + self.stop_timeout
+        while not self.core.stop_done() and self.clock.now() < deadline:
+            await asyncio.sleep(0.01)
+        if not self.core.stop_done():
+            self.trace.event(f"stop: graceful work unfinished after {self.stop_timeout} s")
+        self.clock.cancel_all()
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            await self.tcp.close()
+        self.trace.flush()
+        if self.store is not None:
+            self.store.close()
+        self.started = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _flush_trace(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.trace.flush()
+
+    def _send(self, data: bytes, destination: Address, transport: str) -> None:
+        if transport == "UDP" and self.udp is not None:
+            self.udp.send(data, destination)
+        elif transport == "TCP" and self.tcp is not None:
+            self.tcp.send(data, destination)
+        else:
+            raise OSError(f"no {transport} transport is open")

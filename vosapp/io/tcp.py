@@ -1,0 +1,192 @@
+"""asyncio TCP transport: Content-Length framing (RFC 3261 §18.3), bounded connections.
+
+Each connection is framed here (header block up to CRLFCRLF, then Content-Length bytes of
+body) and each complete message is handed to :meth:`SwitchCore.receive` as bytes, so UDP and
+TCP share one parse path. CRLF keep-alives between messages (RFC 5626 §3.5.1) are skipped.
+Limits: ``max_message_size`` per message (a peer that exceeds it is disconnected: there is no
+way to resynchronise a stream), ``max_connections`` open at once (newer ones are closed at
+once), ``idle_timeout`` seconds without traffic closes a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vosapp.switch.core import SwitchCore
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$",
+                             re.IGNORECASE | re.MULTILINE)
+
+
+class FramingError(Exception):
+    """The stream cannot be split into SIP messages (missing or oversized length)."""
+
+
+def split_messages(buffer: bytearray, max_message_size: int) -> list[bytes]:
+    """Remove and return every complete message at the front of ``buffer`` (§18.3)."""
+    out: list[bytes] = []
+    while True:
+        start = 0
+        while start < len(buffer) and buffer[start] in b"\r\n":
+            start += 1
+        if start:
+            del buffer[:start]
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > max_message_size:
+                raise FramingError(f"header block over {max_message_size} bytes")
+            return out
+        head = bytes(buffer[:end])
+        # Folded or not, Content-Length is one logical header; on a stream it is mandatory.
+        match = _CONTENT_LENGTH.search(head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" "))
+        if match is None:
+            raise FramingError("message without Content-Length on a stream transport")
+        length = int(match.group(1))
+        total = end + 4 + length
+        if total > max_message_size:
+            raise FramingError(f"message of {total} bytes over the {max_message_size}-byte limit")
+        if len(buffer) < total:
+            return out
+        out.append(bytes(buffer[:total]))
+        del buffer[:total]
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, server: TcpTransport) -> None:
+        self.server = server
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Address = ("", 0)
+        self.local: Address = ("", 0)
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.peer = (peer[0], peer[1])
+        self.local = (sock[0], sock[1])
+        if not self.server._admit(self):
+            transport.close()
+            return
+        self._touch()
+
+    def _touch(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self.server.idle_timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        self.server.core.trace.event("TCP connection closed after idle timeout",
+                                     src=self.peer, transport="TCP")
+        self.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        self.buffer += data
+        try:
+            messages = split_messages(self.buffer, self.server.max_message_size)
+        except FramingError as exc:
+            self.server.core.trace.event(f"TCP stream from {self.peer[0]}:{self.peer[1]} "
+                                         f"closed: {exc}", src=self.peer, transport="TCP")
+            self.close()
+            return
+        for message in messages:
+            self.server.core.receive(message, self.peer, "TCP", self.local)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self.server._forget(self)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise OSError(f"TCP connection to {self.peer[0]}:{self.peer[1]} is closed")
+        self._touch()
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class TcpTransport:
+    """A listening TCP socket plus outbound connections, keyed by peer address."""
+
+    def __init__(self, core: SwitchCore, *, max_message_size: int = 65_535,
+                 max_connections: int = 1024, idle_timeout: float = 300.0) -> None:
+        self.core = core
+        self.max_message_size = max_message_size
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.connections: dict[Address, TcpConnection] = {}
+        self.server: asyncio.Server | None = None
+        self.local: Address = ("", 0)
+        self._connecting: dict[Address, asyncio.Task[None]] = {}
+        self._queued: dict[Address, list[bytes]] = {}
+
+    async def listen(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: TcpConnection(self), host, port,
+                                               reuse_address=True)
+        sock = self.server.sockets[0].getsockname()
+        self.local = (sock[0], sock[1])
+
+    def _admit(self, connection: TcpConnection) -> bool:
+        if len(self.connections) >= self.max_connections:
+            self.core.trace.event(f"TCP connection refused: {self.max_connections} open",
+                                  src=connection.peer, transport="TCP")
+            return False
+        self.connections[connection.peer] = connection
+        return True
+
+    def _forget(self, connection: TcpConnection) -> None:
+        if self.connections.get(connection.peer) is connection:
+            del self.connections[connection.peer]
+
+    def send(self, data: bytes, destination: Address) -> None:
+        """Write on the connection to ``destination``, connecting first when there is none."""
+        destination = (destination[0], int(destination[1]))
+        connection = self.connections.get(destination)
+        if connection is not None:
+            connection.send(data)
+            return
+        self._queued.setdefault(destination, []).append(data)
+        if destination not in self._connecting:
+            loop = asyncio.get_running_loop()
+            self._connecting[destination] = loop.create_task(self._connect(destination))
+
+    async def _connect(self, destination: Address) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(lambda: TcpConnection(self), *destination), timeout=10)
+        except (TimeoutError, OSError) as exc:
+            self._queued.pop(destination, None)
+            self.core.trace.event(f"TCP connect to {destination[0]}:{destination[1]} failed: "
+                                  f"{exc}", dst=destination, transport="TCP")
+            self.core.transport_failed(destination, "TCP", str(exc) or "connect failed")
+            return
+        finally:
+            self._connecting.pop(destination, None)
+        # The connection registers under its peername, which may differ in form (IPv6).
+        self.connections[destination] = connection
+        for data in self._queued.pop(destination, []):
+            connection.send(data)
+
+    async def close(self) -> None:
+        for task in list(self._connecting.values()):
+            task.cancel()
+        for connection in list(self.connections.values()):
+            connection.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
