@@ -9,6 +9,7 @@ any current directory. See ``data/lab.toml`` for a commented example.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import tomllib
@@ -164,12 +165,20 @@ class _Reader:
             raise self.error(None, name, f"must be an array of tables ([[{name}]])")
         return value
 
-    def known(self, data: Mapping[str, Any], allowed: set[str], table: str,
-              extra: str = "") -> None:
+    def known(self, data: Mapping[str, Any], allowed: set[str], table: str | None,
+              settings: bool = False) -> None:
         for key in data:
-            if key not in allowed:
-                choices = ", ".join(sorted(allowed))
-                raise self.error(table, key, f"unknown key (allowed: {choices}{extra})")
+            if key in allowed or (settings and key in _SETTING_KEYS):
+                continue
+            candidates = allowed | (_SETTING_KEYS if settings else set())
+            close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.7)
+            if close:
+                hint = f"did you mean {close[0]!r}?"
+            else:
+                hint = "allowed: " + ", ".join(sorted(allowed))
+                if settings:
+                    hint += ", and the gateway settings in docs/parameters.md"
+            raise self.error(table, key, f"unknown key ({hint})")
 
     def string(self, data: Mapping[str, Any], key: str, table: str, *, required: bool = True,
                default: str = "") -> str:
@@ -235,7 +244,7 @@ def parse_config(text: str, *, path: str | Path = "<string>") -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, None, f"not valid TOML: {exc}") from None
-    reader.known(doc, _TOP_KEYS, None)  # type: ignore[arg-type]
+    reader.known(doc, _TOP_KEYS, None)
 
     switch = _read_switch(reader, reader.table(doc, "switch", "switch"), path)
     parameters = _read_parameters(reader, reader.table(doc, "parameters", "parameters"))
@@ -366,9 +375,10 @@ def _name(reader: _Reader, data: dict[str, Any], table: str) -> str:
 
 
 def _read_mapping(reader: _Reader, data: dict[str, Any], table: str) -> MappingGateway:
-    reader.known(data, _MAPPING_KEYS | _SETTING_KEYS, table, " and the gateway settings")
+    if isinstance(data.get("name"), str) and data["name"].strip():
+        table = f"mapping_gateway {data['name']!r}"
+    reader.known(data, _MAPPING_KEYS, table, settings=True)
     name = _name(reader, data, table)
-    table = f"mapping_gateway {name!r}"
     accounts = reader.strings(data, "accounts", table)
     addresses = reader.networks(data, "addresses", table)
     if not accounts and not addresses:
@@ -381,9 +391,10 @@ def _read_mapping(reader: _Reader, data: dict[str, Any], table: str) -> MappingG
 
 
 def _read_routing(reader: _Reader, data: dict[str, Any], table: str) -> RoutingGateway:
-    reader.known(data, _ROUTING_KEYS | _SETTING_KEYS, table, " and the gateway settings")
+    if isinstance(data.get("name"), str) and data["name"].strip():
+        table = f"routing_gateway {data['name']!r}"
+    reader.known(data, _ROUTING_KEYS, table, settings=True)
     name = _name(reader, data, table)
-    table = f"routing_gateway {name!r}"
     address = reader.string(data, "address", table)
     try:
         host, port = parse_host_port(address, label="address", default_port=5060)
