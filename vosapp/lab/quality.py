@@ -248,8 +248,13 @@ def estimate_delay(
     delay_samples : int
         Positive when ``degraded`` is late, negative when it is early.
     correlation : float
-        Normalised correlation at that lag, in [-1, 1] (a polarity inversion gives
-        a value near -1: the lag is chosen on the magnitude).
+        Normalised correlation at that lag, in [-1, 1].
+
+    Notes
+    -----
+    The lag maximises the *signed* correlation: telephone paths keep polarity, and choosing
+    on the magnitude lets a CELP codec's phase-smeared output (G.729) lock onto an inverted
+    echo of the speech a few samples away from the true delay.
     """
     rate = _check_rate(rate)
     ref = to_float(reference, name="reference")
@@ -263,7 +268,7 @@ def estimate_delay(
     max_lag = round(max_delay_ms * rate / 1000.0)
     window = np.abs(lags) <= max_lag
     correlation, lags = correlation[window], lags[window]
-    best = int(np.argmax(np.abs(correlation)))
+    best = int(np.argmax(correlation))
     lag = int(lags[best])
     ref_part, deg_part = _overlap(ref, deg, lag)
     norm = math.sqrt(float(np.dot(ref_part, ref_part)) * float(np.dot(deg_part, deg_part)))
