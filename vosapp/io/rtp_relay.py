@@ -1,0 +1,454 @@
+"""asyncio RTP media relay (media proxy) between the two legs of a call.
+
+Each leg is one UDP socket of the switch, facing one endpoint. Packets arriving on leg A go out
+of leg B towards B's endpoint and vice versa. Two modes, chosen from the legs' settings:
+
+``relay``
+    Both legs use the same codec and ptime: the packet is forwarded as is, except its payload
+    type, rewritten to the target leg's negotiated one (dynamic PTs may differ per leg).
+    Sequence, timestamp and SSRC are kept (the usual behaviour of a media proxy).
+``transcode``
+    Different codecs or ptimes: each direction has a
+    :class:`~vosapp.media.transcoder.Transcoder` that owns the outgoing leg's SSRC, sequence
+    and timestamp.
+
+Symmetric RTP and latching (RFC 4961; the NAT traversal a softswitch does for endpoints
+behind NAT): a leg sends to the address from its SDP (:attr:`LegConfig.remote`) until the
+first valid packet arrives on it; that packet *latches* the leg: from then on the leg sends to
+the packet's source address, and packets from any other source are dropped and counted
+(``dropped_foreign``) so a third party cannot hijack the stream. A packet is valid for latching
+when it is RTP version 2 and carries the leg's media or telephone-event payload type. A
+re-INVITE that moves the media calls :meth:`RtpRelay.relatch`.
+
+Telephone events (RFC 4733): packets with the source leg's DTMF payload type go through
+:attr:`RtpRelay.telephone_event_handler` - the seam where DTMF method conversion plugs in. The
+default, :func:`rewrite_telephone_event`, terminates the incoming payload type and sends the
+event with the target leg's (SPEC §6, media proxy On), or drops it when the target leg has no
+RFC 2833 (conversion to inband or INFO is the DTMF engine's job: install a handler).
+
+Ports: :class:`PortAllocator` hands out even ports from a configured range (RFC 3550 §11: RTP
+on an even port, RTCP on the next odd one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+from vosapp.media import codecs as codec_registry
+from vosapp.media.rtp import RtpError, RtpPacket, RtpStreamStats
+from vosapp.media.transcoder import Transcoder
+
+__all__ = [
+    "EventRoute",
+    "Leg",
+    "LegConfig",
+    "LegStats",
+    "PortAllocator",
+    "PortRangeExhausted",
+    "RtpRelay",
+    "TelephoneEventHandler",
+    "rewrite_telephone_event",
+]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+Side = Literal["a", "b"]
+
+
+@dataclass(frozen=True, slots=True)
+class LegConfig:
+    """Media settings of one leg, as negotiated in its SDP.
+
+    Attributes
+    ----------
+    codec : str
+        Codec name for :func:`vosapp.media.codecs.get` (``"PCMA"``, ``"G729"``...).
+    ptime : int
+        Packetization in ms.
+    payload_type : int or None
+        Negotiated payload type (default: the codec's static one).
+    dtmf_payload_type : int or None
+        telephone-event payload type on this leg, or ``None`` when the leg has no RFC 2833.
+    remote : (host, port) or None
+        Where to send before latching (the SDP connection address and port).
+    """
+
+    codec: str
+    ptime: int = 20
+    payload_type: int | None = None
+    dtmf_payload_type: int | None = 101
+    remote: Address | None = None
+
+    def media_payload_type(self) -> int:
+        """The negotiated media payload type."""
+        if self.payload_type is not None:
+            return self.payload_type
+        return codec_registry.get(self.codec).payload_type
+
+
+@dataclass(slots=True)
+class LegStats:
+    """Counters of one leg (``rx`` = received on this leg's socket, ``tx`` = sent from it)."""
+
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    events_rx: int = 0
+    events_tx: int = 0
+    events_dropped: int = 0
+    dropped_invalid: int = 0
+    dropped_foreign: int = 0
+    dropped_no_peer: int = 0
+    dropped_unknown_pt: int = 0
+    stream: RtpStreamStats = field(default_factory=RtpStreamStats)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counters and the incoming stream's loss/jitter as a plain dict."""
+        out: dict[str, Any] = {
+            name: getattr(self, name) for name in self.__slots__ if name != "stream"
+        }
+        out.update({f"rx_{k}": v for k, v in self.stream.as_dict().items()})
+        return out
+
+
+class PortRangeExhausted(RuntimeError):
+    """No free even port left in the configured RTP range."""
+
+
+class PortAllocator:
+    """Even UDP ports from ``[low, high]`` (RFC 3550 §11), skipping ones in use by others.
+
+    Parameters
+    ----------
+    low, high : int
+        Inclusive range (e.g. ``Config.switch.rtp_port_min/max``).
+    """
+
+    def __init__(self, low: int, high: int) -> None:
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(f"RTP port range {low}..{high} must lie within 1024..65535")
+        first = low + (low % 2)
+        self._ports = list(range(first, high + 1, 2))
+        if not self._ports:
+            raise ValueError(f"RTP port range {low}..{high} contains no even port")
+        self._next = 0
+        self._in_use: set[int] = set()
+
+    def bind(self, host: str) -> socket.socket:
+        """Bind a UDP socket on the next free even port of the range.
+
+        Raises
+        ------
+        PortRangeExhausted
+            Every port of the range is taken.
+        """
+        for _ in range(len(self._ports)):
+            port = self._ports[self._next]
+            self._next = (self._next + 1) % len(self._ports)
+            if port in self._in_use:
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
+            self._in_use.add(port)
+            return sock
+        raise PortRangeExhausted(
+            f"no free even RTP port in {self._ports[0]}..{self._ports[-1]} on {host}"
+        )
+
+    def release(self, port: int) -> None:
+        """Return a port to the pool."""
+        self._in_use.discard(port)
+
+    @property
+    def in_use(self) -> frozenset[int]:
+        """Ports currently handed out."""
+        return frozenset(self._in_use)
+
+
+@dataclass(slots=True)
+class EventRoute:
+    """What a telephone-event handler needs to re-send an event on the other leg.
+
+    Attributes
+    ----------
+    source, target : LegConfig
+        Settings of the leg the event came from and the leg it goes to.
+    restamp : callable(RtpPacket) -> bytes
+        Serializes a packet onto the target leg's RTP stream: in relay mode the packet keeps
+        its numbering; in transcode mode it gets the target leg's SSRC, next sequence number
+        and the timestamp mapped to the target leg's clock.
+    """
+
+    source: LegConfig
+    target: LegConfig
+    restamp: Callable[[RtpPacket], bytes]
+
+
+TelephoneEventHandler = Callable[[RtpPacket, EventRoute], list[bytes]]
+"""``handler(packet, route) -> datagrams`` for every incoming telephone-event packet."""
+
+
+def rewrite_telephone_event(packet: RtpPacket, route: EventRoute) -> list[bytes]:
+    """Default handler: RFC 2833 in -> RFC 2833 out with the target leg's payload type.
+
+    SPEC §6 (media proxy On): the incoming payload type is terminated and each side gets its
+    own gateway's value. When the target leg has no telephone-event, the event is dropped
+    (conversion to inband/INFO belongs to the DTMF engine, installed as another handler).
+    """
+    if route.target.dtmf_payload_type is None:
+        return []
+    packet.payload_type = route.target.dtmf_payload_type
+    return [route.restamp(packet)]
+
+
+class _LegProtocol(asyncio.DatagramProtocol):
+    def __init__(self, relay: RtpRelay, side: Side) -> None:
+        self.relay = relay
+        self.side = side
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
+        self.relay._on_datagram(self.side, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that is gone: not fatal for the relay
+        log.debug("RTP leg %s socket error: %s", self.side, exc)
+
+
+class Leg:
+    """One side of the relay: its socket, settings, latched peer and counters."""
+
+    def __init__(self, side: Side, config: LegConfig) -> None:
+        self.side = side
+        self.config = config
+        self.stats = LegStats(stream=RtpStreamStats(codec_registry.get(config.codec).clock_rate))
+        self.media_pt = config.media_payload_type()
+        self.dtmf_pt = config.dtmf_payload_type
+        self.latched: Address | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local_address: Address = ("", 0)
+
+    @property
+    def peer(self) -> Address | None:
+        """Where this leg sends: the latched source, else the SDP address."""
+        return self.latched or self.config.remote
+
+
+class RtpRelay:
+    """A running media relay for one call. Create with :meth:`open`.
+
+    Attributes
+    ----------
+    a, b : Leg
+        The two legs (``a.local_address`` is what goes into the SDP towards endpoint A).
+    mode : "relay" or "transcode"
+    telephone_event_handler : TelephoneEventHandler
+        Called for every incoming telephone-event packet (see module docstring).
+    """
+
+    def __init__(
+        self,
+        a: LegConfig,
+        b: LegConfig,
+        *,
+        telephone_event_handler: TelephoneEventHandler | None = None,
+    ) -> None:
+        self.a = Leg("a", a)
+        self.b = Leg("b", b)
+        same = a.codec.upper() == b.codec.upper() and a.ptime == b.ptime
+        self.mode: Literal["relay", "transcode"] = "relay" if same else "transcode"
+        self.telephone_event_handler = telephone_event_handler or rewrite_telephone_event
+        self._transcoders: dict[Side, Transcoder] = {}
+        if self.mode == "transcode":
+            # direction keyed by the *incoming* side
+            self._transcoders["a"] = Transcoder(
+                a.codec, b.codec, src_ptime=a.ptime, dst_ptime=b.ptime,
+                payload_type=self.b.media_pt,
+            )
+            self._transcoders["b"] = Transcoder(
+                b.codec, a.codec, src_ptime=b.ptime, dst_ptime=a.ptime,
+                payload_type=self.a.media_pt,
+            )
+        self._ports: PortAllocator | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._routes = {
+            "a": EventRoute(a, b, self._restamp_function("a")),
+            "b": EventRoute(b, a, self._restamp_function("b")),
+        }
+
+    @classmethod
+    async def open(
+        cls,
+        a: LegConfig,
+        b: LegConfig,
+        *,
+        host: str = "127.0.0.1",
+        ports: PortAllocator | None = None,
+        telephone_event_handler: TelephoneEventHandler | None = None,
+    ) -> RtpRelay:
+        """Bind both legs' sockets and start relaying.
+
+        Parameters
+        ----------
+        a, b : LegConfig
+            Settings of the two legs.
+        host : str
+            Local address to bind (the media IP).
+        ports : PortAllocator, optional
+            Port range to allocate from; ephemeral ports when omitted.
+        telephone_event_handler : callable, optional
+            Replaces :func:`rewrite_telephone_event`.
+        """
+        relay = cls(a, b, telephone_event_handler=telephone_event_handler)
+        relay._ports = ports
+        loop = asyncio.get_running_loop()
+        relay._loop = loop
+        for leg in (relay.a, relay.b):
+            if ports is not None:
+                sock = ports.bind(host)
+            else:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind((host, 0))
+            # room for bursts: a relay must not lose packets to a small receive buffer
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+            side = leg.side
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda side=side: _LegProtocol(relay, side), sock=sock
+            )
+            leg.transport = transport  # type: ignore[assignment]
+            name = sock.getsockname()
+            leg.local_address = (name[0], name[1])
+        return relay
+
+    # -- control --------------------------------------------------------------------------
+
+    def leg(self, side: Side) -> Leg:
+        """Leg ``"a"`` or ``"b"``."""
+        if side not in ("a", "b"):
+            raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+        return self.a if side == "a" else self.b
+
+    def relatch(self, side: Side, remote: Address | None = None) -> None:
+        """Forget the latched peer of a leg (re-INVITE); optionally set a new SDP address."""
+        leg = self.leg(side)
+        leg.latched = None
+        if remote is not None:
+            c = leg.config
+            leg.config = LegConfig(c.codec, c.ptime, c.payload_type, c.dtmf_payload_type, remote)
+
+    def stats(self) -> dict[str, Any]:
+        """Per-leg counters, the mode, and the transcoders' counters when transcoding."""
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "a": self.a.stats.as_dict(),
+            "b": self.b.stats.as_dict(),
+        }
+        for side, transcoder in self._transcoders.items():
+            out[f"transcoder_{side}"] = transcoder.stats.as_dict()
+        return out
+
+    def close(self) -> None:
+        """Close both sockets and return their ports."""
+        for leg in (self.a, self.b):
+            if leg.transport is not None:
+                leg.transport.close()
+                leg.transport = None
+                if self._ports is not None:
+                    self._ports.release(leg.local_address[1])
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- packet path ----------------------------------------------------------------------
+
+    def _restamp_function(self, incoming: Side) -> Callable[[RtpPacket], bytes]:
+        def restamp(packet: RtpPacket) -> bytes:
+            transcoder = self._transcoders.get(incoming)
+            if transcoder is None:
+                return bytes(packet)
+            return transcoder.outgoing.packet_at(
+                packet.payload,
+                transcoder.map_timestamp(packet.timestamp),
+                marker=packet.marker,
+                payload_type=packet.payload_type,
+            )
+
+        return restamp
+
+    def _on_datagram(self, side: Side, data: bytes, addr: Address) -> None:
+        source, target = (self.a, self.b) if side == "a" else (self.b, self.a)
+        stats = source.stats
+        stats.rx_packets += 1
+        stats.rx_bytes += len(data)
+        if len(data) < 12 or data[0] >> 6 != 2:
+            stats.dropped_invalid += 1
+            return
+        payload_type = data[1] & 0x7F
+        if source.latched is None:
+            if payload_type != source.media_pt and payload_type != source.dtmf_pt:
+                stats.dropped_unknown_pt += 1
+                return
+            source.latched = (addr[0], addr[1])
+        elif addr[0] != source.latched[0] or addr[1] != source.latched[1]:
+            stats.dropped_foreign += 1
+            return
+        loop = self._loop
+        stats.stream.update(
+            (data[2] << 8) | data[3],
+            int.from_bytes(data[4:8], "big"),
+            loop.time() if loop is not None else 0.0,
+        )
+        peer = target.peer
+        if peer is None or target.transport is None:
+            stats.dropped_no_peer += 1
+            return
+        sendto = target.transport.sendto
+        tstats = target.stats
+        if payload_type == source.media_pt:
+            if self.mode == "relay":
+                out = bytearray(data)
+                out[1] = (data[1] & 0x80) | target.media_pt
+                sendto(out, peer)
+                tstats.tx_packets += 1
+                tstats.tx_bytes += len(out)
+                return
+            try:
+                datagrams = self._transcoders[side].process(data)
+            except (RtpError, ValueError) as exc:
+                stats.dropped_invalid += 1
+                log.debug("leg %s: undecodable media packet dropped: %s", side, exc)
+                return
+        elif payload_type == source.dtmf_pt:
+            stats.events_rx += 1
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpError:
+                stats.dropped_invalid += 1
+                return
+            datagrams = self.telephone_event_handler(packet, self._routes[side])
+            if not datagrams:
+                stats.events_dropped += 1
+            tstats.events_tx += len(datagrams)
+        elif self.mode == "relay":
+            datagrams = [data]  # e.g. comfort noise (PT 13): pass through unchanged
+        else:
+            stats.dropped_unknown_pt += 1
+            return
+        for datagram in datagrams:
+            sendto(datagram, peer)
+            tstats.tx_packets += 1
+            tstats.tx_bytes += len(datagram)
