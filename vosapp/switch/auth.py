@@ -61,13 +61,16 @@ from vosapp.clock import Clock
 from vosapp.params import Params
 
 __all__ = [
+    "AccountLookup",
     "Action",
     "AuthEvent",
     "AuthJournal",
     "AuthPolicy",
     "AuthRequest",
+    "AuthResult",
     "AuthSession",
     "Decision",
+    "InboundAuthenticator",
     "MemoryJournal",
     "Reason",
     "Suspension",
@@ -90,6 +93,7 @@ class Verdict(enum.Enum):
     WRONG_REALM = "wrong_realm"
     UNKNOWN_ALGORITHM = "unknown_algorithm"
     MALFORMED = "malformed"
+    URI_MISMATCH = "uri_mismatch"  # digest uri differs from the Request-URI
 
     @classmethod
     def from_digest(cls, result: object) -> Verdict:
@@ -127,6 +131,7 @@ class Reason(enum.Enum):
     WRONG_REALM = "wrong_realm"
     UNKNOWN_ALGORITHM = "unknown_algorithm"
     MALFORMED = "malformed"
+    URI_MISMATCH = "uri_mismatch"
     RETRIES_EXHAUSTED = "retries_exhausted"
     SESSION_TIMEOUT = "session_timeout"
     SUSPENDED = "suspended"  # terminal suspended just now (audit) or already (decision)
@@ -275,6 +280,7 @@ _REASON_FOR_VERDICT: dict[Verdict, Reason] = {
     Verdict.WRONG_REALM: Reason.WRONG_REALM,
     Verdict.UNKNOWN_ALGORITHM: Reason.UNKNOWN_ALGORITHM,
     Verdict.MALFORMED: Reason.MALFORMED,
+    Verdict.URI_MISMATCH: Reason.URI_MISMATCH,
 }
 
 
@@ -553,3 +559,149 @@ def source_allowed(source_host: str, networks: Iterable[str]) -> bool:
         except ValueError:
             continue
     return False
+
+
+# -- the SIP side: credentials in, responses out ---------------------------------------------
+
+#: At most this many Authorization/Proxy-Authorization values are looked at (a flood of
+#: headers must not become a flood of digest computations).
+MAX_CREDENTIAL_HEADERS = 4
+#: User names longer than this are cut in the policy's tables (bounded memory per terminal).
+MAX_USER_LENGTH = 128
+
+
+class AccountLookup(Protocol):
+    """``lookup(user)`` → an account with ``password`` and ``allows(address)``, or None."""
+
+    def __call__(self, user: str) -> _AccountLike | None: ...
+
+
+class _AccountLike(Protocol):
+    password: str
+
+    def allows(self, address: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    decision: Decision
+    request: AuthRequest
+    username: str | None = None  # the authenticated user (ACCEPT only)
+    detail: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.decision.action is Action.ACCEPT
+
+
+class InboundAuthenticator:
+    """SPEC §2 for one SIP request: read the credentials, screen, verify, decide, answer.
+
+    Used by the REGISTER handler (:class:`vosapp.switch.registrar.RegistrarService`) and meant
+    for the B2BUA's INVITE: ``result = auth.authenticate(request, txn.source)``; when
+    ``result.accepted`` go on as ``result.username``, else ``auth.finish(result, request, txn,
+    core.make_response)`` sends the challenge / 403 / 400 or drops the request. Requests from
+    trusted gateway addresses should not be passed here at all (SPEC §2.1).
+    """
+
+    def __init__(self, policy: AuthPolicy, digest: object, accounts: AccountLookup, *,
+                 algorithm: str = "MD5", check_request_uri: bool = False) -> None:
+        self.policy = policy
+        self.digest = digest  # vosapp.sip.digest.DigestServer
+        self.accounts = accounts
+        self.algorithm = algorithm
+        self.check_request_uri = check_request_uri
+
+    def authenticate(self, request: object, source: tuple[str, int]) -> AuthResult:
+        from vosapp.sip import SipParseError
+        from vosapp.sip.digest import DigestError, parse_credentials
+
+        method = str(request.method)  # type: ignore[attr-defined]
+        values = (list(request.authorization)  # type: ignore[attr-defined]
+                  + list(request.proxy_authorization))[:MAX_CREDENTIAL_HEADERS]
+        credentials = None
+        parse_problem = ""
+        for value in values:
+            try:
+                parsed = parse_credentials(value)
+            except DigestError as exc:
+                parse_problem = exc.reason
+                continue
+            if credentials is None or parsed.realm == self.digest.realm:  # type: ignore
+                credentials = parsed
+        try:
+            default_user = _claimed_user(request, method)
+        except SipParseError:
+            default_user = ""
+        user = (credentials.username if credentials is not None else default_user)
+        auth_request = AuthRequest(method=method, call_id=_call_id(request),
+                                   user=user[:MAX_USER_LENGTH], source_host=source[0],
+                                   source_port=int(source[1]))
+        refused = self.policy.screen(auth_request)
+        if refused is not None:
+            return AuthResult(refused, auth_request, detail="suspended")
+        if credentials is None:
+            verdict = Verdict.MALFORMED if values else Verdict.NO_CREDENTIALS
+            return AuthResult(self.policy.decide(auth_request, verdict), auth_request,
+                              detail=parse_problem)
+        denied_by_network = False
+
+        def password_of(name: str) -> str | None:
+            nonlocal denied_by_network
+            account = self.accounts(name)
+            if account is None:
+                return None
+            if not account.allows(source[0]):
+                denied_by_network = True  # same answer as an unknown user: no enumeration
+                return None
+            return account.password
+
+        request_uri = str(request.uri) if self.check_request_uri else None  # type: ignore
+        result = self.digest.verify(credentials, method, password_of,  # type: ignore
+                                    body=bytes(getattr(request, "body", b"") or b""),
+                                    request_uri=request_uri)
+        verdict = Verdict.from_digest(result.outcome)
+        if verdict is Verdict.UNKNOWN_USER and denied_by_network:
+            verdict = Verdict.NETWORK_DENIED
+        decision = self.policy.decide(auth_request, verdict)
+        username = credentials.username if decision.action is Action.ACCEPT else None
+        return AuthResult(decision, auth_request, username, result.detail)
+
+    def finish(self, result: AuthResult, request: object, txn: object,
+               make_response: Callable[..., object]) -> None:
+        """Send what a non-accepting decision asks for (challenge, 403/400) or drop."""
+        decision = result.decision
+        if decision.action is Action.ACCEPT:
+            raise ValueError("finish() is for refused requests; an accepted one goes on")
+        if decision.action is Action.DROP:
+            txn.drop()  # type: ignore[attr-defined]
+            return
+        reason = _REASON_PHRASES.get(decision.reason)
+        response = make_response(request, decision.status, reason)
+        if decision.action is Action.CHALLENGE:
+            challenge = self.digest.challenge(stale=decision.stale,  # type: ignore
+                                              algorithm=self.algorithm)
+            response.headers.set(decision.challenge_header, str(challenge))  # type: ignore
+        txn.respond(response)  # type: ignore[attr-defined]
+
+
+_REASON_PHRASES: dict[Reason, str] = {
+    Reason.RETRIES_EXHAUSTED: "Forbidden (authentication retries exhausted)",
+    Reason.SESSION_TIMEOUT: "Forbidden (authentication timeout)",
+    Reason.SUSPENDED: "Forbidden (terminal suspended)",
+    Reason.REGISTER_SUSPENDED: "Forbidden (registration suspended)",
+    Reason.MALFORMED: "Bad Request (malformed credentials)",
+}
+
+
+def _call_id(request: object) -> str:
+    try:
+        return str(request.call_id)[:256]  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the core refuses requests without Call-ID first
+        return ""
+
+
+def _claimed_user(request: object, method: str) -> str:
+    """Who the request claims to be before credentials: To for REGISTER (§10.2), else From."""
+    name_addr = request.to if method == "REGISTER" else request.from_  # type: ignore
+    return str(getattr(name_addr.uri, "user", None) or "")

@@ -3,7 +3,7 @@
 Sans-IO: :class:`Registrar` takes the facts of an authenticated REGISTER (address of record,
 contacts, Expires, Call-ID/CSeq, source address, Path) and returns a :class:`RegisterOutcome`
 (status, reason, the bindings to list in the 200, Min-Expires for a 423). The REGISTER handler
-in :mod:`vosapp.switch.register_handler` turns SIP messages into these calls.
+(:class:`RegistrarService`, below) turns SIP messages into these calls.
 
 Persistence: every change of an address of record is one SQLite transaction (``BEGIN
 IMMEDIATE`` ... ``COMMIT`` through :meth:`vosapp.store.Store.transaction`), so a process killed
@@ -31,12 +31,30 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import TYPE_CHECKING
 
 from vosapp.clock import Clock
+from vosapp.params import Params
+from vosapp.sip import SipParseError
 from vosapp.store import Store
-from vosapp.switch.auth import AuthEvent, Suspension, SuspensionScope
+from vosapp.switch.auth import (
+    AccountLookup,
+    AuthEvent,
+    AuthJournal,
+    AuthPolicy,
+    InboundAuthenticator,
+    Suspension,
+    SuspensionScope,
+)
+
+if TYPE_CHECKING:
+    from vosapp.sip import Request
+    from vosapp.sip.transaction import ServerTransaction
+    from vosapp.switch.core import SwitchCore
 
 __all__ = [
     "AUTH_MIGRATIONS",
@@ -45,7 +63,9 @@ __all__ = [
     "ContactRequest",
     "RegisterOutcome",
     "Registrar",
+    "RegistrarService",
     "SqliteAuthJournal",
+    "build_registrar_service",
     "parse_expires",
 ]
 
@@ -390,3 +410,112 @@ def _filters(**values: str | None) -> tuple[str, tuple[str, ...]]:
     clauses = [f"{name} = ?" for name, value in values.items() if value is not None]
     args = tuple(value for value in values.values() if value is not None)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+# -- the REGISTER handler --------------------------------------------------------------------
+
+class RegistrarService:
+    """REGISTER served by the switch core: SPEC §2 authentication, then RFC 3261 §10.3.
+
+    ``install(core)`` registers the handler. ``params()`` gives the current parameters (read
+    per request, so ``vosapp params set`` reaches new registrations).
+    """
+
+    def __init__(self, registrar: Registrar, authenticator: InboundAuthenticator,
+                 params: Callable[[], Params]) -> None:
+        self.registrar = registrar
+        self.authenticator = authenticator
+        self.params = params
+
+    def install(self, core: SwitchCore) -> None:
+        self._core = core
+        core.add_request_handler("REGISTER", self.handle)
+
+    def handle(self, request: Request, txn: ServerTransaction) -> None:
+        core = self._core
+        result = self.authenticator.authenticate(request, txn.source)
+        if not result.accepted:
+            self.authenticator.finish(result, request, txn, core.make_response)
+            return
+        try:
+            outcome = self._register(request, result.username or "", txn)
+        except (SipParseError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or str(exc)
+            txn.respond(core.make_response(request, 400, f"Bad Request ({reason})"[:120]))
+            return
+        response = core.make_response(request, outcome.status,
+                                      None if outcome.status == 200 else outcome.reason)
+        if outcome.status == 423 and outcome.min_expires is not None:
+            response.headers.set("Min-Expires", str(outcome.min_expires))
+        if outcome.ok:
+            for binding in outcome.bindings:
+                contact = f"<{binding.contact}>;expires={binding.remaining(outcome.now)}"
+                if binding.q is not None:
+                    contact += f";q={binding.q:g}"
+                response.headers.add("Contact", contact)
+            for path in outcome.path:
+                response.headers.add("Path", path)  # RFC 3327 §5.3: echo Path in the 200
+            response.headers.set("Date", formatdate(outcome.now, usegmt=True))
+        txn.respond(response)
+
+    def _register(self, request: Request, username: str,
+                  txn: ServerTransaction) -> RegisterOutcome:
+        to_user = getattr(request.to.uri, "user", None) or ""
+        if to_user != username:
+            # RFC 3261 §10.3 step 6: the authenticated user may only bind its own AOR.
+            return RegisterOutcome(403, "Forbidden (To does not match credentials)")
+        contacts: list[ContactRequest] = []
+        for name_addr in request.contacts:
+            raw_expires = name_addr.params.get("expires")
+            raw_q = name_addr.params.get("q")
+            contacts.append(ContactRequest(
+                uri=str(name_addr.uri)[:1024],
+                expires=parse_expires(raw_expires) if raw_expires is not None else None,
+                q=_parse_q(raw_q)))
+            if len(contacts) > self.registrar.max_contacts:
+                return RegisterOutcome(403, "Too Many Contacts")
+        expires_header = parse_expires(request.headers.get("Expires"))
+        cseq = request.cseq
+        return self.registrar.register(
+            to_user, contacts, expires_header=expires_header, call_id=request.call_id,
+            cseq=int(cseq.number), replace=bool(self.params()["SS_ENDPOINT_REGISTER_REPLACE"]),
+            star=request.contact_star, source=(txn.source[0], int(txn.source[1])),
+            transport=str(getattr(txn, "transport", "udp") or "udp").lower(),
+            path=request.headers.get_all("Path")[:8],
+            user_agent=(request.headers.get("User-Agent") or "")[:200])
+
+
+def _parse_q(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        q = float(value)
+    except ValueError:
+        raise ValueError(f"q={value!r} is not a number") from None
+    if not 0.0 <= q <= 1.0 or math.isnan(q):
+        raise ValueError(f"q={value!r} is outside 0..1")
+    return q
+
+
+def build_registrar_service(core: SwitchCore, *, accounts: AccountLookup,
+                            store: Store, realm: str = "vosapp",
+                            secret: bytes | None = None,
+                            journal: AuthJournal | None = None,
+                            **registrar_options: int) -> RegistrarService:
+    """Wire policy + digest + registrar into ``core`` (what ``vosapp serve`` calls).
+
+    The policy starts from ``core.params``; suspensions of a previous run still in force are
+    restored from the store. Returns the service (``.authenticator.policy`` for the lab).
+    """
+    from vosapp.sip.digest import DigestServer
+
+    journal = journal if journal is not None else SqliteAuthJournal(store)
+    policy = AuthPolicy(core.params, core.clock, journal)
+    if isinstance(journal, SqliteAuthJournal):
+        policy.restore(journal.active_suspensions(core.clock.wall()))
+    digest = DigestServer(realm, secret if secret is not None else os.urandom(32), core.clock)
+    authenticator = InboundAuthenticator(policy, digest, accounts)
+    registrar = Registrar(store, core.clock, **registrar_options)
+    service = RegistrarService(registrar, authenticator, lambda: policy.params)
+    service.install(core)
+    return service

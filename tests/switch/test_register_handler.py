@@ -1,0 +1,223 @@
+"""REGISTER through the real SwitchCore (sans-IO, virtual time): SPEC §2 on the wire."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from vosapp.clock import ManualClock
+from vosapp.config import Account
+from vosapp.params import Params
+from vosapp.sip import Response, parse
+from vosapp.sip.digest import answer, parse_challenge
+from vosapp.store import Store
+from vosapp.switch.core import SwitchCore
+from vosapp.switch.registrar import RegistrarService, build_registrar_service
+
+SWITCH = ("127.0.0.1", 5060)
+PHONE = ("192.0.2.20", 5062)
+ACCOUNTS = {
+    "alice": Account(user="alice", password="s3cret"),
+    "lan": Account(user="lan", password="pw", networks=(
+        __import__("ipaddress").ip_network("10.0.0.0/8"),)),
+}
+
+
+@dataclass
+class Rig:
+    core: SwitchCore
+    clock: ManualClock
+    service: RegistrarService
+    sent: list[tuple[bytes, tuple[str, int]]] = field(default_factory=list)
+    branches: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def send(self, text: str, source: tuple[str, int] = PHONE) -> Response | None:
+        before = len(self.sent)
+        self.core.receive(text.replace("\n", "\r\n").encode(), source, "UDP")
+        replies = self.sent[before:]
+        if not replies:
+            return None
+        message = parse(replies[-1][0])
+        assert isinstance(message, Response)
+        return message
+
+    def register(self, user: str = "alice", *, call_id: str = "reg-1", cseq: int = 1,
+                 contact: str | None = "<sip:alice@192.0.2.20:5062>", expires: int | None = 600,
+                 auth: tuple[str, str] | None = None, extra: str = "",
+                 source: tuple[str, int] = PHONE) -> Response | None:
+        branch = f"z9hG4bK-{next(self.branches)}"
+        lines = ["REGISTER sip:127.0.0.1 SIP/2.0",
+                 f"Via: SIP/2.0/UDP {source[0]}:{source[1]};branch={branch};rport",
+                 "Max-Forwards: 70",
+                 f"From: <sip:{user}@127.0.0.1>;tag=ft1",
+                 f"To: <sip:{user}@127.0.0.1>",
+                 f"Call-ID: {call_id}",
+                 f"CSeq: {cseq} REGISTER"]
+        if contact is not None:
+            lines.append(f"Contact: {contact}")
+        if expires is not None:
+            lines.append(f"Expires: {expires}")
+        if auth is not None:
+            lines.append(f"{auth[0]}: {auth[1]}")
+        if extra:
+            lines.append(extra)
+        lines += ["Content-Length: 0", "", ""]
+        return self.send("\n".join(lines), source)
+
+    def login(self, user: str = "alice", password: str = "s3cret", *, call_id: str = "reg-1",
+              cseq: int = 1, **kw) -> Response | None:
+        """REGISTER, answer the challenge; returns the final response (or None)."""
+        first = self.register(user, call_id=call_id, cseq=cseq, **kw)
+        if first is None or first.status not in (401, 407):
+            return first
+        header = "WWW-Authenticate" if first.status == 401 else "Proxy-Authenticate"
+        answer_header = "Authorization" if first.status == 401 else "Proxy-Authorization"
+        challenge = parse_challenge(first.headers.get(header))
+        credentials = answer(challenge, "REGISTER", "sip:127.0.0.1", user, password)
+        return self.register(user, call_id=call_id, cseq=cseq + 1,
+                             auth=(answer_header, str(credentials)), **kw)
+
+
+def make_rig(tmp_path: Path, **changes: object) -> Rig:
+    clock = ManualClock()
+    core = SwitchCore(clock=clock, params=Params.defaults().replace(**changes))
+    core.local_addresses["UDP"] = SWITCH
+    store = Store.open(tmp_path)
+    service = build_registrar_service(core, accounts=ACCOUNTS.get, store=store, realm="lab")
+    rig = Rig(core, clock, service)
+    core.attach_sender(lambda data, dst, transport: rig.sent.append((data, dst)))
+    core.start()
+    return rig
+
+
+@pytest.fixture()
+def rig(tmp_path: Path) -> Rig:
+    return make_rig(tmp_path)
+
+
+def test_register_with_digest_binds_contact(rig: Rig) -> None:
+    challenge = rig.register()
+    assert challenge is not None and challenge.status == 401
+    assert 'realm="lab"' in challenge.headers.get("WWW-Authenticate")
+    ok = rig.login(call_id="reg-2")
+    assert ok is not None and ok.status == 200
+    (contact,) = ok.headers.get_all("Contact")
+    assert contact.startswith("<sip:alice@192.0.2.20:5062>;expires=")
+    assert ok.headers.get("Date")
+    (binding,) = rig.service.registrar.bindings("alice")
+    assert (binding.received_host, binding.received_port) == PHONE
+
+
+def test_407_mode_uses_proxy_headers(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, SS_SIP_AUTHENTICATION_CODE=407)
+    first = rig.register()
+    assert first is not None and first.status == 407
+    assert first.headers.get("Proxy-Authenticate") and not first.headers.get("WWW-Authenticate")
+    ok = rig.login(call_id="p2")
+    assert ok is not None and ok.status == 200
+
+
+def test_interval_too_brief_carries_min_expires(rig: Rig) -> None:
+    response = rig.login(expires=5)
+    assert response is not None and response.status == 423
+    assert response.headers.get("Min-Expires") == "60"
+
+
+def test_fetch_and_star(rig: Rig) -> None:
+    rig.login(call_id="a")
+    fetched = rig.login(call_id="a", cseq=3, contact=None, expires=None)
+    assert fetched is not None and fetched.status == 200
+    assert len(fetched.headers.get_all("Contact")) == 1
+    removed = rig.login(call_id="a", cseq=5, contact="*", expires=0)
+    assert removed is not None and removed.status == 200
+    assert removed.headers.get_all("Contact") == []
+
+
+def test_wrong_password_until_suspension_then_refused_without_check(rig: Rig) -> None:
+    statuses = []
+    for i in range(6):
+        response = rig.login(password="guess", call_id=f"bf-{i}")
+        assert response is not None
+        statuses.append(response.status)
+    assert statuses[:5] == [401] * 5 and statuses[5] == 403
+    # Suspended: even the right password is refused.
+    refused = rig.login(call_id="right")
+    assert refused is not None and refused.status == 403
+    assert "suspended" in (refused.reason or "")
+    rig.clock.advance(181)
+    assert rig.login(call_id="later").status == 200  # type: ignore[union-attr]
+
+
+def test_reply_unauthorized_off_is_silent_even_when_suspended(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, SS_REPLY_UNAUTHORIZED=False)
+    assert rig.register() is None
+    assert rig.register(auth=("Authorization", ('Digest username="alice", realm="lab", '
+                              'nonce="forged", uri="sip:127.0.0.1", response="00"'))) is None
+    assert rig.sent == []
+
+
+def test_unknown_user_and_wrong_network_look_like_wrong_password(rig: Rig) -> None:
+    wrong = rig.login(password="nope", call_id="w")
+    unknown = rig.login("mallory", "x", call_id="u",
+                        contact="<sip:mallory@192.0.2.20:5062>")
+    outside = rig.login("lan", "pw", call_id="n", contact="<sip:lan@192.0.2.20:5062>")
+    assert wrong.status == unknown.status == outside.status == 401  # type: ignore[union-attr]
+    inside = rig.login("lan", "pw", call_id="n2", contact="<sip:lan@10.1.1.1>",
+                       source=("10.1.1.1", 5060))
+    assert inside is not None and inside.status == 200
+    reasons = [e.reason for e in rig.service.authenticator.policy.journal.events()]
+    assert {"wrong_password", "unknown_user", "network_denied"} <= set(reasons)
+
+
+def test_credentials_for_another_aor_are_forbidden(rig: Rig) -> None:
+    first = rig.register("bob")
+    challenge = parse_challenge(first.headers.get("WWW-Authenticate"))  # type: ignore
+    creds = answer(challenge, "REGISTER", "sip:127.0.0.1", "alice", "s3cret")
+    response = rig.register("bob", cseq=2, auth=("Authorization", str(creds)),
+                            contact="<sip:bob@192.0.2.20>")
+    assert response is not None and response.status == 403
+
+
+@pytest.mark.parametrize("header", [
+    'Digest username="alice"',  # partial
+    "Basic YWxpY2U6czNjcmV0",  # wrong scheme
+    ('Digest username="alice", realm="lab", nonce="x", uri="sip:127.0.0.1", response="1",'
+    ' algorithm=ROT13'),
+    "Digest " + "a=b, " * 2000 + "c=d",
+])
+def test_bad_authorization_headers_get_a_4xx_never_200(rig: Rig, header: str) -> None:
+    response = rig.register(auth=("Authorization", header))
+    assert response is not None and 400 <= response.status < 500
+    assert rig.service.registrar.bindings("alice") == []
+
+
+def test_replayed_and_wrong_realm_are_rechallenged(rig: Rig) -> None:
+    first = rig.register()
+    challenge = parse_challenge(first.headers.get("WWW-Authenticate"))  # type: ignore
+    creds = answer(challenge, "REGISTER", "sip:127.0.0.1", "alice", "s3cret")
+    assert rig.register(cseq=2, auth=("Authorization", str(creds))).status == 200  # type: ignore
+    replay = rig.register(cseq=3, auth=("Authorization", str(creds)))
+    assert replay is not None and replay.status == 401
+    text = str(creds).replace('realm="lab"', 'realm="other"')
+    assert rig.register(cseq=4, auth=("Authorization", text)).status == 401  # type: ignore
+
+
+def test_absurd_expires_and_many_contacts(rig: Rig) -> None:
+    clamped = rig.login(expires=10**40)
+    assert clamped is not None and clamped.status == 200
+    assert clamped.headers.get("Contact").endswith("expires=3600")
+    many = ", ".join(f"<sip:alice@192.0.2.{i}>" for i in range(50))
+    response = rig.login(call_id="many", contact=many)
+    assert response is not None and response.status == 403
+    bad = rig.login(call_id="bad", expires=None, contact="<sip:alice@h>;expires=-3")
+    assert bad is not None and bad.status == 400
+
+
+def test_param_change_applies_to_new_sessions(rig: Rig) -> None:
+    policy = rig.service.authenticator.policy
+    assert rig.register(call_id="old").status == 401  # type: ignore[union-attr]
+    policy.set_params(policy.params.replace(SS_SIP_AUTHENTICATION_CODE=407))
+    assert rig.register(call_id="new").status == 407  # type: ignore[union-attr]
