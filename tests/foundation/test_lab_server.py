@@ -1,0 +1,80 @@
+"""Headless check of `vosapp lab`: JupyterLab from the venv starts, serves the `vosapp`
+kernelspec, and stops. Marked `jupyter_server` (select with -m jupyter_server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO_ROOT, VENV_BIN, vosapp_command
+
+pytestmark = [pytest.mark.jupyter_server, pytest.mark.timeout(60)]
+STARTUP_LIMIT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_server_info(runtime_dir: Path, proc: subprocess.Popen[bytes]) -> dict:
+    deadline = time.monotonic() + STARTUP_LIMIT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"jupyter lab exited early with {proc.returncode}")
+        for info_file in runtime_dir.glob("jpserver-*.json"):
+            try:
+                return json.loads(info_file.read_text())
+            except (json.JSONDecodeError, OSError):
+                pass  # being written
+        time.sleep(0.2)
+    raise AssertionError(f"jupyter lab did not start within {STARTUP_LIMIT_S} s")
+
+
+def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
+                                                 clean_env: dict[str, str]) -> None:
+    if not (VENV_BIN / "jupyter").exists():
+        pytest.fail("JupyterLab is not installed in .venv: run `make setup`")
+    token = secrets.token_hex(16)
+    runtime_dir = tmp_path / "runtime"
+    env = dict(clean_env, JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(runtime_dir),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+               IPYTHONDIR=str(tmp_path / "ipython"))
+    log = (tmp_path / "jupyter.log").open("wb")
+    proc = subprocess.Popen([*vosapp_command(), "lab", "--no-browser",
+                             "--port", str(free_port())],
+                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        info = wait_for_server_info(runtime_dir, proc)
+        assert info["root_dir"] == str(REPO_ROOT / "notebooks")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{info['port']}/api/kernelspecs",
+            headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            specs = json.load(response)
+        assert "vosapp" in specs["kernelspecs"], (
+            f"kernelspec 'vosapp' missing (found {sorted(specs['kernelspecs'])}); "
+            "run `make setup` to install it into the venv")
+        spec = specs["kernelspecs"]["vosapp"]["spec"]
+        assert spec["language"] == "python" and "ipykernel_launcher" in spec["argv"]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        log.close()
