@@ -217,7 +217,11 @@ def test_absurd_expires_and_many_contacts(rig: Rig) -> None:
 
 
 def test_param_change_applies_to_new_sessions(rig: Rig) -> None:
-    policy = rig.service.authenticator.policy
     assert rig.register(call_id="old").status == 401  # type: ignore[union-attr]
-    policy.set_params(policy.params.replace(SS_SIP_AUTHENTICATION_CODE=407))
+    rig.core.params = rig.core.params.replace(SS_SIP_AUTHENTICATION_CODE=407,
+                                              SS_AUTHENTICATION_MAX_RETRY=0)
     assert rig.register(call_id="new").status == 407  # type: ignore[union-attr]
+    # The session opened before the change keeps 401.
+    assert rig.register(call_id="old", cseq=2, auth=("Authorization", (
+        'Digest username="alice", realm="lab", nonce="forged", uri="sip:127.0.0.1", '
+        'response="00", qop=auth, nc=00000001, cnonce="x"'))).status == 401  # type: ignore

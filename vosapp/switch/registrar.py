@@ -117,6 +117,14 @@ AUTH_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX auth_suspensions_until ON auth_suspensions (until_wall);
     """,
+    # The digest nonce key survives restarts: a phone's nonce from the previous run is then
+    # "stale" (re-challenged silently), not "forged" (counted against it).
+    """
+    CREATE TABLE auth_secret (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        secret BLOB NOT NULL
+    );
+    """,
 )
 
 #: Larger than any sane expiry; Expires values beyond it are clamped before arithmetic.
@@ -338,6 +346,16 @@ class SqliteAuthJournal:
         self.store = store
         store.ensure_schema("auth", AUTH_MIGRATIONS)
 
+    def digest_secret(self) -> bytes:
+        """The switch's digest key, created on first use and kept in the store."""
+        with self.store.transaction() as db:
+            row = db.execute("SELECT secret FROM auth_secret WHERE id = 1").fetchone()
+            if row is not None:
+                return bytes(row[0])
+            secret = os.urandom(32)
+            db.execute("INSERT INTO auth_secret (id, secret) VALUES (1, ?)", (secret,))
+            return secret
+
     # AuthJournal
     def record(self, event: AuthEvent) -> None:
         with self.store.transaction() as db:
@@ -433,6 +451,9 @@ class RegistrarService:
 
     def handle(self, request: Request, txn: ServerTransaction) -> None:
         core = self._core
+        policy = self.authenticator.policy
+        if core.params is not policy.params:
+            policy.set_params(core.params)  # new values reach new sessions (SPEC §1)
         result = self.authenticator.authenticate(request, txn.source)
         if not result.accepted:
             self.authenticator.finish(result, request, txn, core.make_response)
@@ -513,9 +534,51 @@ def build_registrar_service(core: SwitchCore, *, accounts: AccountLookup,
     policy = AuthPolicy(core.params, core.clock, journal)
     if isinstance(journal, SqliteAuthJournal):
         policy.restore(journal.active_suspensions(core.clock.wall()))
+        if secret is None:
+            secret = journal.digest_secret()
     digest = DigestServer(realm, secret if secret is not None else os.urandom(32), core.clock)
     authenticator = InboundAuthenticator(policy, digest, accounts)
     registrar = Registrar(store, core.clock, **registrar_options)
     service = RegistrarService(registrar, authenticator, lambda: policy.params)
     service.install(core)
     return service
+
+
+#: How often expired bindings are deleted from the store.
+PURGE_INTERVAL = 60.0
+REALM = "vosapp"
+
+
+def install(core: SwitchCore) -> None:
+    """Feature installer for :mod:`vosapp.io.runtime` (``vosapp.switch.registrar:install``).
+
+    Accounts come from ``core.config``; bindings, audit trail and suspensions go to
+    ``core.store``. Without a store (no data directory) a private temporary store is used and
+    bindings do not survive a restart (said once in the trace).
+    """
+    store = core.store
+    if store is None:
+        import tempfile
+
+        store = Store.open(tempfile.mkdtemp(prefix="vosapp-registrar-"))
+        core.trace.event(f"registrar: no data directory, bindings kept in {store.path} "
+                         "(lost on restart)")
+    config = core.config
+    accounts: AccountLookup = config.account if config is not None else (lambda user: None)
+    service = build_registrar_service(core, accounts=accounts, store=store, realm=REALM)
+    policy = service.authenticator.policy
+    policy.listeners.append(
+        lambda event: core.trace.event(
+            f"auth {event.reason}: {event.method} user={event.user!r} "
+            f"from {event.source_host}:{event.source_port} {event.detail}".rstrip(),
+            call_id=event.call_id or None, src=(event.source_host, event.source_port)))
+    core.registrar_service = service  # type: ignore[attr-defined]  # for the lab / tests
+
+    def purge() -> None:
+        try:
+            service.registrar.purge_expired()
+        finally:
+            if core.running:
+                core.clock.call_later(PURGE_INTERVAL, purge)
+
+    core.add_start_hook(lambda: core.clock.call_later(PURGE_INTERVAL, purge) and None)
