@@ -1,0 +1,401 @@
+"""RFC 3261 §17 transactions on a ManualClock: every state, every timer's firing time."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from vosapp.clock import ManualClock
+from vosapp.params import Params
+from vosapp.sip import Request, Response, make_response, parse
+from vosapp.sip.transaction import (
+    DeliverRequest,
+    DeliverResponse,
+    State,
+    Terminated,
+    TimedOut,
+    TimerName,
+    TimerSettings,
+    TransactionError,
+    TransactionLayer,
+    TransportFailed,
+    server_key,
+)
+
+PEER = ("192.0.2.10", 5060)
+
+
+def request(method: str = "OPTIONS", branch: str = "z9hG4bKabc", *, cseq: int = 1,
+            sent_by: str = "192.0.2.1:5060", to_tag: str | None = None) -> Request:
+    to = "<sip:bob@example.com>" + (f";tag={to_tag}" if to_tag else "")
+    text = (f"{method} sip:bob@example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {sent_by};branch={branch}\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:alice@example.com>;tag=fromtag\r\n"
+            f"To: {to}\r\n"
+            "Call-ID: call-1@example.com\r\n"
+            f"CSeq: {cseq} {method}\r\n"
+            "Route: <sip:proxy.example.com;lr>\r\n"
+            "Content-Length: 0\r\n\r\n")
+    message = parse(text.encode())
+    assert isinstance(message, Request)
+    return message
+
+
+def response(req: Request, status: int, tag: str | None = "totag") -> Response:
+    return make_response(req, status, to_tag=tag if status > 100 else None)
+
+
+class Harness:
+    """A TransactionLayer on a ManualClock that records (time, message, destination)."""
+
+    def __init__(self, t1_ms: int = 500, fail_sends: bool = False) -> None:
+        self.clock = ManualClock()
+        self.sent: list[tuple[float, Request | Response, tuple[str, int], str]] = []
+        self.fail_sends = fail_sends
+        params = Params.defaults().replace(SS_SIP_RESEND_INTERVAL=t1_ms)
+        self.layer = TransactionLayer(self.clock, TimerSettings.from_params(params),
+                                      self.transmit)
+        self.events: list[tuple[float, object]] = []
+
+    def transmit(self, message: Request | Response, destination: tuple[str, int],
+                 transport: str) -> None:
+        if self.fail_sends:
+            raise OSError("network unreachable")
+        self.sent.append((self.clock.now(), message, destination, transport))
+
+    def listen(self, event: object) -> None:
+        self.events.append((self.clock.now(), event))
+
+    def send_times(self) -> list[float]:
+        return [round(t, 6) for t, *_ in self.sent]
+
+    def event_types(self) -> list[type]:
+        return [type(e) for _, e in self.events]
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [round(b - a, 6) for a, b in itertools.pairwise(times)]
+
+
+# --------------------------------------------------------------------- client non-INVITE
+
+
+def test_non_invite_client_udp_retransmission_schedule_and_timer_f() -> None:
+    h = Harness()
+    txn = h.layer.send_request(request("OPTIONS"), PEER, "UDP", h.listen)
+    assert txn.state is State.TRYING
+    h.clock.advance(40)
+    # §17.1.2.2: 500 ms, 1 s, 2 s, 4 s, 4 s … until Timer F = 64*T1 = 32 s
+    assert gaps(h.send_times()) == [0.5, 1, 2, 4, 4, 4, 4, 4, 4, 4]
+    assert h.send_times()[-1] == 31.5
+    assert [(t, type(e)) for t, e in h.events] == [(32.0, TimedOut), (32.0, Terminated)]
+    assert h.events[0][1] == TimedOut(TimerName.F)
+    assert txn.state is State.TERMINATED and len(h.layer) == 0
+
+
+def test_non_invite_client_t1_from_ss_sip_resend_interval() -> None:
+    h = Harness(t1_ms=100)
+    h.layer.send_request(request("OPTIONS"), PEER, "UDP", h.listen)
+    h.clock.advance(10)
+    assert gaps(h.send_times()) == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2]  # then F at 64*T1
+    assert h.events[0] == (6.4, TimedOut(TimerName.F))
+
+
+def test_non_invite_client_proceeding_retransmits_every_t2_then_completed_timer_k() -> None:
+    h = Harness()
+    req = request("REGISTER")
+    txn = h.layer.send_request(req, PEER, "UDP", h.listen)
+    h.clock.advance(0.6)  # one retransmission at 0.5, next E due at 1.5
+    h.layer.receive_response(response(req, 100))
+    assert txn.state is State.PROCEEDING
+    h.clock.advance(10)  # E keeps its schedule at 1.5 then T2 = 4 s: 5.5, 9.5
+    assert h.send_times() == [0, 0.5, 1.5, 5.5, 9.5]
+    final = response(req, 200)
+    h.layer.receive_response(final)
+    assert txn.state is State.COMPLETED
+    assert h.layer.receive_response(final) is txn  # retransmitted final absorbed
+    assert [type(e) for _, e in h.events].count(DeliverResponse) == 2
+    h.clock.advance_to(15.59)
+    assert txn.state is State.COMPLETED
+    h.clock.advance_to(15.6)  # Timer K = T4 = 5 s after the final at 10.6
+    assert txn.state is State.TERMINATED
+    assert h.events[-1] == (pytest.approx(15.6), Terminated())
+    assert len(h.sent) == 5
+
+
+def test_non_invite_client_tcp_no_retransmissions_and_no_timer_k() -> None:
+    h = Harness()
+    req = request("OPTIONS")
+    txn = h.layer.send_request(req, PEER, "TCP", h.listen)
+    h.clock.advance(10)
+    assert h.send_times() == [0]
+    h.layer.receive_response(response(req, 200))
+    assert txn.state is State.TERMINATED  # Timer K is zero on reliable transports
+    assert h.event_types() == [DeliverResponse, Terminated]
+
+
+def test_non_invite_client_tcp_timer_f() -> None:
+    h = Harness()
+    h.layer.send_request(request("OPTIONS"), PEER, "TCP", h.listen)
+    h.clock.advance(33)
+    assert h.events == [(32.0, TimedOut(TimerName.F)), (32.0, Terminated())]
+
+
+# --------------------------------------------------------------------- client INVITE
+
+
+def test_invite_client_timer_a_doubles_uncapped_and_timer_b() -> None:
+    h = Harness()
+    txn = h.layer.send_request(request("INVITE"), PEER, "UDP", h.listen)
+    assert txn.state is State.CALLING
+    h.clock.advance(40)
+    # §17.1.1.2: A = T1, 2T1, 4T1 … (not capped at T2); B = 64*T1
+    assert h.send_times() == [0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
+    assert h.events == [(32.0, TimedOut(TimerName.B)), (32.0, Terminated())]
+
+
+def test_invite_client_provisional_stops_retransmissions_and_timer_b() -> None:
+    h = Harness()
+    req = request("INVITE")
+    txn = h.layer.send_request(req, PEER, "UDP", h.listen)
+    h.clock.advance(1)
+    h.layer.receive_response(response(req, 180))
+    assert txn.state is State.PROCEEDING
+    h.clock.advance(100)
+    assert h.send_times() == [0, 0.5]
+    assert txn.state is State.PROCEEDING  # no timeout in Proceeding: the TU's business
+    assert h.event_types() == [DeliverResponse]
+
+
+def test_invite_client_non_2xx_acks_inside_transaction_then_timer_d() -> None:
+    h = Harness()
+    req = request("INVITE", branch="z9hG4bKinv")
+    txn = h.layer.send_request(req, PEER, "UDP", h.listen)
+    h.layer.receive_response(response(req, 180))
+    busy = response(req, 486, tag="busytag")
+    h.clock.advance(2)
+    h.layer.receive_response(busy)
+    assert txn.state is State.COMPLETED
+    ack = h.sent[-1][1]
+    assert isinstance(ack, Request) and ack.method == "ACK"
+    # §17.1.1.3: same Request-URI, Call-ID, From, branch; To from the response; CSeq ACK
+    assert str(ack.uri) == str(req.uri)
+    assert ack.top_via.branch == "z9hG4bKinv" and len(ack.vias) == 1
+    assert ack.to.tag == "busytag" and ack.from_.tag == "fromtag"
+    assert (ack.cseq.number, ack.cseq.method) == (1, "ACK")
+    assert ack.call_id == req.call_id
+    assert ack.headers.get_all("Route") == req.headers.get_all("Route")
+    assert h.event_types() == [DeliverResponse, DeliverResponse]
+    h.layer.receive_response(busy)  # retransmitted 486: ACK again, TU not told again
+    assert [m.method for _, m, *_ in h.sent if isinstance(m, Request)][-2:] == ["ACK", "ACK"]
+    assert h.event_types() == [DeliverResponse, DeliverResponse]
+    h.clock.advance_to(33.99)
+    assert txn.state is State.COMPLETED
+    h.clock.advance_to(34)  # Timer D = 32 s after entering Completed at t=2
+    assert txn.state is State.TERMINATED and h.events[-1] == (34.0, Terminated())
+
+
+def test_invite_client_non_2xx_over_tcp_terminates_at_once() -> None:
+    h = Harness()
+    req = request("INVITE")
+    txn = h.layer.send_request(req, PEER, "TCP", h.listen)
+    h.layer.receive_response(response(req, 503))
+    assert txn.state is State.TERMINATED
+    assert h.sent[-1][1].method == "ACK"  # type: ignore[union-attr]
+
+
+def test_invite_client_2xx_accepted_state_timer_m() -> None:
+    h = Harness()
+    req = request("INVITE")
+    txn = h.layer.send_request(req, PEER, "UDP", h.listen)
+    ok = response(req, 200)
+    h.layer.receive_response(ok)
+    assert txn.state is State.ACCEPTED
+    assert not any(isinstance(m, Request) and m.method == "ACK" for _, m, *_ in h.sent)
+    h.clock.advance(10)
+    h.layer.receive_response(ok)  # RFC 6026: retransmitted 2xx reach the TU
+    assert h.event_types() == [DeliverResponse, DeliverResponse]
+    h.clock.advance(22)  # Timer M = 64*T1 from t=0
+    assert txn.state is State.TERMINATED and h.events[-1] == (32.0, Terminated())
+
+
+# --------------------------------------------------------------------- server non-INVITE
+
+
+def test_non_invite_server_states_and_timer_j() -> None:
+    h = Harness()
+    req = request("REGISTER")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    txn.add_listener(h.listen)
+    assert txn.state is State.TRYING
+    h.layer.receive_retransmission(txn, req)
+    assert h.sent == []  # Trying absorbs retransmissions
+    txn.respond(response(req, 100))
+    assert txn.state is State.PROCEEDING
+    h.layer.receive_retransmission(txn, req)
+    assert [m.status for _, m, *_ in h.sent] == [100, 100]  # type: ignore[union-attr]
+    h.clock.advance(1)
+    txn.respond(response(req, 200))
+    assert txn.state is State.COMPLETED
+    h.layer.receive_retransmission(txn, req)
+    assert [m.status for _, m, *_ in h.sent] == [100, 100, 200, 200]  # type: ignore[union-attr]
+    with pytest.raises(TransactionError):
+        txn.respond(response(req, 500))
+    h.clock.advance_to(32.99)
+    assert txn.state is State.COMPLETED
+    h.clock.advance_to(33)  # Timer J = 64*T1 from t=1
+    assert txn.state is State.TERMINATED and h.events == [(33.0, Terminated())]
+    assert len(h.layer) == 0
+
+
+def test_non_invite_server_tcp_terminates_on_final() -> None:
+    h = Harness()
+    req = request("OPTIONS")
+    txn = h.layer.create_server(req, PEER, "TCP", PEER)
+    txn.respond(response(req, 200))
+    assert txn.state is State.TERMINATED and len(h.layer) == 0
+
+
+def test_server_drop_absorbs_retransmissions_silently_for_64_t1() -> None:
+    h = Harness()
+    req = request("REGISTER")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    txn.drop()
+    assert h.layer.match_request(req) is txn
+    h.layer.receive_retransmission(txn, req)
+    with pytest.raises(TransactionError):
+        txn.respond(response(req, 401))
+    h.clock.advance(32)
+    assert h.sent == [] and txn.state is State.TERMINATED
+
+
+# --------------------------------------------------------------------- server INVITE
+
+
+def test_invite_server_non_2xx_timer_g_schedule_and_timer_h() -> None:
+    h = Harness()
+    req = request("INVITE")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    txn.add_listener(h.listen)
+    assert txn.state is State.PROCEEDING
+    txn.respond(response(req, 180))
+    h.layer.receive_retransmission(txn, req)  # resend the last provisional
+    assert [m.status for _, m, *_ in h.sent] == [180, 180]  # type: ignore[union-attr]
+    txn.respond(response(req, 486))
+    assert txn.state is State.COMPLETED
+    h.clock.advance(40)
+    finals = [t for t, m, *_ in h.sent if m.status == 486]  # type: ignore[union-attr]
+    # Timer G: T1 doubling, capped at T2 (§17.2.1); Timer H = 64*T1
+    assert gaps(finals) == [0.5, 1, 2, 4, 4, 4, 4, 4, 4, 4]
+    assert h.events == [(32.0, TimedOut(TimerName.H)), (32.0, Terminated())]
+
+
+def test_invite_server_ack_confirms_and_timer_i() -> None:
+    h = Harness()
+    req = request("INVITE", branch="z9hG4bKsrv")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    txn.add_listener(h.listen)
+    txn.respond(response(req, 404, tag="t404"))
+    h.clock.advance(0.7)
+    ack = request("ACK", branch="z9hG4bKsrv", to_tag="t404")
+    assert h.layer.match_request(ack) is txn
+    h.layer.receive_retransmission(txn, ack)
+    assert txn.state is State.CONFIRMED
+    sent_before = len(h.sent)
+    h.layer.receive_retransmission(txn, request("INVITE", branch="z9hG4bKsrv"))
+    h.layer.receive_retransmission(txn, ack)  # ACK retransmissions absorbed
+    h.clock.advance_to(5.69)
+    assert len(h.sent) == sent_before and txn.state is State.CONFIRMED
+    h.clock.advance_to(5.7)  # Timer I = T4 after the ACK at 0.7
+    assert txn.state is State.TERMINATED and h.events == [(5.7, Terminated())]
+    assert h.event_types() == [Terminated]  # the ACK for a non-2xx never reaches the TU
+
+
+def test_invite_server_tcp_no_timer_g_and_immediate_confirm() -> None:
+    h = Harness()
+    req = request("INVITE")
+    txn = h.layer.create_server(req, PEER, "TCP", PEER)
+    txn.respond(response(req, 486))
+    h.clock.advance(10)
+    assert len(h.sent) == 1
+    h.layer.receive_retransmission(txn, request("ACK", to_tag="totag"))
+    assert txn.state is State.TERMINATED  # Timer I = 0 on TCP
+
+
+def test_invite_server_2xx_accepted_ack_to_tu_timer_l() -> None:
+    h = Harness()
+    req = request("INVITE")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    txn.add_listener(h.listen)
+    ok = response(req, 200)
+    txn.respond(ok)
+    assert txn.state is State.ACCEPTED
+    h.layer.receive_retransmission(txn, req)  # absorbed; the TU core retransmits 2xx itself
+    assert len(h.sent) == 1
+    txn.respond(ok)  # TU retransmission of the 2xx (§13.3.1.4)
+    assert len(h.sent) == 2
+    ack = request("ACK", to_tag="totag")
+    h.layer.receive_retransmission(txn, ack)
+    assert isinstance(h.events[0][1], DeliverRequest)
+    h.clock.advance(32)  # Timer L
+    assert txn.state is State.TERMINATED
+
+
+# --------------------------------------------------------------------- matching, errors
+
+
+def test_matching_rfc3261_by_branch_sent_by_and_method() -> None:
+    h = Harness()
+    invite = request("INVITE", branch="z9hG4bKm")
+    txn = h.layer.create_server(invite, PEER, "UDP", PEER)
+    assert h.layer.match_request(request("INVITE", branch="z9hG4bKm")) is txn
+    assert h.layer.match_request(request("ACK", branch="z9hG4bKm")) is txn
+    # Same branch, other sent-by or other method: another transaction (§17.2.3).
+    assert h.layer.match_request(request("INVITE", branch="z9hG4bKm",
+                                         sent_by="192.0.2.99:5060")) is None
+    cancel = request("CANCEL", branch="z9hG4bKm")
+    assert h.layer.match_request(cancel) is None
+    assert h.layer.find_invite_for_cancel(cancel) is txn
+
+
+def test_matching_rfc2543_fallback_without_magic_cookie() -> None:
+    h = Harness()
+    invite = request("INVITE", branch="old1")
+    txn = h.layer.create_server(invite, PEER, "UDP", PEER)
+    assert server_key(invite)[0] == "2543"
+    assert h.layer.match_request(request("INVITE", branch="old1")) is txn
+    assert h.layer.match_request(request("INVITE", branch="old1", cseq=2)) is None
+    txn.respond(response(invite, 486, tag="srvtag"))
+    assert h.layer.match_request(request("ACK", branch="old1", to_tag="srvtag")) is txn
+    assert h.layer.match_request(request("ACK", branch="old1", to_tag="other")) is None
+    assert h.layer.find_invite_for_cancel(request("CANCEL", branch="old1")) is txn
+
+
+def test_client_matching_by_branch_and_cseq_method() -> None:
+    h = Harness()
+    req = request("OPTIONS", branch="z9hG4bKc1")
+    txn = h.layer.send_request(req, PEER, "UDP", h.listen)
+    assert h.layer.receive_response(response(request("OPTIONS", branch="z9hG4bKother"), 200)) \
+        is None
+    assert h.layer.receive_response(response(req, 200)) is txn
+
+
+def test_transport_error_terminates_and_informs_tu() -> None:
+    h = Harness(fail_sends=True)
+    txn = h.layer.send_request(request("OPTIONS"), PEER, "UDP", h.listen)
+    assert txn.state is State.TERMINATED
+    assert h.event_types() == [TransportFailed, Terminated]
+    assert h.clock.next_deadline() is None  # every timer cancelled
+
+
+def test_bad_uses_are_refused() -> None:
+    h = Harness()
+    with pytest.raises(TransactionError):
+        h.layer.send_request(request("ACK"), PEER, "UDP")
+    h.layer.send_request(request("OPTIONS", branch="z9hG4bKdup"), PEER, "UDP")
+    with pytest.raises(TransactionError):
+        h.layer.send_request(request("OPTIONS", branch="z9hG4bKdup"), PEER, "UDP")
+    with pytest.raises(ValueError):
+        TimerSettings(t1=0)
