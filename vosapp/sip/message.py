@@ -245,12 +245,39 @@ class Request(Message):
     def __init__(self, method: str, uri: SipUri | AbsoluteUri | str,
                  headers: Headers | None = None, body: bytes = b"") -> None:
         self.method = method
+        self._uri_text: str | None = None
         self.uri = parse_any_uri(uri) if isinstance(uri, str) else uri
         self.headers = headers if headers is not None else Headers()
         self.body = bytes(body)
 
+    @classmethod
+    def _from_wire(cls, method: str, uri_text: str, headers: Headers) -> Request:
+        """A parsed request whose Request-URI text was already validated: the typed URI is
+        built on first access (the hot path of the parser does not need it)."""
+        request = cls.__new__(cls)
+        request.method = method
+        request._uri_text = uri_text
+        request._uri = None
+        request.headers = headers
+        request.body = b""
+        return request
+
+    @property
+    def uri(self) -> SipUri | AbsoluteUri:
+        if self._uri is None:
+            self._uri = parse_any_uri(self._uri_text)  # type: ignore[arg-type]
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: SipUri | AbsoluteUri) -> None:
+        if not isinstance(value, (SipUri, AbsoluteUri)):
+            raise TypeError(f"Request.uri must be a SipUri or AbsoluteUri, not {value!r}")
+        self._uri = value
+        self._uri_text = None
+
     def _start_line(self) -> str:
-        return f"{self.method} {self.uri} {SIP_VERSION}"
+        uri = self._uri_text if self._uri is None else str(self._uri)
+        return f"{self.method} {uri} {SIP_VERSION}"
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"

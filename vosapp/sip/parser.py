@@ -32,7 +32,7 @@ MAX_MESSAGE_SIZE = 65536
 # Request-URI schemes the switch serves; anything else is 416 (RFC 3261 §8.2.2.1).
 SUPPORTED_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
 
-_SINGLE = ("from", "to", "call-id", "cseq", "max-forwards", "content-length")
+_SINGLE = frozenset({"from", "to", "call-id", "cseq", "max-forwards", "content-length"})
 _VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
 _CALL_ID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
                          r"(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
@@ -70,6 +70,23 @@ def _split_head(data: bytes) -> tuple[str, bytes]:
 
 
 def _parse_fields(lines: list[str]) -> list[list[str | None]]:
+    """Split header lines into [key, name, value, source] fields (fast path, no folding)."""
+    fields: list[list[str | None]] = []
+    append = fields.append
+    cache = _KEY_CACHE
+    for line in lines:
+        name, colon, value = line.partition(":")
+        key = cache.get(name)
+        if key is None or not colon:
+            if not colon or not line or line[0] in " \t":
+                return _parse_fields_slow(lines)
+            name = name.rstrip(" \t")
+            key = _key_of(name, fields)
+        append([key, name, value.strip(" \t"), line])
+    return fields
+
+
+def _parse_fields_slow(lines: list[str]) -> list[list[str | None]]:
     fields: list[list[str | None]] = []
     last: list[str | None] | None = None
     for line in lines:
@@ -94,37 +111,77 @@ def _parse_fields(lines: list[str]) -> list[list[str | None]]:
     return fields
 
 
+# Fast validators: each accepts a strict subset of what the full grammar functions accept, so
+# common values are checked by one regex match; anything else goes through the full parser,
+# which either accepts it or raises the precise error.
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_QUOTED = r'"(?:[^"\\\r\n]|\\[^\r\n])*"'
+_PORT = r"(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4})"
+_HOSTNAME = (r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+             r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.?")
+_HOST = rf"(?:{_HOSTNAME}|\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\])"
+_PCHARS = r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+"
+_URI_PARAMS = rf"(?:;{_PCHARS}(?:={_PCHARS})?)*"
+_USER = r"(?:[A-Za-z0-9\-_.!~*'()&=+$]|%[0-9A-Fa-f]{2})+"
+_HDR_PARAMS = (rf"(?:[ \t]*;[ \t]*{_TOKEN}(?:[ \t]*=[ \t]*(?:{_TOKEN}|{_QUOTED}"
+               r"|\[[0-9A-Fa-f:.]+\]))?)*[ \t]*")
+_FAST_NAME_ADDR = re.compile(
+    rf"(?:(?:{_QUOTED}[ \t]*|(?:{_TOKEN}[ \t]+)*(?:{_TOKEN}[ \t]*)?)"
+    rf"<sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?{_URI_PARAMS}>"
+    rf"|sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?){_HDR_PARAMS}")
+_FAST_SIP_URI = re.compile(rf"sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?{_URI_PARAMS}")
+_FAST_VIA = re.compile(rf"SIP/2\.0/{_TOKEN}[ \t]+{_HOST}(?::{_PORT})?{_HDR_PARAMS}")
+_FAST_CSEQ = re.compile(rf"([0-9]{{1,9}})[ \t]+({_TOKEN})")
+
+
 def _check_head(fields: list[list[str | None]], headers: Headers, method: str | None) -> None:
-    counts: dict[str, int] = {}
+    """Validate what a server needs to answer safely (RFC 3261 §8.2, RFC 4475 §3.1.2)."""
+    first: dict[str, str] = {}
+    vias: list[str] = []
+    contacts: list[str] = []
     for entry in fields:
-        key = entry[0]
-        counts[key] = counts.get(key, 0) + 1  # type: ignore[index]
-    for key in ("via", "from", "to", "call-id", "cseq"):
-        if key not in counts:
+        key: str = entry[0]  # type: ignore[assignment]
+        if key == "via":
+            vias.append(entry[2])  # type: ignore[arg-type]
+        elif key == "contact":
+            contacts.append(entry[2])  # type: ignore[arg-type]
+        elif key not in first:
+            first[key] = entry[2]  # type: ignore[assignment]
+        elif key in _SINGLE:
+            raise SipParseError(400, f"more than one {entry[1]} header", headers)
+    if not vias:
+        raise SipParseError(400, "missing mandatory Via header", headers)
+    for key in ("from", "to", "call-id", "cseq"):
+        if key not in first:
             raise SipParseError(400, f"missing mandatory {key} header", headers)
-    for key in _SINGLE:
-        if counts.get(key, 0) > 1:
-            raise SipParseError(400, f"more than one {key} header", headers)
-    get = headers.get
-    cseq = parse_cseq(get("cseq"))  # type: ignore[arg-type]
-    if method is not None and cseq.method != method:
-        raise SipParseError(400, f"CSeq method {cseq.method} does not match {method}", headers)
-    call_id = get("call-id")
-    if not _CALL_ID_RE.fullmatch(call_id):  # type: ignore[arg-type]
+    cseq_value = first["cseq"]
+    match = _FAST_CSEQ.fullmatch(cseq_value)
+    cseq_method = match.group(2) if match else parse_cseq(cseq_value).method
+    if method is not None and cseq_method != method:
+        raise SipParseError(400, f"CSeq method {cseq_method} does not match {method}", headers)
+    call_id = first["call-id"]
+    if not _CALL_ID_RE.fullmatch(call_id):
         raise SipParseError(400, f"bad Call-ID {call_id!r}", headers)
-    parse_name_addr(get("from"))  # type: ignore[arg-type]
-    parse_name_addr(get("to"))  # type: ignore[arg-type]
-    for value in headers.get_all("via"):
-        parse_vias(value)
-    max_forwards = get("max-forwards")
+    fast_name_addr = _FAST_NAME_ADDR.fullmatch
+    try:
+        if fast_name_addr(first["from"]) is None:
+            parse_name_addr(first["from"])
+        if fast_name_addr(first["to"]) is None:
+            parse_name_addr(first["to"])
+        for value in vias:
+            if _FAST_VIA.fullmatch(value) is None:
+                parse_vias(value)
+        if method is not None:
+            for value in contacts:
+                if value != "*" and fast_name_addr(value) is None:
+                    parse_name_addr_list(value)
+    except SipParseError as error:
+        raise SipParseError(error.status, error.reason, headers) from None
+    max_forwards = first.get("max-forwards")
     if max_forwards is not None and (not max_forwards.isdigit() or not max_forwards.isascii()
                                      or len(max_forwards.lstrip("0")) > 3
                                      or int(max_forwards) > 255):
         raise SipParseError(400, f"Max-Forwards must be 0-255, got {max_forwards!r}", headers)
-    if method is not None and "contact" in counts:
-        for value in headers.get_all("contact"):
-            if value != "*":
-                parse_name_addr_list(value)
 
 
 def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
@@ -149,12 +206,13 @@ def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
             raise SipParseError(513, f"message of {len(data)} bytes exceeds {max_size}") from None
         raise
     lines = head.split("\r\n")
-    start_line = lines[0]
     breaks = len(lines) - 1
     if head.count("\r") != breaks or head.count("\n") != breaks:
         # A bare CR or LF would let two parsers disagree on where a line ends.
         raise SipParseError(400, "bare CR or LF in the header block")
-    fields = _parse_fields(lines[1:])
+    start_line = lines[0]
+    del lines[0]
+    fields = _parse_fields(lines)
     headers = Headers._from_parsed(fields)
 
     message: Request | Response
@@ -182,17 +240,21 @@ def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
             raise SipParseError(400, f"bad version {version!r}", headers)
         if not is_token(method):
             raise SipParseError(400, f"bad method {method!r}", headers)
-        try:
-            uri = parse_any_uri(uri_text)
-        except SipParseError as error:
-            raise SipParseError(error.status, error.reason, headers) from None
-        if uri_schemes is not None and uri.scheme not in uri_schemes:
-            raise SipParseError(416, f"unsupported URI scheme {uri.scheme!r}", headers)
-        if not isinstance(uri, AbsoluteUri) and uri.headers:
-            # §19.1.1 table: URI headers are not allowed in a Request-URI.
-            raise SipParseError(400, "headers in the Request-URI", headers)
+        if _FAST_SIP_URI.fullmatch(uri_text):
+            scheme = "sips" if uri_text[3] == "s" else "sip"
+        else:
+            try:
+                uri = parse_any_uri(uri_text)
+            except SipParseError as error:
+                raise SipParseError(error.status, error.reason, headers) from None
+            if not isinstance(uri, AbsoluteUri) and uri.headers:
+                # §19.1.1 table: URI headers are not allowed in a Request-URI.
+                raise SipParseError(400, "headers in the Request-URI", headers)
+            scheme = uri.scheme
+        if uri_schemes is not None and scheme not in uri_schemes:
+            raise SipParseError(416, f"unsupported URI scheme {scheme!r}", headers)
         _check_head(fields, headers, method)
-        message = Request(method, uri, headers)
+        message = Request._from_wire(method, uri_text, headers)
 
     length_text = headers.get("content-length")
     if length_text is None:

@@ -495,8 +495,8 @@ def _parse(data: str | bytes) -> SessionDescription:
             if not name:
                 raise SdpError("a= without an attribute name", number)
             attribute = Attribute(name, attr_value if colon else None)
-            _check_attribute(attribute, number)
             if current is not None:
+                _check_attribute(attribute, number)  # media-level ones the accessors read
                 current.attributes.append(attribute)
             elif session is not None:
                 session.attributes.append(attribute)
