@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "vosapp.cli_params",   # vosapp params list|get|set|reset|history|doc
     "vosapp.cli_config",   # vosapp config check FILE
     "vosapp.cli_lab",      # vosapp lab
+    "vosapp.switch.auth_cli",  # vosapp auth events|suspended|unsuspend
     "vosapp.io.serve",     # vosapp serve; vosapp trace export --pcap FILE
 ]
 

@@ -1,0 +1,109 @@
+"""``vosapp auth events|suspended|unsuspend``: the authentication audit trail from the shell.
+
+Reads the SQLite store of the data directory (the same file a running ``vosapp serve`` writes),
+so it works from another process. ``unsuspend`` marks suspensions as lifted in the store; the
+running switch honours that on the terminal's next request (the policy asks the store before
+refusing a suspended terminal).
+
+Lives in ``vosapp.switch`` next to the policy it reports on; it imports the CLI helpers only
+inside the command functions, so the switch package itself never depends on the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+BY = "cli"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    auth = subparsers.add_parser(
+        "auth", help="authentication audit trail and suspensions (SPEC §2)",
+        description="Failed authentications, suspensions, and lifting them.")
+    commands = auth.add_subparsers(dest="auth_command", metavar="SUBCOMMAND")
+    commands.required = True
+
+    events = commands.add_parser("events", help="recent failures, drops and suspensions",
+                                 description="The audit trail, oldest first.")
+    events.add_argument("--limit", type=int, default=50, help="how many rows (default 50)")
+    events.add_argument("--user", help="only this user")
+    events.add_argument("--address", help="only this source address")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
+    events.set_defaults(func=run_events)
+
+    suspended = commands.add_parser("suspended", help="terminals suspended right now",
+                                    description="Active suspensions (terminal or register).")
+    suspended.add_argument("--json", action="store_true", help="machine-readable output")
+    suspended.set_defaults(func=run_suspended)
+
+    lift = commands.add_parser("unsuspend", help="lift suspensions of a user or an address",
+                               description="Lift every active suspension whose user or "
+                                           "source address is TARGET.")
+    lift.add_argument("target", metavar="USER|ADDR")
+    lift.set_defaults(func=run_unsuspend)
+
+
+def _journal(args: argparse.Namespace, *, create: bool) -> Any:
+    from vosapp import cli_common
+    from vosapp.switch.registrar import SqliteAuthJournal
+
+    config = cli_common.load_selected_config(args)
+    store = cli_common.open_store(args, config, create=create)
+    return None if store is None else SqliteAuthJournal(store)
+
+
+def _when(wall: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall)) + "Z"
+
+
+def run_events(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        from vosapp.errors import VosappError
+        raise VosappError(f"--limit must be at least 1 (got {args.limit})")
+    journal = _journal(args, create=False)
+    events = [] if journal is None else journal.events(limit=args.limit, user=args.user,
+                                                       source_host=args.address)
+    if args.json:
+        print(json.dumps([asdict(event) for event in events], indent=1))
+        return 0
+    if not events:
+        print("no authentication events")
+        return 0
+    for event in events:
+        print(f"{_when(event.wall)}  {event.source_host}:{event.source_port}  "
+              f"{event.user or '-'}  {event.method}  {event.reason}"
+              + (f"  ({event.detail})" if event.detail else ""))
+    return 0
+
+
+def run_suspended(args: argparse.Namespace) -> int:
+    journal = _journal(args, create=False)
+    now = time.time()
+    active = [] if journal is None else journal.active_suspensions(now)
+    if args.json:
+        print(json.dumps([{"user": s.user, "address": s.source_host, "scope": s.scope.value,
+                           "since": s.since_wall, "until": s.until_wall,
+                           "remaining_s": round(s.until_wall - now), "failures": s.failures}
+                          for s in active], indent=1))
+        return 0
+    if not active:
+        print("no suspended terminals")
+        return 0
+    for s in active:
+        print(f"{s.user or '-'}@{s.source_host}  {s.scope.value}  until {_when(s.until_wall)} "
+              f"({round(s.until_wall - now)} s left, {s.failures} failures)")
+    return 0
+
+
+def run_unsuspend(args: argparse.Namespace) -> int:
+    journal = _journal(args, create=False)
+    lifted = 0 if journal is None else journal.lift(args.target, time.time(), by=BY)
+    if lifted == 0:
+        print(f"no active suspension for {args.target}")
+        return 1
+    print(f"lifted {lifted} suspension(s) for {args.target}")
+    return 0
