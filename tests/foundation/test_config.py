@@ -200,3 +200,10 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(binary)
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "data" / "examples").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_example_config_is_valid(path: Path) -> None:
+    config = load_config(path)
+    assert config.routing_gateways and config.accounts
