@@ -300,6 +300,15 @@ class Store:
                 self._record(db, each, "reset", old, new, by)
         return names
 
+    def param_change_marker(self) -> int:
+        """A number that grows with every parameter change (from any process).
+
+        A running switch polls it cheaply and calls :meth:`load_params` only when it moved,
+        so `vosapp params set` in a shell reaches the switch's *new* sessions (SPEC §1).
+        """
+        rows = self.query("SELECT COALESCE(MAX(id), 0) FROM param_history")
+        return int(rows[0][0])
+
     def param_history(self, name: str | None = None) -> list[ParamChange]:
         """Every recorded change, oldest first (of ``name`` only, when given)."""
         sql = "SELECT at, name, action, old, new, by FROM param_history"

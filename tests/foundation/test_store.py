@@ -61,6 +61,18 @@ def test_set_load_reset_and_history(tmp_path: Path) -> None:
         assert len(store.param_history("SS_SIP_AUTHENTICATION_TIMEOUT")) == 2
 
 
+def test_change_marker_moves_on_changes_from_another_connection(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as switch_side, Store.open(tmp_path) as cli_side:
+        before = switch_side.param_change_marker()
+        assert switch_side.param_change_marker() == before
+        cli_side.set_param("SS_REPLY_UNAUTHORIZED", "Off", "cli")
+        after = switch_side.param_change_marker()
+        assert after > before
+        assert switch_side.load_params()["SS_REPLY_UNAUTHORIZED"] is False
+        cli_side.reset_param(None, "cli")
+        assert switch_side.param_change_marker() > after
+
+
 def test_values_keep_their_types_across_reopen(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         store.set_param("SS_REPLY_UNAUTHORIZED", "off", "cli")
