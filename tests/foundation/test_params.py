@@ -12,6 +12,7 @@ from vosapp.params import (
     REGISTRY,
     GatewaySettings,
     Kind,
+    Param,
     ParameterError,
     Params,
     UpstreamRegistration,
@@ -288,3 +289,34 @@ def test_upstream_registration() -> None:
 def test_upstream_registration_rejects(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(ParameterError, match=re.escape(fragment)):
         UpstreamRegistration(**kwargs)  # type: ignore[arg-type]
+
+
+INTEGER_PARAMS = [p for p in REGISTRY if p.kind in (Kind.INTEGER, Kind.AUTO_OR_INTEGER)]
+
+
+@pytest.mark.parametrize("param", INTEGER_PARAMS, ids=lambda p: p.name)
+def test_integer_forms_round_trip(param: Param) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.integers(min_value=-10_000, max_value=20_000))
+    def check(number: int) -> None:
+        inside = param.minimum <= number <= param.maximum or (
+            param.zero_disables and number == 0)
+        forms: list[object] = [number, str(number), f" {number} "]
+        if param.unit in ("s", "ms"):
+            forms.append(f"{number}{param.unit}")
+        for form in forms:
+            if inside:
+                assert param.coerce(form) == number
+            else:
+                with pytest.raises(ParameterError, match=param.name):
+                    param.coerce(form)
+
+    check()
+
+
+@pytest.mark.parametrize("param", list(REGISTRY), ids=lambda p: p.name)
+def test_formatted_values_coerce_back(param: Param) -> None:
+    assert param.coerce(param.format(param.default)) == param.default
