@@ -545,3 +545,8 @@ def test_fuzz_verify_never_raises(text: str) -> None:
     server = DigestServer("vos.lab", SECRET, ManualClock())
     result = server.verify(text, "REGISTER", "pw")
     assert result.outcome is not VerifyOutcome.OK
+
+
+def test_verify_needs_a_secret(server: DigestServer) -> None:
+    with pytest.raises(TypeError):
+        server.verify(_login(server), "REGISTER")

@@ -720,8 +720,12 @@ class DigestServer:
                 f"uri {credentials.uri!r} differs from Request-URI {request_uri!r}",
             )
         if ha1 is None:
+            if password is None:
+                raise TypeError("verify() needs a password, a password lookup or ha1")
             secret = password(user) if callable(password) else password
             if secret is None:
+                # Same work as a real check, so timing does not reveal which users exist.
+                compute_ha1(credentials.algorithm, user, self.realm, secrets.token_hex(8))
                 return VerifyResult(VerifyOutcome.UNKNOWN_USER, user, "no such user")
             ha1 = compute_ha1(credentials.algorithm, user, self.realm, secret)
         expected = compute_response(
