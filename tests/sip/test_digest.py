@@ -550,3 +550,19 @@ def test_fuzz_verify_never_raises(text: str) -> None:
 def test_verify_needs_a_secret(server: DigestServer) -> None:
     with pytest.raises(TypeError):
         server.verify(_login(server), "REGISTER")
+
+
+def test_choose_challenge_takes_the_first_supported() -> None:
+    from vosapp.sip.digest import choose_challenge
+
+    values = [
+        'Basic realm="x"',
+        'Digest realm="vos", nonce="a", algorithm=SHA-512-256',
+        'Digest realm="vos", nonce="b", algorithm=SHA-256',
+        'Digest realm="vos", nonce="c", algorithm=MD5',
+    ]
+    assert choose_challenge(values).nonce == "b"
+    with pytest.raises(DigestError, match="no usable"):
+        choose_challenge(values[:2])
+    with pytest.raises(DigestError):
+        choose_challenge([])

@@ -25,7 +25,7 @@ import hmac
 import secrets
 import struct
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -41,6 +41,7 @@ __all__ = [
     "VerifyOutcome",
     "VerifyResult",
     "answer",
+    "choose_challenge",
     "compute_ha1",
     "compute_response",
     "parse_challenge",
@@ -391,6 +392,25 @@ def compute_response(
 
 # --------------------------------------------------------------------------------------------
 # Client side
+
+
+def choose_challenge(values: Iterable[str]) -> Challenge:
+    """The challenge to answer among several WWW-/Proxy-Authenticate values of one response.
+
+    RFC 7616 §3.7 / RFC 8760 §2.4: the server lists challenges in its order of preference and
+    the client uses the first one it supports; values that do not parse (other schemes,
+    unsupported algorithms) are skipped. Raises :class:`DigestError` when none is usable.
+    """
+    problems = []
+    for value in values:
+        try:
+            return parse_challenge(value)
+        except DigestError as exc:
+            problems.append(exc.reason)
+    raise DigestError(
+        "no usable Digest challenge" + (f": {'; '.join(problems)}" if problems else ""),
+        "missing",
+    )
 
 
 def answer(
