@@ -557,3 +557,70 @@ def test_arbitrary_bytes_raise_only_sdp_error(data: bytes) -> None:
         SessionDescription.parse(data)
     except SdpError:
         pass
+
+
+# ---------------------------------------------------------------------------------- offerer side
+
+
+def test_read_answer_after_answer() -> None:
+    from vosapp.sip.sdp import read_answer
+
+    offer = build_offer("10.0.0.1", 4000, [PCMA, G729])
+    result = answer(offer, [G729], address="10.0.0.2", port=5000)
+    agreed = read_answer(str(result.sdp), str(offer))
+    assert agreed.codec == G729
+    assert agreed.telephone_event_pt == 101
+    assert (agreed.remote_address, agreed.remote_port) == ("10.0.0.2", 5000)
+    assert agreed.direction == "sendrecv"
+
+
+def test_read_answer_uses_answer_payload_types_and_skips_rejected_streams() -> None:
+    from vosapp.sip.sdp import read_answer
+
+    offer = MINIMAL.replace("RTP/AVP 0", "RTP/AVP 0 96") + "a=rtpmap:96 PCMA/8000\r\n"
+    offer += "m=video 5002 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n"
+    reply = crlf("""
+v=0
+o=peer 5 5 IN IP4 192.0.2.7
+s=-
+c=IN IP4 192.0.2.7
+t=0 0
+m=audio 7000 RTP/AVP 97
+a=rtpmap:97 PCMA/8000
+a=recvonly
+m=video 0 RTP/AVP 99
+""")
+    agreed = read_answer(reply, offer)
+    assert agreed.codec.payload_type == 97 and agreed.codec.encoding == "PCMA"
+    assert agreed.telephone_event_pt is None
+    assert agreed.direction == "recvonly"
+
+
+def test_read_answer_errors() -> None:
+    from vosapp.sip.sdp import read_answer
+
+    offer = build_offer("10.0.0.1", 4000, [PCMA])
+    rejected = crlf("""
+v=0
+o=peer 5 5 IN IP4 192.0.2.7
+s=-
+t=0 0
+m=audio 0 RTP/AVP 8
+""")
+    with pytest.raises(NoCommonCodec):
+        read_answer(rejected, offer)
+    foreign_codec = rejected.replace("audio 0 RTP/AVP 8", "audio 7000 RTP/AVP 18")
+    with pytest.raises(NoCommonCodec):
+        read_answer(foreign_codec, offer)
+    with pytest.raises(SdpError, match="same number"):
+        read_answer(rejected + "m=video 0 RTP/AVP 99\r\n", offer)
+    with pytest.raises(SdpError, match="video in the answer"):
+        read_answer(rejected.replace("m=audio", "m=video"), offer)
+
+
+def test_next_version_bumps_origin_only_in_the_copy() -> None:
+    offer = build_offer("10.0.0.1", 4000, [PCMA], session_id="7", session_version=3)
+    hold = offer.next_version()
+    hold.media[0].set_direction("sendonly")
+    assert hold.origin.session_version == 4 and hold.origin.session_id == "7"
+    assert offer.origin.session_version == 3 and offer.media[0].direction == "sendrecv"

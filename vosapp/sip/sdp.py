@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "answer",
     "build_offer",
     "g729_annexb",
+    "read_answer",
 ]
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -351,6 +353,12 @@ class SessionDescription:
             if attribute.name in DIRECTIONS and attribute.value is None:
                 return attribute.name
         return "sendrecv"
+
+    def next_version(self) -> SessionDescription:
+        """A copy with ``o=`` session version + 1, as a changed re-offer needs (RFC 3264 §8)."""
+        copy = deepcopy(self)
+        copy.origin.session_version += 1
+        return copy
 
     def first_audio(self) -> MediaDescription | None:
         return next((m for m in self.media if m.media == "audio"), None)
@@ -712,3 +720,54 @@ def answer(
         ptime=offered_media.ptime,
         direction=direction,
     )
+
+
+def read_answer(
+    answer_sdp: SessionDescription | str | bytes, offer: SessionDescription | str | bytes
+) -> Answer:
+    """Offerer side (RFC 3264 §7): what the peer's answer to our ``offer`` agreed.
+
+    The result's ``codec`` is the first codec of the first accepted audio stream that was also
+    offered, with the *answer's* payload type (the number the peer expects to receive);
+    ``remote_address``/``remote_port`` are where to send RTP. Raises :class:`SdpError` when
+    the answer does not mirror the offer's m= lines, :class:`NoCommonCodec` when it accepted
+    no audio stream with an offered codec.
+    """
+    if not isinstance(answer_sdp, SessionDescription):
+        answer_sdp = SessionDescription.parse(answer_sdp)
+    if not isinstance(offer, SessionDescription):
+        offer = SessionDescription.parse(offer)
+    if len(answer_sdp.media) != len(offer.media):
+        raise SdpError(
+            f"the answer has {len(answer_sdp.media)} m= lines, the offer had "
+            f"{len(offer.media)} (RFC 3264 §6 requires the same number)"
+        )
+    for index, (offered, answered) in enumerate(zip(offer.media, answer_sdp.media, strict=True)):
+        if offered.media != answered.media:
+            raise SdpError(
+                f"m= line {index} is {answered.media} in the answer but {offered.media} in "
+                "the offer"
+            )
+        if answered.port == 0 or answered.media != "audio" or answered.proto not in RTP_PROTOS:
+            continue
+        offered_codecs = offered.codecs()
+        codec = next(
+            (c for c in answered.codecs() if c.encoding.lower() != "telephone-event"
+             and any(c.matches(o) for o in offered_codecs)),
+            None,
+        )
+        if codec is None:
+            continue
+        connection = answer_sdp.connection_of(answered)
+        return Answer(
+            sdp=answer_sdp,
+            codec=codec,
+            telephone_event_pt=(
+                answered.telephone_event_pt if offered.telephone_event_pt is not None else None
+            ),
+            remote_address=connection.address if connection is not None else None,
+            remote_port=answered.port,
+            ptime=answered.ptime,
+            direction=answer_sdp.direction_of(answered),
+        )
+    raise NoCommonCodec("the answer accepted no audio stream with a codec from the offer")
