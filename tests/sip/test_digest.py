@@ -566,3 +566,49 @@ def test_choose_challenge_takes_the_first_supported() -> None:
         choose_challenge(values[:2])
     with pytest.raises(DigestError):
         choose_challenge([])
+
+
+def test_non_ascii_response_and_opaque_do_not_crash(server: DigestServer) -> None:
+    credentials = _login(server)
+    for field_name in ("response", "opaque"):
+        tampered = Credentials(**{**credentials.__dict__, field_name: "é\u2603"})
+        result = server.verify(str(tampered), "REGISTER", "s3cret")
+        assert result.outcome in (VerifyOutcome.WRONG_PASSWORD, VerifyOutcome.FORGED_NONCE)
+
+
+def test_stale_flow_end_to_end(server: DigestServer, clock: ManualClock) -> None:
+    client = DigestClient("alice", "s3cret")
+    assert server.verify(client.authorize(server.challenge(), "REGISTER", "sip:vos.lab"),
+                         "REGISTER", "s3cret").ok
+    clock.advance(3600.0)  # the phone re-registers an hour later on the same nonce
+    refresh = client.reauthorize("REGISTER", "sip:vos.lab")
+    assert refresh is not None
+    result = server.verify(refresh, "REGISTER", "s3cret")
+    assert result.stale
+    retry = client.authorize(str(server.challenge(stale=True)), "REGISTER", "sip:vos.lab")
+    assert retry.nc == 1
+    assert server.verify(retry, "REGISTER", "s3cret").ok
+
+
+def test_server_rejects_bad_realm(clock: ManualClock) -> None:
+    for realm in ("", "a\r\nb"):
+        with pytest.raises(ValueError, match="realm"):
+            DigestServer(realm, SECRET, clock)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["username", "realm", "nonce", "uri", "response", "cnonce", "opaque"]),
+    st.text(max_size=40).filter(lambda v: not set(v) & set("\r\n\x00")),
+    st.text(alphabet=st.characters(blacklist_characters="\r\n\x00"), min_size=1, max_size=20),
+)
+def test_fuzz_tampered_credentials_are_refused(field_name: str, value: str, realm: str) -> None:
+    server = DigestServer(realm, SECRET, ManualClock())
+    challenge = parse_challenge(str(server.challenge()))
+    credentials = answer(challenge, "REGISTER", "sip:x", "alice", "pw")
+    tampered = Credentials(**{**credentials.__dict__, field_name: value})
+    result = server.verify(str(tampered), "REGISTER", {"alice": "pw"}.get)
+    if tampered == credentials:
+        assert result.ok
+    else:
+        assert not result.ok

@@ -591,6 +591,8 @@ class DigestServer:
         qop: tuple[str, ...] = ("auth",),
         algorithms: tuple[str, ...] = ALGORITHMS,
     ) -> None:
+        if not realm or any(ch in realm for ch in "\r\n\x00"):
+            raise ValueError(f"realm must be non-empty without CR, LF or NUL: {realm!r}")
         if not isinstance(secret, bytes) or len(secret) < 16:
             raise ValueError("DigestServer secret must be at least 16 bytes")
         if nonce_lifetime <= 0:
@@ -711,8 +713,9 @@ class DigestServer:
         decoded = self._decode_nonce(credentials.nonce)
         if decoded is None:
             return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "nonce not signed by us")
+        # compare_digest on bytes: on str it raises TypeError for non-ASCII input
         if credentials.opaque is not None and not hmac.compare_digest(
-            credentials.opaque, self.opaque
+            credentials.opaque.encode("utf-8"), self.opaque.encode()
         ):
             return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "opaque does not match")
         issued, nonce_algorithm, instance = decoded
@@ -759,7 +762,8 @@ class DigestServer:
             cnonce=credentials.cnonce,
             body=body,
         )
-        if not hmac.compare_digest(expected, credentials.response.lower()):
+        given = credentials.response.lower().encode("utf-8")
+        if not hmac.compare_digest(expected.encode(), given):
             return VerifyResult(VerifyOutcome.WRONG_PASSWORD, user, "response does not match")
         now = self.clock.now()
         if instance != self._instance:
