@@ -395,7 +395,11 @@ class Via:
 
     @property
     def received(self) -> str | None:
-        return self.params.get("received")
+        """The ``received`` address, bare (RFC 5118 §4.5: IPv6 may arrive in brackets)."""
+        value = self.params.get("received")
+        if value is not None and value.startswith("[") and value.endswith("]"):
+            return value[1:-1]
+        return value
 
     @property
     def rport(self) -> int | bool | None:
