@@ -1,0 +1,84 @@
+"""Loopback: real SIPp against a real `vosapp serve` (SPEC §2 and RFC 3261 §10 on the wire)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import PASSWORD, ROOT, USER, needs_sipp, run_sipp, serve, write_config
+
+pytestmark = [pytest.mark.sipp, needs_sipp, pytest.mark.timeout(120)]
+
+
+def vosapp_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vosapp.cli", *args], check=False,
+                          capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+
+
+@pytest.mark.parametrize("code", [401, 407])
+def test_sipp_registers_with_digest(tmp_path: Path, code: int) -> None:
+    config = write_config(tmp_path, {"SS_SIP_AUTHENTICATION_CODE": code})
+    with serve(config) as served:
+        run = run_sipp(served, "register_auth.xml", tmp_path, calls=3)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert run.statuses() == [code, 200] * 3
+    header = "Proxy-Authenticate" if code == 407 else "WWW-Authenticate"
+    assert header in run.messages
+
+
+def test_wrong_password_until_suspended_then_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path)  # defaults: SS_AUTHENTICATION_MAX_RETRY 6, suspend 180 s
+    with serve(config) as served:
+        guesses = run_sipp(served, "register_attempt.xml", tmp_path, password="wrong", calls=6)
+        assert guesses.returncode == 0, guesses.stdout[-2000:]
+        # Each call: challenge, wrong answer re-challenged ... the 6th failure suspends.
+        assert guesses.statuses() == [401, 401] * 5 + [401, 403]
+        assert "suspended" in guesses.messages
+        # The right password no longer helps: refused before any challenge.
+        refused = run_sipp(served, "register_attempt.xml", tmp_path, calls=1)
+        assert refused.statuses() == [403]
+        listing = vosapp_cli("auth", "suspended", "--data-dir", str(served.data_dir))
+        assert f"{USER}@127.0.0.1" in listing.stdout
+        events = vosapp_cli("auth", "events", "--data-dir", str(served.data_dir))
+        assert events.stdout.count("wrong_password") == 6
+        assert "suspended" in events.stdout
+        # The operator lifts it from another process; the running switch honours it.
+        lifted = vosapp_cli("auth", "unsuspend", "127.0.0.1", "--data-dir",
+                            str(served.data_dir))
+        assert lifted.returncode == 0, lifted.stdout + lifted.stderr
+        again = run_sipp(served, "register_auth.xml", tmp_path, calls=1)
+        assert again.returncode == 0 and again.statuses() == [401, 200]
+
+
+def test_reply_unauthorized_off_is_silence_seen_as_sipp_timeouts(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"SS_REPLY_UNAUTHORIZED": "Off"})
+    with serve(config) as served:
+        run = run_sipp(served, "register_auth.xml", tmp_path, calls=1,
+                       extra=("-recv_timeout", "3000"), timeout=20)
+        events = vosapp_cli("auth", "events", "--data-dir", str(served.data_dir))
+    assert run.returncode != 0
+    assert run.statuses() == []  # not a single response
+    assert "challenge" in events.stdout and "SS_REPLY_UNAUTHORIZED=Off" in events.stdout
+
+
+def test_bindings_survive_a_restart(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with serve(config) as served:
+        assert run_sipp(served, "register_auth.xml", tmp_path).returncode == 0
+    with serve(config) as served:  # same data directory, new process
+        fetched = run_sipp(served, "register_fetch.xml", tmp_path)
+    assert fetched.returncode == 0, fetched.stdout[-2000:]
+    assert fetched.statuses() == [401, 200]
+    assert f"<sip:{USER}@127.0.0.1:" in fetched.messages.split("SIP/2.0 200")[1]
+
+
+def test_suspension_survives_a_restart(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"SS_AUTHENTICATION_MAX_RETRY": 2})
+    with serve(config) as served:
+        run_sipp(served, "register_attempt.xml", tmp_path, password="bad", calls=2)
+    with serve(config) as served:
+        refused = run_sipp(served, "register_attempt.xml", tmp_path, password=PASSWORD)
+    assert refused.statuses() == [403]
