@@ -624,3 +624,33 @@ def test_next_version_bumps_origin_only_in_the_copy() -> None:
     hold.media[0].set_direction("sendonly")
     assert hold.origin.session_version == 4 and hold.origin.session_id == "7"
     assert offer.origin.session_version == 3 and offer.media[0].direction == "sendrecv"
+
+
+# ---------------------------------------------------------------------------------- G.729 modes
+
+G729A_OFFER = MINIMAL.replace("RTP/AVP 0", "RTP/AVP 98 8") + "a=rtpmap:98 G729a/8000\r\n"
+
+
+def test_g729_variants_match_in_auto_mode() -> None:
+    result = answer(G729A_OFFER, [G729], address="10.0.0.1", port=20000)
+    assert result.codec == Codec("G729a", 8000, 1, 98)  # answered with the peer's variant
+    assert "a=rtpmap:98 G729a/8000" in str(result.sdp)
+    strict = answer(G729A_OFFER, [G729, PCMA], address="10.0.0.1", port=20000,
+                    g729_variants=False)
+    assert strict.codec == PCMA
+    assert Codec("G729AB", 8000).family == "g729" and PCMU.family == "pcmu"
+
+
+def test_g729_annexb_off() -> None:
+    result = answer(FREESWITCH_OFFER, [G729], address="10.0.0.1", port=20000, g729_annexb=False)
+    assert result.codec.fmtp == "annexb=no"
+    assert result.sdp.media[0].fmtp(18) == "annexb=no"
+    assert not g729_annexb(result.codec.fmtp)
+    plain = answer(MINIMAL.replace("RTP/AVP 0", "RTP/AVP 18"), [G729], address="10.0.0.1",
+                   port=20000, g729_annexb=False)
+    assert plain.sdp.media[0].fmtp(18) == "annexb=no"
+    echoed = answer(FREESWITCH_OFFER, [G729], address="10.0.0.1", port=20000)
+    assert echoed.codec.fmtp == "annexb=yes"
+    kept = answer(MINIMAL.replace("RTP/AVP 0", "RTP/AVP 18") + "a=fmtp:18 bitrate=8;annexb=yes\r\n",
+                  [G729], address="10.0.0.1", port=20000, g729_annexb=False)
+    assert kept.codec.fmtp == "bitrate=8;annexb=no"

@@ -80,12 +80,22 @@ class Codec:
     payload_type: int | None = None
     fmtp: str | None = None
 
-    def matches(self, other: Codec) -> bool:
+    def matches(self, other: Codec, *, g729_variants: bool = False) -> bool:
+        """Same payload format. With ``g729_variants`` G729, G729a, G729b and G729ab count as
+        one (the same bitstream; SPEC §5 "Auto" G.729 negotiation answers the peer's variant)."""
+        if g729_variants:
+            same_name = self.family == other.family
+        else:
+            same_name = self.encoding.lower() == other.encoding.lower()
         return (
-            self.encoding.lower() == other.encoding.lower()
-            and self.clock_rate == other.clock_rate
-            and self.channels == other.channels
+            same_name and self.clock_rate == other.clock_rate and self.channels == other.channels
         )
+
+    @property
+    def family(self) -> str:
+        """Lower-case encoding name with G.729 variants folded to ``"g729"``."""
+        name = self.encoding.lower()
+        return "g729" if name in _G729_VARIANTS else name
 
     @property
     def rtpmap_value(self) -> str:
@@ -95,6 +105,8 @@ class Codec:
     def __str__(self) -> str:
         return self.rtpmap_value
 
+
+_G729_VARIANTS = frozenset({"g729", "g729a", "g729b", "g729ab"})
 
 PCMU = Codec("PCMU", 8000, 1, 0)
 G723 = Codec("G723", 8000, 1, 4)
@@ -121,6 +133,12 @@ def g729_annexb(fmtp: str | None) -> bool:
         if name.lower() == "annexb":
             return value.strip().lower() != "no"
     return True
+
+
+def _with_annexb_no(fmtp: str | None) -> str:
+    """``fmtp`` with ``annexb=no`` (other parameters kept)."""
+    kept = [f"{n}={v}" if v else n for n, v in _fmtp_params(fmtp) if n.lower() != "annexb"]
+    return ";".join([*kept, "annexb=no"])
 
 
 def _fmtp_params(fmtp: str | None) -> list[tuple[str, str]]:
@@ -645,6 +663,8 @@ def answer(
     address: str,
     port: int,
     telephone_event: bool = True,
+    g729_variants: bool = True,
+    g729_annexb: bool = True,
     ptime: int | None = None,
     session_id: str | None = None,
     session_version: int = 1,
@@ -658,6 +678,11 @@ def answer(
     and fmtp (RFC 3264 §6.1). ``telephone-event/8000`` is kept when offered and
     ``telephone_event`` is true. Every other stream (video, other protocols, further audio
     streams) is rejected with port 0. Raises :class:`NoCommonCodec` when nothing is accepted.
+
+    ``g729_variants``: G729/G729a/G729b/G729ab match each other (SPEC §5 G.729 "Auto").
+    ``g729_annexb=False`` answers a chosen G.729 with ``annexb=no`` (no VAD/CNG, RFC 4856
+    §2.1.9); with True the offer's annexb is echoed (an answer cannot turn on what the offer
+    turned off).
     """
     if not isinstance(offer, SessionDescription):
         offer = SessionDescription.parse(offer)
@@ -672,10 +697,12 @@ def answer(
             offered = media.codecs()
             codec = next(
                 (c for c in offered if c.encoding.lower() != "telephone-event"
-                 and any(c.matches(s) for s in supported)),
+                 and any(c.matches(s, g729_variants=g729_variants) for s in supported)),
                 None,
             )
             if codec is not None:
+                if codec.family == "g729" and not g729_annexb:
+                    codec = replace(codec, fmtp=_with_annexb_no(codec.fmtp))
                 event_pt = media.telephone_event_pt if telephone_event else None
                 direction = _ANSWER_DIRECTION[offer.direction_of(media)]
                 chosen = (index, codec, event_pt, direction)
@@ -753,7 +780,7 @@ def read_answer(
         offered_codecs = offered.codecs()
         codec = next(
             (c for c in answered.codecs() if c.encoding.lower() != "telephone-event"
-             and any(c.matches(o) for o in offered_codecs)),
+             and any(c.matches(o, g729_variants=True) for o in offered_codecs)),
             None,
         )
         if codec is None:
