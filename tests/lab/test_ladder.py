@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 
 import pytest
@@ -367,3 +368,14 @@ def test_bad_live_options() -> None:
         LiveLadder(Trace(10), max_rate_hz=0, widget=False)
     with pytest.raises(LadderError, match="max_rows"):
         LiveLadder(Trace(10), max_rows=0, widget=False)
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and shutil.which("google-chrome") is None,
+    reason="SVG/PNG export needs kaleido and a Chromium (Debian package 'chromium')",
+)
+def test_export_svg(tmp_path: Path) -> None:
+    pytest.importorskip("kaleido", reason="SVG/PNG export needs the kaleido package")
+    path = export_image(Ladder(registration(), names=NAMES), tmp_path / "ladder.svg")
+    svg = path.read_text()
+    assert svg.startswith("<svg") and "401 Unauthorized" in svg and "switch" in svg

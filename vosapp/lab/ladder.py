@@ -631,7 +631,7 @@ def _figure_data(ladder: Ladder, max_rows: int | None) -> tuple[list[dict[str, A
         "xaxis.range": [-0.6, max(len(ladder.columns) - 1, 1) + 0.6],
         "yaxis.tickvals": tick_rows,
         "yaxis.ticktext": [f"+{row.time - origin:.3f}" for row in rows],
-        "yaxis.range": [bottom - 0.5, first_row - 0.7],
+        "yaxis.range": [bottom - 0.5, first_row - 1.0],
         "height": max(300, 120 + _ROW_PX * n_rows),
     }
     return data, layout
