@@ -612,3 +612,12 @@ def test_fuzz_tampered_credentials_are_refused(field_name: str, value: str, real
         assert result.ok
     else:
         assert not result.ok
+
+
+def test_client_reauthorize_defaults_to_most_recent_realm() -> None:
+    client = DigestClient("alice", "pw")
+    client.authorize(Challenge(realm="a", nonce="n1"), "REGISTER", "sip:a")
+    client.authorize(Challenge(realm="b", nonce="n2"), "REGISTER", "sip:b")
+    client.authorize(Challenge(realm="a", nonce="n1"), "REGISTER", "sip:a")
+    again = client.reauthorize("REGISTER", "sip:a")
+    assert again is not None and again.realm == "a" and again.nc == 3

@@ -493,16 +493,19 @@ class DigestClient:
     def authorize(
         self, challenge: Challenge | str, method: str, uri: str, *, body: bytes = b""
     ) -> Credentials:
+        """Credentials for ``challenge`` (nc 1 for a new nonce, next nc for a known one)."""
         if isinstance(challenge, str):
             challenge = parse_challenge(challenge)
-        previous = self._last.get(challenge.realm)
+        previous = self._last.pop(challenge.realm, None)
         nc = previous[1] + 1 if previous and previous[0].nonce == challenge.nonce else 1
-        self._last[challenge.realm] = (challenge, nc)
+        self._last[challenge.realm] = (challenge, nc)  # re-inserted: most recent realm last
         return answer(challenge, method, uri, self.username, self.password, nc=nc, body=body)
 
     def reauthorize(
         self, method: str, uri: str, *, realm: str | None = None, body: bytes = b""
     ) -> Credentials | None:
+        """Reuse the last nonce of ``realm`` (default: the most recently used realm) with the
+        next nc, e.g. for a REGISTER refresh; None before any challenge for it was seen."""
         if realm is None:
             if not self._last:
                 return None
