@@ -300,3 +300,27 @@ def test_relay_uses_the_port_range_and_returns_ports() -> None:
         assert allocator.in_use == frozenset()
 
     run(scenario)
+
+
+def test_default_event_handler_applies_key_range_and_validates_payloads() -> None:
+    async def scenario() -> None:
+        phone, carrier = await Endpoint.open(), await Endpoint.open()
+        relay = await RtpRelay.open(
+            LegConfig("PCMA", remote=phone.address, dtmf_payload_type=101),
+            LegConfig("PCMA", remote=carrier.address, dtmf_payload_type=97,
+                      dtmf_events=frozenset(range(12))),  # keys 0-9 * # only (no A-D)
+        )
+        events = OutgoingStream(101, ssrc=3, sequence=1)
+        for payload in (bytes([5, 0x0A, 0, 160]),  # digit 5: passes, PT 101 -> 97
+                        bytes([12, 0x0A, 0, 160]),  # "A": outside the carrier's key range
+                        bytes([5, 0x0A, 0])):  # malformed: 3 bytes
+            phone.send(events.packet_at(payload, 800, marker=True), relay.a.local_address)
+        await carrier.wait_for(1)
+        await asyncio.sleep(0.05)
+        assert [(p.payload_type, p.payload[0]) for p in carrier.packets()] == [(97, 5)]
+        assert relay.stats()["a"]["events_dropped"] == 2
+        relay.close()
+        phone.close()
+        carrier.close()
+
+    run(scenario)

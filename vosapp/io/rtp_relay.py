@@ -36,10 +36,12 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Self
 
 from vosapp.media import codecs as codec_registry
+from vosapp.media.dtmf.errors import TelephoneEventError
+from vosapp.media.dtmf.rfc4733 import EventPacket, TelephoneEvent, retarget
 from vosapp.media.rtp import RtpError, RtpPacket, RtpStreamStats
 from vosapp.media.transcoder import Transcoder
 
@@ -75,6 +77,9 @@ class LegConfig:
         Negotiated payload type (default: the codec's static one).
     dtmf_payload_type : int or None
         telephone-event payload type on this leg, or ``None`` when the leg has no RFC 2833.
+    dtmf_events : frozenset of int or None
+        Events this leg accepts (its gateway's key range, e.g. ``parse_event_range("0-15")``);
+        ``None`` accepts all.
     remote : (host, port) or None
         Where to send before latching (the SDP connection address and port).
     """
@@ -84,6 +89,7 @@ class LegConfig:
     payload_type: int | None = None
     dtmf_payload_type: int | None = 101
     remote: Address | None = None
+    dtmf_events: frozenset[int] | None = None
 
     def media_payload_type(self) -> int:
         """The negotiated media payload type."""
@@ -202,13 +208,31 @@ TelephoneEventHandler = Callable[[RtpPacket, EventRoute], list[bytes]]
 def rewrite_telephone_event(packet: RtpPacket, route: EventRoute) -> list[bytes]:
     """Default handler: RFC 2833 in -> RFC 2833 out with the target leg's payload type.
 
-    SPEC §6 (media proxy On): the incoming payload type is terminated and each side gets its
-    own gateway's value. When the target leg has no telephone-event, the event is dropped
-    (conversion to inband/INFO belongs to the DTMF engine, installed as another handler).
+    SPEC §6 (media proxy On): the incoming payload type and key range are terminated and each
+    side gets its own gateway's values. The payload is validated and retargeted through the
+    DTMF engine's RFC 4733 API (:func:`vosapp.media.dtmf.rfc4733.retarget`). Events outside
+    the target leg's key range (:attr:`LegConfig.dtmf_events`), malformed payloads, and events
+    towards a leg without telephone-event are dropped (conversion to inband/INFO belongs to the
+    DTMF engine, installed as another handler).
     """
-    if route.target.dtmf_payload_type is None:
+    target_pt = route.target.dtmf_payload_type
+    if target_pt is None:
         return []
-    packet.payload_type = route.target.dtmf_payload_type
+    try:
+        event = TelephoneEvent.parse(packet.payload)
+        retargeted = retarget(
+            EventPacket(packet.payload_type, packet.sequence, packet.timestamp, packet.marker,
+                        event),
+            target_pt,
+        )
+    except TelephoneEventError as exc:
+        log.debug("telephone-event dropped: %s", exc)
+        return []
+    allowed = route.target.dtmf_events
+    if allowed is not None and event.event not in allowed:
+        return []
+    packet.payload_type = retargeted.payload_type
+    packet.payload = retargeted.payload
     return [route.restamp(packet)]
 
 
@@ -344,8 +368,7 @@ class RtpRelay:
         leg = self.leg(side)
         leg.latched = None
         if remote is not None:
-            c = leg.config
-            leg.config = LegConfig(c.codec, c.ptime, c.payload_type, c.dtmf_payload_type, remote)
+            leg.config = replace(leg.config, remote=remote)
 
     def stats(self) -> dict[str, Any]:
         """Per-leg counters, the mode, and the transcoders' counters when transcoding."""
