@@ -421,6 +421,7 @@ class TelephoneEventReceiver:
                 # The next segment of a long event (§2.5.1.3): the same digit continues.
                 self._active = (event, ts0, timestamp, before + MAX_DURATION, volume)
                 active = self._active
+                self._duration = 0
             elif _is_older(timestamp, seg_ts):
                 return out  # a late packet of an earlier event
             else:
