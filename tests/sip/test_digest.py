@@ -621,3 +621,36 @@ def test_client_reauthorize_defaults_to_most_recent_realm() -> None:
     client.authorize(Challenge(realm="a", nonce="n1"), "REGISTER", "sip:a")
     again = client.reauthorize("REGISTER", "sip:a")
     assert again is not None and again.realm == "a" and again.nc == 3
+
+
+# ---------------------------------------------------------------------------------- interop
+# Independent client implementations answering our challenges: the Python standard library's
+# HTTP digest handler (HTTP, MD5 only) and sipvicious (the SIP scanner/cracker used in the lab).
+
+
+def test_interop_urllib_digest_client(server: DigestServer) -> None:
+    import urllib.request
+
+    handler = urllib.request.HTTPDigestAuthHandler()
+    handler.add_password("vos.lab", "http://vos.lab/", "alice", "s3cret")
+    request = urllib.request.Request("http://vos.lab/dir/index.html")
+    challenge_text = str(server.challenge())
+    fields = urllib.request.parse_keqv_list(
+        urllib.request.parse_http_list(challenge_text.removeprefix("Digest "))
+    )
+    header = "Digest " + handler.get_authorization(request, fields)
+    result = server.verify(header, "GET", "s3cret", request_uri="/dir/index.html")
+    assert result.ok, result
+
+
+@pytest.mark.parametrize(("password", "outcome"), [("s3cret", VerifyOutcome.OK),
+                                                   ("123456", VerifyOutcome.WRONG_PASSWORD)])
+def test_interop_sipvicious_client(server: DigestServer, password: str,
+                                   outcome: VerifyOutcome) -> None:
+    svhelper = pytest.importorskip("sipvicious.libs.svhelper")
+    challenge = server.challenge()
+    auth = {"username": "alice", "realm": challenge.realm, "password": password,
+            "nonce": challenge.nonce, "opaque": challenge.opaque, "algorithm": "md5",
+            "qop": ",".join(challenge.qop)}
+    header = svhelper.challengeResponse(auth, "REGISTER", "sip:vos.lab")
+    assert server.verify(header, "REGISTER", "s3cret").outcome is outcome
