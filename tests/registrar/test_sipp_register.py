@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import PASSWORD, ROOT, USER, needs_sipp, run_sipp, serve, write_config
+from registrar_harness import PASSWORD, ROOT, USER, needs_sipp, run_sipp, serve, write_config
 
 pytestmark = [pytest.mark.sipp, needs_sipp, pytest.mark.timeout(120)]
 
