@@ -125,7 +125,72 @@ t=0 0
 m=audio 49170/2 RTP/AVP 0 9
 """)
 
-REALISTIC = [ASTERISK_OFFER, FREESWITCH_OFFER, LINPHONE_OFFER, HOLD_OFFER, IPV6_OFFER]
+# A hardware gateway (Cisco-style attributes) with G.729 and a vendor attribute.
+GATEWAY_OFFER = crlf("""
+v=0
+o=CiscoSystemsSIP-GW-UserAgent 4393 2781 IN IP4 198.51.100.20
+s=SIP Call
+c=IN IP4 198.51.100.20
+t=0 0
+m=audio 16434 RTP/AVP 18 101 19
+c=IN IP4 198.51.100.20
+a=rtpmap:18 G729/8000
+a=fmtp:18 annexb=no
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=rtpmap:19 CN/8000
+a=ptime:20
+a=silenceSupp:off - - - -
+""")
+
+# A T.38 fax re-INVITE (m=image, udptl).
+T38_OFFER = crlf("""
+v=0
+o=- 1 2 IN IP4 198.51.100.20
+s=-
+c=IN IP4 198.51.100.20
+t=0 0
+m=image 16436 udptl t38
+a=T38FaxVersion:0
+a=T38MaxBitRate:14400
+a=T38FaxRateManagement:transferredTCF
+a=T38FaxMaxBuffer:200
+a=T38FaxMaxDatagram:72
+a=T38FaxUdpEC:t38UDPRedundancy
+""")
+
+# A WebRTC offer (ICE, DTLS-SRTP, BUNDLE) that vosapp must parse and refuse cleanly.
+WEBRTC_OFFER = crlf("""
+v=0
+o=mozilla...THIS_IS_SDPARTA-99.0 7066540215418215434 0 IN IP4 0.0.0.0
+s=-
+t=0 0
+a=fingerprint:sha-256 6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08
+a=group:BUNDLE 0
+a=ice-options:trickle
+a=msid-semantic:WMS *
+m=audio 9 UDP/TLS/RTP/SAVPF 109 9 0 8 101
+c=IN IP4 0.0.0.0
+a=candidate:0 1 UDP 2122252543 192.168.1.5 50512 typ host
+a=sendrecv
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level
+a=fmtp:109 maxplaybackrate=48000;stereo=1;useinbandfec=1
+a=fmtp:101 0-15
+a=ice-pwd:a8a3bd5e1c4b0c3d5a2f8c3a9b0e7d6f
+a=ice-ufrag:3f4a1b2c
+a=mid:0
+a=rtcp-mux
+a=rtpmap:109 opus/48000/2
+a=rtpmap:9 G722/8000/1
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=setup:actpass
+a=ssrc:2655508255 cname:{735484ea-4f6c-f74a-bd66-7425f10c39ba}
+""")
+
+REALISTIC = [ASTERISK_OFFER, FREESWITCH_OFFER, LINPHONE_OFFER, HOLD_OFFER, IPV6_OFFER,
+             GATEWAY_OFFER, T38_OFFER, WEBRTC_OFFER]
 
 
 # ---------------------------------------------------------------------------------- parsing
@@ -654,3 +719,21 @@ def test_g729_annexb_off() -> None:
     kept = answer(MINIMAL.replace("RTP/AVP 0", "RTP/AVP 18") + "a=fmtp:18 bitrate=8;annexb=yes\r\n",
                   [G729], address="10.0.0.1", port=20000, g729_annexb=False)
     assert kept.codec.fmtp == "bitrate=8;annexb=no"
+
+
+def test_gateway_offer() -> None:
+    result = answer(GATEWAY_OFFER, [PCMA, G729], address="10.0.0.1", port=20000)
+    assert result.codec == Codec("G729", 8000, 1, 18, "annexb=no")
+    assert result.telephone_event_pt == 101
+    sdp = SessionDescription.parse(GATEWAY_OFFER)
+    assert sdp.media[0].first_attribute("silenceSupp") == "off - - - -"
+
+
+def test_t38_and_webrtc_offers_are_refused_cleanly() -> None:
+    with pytest.raises(NoCommonCodec, match="image not supported"):
+        answer(T38_OFFER, [PCMA], address="10.0.0.1", port=20000)
+    with pytest.raises(NoCommonCodec, match="UDP/TLS/RTP/SAVPF"):
+        answer(WEBRTC_OFFER, [PCMA], address="10.0.0.1", port=20000)
+    webrtc = SessionDescription.parse(WEBRTC_OFFER)
+    assert webrtc.media[0].codecs()[1] == Codec("G722", 8000, 1, 9)  # "/1" channels explicit
+    assert webrtc.media[0].telephone_event_pt == 101
