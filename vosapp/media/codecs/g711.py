@@ -101,13 +101,20 @@ class G711(Codec):
         self._concealer = RepeatConcealer(self.frame_samples)
 
     def encode(self, samples: np.ndarray) -> bytes:
-        samples = self._check_samples(samples)
-        return self._encode_table[samples.view(np.uint16)].tobytes()
+        if not (
+            type(samples) is np.ndarray
+            and samples.dtype == np.int16
+            and samples.ndim == 1
+            and samples.size % 80 == 0
+        ):
+            samples = self._check_samples(samples)
+        # one table look-up per sample, indexed by the sample's 16-bit pattern
+        return self._encode_table.take(samples.view(np.uint16)).tobytes()
 
     def decode(self, payload: bytes) -> np.ndarray:
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise CodecError(f"{self.name}.decode expects bytes, got {type(payload).__name__}")
-        audio = self._decode_table[np.frombuffer(payload, dtype=np.uint8)]
+        audio = self._decode_table.take(np.frombuffer(payload, dtype=np.uint8))
         self._concealer.remember(audio)
         return audio
 

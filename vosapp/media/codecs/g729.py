@@ -118,7 +118,12 @@ class G729(Codec):
         self._bits_addr = ctypes.addressof(self._bits)
         self._bits_len = ctypes.c_uint8(0)
         self._bits_len_addr = ctypes.addressof(self._bits_len)
-        self._pcm_out = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        self._out_frames = 6  # grows on demand
+        self._out = ctypes.create_string_buffer(self._out_frames * SPEECH_FRAME_BYTES)
+        self._out_addr = ctypes.addressof(self._out)
+        self._in_size = 64
+        self._in = ctypes.create_string_buffer(self._in_size)
+        self._in_addr = ctypes.addressof(self._in)
 
     @property
     def fmtp(self) -> str:
@@ -126,16 +131,27 @@ class G729(Codec):
         return f"annexb={'yes' if self.annexb else 'no'}"
 
     def encode(self, samples: np.ndarray) -> bytes:
-        samples = self._check_samples(samples)
-        frames = samples.size // FRAME_SAMPLES
-        out = np.empty(frames * SPEECH_FRAME_BYTES, dtype=np.uint8)
+        if not (
+            type(samples) is np.ndarray
+            and samples.dtype == np.int16
+            and samples.ndim == 1
+            and samples.flags.c_contiguous
+        ):
+            samples = self._check_samples(samples)
+        frames, rest = divmod(samples.size, FRAME_SAMPLES)
+        if rest:
+            self._check_samples(samples)  # raises the frame-size error
+        if frames > self._out_frames:
+            self._out = ctypes.create_string_buffer(frames * SPEECH_FRAME_BYTES)
+            self._out_addr = ctypes.addressof(self._out)
+            self._out_frames = frames
         encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
         in_addr = samples.ctypes.data
-        out_addr = out.ctypes.data
+        out_addr = self._out_addr
         for i in range(frames):
-            # bcg729 writes the 10 bytes straight into our output buffer
+            # bcg729 writes the 10 bytes straight into the preallocated output buffer
             encode_fn(ctx, in_addr + 160 * i, out_addr + 10 * i, length_addr)
-        return out.tobytes()
+        return self._out.raw[: frames * SPEECH_FRAME_BYTES]
 
     def encode_frames(self, samples: np.ndarray) -> list[bytes]:
         """Encode frame by frame; with Annex B a frame is 10 (speech), 2 (SID) or 0 bytes.
@@ -160,7 +176,8 @@ class G729(Codec):
     def decode(self, payload: bytes) -> np.ndarray:
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise CodecError(f"G729.decode expects bytes, got {type(payload).__name__}")
-        payload = bytes(payload)
+        if isinstance(payload, memoryview):
+            payload = payload.tobytes()
         size = len(payload)
         speech, rest = divmod(size, SPEECH_FRAME_BYTES)
         if rest not in (0, SID_FRAME_BYTES):
@@ -171,8 +188,12 @@ class G729(Codec):
         frames = speech + (1 if rest else 0)
         out = np.empty(frames * FRAME_SAMPLES, dtype=np.int16)
         decode_fn, ctx = self._decode_fn, self._decoder
-        in_buf = ctypes.create_string_buffer(payload, size) if size else None
-        in_addr = ctypes.addressof(in_buf) if in_buf is not None else 0
+        if size > self._in_size:
+            self._in = ctypes.create_string_buffer(size)
+            self._in_addr = ctypes.addressof(self._in)
+            self._in_size = size
+        ctypes.memmove(self._in_addr, payload, size)  # one copy into a preallocated buffer
+        in_addr = self._in_addr
         out_addr = out.ctypes.data
         for i in range(speech):
             decode_fn(ctx, in_addr + 10 * i, 10, 0, 0, 0, out_addr + 160 * i)
