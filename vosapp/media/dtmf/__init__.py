@@ -3,6 +3,16 @@
 Numpy/bytes only (never imports ``sip`` or ``switch``), per ARCHITECTURE.md.
 """
 
+from .convert import (
+    DtmfConverter,
+    DtmfMethod,
+    DtmfSideSettings,
+    MethodLock,
+    ReceiveSetting,
+    SendSetting,
+    advertise_telephone_event,
+    select_send_method,
+)
 from .errors import (
     AudioInputError,
     DigitError,
@@ -28,6 +38,14 @@ from .inband import (
     generate_digits,
     tone_levels_dbm0,
 )
+from .info import InfoDigit, format_info_body, parse_info_body
+from .rfc4733 import (
+    TelephoneEvent,
+    TelephoneEventReceiver,
+    TelephoneEventSender,
+    digit_for_event,
+    event_for_digit,
+)
 
 __all__ = [
     "COLUMN_FREQUENCIES",
@@ -39,16 +57,32 @@ __all__ = [
     "DetectorTuning",
     "DigitError",
     "DigitEvent",
+    "DtmfConverter",
     "DtmfDetector",
     "DtmfDetectorBank",
     "DtmfError",
+    "DtmfMethod",
+    "DtmfSideSettings",
     "InfoBodyError",
+    "InfoDigit",
+    "MethodLock",
+    "ReceiveSetting",
+    "SendSetting",
+    "TelephoneEvent",
     "TelephoneEventError",
+    "TelephoneEventReceiver",
+    "TelephoneEventSender",
     "TuningError",
+    "advertise_telephone_event",
     "analyse_windows",
     "detect_digits",
     "detect_events",
+    "digit_for_event",
     "digit_frequencies",
+    "event_for_digit",
+    "format_info_body",
     "generate_digits",
+    "parse_info_body",
+    "select_send_method",
     "tone_levels_dbm0",
 ]

@@ -394,6 +394,13 @@ class TelephoneEventReceiver:
         self._ended: deque[int] = deque(maxlen=64)  # segment timestamps of ended events
         self.dropped = 0  # events outside the allowed range
 
+    @property
+    def active(self) -> tuple[int, int, int] | None:
+        """The event in progress: ``(event, first timestamp, current segment timestamp)``."""
+        if self._active is None:
+            return None
+        return self._active[0], self._active[1], self._active[2]
+
     def receive(
         self, payload_type: int, timestamp: int, payload: bytes, *, marker: bool = False
     ) -> list[ReceivedEvent]:
