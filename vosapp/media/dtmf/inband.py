@@ -465,23 +465,14 @@ class DtmfDetectorBank:
         self._feat_col = np.zeros((c, 1), np.int64)
         self._feat_power = np.zeros((c, 1, 8))
         self._first_index = -1  # global window index of the first buffered window
-        # Decision state.
-        self._cand = np.full(c, -1)
-        self._run = np.zeros(c, np.int64)
-        self._reported = np.zeros(c, bool)
-        self._gap = np.zeros(c, np.int64)
-        self._start = np.zeros(c, np.int64)
-        self._last_full = np.zeros(c, np.int64)
-        self._peak = np.zeros((c, 2))
+        # Decision state, one small record per channel.
+        self._states = [_ChannelState() for _ in range(c)]
 
     @property
     def active(self) -> list[tuple[str, float] | None]:
         """Per channel, the digit in progress and its start time, or ``None``."""
         hop = self._an.block / self.rate
-        return [
-            (DIGITS[int(self._cand[i])], float(self._start[i]) * hop) if self._reported[i] else None
-            for i in range(self.channels)
-        ]
+        return [(DIGITS[st.cand], st.start * hop) if st.reported else None for st in self._states]
 
     def feed(self, samples: np.ndarray) -> list[DigitEvent]:
         """Process ``(channels, n)`` samples (int16, or float in [-1, 1)).
@@ -530,111 +521,139 @@ class DtmfDetectorBank:
             np.zeros((c, 1, 8)),
         )
         hop = self._an.block / self.rate
-        for i in np.flatnonzero(self._reported):
-            events.append(self._event(i, hop))
-        self._reported[:] = False
-        self._cand[:] = -1
-        self._run[:] = 0
+        for i, st in enumerate(self._states):
+            if st.reported:
+                events.append(self._event(i, st, hop))
+            self._states[i] = _ChannelState()
         return events
 
-    def _event(self, i: int, hop: float) -> DigitEvent:
+    def _event(self, channel: int, st: _ChannelState, hop: float) -> DigitEvent:
         return DigitEvent(
-            DIGITS[int(self._cand[i])],
-            float(self._start[i]) * hop,
-            float(self._last_full[i]) * hop + self._an.window / self.rate,
-            int(i),
+            DIGITS[st.cand],
+            st.start * hop,
+            st.last_full * hop + self._an.window / self.rate,
+            channel,
         )
 
     def _decide(
         self, cls: np.ndarray, row: np.ndarray, col: np.ndarray, power: np.ndarray
     ) -> list[DigitEvent]:
+        """Run the per-channel timing state machine over windows ``1 .. n-2`` of the buffered
+        plus new windows (each needs its neighbours for the *full* test)."""
         cls = np.concatenate([self._feat_cls, cls], axis=1)
         row = np.concatenate([self._feat_row, row], axis=1)
-        col = np.concatenate([self._feat_col, col], axis=1)
+        col = np.concatenate([self._feat_col, col], axis=1) + 4
         power = np.concatenate([self._feat_power, power], axis=1)
         base = self._first_index
-        an = self._an
-        tuning = self.tuning
-        on_windows, off_windows = tuning.on_windows, tuning.off_windows
-        hop = an.block / self.rate
-        chan = np.arange(self.channels)
+        nwin = cls.shape[1]
         events: list[DigitEvent] = []
-        # Energy of each window at its own chosen tones, and at the neighbours' same tones.
-        for j in range(1, cls.shape[1] - 1):
-            index = base + j
-            cls_j = cls[:, j]
-            r_j, c_j = row[:, j], col[:, j] + 4
-            p_j = power[:, j]
-            e_j = p_j[chan, r_j] + p_j[chan, c_j]
-            e_prev = power[chan, j - 1, r_j] + power[chan, j - 1, c_j]
-            e_next = power[chan, j + 1, r_j] + power[chan, j + 1, c_j]
-            full = (cls_j >= 0) & (e_j >= np.maximum(e_prev, e_next) * an.edge)
-            cand = self._cand
-            match = (cls_j == cand) & (cand >= 0)
-            safe = np.maximum(cand, 0)
-            cand_r = safe // 4
-            cand_c = safe % 4 + 4
-            p_cr = p_j[chan, cand_r]
-            p_cc = p_j[chan, cand_c]
-            rep = self._reported
-            hold = (p_cr >= self._peak[:, 0] * an.hold) & (p_cc >= self._peak[:, 1] * an.hold)
-            cont = match | hold
-            self._gap = np.where(rep & ~cont, self._gap + 1, 0)
-            grow = match & full
-            upd = rep & grow
-            if upd.any():
-                self._last_full = np.where(upd, index, self._last_full)
-                self._peak[:, 0] = np.where(
-                    upd, np.maximum(self._peak[:, 0], p_cr), self._peak[:, 0]
-                )
-                self._peak[:, 1] = np.where(
-                    upd, np.maximum(self._peak[:, 1], p_cc), self._peak[:, 1]
-                )
-            ended = rep & (self._gap >= off_windows)
-            if ended.any():
-                for i in np.flatnonzero(ended):
-                    events.append(self._event(i, hop))
-                self._reported = rep = rep & ~ended
-                self._gap = np.where(ended, 0, self._gap)
-                self._cand = cand = np.where(ended, -1, cand)
-                self._run = np.where(ended, 0, self._run)
-                match = match & ~ended
-                grow = grow & ~ended
-            idle = ~rep
-            # Candidates: consecutive windows of one digit; only full windows count.
-            same = idle & match
-            new = idle & ~match & (cls_j >= 0)
-            none = idle & (cls_j < 0)
-            first = (same & full & (self._run == 0)) | (new & full)
-            self._start = np.where(first, index, self._start)
-            counted = (same & full) | (new & full)
-            self._last_full = np.where(idle & counted, index, self._last_full)
-            self._run = np.where(same & full, self._run + 1, self._run)
-            self._run = np.where(new, full.astype(np.int64), self._run)
-            self._run = np.where(none, 0, self._run)
-            self._cand = np.where(new, cls_j, np.where(none, -1, cand))
-            new_r = np.where(
-                new,
-                p_j[chan, r_j],
-                np.where(same & full, np.maximum(self._peak[:, 0], p_cr), self._peak[:, 0]),
+        if nwin >= 3:
+            # Vectorised: the energy of each window at its own two tones and the same tones in
+            # the neighbouring windows -> the "full" flag.
+            inner = slice(1, nwin - 1)
+            r, c = row[:, inner, None], col[:, inner, None]
+            e = np.take_along_axis(power[:, inner], r, 2) + np.take_along_axis(
+                power[:, inner], c, 2
             )
-            new_c = np.where(
-                new,
-                p_j[chan, c_j],
-                np.where(same & full, np.maximum(self._peak[:, 1], p_cc), self._peak[:, 1]),
+            e_prev = np.take_along_axis(power[:, : nwin - 2], r, 2) + np.take_along_axis(
+                power[:, : nwin - 2], c, 2
             )
-            self._peak[:, 0] = np.where(idle, new_r, self._peak[:, 0])
-            self._peak[:, 1] = np.where(idle, new_c, self._peak[:, 1])
-            started = idle & (self._run >= on_windows)
-            self._reported = self._reported | started
-        keep = min(2, cls.shape[1])
+            e_next = np.take_along_axis(power[:, 2:], r, 2) + np.take_along_axis(power[:, 2:], c, 2)
+            full = (cls[:, inner] >= 0) & (
+                e[..., 0] >= np.maximum(e_prev, e_next)[..., 0] * self._an.edge
+            )
+            busy = (cls[:, inner] >= 0).any(axis=1)
+            hop = self._an.block / self.rate
+            for i, st in enumerate(self._states):
+                if not (busy[i] or st.cand >= 0):
+                    continue  # silence or speech and nothing pending: nothing can change
+                self._run_channel(
+                    i,
+                    st,
+                    base + 1,
+                    cls[i, inner].tolist(),
+                    full[i].tolist(),
+                    power[i, inner].tolist(),
+                    events,
+                    hop,
+                )
+        keep = min(2, nwin)
         self._feat_cls = cls[:, -keep:]
         self._feat_row = row[:, -keep:]
-        self._feat_col = col[:, -keep:]
+        self._feat_col = col[:, -keep:] - 4
         self._feat_power = power[:, -keep:]
-        self._first_index = base + cls.shape[1] - keep
-        # Keep only [previous, pending]: the last processed window and the unprocessed one.
+        self._first_index = base + nwin - keep
         return events
+
+    def _run_channel(
+        self,
+        channel: int,
+        st: _ChannelState,
+        first_index: int,
+        classes: list[int],
+        fulls: list[bool],
+        powers: list[list[float]],
+        events: list[DigitEvent],
+        hop: float,
+    ) -> None:
+        on_windows = self.tuning.on_windows
+        off_windows = self.tuning.off_windows
+        hold_ratio = self._an.hold
+        for offset, (cls, full, p) in enumerate(zip(classes, fulls, powers, strict=True)):
+            index = first_index + offset
+            match = cls == st.cand and cls >= 0
+            if st.reported:
+                # A started digit holds while both its tones stay near their peak.
+                p_r, p_c = p[st.cand // 4], p[st.cand % 4 + 4]
+                if match or (p_r >= st.peak_r * hold_ratio and p_c >= st.peak_c * hold_ratio):
+                    st.gap = 0
+                    if match and full:
+                        st.last_full = index
+                        st.peak_r = max(st.peak_r, p_r)
+                        st.peak_c = max(st.peak_c, p_c)
+                    continue
+                st.gap += 1
+                if st.gap < off_windows:
+                    continue
+                events.append(self._event(channel, st, hop))
+                st.reset()
+                match = False
+            # Idle or candidate: consecutive windows of one digit, only full ones count.
+            if cls < 0:
+                st.reset()
+                continue
+            if not match:
+                st.reset()
+                st.cand = cls
+            if full:
+                if st.run == 0:
+                    st.start = index
+                st.run += 1
+                st.last_full = index
+                st.peak_r = max(st.peak_r, p[cls // 4])
+                st.peak_c = max(st.peak_c, p[cls % 4 + 4])
+                if st.run >= on_windows:
+                    st.reported = True
+                    st.gap = 0
+
+
+class _ChannelState:
+    """Timing state of one channel: candidate digit, counters, peaks."""
+
+    __slots__ = ("cand", "gap", "last_full", "peak_c", "peak_r", "reported", "run", "start")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.cand = -1
+        self.run = 0
+        self.reported = False
+        self.gap = 0
+        self.start = 0
+        self.last_full = 0
+        self.peak_r = 0.0
+        self.peak_c = 0.0
 
 
 class DtmfDetector:
