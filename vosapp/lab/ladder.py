@@ -804,7 +804,9 @@ class LiveLadder:
     max_rate_hz : float
         Upper bound on redraws per second (default 25).
     max_rows : int or None
-        Show only the newest rows (default 300; the model keeps all of them).
+        Show only the newest rows (default 100; the model keeps all of them, and
+        :meth:`figure` or :func:`figure` draws them all). A redraw costs roughly in
+        proportion to the rows shown, mostly plotly validating the arrays.
     scheduler : object with ``now()`` and ``call_later(delay, callback)``, optional
         Defaults to the running asyncio loop (the kernel's, in Jupyter). Tests pass a
         ``vosapp.clock.ManualClock``. With neither, every record redraws at once.
@@ -826,7 +828,7 @@ class LiveLadder:
         trace: Any,
         *,
         max_rate_hz: float = 25.0,
-        max_rows: int | None = 300,
+        max_rows: int | None = 100,
         scheduler: Scheduler | None = None,
         widget: bool = True,
         title: str | None = None,
