@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock
-    from vosapp.sip import Request, Response
+    from vosapp.sip import Request, Response, Via
     from vosapp.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,10 @@ class TraceRecord:
         return tuple(address) in (tuple(self.src), tuple(self.dst))
 
 
-def message_fields(message: Request | Response | None) -> dict[str, Any]:
-    """The searchable fields of a parsed message (method, status, Call-ID, CSeq, branch)."""
+def message_fields(message: Request | Response | None, via: Via | None = None
+                   ) -> dict[str, Any]:
+    """The searchable fields of a parsed message (method, status, Call-ID, CSeq, branch);
+    ``via``: its already parsed top Via, to save parsing it again."""
     if message is None:
         return {}
     fields: dict[str, Any] = {}
@@ -79,7 +81,7 @@ def message_fields(message: Request | Response | None) -> dict[str, Any]:
         fields["cseq"] = f"{number} {method}"
         if status is not None:
             fields["method"] = method
-        via = message.top_via
+        via = via if via is not None else message.top_via
         fields["branch"] = via.branch if via is not None else None
     except Exception as exc:  # noqa: BLE001 - a message missing headers is still traced
         log.debug("trace: incomplete message fields (%s)", exc)
@@ -156,12 +158,13 @@ class Trace:
         return self.clock.now(), self.clock.wall()
 
     def message(self, direction: str, transport: str, src: Address, dst: Address, raw: bytes,
-                message: Request | Response | None = None, note: str = "") -> TraceRecord:
+                message: Request | Response | None = None, note: str = "",
+                via: Via | None = None) -> TraceRecord:
         """Record a message on the wire (``message`` is its parse, when it parsed)."""
         mono, wall = self._times()
         return self.add(TraceRecord(mono, wall, direction, transport.upper(), tuple(src),
                                     tuple(dst), bytes(raw), note=note,
-                                    **message_fields(message)))
+                                    **message_fields(message, via)))
 
     def event(self, text: str, **fields: Any) -> TraceRecord:
         """Record a non-message event; ``fields`` are TraceRecord fields (call_id, src, …)."""

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from vosapp.clock import Clock, TimerHandle
     from vosapp.params import Params
-    from vosapp.sip import Request, Response
+    from vosapp.sip import Request, Response, Via
 
 Address = tuple[str, int]
 
@@ -553,31 +553,28 @@ def build_ack(invite: Request, response: Response) -> Request:
 
 
 def _branch(message: Request | Response) -> str | None:
-    via = message.top_via
-    return via.branch if via is not None else None
+    try:
+        return message.top_via.branch
+    except Exception:  # noqa: BLE001 - no readable Via: no branch
+        return None
 
 
-def _sent_by(message: Request | Response) -> str:
-    via = message.top_via
-    if via is None:
-        return ""
-    return f"{via.host.lower()}:{via.port or ''}"
-
-
-def server_key(request: Request) -> tuple[Any, ...]:
+def server_key(request: Request, top_via: Via | None = None) -> tuple[Any, ...]:
     """§17.2.3: the server transaction a request belongs to.
 
     RFC 3261 branch: (branch, sent-by, method) with ACK matching INVITE. RFC 2543 fallback
-    (no magic cookie): Request-URI, From tag, Call-ID, CSeq number, top Via, method; the ACK's
-    To tag is checked by the caller against the transaction's response.
+    (no magic cookie): Request-URI, From tag, Call-ID, CSeq number, top Via sent-by, method;
+    the ACK's To tag is checked by the caller against the transaction's response.
+    ``top_via`` saves parsing the Via again when the caller already has it.
     """
+    via = top_via if top_via is not None else request.top_via
     method = "INVITE" if request.method == "ACK" else request.method
-    branch = _branch(request)
+    branch = via.branch
+    sent_by = f"{via.host.lower()}:{via.port or ''}"
     if branch and branch.startswith(MAGIC_COOKIE):
-        return ("3261", branch, _sent_by(request), method)
-    from_ = request.from_
-    return ("2543", str(request.uri), from_.tag if from_ else None, request.call_id,
-            request.cseq.number, str(request.top_via) if request.top_via else "", method)
+        return ("3261", branch, sent_by, method)
+    return ("2543", str(request.uri), request.from_.tag, request.call_id,
+            request.cseq.number, sent_by, branch or "", method)
 
 
 def client_key(message: Request | Response) -> tuple[str, str]:
@@ -714,8 +711,11 @@ class TransactionLayer:
         return handle
 
     # server side ---------------------------------------------------------------
-    def match_request(self, request: Request) -> ServerTransaction | None:
-        handle = self.servers.get(server_key(request))
+    def match_request(self, request: Request, key: tuple[Any, ...] | None = None
+                      ) -> ServerTransaction | None:
+        """The server transaction ``request`` belongs to (``key``: its precomputed
+        :func:`server_key`), or None."""
+        handle = self.servers.get(key if key is not None else server_key(request))
         if handle is None or request.method != "ACK" or handle.key[0] == "3261":
             return handle
         # RFC 2543 ACK: its To tag must be the one we answered with (§17.2.3).
@@ -725,13 +725,14 @@ class TransactionLayer:
         return handle if last.to.tag == request.to.tag else None
 
     def create_server(self, request: Request, reply_to: Address, transport: str,
-                      source: Address) -> ServerTransaction:
+                      source: Address, key: tuple[Any, ...] | None = None
+                      ) -> ServerTransaction:
         """A new server transaction for a request that matched none (not for ACK)."""
         if request.method == "ACK":
             raise TransactionError("an ACK never creates a server transaction (§17.2.3)")
         cls = ServerInviteMachine if request.method == "INVITE" else ServerNonInviteMachine
         machine = cls(request, reply_to, transport, self.timers)
-        key = server_key(request)
+        key = key if key is not None else server_key(request)
         handle = ServerTransaction(self, machine, key, source)
         self.servers[key] = handle
         return handle
@@ -739,9 +740,10 @@ class TransactionLayer:
     def receive_retransmission(self, handle: ServerTransaction, request: Request) -> None:
         handle._run(handle.machine.receive(request))
 
-    def find_invite_for_cancel(self, cancel: Request) -> ServerTransaction | None:
+    def find_invite_for_cancel(self, cancel: Request, key: tuple[Any, ...] | None = None
+                               ) -> ServerTransaction | None:
         """§9.2: the INVITE server transaction a CANCEL targets (same key, method INVITE)."""
-        key = server_key(cancel)
+        key = key if key is not None else server_key(cancel)
         return self.servers.get(key[:-1] + ("INVITE",))
 
     def transport_error(self, handle: ClientTransaction | ServerTransaction, reason: str) -> None:

@@ -42,13 +42,14 @@ from vosapp.sip.transaction import (
     TimerSettings,
     TransactionError,
     TransactionLayer,
+    server_key,
 )
 from vosapp.trace import Trace
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock
     from vosapp.config import Config
-    from vosapp.sip import Request, Response
+    from vosapp.sip import Request, Response, Via
     from vosapp.store import Store
 
 log = logging.getLogger(__name__)
@@ -268,12 +269,16 @@ class SwitchCore:
             self.trace.message("in", transport, source, local, data, None,
                                note=f"parser failure: {exc!r}")
             return
-        self.trace.message("in", transport, source, local, data, message)
+        try:
+            top_via = message.top_via  # parsed once, used for trace, matching, routing
+        except Exception:  # noqa: BLE001 - reported as a 400 below
+            top_via = None
+        self.trace.message("in", transport, source, local, data, message, via=top_via)
         try:
             if getattr(message, "status", None) is not None:
                 self._receive_response(message, source, transport)
             else:
-                self._receive_request(message, source, transport)
+                self._receive_request(message, source, transport, top_via)
         except Exception as exc:
             log.exception("handling a %s from %s failed", _describe(message), source)
             self.trace.event(f"internal error handling {_describe(message)}: {exc!r}",
@@ -289,13 +294,15 @@ class SwitchCore:
             self.trace.event("stray response discarded (no matching client transaction)",
                              src=source, transport=transport, call_id=_safe(response, "call_id"))
 
-    def _receive_request(self, request: Request, source: Address, transport: str) -> None:
-        problem = _missing_essentials(request)
-        if problem:
-            self._reply_stateless(request, 400, problem, source, transport)
+    def _receive_request(self, request: Request, source: Address, transport: str,
+                         top_via: Via | None) -> None:
+        problem = _missing_essentials(request) if top_via is not None else "Missing Via"
+        if problem or top_via is None:
+            self._reply_stateless(request, 400, problem or "Missing Via", source, transport)
             return
-        _stamp_via(request, source, transport)
-        existing = self.transactions.match_request(request)
+        top_via = _stamp_via(request, source, top_via)
+        key = server_key(request, top_via)
+        existing = self.transactions.match_request(request, key)
         if existing is not None:
             self.stats.retransmissions_absorbed += request.method != "ACK"
             self.transactions.receive_retransmission(existing, request)
@@ -305,15 +312,15 @@ class SwitchCore:
             for handler in self._ack_handlers:
                 handler(request, source, transport)
             return
-        reply_to = response_address(request, source, transport)
-        txn = self.transactions.create_server(request, reply_to, transport, source)
+        reply_to = response_address(request, source, transport, top_via)
+        txn = self.transactions.create_server(request, reply_to, transport, source, key)
         txn.local = self.local_address(transport)  # type: ignore[attr-defined]
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0 and request.method != "OPTIONS":
             txn.respond(self.make_response(request, 483))
             return
         if request.method == "CANCEL":
-            self._receive_cancel(request, txn)
+            self._receive_cancel(request, txn, key)
             return
         handler = self._handlers.get(request.method)
         if handler is None:
@@ -338,8 +345,9 @@ class SwitchCore:
         else:
             txn.respond(self.make_response(request, 501))
 
-    def _receive_cancel(self, cancel: Request, txn: ServerTransaction) -> None:
-        invite = self.transactions.find_invite_for_cancel(cancel)
+    def _receive_cancel(self, cancel: Request, txn: ServerTransaction,
+                        key: tuple[Any, ...]) -> None:
+        invite = self.transactions.find_invite_for_cancel(cancel, key)
         if invite is None:
             txn.respond(self.make_response(cancel, 481))  # §9.2
             return
@@ -362,17 +370,18 @@ class SwitchCore:
         to_tag = new_tag() if (status > 100 and to is not None and not to.tag and needs_tag) \
             else None
         response = make_response(request, status, reason, to_tag=to_tag)
-        response.headers.set("Server", SERVER_NAME)
+        response.headers.add("Server", SERVER_NAME)  # make_response copies only §8.2.6 headers
         return response
 
     def options_response(self, request: Request) -> Response:
         """§11.2: 200 with Allow, Accept, Supported (and Accept-Encoding/Language)."""
         response = self.make_response(request, 200)
-        response.headers.set("Allow", ", ".join(self.allowed_methods))
-        response.headers.set("Accept", ACCEPT)
-        response.headers.set("Accept-Encoding", "identity")
-        response.headers.set("Accept-Language", "en")
-        response.headers.set("Supported", "")
+        headers = response.headers
+        headers.add("Allow", ", ".join(self.allowed_methods))
+        headers.add("Accept", ACCEPT)
+        headers.add("Accept-Encoding", "identity")
+        headers.add("Accept-Language", "en")
+        headers.add("Supported", "")
         return response
 
     def _reply_stateless(self, request: Request, status: int, reason: str, source: Address,
@@ -439,8 +448,6 @@ def _safe(message: Any, attribute: str) -> Any:
 def _missing_essentials(request: Request) -> str | None:
     """§8.1.1: To, From, CSeq, Call-ID, Max-Forwards (tolerated), Via are mandatory."""
     try:
-        if not request.vias:
-            return "Missing Via"
         for name in ("From", "To", "Call-ID", "CSeq"):
             if not request.headers.get(name):
                 return f"Missing {name}"
@@ -451,15 +458,11 @@ def _missing_essentials(request: Request) -> str | None:
     return None
 
 
-def _stamp_via(request: Request, source: Address, transport: str) -> None:
-    """§18.2.1 + RFC 3581 §4: add ``received`` and fill ``rport`` on the top Via."""
-    from vosapp.sip import parse_vias
+def _stamp_via(request: Request, source: Address, top: Via) -> Via:
+    """§18.2.1 + RFC 3581 §4: add ``received`` and fill ``rport`` on the top Via.
 
-    lines = request.headers.get_all("Via")
-    if not lines:
-        return
-    vias = parse_vias(lines[0])
-    top = vias[0]
+    Returns the (possibly updated) top Via; the request's first Via line is rewritten.
+    """
     changed = False
     if top.host != source[0]:
         top.params["received"] = source[0]
@@ -469,15 +472,24 @@ def _stamp_via(request: Request, source: Address, transport: str) -> None:
         top.params["rport"] = str(source[1])
         changed = True
     if changed:
+        lines = request.headers.get_all("Via")
+        if "," in lines[0]:  # several Via values on the first line: keep the others as sent
+            from vosapp.sip import parse_vias
+
+            rest = parse_vias(lines[0])[1:]
+            lines[0] = ", ".join(str(via) for via in [top, *rest])
+        else:
+            lines[0] = str(top)
         # Headers has no positional replace; the Via lines lead the message, so put them back
         # in order at the front.
-        lines[0] = ", ".join(str(via) for via in vias)
         request.headers.remove("Via")
         for line in reversed(lines):
             request.headers.add("Via", line, first=True)
+    return top
 
 
-def response_address(request: Request, source: Address, transport: str) -> Address:
+def response_address(request: Request, source: Address, transport: str,
+                     top_via: Via | None = None) -> Address:
     """§18.2.2 with RFC 3581: where responses to ``request`` go.
 
     Reliable transports answer over the connection the request came on (the source). For UDP:
@@ -486,9 +498,7 @@ def response_address(request: Request, source: Address, transport: str) -> Addre
     """
     if transport.upper() in RELIABLE_TRANSPORTS:
         return source
-    top = request.top_via
-    if top is None:
-        return source
+    top = top_via if top_via is not None else request.top_via
     maddr = top.params.get("maddr")
     if maddr:
         return (maddr, top.port or 5060)
