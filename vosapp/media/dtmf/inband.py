@@ -351,20 +351,22 @@ class _Analyser:
         cols = fund[..., 4:]
         r = np.argmax(rows, axis=-1)
         c = np.argmax(cols, axis=-1)
-        p_r = np.take_along_axis(rows, r[..., None], -1)[..., 0]
-        p_c = np.take_along_axis(cols, c[..., None], -1)[..., 0]
+        p_r = rows.max(axis=-1)
+        p_c = cols.max(axis=-1)
+        # Gathers by flat fancy indexing (cheaper than take_along_axis for small arrays).
+        flat = np.arange(r.size)
+        r_flat = r.ravel()
+        c_flat = c.ravel() + 4
         # Frequency offset from the phase advance of one block between the two halves.
         # (A_{t+1} conj(A_t) rotated back by the nominal advance of one block.)
-        a = first[:, :nwin, :8]
-        b = first[:, 1 : nwin + 1, :8]
-        cross = b * np.conj(a) * self.rotation[1, :8]
-        sel_r = r[..., None]
-        sel_c = (c + 4)[..., None]
-        cross_r = np.take_along_axis(cross, sel_r, -1)[..., 0]
-        cross_c = np.take_along_axis(cross, sel_c, -1)[..., 0]
+        a = first[:, :nwin, :8].reshape(-1, 8)
+        b = first[:, 1 : nwin + 1, :8].reshape(-1, 8)
+        rot = self.rotation[1, :8]
+        cross_r = b[flat, r_flat] * np.conj(a[flat, r_flat]) * rot[r_flat]
+        cross_c = b[flat, c_flat] * np.conj(a[flat, c_flat]) * rot[c_flat]
         hz_per_rad = self.rate / (2.0 * np.pi * self.block)
-        d_r = np.angle(cross_r) * hz_per_rad
-        d_c = np.angle(cross_c) * hz_per_rad
+        d_r = (np.angle(cross_r) * hz_per_rad).reshape(r.shape)
+        d_c = (np.angle(cross_c) * hz_per_rad).reshape(r.shape)
         f_r = _FUNDAMENTALS[r]
         f_c = _FUNDAMENTALS[c + 4]
         # Undo the rectangular window's attenuation of an off-frequency tone (at most 6 dB).
@@ -374,8 +376,9 @@ class _Analyser:
         lev_c = p_c / g_c
         others_r = np.sort(rows, axis=-1)[..., -2]
         others_c = np.sort(cols, axis=-1)[..., -2]
-        h_r = np.take_along_axis(harm[..., :4], sel_r, -1)[..., 0]
-        h_c = np.take_along_axis(harm[..., 4:], c[..., None], -1)[..., 0]
+        harm_flat = harm.reshape(-1, 8)
+        h_r = harm_flat[flat, r_flat].reshape(r.shape)
+        h_c = harm_flat[flat, c_flat].reshape(r.shape)
         t = self.tuning
         ok = (
             (lev_r >= self.min_power)
@@ -551,17 +554,15 @@ class DtmfDetectorBank:
             # Vectorised: the energy of each window at its own two tones and the same tones in
             # the neighbouring windows -> the "full" flag.
             inner = slice(1, nwin - 1)
-            r, c = row[:, inner, None], col[:, inner, None]
-            e = np.take_along_axis(power[:, inner], r, 2) + np.take_along_axis(
-                power[:, inner], c, 2
-            )
-            e_prev = np.take_along_axis(power[:, : nwin - 2], r, 2) + np.take_along_axis(
-                power[:, : nwin - 2], c, 2
-            )
-            e_next = np.take_along_axis(power[:, 2:], r, 2) + np.take_along_axis(power[:, 2:], c, 2)
-            full = (cls[:, inner] >= 0) & (
-                e[..., 0] >= np.maximum(e_prev, e_next)[..., 0] * self._an.edge
-            )
+            ch = np.arange(self.channels)[:, None]
+            pos = np.arange(1, nwin - 1)[None, :]
+            r, c = row[:, inner], col[:, inner]
+
+            def pair(at: np.ndarray) -> np.ndarray:
+                return power[ch, at, r] + power[ch, at, c]
+
+            e, e_prev, e_next = pair(pos), pair(pos - 1), pair(pos + 1)
+            full = (cls[:, inner] >= 0) & (e >= np.maximum(e_prev, e_next) * self._an.edge)
             busy = (cls[:, inner] >= 0).any(axis=1)
             hop = self._an.block / self.rate
             for i, st in enumerate(self._states):
