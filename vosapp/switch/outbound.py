@@ -412,7 +412,8 @@ class OutboundRegistration:
             self._final(response)
         elif isinstance(event, TimedOut):
             self._in_flight = False
-            self._failed(f"no answer from {self.proxy_text} (Timer {event.timer}, "
+            timer = getattr(event.timer, "value", event.timer)
+            self._failed(f"no answer from {self.proxy_text} (Timer {timer}, "
                          f"{self.core.transactions.timers.timeout:g} s)")
         elif isinstance(event, TransportFailed):
             self._in_flight = False
