@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "vosapp.cli_config",   # vosapp config check FILE
     "vosapp.cli_lab",      # vosapp lab
     "vosapp.switch.auth_cli",  # vosapp auth events|suspended|unsuspend
+    "vosapp.switch.status_cli",  # vosapp status (upstream registrations)
     "vosapp.io.serve",     # vosapp serve; vosapp trace export --pcap FILE
 ]
 
