@@ -1,0 +1,401 @@
+"""Media benchmarks: transcoding capacity and relay packet rate, each against a baseline.
+
+Usage::
+
+    .venv/bin/python bench/media.py                 # both parts, markdown on stdout
+    .venv/bin/python bench/media.py --part 1        # transcoding only
+    .venv/bin/python bench/media.py --write         # also update docs/benchmarks.md "Media"
+
+(1) Transcoding capacity. N concurrent calls, each two-way: PCMA 20 ms -> G.729 2 x 10 ms in
+one direction, G.729 -> PCMA in the other, through :class:`vosapp.media.transcoder.Transcoder`
+(the relay's per-packet path: RTP header parse, decode, reframe, encode, RTP build). One
+"tick" feeds every call one 20 ms packet per direction. The result is the largest N whose
+tick takes at most 20 ms at the 99th percentile, on one core (the process is pinned). The
+baseline is the raw bcg729 bound measured in the same run: the cost of exactly the codec work
+of one call-tick (2 encodes + 2 decodes of 10 ms frames) called through ctypes in a tight loop
+with no Python around it; ``20 ms / that cost`` calls. Ratio = N / raw bound.
+
+(2) DTMF detector channels: owned by the DTMF engineer (``bench/dtmf.py``); this script calls
+``bench/dtmf.py``'s ``run()`` when it exists, so one command still runs every media bench.
+
+(3) Relay packet rate. A forwarder process pinned to one core relays RTP from a sender to a
+receiver (both in another process on another core). For each offered rate (packets per second,
+paced in 1 ms bursts for 1.5 s) it counts what arrives; the result is the highest rate with
+0 loss. Forwarders: :class:`vosapp.io.rtp_relay.RtpRelay` in relay mode (latching, stats, PT
+rewrite) and, as the baseline, a minimal asyncio UDP forwarder that only re-sends each datagram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib.util
+import multiprocessing as mp
+import os
+import platform
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vosapp.media import codecs
+from vosapp.media.rtp import OutgoingStream
+from vosapp.media.transcoder import Transcoder
+
+TICK_S = 0.020
+
+
+def pin(cpu: int) -> str:
+    """Pin this process to one CPU; return a note saying whether it worked."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        chosen = cpus[cpu % len(cpus)]
+        os.sched_setaffinity(0, {chosen})
+        return f"cpu {chosen}"
+    except (AttributeError, OSError):
+        return "not pinned"
+
+
+def speechlike(samples: int, seed: int = 1) -> np.ndarray:
+    """Noise-excited formant-ish signal (the codec work depends a little on the content)."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 8000
+    pulses = (np.diff(np.floor(np.cumsum((120 + 20 * np.sin(t)) / 8000)), prepend=0) > 0)
+    excitation = pulses * 1.0 + 0.05 * rng.standard_normal(samples)
+    y = lfilter([1.0], [1.0, -1.3, 0.8], excitation)
+    y *= 9000 / np.max(np.abs(y))
+    return y.astype(np.int16)
+
+
+# -- (1) transcoding capacity ---------------------------------------------------------------
+
+
+def make_streams(ticks: int) -> tuple[list[bytes], list[bytes]]:
+    """RTP packets of one PCMA and one G.729 20 ms stream, ``ticks`` long."""
+    audio = speechlike(160 * ticks)
+    pcma, g729 = codecs.get("PCMA"), codecs.get("G729")
+    out_a = OutgoingStream(8, ssrc=1, sequence=0, timestamp=0)
+    out_g = OutgoingStream(18, ssrc=2, sequence=0, timestamp=0)
+    a = [out_a.packet(pcma.encode(audio[i * 160 : (i + 1) * 160]), 160) for i in range(ticks)]
+    g = [out_g.packet(g729.encode(audio[i * 160 : (i + 1) * 160]), 160) for i in range(ticks)]
+    return a, g
+
+
+def tick_times(
+    calls: int, ticks: int, pcma: list[bytes], g729: list[bytes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(CPU seconds, wall seconds) per tick for ``calls`` two-way transcoded calls.
+
+    The criterion uses the tick's CPU time (``CLOCK_THREAD_CPUTIME_ID``): on a shared machine
+    the wall time also counts the slices the scheduler gives to other processes, which says
+    nothing about whether the work fits a 20 ms tick on one core. Wall times are reported too.
+    """
+    pairs = [(Transcoder("PCMA", "G729").process, Transcoder("G729", "PCMA").process)
+             for _ in range(calls)]
+    warm = 5
+    cpu = np.empty(ticks - warm)
+    wall = np.empty(ticks - warm)
+    cpu_clock, wall_clock = time.thread_time, time.perf_counter
+    for k in range(ticks):
+        a, g = pcma[k], g729[k]
+        cpu_start, wall_start = cpu_clock(), wall_clock()
+        for forward, backward in pairs:
+            forward(a)
+            backward(g)
+        if k >= warm:
+            cpu[k - warm] = cpu_clock() - cpu_start
+            wall[k - warm] = wall_clock() - wall_start
+    return cpu, wall
+
+
+def raw_call_tick_seconds(g729: list[bytes], repeats: int = 3000) -> float:
+    """Cost of the bcg729 work of one call-tick (2 encodes + 2 decodes), ctypes tight loop."""
+    import ctypes
+
+    codec = codecs.get("G729")
+    encode_fn, decode_fn = codec._encode_fn, codec._decode_fn
+    enc_ctx, dec_ctx = codec._encoder, codec._decoder
+    audio = speechlike(160 * 50)
+    in_addr = audio.ctypes.data
+    out = ctypes.create_string_buffer(20)
+    out_addr = ctypes.addressof(out)
+    length = ctypes.c_uint8(0)
+    length_addr = ctypes.addressof(length)
+    bits = ctypes.create_string_buffer(b"".join(p[12:] for p in g729[:50]))
+    bits_addr = ctypes.addressof(bits)
+    pcm = np.zeros(160, dtype=np.int16)
+    pcm_addr = pcm.ctypes.data
+    best = float("inf")
+    for _ in range(3):  # best of 3: the bound is what the library can do undisturbed
+        start = time.thread_time()
+        for i in range(repeats):
+            j = i % 50
+            encode_fn(enc_ctx, in_addr + 320 * j, out_addr, length_addr)
+            encode_fn(enc_ctx, in_addr + 320 * j + 160, out_addr + 10, length_addr)
+            decode_fn(dec_ctx, bits_addr + 20 * j, 10, 0, 0, 0, pcm_addr)
+            decode_fn(dec_ctx, bits_addr + 20 * j + 10, 10, 0, 0, 0, pcm_addr + 160)
+        best = min(best, (time.thread_time() - start) / repeats)
+    return best
+
+
+def part1(ticks: int = 150) -> dict[str, object]:
+    """Largest N with p99 tick <= 20 ms, and the raw bound measured alongside."""
+    where = pin(0)
+    pcma, g729 = make_streams(ticks + 5)
+    raw = raw_call_tick_seconds(g729)
+    raw_calls = TICK_S / raw
+
+    def p99(calls: int) -> float:
+        return float(np.percentile(tick_times(calls, ticks, pcma, g729)[0], 99))
+
+    gc.collect()
+    # bracket: start from the raw bound's estimate, then bisect on calls
+    low, high = 1, None
+    guess = max(10, int(raw_calls * 0.6))
+    while high is None:
+        if p99(guess) <= TICK_S:
+            low = guess
+            guess = int(guess * 1.25) + 1
+        else:
+            high = guess
+    while high - low > max(2, low // 50):
+        middle = (low + high) // 2
+        if p99(middle) <= TICK_S:
+            low = middle
+        else:
+            high = middle
+    confirm, confirm_wall = tick_times(low, ticks, pcma, g729)
+    raw_after = raw_call_tick_seconds(g729)  # re-measure: the machine may be shared
+    raw_best = min(raw, raw_after)
+    return {
+        "pinned": where,
+        "calls": low,
+        "p99_ms": float(np.percentile(confirm, 99)) * 1e3,
+        "median_ms": float(np.median(confirm)) * 1e3,
+        "wall_p99_ms": float(np.percentile(confirm_wall, 99)) * 1e3,
+        "wall_median_ms": float(np.median(confirm_wall)) * 1e3,
+        "per_call_tick_us": float(np.median(confirm)) / low * 1e6,
+        "raw_call_tick_us": raw_best * 1e6,
+        "raw_bound_calls": TICK_S / raw_best,
+        "ratio": low / (TICK_S / raw_best),
+    }
+
+
+# -- (3) relay packet rate ------------------------------------------------------------------
+
+
+def _forwarder(kind: str, destination: tuple[str, int], ready: mp.Queue, stop: mp.Event) -> None:
+    pin(0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        if kind == "vosapp":
+            from vosapp.io.rtp_relay import LegConfig, RtpRelay
+
+            relay = await RtpRelay.open(LegConfig("PCMA", dtmf_payload_type=None),
+                                        LegConfig("PCMA", dtmf_payload_type=None,
+                                                  remote=destination))
+            ready.put(relay.a.local_address)
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            relay.close()
+            return
+
+        class Echo(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                self.transport.sendto(data, destination)
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(("127.0.0.1", 0))
+        transport, _ = await loop.create_datagram_endpoint(Echo, sock=sock)
+        ready.put(sock.getsockname())
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        transport.close()
+
+    asyncio.run(main())
+
+
+def _sender(target: tuple[str, int], rate: int, seconds: float, done: mp.Queue) -> None:
+    pin(1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    stream = OutgoingStream(8, ssrc=7, sequence=0, timestamp=0)
+    payload = b"\xd5" * 160
+    packets = [stream.packet(payload, 160) for _ in range(4096)]
+    total = int(rate * seconds)
+    sent = 0
+    start = time.perf_counter()
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            sock.sendto(packets[sent & 4095], target)
+            sent += 1
+        time.sleep(0.001)
+    done.put(sent)
+
+
+def offered_rate_delivered(kind: str, rate: int, seconds: float = 1.5) -> tuple[int, int]:
+    """(sent, received) for one forwarder at one offered rate."""
+    ctx = mp.get_context("fork")
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.3)
+    ready, done, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    forwarder = ctx.Process(target=_forwarder, args=(kind, receiver.getsockname(), ready, stop))
+    forwarder.start()
+    target = ready.get(timeout=10)
+    sender = ctx.Process(target=_sender, args=(target, rate, seconds, done))
+    sender.start()
+    received = 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            receiver.recv(2048)
+            received += 1
+    sent = done.get(timeout=30)
+    sender.join()
+    stop.set()
+    forwarder.join(timeout=5)
+    receiver.close()
+    return sent, received
+
+
+def part3(rates: tuple[int, ...] = (20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000,
+                                    100_000, 120_000)) -> dict[str, object]:
+    """Highest lossless offered rate for vosapp's relay and for the raw forwarder."""
+    pin(1)
+    results: dict[str, object] = {}
+    for kind in ("vosapp", "baseline"):
+        best, trail = 0, []
+        for rate in rates:
+            sent, received = offered_rate_delivered(kind, rate)
+            trail.append((rate, sent - received))
+            if received == sent:
+                best = rate
+            else:
+                # one retry: a neighbour's burst on a shared machine should not end the climb
+                sent, received = offered_rate_delivered(kind, rate)
+                trail.append((rate, sent - received))
+                if received != sent:
+                    break
+                best = rate
+        results[kind] = {"lossless_pps": best, "trail": trail}
+    results["ratio"] = (results["vosapp"]["lossless_pps"]  # type: ignore[index]
+                        / max(1, results["baseline"]["lossless_pps"]))  # type: ignore[index]
+    return results
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def markdown(p1: dict[str, object] | None, p3: dict[str, object] | None) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        "## Media",
+        "",
+        ("Command: `.venv/bin/python bench/media.py --write` (< 3 min). "
+         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+         f"load average at the end {load:.1f} (other work on the machine disturbs timings; "
+         "ratios are measured in the same run)."),
+        "",
+    ]
+    if p1:
+        lines += [
+            "### (1) Two-way PCMA ↔ G.729 transcoding on one core",
+            "",
+            ("Each call: PCMA 20 ms → G.729 (2 × 10 ms frames in one packet) and back, "
+             "through `Transcoder.process` (RTP in, RTP out). Criterion: the tick's CPU time "
+             "(thread CPU clock) at p99, so time slices taken by other processes on a shared "
+             "machine do not count; wall times are shown too. Raw bound: the same call's "
+             "bcg729 work (2 encodes + 2 decodes) through ctypes in a tight loop, best of 6 "
+             "runs, same clock."),
+            "",
+            "| measure | value |",
+            "|---|---:|",
+            f"| calls with p99 tick ≤ 20 ms | **{p1['calls']}** (target ≥ 200) |",
+            (f"| tick CPU time at that load: p99 / median | {p1['p99_ms']:.1f} ms / "
+             f"{p1['median_ms']:.1f} ms |"),
+            (f"| tick wall time at that load: p99 / median | {p1['wall_p99_ms']:.1f} ms / "
+             f"{p1['wall_median_ms']:.1f} ms |"),
+            f"| cost per call-tick (median) | {p1['per_call_tick_us']:.1f} µs |",
+            f"| raw bcg729 cost per call-tick | {p1['raw_call_tick_us']:.1f} µs |",
+            f"| raw bound (20 ms / raw cost) | {p1['raw_bound_calls']:.0f} calls |",
+            f"| ratio to the raw bound | **{p1['ratio']:.2f}** (target ≥ 0.6) |",
+            f"| pinned to | {p1['pinned']} |",
+            "",
+        ]
+    if p3:
+        v, b = p3["vosapp"], p3["baseline"]  # type: ignore[index]
+        lines += [
+            "### (3) Relay packets per second over loopback, 0 loss",
+            "",
+            ("Forwarder pinned to one core, sender and receiver on another; offered rates "
+             "paced in 1 ms bursts for 1.5 s; result = highest rate with nothing lost "
+             "(one retry per rate). 172-byte PCMA packets."),
+            "",
+            "| forwarder | lossless packets/s | (rate, lost) trail |",
+            "|---|---:|---|",
+            (f"| vosapp `RtpRelay` (relay mode: latching, stats, PT rewrite) | "
+             f"**{v['lossless_pps']:,}** (target ≥ 50,000) | {v['trail']} |"),
+            f"| baseline: minimal asyncio forwarder | {b['lossless_pps']:,} | {b['trail']} |",
+            f"| ratio vosapp / baseline | {p3['ratio']:.2f} | |",
+            "",
+        ]
+    lines.append(
+        "(2) Inband DTMF detector channels: see the DTMF section (`bench/dtmf.py`)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:
+    """Replace (or append) the "## Media" section of docs/benchmarks.md."""
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## Media\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: text + "\n", current, count=1)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text
+    path.write_text(updated)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=["1", "3", "all"], default="all")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    p1 = part1() if args.part in ("1", "all") else None
+    p3 = part3() if args.part in ("3", "all") else None
+    dtmf_bench = ROOT / "bench" / "dtmf.py"
+    if args.part == "all" and dtmf_bench.exists():
+        spec = importlib.util.spec_from_file_location("bench_dtmf", dtmf_bench)
+        if spec and spec.loader:
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            if hasattr(module, "run"):
+                module.run()
+    text = markdown(p1, p3)
+    print(text)
+    print(f"(bench took {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    if args.write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
