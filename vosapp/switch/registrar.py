@@ -564,7 +564,9 @@ def install(core: SwitchCore) -> None:
         core.trace.event(f"registrar: no data directory, bindings kept in {store.path} "
                          "(lost on restart)")
     config = core.config
-    accounts: AccountLookup = config.account if config is not None else (lambda user: None)
+    # A dict, not Config.account's linear scan: it runs twice per REGISTER.
+    by_user = {account.user: account for account in config.accounts} if config else {}
+    accounts: AccountLookup = by_user.get
     service = build_registrar_service(core, accounts=accounts, store=store, realm=REALM)
     policy = service.authenticator.policy
     policy.listeners.append(

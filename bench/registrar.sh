@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Authenticated REGISTER per second over UDP loopback, measured by SIPp (issue #4; target
+# >= 2,000/s on one core), with Kamailio as the baseline in the same run.
+#
+#   bash bench/registrar.sh [CALLS] [RATE]     (defaults: 10000 registrations offered at 4000/s)
+#
+# Each SIPp call is one full registration: REGISTER -> 401 -> REGISTER with digest
+# (qop=auth, MD5) -> 200 (bench/registrar_sipp.xml), for 1000 distinct users taken in turn from
+# an injection file. Reported: successful registrations per second (= authenticated REGISTER/s),
+# failed calls (must be 0), and p50/p99 of the authenticated REGISTER -> 200 time (SIPp
+# -trace_rtt, millisecond resolution).
+# 1. vosapp serve (UDP only, one Python process, trace in memory, bindings + audit in SQLite).
+# 2. Kamailio (Debian package, bench/kamailio-registrar.cfg: children=1, bindings in memory),
+#    skipped with a note when kamailio is not installed.
+# Paste the output into docs/benchmarks.md ("Registrar").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CALLS=${1:-10000}
+RATE=${2:-4000}
+LIMIT=${LIMIT:-100}          # registrations in flight at most (SIPp -l)
+SUSTAINED=${SUSTAINED:-300}  # a second vosapp pass at this offered rate: latency below saturation
+USERS=${USERS:-1000}
+PY=${PY:-.venv/bin/python}
+SCENARIO="$PWD/bench/registrar_sipp.xml"
+command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
+
+WORK=$(mktemp -d)
+SERVE_PID=""; KAM_PID=""
+cleanup() {
+  [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
+  [ -n "$KAM_PID" ] && kill -TERM "$KAM_PID" 2>/dev/null && wait "$KAM_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# 1000 accounts (user 20000.., password pw-<user>) for vosapp, and the SIPp injection file.
+"$PY" - "$WORK" "$USERS" <<'PYEOF'
+import sys
+work, users = sys.argv[1], int(sys.argv[2])
+names = [str(20000 + i) for i in range(users)]
+with open(f"{work}/switch.toml", "w") as config:
+    config.write(f'[switch]\nsip_listen = "127.0.0.1:5060"\ndata_dir = "{work}/data"\n')
+    for name in names:
+        config.write(f'\n[[account]]\nuser = "{name}"\npassword = "pw-{name}"\n')
+with open(f"{work}/users.csv", "w") as injection:
+    injection.write("SEQUENTIAL\n")
+    for name in names:
+        injection.write(f"{name};[authentication username={name} password=pw-{name}]\n")
+PYEOF
+
+# Runs the scenario against 127.0.0.1:$1 [at rate $2, for $3 calls];
+# prints "rate failed elapsed ok p50 p99".
+measure() {
+  local port=$1 rate=${2:-$RATE} calls=${3:-$CALLS} dir="$WORK/run-$1-${2:-max}" start end
+  mkdir -p "$dir"
+  start=$(date +%s.%N)
+  (cd "$dir" && sipp "127.0.0.1:$port" -sf "$SCENARIO" -inf "$WORK/users.csv" \
+       -t u1 -i 127.0.0.1 -m "$calls" -r "$rate" -l "$LIMIT" -nostdin -timeout 180 \
+       -timeout_error -trace_rtt -rtt_freq 1 >"$dir/sipp.txt" 2>&1) || true
+  end=$(date +%s.%N)
+  "$PY" - "$dir" "$start" "$end" <<'PYEOF'
+import glob, re, statistics, sys
+directory = sys.argv[1]
+text = open(f"{directory}/sipp.txt", errors="replace").read()
+def count(label):
+    found = re.findall(label + r"\s*\|\s*\d+\s*\|\s*(\d+)", text)
+    return int(found[-1]) if found else 0
+ok, failed = count("Successful call"), count("Failed call")
+elapsed = float(sys.argv[3]) - float(sys.argv[2])
+times = []
+for path in glob.glob(f"{directory}/*_rtt.csv"):
+    for line in open(path):
+        parts = line.strip().split(";")
+        if len(parts) >= 3 and parts[0][:1].isdigit():
+            times.append(float(parts[1]))
+times.sort()
+p50 = times[len(times) // 2] if times else float("nan")
+p99 = times[min(len(times) - 1, int(len(times) * 0.99))] if times else float("nan")
+print(f"{ok / elapsed:.0f} {failed} {elapsed:.2f} {ok} {p50:.1f} {p99:.1f}")
+PYEOF
+}
+
+# --- vosapp
+"$PY" -m vosapp.cli serve --config "$WORK/switch.toml" --listen 127.0.0.1:0 --udp-only \
+      --no-trace-store --log-level WARNING >"$WORK/serve.out" 2>"$WORK/serve.log" &
+SERVE_PID=$!
+for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
+[ -n "$PORT" ] || { echo "vosapp serve did not start:"; cat "$WORK/serve.log"; exit 1; }
+read -r V_RATE V_FAILED V_ELAPSED V_OK V_P50 V_P99 < <(measure "$PORT")
+read -r S_RATE S_FAILED S_ELAPSED S_OK S_P50 S_P99 < <(measure "$PORT" "$SUSTAINED" $((SUSTAINED * 10)))
+BOUND=$("$PY" -c "
+import sqlite3, time, sys
+db = sqlite3.connect('$WORK/data/vosapp.sqlite')
+print(db.execute('SELECT COUNT(DISTINCT aor) FROM registrar_bindings WHERE expires_at > ?', (time.time(),)).fetchone()[0])")
+kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
+
+echo "Authenticated REGISTER over UDP loopback: $CALLS registrations of $USERS users offered at $RATE/s, at most $LIMIT in flight"
+echo "vosapp serve : $V_RATE REGISTER/s ($V_OK ok, $V_FAILED failed, ${V_ELAPSED}s) p50 ${V_P50} ms p99 ${V_P99} ms; $BOUND users bound in SQLite"
+echo "vosapp serve : at $SUSTAINED/s offered: $S_RATE REGISTER/s ($S_OK ok, $S_FAILED failed) p50 ${S_P50} ms p99 ${S_P99} ms"
+
+# --- Kamailio baseline
+if command -v kamailio >/dev/null; then
+  KPORT=$(free_port)
+  mkdir -p "$WORK/kamailio"
+  kamailio -f bench/kamailio-registrar.cfg -l "udp:127.0.0.1:$KPORT" -D -E -Y "$WORK/kamailio" \
+           -w "$WORK/kamailio" -m 128 -M 16 >"$WORK/kamailio.log" 2>&1 &
+  KAM_PID=$!
+  sleep 1.5
+  read -r K_RATE K_FAILED K_ELAPSED K_OK K_P50 K_P99 < <(measure "$KPORT")
+  echo "kamailio     : $K_RATE REGISTER/s ($K_OK ok, $K_FAILED failed, ${K_ELAPSED}s) p50 ${K_P50} ms p99 ${K_P99} ms [baseline, children=1, usrloc in memory]"
+  echo "ratio vosapp/kamailio: $("$PY" -c "print(f'{$V_RATE / max($K_RATE, 1):.2f}')")"
+else
+  echo "kamailio     : not installed (apt-get install -y kamailio) - no baseline"
+fi
+echo "target: >= 2000 authenticated REGISTER/s, 0 failures"
+if [ "$V_FAILED" != "0" ] || [ "$V_RATE" -lt 2000 ]; then echo "BELOW TARGET"; fi
