@@ -111,7 +111,9 @@ async def run_once(scenario: str, variant: str) -> Result:
         live.close()
         assert len(live.ladder.arrows) == MESSAGES, len(live.ladder.arrows)
     stats = live.stats if live is not None else None
-    has_comm = live is not None and getattr(live.widget, "comm", None) is not None
+    comm = getattr(live.widget, "comm", None) if live is not None else None
+    # Outside a kernel ipywidgets gives the widget a DummyComm that sends nothing.
+    has_comm = comm is not None and type(comm).__name__ != "DummyComm"
     ordered = sorted(lateness)
     return Result(
         scenario=scenario, variant=variant, messages=MESSAGES,
