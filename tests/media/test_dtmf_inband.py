@@ -193,6 +193,16 @@ def test_bridges_a_10_ms_interruption(break_at_ms: int) -> None:
         assert [e.digit for e in events] == [digit], (digit, break_at_ms)
 
 
+def test_bridge_and_pause_at_16_khz() -> None:
+    for offset in (0, 37, 81):
+        for digit in "1#D":
+            x = generate_digits(digit, 16000, on_ms=100, off_ms=100)
+            x[offset + 640 : offset + 800] = 0  # 10 ms mute
+            assert detect_digits(x, 16000) == digit
+            y = shifted(tones(digit * 2, 16000, on_ms=60, off_ms=40), offset)
+            assert detect_digits(y, 16000) == digit * 2
+
+
 @pytest.mark.parametrize("offset", OFFSETS)
 def test_counts_twice_across_a_40_ms_pause(offset: int) -> None:
     for digit in DIGITS:
@@ -301,7 +311,7 @@ def test_digits_survive_in_speech() -> None:
     speech = speech[: 8000 * 6].astype(np.float64) * 0.3
     x = speech.copy()
     burst = generate_digits("3", on_ms=80, off_ms=0, level_dbm0=-10).astype(np.float64)
-    for i, at in enumerate((1.0, 2.5, 4.0)):
+    for at in (1.0, 2.5, 4.0):
         x[int(at * 8000) : int(at * 8000) + len(burst)] += burst
     x = np.clip(np.round(x), -32768, 32767).astype(np.int16)
     assert detect_digits(x) == "333", name

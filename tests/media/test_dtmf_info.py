@@ -78,3 +78,16 @@ def test_dispatch_by_content_type() -> None:
         parse_info_body("text/plain", "5")
     with pytest.raises(InfoBodyError, match="Duration 0"):
         format_dtmf_relay("5", 0)
+
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+@given(key=st.sampled_from("0123456789*#ABCD!abcd"), duration=st.integers(1, 60_000))
+def test_dtmf_relay_round_trip_property(key: str, duration: int) -> None:
+    body = format_info_body("application/dtmf-relay", key, duration)
+    assert parse_info_body("application/dtmf-relay", body) == InfoDigit(key.upper(), duration)
+    assert parse_info_body(
+        "application/dtmf", format_info_body("application/dtmf", key)
+    ) == InfoDigit(key.upper(), None)

@@ -206,3 +206,36 @@ def test_receiver_payload_type_and_key_range_control() -> None:
 def test_module_exports() -> None:
     for name in rfc4733.__all__:
         assert hasattr(rfc4733, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties: whatever the digit, duration, timestamp and sequence, the receiver gets back the
+# digit once with the sender's duration, also across segment boundaries and counter wraps.
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    digit=st.sampled_from("0123456789*#ABCD!"),
+    duration_ms=st.integers(1, 20_000),
+    timestamp=st.integers(0, 2**32 - 1),
+    sequence=st.integers(0, 2**16 - 1),
+    ptime_ms=st.sampled_from([10, 20, 30]),
+    drop_first=st.integers(0, 2),
+)
+def test_sender_receiver_round_trip(
+    digit: str, duration_ms: int, timestamp: int, sequence: int, ptime_ms: int, drop_first: int
+) -> None:
+    packets = TelephoneEventSender(ptime_ms=ptime_ms).packets(
+        digit, duration_ms, timestamp=timestamp, sequence=sequence
+    )
+    ticks = max(1, round(duration_ms * 8))
+    assert [p.sequence for p in packets] == [(sequence + i) & 0xFFFF for i in range(len(packets))]
+    assert all(0 <= p.event.duration <= MAX_DURATION for p in packets)
+    got = feed(
+        TelephoneEventReceiver(), packets[drop_first:] if len(packets) > 3 + drop_first else packets
+    )
+    assert [k for k, _, _ in got] == ["start", "end"]
+    assert got[-1] == ("end", digit, ticks)
