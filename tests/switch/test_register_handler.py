@@ -225,3 +225,61 @@ def test_param_change_applies_to_new_sessions(rig: Rig) -> None:
     assert rig.register(call_id="old", cseq=2, auth=("Authorization", (
         'Digest username="alice", realm="lab", nonce="forged", uri="sip:127.0.0.1", '
         'response="00", qop=auth, nc=00000001, cnonce="x"'))).status == 401  # type: ignore
+
+
+# -- the INVITE hook (what the B2BUA calls) ---------------------------------------------------
+
+def invite_rig(tmp_path: Path, **changes: object) -> Rig:
+    rig = make_rig(tmp_path, **changes)
+    authenticator = rig.service.authenticator
+
+    def on_invite(request, txn) -> None:  # type: ignore[no-untyped-def]
+        result = authenticator.authenticate(request, txn.source)
+        if not result.accepted:
+            authenticator.finish(result, request, txn, rig.core.make_response)
+            return
+        txn.respond(rig.core.make_response(request, 486, f"Busy ({result.username})"))
+
+    rig.core.add_request_handler("INVITE", on_invite)
+    return rig
+
+
+def send_invite(rig: Rig, *, call_id: str, cseq: int = 1, auth: str | None = None) -> Response:
+    branch = f"z9hG4bK-inv{next(rig.branches)}"
+    lines = ["INVITE sip:2000@127.0.0.1 SIP/2.0",
+             f"Via: SIP/2.0/UDP {PHONE[0]}:{PHONE[1]};branch={branch};rport",
+             "Max-Forwards: 70", "From: <sip:alice@127.0.0.1>;tag=if1",
+             "To: <sip:2000@127.0.0.1>", f"Call-ID: {call_id}", f"CSeq: {cseq} INVITE",
+             "Contact: <sip:alice@192.0.2.20:5062>"]
+    if auth:
+        lines.append(auth)
+    lines += ["Content-Length: 0", "", ""]
+    response = rig.send("\n".join(lines))
+    assert response is not None
+    return response
+
+
+def test_invite_hook_407_then_accepted_with_proxy_authorization(tmp_path: Path) -> None:
+    rig = invite_rig(tmp_path, SS_SIP_AUTHENTICATION_CODE=407)
+    challenge = send_invite(rig, call_id="inv-1")
+    assert challenge.status == 407
+    creds = answer(parse_challenge(challenge.headers.get("Proxy-Authenticate")), "INVITE",
+                   "sip:2000@127.0.0.1", "alice", "s3cret")
+    final = send_invite(rig, call_id="inv-1", cseq=2, auth=f"Proxy-Authorization: {creds}")
+    assert (final.status, final.reason) == (486, "Busy (alice)")
+
+
+def test_invite_and_register_failures_count_together_per_terminal(rig: Rig,
+                                                                   tmp_path: Path) -> None:
+    rig = invite_rig(tmp_path / "inv")
+    for i in range(3):
+        assert rig.login(password="bad", call_id=f"r{i}").status == 401  # type: ignore
+    statuses = []
+    for i in range(3):
+        challenge = send_invite(rig, call_id=f"i{i}")
+        creds = answer(parse_challenge(challenge.headers.get("WWW-Authenticate")), "INVITE",
+                       "sip:2000@127.0.0.1", "alice", "bad")
+        statuses.append(send_invite(rig, call_id=f"i{i}", cseq=2,
+                                    auth=f"Authorization: {creds}").status)
+    assert statuses == [401, 401, 403]  # the 6th failed password suspends the terminal
+    assert send_invite(rig, call_id="after").status == 403
