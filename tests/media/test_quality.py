@@ -44,6 +44,13 @@ def test_clip_loads_as_four_seconds_of_speech(speech16k: np.ndarray) -> None:
     assert np.abs(speech16k).max() > 3000  # real speech at a normal level
 
 
+def test_load_speech_helper(speech8k: np.ndarray) -> None:
+    assert quality.ARCTIC_CLIP == SPEECH
+    assert np.array_equal(quality.load_speech(8000), speech8k)
+    with pytest.raises(QualityError, match="no such audio file"):
+        quality.load_speech(8000, name="absent.wav")
+
+
 def test_load_resamples_to_8k_and_float(speech8k: np.ndarray) -> None:
     floats, rate = quality.load_audio(SPEECH, rate=8000, dtype="float64")
     assert rate == 8000 and floats.dtype == np.float64 and floats.size == 32000

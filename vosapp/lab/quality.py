@@ -35,7 +35,9 @@ from scipy import signal as sps
 from vosapp.errors import VosappError
 
 __all__ = [
+    "ARCTIC_CLIP",
     "PESQ_RATES",
+    "SPEECH_DIR",
     "QualityError",
     "QualityReport",
     "Spectrogram",
@@ -43,6 +45,7 @@ __all__ = [
     "compare",
     "estimate_delay",
     "load_audio",
+    "load_speech",
     "log_spectral_distance",
     "resample",
     "save_audio",
@@ -52,6 +55,11 @@ __all__ = [
     "to_float",
     "to_int16",
 ]
+
+#: ``data/speech`` of a source checkout (the lab runs from one): real speech with licences.
+SPEECH_DIR = Path(__file__).resolve().parents[2] / "data" / "speech"
+#: The CMU ARCTIC clip (16 kHz, 4 s, male); provenance in data/README.md.
+ARCTIC_CLIP = SPEECH_DIR / "arctic_a0007.wav"
 
 #: Sample rates PESQ is defined for.
 PESQ_RATES = (8000, 16000)
@@ -703,6 +711,18 @@ def load_audio(
         file_rate = rate
     samples = to_int16(mono) if dtype == "int16" else mono
     return samples, int(file_rate)
+
+
+def load_speech(rate: int = 8000, name: str = ARCTIC_CLIP.name) -> NDArray[np.int16]:
+    """A speech clip from ``data/speech`` as int16 at ``rate`` (default: the ARCTIC clip).
+
+    Raises
+    ------
+    QualityError
+        When the file is missing (``data/`` ships with a source checkout, not a wheel).
+    """
+    samples, _ = load_audio(SPEECH_DIR / name, rate=rate)
+    return samples
 
 
 def save_audio(path: str | Path, samples: ArrayLike, rate: int) -> Path:
