@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vosapp.cli_common import (
     add_global_options,
@@ -23,6 +24,10 @@ from vosapp.cli_common import (
     open_store,
 )
 from vosapp.errors import VosappError
+
+if TYPE_CHECKING:
+    from vosapp.io.control import ControlServer
+    from vosapp.io.runtime import Switch
 
 log = logging.getLogger("vosapp.serve")
 
@@ -38,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="keep the trace in memory only (not in the SQLite store)")
     serve.add_argument("--stop-timeout", type=float, default=5.0, metavar="S",
                        help="longest wait for graceful stop work, seconds (default 5)")
+    serve.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+                       help="control channel for notebooks (vosapp.lab.attach): HTTP/JSON on "
+                            "127.0.0.1, token in <data_dir>/control.json (mode 0600); "
+                            "default on")
+    serve.add_argument("--control-port", type=int, default=0, metavar="PORT",
+                       help="TCP port of the control channel on 127.0.0.1 (default 0 = any)")
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(func=run_serve)
@@ -101,15 +112,48 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    try:
+        control = await _start_control(args, switch, stop) if args.control else None
+    except VosappError:
+        await switch.stop()
+        raise
     host, port = switch.sip_address
     where = f"{config_path(args)}" if config is not None else "defaults"
     print(f"vosapp listening on {host}:{port} ({', '.join(switch.transports)}) [{where}]",
           flush=True)
     await stop.wait()
     log.info("stopping (running stop hooks, at most %.1f s)", switch.stop_timeout)
+    if control is not None:
+        await control.close()
+        if switch.data_dir is not None:
+            control.remove_file(switch.data_dir)
+        control.control.close()
     await switch.stop()
     log.info("stopped")
     return 0
+
+
+async def _start_control(args: argparse.Namespace, switch: Switch,
+                         stop: asyncio.Event) -> ControlServer | None:
+    """The control channel (vosapp.io.control); written to <data_dir>/control.json."""
+    from vosapp.io.control import ControlServer, SwitchControl
+
+    data = switch.data_dir
+    if data is None:
+        log.warning("no data directory: control channel off (nowhere to put control.json)")
+        return None
+    if not 0 <= args.control_port <= 65535:
+        raise VosappError(f"--control-port {args.control_port}: expected 0-65535")
+    control = SwitchControl(switch, by="control", on_stop=stop.set)
+    server = ControlServer(control, port=args.control_port)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise VosappError(f"cannot open the control channel on 127.0.0.1:"
+                          f"{args.control_port}: {exc}") from None
+    path = server.write_file(data)
+    log.info("control channel on %s:%d (token in %s)", *server.address, path)
+    return server
 
 
 def run_trace_export(args: argparse.Namespace) -> int:
