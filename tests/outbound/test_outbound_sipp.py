@@ -1,0 +1,204 @@
+"""Loopback: `vosapp serve` registers with SIPp playing the carrier's registrar (SPEC §3).
+
+SIPp starts first on an ephemeral UDP port with a scenario from tests/sipp/outbound_*.xml; a
+temporary config makes a routing gateway register to it; `vosapp serve` runs as a subprocess.
+The scenarios check the digest answers themselves (<verifyauth>), so "sipp exited 0" means the
+carrier saw exactly the expected, correctly authenticated REGISTERs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.sipp,
+              pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")]
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
+READY = re.compile(r"vosapp listening on (\S+):(\d+)")
+USER, PASSWORD = "gw-user", "s3cret-pass"  # as in the scenarios' <verifyauth>
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(directory: Path, carrier_port: int, send_unregister: bool) -> Path:
+    path = directory / "outbound.toml"
+    path.write_text(f"""
+[switch]
+sip_listen = "127.0.0.1:5060"  # overridden by --listen 127.0.0.1:0
+data_dir = "data"
+
+[parameters]
+SS_SIP_USER_AGENT_SEND_UNREGISTER = "{'On' if send_unregister else 'Off'}"
+
+[[routing_gateway]]
+name = "sipp-carrier"
+address = "127.0.0.1:{carrier_port}"
+[routing_gateway.register]
+sip_proxy = "127.0.0.1:{carrier_port}"
+auth_user = "{USER}"
+password = "{PASSWORD}"
+host_name = "127.0.0.1"
+""")
+    return path
+
+
+@contextmanager
+def sipp_registrar(scenario: Path, port: int, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    args = ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-t", "u1",
+            "-m", "1", "-nostdin", "-timeout", "40", "-timeout_error", "-trace_msg",
+            "-trace_err"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=cwd)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def serve(config: Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    args = [sys.executable, "-m", "vosapp.cli", "serve", "--config", str(config),
+            "--listen", "127.0.0.1:0", "--udp-only"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stdout], [], [], 0.2)
+            if ready and READY.search(process.stdout.readline()):  # type: ignore[union-attr]
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"vosapp serve exited: {process.stderr.read()}")  # type: ignore[union-attr]
+        else:
+            raise RuntimeError("vosapp serve did not start in time")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_for_state(data_dir: Path, wanted: str, timeout: float = 20.0) -> None:
+    """Poll the status row the switch writes on every change (read-only SQLite)."""
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{data_dir / 'vosapp.sqlite'}?mode=ro", uri=True) as db:
+                row = db.execute("SELECT state FROM outbound_status").fetchone()
+            state = row[0] if row else None
+        except sqlite3.Error:
+            state = None
+        if state == wanted:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"registration state {state!r}, expected {wanted!r}")
+
+
+def vosapp_status(config: Path, cwd: Path) -> list[dict[str, object]]:
+    result = subprocess.run([sys.executable, "-m", "vosapp.cli", "status", "--json",
+                             "--config", str(config)], capture_output=True, text=True,
+                            cwd=cwd, timeout=30, check=True)
+    return json.loads(result.stdout)
+
+
+def sipp_failure(process: subprocess.Popen[str], cwd: Path) -> str:
+    logs = "".join(p.read_text(errors="replace")[-3000:] for p in cwd.glob("*_errors.log"))
+    messages = "".join(p.read_text(errors="replace")[-4000:] for p in cwd.glob("*_messages.log"))
+    return f"sipp rc={process.returncode}\n{logs}\n{messages}"
+
+
+def sent_registers(cwd: Path) -> list[str]:
+    """The REGISTERs sipp received, from its -trace_msg log."""
+    [log] = cwd.glob("*_messages.log")
+    text = log.read_text(errors="replace")
+    return [block for block in re.split(r"-{10,}", text) if "REGISTER sip:" in block
+            and "received" in block]
+
+
+def test_unregister_on_sigterm_is_authenticated(tmp_path: Path) -> None:
+    port = free_udp_port()
+    config = write_config(tmp_path, port, send_unregister=True)
+    data_dir = tmp_path / "data"
+    with sipp_registrar(SCENARIOS / "outbound_registrar.xml", port, tmp_path) as sipp, \
+            serve(config, tmp_path) as switch:
+        wait_for_state(data_dir, "registered")
+        [row] = vosapp_status(config, tmp_path)
+        assert row["state"] == "registered" and row["granted_expires"] == 3600
+        assert row["last_response"] == "200 OK" and row["proxy"] == f"127.0.0.1:{port}"
+        switch.send_signal(signal.SIGTERM)
+        assert switch.wait(timeout=20) == 0
+        stderr = switch.stderr.read()  # type: ignore[union-attr]
+        sipp.wait(timeout=20)
+        assert sipp.returncode == 0, sipp_failure(sipp, tmp_path) + stderr
+    assert "outbound sipp-carrier: unregistered (200 OK)" in stderr
+    registers = sent_registers(tmp_path)
+    assert len(registers) == 4
+    final = registers[-1]
+    assert re.search(r"^Expires: 0\s*$", final, re.MULTILINE)
+    assert "Authorization: Digest" in final
+    assert f'username="{USER}"' in final
+    call_ids = {re.findall(r"^Call-ID: (\S+)", r, re.MULTILINE)[0] for r in registers}
+    assert len(call_ids) == 1
+    [row] = vosapp_status(config, tmp_path)  # what the stopped switch left in the store
+    assert row["state"] == "unregistered" and row["cseq"] == 4
+    human = subprocess.run([sys.executable, "-m", "vosapp.cli", "status", "--config",
+                            str(config)], capture_output=True, text=True, cwd=tmp_path,
+                           timeout=30, check=True).stdout
+    assert "sipp-carrier: unregistered" in human and f"127.0.0.1:{port}" in human
+
+
+def run_off_scenario(tmp_path: Path, *, send_unregister: bool) -> tuple[int, str, str]:
+    """The "no unregister may arrive" registrar against a switch; (sipp rc, why, stderr)."""
+    port = free_udp_port()
+    config = write_config(tmp_path, port, send_unregister=send_unregister)
+    scenario = tmp_path / "outbound_registrar_off.xml"
+    scenario.write_text((SCENARIOS / "outbound_registrar_off.xml").read_text()
+                        .replace("WAIT_MS", "3000"))
+    with sipp_registrar(scenario, port, tmp_path) as sipp, serve(config, tmp_path) as switch:
+        wait_for_state(tmp_path / "data", "registered")
+        switch.send_signal(signal.SIGTERM)
+        assert switch.wait(timeout=20) == 0
+        stderr = switch.stderr.read()  # type: ignore[union-attr]
+        sipp.wait(timeout=20)
+    return sipp.returncode, sipp_failure(sipp, tmp_path), stderr
+
+
+def test_no_unregister_when_off(tmp_path: Path) -> None:
+    returncode, why, stderr = run_off_scenario(tmp_path, send_unregister=False)
+    assert returncode == 0, why + stderr
+    assert len(sent_registers(tmp_path)) == 2
+    assert "unregister not sent (SS_SIP_USER_AGENT_SEND_UNREGISTER=Off)" in stderr
+    [row] = vosapp_status(tmp_path / "outbound.toml", tmp_path)
+    assert row["state"] == "stopped"
+
+
+def test_off_scenario_notices_an_unregister(tmp_path: Path) -> None:
+    """Control: the scenario of the Off test does fail when an unregister arrives."""
+    returncode, _why, stderr = run_off_scenario(tmp_path, send_unregister=True)
+    assert returncode == 1
+    unregisters = [r for r in sent_registers(tmp_path)[2:]
+                   if re.search(r"^Expires: 0\s*$", r, re.MULTILINE)]
+    assert unregisters  # it arrived (and was retransmitted: sipp aborted, did not answer)
+    assert "unregistering from" in stderr
