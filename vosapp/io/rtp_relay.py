@@ -106,6 +106,8 @@ class LegStats:
     rx_bytes: int = 0
     tx_packets: int = 0
     tx_bytes: int = 0
+    tx_dropped: int = 0
+    tx_errors: int = 0
     events_rx: int = 0
     events_tx: int = 0
     events_dropped: int = 0
@@ -236,19 +238,6 @@ def rewrite_telephone_event(packet: RtpPacket, route: EventRoute) -> list[bytes]
     return [route.restamp(packet)]
 
 
-class _LegProtocol(asyncio.DatagramProtocol):
-    def __init__(self, relay: RtpRelay, side: Side) -> None:
-        self.relay = relay
-        self.side = side
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
-        self.relay._on_datagram(self.side, data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a peer that is gone: not fatal for the relay
-        log.debug("RTP leg %s socket error: %s", self.side, exc)
-
-
 class Leg:
     """One side of the relay: its socket, settings, latched peer and counters."""
 
@@ -259,7 +248,7 @@ class Leg:
         self.media_pt = config.media_payload_type()
         self.dtmf_pt = config.dtmf_payload_type
         self.latched: Address | None = None
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = None
         self.local_address: Address = ("", 0)
 
     @property
@@ -346,13 +335,12 @@ class RtpRelay:
             # room for bursts: a relay must not lose packets to a small receive buffer
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.setblocking(False)
-            side = leg.side
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda side=side: _LegProtocol(relay, side), sock=sock
-            )
-            leg.transport = transport  # type: ignore[assignment]
+            leg.sock = sock
             name = sock.getsockname()
             leg.local_address = (name[0], name[1])
+            # Not a DatagramProtocol: asyncio reads one datagram per readiness event there.
+            # Draining the socket in one callback costs a fraction per packet at high rates.
+            loop.add_reader(sock.fileno(), relay._drain, leg.side)
         return relay
 
     # -- control --------------------------------------------------------------------------
@@ -384,9 +372,11 @@ class RtpRelay:
     def close(self) -> None:
         """Close both sockets and return their ports."""
         for leg in (self.a, self.b):
-            if leg.transport is not None:
-                leg.transport.close()
-                leg.transport = None
+            if leg.sock is not None:
+                if self._loop is not None and not self._loop.is_closed():
+                    self._loop.remove_reader(leg.sock.fileno())
+                leg.sock.close()
+                leg.sock = None
                 if self._ports is not None:
                     self._ports.release(leg.local_address[1])
 
@@ -412,6 +402,40 @@ class RtpRelay:
 
         return restamp
 
+    _DRAIN_BATCH = 256  # datagrams per wake-up before yielding to the event loop
+
+    def _drain(self, side: Side) -> None:
+        leg = self.a if side == "a" else self.b
+        sock = leg.sock
+        if sock is None:
+            return
+        recvfrom = sock.recvfrom
+        on_datagram = self._on_datagram
+        for _ in range(self._DRAIN_BATCH):
+            try:
+                data, addr = recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                log.debug("RTP leg %s receive error: %s", side, exc)
+                continue
+            on_datagram(side, data, addr)
+
+    @staticmethod
+    def _send(leg: Leg, data: bytes | bytearray, peer: Address) -> None:
+        stats = leg.stats
+        try:
+            leg.sock.sendto(data, peer)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            stats.tx_dropped += 1  # send buffer full: drop rather than queue stale audio
+            return
+        except OSError as exc:
+            stats.tx_errors += 1
+            log.debug("RTP leg %s send error to %s: %s", leg.side, peer, exc)
+            return
+        stats.tx_packets += 1
+        stats.tx_bytes += len(data)
+
     def _on_datagram(self, side: Side, data: bytes, addr: Address) -> None:
         source, target = (self.a, self.b) if side == "a" else (self.b, self.a)
         stats = source.stats
@@ -436,18 +460,15 @@ class RtpRelay:
             loop.time() if loop is not None else 0.0,
         )
         peer = target.peer
-        if peer is None or target.transport is None:
+        if peer is None or target.sock is None:
             stats.dropped_no_peer += 1
             return
-        sendto = target.transport.sendto
         tstats = target.stats
         if payload_type == source.media_pt:
             if self.mode == "relay":
                 out = bytearray(data)
                 out[1] = (data[1] & 0x80) | target.media_pt
-                sendto(out, peer)
-                tstats.tx_packets += 1
-                tstats.tx_bytes += len(out)
+                self._send(target, out, peer)
                 return
             try:
                 datagrams = self._transcoders[side].process(data)
@@ -472,6 +493,4 @@ class RtpRelay:
             stats.dropped_unknown_pt += 1
             return
         for datagram in datagrams:
-            sendto(datagram, peer)
-            tstats.tx_packets += 1
-            tstats.tx_bytes += len(datagram)
+            self._send(target, datagram, peer)
