@@ -33,13 +33,15 @@ READY = re.compile(r"vosapp listening on (\S+):(\d+)")
 USER, PASSWORD = "gw-user", "s3cret-pass"  # as in the scenarios' <verifyauth>
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def free_port(transport: str = "udp") -> int:
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, carrier_port: int, send_unregister: bool) -> Path:
+def write_config(directory: Path, carrier_port: int, send_unregister: bool,
+                 transport: str = "udp") -> Path:
     path = directory / "outbound.toml"
     path.write_text(f"""
 [switch]
@@ -52,6 +54,7 @@ SS_SIP_USER_AGENT_SEND_UNREGISTER = "{'On' if send_unregister else 'Off'}"
 [[routing_gateway]]
 name = "sipp-carrier"
 address = "127.0.0.1:{carrier_port}"
+transport = "{transport}"
 [routing_gateway.register]
 sip_proxy = "127.0.0.1:{carrier_port}"
 auth_user = "{USER}"
@@ -62,8 +65,10 @@ host_name = "127.0.0.1"
 
 
 @contextmanager
-def sipp_registrar(scenario: Path, port: int, cwd: Path) -> Iterator[subprocess.Popen[str]]:
-    args = ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-t", "u1",
+def sipp_registrar(scenario: Path, port: int, cwd: Path,
+                   transport: str = "udp") -> Iterator[subprocess.Popen[str]]:
+    mode = "u1" if transport == "udp" else "t1"
+    args = ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-t", mode,
             "-m", "1", "-nostdin", "-timeout", "40", "-timeout_error", "-trace_msg",
             "-trace_err"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -77,9 +82,9 @@ def sipp_registrar(scenario: Path, port: int, cwd: Path) -> Iterator[subprocess.
 
 
 @contextmanager
-def serve(config: Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+def serve(config: Path, cwd: Path, udp_only: bool = True) -> Iterator[subprocess.Popen[str]]:
     args = [sys.executable, "-m", "vosapp.cli", "serve", "--config", str(config),
-            "--listen", "127.0.0.1:0", "--udp-only"]
+            "--listen", "127.0.0.1:0", *(["--udp-only"] if udp_only else [])]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
@@ -137,12 +142,13 @@ def sent_registers(cwd: Path) -> list[str]:
             and "received" in block]
 
 
-def test_unregister_on_sigterm_is_authenticated(tmp_path: Path) -> None:
-    port = free_udp_port()
-    config = write_config(tmp_path, port, send_unregister=True)
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_unregister_on_sigterm_is_authenticated(tmp_path: Path, transport: str) -> None:
+    port = free_port(transport)
+    config = write_config(tmp_path, port, send_unregister=True, transport=transport)
     data_dir = tmp_path / "data"
-    with sipp_registrar(SCENARIOS / "outbound_registrar.xml", port, tmp_path) as sipp, \
-            serve(config, tmp_path) as switch:
+    with sipp_registrar(SCENARIOS / "outbound_registrar.xml", port, tmp_path, transport) as sipp, \
+            serve(config, tmp_path, udp_only=transport == "udp") as switch:
         wait_for_state(data_dir, "registered")
         [row] = vosapp_status(config, tmp_path)
         assert row["state"] == "registered" and row["granted_expires"] == 3600
@@ -163,6 +169,8 @@ def test_unregister_on_sigterm_is_authenticated(tmp_path: Path) -> None:
     assert len(call_ids) == 1
     [row] = vosapp_status(config, tmp_path)  # what the stopped switch left in the store
     assert row["state"] == "unregistered" and row["cseq"] == 4
+    if transport == "tcp":
+        assert "SIP/2.0/TCP" in final and ";transport=tcp" in final
     human = subprocess.run([sys.executable, "-m", "vosapp.cli", "status", "--config",
                             str(config)], capture_output=True, text=True, cwd=tmp_path,
                            timeout=30, check=True).stdout
@@ -171,7 +179,7 @@ def test_unregister_on_sigterm_is_authenticated(tmp_path: Path) -> None:
 
 def run_off_scenario(tmp_path: Path, *, send_unregister: bool) -> tuple[int, str, str]:
     """The "no unregister may arrive" registrar against a switch; (sipp rc, why, stderr)."""
-    port = free_udp_port()
+    port = free_port()
     config = write_config(tmp_path, port, send_unregister=send_unregister)
     scenario = tmp_path / "outbound_registrar_off.xml"
     scenario.write_text((SCENARIOS / "outbound_registrar_off.xml").read_text()

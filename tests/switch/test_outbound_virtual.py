@@ -423,6 +423,10 @@ def test_status_rows_in_the_store(net: VirtualNetwork, tmp_path: Path) -> None:
     assert row.next_action == "refresh" and row.call_id == state(switch).call_id
     switch.stop()
     assert read_status(store)[0].state == "unregistered"
+    # a later run whose config has no such gateway drops the old row
+    later = VirtualNetwork()
+    start(later, config(gateways=""), store=store)
+    assert read_status(store) == []
 
 
 def test_no_gateway_with_register_means_no_feature_work(net: VirtualNetwork) -> None:

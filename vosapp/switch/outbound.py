@@ -646,7 +646,6 @@ class OutboundRegistrations:
                 value = str(uuid.uuid4())
                 db.execute("INSERT INTO outbound_instance (id, instance_id) VALUES (1, ?)",
                            (value,))
-                db.execute("DELETE FROM outbound_status")  # rows of an earlier config
                 return value
         except Exception:
             log.exception("outbound: cannot use the store; status will not be persisted")
@@ -671,9 +670,9 @@ class OutboundRegistrations:
             log.exception("outbound: could not persist the status of %s", registration.gateway)
 
     def start(self) -> None:
-        if self.store is not None and self.registrations:
+        if self.store is not None:
             try:
-                with self.store.transaction() as db:  # drop gateways no longer configured
+                with self.store.transaction() as db:  # rows of gateways no longer configured
                     marks = ", ".join("?" for _ in self.registrations)
                     db.execute(f"DELETE FROM outbound_status WHERE gateway NOT IN ({marks})",
                                tuple(self.registrations))
