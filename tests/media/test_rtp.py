@@ -225,3 +225,28 @@ def test_outgoing_stream_random_initial_values_are_seedable() -> None:
     c = OutgoingStream(8, rng=random.Random(8))
     assert (a.ssrc, a.sequence, a.timestamp) == (b.ssrc, b.sequence, b.timestamp)
     assert (a.ssrc, a.sequence, a.timestamp) != (c.ssrc, c.sequence, c.timestamp)
+
+
+@given(
+    start=st.integers(0, 0xFFFF),
+    dropped=st.sets(st.integers(1, 298), max_size=40),
+    swaps=st.lists(st.integers(1, 290), max_size=30),
+    duplicated=st.lists(st.integers(1, 298), max_size=10),
+)
+def test_stats_property_loss_and_duplicates(
+    start: int, dropped: set[int], swaps: list[int], duplicated: list[int]
+) -> None:
+    order = list(range(300))
+    for i in swaps:  # local reordering: swap neighbours
+        order[i], order[i + 1] = order[i + 1], order[i]
+    arrivals = [i for i in order if i not in dropped]
+    duplicates = [i for i in duplicated if i not in dropped]
+    for i in duplicates:  # a duplicate arrives right after its original
+        arrivals.insert(arrivals.index(i) + 1, i)
+    stats = RtpStreamStats()
+    for n, i in enumerate(arrivals):
+        stats.update((start + i) & 0xFFFF, 160 * i, 0.02 * n)
+    assert stats.received == len(arrivals)
+    assert stats.expected == 300
+    assert stats.lost == len(dropped)
+    assert stats.duplicates == len(duplicates)

@@ -246,8 +246,8 @@ class RtpStreamStats:
     - ``lost``: ``expected − (received − duplicates)``, never negative. Reordered packets
       that arrive late fill their gap, so they are not lost;
     - ``reordered``: packets older than the highest sequence already seen (not duplicates);
-    - ``duplicates``: packets whose sequence number was already received (within the last
-      ``_WINDOW`` sequence numbers);
+    - ``duplicates``: packets whose sequence number was already received (late packets are
+      told apart from duplicates for gaps within the last ``MAX_DROPOUT`` numbers);
     - ``jitter``: interarrival jitter J (A.8) in timestamp units; ``jitter_ms`` in ms.
 
     Parameters
@@ -255,8 +255,6 @@ class RtpStreamStats:
     clock_rate : int
         RTP clock of the payload (8000 for all narrowband codecs and for G.722).
     """
-
-    _WINDOW = 1024
 
     def __init__(self, clock_rate: int = 8000) -> None:
         if clock_rate <= 0:
@@ -272,7 +270,7 @@ class RtpStreamStats:
         self.restarts = 0
         self._bad_seq = -1
         self._prior_expected = 0
-        self._seen: set[int] = set()
+        self._missing: set[int] = set()
         self._have_previous = False
         self._last_timestamp = 0
         self._last_arrival = 0.0
@@ -304,7 +302,7 @@ class RtpStreamStats:
         self.max_seq = seq
         self.cycles = 0
         self._bad_seq = -1
-        self._seen = {seq}
+        self._missing = set()
 
     def update(self, sequence: int, timestamp: int, arrival: float) -> None:
         """Account one received packet.
@@ -319,40 +317,15 @@ class RtpStreamStats:
             Arrival time in seconds (any fixed origin; only differences matter).
         """
         self.received += 1
-        if self.base_seq is None:
+        if sequence == ((self.max_seq + 1) & 0xFFFF) and self.base_seq is not None:
+            # the common case, kept short: the next packet in order
+            if sequence == 0:
+                self.cycles += _SEQ_MOD  # 16-bit wrap (A.1)
+            self.max_seq = sequence
+        elif self.base_seq is None:
             self._restart(sequence)
         else:
-            udelta = (sequence - self.max_seq) % _SEQ_MOD
-            if 0 < udelta < MAX_DROPOUT:
-                if sequence < self.max_seq:
-                    self.cycles += _SEQ_MOD  # 16-bit wrap (A.1)
-                self.max_seq = sequence
-                self._remember(self.cycles + sequence)
-            elif udelta == 0:
-                self.duplicates += 1
-            elif udelta <= _SEQ_MOD - MAX_MISORDER:
-                # A large jump: the sender restarted its numbering. Accept it when the next
-                # packet follows on (A.1); meanwhile count the packet as received.
-                if sequence == self._bad_seq:
-                    # confirmed restart: close the old segment's expected count and open a
-                    # new one that includes the packet that started the jump
-                    self.restarts += 1
-                    self._prior_expected += self.extended_max - self.base_seq + 1
-                    self._restart(sequence)
-                    self.base_seq = sequence - 1
-                    self._seen.add(sequence - 1)
-                else:
-                    self._bad_seq = (sequence + 1) % _SEQ_MOD
-            else:
-                # late packet: extended number in the current or previous cycle
-                extended = self.cycles + sequence
-                if sequence > self.max_seq:
-                    extended -= _SEQ_MOD
-                if extended in self._seen:
-                    self.duplicates += 1
-                else:
-                    self.reordered += 1
-                    self._remember(extended)
+            self._update_unusual(sequence)
         # RFC 3550 A.8: D(i-1, i) = (R_i - R_{i-1}) - (S_i - S_{i-1}), in timestamp units,
         # J += (|D| - J) / 16. The timestamp difference is taken modulo 2^32 (signed).
         if self._have_previous:
@@ -365,12 +338,48 @@ class RtpStreamStats:
         self._last_timestamp = timestamp
         self._last_arrival = arrival
 
-    def _remember(self, extended: int) -> None:
-        seen = self._seen
-        seen.add(extended)
-        if len(seen) > 2 * self._WINDOW:
-            floor = self.extended_max - self._WINDOW
-            self._seen = {s for s in seen if s >= floor}
+    def _update_unusual(self, sequence: int) -> None:
+        """Gaps, late packets, duplicates and restarts (RFC 3550 A.1).
+
+        Instead of remembering every sequence number seen, the numbers skipped by a gap are
+        remembered as missing: a late packet filling one is a reordered packet, any other
+        packet at or below the highest number is a duplicate.
+        """
+        udelta = (sequence - self.max_seq) % _SEQ_MOD
+        if 0 < udelta < MAX_DROPOUT:
+            first_missing = self.extended_max + 1
+            if sequence < self.max_seq:
+                self.cycles += _SEQ_MOD
+            self.max_seq = sequence
+            self._missing.update(range(first_missing, self.extended_max))
+            if len(self._missing) > 4 * MAX_DROPOUT:
+                floor = self.extended_max - MAX_DROPOUT
+                self._missing = {s for s in self._missing if s >= floor}
+        elif udelta == 0:
+            self.duplicates += 1
+        elif udelta <= _SEQ_MOD - MAX_MISORDER:
+            # A large jump: the sender restarted its numbering. Accept it when the next packet
+            # follows on (A.1); meanwhile the packet only counts as received.
+            if sequence == self._bad_seq:
+                # confirmed: close the old segment's expected count, open a new one that
+                # includes the packet that started the jump
+                self.restarts += 1
+                assert self.base_seq is not None
+                self._prior_expected += self.extended_max - self.base_seq + 1
+                self._restart(sequence)
+                self.base_seq = sequence - 1
+            else:
+                self._bad_seq = (sequence + 1) % _SEQ_MOD
+        else:
+            # late packet: extended number in the current or the previous cycle
+            extended = self.cycles + sequence
+            if sequence > self.max_seq:
+                extended -= _SEQ_MOD
+            if extended in self._missing:
+                self._missing.discard(extended)
+                self.reordered += 1
+            else:
+                self.duplicates += 1
 
     def as_dict(self) -> dict[str, float | int]:
         """The counters as a plain dict (for traces, CDRs and notebooks)."""
