@@ -1,0 +1,192 @@
+"""The parameter editor: one widget per parameter with its bounds/options, inline registry
+errors, diff, save to a real Store, apply to a (fake) running switch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+from vosapp.lab.widgets import (
+    NEW_SESSIONS_RULE,
+    ParameterEditor,
+    ParameterForm,
+    input_value,
+    widget_spec,
+)
+from vosapp.params import REGISTRY, Kind, ParameterError, Params
+from vosapp.store import Store
+
+
+def registry_error(name: str, value: object) -> str:
+    with pytest.raises(ParameterError) as caught:
+        REGISTRY[name].coerce(value)
+    return str(caught.value)
+
+
+def test_every_parameter_gets_the_right_widget_with_bounds_and_options() -> None:
+    import ipywidgets as widgets
+
+    editor = ParameterEditor(ParameterForm())
+    assert set(editor.inputs) == set(REGISTRY.names())
+    for param in REGISTRY:
+        widget = editor.inputs[param.name]
+        value = input_value(param, widget)
+        assert param.coerce(value) == param.default, param.name
+        if param.kind is Kind.ON_OFF:
+            assert isinstance(widget, widgets.ToggleButtons)
+            assert [v for _, v in widget.options] == [True, False]
+        elif param.kind is Kind.STATUS_CODE:
+            assert isinstance(widget, widgets.Dropdown)
+            assert [label for label, _ in widget.options] == list(param.options)
+            assert [v for _, v in widget.options] == [401, 407]
+        elif param.kind is Kind.CHOICE:
+            assert isinstance(widget, widgets.Dropdown)
+            assert [v for _, v in widget.options] == list(param.options)
+        elif param.kind is Kind.TEXT:
+            assert isinstance(widget, widgets.Text)
+        elif param.kind is Kind.INTEGER:
+            assert isinstance(widget, widgets.BoundedIntText)
+            assert widget.max == param.maximum
+            assert widget.min == (0 if param.zero_disables else param.minimum)
+        else:
+            assert param.kind is Kind.AUTO_OR_INTEGER
+            auto, number = widget.children
+            assert isinstance(auto, widgets.Checkbox) and auto.value is True
+            assert (number.min, number.max) == (param.minimum, param.maximum)
+            assert number.disabled
+
+
+def test_sections_follow_the_vos3000_navigation_paths() -> None:
+    editor = ParameterEditor(ParameterForm())
+    titles = [editor.accordion.get_title(i) for i in range(len(editor.accordion.children))]
+    assert titles == list(dict.fromkeys(p.navigation for p in REGISTRY))
+    shown = sum(len(section.children) for section in editor.accordion.children)
+    assert shown == len(REGISTRY)
+
+
+def test_descriptions_units_and_sources_are_shown() -> None:
+    editor = ParameterEditor(ParameterForm())
+    for section in editor.accordion.children:
+        for row in section.children:
+            info = row.children[0].children[1].value
+            name = info.split("<b>")[1].split("</b>")[0]
+            param = REGISTRY[name]
+            assert param.description.split()[0] in info
+            assert param.value_source.split()[0] in info
+            if widget_spec(param).unit:
+                assert f" {param.unit}" in info
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("SS_SIP_NAT_KEEP_ALIVE_PERIOD", 5),           # 0 (off) or 10-3600: 5 is in the gap
+    ("SS_SIP_NO_TIMER_REINVITE_INTERVAL", 30),     # 0 (off) or 60-7200
+    ("SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "héllo"),    # printable ASCII only
+    ("SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "x" * 201),
+])
+def test_invalid_input_shows_the_registry_error_inline(name: str, value: Any) -> None:
+    form = ParameterForm()
+    editor = ParameterEditor(form)
+    editor.set_input(name, value)  # no exception escapes the widget callback
+    expected = registry_error(name, value)
+    assert editor.error_text(name) == expected
+    assert form.errors[name] == expected
+    assert form.values[name] == REGISTRY[name].default  # the last valid value is kept
+    valid = 0 if REGISTRY[name].kind is Kind.INTEGER else "OPTIONS"
+    editor.set_input(name, valid)
+    assert editor.error_text(name) == "" and name not in form.errors
+
+
+def test_form_set_never_raises_and_reports_unknown_names() -> None:
+    form = ParameterForm()
+    assert not form.set("SS_AUTHENTICATION_FAILED_SUSPEND", 59)
+    assert form.errors["SS_AUTHENTICATION_FAILED_SUSPEND"] == registry_error(
+        "SS_AUTHENTICATION_FAILED_SUSPEND", 59)
+    assert not form.set("SS_NOT_A_PARAMETER", 1)
+    assert "not a known parameter" in form.errors["SS_NOT_A_PARAMETER"]
+    assert form.set("SS_AUTHENTICATION_FAILED_SUSPEND", "10 min")
+    assert form.values["SS_AUTHENTICATION_FAILED_SUSPEND"] == 600
+
+
+def test_auto_or_int_composite() -> None:
+    form = ParameterForm()
+    editor = ParameterEditor(form)
+    editor.set_input("SS_SIP_USER_AGENT_EXPIRE", 300)
+    assert form.values["SS_SIP_USER_AGENT_EXPIRE"] == 300
+    assert not editor.inputs["SS_SIP_USER_AGENT_EXPIRE"].children[1].disabled
+    editor.set_input("SS_SIP_USER_AGENT_EXPIRE", "Auto")
+    assert form.values["SS_SIP_USER_AGENT_EXPIRE"] == "Auto"
+
+
+def test_diff_against_defaults_and_pending_edits() -> None:
+    start = Params.defaults().replace(SS_SIP_AUTHENTICATION_RETRY=3)
+    form = ParameterForm(start)
+    assert form.diff() == {"SS_SIP_AUTHENTICATION_RETRY": (6, 3)}
+    assert form.pending() == {}
+    editor = ParameterEditor(form)
+    editor.set_input("SS_REPLY_UNAUTHORIZED", False)
+    assert form.diff() == {"SS_SIP_AUTHENTICATION_RETRY": (6, 3),
+                           "SS_REPLY_UNAUTHORIZED": (True, False)}
+    assert form.pending() == {"SS_REPLY_UNAUTHORIZED": (True, False)}
+    assert "SS_REPLY_UNAUTHORIZED" in editor.diff_view.value
+    assert "not saved" in editor.diff_view.value
+    editor.revert_button.click()
+    assert form.pending() == {} and editor.inputs["SS_REPLY_UNAUTHORIZED"].value is True
+
+
+def test_save_persists_to_a_real_store_by_lab(tmp_path: Path) -> None:
+    base = Params.defaults().replace(SS_SIP_AUTHENTICATION_CODE=407)  # the config's value
+    with Store.open(tmp_path) as store:
+        form = ParameterForm(store=store, base=base)
+        assert form.values["SS_SIP_AUTHENTICATION_CODE"] == 407
+        editor = ParameterEditor(form)
+        editor.set_input("SS_AUTHENTICATION_MAX_RETRY", 3)
+        editor.set_input("SS_SIP_AUTHENTICATION_CODE", 401)
+        editor.set_input("SS_SIP_NAT_KEEP_ALIVE_PERIOD", 5)  # invalid: not saved
+        editor.save_button.click()
+        assert "2 changed" in editor.status.value and "1 invalid" in editor.status.value
+        loaded = store.load_params(base)
+        assert loaded["SS_AUTHENTICATION_MAX_RETRY"] == 3
+        assert loaded["SS_SIP_AUTHENTICATION_CODE"] == 401
+        assert loaded["SS_SIP_NAT_KEEP_ALIVE_PERIOD"] == 30
+        history = [(h.name, h.old, h.new, h.by) for h in store.param_history()]
+        assert ("SS_SIP_AUTHENTICATION_CODE", 407, 401, "lab") in history
+        assert ("SS_AUTHENTICATION_MAX_RETRY", 6, 3, "lab") in history
+        assert form.pending() == {}
+
+
+class FakeSwitch:
+    def __init__(self) -> None:
+        self.params = Params.defaults()
+        self.calls: list[tuple[str, object]] = []
+
+    def set_param(self, name: str, value: object) -> Any:
+        self.calls.append((name, value))
+        if name == "SS_SIP_PUBLISH_EXPIRE":
+            raise ParameterError(name, value, "refused by the test switch")
+        self.params = self.params.replace(**{name: value})
+        return self.params[name]
+
+
+def test_apply_sends_only_differences_and_states_the_rule() -> None:
+    switch = FakeSwitch()
+    form = ParameterForm(target=switch)
+    editor = ParameterEditor(form)
+    assert NEW_SESSIONS_RULE in editor.widget.children[2].value
+    assert "new sessions only" in NEW_SESSIONS_RULE
+    editor.set_input("SS_ENDPOINT_REGISTER_RETRY", 2)
+    editor.set_input("SS_SIP_PUBLISH_EXPIRE", 120)
+    editor.apply_button.click()
+    assert switch.calls == [("SS_ENDPOINT_REGISTER_RETRY", 2), ("SS_SIP_PUBLISH_EXPIRE", 120)]
+    assert switch.params["SS_ENDPOINT_REGISTER_RETRY"] == 2
+    assert "refused" in editor.status.value
+    assert editor.save_button.disabled  # this form has no store
+
+
+def test_save_without_store_is_shown_not_raised() -> None:
+    editor = ParameterEditor(ParameterForm())
+    editor._run(editor.form.save, "saved")
+    assert "no store" in editor.status.value
