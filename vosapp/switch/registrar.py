@@ -32,7 +32,7 @@ import ipaddress
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import TYPE_CHECKING
@@ -218,11 +218,12 @@ class Registrar:
 
     def bindings(self, aor: str) -> list[Binding]:
         """The live bindings of ``aor``, highest q first (absent q counts as 1.0)."""
-        rows = self.store.query("SELECT * FROM registrar_bindings WHERE aor = ? AND "
-                                "expires_at > ?", (aor, self.clock.wall()))
-        bindings = [_binding_from_row(row) for row in rows]
-        bindings.sort(key=lambda b: (-(1.0 if b.q is None else b.q), -b.registered_at))
-        return bindings
+        # Look up by the primary key prefix only and filter expiry here: with both in the
+        # WHERE clause SQLite may pick the expiry index and scan every live binding.
+        now = self.clock.wall()
+        rows = self.store.query("SELECT * FROM registrar_bindings WHERE aor = ?", (aor,))
+        return list(_by_preference(_binding_from_row(row) for row in rows
+                                   if row["expires_at"] > now))
 
     def all_bindings(self) -> list[Binding]:
         rows = self.store.query("SELECT * FROM registrar_bindings WHERE expires_at > ? "
@@ -302,22 +303,30 @@ class Registrar:
             for uri in removed:
                 db.execute("DELETE FROM registrar_bindings WHERE aor = ? AND contact = ?",
                            (aor, uri))
+            final = {uri: b for uri, b in existing.items() if uri not in removed}
             for uri, (contact, expires) in wanted.items():
                 if expires == 0:
                     continue
-                _upsert(db, Binding(aor=aor, contact=uri, expires_at=now + expires,
-                                    call_id=call_id, cseq=cseq, q=contact.q,
-                                    transport=transport, received_host=source[0],
-                                    received_port=source[1], path=path,
-                                    user_agent=user_agent, registered_at=now))
-        return RegisterOutcome(200, "OK", tuple(self.bindings(aor)), path=path, now=now)
+                binding = Binding(aor=aor, contact=uri, expires_at=now + expires,
+                                  call_id=call_id, cseq=cseq, q=contact.q, transport=transport,
+                                  received_host=source[0], received_port=source[1], path=path,
+                                  user_agent=user_agent, registered_at=now)
+                _upsert(db, binding)
+                final[uri] = binding
+        return RegisterOutcome(200, "OK", _by_preference(final.values()), path=path, now=now)
+
+
+def _by_preference(bindings: Iterable[Binding]) -> tuple[Binding, ...]:
+    """Highest q first (absent q counts as 1.0, RFC 3261 §20.10), then most recent."""
+    return tuple(sorted(bindings, key=lambda b: (-(1.0 if b.q is None else b.q),
+                                                 -b.registered_at, b.contact)))
 
 
 def _live(db, aor: str, now: float) -> list[Binding]:  # type: ignore[no-untyped-def]
-    cursor = db.execute("SELECT * FROM registrar_bindings WHERE aor = ? AND expires_at > ?",
-                        (aor, now))
+    cursor = db.execute("SELECT * FROM registrar_bindings WHERE aor = ?", (aor,))
     names = [column[0] for column in cursor.description]
-    return [_binding_from_row(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return [_binding_from_row(row) for row in rows if row["expires_at"] > now]
 
 
 def _upsert(db, binding: Binding) -> None:  # type: ignore[no-untyped-def]
