@@ -340,7 +340,10 @@ class OutboundRegistration:
         """Send the first REGISTER (the core is running, its local address is known)."""
         if self.state is not RegistrationState.IDLE:
             return
-        local_port = self.core.local_address(self.transport)[1]
+        local_host, local_port = self.core.local_address(self.transport)
+        if not self.settings.host_name and local_host in ("0.0.0.0", "::"):
+            self._event(f"Contact would say {local_host}: set register.host_name to the "
+                        "address the carrier can reach", logging.WARNING)
         if self.settings.signaling_port and self.settings.signaling_port != local_port:
             self._event(f"Contact advertises port {self.settings.signaling_port} but this "
                         f"switch sends and listens on {local_port}; make sure "
