@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,27 @@ def test_carrier_registrar_407_wrong_password_and_retransmission() -> None:
     assert reply is not None and reply.startswith(b"SIP/2.0 407")
     assert [r.authorized for r in carrier.registers] == [False, False]
     assert carrier.handle(b"garbage", ("127.0.0.1", 1)) is None
+
+
+def test_virtual_brute_force_hour_matches_the_spec_arithmetic() -> None:
+    from vosapp.lab.scenarios import brute_force_hour, expected_guesses_per_hour
+
+    result = brute_force_hour(think=1.6)
+    cycle = result.guess_times[6] - result.guess_times[0]  # suspension + making 6 guesses
+    assert 185 < cycle < 195
+    expected = expected_guesses_per_hour(result.params, guess_time=cycle - 180)
+    assert 110 <= result.guesses <= 120 and abs(result.guesses - expected) <= 6
+    assert result.suspensions == result.guesses // 6
+
+
+def test_virtual_outbound_refreshes_before_expiry_and_unregisters() -> None:
+    from vosapp.lab.scenarios import virtual_outbound
+
+    run_ = virtual_outbound(max_expires=120)
+    run_.run(600)
+    ok = [r for r in run_.carrier.registers if r.status == 200]
+    assert len(ok) >= 7
+    assert all(b.time - a.time < 120 for a, b in itertools.pairwise(ok))
+    assert run_.stop()
+    assert [r.authorized for r in run_.carrier.unregisters][-1] is True
+    assert run_.carrier.live_bindings() == {}

@@ -429,8 +429,8 @@ class CarrierRegistrar:
             response = self._challenge(request)
             self._record(request, source, user, requested, False, response, contact)
             return response
-        granted = self.default_expires if requested is None else min(requested,
-                                                                       self.max_expires)
+        granted = min(self.default_expires if requested is None else requested,
+                      self.max_expires)
         response = make_response(request, 200, to_tag=new_tag())
         if granted > 0:
             self.bindings[user] = (contact, self.clock.now() + granted)
