@@ -294,13 +294,13 @@ def test_live_never_redraws_faster_than_the_rate() -> None:
     trace = Trace(5000)
     live = LiveLadder(trace, scheduler=clock, max_rate_hz=25, widget=False)
     flush_times: list[float] = []
-    original = live.flush
+    original = live._draw
 
-    def recording_flush() -> int:
+    def recording_draw(limit: int | None) -> int:
         flush_times.append(clock.now())
-        return original()
+        return original(limit)
 
-    live.flush = recording_flush  # type: ignore[method-assign]
+    live._draw = recording_draw  # type: ignore[method-assign]
     for i in range(2000):  # one message per millisecond for two seconds
         trace.add(request(i / 1000, "OPTIONS", branch=f"z9hG4bK-{i}", call_id=f"c{i}"))
         clock.advance(0.001)
@@ -309,6 +309,23 @@ def test_live_never_redraws_faster_than_the_rate() -> None:
     assert min(gaps) >= 0.04 - 1e-9
     assert 45 <= live.stats.flushes <= 52  # ~2 s at 25 Hz
     assert live.stats.records == 2000 and len(live.ladder.arrows) == 2000
+
+
+def test_live_spreads_a_big_burst_over_several_intervals() -> None:
+    clock = ManualClock()
+    trace = Trace(5000)
+    live = LiveLadder(trace, scheduler=clock, max_batch=500, widget=False)
+    for i in range(1800):
+        trace.add(request(i / 1e6, "OPTIONS", branch=f"z9hG4bK-{i}", call_id=f"c{i}"))
+    clock.advance(0.0)
+    assert (live.stats.flushes, live.pending) == (1, 1300)
+    clock.advance(0.039)
+    assert live.stats.flushes == 1
+    clock.advance(0.001)
+    assert (live.stats.flushes, live.pending) == (2, 800)
+    clock.advance(0.08)
+    assert (live.stats.flushes, live.pending, live.stats.max_batch) == (4, 0, 500)
+    assert len(live.ladder.arrows) == 1800
 
 
 def test_live_starts_from_existing_records_and_can_refilter_and_close() -> None:
@@ -368,6 +385,8 @@ def test_bad_live_options() -> None:
         LiveLadder(Trace(10), max_rate_hz=0, widget=False)
     with pytest.raises(LadderError, match="max_rows"):
         LiveLadder(Trace(10), max_rows=0, widget=False)
+    with pytest.raises(LadderError, match="max_batch"):
+        LiveLadder(Trace(10), max_batch=0, widget=False)
 
 
 @pytest.mark.skipif(

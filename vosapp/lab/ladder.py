@@ -807,6 +807,9 @@ class LiveLadder:
         Show only the newest rows (default 100; the model keeps all of them, and
         :meth:`figure` or :func:`figure` draws them all). A redraw costs roughly in
         proportion to the rows shown, mostly plotly validating the arrays.
+    max_batch : int
+        Most records one scheduled redraw takes (default 500); a bigger burst is drawn over
+        several intervals, so no single redraw blocks the loop for long.
     scheduler : object with ``now()`` and ``call_later(delay, callback)``, optional
         Defaults to the running asyncio loop (the kernel's, in Jupyter). Tests pass a
         ``vosapp.clock.ManualClock``. With neither, every record redraws at once.
@@ -829,6 +832,7 @@ class LiveLadder:
         *,
         max_rate_hz: float = 25.0,
         max_rows: int | None = 100,
+        max_batch: int = 500,
         scheduler: Scheduler | None = None,
         widget: bool = True,
         title: str | None = None,
@@ -838,6 +842,9 @@ class LiveLadder:
             raise LadderError(f"max_rate_hz must be > 0, got {max_rate_hz}")
         if max_rows is not None and max_rows < 1:
             raise LadderError(f"max_rows must be >= 1 or None, got {max_rows}")
+        if max_batch < 1:
+            raise LadderError(f"max_batch must be >= 1, got {max_batch}")
+        self.max_batch = max_batch
         self.trace = trace
         self.interval = 1.0 / max_rate_hz
         self.max_rows = max_rows
@@ -887,7 +894,8 @@ class LiveLadder:
 
     def _scheduled_flush(self) -> None:
         self._handle = None
-        self.flush()
+        self._draw(self.max_batch)
+        self._request_flush()  # a burst larger than max_batch continues next interval
 
     @property
     def pending(self) -> int:
@@ -900,8 +908,11 @@ class LiveLadder:
         if self._handle is not None:  # an explicit flush replaces the scheduled one
             self._handle.cancel()
             self._handle = None
+        return self._draw(None)
+
+    def _draw(self, limit: int | None) -> int:
         batch = []
-        while self._pending:
+        while self._pending and (limit is None or len(batch) < limit):
             batch.append(self._pending.popleft())
         if self._scheduler is not None:
             self._last_flush = self._scheduler.now()
