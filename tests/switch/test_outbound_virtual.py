@@ -435,3 +435,16 @@ def test_no_gateway_with_register_means_no_feature_work(net: VirtualNetwork) -> 
     net.run(1.0)
     assert outbound.status(switch.core) == [] and switch.stop()
     assert net.dropped == [] and net.nodes.get(CARRIER) is None
+
+
+def test_start_after_stop_registers_again(net: VirtualNetwork) -> None:
+    carrier = Carrier(net)
+    switch = start(net)
+    net.run(1.0)
+    first_call_id = state(switch).call_id
+    assert switch.stop() and state(switch).state == "unregistered"
+    switch.start()  # a restart in the same process (notebook): a new registration cycle
+    net.run(1.0)
+    assert state(switch).state == "registered" and state(switch).call_id != first_call_id
+    # 2 to register, 1 unregister (cached credentials still good), 2 to register again
+    assert state(switch).cseq == 2 and len(carrier.registers()) == 5

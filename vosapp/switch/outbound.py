@@ -625,15 +625,19 @@ class OutboundRegistrations:
         self.unregister_wait = unregister_wait
         self.registrations: dict[str, OutboundRegistration] = {}
         self.store: Store | None = core.store
-        instance_id = self._instance_id()
-        config = core.config
-        for gateway in (config.routing_gateways if config is not None else ()):
-            if gateway.register is None:
-                continue
-            self.registrations[gateway.name] = OutboundRegistration(
-                core, gateway.name, gateway.register, transport=gateway.transport,
-                instance_id=instance_id, on_change=self._persist)
+        self.instance_id = self._instance_id()
         self._stop_deadline: TimerHandle | None = None
+        self._build()
+
+    def _build(self) -> None:
+        """One fresh registration (new Call-ID, CSeq 1) per configured gateway."""
+        config = self.core.config
+        self.registrations = {
+            gateway.name: OutboundRegistration(
+                self.core, gateway.name, gateway.register, transport=gateway.transport,
+                instance_id=self.instance_id, on_change=self._persist)
+            for gateway in (config.routing_gateways if config is not None else ())
+            if gateway.register is not None}
 
     def _instance_id(self) -> str:
         """The RFC 5626 instance UUID: kept in the store so it survives restarts."""
@@ -673,6 +677,11 @@ class OutboundRegistrations:
             log.exception("outbound: could not persist the status of %s", registration.gateway)
 
     def start(self) -> None:
+        if any(r.state is not RegistrationState.IDLE for r in self.registrations.values()):
+            self._build()  # started again after a stop (a restart in a notebook): a new cycle
+        if self._stop_deadline is not None:
+            self._stop_deadline.cancel()
+            self._stop_deadline = None
         if self.store is not None:
             try:
                 with self.store.transaction() as db:  # rows of gateways no longer configured
