@@ -15,8 +15,8 @@ baseline is the raw bcg729 bound measured in the same run: the cost of exactly t
 of one call-tick (2 encodes + 2 decodes of 10 ms frames) called through ctypes in a tight loop
 with no Python around it; ``20 ms / that cost`` calls. Ratio = N / raw bound.
 
-(2) DTMF detector channels: owned by the DTMF engineer (``bench/dtmf.py``); this script calls
-``bench/dtmf.py``'s ``run()`` when it exists, so one command still runs every media bench.
+(2) DTMF detector channels: owned by the DTMF engineer, in ``bench/dtmf.py`` (run it
+separately; its section of docs/benchmarks.md is its own).
 
 (3) Relay packet rate. A forwarder process pinned to one core relays RTP from a sender to a
 receiver (both in another process on another core). For each offered rate (packets per second,
@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib.util
 import multiprocessing as mp
 import os
 import platform
@@ -176,6 +175,9 @@ def part1(ticks: int = 150) -> dict[str, object]:
         else:
             high = middle
     confirm, confirm_wall = tick_times(low, ticks, pcma, g729)
+    while np.percentile(confirm, 99) > TICK_S and low > 1:  # noisy neighbour: step down
+        low = int(low * 0.97)
+        confirm, confirm_wall = tick_times(low, ticks, pcma, g729)
     raw_after = raw_call_tick_seconds(g729)  # re-measure: the machine may be shared
     raw_best = min(raw, raw_after)
     return {
@@ -317,8 +319,9 @@ def part3(rates: tuple[int, ...] = (20_000, 30_000, 40_000, 50_000, 60_000, 70_0
                     break
             best = rate
         results[kind] = {"lossless_pps": best, "trail": trail, "per_cpu_second": per_cpu}
-    results["ratio"] = (results["vosapp"]["lossless_pps"]  # type: ignore[index]
-                        / max(1, results["baseline"]["lossless_pps"]))  # type: ignore[index]
+    baseline_pps = results["baseline"]["lossless_pps"]  # type: ignore[index]
+    results["ratio"] = (results["vosapp"]["lossless_pps"] / baseline_pps  # type: ignore[index]
+                        if baseline_pps else float("nan"))
     results["cpu_ratio"] = (results["vosapp"]["per_cpu_second"]  # type: ignore[index]
                             / max(1.0, results["baseline"]["per_cpu_second"]))  # type: ignore[index]
     return results
@@ -411,14 +414,6 @@ def main() -> int:
     started = time.perf_counter()
     p1 = part1() if args.part in ("1", "all") else None
     p3 = part3() if args.part in ("3", "all") else None
-    dtmf_bench = ROOT / "bench" / "dtmf.py"
-    if args.part == "all" and dtmf_bench.exists():
-        spec = importlib.util.spec_from_file_location("bench_dtmf", dtmf_bench)
-        if spec and spec.loader:
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            if hasattr(module, "run"):
-                module.run()
     text = markdown(p1, p3)
     print(text)
     print(f"(bench took {time.perf_counter() - started:.0f} s)", file=sys.stderr)
