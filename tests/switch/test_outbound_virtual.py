@@ -448,3 +448,13 @@ def test_start_after_stop_registers_again(net: VirtualNetwork) -> None:
     assert state(switch).state == "registered" and state(switch).call_id != first_call_id
     # 2 to register, 1 unregister (cached credentials still good), 2 to register again
     assert state(switch).cseq == 2 and len(carrier.registers()) == 5
+
+
+def test_challenge_after_423_is_answered_again(net: VirtualNetwork) -> None:
+    carrier = Carrier(net)
+    carrier.script += [carrier.challenge, lambda r: carrier.respond(r, 423, Min_Expires="900"),
+                       carrier.challenge]
+    switch = start(net, config(parameters="SS_SIP_USER_AGENT_EXPIRE = 60"))
+    net.run(1.0)
+    assert [s.expires for s in carrier.registers()] == ["60", "60", "900", "900"]
+    assert state(switch).state == "registered" and state(switch).granted_expires == 900

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 from vosapp.sip import NameAddr, Request, SipUri, new_call_id, new_tag, parse_vias
 from vosapp.sip.digest import DigestClient, DigestError, choose_challenge
 from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
+from vosapp.switch.core import SERVER_NAME
 
 if TYPE_CHECKING:
     from vosapp.clock import TimerHandle
@@ -370,8 +371,6 @@ class OutboundRegistration:
         privacy = self.core.params["SS_SIP_USER_AGENT_PRIVACY"]
         if privacy != "Ignore":  # RFC 3323 §4.2 priv-values "id" / "none"
             headers.append(("Privacy", str(privacy).lower()))
-        from vosapp.switch.core import SERVER_NAME
-
         headers.append(("User-Agent", SERVER_NAME))
         return Request.build(
             "REGISTER", uri, via=parse_vias(self.core.new_via(self.transport))[0],
@@ -524,6 +523,7 @@ class OutboundRegistration:
                          f"{response.headers.get('Min-Expires')!r} not usable)")
             return
         self._answered_423 = True
+        self._challenges = 0  # a new request: the registrar may challenge it afresh
         self._min_expires = minimum
         self._event(f"{_reason(response)}: registering again with Min-Expires {minimum} s")
         self._send(minimum, preemptive=True)
