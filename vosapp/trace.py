@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import struct
 import threading
 from collections import deque
@@ -88,6 +89,47 @@ def message_fields(message: Request | Response | None, via: Via | None = None
     return fields
 
 
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_BRANCH = re.compile(rb"^(?:via|v)[ \t]*:[^\r\n]*?;[ \t]*branch[ \t]*=[ \t]*([^;, \t\r\n]+)",
+                     re.IGNORECASE | re.MULTILINE)
+_CALL_ID = re.compile(rb"^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$",
+                      re.IGNORECASE | re.MULTILINE)
+_CSEQ = re.compile(rb"^cseq[ \t]*:[ \t]*(\d+)[ \t]+([!-~]+)", re.IGNORECASE | re.MULTILINE)
+_STATUS_LINE = re.compile(rb"^SIP/2\.0[ \t]+(\d{3})\b")
+_REQUEST_LINE = re.compile(rb"^([!-~]+)[ \t]+\S+[ \t]+SIP/")
+
+
+def sniff_fields(raw: bytes) -> dict[str, Any]:
+    """Method/status, Call-ID, CSeq and top branch read straight from the bytes.
+
+    Cheap (a few regex searches, no full parse) and tolerant: a message that failed to parse
+    still shows its Call-ID in the trace. Folded header lines are not unfolded here.
+    """
+    end = _HEAD_END.search(raw)
+    head = raw[: end.start()] if end else raw[:8192]
+    fields: dict[str, Any] = {}
+    first = head.split(b"\n", 1)[0]
+    status = _STATUS_LINE.match(first)
+    if status:
+        fields["status"] = int(status.group(1))
+    else:
+        request = _REQUEST_LINE.match(first)
+        if request:
+            fields["method"] = request.group(1).decode("ascii", "replace")
+    cseq = _CSEQ.search(head)
+    if cseq:
+        method = cseq.group(2).decode("ascii", "replace")
+        fields["cseq"] = f"{int(cseq.group(1))} {method}"
+        fields.setdefault("method", method)
+    call_id = _CALL_ID.search(head)
+    if call_id:
+        fields["call_id"] = call_id.group(1).decode("utf-8", "replace")
+    branch = _BRANCH.search(head)
+    if branch:
+        fields["branch"] = branch.group(1).decode("utf-8", "replace")
+    return fields
+
+
 _SCHEMA = [
     """CREATE TABLE trace_records (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -160,11 +202,15 @@ class Trace:
     def message(self, direction: str, transport: str, src: Address, dst: Address, raw: bytes,
                 message: Request | Response | None = None, note: str = "",
                 via: Via | None = None) -> TraceRecord:
-        """Record a message on the wire (``message`` is its parse, when it parsed)."""
+        """Record a message on the wire. Fields come from the bytes (:func:`sniff_fields`);
+        ``message``/``via`` (its parse) are only used when the bytes yield nothing."""
         mono, wall = self._times()
+        raw = bytes(raw)
+        fields = sniff_fields(raw)
+        if not fields and message is not None:
+            fields = message_fields(message, via)
         return self.add(TraceRecord(mono, wall, direction, transport.upper(), tuple(src),
-                                    tuple(dst), bytes(raw), note=note,
-                                    **message_fields(message, via)))
+                                    tuple(dst), raw, note=note, **fields))
 
     def event(self, text: str, **fields: Any) -> TraceRecord:
         """Record a non-message event; ``fields`` are TraceRecord fields (call_id, src, …)."""
@@ -343,4 +389,4 @@ def records_to_json(records: Iterable[TraceRecord]) -> str:
 
 
 __all__ = ["Trace", "TraceRecord", "filter_records", "load_records", "message_fields",
-           "records_to_json", "replace", "write_pcap"]
+           "records_to_json", "replace", "sniff_fields", "write_pcap"]

@@ -108,6 +108,7 @@ class SwitchCore:
         #: Local (host, port) per transport, set by the runtime once sockets are bound.
         self.local_addresses: dict[str, Address] = {}
         self._handlers: dict[str, RequestHandler] = {}
+        self._allow_cache: tuple[tuple[str, ...], str] | None = None
         self._ack_handlers: list[AckHandler] = []
         self._stray_handlers: list[StrayResponseHandler] = []
         self._start_hooks: list[Callable[[], None]] = []
@@ -149,6 +150,14 @@ class SwitchCore:
 
     def attach_sender(self, sender: Sender) -> None:
         self._sender = sender
+
+    @property
+    def allow_header(self) -> str:
+        """The Allow header value (cached: OPTIONS is the hot path of keep-alive pings)."""
+        methods = tuple(sorted(self._handlers))
+        if self._allow_cache is None or self._allow_cache[0] != methods:
+            self._allow_cache = (methods, ", ".join(self.allowed_methods))
+        return self._allow_cache[1]
 
     @property
     def allowed_methods(self) -> list[str]:
@@ -340,7 +349,7 @@ class SwitchCore:
             txn.respond(self.options_response(request))
         elif request.method in KNOWN_METHODS:
             response = self.make_response(request, 405)
-            response.headers.set("Allow", ", ".join(self.allowed_methods))
+            response.headers.add("Allow", self.allow_header)
             txn.respond(response)
         else:
             txn.respond(self.make_response(request, 501))
@@ -365,10 +374,8 @@ class SwitchCore:
         """A response with the §8.2.6 copied headers, a To tag for final answers, Server."""
         from vosapp.sip import make_response, new_tag
 
-        to = request.to
-        needs_tag = status >= 200 or status == 100
-        to_tag = new_tag() if (status > 100 and to is not None and not to.tag and needs_tag) \
-            else None
+        # make_response adds the tag only when To has none (§8.2.6.2); 100 never gets one.
+        to_tag = new_tag() if status > 100 else None
         response = make_response(request, status, reason, to_tag=to_tag)
         response.headers.add("Server", SERVER_NAME)  # make_response copies only §8.2.6 headers
         return response
@@ -377,7 +384,7 @@ class SwitchCore:
         """§11.2: 200 with Allow, Accept, Supported (and Accept-Encoding/Language)."""
         response = self.make_response(request, 200)
         headers = response.headers
-        headers.add("Allow", ", ".join(self.allowed_methods))
+        headers.add("Allow", self.allow_header)
         headers.add("Accept", ACCEPT)
         headers.add("Accept-Encoding", "identity")
         headers.add("Accept-Language", "en")
