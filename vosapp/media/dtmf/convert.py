@@ -282,7 +282,10 @@ class DtmfConverter:
     Notes
     -----
     The relay calls :meth:`on_rfc2833`, :meth:`on_info` and :meth:`on_audio` and carries out
-    the returned actions; the audio itself always passes unchanged.
+    the returned actions. Inbound audio always passes (tones included); a
+    :class:`GenerateTones` action replaces the outbound audio for the tone's duration.
+    Converted digits (RFC 2833 or Inband to another method) are relayed when they end, since
+    only then is their duration known; RFC 2833 to RFC 2833 is forwarded packet by packet.
     """
 
     def __init__(
