@@ -283,3 +283,22 @@ def test_invite_and_register_failures_count_together_per_terminal(rig: Rig,
                                     auth=f"Authorization: {creds}").status)
     assert statuses == [401, 401, 403]  # the 6th failed password suspends the terminal
     assert send_invite(rig, call_id="after").status == 403
+
+
+def test_expired_nonce_gets_stale_true_and_costs_nothing(rig: Rig) -> None:
+    first = rig.register(call_id="s")
+    challenge = parse_challenge(first.headers.get("WWW-Authenticate"))  # type: ignore
+    creds = answer(challenge, "REGISTER", "sip:127.0.0.1", "alice", "s3cret")
+    assert rig.register(call_id="s", cseq=2, auth=("Authorization", str(creds))).status == 200  # type: ignore
+    rig.clock.advance(301)  # past the digest nonce lifetime (300 s)
+    again = answer(challenge, "REGISTER", "sip:127.0.0.1", "alice", "s3cret", nc=2)
+    stale = rig.register(call_id="s", cseq=3, auth=("Authorization", str(again)))
+    assert stale is not None and stale.status == 401
+    assert parse_challenge(stale.headers.get("WWW-Authenticate")).stale
+    assert rig.service.authenticator.policy.failures("alice", PHONE[0]) == 0
+    # A wrong password on the stale nonce is a wrong password, not "stale".
+    wrong = answer(challenge, "REGISTER", "sip:127.0.0.1", "alice", "nope", nc=3)
+    response = rig.register(call_id="s", cseq=4, auth=("Authorization", str(wrong)))
+    assert response is not None and not parse_challenge(
+        response.headers.get("WWW-Authenticate")).stale
+    assert rig.service.authenticator.policy.failures("alice", PHONE[0]) == 1
