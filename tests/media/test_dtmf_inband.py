@@ -386,3 +386,24 @@ def test_tuning_validation_names_the_field() -> None:
     base = DetectorTuning(min_level_dbm0=-20)
     assert detect_digits(tones("1", level_dbm0=-25), tuning=base) == ""
     assert detect_digits(tones("1", level_dbm0=-25), tuning=base, min_level_dbm0=-30) == "1"
+
+
+# ---------------------------------------------------------------------------------------------
+# Through real codecs (what a relay's inband detector actually hears)
+
+
+@pytest.mark.parametrize("codec", ["PCMA", "PCMU", "G729", "G723", "G722"])
+def test_digits_survive_voice_codecs(codec: str) -> None:
+    from vosapp.errors import VosappError
+    from vosapp.media import codecs
+
+    try:
+        encoder, decoder = codecs.get(codec), codecs.get(codec)
+    except VosappError as exc:  # e.g. libbcg729 not installed
+        pytest.skip(str(exc))
+    rate = encoder.sample_rate
+    frame = int(encoder.frame_ms * rate / 1000)
+    for level in (-10.0, -25.0):
+        x = tones(DIGITS, rate, level_dbm0=level)
+        x = np.concatenate([x, np.zeros(-len(x) % frame, np.int16)])
+        assert detect_digits(decoder.decode(encoder.encode(x)), rate) == DIGITS, level
