@@ -1,0 +1,129 @@
+"""vosapp.trace: ring, subscribers, filters, SQLite persistence, pcap that tshark decodes."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vosapp.clock import ManualClock
+from vosapp.store import Store
+from vosapp.trace import Trace, TraceRecord, load_records, sniff_fields, write_pcap
+
+A = ("192.0.2.1", 5060)
+B = ("198.51.100.2", 5070)
+
+
+def options(call_id: str = "c1", branch: str = "z9hG4bKt1") -> bytes:
+    return (f"OPTIONS sip:{B[0]} SIP/2.0\r\nv: SIP/2.0/UDP {A[0]}:{A[1]};rport;branch={branch}\r\n"
+            f"Max-Forwards: 70\r\nf: <sip:a@x>;tag=1\r\nt: <sip:b@x>\r\ni: {call_id}\r\n"
+            "CSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def ok(call_id: str = "c1", branch: str = "z9hG4bKt1") -> bytes:
+    return (f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {A[0]}:{A[1]};branch={branch}\r\n"
+            f"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: {call_id}\r\n"
+            "CSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def test_sniff_fields_compact_forms_and_responses() -> None:
+    assert sniff_fields(options()) == {"method": "OPTIONS", "cseq": "7 OPTIONS",
+                                       "call_id": "c1", "branch": "z9hG4bKt1"}
+    fields = sniff_fields(ok())
+    assert fields["status"] == 200 and fields["method"] == "OPTIONS"
+    assert sniff_fields(b"\x00\xffjunk") == {}
+
+
+def test_ring_is_bounded_and_subscribers_see_everything() -> None:
+    clock = ManualClock()
+    trace = Trace(3, clock=clock)
+    seen: list[TraceRecord] = []
+    unsubscribe = trace.subscribe(seen.append)
+    for i in range(5):
+        clock.advance(1)
+        trace.message("in", "udp", B, A, options(f"c{i}"))
+    assert len(trace) == 3 and [r.call_id for r in trace.records()] == ["c2", "c3", "c4"]
+    assert len(seen) == 5 and seen[0].mono == 1.0 and seen[0].transport == "UDP"
+    unsubscribe()
+    trace.event("suspended 1001 for 180 s", src=B)
+    assert len(seen) == 5
+    assert trace.records(direction="event")[0].note.startswith("suspended")
+
+
+def test_failing_subscriber_does_not_break_tracing() -> None:
+    trace = Trace(10)
+    trace.subscribe(lambda record: 1 / 0)
+    trace.message("in", "UDP", B, A, options())
+    assert len(trace) == 1
+
+
+def test_filters_by_address_call_id_method_since() -> None:
+    clock = ManualClock()
+    trace = Trace(100, clock=clock)
+    trace.message("in", "UDP", B, A, options("x"))
+    trace.message("out", "UDP", A, B, ok("x"))
+    clock.advance(5)
+    trace.message("in", "UDP", ("203.0.113.9", 5060), A, options("y", "z9hG4bKy"))
+    assert len(trace.records(address=B)) == 2
+    assert len(trace.records(address="203.0.113.9")) == 1
+    assert len(trace.records(address=("203.0.113.9", 9999))) == 0
+    assert len(trace.records(call_id="x")) == 2
+    assert len(trace.records(method="options")) == 3  # responses carry their CSeq method
+    assert [r.call_id for r in trace.records(since=1)] == ["y"]
+    with pytest.raises(ValueError):
+        Trace(0)
+
+
+def test_sqlite_persistence_round_trip(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        trace = Trace(10, clock=ManualClock(), store=store)
+        trace.batch_size = 2
+        trace.message("in", "UDP", B, A, options())
+        assert load_records(store) == []  # batched
+        trace.message("out", "UDP", A, B, ok())
+        trace.event("note", call_id="c1")
+        assert trace.flush() == 1
+        loaded = load_records(store)
+    assert loaded == trace.records()
+    with Store.open(tmp_path) as store:
+        assert [r.direction for r in load_records(store, limit=2)] == ["out", "event"]
+
+
+def test_pcap_layout_udp_and_tcp(tmp_path: Path) -> None:
+    clock = ManualClock()
+    trace = Trace(10, clock=clock)
+    trace.message("in", "UDP", B, A, options())
+    trace.message("out", "TCP", A, B, ok())
+    trace.event("ignored in pcap")
+    path = tmp_path / "t.pcap"
+    assert trace.export_pcap(path) == 2
+    data = path.read_bytes()
+    magic, major, minor, _, _, _snaplen, linktype = struct.unpack("<IHHiIII", data[:24])
+    assert (magic, major, minor, linktype) == (0xA1B2C3D4, 2, 4, 1)
+    caplen = struct.unpack("<IIII", data[24:40])[2]
+    frame = data[40:40 + caplen]
+    assert frame[12:14] == b"\x08\x00" and frame[23] == 17  # IPv4, UDP
+    assert frame.endswith(options())
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_tshark_decodes_udp_tcp_and_ipv6_as_sip(tmp_path: Path) -> None:
+    clock = ManualClock()
+    trace = Trace(10, clock=clock)
+    trace.message("in", "UDP", B, A, options("u"))
+    clock.advance(0.25)
+    trace.message("out", "UDP", A, B, ok("u"))
+    trace.message("in", "TCP", B, A, options("t", "z9hG4bKt2"))
+    trace.message("out", "TCP", A, B, ok("t", "z9hG4bKt2"))
+    trace.message("in", "UDP", ("2001:db8::1", 5060), ("2001:db8::2", 5060), options("v6"))
+    path = tmp_path / "all.pcap"
+    write_pcap(path, trace.records())
+    result = subprocess.run(["tshark", "-r", str(path), "-Y", "sip", "-T", "fields",
+                             "-e", "sip.Call-ID", "-e", "sip.Method", "-e", "sip.Status-Code"],
+                            check=False, capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in result.stdout.strip().split("\n")]
+    assert [row[0] for row in rows] == ["u", "u", "t", "t", "v6"], result.stdout + result.stderr
+    assert rows[1][2] == "200" and rows[2][1] == "OPTIONS"
