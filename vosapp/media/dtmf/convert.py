@@ -17,13 +17,16 @@ manual's): send *Auto* keeps the method the digit arrived with when the far side
 (no conversion), and uses Inband for RFC 2833 when the far side did not negotiate
 telephone-event; an explicit *RFC2833* send setting towards a far side without telephone-event
 also falls back to Inband, since events it did not negotiate would be dropped or played as
-noise. INFO bodies are sent as ``application/dtmf-relay``.
+noise. INFO bodies are sent as ``application/dtmf-relay``. The first-method lock covers
+Inband too: a phone that sends RFC 2833 usually leaves the tones in its audio as well, and
+the lock keeps those from being relayed a second time.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -96,7 +99,10 @@ class SendSetting(enum.Enum):
         return _parse_setting(cls, text, "DTMF send")
 
 
-def _parse_setting(cls, text, what):  # type: ignore[no-untyped-def]
+_Setting = TypeVar("_Setting", ReceiveSetting, SendSetting)
+
+
+def _parse_setting(cls: type[_Setting], text: str | _Setting, what: str) -> _Setting:
     if isinstance(text, cls):
         return text
     if isinstance(text, str):
@@ -123,7 +129,8 @@ class DtmfSideSettings:
     event_range : frozenset of int
         Telephone-events exchanged with this side (default 0-16).
     use_peer_rfc2833_ability : bool
-        Advertise telephone-event to this side only if the other side offered it.
+        Advertise telephone-event to this side only if the other side offered it (default
+        unchecked: always advertise; vosapp's default, the manual gives none).
     """
 
     receive: ReceiveSetting = ReceiveSetting.ALL
