@@ -331,6 +331,13 @@ def test_talk_off_at_most_one_per_minute_of_speech(gain_db: float) -> None:
     assert count / (seconds / 60) <= 1.0, {k: v for k, v in false.items() if v}
 
 
+@pytest.mark.parametrize("rms", [30.0, 1000.0, 8000.0])
+def test_no_digits_in_a_minute_of_white_noise(rms: float) -> None:
+    rng = np.random.default_rng(int(rms))
+    noise = np.clip(np.round(rng.normal(0.0, rms, 60 * 8000)), -32768, 32767).astype(np.int16)
+    assert detect_digits(noise) == ""
+
+
 def test_digits_survive_in_speech() -> None:
     # Digits mixed into speech 10 dB below the speech peak are still found (and nothing else).
     name, speech = _speech_8k()[0]
