@@ -340,3 +340,15 @@ def test_reply_unauthorized_off_gives_zero_responses() -> None:
     assert responses == 0
     assert guesses == 0  # never challenged, so it never got a nonce to guess with
     assert journal.events  # but every attempt was logged
+
+
+def test_refusals_of_a_suspended_terminal_are_audited_sparingly() -> None:
+    policy, clock, journal = make(SS_AUTHENTICATION_MAX_RETRY=1)
+    policy.decide(req("a"), Verdict.WRONG_PASSWORD)
+    before = len(journal.events)
+    for i in range(1000):
+        assert policy.screen(req(f"x{i}")) is not None
+        clock.advance(0.01)  # 10 s of flooding
+    refusal_rows = journal.events[before:]
+    assert 1 <= len(refusal_rows) <= 2
+    assert refusal_rows[0].reason == "suspended"

@@ -218,3 +218,13 @@ def test_sqlite_journal_events_suspensions_and_cross_process_lift(store: Store,
     fresh = AuthPolicy(Params.defaults(), clock, journal)
     fresh.restore(journal.active_suspensions(clock.wall()))
     assert fresh.is_suspended("bob", "192.0.2.6")
+
+
+def test_audit_trail_is_pruned_to_a_bound(store: Store, clock: ManualClock) -> None:
+    journal = SqliteAuthJournal(store)
+    policy = AuthPolicy(Params.defaults().replace(SS_AUTHENTICATION_MAX_RETRY=0), clock, journal)
+    for i in range(50):
+        policy.decide(AuthRequest("INVITE", f"c{i}", "u", "192.0.2.9"), Verdict.WRONG_PASSWORD)
+    assert journal.prune(10) == 40
+    kept = journal.events(limit=100)
+    assert len(kept) == 10 and kept[-1].call_id == "c49"

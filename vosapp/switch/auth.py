@@ -105,6 +105,9 @@ class Verdict(enum.Enum):
             raise ValueError(f"digest result {result!r} has no authentication verdict") from None
 
 
+#: Seconds between audit rows about requests refused from one suspended terminal.
+REFUSAL_AUDIT_INTERVAL = 10.0
+
 #: Verdicts that test a password: they count towards the terminal and registration ceilings.
 PASSWORD_FAILURES = frozenset({Verdict.WRONG_PASSWORD, Verdict.UNKNOWN_USER,
                                Verdict.NETWORK_DENIED})
@@ -206,6 +209,8 @@ class Suspension:
     until_wall: float
     until: float  # clock.now() based, what the policy compares against
     failures: int
+    refused: int = 0  # requests refused since the last audit entry about them
+    last_audit: float | None = None
 
     def matches(self, target: str) -> bool:
         """``vosapp auth unsuspend USER|ADDR``: a user name or a source address."""
@@ -333,7 +338,16 @@ class AuthPolicy:
             return None
         reason = (Reason.SUSPENDED if suspension.scope is SuspensionScope.TERMINAL
                   else Reason.REGISTER_SUSPENDED)
-        self._audit(request, reason, f"refused until {suspension.until_wall:.0f}")
+        # A suspended brute-forcer keeps sending; one audit row per request would let it
+        # fill the disk. The first refusal is logged, then one summary row per interval.
+        suspension.refused += 1
+        now = self._clock.now()
+        if suspension.last_audit is None or \
+                now - suspension.last_audit >= REFUSAL_AUDIT_INTERVAL:
+            self._audit(request, reason, f"{suspension.refused} request(s) refused, "
+                                         f"suspended until {suspension.until_wall:.0f}")
+            suspension.refused = 0
+            suspension.last_audit = now
         return self._refuse(self._params, reason)
 
     def decide(self, request: AuthRequest, verdict: Verdict) -> Decision:

@@ -407,6 +407,13 @@ class SqliteAuthJournal:
                            until_wall=r["until_wall"], until=0.0, failures=r["failures"])
                 for r in rows]
 
+    def prune(self, keep_events: int) -> int:
+        """Keep the newest ``keep_events`` audit rows (a flood must not fill the disk)."""
+        with self.store.transaction() as db:
+            cursor = db.execute("DELETE FROM auth_events WHERE id <= "
+                                "(SELECT MAX(id) FROM auth_events) - ?", (keep_events,))
+            return cursor.rowcount
+
     def lift(self, target: str, wall: float, by: str) -> int:
         """Mark active suspensions of user or address ``target`` as lifted; returns how many."""
         with self.store.transaction() as db:
@@ -555,6 +562,8 @@ def build_registrar_service(core: SwitchCore, *, accounts: AccountLookup,
 
 #: How often expired bindings are deleted from the store.
 PURGE_INTERVAL = 60.0
+#: Audit rows kept in the store (the oldest beyond this are pruned with expired bindings).
+AUDIT_ROWS_KEPT = 200_000
 REALM = "vosapp"
 
 
@@ -585,9 +594,13 @@ def install(core: SwitchCore) -> None:
             call_id=event.call_id or None, src=(event.source_host, event.source_port)))
     core.registrar_service = service  # type: ignore[attr-defined]  # for the lab / tests
 
+    journal = policy.journal
+
     def purge() -> None:
         try:
             service.registrar.purge_expired()
+            if isinstance(journal, SqliteAuthJournal):
+                journal.prune(AUDIT_ROWS_KEPT)
         finally:
             if core.running:
                 core.clock.call_later(PURGE_INTERVAL, purge)
