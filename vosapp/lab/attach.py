@@ -158,8 +158,9 @@ class LabSwitch:
         return [record for _, record in records]
 
     async def stop(self) -> None:
-        self._control.close()
+        """Graceful stop; the trace (and what the stop hooks did) stays readable."""
         await self.switch.stop()
+        self._control.close()
 
     def __repr__(self) -> str:
         state = "{}:{}".format(*self.address) if self.switch.started else "stopped"

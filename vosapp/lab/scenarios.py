@@ -200,11 +200,14 @@ def brute_force_hour(*, seconds: float = 3600.0, user: str = "1001",
 # ----------------------------------------------------------------------------- outbound
 
 def upstream_config(directory: str | Path, carrier: Address, *,
-                    sip_listen: str = "127.0.0.1:0", user: str = TRUNK_USER,
+                    sip_listen: str = "127.0.0.1:5060", user: str = TRUNK_USER,
                     password: str = TRUNK_PASSWORD, parameters: dict[str, str] | None = None,
                     register_extra: str = "") -> Path:
     """Write ``upstream.toml`` in ``directory``: the lab accounts and one routing gateway
-    ``carrier`` that registers with the registrar at ``carrier``; returns its path."""
+    ``carrier`` that registers with the registrar at ``carrier``; returns its path.
+
+    ``sip_listen`` is what the file says; notebooks start the switch with ``port=0`` anyway
+    (a config cannot name port 0)."""
     overrides = "\n".join(f'{name} = "{value}"' for name, value in (parameters or {}).items())
     text = f"""# written by vosapp.lab.scenarios.upstream_config
 [switch]

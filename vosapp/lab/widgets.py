@@ -38,6 +38,7 @@ __all__ = [
     "SaveResult",
     "WidgetSpec",
     "make_input",
+    "table",
     "widget_spec",
 ]
 
@@ -453,3 +454,27 @@ class ParameterEditor:
 def editor(form: ParameterForm | None = None, **form_options: Any) -> ipywidgets.VBox:
     """Shortcut: the editor's widget for ``form`` (or ``ParameterForm(**form_options)``)."""
     return ParameterEditor(form if form is not None else ParameterForm(**form_options)).widget
+
+
+def table(rows: Iterable[dict[str, Any]], columns: Iterable[str] | None = None,
+          *, limit: int = 200) -> Any:
+    """A small HTML table of dict rows for notebooks (no pandas needed)."""
+    from IPython.display import HTML
+
+    rows = list(rows)
+    names = list(columns) if columns is not None else list(
+        dict.fromkeys(key for row in rows for key in row))
+    head = "".join(f"<th align=left>{html.escape(str(n))}</th>" for n in names)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(row.get(n)))}</td>" for n in names) + "</tr>"
+        for row in rows[:limit])
+    more = f"<p><i>{len(rows) - limit} more rows not shown</i></p>" if len(rows) > limit else ""
+    return HTML(f"<table><tr>{head}</tr>{body}</table>{more}" if rows else "<i>(none)</i>")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "On" if value else "Off"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
