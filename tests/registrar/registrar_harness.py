@@ -49,10 +49,10 @@ class Served:
 
 
 @contextmanager
-def serve(config: Path, timeout: float = 30.0) -> Iterator[Served]:
-    """``vosapp serve --config F --listen 127.0.0.1:0 --udp-only``; SIGTERM on exit."""
+def serve(config: Path, timeout: float = 30.0, *, tcp: bool = False) -> Iterator[Served]:
+    """``vosapp serve --config F --listen 127.0.0.1:0 [--udp-only]``; SIGTERM on exit."""
     args = [sys.executable, "-m", "vosapp.cli", "serve", "--config", str(config),
-            "--listen", "127.0.0.1:0", "--udp-only"]
+            "--listen", "127.0.0.1:0", *([] if tcp else ["--udp-only"])]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, cwd=config.parent)
@@ -99,14 +99,15 @@ class SippRun:
 
 def run_sipp(served: Served, scenario: str, workdir: Path, *, user: str = USER,
              password: str = PASSWORD, calls: int = 1, extra: tuple[str, ...] = (),
-             timeout: float = 30.0) -> SippRun:
+             timeout: float = 30.0, transport: str = "u1") -> SippRun:
     """Run ``tests/sipp/<scenario>`` for ``calls`` sequential calls; return what happened."""
     injection = workdir / f"users-{time.monotonic_ns()}.csv"
     injection.write_text(f"SEQUENTIAL\n{user};[authentication username={user} "
                          f"password={password}]\n")
     message_file = workdir / f"messages-{time.monotonic_ns()}.log"
     args = ["sipp", f"{served.host}:{served.port}", "-sf", str(SCENARIOS / scenario),
-            "-inf", str(injection), "-m", str(calls), "-l", "1", "-i", "127.0.0.1",
+            "-inf", str(injection), "-t", transport, "-m", str(calls), "-l", "1",
+            "-i", "127.0.0.1",
             "-p", str(free_udp_port()), "-trace_msg", "-message_file", str(message_file),
             "-timeout", f"{int(timeout)}s", "-nostdin", *extra]
     result = subprocess.run(args, check=False, capture_output=True, text=True,

@@ -29,6 +29,14 @@ def test_sipp_registers_with_digest(tmp_path: Path, code: int) -> None:
     assert header in run.messages
 
 
+def test_sipp_registers_over_tcp(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"SS_SIP_AUTHENTICATION_CODE": 407})
+    with serve(config, tcp=True) as served:
+        run = run_sipp(served, "register_auth.xml", tmp_path, calls=2, transport="t1")
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert run.statuses() == [407, 200] * 2
+
+
 def test_wrong_password_until_suspended_then_refused(tmp_path: Path) -> None:
     config = write_config(tmp_path)  # defaults: SS_AUTHENTICATION_MAX_RETRY 6, suspend 180 s
     with serve(config) as served:
