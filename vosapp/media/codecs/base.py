@@ -177,9 +177,9 @@ class RepeatConcealer:
         self.lost_run = 0
 
     def remember(self, audio: np.ndarray) -> None:
-        """Keep the tail of good audio and reset the loss run."""
+        """Note the latest good audio (by reference: it is only read when a loss occurs)."""
         if audio.size >= self.frame_samples:
-            self.last = audio[-self.frame_samples :].copy()
+            self.last = audio
             self.lost_run = 0
 
     def conceal(self, frames: int, frame_ms: int) -> np.ndarray:
@@ -187,6 +187,7 @@ class RepeatConcealer:
         if frames < 0:
             raise CodecError(f"frames must be >= 0, got {frames}")
         out = np.empty(frames * self.frame_samples, dtype=np.int16)
+        self.last = self.last[-self.frame_samples :]
         for i in range(frames):
             self.lost_run += 1
             gain = 0.0 if self.lost_run * frame_ms > 60 else 0.5 ** (self.lost_run - 1)

@@ -82,6 +82,14 @@ def load_bcg729() -> ctypes.CDLL:
     return lib
 
 
+def _address(array: np.ndarray) -> int:
+    """Address of a C-contiguous array's first byte (cheaper than ``array.ctypes.data``)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError):  # read-only or empty buffer
+        return array.ctypes.data
+
+
 class G729(Codec):
     """G.729A (8 kbit/s, 10 ms frames), RTP payload type 18.
 
@@ -146,7 +154,7 @@ class G729(Codec):
             self._out_addr = ctypes.addressof(self._out)
             self._out_frames = frames
         encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
-        in_addr = samples.ctypes.data
+        in_addr = _address(samples)
         out_addr = self._out_addr
         for i in range(frames):
             # bcg729 writes the 10 bytes straight into the preallocated output buffer
@@ -194,7 +202,7 @@ class G729(Codec):
             self._in_size = size
         ctypes.memmove(self._in_addr, payload, size)  # one copy into a preallocated buffer
         in_addr = self._in_addr
-        out_addr = out.ctypes.data
+        out_addr = _address(out)
         for i in range(speech):
             decode_fn(ctx, in_addr + 10 * i, 10, 0, 0, 0, out_addr + 160 * i)
         if rest:
