@@ -352,3 +352,16 @@ def test_refusals_of_a_suspended_terminal_are_audited_sparingly() -> None:
     refusal_rows = journal.events[before:]
     assert 1 <= len(refusal_rows) <= 2
     assert refusal_rows[0].reason == "suspended"
+
+
+def test_a_flood_of_other_users_cannot_evict_a_suspension() -> None:
+    clock = ManualClock()
+    policy = AuthPolicy(Params.defaults().replace(SS_AUTHENTICATION_MAX_RETRY=1), clock,
+                        max_terminals=10)
+    policy.decide(req("a", user="alice"), Verdict.WRONG_PASSWORD)
+    assert policy.is_suspended("alice", SRC)
+    # 500 other names, each leaving terminal state behind (no suspensions for them).
+    policy.set_params(policy.params.replace(SS_AUTHENTICATION_MAX_RETRY=0))
+    for i in range(500):
+        policy.decide(req(f"f{i}", user=f"junk{i}"), Verdict.UNKNOWN_USER)
+    assert policy.is_suspended("alice", SRC)

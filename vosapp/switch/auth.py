@@ -517,11 +517,23 @@ class AuthPolicy:
         state = self._terminals.get(key)
         if state is None:
             state = self._terminals[key] = _TerminalState()
-            while len(self._terminals) > self._max_terminals:
-                self._terminals.popitem(last=False)
+            self._evict_terminals()
         else:
             self._terminals.move_to_end(key)
         return state
+
+    def _evict_terminals(self) -> None:
+        # Forget the least recently used terminals, but never one that is suspended:
+        # otherwise a flood of other user names could push a suspension out of memory.
+        now = self._clock.now()
+        checked = 0
+        while len(self._terminals) > self._max_terminals and checked < 1000:
+            key, oldest = next(iter(self._terminals.items()))
+            checked += 1
+            if any(s.until > now for s in oldest.suspensions.values()):
+                self._terminals.move_to_end(key)
+                continue
+            del self._terminals[key]
 
     def _session_for(self, request: AuthRequest, now: float) -> AuthSession:
         key = (request.call_id, request.user, request.source_host)
