@@ -16,7 +16,7 @@ import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ Address = tuple[str, int]
 NO_ADDRESS: Address = ("", 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TraceRecord:
     """One message or event. ``raw`` is the exact bytes on the wire (empty for events)."""
 
@@ -382,7 +382,7 @@ def records_to_json(records: Iterable[TraceRecord]) -> str:
     """A JSON list (raw as text) for notebooks and the CLI."""
     rows = []
     for record in records:
-        row = dict(record.__dict__)
+        row = asdict(record)
         row["raw"] = record.raw.decode("utf-8", "replace")
         rows.append(row)
     return json.dumps(rows, indent=1)
