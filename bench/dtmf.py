@@ -101,6 +101,15 @@ def run(channels: int, seconds: float, rng: np.random.Generator) -> dict[str, fl
     }
 
 
+def quiet_capacity(channels: int, seconds: float, rng: np.random.Generator) -> float:
+    """Real-time capacity (channels) when no channel carries digits: noise at -30 dBm0."""
+    n = int(seconds * RATE) // TICK * TICK
+    audio = np.clip(np.round(rng.normal(0.0, 600.0, (channels, n))), -32768, 32767)
+    bank = DtmfDetectorBank(channels, RATE)
+    cpu, _ = time_ticks(bank.feed, audio.astype(np.int16))
+    return channels * 0.020 / float(cpu.mean())
+
+
 def one_by_one(channels: int, seconds: float, rng: np.random.Generator) -> float:
     """Mean seconds per channel-tick with one DtmfDetector per channel."""
     audio, _ = make_audio(channels, seconds, rng)
@@ -145,9 +154,14 @@ def main() -> None:
             best = channels
         if r["p99_ms"] > 20.0:
             break
+    quiet = quiet_capacity(2000, args.seconds, rng)
     per_channel = one_by_one(200, min(args.seconds, 1.0), rng)
     print()
     print(f"largest channel count with CPU p99 tick <= 20 ms (all digits found): {best}")
+    print(
+        f"2000 channels without digits (noise only): {quiet:,.0f} channels of real-time "
+        "capacity (CPU mean)"
+    )
     print(
         f"one DtmfDetector per channel: {per_channel * 1e6:.0f} us per channel-tick "
         f"-> {0.020 / per_channel:,.0f} channels per core"
