@@ -302,3 +302,17 @@ def test_expired_nonce_gets_stale_true_and_costs_nothing(rig: Rig) -> None:
     assert response is not None and not parse_challenge(
         response.headers.get("WWW-Authenticate")).stale
     assert rig.service.authenticator.policy.failures("alice", PHONE[0]) == 1
+
+
+def test_reply_unauthorized_off_still_serves_valid_credentials_on_an_honoured_nonce(
+        rig: Rig) -> None:
+    first = rig.register(call_id="pre")  # challenged while SS_REPLY_UNAUTHORIZED is On
+    challenge = parse_challenge(first.headers.get("WWW-Authenticate"))  # type: ignore
+    rig.core.params = rig.core.params.replace(SS_REPLY_UNAUTHORIZED=False)
+    creds = answer(challenge, "REGISTER", "sip:127.0.0.1", "alice", "s3cret")
+    ok = rig.register(call_id="new", auth=("Authorization", str(creds)))
+    assert ok is not None and ok.status == 200
+    # The same nonce once it is no longer honoured: stale -> silence, not a challenge.
+    rig.clock.advance(301)
+    late = answer(challenge, "REGISTER", "sip:127.0.0.1", "alice", "s3cret", nc=2)
+    assert rig.register(call_id="late", auth=("Authorization", str(late))) is None
