@@ -655,11 +655,13 @@ class InboundAuthenticator:
                 continue
             if credentials is None or parsed.realm == self.digest.realm:  # type: ignore
                 credentials = parsed
-        try:
-            default_user = _claimed_user(request, method)
-        except SipParseError:
-            default_user = ""
-        user = (credentials.username if credentials is not None else default_user)
+        if credentials is not None:
+            user = credentials.username
+        else:
+            try:
+                user = _claimed_user(request, method)
+            except SipParseError:
+                user = ""
         auth_request = AuthRequest(method=method, call_id=_call_id(request),
                                    user=user[:MAX_USER_LENGTH], source_host=source[0],
                                    source_port=int(source[1]))
