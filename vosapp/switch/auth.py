@@ -55,10 +55,15 @@ import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vosapp.clock import Clock
 from vosapp.params import Params
+
+if TYPE_CHECKING:
+    from vosapp.sip import Request, Response
+    from vosapp.sip.digest import DigestServer
+    from vosapp.sip.transaction import ServerTransaction
 
 __all__ = [
     "AccountLookup",
@@ -630,20 +635,20 @@ class InboundAuthenticator:
     trusted gateway addresses should not be passed here at all (SPEC §2.1).
     """
 
-    def __init__(self, policy: AuthPolicy, digest: object, accounts: AccountLookup, *,
+    def __init__(self, policy: AuthPolicy, digest: DigestServer, accounts: AccountLookup, *,
                  algorithm: str = "MD5", check_request_uri: bool = False) -> None:
         self.policy = policy
-        self.digest = digest  # vosapp.sip.digest.DigestServer
+        self.digest = digest
         self.accounts = accounts
         self.algorithm = algorithm
         self.check_request_uri = check_request_uri
 
-    def authenticate(self, request: object, source: tuple[str, int]) -> AuthResult:
+    def authenticate(self, request: Request, source: tuple[str, int]) -> AuthResult:
         from vosapp.sip import SipParseError
         from vosapp.sip.digest import DigestError, parse_credentials
 
-        method = str(request.method)  # type: ignore[attr-defined]
-        values = (list(request.authorization)  # type: ignore[attr-defined]
+        method = request.method
+        values = (list(request.authorization)
                   + list(request.proxy_authorization))[:MAX_CREDENTIAL_HEADERS]
         credentials = None
         parse_problem = ""
@@ -653,7 +658,7 @@ class InboundAuthenticator:
             except DigestError as exc:
                 parse_problem = exc.reason
                 continue
-            if credentials is None or parsed.realm == self.digest.realm:  # type: ignore
+            if credentials is None or parsed.realm == self.digest.realm:
                 credentials = parsed
         if credentials is not None:
             user = credentials.username
@@ -684,9 +689,9 @@ class InboundAuthenticator:
                 return None
             return account.password
 
-        request_uri = str(request.uri) if self.check_request_uri else None  # type: ignore
-        result = self.digest.verify(credentials, method, password_of,  # type: ignore
-                                    body=bytes(getattr(request, "body", b"") or b""),
+        request_uri = str(request.uri) if self.check_request_uri else None
+        result = self.digest.verify(credentials, method, password_of,
+                                    body=bytes(request.body or b""),
                                     request_uri=request_uri)
         verdict = Verdict.from_digest(result.outcome)
         if verdict is Verdict.UNKNOWN_USER and denied_by_network:
@@ -695,22 +700,22 @@ class InboundAuthenticator:
         username = credentials.username if decision.action is Action.ACCEPT else None
         return AuthResult(decision, auth_request, username, result.detail)
 
-    def finish(self, result: AuthResult, request: object, txn: object,
-               make_response: Callable[..., object]) -> None:
+    def finish(self, result: AuthResult, request: Request, txn: ServerTransaction,
+               make_response: Callable[[Request, int, str | None], Response]) -> None:
         """Send what a non-accepting decision asks for (challenge, 403/400) or drop."""
         decision = result.decision
         if decision.action is Action.ACCEPT:
             raise ValueError("finish() is for refused requests; an accepted one goes on")
         if decision.action is Action.DROP:
-            txn.drop()  # type: ignore[attr-defined]
+            txn.drop()
             return
         reason = _REASON_PHRASES.get(decision.reason)
-        response = make_response(request, decision.status, reason)
+        response = make_response(request, int(decision.status or 403), reason)
         if decision.action is Action.CHALLENGE:
-            challenge = self.digest.challenge(stale=decision.stale,  # type: ignore
+            challenge = self.digest.challenge(stale=decision.stale,
                                               algorithm=self.algorithm)
-            response.headers.set(decision.challenge_header, str(challenge))  # type: ignore
-        txn.respond(response)  # type: ignore[attr-defined]
+            response.headers.set(str(decision.challenge_header), str(challenge))
+        txn.respond(response)
 
 
 _REASON_PHRASES: dict[Reason, str] = {
@@ -722,14 +727,14 @@ _REASON_PHRASES: dict[Reason, str] = {
 }
 
 
-def _call_id(request: object) -> str:
+def _call_id(request: Request) -> str:
     try:
-        return str(request.call_id)[:256]  # type: ignore[attr-defined]
+        return request.call_id[:256]
     except Exception:  # noqa: BLE001 - the core refuses requests without Call-ID first
         return ""
 
 
-def _claimed_user(request: object, method: str) -> str:
+def _claimed_user(request: Request, method: str) -> str:
     """Who the request claims to be before credentials: To for REGISTER (§10.2), else From."""
-    name_addr = request.to if method == "REGISTER" else request.from_  # type: ignore
+    name_addr = request.to if method == "REGISTER" else request.from_
     return str(getattr(name_addr.uri, "user", None) or "")
