@@ -32,10 +32,11 @@ import ipaddress
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vosapp.clock import Clock
 from vosapp.params import Params
@@ -322,14 +323,14 @@ def _by_preference(bindings: Iterable[Binding]) -> tuple[Binding, ...]:
                                                  -b.registered_at, b.contact)))
 
 
-def _live(db, aor: str, now: float) -> list[Binding]:  # type: ignore[no-untyped-def]
+def _live(db: sqlite3.Connection, aor: str, now: float) -> list[Binding]:
     cursor = db.execute("SELECT * FROM registrar_bindings WHERE aor = ?", (aor,))
     names = [column[0] for column in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     return [_binding_from_row(row) for row in rows if row["expires_at"] > now]
 
 
-def _upsert(db, binding: Binding) -> None:  # type: ignore[no-untyped-def]
+def _upsert(db: sqlite3.Connection, binding: Binding) -> None:
     db.execute(
         "INSERT OR REPLACE INTO registrar_bindings (aor, contact, expires_at, q, call_id, cseq,"
         " transport, received_host, received_port, path, user_agent, registered_at)"
@@ -339,7 +340,7 @@ def _upsert(db, binding: Binding) -> None:  # type: ignore[no-untyped-def]
          json.dumps(list(binding.path)), binding.user_agent, binding.registered_at))
 
 
-def _binding_from_row(row) -> Binding:  # type: ignore[no-untyped-def]
+def _binding_from_row(row: Mapping[str, Any] | sqlite3.Row) -> Binding:
     return Binding(aor=row["aor"], contact=row["contact"], expires_at=row["expires_at"],
                    call_id=row["call_id"], cseq=row["cseq"], q=row["q"],
                    transport=row["transport"], received_host=row["received_host"],
