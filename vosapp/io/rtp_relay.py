@@ -35,14 +35,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Self
 
+import numpy as np
+
 from vosapp.media import codecs as codec_registry
-from vosapp.media.dtmf.errors import TelephoneEventError
-from vosapp.media.dtmf.rfc4733 import EventPacket, TelephoneEvent, retarget
-from vosapp.media.rtp import RtpError, RtpPacket, RtpStreamStats
+from vosapp.media.codecs.base import Codec
+from vosapp.media.dtmf.convert import (
+    Action,
+    DtmfConverter,
+    DtmfMethod,
+    ForwardEvent,
+    GenerateTones,
+    IgnoredDigit,
+    SendEvent,
+    SendInfo,
+    accepts,
+)
+from vosapp.media.dtmf.errors import DtmfError, TelephoneEventError
+from vosapp.media.dtmf.rfc4733 import (
+    EventPacket,
+    TelephoneEvent,
+    TelephoneEventSender,
+    retarget,
+)
+from vosapp.media.rtp import OutgoingStream, RtpError, RtpPacket, RtpStreamStats
 from vosapp.media.transcoder import Transcoder
 
 __all__ = [
@@ -111,6 +131,8 @@ class LegStats:
     events_rx: int = 0
     events_tx: int = 0
     events_dropped: int = 0
+    dtmf_ignored: int = 0
+    info_dropped: int = 0
     dropped_invalid: int = 0
     dropped_foreign: int = 0
     dropped_no_peer: int = 0
@@ -257,6 +279,106 @@ class Leg:
         return self.latched or self.config.remote
 
 
+class _Direction:
+    """Media from one leg to the other when it is more than a payload-type rewrite.
+
+    Owns the outgoing numbering of the target leg when packets are transcoded or DTMF is
+    converted (events are inserted into the stream, so its sequence numbers must be ours),
+    and the DTMF converter's per-direction state: inband detection on the decoded source
+    audio, tones waiting to replace outgoing audio.
+    """
+
+    def __init__(
+        self,
+        source: Leg,
+        target: Leg,
+        transcoder: Transcoder | None,
+        converter: DtmfConverter | None,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.transcoder = transcoder
+        self.converter = converter
+        self.plain = transcoder is None and converter is None
+        self.outgoing: OutgoingStream | None
+        if transcoder is not None:
+            self.outgoing = transcoder.outgoing
+        elif converter is not None:
+            self.outgoing = OutgoingStream(target.media_pt, source.stats.stream.clock_rate)
+        else:
+            self.outgoing = None
+        self.detect_inband = converter is not None and accepts(
+            converter.inbound.receive, DtmfMethod.INBAND
+        )
+        self.pending: list[Action] = []  # actions found by the audio tap, carried out after
+        self.tones = np.zeros(0, dtype=np.int16)  # relay mode: audio replacing the source's
+        self._ts_offset: int | None = None
+        self._next_ts: int | None = None
+        self._decoder: Codec | None = None
+        self._encoder: Codec | None = None
+        if transcoder is not None and self.detect_inband:
+            transcoder.audio_tap = self._tap
+
+    def _tap(self, audio: np.ndarray) -> None:
+        assert self.converter is not None
+        self.pending.extend(self.converter.on_audio(audio))
+
+    def map_timestamp(self, timestamp: int) -> int:
+        """Target-leg timestamp of a source-leg timestamp."""
+        if self.transcoder is not None:
+            return self.transcoder.map_timestamp(timestamp)
+        assert self.outgoing is not None
+        if self._ts_offset is None:
+            self._ts_offset = (self.outgoing.timestamp - timestamp) & 0xFFFFFFFF
+        return (timestamp + self._ts_offset) & 0xFFFFFFFF
+
+    def next_timestamp(self) -> int:
+        """Target-leg timestamp of the next audio packet (where a new event starts)."""
+        if self.transcoder is not None:
+            return self.transcoder.outgoing.timestamp
+        assert self.outgoing is not None
+        return self.outgoing.timestamp if self._next_ts is None else self._next_ts
+
+    def generate(self, samples: np.ndarray) -> None:
+        """Replace upcoming source audio with ``samples`` (source rate, int16)."""
+        if self.transcoder is not None:
+            self.transcoder.inject(samples)
+        else:
+            self.tones = np.concatenate([self.tones, samples.astype(np.int16)])
+
+    def media(self, data: bytes) -> list[bytes]:
+        """One media packet in, zero or more packets out (transcoded or renumbered)."""
+        if self.transcoder is not None:
+            return self.transcoder.process(data)
+        # relay mode with DTMF conversion: same codec, our numbering on the target leg
+        assert self.outgoing is not None and self.converter is not None
+        packet = RtpPacket.parse(data)
+        payload = packet.payload
+        audio: np.ndarray | None = None
+        if self.detect_inband or self.tones.size:
+            if self._decoder is None:
+                self._decoder = codec_registry.get(self.source.config.codec)
+            audio = self._decoder.decode(payload)
+            if self.detect_inband:
+                self.pending.extend(self.converter.on_audio(audio))
+        if self.tones.size and audio is not None:
+            n = min(audio.size, self.tones.size)
+            audio = audio.copy()
+            audio[:n] = self.tones[:n]
+            self.tones = self.tones[n:]
+            if self._encoder is None:
+                self._encoder = codec_registry.get(self.target.config.codec)
+            payload = self._encoder.encode(audio)
+        timestamp = self.map_timestamp(packet.timestamp)
+        ticks = self.source.stats.stream.clock_rate * self.source.config.ptime // 1000
+        self._next_ts = (timestamp + ticks) & 0xFFFFFFFF
+        return [
+            self.outgoing.packet_at(
+                payload, timestamp, marker=packet.marker, payload_type=self.target.media_pt
+            )
+        ]
+
+
 class RtpRelay:
     """A running media relay for one call. Create with :meth:`open`.
 
@@ -266,7 +388,13 @@ class RtpRelay:
         The two legs (``a.local_address`` is what goes into the SDP towards endpoint A).
     mode : "relay" or "transcode"
     telephone_event_handler : TelephoneEventHandler
-        Called for every incoming telephone-event packet (see module docstring).
+        Called for every incoming telephone-event packet of a direction without a DTMF
+        converter (see module docstring).
+    dtmf_log : deque of (side, action)
+        The last DTMF actions (forwarded, generated, converted, ignored digits), by incoming
+        side: for traces and CDRs ("DTMF method used").
+    on_info_send : callable(side, SendInfo) or None
+        Called when a digit must go to ``side`` as SIP INFO (the signalling layer sends it).
     """
 
     def __init__(
@@ -275,6 +403,8 @@ class RtpRelay:
         b: LegConfig,
         *,
         telephone_event_handler: TelephoneEventHandler | None = None,
+        dtmf: Mapping[Side, DtmfConverter] | None = None,
+        on_info_send: Callable[[Side, SendInfo], None] | None = None,
     ) -> None:
         self.a = Leg("a", a)
         self.b = Leg("b", b)
@@ -298,6 +428,16 @@ class RtpRelay:
             "a": EventRoute(a, b, self._restamp_function("a")),
             "b": EventRoute(b, a, self._restamp_function("b")),
         }
+        dtmf = dict(dtmf or {})
+        for side in dtmf:
+            if side not in ("a", "b"):
+                raise ValueError(f"dtmf converters are keyed by incoming side 'a'/'b', got {side!r}")
+        self._directions: dict[Side, _Direction] = {
+            "a": _Direction(self.a, self.b, self._transcoders.get("a"), dtmf.get("a")),
+            "b": _Direction(self.b, self.a, self._transcoders.get("b"), dtmf.get("b")),
+        }
+        self.on_info_send = on_info_send
+        self.dtmf_log: deque[tuple[Side, Action]] = deque(maxlen=256)
 
     @classmethod
     async def open(
@@ -308,6 +448,8 @@ class RtpRelay:
         host: str = "127.0.0.1",
         ports: PortAllocator | None = None,
         telephone_event_handler: TelephoneEventHandler | None = None,
+        dtmf: Mapping[Side, DtmfConverter] | None = None,
+        on_info_send: Callable[[Side, SendInfo], None] | None = None,
     ) -> RtpRelay:
         """Bind both legs' sockets and start relaying.
 
@@ -321,8 +463,17 @@ class RtpRelay:
             Port range to allocate from; ephemeral ports when omitted.
         telephone_event_handler : callable, optional
             Replaces :func:`rewrite_telephone_event`.
+        dtmf : mapping of side to DtmfConverter, optional
+            SPEC §6 conversion per direction, keyed by the side the digits come *from*
+            (``{"a": DtmfConverter(inbound=A's settings, outbound=B's settings, ...)}``).
+            Converters take over telephone-event handling for their direction.
+        on_info_send : callable(side, SendInfo), optional
+            Receives digits that must leave as SIP INFO towards ``side``.
         """
-        relay = cls(a, b, telephone_event_handler=telephone_event_handler)
+        relay = cls(
+            a, b, telephone_event_handler=telephone_event_handler, dtmf=dtmf,
+            on_info_send=on_info_send,
+        )
         relay._ports = ports
         loop = asyncio.get_running_loop()
         relay._loop = loop
@@ -390,12 +541,12 @@ class RtpRelay:
 
     def _restamp_function(self, incoming: Side) -> Callable[[RtpPacket], bytes]:
         def restamp(packet: RtpPacket) -> bytes:
-            transcoder = self._transcoders.get(incoming)
-            if transcoder is None:
+            direction = self._directions[incoming]
+            if direction.outgoing is None:
                 return bytes(packet)
-            return transcoder.outgoing.packet_at(
+            return direction.outgoing.packet_at(
                 packet.payload,
-                transcoder.map_timestamp(packet.timestamp),
+                direction.map_timestamp(packet.timestamp),
                 marker=packet.marker,
                 payload_type=packet.payload_type,
             )
@@ -464,18 +615,22 @@ class RtpRelay:
             stats.dropped_no_peer += 1
             return
         tstats = target.stats
+        direction = self._directions[side]
         if payload_type == source.media_pt:
-            if self.mode == "relay":
+            if direction.plain:
                 out = bytearray(data)
                 out[1] = (data[1] & 0x80) | target.media_pt
                 self._send(target, out, peer)
                 return
             try:
-                datagrams = self._transcoders[side].process(data)
+                datagrams = direction.media(data)
             except (RtpError, ValueError) as exc:
                 stats.dropped_invalid += 1
                 log.debug("leg %s: undecodable media packet dropped: %s", side, exc)
                 return
+            if direction.pending:
+                actions, direction.pending = direction.pending, []
+                datagrams += self._carry_out(side, actions)
         elif payload_type == source.dtmf_pt:
             stats.events_rx += 1
             try:
@@ -483,14 +638,104 @@ class RtpRelay:
             except RtpError:
                 stats.dropped_invalid += 1
                 return
-            datagrams = self.telephone_event_handler(packet, self._routes[side])
+            if direction.converter is None:
+                datagrams = self.telephone_event_handler(packet, self._routes[side])
+            else:
+                try:
+                    actions = direction.converter.on_rfc2833(
+                        packet.payload_type, packet.timestamp, packet.payload,
+                        marker=packet.marker,
+                    )
+                except DtmfError as exc:
+                    log.debug("leg %s: telephone-event dropped: %s", side, exc)
+                    actions = []
+                datagrams = self._carry_out(side, actions)
             if not datagrams:
                 stats.events_dropped += 1
             tstats.events_tx += len(datagrams)
-        elif self.mode == "relay":
+        elif direction.plain and self.mode == "relay":
             datagrams = [data]  # e.g. comfort noise (PT 13): pass through unchanged
         else:
             stats.dropped_unknown_pt += 1
             return
         for datagram in datagrams:
             self._send(target, datagram, peer)
+
+    # -- DTMF conversion (SPEC §6) ----------------------------------------------------------
+
+    def info_received(self, side: Side, content_type: str, body: bytes | str) -> None:
+        """A SIP INFO digit arrived from ``side`` (called by the signalling layer).
+
+        Raises
+        ------
+        DtmfError
+            For a malformed body (the signalling layer answers 400) or when no converter is
+            set for that direction.
+        """
+        direction = self._directions[self.leg(side).side]
+        if direction.converter is None:
+            raise DtmfError(f"no DTMF converter for digits from side {side!r}")
+        datagrams = self._carry_out(side, direction.converter.on_info(content_type, body))
+        target = direction.target
+        peer = target.peer
+        for datagram in datagrams:
+            if peer is None or target.sock is None:
+                target.stats.dropped_no_peer += 1
+                continue
+            target.stats.events_tx += 1
+            self._send(target, datagram, peer)
+
+    def _carry_out(self, side: Side, actions: list[Action]) -> list[bytes]:
+        """Perform converter actions; return the datagrams to send now on the target leg."""
+        direction = self._directions[side]
+        out: list[bytes] = []
+        for action in actions:
+            self.dtmf_log.append((side, action))
+            if isinstance(action, ForwardEvent):
+                assert direction.outgoing is not None
+                out.append(direction.outgoing.packet_at(
+                    action.payload, direction.map_timestamp(action.timestamp),
+                    marker=action.marker, payload_type=action.payload_type,
+                ))
+            elif isinstance(action, SendEvent):
+                self._schedule_event(direction, action)
+            elif isinstance(action, GenerateTones):
+                direction.generate(action.samples)
+            elif isinstance(action, SendInfo):
+                if self.on_info_send is not None:
+                    self.on_info_send(direction.target.side, action)
+                else:
+                    direction.source.stats.info_dropped += 1
+            elif isinstance(action, IgnoredDigit):
+                direction.source.stats.dtmf_ignored += 1
+        return out
+
+    def _schedule_event(self, direction: _Direction, action: SendEvent) -> None:
+        """Send a whole RFC 4733 event on the target leg, paced as its sender says."""
+        target = direction.target
+        sender = TelephoneEventSender(
+            action.payload_type,
+            clock_rate=target.stats.stream.clock_rate,
+            ptime_ms=target.config.ptime,
+        )
+        packets = sender.packets(
+            action.digit, action.duration_ms, timestamp=direction.next_timestamp(), sequence=0
+        )
+        loop = self._loop
+        for packet in packets:
+            if loop is None:
+                self._emit_event(direction, packet)
+            else:
+                loop.call_later(packet.send_at, self._emit_event, direction, packet)
+
+    def _emit_event(self, direction: _Direction, packet: EventPacket) -> None:
+        target = direction.target
+        peer = target.peer
+        if peer is None or target.sock is None or direction.outgoing is None:
+            return
+        datagram = direction.outgoing.packet_at(
+            packet.payload, packet.timestamp, marker=packet.marker,
+            payload_type=packet.payload_type,
+        )
+        target.stats.events_tx += 1
+        self._send(target, datagram, peer)

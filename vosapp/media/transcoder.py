@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Callable
 from fractions import Fraction
 from math import gcd
 
@@ -224,6 +225,44 @@ class Transcoder:
         self._last_src_ts = 0
         self._ts_offset: int | None = None
         self._marker_next = True  # first packet of the outgoing stream (RFC 3551 §4.1)
+        self._inject = np.zeros(0, dtype=np.int16)
+        self.audio_tap: Callable[[np.ndarray], None] | None = None
+        """Called with every decoded source block (int16 at ``src.sample_rate``), before any
+        injected audio replaces it: where an inband DTMF detector listens."""
+
+    # -- audio replacement ----------------------------------------------------------------
+
+    def inject(self, samples: np.ndarray) -> None:
+        """Replace the next decoded source audio with ``samples`` (e.g. generated DTMF tones).
+
+        The replacement is sample for sample as source audio arrives, so it keeps the stream's
+        timing: a 100 ms tone replaces the next 100 ms of audio.
+
+        Parameters
+        ----------
+        samples : ndarray of int16, shape (n,)
+            Audio at the *source* codec's sample rate.
+        """
+        samples = np.asarray(samples)
+        if samples.dtype != np.int16 or samples.ndim != 1:
+            raise CodecError(f"inject expects 1-D int16 samples, got {samples.dtype} {samples.shape}")
+        self._inject = np.concatenate([self._inject, samples])
+
+    @property
+    def injecting(self) -> bool:
+        """Whether injected audio is still waiting to replace source audio."""
+        return self._inject.size > 0
+
+    def _replace(self, audio: np.ndarray) -> np.ndarray:
+        if self.audio_tap is not None:
+            self.audio_tap(audio)
+        if not self._inject.size:
+            return audio
+        n = min(audio.size, self._inject.size)
+        audio = audio.copy()
+        audio[:n] = self._inject[:n]
+        self._inject = self._inject[n:]
+        return audio
 
     # -- timestamps -----------------------------------------------------------------------
 
@@ -280,7 +319,7 @@ class Transcoder:
             if gap_ms <= self.max_conceal_ms:
                 frames = gap * self._in_frames
                 self.stats.concealed_frames += frames
-                self._push(self._conceal(frames), out)
+                self._push(self._replace(self._conceal(frames)), out)
             else:
                 self._resync(timestamp)
         elif ((timestamp - self._last_src_ts) & 0xFFFFFFFF) > 4 * self._in_ticks + 8000:
@@ -288,13 +327,16 @@ class Transcoder:
             self._resync(timestamp)
         self._expected_seq = (sequence + 1) & 0xFFFF
         self._last_src_ts = timestamp
-        self._push(self.src.decode(payload), out)
+        audio = self.src.decode(payload)
+        if self.audio_tap is not None or self._inject.size:
+            audio = self._replace(audio)
+        self._push(audio, out)
         return out
 
     def process_payload(self, payload: bytes) -> list[bytes]:
         """Transcode one payload that arrived without RTP framing (no loss detection)."""
         out: list[bytes] = []
-        self._push(self.src.decode(payload), out)
+        self._push(self._replace(self.src.decode(payload)), out)
         return out
 
     def _conceal(self, frames: int) -> np.ndarray:
