@@ -142,12 +142,36 @@ def sent_registers(cwd: Path) -> list[str]:
             and "received" in block]
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_unregister_on_sigterm_is_authenticated(tmp_path: Path, transport: str) -> None:
+def proxy_auth_scenario(directory: Path) -> Path:
+    """The registrar scenario challenging with 407 / Proxy-Authenticate instead of 401.
+
+    SIPp's <verifyauth> only reads Authorization, so here the scenario checks that
+    Proxy-Authorization carries the user and the fresh nonce; the digest arithmetic for 407 is
+    verified in tests/switch/test_outbound_virtual.py.
+    """
+    text = (SCENARIOS / "outbound_registrar.xml").read_text()
+    text = (text.replace("SIP/2.0 401 Unauthorized", "SIP/2.0 407 Proxy Authentication Required")
+            .replace("WWW-Authenticate:", "Proxy-Authenticate:")
+            .replace('regexp="Authorization: Digest', 'regexp="Proxy-Authorization: Digest'))
+    text = re.sub(r'<verifyauth assign_to="(auth\d)"[^>]*/>',
+                  r'<ereg regexp="Proxy-Authorization: Digest username=.gw-user." '
+                  r'search_in="msg" check_it="true" assign_to="\1"/>', text)
+    text = re.sub(r'<nop test="auth\d" next="(\w+)"/>', r'<nop next="\1"/>', text)
+    text = text.replace('<Reference variables="', '<Reference variables="auth1,auth2,')
+    path = directory / "outbound_registrar_407.xml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("transport, code", [("udp", 401), ("tcp", 401), ("udp", 407)])
+def test_unregister_on_sigterm_is_authenticated(tmp_path: Path, transport: str,
+                                                code: int) -> None:
     port = free_port(transport)
     config = write_config(tmp_path, port, send_unregister=True, transport=transport)
     data_dir = tmp_path / "data"
-    with sipp_registrar(SCENARIOS / "outbound_registrar.xml", port, tmp_path, transport) as sipp, \
+    scenario = (SCENARIOS / "outbound_registrar.xml" if code == 401
+                else proxy_auth_scenario(tmp_path))
+    with sipp_registrar(scenario, port, tmp_path, transport) as sipp, \
             serve(config, tmp_path, udp_only=transport == "udp") as switch:
         wait_for_state(data_dir, "registered")
         [row] = vosapp_status(config, tmp_path)
@@ -163,7 +187,8 @@ def test_unregister_on_sigterm_is_authenticated(tmp_path: Path, transport: str) 
     assert len(registers) == 4
     final = registers[-1]
     assert re.search(r"^Expires: 0\s*$", final, re.MULTILINE)
-    assert "Authorization: Digest" in final
+    header = "Authorization" if code == 401 else "Proxy-Authorization"
+    assert f"\n{header}: Digest" in final
     assert f'username="{USER}"' in final
     call_ids = {re.findall(r"^Call-ID: (\S+)", r, re.MULTILINE)[0] for r in registers}
     assert len(call_ids) == 1
