@@ -220,3 +220,19 @@ def test_background_serve_attach_observe_and_stop_gracefully(tmp_path: Path) -> 
         assert "stopped" in background.log
     finally:
         background.terminate()
+
+
+def test_no_control_option_and_sigterm_cleanup(tmp_path: Path) -> None:
+    quiet = BackgroundSwitch.spawn(tmp_path / "quiet", LAB_CONFIG, extra_args=("--no-control",))
+    try:
+        assert not (tmp_path / "quiet" / "control.json").exists()
+        with pytest.raises(ControlError, match="without --no-control"):
+            attach(tmp_path / "quiet")
+    finally:
+        assert quiet.terminate() == 0
+    loud = BackgroundSwitch.spawn(tmp_path / "loud", LAB_CONFIG)
+    try:
+        assert (tmp_path / "loud" / "control.json").exists()
+    finally:
+        assert loud.terminate() == 0  # SIGTERM is a graceful stop too
+    assert not (tmp_path / "loud" / "control.json").exists()
