@@ -18,6 +18,14 @@ from vosapp.io.rtp_relay import (
     RtpRelay,
 )
 from vosapp.media import codecs
+from vosapp.media.dtmf import (
+    DtmfConverter,
+    DtmfSideSettings,
+    TelephoneEventSender,
+    detect_digits,
+    generate_digits,
+)
+from vosapp.media.dtmf.convert import SendInfo
 from vosapp.media.rtp import OutgoingStream, RtpPacket
 
 pytestmark = pytest.mark.timeout(30)
@@ -319,6 +327,133 @@ def test_default_event_handler_applies_key_range_and_validates_payloads() -> Non
         await asyncio.sleep(0.05)
         assert [(p.payload_type, p.payload[0]) for p in carrier.packets()] == [(97, 5)]
         assert relay.stats()["a"]["events_dropped"] == 2
+        relay.close()
+        phone.close()
+        carrier.close()
+
+    run(scenario)
+
+
+# -- DTMF conversion through vosapp.media.dtmf (SPEC §6) ------------------------------------
+
+
+
+def test_rfc2833_to_inband_replaces_the_audio_and_drops_the_events() -> None:
+    async def scenario() -> None:
+        phone, carrier = await Endpoint.open(), await Endpoint.open()
+        converter = DtmfConverter(
+            DtmfSideSettings(payload_type=101),
+            DtmfSideSettings(payload_type=96, send="Inband"),
+            far_rfc2833=False,
+        )
+        relay = await RtpRelay.open(
+            LegConfig("PCMA", remote=phone.address, dtmf_payload_type=101),
+            LegConfig("PCMA", remote=carrier.address, dtmf_payload_type=None),
+            dtmf={"a": converter},
+        )
+        pcma = codecs.get("PCMA")
+        media = OutgoingStream(8, ssrc=0x99, sequence=10, timestamp=0)
+        silence = np.zeros(160, dtype=np.int16)
+        for _ in range(5):
+            phone.send(media.packet(pcma.encode(silence), 160), relay.a.local_address)
+        events = TelephoneEventSender(101).packets("5", 120, timestamp=media.timestamp,
+                                                   sequence=media.sequence)
+        for event in events:
+            phone.send(bytes(RtpPacket(101, event.sequence, event.timestamp, 0x99,
+                                       payload=event.payload, marker=event.marker)),
+                       relay.a.local_address)
+        media.sequence = (events[-1].sequence + 1) & 0xFFFF
+        for _ in range(15):
+            phone.send(media.packet(pcma.encode(silence), 160), relay.a.local_address)
+        await carrier.wait_for(20)
+        await asyncio.sleep(0.05)
+        received = carrier.packets()
+        assert {p.payload_type for p in received} == {8}  # no telephone-event on leg b
+        assert len(received) == 20
+        for before, after in itertools.pairwise(received):  # the relay's own numbering
+            assert after.sequence == (before.sequence + 1) & 0xFFFF
+        audio = pcma.decode(b"".join(p.payload for p in received))
+        assert detect_digits(audio) == "5"
+        assert relay.stats()["a"]["events_dropped"] == len(events)  # none went out as events
+        relay.close()
+        phone.close()
+        carrier.close()
+
+    run(scenario)
+
+
+def test_inband_to_rfc2833_while_transcoding_to_g729() -> None:
+    async def scenario() -> None:
+        phone, carrier = await Endpoint.open(), await Endpoint.open()
+        converter = DtmfConverter(
+            DtmfSideSettings(),
+            DtmfSideSettings(payload_type=96, send="RFC2833"),
+            far_rfc2833=True,
+        )
+        relay = await RtpRelay.open(
+            LegConfig("PCMA", remote=phone.address, dtmf_payload_type=101),
+            LegConfig("G729", remote=carrier.address, dtmf_payload_type=96),
+            dtmf={"a": converter},
+        )
+        pcma = codecs.get("PCMA")
+        tones = generate_digits("7", on_ms=100, off_ms=200)
+        audio = np.concatenate([np.zeros(800, dtype=np.int16), tones])
+        audio = audio[: audio.size - audio.size % 160]
+        media = OutgoingStream(8, ssrc=0x42, sequence=0, timestamp=0)
+        for i in range(0, audio.size, 160):
+            phone.send(media.packet(pcma.encode(audio[i : i + 160]), 160), relay.a.local_address)
+            await asyncio.sleep(0)
+        await carrier.wait_for(audio.size // 160 + 5)
+        await asyncio.sleep(0.3)  # the event is paced over its duration after detection
+        received = carrier.packets()
+        voice = [p for p in received if p.payload_type == 18]
+        events = [p for p in received if p.payload_type == 96]
+        assert len(voice) == audio.size // 160
+        assert events, relay.dtmf_log
+        assert {p.payload[0] for p in events} == {7}
+        assert events[0].marker and sum(1 for p in events if p.payload[1] & 0x80) == 3
+        assert {p.ssrc for p in events} == {voice[0].ssrc}  # same RTP stream on leg b
+        assert len({p.sequence for p in received}) == len(received)
+        relay.close()
+        phone.close()
+        carrier.close()
+
+    run(scenario)
+
+
+def test_sip_info_in_and_out() -> None:
+    sent_info: list[tuple[str, SendInfo]] = []
+
+    async def scenario() -> None:
+        phone, carrier = await Endpoint.open(), await Endpoint.open()
+        relay = await RtpRelay.open(
+            LegConfig("PCMA", remote=phone.address, dtmf_payload_type=101),
+            LegConfig("PCMA", remote=carrier.address, dtmf_payload_type=96),
+            dtmf={
+                "a": DtmfConverter(DtmfSideSettings(), DtmfSideSettings(payload_type=96,
+                                                                        send="RFC2833"),
+                                   far_rfc2833=True),
+                "b": DtmfConverter(DtmfSideSettings(payload_type=96),
+                                   DtmfSideSettings(send="SIP INFO"), far_rfc2833=True),
+            },
+            on_info_send=lambda side, info: sent_info.append((side, info)),
+        )
+        for datagram in pcma_packets(3):  # latch leg a, start the numbering
+            phone.send(datagram, relay.a.local_address)
+        await carrier.wait_for(3)
+        # INFO from the phone -> RFC 4733 towards the carrier
+        relay.info_received("a", "application/dtmf-relay", "Signal=9\r\nDuration=100\r\n")
+        await carrier.wait_for(3 + 4)
+        await asyncio.sleep(0.2)
+        events = [p for p in carrier.packets() if p.payload_type == 96]
+        assert events and {p.payload[0] for p in events} == {9}
+        # RFC 4733 from the carrier -> SIP INFO towards the phone
+        for event in TelephoneEventSender(96).packets("#", 80, timestamp=0, sequence=0):
+            carrier.send(bytes(RtpPacket(96, event.sequence, event.timestamp, 5,
+                                         payload=event.payload, marker=event.marker)),
+                         relay.b.local_address)
+        await asyncio.sleep(0.1)
+        assert [(side, info.digit) for side, info in sent_info] == [("a", "#")]
         relay.close()
         phone.close()
         carrier.close()
