@@ -458,3 +458,26 @@ def test_challenge_after_423_is_answered_again(net: VirtualNetwork) -> None:
     net.run(1.0)
     assert [s.expires for s in carrier.registers()] == ["60", "60", "900", "900"]
     assert state(switch).state == "registered" and state(switch).granted_expires == 900
+
+
+@pytest.mark.parametrize("headers, granted", [
+    ({"Contact": "<sip:someone-else@192.0.2.7>;expires=30", "Expires": "240"}, 240),
+    ({"Contact": "<<<not a contact", "Expires": "180"}, 180),
+    ({}, 120),  # states nothing: what was asked (fixed 120), with a warning in the trace
+])
+def test_200_with_odd_expiry_information(net: VirtualNetwork, headers: dict[str, str],
+                                         granted: int) -> None:
+    carrier = Carrier(net)
+    carrier.script += [carrier.challenge, lambda r: carrier.respond(r, 200, **headers)]
+    switch = start(net, config(parameters="SS_SIP_USER_AGENT_EXPIRE = 120"))
+    net.run(1.0)
+    assert state(switch).state == "registered" and state(switch).granted_expires == granted
+
+
+def test_redirect_is_a_failure_not_followed(net: VirtualNetwork) -> None:
+    carrier = Carrier(net)
+    carrier.script.append(lambda r: carrier.respond(r, 302, Contact="<sip:10.0.0.7>"))
+    switch = start(net)
+    net.run(1.0)
+    assert state(switch).state == "failed" and "302" in state(switch).last_error
+    assert net.nodes.get(("10.0.0.7", 5060)) is None and len(carrier.registers()) == 1
