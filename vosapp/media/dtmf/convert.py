@@ -45,6 +45,7 @@ from .rfc4733 import (
 )
 
 __all__ = [
+    "Action",
     "DtmfConverter",
     "DtmfMethod",
     "DtmfSideSettings",
