@@ -20,11 +20,19 @@ the packet's source address, and packets from any other source are dropped and c
 when it is RTP version 2 and carries the leg's media or telephone-event payload type. A
 re-INVITE that moves the media calls :meth:`RtpRelay.relatch`.
 
-Telephone events (RFC 4733): packets with the source leg's DTMF payload type go through
-:attr:`RtpRelay.telephone_event_handler` - the seam where DTMF method conversion plugs in. The
-default, :func:`rewrite_telephone_event`, terminates the incoming payload type and sends the
-event with the target leg's (SPEC §6, media proxy On), or drops it when the target leg has no
-RFC 2833 (conversion to inband or INFO is the DTMF engine's job: install a handler).
+Telephone events (RFC 4733) and DTMF conversion (SPEC §6): for a direction with a
+:class:`~vosapp.media.dtmf.DtmfConverter` (``RtpRelay.open(..., dtmf={"a": converter})``, keyed
+by the side the digits come from), every telephone-event packet and, when the source side may
+send inband tones, the decoded source audio go through the converter, and the relay carries out
+its actions: forward an event with the target's payload type, send a whole event as RFC 4733
+packets paced by :class:`~vosapp.media.dtmf.TelephoneEventSender`, replace the outgoing audio
+with generated tones, or hand a SIP INFO to the signalling layer (``on_info_send``); SIP INFO
+digits come in through :meth:`RtpRelay.info_received`. Such a direction numbers the target
+leg's packets itself (own SSRC/sequence, mapped timestamps), since events are inserted into the
+stream. A direction without a converter passes telephone-event packets to
+:attr:`RtpRelay.telephone_event_handler`; the default, :func:`rewrite_telephone_event`,
+terminates the incoming payload type and sends the event with the target leg's (media proxy
+On), or drops it when the target leg has no RFC 2833.
 
 Ports: :class:`PortAllocator` hands out even ports from a configured range (RFC 3550 §11: RTP
 on an even port, RTCP on the next odd one).
