@@ -18,7 +18,8 @@ Both give::
     sw.suspended() / sw.unsuspend(target)
     sw.registrations()               outbound registration status (dicts)
     sw.trace                         records() + subscribe(): feed it to LiveLadder
-    sw.trace_records(since=0)        list of TraceRecord
+    sw.trace_records(since=0)        TraceRecords numbered above ``since`` (1, 2, ... in
+                                     arrival order; 0 = all the ring still holds)
     await sw.stop()                  graceful stop (stop hooks, e.g. unregister upstream)
 
 The remote calls are short blocking HTTP requests to another process (fine in a notebook

@@ -80,8 +80,13 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         pass
 
 
-def _is_loopback_or_any(host: str) -> bool:
-    return host.startswith("127.") or host in ("::1", "localhost")
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 # ------------------------------------------------------------------------------- the phone
@@ -464,7 +469,7 @@ class LabRegistrar(CarrierRegistrar):
     def __init__(self, accounts: Mapping[str, str], *, host: str = "127.0.0.1", port: int = 0,
                  **options: Any) -> None:
         super().__init__(accounts, **options)
-        if not _is_loopback_or_any(host):
+        if not _is_loopback(host):
             raise PhoneError(f"the lab registrar binds loopback only, not {host!r}")
         self.host = host
         self.port = port
