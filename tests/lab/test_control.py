@@ -236,3 +236,36 @@ def test_no_control_option_and_sigterm_cleanup(tmp_path: Path) -> None:
     finally:
         assert loud.terminate() == 0  # SIGTERM is a graceful stop too
     assert not (tmp_path / "loud" / "control.json").exists()
+
+
+def test_connections_from_non_loopback_peers_are_refused() -> None:
+    class FakeWriter:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def get_extra_info(self, name: str) -> Any:
+            return ("192.0.2.7", 40000) if name == "peername" else None
+
+        def write(self, data: bytes) -> None:
+            self.data += data
+
+        async def drain(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+        async def wait_closed(self) -> None:
+            pass
+
+    async def scenario() -> bytes:
+        server = ControlServer(object.__new__(SwitchControl), token="t")
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"GET /v1/status HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n")
+        reader.feed_eof()
+        writer = FakeWriter()
+        await server._client(reader, writer)  # type: ignore[arg-type]
+        return writer.data
+
+    reply = run(scenario())
+    assert reply.startswith(b"HTTP/1.1 403") and b"only loopback clients" in reply
