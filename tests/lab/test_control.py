@@ -192,14 +192,23 @@ def test_background_serve_attach_observe_and_stop_gracefully(tmp_path: Path) -> 
         assert remote.address == background.sip_address
         assert stat.S_IMODE((data / "control.json").stat().st_mode) == 0o600
 
+        followed: list[Any] = []
+
         async def register() -> Any:
+            unsubscribe = remote.trace.subscribe(followed.append)  # background poller
             async with LabPhone("1002", "lab-1002-secret", background.sip_address) as phone:
                 good = await phone.register(expires=300)
             async with LabPhone("1001", "wrong", background.sip_address) as phone:
                 bad = await phone.register()
+            for _ in range(100):
+                if sum(r.method == "REGISTER" and r.direction == "in" for r in followed) == 4:
+                    break
+                await asyncio.sleep(0.05)
+            unsubscribe()
             return good, bad
 
         good, bad = run(register())
+        assert sum(r.method == "REGISTER" and r.direction == "in" for r in followed) == 4
         assert (good.status, bad.status) == (200, 401)
         assert [b["aor"] for b in remote.bindings()] == ["1002"]
         reasons = [e["reason"] for e in remote.auth_events(limit=100)]
@@ -210,7 +219,7 @@ def test_background_serve_attach_observe_and_stop_gracefully(tmp_path: Path) -> 
             remote.set_param("SS_SIP_AUTHENTICATION_CODE", 402)
         records = remote.trace_records()
         assert sum(r.method == "REGISTER" and r.direction == "in" for r in records) == 4
-        assert remote.trace.poll() >= 0 and len(remote.trace.records()) == len(records)
+        assert len(remote.trace.records()) == len(records)
         newer = remote.trace_records(since=len(records))
         assert newer == []
         assert remote.registrations() == []  # lab.toml registers no gateway upstream
