@@ -190,3 +190,27 @@ def test_save_without_store_is_shown_not_raised() -> None:
     editor = ParameterEditor(ParameterForm())
     editor._run(editor.form.save, "saved")
     assert "no store" in editor.status.value
+
+
+def test_apply_to_a_bare_in_kernel_switch(tmp_path: Path) -> None:
+    import asyncio
+
+    from vosapp.io.runtime import Switch
+
+    async def scenario() -> None:
+        switch = Switch(data_dir=tmp_path, port=0, transports=("UDP",))
+        await switch.start()
+        try:
+            form = ParameterForm(target=switch)
+            assert form.set("SS_SIP_USER_AGENT_PRIVACY", "id")
+            result = form.apply()
+            assert result.changed == {"SS_SIP_USER_AGENT_PRIVACY": "Id"}
+            assert switch.core.params["SS_SIP_USER_AGENT_PRIVACY"] == "Id"
+            assert switch.store is not None
+            assert switch.store.param_history()[-1].by == "lab"
+        finally:
+            await switch.stop()
+
+    asyncio.run(scenario())
+    with pytest.raises(TypeError, match="cannot apply parameters"):
+        ParameterForm(target=object())  # type: ignore[arg-type]

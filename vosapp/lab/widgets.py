@@ -103,7 +103,7 @@ class ParameterForm:
                  by: str = "lab") -> None:
         self.store = store
         self.base = base
-        self.target = target
+        self.target = _as_target(target)
         self.by = by
         if params is None:
             if store is not None:
@@ -200,7 +200,7 @@ class ParameterForm:
 
         The switch validates again and uses the values for *new* sessions only.
         """
-        target = target if target is not None else self.target
+        target = _as_target(target) if target is not None else self.target
         if target is None:
             raise ValueError("no running switch to apply to (ParameterForm(target=...))")
         running = target.params
@@ -215,6 +215,18 @@ class ParameterForm:
                 result.failed[name] = str(exc)
         self._notify("")
         return result
+
+
+def _as_target(target: Any) -> ApplyTarget | None:
+    """A LabSwitch/RemoteSwitch as is; a bare in-kernel ``vosapp.io.runtime.Switch`` wrapped."""
+    if target is None or hasattr(target, "set_param"):
+        return target
+    if hasattr(target, "core") and hasattr(target, "trace"):
+        from vosapp.lab.attach import LabSwitch
+
+        return LabSwitch(target)
+    raise TypeError(f"cannot apply parameters to {target!r}: give a LabSwitch, an attached "
+                    "RemoteSwitch or a vosapp.io.runtime.Switch")
 
 
 # ------------------------------------------------------------------------- widget choice
