@@ -181,3 +181,51 @@ def test_from_config_persisted_trace_and_pcap_export(tmp_path: Path) -> None:
                              check=False, capture_output=True, text=True, timeout=60)
     lines = decoded.stdout.split("\n")
     assert lines[0].startswith("pcap-me") and lines[1] == "pcap-me\t200", decoded.stdout
+
+
+def test_tcp_client_transaction_reports_connect_failure() -> None:
+    from vosapp.sip import Request, parse_name_addr, parse_vias
+    from vosapp.sip.transaction import Terminated, TransportFailed
+
+    async def scenario() -> list[object]:
+        async with Switch(host="127.0.0.1", port=0, features=[], persist_trace=False) as switch:
+            closed = socket.socket()
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+            closed.close()  # nothing listens there: connect is refused
+            events: list[object] = []
+            core = switch.core
+            request = Request.build(
+                "OPTIONS", f"sip:127.0.0.1:{port};transport=tcp",
+                via=parse_vias(core.new_via("TCP"))[0],
+                from_=parse_name_addr("<sip:switch@127.0.0.1>;tag=a"),
+                to=parse_name_addr(f"<sip:127.0.0.1:{port}>"))
+            core.send_request(request, ("127.0.0.1", port), "TCP", events.append)
+            for _ in range(200):
+                if events:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
+            return events
+
+    events = run(scenario())
+    assert [type(e) for e in events] == [TransportFailed, Terminated]
+
+
+def test_serve_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vosapp.cli", "serve", "--listen", "127.0.0.1:0",
+         "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=tmp_path)
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        assert "vosapp listening on 127.0.0.1:" in line
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "stopped" in err
