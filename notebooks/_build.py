@@ -342,6 +342,28 @@ NB02 = [
     fig
     """),
     md("""
+    ## The session timeout
+
+    `SS_SIP_AUTHENTICATION_TIMEOUT` (10 s) ends an authentication session that takes too
+    long, whatever retries remain. A slow guesser (4 s per answer) sees its session end with
+    403 at the third answer (12 s after the challenge). To watch the timeout alone we switch
+    the terminal ceilings off (`SS_AUTHENTICATION_MAX_RETRY` = 0, `SS_ENDPOINT_REGISTER_RETRY`
+    = 0): ten minutes are enough — and show why the ceilings matter: without them the guesses
+    per hour are several times 120.
+    """),
+    code("""
+    from collections import Counter
+
+    slow = brute_force_hour(seconds=600, think=4.0, SS_AUTHENTICATION_MAX_RETRY=0,
+                            SS_ENDPOINT_REGISTER_RETRY=0)
+    reasons = Counter(slow.audit)
+    print(f"10 minutes: {slow.guesses} guesses, {reasons['session_timeout']} sessions ended "
+          f"by the timeout, {slow.suspensions} suspensions -> {slow.guesses_per_hour:.0f}/hour")
+    assert reasons["session_timeout"] >= 10 and slow.suspensions == 0
+    assert slow.guesses <= 3 * (reasons["session_timeout"] + 1)   # <= 10 s / 4 s + 1 per session
+    assert slow.guesses_per_hour > 120                             # the ceiling is what holds
+    """),
+    md("""
     ## Tightening: retry 3, suspend 600 s
 
     With `SS_SIP_AUTHENTICATION_RETRY` = 3, `SS_AUTHENTICATION_MAX_RETRY` = 3 and
