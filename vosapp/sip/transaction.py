@@ -644,6 +644,8 @@ class ServerTransaction(_Handle):
                  source: Address) -> None:
         super().__init__(layer, machine, key)
         self.source = source
+        #: The local (host, port) the request arrived on; set by the switch core.
+        self.local: Address | None = None
         #: Called with the CANCEL request when a CANCEL matches this INVITE (§9.2).
         self.cancel_listeners: list[Callable[[Request], None]] = []
 

@@ -323,7 +323,7 @@ class SwitchCore:
             return
         reply_to = response_address(request, source, transport, top_via)
         txn = self.transactions.create_server(request, reply_to, transport, source, key)
-        txn.local = self.local_address(transport)  # type: ignore[attr-defined]
+        txn.local = self.local_address(transport)
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0 and request.method != "OPTIONS":
             txn.respond(self.make_response(request, 483))
