@@ -287,7 +287,7 @@ class SwitchCore:
             if getattr(message, "status", None) is not None:
                 self._receive_response(message, source, transport)
             else:
-                self._receive_request(message, source, transport, top_via)
+                self._receive_request(message, source, transport, top_via, local)
         except Exception as exc:
             log.exception("handling a %s from %s failed", _describe(message), source)
             self.trace.event(f"internal error handling {_describe(message)}: {exc!r}",
@@ -304,7 +304,7 @@ class SwitchCore:
                              src=source, transport=transport, call_id=_safe(response, "call_id"))
 
     def _receive_request(self, request: Request, source: Address, transport: str,
-                         top_via: Via | None) -> None:
+                         top_via: Via | None, local: Address) -> None:
         problem = _missing_essentials(request) if top_via is not None else "Missing Via"
         if problem or top_via is None:
             self._reply_stateless(request, 400, problem or "Missing Via", source, transport)
@@ -323,7 +323,7 @@ class SwitchCore:
             return
         reply_to = response_address(request, source, transport, top_via)
         txn = self.transactions.create_server(request, reply_to, transport, source, key)
-        txn.local = self.local_address(transport)
+        txn.local = local
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0 and request.method != "OPTIONS":
             txn.respond(self.make_response(request, 483))
