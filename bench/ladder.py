@@ -154,13 +154,13 @@ def table(results: list[Result], where: str) -> str:
     lines = [
         f"Where: {where}; python {sys.version.split()[0]}",
         "",
-        ("| scenario | variant | redraws | max batch | max redraw ms | total redraw ms"
-        " | ticker max late ms | ticker p99 late ms | comm |"),
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ("| scenario | variant | run s | redraws | max batch | max redraw ms | total redraw ms"
+         " | ticker max late ms | ticker p99 late ms | comm |"),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r.scenario} | {r.variant} | {r.redraws} | {r.max_batch}"
+            f"| {r.scenario} | {r.variant} | {r.elapsed_s:.2f} | {r.redraws} | {r.max_batch}"
             f" | {r.max_redraw_ms:.1f} | {r.total_redraw_ms:.0f}"
             f" | {r.max_tick_late_ms:.1f} | {r.p99_tick_late_ms:.1f}"
             f" | {'yes' if r.widget_has_comm else '-'} |"
