@@ -90,3 +90,45 @@ def test_suspension_survives_a_restart(tmp_path: Path) -> None:
     with serve(config) as served:
         refused = run_sipp(served, "register_attempt.xml", tmp_path, password=PASSWORD)
     assert refused.statuses() == [403]
+
+
+def test_sigkill_under_load_loses_no_acknowledged_binding(tmp_path: Path) -> None:
+    import re
+    import signal
+    import threading
+    import time
+
+    from vosapp.clock import MonotonicClock
+    from vosapp.store import Store
+    from vosapp.switch.registrar import Registrar
+
+    users = {str(30000 + i): f"pw-{30000 + i}" for i in range(200)}
+    config = write_config(tmp_path, accounts=users)
+    injection = tmp_path / "many.csv"
+    injection.write_text("SEQUENTIAL\n" + "".join(
+        f"{u};[authentication username={u} password={p}]\n" for u, p in users.items()))
+    messages = tmp_path / "load.log"
+    with serve(config) as served:
+        killer = threading.Timer(1.5, lambda: served.process.send_signal(signal.SIGKILL))
+        killer.start()
+        subprocess.run(["sipp", f"127.0.0.1:{served.port}", "-sf",
+                        str(ROOT / "tests/sipp/register_auth.xml"), "-inf", str(injection),
+                        "-m", "2000", "-r", "200", "-l", "20", "-i", "127.0.0.1", "-p", "0",
+                        "-trace_msg", "-message_file", str(messages), "-timeout", "4s",
+                        # after the kill, calls in flight fail fast instead of
+                        # retransmitting for 32 s
+                        "-recv_timeout", "2000", "-max_retrans", "2", "-nostdin"], capture_output=True, timeout=60, check=False,
+                       cwd=tmp_path)
+        killer.join()
+        served.process.wait(timeout=10)
+        assert served.process.returncode == -signal.SIGKILL
+        time.sleep(0.1)
+    log = messages.read_text(errors="replace")
+    acknowledged = set()
+    for block in log.split("-----------------------------------------------"):
+        if "\nSIP/2.0 200 OK" in block:
+            acknowledged.update(re.findall(r"^To: <sip:(\d+)@", block, re.MULTILINE))
+    assert len(acknowledged) > 20  # the kill came in the middle of the load
+    with Store.open(served.data_dir) as store:  # opens: the file passed SQLite's quick_check
+        bound = {b.aor for b in Registrar(store, MonotonicClock()).all_bindings()}
+    assert acknowledged <= bound
