@@ -89,44 +89,46 @@ def message_fields(message: Request | Response | None, via: Via | None = None
     return fields
 
 
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
-_BRANCH = re.compile(rb"^(?:via|v)[ \t]*:[^\r\n]*?;[ \t]*branch[ \t]*=[ \t]*([^;, \t\r\n]+)",
-                     re.IGNORECASE | re.MULTILINE)
-_CALL_ID = re.compile(rb"^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$",
-                      re.IGNORECASE | re.MULTILINE)
-_CSEQ = re.compile(rb"^cseq[ \t]*:[ \t]*(\d+)[ \t]+([!-~]+)", re.IGNORECASE | re.MULTILINE)
-_STATUS_LINE = re.compile(rb"^SIP/2\.0[ \t]+(\d{3})\b")
-_REQUEST_LINE = re.compile(rb"^([!-~]+)[ \t]+\S+[ \t]+SIP/")
+_FIELD = re.compile(rb"\n(via|v|call-id|i|cseq)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_BRANCH_PARAM = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", re.IGNORECASE)
+_CSEQ_VALUE = re.compile(rb"(\d+)[ \t]+([!-~]+)")
+_STATUS_LINE = re.compile(rb"SIP/2\.0[ \t]+(\d{3})\b")
+_REQUEST_LINE = re.compile(rb"([!-~]+)[ \t]+\S+[ \t]+SIP/")
 
 
 def sniff_fields(raw: bytes) -> dict[str, Any]:
     """Method/status, Call-ID, CSeq and top branch read straight from the bytes.
 
-    Cheap (a few regex searches, no full parse) and tolerant: a message that failed to parse
-    still shows its Call-ID in the trace. Folded header lines are not unfolded here.
+    Cheap (one regex scan of the header block, no full parse) and tolerant: a message that
+    failed to parse still shows its Call-ID in the trace. Folded header lines are not unfolded.
     """
-    end = _HEAD_END.search(raw)
-    head = raw[: end.start()] if end else raw[:8192]
+    end = raw.find(b"\r\n\r\n")
+    head = raw[:end] if end >= 0 else raw[:8192]
     fields: dict[str, Any] = {}
-    first = head.split(b"\n", 1)[0]
-    status = _STATUS_LINE.match(first)
+    status = _STATUS_LINE.match(head)
     if status:
         fields["status"] = int(status.group(1))
     else:
-        request = _REQUEST_LINE.match(first)
+        request = _REQUEST_LINE.match(head)
         if request:
             fields["method"] = request.group(1).decode("ascii", "replace")
-    cseq = _CSEQ.search(head)
-    if cseq:
-        method = cseq.group(2).decode("ascii", "replace")
-        fields["cseq"] = f"{int(cseq.group(1))} {method}"
-        fields.setdefault("method", method)
-    call_id = _CALL_ID.search(head)
-    if call_id:
-        fields["call_id"] = call_id.group(1).decode("utf-8", "replace")
-    branch = _BRANCH.search(head)
-    if branch:
-        fields["branch"] = branch.group(1).decode("utf-8", "replace")
+    for match in _FIELD.finditer(head):
+        name = match.group(1).lower()
+        value = match.group(2).rstrip(b" \t")
+        if name in (b"via", b"v"):
+            if "branch" not in fields:
+                branch = _BRANCH_PARAM.search(value.split(b",", 1)[0])
+                fields["branch"] = branch.group(1).decode("utf-8", "replace") if branch else None
+        elif name == b"cseq":
+            cseq = _CSEQ_VALUE.match(value)
+            if cseq and "cseq" not in fields:
+                method = cseq.group(2).decode("ascii", "replace")
+                fields["cseq"] = f"{int(cseq.group(1))} {method}"
+                fields.setdefault("method", method)
+        elif "call_id" not in fields:
+            fields["call_id"] = value.decode("utf-8", "replace")
+    if fields.get("branch", 0) is None:
+        del fields["branch"]
     return fields
 
 
