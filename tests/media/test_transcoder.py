@@ -180,3 +180,22 @@ def test_transcoder_with_seeded_random_numbering_is_reproducible() -> None:
     a = Transcoder("PCMA", "G729", rng=random.Random(3)).outgoing
     b = Transcoder("PCMA", "G729", rng=random.Random(3)).outgoing
     assert (a.ssrc, a.sequence, a.timestamp) == (b.ssrc, b.sequence, b.timestamp)
+
+
+def test_silence_suppression_gap_is_followed_not_compressed() -> None:
+    # DTX: sequence numbers stay consecutive but the timestamp skips 300 ms of silence
+    datagrams = rtp_stream("PCMA", 20, formant_speech(8000, 0.2))
+    packets = [RtpPacket.parse(d) for d in datagrams]
+    for packet in packets[5:]:
+        packet.timestamp += 2400
+    transcoder = Transcoder("PCMA", "G729", ssrc=1, sequence=0, timestamp=0)
+    out = run(transcoder, [bytes(p) for p in packets])
+    assert len(out) == 10
+    assert_contiguous(out[:5], 160)
+    assert out[5].marker and out[5].timestamp == 5 * 160 + 2400
+    assert out[5].sequence == 5  # sequence numbers never jump
+    assert_contiguous(out[5:], 160)
+    # a sender packetizing 30 ms instead of the negotiated 20 ms is not mistaken for DTX
+    thirty = rtp_stream("PCMA", 30, formant_speech(8000, 0.3))
+    other = Transcoder("PCMA", "G729", src_ptime=20)
+    assert len(run(other, thirty)) == 15 and other.stats.resyncs == 0

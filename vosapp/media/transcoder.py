@@ -15,10 +15,11 @@ Resampling (G.722 is 16 kHz audio, everything else 8 kHz) uses
 
 Loss: a gap in the incoming sequence numbers (up to ``max_conceal_ms``) is filled by the source
 codec's concealment (:meth:`Codec.conceal`: G.729's own frame-erasure, repetition for the
-others), so the outgoing stream stays continuous. A longer gap (or a sender's timestamp jump)
-is not filled: the outgoing timestamp jumps by the same amount and the next packet gets the
-marker bit (RFC 3551 §4.1), like the start of a new talkspurt. Late and duplicate packets are
-dropped (a transcoder cannot un-send audio).
+others), so the outgoing stream stays continuous. A longer gap, or a timestamp that jumps
+between consecutive packets (the sender stopped sending in silence: DTX), is not filled: the
+audio still buffered is dropped, the outgoing timestamp jumps by the same amount and the next
+packet gets the marker bit (RFC 3551 §4.1), like the start of a new talkspurt. Late and
+duplicate packets are dropped (a transcoder cannot un-send audio).
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ class Transcoder:
         self._fifo_len = 0
         self._expected_seq: int | None = None
         self._last_src_ts = 0
+        self._last_src_ticks = self._in_ticks  # duration of the previous packet, in ticks
         self._ts_offset: int | None = None
         self._marker_next = True  # first packet of the outgoing stream (RFC 3551 §4.1)
         self._inject = np.zeros(0, dtype=np.int16)
@@ -322,12 +324,16 @@ class Transcoder:
                 self._push(self._replace(self._conceal(frames)), out)
             else:
                 self._resync(timestamp)
-        elif ((timestamp - self._last_src_ts) & 0xFFFFFFFF) > 4 * self._in_ticks + 8000:
-            # sender's timestamp jumped (silence suppression, hold): follow it
-            self._resync(timestamp)
+        else:
+            step = (timestamp - self._last_src_ts) & 0xFFFFFFFF
+            if self._last_src_ticks + self._in_ticks // 2 < step < 0x80000000:
+                # consecutive packets but the timestamp jumped: the sender stopped sending
+                # during silence (DTX, RFC 3551 §4.1) or after hold; follow the jump
+                self._resync(timestamp)
         self._expected_seq = (sequence + 1) & 0xFFFF
         self._last_src_ts = timestamp
         audio = self.src.decode(payload)
+        self._last_src_ticks = audio.size * self.src.clock_rate // self.src.sample_rate
         if self.audio_tap is not None or self._inject.size:
             audio = self._replace(audio)
         self._push(audio, out)
