@@ -291,3 +291,34 @@ def test_lossy_network_retransmissions_get_through_deterministically() -> None:
     sends, delivered = first
     assert delivered == 1 and len(sends) == 7  # lost six times, then answered
     assert sends[:2] == [0.0, 0.5]  # Timer E at T1
+
+
+def test_invite_server_flows_non_2xx_ack_absorbed_2xx_ack_to_tu(net: VirtualNetwork) -> None:
+    acks: list[Request] = []
+
+    def install(core: SwitchCore) -> None:
+        def on_invite(request: Request, txn) -> None:  # type: ignore[no-untyped-def]
+            txn.respond(core.make_response(request, 100))
+            status = 486 if request.call_id == "busy" else 200
+            txn.respond(core.make_response(request, status))
+        core.add_request_handler("INVITE", on_invite)
+        core.add_ack_handler(lambda request, source, transport: acks.append(request))
+
+    _switch, phone = setup(net, install)
+    phone.send(sip("INVITE", branch="z9hG4bKbusy", call_id="busy"), SWITCH)
+    net.run(1.6)  # 486 retransmitted by Timer G at 0.5 and 1.5 s until the ACK
+    busy = [m for m in answers(phone) if m.status == 486]
+    assert len(busy) == 3
+    to_tag = busy[0].to.tag
+    phone.send(sip("ACK", branch="z9hG4bKbusy", call_id="busy").replace(
+        b"To: <sip:b@x>", f"To: <sip:b@x>;tag={to_tag}".encode()), SWITCH)
+    net.run(10)
+    assert len([m for m in answers(phone) if m.status == 486]) == 3 and acks == []
+
+    phone.clear()
+    phone.send(sip("INVITE", branch="z9hG4bKok", call_id="ok"), SWITCH)
+    net.run(0.1)
+    assert [m.status for m in answers(phone)] == [100, 200]
+    phone.send(sip("ACK", branch="z9hG4bKnewbranch", call_id="ok"), SWITCH)  # §13.2.2.4
+    net.run(0.1)
+    assert [a.call_id for a in acks] == ["ok"]

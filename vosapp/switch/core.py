@@ -29,11 +29,12 @@ its bounded wait runs out (SPEC §3).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vosapp.params import Params
+from vosapp.params import REGISTRY, Params
 from vosapp.sip.transaction import (
     RELIABLE_TRANSPORTS,
     ClientTransaction,
@@ -64,10 +65,13 @@ RequestHandler = Callable[["Request", ServerTransaction], None]
 AckHandler = Callable[["Request", Address, str], None]
 #: Receives responses that match no client transaction (2xx retransmissions, §13.2.2.4).
 StrayResponseHandler = Callable[["Response", Address, str], None]
+#: Told about parameter changes: ``listener(new_params, {name: (old, new)})``.
+ParamsListener = Callable[[Params, "dict[str, tuple[Any, Any]]"], None]
 #: A stop hook starts its graceful work and may return a ``done()`` predicate.
 StopHook = Callable[[], "Callable[[], bool] | None"]
 
 #: RFC 3261 and its extensions: methods this switch recognises (405, not 501, when unserved).
+_REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ SIP/\d")
 KNOWN_METHODS = frozenset({
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
@@ -95,8 +99,9 @@ class SwitchCore:
                  store: Store | None = None, sender: Sender | None = None) -> None:
         self.clock = clock
         self.config = config
-        self.params = params if params is not None else (
+        self._params = params if params is not None else (
             config.parameters if config is not None else Params.defaults())
+        self._params_listeners: list[ParamsListener] = []
         self.trace = trace if trace is not None else Trace(clock=clock)
         if self.trace.clock is None:
             self.trace.clock = clock
@@ -150,6 +155,55 @@ class SwitchCore:
 
     def attach_sender(self, sender: Sender) -> None:
         self._sender = sender
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def params(self) -> Params:
+        """The parameters *new* sessions and transactions start with (SPEC §1)."""
+        return self._params
+
+    @params.setter
+    def params(self, params: Params) -> None:
+        self.update_params(params)
+
+    def add_params_listener(self, listener: ParamsListener) -> None:
+        """``listener(params, changes)`` after every :meth:`update_params` that changed
+        something; ``changes`` is ``{name: (old, new)}``."""
+        self._params_listeners.append(listener)
+
+    def update_params(self, params: Params, *, by: str | None = None
+                      ) -> dict[str, tuple[Any, Any]]:
+        """Switch to ``params`` for new sessions: the one way parameters change at run time.
+
+        Open transactions, auth sessions and registrations keep the values they started with;
+        new transactions get the new T1 (SS_SIP_RESEND_INTERVAL) and the features are told
+        through their listeners (e.g. the auth policy). ``by`` names who changed them
+        ("store" = reloaded from the store, "control", "lab", ...) for the trace event.
+        Returns ``{name: (old, new)}``, empty when nothing changed.
+        """
+        if not isinstance(params, Params):
+            raise TypeError(f"expected Params, got {type(params).__name__}")
+        old = self._params
+        changes = {name: (old[name], value) for name, value in params.items()
+                   if old[name] != value}
+        self._params = params
+        if not changes:
+            return changes
+        if "SS_SIP_RESEND_INTERVAL" in changes:
+            self.transactions.set_timers(TimerSettings.from_params(params))
+        for listener in list(self._params_listeners):
+            try:
+                listener(params, changes)
+            except Exception:
+                log.exception("parameter listener %r failed", listener)
+        listing = ", ".join(f"{name} {REGISTRY[name].format(a)}→{REGISTRY[name].format(b)}"
+                            for name, (a, b) in changes.items())
+        if by == "store":
+            self.trace.event(f"parameters reloaded: {listing}")
+        else:
+            self.trace.event(f"parameters changed{f' by {by}' if by else ''}: {listing}")
+        log.info("parameters changed (%s): %s", by or "api", listing)
+        return changes
 
     @property
     def allow_header(self) -> str:
@@ -407,28 +461,30 @@ class SwitchCore:
     def _answer_unparsable(self, data: bytes, error: Exception, source: Address,
                            transport: str) -> None:
         """§8.2/§21.4.1: answer 400 (or the status the parser asks: 505, 413, 416 …) where a
-        response can be addressed (Via, From, To, Call-ID, CSeq parsed); else drop."""
+        response can be addressed: a request line (not a response, not an ACK) and a readable
+        top Via, From, To, Call-ID and CSeq. Anything else is dropped (and traced)."""
         from vosapp.sip import parse_vias
         from vosapp.sip.message import make_error_response
 
         first_line = data.split(b"\n", 1)[0]
         response = None
-        if not first_line.startswith((b"SIP/", b"ACK ")):  # never answer responses or ACKs
+        reason = "not a request"
+        if _REQUEST_LINE.match(first_line) and not first_line.startswith(b"ACK "):
             try:
                 response = make_error_response(error)  # type: ignore[arg-type]
+                if response is not None:
+                    top = parse_vias(response.headers.get_all("Via")[0])[0]
             except Exception as exc:  # noqa: BLE001 - a malformed partial header block
-                self.trace.event(f"cannot build an error response: {exc!r}", src=source)
+                response, reason = None, f"unreadable Via ({exc})"
+            else:
+                reason = "missing Via/From/To/Call-ID/CSeq"
         if response is None:
-            self.trace.event(f"unparsable message dropped, no response possible: {error}",
-                             src=source, transport=transport)
+            self.trace.event(f"unparsable message dropped, no response possible ({reason}): "
+                             f"{error}", src=source, transport=transport)
             return
-        response.headers.set("Server", SERVER_NAME)
-        try:
-            top = parse_vias(response.headers.get_all("Via")[0])[0]
-            port = source[1] if (top.rport is not None or transport in RELIABLE_TRANSPORTS) \
-                else (top.port or 5060)
-        except Exception:  # noqa: BLE001 - an unreadable Via: answer the packet's source
-            port = source[1]
+        response.headers.add("Server", SERVER_NAME)
+        port = source[1] if (top.rport is not None or transport in RELIABLE_TRANSPORTS) \
+            else (top.port or 5060)
         self._send(bytes(response), (source[0], port), transport, response, "stateless")
 
 
