@@ -399,3 +399,15 @@ def test_bad_uses_are_refused() -> None:
         h.layer.send_request(request("OPTIONS", branch="z9hG4bKdup"), PEER, "UDP")
     with pytest.raises(ValueError):
         TimerSettings(t1=0)
+
+
+def test_non_invite_server_never_answered_is_abandoned_after_64_t1() -> None:
+    h = Harness()
+    req = request("MESSAGE")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    txn.add_listener(h.listen)
+    h.clock.advance_to(31.9)
+    assert txn.state is State.TRYING
+    h.clock.advance_to(32)
+    assert h.events == [(32.0, TimedOut(TimerName.ABANDON)), (32.0, Terminated())]
+    assert h.sent == [] and len(h.layer) == 0

@@ -69,6 +69,7 @@ class TimerName(str, enum.Enum):
     L = "L"  # RFC 6026: wait time for accepted INVITE request retransmits (server)
     M = "M"  # RFC 6026: wait time for retransmitted 2xx (client)
     DROP = "drop"  # vosapp: how long a silently dropped request's retransmits are absorbed
+    ABANDON = "abandon"  # vosapp: a non-INVITE the TU never answered is given up after 64*T1
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,7 @@ class _ServerMachine(_Machine):
         out: list[Action] = []
         if not self.dropped and not self.terminated:
             self.dropped = True
+            self._cancel(out, TimerName.ABANDON)
             self._start(out, TimerName.DROP, self.timers.timeout)
         return out
 
@@ -491,6 +493,14 @@ class ServerNonInviteMachine(_ServerMachine):
         State.COMPLETED: frozenset({State.TERMINATED}),
     }
 
+    def begin(self) -> list[Action]:
+        """vosapp safety net: RFC 3261 gives Trying/Proceeding no timer, so a TU that never
+        answers would keep the transaction forever. The client gives up after Timer F
+        (64*T1); so does this side, telling the TU (TimedOut(ABANDON))."""
+        out: list[Action] = []
+        self._start(out, TimerName.ABANDON, self.timers.timeout)
+        return out
+
     def respond(self, response: Response) -> list[Action]:
         out: list[Action] = []
         if self.dropped:
@@ -504,6 +514,7 @@ class ServerNonInviteMachine(_ServerMachine):
         if _status_class(response) == 1:
             self._goto(State.PROCEEDING)
             return out
+        self._cancel(out, TimerName.ABANDON)
         self._goto(State.COMPLETED)
         if self.reliable:
             self._terminate(out)
@@ -519,7 +530,10 @@ class ServerNonInviteMachine(_ServerMachine):
 
     def _on_timer(self, timer: TimerName) -> list[Action]:
         out: list[Action] = []
-        if timer in (TimerName.J, TimerName.DROP):
+        if timer is TimerName.ABANDON and self.state in (State.TRYING, State.PROCEEDING):
+            out.append(TimedOut(TimerName.ABANDON))
+            self._terminate(out)
+        elif timer in (TimerName.J, TimerName.DROP):
             self._terminate(out)
         return out
 
@@ -676,7 +690,12 @@ class ServerTransaction(_Handle):
 
 
 class TransactionLayer:
-    """Transaction tables, timer scheduling on a :class:`Clock`, and action dispatch."""
+    """Transaction tables, timer scheduling on a :class:`Clock`, and action dispatch.
+
+    :attr:`timers` are the settings the *next* transaction starts with; :meth:`set_timers`
+    changes them on a running switch (SS_SIP_RESEND_INTERVAL). Each transaction keeps the
+    settings it was created with until it ends (SPEC §1: changes apply to new sessions).
+    """
 
     def __init__(self, clock: Clock, timers: TimerSettings, transmit: TransmitFn) -> None:
         self.clock = clock
@@ -684,6 +703,12 @@ class TransactionLayer:
         self._transmit = transmit
         self.clients: dict[tuple[Any, ...], ClientTransaction] = {}
         self.servers: dict[tuple[Any, ...], ServerTransaction] = {}
+
+    def set_timers(self, timers: TimerSettings) -> None:
+        """Use ``timers`` for transactions created from now on; open ones keep theirs."""
+        if not isinstance(timers, TimerSettings):
+            raise TypeError(f"expected TimerSettings, got {timers!r}")
+        self.timers = timers
 
     # client side ---------------------------------------------------------------
     def send_request(self, request: Request, destination: Address, transport: str,
@@ -737,6 +762,8 @@ class TransactionLayer:
         key = key if key is not None else server_key(request)
         handle = ServerTransaction(self, machine, key, source)
         self.servers[key] = handle
+        if isinstance(machine, ServerNonInviteMachine):
+            handle._run(machine.begin())
         return handle
 
     def receive_retransmission(self, handle: ServerTransaction, request: Request) -> None:

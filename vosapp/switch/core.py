@@ -40,9 +40,11 @@ from vosapp.sip.transaction import (
     ClientTransaction,
     Listener,
     ServerTransaction,
+    TimedOut,
     TimerSettings,
     TransactionError,
     TransactionLayer,
+    TUEvent,
     server_key,
 )
 from vosapp.trace import Trace
@@ -378,6 +380,7 @@ class SwitchCore:
         reply_to = response_address(request, source, transport, top_via)
         txn = self.transactions.create_server(request, reply_to, transport, source, key)
         txn.local = local
+        txn.add_listener(self._server_event)
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0 and request.method != "OPTIONS":
             txn.respond(self.make_response(request, 483))
@@ -397,6 +400,11 @@ class SwitchCore:
                              call_id=request.call_id)
             if not txn.final_sent and not txn.dropped and not txn.terminated:
                 txn.respond(self.make_response(request, 500))
+
+    def _server_event(self, event: TUEvent) -> None:
+        if isinstance(event, TimedOut):
+            self.trace.event(f"server transaction gave up: Timer {event.timer.value} "
+                             "(no final response from the handler, or no ACK)")
 
     def _default_handler(self, request: Request, txn: ServerTransaction) -> None:
         if request.method == "OPTIONS":
