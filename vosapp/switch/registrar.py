@@ -465,12 +465,15 @@ class RegistrarService:
     def install(self, core: SwitchCore) -> None:
         self._core = core
         core.add_request_handler("REGISTER", self.handle)
+        policy = self.authenticator.policy
+        if core.params is not policy.params:
+            policy.set_params(core.params)
+        # New values reach new auth sessions (SPEC §1), however they were changed:
+        # control channel, lab, or `vosapp params set` reloaded by the runtime.
+        core.add_params_listener(lambda params, _changes: policy.set_params(params))
 
     def handle(self, request: Request, txn: ServerTransaction) -> None:
         core = self._core
-        policy = self.authenticator.policy
-        if core.params is not policy.params:
-            policy.set_params(core.params)  # new values reach new sessions (SPEC §1)
         result = self.authenticator.authenticate(request, txn.source)
         if not result.accepted:
             self.authenticator.finish(result, request, txn, core.make_response)
@@ -577,9 +580,15 @@ def install(core: SwitchCore) -> None:
     """
     store = core.store
     if store is None:
+        import shutil
         import tempfile
+        import weakref
 
-        store = Store.open(tempfile.mkdtemp(prefix="vosapp-registrar-"))
+        directory = tempfile.mkdtemp(prefix="vosapp-registrar-")
+        store = Store.open(directory)
+        # Removed with the core (or at interpreter exit), not at stop: a REGISTER may still
+        # arrive between the stop hooks and the transports closing.
+        weakref.finalize(core, _remove_store, store, directory, shutil.rmtree)
         core.trace.event(f"registrar: no data directory, bindings kept in {store.path} "
                          "(lost on restart)")
     config = core.config
@@ -607,3 +616,8 @@ def install(core: SwitchCore) -> None:
                 core.clock.call_later(PURGE_INTERVAL, purge)
 
     core.add_start_hook(lambda: core.clock.call_later(PURGE_INTERVAL, purge) and None)
+
+
+def _remove_store(store: Store, directory: str, rmtree: Callable[..., None]) -> None:
+    store.close()
+    rmtree(directory, ignore_errors=True)
