@@ -49,14 +49,15 @@ def test_every_parameter_gets_the_right_widget_with_bounds_and_options() -> None
         elif param.kind is Kind.TEXT:
             assert isinstance(widget, widgets.Text)
         elif param.kind is Kind.INTEGER:
-            assert isinstance(widget, widgets.BoundedIntText)
-            assert widget.max == param.maximum
-            assert widget.min == (0 if param.zero_disables else param.minimum)
+            # Unbounded: a bounded widget would clamp out-of-range input before validation.
+            assert type(widget) is widgets.IntText
+            assert widget.tooltip == f"allowed: {param.allowed()}"
         else:
             assert param.kind is Kind.AUTO_OR_INTEGER
             auto, number = widget.children
             assert isinstance(auto, widgets.Checkbox) and auto.value is True
-            assert (number.min, number.max) == (param.minimum, param.maximum)
+            assert type(number) is widgets.IntText
+            assert number.tooltip == f"allowed: {param.allowed()}"
             assert number.disabled
 
 
@@ -98,6 +99,42 @@ def test_invalid_input_shows_the_registry_error_inline(name: str, value: Any) ->
     valid = 0 if REGISTRY[name].kind is Kind.INTEGER else "OPTIONS"
     editor.set_input(name, valid)
     assert editor.error_text(name) == "" and name not in form.errors
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("SS_AUTHENTICATION_FAILED_SUSPEND", 10),      # below 60-3600 s
+    ("SS_AUTHENTICATION_FAILED_SUSPEND", 5000),    # above
+    ("SS_SIP_RESEND_INTERVAL", 50),                # below 100-4000 ms
+    ("SS_SIP_USER_AGENT_EXPIRE", 10),              # Auto, or 20-7200 s (the composite)
+])
+def test_typed_out_of_range_value_shows_the_registry_error_and_is_not_saved(
+        tmp_path: Path, name: str, value: int) -> None:
+    with Store.open(tmp_path) as store:
+        form = ParameterForm(store=store)
+        editor = ParameterEditor(form)
+        row_info = _row_info(editor, name)
+        assert f"allowed: {REGISTRY[name].allowed()}" in row_info  # the bounds are shown
+        editor.set_input(name, value)
+        # Not clamped by the widget: the registry sees the typed value and its text shows.
+        assert input_value(REGISTRY[name], editor.inputs[name]) == value
+        expected = registry_error(name, value)
+        assert "is out of range; allowed:" in expected
+        assert editor.error_text(name) == expected
+        assert form.errors[name] == expected
+        editor.save_button.click()
+        assert "1 invalid" in editor.status.value and name in editor.status.value
+        assert store.stored_params() == {}
+        assert store.param_history() == []
+        assert store.load_params()[name] == REGISTRY[name].default
+
+
+def _row_info(editor: ParameterEditor, name: str) -> str:
+    for section in editor.accordion.children:
+        for row in section.children:
+            info = row.children[0].children[1].value
+            if f"<b>{name}</b>" in info:
+                return str(info)
+    raise AssertionError(f"no row for {name}")
 
 
 def test_form_set_never_raises_and_reports_unknown_names() -> None:

@@ -219,8 +219,8 @@ class SwitchControl:
 
     def _apply(self, params: Params) -> None:
         # Sessions already open keep the Params object they started with (SPEC §1); the
-        # registrar/auth policy pick the new one up on their next request.
-        self.switch.core.params = params
+        # core tells the auth policy and the transaction layer (new sessions only).
+        self.switch.core.update_params(params, by=self.by)
 
     # -- registrar, auth, outbound -------------------------------------------------------
     def _registrar_service(self) -> Any:

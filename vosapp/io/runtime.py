@@ -133,7 +133,8 @@ class Switch:
                  trace_capacity: int = 10_000, persist_trace: bool = True,
                  stop_timeout: float = 5.0, max_message_size: int = MAX_DATAGRAM,
                  max_tcp_connections: int = 1024, tcp_idle_timeout: float = 300.0,
-                 features: Sequence[Feature] | None = None) -> None:
+                 features: Sequence[Feature] | None = None,
+                 param_poll_interval: float = 1.0) -> None:
         self.config = config
         self.host = host or (config.switch.sip_host if config is not None else "127.0.0.1")
         self.port = port if port is not None else (
@@ -157,10 +158,14 @@ class Switch:
             self.store = Store.open(self.data_dir)
         if params is None:
             params = config.parameters if config is not None else None
-        if params is not None and self.store is not None:
+        #: What the store's values are layered on: defaults < config [parameters] (or the
+        #: ``params`` given) < stored values -- the same stacking as the CLI.
+        self._base_params = params
+        self.param_poll_interval = param_poll_interval
+        self._param_marker = 0
+        if self.store is not None:
+            self._param_marker = self.store.param_change_marker()  # before loading: no gap
             params = self.store.load_params(params)
-        elif params is None and self.store is not None:
-            params = self.store.load_params()
         self.trace = Trace(trace_capacity, clock=self.clock,
                            store=self.store if persist_trace else None)
         self.core = SwitchCore(clock=self.clock, params=params, config=config, trace=self.trace,
@@ -170,6 +175,7 @@ class Switch:
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._params_task: asyncio.Task[None] | None = None
         self.started = False
 
     @classmethod
@@ -202,6 +208,8 @@ class Switch:
         await self._bind()
         self.started = True
         self._flush_task = loop.create_task(self._flush_trace())
+        if self.store is not None and self.param_poll_interval and self.param_poll_interval > 0:
+            self._params_task = loop.create_task(self._watch_params(self.param_poll_interval))
         self.core.start()
         log.info("listening on %s:%d (%s)", *self.sip_address, ", ".join(self.transports))
 
@@ -244,6 +252,8 @@ class Switch:
         self.clock.cancel_all()
         if self._flush_task is not None:
             self._flush_task.cancel()
+        if self._params_task is not None:
+            self._params_task.cancel()
         if self.udp is not None:
             self.udp.close()
         if self.tcp is not None:
@@ -264,6 +274,41 @@ class Switch:
         while True:
             await asyncio.sleep(1.0)
             self.trace.flush()
+
+    async def _watch_params(self, interval: float) -> None:
+        # `vosapp params set` in a shell, a notebook's store, another process: they all
+        # bump the store's change marker; one cheap query a second notices.
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.reload_params()
+            except Exception:
+                log.exception("parameter reload failed")
+
+    def reload_params(self) -> dict[str, tuple[object, object]]:
+        """Apply parameter changes made through the store by any process (new sessions only).
+
+        Cheap when nothing changed (one query of :meth:`Store.param_change_marker`); the
+        runtime calls it every ``param_poll_interval`` seconds. Returns ``{name: (old,
+        new)}``. A stored value this vosapp cannot use is reported (trace and log) and the
+        running values are kept.
+        """
+        from vosapp.store import StoreError
+
+        store = self.store
+        if store is None:
+            return {}
+        marker = store.param_change_marker()
+        if marker == self._param_marker:
+            return {}
+        self._param_marker = marker
+        try:
+            params = store.load_params(self._base_params)
+        except StoreError as exc:
+            log.error("parameters not reloaded: %s", exc)
+            self.trace.event(f"parameters not reloaded: {exc}")
+            return {}
+        return self.core.update_params(params, by="store")
 
     def _send(self, data: bytes, destination: Address, transport: str) -> None:
         if transport == "UDP" and self.udp is not None:

@@ -265,8 +265,11 @@ def make_input(param: Param, value: Any) -> Any:
     """The ipywidgets input for ``param`` showing ``value``.
 
     The returned widget has ``.value`` in the parameter's Python type, except the Auto-or-int
-    composite (an ``HBox`` of a "Auto" Checkbox and a BoundedIntText) read with
-    :func:`input_value`.
+    composite (an ``HBox`` of a "Auto" Checkbox and an IntText) read with :func:`input_value`.
+    Integer inputs are deliberately *unbounded* (``IntText``, the range in their tooltip and
+    in the row's "allowed" line): a bounded widget would clamp 10 to 60 before the registry
+    sees it, and the registry's error ("… is out of range; allowed: 60-3600 s") would never
+    show.
     """
     import ipywidgets as widgets
 
@@ -280,9 +283,9 @@ def make_input(param: Param, value: Any) -> Any:
     if spec.kind == "text":
         return widgets.Text(value=str(value), placeholder="text, or OPTIONS", layout=layout,
                             continuous_update=False)
-    number = widgets.BoundedIntText(
-        value=param.minimum if value == "Auto" else int(value), min=spec.minimum,
-        max=spec.maximum, step=1, layout=widgets.Layout(width="120px"),
+    number = widgets.IntText(
+        value=param.minimum if value == "Auto" else int(value), step=1,
+        tooltip=f"allowed: {spec.allowed}", layout=widgets.Layout(width="120px"),
         description_allow_html=False)
     if spec.kind == "int":
         return number
