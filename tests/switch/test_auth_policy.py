@@ -365,3 +365,56 @@ def test_a_flood_of_other_users_cannot_evict_a_suspension() -> None:
     for i in range(500):
         policy.decide(req(f"f{i}", user=f"junk{i}"), Verdict.UNKNOWN_USER)
     assert policy.is_suspended("alice", SRC)
+
+
+# -- every combination of the SPEC §2 parameters against one script ---------------------------
+
+@pytest.mark.parametrize("code", [401, 407])
+@pytest.mark.parametrize("reply", [True, False])
+@pytest.mark.parametrize("retry", [0, 2, 6])
+@pytest.mark.parametrize("max_retry", [0, 3, 6])
+@pytest.mark.parametrize(("register_retry", "register_suspend"), [(0, 0), (2, 60), (6, 0)])
+@pytest.mark.parametrize("method", ["REGISTER", "INVITE"])
+def test_parameter_matrix(code: int, reply: bool, retry: int, max_retry: int,
+                          register_retry: int, register_suspend: int, method: str) -> None:
+    """One session: challenge, then wrong passwords until the switch stops re-challenging,
+    then the right password in a new session. Checked against SPEC §2 as a model."""
+    policy, clock, _ = make(SS_SIP_AUTHENTICATION_CODE=code, SS_REPLY_UNAUTHORIZED=reply,
+                            SS_SIP_AUTHENTICATION_RETRY=retry,
+                            SS_AUTHENTICATION_MAX_RETRY=max_retry,
+                            SS_ENDPOINT_REGISTER_RETRY=register_retry,
+                            SS_ENDPOINT_REGISTER_SUSPEND=register_suspend)
+    first = policy.decide(req("s1", method=method), Verdict.NO_CREDENTIALS)
+    decisions = [first]
+    failures = 0
+    while decisions[-1].action is Action.CHALLENGE or (not reply and failures <= retry):
+        clock.advance(0.5)
+        decisions.append(policy.decide(req("s1", method=method), Verdict.WRONG_PASSWORD))
+        failures += 1
+        if decisions[-1].action in (Action.REJECT,) or failures > 20:
+            break
+        if not reply and decisions[-1].reason in (Reason.SUSPENDED, Reason.REGISTER_SUSPENDED,
+                                                  Reason.RETRIES_EXHAUSTED):
+            break
+    register_pair = method == "REGISTER" and register_retry > 0 and register_suspend > 0
+    ceilings = [retry + 1]  # the session's own limit: failure retry+1 ends it
+    if max_retry:
+        ceilings.append(max_retry)
+    if register_pair:
+        ceilings.append(register_retry)
+    assert failures == min(ceilings)
+    if reply:
+        challenges = [d for d in decisions if d.action is Action.CHALLENGE]
+        assert all(d.status == code for d in challenges)
+        assert decisions[-1].status == 403
+    else:
+        assert all(d.action is Action.DROP for d in decisions)
+    # The right password afterwards, in a new session from the same terminal.
+    suspended = (max_retry and failures == max_retry) or (
+        register_pair and failures == register_retry)
+    right = policy.decide(req("s2", method=method), Verdict.OK)
+    if suspended:
+        assert right.action is (Action.REJECT if reply else Action.DROP)
+        clock.advance(3600)
+        right = policy.decide(req("s3", method=method), Verdict.OK)
+    assert right.action is Action.ACCEPT
