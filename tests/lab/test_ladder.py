@@ -177,6 +177,18 @@ def test_events_become_markers_on_their_column() -> None:
     assert Ladder(records, events=False).markers == []
 
 
+def test_text_rendering() -> None:
+    records = registration() + [event(0.7, "suspended", src=PHONE)]
+    assert Ladder(records, names=NAMES).text().splitlines() == [
+        "+0.000 s  1001 -> switch  REGISTER  [t0]",
+        "+0.002 s  switch -> 1001  401 Unauthorized  [t0]",
+        "+0.050 s  1001 -> switch  REGISTER  [t1]",
+        "+0.052 s  switch -> 1001  200 OK  [t1]",
+        "+0.552 s  switch -> 1001  200 OK (retransmission)  [t1]",
+        "+0.700 s  * suspended (1001)",
+    ]
+
+
 # ----------------------------------------------------------------------- filters
 
 

@@ -403,6 +403,30 @@ class Ladder:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def text(self) -> str:
+        """The ladder as plain text, one row per line (for terminals, logs and asserts).
+
+        Examples
+        --------
+        >>> print(ladder.text())                            # doctest: +SKIP
+        +0.000 s  1001 -> switch  REGISTER  [t0]
+        +0.002 s  switch -> 1001  401 Unauthorized  [t0]
+        """
+        origin = self.origin or 0.0
+        lines = []
+        for row in self._rows:
+            when = f"+{row.time - origin:.3f} s"
+            if isinstance(row, Marker):
+                where = self.columns[row.column].label if row.column is not None else "-"
+                lines.append(f"{when}  * {row.text} ({where})")
+                continue
+            retransmission = " (retransmission)" if row.retransmission else ""
+            lines.append(
+                f"{when}  {self.columns[row.src].label} -> {self.columns[row.dst].label}"
+                f"  {row.label}{retransmission}  [t{row.transaction}]"
+            )
+        return "\n".join(lines)
+
     # -- building -------------------------------------------------------------------
     def extend(self, records: Iterable[RecordLike]) -> int:
         """Add records; returns how many rows were added."""
