@@ -419,7 +419,8 @@ def compliance_heatmap(panels: Sequence[CompliancePanel], *, title: str | None =
                                 "line": {"width": 3, "color": "#d62728"}},
                         hoverinfo="skip", showlegend=False, row=row, col=1)
         fig.update_xaxes(title_text=panel.x_title, type="category", row=row, col=1)
-        fig.update_yaxes(title_text=panel.y_title, type="category", row=row, col=1)
+        fig.update_yaxes(title_text=panel.y_title, type="category", autorange="reversed",
+                         row=row, col=1)  # first label on top, as in a table
     fig.update_layout(title=title, template="plotly_white",
                       height=int(70 * sum(heights) + 120), margin={"t": 80})
     return fig
