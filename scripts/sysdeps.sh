@@ -6,8 +6,9 @@ set -euo pipefail
 # libbcg729-0: G.729 codec (ctypes binding in vosapp.media.codecs.g729)
 # sip-tester:  the real `sipp` binary for interop and load tests
 # tshark:      decodes our pcap exports in tests (optional in the switch itself)
+# chromium:    kaleido renders ladder diagrams to SVG/PNG with a headless browser
 # python3-venv is only needed where the system python lacks venv/ensurepip
-PACKAGES=(libbcg729-0 sip-tester tshark)
+PACKAGES=(libbcg729-0 sip-tester tshark chromium)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   PACKAGES+=(python3-venv)
 fi
