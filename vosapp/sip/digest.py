@@ -344,13 +344,19 @@ def parse_credentials(value: str) -> Credentials:
 # Computation (RFC 7616 §3.4.1-§3.4.3)
 
 
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes of any str, lone surrogates included (they can arrive from decoded wire
+    bytes or a hostile header; hashing must never raise on them)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _hash(algorithm: str, data: str | bytes) -> str:
     base = algorithm.removesuffix("-sess")
     try:
         name = _HASHES[base]
     except KeyError:
         raise DigestError(f"unknown algorithm {algorithm!r}", "unknown-algorithm") from None
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    raw = _utf8(data) if isinstance(data, str) else data
     return hashlib.new(name, raw).hexdigest()
 
 
@@ -618,7 +624,7 @@ class DigestServer:
         self._secret = secret
         self._instance = secrets.token_bytes(4)
         self._nonces: OrderedDict[str, _NonceState] = OrderedDict()
-        self.opaque = hmac.new(secret, b"opaque:" + realm.encode(), "sha256").hexdigest()[:32]
+        self.opaque = hmac.new(secret, b"opaque:" + _utf8(realm), "sha256").hexdigest()[:32]
 
     # -- challenges -------------------------------------------------------------------------
 
@@ -650,7 +656,7 @@ class DigestServer:
         )
 
     def _sign(self, body: bytes) -> bytes:
-        mac = hmac.new(self._secret, body + self.realm.encode(), "sha256").digest()
+        mac = hmac.new(self._secret, body + _utf8(self.realm), "sha256").digest()
         return mac[:_SIGNATURE_BYTES]
 
     def _decode_nonce(self, nonce: str) -> tuple[float, str, bytes] | None:
@@ -718,7 +724,7 @@ class DigestServer:
             return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "nonce not signed by us")
         # compare_digest on bytes: on str it raises TypeError for non-ASCII input
         if credentials.opaque is not None and not hmac.compare_digest(
-            credentials.opaque.encode("utf-8"), self.opaque.encode()
+            _utf8(credentials.opaque), self.opaque.encode()
         ):
             return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "opaque does not match")
         issued, nonce_algorithm, instance = decoded
@@ -765,7 +771,7 @@ class DigestServer:
             cnonce=credentials.cnonce,
             body=body,
         )
-        given = credentials.response.lower().encode("utf-8")
+        given = _utf8(credentials.response.lower())
         if not hmac.compare_digest(expected.encode(), given):
             return VerifyResult(VerifyOutcome.WRONG_PASSWORD, user, "response does not match")
         now = self.clock.now()
