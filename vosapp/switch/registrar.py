@@ -561,6 +561,8 @@ def build_registrar_service(core: SwitchCore, *, accounts: AccountLookup,
     registrar = Registrar(store, core.clock, **registrar_options)
     service = RegistrarService(registrar, authenticator, lambda: policy.params)
     service.install(core)
+    # SwitchCore.update_params tells its listeners; open auth sessions keep their snapshot.
+    core.add_params_listener(lambda params, changes: policy.set_params(params))
     return service
 
 
