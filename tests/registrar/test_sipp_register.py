@@ -132,3 +132,22 @@ def test_sigkill_under_load_loses_no_acknowledged_binding(tmp_path: Path) -> Non
     with Store.open(served.data_dir) as store:  # opens: the file passed SQLite's quick_check
         bound = {b.aor for b in Registrar(store, MonotonicClock()).all_bindings()}
     assert acknowledged <= bound
+
+
+def test_vosapp_params_set_reaches_new_registrations(tmp_path: Path) -> None:
+    import time
+
+    config = write_config(tmp_path)
+    with serve(config) as served:
+        before = run_sipp(served, "register_auth.xml", tmp_path)
+        changed = vosapp_cli("params", "set", "SS_SIP_AUTHENTICATION_CODE", "407",
+                             "--config", str(config))
+        assert changed.returncode == 0, changed.stderr
+        deadline = time.monotonic() + 10
+        while True:  # the running switch reloads stored parameters about once a second
+            after = run_sipp(served, "register_auth.xml", tmp_path)
+            if after.statuses()[:1] == [407] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert before.statuses() == [401, 200]
+    assert after.statuses() == [407, 200]
