@@ -299,8 +299,8 @@ class AuthPolicy:
 
     ``params`` is the current parameter set; :meth:`set_params` swaps it for sessions that start
     afterwards. Memory is bounded: at most ``max_sessions`` open sessions and ``max_terminals``
-    tracked terminals (least recently used are forgotten first; an active suspension is kept
-    in the journal and re-checked there).
+    tracked terminals (least recently used are forgotten first, never one under an active
+    suspension).
     """
 
     def __init__(self, params: Params, clock: Clock, journal: AuthJournal | None = None, *,
