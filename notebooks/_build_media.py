@@ -79,9 +79,9 @@ NB04 = [
     code("""
     import random
     import time
+    from itertools import pairwise
 
     import numpy as np
-    from IPython.display import display
 
     from vosapp.lab import plots, quality
     from vosapp.lab.widgets import table
@@ -103,7 +103,8 @@ NB04 = [
     `vosapp.media.transcoder.Transcoder` (decode, resample 8 ↔ 16 kHz for G.722, reframe, encode,
     renumber RTP); the far phone decodes the last codec. `PCMA→G.729→PCMA` is the classic
     carrier tandem: the customer talks G.711, the carrier link is G.729, the far end is G.711
-    again.
+    again. In this narrow-band table G.722 gets the 8 kHz clip upsampled to 16 kHz and its
+    output is scored at 8 kHz; its wide-band score follows further down.
     """),
     code("""
     PTIME_MS = {"PCMA": 20, "PCMU": 20, "G729": 20, "G723": 30, "G722": 20}
@@ -126,7 +127,7 @@ NB04 = [
         first = codecs.get(chain[0])
         packets = rtp_packets(chain[0], quality.to_int16(
             quality.resample(audio, rate, first.sample_rate)))
-        for src, dst in zip(chain, chain[1:]):
+        for src, dst in pairwise(chain):
             hop = Transcoder(src, dst, src_ptime=PTIME_MS[src], dst_ptime=PTIME_MS[dst],
                              rng=random.Random(2))
             packets = [out for packet in packets for out in hop.process(packet)]
@@ -218,7 +219,7 @@ NB04 = [
     ## Spectrograms and waveforms
 
     Side by side on one colour scale (dB relative to a full-scale sine). G.711 keeps the fine
-    harmonic structure; G.729A keeps the formants (the dark-red bands) but smooths the
+    harmonic structure; G.729A keeps the formants (the bright bands) but smooths the
     harmonics and the noise between them; the tandem smooths again. At 16 kHz the narrow-band
     legs are cut off at 4 kHz.
     """),
@@ -327,7 +328,7 @@ NB04 = [
     at = {p: i for i, p in enumerate(LOSS_PERCENT)}
     for name, curve in loss_curves.items():
         # loss degrades quality monotonically (allowing 0.1 MOS of pattern noise) ...
-        assert all(b <= a + 0.1 for a, b in zip(curve, curve[1:])), (name, curve)
+        assert all(b <= a + 0.1 for a, b in pairwise(curve)), (name, curve)
         assert curve[at[10]] < curve[at[0]] - 0.5, (name, curve)     # ... and 10 % hurts
     for name in LOSS_CODECS:
         concealed, zeros = loss_curves[f"{name} + concealment"], loss_curves[f"{name} + zero-fill"]
@@ -347,14 +348,14 @@ NB04 = [
     concealed_10 = examples[("G.729A", True)]
     zeros_10 = examples[("G.729A", False)]
     _, lost = receive_with_loss("G729", clean_8k, 10, SEEDS[0], True)
-    # the first lost packet in loud speech, shown with 50 ms before it
+    # the lost packet where the speech was loudest, shown with 50 ms before it
     packet_level = np.abs(clean_8k[: lost.size * 160].astype(float)).reshape(-1, 160).mean(axis=1)
-    first_in_speech = int(np.flatnonzero(lost & (packet_level > 1000))[0])
-    start_s = max(first_in_speech * 0.02 - 0.05, 0.0)
+    loudest_lost = int(np.argmax(np.where(lost, packet_level, 0.0)))
+    start_s = max(loudest_lost * 0.02 - 0.05, 0.0)
     plots.waveforms({"clean": aligned_segment(clean_8k, start_s),
                      "G.729A, zero-fill": aligned_segment(zeros_10, start_s),
                      "G.729A, concealment": aligned_segment(concealed_10, start_s)}, 8000,
-                    title=f"packet {first_in_speech} lost ({int(lost.sum())} of {lost.size}"
+                    title=f"packet {loudest_lost} lost ({int(lost.sum())} of {lost.size}"
                           " lost in this pattern)")
     """),
     code("""
@@ -537,7 +538,7 @@ NB05 = [
         for deviation in DEVIATIONS:
             signals.append(digit_slots(100, level, deviation=deviation / 100))
             expected_repeats.append(1)
-    for label, duration in DURATIONS.items():
+    for duration in DURATIONS.values():
         if duration == "break":
             signals.append(digit_slots(100, -10, break_ms=10))
         elif duration == "twice":

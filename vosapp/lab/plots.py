@@ -164,7 +164,7 @@ def quality_chart(reports: Mapping[str, QualityReport], *, title: str | None = N
         fig.add_hline(y=ceiling, line_dash="dash", annotation_text=f"ceiling {ceiling:.2f}")
     fig.update_layout(
         title=title, template="plotly_white",
-        yaxis={"title": "PESQ MOS-LQO", "range": [1, 4.8]},
+        yaxis={"title": "PESQ MOS-LQO", "range": [1, 5.0]},  # room for labels
         yaxis2={"title": "STOI", "overlaying": "y", "side": "right", "range": [0, 1.05]},
         legend={"orientation": "h", "y": 1.08},
     )
@@ -203,6 +203,7 @@ def quality_table(reports: Mapping[str, QualityReport], *, title: str | None = N
         [f"{r.delay_ms:.2f}" for r in rows],
     ]
     fig = go.Figure(go.Table(
+        columnwidth=[3, 1.2, 1.2, 1, 1, 1, 1],
         header={"values": header, "align": "left", "fill_color": "#e8edf3"},
         cells={"values": columns, "align": ["left", "left"] + ["right"] * 5},
     ))
