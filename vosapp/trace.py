@@ -146,7 +146,7 @@ class Trace:
     """A bounded ring of :class:`TraceRecord` with live subscribers and optional SQLite copy."""
 
     def __init__(self, capacity: int = 10_000, *, clock: Clock | None = None,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, max_persisted: int = 1_000_000) -> None:
         if capacity < 1:
             raise ValueError(f"trace capacity must be at least 1, got {capacity}")
         self.capacity = capacity
@@ -158,6 +158,8 @@ class Trace:
         self._pending: list[TraceRecord] = []
         #: Records are written to SQLite in batches of this size (and on :meth:`flush`).
         self.batch_size = 256
+        #: The SQLite table keeps the newest this many records (older ones are pruned on flush).
+        self.max_persisted = max_persisted
         if store is not None:
             self.persist_to(store)
 
@@ -189,6 +191,8 @@ class Trace:
         try:
             with self._store.transaction() as db:
                 db.executemany(_INSERT, [_row(record) for record in batch])
+                db.execute("DELETE FROM trace_records WHERE id <= "
+                           "(SELECT MAX(id) FROM trace_records) - ?", (self.max_persisted,))
         except Exception:  # persistence must never take the switch down
             log.exception("could not persist %d trace records", len(batch))
             return 0

@@ -127,3 +127,12 @@ def test_tshark_decodes_udp_tcp_and_ipv6_as_sip(tmp_path: Path) -> None:
     rows = [line.split("\t") for line in result.stdout.strip().split("\n")]
     assert [row[0] for row in rows] == ["u", "u", "t", "t", "v6"], result.stdout + result.stderr
     assert rows[1][2] == "200" and rows[2][1] == "OPTIONS"
+
+
+def test_sqlite_keeps_only_the_newest_records(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        trace = Trace(10, clock=ManualClock(), store=store, max_persisted=3)
+        for i in range(5):
+            trace.message("in", "UDP", B, A, options(f"c{i}"))
+        trace.flush()
+        assert [r.call_id for r in load_records(store)] == ["c2", "c3", "c4"]
