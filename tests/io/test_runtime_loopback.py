@@ -229,3 +229,36 @@ def test_serve_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             process.kill()
     assert process.returncode == 0
     assert "stopped" in err
+
+
+def test_tcp_response_after_connection_closed_goes_to_sent_by_port() -> None:
+    def install(core: SwitchCore) -> None:
+        def slow(request, txn) -> None:  # type: ignore[no-untyped-def]
+            core.clock.call_later(0.3, lambda: txn.respond(core.make_response(request, 200)))
+        core.add_request_handler("MESSAGE", slow)
+
+    async def scenario() -> bytes:
+        async with Switch(host="127.0.0.1", port=0, features=[install],
+                          persist_trace=False) as switch:
+            host, port = switch.sip_address
+            received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+            async def on_connect(reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> None:
+                received.set_result(await reader.readuntil(b"\r\n\r\n"))
+                writer.close()
+
+            listener = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+            sent_by_port = listener.sockets[0].getsockname()[1]
+            _, writer = await asyncio.open_connection(host, port)
+            message = options(sent_by_port, "TCP", "z9hG4bKslow").replace(b"OPTIONS", b"MESSAGE")
+            writer.write(message)
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()  # gone before the 200 is ready
+            data = await asyncio.wait_for(received, 5)
+            listener.close()
+            return data
+
+    reply = parse(run(scenario()))
+    assert reply.status == 200 and reply.top_via.branch == "z9hG4bKslow"  # type: ignore[union-attr]

@@ -159,6 +159,12 @@ class TcpTransport:
         if connection is not None:
             connection.send(data)
             return
+        # A response whose connection has closed goes to the peer's sent-by port (§18.2.2).
+        destination = self.core.reply_fallback.get(destination, destination)
+        connection = self.connections.get(destination)
+        if connection is not None:
+            connection.send(data)
+            return
         self._queued.setdefault(destination, []).append(data)
         if destination not in self._connecting:
             loop = asyncio.get_running_loop()

@@ -116,6 +116,9 @@ class SwitchCore:
         self.local_addresses: dict[str, Address] = {}
         self._handlers: dict[str, RequestHandler] = {}
         self._allow_cache: tuple[tuple[str, ...], str] | None = None
+        #: Stream peer → where to connect for a response when its connection has closed
+        #: (§18.2.2); read by the TCP transport, bounded to the 10,000 newest peers.
+        self.reply_fallback: dict[Address, Address] = {}
         self._ack_handlers: list[AckHandler] = []
         self._stray_handlers: list[StrayResponseHandler] = []
         self._start_hooks: list[Callable[[], None]] = []
@@ -378,6 +381,12 @@ class SwitchCore:
                 handler(request, source, transport)
             return
         reply_to = response_address(request, source, transport, top_via)
+        if transport in RELIABLE_TRANSPORTS:
+            # §18.2.2: if the connection is gone when the response is ready, connect to the
+            # received address and the sent-by port instead of the peer's ephemeral port.
+            self.reply_fallback[source] = (source[0], top_via.port or 5060)
+            if len(self.reply_fallback) > 10_000:
+                self.reply_fallback.pop(next(iter(self.reply_fallback)))
         txn = self.transactions.create_server(request, reply_to, transport, source, key)
         txn.local = local
         txn.add_listener(self._server_event)
