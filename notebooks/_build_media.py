@@ -687,6 +687,7 @@ NB05 = [
         verdict = "ok" if per_minute <= 1 else "<b style='color:#d62728'>over the limit</b>"
         talk_off_label.value = (f"talk-off: {count} false digits in {speech_seconds:.0f} s of"
                                 f" speech = {per_minute:.2f}/min ({verdict})")
+        return per_minute
 
 
     def on_tuning_change(change=None):
@@ -700,8 +701,9 @@ NB05 = [
         failing = sum(int(p.failures.sum()) for p in new_panels)
         status.value = ("tuning valid; Q.24 grid: " + ("all required cells hold" if not failing
                         else f"<b style='color:#d62728'>{failing} required cells fail</b>"))
-        show_talk_off(tuning)
-        state.update(tuning=tuning, panels=new_panels, updates=state["updates"] + 1)
+        per_minute = show_talk_off(tuning)
+        state.update(tuning=tuning, panels=new_panels, talk_off_per_minute=per_minute,
+                     updates=state["updates"] + 1)
 
 
     for slider in sliders.values():
@@ -735,6 +737,23 @@ NB05 = [
     sliders["min_on_ms"].value = DEFAULT.min_on_ms
     assert state["tuning"] == DEFAULT and all(p.compliant for p in state["panels"])
     print(status.value)
+    """),
+    code("""
+    # The two experiments suggested above, checked (so the text stays true):
+    # a frequency tolerance tighter than 1.5 % loses the ±1.5 % columns at every level ...
+    sliders["max_frequency_deviation"].value = 0.012
+    failing = state["panels"][0].failures
+    failing_columns = {DEVIATIONS[j] for j in np.flatnonzero(failing.any(axis=0))}
+    assert failing_columns == {-1.5, 1.5} and failing.sum() == 2 * 6, np.argwhere(failing)
+    print("max_frequency_deviation=0.012:", status.value)
+    sliders["max_frequency_deviation"].value = DEFAULT.max_frequency_deviation
+
+    # ... and a lax tone-to-total check lets speech through as digits.
+    sliders["min_tone_to_total_db"].value = -20.0
+    assert state["talk_off_per_minute"] > 1.0 and all(p.compliant for p in state["panels"])
+    print("min_tone_to_total_db=-20:", talk_off_label.value)
+    sliders["min_tone_to_total_db"].value = DEFAULT.min_tone_to_total_db
+    assert state["tuning"] == DEFAULT and state["talk_off_per_minute"] <= 1.0
     """),
     md("""
     ## Noisy digits: a confusion matrix
