@@ -183,9 +183,14 @@ class TcpTransport:
             return
         finally:
             self._connecting.pop(destination, None)
+        queued = self._queued.pop(destination, [])
+        if connection.transport is None or connection.transport.is_closing():
+            # refused by our own connection limit (see _admit)
+            self.core.transport_failed(destination, "TCP", "too many TCP connections")
+            return
         # The connection registers under its peername, which may differ in form (IPv6).
         self.connections[destination] = connection
-        for data in self._queued.pop(destination, []):
+        for data in queued:
             connection.send(data)
 
     async def close(self) -> None:
