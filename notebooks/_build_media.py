@@ -58,7 +58,7 @@ NB04 = [
 
     | codec | standard | bit rate | frame | how it works | RTP clock |
     |---|---|---|---|---|---|
-    | PCMA / PCMU | G.711 A-law / µ-law | 64 kbit/s | 0.125 ms (sent as 20 ms) | logarithmic 8-bit samples: waveform kept, ~38 dB SNR | 8000 |
+    | PCMA / PCMU | G.711 A-law / µ-law | 64 kbit/s | 0.125 ms (sent as 20 ms) | logarithmic 8-bit samples: the waveform is kept (~34 dB segmental SNR on this clip) | 8000 |
     | G.729A | G.729 Annex A (bcg729) | 8 kbit/s | 10 ms + 5 ms look-ahead | CS-ACELP: a vocal-tract filter and an excitation chosen so the *sound* matches | 8000 |
     | G.723.1 | G.723.1 (FFmpeg), 6.3 kbit/s | 6.3 kbit/s | 30 ms + 7.5 ms look-ahead | MP-MLQ, the same analysis-by-synthesis idea, coarser | 8000 |
     | G.722 | G.722 (FFmpeg) | 64 kbit/s | sample-based (sent as 20 ms) | sub-band ADPCM of **16 kHz** audio (50–7000 Hz, "HD voice") | 8000 (RFC 3551 quirk) |
@@ -68,7 +68,7 @@ NB04 = [
     it as **MOS-LQO** (Mean Opinion Score, Listening Quality Objective): P.862.1 maps narrow-band
     PESQ (8 kHz) onto the 1–5 MOS scale, P.862.2 does the same for wide-band (16 kHz). The best
     possible score is the clean clip compared with itself: about **4.55** narrow-band, **4.64**
-    wide-band. Rough reading: ≥ 4.0 toll quality, 3.6–4.0 good (what a mobile call sounds like),
+    wide-band. A rough reading: ≥ 4.0 toll quality, 3.6–4.0 good (what a mobile call sounds like),
     3.1–3.6 fair, below 3.1 people notice and complain. **STOI** (0–1) predicts
     intelligibility — words understood, not pleasantness. **Segmental SNR** measures how well
     the *waveform* survives, which only waveform codecs (G.711, G.722) try to do; CELP codecs
@@ -366,7 +366,7 @@ NB04 = [
     ## Reading the results
 
     * **G.711** (A-law, µ-law) is within ~0.1 MOS of the ceiling: the reference for everything
-      else. **G.729A** costs ~0.8 MOS and **G.723.1** a little more, in exchange for 8× and
+      else. **G.729A** costs ~0.7 MOS and **G.723.1** a little more, in exchange for 8× and
       10× less bandwidth.
     * **Transcoding costs quality every time**: G.711 around a G.729 leg loses a bit more than
       G.729 alone; two CELP codecs in tandem (G.729 → G.729, G.723.1 → G.729) lose another
