@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -300,7 +300,6 @@ def listening_panel(clips: Mapping[str, tuple[ArrayLike, int]]) -> HTML:
 # --------------------------------------------------------------------------- DTMF
 
 
-Requirement = Literal["operate", "reject", ""]
 
 
 @dataclass(frozen=True)
