@@ -300,8 +300,6 @@ def listening_panel(clips: Mapping[str, tuple[ArrayLike, int]]) -> HTML:
 # --------------------------------------------------------------------------- DTMF
 
 
-
-
 @dataclass(frozen=True)
 class CompliancePanel:
     """One grid of DTMF receiver results: how many test digits came out right per cell.
