@@ -99,21 +99,31 @@ def baseline(data: bytes) -> object:
     return _BASELINE.parsebytes(data.split(b"\r\n", 1)[1])
 
 
+def parse_and_read(data: bytes) -> object:
+    """Parse, then read the typed values a registrar or transaction layer reads (the lazy
+    accessors do their work here)."""
+    message = parse(data)
+    return (message.top_via.branch, message.from_.tag, message.to.uri, message.cseq,
+            message.call_id, message.contacts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="time per measurement")
     parser.add_argument("--markdown", action="store_true", help="print markdown table rows")
     args = parser.parse_args()
     rows = []
-    for name, data in (("REGISTER", REGISTER), ("INVITE+SDP", INVITE)):
-        parse(data)  # validate before timing
-        ours = rate(parse, data, args.seconds)
+    cases = (("REGISTER", REGISTER, parse), ("INVITE+SDP", INVITE, parse),
+             ("REGISTER + typed reads", REGISTER, parse_and_read))
+    for name, data, function in cases:
+        function(data)  # validate before timing
+        ours = rate(function, data, args.seconds)
         base = rate(baseline, data, args.seconds)
         rows.append((name, len(data), ours, base, ours / base))
     print(f"python {platform.python_version()} on {platform.machine()}, one core")
-    print(f"{'message':<12}{'bytes':>7}{'vosapp parse/s':>16}{'email baseline/s':>18}{'ratio':>8}")
+    print(f"{'message':<24}{'bytes':>7}{'vosapp parse/s':>16}{'email baseline/s':>18}{'ratio':>8}")
     for name, size, ours, base, ratio in rows:
-        print(f"{name:<12}{size:>7}{ours:>16,.0f}{base:>18,.0f}{ratio:>8.2f}")
+        print(f"{name:<24}{size:>7}{ours:>16,.0f}{base:>18,.0f}{ratio:>8.2f}")
     if args.markdown:
         print()
         print("| message | bytes | vosapp.sip.parse / s | email BytesHeaderParser / s | ratio |")
@@ -121,7 +131,7 @@ def main() -> None:
         for name, size, ours, base, ratio in rows:
             print(f"| {name} | {size} | {ours:,.0f} | {base:,.0f} | {ratio:.2f} |")
     target = 50_000
-    worst = min(row[2] for row in rows)
+    worst = min(row[2] for row in rows[:2])
     print(f"target >= {target:,}/s: {'met' if worst >= target else 'NOT met'} (worst {worst:,.0f}/s)")
 
 

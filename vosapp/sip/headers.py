@@ -54,6 +54,9 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # gen-value = token / host / quoted-string (§25.1); a host may be an IPv6 reference.
 _GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]")
 _LWS_RE = re.compile(r"[ \t]+")
+# Parameters without quotes or whitespace, checked in one match (fast path of parse_params).
+_PLAIN_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~]+"
+                              r"|\[[0-9A-Fa-f:.]+\]))?)+")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +222,8 @@ def _unquote(quoted: str) -> str:
 
 def split_list(value: str, sep: str = ",") -> list[str]:
     """Split ``value`` at ``sep`` outside quoted strings and ``<...>``; elements stripped."""
+    if sep not in value:
+        return [value.strip()]
     if '"' not in value and "<" not in value:
         return [part.strip() for part in value.split(sep)]
     parts: list[str] = []
@@ -249,6 +254,11 @@ def parse_params(text: str, context: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     text = text.strip()
     if not text:
+        return params
+    if _PLAIN_PARAMS_RE.fullmatch(text):
+        for item in text[1:].split(";"):
+            name, eq, value = item.partition("=")
+            params[name.lower()] = value if eq else None
         return params
     if text[0] != ";":
         raise SipParseError(400, f"unexpected {text!r} in {context}")

@@ -205,7 +205,34 @@ def _parse_host(hostport: str, whole: str) -> tuple[str, int | None]:
     return host, port
 
 
+# Common shape, parsed with one match: user@host[:port][;params] with plain characters only.
+_FAST_REST_RE = re.compile(
+    r"(?:((?:[A-Za-z0-9\-_.!~*'()&=+$]|%[0-9A-Fa-f]{2})+)@)?"
+    r"([A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*)"
+    r"(?::([0-9]{1,5}))?((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)")
+
+
 def _parse_sip(text: str, scheme: str, rest: str) -> SipUri:
+    match = _FAST_REST_RE.fullmatch(rest)
+    if match is not None:
+        user, host, port_text, param_text = match.groups()
+        port = int(port_text) if port_text is not None else None
+        if port is None or port <= 65535:
+            params: dict[str, str | None] = {}
+            if param_text:
+                for item in param_text[1:].split(";"):
+                    name, eq, value = item.partition("=")
+                    params[name.lower()] = value if eq else None
+            uri = SipUri.__new__(SipUri)
+            # Frozen dataclass: fill the fields directly (already validated by the match).
+            uri.__dict__.update(host=host, user=_unescape(user) if user is not None else None,
+                                port=port, params=params, headers=[], scheme=scheme,
+                                password=None, _raw=text)
+            return uri
+    return _parse_sip_full(text, scheme, rest)
+
+
+def _parse_sip_full(text: str, scheme: str, rest: str) -> SipUri:
     # Headers start at the first '?' after the host; user parts may hold '?', so locate the
     # userinfo first: no unescaped '@' is legal after it (§25.1), so the first '@' ends it.
     user = password = None
