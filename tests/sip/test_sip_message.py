@@ -388,3 +388,19 @@ def test_request_uri_can_be_replaced() -> None:
     assert bytes(m).startswith(b"REGISTER sip:192.0.2.99:5080 SIP/2.0\r\n")
     with pytest.raises(TypeError):
         m.uri = "sip:x@y"  # type: ignore[assignment]
+
+
+def test_replace_first_keeps_order_and_other_lines() -> None:
+    data = REGISTER.replace(b"Max-Forwards: 70\r\n",
+                            b"Via: SIP/2.0/UDP p.example.com;branch=z9hG4bK9\r\nMax-Forwards: 70\r\n")
+    m = request(data)
+    top = m.top_via
+    top.params["received"] = "2001:db8::7"  # bare IPv6, RFC 3261 §20.42 / RFC 5118 §4.5
+    top.params["rport"] = "5061"
+    m.headers.replace_first("Via", str(top))
+    again = request(bytes(m))
+    assert again.top_via.received == "2001:db8::7" and again.top_via.rport == 5061
+    assert again.vias[1].host == "p.example.com"
+    assert b"Via: SIP/2.0/UDP p.example.com;branch=z9hG4bK9\r\n" in bytes(m)
+    with pytest.raises(KeyError):
+        m.headers.replace_first("Route", "<sip:x>")

@@ -51,8 +51,9 @@ def canonical_key(name: str) -> str:
 
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-# gen-value = token / host / quoted-string (§25.1); a host may be an IPv6 reference.
-_GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]")
+# gen-value = token / host / quoted-string (§25.1); a host may be an IPv6 reference, and Via
+# ``received`` is a bare IPv6address (§20.42, RFC 5118 §4.5), so bare IPv6 is accepted too.
+_GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 _LWS_RE = re.compile(r"[ \t]+")
 # Parameters without quotes or whitespace, checked in one match (fast path of parse_params).
 _PLAIN_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~]+"
@@ -161,6 +162,18 @@ class Headers:
                 self._fields[index + 1:] = [e for e in self._fields[index + 1:] if e[0] != key]
                 return
         self._fields.append([key, name, value, None])
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the value of the first ``name`` field line in place (as a proxy rewrites the
+        top Via, RFC 3261 §18.2.1); other lines keep their position and bytes. KeyError when
+        there is no such field."""
+        _check_field(name, value)
+        key = canonical_key(name)
+        for index, entry in enumerate(self._fields):
+            if entry[0] == key:
+                self._fields[index] = [key, entry[1], value, None]
+                return
+        raise KeyError(name)
 
     def remove(self, name: str) -> int:
         """Remove every ``name`` field; returns how many were removed."""
