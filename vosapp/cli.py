@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "vosapp.switch.auth_cli",  # vosapp auth events|suspended|unsuspend
     "vosapp.switch.status_cli",  # vosapp status (upstream registrations)
     "vosapp.io.serve",     # vosapp serve; vosapp trace export --pcap FILE
+    "vosapp.switch.cdr",   # vosapp cdr list
 ]
 
 

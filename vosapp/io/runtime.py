@@ -42,6 +42,7 @@ Feature = Callable[[SwitchCore], None]
 DEFAULT_FEATURES: list[str] = [
     "vosapp.switch.registrar:install",
     "vosapp.switch.outbound:install",
+    "vosapp.switch.b2bua:install",
 ]
 
 

@@ -1,0 +1,216 @@
+"""Scripted SIP phones on the virtual network for the B2BUA tests: a caller (UAC) and
+vendors (UAS) that answer with a script of (delay, status) steps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vosapp.config import Config, parse_config
+from vosapp.io.virtual import Packet, VirtualEndpoint, VirtualNetwork, VirtualSwitch
+from vosapp.sip import (
+    CSeq,
+    NameAddr,
+    Request,
+    Response,
+    SipUri,
+    Via,
+    make_response,
+    new_branch,
+    new_tag,
+    parse,
+)
+from vosapp.sip.sdp import G729, PCMA, PCMU, build_offer
+from vosapp.store import Store
+from vosapp.switch import b2bua, registrar
+
+SWITCH = ("10.0.0.1", 5060)
+CALLER = ("10.0.0.2", 5060)
+VENDOR_A = ("10.0.0.9", 5060)
+VENDOR_B = ("10.0.0.10", 5060)
+VENDOR_C = ("10.0.0.11", 5060)
+
+
+def make_config(extra: str = "", *, mapping: str = "", routing: str | None = None) -> Config:
+    if routing is None:
+        routing = f"""
+[[routing_gateway]]
+name = "vendor-a"
+address = "{VENDOR_A[0]}:{VENDOR_A[1]}"
+prefixes = ["00"]
+priority = 1
+[[routing_gateway]]
+name = "vendor-b"
+address = "{VENDOR_B[0]}:{VENDOR_B[1]}"
+prefixes = ["00"]
+priority = 2
+"""
+    return parse_config(f"""
+[switch]
+sip_listen = "{SWITCH[0]}:{SWITCH[1]}"
+[parameters]
+{extra}
+[[account]]
+user = "1001"
+password = "secret-1001"
+[[mapping_gateway]]
+name = "customer"
+addresses = ["{CALLER[0]}"]
+{mapping}
+{routing}
+""")
+
+
+def start_switch(net: VirtualNetwork, cfg: Config, store: Store | None = None
+                 ) -> VirtualSwitch:
+    switch = net.add_switch(SWITCH, config=cfg, params=cfg.parameters, store=store,
+                            features=[registrar.install, b2bua.install])
+    switch.start()
+    return switch
+
+
+class Vendor:
+    """A UAS: answers each INVITE with ``script`` [(delay, status[, with_sdp])]; 200 to BYE;
+    200 + 487 to CANCEL (when not answered yet)."""
+
+    def __init__(self, net: VirtualNetwork, address: tuple[str, int],
+                 script: Sequence[tuple] = ((0.0, 100), (0.05, 180), (0.1, 200))) -> None:
+        self.net = net
+        self.endpoint: VirtualEndpoint = net.add_endpoint(address)
+        self.endpoint.on_receive = self._on
+        self.script = list(script)
+        self.invites: list[Request] = []
+        self.requests: list[Request] = []
+        self.tag = new_tag()
+        self.answered = False
+        self.timers: list = []
+
+    def _on(self, packet: Packet) -> None:
+        message = parse(packet.data)
+        if not isinstance(message, Request):
+            return
+        self.requests.append(message)
+        if message.method == "INVITE" and not message.to.tag:
+            self.invites.append(message)
+            for step in self.script:
+                delay, status = step[0], step[1]
+                with_sdp = step[2] if len(step) > 2 else status == 200
+                self.timers.append(self.net.clock.call_later(
+                    delay, lambda s=status, w=with_sdp, m=message, src=packet.source:
+                    self._respond(m, s, w, src)))
+        elif message.method in ("BYE", "INFO", "UPDATE") or (
+                message.method == "INVITE" and message.to.tag):
+            self.endpoint.send(self._response(message, 200, message.method == "INVITE"),
+                               packet.source)
+        elif message.method == "CANCEL":
+            self.endpoint.send(self._response(message, 200, False), packet.source)
+            if not self.answered:
+                for timer in self.timers:
+                    timer.cancel()
+                invite = self.invites[-1]
+                self.endpoint.send(self._response(invite, 487, False), packet.source)
+
+    def _response(self, request: Request, status: int, with_sdp: bool) -> Response:
+        response = make_response(request, status, to_tag=self.tag if status > 100 else None)
+        if 101 <= status < 300:
+            response.headers.add("Contact", f"<sip:vendor@{self.endpoint.address[0]}:"
+                                 f"{self.endpoint.address[1]}>")
+        if with_sdp:
+            sdp = build_offer(self.endpoint.address[0], 30000, [PCMA])
+            if request.body:
+                from vosapp.sip.sdp import answer
+
+                sdp = answer(request.body, [PCMA, PCMU, G729], address=self.endpoint.address[0],
+                             port=30000).sdp
+            response.headers.add("Content-Type", "application/sdp")
+            response.body = bytes(sdp)
+        return response
+
+    def _respond(self, request: Request, status: int, with_sdp: bool, source) -> None:
+        if self.answered:
+            return
+        if status >= 200:
+            self.answered = True
+        self.endpoint.send(self._response(request, status, with_sdp), source)
+
+    def methods(self) -> list[str]:
+        return [r.method for r in self.requests]
+
+
+class Caller:
+    """A UAC: INVITE, ACK for 2xx, BYE/CANCEL on demand, 200 to an incoming BYE."""
+
+    def __init__(self, net: VirtualNetwork, address: tuple[str, int] = CALLER) -> None:
+        self.net = net
+        self.endpoint = net.add_endpoint(address)
+        self.endpoint.on_receive = self._on
+        self.responses: list[Response] = []
+        self.requests: list[Request] = []
+        self.invite: Request | None = None
+        self.remote_tag: str | None = None
+        self.cseq = 1
+
+    def call(self, number: str = "0044123", *, sdp: bool = True, codecs=(PCMA, PCMU),
+             headers: Sequence[tuple[str, str]] = (), sdp_address: str | None = None
+             ) -> Request:
+        host, port = self.endpoint.address
+        body = bytes(build_offer(sdp_address or host, 40000, list(codecs))) if sdp else b""
+        self.invite = Request.build(
+            "INVITE", SipUri(user=number, host=SWITCH[0], port=SWITCH[1]),
+            via=Via("UDP", host, port, {"branch": new_branch(), "rport": None}),
+            from_=NameAddr(SipUri(user="1001", host=host), "Alice", {"tag": new_tag()}),
+            to=NameAddr(SipUri(user=number, host=SWITCH[0])), cseq=1,
+            contact=NameAddr(SipUri(user="1001", host=host, port=port)), headers=headers,
+            body=body, content_type="application/sdp" if body else None)
+        self.endpoint.send(self.invite, SWITCH)
+        return self.invite
+
+    def _on(self, packet: Packet) -> None:
+        message = parse(packet.data)
+        if isinstance(message, Response):
+            self.responses.append(message)
+            if message.cseq.method == "INVITE" and 200 <= message.status < 300:
+                self.remote_tag = message.to.tag
+                self.endpoint.send(self._in_dialog("ACK", cseq=self.invite.cseq.number),
+                                   SWITCH)
+            elif message.cseq.method == "INVITE" and message.status >= 300:
+                invite = self.invite
+                ack = Request.build("ACK", invite.uri, via=invite.top_via, from_=invite.from_,
+                                    to=message.to, call_id=invite.call_id,
+                                    cseq=CSeq(invite.cseq.number, "ACK"))
+                self.endpoint.send(ack, SWITCH)
+            return
+        self.requests.append(message)
+        if message.method in ("BYE", "INFO", "INVITE"):
+            self.endpoint.send(make_response(message, 200), packet.source)
+
+    def _in_dialog(self, method: str, cseq: int | None = None, body: bytes = b"") -> Request:
+        assert self.invite is not None
+        host, port = self.endpoint.address
+        if cseq is None:
+            self.cseq += 1
+            cseq = self.cseq
+        to = NameAddr(self.invite.to.uri, None, {"tag": self.remote_tag} if self.remote_tag
+                      else {})
+        return Request.build(method, self.invite.uri,
+                             via=Via("UDP", host, port, {"branch": new_branch(), "rport": None}),
+                             from_=self.invite.from_, to=to, call_id=self.invite.call_id,
+                             cseq=CSeq(cseq, method), body=body,
+                             content_type="application/sdp" if body else None)
+
+    def bye(self) -> None:
+        self.endpoint.send(self._in_dialog("BYE"), SWITCH)
+
+    def cancel(self) -> None:
+        assert self.invite is not None
+        cancel = Request.build("CANCEL", self.invite.uri, via=self.invite.top_via,
+                               from_=self.invite.from_, to=self.invite.to,
+                               call_id=self.invite.call_id,
+                               cseq=CSeq(self.invite.cseq.number, "CANCEL"))
+        self.endpoint.send(cancel, SWITCH)
+
+    def statuses(self, method: str = "INVITE") -> list[int]:
+        return [r.status for r in self.responses if r.cseq.method == method]
+
+    def final(self) -> Response | None:
+        finals = [r for r in self.responses if r.cseq.method == "INVITE" and r.status >= 200]
+        return finals[-1] if finals else None

@@ -1,0 +1,456 @@
+"""B2BUA (SPEC §4, §5) on the virtual-time network: routing, failover, timeouts, CANCEL, BYE,
+CDRs, 488."""
+
+from __future__ import annotations
+
+import pytest
+from b2bua_harness import (
+    CALLER,
+    SWITCH,
+    VENDOR_A,
+    VENDOR_B,
+    VENDOR_C,
+    Caller,
+    Vendor,
+    make_config,
+    start_switch,
+)
+
+from vosapp.io.virtual import VirtualNetwork
+from vosapp.sip.sdp import G729, PCMA, SessionDescription
+from vosapp.store import Store
+from vosapp.switch.cdr import read_cdrs
+from vosapp.switch.routing import route
+
+
+@pytest.fixture
+def net() -> VirtualNetwork:
+    return VirtualNetwork(latency=0.001)
+
+
+def cdr(switch):  # type: ignore[no-untyped-def]
+    return switch.core.b2bua.cdr.recent
+
+
+# ---------------------------------------------------------------------------- routing
+
+
+def test_route_order_longest_prefix_then_priority_then_config_order() -> None:
+    cfg = make_config(routing="""
+[[routing_gateway]]
+name = "default"
+address = "10.0.0.20:5060"
+[[routing_gateway]]
+name = "uk-2"
+address = "10.0.0.21:5060"
+prefixes = ["0044"]
+priority = 2
+[[routing_gateway]]
+name = "uk-1"
+address = "10.0.0.22:5060"
+prefixes = ["0044", "0033"]
+priority = 1
+[[routing_gateway]]
+name = "uk-1b"
+address = "10.0.0.23:5060"
+prefixes = ["0044"]
+priority = 1
+[[routing_gateway]]
+name = "intl"
+address = "10.0.0.24:5060"
+prefixes = ["00"]
+""")
+    assert [g.name for g in route(cfg, "00441234")] == ["uk-1", "uk-1b", "uk-2", "intl",
+                                                         "default"]
+    assert [g.name for g in route(cfg, "0033")] == ["uk-1", "intl", "default"]
+    assert [g.name for g in route(cfg, "123")] == ["default"]
+
+
+# ---------------------------------------------------------------------------- basic call
+
+
+def test_basic_call_relayed_and_bye_from_caller(net: VirtualNetwork, tmp_path) -> None:
+    store = Store.open(tmp_path)
+    switch = start_switch(net, make_config(), store)
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    invite = caller.call("0044123", headers=[("Privacy", "id")])
+    net.run(1.0)
+    assert caller.statuses() == [100, 180, 200]
+    [b_invite] = vendor.invites
+    # a new call on the vendor leg: new Call-ID and tags, user parts kept
+    assert b_invite.call_id != invite.call_id
+    assert b_invite.from_.tag != invite.from_.tag
+    assert b_invite.from_.uri.user == "1001" and b_invite.to.uri.user == "0044123"
+    assert b_invite.from_.display == "Alice"  # display_from default On
+    assert b_invite.headers.get("Privacy") == "id"  # privacy Passthrough
+    assert b_invite.top_via.host == SWITCH[0]
+    # media proxy Auto, same address as signalling: SDP passes through untouched
+    assert b_invite.body == invite.body
+    assert "ACK" in vendor.methods()
+    final = caller.final()
+    assert final is not None and final.to.tag == caller.responses[1].to.tag  # one To tag
+    caller.bye()
+    net.run(1.0)
+    assert caller.statuses("BYE") == [200]
+    assert vendor.methods()[-1] == "BYE"
+    [row] = read_cdrs(store)
+    assert row["status"] == 200 and row["end_reason"] == "caller hung up"
+    assert row["gateways_tried"] == ["vendor-a:200"]
+    assert row["mapping_gateway"] == "customer" and row["routing_gateway"] == "vendor-a"
+    assert row["caller"] == "1001" and row["callee"] == "0044123"
+    assert row["caller_codec"] == row["callee_codec"] == "PCMA"
+    assert row["media_mode"] == "direct" and row["answer_time"] is not None
+    assert row["dtmf_method"] == "RFC2833 (end to end)"
+    assert not switch.core.b2bua.calls and not switch.core.b2bua.dialogs
+    store.close()
+
+
+def test_bye_from_callee_reaches_caller(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    b_invite = vendor.invites[0]
+    from vosapp.sip import CSeq, NameAddr, Request, Via, new_branch
+
+    bye = Request.build("BYE", b_invite.contacts[0].uri,
+                        via=Via("UDP", *VENDOR_A, {"branch": new_branch()}),
+                        from_=NameAddr(b_invite.to.uri, None, {"tag": vendor.tag}),
+                        to=b_invite.from_, call_id=b_invite.call_id, cseq=CSeq(1, "BYE"))
+    vendor.endpoint.send(bye, SWITCH)
+    net.run(1.0)
+    assert [r.method for r in caller.requests] == ["BYE"]
+    assert cdr(switch)[-1].end_reason == "callee hung up"
+
+
+def test_no_route_is_404(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    caller = Caller(net)
+    caller.call("99123")
+    net.run(1.0)
+    assert caller.statuses() == [100, 404]
+    assert cdr(switch)[-1].end_reason == "no route"
+
+
+def test_untrusted_caller_is_challenged(net: VirtualNetwork) -> None:
+    start_switch(net, make_config())
+    stranger = Caller(net, ("10.0.0.77", 5060))
+    stranger.call()
+    net.run(1.0)
+    assert stranger.statuses() == [401]
+
+
+# ---------------------------------------------------------------------------- failover
+
+
+def test_503_fails_over_to_the_next_gateway(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    first = Vendor(net, VENDOR_A, [(0.0, 100), (0.05, 503)])
+    second = Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    assert len(first.invites) == len(second.invites) == 1
+    assert caller.statuses() == [100, 180, 200]
+    assert cdr(switch) == [] and switch.core.b2bua.calls
+    caller.bye()
+    net.run(1.0)
+    assert cdr(switch)[-1].gateways_tried == ["vendor-a:503", "vendor-b:200"]
+
+
+def test_486_busy_is_final_no_failover(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    Vendor(net, VENDOR_A, [(0.0, 100), (0.05, 486)])
+    second = Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    assert caller.statuses() == [100, 486]
+    assert second.invites == []
+    assert cdr(switch)[-1].status == 486
+
+
+def test_all_gateways_failing_gives_503(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    Vendor(net, VENDOR_A, [(0.0, 500)])
+    Vendor(net, VENDOR_B, [(0.0, 480)])
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    assert caller.statuses() == [100, 503]
+    assert cdr(switch)[-1].gateways_tried == ["vendor-a:500", "vendor-b:480"]
+
+
+def test_invite_timeout_fails_over(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config("SS_SIP_TIMEOUT_INVITE = 3"))
+    silent = Vendor(net, VENDOR_A, [])
+    Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call()
+    net.run(2.9)
+    assert caller.statuses() == [100]
+    net.run(0.5)
+    assert caller.statuses() == [100, 180, 200]
+    assert len(silent.invites) == 3  # T1 retransmissions at 0.5 s and 1.5 s
+    net.run(30.0)
+    assert len(silent.invites) == 3  # abandoned after SS_SIP_TIMEOUT_INVITE
+    caller.bye()
+    net.run(1.0)
+    assert cdr(switch)[-1].gateways_tried == ["vendor-a:timeout", "vendor-b:200"]
+
+
+def test_invite_timeout_stops_with_stop_switch_on(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config(
+        "SS_SIP_TIMEOUT_INVITE = 3\nSS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT = 'On'"))
+    Vendor(net, VENDOR_A, [])
+    second = Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call()
+    net.run(5.0)
+    assert caller.statuses() == [100, 408]
+    assert second.invites == []
+    assert cdr(switch)[-1].gateways_tried == ["vendor-a:timeout"]
+
+
+# ---------------------------------------------------------------------------- progress timeouts
+
+
+@pytest.mark.parametrize("param, script, what", [
+    ("SS_SIP_TIMEOUT_TRYING", [(0.0, 100)], "trying"),
+    ("SS_SIP_TIMEOUT_RINGING", [(0.0, 100), (0.1, 180)], "ringing"),
+    ("SS_SIP_TIMEOUT_SESSION_PROGRESS", [(0.0, 183, False)], "session progress"),
+    ("SS_SIP_TIMEOUT_SESSION_PROGRESS_SDP", [(0.0, 183, True)], "session progress"),
+])
+def test_progress_timeouts_cancel_and_fail(net: VirtualNetwork, param: str, script,
+                                           what: str) -> None:
+    switch = start_switch(net, make_config(f"{param} = 5"))
+    vendor = Vendor(net, VENDOR_A, script)
+    second = Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call()
+    net.run(4.5)
+    assert caller.final() is None
+    net.run(1.0)
+    assert caller.final().status == 408
+    assert "CANCEL" in vendor.methods() and second.invites == []
+    assert cdr(switch)[-1].end_reason == f"{what} timeout"
+
+
+# ---------------------------------------------------------------------------- CANCEL
+
+
+def test_cancel_from_caller_cancels_vendor_and_487(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A, [(0.0, 100), (0.05, 180), (10.0, 200)])
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    caller.cancel()
+    net.run(1.0)
+    assert caller.statuses("CANCEL") == [200]
+    assert caller.statuses() == [100, 180, 487]
+    assert "CANCEL" in vendor.methods()
+    net.run(15.0)
+    assert caller.statuses() == [100, 180, 487]
+    assert cdr(switch)[-1].status == 487
+    assert cdr(switch)[-1].end_reason == "cancelled by caller"
+
+
+def test_cancel_before_any_vendor_answer_is_sent_after_the_first_provisional(
+        net: VirtualNetwork) -> None:
+    start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A, [(2.0, 180), (10.0, 200)])
+    caller = Caller(net)
+    caller.call()
+    net.run(0.5)
+    caller.cancel()
+    net.run(0.5)
+    assert caller.statuses() == [100, 487] and "CANCEL" not in vendor.methods()
+    net.run(2.0)
+    assert "CANCEL" in vendor.methods()
+
+
+# ---------------------------------------------------------------------------- codecs
+
+
+SPECIFIED_A = """
+codec_mode = "Softswitch specified"
+specified_codec = "PCMA"
+"""
+
+
+def routing_with(settings: str) -> str:
+    return f"""
+[[routing_gateway]]
+name = "vendor-c"
+address = "{VENDOR_C[0]}:{VENDOR_C[1]}"
+{settings}
+"""
+
+
+def test_specified_codecs_differ_without_conversion_is_488(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config(
+        mapping=SPECIFIED_A,
+        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"')))
+    vendor = Vendor(net, VENDOR_C)
+    caller = Caller(net)
+    caller.call("123")
+    net.run(1.0)
+    assert caller.statuses() == [100, 488]
+    warning = caller.final().headers.get("Warning")
+    assert warning.startswith("305 ") and "Allow codec conversion is off" in warning
+    assert vendor.invites == []
+    assert cdr(switch)[-1].status == 488
+
+
+def test_specified_codec_with_media_proxy_off_restricts_the_offer(net: VirtualNetwork) -> None:
+    start_switch(net, make_config(routing=routing_with(
+        'codec_mode = "Softswitch specified"\nspecified_codec = "PCMU"\nmedia_proxy = "Off"')))
+    vendor = Vendor(net, VENDOR_C)
+    caller = Caller(net)
+    caller.call("123")
+    net.run(1.0)
+    sdp = SessionDescription.parse(vendor.invites[0].body)
+    assert [c.encoding for c in sdp.first_audio().codecs()] == ["PCMU", "telephone-event"]
+    assert sdp.connection.address == CALLER[0]  # still end to end
+    assert caller.statuses() == [100, 180, 200]
+
+
+def test_conversion_needs_media_proxy(net: VirtualNetwork) -> None:
+    start_switch(net, make_config(
+        mapping=SPECIFIED_A + "allow_codec_conversion = true\n",
+        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
+                             'allow_codec_conversion = true\nmedia_proxy = "Off"')))
+    caller = Caller(net)
+    caller.call("123", codecs=(PCMA,))
+    net.run(1.0)
+    assert caller.statuses() == [100, 488]
+    assert "media proxy" in caller.final().headers.get("Warning")
+
+
+class FakeMedia:
+    """A media backend without sockets: records what the B2BUA asks for."""
+
+    def __init__(self) -> None:
+        self.sessions: list[FakeSession] = []
+
+    def allocate(self) -> FakeSession:
+        session = FakeSession(len(self.sessions))
+        self.sessions.append(session)
+        return session
+
+
+class FakeSession:
+    def __init__(self, n: int) -> None:
+        self.local_a = ("10.0.0.1", 20000 + 4 * n)
+        self.local_b = ("10.0.0.1", 20002 + 4 * n)
+        self.started = None
+        self.closed = False
+
+    def start(self, a, b, *, dtmf, on_info_send):  # type: ignore[no-untyped-def]
+        self.started = (a, b, dtmf)
+        return "relay" if a.codec == b.codec else "transcode"
+
+    def info_received(self, side, content_type, body):  # type: ignore[no-untyped-def]
+        pass
+
+    def relatch(self, side, remote):  # type: ignore[no-untyped-def]
+        pass
+
+    def dtmf_methods(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_transcoding_plan_offers_each_side_its_codec(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config(
+        mapping=SPECIFIED_A + "allow_codec_conversion = true\n",
+        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
+                             'allow_codec_conversion = true')))
+    media = FakeMedia()
+    switch.core.b2bua.media = media
+    vendor = Vendor(net, VENDOR_C)
+    caller = Caller(net)
+    caller.call("123", codecs=(PCMA, G729))
+    net.run(1.0)
+    offer = SessionDescription.parse(vendor.invites[0].body)
+    assert next(c.encoding for c in offer.first_audio().codecs()) == "G729"
+    assert offer.connection.address == "10.0.0.1" and offer.first_audio().port == 20002
+    final = caller.final()
+    assert final.status == 200
+    answer = SessionDescription.parse(final.body)
+    assert answer.first_audio().port == 20000
+    assert next(c.encoding for c in answer.first_audio().codecs()) == "PCMA"
+    a, b, _dtmf = media.sessions[0].started
+    assert (a.codec, b.codec) == ("PCMA", "G729")
+    assert a.remote == (CALLER[0], 40000)
+    caller.bye()
+    net.run(1.0)
+    assert media.sessions[0].closed
+    record = cdr(switch)[-1]
+    assert (record.caller_codec, record.callee_codec, record.media_mode) == (
+        "PCMA", "G729", "transcode")
+
+
+def test_nat_address_mismatch_uses_the_relay(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    media = FakeMedia()
+    switch.core.b2bua.media = media
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call(sdp_address="192.168.1.5")  # behind NAT: SDP names a private address
+    net.run(1.0)
+    [session] = media.sessions
+    offer = SessionDescription.parse(vendor.invites[0].body)
+    assert offer.connection.address == "10.0.0.1" and offer.first_audio().port == 20002
+    a, b, _ = session.started
+    assert a.remote == ("192.168.1.5", 40000) and (a.codec, b.codec) == ("PCMA", "PCMA")
+    assert caller.final().status == 200
+    assert cdr(switch) == []
+    caller.bye()
+    net.run(1.0)
+    assert cdr(switch)[-1].media_mode == "relay" and session.closed
+
+
+def test_late_offer_caller_ack_carries_the_answer(net: VirtualNetwork) -> None:
+    start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call(sdp=False)
+    net.run(1.0)
+    assert vendor.invites[0].body == b""
+    assert caller.final().status == 200 and caller.final().body  # the vendor's offer
+    assert "ACK" in vendor.methods()
+
+
+def test_reinvite_and_info_are_relayed(net: VirtualNetwork) -> None:
+    start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    body = caller.invite.body
+    caller.endpoint.send(caller._in_dialog("INVITE", body=body), SWITCH)
+    net.run(1.0)
+    assert caller.statuses()[-1] == 200
+    reinvite = [r for r in vendor.requests if r.method == "INVITE"][-1]
+    assert reinvite.to.tag == vendor.tag and reinvite.body == body
+    assert vendor.methods().count("ACK") == 2
+    caller.endpoint.send(caller._in_dialog("INFO"), SWITCH)
+    net.run(1.0)
+    assert caller.statuses("INFO") == [200] and "INFO" in vendor.methods()
+
+
+def test_in_dialog_request_for_unknown_dialog_is_481(net: VirtualNetwork) -> None:
+    start_switch(net, make_config())
+    caller = Caller(net)
+    caller.call("99")
+    net.run(1.0)
+    caller.remote_tag = "nope"
+    caller.bye()
+    net.run(1.0)
+    assert caller.statuses("BYE") == [481]

@@ -1,0 +1,125 @@
+"""The B2BUA's media backend on real sockets: :class:`~vosapp.io.rtp_relay.RtpRelay` legs
+allocated when the vendor INVITE is built, started when the vendor's answer fixes the codecs.
+
+The call layer (:mod:`vosapp.switch.b2bua`) must put the relay's ports in the vendor offer
+before it knows which codec the vendor picks, while an :class:`RtpRelay` fixes its mode
+(relay or transcode) when it is built. So :meth:`RelayBackend.allocate` binds the two sockets
+from ``[switch] rtp_ports`` on ``media_ip`` at once, and :meth:`RelaySession.start` builds the
+relay on those sockets later (same steps as :meth:`RtpRelay.open`). Datagrams that arrive
+before ``start`` wait in the socket buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from vosapp.io.rtp_relay import LegConfig, PortAllocator, RtpRelay
+
+__all__ = ["RelayBackend", "RelaySession"]
+
+Address = tuple[str, int]
+
+
+class RelayBackend:
+    """Allocates relay sockets from a port range (ephemeral ports when no range is given)."""
+
+    def __init__(self, host: str, low: int | None = None, high: int | None = None) -> None:
+        self.host = host
+        self.ports = PortAllocator(low, high) if low is not None and high is not None else None
+        self.sessions: set[RelaySession] = set()
+
+    def _bind(self) -> socket.socket:
+        if self.ports is not None:
+            return self.ports.bind(self.host)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((self.host, 0))
+        return sock
+
+    def allocate(self) -> RelaySession:
+        first = self._bind()
+        try:
+            second = self._bind()
+        except Exception:
+            self._release(first)
+            raise
+        session = RelaySession(self, first, second)
+        self.sessions.add(session)
+        return session
+
+    def _release(self, sock: socket.socket) -> None:
+        port = sock.getsockname()[1]
+        sock.close()
+        if self.ports is not None:
+            self.ports.release(port)
+
+
+class RelaySession:
+    """Two bound sockets, then a running :class:`RtpRelay` (``relay``) after :meth:`start`."""
+
+    def __init__(self, backend: RelayBackend, sock_a: socket.socket,
+                 sock_b: socket.socket) -> None:
+        self.backend = backend
+        self._socks: dict[str, socket.socket] = {"a": sock_a, "b": sock_b}
+        self.local_a: Address = sock_a.getsockname()[:2]
+        self.local_b: Address = sock_b.getsockname()[:2]
+        self.relay: RtpRelay | None = None
+        self.closed = False
+
+    def start(self, a: Any, b: Any, *, dtmf: dict[str, Any],
+              on_info_send: Callable[[str, Any], None] | None) -> str:
+        """Build and start the relay from two :class:`~vosapp.switch.b2bua.LegSpec`."""
+        if self.relay is not None:
+            return self.relay.mode
+
+        def config(spec: Any) -> LegConfig:
+            return LegConfig(codec=spec.codec, ptime=spec.ptime, payload_type=spec.payload_type,
+                             dtmf_payload_type=spec.dtmf_payload_type, remote=spec.remote)
+
+        relay = RtpRelay(config(a), config(b), dtmf=dtmf or None,  # type: ignore[arg-type]
+                         on_info_send=on_info_send)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        relay._ports = self.backend.ports
+        relay._loop = loop
+        for leg in (relay.a, relay.b):
+            sock = self._socks[leg.side]
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+            leg.sock = sock
+            name = sock.getsockname()
+            leg.local_address = (name[0], name[1])
+            loop.add_reader(sock.fileno(), relay._drain, leg.side)
+        self.relay = relay
+        return relay.mode
+
+    def info_received(self, side: str, content_type: str, body: bytes) -> None:
+        if self.relay is None:
+            raise RuntimeError("media relay not started")
+        self.relay.info_received(side, content_type, body)  # type: ignore[arg-type]
+
+    def relatch(self, side: str, remote: Address | None) -> None:
+        if self.relay is not None:
+            self.relay.relatch(side, remote)  # type: ignore[arg-type]
+
+    def dtmf_methods(self) -> list[str]:
+        if self.relay is None:
+            return []
+        seen: list[str] = []
+        for side, action in self.relay.dtmf_log:
+            text = f"{side}:{type(action).__name__}"
+            if text not in seen:
+                seen.append(text)
+        return seen
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.backend.sessions.discard(self)
+        if self.relay is not None:
+            self.relay.close()
+        else:
+            for sock in self._socks.values():
+                self.backend._release(sock)
