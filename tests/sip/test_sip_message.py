@@ -194,6 +194,8 @@ def test_bad_uris(text: str, status: int) -> None:
 @pytest.mark.parametrize("mutation,status", [
     ((b"SIP/2.0\r\n", b"SIP/3.0\r\n"), 505),
     ((b"REGISTER sip:registrar.example.com", b"REGISTER tel:+15551234"), None),
+    ((b"SIP/2.0\r\n", b"sip/2.0\r\n"), None),
+    ((b"SIP/2.0\r\n", b"SIP/2.0/UDP\r\n"), 400),
     ((b"REGISTER sip:registrar.example.com", b"REGISTER mailto:x@example.com"), 416),
     ((b"CSeq: 1826 REGISTER", b"CSeq: 1826 INVITE"), 400),
     ((b"CSeq: 1826 REGISTER", b"CSeq: 2147483648 REGISTER"), 400),
@@ -404,3 +406,12 @@ def test_replace_first_keeps_order_and_other_lines() -> None:
     assert b"Via: SIP/2.0/UDP p.example.com;branch=z9hG4bK9\r\n" in bytes(m)
     with pytest.raises(KeyError):
         m.headers.replace_first("Route", "<sip:x>")
+
+
+def test_invalid_utf8_escapes_survive_unescaping_and_reescaping() -> None:
+    uri = parse_uri("sip:%ff%41@h?x=%fe")
+    assert uri.user == "\udcffA"
+    assert uri.aor() == "sip:%FFA@h"
+    moved = uri.replace(port=5062)
+    assert str(moved) == "sip:%FFA@h:5062?x=%FE"
+    assert parse_uri(str(moved)) == moved

@@ -234,7 +234,8 @@ def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
                 raise SipParseError(505, f"unsupported version {parts[-1]!r}", headers)
             raise SipParseError(400, f"malformed request line {start_line[:80]!r}", headers)
         method, uri_text, version = parts
-        if version != "SIP/2.0":
+        # The ABNF literal "SIP" is case-insensitive (RFC 5234 §2.3); we always send upper case.
+        if version != "SIP/2.0" and version.upper() != "SIP/2.0":
             if _VERSION_RE.fullmatch(version) and version.upper() != "SIP/2.0":
                 raise SipParseError(505, f"unsupported version {version!r}", headers)
             raise SipParseError(400, f"bad version {version!r}", headers)

@@ -136,7 +136,7 @@ class SipUri:
         """The address-of-record key ``sip:user@host`` (no port, params or headers; host
         lower-cased) used by registrars (RFC 3261 §10.3 step 5)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        user = f"{quote(self.user, safe=_USER_SAFE)}@" if self.user is not None else ""
+        user = f"{_escape(self.user, _USER_SAFE)}@" if self.user is not None else ""
         return f"{self.scheme}:{user}{host.lower()}"
 
     def replace(self, **changes: Any) -> SipUri:
@@ -149,15 +149,15 @@ class SipUri:
             return self._raw
         parts = [self.scheme, ":"]
         if self.user is not None:
-            parts.append(quote(self.user, safe=_USER_SAFE))
+            parts.append(_escape(self.user, _USER_SAFE))
             if self.password is not None:
-                parts.append(":" + quote(self.password, safe=_PASSWORD_SAFE))
+                parts.append(":" + _escape(self.password, _PASSWORD_SAFE))
             parts.append("@")
         parts.append(self.hostport)
         for name, value in self.params.items():
             parts.append(f";{name}" if value is None else f";{name}={value}")
         if self.headers:
-            parts.append("?" + "&".join(f"{quote(n, safe='[]/?:+$')}={quote(v, safe='[]/?:+$')}"
+            parts.append("?" + "&".join(f"{_escape(n, _HNV_SAFE)}={_escape(v, _HNV_SAFE)}"
                                          for n, v in self.headers))
         return "".join(parts)
 
@@ -174,6 +174,14 @@ class SipUri:
 
     def __hash__(self) -> int:
         return hash(self._key())
+
+
+_HNV_SAFE = "-_.!~*'()[]/?:+$"
+
+
+def _escape(text: str, safe: str) -> str:
+    # surrogateescape: a user part unescaped from invalid UTF-8 (%FF) escapes back to itself.
+    return quote(text, safe=safe, errors="surrogateescape")
 
 
 def _unescape(text: str) -> str:
