@@ -137,3 +137,43 @@ def test_stream_parser_only_raises_sip_parse_error(chunks: list[bytes], size: in
         except SipParseError:
             if stream.broken:
                 return
+
+
+def random_case(draw: st.DrawFn, name: str) -> str:
+    flips = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
+    return "".join(c.upper() if f else c.lower() for c, f in zip(name, flips, strict=True))
+
+
+@st.composite
+def formatted_fields(draw: st.DrawFn, long: str, compact: str | None, value: str) -> str:
+    """One header line in any legal spelling: long or compact name in any case, LWS before
+    and after the colon, the value possibly folded at a space (RFC 3261 §7.3.1)."""
+    name = draw(st.sampled_from([long, compact] if compact else [long]))
+    name = random_case(draw, name)
+    before = draw(st.sampled_from(["", " ", "\t", "  "]))
+    after = draw(st.sampled_from(["", " ", "  ", "\t"]))
+    head, space, tail = value.partition(" ")
+    if space and head and tail and tail[0] not in " \t" and draw(st.booleans()):
+        # Folding turns CRLF + LWS into one SP: fold only where the value has exactly one.
+        value = f"{head}\r\n{draw(st.sampled_from([' ', '  ', chr(9)]))}{tail}"
+    return f"{name}{before}:{after}{value}"
+
+
+@FAST
+@given(st.data(), requests())
+def test_any_legal_spelling_parses_to_the_same_values_and_bytes(data: st.DataObject,
+                                                                built: Request) -> None:
+    names = {"via": ("Via", "v"), "from": ("From", "f"), "to": ("To", "t"),
+             "call-id": ("Call-ID", "i"), "cseq": ("CSeq", None),
+             "max-forwards": ("Max-Forwards", None), "contact": ("Contact", "m"),
+             "content-type": ("Content-Type", "c"), "content-length": ("Content-Length", "l")}
+    lines = [f"{built.method} {built.uri} SIP/2.0"]
+    for key, _name, value, _raw in built.headers._fields:
+        long, compact = names.get(key, (_name, None))  # type: ignore[arg-type]
+        lines.append(data.draw(formatted_fields(long, compact, value)))  # type: ignore[arg-type]
+    lines.append(data.draw(formatted_fields("Content-Length", "l", str(len(built.body)))))
+    wire = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + built.body
+    parsed = parse(wire)
+    assert isinstance(parsed, Request)
+    assert parsed == built  # same values whatever the spelling
+    assert bytes(parsed) == wire  # and forwarded byte-for-byte
