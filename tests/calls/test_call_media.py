@@ -1,0 +1,229 @@
+"""A transcoded call on real sockets (SPEC §5): Python caller and vendor UAs (asyncio UDP)
+through an in-process :class:`~vosapp.io.runtime.Switch`.
+
+The caller's mapping gateway is Softswitch specified PCMA, the vendor's routing gateway
+Softswitch specified G.729, both with Allow codec conversion, media proxy Auto: the switch must
+offer the vendor only G.729 on its relay, answer the caller PCMA on its relay, and transcode
+both ways. The audio that arrives at each end is decoded and correlated with what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vosapp.config import parse_config
+from vosapp.io.call_media import RelayBackend
+from vosapp.io.runtime import Switch
+from vosapp.media import codecs
+from vosapp.media.rtp import OutgoingStream, RtpPacket
+from vosapp.sip import (
+    CSeq,
+    NameAddr,
+    Request,
+    Response,
+    SipUri,
+    Via,
+    make_response,
+    new_branch,
+    new_tag,
+    parse,
+)
+from vosapp.sip.sdp import G729, PCMA, PCMU, SessionDescription, answer, build_offer
+from vosapp.switch import b2bua, registrar
+from vosapp.switch.cdr import read_cdrs
+
+pytestmark = pytest.mark.timeout(60)
+
+Address = tuple[str, int]
+
+
+class Udp(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.address: Address = ("127.0.0.1", 0)
+
+    @classmethod
+    async def open(cls) -> Udp:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
+        return proto
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.address = transport.get_extra_info("sockname")[:2]
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
+        self.queue.put_nowait((data, addr))
+
+    def send(self, data: bytes, to: Address) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, to)
+
+    async def sip(self, want: str, timeout: float = 5.0) -> tuple[Request | Response, Address]:
+        """The next SIP message matching ``want`` (a method or a status class like '2')."""
+        while True:
+            data, source = await asyncio.wait_for(self.queue.get(), timeout)
+            message = parse(data)
+            if isinstance(message, Request) and message.method == want:
+                return message, source
+            if isinstance(message, Response) and str(message.status).startswith(want):
+                return message, source
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def tone(count: int, freq: float) -> np.ndarray:
+    n = np.arange(160 * count)
+    return (8000 * np.sin(2 * np.pi * freq * n / 8000)).astype(np.int16)
+
+
+async def send_audio(sock: Udp, codec_name: str, pt: int, audio: np.ndarray, to: Address,
+                     frame: int = 160) -> None:
+    codec = codecs.get(codec_name)
+    stream = OutgoingStream(pt, ssrc=0x1234 + pt, sequence=100, timestamp=0)
+    for i in range(len(audio) // frame):
+        sock.send(bytes(stream.packet(codec.encode(audio[i * frame:(i + 1) * frame]), frame)),
+                  to)
+        await asyncio.sleep(0.004)
+
+
+async def collect(sock: Udp, codec_name: str, count: int, timeout: float = 8.0) -> np.ndarray:
+    codec = codecs.get(codec_name)
+    chunks = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(chunks) < count and loop.time() < deadline:
+        try:
+            data, _ = await asyncio.wait_for(sock.queue.get(), max(0.01, deadline - loop.time()))
+        except TimeoutError:
+            break
+        packet = RtpPacket.parse(data)
+        chunks.append(codec.decode(packet.payload))
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+
+
+def best_correlation(received: np.ndarray, sent: np.ndarray) -> float:
+    """Highest normalised correlation of ``received`` against ``sent`` over small lags
+    (codec delay)."""
+    span = 1600
+    best = 0.0
+    ref = sent[800:800 + span].astype(float)
+    for lag in range(400):
+        part = received[800 + lag:800 + lag + span].astype(float)
+        if len(part) < span:
+            break
+        value = float(np.dot(part, ref) / (np.linalg.norm(part) * np.linalg.norm(ref) + 1e-9))
+        best = max(best, value)
+    return best
+
+
+def test_pcma_caller_g729_vendor_transcoded_both_ways(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        caller_sip, vendor_sip = await Udp.open(), await Udp.open()
+        caller_rtp, vendor_rtp = await Udp.open(), await Udp.open()
+        config = parse_config(f"""
+[switch]
+sip_listen = "127.0.0.1:5060"
+[[mapping_gateway]]
+name = "customer"
+addresses = ["127.0.0.1"]
+codec_mode = "Softswitch specified"
+specified_codec = "PCMA"
+allow_codec_conversion = true
+[[routing_gateway]]
+name = "vendor"
+address = "127.0.0.1:{vendor_sip.address[1]}"
+codec_mode = "Softswitch specified"
+specified_codec = "G729"
+allow_codec_conversion = true
+""")
+        switch = Switch(config=config, params=config.parameters, host="127.0.0.1", port=0,
+                        data_dir=tmp_path, transports=("UDP",), persist_trace=False,
+                        features=[registrar.install, b2bua.install])
+        await switch.start()
+        backend = RelayBackend("127.0.0.1")  # ephemeral RTP ports (no fixed range in tests)
+        switch.core.b2bua.media = backend
+        try:
+            host, port = switch.sip_address
+            offer = build_offer("127.0.0.1", caller_rtp.address[1], [PCMA, PCMU])
+            invite = Request.build(
+                "INVITE", SipUri(user="0044123", host=host, port=port),
+                via=Via("UDP", "127.0.0.1", caller_sip.address[1],
+                        {"branch": new_branch(), "rport": None}),
+                from_=NameAddr(SipUri(user="1001", host="127.0.0.1"), None, {"tag": new_tag()}),
+                to=NameAddr(SipUri(user="0044123", host=host)), cseq=1,
+                contact=NameAddr(SipUri(user="1001", host="127.0.0.1",
+                                        port=caller_sip.address[1])),
+                body=bytes(offer), content_type="application/sdp")
+            caller_sip.send(bytes(invite), (host, port))
+
+            # the vendor is offered only G.729, on the switch's relay
+            vendor_invite, source = await vendor_sip.sip("INVITE")
+            vendor_offer = SessionDescription.parse(vendor_invite.body)
+            assert [c.encoding for c in vendor_offer.first_audio().codecs()
+                    if c.encoding != "telephone-event"] == ["G729"]
+            relay_b = (vendor_offer.connection.address, vendor_offer.first_audio().port)
+            assert relay_b[1] != caller_rtp.address[1]
+            vendor_answer = answer(vendor_offer, [G729], address="127.0.0.1",
+                                   port=vendor_rtp.address[1])
+            ok = make_response(vendor_invite, 200, to_tag=new_tag())
+            ok.headers.add("Contact", f"<sip:vendor@127.0.0.1:{vendor_sip.address[1]}>")
+            ok.headers.add("Content-Type", "application/sdp")
+            ok.body = bytes(vendor_answer.sdp)
+            vendor_sip.send(bytes(ok), source)
+            await vendor_sip.sip("ACK")
+
+            final, _ = await caller_sip.sip("2")
+            caller_answer = SessionDescription.parse(final.body)
+            codec = caller_answer.first_audio().codecs()[0]
+            assert codec.encoding == "PCMA"
+            relay_a = (caller_answer.connection.address, caller_answer.first_audio().port)
+            ack = Request.build("ACK", invite.uri, via=Via("UDP", "127.0.0.1",
+                                                           caller_sip.address[1],
+                                                           {"branch": new_branch()}),
+                                from_=invite.from_, to=final.to, call_id=invite.call_id,
+                                cseq=CSeq(1, "ACK"))
+            caller_sip.send(bytes(ack), (host, port))
+
+            # audio both ways at once: 440 Hz from the caller, 700 Hz from the vendor
+            up, down = tone(50, 440.0), tone(50, 700.0)
+            await asyncio.gather(
+                send_audio(caller_rtp, "PCMA", 8, up, relay_a),
+                send_audio(vendor_rtp, "G729", 18, down, relay_b),
+            )
+            at_vendor, at_caller = await asyncio.gather(collect(vendor_rtp, "G729", 50),
+                                                        collect(caller_rtp, "PCMA", 50))
+            assert len(at_vendor) >= 160 * 40 and len(at_caller) >= 160 * 40
+            assert best_correlation(at_vendor, up) > 0.8
+            assert best_correlation(at_caller, down) > 0.8
+            # and not just any audio: the other tone does not correlate
+            assert best_correlation(at_vendor, down) < 0.5
+
+            bye = Request.build("BYE", SipUri(host=host, port=port),
+                                via=Via("UDP", "127.0.0.1", caller_sip.address[1],
+                                        {"branch": new_branch(), "rport": None}),
+                                from_=invite.from_, to=final.to, call_id=invite.call_id,
+                                cseq=CSeq(2, "BYE"))
+            caller_sip.send(bytes(bye), (host, port))
+            assert (await caller_sip.sip("2"))[0].cseq.method == "BYE"
+            vendor_bye, source = await vendor_sip.sip("BYE")
+            vendor_sip.send(bytes(make_response(vendor_bye, 200)), source)
+            await asyncio.sleep(0.1)
+            assert backend.sessions == set()  # relay closed with the call
+            [row] = read_cdrs(switch.store)
+            assert (row["caller_codec"], row["callee_codec"], row["media_mode"]) == (
+                "PCMA", "G729", "transcode")
+        finally:
+            await switch.stop()
+            for sock in (caller_sip, vendor_sip, caller_rtp, vendor_rtp):
+                sock.close()
+
+    asyncio.run(scenario())
+
