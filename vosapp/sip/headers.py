@@ -346,11 +346,20 @@ class NameAddr:
         return f"{display}<{self.uri}>{_format_params(self.params)}"
 
 
+_SIMPLE_NAME_ADDR_RE = re.compile(r'(?:"([^"\\\r\n]*)"[ \t]*)?<([^<>" \t\r\n]+)>(.*)', re.DOTALL)
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters. Raises 400 on bad syntax
     (unbalanced quotes, non-token display names, LWS inside ``<>``, an unbracketed URI holding
     ``?`` or ``,`` — §20.10)."""
     text = value.strip()
+    match = _SIMPLE_NAME_ADDR_RE.fullmatch(text)
+    if match is not None:
+        # Common shape ["display"] <uri>;params, same result as the general path below.
+        display_text, uri_text, rest = match.groups()
+        return NameAddr(uri=parse_any_uri(uri_text), display=display_text,
+                        params=parse_params(rest, value))
     display: str | None = None
     if text.startswith('"'):
         end = _skip_quoted(text, 0)
