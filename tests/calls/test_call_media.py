@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from vosapp.config import parse_config
 from vosapp.io.call_media import RelayBackend
 from vosapp.io.runtime import Switch
 from vosapp.media import codecs
+from vosapp.media.dtmf import TelephoneEventSender
 from vosapp.media.rtp import OutgoingStream, RtpPacket
 from vosapp.sip import (
     CSeq,
@@ -124,106 +126,187 @@ def best_correlation(received: np.ndarray, sent: np.ndarray) -> float:
     return best
 
 
-def test_pcma_caller_g729_vendor_transcoded_both_ways(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        caller_sip, vendor_sip = await Udp.open(), await Udp.open()
-        caller_rtp, vendor_rtp = await Udp.open(), await Udp.open()
+class Rig:
+    """A switch, a caller and a vendor (SIP + RTP sockets each), and an established call."""
+
+    def __init__(self, tmp_path: Path, mapping: str, routing: str) -> None:
+        self.tmp_path = tmp_path
+        self.mapping = mapping
+        self.routing = routing
+
+    async def __aenter__(self) -> Self:
+        self.caller_sip, self.vendor_sip = await Udp.open(), await Udp.open()
+        self.caller_rtp, self.vendor_rtp = await Udp.open(), await Udp.open()
         config = parse_config(f"""
 [switch]
 sip_listen = "127.0.0.1:5060"
 [[mapping_gateway]]
 name = "customer"
 addresses = ["127.0.0.1"]
+{self.mapping}
+[[routing_gateway]]
+name = "vendor"
+address = "127.0.0.1:{self.vendor_sip.address[1]}"
+{self.routing}
+""")
+        self.switch = Switch(config=config, params=config.parameters, host="127.0.0.1", port=0,
+                             data_dir=self.tmp_path, transports=("UDP",), persist_trace=False,
+                             features=[registrar.install, b2bua.install])
+        await self.switch.start()
+        self.backend = RelayBackend("127.0.0.1")  # ephemeral RTP ports (no fixed range)
+        self.switch.core.b2bua.media = self.backend
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.switch.stop()
+        for sock in (self.caller_sip, self.vendor_sip, self.caller_rtp, self.vendor_rtp):
+            sock.close()
+
+    async def establish(self, vendor_codecs: list) -> SessionDescription:  # type: ignore[type-arg]
+        """Caller offers PCMA/PCMU (+ telephone-event 101); the vendor answers from
+        ``vendor_codecs``. Returns the offer the vendor got."""
+        host, port = self.switch.sip_address
+        self.host_port = (host, port)
+        offer = build_offer("127.0.0.1", self.caller_rtp.address[1], [PCMA, PCMU])
+        self.invite = invite = Request.build(
+            "INVITE", SipUri(user="0044123", host=host, port=port),
+            via=Via("UDP", "127.0.0.1", self.caller_sip.address[1],
+                    {"branch": new_branch(), "rport": None}),
+            from_=NameAddr(SipUri(user="1001", host="127.0.0.1"), None, {"tag": new_tag()}),
+            to=NameAddr(SipUri(user="0044123", host=host)), cseq=1,
+            contact=NameAddr(SipUri(user="1001", host="127.0.0.1",
+                                    port=self.caller_sip.address[1])),
+            body=bytes(offer), content_type="application/sdp")
+        self.caller_sip.send(bytes(invite), (host, port))
+        vendor_invite, self.vendor_source = await self.vendor_sip.sip("INVITE")
+        self.vendor_invite = vendor_invite
+        vendor_offer = SessionDescription.parse(vendor_invite.body)
+        self.relay_b = (vendor_offer.connection.address, vendor_offer.first_audio().port)
+        vendor_answer = answer(vendor_offer, vendor_codecs, address="127.0.0.1",
+                               port=self.vendor_rtp.address[1])
+        self.vendor_tag = new_tag()
+        ok = make_response(vendor_invite, 200, to_tag=self.vendor_tag)
+        ok.headers.add("Contact", f"<sip:vendor@127.0.0.1:{self.vendor_sip.address[1]}>")
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = bytes(vendor_answer.sdp)
+        self.vendor_sip.send(bytes(ok), self.vendor_source)
+        await self.vendor_sip.sip("ACK")
+        self.final, _ = await self.caller_sip.sip("2")
+        caller_answer = SessionDescription.parse(self.final.body)
+        self.caller_answer = caller_answer
+        self.relay_a = (caller_answer.connection.address, caller_answer.first_audio().port)
+        ack = Request.build("ACK", invite.uri, via=Via("UDP", "127.0.0.1",
+                                                       self.caller_sip.address[1],
+                                                       {"branch": new_branch()}),
+                            from_=invite.from_, to=self.final.to, call_id=invite.call_id,
+                            cseq=CSeq(1, "ACK"))
+        self.caller_sip.send(bytes(ack), (host, port))
+        return vendor_offer
+
+    async def hang_up(self) -> None:
+        invite = self.invite
+        bye = Request.build("BYE", SipUri(host=self.host_port[0], port=self.host_port[1]),
+                            via=Via("UDP", "127.0.0.1", self.caller_sip.address[1],
+                                    {"branch": new_branch(), "rport": None}),
+                            from_=invite.from_, to=self.final.to, call_id=invite.call_id,
+                            cseq=CSeq(2, "BYE"))
+        self.caller_sip.send(bytes(bye), self.host_port)
+        assert (await self.caller_sip.sip("2"))[0].cseq.method == "BYE"
+        vendor_bye, source = await self.vendor_sip.sip("BYE")
+        self.vendor_sip.send(bytes(make_response(vendor_bye, 200)), source)
+        await asyncio.sleep(0.1)
+
+
+def test_pcma_caller_g729_vendor_transcoded_both_ways(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Rig(tmp_path, """
 codec_mode = "Softswitch specified"
 specified_codec = "PCMA"
 allow_codec_conversion = true
-[[routing_gateway]]
-name = "vendor"
-address = "127.0.0.1:{vendor_sip.address[1]}"
+""", """
 codec_mode = "Softswitch specified"
 specified_codec = "G729"
 allow_codec_conversion = true
-""")
-        switch = Switch(config=config, params=config.parameters, host="127.0.0.1", port=0,
-                        data_dir=tmp_path, transports=("UDP",), persist_trace=False,
-                        features=[registrar.install, b2bua.install])
-        await switch.start()
-        backend = RelayBackend("127.0.0.1")  # ephemeral RTP ports (no fixed range in tests)
-        switch.core.b2bua.media = backend
-        try:
-            host, port = switch.sip_address
-            offer = build_offer("127.0.0.1", caller_rtp.address[1], [PCMA, PCMU])
-            invite = Request.build(
-                "INVITE", SipUri(user="0044123", host=host, port=port),
-                via=Via("UDP", "127.0.0.1", caller_sip.address[1],
-                        {"branch": new_branch(), "rport": None}),
-                from_=NameAddr(SipUri(user="1001", host="127.0.0.1"), None, {"tag": new_tag()}),
-                to=NameAddr(SipUri(user="0044123", host=host)), cseq=1,
-                contact=NameAddr(SipUri(user="1001", host="127.0.0.1",
-                                        port=caller_sip.address[1])),
-                body=bytes(offer), content_type="application/sdp")
-            caller_sip.send(bytes(invite), (host, port))
-
+""") as rig:
+            vendor_offer = await rig.establish([G729])
             # the vendor is offered only G.729, on the switch's relay
-            vendor_invite, source = await vendor_sip.sip("INVITE")
-            vendor_offer = SessionDescription.parse(vendor_invite.body)
             assert [c.encoding for c in vendor_offer.first_audio().codecs()
                     if c.encoding != "telephone-event"] == ["G729"]
-            relay_b = (vendor_offer.connection.address, vendor_offer.first_audio().port)
-            assert relay_b[1] != caller_rtp.address[1]
-            vendor_answer = answer(vendor_offer, [G729], address="127.0.0.1",
-                                   port=vendor_rtp.address[1])
-            ok = make_response(vendor_invite, 200, to_tag=new_tag())
-            ok.headers.add("Contact", f"<sip:vendor@127.0.0.1:{vendor_sip.address[1]}>")
-            ok.headers.add("Content-Type", "application/sdp")
-            ok.body = bytes(vendor_answer.sdp)
-            vendor_sip.send(bytes(ok), source)
-            await vendor_sip.sip("ACK")
-
-            final, _ = await caller_sip.sip("2")
-            caller_answer = SessionDescription.parse(final.body)
-            codec = caller_answer.first_audio().codecs()[0]
-            assert codec.encoding == "PCMA"
-            relay_a = (caller_answer.connection.address, caller_answer.first_audio().port)
-            ack = Request.build("ACK", invite.uri, via=Via("UDP", "127.0.0.1",
-                                                           caller_sip.address[1],
-                                                           {"branch": new_branch()}),
-                                from_=invite.from_, to=final.to, call_id=invite.call_id,
-                                cseq=CSeq(1, "ACK"))
-            caller_sip.send(bytes(ack), (host, port))
+            assert rig.relay_b[1] != rig.caller_rtp.address[1]
+            assert rig.caller_answer.first_audio().codecs()[0].encoding == "PCMA"
 
             # audio both ways at once: 440 Hz from the caller, 700 Hz from the vendor
             up, down = tone(50, 440.0), tone(50, 700.0)
             await asyncio.gather(
-                send_audio(caller_rtp, "PCMA", 8, up, relay_a),
-                send_audio(vendor_rtp, "G729", 18, down, relay_b),
+                send_audio(rig.caller_rtp, "PCMA", 8, up, rig.relay_a),
+                send_audio(rig.vendor_rtp, "G729", 18, down, rig.relay_b),
             )
-            at_vendor, at_caller = await asyncio.gather(collect(vendor_rtp, "G729", 50),
-                                                        collect(caller_rtp, "PCMA", 50))
+            at_vendor, at_caller = await asyncio.gather(collect(rig.vendor_rtp, "G729", 50),
+                                                        collect(rig.caller_rtp, "PCMA", 50))
             assert len(at_vendor) >= 160 * 40 and len(at_caller) >= 160 * 40
             assert best_correlation(at_vendor, up) > 0.8
             assert best_correlation(at_caller, down) > 0.8
             # and not just any audio: the other tone does not correlate
             assert best_correlation(at_vendor, down) < 0.5
 
-            bye = Request.build("BYE", SipUri(host=host, port=port),
-                                via=Via("UDP", "127.0.0.1", caller_sip.address[1],
-                                        {"branch": new_branch(), "rport": None}),
-                                from_=invite.from_, to=final.to, call_id=invite.call_id,
-                                cseq=CSeq(2, "BYE"))
-            caller_sip.send(bytes(bye), (host, port))
-            assert (await caller_sip.sip("2"))[0].cseq.method == "BYE"
-            vendor_bye, source = await vendor_sip.sip("BYE")
-            vendor_sip.send(bytes(make_response(vendor_bye, 200)), source)
-            await asyncio.sleep(0.1)
-            assert backend.sessions == set()  # relay closed with the call
-            [row] = read_cdrs(switch.store)
+            await rig.hang_up()
+            assert rig.backend.sessions == set()  # relay closed with the call
+            [row] = read_cdrs(rig.switch.store)
             assert (row["caller_codec"], row["callee_codec"], row["media_mode"]) == (
                 "PCMA", "G729", "transcode")
-        finally:
-            await switch.stop()
-            for sock in (caller_sip, vendor_sip, caller_rtp, vendor_rtp):
-                sock.close()
 
     asyncio.run(scenario())
 
+
+def test_rfc2833_from_caller_reaches_a_sip_info_vendor_and_back(tmp_path: Path) -> None:
+    """Vendor gateway: DTMF send SIP INFO; caller gateway: DTMF send RFC2833 (media proxy
+    Auto → relayed for the conversion). Caller's RFC 2833 digit → INFO to the vendor; the
+    vendor's INFO → RFC 2833 to the caller."""
+    async def scenario() -> None:
+        async with Rig(tmp_path, 'dtmf_send = "RFC2833"', 'dtmf_send = "SIP INFO"') as rig:
+            await rig.establish([PCMA])
+            assert rig.relay_a[1] != rig.caller_rtp.address[1]  # relayed, not direct
+            stream = OutgoingStream(8, ssrc=0x99, sequence=1, timestamp=0)
+            codec = codecs.get("PCMA")
+            silence = np.zeros(160, dtype=np.int16)
+            for _ in range(3):
+                rig.caller_rtp.send(bytes(stream.packet(codec.encode(silence), 160)),
+                                    rig.relay_a)
+            for event in TelephoneEventSender(101).packets("5", 100, timestamp=480,
+                                                          sequence=4):
+                rig.caller_rtp.send(bytes(RtpPacket(101, event.sequence, event.timestamp,
+                                                    0x99, payload=event.payload,
+                                                    marker=event.marker)), rig.relay_a)
+            info, source = await rig.vendor_sip.sip("INFO")
+            assert info.headers.get("Content-Type") == "application/dtmf-relay"
+            assert b"Signal=5" in info.body
+            assert info.call_id == rig.vendor_invite.call_id
+            rig.vendor_sip.send(bytes(make_response(info, 200)), source)
+            # the other way: INFO from the vendor -> telephone-event packets to the caller
+            back = Request.build(
+                "INFO", rig.vendor_invite.contacts[0].uri,
+                via=Via("UDP", "127.0.0.1", rig.vendor_sip.address[1],
+                        {"branch": new_branch(), "rport": None}),
+                from_=NameAddr(rig.vendor_invite.to.uri, None, {"tag": rig.vendor_tag}),
+                to=rig.vendor_invite.from_, call_id=rig.vendor_invite.call_id,
+                cseq=CSeq(1, "INFO"), body=b"Signal=9\r\nDuration=100\r\n",
+                content_type="application/dtmf-relay")
+            rig.vendor_sip.send(bytes(back), rig.host_port)
+            reply, _ = await rig.vendor_sip.sip("2")
+            assert reply.cseq.method == "INFO"
+            events = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while not events and loop.time() < deadline:
+                data, _ = await asyncio.wait_for(rig.caller_rtp.queue.get(), 5)
+                packet = RtpPacket.parse(data)
+                if packet.payload_type == 101:
+                    events.append(packet.payload[0])
+            assert events == [9]
+            await rig.hang_up()
+            [row] = read_cdrs(rig.switch.store)
+            assert "a->b RFC2833 to SIP INFO" in row["dtmf_method"]
+            assert "b->a SIP INFO to RFC2833" in row["dtmf_method"]
+            assert row["media_mode"] == "relay"
+
+    asyncio.run(scenario())

@@ -454,3 +454,18 @@ def test_in_dialog_request_for_unknown_dialog_is_481(net: VirtualNetwork) -> Non
     caller.bye()
     net.run(1.0)
     assert caller.statuses("BYE") == [481]
+
+
+def test_200_is_retransmitted_until_ack_then_bye_both_legs(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.endpoint.on_receive = lambda packet: caller.responses.append(packet.parse())
+    caller.call()  # this caller never ACKs nor answers requests
+    net.run(10.0)
+    oks = [r for r in caller.responses if getattr(r, "status", None) == 200]
+    assert 4 <= len(oks) <= 8  # 0, 0.5, 1.5, 3.5, 7.5 s ...
+    net.run(30.0)
+    assert "BYE" in vendor.methods()
+    assert any(getattr(m, "method", None) == "BYE" for m in caller.responses)
+    assert cdr(switch)[-1].end_reason == "no ACK from caller"

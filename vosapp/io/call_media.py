@@ -67,6 +67,7 @@ class RelaySession:
         self.local_b: Address = sock_b.getsockname()[:2]
         self.relay: RtpRelay | None = None
         self.closed = False
+        self._dtmf: dict[str, Any] = {}
 
     def start(self, a: Any, b: Any, *, dtmf: dict[str, Any],
               on_info_send: Callable[[str, Any], None] | None) -> str:
@@ -78,6 +79,7 @@ class RelaySession:
             return LegConfig(codec=spec.codec, ptime=spec.ptime, payload_type=spec.payload_type,
                              dtmf_payload_type=spec.dtmf_payload_type, remote=spec.remote)
 
+        self._dtmf = dict(dtmf or {})
         relay = RtpRelay(config(a), config(b), dtmf=dtmf or None,  # type: ignore[arg-type]
                          on_info_send=on_info_send)  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()
@@ -104,11 +106,22 @@ class RelaySession:
             self.relay.relatch(side, remote)  # type: ignore[arg-type]
 
     def dtmf_methods(self) -> list[str]:
+        """What the relay did with DTMF, per direction: ``"a->b RFC2833 to SIP INFO"``
+        (incoming method locked by the converter, SPEC §6, then how it left)."""
         if self.relay is None:
             return []
+        sent = {"ForwardEvent": "RFC2833", "SendEvent": "RFC2833", "SendInfo": "SIP INFO",
+                "GenerateTones": "Inband"}
         seen: list[str] = []
         for side, action in self.relay.dtmf_log:
-            text = f"{side}:{type(action).__name__}"
+            out = sent.get(type(action).__name__)
+            if out is None:
+                continue
+            converter = self._dtmf.get(side)
+            locked = getattr(getattr(converter, "lock", None), "method", None)
+            incoming = locked.value if locked is not None else "RFC2833"
+            other = "b" if side == "a" else "a"
+            text = f"{side}->{other} {incoming} to {out}"
             if text not in seen:
                 seen.append(text)
         return seen

@@ -799,24 +799,27 @@ class B2bua:
         self.event(call, f"answered by {attempt.gateway.name}")
         self._schedule_2xx_retransmit(call, self.core.transactions.timers.t1)
 
-    def _schedule_2xx_retransmit(self, call: Call, interval: float) -> None:
+    def _schedule_2xx_retransmit(self, call: Call, interval: float,
+                                 elapsed: float = 0.0) -> None:
+        """§13.3.1.4: resend the 2xx at T1, 2*T1 ... capped at T2 until the ACK comes; no
+        ACK within 64*T1 → BYE both legs."""
         timers = self.core.transactions.timers
         if call.a_acked or call.state != "confirmed" or call.a_transport != "UDP":
-            return
-        if interval > 64 * timers.t1:
-            self.event(call, "no ACK for the 200 OK (§13.3.1.4): hanging up")
-            self.hangup(call, None, "no ACK from caller")
             return
 
         def again() -> None:
             if call.a_acked or call.state != "confirmed" or call.a_final is None:
                 return
+            if elapsed + interval >= 64 * timers.t1:
+                self.event(call, "no ACK for the 200 OK (§13.3.1.4): hanging up")
+                self.hangup(call, None, "no ACK from caller")
+                return
             try:
                 call.a_txn.respond(call.a_final)
             except Exception:  # noqa: BLE001 - transaction already gone
                 return
-            self._schedule_2xx_retransmit(call, min(interval * 2, timers.t2)
-                                          if interval < timers.t2 else interval * 2)
+            self._schedule_2xx_retransmit(call, min(interval * 2, timers.t2),
+                                          elapsed + interval)
 
         call.a_retransmit = self.core.clock.call_later(interval, again)
 
