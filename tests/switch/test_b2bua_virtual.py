@@ -469,3 +469,95 @@ def test_200_is_retransmitted_until_ack_then_bye_both_legs(net: VirtualNetwork) 
     assert "BYE" in vendor.methods()
     assert any(getattr(m, "method", None) == "BYE" for m in caller.responses)
     assert cdr(switch)[-1].end_reason == "no ACK from caller"
+
+
+def test_privacy_pai_and_display_from_per_routing_gateway(net: VirtualNetwork) -> None:
+    start_switch(net, make_config(routing=routing_with(
+        'display_from = false\nprivacy = "Id"\np_asserted_identity = "From caller"')))
+    vendor = Vendor(net, VENDOR_C)
+    caller = Caller(net)
+    caller.call("123", headers=[("Privacy", "none"), ("P-Asserted-Identity", "<sip:x@y>")])
+    net.run(1.0)
+    [invite] = vendor.invites
+    assert invite.from_.display is None and invite.from_.uri.user == "1001"
+    assert invite.headers.get("Privacy") == "id"
+    assert invite.headers.get("P-Asserted-Identity") == f"<sip:1001@{SWITCH[0]}>"
+
+
+def test_pai_removed_and_privacy_removed(net: VirtualNetwork) -> None:
+    start_switch(net, make_config(routing=routing_with(
+        'privacy = "Remove"\np_asserted_identity = "Remove"')))
+    vendor = Vendor(net, VENDOR_C)
+    caller = Caller(net)
+    caller.call("123", headers=[("Privacy", "id"), ("P-Asserted-Identity", "<sip:x@y>")])
+    net.run(1.0)
+    [invite] = vendor.invites
+    assert "Privacy" not in invite.headers and "P-Asserted-Identity" not in invite.headers
+
+
+def test_mapping_gateway_prefixes_restrict_the_dialled_numbers(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config(mapping='prefixes = ["0033"]'))
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call("0044123")
+    net.run(1.0)
+    assert caller.statuses() == [100, 403]
+    assert vendor.invites == []
+    assert cdr(switch)[-1].end_reason == "prefix not allowed"
+
+
+@pytest.mark.parametrize("mapping, routing, caller_codecs, expect", [
+    ({}, {}, ["PCMA"], "direct"),
+    ({}, {"media_proxy": "On"}, ["PCMA"], "relay"),
+    ({"specified_codec": "PCMA", "codec_mode": "specified"},
+     {"specified_codec": "G729", "codec_mode": "specified"}, ["PCMA"], "488 conversion"),
+    ({"specified_codec": "PCMA", "codec_mode": "specified", "allow_codec_conversion": True},
+     {"specified_codec": "G729", "codec_mode": "specified", "allow_codec_conversion": True},
+     ["PCMA"], "transcode"),
+    ({"specified_codec": "G729", "codec_mode": "specified"}, {}, ["PCMA"], "488 specified"),
+    ({}, {"dtmf_send": "Inband"}, ["PCMA"], "relay dtmf"),
+    ({}, {"dtmf_send": "Inband", "media_proxy": "Off"}, ["PCMA"], "direct"),
+])
+def test_media_plan_table(mapping, routing, caller_codecs, expect) -> None:  # type: ignore[no-untyped-def]
+    from vosapp.params import GatewaySettings
+    from vosapp.sip.sdp import build_offer
+    from vosapp.switch.b2bua import SPECIFIED, MediaRefused, plan_media
+
+    offer = build_offer("10.0.0.2", 40000, [SPECIFIED[name] for name in caller_codecs])
+    try:
+        plan = plan_media(offer, "10.0.0.2", GatewaySettings(**mapping),
+                          GatewaySettings(**routing))
+    except MediaRefused as exc:
+        assert expect.startswith("488")
+        assert ("conversion" in str(exc)) == (expect == "488 conversion")
+        return
+    if expect == "direct":
+        assert not plan.relay
+    elif expect == "relay":
+        assert plan.relay and not plan.transcode
+    elif expect == "relay dtmf":
+        assert plan.relay and plan.dtmf_conversion and plan.reason == "DTMF conversion"
+    else:
+        assert plan.relay and plan.transcode
+        assert [c.encoding for c in plan.b_codecs] == ["G729"]
+
+
+def test_cdr_list_cli_text_and_json(net: VirtualNetwork, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from vosapp.cli import main
+
+    store = Store.open(tmp_path)
+    start_switch(net, make_config(), store)
+    Vendor(net, VENDOR_A, [(0.0, 503)])
+    Vendor(net, VENDOR_B, [(0.0, 486)])
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    store.close()
+    assert main(["cdr", "list", "--data-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "1001 -> 0044123: 486" in text and "vendor-a:503, vendor-b:486" in text
+    assert main(["cdr", "list", "--json", "--data-dir", str(tmp_path)]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["gateways_tried"] == ["vendor-a:503", "vendor-b:486"] and row["status"] == 486
