@@ -10,6 +10,7 @@ both ways. The audio that arrives at each end is decoded and correlated with wha
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Self
 
@@ -310,3 +311,35 @@ def test_rfc2833_from_caller_reaches_a_sip_info_vendor_and_back(tmp_path: Path) 
             assert row["media_mode"] == "relay"
 
     asyncio.run(scenario())
+
+
+def test_relay_backend_takes_ports_from_the_range_and_returns_them() -> None:
+    # a range around a port the kernel just handed out (no fixed ports in tests)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    low = max(1024, base - base % 2 - 40)
+    backend = RelayBackend("127.0.0.1", low, low + 80)
+    session = backend.allocate()
+    ports = {session.local_a[1], session.local_b[1]}
+    assert all(low <= p <= low + 80 and p % 2 == 0 for p in ports) and len(ports) == 2
+    assert backend.ports.in_use == frozenset(ports)
+    session.close()
+    assert backend.ports.in_use == frozenset() and backend.sessions == set()
+
+
+def test_default_backend_follows_the_switch_section() -> None:
+    from vosapp.clock import ManualClock
+    from vosapp.switch.core import SwitchCore
+
+    config = parse_config("""
+[switch]
+sip_listen = "127.0.0.1:5060"
+media_ip = "127.0.0.1"
+rtp_ports = "30000-30999"
+""")
+    core = SwitchCore(clock=ManualClock(), config=config)
+    b2bua.install(core)
+    backend = core.b2bua.media  # built lazily, binds nothing yet
+    assert isinstance(backend, RelayBackend) and backend.host == "127.0.0.1"
+    assert backend.ports is not None and backend.ports.in_use == frozenset()
