@@ -73,8 +73,10 @@ class Vendor:
     200 + 487 to CANCEL (when not answered yet)."""
 
     def __init__(self, net: VirtualNetwork, address: tuple[str, int],
-                 script: Sequence[tuple] = ((0.0, 100), (0.05, 180), (0.1, 200))) -> None:
+                 script: Sequence[tuple] = ((0.0, 100), (0.05, 180), (0.1, 200)),
+                 extra_headers: Sequence[tuple[str, str]] = ()) -> None:
         self.net = net
+        self.extra_headers = list(extra_headers)
         self.endpoint: VirtualEndpoint = net.add_endpoint(address)
         self.endpoint.on_receive = self._on
         self.script = list(script)
@@ -114,6 +116,9 @@ class Vendor:
         if 101 <= status < 300:
             response.headers.add("Contact", f"<sip:vendor@{self.endpoint.address[0]}:"
                                  f"{self.endpoint.address[1]}>")
+        if 200 <= status < 300 and request.method == "INVITE":
+            for name, value in self.extra_headers:
+                response.headers.add(name, value)
         if with_sdp:
             sdp = build_offer(self.endpoint.address[0], 30000, [PCMA])
             if request.body:

@@ -561,3 +561,84 @@ def test_cdr_list_cli_text_and_json(net: VirtualNetwork, tmp_path, capsys) -> No
     assert main(["cdr", "list", "--json", "--data-dir", str(tmp_path)]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["gateways_tried"] == ["vendor-a:503", "vendor-b:486"] and row["status"] == 486
+
+
+# ---------------------------------------------------------------------------- RFC 4028
+
+
+def reinvites(requests) -> list:  # type: ignore[no-untyped-def]
+    return [r for r in requests if r.method == "INVITE" and r.to.tag]
+
+
+def test_session_timer_offered_and_refreshed_towards_the_vendor(net: VirtualNetwork) -> None:
+    start_switch(net, make_config("SS_SIP_SESSION_TTL = 1800"))
+    vendor = Vendor(net, VENDOR_A, extra_headers=[("Session-Expires", "90;refresher=uac"),
+                                                  ("Require", "timer")])
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    [invite] = vendor.invites
+    assert invite.headers.get("Session-Expires") == "1800"
+    assert "timer" in invite.headers.get("Supported")
+    assert reinvites(vendor.requests) == []
+    net.run(45.0)  # refresh at 90 / SS_SIP_SESSION_UPDATE_SEGMENT (2)
+    [refresh] = reinvites(vendor.requests)
+    assert refresh.headers.get("Session-Expires") == "90;refresher=uac"
+    assert refresh.body == invite.body  # same SDP: a refresh changes nothing (RFC 3264 §8)
+    net.run(1.0)
+    assert vendor.methods().count("ACK") == 2
+    net.run(45.0)
+    assert len(reinvites(vendor.requests)) == 2
+    assert "BYE" not in vendor.methods()
+
+
+def test_caller_is_refresher_and_its_silence_ends_the_call(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call(headers=[("Supported", "timer"), ("Session-Expires", "120")])
+    net.run(1.0)
+    final = caller.final()
+    assert final.headers.get("Session-Expires") == "120;refresher=uac"
+    assert final.headers.get("Require") == "timer"
+    net.run(80.0)
+    assert "BYE" not in vendor.methods()
+    # the caller refreshes: the watch restarts
+    caller.endpoint.send(caller._in_dialog("INVITE", body=caller.invite.body), SWITCH)
+    net.run(80.0)
+    assert "BYE" not in vendor.methods()
+    net.run(10.0)  # 120 - min(32, 40) = 88 s after the refresh
+    assert "BYE" in vendor.methods()
+    assert [r.method for r in caller.requests if r.method == "BYE"] == ["BYE"]
+    assert cdr(switch)[-1].end_reason == "session expired"
+
+
+@pytest.mark.parametrize("early, hangup_after", [("On", 45 + 32), ("Off", 90)])
+def test_unanswered_refresh_ends_the_call(net: VirtualNetwork, early: str,
+                                          hangup_after: float) -> None:
+    switch = start_switch(net, make_config(f"SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP = '{early}'"))
+    Vendor(net, VENDOR_A, extra_headers=[("Session-Expires", "90;refresher=uac")])
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    net.blocked.add((SWITCH, VENDOR_A))  # the vendor is gone
+    net.run(hangup_after - 2.0)
+    assert cdr(switch) == []
+    net.run(4.0)
+    assert [r.method for r in caller.requests] == ["BYE"]
+    reason = cdr(switch)[-1].end_reason
+    assert reason == ("session refresh failed (no answer)" if early == "On"
+                      else "session expired")
+
+
+def test_liveness_reinvite_without_session_timers(net: VirtualNetwork) -> None:
+    start_switch(net, make_config("SS_SIP_NO_TIMER_REINVITE_INTERVAL = 60"))
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    net.run(60.0)
+    assert len(reinvites(vendor.requests)) == 1
+    assert len(reinvites(caller.requests)) == 1
+    assert "Session-Expires" not in reinvites(vendor.requests)[0].headers
+    assert caller.final().headers.get("Session-Expires") is None

@@ -45,8 +45,20 @@ both gateways and a relay, else 488 with a Warning saying why. Relays come from 
 :class:`MediaBackend` (the asyncio one in :mod:`vosapp.io.call_media`, loaded lazily: the only
 place this module reaches into ``vosapp.io``) and are closed when the call ends.
 
-Not done: RFC 4028 session timers (SS_SIP_SESSION_*), PRACK/100rel, forking (only the first
-early dialog of the vendor is followed), 2xx retransmission for relayed re-INVITEs.
+Session timers (RFC 4028), per leg: the vendor INVITE offers ``Session-Expires:
+SS_SIP_SESSION_TTL`` with ``Supported: timer``; the vendor's 2xx decides the refresher
+(refresher=uac or none → the switch; uas → the vendor). On the caller leg the caller's own
+Session-Expires is accepted with it as refresher (``Require: timer`` in the 200); a
+timer-capable caller without one gets the switch as refresher. The refresher side sends a
+re-INVITE with the SDP last sent on that leg every interval / SS_SIP_SESSION_UPDATE_SEGMENT;
+the watching side hangs up when no refresh came within interval - min(32, interval/3) (§10).
+An unanswered refresh (or 408/481) hangs up at once with SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP=On,
+else when the session expires. Legs without session timers get a liveness re-INVITE every
+SS_SIP_NO_TIMER_REINVITE_INTERVAL seconds when that is set (no answer → hang up). Each leg's
+timer is independent (a refresh on one leg is not forwarded as such).
+
+Not done: 422 Session Interval Too Small retries, PRACK/100rel, forking (only the first early
+dialog of the vendor is followed), 2xx retransmission for relayed re-INVITEs.
 """
 
 from __future__ import annotations
@@ -280,6 +292,47 @@ class Attempt:
 
 
 @dataclass
+class LegTimer:
+    """RFC 4028 on one leg: who refreshes, how often, and the timers."""
+
+    interval: float  # Session-Expires (or the liveness interval)
+    we_refresh: bool
+    liveness: bool = False  # SS_SIP_NO_TIMER_REINVITE_INTERVAL: no Session-Expires sent
+    refresh_handle: Any = None
+    expiry_handle: Any = None
+    last_ok: float = 0.0
+    refreshes: int = 0
+
+    def cancel(self) -> None:
+        for handle in (self.refresh_handle, self.expiry_handle):
+            if handle is not None:
+                handle.cancel()
+        self.refresh_handle = self.expiry_handle = None
+
+
+def session_expires(value: str | None) -> tuple[int, str | None] | None:
+    """``Session-Expires: 1800;refresher=uac`` → (1800, "uac"); None when absent/bad."""
+    if not value:
+        return None
+    head, *params = value.split(";")
+    try:
+        delta = int(head.strip())
+    except ValueError:
+        return None
+    refresher = None
+    for param in params:
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "refresher":
+            refresher = val.strip().lower() or None
+    return delta, refresher
+
+
+def _supports_timer(message: Request | Response) -> bool:
+    values = message.headers.get_all("Supported") + message.headers.get_all("Require")
+    return any(token.strip().lower() == "timer" for v in values for token in v.split(","))
+
+
+@dataclass
 class Call:
     a_invite: Request
     a_txn: ServerTransaction
@@ -304,6 +357,9 @@ class Call:
     a_acked: bool = False
     last_failure: str = ""
     media_refused: str = ""
+    #: RFC 4028 per leg ("a"/"b"); the SDP last sent on each leg (for refresh re-INVITEs)
+    session_timers: dict[str, LegTimer] = field(default_factory=dict)
+    sdp_sent: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def call_id(self) -> str:
@@ -502,6 +558,11 @@ class B2bua:
             headers.append(("P-Asserted-Identity",
                             str(NameAddr(uri=SipUri(user=call.record.caller or None,
                                                     host=host)))))
+        # RFC 4028 §7.1: offer a session timer (SS_SIP_SESSION_TTL); the vendor picks the
+        # refresher in its 2xx.
+        headers += [("Supported", "timer"),
+                    ("Session-Expires", str(call.params["SS_SIP_SESSION_TTL"])),
+                    ("Min-SE", "90")]
         attempt = Attempt(gateway=gateway, invite=None, plan=plan, offer=None)  # type: ignore[arg-type]
         body = b""
         if plan.relay:
@@ -789,6 +850,13 @@ class B2bua:
         else:
             self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
         final = self._a_response(call, 200, response.reason, body=body)
+        a_timer = self._caller_session_timer(call)
+        if a_timer is not None and not a_timer.liveness:
+            refresher = "uas" if a_timer.we_refresh else "uac"
+            final.headers.add("Session-Expires", f"{int(a_timer.interval)};refresher={refresher}")
+            final.headers.add("Require", "timer")
+        call.sdp_sent["a"] = body
+        call.sdp_sent["b"] = attempt.invite.body
         call.a_dialog = Dialog.from_uas(call.a_invite, final)
         self.dialogs[(call.call_id, call.a_tag)] = (call, "a")
         call.state = "confirmed"
@@ -798,6 +866,12 @@ class B2bua:
         call.a_txn.respond(final)
         self.event(call, f"answered by {attempt.gateway.name}")
         self._schedule_2xx_retransmit(call, self.core.transactions.timers.t1)
+        b_timer = self._vendor_session_timer(call, response)
+        for side, timer in (("a", a_timer), ("b", b_timer)):
+            if timer is not None:
+                call.session_timers[side] = timer
+                timer.last_ok = self.core.clock.now()
+                self._arm_session_timer(call, side, timer)
 
     def _schedule_2xx_retransmit(self, call: Call, interval: float,
                                  elapsed: float = 0.0) -> None:
@@ -847,6 +921,7 @@ class B2bua:
         if call.ack_pending and call.b_ack is not None and call.attempt is not None:
             call.ack_pending = False
             if ack.body:
+                call.sdp_sent["b"] = ack.body
                 call.b_ack.body = ack.body
                 call.b_ack.headers.set("Content-Type", ack.headers.get("Content-Type") or SDP)
             self.core.send_stateless(call.b_ack, call.attempt.destination,
@@ -918,6 +993,8 @@ class B2bua:
         if dialog is None or not dialog.receive_request(request):
             txn.respond(self.core.make_response(request, 500))
             return
+        if request.method in ("INVITE", "UPDATE"):
+            self._peer_refreshed(call, side)
         attempt = call.attempt
         assert attempt is not None
         relay = attempt.media if attempt.media_started else None
@@ -954,6 +1031,8 @@ class B2bua:
                                       response.headers.get("Content-Type") or SDP)
                     reply.body = response.body
                 if request.method == "INVITE" and response.status < 300:
+                    if response.body:
+                        call.sdp_sent[side] = response.body
                     other_dialog.update_from_response(response)
                     ack = other_dialog.ack_for_2xx(out, via=self._via(transport))
                     self.core.send_stateless(ack, destination, transport)
@@ -962,6 +1041,8 @@ class B2bua:
             elif isinstance(event, (TimedOut, TransportFailed)) and not txn.final_sent:
                 txn.respond(self.core.make_response(request, 408))
 
+        if request.method == "INVITE" and request.body:
+            call.sdp_sent[other] = request.body
         self.core.send_request(out, destination, transport, relay_response)
 
     def _local_reinvite(self, call: Call, side: str, request: Request,
@@ -992,6 +1073,12 @@ class B2bua:
         if body:
             reply.headers.add("Content-Type", SDP)
             reply.body = body
+            call.sdp_sent[side] = body
+        timer = call.session_timers.get(side)
+        if timer is not None and not timer.liveness and request.headers.get("Session-Expires"):
+            refresher = "uas" if timer.we_refresh else "uac"
+            reply.headers.add("Session-Expires", f"{int(timer.interval)};refresher={refresher}")
+            reply.headers.add("Require", "timer")
         txn.respond(reply)
 
     def _send_info(self, call: Call, side: str, info: Any) -> None:
@@ -1003,6 +1090,127 @@ class B2bua:
         request = dialog.create_request("INFO", via=self._via(transport), body=info.body,
                                         content_type=info.content_type)
         self.core.send_request(request, destination, transport)
+
+    # ---------------------------------------------------------------- RFC 4028
+    def _caller_session_timer(self, call: Call) -> LegTimer | None:
+        """The caller leg's session timer (§9): the caller's Session-Expires when it supports
+        timers (it refreshes, refresher=uac); a timer-capable caller without one gets ours
+        (SS_SIP_SESSION_TTL, we refresh); otherwise the liveness re-INVITE, when set."""
+        params = call.params
+        invite = call.a_invite
+        requested = session_expires(invite.headers.get("Session-Expires"))
+        if _supports_timer(invite):
+            if requested is not None:
+                interval = max(90, requested[0])
+                return LegTimer(interval=interval, we_refresh=requested[1] == "uas")
+            return LegTimer(interval=params["SS_SIP_SESSION_TTL"], we_refresh=True)
+        liveness = params["SS_SIP_NO_TIMER_REINVITE_INTERVAL"]
+        if liveness:
+            return LegTimer(interval=liveness, we_refresh=True, liveness=True)
+        return None
+
+    def _vendor_session_timer(self, call: Call, response: Response) -> LegTimer | None:
+        """The vendor leg's session timer from its 2xx (§7.2): refresher=uac (or none
+        given) → we refresh; uas → the vendor does and we watch."""
+        granted = session_expires(response.headers.get("Session-Expires"))
+        if granted is not None:
+            return LegTimer(interval=max(90, granted[0]), we_refresh=granted[1] != "uas")
+        liveness = call.params["SS_SIP_NO_TIMER_REINVITE_INTERVAL"]
+        if liveness:
+            return LegTimer(interval=liveness, we_refresh=True, liveness=True)
+        return None
+
+    def _arm_session_timer(self, call: Call, side: str, timer: LegTimer) -> None:
+        clock = self.core.clock
+        timer.cancel()
+        if timer.we_refresh:
+            period = timer.interval if timer.liveness else (
+                timer.interval / call.params["SS_SIP_SESSION_UPDATE_SEGMENT"])
+            timer.refresh_handle = clock.call_later(
+                period, lambda: self._send_refresh(call, side, timer))
+            if not timer.liveness:
+                # the session dies at last_ok + interval whatever happens to the refreshes
+                remaining = timer.last_ok + timer.interval - clock.now()
+                timer.expiry_handle = clock.call_later(
+                    max(0.0, remaining), lambda: self._session_expired(call, side))
+        else:
+            # §10: the refresher's refresh must arrive before interval - min(32, interval/3)
+            timer.expiry_handle = clock.call_later(
+                timer.interval - min(32, timer.interval / 3),
+                lambda: self._session_expired(call, side))
+
+    def _peer_refreshed(self, call: Call, side: str) -> None:
+        timer = call.session_timers.get(side)
+        if timer is not None and not timer.we_refresh:
+            timer.last_ok = self.core.clock.now()
+            self._arm_session_timer(call, side, timer)
+
+    def _session_expired(self, call: Call, side: str) -> None:
+        if call.state != "confirmed":
+            return
+        self.event(call, f"session timer expired on the {'caller' if side == 'a' else 'vendor'}"
+                   " leg (RFC 4028 §10): hanging up")
+        self.hangup(call, None, "session expired")
+
+    def _send_refresh(self, call: Call, side: str, timer: LegTimer) -> None:
+        timer.refresh_handle = None
+        if call.state != "confirmed":
+            return
+        dialog, destination, transport = self._leg(call, side)
+        if dialog is None:
+            return
+        body = call.sdp_sent.get(side, b"")
+        headers: list[tuple[str, str]] = []
+        if not timer.liveness:
+            headers = [("Session-Expires", f"{int(timer.interval)};refresher=uac"),
+                       ("Supported", "timer")]
+        try:
+            request = dialog.create_request("INVITE", via=self._via(transport),
+                                            contact=self._contact(transport), body=body,
+                                            content_type=SDP if body else None,
+                                            headers=headers)
+        except DialogError:
+            return
+        timer.refreshes += 1
+
+        def on_event(event: Any) -> None:
+            if call.state != "confirmed":
+                return
+            if isinstance(event, DeliverResponse):
+                response = event.response
+                if response.status < 200:
+                    return
+                if response.status < 300:
+                    dialog.update_from_response(response)
+                    ack = dialog.ack_for_2xx(request, via=self._via(transport))
+                    self.core.send_stateless(ack, destination, transport)
+                    timer.last_ok = self.core.clock.now()
+                    granted = session_expires(response.headers.get("Session-Expires"))
+                    if granted is not None and not timer.liveness:
+                        timer.interval = max(90, granted[0])
+                    self._arm_session_timer(call, side, timer)
+                elif response.status in (408, 481):  # §12.2.1.2: the dialog is gone
+                    self._refresh_failed(call, side, timer, f"{response.status}")
+                else:  # 491 glare, 488 …: the session lives; try again next period
+                    self._arm_session_timer(call, side, timer)
+            elif isinstance(event, (TimedOut, TransportFailed)):
+                self._refresh_failed(call, side, timer, "no answer")
+
+        self.core.send_request(request, destination, transport, on_event)
+
+    def _refresh_failed(self, call: Call, side: str, timer: LegTimer, what: str) -> None:
+        leg = "caller" if side == "a" else "vendor"
+        if call.params["SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP"] or timer.liveness:
+            self.event(call, f"session refresh to the {leg} failed ({what}): hanging up "
+                       "(SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP=On)")
+            self.hangup(call, None, f"session refresh failed ({what})")
+            return
+        # Off: keep the call until the session really expires (last_ok + interval)
+        self.event(call, f"session refresh to the {leg} failed ({what}); waiting for the "
+                   "session to expire (SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP=Off)")
+        if timer.refresh_handle is not None:
+            timer.refresh_handle.cancel()
+            timer.refresh_handle = None
 
     # ---------------------------------------------------------------- endings
     def fail(self, call: Call, status: int, reason: str, end_reason: str, *,
@@ -1039,6 +1247,8 @@ class B2bua:
                 log.exception("closing a media relay failed")
 
     def _end(self, call: Call) -> None:
+        for timer in call.session_timers.values():
+            timer.cancel()
         if call.a_retransmit is not None:
             call.a_retransmit.cancel()
             call.a_retransmit = None
