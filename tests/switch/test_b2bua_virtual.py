@@ -642,3 +642,22 @@ def test_liveness_reinvite_without_session_timers(net: VirtualNetwork) -> None:
     assert len(reinvites(caller.requests)) == 1
     assert "Session-Expires" not in reinvites(vendor.requests)[0].headers
     assert caller.final().headers.get("Session-Expires") is None
+
+
+def test_redirect_is_relayed_with_its_contact(net: VirtualNetwork) -> None:
+    start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A, [(0.0, 302)])
+    original = vendor._response
+
+    def with_contact(request, status, with_sdp):  # type: ignore[no-untyped-def]
+        response = original(request, status, with_sdp)
+        if status == 302:
+            response.headers.add("Contact", "<sip:0044999@10.0.0.50>")
+        return response
+
+    vendor._response = with_contact  # type: ignore[method-assign]
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    final = caller.final()
+    assert final.status == 302 and final.headers.get("Contact") == "<sip:0044999@10.0.0.50>"

@@ -670,6 +670,13 @@ class B2bua:
         response_out = self._a_response(call, status, response.reason)
         if warning:
             response_out.headers.add("Warning", warning)
+        if 300 <= status < 400:  # §21.3: a redirect is useless without its Contacts
+            for contact in response.headers.get_all("Contact"):
+                response_out.headers.add("Contact", contact)
+        for name in ("Retry-After", "Reason"):
+            value = response.headers.get(name)
+            if value:
+                response_out.headers.add(name, value)
         self.finish(call, response_out, f"{status} {response.reason} from "
                     f"{attempt.gateway.name}")
 
