@@ -661,3 +661,15 @@ def test_redirect_is_relayed_with_its_contact(net: VirtualNetwork) -> None:
     net.run(1.0)
     final = caller.final()
     assert final.status == 302 and final.headers.get("Contact") == "<sip:0044999@10.0.0.50>"
+
+
+def test_graceful_stop_hangs_up_answered_calls_and_waits_for_the_byes(
+        net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call()
+    net.run(1.0)
+    assert switch.stop(timeout=2.0)
+    assert "BYE" in vendor.methods() and [r.method for r in caller.requests] == ["BYE"]
+    assert cdr(switch)[-1].end_reason == "switch stopped"

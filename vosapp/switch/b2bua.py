@@ -375,6 +375,7 @@ class B2bua:
         self.cdr = cdr if cdr is not None else CdrWriter(core.store)
         self._media = media
         self.calls: dict[str, Call] = {}  # by the caller's Call-ID
+        self._byes_pending: set[str] = set()  # Call-IDs of BYEs without a final answer
         #: (Call-ID, our tag) -> (call, side) for in-dialog requests
         self.dialogs: dict[tuple[str, str], tuple[Call, str]] = {}
 
@@ -983,12 +984,22 @@ class B2bua:
                 continue
             try:
                 bye = dialog.create_request("BYE", via=self._via(transport))
-                self.core.send_request(bye, destination, transport)
+                self._byes_pending.add(bye.call_id)
+                self.core.send_request(bye, destination, transport,
+                                       self._bye_listener(bye.call_id))
             except (DialogError, OSError) as exc:
                 log.warning("BYE on leg %s failed: %s", side, exc)
         call.state = "ended"
         call.record.end_reason = reason
         self._end(call)
+
+    def _bye_listener(self, call_id: str) -> Callable[[Any], None]:
+        def settled(event: Any) -> None:
+            final = isinstance(event, DeliverResponse) and event.response.status >= 200
+            if final or isinstance(event, (TimedOut, TransportFailed)):
+                self._byes_pending.discard(call_id)
+
+        return settled
 
     def on_in_dialog(self, request: Request, txn: ServerTransaction) -> None:
         found = self._lookup(request)
@@ -1276,8 +1287,9 @@ class B2bua:
         except Exception:
             log.exception("writing the CDR failed")
 
-    def on_stop(self) -> None:
-        """Graceful stop: hang up answered calls, fail the others with 503."""
+    def on_stop(self) -> Callable[[], bool]:
+        """Graceful stop: hang up answered calls (the runtime waits, bounded, for the BYEs'
+        answers), fail the others with 503."""
         for call in list(self.calls.values()):
             if call.state == "confirmed":
                 self.hangup(call, None, "switch stopped")
@@ -1287,6 +1299,7 @@ class B2bua:
                     if call.attempt.progressed:
                         self._send_cancel(call.attempt)
                 self.fail(call, 503, "Service Unavailable", "switch stopped")
+        return lambda: not self._byes_pending
 
 
 def install(core: SwitchCore) -> None:
