@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from vosapp.config import parse_config
-from vosapp.io.call_media import RelayBackend
+from vosapp.io.call_media import RelayBackend, backend_for
 from vosapp.io.runtime import Switch
 from vosapp.media import codecs
 from vosapp.media.dtmf import TelephoneEventSender
@@ -340,6 +340,9 @@ rtp_ports = "30000-30999"
 """)
     core = SwitchCore(clock=ManualClock(), config=config)
     b2bua.install(core)
+    with pytest.raises(b2bua.MediaRefused, match="no media relay"):
+        _ = core.b2bua.media  # a bare sans-IO core has no sockets to relay with
+    core.media_backend_factory = backend_for  # what the asyncio runtime provides
     backend = core.b2bua.media  # built lazily, binds nothing yet
     assert isinstance(backend, RelayBackend) and backend.host == "127.0.0.1"
     assert backend.ports is not None and backend.ports.in_use == frozenset()

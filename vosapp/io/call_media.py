@@ -11,7 +11,6 @@ before ``start`` wait in the socket buffer.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -82,17 +81,7 @@ class RelaySession:
         self._dtmf = dict(dtmf or {})
         relay = RtpRelay(config(a), config(b), dtmf=dtmf or None,  # type: ignore[arg-type]
                          on_info_send=on_info_send)  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
-        relay._ports = self.backend.ports
-        relay._loop = loop
-        for leg in (relay.a, relay.b):
-            sock = self._socks[leg.side]
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            sock.setblocking(False)
-            leg.sock = sock
-            name = sock.getsockname()
-            leg.local_address = (name[0], name[1])
-            loop.add_reader(sock.fileno(), relay._drain, leg.side)
+        relay.start_on(self._socks, ports=self.backend.ports)
         self.relay = relay
         return relay.mode
 
@@ -136,3 +125,14 @@ class RelaySession:
         else:
             for sock in self._socks.values():
                 self.backend._release(sock)
+
+
+def backend_for(core: Any) -> RelayBackend:
+    """The relay backend for a switch core: ``[switch] media_ip`` and ``rtp_ports`` from its
+    config, else the core's own UDP address with ephemeral ports. The asyncio runtime hands
+    this to the B2BUA as ``core.media_backend_factory`` (the switch layer never imports io)."""
+    config = core.config
+    if config is not None:
+        sw = config.switch
+        return RelayBackend(sw.media_ip, sw.rtp_port_min, sw.rtp_port_max)
+    return RelayBackend(core.local_address("UDP")[0])

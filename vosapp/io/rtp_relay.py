@@ -482,15 +482,40 @@ class RtpRelay:
             a, b, telephone_event_handler=telephone_event_handler, dtmf=dtmf,
             on_info_send=on_info_send,
         )
-        relay._ports = ports
+        sockets: dict[Side, socket.socket] = {}
+        try:
+            for side in ("a", "b"):
+                if ports is not None:
+                    sockets[side] = ports.bind(host)
+                else:
+                    sockets[side] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    sockets[side].bind((host, 0))
+        except BaseException:
+            for sock in sockets.values():
+                sock.close()
+            raise
+        relay.start_on(sockets, ports=ports)
+        return relay
+
+    def start_on(self, sockets: Mapping[Side, socket.socket], *,
+                 ports: PortAllocator | None = None) -> None:
+        """Start relaying on sockets that are already bound, one per leg.
+
+        A B2BUA promises its relay ports in the SDP offer before the answer fixes the codecs,
+        so it binds first and builds the relay later. Needs a running event loop.
+
+        Parameters
+        ----------
+        sockets : mapping of side to socket
+            Bound UDP sockets for leg ``"a"`` and ``"b"``; the relay owns them from now on.
+        ports : PortAllocator, optional
+            The allocator they came from; their ports go back to it on :meth:`close`.
+        """
         loop = asyncio.get_running_loop()
-        relay._loop = loop
-        for leg in (relay.a, relay.b):
-            if ports is not None:
-                sock = ports.bind(host)
-            else:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sock.bind((host, 0))
+        self._ports = ports
+        self._loop = loop
+        for leg in (self.a, self.b):
+            sock = sockets[leg.side]
             # room for bursts: a relay must not lose packets to a small receive buffer
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.setblocking(False)
@@ -499,8 +524,7 @@ class RtpRelay:
             leg.local_address = (name[0], name[1])
             # Not a DatagramProtocol: asyncio reads one datagram per readiness event there.
             # Draining the socket in one callback costs a fraction per packet at high rates.
-            loop.add_reader(sock.fileno(), relay._drain, leg.side)
-        return relay
+            loop.add_reader(sock.fileno(), self._drain, leg.side)
 
     # -- control --------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
+from vosapp.io.call_media import backend_for
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
 from vosapp.switch.core import SwitchCore
@@ -171,6 +172,8 @@ class Switch:
                            store=self.store if persist_trace else None)
         self.core = SwitchCore(clock=self.clock, params=params, config=config, trace=self.trace,
                                store=self.store, sender=self._send)
+        # The B2BUA's media proxy: sockets are io's business, so the runtime provides them.
+        self.core.media_backend_factory = backend_for
         for feature in (features if features is not None else load_features(DEFAULT_FEATURES)):
             feature(self.core)
         self.udp: UdpTransport | None = None

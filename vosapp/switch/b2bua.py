@@ -42,8 +42,9 @@ says media_proxy=On, or (neither says Off and) transcoding or DTMF conversion is
 caller's SDP address differs from its signalling source (NAT). Softswitch specified offers each
 side only its gateway's codec; two different specified codecs need Allow codec conversion on
 both gateways and a relay, else 488 with a Warning saying why. Relays come from a
-:class:`MediaBackend` (the asyncio one in :mod:`vosapp.io.call_media`, loaded lazily: the only
-place this module reaches into ``vosapp.io``) and are closed when the call ends.
+:class:`MediaBackend` (the asyncio one in :mod:`vosapp.io.call_media`, which the runtime leaves
+on the core as ``media_backend_factory``: this module never imports ``vosapp.io``) and are
+closed when the call ends.
 
 Session timers (RFC 4028), per leg: the vendor INVITE offers ``Session-Expires:
 SS_SIP_SESSION_TTL`` with ``Supported: timer``; the vendor's 2xx decides the refresher
@@ -392,14 +393,11 @@ class B2bua:
     @property
     def media(self) -> MediaBackend:
         if self._media is None:
-            from vosapp.io.call_media import RelayBackend  # the asyncio relay (lazy, see doc)
-
-            config = self.core.config
-            if config is not None:
-                sw = config.switch
-                self._media = RelayBackend(sw.media_ip, sw.rtp_port_min, sw.rtp_port_max)
-            else:
-                self._media = RelayBackend(self.core.local_address("UDP")[0])
+            # Media sockets belong to the runtime (vosapp.io); it leaves a factory on the core.
+            factory = getattr(self.core, "media_backend_factory", None)
+            if factory is None:
+                raise MediaRefused("this runtime has no media relay (needs the asyncio runtime)")
+            self._media = factory(self.core)
         return self._media
 
     @media.setter
