@@ -1,8 +1,13 @@
-"""``vosapp lab``: start JupyterLab from this venv on the repository's notebooks/.
+"""``vosapp lab``: start JupyterLab from this venv on the repository's notebooks/, with a
+working switch beside it.
 
 The notebooks find the switch configuration through ``$VOSAPP_CONFIG`` (the selected
 config, by default the repository's data/lab.toml), and run on the ``vosapp`` kernelspec
-that ``make lab`` installs into the venv.
+that ``make lab`` installs into the venv. Unless ``--no-switch`` is given, a background
+``vosapp serve`` runs on that configuration (its ``sip_listen``, UDP and TCP) for as long as
+JupyterLab does, so softphones and SIPp can register to it and notebooks can
+``vosapp.lab.attach.attach()`` to it. If it cannot start (say the port is taken), JupyterLab
+still starts and the reason is printed.
 """
 
 from __future__ import annotations
@@ -10,12 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vosapp import cli_common
 from vosapp.config import load_config
 from vosapp.errors import VosappError
+
+if TYPE_CHECKING:
+    from vosapp.lab.attach import BackgroundSwitch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "to the selected config (default: the repository's data/lab.toml).")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.add_argument("--port", type=int, metavar="PORT", help="port of the Jupyter server")
+    lab.add_argument("--no-switch", action="store_true",
+                     help="do not start the background switch on the configuration")
+    lab.add_argument("--switch-listen", metavar="HOST:PORT",
+                     help="where the background switch listens (default: the config's "
+                          "sip_listen)")
     lab.add_argument("--dry-run", action="store_true",
                      help="print the command and environment instead of running it")
     lab.set_defaults(func=run_lab)
@@ -61,12 +77,51 @@ def lab_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     return argv, env
 
 
+def start_switch(args: argparse.Namespace, env: dict[str, str]) -> BackgroundSwitch | None:
+    """The background switch, or None (with the reason on stderr) when it cannot start."""
+    from vosapp.lab.attach import BackgroundSwitch  # only `vosapp lab` pays for this import
+
+    config = Path(env[cli_common.ENV_CONFIG])
+    try:
+        data_dir = cli_common.data_dir(args, load_config(config))
+        if data_dir is None:
+            raise VosappError(f"{config} has no [switch] data_dir and none was given")
+        listen = args.switch_listen
+        if listen is None:
+            sw = load_config(config).switch
+            listen = f"{sw.sip_host}:{sw.sip_port}"
+        switch = BackgroundSwitch.spawn(data_dir, config, listen=listen, udp_only=False,
+                                        new_session=True)
+    except VosappError as exc:
+        print(f"vosapp lab: no background switch: {exc}".rstrip(), file=sys.stderr)
+        return None
+    host, port = switch.sip_address
+    print(f"vosapp lab: switch listening on {host}:{port} (UDP, TCP) with {config}; "
+          f"data in {switch.data_dir}; notebooks: vosapp.lab.attach.attach()", flush=True)
+    return switch
+
+
 def run_lab(args: argparse.Namespace) -> int:
     argv, env = lab_command(args)
     if args.dry_run:
         print(f"{cli_common.ENV_CONFIG}={shlex.quote(env[cli_common.ENV_CONFIG])} "
               + " ".join(shlex.quote(a) for a in argv))
         return 0
+    switch = None if args.no_switch else start_switch(args, env)
+    if switch is not None:
+        env[cli_common.ENV_DATA_DIR] = str(switch.data_dir)  # attach() finds it
     sys.stdout.flush()
-    os.execve(argv[0], argv, env)  # replaces this process: Ctrl-C goes straight to Jupyter
-    return 0  # pragma: no cover
+    jupyter = subprocess.Popen(argv, env=env)
+    # Jupyter answers Ctrl-C itself (it asks before shutting down); this process only waits,
+    # then stops the switch gracefully (SIGTERM: the unregister towards carriers runs).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    forward = signal.signal(signal.SIGTERM, lambda *_: jupyter.terminate())
+    try:
+        status = jupyter.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, forward)
+        if switch is not None:
+            code = switch.terminate()
+            print(f"vosapp lab: background switch stopped (exit {code})", file=sys.stderr)
+    return status

@@ -52,8 +52,10 @@ def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
                IPYTHONDIR=str(tmp_path / "ipython"))
     log = (tmp_path / "jupyter.log").open("wb")
+    data_dir = tmp_path / "data"
     proc = subprocess.Popen([*vosapp_command(), "lab", "--no-browser",
-                             "--port", str(free_port())],
+                             "--port", str(free_port()), "--data-dir", str(data_dir),
+                             "--switch-listen", "127.0.0.1:0"],
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
@@ -69,6 +71,18 @@ def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
             "run `make setup` to install it into the venv")
         spec = specs["kernelspecs"]["vosapp"]["spec"]
         assert spec["language"] == "python" and "ipykernel_launcher" in spec["argv"]
+        # ... and a working switch beside it, on the selected configuration
+        control = json.loads((data_dir / "control.json").read_text())
+        switch_pid = control["pid"]
+        from vosapp.lab.attach import attach
+        status = attach(data_dir).status()
+        host, port = status["sip_address"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.bind(("127.0.0.1", 0))
+            sock.sendto(OPTIONS.format(port=sock.getsockname()[1]).encode(), (host, int(port)))
+            answer = sock.recv(65535)
+        assert answer.startswith(b"SIP/2.0 200"), answer[:80]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -78,3 +92,14 @@ def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         log.close()
+    # vosapp lab stopped its switch gracefully when JupyterLab ended
+    assert not (data_dir / "control.json").exists(), (tmp_path / "jupyter.log").read_text()
+    with pytest.raises(ProcessLookupError):
+        os.kill(switch_pid, 0)
+
+
+OPTIONS = ("OPTIONS sip:lab@127.0.0.1 SIP/2.0\r\n"
+           "Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-lab-check\r\n"
+           "From: <sip:check@127.0.0.1>;tag=1\r\nTo: <sip:lab@127.0.0.1>\r\n"
+           "Call-ID: lab-check\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+           "Content-Length: 0\r\n\r\n")

@@ -417,7 +417,13 @@ class BackgroundSwitch:
     @classmethod
     def spawn(cls, data_dir: str | Path, config: str | Path | None = None, *,
               listen: str = "127.0.0.1:0", udp_only: bool = True,
-              extra_args: tuple[str, ...] = (), timeout: float = 30.0) -> BackgroundSwitch:
+              extra_args: tuple[str, ...] = (), timeout: float = 30.0,
+              new_session: bool = False) -> BackgroundSwitch:
+        """Start ``vosapp serve`` and wait for its ready line.
+
+        ``new_session`` puts it in its own session, so a Ctrl-C meant for the terminal's
+        foreground program (JupyterLab under ``vosapp lab``) does not stop the switch too.
+        """
         directory = Path(data_dir)
         directory.mkdir(parents=True, exist_ok=True)
         path = Path(config) if config is not None else default_config_path()
@@ -433,7 +439,8 @@ class BackgroundSwitch:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file,
-                                       stdin=subprocess.DEVNULL, env=env)
+                                       stdin=subprocess.DEVNULL, env=env,
+                                       start_new_session=new_session)
         assert process.stdout is not None
         deadline = time.monotonic() + timeout
         buffered = b""
