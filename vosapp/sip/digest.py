@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 from collections import OrderedDict
@@ -50,6 +51,7 @@ __all__ = [
 
 # RFC 7616 §6.1 algorithm names (canonical spelling) -> hashlib name.
 _HASHES = {"MD5": "md5", "SHA-256": "sha256"}
+_HASH_CONSTRUCTORS = {"md5": hashlib.md5, "sha256": hashlib.sha256}  # faster than hashlib.new
 ALGORITHMS: tuple[str, ...] = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
 _CANONICAL_ALGORITHM = {name.lower(): name for name in ALGORITHMS}
 _QOPS = ("auth", "auth-int")
@@ -76,13 +78,43 @@ _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH
 _WS = " \t"
 
 
+# One auth-param with its separator, for the single-pass fast path of _parse_params: name,
+# "=", a quoted value without backslash escapes or a token, then "," or the end. Anything
+# else (escapes, stray characters, trailing commas) goes through the general scanner below.
+_TCHAR_CLASS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_FAST_PARAM = re.compile(rf'[ \t,]*({_TCHAR_CLASS}+)[ \t]*=[ \t]*(?:"([^"\\]*)"|({_TCHAR_CLASS}+))'
+                         r"[ \t]*(?:,|\Z)")
+
+
+def _parse_params_fast(text: str) -> dict[str, tuple[str, bool]] | None:
+    """``text`` (stripped) parsed in one regex pass when it has the common shape, else None
+    (then the general scanner decides, with its precise errors). Same result as the scanner."""
+    if len(text) <= 6 or text[6] not in _WS or text[:6].lower() != "digest":
+        return None
+    params: dict[str, tuple[str, bool]] = {}
+    pos = 6
+    for match in _FAST_PARAM.finditer(text, 6):
+        if match.start() != pos:
+            return None
+        pos = match.end()
+        name, quoted, token = match.groups()
+        name = name.lower()
+        if name in params:
+            return None  # the scanner raises "duplicate"
+        params[name] = (quoted, True) if quoted is not None else (token, False)
+    return params if pos == len(text) else None
+
+
 def _parse_params(value: str, what: str) -> dict[str, tuple[str, bool]]:
     """Split ``Digest a=b, c="d"`` into ``{name_lower: (value, was_quoted)}``."""
     if not isinstance(value, str):
         raise DigestError(f"{what} must be a str, not {type(value).__name__}", "invalid")
-    if any(ch in value for ch in "\r\n\x00"):
+    if "\r" in value or "\n" in value or "\x00" in value:
         raise DigestError(f"{what} contains CR, LF or NUL", "syntax")
     text = value.strip(_WS)
+    fast = _parse_params_fast(text)
+    if fast is not None:
+        return fast
     pos = 0
     while pos < len(text) and text[pos] in _TCHARS:
         pos += 1
@@ -170,7 +202,7 @@ def _bool(raw: str | None) -> bool:
 
 
 def _quote(text: str) -> str:
-    if any(ch in text for ch in "\r\n\x00"):
+    if "\r" in text or "\n" in text or "\x00" in text:
         raise DigestError(f"cannot put CR, LF or NUL into a header value: {text!r}", "invalid")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -357,7 +389,7 @@ def _hash(algorithm: str, data: str | bytes) -> str:
     except KeyError:
         raise DigestError(f"unknown algorithm {algorithm!r}", "unknown-algorithm") from None
     raw = _utf8(data) if isinstance(data, str) else data
-    return hashlib.new(name, raw).hexdigest()
+    return _HASH_CONSTRUCTORS[name](raw).hexdigest()
 
 
 def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
@@ -656,7 +688,7 @@ class DigestServer:
         )
 
     def _sign(self, body: bytes) -> bytes:
-        mac = hmac.new(self._secret, body + _utf8(self.realm), "sha256").digest()
+        mac = hmac.digest(self._secret, body + _utf8(self.realm), "sha256")  # one-shot, in C
         return mac[:_SIGNATURE_BYTES]
 
     def _decode_nonce(self, nonce: str) -> tuple[float, str, bytes] | None:

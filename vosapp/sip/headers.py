@@ -42,11 +42,20 @@ COMPACT_FORMS: dict[str, str] = {
 }
 
 
+# name as written → lookup key, for names already seen (bounded; a few dozen names repeat).
+_CANONICAL: dict[str, str] = {}
+
+
 def canonical_key(name: str) -> str:
     """The lookup key of a header name: lower-cased, compact form expanded (``v`` → ``via``)."""
+    key = _CANONICAL.get(name)
+    if key is not None:
+        return key
     key = name.lower()
     if len(key) == 1:
-        return COMPACT_FORMS.get(key, key)
+        key = COMPACT_FORMS.get(key, key)
+    if len(_CANONICAL) < 4096 and isinstance(name, str):
+        _CANONICAL[name] = key
     return key
 
 
@@ -202,9 +211,16 @@ class Headers:
         return "\r\n".join(parts) + "\r\n" if parts else ""
 
 
+# Header names already checked to be tokens (bounded; names set in code are few).
+_VALID_NAMES: set[str] = set()
+
+
 def _check_field(name: str, value: str) -> None:
-    if not isinstance(name, str) or not _TOKEN_RE.fullmatch(name):
-        raise ValueError(f"header name must be a token, got {name!r}")
+    if type(name) is not str or name not in _VALID_NAMES:
+        if not isinstance(name, str) or not _TOKEN_RE.fullmatch(name):
+            raise ValueError(f"header name must be a token, got {name!r}")
+        if len(_VALID_NAMES) < 4096:
+            _VALID_NAMES.add(name)
     if not isinstance(value, str) or "\r" in value or "\n" in value:
         raise ValueError(f"header value for {name} must be a str without CR/LF, got {value!r}")
 
@@ -452,7 +468,21 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.sent_by}{_format_params(self.params)}"
 
 
+# ``SIP/2.0/UDP host[:port];params`` with a plain host name or IPv4 address: the common shape,
+# read in one match (same result as the general path, which handles everything else).
+_FAST_ONE_VIA_RE = re.compile(r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([A-Za-z0-9\-.]+)"
+                              r"(?::([0-9]{1,5}))?[ \t]*(;.*)?")
+
+
 def _parse_one_via(text: str) -> Via:
+    fast = _FAST_ONE_VIA_RE.fullmatch(text)
+    if fast is not None:
+        transport, host, port_text, param_text = fast.groups()
+        port = int(port_text) if port_text is not None else None
+        if port is None or port <= 65535:
+            return Via(transport=transport.upper(), host=host, port=port,
+                       params=parse_params(param_text if param_text and len(param_text) > 1
+                                           else "", "Via"), protocol="SIP/2.0")
     pieces = text.split("/", 2)
     if len(pieces) != 3:
         raise SipParseError(400, f"bad Via {text!r}")

@@ -8,7 +8,8 @@ Content-Length is rewritten to match the body (added when missing).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from vosapp.sip.headers import (
     CSeq,
@@ -117,6 +118,23 @@ class Message:
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
 
     # -- typed accessors (parsed on demand; the parser already validated them) -------------
+    #: Parse results of the accessors, keyed by accessor: (header text parsed, value). A hit
+    #: needs the header's current text to equal the text parsed, so changing the header
+    #: (``headers.set``, ``replace_first``, ...) invalidates it without any bookkeeping.
+    _typed_cache: dict[str, tuple[str, Any]] | None = None
+
+    def _parsed(self, key: str, value: str, parse: Callable[[str], Any]) -> Any:
+        cache = self._typed_cache
+        if cache is None:
+            cache = self._typed_cache = {}
+        else:
+            hit = cache.get(key)
+            if hit is not None and (hit[0] is value or hit[0] == value):
+                return hit[1]
+        result = parse(value)
+        cache[key] = (value, result)
+        return result
+
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
         if value is None:
@@ -129,7 +147,7 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        return parse_cseq(self._required("CSeq"))
+        return self._parsed("cseq", self._required("CSeq"), parse_cseq)  # frozen: shared
 
     @property
     def vias(self) -> list[Via]:
@@ -141,11 +159,13 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return parse_vias(self._required("Via"))[0]
+        # Via and NameAddr are mutable: every read gets its own copy of the cached parse.
+        via = self._parsed("top_via", self._required("Via"), _parse_top_via)
+        return Via(via.transport, via.host, via.port, dict(via.params), via.protocol)
 
     @property
     def from_(self) -> NameAddr:
-        return parse_name_addr(self._required("From"))
+        return _copy_name_addr(self._parsed("from", self._required("From"), parse_name_addr))
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -153,7 +173,7 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        return parse_name_addr(self._required("To"))
+        return _copy_name_addr(self._parsed("to", self._required("To"), parse_name_addr))
 
     @to.setter
     def to(self, value: NameAddr) -> None:
@@ -238,6 +258,15 @@ class Message:
         return self._comparable() == other._comparable()  # type: ignore[attr-defined]
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _parse_top_via(value: str) -> Via:
+    return parse_vias(value)[0]
+
+
+def _copy_name_addr(value: NameAddr) -> NameAddr:
+    # SipUri/AbsoluteUri are frozen and shared; the params dict is the mutable part.
+    return NameAddr(value.uri, value.display, dict(value.params))
 
 
 class Request(Message):
@@ -362,7 +391,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
         to_value = headers.get("To")
         if to_value is not None:
             try:
-                has_tag = parse_name_addr(to_value).tag is not None
+                has_tag = request._parsed("to", to_value, parse_name_addr).tag is not None
             except SipParseError:
                 has_tag = True  # never touch a To we cannot read
             if not has_tag:

@@ -752,9 +752,13 @@ class TransactionLayer:
         return handle if last.to.tag == request.to.tag else None
 
     def create_server(self, request: Request, reply_to: Address, transport: str,
-                      source: Address, key: tuple[Any, ...] | None = None
-                      ) -> ServerTransaction:
-        """A new server transaction for a request that matched none (not for ACK)."""
+                      source: Address, key: tuple[Any, ...] | None = None, *,
+                      begin: bool = True) -> ServerTransaction:
+        """A new server transaction for a request that matched none (not for ACK).
+
+        ``begin=False``: the caller calls :meth:`begin_server` once the TU has seen the
+        request (the switch core does, after its handler returns), so a request answered
+        right away never schedules, then cancels, the non-INVITE abandon timer."""
         if request.method == "ACK":
             raise TransactionError("an ACK never creates a server transaction (§17.2.3)")
         cls = ServerInviteMachine if request.method == "INVITE" else ServerNonInviteMachine
@@ -762,9 +766,18 @@ class TransactionLayer:
         key = key if key is not None else server_key(request)
         handle = ServerTransaction(self, machine, key, source)
         self.servers[key] = handle
-        if isinstance(machine, ServerNonInviteMachine):
+        if begin and isinstance(machine, ServerNonInviteMachine):
             handle._run(machine.begin())
         return handle
+
+    def begin_server(self, handle: ServerTransaction) -> None:
+        """Start what :meth:`create_server` with ``begin=False`` left out: the abandon timer
+        of a non-INVITE transaction still waiting for a final response (none when it was
+        answered, dropped or ended meanwhile: the same timers as starting it at creation)."""
+        machine = handle.machine
+        if (isinstance(machine, ServerNonInviteMachine) and not machine.dropped
+                and machine.state in (State.TRYING, State.PROCEEDING)):
+            handle._run(machine.begin())
 
     def receive_retransmission(self, handle: ServerTransaction, request: Request) -> None:
         handle._run(handle.machine.receive(request))

@@ -387,9 +387,18 @@ class SwitchCore:
             self.reply_fallback[source] = (source[0], top_via.port or 5060)
             if len(self.reply_fallback) > 10_000:
                 self.reply_fallback.pop(next(iter(self.reply_fallback)))
-        txn = self.transactions.create_server(request, reply_to, transport, source, key)
+        txn = self.transactions.create_server(request, reply_to, transport, source, key,
+                                              begin=False)
         txn.local = local
         txn.add_listener(self._server_event)
+        try:
+            self._dispatch(request, txn, key, source)
+        finally:
+            # The abandon timer only for a request still unanswered (most are answered now).
+            self.transactions.begin_server(txn)
+
+    def _dispatch(self, request: Request, txn: ServerTransaction, key: tuple[Any, ...],
+                  source: Address) -> None:
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0 and request.method != "OPTIONS":
             txn.respond(self.make_response(request, 483))
@@ -552,19 +561,16 @@ def _stamp_via(request: Request, source: Address, top: Via) -> Via:
         top.params["rport"] = str(source[1])
         changed = True
     if changed:
-        lines = request.headers.get_all("Via")
-        if "," in lines[0]:  # several Via values on the first line: keep the others as sent
+        first = request.headers.get("Via") or ""
+        if "," in first:  # several Via values on the first line: keep the others as sent
             from vosapp.sip import parse_vias
 
-            rest = parse_vias(lines[0])[1:]
-            lines[0] = ", ".join(str(via) for via in [top, *rest])
+            rest = parse_vias(first)[1:]
+            first = ", ".join(str(via) for via in [top, *rest])
         else:
-            lines[0] = str(top)
-        # Headers has no positional replace; the Via lines lead the message, so put them back
-        # in order at the front.
-        request.headers.remove("Via")
-        for line in reversed(lines):
-            request.headers.add("Via", line, first=True)
+            first = str(top)
+        # Only the first Via line changes; the others keep their position and bytes.
+        request.headers.replace_first("Via", first)
     return top
 
 

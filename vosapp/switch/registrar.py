@@ -323,11 +323,17 @@ def _by_preference(bindings: Iterable[Binding]) -> tuple[Binding, ...]:
                                                  -b.registered_at, b.contact)))
 
 
+_LIVE_SQL = ("SELECT aor, contact, expires_at, call_id, cseq, q, transport, received_host,"
+             " received_port, path, user_agent, registered_at FROM registrar_bindings"
+             " WHERE aor = ?")
+
+
 def _live(db: sqlite3.Connection, aor: str, now: float) -> list[Binding]:
-    cursor = db.execute("SELECT * FROM registrar_bindings WHERE aor = ?", (aor,))
-    names = [column[0] for column in cursor.description]
-    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    return [_binding_from_row(row) for row in rows if row["expires_at"] > now]
+    # Columns in Binding's field order: rows become Bindings without a dict per row.
+    return [Binding(a, c, expires_at, i, n, q, t, rh, rp,
+                    () if path == "[]" else tuple(json.loads(path)), ua, reg)
+            for a, c, expires_at, i, n, q, t, rh, rp, path, ua, reg
+            in db.execute(_LIVE_SQL, (aor,)) if expires_at > now]
 
 
 def _upsert(db: sqlite3.Connection, binding: Binding) -> None:
@@ -337,7 +343,8 @@ def _upsert(db: sqlite3.Connection, binding: Binding) -> None:
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (binding.aor, binding.contact, binding.expires_at, binding.q, binding.call_id,
          binding.cseq, binding.transport, binding.received_host, binding.received_port,
-         json.dumps(list(binding.path)), binding.user_agent, binding.registered_at))
+         json.dumps(list(binding.path)) if binding.path else "[]", binding.user_agent,
+         binding.registered_at))
 
 
 def _binding_from_row(row: Mapping[str, Any] | sqlite3.Row) -> Binding:
@@ -496,7 +503,7 @@ class RegistrarService:
                 response.headers.add("Contact", contact)
             for path in outcome.path:
                 response.headers.add("Path", path)  # RFC 3327 §5.3: echo Path in the 200
-            response.headers.set("Date", formatdate(outcome.now, usegmt=True))
+            response.headers.set("Date", _http_date(outcome.now))
         txn.respond(response)
 
     def _register(self, request: Request, username: str,
@@ -524,6 +531,18 @@ class RegistrarService:
             transport=str(getattr(txn, "transport", "udp") or "udp").lower(),
             path=request.headers.get_all("Path")[:8],
             user_agent=(request.headers.get("User-Agent") or "")[:200])
+
+
+_last_date: tuple[int, str] = (-1, "")
+
+
+def _http_date(wall: float) -> str:
+    """``formatdate(wall, usegmt=True)``, computed once per second (one 200 per REGISTER)."""
+    global _last_date
+    second = math.floor(wall)
+    if _last_date[0] != second:
+        _last_date = (second, formatdate(wall, usegmt=True))
+    return _last_date[1]
 
 
 def _parse_q(value: str | None) -> float | None:

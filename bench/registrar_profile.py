@@ -1,0 +1,181 @@
+"""In-process CPU cost of one authenticated registration (issue #4), without sockets.
+
+Feeds SIPp-shaped datagrams (REGISTER -> 401 -> REGISTER with digest -> 200, MD5, qop=auth,
+1000 users in turn, a fresh Call-ID per registration, like bench/registrar_sipp.xml) into
+``SwitchCore.receive`` with a no-op sender, with the registrar feature installed on a real
+SQLite store (WAL) and the trace ring in memory, as ``vosapp serve --no-trace-store`` runs.
+Only the CPU time spent inside ``receive`` is counted (the client side - digest answers,
+building the requests - is excluded). GC tuned as ``vosapp serve`` does.
+
+    .venv/bin/python bench/registrar_profile.py [--registrations N] [--profile cprofile|pyinstrument]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vosapp.clock import MonotonicClock
+from vosapp.config import load_config
+from vosapp.io.serve import tune_gc
+from vosapp.sip.digest import answer
+from vosapp.store import Store
+from vosapp.switch import registrar
+from vosapp.switch.core import SwitchCore
+from vosapp.trace import Trace
+
+SERVER = ("127.0.0.1", 5060)
+CLIENT = ("127.0.0.1", 5061)
+_CHALLENGE = re.compile(rb"\r\nWWW-Authenticate: ([^\r\n]*)", re.IGNORECASE)
+
+
+class _LoopFreeClock(MonotonicClock):
+    """Monotonic/wall time without an event loop; timers are kept but never fire (the run is
+    shorter than any timer that matters, as in the real bench's 32 s Timer J)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.timers: list[object] = []
+
+    def call_at(self, when, callback):  # type: ignore[no-untyped-def]
+        handle = _Handle()
+        self.timers.append(handle)
+        return handle
+
+    def call_later(self, delay, callback):  # type: ignore[no-untyped-def]
+        return self.call_at(self.now() + delay, callback)
+
+
+class _Handle:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def register_bytes(user: str, call: int, cseq: int, authorization: str | None) -> bytes:
+    lines = [
+        f"REGISTER sip:{SERVER[0]}:{SERVER[1]} SIP/2.0",
+        f"Via: SIP/2.0/UDP {CLIENT[0]}:{CLIENT[1]};branch=z9hG4bK-{call}-{cseq};rport",
+        f"From: <sip:{user}@{SERVER[0]}>;tag=4242SIPpTag{call}",
+        f"To: <sip:{user}@{SERVER[0]}>",
+        f"Call-ID: {call}-4242@{CLIENT[0]}",
+        f"CSeq: {cseq} REGISTER",
+        f"Contact: <sip:{user}@{CLIENT[0]}:{CLIENT[1]}>",
+        "Expires: 3600",
+        "Max-Forwards: 70",
+    ]
+    if authorization is not None:
+        lines.append(f"Authorization: {authorization}")
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def build(work: Path, users: int) -> tuple[SwitchCore, list[bytes], Store]:
+    config_path = work / "switch.toml"
+    with config_path.open("w") as out:
+        out.write(f'[switch]\nsip_listen = "127.0.0.1:5060"\ndata_dir = "{work}/data"\n')
+        for i in range(users):
+            out.write(f'\n[[account]]\nuser = "{20000 + i}"\npassword = "pw-{20000 + i}"\n')
+    config = load_config(config_path)
+    clock = _LoopFreeClock()
+    store = Store.open(work / "data")
+    sent: list[bytes] = []
+    core = SwitchCore(clock=clock, config=config, trace=Trace(10_000, clock=clock), store=store,
+                      sender=lambda data, dest, transport: sent.append(data))
+    core.local_addresses["UDP"] = SERVER
+    registrar.install(core)
+    core.start()
+    return core, sent, store
+
+
+def run(core: SwitchCore, sent: list[bytes], registrations: int, users: int,
+        first_call: int = 0, profiler: object | None = None) -> float:
+    """Returns the CPU seconds spent inside ``core.receive`` (``profiler``: a cProfile
+    profiler switched on around those calls only)."""
+    cpu = 0.0
+    clock = time.process_time
+    receive = core.receive
+    if profiler is not None:
+        def receive(data: bytes, source: tuple[str, int], transport: str) -> None:
+            profiler.enable()  # type: ignore[attr-defined]
+            core.receive(data, source, transport)
+            profiler.disable()  # type: ignore[attr-defined]
+    for n in range(first_call, first_call + registrations):
+        user = str(20000 + n % users)
+        sent.clear()
+        data = register_bytes(user, n, 1, None)
+        t0 = clock()
+        receive(data, CLIENT, "UDP")
+        cpu += clock() - t0
+        challenge = _CHALLENGE.search(sent[-1])
+        if challenge is None:
+            raise SystemExit(f"expected a 401, got {sent[-1][:60]!r}")
+        uri = f"sip:{SERVER[0]}:{SERVER[1]}"
+        credentials = answer(challenge.group(1).decode(), "REGISTER", uri, user, f"pw-{user}",
+                             cnonce=f"{n:08x}")
+        sent.clear()
+        data = register_bytes(user, n, 2, str(credentials))
+        t0 = clock()
+        receive(data, CLIENT, "UDP")
+        cpu += clock() - t0
+        if not sent[-1].startswith(b"SIP/2.0 200"):
+            raise SystemExit(f"expected a 200, got {sent[-1][:60]!r}")
+    return cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--registrations", type=int, default=4000)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("--profile", choices=("cprofile", "pyinstrument"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vosapp-regbench-") as tmp:
+        core, sent, store = build(Path(tmp), args.users)
+        run(core, sent, args.users, args.users)  # warm-up: every user bound once
+        tune_gc()
+        call = args.users
+        if args.profile == "cprofile":
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            run(core, sent, args.registrations, args.users, call, profiler)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+            return 0
+        if args.profile == "pyinstrument":
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0002)
+            profiler.start()
+            run(core, sent, args.registrations, args.users, call)
+            profiler.stop()
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
+            return 0
+        best = None
+        for _ in range(args.rounds):
+            cpu = run(core, sent, args.registrations, args.users, call)
+            call += args.registrations
+            best = cpu if best is None else min(best, cpu)
+        per = best / args.registrations
+        print(f"{args.registrations} authenticated registrations (2 requests each), best of "
+              f"{args.rounds}: {per * 1e6:.0f} us CPU per registration in SwitchCore.receive "
+              f"-> {1 / per:,.0f} registrations per CPU-second (python "
+              f"{sys.version.split()[0]})")
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
