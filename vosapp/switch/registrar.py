@@ -336,11 +336,23 @@ def _live(db: sqlite3.Connection, aor: str, now: float) -> list[Binding]:
             in db.execute(_LIVE_SQL, (aor,)) if expires_at > now]
 
 
+# An upsert that updates a refreshed binding in place (same rowid): SQLite then rewrites the
+# row and the expiry index only, not the primary-key index as INSERT OR REPLACE (delete +
+# insert) does; fewer pages per commit. The row ends up the same either way.
+_UPSERT_SQL = (
+    "INSERT INTO registrar_bindings (aor, contact, expires_at, q, call_id, cseq,"
+    " transport, received_host, received_port, path, user_agent, registered_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at,"
+    " q = excluded.q, call_id = excluded.call_id, cseq = excluded.cseq,"
+    " transport = excluded.transport, received_host = excluded.received_host,"
+    " received_port = excluded.received_port, path = excluded.path,"
+    " user_agent = excluded.user_agent, registered_at = excluded.registered_at")
+
+
 def _upsert(db: sqlite3.Connection, binding: Binding) -> None:
     db.execute(
-        "INSERT OR REPLACE INTO registrar_bindings (aor, contact, expires_at, q, call_id, cseq,"
-        " transport, received_host, received_port, path, user_agent, registered_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _UPSERT_SQL,
         (binding.aor, binding.contact, binding.expires_at, binding.q, binding.call_id,
          binding.cseq, binding.transport, binding.received_host, binding.received_port,
          json.dumps(list(binding.path)) if binding.path else "[]", binding.user_agent,
