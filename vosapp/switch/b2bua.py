@@ -394,7 +394,7 @@ class B2bua:
     def media(self) -> MediaBackend:
         if self._media is None:
             # Media sockets belong to the runtime (vosapp.io); it leaves a factory on the core.
-            factory = getattr(self.core, "media_backend_factory", None)
+            factory = self.core.media_backend_factory
             if factory is None:
                 raise MediaRefused("this runtime has no media relay (needs the asyncio runtime)")
             self._media = factory(self.core)
