@@ -347,6 +347,9 @@ class SwitchCore:
         self.trace.message("in", transport, source, local, data, message, via=top_via)
         try:
             if getattr(message, "status", None) is not None:
+                if transport == "UDP" and not self._sent_by_us(top_via):
+                    self._drop_foreign_response(message, top_via, source, transport)
+                    return
                 self._receive_response(message, source, transport)
             else:
                 self._receive_request(message, source, transport, top_via, local)
@@ -354,6 +357,36 @@ class SwitchCore:
             log.exception("handling a %s from %s failed", _describe(message), source)
             self.trace.event(f"internal error handling {_describe(message)}: {exc!r}",
                              src=source, transport=transport)
+
+    def _sent_by_us(self, via: Via | None) -> bool:
+        """RFC 3261 §18.1.2: does the top Via's sent-by name this switch?
+
+        "Ours" is what :meth:`new_via` writes: a (host, port) of :attr:`local_addresses` (or
+        :meth:`local_address`'s fallback when none is bound). The port must be equal (absent
+        = 5060); the host must be equal (IP addresses compared as addresses, names
+        case-insensitively) unless our socket is bound to a wildcard address (0.0.0.0, ::,
+        empty), where any host matches: the Via then carries whichever address the runtime
+        wrote and the bound one says nothing.
+        """
+        if via is None:
+            return False
+        port = via.port or 5060
+        host = str(via.host or "").strip("[]")
+        candidates = set(self.local_addresses.values()) or {self.local_address("UDP")}
+        for our_host, our_port in candidates:
+            if int(our_port) != port:
+                continue
+            our_host = str(our_host).strip("[]")
+            if our_host in _WILDCARD_HOSTS or _same_host(our_host, host):
+                return True
+        return False
+
+    def _drop_foreign_response(self, response: Response, via: Via | None, source: Address,
+                               transport: str) -> None:
+        sent_by = f"{via.host}:{via.port or 5060}" if via is not None else "(no Via)"
+        self.trace.event(f"response dropped: top Via sent-by {sent_by} is not this switch "
+                         "(RFC 3261 §18.1.2)", src=source, transport=transport,
+                         call_id=_safe(response, "call_id"))
 
     def _receive_response(self, response: Response, source: Address, transport: str) -> None:
         if self.transactions.receive_response(response) is not None:
@@ -521,6 +554,20 @@ class SwitchCore:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _same_host(a: str, b: str) -> bool:
+    import ipaddress
+
+    if a == b:
+        return True
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a.lower() == b.lower()
 
 
 def _reason_text(status: int, reason: str) -> str:
