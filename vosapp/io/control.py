@@ -17,7 +17,8 @@ Two layers:
 
 Endpoints (all answers are JSON objects; errors are ``{"error": sentence, "type": kind}``
 with 400 bad request / 401 no or wrong token / 404 unknown path / 405 wrong method /
-413 body too large)::
+413 body too large / 503 when ``max_connections`` (default 32) control connections are
+already open: the extra connection gets the 503 at once and is closed)::
 
     GET  /v1/status                      pid, sip address, transports, changed parameters
     GET  /v1/params                      {"values": {name: value}, "changed": [...]}
@@ -67,6 +68,8 @@ CONTROL_FILE = "control.json"
 MAX_BODY = 64 * 1024
 MAX_HEADER = 16 * 1024
 MAX_TRACE_BATCH = 2000
+#: Simultaneous control connections served; more get a 503 and are closed.
+MAX_CONNECTIONS = 32
 API = "/v1"
 
 
@@ -303,7 +306,9 @@ class ControlServer:
     """HTTP/JSON control channel on loopback, token-protected (see the module docstring)."""
 
     def __init__(self, control: SwitchControl, *, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None) -> None:
+                 token: str | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1 (got {max_connections})")
         if not is_loopback(host):
             raise ControlError(400, f"the control channel binds a loopback address only "
                                f"(127.0.0.0/8 or ::1), not {host!r}", "not-loopback")
@@ -313,6 +318,10 @@ class ControlServer:
         self.token = token or secrets.token_urlsafe(32)
         self._server: asyncio.base_events.Server | None = None
         self.requests = 0
+        self.max_connections = max_connections
+        #: Connections being served now, and those refused for being over the cap.
+        self.active = 0
+        self.refused = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -367,6 +376,19 @@ class ControlServer:
     # -- HTTP ----------------------------------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        if self.active >= self.max_connections:
+            # A runaway notebook loop must not exhaust the switch's file descriptors.
+            self.refused += 1
+            try:
+                await asyncio.wait_for(self._reply(writer, 503, {
+                    "error": f"too many control connections (at most {self.max_connections}"
+                             " at a time); retry shortly", "type": "busy"}), 1.0)
+            except (ConnectionError, TimeoutError):
+                pass
+            finally:
+                writer.close()
+            return
+        self.active += 1
         try:
             if not peer or not is_loopback(str(peer[0])):
                 await self._reply(writer, 403, {"error": "only loopback clients are served",
@@ -392,6 +414,7 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.active -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -402,12 +425,14 @@ class ControlServer:
         reasons = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
                    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
                    408: "Request Timeout", 413: "Payload Too Large",
-                   500: "Internal Server Error"}
+                   500: "Internal Server Error", 503: "Service Unavailable"}
         head = (f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
                 "Content-Type: application/json\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n")
         if status == 401:
             head += 'WWW-Authenticate: Bearer realm="vosapp-control"\r\n'
+        elif status == 503:
+            head += "Retry-After: 1\r\n"
         writer.write(head.encode() + b"\r\n" + payload)
         await writer.drain()
 
