@@ -413,7 +413,8 @@ REGISTRY = Registry([
        navigation=NAV_SIP, source="secondary",
        value_source=_SECONDARY + "; text limited to printable ASCII by vosapp"),
     _p(name="SS_SIP_PUBLISH_EXPIRE", kind=Kind.INTEGER, default=3600, minimum=60, maximum=7200,
-       unit="s", description="Expires used for PUBLISH",
+       unit="s", description="Expires used for PUBLISH. Stored and validated only: vosapp "
+       "does not implement PUBLISH (answered 405) and no feature reads this value yet",
        navigation=NAV_SIP, source="secondary", value_source=_SECONDARY),
 ])
 
