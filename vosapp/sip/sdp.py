@@ -24,6 +24,7 @@ __all__ = [
     "G722",
     "G723",
     "G729",
+    "G729_MODES",
     "PCMA",
     "PCMU",
     "STATIC_PAYLOAD_TYPES",
@@ -41,6 +42,7 @@ __all__ = [
     "answer",
     "build_offer",
     "g729_annexb",
+    "g729_offer",
     "read_answer",
 ]
 
@@ -133,6 +135,36 @@ def g729_annexb(fmtp: str | None) -> bool:
         if name.lower() == "annexb":
             return value.strip().lower() != "no"
     return True
+
+
+#: SPEC §5 G.729 negotiation modes (``GatewaySettings.g729_mode``).
+G729_MODES = ("Auto", "G729", "G729a", "G729&G729a")
+
+
+def g729_offer(mode: str, peer: Sequence[Codec] = (), *, dynamic_pt: int = 96) -> list[Codec]:
+    """The G.729 entries vosapp offers in ``mode`` (SPEC §5); ``peer`` are the G.729 entries
+    of the offer being forwarded (empty when there is none, e.g. transcoding).
+
+    * ``Auto``: the peer's entries unchanged (name, payload type, fmtp); none → ``18 G729/8000``.
+    * ``G729``: ``18 G729/8000`` with ``annexb=no`` (never Annex B).
+    * ``G729a``: ``18 G729/8000`` — the usual wire form of G.729A (same bitstream as G.729);
+      the name ``G729a`` is accepted on receipt but not sent in this mode.
+    * ``G729&G729a``: both names, ``18 G729/8000`` and ``<dynamic_pt> G729a/8000``.
+
+    Annex B in G729a and G729&G729a follows the peer: ``annexb=yes`` when the peer's G.729 asked
+    for it (an absent annexb means yes, RFC 4856), else (or without a peer) ``annexb=no``.
+    """
+    if mode not in G729_MODES:
+        raise SdpError(f"G.729 mode must be one of {G729_MODES}, not {mode!r}")
+    peer = [c for c in peer if c.family == "g729"]
+    if mode == "Auto":
+        return list(peer) or [G729]
+    annexb = mode != "G729" and any(g729_annexb(c.fmtp) for c in peer)
+    fmtp = "annexb=yes" if annexb else "annexb=no"
+    codecs = [replace(G729, fmtp=fmtp)]
+    if mode == "G729&G729a":
+        codecs.append(Codec("G729a", 8000, 1, dynamic_pt, fmtp))
+    return codecs
 
 
 def _with_annexb_no(fmtp: str | None) -> str:
@@ -665,6 +697,7 @@ def answer(
     telephone_event: bool = True,
     g729_variants: bool = True,
     g729_annexb: bool = True,
+    g729_mode: str | None = None,
     ptime: int | None = None,
     session_id: str | None = None,
     session_version: int = 1,
@@ -683,9 +716,18 @@ def answer(
     ``g729_annexb=False`` answers a chosen G.729 with ``annexb=no`` (no VAD/CNG, RFC 4856
     §2.1.9); with True the offer's annexb is echoed (an answer cannot turn on what the offer
     turned off).
+
+    ``g729_mode`` (SPEC §5, one of :data:`G729_MODES`) overrides ``g729_annexb``: ``G729``
+    answers ``annexb=no``, the other modes echo the offer's annexb. Among several offered
+    G.729 variants ``G729`` prefers one named ``G729``, ``G729a`` one named ``G729a``; Auto and
+    ``G729&G729a`` take the offerer's first (the variant the peer offered).
     """
     if not isinstance(offer, SessionDescription):
         offer = SessionDescription.parse(offer)
+    if g729_mode is not None:
+        if g729_mode not in G729_MODES:
+            raise SdpError(f"G.729 mode must be one of {G729_MODES}, not {g729_mode!r}")
+        g729_annexb = g729_mode != "G729"
     supported = list(supported_codecs)
     if not 0 < port <= 65535:
         raise SdpError(f"RTP port {port} out of range 1..65535")
@@ -700,6 +742,12 @@ def answer(
                  and any(c.matches(s, g729_variants=g729_variants) for s in supported)),
                 None,
             )
+            if codec is not None and codec.family == "g729" and g729_mode in ("G729", "G729a"):
+                codec = next(
+                    (c for c in offered if c.encoding.lower() == g729_mode.lower()
+                     and any(c.matches(s, g729_variants=g729_variants) for s in supported)),
+                    codec,
+                )
             if codec is not None:
                 if codec.family == "g729" and not g729_annexb:
                     codec = replace(codec, fmtp=_with_annexb_no(codec.fmtp))

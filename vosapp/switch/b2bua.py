@@ -58,8 +58,19 @@ else when the session expires. Legs without session timers get a liveness re-INV
 SS_SIP_NO_TIMER_REINVITE_INTERVAL seconds when that is set (no answer → hang up). Each leg's
 timer is independent (a refresh on one leg is not forwarded as such).
 
-Not done: 422 Session Interval Too Small retries, PRACK/100rel, forking (only the first early
-dialog of the vendor is followed), 2xx retransmission for relayed re-INVITEs.
+A 422 (Session Interval Too Small) with a larger Min-SE is retried once on the same gateway
+(same Call-ID, new CSeq) with Session-Expires and Min-SE raised to it (§6); not a failover.
+
+G.729 modes (SPEC §5, each gateway's ``g729_mode``) apply to the SDP the switch writes: the
+vendor offer (built by the relay; forwarded or restricted without it, only ``G729``'s
+``annexb=no`` is applied since RTP then uses the caller's payload types) per the routing
+gateway (:func:`g729_codecs`, :func:`g729_rewrite_offer`,
+:func:`vosapp.sip.sdp.g729_offer`), the relay's answer to the caller per the mapping gateway
+(:func:`vosapp.sip.sdp.answer` ``g729_mode``). Without the relay the vendor's answer reaches
+the caller unchanged.
+
+Not done: PRACK/100rel, forking (only the first early dialog of the vendor is followed), 2xx
+retransmission for relayed re-INVITEs.
 """
 
 from __future__ import annotations
@@ -78,11 +89,13 @@ from vosapp.sip.sdp import (
     PCMA,
     PCMU,
     Answer,
+    Attribute,
     Codec,
     SdpError,
     SessionDescription,
     answer,
     build_offer,
+    g729_offer,
     read_answer,
 )
 from vosapp.sip.transaction import DeliverRequest, DeliverResponse, TimedOut, TransportFailed
@@ -263,6 +276,62 @@ def restrict_offer(offer: SessionDescription, codecs: list[Codec]) -> SessionDes
     return result
 
 
+def _free_dynamic_pt(used: set[int]) -> int:
+    return next(pt for pt in range(96, 128) if pt not in used)
+
+
+def g729_codecs(codecs: list[Codec], mode: str, peer: list[Codec],
+                used: set[int] | None = None) -> list[Codec]:
+    """``codecs`` to offer with their G.729 entries replaced per the routing gateway's G.729
+    mode (:func:`~vosapp.sip.sdp.g729_offer`); ``peer`` is the caller's offer (Annex B),
+    ``used`` payload types a new dynamic one must avoid."""
+    if mode == "Auto" or not any(c.family == "g729" for c in codecs):
+        return codecs
+    taken = {c.payload_type for c in codecs if c.payload_type is not None} | (used or set())
+    result: list[Codec] = []
+    for codec in codecs:
+        if codec.family != "g729":
+            result.append(codec)
+        elif not any(c.family == "g729" for c in result):
+            result.extend(g729_offer(mode, peer, dynamic_pt=_free_dynamic_pt(taken)))
+    return result
+
+
+def g729_rewrite_offer(offer: SessionDescription, mode: str) -> SessionDescription:
+    """The caller's offer forwarded without the relay, per the routing gateway's G.729 mode:
+    RTP flows end to end, so only payload types the caller offered can be used — ``G729``
+    sets ``annexb=no`` on its G.729 entries; the other modes leave them as offered (Annex B
+    follows the peer; the second name of G729&G729a needs the relay's own payload type).
+    The same object when nothing changes."""
+    import copy
+
+    audio = offer.first_audio()
+    if mode != "G729" or audio is None:
+        return offer
+    fmtp = g729_offer(mode)[0].fmtp
+    pts = {str(c.payload_type) for c in audio.codecs()
+           if c.family == "g729" and c.fmtp != fmtp}
+    if not pts:
+        return offer
+    result = copy.deepcopy(offer)
+    audio = result.first_audio()
+    assert audio is not None
+    attributes: list[Attribute] = []
+    for attribute in audio.attributes:
+        pt = (attribute.value or "").split(" ", 1)[0]
+        name = attribute.name.lower()
+        if name == "fmtp" and pt in pts:
+            continue
+        attributes.append(attribute)
+        if name == "rtpmap" and pt in pts:
+            attributes.append(Attribute("fmtp", f"{pt} {fmtp}"))
+    for pt in pts - {(a.value or "").split(" ", 1)[0] for a in attributes
+                     if a.name.lower() == "fmtp"}:
+        attributes.append(Attribute("fmtp", f"{pt} {fmtp}"))  # static PT 18 without rtpmap
+    audio.attributes = attributes
+    return result
+
+
 # ------------------------------------------------------------------------------ calls
 
 
@@ -278,6 +347,7 @@ class Attempt:
     done: bool = False
     cancel_pending: bool = False
     cancel_sent: bool = False
+    retried_422: bool = False  # RFC 4028 §6: one retry with Session-Expires = Min-SE
     media: MediaSession | None = None
     media_started: bool = False
     b_answer: Answer | None = None
@@ -576,13 +646,19 @@ class B2bua:
             ptime = (audio.ptime if audio is not None else None) or 20
             codecs = [c if c.payload_type is not None else replace(c, payload_type=96)
                       for c in plan.b_codecs]
+            peer = [c for c in (audio.codecs() if audio is not None else [])
+                    if c.family == "g729"]
+            codecs = g729_codecs(codecs, settings.g729_mode, peer,
+                                 {te} if te is not None else set())
             attempt.offer = build_offer(attempt.media.local_b[0], attempt.media.local_b[1],
                                         codecs, telephone_event_pt=te, ptime=ptime)
             body = bytes(attempt.offer)
         elif call.offer is not None:
-            attempt.offer = (restrict_offer(call.offer, plan.b_codecs)
-                             if plan.b_codecs is not None else call.offer)
-            body = bytes(attempt.offer) if plan.b_codecs is not None else a.body
+            forwarded = (restrict_offer(call.offer, plan.b_codecs)
+                         if plan.b_codecs is not None else call.offer)
+            attempt.offer = g729_rewrite_offer(forwarded, settings.g729_mode)
+            body = (bytes(attempt.offer) if plan.b_codecs is not None
+                    or attempt.offer is not forwarded else a.body)
         max_forwards = max(0, (a.max_forwards if a.max_forwards is not None else 70) - 1)
         invite = Request.build("INVITE", target, via=self._via(transport), from_=from_, to=to,
                                cseq=1, contact=self._contact(transport),
@@ -656,6 +732,8 @@ class B2bua:
             call.a_txn.respond(self._a_response(call, status, response.reason, body=body))
             return
         # final failure
+        if status == 422 and self._retry_422(call, attempt, response):
+            return
         attempt.done = True
         self._stop_timer(attempt)
         call.record.gateways_tried.append(f"{attempt.gateway.name}:{status}")
@@ -678,6 +756,37 @@ class B2bua:
                 response_out.headers.add(name, value)
         self.finish(call, response_out, f"{status} {response.reason} from "
                     f"{attempt.gateway.name}")
+
+    def _retry_422(self, call: Call, attempt: Attempt, response: Response) -> bool:
+        """RFC 4028 §6: 422 Session Interval Too Small with a Min-SE above what we asked →
+        the same INVITE again on the same gateway (same Call-ID and tags, new CSeq and Via
+        branch) with Session-Expires and Min-SE raised to the Min-SE; once per attempt."""
+        import copy
+
+        min_se = session_expires(response.headers.get("Min-SE"))
+        asked = session_expires(attempt.invite.headers.get("Session-Expires"))
+        if attempt.retried_422 or min_se is None or (asked is not None
+                                                     and min_se[0] <= asked[0]):
+            return False
+        attempt.retried_422 = True
+        self._stop_timer(attempt)
+        call.record.gateways_tried.append(f"{attempt.gateway.name}:422")
+        old = attempt.invite
+        invite = copy.deepcopy(old)
+        invite.headers.set("Via", self.core.new_via(attempt.transport))
+        invite.headers.set("CSeq", str(CSeq(old.cseq.number + 1, "INVITE")))
+        invite.headers.set("Session-Expires", str(min_se[0]))
+        invite.headers.set("Min-SE", str(min_se[0]))
+        attempt.invite = invite
+        attempt.progressed = False
+        self.event(call, f"{attempt.gateway.name} answered 422 (Min-SE {min_se[0]}): INVITE "
+                   "again with Session-Expires raised (RFC 4028 §6)")
+        attempt.txn = self.core.send_request(
+            invite, attempt.destination, attempt.transport,
+            lambda event: self.on_vendor_event(call, attempt, event))
+        self._timer(attempt, call.params["SS_SIP_TIMEOUT_INVITE"],
+                    lambda: self.on_invite_timeout(call, attempt))
+        return True
 
     def attempt_failed(self, call: Call, attempt: Attempt, what: str, *,
                        invite_timeout: bool) -> None:
@@ -786,7 +895,7 @@ class B2bua:
         local_a = attempt.media.local_a
         a_answer = answer(call.offer, a_codecs, address=local_a[0], port=local_a[1],
                           telephone_event=te_to_caller,
-                          g729_annexb=mapping.g729_mode != "G729")
+                          g729_mode=mapping.g729_mode)
         attempt.a_answer, attempt.b_answer = a_answer, b_answer
         a_spec = LegSpec(codec=MEDIA_CODEC[a_answer.codec.family],
                          ptime=a_answer.ptime or 20,
@@ -1074,7 +1183,10 @@ class B2bua:
         remote = None
         if request.body:
             try:
-                result = answer(request.body, [codec], address=local[0], port=local[1])
+                settings = (call.caller.gateway.settings if side == "a"
+                            else attempt.gateway.settings)
+                result = answer(request.body, [codec], address=local[0], port=local[1],
+                                g729_mode=settings.g729_mode)
             except SdpError as exc:
                 response = self.core.make_response(request, 488)
                 response.headers.add("Warning", f'305 vosapp "{exc.reason}"')
