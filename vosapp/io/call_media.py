@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from vosapp.io.rtp_relay import LegConfig, PortAllocator, RtpRelay
+from vosapp.io.rtp_relay import LegConfig, PortAllocator, RtpRelay, bind_rtp_socket
 
 __all__ = ["RelayBackend", "RelaySession"]
 
@@ -30,17 +30,10 @@ class RelayBackend:
         self.ports = PortAllocator(low, high) if low is not None and high is not None else None
         self.sessions: set[RelaySession] = set()
 
-    def _bind(self) -> socket.socket:
-        if self.ports is not None:
-            return self.ports.bind(self.host)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((self.host, 0))
-        return sock
-
     def allocate(self) -> RelaySession:
-        first = self._bind()
+        first = bind_rtp_socket(self.host, self.ports)
         try:
-            second = self._bind()
+            second = bind_rtp_socket(self.host, self.ports)
         except Exception:
             self._release(first)
             raise

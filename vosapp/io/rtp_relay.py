@@ -82,6 +82,7 @@ __all__ = [
     "PortRangeExhausted",
     "RtpRelay",
     "TelephoneEventHandler",
+    "bind_rtp_socket",
     "rewrite_telephone_event",
 ]
 
@@ -212,6 +213,15 @@ class PortAllocator:
     def in_use(self) -> frozenset[int]:
         """Ports currently handed out."""
         return frozenset(self._in_use)
+
+
+def bind_rtp_socket(host: str, ports: PortAllocator | None) -> socket.socket:
+    """A UDP socket bound on ``host``: the allocator's next free port, else an ephemeral one."""
+    if ports is not None:
+        return ports.bind(host)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    return sock
 
 
 @dataclass(slots=True)
@@ -485,11 +495,7 @@ class RtpRelay:
         sockets: dict[Side, socket.socket] = {}
         try:
             for side in ("a", "b"):
-                if ports is not None:
-                    sockets[side] = ports.bind(host)
-                else:
-                    sockets[side] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    sockets[side].bind((host, 0))
+                sockets[side] = bind_rtp_socket(host, ports)
         except BaseException:
             for sock in sockets.values():
                 sock.close()
