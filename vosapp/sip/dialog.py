@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vosapp.sip.headers import CSeq, NameAddr, Via, parse_name_addr
+from vosapp.sip.headers import CSeq, NameAddr, Via
 from vosapp.sip.message import Request, Response
 
 if TYPE_CHECKING:
@@ -195,8 +195,3 @@ class Dialog:
         the INVITE, the dialog's route set)."""
         return self.create_request("ACK", via=via, cseq=invite.cseq.number, body=body,
                                    content_type=content_type)
-
-
-def parse_route(value: str) -> NameAddr:
-    """A Route/Record-Route value, for callers building route sets by hand."""
-    return parse_name_addr(value)

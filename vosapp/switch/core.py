@@ -570,11 +570,6 @@ def _same_host(a: str, b: str) -> bool:
         return a.lower() == b.lower()
 
 
-def _reason_text(status: int, reason: str) -> str:
-    text = " ".join(reason.split())[:100]
-    return text.replace("\r", " ").replace("\n", " ") or "Bad Request"
-
-
 def _describe(message: Any) -> str:
     status = getattr(message, "status", None)
     return str(status) if status is not None else str(getattr(message, "method", "?"))
