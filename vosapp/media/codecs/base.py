@@ -97,16 +97,10 @@ class Codec(ABC):
             )
         return np.ascontiguousarray(samples)
 
-    def _check_payload(self, payload: bytes) -> bytes:
+    def _check_bytes(self, payload: bytes) -> None:
+        """Validate decoder input: a bytes-like object (bytes, bytearray, memoryview)."""
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise CodecError(f"{self.name}.decode expects bytes, got {type(payload).__name__}")
-        payload = bytes(payload)
-        if len(payload) % self.frame_bytes:
-            raise CodecError(
-                f"{self.name}.decode needs whole frames of {self.frame_bytes} bytes "
-                f"({self.frame_ms} ms); got {len(payload)} bytes"
-            )
-        return payload
 
     @abstractmethod
     def encode(self, samples: np.ndarray) -> bytes:

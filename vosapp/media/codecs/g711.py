@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vosapp.media.codecs.base import Codec, CodecError, RepeatConcealer
+from vosapp.media.codecs.base import Codec, RepeatConcealer
 
 __all__ = ["ALAW_DECODE", "ALAW_ENCODE", "PCMA", "PCMU", "ULAW_DECODE", "ULAW_ENCODE"]
 
@@ -112,8 +112,7 @@ class G711(Codec):
         return self._encode_table.take(samples.view(np.uint16)).tobytes()
 
     def decode(self, payload: bytes) -> np.ndarray:
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise CodecError(f"{self.name}.decode expects bytes, got {type(payload).__name__}")
+        self._check_bytes(payload)
         audio = self._decode_table.take(np.frombuffer(payload, dtype=np.uint8))
         self._concealer.remember(audio)
         return audio

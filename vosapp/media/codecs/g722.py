@@ -46,8 +46,7 @@ class G722(Codec):
         return data
 
     def decode(self, payload: bytes) -> np.ndarray:
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise CodecError(f"G722.decode expects bytes, got {type(payload).__name__}")
+        self._check_bytes(payload)
         if not payload:
             return np.zeros(0, dtype=np.int16)
         chunks = self._decoder.decode(bytes(payload))

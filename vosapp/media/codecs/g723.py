@@ -66,8 +66,7 @@ class G723(Codec):
         return frames
 
     def decode(self, payload: bytes) -> np.ndarray:
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise CodecError(f"G723.decode expects bytes, got {type(payload).__name__}")
+        self._check_bytes(payload)
         chunks: list[np.ndarray] = []
         for frame in self.split_frames(bytes(payload)):
             decoded = self._decoder.decode(frame)

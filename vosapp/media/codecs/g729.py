@@ -182,8 +182,7 @@ class G729(Codec):
         return frames
 
     def decode(self, payload: bytes) -> np.ndarray:
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise CodecError(f"G729.decode expects bytes, got {type(payload).__name__}")
+        self._check_bytes(payload)
         if isinstance(payload, memoryview):
             payload = payload.tobytes()
         size = len(payload)
