@@ -400,9 +400,9 @@ class SwitchCore:
 
     def _receive_request(self, request: Request, source: Address, transport: str,
                          top_via: Via | None, local: Address) -> None:
-        problem = _missing_essentials(request) if top_via is not None else "Missing Via"
-        if problem or top_via is None:
-            self._reply_stateless(request, 400, problem or "Missing Via", source, transport)
+        # parse() has already checked From, To, Call-ID, CSeq and its method (§8.1.1, §8.2.2).
+        if top_via is None:
+            self._reply_stateless(request, 400, "Missing Via", source, transport)
             return
         top_via = _stamp_via(request, source, top_via)
         key = server_key(request, top_via)
@@ -580,19 +580,6 @@ def _safe(message: Any, attribute: str) -> Any:
         return getattr(message, attribute)
     except Exception:  # noqa: BLE001
         return None
-
-
-def _missing_essentials(request: Request) -> str | None:
-    """§8.1.1: To, From, CSeq, Call-ID, Max-Forwards (tolerated), Via are mandatory."""
-    try:
-        for name in ("From", "To", "Call-ID", "CSeq"):
-            if not request.headers.get(name):
-                return f"Missing {name}"
-        if request.cseq.method != request.method:
-            return "CSeq method does not match the request method"  # §8.2.2 / RFC 4475 3.1.2.x
-    except Exception as exc:  # noqa: BLE001 - accessor failure = malformed header
-        return f"Malformed header ({exc})"
-    return None
 
 
 def _stamp_via(request: Request, source: Address, top: Via) -> Via:
