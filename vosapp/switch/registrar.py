@@ -596,9 +596,7 @@ def build_registrar_service(core: SwitchCore, *, accounts: AccountLookup,
     authenticator = InboundAuthenticator(policy, digest, accounts)
     registrar = Registrar(store, core.clock, **registrar_options)
     service = RegistrarService(registrar, authenticator, lambda: policy.params)
-    service.install(core)
-    # SwitchCore.update_params tells its listeners; open auth sessions keep their snapshot.
-    core.add_params_listener(lambda params, changes: policy.set_params(params))
+    service.install(core)  # also keeps the policy's parameters current (params listener)
     return service
 
 
