@@ -149,13 +149,17 @@ class Message:
     def cseq(self) -> CSeq:
         return self._parsed("cseq", self._required("CSeq"), parse_cseq)  # frozen: shared
 
+    def _parse_lines(self, name: str, parse: Callable[[str], list[Any]]) -> list[Any]:
+        """The values of every ``name`` line, each line parsed into a list by ``parse``."""
+        out: list[Any] = []
+        for value in self.headers.get_all(name):
+            out.extend(parse(value))
+        return out
+
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first, across all Via lines."""
-        out: list[Via] = []
-        for value in self.headers.get_all("Via"):
-            out.extend(parse_vias(value))
-        return out
+        return self._parse_lines("Via", parse_vias)
 
     @property
     def top_via(self) -> Via:
@@ -195,17 +199,11 @@ class Message:
 
     @property
     def routes(self) -> list[NameAddr]:
-        out: list[NameAddr] = []
-        for value in self.headers.get_all("Route"):
-            out.extend(parse_name_addr_list(value))
-        return out
+        return self._parse_lines("Route", parse_name_addr_list)
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        out: list[NameAddr] = []
-        for value in self.headers.get_all("Record-Route"):
-            out.extend(parse_name_addr_list(value))
-        return out
+        return self._parse_lines("Record-Route", parse_name_addr_list)
 
     def _int_header(self, name: str, limit: int) -> int | None:
         value = self.headers.get(name)
