@@ -8,7 +8,6 @@ stops cleanly on SIGINT/SIGTERM, running the stop hooks (SPEC §3) before the so
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import signal
@@ -26,6 +25,8 @@ from vosapp.cli_common import (
 from vosapp.errors import VosappError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from vosapp.io.control import ControlServer
     from vosapp.io.runtime import Switch
 
@@ -76,6 +77,8 @@ def _parse_listen(text: str) -> tuple[str, int]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import asyncio  # not at module level: every `vosapp` command imports this module
+
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -94,6 +97,8 @@ def tune_gc() -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from vosapp.io.runtime import Switch
 
     config = load_selected_config(args)
