@@ -35,7 +35,7 @@ import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
@@ -209,7 +209,6 @@ class Registrar:
     max_expires: int = 3600
     default_expires: int = 3600
     max_contacts: int = 10
-    _ready: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.min_expires <= self.default_expires <= self.max_expires:
