@@ -63,7 +63,6 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # gen-value = token / host / quoted-string (§25.1); a host may be an IPv6 reference, and Via
 # ``received`` is a bare IPv6address (§20.42, RFC 5118 §4.5), so bare IPv6 is accepted too.
 _GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
-_LWS_RE = re.compile(r"[ \t]+")
 # Parameters without quotes or whitespace, checked in one match (fast path of parse_params).
 _PLAIN_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~]+"
                               r"|\[[0-9A-Fa-f:.]+\]))?)+")
@@ -199,16 +198,6 @@ class Headers:
                 del self._fields[index]
                 return entry[2]
         return None
-
-    # -- wire form --------------------------------------------------------------------------
-    def to_text(self, skip_key: str | None = None) -> str:
-        """The header block, one CRLF-terminated line per field, optionally without one key."""
-        parts = []
-        for key, name, value, raw in self._fields:
-            if key == skip_key:
-                continue
-            parts.append(raw if raw is not None else f"{name}: {value}")
-        return "\r\n".join(parts) + "\r\n" if parts else ""
 
 
 # Header names already checked to be tokens (bounded; names set in code are few).
@@ -557,8 +546,3 @@ def parse_cseq(value: str) -> CSeq:
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 token."""
     return _TOKEN_RE.fullmatch(text) is not None
-
-
-def normalize_lws(text: str) -> str:
-    """Collapse runs of SP/HT into one SP."""
-    return _LWS_RE.sub(" ", text)
