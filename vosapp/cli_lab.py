@@ -83,13 +83,13 @@ def start_switch(args: argparse.Namespace, env: dict[str, str]) -> BackgroundSwi
 
     config = Path(env[cli_common.ENV_CONFIG])
     try:
-        data_dir = cli_common.data_dir(args, load_config(config))
+        loaded = load_config(config)
+        data_dir = cli_common.data_dir(args, loaded)
         if data_dir is None:
             raise VosappError(f"{config} has no [switch] data_dir and none was given")
         listen = args.switch_listen
         if listen is None:
-            sw = load_config(config).switch
-            listen = f"{sw.sip_host}:{sw.sip_port}"
+            listen = f"{loaded.switch.sip_host}:{loaded.switch.sip_port}"
         switch = BackgroundSwitch.spawn(data_dir, config, listen=listen, udp_only=False,
                                         new_session=True)
     except VosappError as exc:
