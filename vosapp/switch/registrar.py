@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -226,14 +226,13 @@ class Registrar:
         # Look up by the primary key prefix only and filter expiry here: with both in the
         # WHERE clause SQLite may pick the expiry index and scan every live binding.
         now = self.clock.wall()
-        rows = self.store.query("SELECT * FROM registrar_bindings WHERE aor = ?", (aor,))
-        return list(_by_preference(_binding_from_row(row) for row in rows
-                                   if row["expires_at"] > now))
+        return list(_by_preference(_bindings(self.store.query(_LIVE_SQL, (aor,)), now)))
 
     def all_bindings(self) -> list[Binding]:
-        rows = self.store.query("SELECT * FROM registrar_bindings WHERE expires_at > ? "
-                                "ORDER BY aor, contact", (self.clock.wall(),))
-        return [_binding_from_row(row) for row in rows]
+        now = self.clock.wall()
+        rows = self.store.query(f"{_COLUMNS_SQL} WHERE expires_at > ? ORDER BY aor, contact",
+                                (now,))
+        return _bindings(rows, now)
 
     def purge_expired(self) -> int:
         """Delete expired bindings; returns how many."""
@@ -327,17 +326,22 @@ def _by_preference(bindings: Iterable[Binding]) -> tuple[Binding, ...]:
                                                  -b.registered_at, b.contact)))
 
 
-_LIVE_SQL = ("SELECT aor, contact, expires_at, call_id, cseq, q, transport, received_host,"
-             " received_port, path, user_agent, registered_at FROM registrar_bindings"
-             " WHERE aor = ?")
+# Columns in Binding's field order: rows become Bindings without a dict per row.
+_COLUMNS_SQL = ("SELECT aor, contact, expires_at, call_id, cseq, q, transport, received_host,"
+                " received_port, path, user_agent, registered_at FROM registrar_bindings")
+_LIVE_SQL = f"{_COLUMNS_SQL} WHERE aor = ?"
+
+
+def _bindings(rows: Iterable[Sequence[Any]], now: float) -> list[Binding]:
+    """Rows of :data:`_COLUMNS_SQL` as Bindings, those expired at ``now`` left out."""
+    return [Binding(a, c, expires_at, i, n, q, t, rh, rp,
+                    () if path == "[]" else tuple(json.loads(path)), ua, reg)
+            for a, c, expires_at, i, n, q, t, rh, rp, path, ua, reg in rows
+            if expires_at > now]
 
 
 def _live(db: sqlite3.Connection, aor: str, now: float) -> list[Binding]:
-    # Columns in Binding's field order: rows become Bindings without a dict per row.
-    return [Binding(a, c, expires_at, i, n, q, t, rh, rp,
-                    () if path == "[]" else tuple(json.loads(path)), ua, reg)
-            for a, c, expires_at, i, n, q, t, rh, rp, path, ua, reg
-            in db.execute(_LIVE_SQL, (aor,)) if expires_at > now]
+    return _bindings(db.execute(_LIVE_SQL, (aor,)), now)
 
 
 # An upsert that updates a refreshed binding in place (same rowid): SQLite then rewrites the
@@ -361,14 +365,6 @@ def _upsert(db: sqlite3.Connection, binding: Binding) -> None:
          binding.cseq, binding.transport, binding.received_host, binding.received_port,
          json.dumps(list(binding.path)) if binding.path else "[]", binding.user_agent,
          binding.registered_at))
-
-
-def _binding_from_row(row: Mapping[str, Any] | sqlite3.Row) -> Binding:
-    return Binding(aor=row["aor"], contact=row["contact"], expires_at=row["expires_at"],
-                   call_id=row["call_id"], cseq=row["cseq"], q=row["q"],
-                   transport=row["transport"], received_host=row["received_host"],
-                   received_port=row["received_port"], path=tuple(json.loads(row["path"])),
-                   user_agent=row["user_agent"], registered_at=row["registered_at"])
 
 
 class SqliteAuthJournal:
