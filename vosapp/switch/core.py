@@ -28,6 +28,7 @@ its bounded wait runs out (SPEC §3).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Callable
@@ -35,6 +36,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vosapp.params import REGISTRY, Params
+from vosapp.sip import (
+    SipParseError,
+    make_error_response,
+    make_response,
+    new_branch,
+    new_tag,
+    parse,
+    parse_vias,
+)
 from vosapp.sip.transaction import (
     RELIABLE_TRANSPORTS,
     ClientTransaction,
@@ -272,8 +282,6 @@ class SwitchCore:
 
     def new_via(self, transport: str = "UDP") -> str:
         """A Via value for a request this switch originates (new branch, rport per RFC 3581)."""
-        from vosapp.sip import new_branch
-
         host, port = self.local_address(transport)
         host = f"[{host}]" if ":" in host else host
         return f"SIP/2.0/{transport.upper()} {host}:{port};branch={new_branch()};rport"
@@ -318,8 +326,6 @@ class SwitchCore:
     def receive(self, data: bytes, source: Address, transport: str,
                 local: Address | None = None) -> None:
         """One datagram or one framed stream message. Never raises on bad input."""
-        from vosapp.sip import SipParseError, parse
-
         transport = transport.upper()
         source = (source[0], int(source[1]))
         local = local if local is not None else self.local_address(transport)
@@ -491,8 +497,6 @@ class SwitchCore:
     # ------------------------------------------------------------------ responses
     def make_response(self, request: Request, status: int, reason: str | None = None) -> Response:
         """A response with the §8.2.6 copied headers, a To tag for final answers, Server."""
-        from vosapp.sip import make_response, new_tag
-
         # make_response adds the tag only when To has none (§8.2.6.2); 100 never gets one.
         to_tag = new_tag() if status > 100 else None
         response = make_response(request, status, reason, to_tag=to_tag)
@@ -528,9 +532,6 @@ class SwitchCore:
         """§8.2/§21.4.1: answer 400 (or the status the parser asks: 505, 413, 416 …) where a
         response can be addressed: a request line (not a response, not an ACK) and a readable
         top Via, From, To, Call-ID and CSeq. Anything else is dropped (and traced)."""
-        from vosapp.sip import parse_vias
-        from vosapp.sip.message import make_error_response
-
         first_line = data.split(b"\n", 1)[0]
         response = None
         reason = "not a request"
@@ -560,8 +561,6 @@ _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 def _same_host(a: str, b: str) -> bool:
-    import ipaddress
-
     if a == b:
         return True
     try:
@@ -598,8 +597,6 @@ def _stamp_via(request: Request, source: Address, top: Via) -> Via:
     if changed:
         first = request.headers.get("Via") or ""
         if "," in first:  # several Via values on the first line: keep the others as sent
-            from vosapp.sip import parse_vias
-
             rest = parse_vias(first)[1:]
             first = ", ".join(str(via) for via in [top, *rest])
         else:
