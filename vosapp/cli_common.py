@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -100,7 +99,3 @@ def open_store(args: argparse.Namespace, config: Config | None, *, create: bool)
 def base_params(config: Config | None) -> Params:
     """Registry defaults with the config file's ``[parameters]`` applied."""
     return config.parameters if config is not None else Params.defaults()
-
-
-def warn(message: str) -> None:
-    print(f"vosapp: {message}", file=sys.stderr)

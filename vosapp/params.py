@@ -240,10 +240,6 @@ class Param:
             return "On" if value else "Off"
         return str(value)
 
-    def describe_range(self) -> str:
-        """Range or options for tables (same words as :meth:`allowed`)."""
-        return self.allowed()
-
 
 class Registry:
     """The ordered set of SS_* parameters; ``REGISTRY["SS_X"]``, ``"SS_X" in REGISTRY``."""
