@@ -459,3 +459,17 @@ def test_sip_info_in_and_out() -> None:
         carrier.close()
 
     run(scenario)
+
+
+def test_relay_that_cannot_bind_its_second_leg_returns_the_first_port() -> None:
+    async def scenario() -> None:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        base = (probe.getsockname()[1] & ~1) + 2
+        probe.close()
+        allocator = PortAllocator(base, base + 1)  # room for one leg only
+        with pytest.raises(PortRangeExhausted):
+            await RtpRelay.open(LegConfig("PCMA"), LegConfig("PCMA"), ports=allocator)
+        assert allocator.in_use == frozenset()  # the first leg's port went back to the pool
+
+    run(scenario)

@@ -498,6 +498,8 @@ class RtpRelay:
                 sockets[side] = bind_rtp_socket(host, ports)
         except BaseException:
             for sock in sockets.values():
+                if ports is not None:
+                    ports.release(sock.getsockname()[1])  # back to the pool, not leaked
                 sock.close()
             raise
         relay.start_on(sockets, ports=ports)
