@@ -1,5 +1,6 @@
 """Scripted SIP phones on the virtual network for the B2BUA tests: a caller (UAC) and
-vendors (UAS) that answer with a script of (delay, status) steps."""
+vendors (UAS) that answer with a script of (delay, status) steps; a media backend without
+sockets (:class:`FakeMedia`)."""
 
 from __future__ import annotations
 
@@ -219,3 +220,39 @@ class Caller:
     def final(self) -> Response | None:
         finals = [r for r in self.responses if r.cseq.method == "INVITE" and r.status >= 200]
         return finals[-1] if finals else None
+
+
+class FakeMedia:
+    """A media backend without sockets: records what the B2BUA asks for."""
+
+    def __init__(self) -> None:
+        self.sessions: list[FakeSession] = []
+
+    def allocate(self) -> FakeSession:
+        session = FakeSession(len(self.sessions))
+        self.sessions.append(session)
+        return session
+
+
+class FakeSession:
+    def __init__(self, n: int) -> None:
+        self.local_a = ("10.0.0.1", 20000 + 4 * n)
+        self.local_b = ("10.0.0.1", 20002 + 4 * n)
+        self.started = None
+        self.closed = False
+
+    def start(self, a, b, *, dtmf, on_info_send):  # type: ignore[no-untyped-def]
+        self.started = (a, b, dtmf)
+        return "relay" if a.codec == b.codec else "transcode"
+
+    def info_received(self, side, content_type, body):  # type: ignore[no-untyped-def]
+        pass
+
+    def relatch(self, side, remote):  # type: ignore[no-untyped-def]
+        pass
+
+    def dtmf_methods(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        self.closed = True

@@ -6,7 +6,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from b2bua_harness import VENDOR_A, VENDOR_B, VENDOR_C, Caller, Vendor, make_config, start_switch
+from b2bua_harness import (
+    VENDOR_A,
+    VENDOR_B,
+    VENDOR_C,
+    Caller,
+    FakeMedia,
+    Vendor,
+    make_config,
+    start_switch,
+)
 
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip.sdp import G729, PCMA, Codec, SessionDescription, answer, build_offer
@@ -27,34 +36,6 @@ def g729_lines(body: bytes) -> list[str]:
     audio = SessionDescription.parse(body).first_audio()
     return [f"{c.payload_type} {c.rtpmap_value}" + (f" {c.fmtp}" if c.fmtp else "")
             for c in audio.codecs() if c.family == "g729"]
-
-
-class FakeMedia:
-    """A media backend without sockets (the relay's SDP is what these tests look at)."""
-
-    def allocate(self) -> FakeSession:
-        return FakeSession()
-
-
-class FakeSession:
-    local_a = ("10.0.0.1", 20000)
-    local_b = ("10.0.0.1", 20002)
-
-    def start(self, a, b, *, dtmf, on_info_send):  # type: ignore[no-untyped-def]
-        self.started = (a, b)
-        return "relay"
-
-    def info_received(self, side, content_type, body):  # type: ignore[no-untyped-def]
-        pass
-
-    def relatch(self, side, remote):  # type: ignore[no-untyped-def]
-        pass
-
-    def dtmf_methods(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        pass
 
 
 def relay_config(mode: str):  # type: ignore[no-untyped-def]

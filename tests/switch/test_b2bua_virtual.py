@@ -11,6 +11,7 @@ from b2bua_harness import (
     VENDOR_B,
     VENDOR_C,
     Caller,
+    FakeMedia,
     Vendor,
     make_config,
     start_switch,
@@ -328,42 +329,6 @@ def test_conversion_needs_media_proxy(net: VirtualNetwork) -> None:
     net.run(1.0)
     assert caller.statuses() == [100, 488]
     assert "media proxy" in caller.final().headers.get("Warning")
-
-
-class FakeMedia:
-    """A media backend without sockets: records what the B2BUA asks for."""
-
-    def __init__(self) -> None:
-        self.sessions: list[FakeSession] = []
-
-    def allocate(self) -> FakeSession:
-        session = FakeSession(len(self.sessions))
-        self.sessions.append(session)
-        return session
-
-
-class FakeSession:
-    def __init__(self, n: int) -> None:
-        self.local_a = ("10.0.0.1", 20000 + 4 * n)
-        self.local_b = ("10.0.0.1", 20002 + 4 * n)
-        self.started = None
-        self.closed = False
-
-    def start(self, a, b, *, dtmf, on_info_send):  # type: ignore[no-untyped-def]
-        self.started = (a, b, dtmf)
-        return "relay" if a.codec == b.codec else "transcode"
-
-    def info_received(self, side, content_type, body):  # type: ignore[no-untyped-def]
-        pass
-
-    def relatch(self, side, remote):  # type: ignore[no-untyped-def]
-        pass
-
-    def dtmf_methods(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def test_transcoding_plan_offers_each_side_its_codec(net: VirtualNetwork) -> None:
