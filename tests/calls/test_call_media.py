@@ -36,7 +36,8 @@ from vosapp.sip import (
     parse,
 )
 from vosapp.sip.sdp import G729, PCMA, PCMU, SessionDescription, answer, build_offer
-from vosapp.switch import b2bua, registrar
+from vosapp.switch.app import build_switch_app
+from vosapp.switch.call import MediaRefused
 from vosapp.switch.cdr import read_cdrs
 
 pytestmark = pytest.mark.timeout(60)
@@ -152,10 +153,10 @@ address = "127.0.0.1:{self.vendor_sip.address[1]}"
 """)
         self.switch = Switch(config=config, params=config.parameters, host="127.0.0.1", port=0,
                              data_dir=self.tmp_path, transports=("UDP",), persist_trace=False,
-                             features=[registrar.install, b2bua.install])
+                             features=["registrar", "b2bua"])
         await self.switch.start()
         self.backend = RelayBackend("127.0.0.1")  # ephemeral RTP ports (no fixed range)
-        self.switch.core.b2bua.media = self.backend
+        self.switch.app.b2bua.media = self.backend
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -339,10 +340,11 @@ media_ip = "127.0.0.1"
 rtp_ports = "30000-30999"
 """)
     core = SwitchCore(clock=ManualClock(), config=config)
-    b2bua.install(core)
-    with pytest.raises(b2bua.MediaRefused, match="no media relay"):
-        _ = core.b2bua.media  # a bare sans-IO core has no sockets to relay with
-    core.media_backend_factory = backend_for  # what the asyncio runtime provides
-    backend = core.b2bua.media  # built lazily, binds nothing yet
+    b2bua = build_switch_app(core, ["b2bua"]).b2bua
+    assert b2bua is not None
+    with pytest.raises(MediaRefused, match="no media relay"):
+        _ = b2bua.media  # a bare sans-IO core has no sockets to relay with
+    b2bua.media_factory = backend_for  # what the asyncio runtime provides
+    backend = b2bua.media  # built lazily, binds nothing yet
     assert isinstance(backend, RelayBackend) and backend.host == "127.0.0.1"
     assert backend.ports is not None and backend.ports.in_use == frozenset()

@@ -40,12 +40,12 @@ def test_register_with_right_password_gets_200_and_a_binding(tmp_path: Path) -> 
                 response = await phone.register(expires=300)
                 assert response is not None and response.status == 200
                 assert [r.status for r in phone.responses] == [401, 200]
-                bindings = switch.core.registrar_service.registrar.bindings("1001")
+                bindings = switch.app.registrar.registrar.bindings("1001")
                 assert len(bindings) == 1
                 assert bindings[0].received_port == phone.address[1]
                 gone = await phone.unregister()
                 assert gone is not None and gone.status == 200
-                assert switch.core.registrar_service.registrar.bindings("1001") == []
+                assert switch.app.registrar.registrar.bindings("1001") == []
         finally:
             await switch.stop()
 
@@ -60,7 +60,7 @@ def test_wrong_password_is_rechallenged_and_401_returned(tmp_path: Path) -> None
                 response = await phone.register()
                 assert response is not None and response.status == 401
                 assert phone.status_counts() == {401: 2}
-                assert switch.core.registrar_service.registrar.bindings("1001") == []
+                assert switch.app.registrar.registrar.bindings("1001") == []
         finally:
             await switch.stop()
 

@@ -12,16 +12,16 @@ from basic_serve import HERE, needs_sipp, run_sipp, serve
 pytestmark = [pytest.mark.sipp, needs_sipp]
 
 #: What the switch answers a REGISTER without credentials: 405 (Allow without REGISTER) while
-#: no registrar is installed (vosapp.io.runtime.DEFAULT_FEATURES); with the registrar of
+#: no registrar is installed (vosapp.switch.app.FEATURES); with the registrar of
 #: issue #4, the SS_SIP_AUTHENTICATION_CODE challenge (default 401, SPEC §2.1).
 REGISTER_WITHOUT_REGISTRAR = 405
 REGISTER_WITH_REGISTRAR = 401
 
 
 def _registrar_installed() -> bool:
-    from vosapp.io.runtime import DEFAULT_FEATURES, load_features
+    from vosapp.switch.app import FEATURES
 
-    return bool(load_features([n for n in DEFAULT_FEATURES if "registrar" in n]))
+    return "registrar" in FEATURES
 
 
 def _failure(result: subprocess.CompletedProcess[str], cwd: Path) -> str:

@@ -22,7 +22,6 @@ from vosapp.sip import (
 )
 from vosapp.sip.sdp import G729, PCMA, PCMU, build_offer
 from vosapp.store import Store
-from vosapp.switch import b2bua, registrar
 
 SWITCH = ("10.0.0.1", 5060)
 CALLER = ("10.0.0.2", 5060)
@@ -64,7 +63,7 @@ addresses = ["{CALLER[0]}"]
 def start_switch(net: VirtualNetwork, cfg: Config, store: Store | None = None
                  ) -> VirtualSwitch:
     switch = net.add_switch(SWITCH, config=cfg, params=cfg.parameters, store=store,
-                            features=[registrar.install, b2bua.install])
+                            features=["registrar", "b2bua"])
     switch.start()
     return switch
 

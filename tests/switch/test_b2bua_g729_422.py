@@ -77,7 +77,7 @@ G729_TABLE = [
 def test_g729_modes_on_both_legs(net: VirtualNetwork, mode: str, offered: Codec,
                                  vendor_offer: list[str], caller_answer: list[str]) -> None:
     switch = start_switch(net, relay_config(mode))
-    switch.core.b2bua.media = FakeMedia()
+    switch.app.b2bua.media = FakeMedia()
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
     caller.call("123", codecs=(offered,))
@@ -88,7 +88,7 @@ def test_g729_modes_on_both_legs(net: VirtualNetwork, mode: str, offered: Codec,
     assert g729_lines(caller.final().body) == caller_answer
     caller.bye()
     net.run(1.0)
-    record = switch.core.b2bua.cdr.recent[-1]
+    record = switch.app.b2bua.cdr.recent[-1]
     assert (record.caller_codec, record.callee_codec, record.media_mode) == ("G729", "G729",
                                                                              "relay")
 
@@ -182,7 +182,7 @@ def test_422_retries_the_same_gateway_with_session_expires_raised(net: VirtualNe
     assert other.invites == []
     caller.bye()
     net.run(1.0)
-    record = switch.core.b2bua.cdr.recent[-1]
+    record = switch.app.b2bua.cdr.recent[-1]
     assert record.gateways_tried == ["vendor-a:422", "vendor-a:200"]
     assert "BYE" in vendor.methods()
 

@@ -30,7 +30,7 @@ def net() -> VirtualNetwork:
 
 
 def cdr(switch):  # type: ignore[no-untyped-def]
-    return switch.core.b2bua.cdr.recent
+    return switch.app.b2bua.cdr.recent
 
 
 # ---------------------------------------------------------------------------- routing
@@ -103,7 +103,7 @@ def test_basic_call_relayed_and_bye_from_caller(net: VirtualNetwork, tmp_path) -
     assert row["caller_codec"] == row["callee_codec"] == "PCMA"
     assert row["media_mode"] == "direct" and row["answer_time"] is not None
     assert row["dtmf_method"] == "RFC2833 (end to end)"
-    assert not switch.core.b2bua.calls and not switch.core.b2bua.dialogs
+    assert not switch.app.b2bua.calls and not switch.app.b2bua.dialogs
     store.close()
 
 
@@ -155,7 +155,7 @@ def test_503_fails_over_to_the_next_gateway(net: VirtualNetwork) -> None:
     net.run(1.0)
     assert len(first.invites) == len(second.invites) == 1
     assert caller.statuses() == [100, 180, 200]
-    assert cdr(switch) == [] and switch.core.b2bua.calls
+    assert cdr(switch) == [] and switch.app.b2bua.calls
     caller.bye()
     net.run(1.0)
     assert cdr(switch)[-1].gateways_tried == ["vendor-a:503", "vendor-b:200"]
@@ -337,7 +337,7 @@ def test_transcoding_plan_offers_each_side_its_codec(net: VirtualNetwork) -> Non
         routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
                              'allow_codec_conversion = true')))
     media = FakeMedia()
-    switch.core.b2bua.media = media
+    switch.app.b2bua.media = media
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
     caller.call("123", codecs=(PCMA, G729))
@@ -364,7 +364,7 @@ def test_transcoding_plan_offers_each_side_its_codec(net: VirtualNetwork) -> Non
 def test_nat_address_mismatch_uses_the_relay(net: VirtualNetwork) -> None:
     switch = start_switch(net, make_config())
     media = FakeMedia()
-    switch.core.b2bua.media = media
+    switch.app.b2bua.media = media
     vendor = Vendor(net, VENDOR_A)
     caller = Caller(net)
     caller.call(sdp_address="192.168.1.5")  # behind NAT: SDP names a private address
@@ -486,7 +486,7 @@ def test_mapping_gateway_prefixes_restrict_the_dialled_numbers(net: VirtualNetwo
 def test_media_plan_table(mapping, routing, caller_codecs, expect) -> None:  # type: ignore[no-untyped-def]
     from vosapp.params import GatewaySettings
     from vosapp.sip.sdp import build_offer
-    from vosapp.switch.b2bua import SPECIFIED, MediaRefused, plan_media
+    from vosapp.switch.call import SPECIFIED, MediaRefused, plan_media
 
     offer = build_offer("10.0.0.2", 40000, [SPECIFIED[name] for name in caller_codecs])
     try:

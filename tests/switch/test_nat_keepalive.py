@@ -13,7 +13,7 @@ from vosapp.params import Params
 from vosapp.sip import Request, Response
 from vosapp.sip.digest import answer, parse_challenge
 from vosapp.store import Store
-from vosapp.switch.registrar import Binding, behind_nat, install
+from vosapp.switch.registrar import Binding, behind_nat
 
 SWITCH = ("10.0.0.1", 5060)
 NATTED = ("203.0.113.7", 40001)  # the NAT's public mapping of 192.168.1.20:5060
@@ -62,7 +62,7 @@ def register(net: VirtualNetwork, phone: VirtualEndpoint, user: str, password: s
 def make(tmp_path: Path, **changes: object) -> tuple[VirtualNetwork, VirtualSwitch]:
     net = VirtualNetwork()
     switch = net.add_switch(SWITCH, config=CONFIG, store=Store.open(tmp_path),
-                            params=Params.defaults().replace(**changes), features=[install])
+                            params=Params.defaults().replace(**changes), features=["registrar"])
     switch.start()
     return net, switch
 
@@ -85,7 +85,7 @@ def test_natted_binding_gets_hello_every_period_direct_one_nothing(tmp_path: Pat
     assert times[1] - times[0] == pytest.approx(30) and times[2] - times[1] == pytest.approx(30)
     assert times[0] - start <= 30.01
     assert direct.received == []
-    assert switch.core.nat_keepalive.sent == 3
+    assert switch.app.nat_keepalive.sent == 3
 
 
 def test_period_zero_sends_nothing_and_change_applies(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_unanswered_options_is_traced_and_binding_kept(tmp_path: Path) -> None:
     net.run(30 + 33)  # Timer F = 64*T1 = 32 s after the first OPTIONS
     notes = [r.note for r in switch.trace.records() if "nat keep-alive" in (r.note or "")]
     assert notes and "timed out" in notes[0] and "binding kept" in notes[0]
-    assert switch.core.registrar_service.registrar.bindings("1001")
+    assert switch.app.registrar.registrar.bindings("1001")
     # One OPTIONS in flight per binding: the 60 s tick was skipped (the first one was still
     # retransmitting until ~62 s); the 90 s tick sends a new one.
     net.run(30)

@@ -19,13 +19,13 @@ def start(net: VirtualNetwork, cfg=None, *, store: Store | None = None,  # type:
           address: tuple[str, int] = SWITCH) -> VirtualSwitch:
     cfg = cfg if cfg is not None else config()
     switch = net.add_switch(address, config=cfg, params=cfg.parameters, store=store,
-                            features=[outbound.install])
+                            features=["outbound"])
     switch.start()
     return switch
 
 
 def state(switch: VirtualSwitch, gateway: str = "carrier") -> outbound.UpstreamStatus:
-    return next(s for s in outbound.status(switch.core) if s.gateway == gateway)
+    return next(s for s in switch.app.outbound.status() if s.gateway == gateway)
 
 
 def events(switch: VirtualSwitch) -> list[str]:
@@ -106,7 +106,7 @@ def test_two_instances_on_one_account_have_different_contacts(net: VirtualNetwor
     restarted = start(again, store=Store.open(tmp_path / "a"))
     again.run(1.0)
     first_a = next(s for s in carrier.registers() if s.request.top_via.host == SWITCH[0])
-    assert str(outbound.status(restarted.core)[0].contact).split(";+sip.instance=")[1] == \
+    assert str(restarted.app.outbound.status()[0].contact).split(";+sip.instance=")[1] == \
         first_a.request.contacts[0].params["+sip.instance"]
 
 
@@ -372,7 +372,7 @@ password = "{PASSWORD}"
 """ for name, host in (("alpha", "10.0.0.9"), ("beta", "10.0.0.8")))
     switch = start(net, config(gateways=gateways))
     net.run(1.0)
-    assert {s.state for s in outbound.status(switch.core)} == {"registered"}
+    assert {s.state for s in switch.app.outbound.status()} == {"registered"}
     silent.script += [lambda r: None] * 10
     began = net.clock.now()
     assert switch.stop(timeout=10.0)
@@ -433,7 +433,7 @@ def test_no_gateway_with_register_means_no_feature_work(net: VirtualNetwork) -> 
     switch = start(net, config(gateways='[[routing_gateway]]\nname = "x"\n'
                                         'address = "10.0.0.9:5060"\n'))
     net.run(1.0)
-    assert outbound.status(switch.core) == [] and switch.stop()
+    assert switch.app.outbound.status() == [] and switch.stop()
     assert net.dropped == [] and net.nodes.get(CARRIER) is None
 
 

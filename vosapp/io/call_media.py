@@ -1,7 +1,7 @@
 """The B2BUA's media backend on real sockets: :class:`~vosapp.io.rtp_relay.RtpRelay` legs
 allocated when the vendor INVITE is built, started when the vendor's answer fixes the codecs.
 
-The call layer (:mod:`vosapp.switch.b2bua`) must put the relay's ports in the vendor offer
+The call layer (:mod:`vosapp.switch.call`) must put the relay's ports in the vendor offer
 before it knows which codec the vendor picks, while an :class:`RtpRelay` fixes its mode
 (relay or transcode) when it is built. So :meth:`RelayBackend.allocate` binds the two sockets
 from ``[switch] rtp_ports`` on ``media_ip`` at once, and :meth:`RelaySession.start` builds the
@@ -63,7 +63,7 @@ class RelaySession:
 
     def start(self, a: Any, b: Any, *, dtmf: dict[str, Any],
               on_info_send: Callable[[str, Any], None] | None) -> str:
-        """Build and start the relay from two :class:`~vosapp.switch.b2bua.LegSpec`."""
+        """Build and start the relay from two :class:`~vosapp.switch.call.LegSpec`."""
         if self.relay is not None:
             return self.relay.mode
 
@@ -123,7 +123,7 @@ class RelaySession:
 def backend_for(core: Any) -> RelayBackend:
     """The relay backend for a switch core: ``[switch] media_ip`` and ``rtp_ports`` from its
     config, else the core's own UDP address with ephemeral ports. The asyncio runtime hands
-    this to the B2BUA as ``core.media_backend_factory`` (the switch layer never imports io)."""
+    this to :func:`vosapp.switch.app.build_switch_app` (the switch layer never imports io)."""
     config = core.config
     if config is not None:
         sw = config.switch

@@ -61,6 +61,7 @@ from vosapp.trace import TraceRecord
 
 if TYPE_CHECKING:
     from vosapp.io.runtime import Switch
+    from vosapp.switch.registrar import RegistrarService
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +227,8 @@ class SwitchControl:
         self.switch.core.update_params(params, by=self.by)
 
     # -- registrar, auth, outbound -------------------------------------------------------
-    def _registrar_service(self) -> Any:
-        return getattr(self.switch.core, "registrar_service", None)
+    def _registrar_service(self) -> RegistrarService | None:
+        return self.switch.app.registrar
 
     def bindings(self) -> list[dict[str, Any]]:
         service = self._registrar_service()
@@ -267,11 +268,8 @@ class SwitchControl:
 
     def registrations(self) -> list[dict[str, Any]]:
         """Outbound registration status (SPEC §3); empty when no gateway registers."""
-        try:
-            from vosapp.switch.outbound import status
-        except ImportError:
-            return []
-        return [s.as_dict() for s in status(self.switch.core)]
+        outbound = self.switch.app.outbound
+        return [s.as_dict() for s in outbound.status()] if outbound is not None else []
 
     # -- trace ---------------------------------------------------------------------------
     def trace_records(self, since: int = 0, limit: int = MAX_TRACE_BATCH

@@ -7,24 +7,24 @@
     print(switch.sip_address)     # ('127.0.0.1', 50123)
     await switch.stop()           # stop hooks (bounded wait), then transports close
 
-Features (registrar, outbound registration, …) plug in with an ``install(core)`` function:
-pass ``features=[...]`` or rely on :data:`DEFAULT_FEATURES`, dotted names imported when the
-module exists.
+The features (registrar, outbound registration, calls) are wired by
+:func:`vosapp.switch.app.build_switch_app` into ``switch.app``: all of them unless
+``features=[...]`` names some (a function there is run on the core as well).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from vosapp.io.call_media import backend_for
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
+from vosapp.switch.app import FEATURES, Feature, build_switch_app
 from vosapp.switch.core import SwitchCore
 from vosapp.trace import Trace
 
@@ -36,35 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-Feature = Callable[[SwitchCore], None]
-
-#: ``module:function`` installers run on every Switch built without explicit ``features``.
-#: A module (or function) that does not exist yet is skipped.
-DEFAULT_FEATURES: list[str] = [
-    "vosapp.switch.registrar:install",
-    "vosapp.switch.outbound:install",
-    "vosapp.switch.b2bua:install",
-]
-
-
-def load_features(names: Iterable[str]) -> list[Feature]:
-    features: list[Feature] = []
-    for name in names:
-        module_name, _, function = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # that feature is not written yet
-            raise
-        install = getattr(module, function or "install", None)
-        if install is None:
-            log.debug("feature module %s has no %s() yet; skipped", module_name, function)
-            continue
-        features.append(install)
-    return features
-
-
 class _TimerHandle:
     __slots__ = ("_clock", "_handle")
 
@@ -173,9 +144,8 @@ class Switch:
         self.core = SwitchCore(clock=self.clock, params=params, config=config, trace=self.trace,
                                store=self.store, sender=self._send)
         # The B2BUA's media proxy: sockets are io's business, so the runtime provides them.
-        self.core.media_backend_factory = backend_for
-        for feature in (features if features is not None else load_features(DEFAULT_FEATURES)):
-            feature(self.core)
+        self.app = build_switch_app(self.core, FEATURES if features is None else features,
+                                    media_factory=backend_for)
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
         self._flush_task: asyncio.Task[None] | None = None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vosapp.clock import ManualClock
+from vosapp.switch.app import Feature, SwitchApp, build_switch_app
 from vosapp.switch.core import SwitchCore
 from vosapp.trace import Trace
 
@@ -78,10 +79,11 @@ class VirtualEndpoint:
 class VirtualSwitch:
     """A SwitchCore attached to the virtual network at ``address`` (for UDP and TCP alike)."""
 
-    def __init__(self, network: VirtualNetwork, address: Address, core: SwitchCore) -> None:
+    def __init__(self, network: VirtualNetwork, address: Address, app: SwitchApp) -> None:
         self.network = network
         self.address = (address[0], int(address[1]))
-        self.core = core
+        self.app = app
+        self.core = core = app.core
         self.trace = core.trace
         core.local_addresses.update({"UDP": self.address, "TCP": self.address})
         core.attach_sender(self._send)
@@ -129,12 +131,12 @@ class VirtualNetwork:
     def add_switch(self, address: Address = ("10.0.0.1", 5060), *, params: Params | None = None,
                    config: Config | None = None, store: Store | None = None,
                    trace: Trace | None = None,
-                   features: Sequence[Callable[[SwitchCore], None]] = ()) -> VirtualSwitch:
+                   features: Sequence[Feature] = ()) -> VirtualSwitch:
+        """A switch on the network with ``features`` (see
+        :func:`~vosapp.switch.app.build_switch_app`; none by default, no media relay)."""
         core = SwitchCore(clock=self.clock, params=params, config=config, store=store,
                           trace=trace if trace is not None else Trace(clock=self.clock))
-        for feature in features:
-            feature(core)
-        switch = VirtualSwitch(self, address, core)
+        switch = VirtualSwitch(self, address, build_switch_app(core, features))
         self._attach(switch.address, switch)
         return switch
 

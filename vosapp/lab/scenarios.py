@@ -251,9 +251,8 @@ class OutboundRun:
         self.net.run(seconds)
 
     def status(self) -> list[dict[str, Any]]:
-        from vosapp.switch.outbound import status
-
-        return [s.as_dict() for s in status(self.switch.core)]
+        outbound = self.switch.app.outbound
+        return [s.as_dict() for s in outbound.status()] if outbound is not None else []
 
     def stop(self, timeout: float = 6.0) -> bool:
         """Graceful stop in virtual time (stop hooks: the unregister when On)."""
@@ -270,8 +269,6 @@ def virtual_outbound(*, max_expires: int = 3600, challenge_code: int = 401,
     virtual network (``max_expires`` = what the carrier grants at most). Started; call
     ``run(seconds)``."""
     from vosapp.config import parse_config
-    from vosapp.switch import outbound
-
     net = VirtualNetwork(latency=latency)
     carrier = CarrierRegistrar({TRUNK_USER: TRUNK_PASSWORD}, challenge_code=challenge_code,
                                max_expires=max_expires, clock=net.clock)
@@ -289,7 +286,7 @@ def virtual_outbound(*, max_expires: int = 3600, challenge_code: int = 401,
     config = parse_config(text)
     params = config.parameters.replace(**changes)
     switch = net.add_switch(SWITCH_ADDRESS, config=config, params=params,
-                            features=[outbound.install])
+                            features=["outbound"])
     switch.start()
     return OutboundRun(net, switch, carrier)
 

@@ -124,9 +124,6 @@ class SwitchCore:
                                              self._transmit_message)
         #: Local (host, port) per transport, set by the runtime once sockets are bound.
         self.local_addresses: dict[str, Address] = {}
-        # Set by a runtime that owns media sockets (vosapp.io): ``factory(core) -> backend``
-        # for the B2BUA's media proxy. None on a bare sans-IO core.
-        self.media_backend_factory: Callable[[SwitchCore], Any] | None = None
         self._handlers: dict[str, RequestHandler] = {}
         self._allow_cache: tuple[tuple[str, ...], str] | None = None
         #: Stream peer → where to connect for a response when its connection has closed

@@ -97,7 +97,6 @@ __all__ = [
     "install",
     "read_status",
     "refresh_delay",
-    "status",
 ]
 
 log = logging.getLogger(__name__)
@@ -717,19 +716,15 @@ class OutboundRegistrations:
         return [r.status() for r in self.registrations.values()]
 
 
-def install(core: SwitchCore, *, unregister_wait: float = UNREGISTER_WAIT) -> None:
-    """Feature installer (``vosapp.switch.outbound:install``): registrations start with the
-    core and unregister in its stop hook. The feature is ``core.outbound``."""
+def install(core: SwitchCore, *, unregister_wait: float = UNREGISTER_WAIT
+            ) -> OutboundRegistrations:
+    """The outbound registration feature on ``core``
+    (:func:`vosapp.switch.app.build_switch_app`): registrations start with the core and
+    unregister in its stop hook."""
     feature = OutboundRegistrations(core, unregister_wait=unregister_wait)
-    core.outbound = feature  # type: ignore[attr-defined]  # for status(), the lab and tests
     core.add_start_hook(feature.start)
     core.add_stop_hook(feature.stop)
-
-
-def status(core: SwitchCore) -> list[UpstreamStatus]:
-    """Status of every upstream registration of ``core`` (empty without the feature)."""
-    feature: OutboundRegistrations | None = getattr(core, "outbound", None)
-    return feature.status() if feature is not None else []
+    return feature
 
 
 def read_status(store: Store) -> list[UpstreamStatus]:

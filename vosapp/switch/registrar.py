@@ -602,8 +602,8 @@ AUDIT_ROWS_KEPT = 200_000
 REALM = "vosapp"
 
 
-def install(core: SwitchCore) -> None:
-    """Feature installer for :mod:`vosapp.io.runtime` (``vosapp.switch.registrar:install``).
+def install(core: SwitchCore) -> tuple[RegistrarService, NatKeepAlive]:
+    """The registrar feature on ``core`` (:func:`vosapp.switch.app.build_switch_app`).
 
     Accounts come from ``core.config``; bindings, audit trail and suspensions go to
     ``core.store``. Without a store (no data directory) a private temporary store is used and
@@ -633,7 +633,6 @@ def install(core: SwitchCore) -> None:
             f"auth {event.reason}: {event.method} user={event.user!r} "
             f"from {event.source_host}:{event.source_port} {event.detail}".rstrip(),
             call_id=event.call_id or None, src=(event.source_host, event.source_port)))
-    core.registrar_service = service  # type: ignore[attr-defined]  # for the lab / tests
 
     journal = policy.journal
 
@@ -650,7 +649,7 @@ def install(core: SwitchCore) -> None:
 
     keepalive = NatKeepAlive(core, service.registrar)
     keepalive.install()
-    core.nat_keepalive = keepalive  # type: ignore[attr-defined]  # for the lab / tests
+    return service, keepalive
 
 
 def _remove_store(store: Store, directory: str, rmtree: Callable[..., None]) -> None:

@@ -10,7 +10,7 @@ that account. A mapping gateway's ``prefixes`` restrict the numbers its callers 
 Routing: every routing gateway with a prefix the dialled number starts with is a candidate.
 Candidates are ordered by the longest matching prefix first, then by ``priority`` (smaller
 first), then by config order; the B2BUA tries them in that order (failover, see
-:mod:`vosapp.switch.b2bua`). Gateways with a shorter prefix come after all longer ones, so a
+:mod:`vosapp.switch.call`). Gateways with a shorter prefix come after all longer ones, so a
 call can fail over from a specific route to a default route (``""``).
 """
 

@@ -1,0 +1,93 @@
+"""The call feature (SPEC §4–§6): a back-to-back user agent between a mapping gateway (the
+caller, leg "a") and routing gateways (the vendor, leg "b").
+
+Package layout
+--------------
+* :mod:`~vosapp.switch.call.state` — the call (``ROUTING -> CONFIRMED -> ENDED``) and attempt
+  (``CALLING -> PROCEEDING -> ANSWERED | FAILED | CANCELLING``) states as enums, one
+  transition table each; a move not in its table raises :class:`IllegalTransition`.
+* :mod:`~vosapp.switch.call.legs` — :class:`Call` and :class:`Attempt` (the data per call; their
+  ``goto`` checks each move against the table).
+* :mod:`~vosapp.switch.call.negotiation` — SPEC §5 media decisions as pure functions:
+  :func:`plan_media`, :func:`vendor_offer`, :func:`answer_media` (returns a
+  :class:`MediaAnswer`, writes no CDR, starts nothing), G.729 mode helpers.
+* :mod:`~vosapp.switch.call.media` — the relay interface a runtime implements
+  (:class:`MediaBackend`, :class:`MediaSession`, :class:`LegSpec`).
+* :mod:`~vosapp.switch.call.session_timer` — RFC 4028 per leg.
+* :mod:`~vosapp.switch.call.in_dialog` — ACK, BYE, re-INVITE/INFO/UPDATE inside a call.
+* :mod:`~vosapp.switch.call.handler` — :class:`B2bua`: new calls, routing and failover, the
+  vendor's responses, endings and the CDR. It is wired to the core (with the registrar's
+  authenticator and the runtime's media backend) by :func:`vosapp.switch.app.build_switch_app`.
+
+Theory of operation
+-------------------
+An INVITE without a To tag from a mapping gateway starts a :class:`Call`. The caller is a
+*trusted* mapping gateway when the source address is in its ``addresses`` (no digest, SPEC
+§2.1); otherwise the registrar feature's :class:`~vosapp.switch.auth.InboundAuthenticator`
+challenges it (401/407, 403, or silence with SS_REPLY_UNAUTHORIZED=Off) and the account must
+belong to a mapping gateway. 100 Trying goes out at once.
+
+Routing (:mod:`vosapp.switch.routing`) gives the routing gateways in order (longest prefix,
+priority, config order). Each *attempt* is a new INVITE (new Call-ID, From tag, Via branch;
+From/To user parts kept) sent in its own client transaction; the legs exchange call-control
+events (trying, progress, answer, failure) rather than raw SIP, as in Sippy's B2BUA.
+
+Failover rule (vosapp's choice; the sources only say "on error"): 408, 480 and every 5xx
+from a gateway, a transaction timeout/transport failure, and SS_SIP_TIMEOUT_INVITE expiring
+without any response, move the call to the next gateway. Every other final status (3xx, 4xx
+such as 404/486/487/488, 6xx) is final for routing and is relayed to the caller. With
+SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT=On an INVITE timeout ends the call (408)
+instead. When every gateway failed the caller gets 503; no route at all gives 404.
+
+Call-progress timeouts (per attempt, parameters read when the call starts, SPEC §1): after
+100 Trying with no further progress SS_SIP_TIMEOUT_TRYING; after 180 SS_SIP_TIMEOUT_RINGING;
+after 183 without SDP SS_SIP_TIMEOUT_SESSION_PROGRESS, with SDP ..._SESSION_PROGRESS_SDP.
+Expiry cancels the vendor leg and ends the call with 408 (no failover: the vendor did answer).
+
+Dialog handling: provisional and final responses are relayed with one To tag of ours on the
+caller's side. A 2xx from the vendor is ACKed by the switch (at once when the caller's INVITE
+carried the offer; with a late offer when the caller's ACK brings the answer), and the 2xx to
+the caller is retransmitted until its ACK (§13.3.1.4). CANCEL from the caller: 487 to the
+caller and CANCEL to the vendor (deferred until the vendor sent a provisional, §9.1; a late 2xx
+is ACKed and BYEd). BYE from either side: 200, and BYE on the other leg. re-INVITE, INFO and
+UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP untouched when
+the media flows end to end); with the media proxy in the path the switch answers a re-INVITE
+itself with the relay's SDP and re-latches the leg (the other leg is not disturbed).
+
+Media (SPEC §5): see :mod:`~vosapp.switch.call.negotiation`. Relays come from a
+:class:`MediaBackend` (the asyncio one in :mod:`vosapp.io.call_media`, which the runtime
+passes to :func:`~vosapp.switch.app.build_switch_app`: this package never imports
+``vosapp.io``) and are closed when the call ends. Session timers: see
+:mod:`~vosapp.switch.call.session_timer`. A 422 (Session Interval Too Small) with a larger
+Min-SE is retried once on the same gateway (same Call-ID, new CSeq) with Session-Expires and
+Min-SE raised to it (RFC 4028 §6); not a failover.
+
+Not done: PRACK/100rel, forking (only the first early dialog of the vendor is followed), 2xx
+retransmission for relayed re-INVITEs.
+"""
+
+from vosapp.switch.call.handler import FAILOVER_STATUSES, B2bua, is_failover
+from vosapp.switch.call.legs import Attempt, Call
+from vosapp.switch.call.media import LegSpec, MediaBackend, MediaBackendFactory, MediaSession
+from vosapp.switch.call.negotiation import (
+    MEDIA_CODEC,
+    SPECIFIED,
+    MediaAnswer,
+    MediaPlan,
+    MediaRefused,
+    VendorOffer,
+    answer_media,
+    g729_codecs,
+    g729_rewrite_offer,
+    plan_media,
+    restrict_offer,
+    vendor_offer,
+)
+from vosapp.switch.call.session_timer import LegTimer, session_expires
+from vosapp.switch.call.state import AttemptState, CallState, IllegalTransition
+
+__all__ = ["FAILOVER_STATUSES", "MEDIA_CODEC", "SPECIFIED", "Attempt", "AttemptState", "B2bua",
+           "Call", "CallState", "IllegalTransition", "LegSpec", "LegTimer", "MediaAnswer",
+           "MediaBackend", "MediaBackendFactory", "MediaPlan", "MediaRefused", "MediaSession",
+           "VendorOffer", "answer_media", "g729_codecs", "g729_rewrite_offer", "is_failover",
+           "plan_media", "restrict_offer", "session_expires", "vendor_offer"]

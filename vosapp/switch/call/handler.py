@@ -1,0 +1,662 @@
+"""The call handler: :class:`B2bua` turns SIP events of both legs into moves of the call and
+attempt state machines (:mod:`vosapp.switch.call.state`). In-dialog requests live in
+:mod:`vosapp.switch.call.in_dialog`, session timers in :mod:`vosapp.switch.call.session_timer`,
+media decisions in :mod:`vosapp.switch.call.negotiation`."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from vosapp.sip import CSeq, NameAddr, Request, Response, SipUri, make_response, new_tag, parse_vias
+from vosapp.sip.dialog import Dialog, DialogError
+from vosapp.sip.sdp import SdpError, SessionDescription, read_answer
+from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
+from vosapp.switch.call.in_dialog import InDialog
+from vosapp.switch.call.legs import Attempt, Call
+from vosapp.switch.call.media import MediaBackend, MediaBackendFactory
+from vosapp.switch.call.negotiation import (
+    MediaPlan,
+    MediaRefused,
+    answer_media,
+    plan_media,
+    vendor_offer,
+)
+from vosapp.switch.call.session_timer import (
+    SDP,
+    SessionTimers,
+    caller_session_timer,
+    session_expires,
+    vendor_session_timer,
+)
+from vosapp.switch.call.state import AttemptState, CallState
+from vosapp.switch.cdr import CdrRecord, CdrWriter
+from vosapp.switch.core import SERVER_NAME
+from vosapp.switch.routing import Caller, best_prefix, gateway_by_account, gateway_by_address
+from vosapp.switch.routing import route as route_number
+
+if TYPE_CHECKING:
+    from vosapp.config import RoutingGateway
+    from vosapp.sip.transaction import ServerTransaction
+    from vosapp.switch.auth import InboundAuthenticator
+    from vosapp.switch.core import SwitchCore
+
+log = logging.getLogger(__name__)
+
+#: Statuses after which the next routing gateway is tried (see the package docstring).
+FAILOVER_STATUSES = frozenset({408, 480})
+
+
+def is_failover(status: int) -> bool:
+    """Whether a final status from a routing gateway moves the call to the next gateway."""
+    return status in FAILOVER_STATUSES or 500 <= status <= 599
+
+
+class B2bua(SessionTimers, InDialog):
+    """The call feature of one :class:`~vosapp.switch.core.SwitchCore`.
+
+    ``authenticator`` (the registrar's) challenges callers that are not a trusted mapping
+    gateway address; without it they get 403. ``media_factory`` builds the relay backend on
+    first use (the runtime's; a bare sans-IO core has none)."""
+
+    def __init__(self, core: SwitchCore, *, authenticator: InboundAuthenticator | None = None,
+                 cdr: CdrWriter | None = None, media: MediaBackend | None = None,
+                 media_factory: MediaBackendFactory | None = None) -> None:
+        self.core = core
+        self.authenticator = authenticator
+        self.cdr = cdr if cdr is not None else CdrWriter(core.store)
+        self._media = media
+        self.media_factory = media_factory
+        self.calls: dict[str, Call] = {}  # by the caller's Call-ID
+        self._byes_pending: set[str] = set()  # Call-IDs of BYEs without a final answer
+        #: (Call-ID, our tag) -> (call, side) for in-dialog requests
+        self.dialogs: dict[tuple[str, str], tuple[Call, str]] = {}
+
+    # ---------------------------------------------------------------- wiring
+    def install(self) -> None:
+        core = self.core
+        core.add_request_handler("INVITE", self.on_invite)
+        core.add_request_handler("BYE", self.on_bye)
+        for method in ("INFO", "UPDATE"):
+            core.add_request_handler(method, self.on_in_dialog)
+        core.add_ack_handler(self.on_ack)
+        core.add_stop_hook(self.on_stop)
+
+    @property
+    def media(self) -> MediaBackend:
+        if self._media is None:
+            if self.media_factory is None:
+                raise MediaRefused("this runtime has no media relay (needs the asyncio runtime)")
+            self._media = self.media_factory(self.core)
+        return self._media
+
+    @media.setter
+    def media(self, backend: MediaBackend | None) -> None:
+        self._media = backend
+
+    def event(self, call: Call, text: str) -> None:
+        self.core.trace.event(f"call {call.callee}: {text}", call_id=call.call_id)
+        log.info("call %s (%s): %s", call.call_id, call.callee, text)
+
+    # ---------------------------------------------------------------- helpers
+    def _via(self, transport: str) -> Any:
+        return parse_vias(self.core.new_via(transport))[0]
+
+    def _contact(self, transport: str) -> NameAddr:
+        host, port = self.core.local_address(transport)
+        return NameAddr(uri=SipUri(host=host, port=port))
+
+    def _a_response(self, call: Call, status: int, reason: str | None = None, *,
+                    body: bytes = b"", warning: str | None = None) -> Response:
+        response = make_response(call.a_invite, status, reason, to_tag=call.a_tag)
+        response.headers.add("Server", SERVER_NAME)
+        if 101 <= status <= 299:
+            response.headers.add("Contact", str(self._contact(call.a_transport)))
+        if warning:
+            host = self.core.local_address(call.a_transport)[0]
+            response.headers.add("Warning", f'305 {host} "{warning}"')
+        if body:
+            response.headers.add("Content-Type", SDP)
+            response.body = body
+        return response
+
+    def _timer(self, attempt: Attempt, delay: float, callback: Callable[[], None]) -> None:
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+        attempt.timer = self.core.clock.call_later(delay, callback)
+
+    def _stop_timer(self, attempt: Attempt) -> None:
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+            attempt.timer = None
+
+    # ---------------------------------------------------------------- new calls
+    def on_invite(self, request: Request, txn: ServerTransaction) -> None:
+        if request.to.tag:
+            self.on_in_dialog(request, txn)
+            return
+        core = self.core
+        config = core.config
+        mapping = gateway_by_address(config, txn.source[0])
+        if mapping is not None:
+            caller = Caller(mapping, None, True)
+        else:
+            authenticator = self.authenticator
+            if authenticator is None:
+                txn.respond(core.make_response(request, 403, "Forbidden (no mapping gateway)"))
+                return
+            result = authenticator.authenticate(request, txn.source)
+            if not result.accepted:
+                authenticator.finish(result, request, txn, core.make_response)
+                return
+            user = result.username or ""
+            mapping = gateway_by_account(config, user)
+            if mapping is None:
+                txn.respond(core.make_response(
+                    request, 403, "Forbidden (account not in any mapping gateway)"))
+                return
+            caller = Caller(mapping, user, False)
+        txn.respond(core.make_response(request, 100))
+        callee = str(getattr(request.uri, "user", None) or getattr(request.to.uri, "user", "")
+                     or "")
+        caller_user = str(getattr(request.from_.uri, "user", None) or "")
+        offer = None
+        if request.body:
+            try:
+                offer = SessionDescription.parse(request.body)
+            except SdpError as exc:
+                response = make_response(request, 400, "Bad Request (unreadable SDP)",
+                                         to_tag=new_tag())
+                response.headers.add("Warning", f'399 vosapp "{exc.reason}"')
+                txn.respond(response)
+                return
+        record = CdrRecord(call_id=request.call_id, caller=caller_user, callee=callee,
+                           source=f"{txn.source[0]}:{txn.source[1]}",
+                           setup_time=core.clock.wall(), mapping_gateway=mapping.name,
+                           account=caller.account)
+        call = Call(a_invite=request, a_txn=txn, a_tag=new_tag(), a_source=txn.source,
+                    a_transport=txn.transport, caller=caller, callee=callee, record=record,
+                    offer=offer, params=core.params)
+        self.calls[call.call_id] = call
+        txn.cancel_listeners.append(lambda cancel: self.on_caller_cancel(call))
+        txn.add_listener(lambda event: self._a_txn_event(call, event))
+        self.event(call, f"INVITE from {caller_user} via {mapping.name}"
+                   f"{' (trusted address)' if caller.trusted else f' (account {caller.account})'}")
+        if best_prefix(callee, mapping.prefixes) is None:
+            self.fail(call, 403, "Forbidden (number not allowed for this mapping gateway)",
+                      "prefix not allowed")
+            return
+        call.gateways = route_number(config, callee)
+        if not call.gateways:
+            self.fail(call, 404, "Not Found (no route)", "no route")
+            return
+        self.next_gateway(call)
+
+    def next_gateway(self, call: Call) -> None:
+        while call.state is CallState.ROUTING and call.index < len(call.gateways):
+            gateway = call.gateways[call.index]
+            call.index += 1
+            try:
+                plan = plan_media(call.offer, call.a_source[0],
+                                  call.caller.gateway.settings, gateway.settings)
+            except MediaRefused as exc:
+                call.media_refused = str(exc)
+                call.record.gateways_tried.append(f"{gateway.name}:488")
+                self.event(call, f"gateway {gateway.name} skipped: {exc}")
+                continue
+            try:
+                self.send_attempt(call, gateway, plan)
+            except Exception as exc:
+                log.exception("INVITE to %s failed", gateway.name)
+                call.record.gateways_tried.append(f"{gateway.name}:error")
+                call.last_failure = str(exc)
+                continue
+            return
+        if call.state is not CallState.ROUTING:
+            return
+        if call.media_refused and len(call.record.gateways_tried) == sum(
+                t.endswith(":488") for t in call.record.gateways_tried):
+            self.fail(call, 488, "Not Acceptable Here", f"488 {call.media_refused}",
+                      warning=call.media_refused)
+        else:
+            self.fail(call, 503, "Service Unavailable (all gateways failed)",
+                      "all gateways failed" + (f": {call.last_failure}"
+                                               if call.last_failure else ""))
+
+    def _vendor_headers(self, call: Call, gateway: RoutingGateway, host: str
+                        ) -> list[tuple[str, str]]:
+        """Privacy and P-Asserted-Identity per the routing gateway, and the session timer
+        offer (RFC 4028 §7.1: SS_SIP_SESSION_TTL; the vendor picks the refresher)."""
+        settings = gateway.settings
+        a = call.a_invite
+        headers: list[tuple[str, str]] = []
+        privacy = a.headers.get("Privacy")
+        if settings.privacy == "Passthrough" and privacy:
+            headers.append(("Privacy", privacy))
+        elif settings.privacy in ("Id", "None"):
+            headers.append(("Privacy", settings.privacy.lower()))
+        pai = a.headers.get("P-Asserted-Identity")
+        if settings.p_asserted_identity == "Passthrough" and pai:
+            headers.append(("P-Asserted-Identity", pai))
+        elif settings.p_asserted_identity == "From caller":
+            headers.append(("P-Asserted-Identity",
+                            str(NameAddr(uri=SipUri(user=call.record.caller or None,
+                                                    host=host)))))
+        return headers + [("Supported", "timer"),
+                          ("Session-Expires", str(call.params["SS_SIP_SESSION_TTL"])),
+                          ("Min-SE", "90")]
+
+    def send_attempt(self, call: Call, gateway: RoutingGateway, plan: MediaPlan) -> None:
+        core = self.core
+        a = call.a_invite
+        transport = gateway.transport.upper()
+        host, _port = core.local_address(transport)
+        display = a.from_.display if gateway.settings.display_from else None
+        from_ = NameAddr(uri=SipUri(user=call.record.caller or None, host=host),
+                         display=display, params={"tag": new_tag()})
+        target = SipUri(user=call.callee or None, host=gateway.host, port=gateway.port)
+        to = NameAddr(uri=SipUri(user=call.callee or None, host=gateway.host))
+        media = self.media.allocate() if plan.relay else None
+        offer = vendor_offer(call.offer, a.body, plan, gateway.settings,
+                             media.local_b if media is not None else None)
+        max_forwards = max(0, (a.max_forwards if a.max_forwards is not None else 70) - 1)
+        invite = Request.build("INVITE", target, via=self._via(transport), from_=from_, to=to,
+                               cseq=1, contact=self._contact(transport),
+                               max_forwards=max_forwards,
+                               headers=self._vendor_headers(call, gateway, host),
+                               body=offer.body, content_type=SDP if offer.body else None)
+        attempt = Attempt(gateway=gateway, invite=invite, plan=plan, offer=offer.sdp,
+                          media=media)
+        call.attempt = attempt
+        call.record.routing_gateway = gateway.name
+        self.event(call, f"INVITE to {gateway.name} {gateway.host}:{gateway.port}"
+                   + (f" (media relay: {plan.reason})" if plan.relay else ""))
+        attempt.txn = core.send_request(invite, attempt.destination, transport,
+                                        lambda event: self.on_vendor_event(call, attempt, event))
+        timeout = call.params["SS_SIP_TIMEOUT_INVITE"]
+        self._timer(attempt, timeout, lambda: self.on_invite_timeout(call, attempt))
+
+    # ---------------------------------------------------------------- vendor leg events
+    def on_vendor_event(self, call: Call, attempt: Attempt, event: Any) -> None:
+        if isinstance(event, DeliverResponse):
+            self.on_vendor_response(call, attempt, event.response)
+        elif isinstance(event, (TimedOut, TransportFailed)):
+            if attempt.done or attempt is not call.attempt or call.state is not CallState.ROUTING:
+                return
+            what = "timeout" if isinstance(event, TimedOut) else "transport failure"
+            self.attempt_failed(call, attempt, what, invite_timeout=isinstance(event, TimedOut))
+
+    def on_vendor_response(self, call: Call, attempt: Attempt, response: Response) -> None:
+        status = response.status
+        stale = attempt.done or attempt is not call.attempt or call.state is CallState.ENDED
+        if status >= 200 and status < 300:
+            if call.state is CallState.CONFIRMED and attempt is call.attempt:
+                if call.b_ack is not None:  # §13.2.2.4: re-ACK a retransmitted 2xx
+                    self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
+                return
+            if stale:
+                self._ack_and_bye(attempt, response)
+                return
+            self.on_vendor_answer(call, attempt, response)
+            return
+        if stale:
+            if status < 200:
+                self._send_cancel(attempt)  # a late provisional on an abandoned attempt
+            return
+        if status < 200:
+            first = attempt.state is AttemptState.CALLING
+            if first:
+                attempt.goto(AttemptState.PROCEEDING)
+            self._on_provisional(call, attempt, response, first)
+            return
+        # final failure
+        if status == 422 and self._retry_422(call, attempt, response):
+            return
+        attempt.goto(AttemptState.FAILED)
+        self._stop_timer(attempt)
+        call.record.gateways_tried.append(f"{attempt.gateway.name}:{status}")
+        self._close_media(attempt)
+        if is_failover(status):
+            call.last_failure = f"{attempt.gateway.name} {status} {response.reason}"
+            self.event(call, f"{attempt.gateway.name} answered {status}: next gateway")
+            self.next_gateway(call)
+            return
+        warning = response.headers.get("Warning")
+        response_out = self._a_response(call, status, response.reason)
+        if warning:
+            response_out.headers.add("Warning", warning)
+        if 300 <= status < 400:  # §21.3: a redirect is useless without its Contacts
+            for contact in response.headers.get_all("Contact"):
+                response_out.headers.add("Contact", contact)
+        for name in ("Retry-After", "Reason"):
+            value = response.headers.get(name)
+            if value:
+                response_out.headers.add(name, value)
+        self.finish(call, response_out, f"{status} {response.reason} from "
+                    f"{attempt.gateway.name}")
+
+    def _on_provisional(self, call: Call, attempt: Attempt, response: Response,
+                        first: bool) -> None:
+        """Call-progress timers (SS_SIP_TIMEOUT_*) and the provisional relayed to the caller
+        (with the relay's SDP when the vendor sent early media)."""
+        status = response.status
+        params = call.params
+        if status == 100:
+            if first:
+                self._timer(attempt, params["SS_SIP_TIMEOUT_TRYING"],
+                            lambda: self.on_progress_timeout(call, attempt, "trying"))
+            return
+        if status == 180:
+            delay, what = params["SS_SIP_TIMEOUT_RINGING"], "ringing"
+        elif response.body:
+            delay, what = params["SS_SIP_TIMEOUT_SESSION_PROGRESS_SDP"], "session progress"
+        else:
+            delay, what = params["SS_SIP_TIMEOUT_SESSION_PROGRESS"], "session progress"
+        self._timer(attempt, delay, lambda: self.on_progress_timeout(call, attempt, what))
+        body = b""
+        if response.body:
+            try:
+                body = self._answer_body(call, attempt, response.body)
+            except (SdpError, MediaRefused) as exc:
+                self.event(call, f"early media SDP from {attempt.gateway.name} ignored: {exc}")
+                body = b""
+        call.a_txn.respond(self._a_response(call, status, response.reason, body=body))
+
+    def _retry_422(self, call: Call, attempt: Attempt, response: Response) -> bool:
+        """RFC 4028 §6: 422 Session Interval Too Small with a Min-SE above what we asked →
+        the same INVITE again on the same gateway (same Call-ID and tags, new CSeq and Via
+        branch) with Session-Expires and Min-SE raised to the Min-SE; once per attempt."""
+        min_se = session_expires(response.headers.get("Min-SE"))
+        asked = session_expires(attempt.invite.headers.get("Session-Expires"))
+        if attempt.retried_422 or min_se is None or (asked is not None
+                                                     and min_se[0] <= asked[0]):
+            return False
+        attempt.retried_422 = True
+        self._stop_timer(attempt)
+        call.record.gateways_tried.append(f"{attempt.gateway.name}:422")
+        old = attempt.invite
+        invite = copy.deepcopy(old)
+        invite.headers.set("Via", self.core.new_via(attempt.transport))
+        invite.headers.set("CSeq", str(CSeq(old.cseq.number + 1, "INVITE")))
+        invite.headers.set("Session-Expires", str(min_se[0]))
+        invite.headers.set("Min-SE", str(min_se[0]))
+        attempt.invite = invite
+        attempt.goto(AttemptState.CALLING)
+        self.event(call, f"{attempt.gateway.name} answered 422 (Min-SE {min_se[0]}): INVITE "
+                   "again with Session-Expires raised (RFC 4028 §6)")
+        attempt.txn = self.core.send_request(
+            invite, attempt.destination, attempt.transport,
+            lambda event: self.on_vendor_event(call, attempt, event))
+        self._timer(attempt, call.params["SS_SIP_TIMEOUT_INVITE"],
+                    lambda: self.on_invite_timeout(call, attempt))
+        return True
+
+    def attempt_failed(self, call: Call, attempt: Attempt, what: str, *,
+                       invite_timeout: bool) -> None:
+        attempt.goto(AttemptState.FAILED)
+        self._after_failure(call, attempt, what, invite_timeout=invite_timeout)
+
+    def _after_failure(self, call: Call, attempt: Attempt, what: str, *,
+                       invite_timeout: bool) -> None:
+        self._stop_timer(attempt)
+        self._close_media(attempt)
+        call.record.gateways_tried.append(f"{attempt.gateway.name}:{what}")
+        call.last_failure = f"{attempt.gateway.name} {what}"
+        if invite_timeout and call.params["SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT"]:
+            self.event(call, f"INVITE timeout on {attempt.gateway.name}; no failover "
+                       "(SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT=On)")
+            self.fail(call, 408, "Request Timeout", f"INVITE timeout on {attempt.gateway.name}")
+            return
+        self.event(call, f"{attempt.gateway.name}: {what}; next gateway")
+        self.next_gateway(call)
+
+    def on_invite_timeout(self, call: Call, attempt: Attempt) -> None:
+        attempt.timer = None
+        if attempt.state is not AttemptState.CALLING or call.state is not CallState.ROUTING:
+            return
+        # FAILED first: the transport error below reports back synchronously and is ignored.
+        attempt.goto(AttemptState.FAILED)
+        if attempt.txn is not None and not attempt.txn.terminated:
+            # Nothing came back at all: stop retransmitting (no CANCEL before a provisional,
+            # §9.1); the transaction ends as if the transport had failed.
+            self.core.transactions.transport_error(attempt.txn, "SS_SIP_TIMEOUT_INVITE")
+        self._after_failure(call, attempt, "timeout", invite_timeout=True)
+
+    def on_progress_timeout(self, call: Call, attempt: Attempt, what: str) -> None:
+        attempt.timer = None
+        if attempt.done or call.state is not CallState.ROUTING:
+            return
+        self._abandon(attempt)
+        self._close_media(attempt)
+        call.record.gateways_tried.append(f"{attempt.gateway.name}:{what} timeout")
+        self.fail(call, 408, f"Request Timeout ({what} timeout)", f"{what} timeout")
+
+    def _abandon(self, attempt: Attempt) -> None:
+        """The switch gives the attempt up: CANCEL now when a provisional came, else at the
+        first one (§9.1: no CANCEL before a provisional)."""
+        proceeding = attempt.state is AttemptState.PROCEEDING
+        attempt.goto(AttemptState.CANCELLING)
+        if proceeding:
+            self._send_cancel(attempt)
+
+    def _send_cancel(self, attempt: Attempt) -> None:
+        if attempt.cancel_sent:
+            return
+        attempt.cancel_sent = True
+        invite = attempt.invite
+        cancel = Request.build("CANCEL", invite.uri, via=invite.top_via, from_=invite.from_,
+                               to=invite.to, call_id=invite.call_id,
+                               cseq=CSeq(invite.cseq.number, "CANCEL"),
+                               max_forwards=70)
+        try:
+            self.core.send_request(cancel, attempt.destination, attempt.transport)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("CANCEL to %s failed: %s", attempt.gateway.name, exc)
+
+    def _ack_and_bye(self, attempt: Attempt, response: Response) -> None:
+        """A 2xx for an attempt we no longer want: ACK it and hang up (§15)."""
+        try:
+            dialog = Dialog.from_uac(attempt.invite, response)
+            ack = dialog.ack_for_2xx(attempt.invite, via=self._via(attempt.transport))
+            self.core.send_stateless(ack, attempt.destination, attempt.transport)
+            bye = dialog.create_request("BYE", via=self._via(attempt.transport))
+            self.core.send_request(bye, attempt.destination, attempt.transport)
+        except (DialogError, OSError) as exc:
+            log.warning("could not hang up a late answer from %s: %s", attempt.gateway.name,
+                        exc)
+
+    # ---------------------------------------------------------------- answer
+    def _answer_body(self, call: Call, attempt: Attempt, vendor_sdp: bytes) -> bytes:
+        """The SDP for the caller from the vendor's answer (starts the relay when used)."""
+        plan = attempt.plan
+        if not plan.relay:
+            call.record.media_mode = "direct"
+            if attempt.b_answer is None and call.offer is not None and attempt.offer is not None:
+                try:
+                    attempt.b_answer = read_answer(vendor_sdp, attempt.offer)
+                    name = attempt.b_answer.codec.encoding
+                    call.record.caller_codec = call.record.callee_codec = name
+                    if attempt.b_answer.telephone_event_pt is not None:
+                        call.record.dtmf_method = "RFC2833 (end to end)"
+                except SdpError:
+                    pass
+            return vendor_sdp
+        if attempt.a_answer is not None:  # the relay already runs (early media)
+            return bytes(attempt.a_answer.sdp)
+        assert attempt.media is not None and attempt.offer is not None
+        assert call.offer is not None
+        media = answer_media(plan, call.offer, attempt.offer, vendor_sdp,
+                             mapping=call.caller.gateway.settings,
+                             routing=attempt.gateway.settings, relay_a=attempt.media.local_a,
+                             caller_host=call.a_source[0], vendor_host=attempt.gateway.host)
+        mode = attempt.media.start(media.a_spec, media.b_spec, dtmf=media.dtmf,
+                                   on_info_send=lambda side, info: self._send_info(
+                                       call, side, info))
+        attempt.a_answer, attempt.b_answer = media.a_answer, media.b_answer
+        call.record.media_mode = mode
+        call.record.caller_codec = media.a_spec.codec
+        call.record.callee_codec = media.b_spec.codec
+        if media.a_spec.dtmf_payload_type is not None and (
+                media.b_spec.dtmf_payload_type is not None):
+            call.record.dtmf_method = "RFC2833 (relayed)"
+        self.event(call, f"media relay {mode}: caller {media.a_spec.codec} "
+                   f"{attempt.media.local_a[1]} <-> vendor {media.b_spec.codec} "
+                   f"{attempt.media.local_b[1]}")
+        return bytes(media.a_answer.sdp)
+
+    def on_vendor_answer(self, call: Call, attempt: Attempt, response: Response) -> None:
+        attempt.goto(AttemptState.ANSWERED)
+        self._stop_timer(attempt)
+        call.record.gateways_tried.append(f"{attempt.gateway.name}:{response.status}")
+        try:
+            dialog = Dialog.from_uac(attempt.invite, response)
+        except DialogError as exc:
+            self._ack_and_bye(attempt, response)
+            self.fail(call, 502, "Bad Gateway", f"unusable 2xx from {attempt.gateway.name}: "
+                      f"{exc}")
+            return
+        body = b""
+        late_offer = call.offer is None
+        if response.body:
+            try:
+                body = self._answer_body(call, attempt, response.body)
+            except (SdpError, MediaRefused) as exc:
+                self._ack_and_bye(attempt, response)
+                self._close_media(attempt)
+                reason = getattr(exc, "reason", None) or str(exc)
+                self.fail(call, 488, "Not Acceptable Here", f"488 {reason}", warning=reason)
+                return
+        call.b_dialog = dialog
+        self.dialogs[(dialog.call_id, dialog.local_tag)] = (call, "b")
+        call.b_ack = dialog.ack_for_2xx(attempt.invite, via=self._via(attempt.transport))
+        if late_offer:
+            call.ack_pending = True  # the caller's ACK carries the answer for the vendor
+        else:
+            self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
+        final = self._a_response(call, 200, response.reason, body=body)
+        a_timer = caller_session_timer(call.a_invite, call.params)
+        if a_timer is not None and not a_timer.liveness:
+            final.headers.add("Session-Expires", a_timer.header())
+            final.headers.add("Require", "timer")
+        call.sdp_sent["a"] = body
+        call.sdp_sent["b"] = attempt.invite.body
+        call.a_dialog = Dialog.from_uas(call.a_invite, final)
+        self.dialogs[(call.call_id, call.a_tag)] = (call, "a")
+        call.goto(CallState.CONFIRMED)
+        call.record.answer_time = self.core.clock.wall()
+        call.record.status = 200
+        call.a_final = final
+        call.a_txn.respond(final)
+        self.event(call, f"answered by {attempt.gateway.name}")
+        self._schedule_2xx_retransmit(call, self.core.transactions.timers.t1)
+        self._start_session_timers(call, {"a": a_timer,
+                                          "b": vendor_session_timer(response, call.params)})
+
+    def _schedule_2xx_retransmit(self, call: Call, interval: float,
+                                 elapsed: float = 0.0) -> None:
+        """§13.3.1.4: resend the 2xx at T1, 2*T1 ... capped at T2 until the ACK comes; no
+        ACK within 64*T1 → BYE both legs."""
+        timers = self.core.transactions.timers
+        if call.a_acked or call.state is not CallState.CONFIRMED or call.a_transport != "UDP":
+            return
+
+        def again() -> None:
+            if call.a_acked or call.state is not CallState.CONFIRMED or call.a_final is None:
+                return
+            if elapsed + interval >= 64 * timers.t1:
+                self.event(call, "no ACK for the 200 OK (§13.3.1.4): hanging up")
+                self.hangup(call, None, "no ACK from caller")
+                return
+            try:
+                call.a_txn.respond(call.a_final)
+            except Exception:  # noqa: BLE001 - transaction already gone
+                return
+            self._schedule_2xx_retransmit(call, min(interval * 2, timers.t2),
+                                          elapsed + interval)
+
+        call.a_retransmit = self.core.clock.call_later(interval, again)
+
+    def on_caller_cancel(self, call: Call) -> None:
+        if call.state is not CallState.ROUTING:
+            return
+        attempt = call.attempt
+        if attempt is not None and not attempt.done:
+            self._stop_timer(attempt)
+            call.record.gateways_tried.append(f"{attempt.gateway.name}:cancelled")
+            self._abandon(attempt)
+            self._close_media(attempt)
+        self.fail(call, 487, "Request Terminated", "cancelled by caller")
+
+    # ---------------------------------------------------------------- endings
+    def fail(self, call: Call, status: int, reason: str, end_reason: str, *,
+             warning: str | None = None) -> None:
+        """End an unanswered call with a final status to the caller."""
+        if call.state is not CallState.ROUTING:
+            return
+        call.goto(CallState.ENDED)
+        if not call.a_txn.final_sent:
+            try:
+                call.a_txn.respond(self._a_response(call, status, reason, warning=warning))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("final response to the caller failed: %s", exc)
+        call.record.status = status
+        call.record.end_reason = end_reason
+        self.event(call, f"failed: {status} {reason} ({end_reason})")
+        self._end(call)
+
+    def finish(self, call: Call, response: Response, end_reason: str) -> None:
+        if call.state is not CallState.ROUTING:
+            return
+        call.goto(CallState.ENDED)
+        call.a_txn.respond(response)
+        call.record.status = response.status
+        call.record.end_reason = end_reason
+        self.event(call, f"failed: {end_reason}")
+        self._end(call)
+
+    def _close_media(self, attempt: Attempt) -> None:
+        if attempt.media is not None:
+            try:
+                attempt.media.close()
+            except Exception:
+                log.exception("closing a media relay failed")
+
+    def _end(self, call: Call) -> None:
+        for timer in call.session_timers.values():
+            timer.cancel()
+        if call.a_retransmit is not None:
+            call.a_retransmit.cancel()
+            call.a_retransmit = None
+        attempt = call.attempt
+        if attempt is not None:
+            self._stop_timer(attempt)
+            if attempt.media is not None and attempt.media_started:
+                methods = attempt.media.dtmf_methods()
+                if methods:
+                    call.record.dtmf_method = ", ".join(methods)
+            self._close_media(attempt)
+        call.record.end_time = self.core.clock.wall()
+        for key in [k for k, v in self.dialogs.items() if v[0] is call]:
+            del self.dialogs[key]
+        self.calls.pop(call.call_id, None)
+        try:
+            self.cdr.write(call.record)
+        except Exception:
+            log.exception("writing the CDR failed")
+
+    def on_stop(self) -> Callable[[], bool]:
+        """Graceful stop: hang up answered calls (the runtime waits, bounded, for the BYEs'
+        answers), fail the others with 503."""
+        for call in list(self.calls.values()):
+            if call.state is CallState.CONFIRMED:
+                self.hangup(call, None, "switch stopped")
+            elif call.state is CallState.ROUTING:
+                if call.attempt is not None and not call.attempt.done:
+                    self._abandon(call.attempt)
+                self.fail(call, 503, "Service Unavailable", "switch stopped")
+        return lambda: not self._byes_pending
+
+
+__all__ = ["FAILOVER_STATUSES", "B2bua", "is_failover"]

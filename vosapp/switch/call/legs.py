@@ -1,0 +1,109 @@
+"""One call and its attempts: the data the handler keeps per call, with each state machine's
+moves checked against its table (:mod:`vosapp.switch.call.state`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vosapp.switch.call.state import (
+    ATTEMPT_DONE,
+    ATTEMPT_TRANSITIONS,
+    CALL_TRANSITIONS,
+    AttemptState,
+    CallState,
+    check_transition,
+)
+
+if TYPE_CHECKING:
+    from vosapp.config import RoutingGateway
+    from vosapp.params import Params
+    from vosapp.sip import Request, Response
+    from vosapp.sip.dialog import Dialog
+    from vosapp.sip.sdp import Answer, SessionDescription
+    from vosapp.sip.transaction import ClientTransaction, ServerTransaction
+    from vosapp.switch.call.media import Address, MediaSession
+    from vosapp.switch.call.negotiation import MediaPlan
+    from vosapp.switch.call.session_timer import LegTimer
+    from vosapp.switch.cdr import CdrRecord
+    from vosapp.switch.routing import Caller
+
+
+@dataclass
+class Attempt:
+    """One INVITE to one routing gateway (a failover makes a new attempt)."""
+
+    gateway: RoutingGateway
+    invite: Request
+    plan: MediaPlan
+    offer: SessionDescription | None  # the SDP we sent the vendor
+    txn: ClientTransaction | None = None
+    timer: Any = None  # the call-progress timer (SS_SIP_TIMEOUT_*)
+    state: AttemptState = AttemptState.CALLING
+    cancel_sent: bool = False  # a CANCEL went out (once per attempt)
+    retried_422: bool = False  # RFC 4028 §6: one retry with Session-Expires = Min-SE
+    media: MediaSession | None = None
+    b_answer: Answer | None = None
+    a_answer: Answer | None = None  # the relay's answer to the caller, once the relay runs
+
+    def goto(self, new: AttemptState) -> None:
+        self.state = check_transition(ATTEMPT_TRANSITIONS, "attempt", self.state, new)
+
+    @property
+    def done(self) -> bool:
+        """Its responses no longer drive the call."""
+        return self.state in ATTEMPT_DONE
+
+    @property
+    def media_started(self) -> bool:
+        return self.a_answer is not None
+
+    @property
+    def destination(self) -> Address:
+        return (self.gateway.host, self.gateway.port)
+
+    @property
+    def transport(self) -> str:
+        return self.gateway.transport.upper()
+
+
+@dataclass
+class Call:
+    """A caller's INVITE (leg "a") and the attempt that currently carries it (leg "b")."""
+
+    a_invite: Request
+    a_txn: ServerTransaction
+    a_tag: str
+    a_source: Address
+    a_transport: str
+    caller: Caller
+    callee: str
+    record: CdrRecord
+    offer: SessionDescription | None
+    params: Params  # read when the call starts (SPEC §1: new sessions only)
+    gateways: list[RoutingGateway] = field(default_factory=list)
+    index: int = 0
+    attempt: Attempt | None = None
+    state: CallState = CallState.ROUTING
+    a_dialog: Dialog | None = None
+    b_dialog: Dialog | None = None
+    b_ack: Request | None = None
+    ack_pending: bool = False  # late offer: the vendor's ACK waits for the caller's
+    a_final: Response | None = None
+    a_retransmit: Any = None
+    a_acked: bool = False
+    last_failure: str = ""
+    media_refused: str = ""
+    #: RFC 4028 per leg ("a"/"b"); the SDP last sent on each leg (for refresh re-INVITEs)
+    session_timers: dict[str, LegTimer] = field(default_factory=dict)
+    sdp_sent: dict[str, bytes] = field(default_factory=dict)
+
+    def goto(self, new: CallState) -> None:
+        self.state = check_transition(CALL_TRANSITIONS, "call", self.state, new)
+
+    @property
+    def call_id(self) -> str:
+        return self.a_invite.call_id
+
+
+__all__ = ["Attempt", "Call"]

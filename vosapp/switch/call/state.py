@@ -1,0 +1,65 @@
+"""Call and attempt states: one transition table per machine, checked on every move.
+
+The model is :mod:`vosapp.sip.transaction` (``TRANSITIONS`` and ``_goto``): a move that is not
+in the table raises :class:`IllegalTransition`, so a handler that would, say, answer an ended
+call fails loudly in the tests instead of corrupting the call.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar
+
+S = TypeVar("S", bound=Enum)
+
+
+class IllegalTransition(RuntimeError):
+    """A state machine was asked for a move its table does not list."""
+
+
+class CallState(Enum):
+    ROUTING = "routing"  # caller's INVITE taken, trying routing gateways one by one
+    CONFIRMED = "confirmed"  # a vendor answered and the caller got its 2xx
+    ENDED = "ended"  # final answer sent or BYE done; the CDR is written
+
+
+CALL_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
+    CallState.ROUTING: frozenset({CallState.CONFIRMED, CallState.ENDED}),
+    CallState.CONFIRMED: frozenset({CallState.ENDED}),
+    CallState.ENDED: frozenset(),
+}
+
+
+class AttemptState(Enum):
+    CALLING = "calling"  # INVITE sent to a routing gateway, nothing back yet
+    PROCEEDING = "proceeding"  # a provisional came (a CANCEL may now be sent, §9.1)
+    ANSWERED = "answered"  # the vendor's 2xx was taken for the call
+    FAILED = "failed"  # final non-2xx, transaction timeout, transport failure
+    CANCELLING = "cancelling"  # abandoned by the switch: CANCEL sent, or due at the first 1xx
+
+
+ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
+    # CALLING -> CALLING: the RFC 4028 §6 retry after a 422 starts the INVITE over
+    AttemptState.CALLING: frozenset({AttemptState.CALLING, AttemptState.PROCEEDING,
+                                     AttemptState.ANSWERED, AttemptState.FAILED,
+                                     AttemptState.CANCELLING}),
+    AttemptState.PROCEEDING: frozenset({AttemptState.CALLING, AttemptState.ANSWERED,
+                                        AttemptState.FAILED, AttemptState.CANCELLING}),
+    AttemptState.ANSWERED: frozenset(),
+    AttemptState.FAILED: frozenset(),
+    AttemptState.CANCELLING: frozenset(),
+}
+
+#: Attempt states after which its responses no longer drive the call.
+ATTEMPT_DONE = frozenset({AttemptState.ANSWERED, AttemptState.FAILED, AttemptState.CANCELLING})
+
+
+def check_transition(table: dict[S, frozenset[S]], what: str, old: S, new: S) -> S:
+    """``new`` when ``table`` allows ``old -> new``; raises :class:`IllegalTransition`."""
+    if new not in table[old]:
+        raise IllegalTransition(f"{what}: no transition {old.value} -> {new.value}")
+    return new
+
+
+__all__ = ["ATTEMPT_DONE", "ATTEMPT_TRANSITIONS", "CALL_TRANSITIONS", "AttemptState",
+           "CallState", "IllegalTransition", "check_transition"]
