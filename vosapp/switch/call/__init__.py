@@ -67,7 +67,7 @@ retransmission for relayed re-INVITEs.
 """
 
 from vosapp.switch.call.handler import FAILOVER_STATUSES, B2bua, is_failover
-from vosapp.switch.call.legs import Attempt, Call
+from vosapp.switch.call.legs import Attempt, Call, Leg
 from vosapp.switch.call.media import LegSpec, MediaBackend, MediaBackendFactory, MediaSession
 from vosapp.switch.call.negotiation import (
     MEDIA_CODEC,
@@ -87,7 +87,7 @@ from vosapp.switch.call.session_timer import LegTimer, session_expires
 from vosapp.switch.call.state import AttemptState, CallState, IllegalTransition
 
 __all__ = ["FAILOVER_STATUSES", "MEDIA_CODEC", "SPECIFIED", "Attempt", "AttemptState", "B2bua",
-           "Call", "CallState", "IllegalTransition", "LegSpec", "LegTimer", "MediaAnswer",
+           "Call", "CallState", "IllegalTransition", "Leg", "LegSpec", "LegTimer", "MediaAnswer",
            "MediaBackend", "MediaBackendFactory", "MediaPlan", "MediaRefused", "MediaSession",
            "VendorOffer", "answer_media", "g729_codecs", "g729_rewrite_offer", "is_failover",
            "plan_media", "restrict_offer", "session_expires", "vendor_offer"]

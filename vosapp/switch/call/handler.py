@@ -528,7 +528,7 @@ class B2bua(SessionTimers, InDialog):
                 reason = getattr(exc, "reason", None) or str(exc)
                 self.fail(call, 488, "Not Acceptable Here", f"488 {reason}", warning=reason)
                 return
-        call.b_dialog = dialog
+        call.legs["b"].dialog = dialog
         self.dialogs[(dialog.call_id, dialog.local_tag)] = (call, "b")
         call.b_ack = dialog.ack_for_2xx(attempt.invite, via=self._via(attempt.transport))
         if late_offer:
@@ -540,9 +540,9 @@ class B2bua(SessionTimers, InDialog):
         if a_timer is not None and not a_timer.liveness:
             final.headers.add("Session-Expires", a_timer.header())
             final.headers.add("Require", "timer")
-        call.sdp_sent["a"] = body
-        call.sdp_sent["b"] = attempt.invite.body
-        call.a_dialog = Dialog.from_uas(call.a_invite, final)
+        call.legs["a"].sdp_sent = body
+        call.legs["b"].sdp_sent = attempt.invite.body
+        call.legs["a"].dialog = Dialog.from_uas(call.a_invite, final)
         self.dialogs[(call.call_id, call.a_tag)] = (call, "a")
         call.goto(CallState.CONFIRMED)
         call.record.answer_time = self.core.clock.wall()
@@ -624,8 +624,9 @@ class B2bua(SessionTimers, InDialog):
                 log.exception("closing a media relay failed")
 
     def _end(self, call: Call) -> None:
-        for timer in call.session_timers.values():
-            timer.cancel()
+        for leg in call.legs.values():
+            if leg.session_timer is not None:
+                leg.session_timer.cancel()
         if call.a_retransmit is not None:
             call.a_retransmit.cancel()
             call.a_retransmit = None

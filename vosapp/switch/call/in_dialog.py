@@ -58,7 +58,7 @@ class InDialog:
         if call.ack_pending and call.b_ack is not None and call.attempt is not None:
             call.ack_pending = False
             if ack.body:
-                call.sdp_sent["b"] = ack.body
+                call.legs["b"].sdp_sent = ack.body
                 call.b_ack.body = ack.body
                 call.b_ack.headers.set("Content-Type", ack.headers.get("Content-Type") or SDP)
             self.core.send_stateless(call.b_ack, call.attempt.destination,
@@ -72,9 +72,9 @@ class InDialog:
 
     def _leg(self, call: Call, side: str) -> tuple[Dialog | None, Address, str]:
         if side == "a":
-            return call.a_dialog, call.a_source, call.a_transport
+            return call.legs["a"].dialog, call.a_source, call.a_transport
         assert call.attempt is not None
-        return call.b_dialog, call.attempt.destination, call.attempt.transport
+        return call.legs["b"].dialog, call.attempt.destination, call.attempt.transport
 
     def on_bye(self, request: Request, txn: ServerTransaction) -> None:
         found = self._lookup(request)
@@ -168,7 +168,7 @@ class InDialog:
                     reply.body = response.body
                 if request.method == "INVITE" and response.status < 300:
                     if response.body:
-                        call.sdp_sent[side] = response.body
+                        call.legs[side].sdp_sent = response.body
                     other_dialog.update_from_response(response)
                     ack = other_dialog.ack_for_2xx(out, via=self._via(transport))
                     self.core.send_stateless(ack, destination, transport)
@@ -178,7 +178,7 @@ class InDialog:
                 txn.respond(self.core.make_response(request, 408))
 
         if request.method == "INVITE" and request.body:
-            call.sdp_sent[other] = request.body
+            call.legs[other].sdp_sent = request.body
         self.core.send_request(out, destination, transport, relay_response)
 
     def _local_reinvite(self, call: Call, side: str, request: Request,
@@ -212,8 +212,8 @@ class InDialog:
         if body:
             reply.headers.add("Content-Type", SDP)
             reply.body = body
-            call.sdp_sent[side] = body
-        timer = call.session_timers.get(side)
+            call.legs[side].sdp_sent = body
+        timer = call.legs[side].session_timer
         if timer is not None and not timer.liveness and request.headers.get("Session-Expires"):
             reply.headers.add("Session-Expires", timer.header())
             reply.headers.add("Require", "timer")

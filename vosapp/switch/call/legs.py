@@ -4,7 +4,7 @@ moves checked against its table (:mod:`vosapp.switch.call.state`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vosapp.switch.call.state import (
     ATTEMPT_DONE,
@@ -16,6 +16,7 @@ from vosapp.switch.call.state import (
 )
 
 if TYPE_CHECKING:
+    from vosapp.clock import TimerHandle
     from vosapp.config import RoutingGateway
     from vosapp.params import Params
     from vosapp.sip import Request, Response
@@ -38,7 +39,7 @@ class Attempt:
     plan: MediaPlan
     offer: SessionDescription | None  # the SDP we sent the vendor
     txn: ClientTransaction | None = None
-    timer: Any = None  # the call-progress timer (SS_SIP_TIMEOUT_*)
+    timer: TimerHandle | None = None  # the call-progress timer (SS_SIP_TIMEOUT_*)
     state: AttemptState = AttemptState.CALLING
     cancel_sent: bool = False  # a CANCEL went out (once per attempt)
     retried_422: bool = False  # RFC 4028 §6: one retry with Session-Expires = Min-SE
@@ -68,6 +69,21 @@ class Attempt:
 
 
 @dataclass
+class Leg:
+    """One side of a call: "a" (the caller) or "b" (the vendor). What the switch keeps per
+    leg once the call is answered; per-leg protocol state goes here."""
+
+    side: str
+    dialog: Dialog | None = None
+    sdp_sent: bytes = b""  # the SDP last sent on this leg (refresh re-INVITEs resend it)
+    session_timer: LegTimer | None = None  # RFC 4028
+
+
+def _legs() -> dict[str, Leg]:
+    return {"a": Leg("a"), "b": Leg("b")}
+
+
+@dataclass
 class Call:
     """A caller's INVITE (leg "a") and the attempt that currently carries it (leg "b")."""
 
@@ -85,18 +101,14 @@ class Call:
     index: int = 0
     attempt: Attempt | None = None
     state: CallState = CallState.ROUTING
-    a_dialog: Dialog | None = None
-    b_dialog: Dialog | None = None
     b_ack: Request | None = None
     ack_pending: bool = False  # late offer: the vendor's ACK waits for the caller's
     a_final: Response | None = None
-    a_retransmit: Any = None
+    a_retransmit: TimerHandle | None = None  # the 2xx to the caller, until its ACK
     a_acked: bool = False
     last_failure: str = ""
     media_refused: str = ""
-    #: RFC 4028 per leg ("a"/"b"); the SDP last sent on each leg (for refresh re-INVITEs)
-    session_timers: dict[str, LegTimer] = field(default_factory=dict)
-    sdp_sent: dict[str, bytes] = field(default_factory=dict)
+    legs: dict[str, Leg] = field(default_factory=_legs)
 
     def goto(self, new: CallState) -> None:
         self.state = check_transition(CALL_TRANSITIONS, "call", self.state, new)
@@ -106,4 +118,4 @@ class Call:
         return self.a_invite.call_id
 
 
-__all__ = ["Attempt", "Call"]
+__all__ = ["Attempt", "Call", "Leg"]

@@ -26,6 +26,7 @@ from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
 from vosapp.switch.call.state import CallState
 
 if TYPE_CHECKING:
+    from vosapp.clock import TimerHandle
     from vosapp.params import Params
     from vosapp.sip import NameAddr, Request, Response
     from vosapp.sip.dialog import Dialog
@@ -45,8 +46,8 @@ class LegTimer:
     interval: float  # Session-Expires (or the liveness interval)
     we_refresh: bool
     liveness: bool = False  # SS_SIP_NO_TIMER_REINVITE_INTERVAL: no Session-Expires sent
-    refresh_handle: Any = None
-    expiry_handle: Any = None
+    refresh_handle: TimerHandle | None = None
+    expiry_handle: TimerHandle | None = None
     last_ok: float = 0.0
     refreshes: int = 0
 
@@ -124,7 +125,7 @@ class SessionTimers:
     def _start_session_timers(self, call: Call, timers: dict[str, LegTimer | None]) -> None:
         for side, timer in timers.items():
             if timer is not None:
-                call.session_timers[side] = timer
+                call.legs[side].session_timer = timer
                 timer.last_ok = self.core.clock.now()
                 self._arm_session_timer(call, side, timer)
 
@@ -148,7 +149,7 @@ class SessionTimers:
                 lambda: self._session_expired(call, side))
 
     def _peer_refreshed(self, call: Call, side: str) -> None:
-        timer = call.session_timers.get(side)
+        timer = call.legs[side].session_timer
         if timer is not None and not timer.we_refresh:
             timer.last_ok = self.core.clock.now()
             self._arm_session_timer(call, side, timer)
@@ -167,7 +168,7 @@ class SessionTimers:
         dialog, destination, transport = self._leg(call, side)
         if dialog is None:
             return
-        body = call.sdp_sent.get(side, b"")
+        body = call.legs[side].sdp_sent
         headers: list[tuple[str, str]] = []
         if not timer.liveness:
             headers = [("Session-Expires", f"{int(timer.interval)};refresher=uac"),
