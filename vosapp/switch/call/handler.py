@@ -10,7 +10,17 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vosapp.sip import CSeq, NameAddr, Request, Response, SipUri, make_response, new_tag, parse_vias
+from vosapp.sip import (
+    CSeq,
+    NameAddr,
+    Request,
+    Response,
+    SipUri,
+    Via,
+    make_response,
+    new_tag,
+    parse_vias,
+)
 from vosapp.sip.dialog import Dialog, DialogError
 from vosapp.sip.sdp import SdpError, SessionDescription, read_answer
 from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
@@ -101,7 +111,7 @@ class B2bua(SessionTimers, InDialog):
         log.info("call %s (%s): %s", call.call_id, call.callee, text)
 
     # ---------------------------------------------------------------- helpers
-    def _via(self, transport: str) -> Any:
+    def _via(self, transport: str) -> Via:
         return parse_vias(self.core.new_via(transport))[0]
 
     def _contact(self, transport: str) -> NameAddr:

@@ -16,7 +16,7 @@ from vosapp.switch.call.session_timer import SDP
 from vosapp.switch.call.state import CallState
 
 if TYPE_CHECKING:
-    from vosapp.sip import NameAddr, Request
+    from vosapp.sip import NameAddr, Request, Via
     from vosapp.sip.dialog import Dialog
     from vosapp.sip.transaction import ServerTransaction
     from vosapp.switch.call.legs import Call
@@ -34,7 +34,7 @@ class InDialog:
     _byes_pending: set[str]
 
     if TYPE_CHECKING:  # provided by the handler
-        def _via(self, transport: str) -> Any: ...
+        def _via(self, transport: str) -> Via: ...
         def _contact(self, transport: str) -> NameAddr: ...
         def _end(self, call: Call) -> None: ...
         def _peer_refreshed(self, call: Call, side: str) -> None: ...
