@@ -10,18 +10,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vosapp.sip import (
-    CSeq,
-    NameAddr,
-    Request,
-    Response,
-    SipUri,
-    Via,
-    make_response,
-    new_tag,
-    parse_vias,
-)
+from vosapp.sip import CSeq, NameAddr, Request, Response, SipUri, make_response, new_tag, parse_vias
 from vosapp.sip.dialog import Dialog, DialogError
+from vosapp.sip.headers import Via
 from vosapp.sip.sdp import SdpError, SessionDescription, read_answer
 from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
 from vosapp.switch.call.in_dialog import InDialog
