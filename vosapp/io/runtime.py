@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Self
 from vosapp.io.call_media import backend_for
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
+from vosapp.net import Address
 from vosapp.switch.core import SwitchCore
 from vosapp.trace import Trace
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 Feature = Callable[[SwitchCore], None]
 
 #: ``module:function`` installers run on every Switch built without explicit ``features``.

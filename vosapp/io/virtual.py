@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vosapp.clock import ManualClock
+from vosapp.net import Address
 from vosapp.switch.core import SwitchCore
 from vosapp.trace import Trace
 
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from vosapp.params import Params
     from vosapp.sip import Request, Response
     from vosapp.store import Store
-
-Address = tuple[str, int]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from vosapp.errors import VosappError
+from vosapp.net import Address
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -52,7 +53,6 @@ __all__ = [
     "format_address",
 ]
 
-Address = tuple[str, int]
 ArrowKind = Literal["request", "provisional", "success", "failure"]
 AddressFilter = str | Address | Collection[str | Address]
 
