@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from vosapp.store import Store
+from vosapp.store import Store, storable_text
 from vosapp.switch.auth import AuthEvent, Suspension, SuspensionScope
 
 AUTH_MIGRATIONS: tuple[str, ...] = (
@@ -69,21 +69,24 @@ class SqliteAuthJournal:
         with self.store.transaction() as db:
             db.execute("INSERT INTO auth_events (wall, source_host, source_port, user, method,"
                        " reason, call_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (event.wall, event.source_host, event.source_port, event.user,
-                        event.method, event.reason, event.call_id, event.detail))
+                       (event.wall, event.source_host, event.source_port,
+                        # What the request carried, stored even when it is not UTF-8.
+                        storable_text(event.user), storable_text(event.method), event.reason,
+                        storable_text(event.call_id), storable_text(event.detail)))
 
     def suspended(self, suspension: Suspension) -> None:
         with self.store.transaction() as db:
             db.execute("INSERT INTO auth_suspensions (user, source_host, scope, since_wall,"
                        " until_wall, failures) VALUES (?, ?, ?, ?, ?, ?)",
-                       (suspension.user, suspension.source_host, suspension.scope.value,
-                        suspension.since_wall, suspension.until_wall, suspension.failures))
+                       (storable_text(suspension.user), suspension.source_host,
+                        suspension.scope.value, suspension.since_wall, suspension.until_wall,
+                        suspension.failures))
 
     def lifted(self, suspension: Suspension) -> bool:
         rows = self.store.query(
             "SELECT 1 FROM auth_suspensions WHERE user = ? AND source_host = ? AND scope = ?"
             " AND since_wall = ? AND lifted_at IS NOT NULL LIMIT 1",
-            (suspension.user, suspension.source_host, suspension.scope.value,
+            (storable_text(suspension.user), suspension.source_host, suspension.scope.value,
              suspension.since_wall))
         return bool(rows)
 
