@@ -204,7 +204,7 @@ class LiveLadder:
     def _redraw(self) -> None:
         if self.widget is None:
             return
-        data, layout = figure_data(self.ladder, self.max_rows)
+        data, layout = figure_data(self.ladder, self.max_rows, titled=bool(self.title))
         with self.widget.batch_update():
             apply_data(self.widget, data, layout)
 

@@ -3,6 +3,7 @@ trace data and layout a live widget updates in place, and HTML/SVG/PNG export.""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,35 @@ _KIND_STYLE: dict[str, tuple[str, str]] = {  # trace name -> (colour, dash)
 }
 _TRACE_ORDER = ("lifelines", *_KIND_STYLE, "labels", "events")
 _ROW_PX = 30
+# Column names stay horizontal (plotly would rotate long ones up into the title): they wrap
+# at spaces instead, and the top margin grows by one line per wrapped line, below the title.
+_COLUMN_CHARS = 18
+_COLUMN_LINE_PX = 16
+_TITLE_PX = 44  # the title block at the top of the figure (17 px font + padding)
+_TOP_PAD_PX = 14
+# Event texts wrap too, and are written towards the side of their column with more room.
+_EVENT_CHARS = 48
+_X_PAD = 0.6  # x axis range beyond the first and last columns
 
 
-def figure_data(ladder: Ladder, max_rows: int | None) -> tuple[list[dict[str, Any]],
-                                                                 dict[str, Any]]:
+def wrap(text: str, width: int) -> str:
+    """``text`` broken at spaces into lines of about ``width`` characters (plotly ``<br>``)."""
+    return "<br>".join(textwrap.wrap(text, width, break_long_words=False,
+                                     break_on_hyphens=False)) or text
+
+
+def _extra_lines(texts: list[str]) -> int:
+    return max((text.count("<br>") for text in texts), default=0)
+
+
+def top_margin(column_labels: list[str], titled: bool) -> int:
+    """Pixels above the plot for the title (if any) and the tallest wrapped column name."""
+    lines = 1 + _extra_lines(column_labels)
+    return (_TITLE_PX if titled else 0) + _TOP_PAD_PX + _COLUMN_LINE_PX * lines
+
+
+def figure_data(ladder: Ladder, max_rows: int | None, *, titled: bool = False
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Trace data (in :data:`_TRACE_ORDER`) and layout updates for the last ``max_rows``."""
     rows = ladder.rows
     if max_rows is not None and len(rows) > max_rows:
@@ -35,6 +61,7 @@ def figure_data(ladder: Ladder, max_rows: int | None) -> tuple[list[dict[str, An
     n_rows = len(rows)
     bottom = first_row + max(n_rows, 1)
 
+    x_min, x_max = -_X_PAD, max(len(ladder.columns) - 1, 1) + _X_PAD
     lifelines: dict[str, list[Any]] = {"x": [], "y": []}
     for column in ladder.columns:
         lifelines["x"] += [column.index, column.index, None]
@@ -44,14 +71,19 @@ def figure_data(ladder: Ladder, max_rows: int | None) -> tuple[list[dict[str, An
         name: {"x": [], "y": [], "size": []} for name in _KIND_STYLE
     }
     labels: dict[str, list[Any]] = {"x": [], "y": [], "text": [], "hovertext": []}
-    events: dict[str, list[Any]] = {"x": [], "y": [], "text": [], "hovertext": []}
+    events: dict[str, list[Any]] = {"x": [], "y": [], "text": [], "hovertext": [],
+                                    "textposition": []}
     for offset, row in enumerate(rows):
         y = first_row + offset
         when = f"+{row.time - origin:.3f} s"
         if isinstance(row, Marker):
-            events["x"].append(row.column if row.column is not None else -0.4)
+            x = row.column if row.column is not None else -0.4
+            events["x"].append(x)
             events["y"].append(y)
-            events["text"].append(row.text)
+            events["text"].append(wrap(row.text, _EVENT_CHARS))
+            # Towards the wider side, so a text on the last column is not cut at the edge.
+            events["textposition"].append("middle left" if x_max - x < x - x_min
+                                          else "middle right")
             events["hovertext"].append(f"{when}<br>{row.text}<br>Call-ID: {row.call_id or '-'}")
             continue
         segment = segments["retransmission" if row.retransmission else row.kind]
@@ -86,13 +118,18 @@ def figure_data(ladder: Ladder, max_rows: int | None) -> tuple[list[dict[str, An
     data.append(events)
 
     tick_rows = [first_row + offset for offset in range(n_rows)]
+    column_labels = [wrap(column.label, _COLUMN_CHARS) for column in ladder.columns]
     layout = {
         "xaxis.tickvals": [column.index for column in ladder.columns],
-        "xaxis.ticktext": [column.label for column in ladder.columns],
-        "xaxis.range": [-0.6, max(len(ladder.columns) - 1, 1) + 0.6],
+        "xaxis.ticktext": column_labels,
+        "xaxis.range": [x_min, x_max],
+        "margin.t": top_margin(column_labels, titled),
         "yaxis.tickvals": tick_rows,
         "yaxis.ticktext": [f"+{row.time - origin:.3f}" for row in rows],
-        "yaxis.range": [bottom - 0.5, first_row - 1.0],
+        # A wrapped event text on the last row needs room below it, not the legend's.
+        "yaxis.range": [bottom - 0.5 + 0.4 * _extra_lines(events["text"][-1:] if rows and
+                                                          isinstance(rows[-1], Marker) else []),
+                        first_row - 1.0],
         "height": max(300, 120 + _ROW_PX * n_rows),
     }
     return data, layout
@@ -134,15 +171,21 @@ def empty_figure(fig_class: type, title: str | None) -> Any:
     fig.add_trace(go.Scatter(
         name="labels", mode="markers+text", textposition="top center", showlegend=False,
         marker={"size": 14, "opacity": 0}, hoverinfo="text", textfont={"size": 11},
+        cliponaxis=False,
     ))
     fig.add_trace(go.Scatter(
         name="events", mode="markers+text", textposition="middle right",
         marker={"symbol": "star", "size": 11, "color": "#9467bd"}, hoverinfo="text",
-        textfont={"size": 11, "color": "#9467bd"},
+        textfont={"size": 11, "color": "#9467bd"}, cliponaxis=False,
     ))
     fig.update_layout(
-        title=title, template="plotly_white", margin={"l": 70, "r": 20, "t": 90, "b": 20},
-        xaxis={"side": "top", "showgrid": False, "zeroline": False, "tickfont": {"size": 12}},
+        # The title at the very top; the column names get their own band below it.
+        title={"text": title, "y": 1, "yref": "container", "yanchor": "top",
+               "pad": {"t": 12}},
+        template="plotly_white",
+        margin={"l": 70, "r": 20, "t": top_margin([], bool(title)), "b": 20},
+        xaxis={"side": "top", "showgrid": False, "zeroline": False, "tickfont": {"size": 12},
+               "tickangle": 0},
         yaxis={"title": "time (s)", "showgrid": False, "zeroline": False,
                "tickfont": {"size": 9}},
         legend={"orientation": "h", "y": -0.02, "yanchor": "top"},
@@ -171,7 +214,7 @@ def figure(ladder: Ladder, *, title: str | None = None, max_rows: int | None = N
     import plotly.graph_objects as go
 
     fig = empty_figure(go.Figure, title)
-    data, layout = figure_data(ladder, max_rows)
+    data, layout = figure_data(ladder, max_rows, titled=bool(title))
     apply_data(fig, data, layout)
     return fig
 
