@@ -1,5 +1,6 @@
-"""Imports point one way only (docs: ARCHITECTURE): params, clock <- sip, media <- switch <- io
-<- lab/cli. Every import statement counts, including the lazy ones inside functions."""
+"""Imports point one way only (docs/architecture.md, "Layers"): params, clock <- sip, media <-
+switch <- io <- lab/cli. Every import statement counts, including the lazy ones inside
+functions."""
 
 from __future__ import annotations
 

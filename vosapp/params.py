@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from vosapp.errors import VosappError
 
 __all__ = [
+    "NEW_SESSIONS_RULE",
     "REGISTRY",
     "GatewaySettings",
     "Kind",
@@ -279,6 +280,12 @@ class Registry:
                               message=f"{text}: not a known parameter ({hint})")
 
 
+# What a parameter change reaches in a running switch (written next to the lab editor's Apply).
+NEW_SESSIONS_RULE = ("Changes apply to new sessions only: authentication sessions, "
+                     "registrations and calls already open keep the values they started with "
+                     "(VOS3000 rule, SPEC §1).")
+
+
 # Navigation paths. The articles quote the first for the SS_SIP_USER_AGENT_* family and for
 # SS_SIP_AUTHENTICATION_RETRY/TIMEOUT; they quote table 4-4 ("system parameters") for the
 # terminal-level ones without giving its menu path, so that path is our assumption.
@@ -286,8 +293,6 @@ NAV_SIP = "Operation management > Softswitch management > Additional settings > 
 NAV_SYSTEM = (
     "Operation management > Softswitch management > Additional settings > System parameter"
 )
-NAV_ROUTING_GATEWAY = "Business management > Routing gateway > Additional settings"
-NAV_MAPPING_GATEWAY = "Business management > Mapping gateway > Additional settings"
 
 _SEED_BOTH = "default and range quoted from the manual ({table})"
 _SEED_DEFAULT = "default quoted from the manual ({table}); range {range} is vosapp's choice (SPEC §1)"

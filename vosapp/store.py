@@ -25,11 +25,29 @@ from typing import Any, Self
 from vosapp.errors import VosappError
 from vosapp.params import REGISTRY, ParameterError, Params
 
-__all__ = ["DB_FILENAME", "ParamChange", "Store", "StoreError"]
+__all__ = ["DB_FILENAME", "ParamChange", "Store", "StoreError", "storable_text"]
 
 DB_FILENAME = "vosapp.sqlite"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_MS = 10_000
+
+def storable_text(text: str) -> str:
+    """``text`` as SQLite can store it, every byte still shown.
+
+    SQLite refuses strings with surrogates, so one such value fails the whole insert. Bytes
+    that arrived as invalid UTF-8 (decoded with ``surrogateescape`` by the SIP parser, e.g.
+    ``\\udcc3``) become backslash escapes of those bytes (``\\xc3``); any other lone
+    surrogate becomes ``\\udXXX``. Valid text is returned as it is.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
 
 PARAMS_MIGRATIONS: tuple[str, ...] = (
     """

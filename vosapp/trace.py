@@ -20,15 +20,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vosapp.net import NO_ADDRESS, Address
+
 if TYPE_CHECKING:
     from vosapp.clock import Clock
     from vosapp.sip import Request, Response, Via
     from vosapp.store import Store
 
 log = logging.getLogger(__name__)
-
-Address = tuple[str, int]
-NO_ADDRESS: Address = ("", 0)
 
 
 @dataclass(frozen=True, slots=True)

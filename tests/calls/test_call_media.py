@@ -23,6 +23,7 @@ from vosapp.io.runtime import Switch
 from vosapp.media import codecs
 from vosapp.media.dtmf import TelephoneEventSender
 from vosapp.media.rtp import OutgoingStream, RtpPacket
+from vosapp.net import Address
 from vosapp.sip import (
     CSeq,
     NameAddr,
@@ -41,8 +42,6 @@ from vosapp.switch.call import MediaRefused
 from vosapp.switch.cdr import read_cdrs
 
 pytestmark = pytest.mark.timeout(60)
-
-Address = tuple[str, int]
 
 
 class Udp(asyncio.DatagramProtocol):

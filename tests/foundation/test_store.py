@@ -14,7 +14,7 @@ import pytest
 
 from vosapp.errors import VosappError
 from vosapp.params import ParameterError, Params
-from vosapp.store import DB_FILENAME, Store, StoreError
+from vosapp.store import DB_FILENAME, Store, StoreError, storable_text
 
 
 def test_open_creates_a_wal_database(tmp_path: Path) -> None:
@@ -206,3 +206,17 @@ def test_values_are_readable_by_plain_sqlite(tmp_path: Path) -> None:
     finally:
         db.close()
     assert json.loads(value) == "ping"
+
+
+@pytest.mark.parametrize(("text", "stored"), [
+    ("1001", "1001"),
+    ("café", "café"),                                              # valid UTF-8 unchanged
+    (b"\xc3\x28".decode("utf-8", "surrogateescape"), "\\xc3("),    # the bytes that arrived
+    ("\ud800x", "\\ud800x"),                                       # any other lone surrogate
+])
+def test_storable_text_keeps_every_byte_and_sqlite_accepts_it(tmp_path: Path, text: str,
+                                                              stored: str) -> None:
+    assert storable_text(text) == stored
+    with Store.open(tmp_path) as store, store.transaction() as db:
+        db.execute("CREATE TABLE t (v TEXT)")
+        db.execute("INSERT INTO t VALUES (?)", (storable_text(text),))

@@ -27,10 +27,9 @@ from vosapp.media.dtmf import (
 )
 from vosapp.media.dtmf.convert import SendInfo
 from vosapp.media.rtp import OutgoingStream, RtpPacket
+from vosapp.net import Address
 
 pytestmark = pytest.mark.timeout(30)
-
-Address = tuple[str, int]
 
 
 class Endpoint(asyncio.DatagramProtocol):

@@ -263,6 +263,41 @@ def test_figure_has_one_arrow_per_message_and_columns_on_top() -> None:
     assert list(fig.layout.yaxis.ticktext)[:2] == ["+0.000", "+0.002"]
 
 
+def test_figure_layout_keeps_column_names_under_the_title_and_event_texts_inside() -> None:
+    # Issue: long column names were rotated up over the title, and an event's text on the
+    # last column ran past the right edge of the figure.
+    suspended = "auth suspended: user 1001 from 192.0.2.10 for 180 s after 6 failures"
+    records = [*registration(), event(0.6, suspended, src=SWITCH),
+               event(0.7, "phone event", src=PHONE)]
+    names = {SWITCH: "switch (vosapp serve on 127.0.0.1)", "192.0.2.10:5062": "1001"}
+    fig = figure(Ladder(records, names=names), title="registration")
+    layout = fig.layout
+
+    # Column names stay horizontal, wrapped; the title sits at the very top and the top
+    # margin holds the title band plus every line of the tallest name.
+    assert layout.xaxis.tickangle == 0
+    assert list(layout.xaxis.ticktext) == ["1001", "switch (vosapp<br>serve on<br>127.0.0.1)"]
+    assert (layout.title.yref, layout.title.y, layout.title.yanchor) == ("container", 1, "top")
+    # A title line (17 px font and its padding), then three lines of 12 px column names.
+    assert layout.margin.t >= layout.title.pad.t + 17 + 3 * 12
+
+    # Event texts: written towards the side with more room (left on the last column),
+    # wrapped, never clipped at the plot area.
+    events = next(trace for trace in fig.data if trace.name == "events")
+    assert list(events.x) == [1, 0]
+    assert list(events.textposition) == ["middle left", "middle right"]
+    assert events.cliponaxis is False
+    assert all(len(line) <= 48 for line in events.text[0].split("<br>"))
+    assert events.text[0].replace("<br>", " ") == suspended
+    assert suspended in events.hovertext[0]
+
+
+def test_figure_without_title_needs_no_title_band() -> None:
+    titled = figure(Ladder(registration(), names=NAMES), title="registration")
+    untitled = figure(Ladder(registration(), names=NAMES))
+    assert untitled.layout.margin.t < titled.layout.margin.t
+
+
 def test_figure_keeps_only_the_last_rows_when_asked() -> None:
     fig = figure(Ladder(registration()), max_rows=2)
     assert list(fig.layout.yaxis.tickvals) == [3, 4]

@@ -11,13 +11,12 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 from vosapp.lab.widgets import (
-    NEW_SESSIONS_RULE,
     ParameterEditor,
     ParameterForm,
     input_value,
     widget_spec,
 )
-from vosapp.params import REGISTRY, Kind, ParameterError, Params
+from vosapp.params import NEW_SESSIONS_RULE, REGISTRY, Kind, ParameterError, Params
 from vosapp.store import Store
 
 

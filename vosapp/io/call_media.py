@@ -16,10 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from vosapp.io.rtp_relay import LegConfig, PortAllocator, RtpRelay, bind_rtp_socket
+from vosapp.net import Address
 
 __all__ = ["RelayBackend", "RelaySession"]
-
-Address = tuple[str, int]
 
 
 class RelayBackend:

@@ -72,6 +72,7 @@ from vosapp.media.dtmf.rfc4733 import (
 )
 from vosapp.media.rtp import OutgoingStream, RtpError, RtpPacket, RtpStreamStats
 from vosapp.media.transcoder import Transcoder
+from vosapp.net import Address
 
 __all__ = [
     "EventRoute",
@@ -88,7 +89,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 Side = Literal["a", "b"]
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Self
 from vosapp.io.call_media import backend_for
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
+from vosapp.net import Address
 from vosapp.switch.app import FEATURES, Feature, build_switch_app
 from vosapp.switch.core import SwitchCore
 from vosapp.trace import Trace
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 class _TimerHandle:
     __slots__ = ("_clock", "_handle")
 

@@ -15,12 +15,13 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
+from vosapp.net import Address
+
 if TYPE_CHECKING:
     from vosapp.switch.core import SwitchCore
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$",
                              re.IGNORECASE | re.MULTILINE)
 

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from vosapp.net import Address
+
 if TYPE_CHECKING:
     from vosapp.switch.core import SwitchCore
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 #: Largest UDP payload over IPv4; anything larger cannot arrive anyway.
 MAX_DATAGRAM = 65_507
 

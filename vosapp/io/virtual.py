@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vosapp.clock import ManualClock
+from vosapp.net import Address
 from vosapp.switch.app import Feature, SwitchApp, build_switch_app
 from vosapp.switch.core import SwitchCore
 from vosapp.trace import Trace
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from vosapp.params import Params
     from vosapp.sip import Request, Response
     from vosapp.store import Store
-
-Address = tuple[str, int]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from vosapp.io.control import (
     read_control_file,
     record_from_json,
 )
+from vosapp.net import Address
 from vosapp.params import REGISTRY, ParameterError, Params
 from vosapp.trace import TraceRecord
 
@@ -60,10 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BackgroundSwitch", "LabSwitch", "RemoteSwitch", "RemoteTrace", "attach", "default_config_path",
            "default_data_dir"]
-
-Address = tuple[str, int]
-NEW_SESSIONS_RULE = ("Changed values apply to new sessions only; sessions already open keep "
-                     "the values they started with (VOS3000 rule, SPEC §1).")
 
 
 def default_config_path() -> Path | None:
@@ -395,7 +392,6 @@ def attach(data_dir: str | Path | None = None, config: str | Path | None = None,
                            f"{info['port']} but nothing answers there ({exc}); a stale file "
                            "from a switch that did not stop cleanly?", "unreachable") from None
     return remote
-
 
 
 # ------------------------------------------------------------------- a background process

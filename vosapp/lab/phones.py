@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from vosapp.net import Address
 from vosapp.sip import (
     NameAddr,
     Request,
@@ -54,7 +55,6 @@ __all__ = [
     "RegisterRecord",
 ]
 
-Address = tuple[str, int]
 T1 = 0.5
 T2 = 4.0
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vosapp.io.virtual import Packet, VirtualNetwork, VirtualSwitch
 from vosapp.lab.phones import CarrierRegistrar
+from vosapp.net import Address
 from vosapp.params import Params
 from vosapp.sip import Response
 from vosapp.sip.digest import DigestError, answer, choose_challenge
@@ -36,7 +37,6 @@ __all__ = [
     "virtual_outbound",
 ]
 
-Address = tuple[str, int]
 SWITCH_ADDRESS: Address = ("10.0.0.1", 5060)
 ATTACKER_ADDRESS: Address = ("203.0.113.66", 5060)
 CARRIER_ADDRESS: Address = ("198.51.100.9", 5060)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vosapp.params import REGISTRY, Kind, Param, ParameterError, Params
+from vosapp.params import NEW_SESSIONS_RULE, REGISTRY, Kind, Param, ParameterError, Params
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from vosapp.store import Store
 
 __all__ = [
-    "NEW_SESSIONS_RULE",
     "ApplyTarget",
     "ParameterEditor",
     "ParameterForm",
@@ -42,9 +41,6 @@ __all__ = [
     "widget_spec",
 ]
 
-NEW_SESSIONS_RULE = ("Changes apply to new sessions only: authentication sessions, "
-                     "registrations and calls already open keep the values they started with "
-                     "(VOS3000 rule, SPEC §1).")
 SOURCE_WORDS = {"seed": "VOS3000 manual (seed)", "secondary": "secondary pages",
                 "vosapp": "vosapp's own"}
 

@@ -36,12 +36,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from vosapp.net import Address
+
 if TYPE_CHECKING:
     from vosapp.clock import Clock, TimerHandle
     from vosapp.params import Params
     from vosapp.sip import Request, Response, Via
 
-Address = tuple[str, int]
 
 #: RFC 3261 §8.1.1.7: branches starting with this cookie are globally unique.
 MAGIC_COOKIE = "z9hG4bK"

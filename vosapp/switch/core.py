@@ -28,13 +28,13 @@ its bounded wait runs out (SPEC §3).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vosapp.net import Address, same_host
 from vosapp.params import REGISTRY, Params
 from vosapp.sip import (
     SipParseError,
@@ -67,7 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 #: Puts bytes on the wire: ``sender(data, destination, transport)``. May raise OSError.
 Sender = Callable[[bytes, Address, str], None]
 #: A request handler: ``handler(request, txn)``; ``txn.source``/``txn.transport`` say where
@@ -380,7 +379,7 @@ class SwitchCore:
             if int(our_port) != port:
                 continue
             our_host = str(our_host).strip("[]")
-            if our_host in _WILDCARD_HOSTS or _same_host(our_host, host):
+            if our_host in _WILDCARD_HOSTS or same_host(our_host, host):
                 return True
         return False
 
@@ -555,15 +554,6 @@ class SwitchCore:
 
 
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
-
-
-def _same_host(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    try:
-        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
-    except ValueError:
-        return a.lower() == b.lower()
 
 
 def _describe(message: Any) -> str:

@@ -70,6 +70,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from vosapp.net import Address
 from vosapp.sip import NameAddr, Request, SipUri, new_call_id, new_tag, parse_vias
 from vosapp.sip.digest import DigestClient, DigestError, choose_challenge
 from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
@@ -101,7 +102,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 
 #: Assumed binding lifetime when a 200 states none (non-compliant registrar) in Auto mode.
 FALLBACK_EXPIRES = 3600

@@ -16,11 +16,11 @@ from vosapp.switch.call.session_timer import SDP
 from vosapp.switch.call.state import CallState
 
 if TYPE_CHECKING:
+    from vosapp.net import Address
     from vosapp.sip import NameAddr, Request, Via
     from vosapp.sip.dialog import Dialog
     from vosapp.sip.transaction import ServerTransaction
     from vosapp.switch.call.legs import Call
-    from vosapp.switch.call.media import Address
     from vosapp.switch.core import SwitchCore
 
 log = logging.getLogger(__name__)

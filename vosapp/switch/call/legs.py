@@ -18,12 +18,13 @@ from vosapp.switch.call.state import (
 if TYPE_CHECKING:
     from vosapp.clock import TimerHandle
     from vosapp.config import RoutingGateway
+    from vosapp.net import Address
     from vosapp.params import Params
     from vosapp.sip import Request, Response
     from vosapp.sip.dialog import Dialog
     from vosapp.sip.sdp import Answer, SessionDescription
     from vosapp.sip.transaction import ClientTransaction, ServerTransaction
-    from vosapp.switch.call.media import Address, MediaSession
+    from vosapp.switch.call.media import MediaSession
     from vosapp.switch.call.negotiation import MediaPlan
     from vosapp.switch.call.session_timer import LegTimer
     from vosapp.switch.cdr import CdrRecord

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vosapp.net import Address
+
 if TYPE_CHECKING:
     from vosapp.switch.core import SwitchCore
-
-Address = tuple[str, int]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import copy
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from vosapp.net import Address
 from vosapp.sip.sdp import (
     G722,
     G723,
@@ -35,7 +36,7 @@ from vosapp.sip.sdp import (
     g729_offer,
     read_answer,
 )
-from vosapp.switch.call.media import Address, LegSpec
+from vosapp.switch.call.media import LegSpec
 
 if TYPE_CHECKING:
     from vosapp.params import GatewaySettings

@@ -27,11 +27,11 @@ from vosapp.switch.call.state import CallState
 
 if TYPE_CHECKING:
     from vosapp.clock import TimerHandle
+    from vosapp.net import Address
     from vosapp.params import Params
     from vosapp.sip import NameAddr, Request, Response, Via
     from vosapp.sip.dialog import Dialog
     from vosapp.switch.call.legs import Call
-    from vosapp.switch.call.media import Address
     from vosapp.switch.core import SwitchCore
 
 SDP = "application/sdp"

@@ -1,4 +1,4 @@
-"""SIP ladder (sequence) diagrams from trace records: a model, a plotly figure, a live widget.
+"""The ladder model: columns, arrows, markers and transactions from trace records.
 
 The model is plain data computed from :class:`vosapp.trace.TraceRecord`-shaped records, in
 the manner of sngrep: one **column** per ``host:port`` (labelled with a name you give, such
@@ -11,52 +11,22 @@ whether it is a **retransmission** (the same bytes between the same addresses se
 
 When the switch and a lab phone share one trace, the same datagram is recorded twice,
 ``out`` by its sender and ``in`` by its receiver; the model draws it once.
-
-Rendering is separate: :func:`figure` builds a static ``plotly`` figure; :class:`LiveLadder`
-keeps a ``plotly.graph_objects.FigureWidget`` up to date from ``Trace.subscribe``, coalescing
-new records into at most ``max_rate_hz`` redraws per second on the kernel's asyncio loop, so
-a burst of messages never blocks the notebook. :func:`export_html` writes a self-contained
-page; :func:`export_image` writes SVG/PNG through ``kaleido`` when it is installed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import threading
-import time as _time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from vosapp.errors import VosappError
+from vosapp.net import NO_ADDRESS, Address
 
-if TYPE_CHECKING:
-    import plotly.graph_objects as go
-
-__all__ = [
-    "Arrow",
-    "Column",
-    "Ladder",
-    "LadderError",
-    "LiveLadder",
-    "LiveStats",
-    "Marker",
-    "Transaction",
-    "build_ladder",
-    "export_html",
-    "export_image",
-    "figure",
-    "format_address",
-]
-
-Address = tuple[str, int]
 ArrowKind = Literal["request", "provisional", "success", "failure"]
 AddressFilter = str | Address | Collection[str | Address]
 
-_NO_ADDRESS: Address = ("", 0)
 _RETRANSMISSION_MEMORY = 20_000  # datagram keys remembered (RFC 3261 timers end in 32 s)
 
 
@@ -80,17 +50,6 @@ class RecordLike(Protocol):
     cseq: str | None
     branch: str | None
     note: str
-
-
-class Scheduler(Protocol):
-    """What :class:`LiveLadder` needs of time (``vosapp.clock.ManualClock`` fits)."""
-
-    def now(self) -> float: ...
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Any: ...
-
-
-# --------------------------------------------------------------------------- model
 
 
 @dataclass(frozen=True)
@@ -469,7 +428,7 @@ class Ladder:
                 f"record direction must be 'in', 'out' or 'event', got {record.direction!r}"
             )
         src, dst = tuple(record.src), tuple(record.dst)
-        if src == _NO_ADDRESS or dst == _NO_ADDRESS:
+        if src == NO_ADDRESS or dst == NO_ADDRESS:
             raise LadderError(f"a message record needs src and dst addresses, got {src}→{dst}")
         # Retransmission bookkeeping sees every message, filtered or not, so a copy that
         # passes a time filter is still known as a copy.
@@ -560,7 +519,7 @@ class Ladder:
         self._next_seq += 1
         column = None
         for end in (tuple(record.src), tuple(record.dst)):
-            if end != _NO_ADDRESS:
+            if end != NO_ADDRESS:
                 column = self._column_for(end)
                 break
         marker = Marker(seq, float(record.mono), float(record.wall), record.note or "event",
@@ -573,420 +532,3 @@ def build_ladder(records: Iterable[RecordLike], **options: Any) -> Ladder:
     """Build a :class:`Ladder` from records (``options`` as for :class:`Ladder`)."""
     return Ladder(records, **options)
 
-
-# --------------------------------------------------------------------------- plotly
-
-_KIND_STYLE: dict[str, tuple[str, str]] = {  # trace name -> (colour, dash)
-    "request": ("#1f77b4", "solid"),
-    "provisional": ("#7f7f7f", "solid"),
-    "success": ("#2ca02c", "solid"),
-    "failure": ("#d62728", "solid"),
-    "retransmission": ("#ff7f0e", "dot"),
-}
-_TRACE_ORDER = ("lifelines", *_KIND_STYLE, "labels", "events")
-_ROW_PX = 30
-
-
-def _figure_data(ladder: Ladder, max_rows: int | None) -> tuple[list[dict[str, Any]],
-                                                                 dict[str, Any]]:
-    """Trace data (in :data:`_TRACE_ORDER`) and layout updates for the last ``max_rows``."""
-    rows = ladder.rows
-    if max_rows is not None and len(rows) > max_rows:
-        rows = rows[-max_rows:]
-    first_row = len(ladder) - len(rows)
-    origin = ladder.origin or 0.0
-    n_rows = len(rows)
-    bottom = first_row + max(n_rows, 1)
-
-    lifelines: dict[str, list[Any]] = {"x": [], "y": []}
-    for column in ladder.columns:
-        lifelines["x"] += [column.index, column.index, None]
-        lifelines["y"] += [first_row - 0.5, bottom - 0.5, None]
-
-    segments: dict[str, dict[str, list[Any]]] = {
-        name: {"x": [], "y": [], "size": []} for name in _KIND_STYLE
-    }
-    labels: dict[str, list[Any]] = {"x": [], "y": [], "text": [], "hovertext": []}
-    events: dict[str, list[Any]] = {"x": [], "y": [], "text": [], "hovertext": []}
-    for offset, row in enumerate(rows):
-        y = first_row + offset
-        when = f"+{row.time - origin:.3f} s"
-        if isinstance(row, Marker):
-            events["x"].append(row.column if row.column is not None else -0.4)
-            events["y"].append(y)
-            events["text"].append(row.text)
-            events["hovertext"].append(f"{when}<br>{row.text}<br>Call-ID: {row.call_id or '-'}")
-            continue
-        segment = segments["retransmission" if row.retransmission else row.kind]
-        if row.src == row.dst:  # a message to itself: a small loop
-            x0 = row.src
-            segment["x"] += [x0, x0 + 0.25, x0 + 0.25, x0, None]
-            segment["y"] += [y - 0.2, y - 0.2, y + 0.2, y + 0.2, None]
-            segment["size"] += [0, 0, 0, 11, 0]
-            mid_x = x0 + 0.3
-        else:
-            segment["x"] += [row.src, row.dst, None]
-            segment["y"] += [y, y, None]
-            segment["size"] += [0, 11, 0]
-            mid_x = (row.src + row.dst) / 2
-        text = f"{row.label} (retransmission)" if row.retransmission else row.label
-        labels["x"].append(mid_x)
-        labels["y"].append(y)
-        labels["text"].append(text)
-        labels["hovertext"].append(
-            f"{when} · {row.transport or '?'}<br>{row.first_line or row.label}"
-            f"<br>Call-ID: {row.call_id or '-'}<br>CSeq: {row.cseq or '-'}"
-            f"<br>branch: {row.branch or '-'} · transaction #{row.transaction}"
-            + (f"<br>retransmission of #{row.original}" if row.retransmission else "")
-            + (f"<br>{row.note}" if row.note else "")
-        )
-
-    data: list[dict[str, Any]] = [lifelines]
-    for name in _KIND_STYLE:
-        seg = segments[name]
-        data.append({"x": seg["x"], "y": seg["y"], "marker.size": seg["size"]})
-    data.append(labels)
-    data.append(events)
-
-    tick_rows = [first_row + offset for offset in range(n_rows)]
-    layout = {
-        "xaxis.tickvals": [column.index for column in ladder.columns],
-        "xaxis.ticktext": [column.label for column in ladder.columns],
-        "xaxis.range": [-0.6, max(len(ladder.columns) - 1, 1) + 0.6],
-        "yaxis.tickvals": tick_rows,
-        "yaxis.ticktext": [f"+{row.time - origin:.3f}" for row in rows],
-        "yaxis.range": [bottom - 0.5, first_row - 1.0],
-        "height": max(300, 120 + _ROW_PX * n_rows),
-    }
-    return data, layout
-
-
-def _apply_data(fig: Any, data: list[dict[str, Any]], layout: dict[str, Any]) -> None:
-    for trace, values in zip(fig.data, data, strict=True):
-        for key, value in values.items():
-            if key == "marker.size":
-                trace.marker.size = value
-            else:
-                trace[key] = value
-    fig.update_layout(_nest(layout))
-
-
-def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        head, _, tail = key.partition(".")
-        if tail:
-            nested.setdefault(head, {})[tail] = value
-        else:
-            nested[head] = value
-    return nested
-
-
-def _empty_figure(fig_class: type, title: str | None) -> Any:
-    import plotly.graph_objects as go
-
-    fig = fig_class()
-    fig.add_trace(go.Scatter(name="lifelines", mode="lines", hoverinfo="skip",
-                             line={"color": "#c7c7c7", "width": 1}, showlegend=False))
-    for name, (colour, dash) in _KIND_STYLE.items():
-        fig.add_trace(go.Scatter(
-            name=name, mode="lines+markers", hoverinfo="skip",
-            line={"color": colour, "width": 1.6, "dash": dash},
-            marker={"symbol": "arrow", "angleref": "previous", "color": colour, "size": 0},
-        ))
-    fig.add_trace(go.Scatter(
-        name="labels", mode="markers+text", textposition="top center", showlegend=False,
-        marker={"size": 14, "opacity": 0}, hoverinfo="text", textfont={"size": 11},
-    ))
-    fig.add_trace(go.Scatter(
-        name="events", mode="markers+text", textposition="middle right",
-        marker={"symbol": "star", "size": 11, "color": "#9467bd"}, hoverinfo="text",
-        textfont={"size": 11, "color": "#9467bd"},
-    ))
-    fig.update_layout(
-        title=title, template="plotly_white", margin={"l": 70, "r": 20, "t": 90, "b": 20},
-        xaxis={"side": "top", "showgrid": False, "zeroline": False, "tickfont": {"size": 12}},
-        yaxis={"title": "time (s)", "showgrid": False, "zeroline": False,
-               "tickfont": {"size": 9}},
-        legend={"orientation": "h", "y": -0.02, "yanchor": "top"},
-        hovermode="closest",
-    )
-    return fig
-
-
-def figure(ladder: Ladder, *, title: str | None = None, max_rows: int | None = None
-           ) -> go.Figure:
-    """A static plotly figure of the ladder.
-
-    Parameters
-    ----------
-    ladder : Ladder
-    title : str, optional
-    max_rows : int, optional
-        Draw only the last ``max_rows`` rows (default: all).
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-        Columns across the top, time downwards; hover an arrow's label for the start line,
-        Call-ID, CSeq, branch and transaction.
-    """
-    import plotly.graph_objects as go
-
-    fig = _empty_figure(go.Figure, title)
-    data, layout = _figure_data(ladder, max_rows)
-    _apply_data(fig, data, layout)
-    return fig
-
-
-def export_html(ladder_or_figure: Ladder | Any, path: str | Path, *,
-                title: str | None = None) -> Path:
-    """Write a self-contained HTML page (plotly.js inlined, works offline)."""
-    fig = figure(ladder_or_figure, title=title) if isinstance(ladder_or_figure, Ladder) \
-        else ladder_or_figure
-    target = Path(path)
-    if target.suffix.lower() not in (".html", ".htm"):
-        raise LadderError(f"{target}: HTML export needs a .html file name")
-    fig.write_html(str(target), include_plotlyjs=True, full_html=True)
-    return target
-
-
-def export_image(ladder_or_figure: Ladder | Any, path: str | Path, *,
-                 title: str | None = None) -> Path:
-    """Write SVG or PNG (by extension) through ``kaleido``.
-
-    Raises
-    ------
-    LadderError
-        Wrong extension, or ``kaleido`` (and the browser it drives) is not available here;
-        :func:`export_html` always works.
-    """
-    target = Path(path)
-    if target.suffix.lower() not in (".svg", ".png"):
-        raise LadderError(f"{target}: image export writes .svg or .png files")
-    fig = figure(ladder_or_figure, title=title) if isinstance(ladder_or_figure, Ladder) \
-        else ladder_or_figure
-    try:
-        fig.write_image(str(target))
-    except Exception as error:  # kaleido missing, or no browser for it to drive
-        raise LadderError(
-            f"{target}: SVG/PNG export needs the 'kaleido' package and a Chrome/Chromium it"
-            f" can start ({type(error).__name__}: {error}); export_html() needs neither"
-        ) from error
-    return target
-
-
-# --------------------------------------------------------------------------- live
-
-
-@dataclass
-class LiveStats:
-    """What a :class:`LiveLadder` has done so far (for benchmarks and curiosity).
-
-    Attributes
-    ----------
-    records : int
-        Records received from the trace.
-    flushes : int
-        Redraws of the widget (each one batched update).
-    max_batch : int
-        Most records drawn by one redraw.
-    max_flush_s, total_flush_s : float
-        Longest and total time spent redrawing (``time.perf_counter``), seconds.
-    """
-
-    records: int = 0
-    flushes: int = 0
-    max_batch: int = 0
-    max_flush_s: float = 0.0
-    total_flush_s: float = 0.0
-
-
-class _LoopScheduler:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, callback)
-
-
-class LiveLadder:
-    """A ladder that follows a trace live, as a plotly ``FigureWidget``.
-
-    New records are queued by the trace subscription (cheap, from any thread); a redraw is
-    scheduled on the event loop no sooner than ``1 / max_rate_hz`` after the previous one,
-    and draws everything queued since in one ``batch_update``. A burst of a thousand
-    messages is therefore a handful of redraws, and the kernel stays responsive.
-
-    Parameters
-    ----------
-    trace : vosapp.trace.Trace
-        Anything with ``records()`` and ``subscribe(callback) -> unsubscribe``.
-    max_rate_hz : float
-        Upper bound on redraws per second (default 25).
-    max_rows : int or None
-        Show only the newest rows (default 100; the model keeps all of them, and
-        :meth:`figure` or :func:`figure` draws them all). A redraw costs roughly in
-        proportion to the rows shown, mostly plotly validating the arrays.
-    max_batch : int
-        Most records one scheduled redraw takes (default 500); a bigger burst is drawn over
-        several intervals, so no single redraw blocks the loop for long.
-    scheduler : object with ``now()`` and ``call_later(delay, callback)``, optional
-        Defaults to the running asyncio loop (the kernel's, in Jupyter). Tests pass a
-        ``vosapp.clock.ManualClock``. With neither, every record redraws at once.
-    widget : bool
-        Build the ``FigureWidget`` (default True; False keeps only the model, for tests
-        and headless use).
-    title : str, optional
-    **ladder_options
-        Passed to :class:`Ladder` (``names``, ``call_id``, ``address``, ``method`` ...).
-
-    Examples
-    --------
-    >>> live = LiveLadder(switch.trace, names={"127.0.0.1:5060": "switch"})  # doctest: +SKIP
-    >>> live.widget                                     # display it in a cell # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        trace: Any,
-        *,
-        max_rate_hz: float = 25.0,
-        max_rows: int | None = 100,
-        max_batch: int = 500,
-        scheduler: Scheduler | None = None,
-        widget: bool = True,
-        title: str | None = None,
-        **ladder_options: Any,
-    ) -> None:
-        if not max_rate_hz > 0:
-            raise LadderError(f"max_rate_hz must be > 0, got {max_rate_hz}")
-        if max_rows is not None and max_rows < 1:
-            raise LadderError(f"max_rows must be >= 1 or None, got {max_rows}")
-        if max_batch < 1:
-            raise LadderError(f"max_batch must be >= 1, got {max_batch}")
-        self.max_batch = max_batch
-        self.trace = trace
-        self.interval = 1.0 / max_rate_hz
-        self.max_rows = max_rows
-        self.title = title
-        self.stats = LiveStats()
-        self._options = ladder_options
-        self._loop: asyncio.AbstractEventLoop | None = None
-        if scheduler is None:
-            try:
-                self._loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._loop = None
-            scheduler = _LoopScheduler(self._loop) if self._loop is not None else None
-        self._scheduler = scheduler
-        self._loop_thread = threading.get_ident()
-        self._pending: deque[Any] = deque()
-        self._handle: Any = None
-        self._last_flush = float("-inf")
-        self._closed = False
-        self.ladder = Ladder(trace.records(), **ladder_options)
-        self.widget: Any = None
-        if widget:
-            import plotly.graph_objects as go
-
-            self.widget = _empty_figure(go.FigureWidget, title)
-            self._redraw()
-        self._unsubscribe: Callable[[], None] = trace.subscribe(self._on_record)
-
-    # -- subscription side ------------------------------------------------------------
-    def _on_record(self, record: Any) -> None:
-        if self._closed:
-            return
-        self._pending.append(record)  # deque.append is atomic: safe from any thread
-        if self._loop is not None and threading.get_ident() != self._loop_thread:
-            self._loop.call_soon_threadsafe(self._request_flush)
-        else:
-            self._request_flush()
-
-    def _request_flush(self) -> None:
-        if self._closed or self._handle is not None or not self._pending:
-            return
-        if self._scheduler is None:
-            self.flush()
-            return
-        delay = max(0.0, self._last_flush + self.interval - self._scheduler.now())
-        self._handle = self._scheduler.call_later(delay, self._scheduled_flush)
-
-    def _scheduled_flush(self) -> None:
-        self._handle = None
-        self._draw(self.max_batch)
-        self._request_flush()  # a burst larger than max_batch continues next interval
-
-    @property
-    def pending(self) -> int:
-        """Records received but not drawn yet."""
-        return len(self._pending)
-
-    # -- drawing ----------------------------------------------------------------------
-    def flush(self) -> int:
-        """Draw every queued record now; returns how many records were taken."""
-        if self._handle is not None:  # an explicit flush replaces the scheduled one
-            self._handle.cancel()
-            self._handle = None
-        return self._draw(None)
-
-    def _draw(self, limit: int | None) -> int:
-        batch = []
-        while self._pending and (limit is None or len(batch) < limit):
-            batch.append(self._pending.popleft())
-        if self._scheduler is not None:
-            self._last_flush = self._scheduler.now()
-        if not batch:
-            return 0
-        started = _time.perf_counter()
-        for record in sorted(batch, key=lambda item: item.mono):
-            self.ladder.add(record)
-        self._redraw()
-        elapsed = _time.perf_counter() - started
-        self.stats.records += len(batch)
-        self.stats.flushes += 1
-        self.stats.max_batch = max(self.stats.max_batch, len(batch))
-        self.stats.max_flush_s = max(self.stats.max_flush_s, elapsed)
-        self.stats.total_flush_s += elapsed
-        return len(batch)
-
-    def _redraw(self) -> None:
-        if self.widget is None:
-            return
-        data, layout = _figure_data(self.ladder, self.max_rows)
-        with self.widget.batch_update():
-            _apply_data(self.widget, data, layout)
-
-    def refilter(self, **ladder_options: Any) -> None:
-        """Rebuild from the trace's records with other :class:`Ladder` options."""
-        self.flush()
-        self._options = ladder_options
-        self.ladder = Ladder(self.trace.records(), **ladder_options)
-        self._redraw()
-
-    def figure(self) -> go.Figure:
-        """A static copy of the current ladder (for export)."""
-        return figure(self.ladder, title=self.title, max_rows=self.max_rows)
-
-    def close(self) -> None:
-        """Stop following the trace (the widget keeps its last picture)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._unsubscribe()
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        if self.widget is None:
-            return {"text/plain": repr(self)}
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def __repr__(self) -> str:
-        return (f"<LiveLadder {len(self.ladder)} rows, {len(self.ladder.columns)} columns,"
-                f" {self.stats.flushes} redraws, {self.pending} pending>")

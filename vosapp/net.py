@@ -1,0 +1,29 @@
+"""Network vocabulary every layer shares: a transport address and host comparison.
+
+Below ``sip`` in the layering (like :mod:`vosapp.params`), so the SIP core, the switch, the
+I/O runtime and the lab all name an address the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+__all__ = ["NO_ADDRESS", "Address", "same_host"]
+
+# (host, port) as the socket layer gives and takes it; the host is an IP literal or a name.
+Address = tuple[str, int]
+NO_ADDRESS: Address = ("", 0)
+
+
+def same_host(a: str, b: str) -> bool:
+    """Whether two host strings name the same host.
+
+    IPv6 brackets are ignored; IP addresses are compared as addresses (``::1`` equals
+    ``[0:0::1]``); anything else is a domain name, compared case-insensitively (RFC 3261
+    §19.1.4). A name never equals an address: no DNS lookup here.
+    """
+    a, b = a.strip("[]"), b.strip("[]")
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a.lower() == b.lower()

@@ -1,0 +1,75 @@
+"""The ``registrar_bindings`` table: its schema, and rows to and from :class:`Binding`.
+
+Expiry times are stored as wall-clock (Unix) times so bindings survive a restart; expired rows
+are ignored on read (here) and deleted by :meth:`Registrar.purge_expired`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from vosapp.switch.registrar.model import Binding
+
+REGISTRAR_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE registrar_bindings (
+        aor TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        q REAL,
+        call_id TEXT NOT NULL,
+        cseq INTEGER NOT NULL,
+        transport TEXT NOT NULL DEFAULT 'udp',
+        received_host TEXT NOT NULL DEFAULT '',
+        received_port INTEGER NOT NULL DEFAULT 0,
+        path TEXT NOT NULL DEFAULT '[]',
+        user_agent TEXT NOT NULL DEFAULT '',
+        registered_at REAL NOT NULL,
+        PRIMARY KEY (aor, contact)
+    );
+    CREATE INDEX registrar_bindings_expiry ON registrar_bindings (expires_at);
+    """,
+)
+
+# Columns in Binding's field order: rows become Bindings without a dict per row.
+COLUMNS_SQL = ("SELECT aor, contact, expires_at, call_id, cseq, q, transport, received_host,"
+               " received_port, path, user_agent, registered_at FROM registrar_bindings")
+LIVE_SQL = f"{COLUMNS_SQL} WHERE aor = ?"
+
+
+def bindings_from_rows(rows: Iterable[Sequence[Any]], now: float) -> list[Binding]:
+    """Rows of :data:`COLUMNS_SQL` as Bindings, those expired at ``now`` left out."""
+    return [Binding(a, c, expires_at, i, n, q, t, rh, rp,
+                    () if path == "[]" else tuple(json.loads(path)), ua, reg)
+            for a, c, expires_at, i, n, q, t, rh, rp, path, ua, reg in rows
+            if expires_at > now]
+
+
+def live_bindings(db: sqlite3.Connection, aor: str, now: float) -> list[Binding]:
+    return bindings_from_rows(db.execute(LIVE_SQL, (aor,)), now)
+
+
+# An upsert that updates a refreshed binding in place (same rowid): SQLite then rewrites the
+# row and the expiry index only, not the primary-key index as INSERT OR REPLACE (delete +
+# insert) does; fewer pages per commit. The row ends up the same either way.
+UPSERT_SQL = (
+    "INSERT INTO registrar_bindings (aor, contact, expires_at, q, call_id, cseq,"
+    " transport, received_host, received_port, path, user_agent, registered_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at,"
+    " q = excluded.q, call_id = excluded.call_id, cseq = excluded.cseq,"
+    " transport = excluded.transport, received_host = excluded.received_host,"
+    " received_port = excluded.received_port, path = excluded.path,"
+    " user_agent = excluded.user_agent, registered_at = excluded.registered_at")
+
+
+def upsert(db: sqlite3.Connection, binding: Binding) -> None:
+    db.execute(
+        UPSERT_SQL,
+        (binding.aor, binding.contact, binding.expires_at, binding.q, binding.call_id,
+         binding.cseq, binding.transport, binding.received_host, binding.received_port,
+         json.dumps(list(binding.path)) if binding.path else "[]", binding.user_agent,
+         binding.registered_at))

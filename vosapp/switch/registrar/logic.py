@@ -1,0 +1,170 @@
+"""Registrar (RFC 3261 §10.3): the bindings of authenticated accounts, kept in SQLite.
+
+Sans-IO: :class:`Registrar` takes the facts of an authenticated REGISTER (address of record,
+contacts, Expires, Call-ID/CSeq, source address, Path) and returns a :class:`RegisterOutcome`
+(status, reason, the bindings to list in the 200, Min-Expires for a 423). The REGISTER handler
+(:class:`~vosapp.switch.registrar.service.RegistrarService`) turns SIP messages into these calls.
+
+Persistence: every change of an address of record is one SQLite transaction (``BEGIN
+IMMEDIATE`` ... ``COMMIT`` through :meth:`vosapp.store.Store.transaction`), so a process killed
+mid-write loses only the registration it had not yet answered; WAL keeps what was committed.
+The table and its SQL are in :mod:`vosapp.switch.registrar.bindings_store`.
+
+Choices where RFC 3261 leaves room (documented in docs/contracts.md):
+
+- SS_ENDPOINT_REGISTER_REPLACE=On: a registration with a new Call-ID (another device, or the
+  same one after a reboot) replaces every binding of the account; several contacts in one
+  registration are all kept. Off: such a registration is refused with 403 while a live binding
+  of another Call-ID exists (unless it only re-registers contacts already bound).
+- Expires: the contact's ``expires`` parameter, else the Expires header, else
+  ``default_expires``. 0 < expires < ``min_expires`` → 423 with Min-Expires; above
+  ``max_expires`` (including absurd values like 10**30) → clamped. Not a non-negative
+  integer → 400.
+- More than ``max_contacts`` bindings for one account → 403 "Too Many Contacts".
+- A request with the Call-ID of an existing binding and a CSeq not higher → 500 (RFC 3261
+  §10.3 step 7: "the request fails"; Retry is pointless so no Retry-After).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from vosapp.clock import Clock
+from vosapp.store import Store
+from vosapp.switch.registrar.bindings_store import (
+    COLUMNS_SQL,
+    LIVE_SQL,
+    REGISTRAR_MIGRATIONS,
+    bindings_from_rows,
+    live_bindings,
+    upsert,
+)
+from vosapp.switch.registrar.model import Binding, ContactRequest, RegisterOutcome
+
+
+@dataclass(slots=True)
+class Registrar:
+    """RFC 3261 §10.3 bindings for authenticated accounts, stored in ``store``."""
+
+    store: Store
+    clock: Clock
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError("expiry limits must satisfy 0 < min_expires <= default_expires "
+                             f"<= max_expires (got {self.min_expires}, {self.default_expires}, "
+                             f"{self.max_expires})")
+        if self.max_contacts < 1:
+            raise ValueError(f"max_contacts must be at least 1 (got {self.max_contacts})")
+        self.store.ensure_schema("registrar", REGISTRAR_MIGRATIONS)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def bindings(self, aor: str) -> list[Binding]:
+        """The live bindings of ``aor``, highest q first (absent q counts as 1.0)."""
+        # Look up by the primary key prefix only and filter expiry here: with both in the
+        # WHERE clause SQLite may pick the expiry index and scan every live binding.
+        now = self.clock.wall()
+        return list(_by_preference(bindings_from_rows(self.store.query(LIVE_SQL, (aor,)), now)))
+
+    def all_bindings(self) -> list[Binding]:
+        now = self.clock.wall()
+        rows = self.store.query(f"{COLUMNS_SQL} WHERE expires_at > ? ORDER BY aor, contact",
+                                (now,))
+        return bindings_from_rows(rows, now)
+
+    def purge_expired(self) -> int:
+        """Delete expired bindings; returns how many."""
+        with self.store.transaction() as db:
+            cursor = db.execute("DELETE FROM registrar_bindings WHERE expires_at <= ?",
+                                (self.clock.wall(),))
+            return cursor.rowcount
+
+    # -- the update (RFC 3261 §10.3 steps 6-8) -----------------------------------------------
+
+    def register(self, aor: str, contacts: Sequence[ContactRequest] | None, *,
+                 expires_header: int | None, call_id: str, cseq: int, replace: bool,
+                 star: bool = False, source: tuple[str, int] = ("", 0),
+                 transport: str = "udp", path: Sequence[str] = (),
+                 user_agent: str = "") -> RegisterOutcome:
+        """Apply one REGISTER for ``aor`` (already authenticated and authorised).
+
+        ``contacts`` None or empty with ``star`` False is a fetch (§10.2.3). ``star`` is
+        ``Contact: *`` (§10.2.2): only valid alone and with Expires 0.
+        ``replace`` is SS_ENDPOINT_REGISTER_REPLACE (of the request's auth session).
+        """
+        now = self.clock.wall()
+        path = tuple(path)
+        if star:
+            if contacts:
+                return RegisterOutcome(400, "Contact * Must Be Alone", now=now)
+            if expires_header != 0:
+                return RegisterOutcome(400, "Contact * Requires Expires 0", now=now)
+            with self.store.transaction() as db:
+                existing = live_bindings(db, aor, now)
+                if any(b.call_id == call_id and b.cseq >= cseq for b in existing):
+                    return RegisterOutcome(500, "Out Of Order CSeq", now=now)
+                db.execute("DELETE FROM registrar_bindings WHERE aor = ?", (aor,))
+            return RegisterOutcome(200, "OK", (), path=path, now=now)
+        contacts = list(contacts or ())
+        if not contacts:
+            return RegisterOutcome(200, "OK", tuple(self.bindings(aor)), path=path, now=now)
+        if len(contacts) > self.max_contacts:
+            return RegisterOutcome(403, "Too Many Contacts", now=now)
+
+        # Expiry of each contact: its own parameter, else the header, else our default.
+        wanted: dict[str, tuple[ContactRequest, int]] = {}
+        for contact in contacts:
+            expires = contact.expires if contact.expires is not None else expires_header
+            expires = self.default_expires if expires is None else expires
+            if 0 < expires < self.min_expires:
+                return RegisterOutcome(423, "Interval Too Brief", min_expires=self.min_expires,
+                                       now=now)
+            if contact.q is not None and not 0.0 <= contact.q <= 1.0:
+                return RegisterOutcome(400, "Bad q Value", now=now)
+            wanted[contact.uri] = (contact, min(expires, self.max_expires))
+
+        with self.store.transaction() as db:
+            existing = {b.contact: b for b in live_bindings(db, aor, now)}
+            for uri in wanted:
+                old = existing.get(uri)
+                if old is not None and old.call_id == call_id and old.cseq >= cseq:
+                    return RegisterOutcome(500, "Out Of Order CSeq", now=now)
+            others = [b for b in existing.values()
+                      if b.call_id != call_id and b.contact not in wanted]
+            adding = any(expires > 0 for _, expires in wanted.values())
+            if others and adding and not replace:
+                # SS_ENDPOINT_REGISTER_REPLACE=Off: the living registration wins.
+                return RegisterOutcome(403, "Already Registered", now=now)
+            # Decide everything before writing anything: a refusal leaves the AOR untouched.
+            removed = {b.contact for b in others} if adding else set()
+            removed |= {uri for uri, (_, expires) in wanted.items() if expires == 0}
+            kept = (set(existing) - removed) | {uri for uri, (_, expires) in wanted.items()
+                                                if expires > 0}
+            if len(kept) > self.max_contacts:
+                return RegisterOutcome(403, "Too Many Contacts", now=now)
+            for uri in removed:
+                db.execute("DELETE FROM registrar_bindings WHERE aor = ? AND contact = ?",
+                           (aor, uri))
+            final = {uri: b for uri, b in existing.items() if uri not in removed}
+            for uri, (contact, expires) in wanted.items():
+                if expires == 0:
+                    continue
+                binding = Binding(aor=aor, contact=uri, expires_at=now + expires,
+                                  call_id=call_id, cseq=cseq, q=contact.q, transport=transport,
+                                  received_host=source[0], received_port=source[1], path=path,
+                                  user_agent=user_agent, registered_at=now)
+                upsert(db, binding)
+                final[uri] = binding
+        return RegisterOutcome(200, "OK", _by_preference(final.values()), path=path, now=now)
+
+
+def _by_preference(bindings: Iterable[Binding]) -> tuple[Binding, ...]:
+    """Highest q first (absent q counts as 1.0, RFC 3261 §20.10), then most recent."""
+    return tuple(sorted(bindings, key=lambda b: (-(1.0 if b.q is None else b.q),
+                                                 -b.registered_at, b.contact)))
