@@ -26,7 +26,7 @@ from vosapp.io.call_media import backend_for
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
 from vosapp.switch.core import SwitchCore
-from vosapp.trace import Trace
+from vosapp.trace import DEFAULT_MAX_PERSISTED_BYTES, Trace
 
 if TYPE_CHECKING:
     from vosapp.config import Config
@@ -133,6 +133,7 @@ class Switch:
                  host: str | None = None, port: int | None = None,
                  data_dir: str | Path | None = None, transports: Sequence[str] = ("UDP", "TCP"),
                  trace_capacity: int = 10_000, persist_trace: bool = True,
+                 trace_max_bytes: int = DEFAULT_MAX_PERSISTED_BYTES,
                  stop_timeout: float = 5.0, max_message_size: int = MAX_DATAGRAM,
                  max_tcp_connections: int = 1024, tcp_idle_timeout: float = 300.0,
                  features: Sequence[Feature] | None = None,
@@ -169,7 +170,8 @@ class Switch:
             self._param_marker = self.store.param_change_marker()  # before loading: no gap
             params = self.store.load_params(params)
         self.trace = Trace(trace_capacity, clock=self.clock,
-                           store=self.store if persist_trace else None)
+                           store=self.store if persist_trace else None,
+                           max_persisted_bytes=trace_max_bytes)
         self.core = SwitchCore(clock=self.clock, params=params, config=config, trace=self.trace,
                                store=self.store, sender=self._send)
         # The B2BUA's media proxy: sockets are io's business, so the runtime provides them.
