@@ -136,6 +136,7 @@ class Switch:
                  trace_max_bytes: int = DEFAULT_MAX_PERSISTED_BYTES,
                  stop_timeout: float = 5.0, max_message_size: int = MAX_DATAGRAM,
                  max_tcp_connections: int = 1024, tcp_idle_timeout: float = 300.0,
+                 tcp_max_per_source: int = 32, tcp_message_timeout: float = 20.0,
                  features: Sequence[Feature] | None = None,
                  param_poll_interval: float = 1.0) -> None:
         self.config = config
@@ -153,6 +154,8 @@ class Switch:
         self.max_message_size = max_message_size
         self.max_tcp_connections = max_tcp_connections
         self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_max_per_source = tcp_max_per_source
+        self.tcp_message_timeout = tcp_message_timeout
         self.clock = LoopClock()
         self.store: Store | None = None
         if self.data_dir is not None:
@@ -232,7 +235,9 @@ class Switch:
             if "TCP" in self.transports:
                 self.tcp = TcpTransport(self.core, max_message_size=self.max_message_size,
                                         max_connections=self.max_tcp_connections,
-                                        idle_timeout=self.tcp_idle_timeout)
+                                        idle_timeout=self.tcp_idle_timeout,
+                                        max_per_source=self.tcp_max_per_source,
+                                        message_timeout=self.tcp_message_timeout)
                 try:
                     await self.tcp.listen(self.host, port)
                 except OSError:
