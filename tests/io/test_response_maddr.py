@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import threading
 
 from vosapp.io.runtime import Switch
 from vosapp.sip import Response, parse
@@ -104,3 +105,52 @@ def test_maddr_ip_does_not_reflect_the_response_to_a_third_address() -> None:
                 client.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_configured_host_name_is_resolved_off_the_event_loop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Requests to a gateway or proxy configured by name: the name is resolved in a worker
+    thread (once, then cached), never by a blocking call on the loop, and a name that does not
+    resolve fails its transactions instead of stalling the switch."""
+    resolver_threads: list[int] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        resolver_threads.append(threading.get_ident())
+        if host == "nowhere.vosapp.test":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo("127.0.0.1" if host == "gateway.vosapp.test" else host,
+                                *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    failed: list[tuple[tuple[str, int], str]] = []
+
+    async def scenario() -> None:
+        async with Switch(host="127.0.0.1", port=0, transports=("UDP",), features=[],
+                          persist_trace=False) as switch:
+            switch.core.transport_failed = (  # type: ignore[method-assign]
+                lambda destination, transport, reason: failed.append((destination, reason)))
+            gateway = udp_socket()
+            try:
+                port = gateway.getsockname()[1]
+                for payload in (b"one", b"two"):
+                    switch._send(payload, ("gateway.vosapp.test", port), "UDP")
+                switch._send(b"lost", ("nowhere.vosapp.test", port), "UDP")
+                loop = asyncio.get_running_loop()
+                received = [(await asyncio.wait_for(loop.sock_recvfrom(gateway, 100), 10))[0]
+                            for _ in range(2)]
+                assert received == [b"one", b"two"]
+                switch._send(b"three", ("gateway.vosapp.test", port), "UDP")  # cached
+                data, _ = await asyncio.wait_for(loop.sock_recvfrom(gateway, 100), 10)
+                assert data == b"three"
+                for _ in range(1000):
+                    if failed:
+                        break
+                    await asyncio.sleep(0.01)
+            finally:
+                gateway.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert len(resolver_threads) == 2  # gateway once (then cached), nowhere once
+    assert threading.get_ident() not in resolver_threads  # never on the loop's thread
+    [(destination, reason)] = failed
+    assert destination[0] == "nowhere.vosapp.test" and "cannot resolve" in reason
