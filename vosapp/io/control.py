@@ -361,6 +361,9 @@ class ControlServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            for writer in list(self._unauthenticated):  # their tasks end now, not cancelled
+                writer.transport.abort()
+            await asyncio.sleep(0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
             self._server = None
