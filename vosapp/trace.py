@@ -322,7 +322,7 @@ _INSERT = ("INSERT INTO trace_records (mono, wall, direction, transport, src_hos
 
 def stored_size(record: TraceRecord) -> int:
     """What ``record`` counts against the byte budget (the same sum as ``_SIZE_SQL``)."""
-    return len(record.raw) + len(_lossless(record.note) or b"") + ROW_OVERHEAD
+    return len(record.raw) + len(record.note.encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
 
 
 def _lossless(text: str | None) -> str | bytes | None:
