@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--udp-only", action="store_true", help="do not listen on TCP")
     serve.add_argument("--no-trace-store", action="store_true",
                        help="keep the trace in memory only (not in the SQLite store)")
+    serve.add_argument("--trace-store-mb", type=int, default=256, metavar="MB",
+                       help="the stored trace keeps its newest MB megabytes (default 256)")
     serve.add_argument("--stop-timeout", type=float, default=5.0, metavar="S",
                        help="longest wait for graceful stop work, seconds (default 5)")
     serve.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
@@ -108,7 +110,9 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         switch = Switch(config=config, host=host, port=port, data_dir=data_dir(args, config),
                         transports=("UDP",) if args.udp_only else ("UDP", "TCP"),
-                        persist_trace=not args.no_trace_store, stop_timeout=args.stop_timeout)
+                        persist_trace=not args.no_trace_store,
+                        trace_max_bytes=args.trace_store_mb * 1024 * 1024,
+                        stop_timeout=args.stop_timeout)
         await switch.start()
         tune_gc()
     except OSError as exc:
