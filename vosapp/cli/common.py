@@ -1,6 +1,6 @@
 """What every ``vosapp`` command shares: the one-line-error parser, the global options
-``--config`` / ``--data-dir``, and how they resolve to a :class:`Config`, a data directory,
-a :class:`Store` and the effective :class:`Params`.
+``--config`` / ``--data-dir``, how they resolve to a :class:`Config`, a data directory,
+a :class:`Store` and the effective :class:`Params`, and how times and tables are printed.
 
 Resolution order (SPEC: the same everywhere, documented in ``vosapp --help``):
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -99,3 +100,18 @@ def open_store(args: argparse.Namespace, config: Config | None, *, create: bool)
 def base_params(config: Config | None) -> Params:
     """Registry defaults with the config file's ``[parameters]`` applied."""
     return config.parameters if config is not None else Params.defaults()
+
+
+def utc(wall: float | None) -> str:
+    """A Unix time as ``2026-01-31 12:00:00Z`` (``-`` for none)."""
+    if wall is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall)) + "Z"
+
+
+def print_table(rows: list[list[str]]) -> None:
+    """Left-aligned columns, two spaces apart; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
