@@ -10,13 +10,12 @@ returns rows; this module prints them.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from vosapp.cli import common
-from vosapp.cli.common import utc
+from vosapp.cli.common import printed_json_or_nothing, utc
 from vosapp.errors import VosappError
 
 if TYPE_CHECKING:
@@ -66,11 +65,8 @@ def run_events(args: argparse.Namespace) -> int:
     journal = _journal(args)
     events = [] if journal is None else journal.events(limit=args.limit, user=args.user,
                                                        source_host=args.address)
-    if args.json:
-        print(json.dumps([asdict(event) for event in events], indent=1))
-        return 0
-    if not events:
-        print("no authentication events")
+    if printed_json_or_nothing([asdict(event) for event in events], as_json=args.json,
+                               nothing="no authentication events"):
         return 0
     for event in events:
         print(f"{utc(event.wall)}  {event.source_host}:{event.source_port}  "
@@ -83,14 +79,10 @@ def run_suspended(args: argparse.Namespace) -> int:
     journal = _journal(args)
     now = time.time()
     active = [] if journal is None else journal.active_suspensions(now)
-    if args.json:
-        print(json.dumps([{"user": s.user, "address": s.source_host, "scope": s.scope.value,
-                           "since": s.since_wall, "until": s.until_wall,
-                           "remaining_s": round(s.until_wall - now), "failures": s.failures}
-                          for s in active], indent=1))
-        return 0
-    if not active:
-        print("no suspended terminals")
+    rows = [{"user": s.user, "address": s.source_host, "scope": s.scope.value,
+             "since": s.since_wall, "until": s.until_wall,
+             "remaining_s": round(s.until_wall - now), "failures": s.failures} for s in active]
+    if printed_json_or_nothing(rows, as_json=args.json, nothing="no suspended terminals"):
         return 0
     for s in active:
         print(f"{s.user or '-'}@{s.source_host}  {s.scope.value}  until {utc(s.until_wall)} "

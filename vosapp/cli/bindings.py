@@ -9,12 +9,11 @@ are not listed (the switch purges them periodically).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from vosapp.cli import common
-from vosapp.cli.common import print_table, utc
+from vosapp.cli.common import print_table, printed_json_or_nothing, utc
 
 if TYPE_CHECKING:
     from vosapp.switch.registrar import Binding
@@ -55,11 +54,7 @@ def as_row(binding: Binding, now: float) -> dict[str, Any]:
 def run_bindings(args: argparse.Namespace) -> int:
     now = time.time()
     rows = [as_row(binding, now) for binding in live_bindings(args, now)]
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    if not rows:
-        print("no registered phones")
+    if printed_json_or_nothing(rows, as_json=args.json, nothing="no registered phones"):
         return 0
     table = [["USER", "CONTACT", "RECEIVED FROM", "TRANSPORT", "EXPIRES IN", "Q",
               "USER-AGENT", "REGISTERED"]]

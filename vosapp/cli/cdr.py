@@ -5,11 +5,10 @@ newest first, read from the store of the data directory (:func:`vosapp.switch.cd
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from vosapp.cli import common
-from vosapp.cli.common import utc
+from vosapp.cli.common import printed_json_or_nothing, utc
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +30,7 @@ def run_list(args: argparse.Namespace) -> int:
     if store is not None:
         with store:
             rows = read_cdrs(store, args.limit)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    if not rows:
-        print("no call detail records")
+    if printed_json_or_nothing(rows, as_json=args.json, nothing="no call detail records"):
         return 0
     for row in rows:
         tried = ", ".join(row["gateways_tried"]) or "-"

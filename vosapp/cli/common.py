@@ -15,10 +15,11 @@ Resolution order (SPEC: the same everywhere, documented in ``vosapp --help``):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from vosapp.config import Config, load_config
 from vosapp.errors import VosappError
@@ -107,6 +108,18 @@ def utc(wall: float | None) -> str:
     if wall is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall)) + "Z"
+
+
+def printed_json_or_nothing(rows: list[Any], *, as_json: bool, nothing: str) -> bool:
+    """``--json``: print ``rows`` as JSON; no rows: print ``nothing``. True when that was
+    all there is to print (the caller's text output is then skipped)."""
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return True
+    if not rows:
+        print(nothing)
+        return True
+    return False
 
 
 def print_table(rows: list[list[str]]) -> None:

@@ -11,12 +11,11 @@ the binding at that time.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import TYPE_CHECKING
 
 from vosapp.cli import common
-from vosapp.cli.common import utc
+from vosapp.cli.common import printed_json_or_nothing, utc
 
 if TYPE_CHECKING:
     from vosapp.switch.outbound import UpstreamStatus
@@ -71,13 +70,11 @@ def run_status(args: argparse.Namespace) -> int:
     else:
         with store:
             rows = read_status(store)
-    if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=1))
-        return 0
-    if not rows:
-        where = common.data_dir(args, config)
-        print("no upstream registrations recorded"
-              + (f" in {where}" if where is not None else " (no data directory selected)"))
+    where = common.data_dir(args, config)
+    nothing = "no upstream registrations recorded" + (
+        f" in {where}" if where is not None else " (no data directory selected)")
+    if printed_json_or_nothing([row.as_dict() for row in rows], as_json=args.json,
+                               nothing=nothing):
         return 0
     now = time.time()
     for row in rows:
