@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,19 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.sipp, needs_sipp, pytest.mark.timeout(120)]
+
+
+def test_vosapp_bindings_lists_a_phone_sipp_registered(tmp_path: Path) -> None:
+    with serve(write_config(tmp_path)) as served:
+        run = register_with_sipp(served, "register_auth.xml", tmp_path)
+        assert run.returncode == 0, run.stdout[-2000:]
+        listing = run_vosapp("bindings", "--json", "--data-dir", str(served.data_dir))
+        text = run_vosapp("bindings", "--data-dir", str(served.data_dir)).stdout
+    [row] = json.loads(listing.stdout)
+    assert (row["user"], row["source_host"], row["transport"]) == (USER, "127.0.0.1", "udp")
+    assert row["user_agent"] == "SIPp vosapp-test" and 0 < row["expires_in"] <= 3600
+    assert row["contact"].startswith(f"sip:{USER}@127.0.0.1:")
+    assert f"{USER}  {row['contact']}" in text and "SIPp vosapp-test" in text
 
 
 @pytest.mark.parametrize("code", [401, 407])
