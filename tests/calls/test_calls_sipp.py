@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,25 +49,30 @@ def cdrs(config: Path, cwd: Path) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def run_call(tmp_path: Path, sipp: SippRunner, uac: str, uas: list[str],
-             spare: list[int] = ()) -> list[dict]:
-    ports = [free_port() for _ in uas]
-    config = calls_config(tmp_path, [*ports, *spare])
-    vendors = [sipp.start(scenario, local_port=port, extra=["-mp", str(free_port())])
-               for scenario, port in zip(uas, ports, strict=True)]
-    with serve(config) as switch:
-        caller = sipp.start(uac, remote=f"127.0.0.1:{switch.port}", local_port=free_port(),
-                            extra=["-mp", str(free_port()), "-s", "0044123", "-au", "1001",
-                                   "-ap", "secret-1001"])
-        finish_sipp(caller, uac, tmp_path)
-        for process, name in zip(vendors, uas, strict=True):
-            finish_sipp(process, name, tmp_path)
-        time.sleep(0.3)
-    return cdrs(config, tmp_path)
+@pytest.fixture
+def call(tmp_path: Path, sipp: SippRunner,
+         free_ports: Callable[..., list[int]]) -> Callable[..., list[dict]]:
+    """``call(uac, uas, spare=[])``: one SIPp vendor per ``uas`` scenario, the switch routing
+    to them (and to the ``spare`` ports), the ``uac`` call through it; returns the CDRs."""
+    def run_call(uac: str, uas: list[str], spare: list[int] = ()) -> list[dict]:
+        ports = free_ports(len(uas))
+        config = calls_config(tmp_path, [*ports, *spare])
+        vendors = [sipp.start(scenario, local_port=port, extra=["-mp", str(free_port())])
+                   for scenario, port in zip(uas, ports, strict=True)]
+        with serve(config) as switch:
+            caller = sipp.start(uac, remote=f"127.0.0.1:{switch.port}", local_port=free_port(),
+                                extra=["-mp", str(free_port()), "-s", "0044123", "-au", "1001",
+                                       "-ap", "secret-1001"])
+            finish_sipp(caller, uac, tmp_path)
+            for process, name in zip(vendors, uas, strict=True):
+                finish_sipp(process, name, tmp_path)
+            time.sleep(0.3)
+        return cdrs(config, tmp_path)
+    return run_call
 
 
-def test_basic_call_with_bye(tmp_path: Path, sipp: SippRunner) -> None:
-    [row] = run_call(tmp_path, sipp, "call_uac.xml", ["call_uas.xml"])
+def test_basic_call_with_bye(call: Callable[..., list[dict]]) -> None:
+    [row] = call("call_uac.xml", ["call_uas.xml"])
     assert row["status"] == 200 and row["end_reason"] == "caller hung up"
     assert row["account"] == "1001" and row["mapping_gateway"] == "customer"
     assert row["gateways_tried"] == ["vendor-1:200"]
@@ -74,24 +80,24 @@ def test_basic_call_with_bye(tmp_path: Path, sipp: SippRunner) -> None:
     assert row["answer_time"] >= row["setup_time"]
 
 
-def test_busy_does_not_fail_over(tmp_path: Path, sipp: SippRunner) -> None:
+def test_busy_does_not_fail_over(call: Callable[..., list[dict]]) -> None:
     # a second vendor is configured; 486 is final for routing, so it must receive nothing
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
         second.bind(("127.0.0.1", 0))
         second.setblocking(False)
-        [row] = run_call(tmp_path, sipp, "call_uac_busy.xml", ["call_uas_busy.xml"],
-                         spare=[second.getsockname()[1]])
+        [row] = call("call_uac_busy.xml", ["call_uas_busy.xml"],
+                     spare=[second.getsockname()[1]])
         with pytest.raises(BlockingIOError):
             second.recv(65535)
     assert row["status"] == 486 and row["gateways_tried"] == ["vendor-1:486"]
 
 
-def test_503_fails_over_to_the_second_vendor(tmp_path: Path, sipp: SippRunner) -> None:
-    [row] = run_call(tmp_path, sipp, "call_uac.xml", ["call_uas_503.xml", "call_uas.xml"])
+def test_503_fails_over_to_the_second_vendor(call: Callable[..., list[dict]]) -> None:
+    [row] = call("call_uac.xml", ["call_uas_503.xml", "call_uas.xml"])
     assert row["status"] == 200
     assert row["gateways_tried"] == ["vendor-1:503", "vendor-2:200"]
 
 
-def test_cancel(tmp_path: Path, sipp: SippRunner) -> None:
-    [row] = run_call(tmp_path, sipp, "call_uac_cancel.xml", ["call_uas_cancel.xml"])
+def test_cancel(call: Callable[..., list[dict]]) -> None:
+    [row] = call("call_uac_cancel.xml", ["call_uas_cancel.xml"])
     assert row["status"] == 487 and row["end_reason"] == "cancelled by caller"
