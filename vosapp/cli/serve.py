@@ -3,7 +3,8 @@
 ``serve`` runs the switch in the foreground, logs to stderr, prints one line
 ``vosapp listening on HOST:PORT (UDP, TCP)`` on stdout when ready (tests wait for it) and
 stops cleanly on SIGINT/SIGTERM, running the stop hooks (SPEC §3) before the sockets close.
-The running itself is :func:`vosapp.io.serve.serve`.
+
+This module is the command line; the running itself is :func:`vosapp.io.serve.serve`.
 """
 
 from __future__ import annotations
