@@ -6,7 +6,8 @@ import ctypes
 
 import numpy as np
 import pytest
-from media_signals import (
+
+from tests.media.media_signals import (
     best_alignment,
     dominant_frequency,
     formant_speech,
@@ -14,7 +15,6 @@ from media_signals import (
     spectral_similarity,
     tone,
 )
-
 from vosapp.media import codecs
 from vosapp.media.codecs import CodecError, CodecUnavailableError
 from vosapp.media.codecs import g729 as g729_module

@@ -21,14 +21,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vosapp import cli_common
+from vosapp.cli import common
 from vosapp.config import load_config
 from vosapp.errors import VosappError
 
 if TYPE_CHECKING:
     from vosapp.lab.attach import BackgroundSwitch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def lab_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     notebooks = REPO_ROOT / "notebooks"
     if not notebooks.is_dir():
         raise VosappError(f"{notebooks} does not exist; run vosapp lab from a repository clone")
-    config = cli_common.config_path(args)
+    config = common.config_path(args)
     if config is None:
         config = REPO_ROOT / "data" / "lab.toml"
     load_config(config)  # a broken config is reported now, not inside a notebook
@@ -71,9 +71,9 @@ def lab_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")  # CI and containers run as root; Jupyter refuses otherwise
     env = dict(os.environ)
-    env[cli_common.ENV_CONFIG] = str(Path(config).resolve())
+    env[common.ENV_CONFIG] = str(Path(config).resolve())
     if args.data_dir is not None:
-        env[cli_common.ENV_DATA_DIR] = str(Path(args.data_dir).resolve())
+        env[common.ENV_DATA_DIR] = str(Path(args.data_dir).resolve())
     return argv, env
 
 
@@ -81,10 +81,10 @@ def start_switch(args: argparse.Namespace, env: dict[str, str]) -> BackgroundSwi
     """The background switch, or None (with the reason on stderr) when it cannot start."""
     from vosapp.lab.attach import BackgroundSwitch  # only `vosapp lab` pays for this import
 
-    config = Path(env[cli_common.ENV_CONFIG])
+    config = Path(env[common.ENV_CONFIG])
     try:
         loaded = load_config(config)
-        data_dir = cli_common.data_dir(args, loaded)
+        data_dir = common.data_dir(args, loaded)
         if data_dir is None:
             raise VosappError(f"{config} has no [switch] data_dir and none was given")
         listen = args.switch_listen
@@ -104,12 +104,12 @@ def start_switch(args: argparse.Namespace, env: dict[str, str]) -> BackgroundSwi
 def run_lab(args: argparse.Namespace) -> int:
     argv, env = lab_command(args)
     if args.dry_run:
-        print(f"{cli_common.ENV_CONFIG}={shlex.quote(env[cli_common.ENV_CONFIG])} "
+        print(f"{common.ENV_CONFIG}={shlex.quote(env[common.ENV_CONFIG])} "
               + " ".join(shlex.quote(a) for a in argv))
         return 0
     switch = None if args.no_switch else start_switch(args, env)
     if switch is not None:
-        env[cli_common.ENV_DATA_DIR] = str(switch.data_dir)  # attach() finds it
+        env[common.ENV_DATA_DIR] = str(switch.data_dir)  # attach() finds it
     sys.stdout.flush()
     jupyter = subprocess.Popen(argv, env=env)
     # Jupyter answers Ctrl-C itself (it asks before shutting down); this process only waits,
