@@ -7,8 +7,8 @@ import itertools
 from collections.abc import Callable
 
 import pytest
-from b2bua_harness import VENDOR_A, VENDOR_B, Caller, Vendor, make_config, start_switch
 
+from tests.switch.b2bua_harness import VENDOR_A, VENDOR_B, Caller, Vendor, make_config, start_switch
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.switch.call import Attempt, Call
 from vosapp.switch.call.state import (
