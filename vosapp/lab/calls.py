@@ -80,6 +80,11 @@ def _codec_name(codec: sdplib.Codec) -> str:
     return _CODEC_NAMES[codec.family]
 
 
+def _has_option(message: Request | Response, header: str, option: str) -> bool:
+    return any(option in (v.strip().lower() for v in value.split(","))
+               for value in message.headers.get_all(header))
+
+
 def _uri_address(uri: Any, default_port: int = 5060) -> Address:
     return (uri.host, uri.port or default_port)
 
@@ -117,6 +122,8 @@ class Call:
         loop = asyncio.get_running_loop()
         self._answered: asyncio.Future[None] = loop.create_future()
         self._ended: asyncio.Future[None] = loop.create_future()
+        self._pracked: asyncio.Future[None] = loop.create_future()
+        self._agreed: sdplib.Answer | None = None
         self._answered.add_done_callback(lambda f: f.cancelled() or f.exception())
         # outgoing
         self.destination: Address | None = None
@@ -137,6 +144,10 @@ class Call:
     # ------------------------------------------------------------------ bookkeeping
     def _event(self, what: str, detail: str = "") -> None:
         self.events.append(CallEvent(self.ua.clock.now(), what, detail))
+
+    def note(self, what: str, detail: str = "") -> None:
+        """Add a line to :attr:`events` (what an endpoint's own logic decided)."""
+        self._event(what, detail)
 
     def _end(self, state: str, detail: str = "") -> None:
         if self.state in ("ended", "failed"):
@@ -285,6 +296,19 @@ class Call:
             self.state = "ringing"
         if response.body and response.content_type == "application/sdp":
             self._early_media(response)
+        if _has_option(response, "Require", "100rel") and response.headers.get("RSeq"):
+            self._prack(response)
+
+    def _prack(self, response: Response) -> None:
+        """RFC 3262 §4: acknowledge a reliable provisional with PRACK in its early dialog."""
+        assert self.invite is not None
+        if self.dialog is None:
+            self.dialog = Dialog.from_uac(self.invite, response)
+        rack = f"{response.headers.get('RSeq')} {self.invite.cseq.number} INVITE"
+        request = self.dialog.create_request("PRACK", via=self.ua.via(),
+                                             headers=self.ua.headers(("RAck", rack)))
+        self._event("PRACK", rack)
+        self.ua.spawn(self.ua.request(request, self._target()))
 
     def _early_media(self, response: Response) -> None:
         assert self._local_sdp is not None
@@ -317,8 +341,10 @@ class Call:
         assert self.invite is not None and self.destination is not None
         if response.cseq.number != self.invite.cseq.number:
             return
-        if self.dialog is None or self._ack is None:
-            self.dialog = Dialog.from_uac(self.invite, response)
+        if self._ack is None:
+            if self.dialog is None or self.dialog.remote_tag != response.to.tag:
+                self.dialog = Dialog.from_uac(self.invite, response)
+            self.dialog.update_from_response(response)
             self._ack = self.dialog.ack_for_2xx(self.invite, via=self.ua.via())
             self.ua.send_stateless(self._ack, self._target())
             self.status = response.status
@@ -404,6 +430,43 @@ class Call:
         self._respond(180)
         self._event("180", "ringing")
 
+    def peer_supports_100rel(self) -> bool:
+        """Whether the INVITE allows reliable provisional responses (RFC 3262 §3)."""
+        assert self.invite is not None
+        return any(_has_option(self.invite, name, "100rel") for name in ("Supported", "Require"))
+
+    async def progress(self, *, reliable: bool = False) -> None:
+        """183 Session Progress with the answer SDP (early media). ``reliable``: RFC 3262
+        (``Require: 100rel``, ``RSeq``), resent T1 doubling until the PRACK arrives."""
+        if self.direction != "incoming" or self.state != "ringing":
+            raise CallError(f"only a ringing incoming call sends 183 ({self.state})")
+        agreed = await self._agree()
+        headers = [("Require", "100rel"), ("RSeq", "1")] if reliable else []
+        response = self._respond(183, body=bytes(agreed.sdp), headers=headers)
+        self.dialog = Dialog.from_uas(self.invite, response)  # early (§12.1.1)
+        self._event("183", "reliable" if reliable else "early media")
+        if reliable:
+            self._resend(response, self.ua.t1)
+        self._start_media(agreed)
+
+    async def wait_prack(self, timeout: float | None = None) -> None:
+        """Wait for the PRACK of a reliable 183 (default 64*T1, RFC 3262 §3)."""
+        wait = 64 * self.ua.t1 if timeout is None else timeout
+        await asyncio.wait_for(asyncio.shield(self._pracked), wait)
+
+    async def _agree(self) -> sdplib.Answer:
+        """The answer to the INVITE's offer, computed once (183 and 200 carry the same)."""
+        assert self.invite is not None
+        if self._agreed is None:
+            await self._open_media()
+            try:
+                self._agreed = self._answer_sdp(self.invite.body)
+            except sdplib.SdpError as exc:
+                await self.reject(488)
+                raise CallError(f"no common codec: {exc}", 488) from exc
+            self._local_sdp = self._agreed.sdp
+        return self._agreed
+
     def _answer_sdp(self, offer: bytes) -> sdplib.Answer:
         assert self._socket is not None
         host, port = self._socket.address
@@ -417,36 +480,36 @@ class Call:
         missing common codec answers 488 and raises :class:`CallError`."""
         if self.direction != "incoming" or self.state != "ringing":
             raise CallError(f"only a ringing incoming call can be answered ({self.state})")
-        assert self.invite is not None
         self.echo = echo
-        await self._open_media()
-        try:
-            agreed = self._answer_sdp(self.invite.body)
-        except sdplib.SdpError as exc:
-            await self.reject(488)
-            raise CallError(f"no common codec: {exc}", 488) from exc
-        self._local_sdp = agreed.sdp
+        agreed = await self._agree()
+        self._stop_retransmit()
         self._final = self._respond(200, body=bytes(agreed.sdp))
-        self.dialog = Dialog.from_uas(self.invite, self._final)
+        if self.dialog is None:
+            self.dialog = Dialog.from_uas(self.invite, self._final)
+        self.dialog.state = DialogState.CONFIRMED
         self.status = 200
         self.state = "answered"
         self._event("200", "answered")
-        self._retransmit_2xx(self.ua.t1)
+        self._resend(self._final, self.ua.t1)
+        if self.media is not None and self.echo:
+            self.media.receiver.on_audio = self._echo
         self._start_media(agreed)
         self._answered.set_result(None)
         return self
 
-    def _retransmit_2xx(self, interval: float) -> None:
-        """§13.3.1.4: the UAS core resends its 2xx, T1 doubling to T2, until the ACK."""
+    def _resend(self, response: Response, interval: float, elapsed: float = 0.0) -> None:
+        """The UAS core resends its 2xx until the ACK (§13.3.1.4) and a reliable 1xx until
+        the PRACK (RFC 3262 §3): T1 doubling to T2, for at most 64*T1."""
         def again() -> None:
-            if self._final is None or self.ended or self.server is None:
+            if self.ended or self.server is None:
                 return
-            if self.server.terminated:  # Timer L: 64*T1 without an ACK (§13.3.1.4)
-                self._event("no ACK", "ending the call")
-                self.ua.spawn(self.hangup())
+            if self.server.terminated or elapsed + interval >= 64 * self.ua.t1:
+                self._event("no ACK" if response.status >= 200 else "no PRACK", "giving up")
+                if response.status >= 200:
+                    self.ua.spawn(self.hangup())
                 return
-            self.server.respond(self._final)
-            self._retransmit_2xx(min(2 * interval, 4.0))
+            self.server.respond(response)
+            self._resend(response, min(2 * interval, 4.0), elapsed + interval)
         self._retransmit = self.ua.clock.call_later(interval, again)
 
     def _stop_retransmit(self) -> None:
@@ -492,6 +555,12 @@ class Call:
         if method == "BYE":
             server.respond(make_response(request, 200))
             self._end("ended", "BYE from the peer")
+        elif method == "PRACK":
+            server.respond(make_response(request, 200))
+            self._stop_retransmit()
+            self._event("PRACK")
+            if not self._pracked.done():
+                self._pracked.set_result(None)
         elif method == "INFO":
             self._on_info(request, server)
         elif method == "INVITE":
@@ -590,12 +659,13 @@ class Call:
         self._stream().when_idle(lambda: future.done() or future.set_result(None))
         await future
 
-    async def play(self, audio: Any, *, wait: bool = True) -> None:
+    async def play(self, audio: Any, *, wait: bool = True, loop: bool = False) -> None:
         """Send audio: an int16/float array at the codec's rate, or a file path (any rate).
-        ``wait``: return once it has all been sent (paced in real time)."""
+        ``wait``: return once it has all been sent (paced in real time); ``loop``: start
+        again at the end, until :meth:`stop_playing` or hangup."""
         stream = self._stream()
-        stream.sender.enqueue_audio(load_samples(audio, stream.sender.sample_rate))
-        if wait:
+        stream.sender.enqueue_audio(load_samples(audio, stream.sender.sample_rate), loop=loop)
+        if wait and not loop:
             await self._idle()
 
     async def send_dtmf(self, digits: str, *, method: str = "rfc2833",
@@ -619,6 +689,10 @@ class Call:
                 sender.enqueue_tones(digit, duration_ms)
         self._event("DTMF", f"{method} {digits}")
         await self._idle()
+
+    def stop_playing(self) -> None:
+        """Drop what is queued to play (a loop too); silence follows."""
+        self._stream().sender.clear()
 
     def impair(self, impairment: Impairment | None = None, **settings: Any) -> Impairment:
         """Impair what this end sends from now on (``loss=0.05, seed=1`` ...; none: clear)."""

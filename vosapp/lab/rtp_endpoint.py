@@ -98,6 +98,7 @@ class RtpSender:
         self._event_packets: deque[bytes] = deque()
         self._silence = np.zeros(self.samples_per_packet, dtype=np.int16)
         self._first = True
+        self._loop: np.ndarray | None = None
         #: Every ptime of audio that went into a packet (silence included), in order.
         self.sent_audio: list[np.ndarray] = []
         #: (digit, RTP timestamp) of each RFC 4733 event sent.
@@ -120,12 +121,15 @@ class RtpSender:
     def set_impairment(self, impairment: Impairment | None) -> None:
         self.impairer = Impairer(impairment)
 
-    def enqueue_audio(self, samples: np.ndarray) -> None:
-        """Queue int16 audio at :attr:`sample_rate`; it goes out ``ptime`` by ``ptime``."""
+    def enqueue_audio(self, samples: np.ndarray, *, loop: bool = False) -> None:
+        """Queue int16 audio at :attr:`sample_rate`; it goes out ``ptime`` by ``ptime``.
+        ``loop``: queue it again each time it has been sent (until :meth:`clear`)."""
         samples = np.asarray(samples, dtype=np.int16).reshape(-1)
         if samples.size:
             self._audio.append(samples)
             self._queued += samples.size
+            if loop:
+                self._loop = samples
 
     def enqueue_event(self, digit: str, duration_ms: float = 100.0) -> None:
         """Queue an RFC 4733 digit; it starts after the events queued before it."""
@@ -141,12 +145,15 @@ class RtpSender:
                                            off_ms=gap_ms))
 
     def clear(self) -> None:
-        """Drop queued audio (not events)."""
+        """Drop queued audio and a loop (not events)."""
         self._audio.clear()
         self._queued = 0
+        self._loop = None
 
     def _next_audio(self) -> np.ndarray:
         n = self.samples_per_packet
+        if self._loop is not None and self._queued < n:
+            self.enqueue_audio(self._loop)
         if not self._queued:
             return self._silence
         parts: list[np.ndarray] = []
