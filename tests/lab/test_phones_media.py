@@ -3,6 +3,7 @@ packet log (RFC 3550 jitter and loss), impairments (seeded) and DTMF both ways."
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -56,9 +57,9 @@ def test_pacing_one_packet_per_ptime_with_rfc3551_timestamps(codec: str, ptime: 
     assert len(packets) == 3000 // ptime + 1  # t = 0, ptime, ... 3 s
     assert [p.payload_type for p in packets] == [codecs.get(codec).payload_type] * len(packets)
     assert all((b.timestamp - a.timestamp) & 0xFFFFFFFF == ticks
-               for a, b in zip(packets, packets[1:], strict=False))
+               for a, b in itertools.pairwise(packets))
     assert all((b.sequence - a.sequence) & 0xFFFF == 1
-               for a, b in zip(packets, packets[1:], strict=False))
+               for a, b in itertools.pairwise(packets))
     assert {len(p.payload) for p in packets} == {payload}
     assert packets[0].marker and not any(p.marker for p in packets[1:])
     arrivals = [r.arrival for r in stream.receiver.packets]
@@ -82,7 +83,7 @@ def test_recording_is_the_decoded_audio_placed_by_timestamp() -> None:
 def test_random_loss_is_counted_concealed_and_repeatable_with_a_seed() -> None:
     spec = Impairment(loss=0.2, seed=11)
     first, sent = looped("G729", spec, seconds=4.0, audio=SPEECH)
-    again, sent_again = looped("G729", spec, seconds=4.0, audio=SPEECH)
+    _again, sent_again = looped("G729", spec, seconds=4.0, audio=SPEECH)
     assert sent == sent_again  # same seed, same packets lost
     dropped = first.sender.impairer.dropped
     assert 0.1 < dropped / first.sender.impairer.planned < 0.3

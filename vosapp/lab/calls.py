@@ -212,7 +212,7 @@ class Call:
         return self.destination[0] if self.destination else "127.0.0.1"
 
     def _send_rtp(self, socket: RtpSocket, data: bytes) -> None:
-        if self.remote_media is not None and self.remote_media[1] and not self.remote_held:
+        if self.remote_media is not None and self.remote_media[1]:
             socket.sendto(data, self.remote_media)
 
     def _echo(self, audio: np.ndarray, rate: int) -> None:
@@ -592,6 +592,8 @@ class Call:
         server.respond(response)
         self._event("re-INVITE", "held" if self.remote_held else "resumed")
         self._start_media(agreed)
+        if self.media is not None:
+            self.media.muted = self.remote_held
 
     async def _in_dialog(self, method: str, *, body: bytes = b"",
                          content_type: str | None = None) -> Response | None:

@@ -200,6 +200,11 @@ class RtpSender:
         delay = self.impairer.plan()
         return [] if delay is None else [(delay, data)]
 
+    def skip(self) -> None:
+        """A ptime without a packet (on hold, RFC 3264 §8.4): time advances, the sequence
+        does not (RFC 3550 §5.1: one number per packet sent)."""
+        self.timestamp = (self.timestamp + self.ticks_per_packet) & 0xFFFFFFFF
+
     def sent_samples(self) -> np.ndarray:
         """All audio sent so far, concatenated (silence and queued audio alike)."""
         if not self.sent_audio:
@@ -352,6 +357,8 @@ class MediaStream:
         self.receiver = receiver
         self.transmit = transmit
         self.sending = False
+        #: Send nothing (the peer put us on hold: recvonly/inactive) while time runs on.
+        self.muted = False
         self.ticks = 0
         self._t0 = 0.0
         self._timer: TimerHandle | None = None
@@ -390,7 +397,9 @@ class MediaStream:
     def _tick(self) -> None:
         if not self.sending:
             return
-        for delay, data in self.sender.tick():
+        if self.muted:
+            self.sender.skip()
+        for delay, data in [] if self.muted else self.sender.tick():
             if delay <= 0:
                 self._send(data)
             else:
