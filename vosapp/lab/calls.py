@@ -49,6 +49,8 @@ _SDP_CODECS = {"PCMA": sdplib.PCMA, "PCMU": sdplib.PCMU, "G729": sdplib.G729,
 _CODEC_NAMES = {"pcma": "PCMA", "pcmu": "PCMU", "g729": "G729", "g723": "G723",
                 "g722": "G722"}
 DTMF_METHODS = ("rfc2833", "info", "inband")
+#: Packets of silence an echo keeps queued ahead of what it sends back (a jitter cushion).
+ECHO_CUSHION = 3
 
 
 class CallError(RuntimeError):
@@ -216,8 +218,14 @@ class Call:
             socket.sendto(data, self.remote_media)
 
     def _echo(self, audio: np.ndarray, rate: int) -> None:
-        if self.media is not None and rate == self.media.sender.sample_rate:
-            self.media.sender.enqueue_audio(audio)
+        """Send back what arrived, behind a 60 ms cushion: packets arrive with jitter, the
+        sender ticks on its own clock, and an empty queue would put holes in the speech."""
+        if self.media is None or rate != self.media.sender.sample_rate:
+            return
+        sender = self.media.sender
+        if not sender.queued_samples:
+            sender.enqueue_audio(np.zeros(ECHO_CUSHION * sender.samples_per_packet, np.int16))
+        sender.enqueue_audio(audio)
 
     def close_media(self) -> None:
         if self.media is not None:
