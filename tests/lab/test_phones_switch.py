@@ -155,3 +155,27 @@ def test_pesq_through_the_transcoding_switch_matches_the_offline_codec_chain(
           f"vendor->phone {back[0]:.3f} (offline {back[1]:.3f})")
     assert abs(there[0] - there[1]) <= 0.1
     assert abs(back[0] - back[1]) <= 0.1
+
+
+@pytest.mark.xfail(strict=False, reason="needs calls to registered phones")
+def test_carrier_calls_a_registered_phone_through_the_switch(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with lab(tmp_path, LabVendor(reject=503),
+                       customers='addresses = ["127.0.0.1"]') as (switch, _vendor):
+            phone = await registered("1002", switch)
+            try:
+                async with LabCarrier(switch.sip_address) as carrier:
+                    call = await carrier.call("1002")
+                    incoming = await phone.next_call(20)
+                    await incoming.answer()
+                    await call.wait_answered(20)
+                    await call.play(SPEECH[: 8000])
+                    await asyncio.sleep(0.5)
+                    report = quality.compare(SPEECH[: 8000], incoming.recording(), 8000)
+                    assert report.pesq_mos_lqo > 3.5
+                    await incoming.hangup()
+                    await call.wait_ended(10)
+            finally:
+                phone.close()
+
+    run(scenario())
