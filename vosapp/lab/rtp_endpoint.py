@@ -51,7 +51,7 @@ def load_samples(source: Any, rate: int) -> np.ndarray:
     from vosapp.lab import quality
 
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        return quality.load_audio(source, rate)
+        return quality.load_audio(source, rate)[0]
     return quality.to_int16(source, name="audio")
 
 

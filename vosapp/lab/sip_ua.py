@@ -216,7 +216,7 @@ class UserAgent:
     # -- sending -----------------------------------------------------------------------
     @property
     def sent(self) -> int:
-        """How many SIP messages went on the wire (retransmissions included)."""
+        """How many SIP requests went on the wire (retransmissions included)."""
         return self._sent
 
     _sent = 0
@@ -226,7 +226,8 @@ class UserAgent:
         if self._socket is None or self._socket.transport is None:
             raise OSError("the lab user agent's socket is closed")
         self._socket.transport.sendto(bytes(message), destination)
-        self._sent += 1
+        if isinstance(message, Request):
+            self._sent += 1
 
     def send_stateless(self, message: Request | Response, destination: Address) -> None:
         """ACK for a 2xx and 2xx retransmissions: sent outside transactions (§13.2.2.4)."""

@@ -88,8 +88,8 @@ class LabVendor(UserAgent):
             await call.answer(echo=self.mode == "echo")
             if self.mode == "play":
                 await call.play(self.play, wait=False, loop=True)
-        except (CallError, TimeoutError) as exc:
-            call.note("vendor", str(exc))
+        except (CallError, TimeoutError, OSError, ValueError) as exc:  # a bad play file too
+            call.note("vendor", f"{type(exc).__name__}: {exc}")
 
 
 def vendor_address(config_path: str | Path, gateway: str | None = None) -> tuple[str, int]:
@@ -126,7 +126,7 @@ class VendorThread:
 
     def __init__(self, vendor: LabVendor) -> None:
         self.vendor = vendor
-        self.error: BaseException | None = None
+        self.error: OSError | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -138,6 +138,9 @@ class VendorThread:
             self._stop = asyncio.Event()
             try:
                 await self.vendor.open()
+            except OSError as exc:  # the port is taken: reported by start()
+                self.error = exc
+                return
             finally:
                 self._ready.set()
             try:
@@ -145,11 +148,7 @@ class VendorThread:
             finally:
                 self.vendor.close()
 
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self.error = exc
-            self._ready.set()
+        asyncio.run(main())
 
     def start(self, timeout: float = 10.0) -> VendorThread:
         self._thread.start()
