@@ -12,6 +12,7 @@ import pytest
 
 from vosapp.lab import quality
 from vosapp.lab.calls import CallError
+from vosapp.lab.carrier import LabCarrier
 from vosapp.lab.phones import LabPhone
 from vosapp.lab.vendor import LabVendor
 
@@ -177,5 +178,30 @@ def test_call_api_misuse_is_a_clear_error() -> None:
             await call.hangup()
             with pytest.raises(CallError, match="no established dialog|terminated"):
                 await call.hold()
+
+    run(scenario())
+
+
+def test_carrier_calls_a_phone_that_answers_from_on_incoming() -> None:
+    async def scenario() -> None:
+        async with LabPhone("1002", "x", ("127.0.0.1", 9), codecs=["G723"]) as phone:
+            seen: list[Any] = []
+
+            async def pick_up(incoming: Any) -> None:
+                seen.append(incoming)
+                await incoming.answer(echo=True)
+
+            phone.on_incoming = pick_up
+            async with LabCarrier(phone.address, caller="0044123") as carrier:
+                call = await carrier.call("1002")
+                await call.wait_answered(10)
+                assert seen[0].caller == "0044123" and call.codec == "G723"
+                assert call.media is not None and call.media.sender.ptime_ms == 30
+                await call.play(SPEECH)
+                await asyncio.sleep(0.4)
+                report = quality.compare(SPEECH, call.recording(), 8000)
+                assert report.pesq_mos_lqo > 2.5  # G.723.1 twice (the echo re-encodes)
+                await call.hangup()
+                await seen[0].wait_ended(5)
 
     run(scenario())

@@ -63,8 +63,8 @@ def _uri_address(uri: Any, default_port: int = 5060) -> Address:
 class Call(CallAudio):
     """A call placed (:meth:`outgoing`) or received (:meth:`incoming`) by a user agent.
 
-    ``state``: ``calling`` -> ``ringing`` -> ``answered`` (``held`` while on hold) ->
-    ``ended``; or ``failed`` (refused, cancelled, timed out).
+    ``state``: ``calling`` -> ``ringing`` -> ``answered`` -> ``ended``; or ``failed``
+    (refused, cancelled, timed out). ``held`` / ``remote_held``: who put whom on hold.
     """
 
     def __init__(self, ua: UserAgent, direction: str, call_id: str, codecs: tuple[str, ...]
