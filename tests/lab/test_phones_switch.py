@@ -23,6 +23,7 @@ from vosapp.switch.cdr import read_cdrs
 
 pytestmark = pytest.mark.timeout(180)
 SPEECH = quality.load_speech(8000)[: 8000 * 3]
+LAB_TOML = Path(__file__).resolve().parents[2] / "data" / "lab.toml"
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -63,12 +64,29 @@ prefixes = [""]
     return path
 
 
+def make_lab_config(directory: Path, vendor_port: int) -> Path:
+    """data/lab.toml itself (what `make lab` runs), on this test's vendor port, RTP range
+    and data directory."""
+    base = random.Random().randrange(30000, 39000, 100)
+    text = LAB_TOML.read_text()
+    for old, new in (('"127.0.0.1:5080"', f'"127.0.0.1:{vendor_port}"'),
+                     ('"20000-20999"', f'"{base}-{base + 99}"'),
+                     ('"../var/lab"', '"data"')):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = directory / "lab.toml"
+    path.write_text(text)
+    return path
+
+
 @asynccontextmanager
 async def lab(tmp_path: Path, vendor: LabVendor, **config: str
               ) -> AsyncIterator[tuple[BackgroundSwitch, LabVendor]]:
-    """The vendor in this loop, a `vosapp serve` routing to it; its data in tmp/data."""
+    """The vendor in this loop, a `vosapp serve` routing to it; its data in tmp/data.
+    No ``config``: data/lab.toml as `make lab` uses it."""
     async with vendor:
-        path = write_config(tmp_path, vendor.address[1], **config)
+        path = (write_config(tmp_path, vendor.address[1], **config) if config
+                else make_lab_config(tmp_path, vendor.address[1]))
         switch = await asyncio.to_thread(BackgroundSwitch.spawn, tmp_path / "data", path,
                                          listen="127.0.0.1:0", udp_only=True)
         try:
@@ -84,7 +102,7 @@ async def registered(user: str, switch: BackgroundSwitch, **options: Any) -> Lab
     return phone
 
 
-def test_phone_through_switch_to_echo_vendor_audio_both_ways_and_cdr(tmp_path: Path) -> None:
+def test_make_lab_softphone_1001_dials_out_and_hears_the_echo_vendor(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with lab(tmp_path, LabVendor(mode="echo")) as (switch, vendor):
             phone = await registered("1001", switch)
@@ -97,6 +115,9 @@ def test_phone_through_switch_to_echo_vendor_audio_both_ways_and_cdr(tmp_path: P
                 there = quality.compare(SPEECH, far.recording(), 8000)
                 back = quality.compare(SPEECH, call.recording(), 8000)
                 assert there.pesq_mos_lqo > 3.5 and back.pesq_mos_lqo > 3.0
+                await call.send_dtmf("59", method="rfc2833")
+                await asyncio.sleep(0.3)
+                assert far.received_digits("rfc2833") == "59"
                 await call.hangup()
                 assert call.state == "ended"
                 await far.wait_ended(10)
