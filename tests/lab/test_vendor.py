@@ -68,19 +68,23 @@ def test_vendor_thread_answers_on_the_configured_port_and_echoes(tmp_path: Path)
     port = free_port()
     vendor = start_vendor_thread(config_with_vendor(tmp_path, f"127.0.0.1:{port}"))
     try:
-        async def scenario() -> float:
+        async def scenario() -> Any:
             async with LabPhone("1001", "x", ("127.0.0.1", port)) as phone:
                 call = await phone.call("0044123")
                 await call.wait_answered(10)
                 await call.play(SPEECH)
                 await asyncio.sleep(0.5)
                 await call.hangup()
-                return quality.compare(SPEECH, call.recording(), 8000).pesq_mos_lqo
+                return call.recording()
 
-        assert run(scenario()) > 3.5  # PCMA both ways: the echo is clean
+        heard = run(scenario())
     finally:
         vendor.stop()
-    assert vendor.vendor.calls[0].state == "ended"
+    far = vendor.vendor.calls[0]
+    assert far.state == "ended" and far.codec == "PCMA"
+    assert quality.compare(SPEECH, far.recording(), 8000).pesq_mos_lqo > 4.0
+    assert quality.compare(far.sent_audio(), heard, 8000).pesq_mos_lqo > 4.0
+    assert quality.compare(SPEECH, far.sent_audio(), 8000).delay_ms > 0  # echoed, later
     # a second vendor on a taken port is a clear error
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
