@@ -27,7 +27,7 @@ __all__ = ["Codec", "CodecError", "CodecUnavailableError", "RepeatConcealer"]
 
 
 class CodecError(VosappError, ValueError):
-    """Bad input to a codec (wrong dtype, not whole frames, corrupt payload)."""
+    """Bad input to a codec (wrong dtype or shape, corrupt payload)."""
 
 
 class CodecUnavailableError(VosappError, RuntimeError):
@@ -46,7 +46,8 @@ class Codec(ABC):
     clock_rate : int
         RTP timestamp clock, Hz.
     frame_ms : int
-        Duration of one codec frame; :meth:`encode` accepts whole frames only.
+        Duration of one codec frame (frame codecs encode whole frames, padding or keeping
+        a partial last one; G.711 encodes any number of samples).
     payload_type : int
         Static RTP payload type (RFC 3551 table 4) or the conventional dynamic one.
     encoding_name : str
