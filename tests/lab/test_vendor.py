@@ -4,7 +4,10 @@ play, reject, codec list), and the thread `vosapp lab` runs it in."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from vosapp.lab import quality
 from vosapp.lab.calls import CallError
 from vosapp.lab.phones import LabPhone
 from vosapp.lab.vendor import LabVendor, start_vendor_thread, vendor_address
+from vosapp.sip import NameAddr, Request, new_tag
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,3 +131,29 @@ def test_vendor_answers_after_ringing_and_with_the_offer_order() -> None:
             await call.hangup()
 
     run(scenario())
+
+
+def test_run_vendor_in_the_foreground_answers_options(tmp_path: Path) -> None:
+    port = free_port()
+    config = config_with_vendor(tmp_path, f"127.0.0.1:{port}")
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen([sys.executable, "-m", "vosapp.lab.vendor", str(config)],
+                               stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        assert f"listening on 127.0.0.1:{port}" in process.stdout.readline()
+
+        async def probe() -> int:
+            async with LabPhone("1001", "x", ("127.0.0.1", port)) as phone:
+                request = Request.build(
+                    "OPTIONS", f"sip:127.0.0.1:{port}", via=phone.via(), to=phone.aor(),
+                    from_=NameAddr(phone.aor().uri, params={"tag": new_tag()}), cseq=1)
+                response = await phone.request(request, ("127.0.0.1", port), timeout=10)
+                assert response is not None
+                return response.status
+
+        assert run(probe()) == 200
+    finally:
+        process.terminate()
+        process.wait(10)
