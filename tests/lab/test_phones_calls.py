@@ -15,6 +15,17 @@ from vosapp.lab.calls import CallError
 from vosapp.lab.carrier import LabCarrier
 from vosapp.lab.phones import LabPhone
 from vosapp.lab.vendor import LabVendor
+from vosapp.sip import (
+    NameAddr,
+    Request,
+    Response,
+    SipUri,
+    Via,
+    make_response,
+    new_branch,
+    new_tag,
+    parse,
+)
 
 pytestmark = pytest.mark.timeout(120)
 SPEECH = quality.load_speech(8000)[: 8000 * 2]
@@ -207,5 +218,58 @@ def test_carrier_calls_a_phone_that_answers_from_on_incoming() -> None:
                 assert report.pesq_mos_lqo > 3.0  # G.723.1 6.3 kbit/s, once
                 await call.hangup()
                 await seen[0].wait_ended(5)
+
+    run(scenario())
+
+
+class RawPeer(asyncio.DatagramProtocol):
+    """A UDP socket that hands SIP messages to the test (to send broken ones back)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.queue.put_nowait((parse(data), addr))
+
+    async def next(self, method: str) -> tuple[Any, Any]:
+        while True:
+            message, addr = await asyncio.wait_for(self.queue.get(), 10)
+            if getattr(message, "method", None) == method:
+                return message, addr
+
+
+def test_broken_peers_get_clear_failures_not_hung_calls() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        transport, peer = await loop.create_datagram_endpoint(
+            RawPeer, local_addr=("127.0.0.1", 0))
+        address = transport.get_extra_info("sockname")
+        try:
+            async with LabPhone("1001", "x", address) as phone:
+                # a 200 OK without Contact: no dialog can exist, the call fails
+                call = await phone.call("1002")
+                invite, source = await peer.next("INVITE")
+                transport.sendto(bytes(make_response(invite, 200, to_tag=new_tag())), source)
+                with pytest.raises(CallError, match="unusable 2xx"):
+                    await call.wait_answered(10)
+                # an INVITE without Contact is refused with 400
+                request = Request.build(
+                    "INVITE", f"sip:1001@{phone.address[0]}:{phone.address[1]}",
+                    via=Via("UDP", address[0], address[1], {"branch": new_branch()}),
+                    from_=NameAddr(SipUri(host="127.0.0.1", user="x"), params={"tag": "t"}),
+                    to=NameAddr(SipUri(host="127.0.0.1", user="1001")), cseq=1)
+                transport.sendto(bytes(request), phone.address)
+                while True:
+                    reply, _ = await asyncio.wait_for(peer.queue.get(), 10)
+                    if isinstance(reply, Response) and reply.cseq.method == "INVITE" \
+                            and reply.call_id == request.call_id:
+                        break
+                assert reply.status == 400 and phone.calls == [call]
+        finally:
+            transport.close()
 
     run(scenario())

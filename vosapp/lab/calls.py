@@ -31,7 +31,7 @@ from vosapp.lab.call_audio import DTMF_METHODS, CallAudio, CallError, sdp_codec
 from vosapp.media.dtmf import format_info_body, parse_info_body
 from vosapp.sip import NameAddr, Request, Response, SipUri, make_response, new_call_id, new_tag
 from vosapp.sip import sdp as sdplib
-from vosapp.sip.dialog import Dialog, DialogState
+from vosapp.sip.dialog import Dialog, DialogError, DialogState
 from vosapp.sip.digest import DigestClient, DigestError, choose_challenge
 from vosapp.sip.transaction import DeliverRequest, DeliverResponse, TimedOut, TransportFailed
 
@@ -209,7 +209,11 @@ class Call(CallAudio):
         """RFC 3262 §4: acknowledge a reliable provisional with PRACK in its early dialog."""
         assert self.invite is not None
         if self.dialog is None:
-            self.dialog = Dialog.from_uac(self.invite, response)
+            try:
+                self.dialog = Dialog.from_uac(self.invite, response)
+            except DialogError as exc:
+                self._event("no PRACK", str(exc))
+                return
         rack = f"{response.headers.get('RSeq')} {self.invite.cseq.number} INVITE"
         request = self.dialog.create_request("PRACK", via=self.ua.via(),
                                              headers=self.ua.headers(("RAck", rack)))
@@ -249,7 +253,12 @@ class Call(CallAudio):
             return
         if self._ack is None:
             if self.dialog is None or self.dialog.remote_tag != response.to.tag:
-                self.dialog = Dialog.from_uac(self.invite, response)
+                try:
+                    self.dialog = Dialog.from_uac(self.invite, response)
+                except DialogError as exc:  # no To tag or no Contact: nothing to ACK to
+                    self.status = response.status
+                    self._end("failed", f"unusable 2xx: {exc}")
+                    return
             self.dialog.update_from_response(response)
             self._ack = self.dialog.ack_for_2xx(self.invite, via=self.ua.via())
             self.ua.send_stateless(self._ack, self._target())

@@ -307,8 +307,12 @@ class UserAgent:
         if request.method == "INVITE" and (call is None or request.to.tag is None):
             if call is not None:  # same Call-ID, no To tag: a loop or a fork (§8.2.2.2)
                 server.respond(make_response(request, 482, to_tag=new_tag()))
-                return
-            self._new_incoming(request, server)
+            elif not request.contacts or request.from_.tag is None:
+                # §12.1.1: no dialog without the peer's Contact and From tag
+                server.respond(make_response(request, 400, "Missing Contact or From tag",
+                                             to_tag=new_tag()))
+            else:
+                self._new_incoming(request, server)
         elif call is not None and request.method in ("INVITE", "BYE", "CANCEL", "INFO",
                                                      "PRACK", "UPDATE", "OPTIONS"):
             call.on_request(request, server)
