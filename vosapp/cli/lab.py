@@ -6,8 +6,9 @@ config, by default the repository's data/lab.toml), and run on the ``vosapp`` ke
 that ``make lab`` installs into the venv. Unless ``--no-switch`` is given, a background
 ``vosapp serve`` runs on that configuration (its ``sip_listen``, UDP and TCP) for as long as
 JupyterLab does, so softphones and SIPp can register to it and notebooks can
-``vosapp.lab.attach.attach()`` to it. If it cannot start (say the port is taken), JupyterLab
-still starts and the reason is printed.
+``vosapp.lab.attach.attach()`` to it; beside it, the lab vendor (an echo) answers on the
+configuration's routing gateway address, so a softphone can dial out. If either cannot start
+(say the port is taken), JupyterLab still starts and the reason is printed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vosapp.errors import VosappError
 
 if TYPE_CHECKING:
     from vosapp.lab.attach import BackgroundSwitch
+    from vosapp.lab.vendor import VendorThread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,6 +103,22 @@ def start_switch(args: argparse.Namespace, env: dict[str, str]) -> BackgroundSwi
     return switch
 
 
+def start_vendor(config: Path) -> VendorThread | None:
+    """The echo vendor on the config's routing gateway address, so a softphone registered
+    to the switch can dial out; None (reason on stderr) when it cannot start."""
+    from vosapp.lab.vendor import start_vendor_thread
+
+    try:
+        vendor = start_vendor_thread(config)
+    except VosappError as exc:
+        print(f"vosapp lab: no lab vendor: {exc}".rstrip(), file=sys.stderr)
+        return None
+    host, port = vendor.vendor.address
+    print(f"vosapp lab: echo vendor answering on {host}:{port} (the routing gateway)",
+          flush=True)
+    return vendor
+
+
 def run_lab(args: argparse.Namespace) -> int:
     argv, env = lab_command(args)
     if args.dry_run:
@@ -110,6 +128,7 @@ def run_lab(args: argparse.Namespace) -> int:
     switch = None if args.no_switch else start_switch(args, env)
     if switch is not None:
         env[common.ENV_DATA_DIR] = str(switch.data_dir)  # attach() finds it
+    vendor = None if args.no_switch else start_vendor(Path(env[common.ENV_CONFIG]))
     sys.stdout.flush()
     jupyter = subprocess.Popen(argv, env=env)
     # Jupyter answers Ctrl-C itself (it asks before shutting down); this process only waits,
@@ -121,6 +140,8 @@ def run_lab(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, forward)
+        if vendor is not None:
+            vendor.stop()
         if switch is not None:
             code = switch.terminate()
             print(f"vosapp lab: background switch stopped (exit {code})", file=sys.stderr)
