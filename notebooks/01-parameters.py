@@ -1,0 +1,152 @@
+# %% [markdown]
+# # 01 — Parameters: edit, validate, save, apply
+#
+# Every VOS3000 behaviour vosapp reproduces is steered by an `SS_*` parameter. This notebook
+# shows the registry (type, range, unit, where the value comes from), what happens with a
+# bad value, the editor form, saving to the store (with history), and applying a change to a
+# running switch — where it reaches **new sessions only**.
+
+# %%
+from vosapp.config import load_config
+from vosapp.lab.attach import LabSwitch, default_config_path, default_data_dir
+from vosapp.lab.widgets import ParameterEditor, ParameterForm, table
+from vosapp.params import REGISTRY, ParameterError, Params
+from vosapp.store import Store
+
+config_path = default_config_path()
+config = load_config(config_path)
+data_dir = default_data_dir(config_path)
+store = Store.open(data_dir)
+print("config:", config_path)
+print("store :", store.path)
+current = store.load_params(config.parameters)
+
+# %% [markdown]
+# ## The registry
+#
+# `source` says where a parameter comes from: **seed** = quoted from the VOS3000 manual,
+# **secondary** = known only from reseller pages, **vosapp** = ours. `value_source` says
+# whether the default and the range are the manual's or vosapp's own choice.
+
+# %%
+table([{"name": p.name, "value": p.format(current[p.name]), "default": p.format(p.default),
+        "allowed": p.allowed(), "unit": p.unit, "source": p.source,
+        "value source": p.value_source} for p in REGISTRY])
+
+# %% [markdown]
+# ## Validation
+#
+# Values are validated when set. People type values in many forms (`On`, `yes`, `3 min`,
+# `"407 Proxy Authentication Required"`); a value outside the range is a `ParameterError`
+# naming the parameter, the value and what is allowed.
+
+# %%
+params = Params.defaults()
+print(params.replace(SS_AUTHENTICATION_FAILED_SUSPEND="3 min")["SS_AUTHENTICATION_FAILED_SUSPEND"])
+print(params.replace(SS_SIP_AUTHENTICATION_CODE="407 Proxy Authentication Required")
+      ["SS_SIP_AUTHENTICATION_CODE"])
+try:
+    params.replace(SS_AUTHENTICATION_FAILED_SUSPEND=30)
+except ParameterError as error:
+    caught = error
+    print("ParameterError:", error)
+assert caught.name == "SS_AUTHENTICATION_FAILED_SUSPEND"
+assert "60-3600 s" in str(caught)
+
+# %% [markdown]
+# ## The editor
+#
+# One section per VOS3000 navigation path; each parameter gets the widget its type calls
+# for (On/Off toggle, option list, bounded number with its unit, Auto-or-number, text), its
+# description and source. An invalid value shows the registry's error under the field;
+# nothing is raised. The table at the bottom is the diff against the defaults.
+
+# %%
+form = ParameterForm(store=store, base=config.parameters)
+editor = ParameterEditor(form)
+editor
+
+# %% [markdown]
+# Below, the cells drive the form the way a person would (so the notebook runs unattended).
+# `SS_SIP_NAT_KEEP_ALIVE_PERIOD` takes 0 (off) or 10–3600 s: 5 falls in the gap.
+
+# %%
+editor.set_input("SS_SIP_NAT_KEEP_ALIVE_PERIOD", 5)
+print("shown under the field:", editor.error_text("SS_SIP_NAT_KEEP_ALIVE_PERIOD"))
+try:
+    REGISTRY["SS_SIP_NAT_KEEP_ALIVE_PERIOD"].coerce(5)
+except ParameterError as error:
+    assert editor.error_text("SS_SIP_NAT_KEEP_ALIVE_PERIOD") == str(error)
+
+editor.set_input("SS_SIP_NAT_KEEP_ALIVE_PERIOD", 20)      # valid again
+editor.set_input("SS_AUTHENTICATION_MAX_RETRY", 3)
+editor.set_input("SS_SIP_AUTHENTICATION_CODE", 407)
+assert form.valid
+print("pending edits:", form.pending())
+print("diff against defaults:", form.diff())
+
+# %% [markdown]
+# ## Save
+#
+# Save writes through `Store.set_param(..., by="lab")`: the values survive a restart and
+# `vosapp params list` in a shell sees them. Every change is kept in the history.
+
+# %%
+result = form.save()
+print(result.summary())
+assert set(result.changed) == {"SS_SIP_NAT_KEEP_ALIVE_PERIOD", "SS_AUTHENTICATION_MAX_RETRY",
+                               "SS_SIP_AUTHENTICATION_CODE"}
+reloaded = Store.open(data_dir).load_params(config.parameters)   # a second connection
+assert reloaded["SS_AUTHENTICATION_MAX_RETRY"] == 3
+history = store.param_history()
+assert [h.by for h in history[-3:]] == ["lab"] * 3
+table([{"at": h.at, "name": h.name, "action": h.action, "old": h.old, "new": h.new,
+        "by": h.by} for h in history[-10:]])
+
+# %% [markdown]
+# ## Apply to a running switch — new sessions only
+#
+# A switch started in this kernel (SIP on a free port) loads the saved values. We change
+# `SS_SIP_AUTHENTICATION_CODE` back to 401 through the form's **Apply** and watch the next
+# registration be challenged with 401 instead of 407. Sessions already open keep what they
+# started with — the VOS3000 rule, stated next to the button.
+
+# %%
+from vosapp.lab.phones import LabPhone
+
+switch = await LabSwitch.start(config_path, data_dir=data_dir, port=0)
+print("switch on", switch.address)
+assert switch.params["SS_SIP_AUTHENTICATION_CODE"] == 407        # the saved value
+
+async with LabPhone("1001", "lab-1001-secret", switch.address) as phone:
+    reply = await phone.register(expires=60)
+print("challenge:", phone.responses[0].status, "final:", reply.status)
+assert phone.responses[0].status == 407 and reply.status == 200
+
+apply_form = ParameterForm(target=switch)
+apply_editor = ParameterEditor(apply_form)
+apply_editor.set_input("SS_SIP_AUTHENTICATION_CODE", 401)
+apply_editor.apply_button.click()
+print(apply_editor.status.value)
+assert switch.params["SS_SIP_AUTHENTICATION_CODE"] == 401
+
+async with LabPhone("1001", "lab-1001-secret", switch.address) as phone:
+    reply = await phone.register(expires=60)
+print("challenge after apply:", phone.responses[0].status)
+assert phone.responses[0].status == 401 and reply.status == 200
+apply_editor
+
+# %% [markdown]
+# ## Tidy up
+#
+# Stop the switch and put back the values this notebook changed (the history keeps both the
+# changes and the resets).
+
+# %%
+await switch.stop()
+for name in ("SS_SIP_NAT_KEEP_ALIVE_PERIOD", "SS_AUTHENTICATION_MAX_RETRY",
+             "SS_SIP_AUTHENTICATION_CODE"):
+    store.reset_param(name, by="lab", base=config.parameters)
+assert store.load_params(config.parameters) == config.parameters
+table([{"name": h.name, "action": h.action, "old": h.old, "new": h.new, "by": h.by}
+       for h in store.param_history()[-6:]])
