@@ -63,7 +63,7 @@ __all__ = ["BackgroundSwitch", "LabSwitch", "RemoteSwitch", "RemoteTrace", "atta
 
 Address = tuple[str, int]
 NEW_SESSIONS_RULE = ("Changed values apply to new sessions only; sessions already open keep "
-                     "the values they started with (VOS3000 rule, SPEC §1).")
+                     "the values they started with (VOS3000 rule, docs/behaviour.md §1).")
 
 
 def default_config_path() -> Path | None:

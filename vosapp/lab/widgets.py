@@ -44,7 +44,7 @@ __all__ = [
 
 NEW_SESSIONS_RULE = ("Changes apply to new sessions only: authentication sessions, "
                      "registrations and calls already open keep the values they started with "
-                     "(VOS3000 rule, SPEC §1).")
+                     "(VOS3000 rule, docs/behaviour.md §1).")
 SOURCE_WORDS = {"seed": "VOS3000 manual (seed)", "secondary": "secondary pages",
                 "vosapp": "vosapp's own"}
 

@@ -1,13 +1,14 @@
-"""The call feature (SPEC §4–§6): a back-to-back user agent between a mapping gateway (the
-caller, leg "a") and routing gateways (the vendor, leg "b").
+"""The call feature (docs/behaviour.md §4–§6): a back-to-back user agent between a mapping gateway
+(the caller, leg "a") and routing gateways (the vendor, leg "b").
 
 Theory of operation
 -------------------
 An INVITE without a To tag from a mapping gateway starts a :class:`Call`. The caller is a
-*trusted* mapping gateway when the source address is in its ``addresses`` (no digest, SPEC
-§2.1); otherwise the registrar feature's :class:`~vosapp.switch.auth.InboundAuthenticator`
-challenges it (401/407, 403, or silence with SS_REPLY_UNAUTHORIZED=Off) and the account must
-belong to a mapping gateway. 100 Trying goes out at once.
+*trusted* mapping gateway when the source address is in its ``addresses`` (no digest,
+docs/behaviour.md §2.1); otherwise the registrar feature's
+:class:`~vosapp.switch.auth.InboundAuthenticator` challenges it (401/407, 403, or silence with
+SS_REPLY_UNAUTHORIZED=Off) and the account must belong to a mapping gateway. 100 Trying goes out at
+once.
 
 Routing (:mod:`vosapp.switch.routing`) gives the routing gateways in order (longest prefix,
 priority, config order). Each *attempt* is a new INVITE (new Call-ID, From tag, Via branch;
@@ -21,8 +22,8 @@ such as 404/486/487/488, 6xx) is final for routing and is relayed to the caller.
 SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT=On an INVITE timeout ends the call (408)
 instead. When every gateway failed the caller gets 503; no route at all gives 404.
 
-Call-progress timeouts (per attempt, parameters read when the call starts, SPEC §1): after
-100 Trying with no further progress SS_SIP_TIMEOUT_TRYING; after 180 SS_SIP_TIMEOUT_RINGING;
+Call-progress timeouts (per attempt, parameters read when the call starts, docs/behaviour.md §1):
+after 100 Trying with no further progress SS_SIP_TIMEOUT_TRYING; after 180 SS_SIP_TIMEOUT_RINGING;
 after 183 without SDP SS_SIP_TIMEOUT_SESSION_PROGRESS, with SDP ..._SESSION_PROGRESS_SDP.
 Expiry cancels the vendor leg and ends the call with 408 (no failover: the vendor did answer).
 
@@ -36,10 +37,10 @@ UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP un
 the media flows end to end); with the media proxy in the path the switch answers a re-INVITE
 itself with the relay's SDP and re-latches the leg (the other leg is not disturbed).
 
-Media (SPEC §5) — :class:`MediaPlan`: with both gateways on Auto negotiation and no reason to
-relay, the SDP passes through untouched. The relay (media proxy) is used when either gateway
-says media_proxy=On, or (neither says Off and) transcoding or DTMF conversion is needed, or the
-caller's SDP address differs from its signalling source (NAT). Softswitch specified offers each
+Media (docs/behaviour.md §5) — :class:`MediaPlan`: with both gateways on Auto negotiation and no
+reason to relay, the SDP passes through untouched. The relay (media proxy) is used when either
+gateway says media_proxy=On, or (neither says Off and) transcoding or DTMF conversion is needed, or
+the caller's SDP address differs from its signalling source (NAT). Softswitch specified offers each
 side only its gateway's codec; two different specified codecs need Allow codec conversion on
 both gateways and a relay, else 488 with a Warning saying why. Relays come from a
 :class:`MediaBackend` (the asyncio one in :mod:`vosapp.io.call_media`, which the runtime leaves
@@ -61,8 +62,8 @@ timer is independent (a refresh on one leg is not forwarded as such).
 A 422 (Session Interval Too Small) with a larger Min-SE is retried once on the same gateway
 (same Call-ID, new CSeq) with Session-Expires and Min-SE raised to it (§6); not a failover.
 
-G.729 modes (SPEC §5, each gateway's ``g729_mode``) apply to the SDP the switch writes: the
-vendor offer (built by the relay; forwarded or restricted without it, only ``G729``'s
+G.729 modes (docs/behaviour.md §5, each gateway's ``g729_mode``) apply to the SDP the switch writes:
+the vendor offer (built by the relay; forwarded or restricted without it, only ``G729``'s
 ``annexb=no`` is applied since RTP then uses the caller's payload types) per the routing
 gateway (:func:`g729_codecs`, :func:`g729_rewrite_offer`,
 :func:`vosapp.sip.sdp.g729_offer`), the relay's answer to the caller per the mapping gateway
@@ -180,7 +181,7 @@ class MediaPlan:
 def _specified_codec(settings: GatewaySettings) -> Codec:
     codec = SPECIFIED[settings.specified_codec]
     if codec is G729 and settings.g729_mode == "G729":
-        codec = replace(codec, fmtp="annexb=no")  # SPEC §5: G729 mode = no Annex B
+        codec = replace(codec, fmtp="annexb=no")  # docs/behaviour.md §5: G729 mode = no Annex B
     return codec
 
 
@@ -195,7 +196,8 @@ def _dtmf_needs_conversion(settings: GatewaySettings) -> bool:
 
 def plan_media(offer: SessionDescription | None, source_host: str, mapping: GatewaySettings,
                routing: GatewaySettings) -> MediaPlan:
-    """SPEC §5 for one attempt; raises :class:`MediaRefused` when the call cannot proceed."""
+    """docs/behaviour.md §5 for one attempt; raises :class:`MediaRefused` when the call cannot
+    proceed."""
     offered: list[Codec] = []
     audio = offer.first_audio() if offer is not None else None
     if audio is not None:

@@ -469,7 +469,7 @@ def _filters(**values: str | None) -> tuple[str, tuple[str, ...]]:
 # -- the REGISTER handler --------------------------------------------------------------------
 
 class RegistrarService:
-    """REGISTER served by the switch core: SPEC §2 authentication, then RFC 3261 §10.3.
+    """REGISTER served by the switch core: docs/behaviour.md §2 authentication, then RFC 3261 §10.3.
 
     ``install(core)`` registers the handler. ``params()`` gives the current parameters (read
     per request, so ``vosapp params set`` reaches new registrations).
@@ -487,7 +487,7 @@ class RegistrarService:
         policy = self.authenticator.policy
         if core.params is not policy.params:
             policy.set_params(core.params)
-        # New values reach new auth sessions (SPEC §1), however they were changed:
+        # New values reach new auth sessions (docs/behaviour.md §1), however they were changed:
         # control channel, lab, or `vosapp params set` reloaded by the runtime.
         core.add_params_listener(lambda params, _changes: policy.set_params(params))
 
