@@ -2,10 +2,15 @@
 # # 02 — Registration and authentication
 #
 # A switch in this kernel (the accounts of `data/lab.toml`, SIP on a free loopback port,
-# a fresh data directory so nothing here touches your lab's store), lab phones registering
+# a fresh data directory), lab phones registering
 # with right and wrong passwords, and a live ladder of it. Then the policy's arithmetic in
 # **virtual time**: a brute-force client against the same switch core for a simulated hour,
 # measured from the switch's own audit trail.
+#
+# **Why its own switch, not the make-lab one:** this notebook feeds wrong passwords (which
+# count towards suspending 1002 from 127.0.0.1) and switches `SS_REPLY_UNAUTHORIZED` off, and
+# it checks the exact bindings and audit trail it produced — none of which may touch the
+# switch your softphones use.
 
 # %%
 import tempfile
@@ -18,7 +23,8 @@ from vosapp.lab.ladder import LiveLadder, figure
 from vosapp.lab.phones import LabPhone
 from vosapp.lab.widgets import table
 
-data_dir = Path(tempfile.mkdtemp(prefix="vosapp-nb02-"))
+work = tempfile.TemporaryDirectory(prefix="vosapp-nb02-")  # removed when the switch stops
+data_dir = Path(work.name)
 switch = await LabSwitch.start(default_config_path(), data_dir=data_dir, port=0)
 host, port = switch.address
 print(f"switch on {host}:{port}")
@@ -95,6 +101,7 @@ for phone in (good, bad, proxy_style, silent):
     phone.close()
 live.close()
 await switch.stop()
+work.cleanup()
 figure(live.ladder, title="the whole session")
 
 # %% [markdown]
@@ -105,8 +112,8 @@ figure(live.ladder, title="the whole session")
 # attempt one second after a 403. One simulated hour runs in about a second. We count the
 # guesses the **switch** checked (`wrong_password` in its audit trail).
 #
-# docs/behaviour.md §2.5: with defaults the terminal is suspended after `SS_AUTHENTICATION_MAX_RETRY` = 6
-# failed passwords for `SS_AUTHENTICATION_FAILED_SUSPEND` = 180 s, during which every
+# [docs/behaviour.md §2.5](../docs/behaviour.md): with defaults the terminal is suspended after
+# `SS_AUTHENTICATION_MAX_RETRY` = 6 failed passwords for `SS_AUTHENTICATION_FAILED_SUSPEND` = 180 s, during which every
 # request gets 403 without a password check. So an attacker gets 6 guesses per cycle of
 # 180 s + the time it needs for those 6 guesses: with ~10 s, 3600 / 190 × 6 ≈ **113** per
 # hour; even an instant attacker stays under 3600 / 180 × 6 = 120.

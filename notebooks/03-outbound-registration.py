@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 03 — Outbound registration to a carrier
 #
-# vosapp registers a routing gateway with a carrier's registrar (docs/behaviour.md §3): digest
-# authentication, refresh before expiry, and on a **graceful stop** an authenticated
+# vosapp registers a routing gateway with a carrier's registrar
+# ([docs/behaviour.md §3](../docs/behaviour.md)): digest authentication, refresh before expiry, and on a **graceful stop** an authenticated
 # `REGISTER … Expires: 0` so the carrier drops the binding at once
 # (`SS_SIP_USER_AGENT_SEND_UNREGISTER` = On). With Off, nothing is sent and the carrier keeps
 # a stale binding until it expires.
@@ -31,7 +31,8 @@ from vosapp.lab.widgets import table
 
 # %%
 carrier = await LabRegistrar({TRUNK_USER: TRUNK_PASSWORD}, max_expires=600).start()
-work = Path(tempfile.mkdtemp(prefix="vosapp-nb03-"))
+scratch = tempfile.TemporaryDirectory(prefix="vosapp-nb03-")  # removed further down
+work = Path(scratch.name)
 config_path = upstream_config(work, carrier.address)
 print(config_path.read_text())
 switch = await LabSwitch.start(config_path, data_dir=work / "data", port=0)
@@ -80,7 +81,8 @@ figure(live.ladder, title="register ... graceful stop -> REGISTER Expires: 0 (au
 
 # %%
 carrier_off = await LabRegistrar({TRUNK_USER: TRUNK_PASSWORD}, max_expires=600).start()
-work_off = Path(tempfile.mkdtemp(prefix="vosapp-nb03-off-"))
+scratch_off = tempfile.TemporaryDirectory(prefix="vosapp-nb03-off-")
+work_off = Path(scratch_off.name)
 config_off = upstream_config(work_off, carrier_off.address,
                              parameters={"SS_SIP_USER_AGENT_SEND_UNREGISTER": "Off"})
 switch_off = await LabSwitch.start(config_off, data_dir=work_off / "data", port=0)
@@ -98,6 +100,7 @@ notes = [r.note for r in switch_off.trace_records() if r.direction == "event"]
 assert any("unregister not sent" in note for note in notes)
 print([n for n in notes if "unregister" in n])
 carrier.close(); carrier_off.close()
+scratch.cleanup(); scratch_off.cleanup()  # both switches have stopped
 
 # %% [markdown]
 # ## Refresh, over an hour of virtual time

@@ -261,8 +261,9 @@ plots.listening_panel({"G.729A, 10 % loss, zero-fill": (zeros_10, 8000),
 #   10× less bandwidth.
 # * **Transcoding costs quality every time**: G.711 around a G.729 leg loses a bit more than
 #   G.729 alone; two CELP codecs in tandem (G.729 → G.729, G.723.1 → G.729) lose another
-#   ~0.5 MOS. A switch should avoid CELP-to-CELP transcoding (docs/behaviour.md §5: only with *Allow codec
-#   conversion* on both sides).
+#   ~0.5 MOS. A switch should avoid CELP-to-CELP transcoding
+#   ([docs/behaviour.md §5](../docs/behaviour.md): only with *Allow codec conversion* on both
+#   sides).
 # * **Wide-band** needs every leg wide-band: G.722 end to end scores far above G.711 on the
 #   wide-band scale, G.711 → G.722 does not.
 # * **Loss** hurts every codec, and 1 % already costs G.711 about 0.4 MOS on this short

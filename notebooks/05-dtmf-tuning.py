@@ -3,7 +3,8 @@
 #
 # vosapp detects inband DTMF with its own receiver (`vosapp.media.dtmf.DtmfDetector`, 5 ms
 # Goertzel-style blocks, 20 ms sliding windows, frequencies *measured* from the phase
-# advance). docs/behaviour.md §6 asks it to meet the ITU-T **Q.24** receiver limits:
+# advance). [docs/behaviour.md §6](../docs/behaviour.md) asks it to meet the ITU-T **Q.24**
+# receiver limits:
 #
 # | check | operate (must detect) | reject (must not) |
 # |---|---|---|
@@ -43,7 +44,7 @@ from vosapp.lab.q24 import (
     confusion,
     grid_title,
 )
-from vosapp.lab.widgets import table
+from vosapp.lab.widgets import plain_text, table
 from vosapp.media.dtmf import DIGITS, DetectorTuning, TuningError, detect_digits, generate_digits
 
 DEFAULT = DetectorTuning()
@@ -143,8 +144,8 @@ print("Q.24 points of docs/behaviour.md §6: all met by the default tuning")
 # ## Talk-off: false digits in speech
 #
 # Speech has strong harmonics that can line up with a row and a column frequency for a few
-# tens of milliseconds; a receiver that reports those has *talked off*. docs/behaviour.md §6 allows at
-# most **one false detection per minute of speech**. The check runs the receiver on every
+# tens of milliseconds; a receiver that reports those has *talked off*.
+# [docs/behaviour.md §6](../docs/behaviour.md) allows at most **one false detection per minute of speech**. The check runs the receiver on every
 # clip in `data/speech/` (eight espeak recordings and the CMU ARCTIC clip, resampled to
 # 8 kHz), at the clips' level and 6 dB hotter (the loudest syllables then saturate, as on a
 # hot line).
@@ -228,19 +229,19 @@ assert state["updates"] == updates_before + 1 and state["tuning"].min_on_ms == 4
 duration_now = dict(zip(DURATIONS, state["panels"][1].correct[0]))
 assert duration_now["40 ms"] < 16 and not state["panels"][1].compliant
 assert list(q24_figure.data[2].z[0]) == list(state["panels"][1].correct[0] / 16)
-print(status.value)
+print(plain_text(status.value))
 print("40 ms tones detected with min_on_ms=45:", duration_now["40 ms"], "of 16")
 
 # An invalid combination is reported, and the grid keeps the last valid tuning.
 sliders["window_ms"].value = 21.0
 assert "window_ms" in status.value and state["tuning"].min_on_ms == 45.0
-print(status.value)
+print(plain_text(status.value))
 
 # Back to the defaults: compliant again.
 sliders["window_ms"].value = DEFAULT.window_ms
 sliders["min_on_ms"].value = DEFAULT.min_on_ms
 assert state["tuning"] == DEFAULT and all(p.compliant for p in state["panels"])
-print(status.value)
+print(plain_text(status.value))
 
 # %%
 # The two experiments suggested above, checked (so the text stays true):
@@ -249,13 +250,13 @@ sliders["max_frequency_deviation"].value = 0.012
 failing = state["panels"][0].failures
 failing_columns = {DEVIATIONS[j] for j in np.flatnonzero(failing.any(axis=0))}
 assert failing_columns == {-1.5, 1.5} and failing.sum() == 2 * 6, np.argwhere(failing)
-print("max_frequency_deviation=0.012:", status.value)
+print("max_frequency_deviation=0.012:", plain_text(status.value))
 sliders["max_frequency_deviation"].value = DEFAULT.max_frequency_deviation
 
 # ... and a lax tone-to-total check lets speech through as digits.
 sliders["min_tone_to_total_db"].value = -20.0
 assert state["talk_off_per_minute"] > 1.0 and all(p.compliant for p in state["panels"])
-print("min_tone_to_total_db=-20:", talk_off_label.value)
+print("min_tone_to_total_db=-20:", plain_text(talk_off_label.value))
 sliders["min_tone_to_total_db"].value = DEFAULT.min_tone_to_total_db
 assert state["tuning"] == DEFAULT and state["talk_off_per_minute"] <= 1.0
 
@@ -296,11 +297,12 @@ for row in summary:  # at no SNR does noise turn into a wrong key: misses only
 assert summary[-1]["right key"] < summary[0]["right key"]  # 0 dB SNR does hurt
 
 # %% [markdown]
-# ## Method conversion: RFC 2833 / SIP INFO / Inband (docs/behaviour.md §6)
+# ## Method conversion: RFC 2833 / SIP INFO / Inband
 #
 # With the media proxy on, vosapp terminates DTMF on each side and re-sends it with the
-# *other* side's settings (`vosapp.media.dtmf.convert.DtmfConverter`, one per call direction,
-# the same class the RTP relay uses):
+# *other* side's settings ([docs/behaviour.md §6](../docs/behaviour.md)), with
+# `vosapp.media.dtmf.convert.DtmfConverter` (one per call direction, the same class the RTP
+# relay uses):
 #
 # * **RFC 2833 → RFC 2833**: forwarded packet by packet, with the far side's payload type;
 # * **Inband → RFC 2833 / INFO**: the receiver above finds the tones (the audio still

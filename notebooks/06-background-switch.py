@@ -9,7 +9,9 @@
 #
 # Here the notebook starts `vosapp serve` itself (a temporary data directory, SIP on a free
 # port), attaches, watches a live ladder from the remote trace, changes a parameter live and
-# stops the switch gracefully.
+# stops the switch gracefully. **Why its own switch:** it shows the whole life of a background
+# process, including stopping it — which must not happen to the make-lab switch (notebook 01
+# attaches to that one with the same API).
 
 # %%
 import stat
@@ -22,7 +24,8 @@ from vosapp.lab.phones import LabPhone
 from vosapp.lab.widgets import ParameterEditor, ParameterForm, table
 from vosapp.params import ParameterError
 
-data_dir = Path(tempfile.mkdtemp(prefix="vosapp-nb06-"))
+scratch = tempfile.TemporaryDirectory(prefix="vosapp-nb06-")  # removed at the end
+data_dir = Path(scratch.name)
 background = BackgroundSwitch.spawn(data_dir, default_config_path())
 print(background)
 control_file = data_dir / "control.json"
@@ -82,7 +85,7 @@ form = ParameterForm(target=remote)
 editor = ParameterEditor(form)
 editor.set_input("SS_SIP_AUTHENTICATION_CODE", 407)
 editor.apply_button.click()
-print(editor.status.value)
+print(editor.status_text)
 assert remote.params["SS_SIP_AUTHENTICATION_CODE"] == 407
 history = remote.param_history("SS_SIP_AUTHENTICATION_CODE")
 assert history[-1]["by"] == "control" and history[-1]["new"] == 407
@@ -106,6 +109,7 @@ code = background.wait(15)
 print("exit status:", code)
 assert code == 0
 assert not control_file.exists()
+scratch.cleanup()
 for phone in (good, bad, third):
     phone.close()
 live.close()

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,18 +285,12 @@ def virtual_outbound(*, max_expires: int = 3600, challenge_code: int = 401,
             endpoint.send(reply, packet.source, packet.transport)
 
     endpoint.on_receive = on_packet
-    text = (Path(upstream_config(_scratch(), CARRIER_ADDRESS,
-                                 sip_listen=f"{SWITCH_ADDRESS[0]}:{SWITCH_ADDRESS[1]}"))
-            .read_text())
+    with tempfile.TemporaryDirectory(prefix="vosapp-upstream-") as scratch:
+        text = upstream_config(Path(scratch), CARRIER_ADDRESS,
+                               sip_listen=f"{SWITCH_ADDRESS[0]}:{SWITCH_ADDRESS[1]}").read_text()
     config = parse_config(text)
     params = config.parameters.replace(**changes)
     switch = net.add_switch(SWITCH_ADDRESS, config=config, params=params,
                             features=[outbound.install])
     switch.start()
     return OutboundRun(net, switch, carrier)
-
-
-def _scratch() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="vosapp-upstream-"))
