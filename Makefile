@@ -7,7 +7,7 @@ KERNEL := $(VENV)/share/jupyter/kernels/vosapp/kernel.json
 STAMP := $(VENV)/.vosapp-installed
 PYTEST_ARGS ?=
 
-.PHONY: lab test setup sysdeps kernel bench docs lint clean
+.PHONY: lab test setup sysdeps kernel bench docs notebooks lint clean
 
 lab: setup ## install what is missing, then open JupyterLab on notebooks/
 	$(VENV)/bin/vosapp lab
@@ -25,19 +25,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[lab,test]'
 	@touch $@
 
+# `kernelspec install` copies kernel.json with its original mtime, older than $(STAMP): the
+# touch makes the installed copy newer, so a second `make lab` installs nothing.
 $(KERNEL): kernels/vosapp/kernel.json $(STAMP)
 	$(VENV)/bin/jupyter kernelspec install --sys-prefix --replace --name vosapp kernels/vosapp >/dev/null
+	@touch $@
 	@echo "kernelspec 'vosapp' installed in $(VENV)"
 
-docs: setup ## regenerate docs/parameters.md from the registry
+docs: setup ## regenerate docs/parameters.md from the registry and the README's pictures
 	$(VENV)/bin/vosapp params doc > docs/parameters.md
+	$(PY) -m vosapp.lab.docs_images docs/img
+
+notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources (no outputs)
+	$(PY) -m vosapp.lab.notebook_sources
 
 bench: setup ## run every benchmark under bench/ (results go to docs/benchmarks.md by hand)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 	@for b in bench/*.sh; do echo "== $$b"; bash $$b || exit 1; done
 
 lint: setup
-	$(VENV)/bin/ruff check vosapp tests bench
+	$(VENV)/bin/ruff check vosapp tests bench notebooks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

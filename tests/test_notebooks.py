@@ -26,6 +26,9 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     env_backup = dict(os.environ)
     os.environ["VOSAPP_DATA_DIR"] = str(tmp_path / "data")
     os.environ["VOSAPP_CONFIG"] = str(ROOT / "data" / "lab.toml")
+    scratch = tmp_path / "tmp"  # the kernel's temporary directory: must be clean afterwards
+    scratch.mkdir()
+    os.environ["TMPDIR"] = str(scratch)
     try:
         client = nbclient.NotebookClient(
             notebook,
@@ -37,3 +40,5 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     finally:
         os.environ.clear()
         os.environ.update(env_backup)
+    left = sorted(p.name for p in scratch.iterdir() if p.name.startswith("vosapp-"))
+    assert left == [], f"{path.name} left temporary directories behind: {left}"

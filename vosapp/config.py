@@ -104,7 +104,7 @@ class RoutingGateway:
     """The vendor side: calls to ``host:port`` whose callee starts with one of ``prefixes``.
 
     Smaller ``priority`` is tried first; ``register`` is set when the gateway registers
-    upstream (SPEC §3).
+    upstream (docs/behaviour.md §3).
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""The SS_* parameter registry (SPEC §1), the immutable :class:`Params` value, and the
+"""The SS_* parameter registry (docs/behaviour.md §1), the immutable :class:`Params` value, and the
 per-gateway settings (:class:`GatewaySettings`, :class:`UpstreamRegistration`).
 
 Every parameter carries where it comes from:
@@ -7,7 +7,7 @@ Every parameter carries where it comes from:
   4-3/4-4, as reproduced in ``seed/vos3000-articles.txt``), ``secondary`` (name, sometimes the
   default, known only from other reseller pages) or ``vosapp`` (ours);
 * ``value_source`` -- one sentence saying whether the default and the range are the manual's or
-  vosapp's own choice, so nobody mistakes ours for the manual's (SPEC §1);
+  vosapp's own choice, so nobody mistakes ours for the manual's (docs/behaviour.md §1);
 * ``navigation`` -- the VOS3000 client path, with ``navigation_quoted`` telling whether the
   articles give that path for this very parameter or we assumed it from its neighbours.
 
@@ -292,7 +292,7 @@ class Registry:
 # What a parameter change reaches in a running switch (written next to the lab editor's Apply).
 NEW_SESSIONS_RULE = ("Changes apply to new sessions only: authentication sessions, "
                      "registrations and calls already open keep the values they started with "
-                     "(VOS3000 rule, SPEC §1).")
+                     "(VOS3000 rule, docs/behaviour.md §1).")
 
 
 # Navigation paths. The articles quote the first for the SS_SIP_USER_AGENT_* family and for
@@ -304,8 +304,10 @@ NAV_SYSTEM = (
 )
 
 _SEED_BOTH = "default and range quoted from the manual ({table})"
-_SEED_DEFAULT = "default quoted from the manual ({table}); range {range} is vosapp's choice (SPEC §1)"
-_SECONDARY = "name from secondary pages; default and range are vosapp's choice (SPEC §1)"
+_SEED_DEFAULT = ("default quoted from the manual ({table}); range {range} is vosapp's choice"
+                 " (docs/behaviour.md §1)")
+_SECONDARY = ("name from secondary pages; default and range are vosapp's choice"
+              " (docs/behaviour.md §1)")
 
 
 def _p(**kwargs: Any) -> Param:
@@ -383,7 +385,7 @@ REGISTRY = Registry([
        unit="ms", description="RFC 3261 T1: retransmission base, doubling up to T2 = 4 s",
        navigation=NAV_SIP, source="secondary",
        value_source="name from secondary pages; default = RFC 3261 T1 (500 ms); "
-                    "range is vosapp's choice (SPEC §1)"),
+                    "range is vosapp's choice (docs/behaviour.md §1)"),
     _p(name="SS_SIP_TIMEOUT_INVITE", kind=Kind.INTEGER, default=10, minimum=1, maximum=300,
        unit="s", description="No provisional/final answer to an INVITE within this: gateway failed",
        navigation=NAV_SIP, source="secondary", value_source=_SECONDARY),
@@ -434,7 +436,7 @@ class Params(Mapping[str, Any]):
 
     ``Params.defaults()`` holds the registry defaults; ``p.replace(SS_X=...)`` returns a new
     value (validated); ``p["SS_X"]`` reads one. Because it never changes, a session keeps the
-    ``Params`` it started with while new sessions get the new one (SPEC §1).
+    ``Params`` it started with while new sessions get the new one (docs/behaviour.md §1).
     """
 
     __slots__ = ("_values",)
@@ -492,8 +494,8 @@ class Params(Mapping[str, Any]):
 
 
 # ---------------------------------------------------------------------------------------
-# Per-gateway settings (SPEC §1, "Additional settings" of mapping and routing gateways).
-# ---------------------------------------------------------------------------------------
+# Per-gateway settings (docs/behaviour.md §1, "Additional settings" of mapping and routing
+# gateways). ---------------------------------------------------------------------------------------
 
 CODECS = ("PCMA", "PCMU", "G729", "G723", "G722")
 _CODEC_ALIASES = {
@@ -601,7 +603,8 @@ _SEED_TRANSCODE = "seed (Transcode Module document via the articles)"
 
 @dataclass(frozen=True)
 class GatewaySettings(_Validated):
-    """The per-gateway "Additional settings" of a mapping or routing gateway (SPEC §1, §5, §6).
+    """The per-gateway "Additional settings" of a mapping or routing gateway (docs/behaviour.md §1,
+    §5, §6).
 
     Construct with the forms people type (``GatewaySettings(media_proxy="on",
     specified_codec="g711a")``); every field is coerced to its canonical value or a
@@ -689,7 +692,8 @@ def parse_host_port(value: object, *, label: str, default_port: int | None = 506
 
 @dataclass(frozen=True)
 class UpstreamRegistration(_Validated):
-    """Registration of a routing gateway towards its carrier (SPEC §1, §3; manual p. 106-107).
+    """Registration of a routing gateway towards its carrier (docs/behaviour.md §1, §3; manual p.
+    106-107).
 
     ``sip_proxy`` is ``"host:port"`` (port defaults to 5060); ``signaling_port`` None means
     the switch's own SIP port; ``host_name`` empty means the local address.

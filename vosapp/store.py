@@ -322,7 +322,8 @@ class Store:
         """A number that grows with every parameter change (from any process).
 
         A running switch polls it cheaply and calls :meth:`load_params` only when it moved,
-        so `vosapp params set` in a shell reaches the switch's *new* sessions (SPEC §1).
+        so `vosapp params set` in a shell reaches the switch's *new* sessions (docs/behaviour.md
+        §1).
         """
         rows = self.query("SELECT COALESCE(MAX(id), 0) FROM param_history")
         return int(rows[0][0])

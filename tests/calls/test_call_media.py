@@ -1,5 +1,5 @@
-"""A transcoded call on real sockets (SPEC §5): Python caller and vendor UAs (asyncio UDP)
-through an in-process :class:`~vosapp.io.runtime.Switch`.
+"""A transcoded call on real sockets (docs/behaviour.md §5): Python caller and vendor UAs (asyncio
+UDP) through an in-process :class:`~vosapp.io.runtime.Switch`.
 
 The caller's mapping gateway is Softswitch specified PCMA, the vendor's routing gateway
 Softswitch specified G.729, both with Allow codec conversion, media proxy Auto: the switch must

@@ -1,4 +1,5 @@
-"""Loopback calls (SPEC §4): SIPp uac (digest for account 1001) → `vosapp serve` → SIPp uas.
+"""Loopback calls (docs/behaviour.md §4): SIPp uac (digest for account 1001) → `vosapp serve` → SIPp
+uas.
 
 Each SIPp exits 0 only when its scenario ran exactly (tests/sipp/call_*.xml), so "both exited
 0" means the switch relayed every message the scenario expects. The CDR is read back with

@@ -10,7 +10,10 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,8 +39,23 @@ def wait_for_server_info(runtime_dir: Path, proc: subprocess.Popen[bytes]) -> di
     raise AssertionError(f"jupyter lab did not start within {STARTUP_LIMIT_S} s")
 
 
-def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
-                                                 clean_env: dict[str, str]) -> None:
+@dataclass
+class RunningLab:
+    proc: subprocess.Popen[bytes]
+    info: dict
+    data_dir: Path
+    token: str
+    log: Path
+
+    def get(self, path: str) -> urllib.request.Request:
+        return urllib.request.Request(f"http://127.0.0.1:{self.info['port']}{path}",
+                                      headers={"Authorization": f"token {self.token}"})
+
+
+@pytest.fixture
+def running_lab(tmp_path: Path, clean_env: dict[str, str]) -> Iterator[RunningLab]:
+    """`vosapp lab` with its background switch, in its own process group; killed at the end
+    if the test did not stop it."""
     if not (VENV_BIN / "jupyter").exists():
         pytest.fail("JupyterLab is not installed in .venv: run `make setup`")
     token = secrets.token_hex(16)
@@ -46,7 +64,8 @@ def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
                JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
                IPYTHONDIR=str(tmp_path / "ipython"))
-    log = (tmp_path / "jupyter.log").open("wb")
+    log_path = tmp_path / "jupyter.log"
+    log = log_path.open("wb")
     data_dir = tmp_path / "data"
     proc = subprocess.Popen([*vosapp_command(), "lab", "--no-browser",
                              "--port", str(free_port("tcp")), "--data-dir", str(data_dir),
@@ -54,30 +73,8 @@ def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        info = wait_for_server_info(runtime_dir, proc)
-        assert info["root_dir"] == str(REPO_ROOT / "notebooks")
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{info['port']}/api/kernelspecs",
-            headers={"Authorization": f"token {token}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            specs = json.load(response)
-        assert "vosapp" in specs["kernelspecs"], (
-            f"kernelspec 'vosapp' missing (found {sorted(specs['kernelspecs'])}); "
-            "run `make setup` to install it into the venv")
-        spec = specs["kernelspecs"]["vosapp"]["spec"]
-        assert spec["language"] == "python" and "ipykernel_launcher" in spec["argv"]
-        # ... and a working switch beside it, on the selected configuration
-        control = json.loads((data_dir / "control.json").read_text())
-        switch_pid = control["pid"]
-        from vosapp.lab.attach import attach
-        status = attach(data_dir).status()
-        host, port = status["sip_address"]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(5)
-            sock.bind(("127.0.0.1", 0))
-            sock.sendto(OPTIONS.format(port=sock.getsockname()[1]).encode(), (host, int(port)))
-            answer = sock.recv(65535)
-        assert answer.startswith(b"SIP/2.0 200"), answer[:80]
+        yield RunningLab(proc, wait_for_server_info(runtime_dir, proc), data_dir, token,
+                         log_path)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -87,10 +84,60 @@ def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         log.close()
-    # vosapp lab stopped its switch gracefully when JupyterLab ended
-    assert not (data_dir / "control.json").exists(), (tmp_path / "jupyter.log").read_text()
+
+
+def assert_switch_stopped(lab: RunningLab, switch_pid: int) -> None:
+    """vosapp lab stopped its switch gracefully when JupyterLab ended."""
+    assert not (lab.data_dir / "control.json").exists(), lab.log.read_text()
     with pytest.raises(ProcessLookupError):
         os.kill(switch_pid, 0)
+
+
+def test_vosapp_lab_serves_the_vosapp_kernelspec(running_lab: RunningLab) -> None:
+    lab = running_lab
+    assert lab.info["root_dir"] == str(REPO_ROOT / "notebooks")
+    with urllib.request.urlopen(lab.get("/api/kernelspecs"), timeout=10) as response:
+        specs = json.load(response)
+    assert "vosapp" in specs["kernelspecs"], (
+        f"kernelspec 'vosapp' missing (found {sorted(specs['kernelspecs'])}); "
+        "run `make setup` to install it into the venv")
+    spec = specs["kernelspecs"]["vosapp"]["spec"]
+    assert spec["language"] == "python" and "ipykernel_launcher" in spec["argv"]
+    # ... and a working switch beside it, on the selected configuration
+    switch_pid = json.loads((lab.data_dir / "control.json").read_text())["pid"]
+    from vosapp.lab.attach import attach
+    status = attach(lab.data_dir).status()
+    host, port = status["sip_address"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.bind(("127.0.0.1", 0))
+        sock.sendto(OPTIONS.format(port=sock.getsockname()[1]).encode(), (host, int(port)))
+        answer = sock.recv(65535)
+    assert answer.startswith(b"SIP/2.0 200"), answer[:80]
+    os.killpg(lab.proc.pid, signal.SIGTERM)
+    lab.proc.wait(timeout=30)
+    assert_switch_stopped(lab, switch_pid)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def test_opens_start_here_and_ctrl_c_stops_everything(running_lab: RunningLab) -> None:
+    lab = running_lab
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        urllib.request.build_opener(NoRedirect).open(lab.get("/"), timeout=10)
+    assert redirect.value.code == 302
+    assert redirect.value.headers["Location"].startswith("/lab/tree/00-start-here.ipynb")
+    switch_pid = json.loads((lab.data_dir / "control.json").read_text())["pid"]
+    # Ctrl-C in the terminal: SIGINT to `vosapp lab` (JupyterLab runs in its own session)
+    os.kill(lab.proc.pid, signal.SIGINT)
+    assert lab.proc.wait(timeout=30) is not None
+    assert "SIGINT: stopping JupyterLab and the switch" in lab.log.read_text()
+    with pytest.raises(ProcessLookupError):
+        os.kill(lab.info["pid"], 0)  # JupyterLab is gone ...
+    assert_switch_stopped(lab, switch_pid)  # ... and so is the switch
 
 
 OPTIONS = ("OPTIONS sip:lab@127.0.0.1 SIP/2.0\r\n"

@@ -1,5 +1,5 @@
-"""`vosapp params set` in another process reaches a running `vosapp serve` (SPEC §1: new
-sessions get the new value, sessions already open keep theirs)."""
+"""`vosapp params set` in another process reaches a running `vosapp serve` (docs/behaviour.md §1:
+new sessions get the new value, sessions already open keep theirs)."""
 
 from __future__ import annotations
 

@@ -333,7 +333,8 @@ def test_default_event_handler_applies_key_range_and_validates_payloads() -> Non
     run(scenario)
 
 
-# -- DTMF conversion through vosapp.media.dtmf (SPEC §6) ------------------------------------
+# -- DTMF conversion through vosapp.media.dtmf (docs/behaviour.md §6)
+# ------------------------------------
 
 
 

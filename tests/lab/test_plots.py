@@ -96,7 +96,7 @@ def test_compliance_heatmap_cells_crosses_and_live_update() -> None:
 
     required = [["reject", "operate", "operate"], ["reject", "operate", ""]]
     passing = _panel([[0, 16, 16], [0, 16, 3]], required)
-    fig = plots.compliance_heatmap([passing, passing])
+    fig = plots.compliance_heatmap([passing, passing], title="before")
     assert [t.type for t in fig.data] == ["heatmap", "scatter"] * 2
     heatmap, crosses = fig.data[0], fig.data[1]
     assert np.asarray(heatmap.z).tolist() == [[0.0, 1.0, 1.0], [0.0, 1.0, 3 / 16]]
@@ -113,6 +113,9 @@ def test_compliance_heatmap_cells_crosses_and_live_update() -> None:
     assert list(widget.data[1].x) == ["-3.5 %", "+1.5 %"]
     assert list(widget.data[1].y) == ["-10 dBm0", "-10 dBm0"]
     assert len(widget.data[3].x) == 0
+    assert widget.layout.title.text == "before"  # kept unless a title is given ...
+    plots.update_compliance(widget, [failing, passing], title="tuning min_on_ms=45")
+    assert widget.layout.title.text == "tuning min_on_ms=45"  # ... then it names the tuning
     with pytest.raises(ValueError, match="expected 2"):
         plots.update_compliance(widget, [failing])
 

@@ -192,6 +192,32 @@ def test_save_persists_to_a_real_store_by_lab(tmp_path: Path) -> None:
         assert ("SS_SIP_AUTHENTICATION_CODE", 407, 401, "lab") in history
         assert ("SS_AUTHENTICATION_MAX_RETRY", 6, 3, "lab") in history
         assert form.pending() == {}
+        assert editor.status_text == "saved: 2 changed; 1 invalid, not written " \
+            "(SS_SIP_NAT_KEEP_ALIVE_PERIOD)"  # for print(): no markup
+
+
+def test_refresh_shows_what_the_store_holds_after_a_reset(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        form = ParameterForm(store=store)
+        editor = ParameterEditor(form)
+        editor.set_input("SS_AUTHENTICATION_MAX_RETRY", 3)
+        editor.save_button.click()
+        store.reset_param("SS_AUTHENTICATION_MAX_RETRY", by="lab")  # behind the editor's back
+        editor.set_input("SS_REPLY_UNAUTHORIZED", False)              # an unsaved edit
+        assert editor.inputs["SS_AUTHENTICATION_MAX_RETRY"].value == 3  # stale until ...
+        editor.refresh()                                                # ... refreshed
+        assert editor.inputs["SS_AUTHENTICATION_MAX_RETRY"].value == 6
+        assert editor.inputs["SS_REPLY_UNAUTHORIZED"].value is True
+        assert form.pending() == {} and "every parameter at its default" in \
+            editor.diff_view.value
+
+
+def test_refresh_rereads_a_running_switch() -> None:
+    switch = FakeSwitch()
+    editor = ParameterEditor(ParameterForm(target=switch))
+    switch.set_param("SS_SIP_AUTHENTICATION_CODE", 407)  # changed elsewhere (a shell)
+    editor.refresh()
+    assert editor.inputs["SS_SIP_AUTHENTICATION_CODE"].value == 407
 
 
 class FakeSwitch:

@@ -1,4 +1,4 @@
-"""SPEC §6 DTMF conversion rules as pure decisions and a per-direction converter."""
+"""docs/behaviour.md §6 DTMF conversion rules as pure decisions and a per-direction converter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Inband DTMF receiver against the ITU-T Q.24 limits of SPEC §6, each case generated."""
+"""Inband DTMF receiver against the ITU-T Q.24 limits of docs/behaviour.md §6, each case
+generated."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Loopback: `vosapp serve` registers with SIPp playing the carrier's registrar (SPEC §3).
+"""Loopback: `vosapp serve` registers with SIPp playing the carrier's registrar (docs/behaviour.md
+§3).
 
 SIPp starts first on an ephemeral UDP port with a scenario from tests/sipp/outbound_*.xml; a
 temporary config makes a routing gateway register to it; `vosapp serve` runs as a subprocess.

@@ -1,4 +1,5 @@
-"""Loopback: real SIPp against a real `vosapp serve` (SPEC §2 and RFC 3261 §10 on the wire)."""
+"""Loopback: real SIPp against a real `vosapp serve` (docs/behaviour.md §2 and RFC 3261 §10 on the
+wire)."""
 
 from __future__ import annotations
 

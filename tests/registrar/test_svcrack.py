@@ -1,8 +1,8 @@
 """A real brute-force tool against `vosapp serve`: sipvicious svcrack must end up suspended.
 
-SPEC §2.5: with defaults an attacker gets 6 guesses, then the terminal (user, source address)
-is suspended for 180 s and every further request is refused without a password check. The run
-is bounded (svcrack never stops on its own while it gets answers, so it is killed after a
+docs/behaviour.md §2.5: with defaults an attacker gets 6 guesses, then the terminal (user, source
+address) is suspended for 180 s and every further request is refused without a password check. The
+run is bounded (svcrack never stops on its own while it gets answers, so it is killed after a
 fixed time); what matters is how many passwords the switch actually checked.
 """
 

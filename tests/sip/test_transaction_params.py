@@ -1,5 +1,5 @@
 """SS_SIP_RESEND_INTERVAL (T1) changed on a running switch: new transactions use the new T1,
-transactions already running keep the one they started with (SPEC §1)."""
+transactions already running keep the one they started with (docs/behaviour.md §1)."""
 
 from __future__ import annotations
 

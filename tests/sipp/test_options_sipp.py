@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.sipp, needs_sipp]
 
 #: What the switch answers a REGISTER without credentials: 405 (Allow without REGISTER) while
 #: no registrar is installed (vosapp.switch.app.FEATURES); with the registrar of
-#: issue #4, the SS_SIP_AUTHENTICATION_CODE challenge (default 401, SPEC §2.1).
+#: issue #4, the SS_SIP_AUTHENTICATION_CODE challenge (default 401, docs/behaviour.md §2.1).
 REGISTER_WITHOUT_REGISTRAR = 405
 REGISTER_WITH_REGISTRAR = 401
 

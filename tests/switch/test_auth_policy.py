@@ -1,4 +1,5 @@
-"""SPEC §2 policy in virtual time: every parameter, their combinations, and the arithmetic."""
+"""docs/behaviour.md §2 policy in virtual time: every parameter, their combinations, and the
+arithmetic."""
 
 from __future__ import annotations
 
@@ -288,7 +289,8 @@ def test_source_networks() -> None:
     assert not source_allowed("not-an-ip", ["10.0.0.0/8"])
 
 
-# -- the article's arithmetic (SPEC §2.5) ----------------------------------------------------
+# -- the article's arithmetic (docs/behaviour.md §2.5)
+# ----------------------------------------------------
 
 def brute_force_hour(policy: AuthPolicy, clock: ManualClock, rtt: float = 0.05) -> tuple[int, int]:
     """A fast attacker guessing one user's password for one simulated hour.
@@ -367,7 +369,8 @@ def test_a_flood_of_other_users_cannot_evict_a_suspension() -> None:
     assert policy.is_suspended("alice", SRC)
 
 
-# -- every combination of the SPEC §2 parameters against one script ---------------------------
+# -- every combination of the docs/behaviour.md §2 parameters against one script
+# ---------------------------
 
 @pytest.mark.parametrize("code", [401, 407])
 @pytest.mark.parametrize("reply", [True, False])
@@ -378,7 +381,7 @@ def test_a_flood_of_other_users_cannot_evict_a_suspension() -> None:
 def test_parameter_matrix(code: int, reply: bool, retry: int, max_retry: int,
                           register_retry: int, register_suspend: int, method: str) -> None:
     """One session: challenge, then wrong passwords until the switch stops re-challenging,
-    then the right password in a new session. Checked against SPEC §2 as a model."""
+    then the right password in a new session. Checked against docs/behaviour.md §2 as a model."""
     policy, clock, _ = make(SS_SIP_AUTHENTICATION_CODE=code, SS_REPLY_UNAUTHORIZED=reply,
                             SS_SIP_AUTHENTICATION_RETRY=retry,
                             SS_AUTHENTICATION_MAX_RETRY=max_retry,

@@ -1,5 +1,5 @@
-"""B2BUA on the virtual network: SPEC §5 G.729 negotiation modes per gateway, and the RFC 4028
-§6 retry after 422 Session Interval Too Small."""
+"""B2BUA on the virtual network: docs/behaviour.md §5 G.729 negotiation modes per gateway, and the
+RFC 4028 §6 retry after 422 Session Interval Too Small."""
 
 from __future__ import annotations
 

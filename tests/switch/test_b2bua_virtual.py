@@ -1,5 +1,5 @@
-"""B2BUA (SPEC §4, §5) on the virtual-time network: routing, failover, timeouts, CANCEL, BYE,
-CDRs, 488."""
+"""B2BUA (docs/behaviour.md §4, §5) on the virtual-time network: routing, failover, timeouts,
+CANCEL, BYE, CDRs, 488."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Outbound registration (SPEC §3) on the virtual-time network against a scripted carrier."""
+"""Outbound registration (docs/behaviour.md §3) on the virtual-time network against a scripted
+carrier."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""REGISTER through the real SwitchCore (sans-IO, virtual time): SPEC §2 on the wire."""
+"""REGISTER through the real SwitchCore (sans-IO, virtual time): docs/behaviour.md §2 on the
+wire."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""SPEC §2.5 over the whole stack in virtual time: a scripted brute-force phone on the virtual
-network against SwitchCore + transactions + digest + policy, one simulated hour per case.
+"""docs/behaviour.md §2.5 over the whole stack in virtual time: a scripted brute-force phone on the
+virtual network against SwitchCore + transactions + digest + policy, one simulated hour per case.
 
 The attacker is fast but not a flood: it answers every challenge at once with the next wrong
 password, and waits 1 s after a 403 or after silence before starting a new registration.

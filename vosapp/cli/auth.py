@@ -26,7 +26,7 @@ BY = "cli"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     auth = subparsers.add_parser(
-        "auth", help="authentication audit trail and suspensions (SPEC §2)",
+        "auth", help="authentication audit trail and suspensions (docs/behaviour.md §2)",
         description="Failed authentications, suspensions, and lifting them.")
     commands = auth.add_subparsers(dest="auth_command", metavar="SUBCOMMAND")
     commands.required = True

@@ -1,4 +1,4 @@
-"""``vosapp cdr list [--limit N] [--json]``: the call detail records a switch wrote (SPEC §4),
+"""``vosapp cdr list [--limit N] [--json]``: the call detail records a switch wrote (docs/behaviour.md §4),
 newest first, read from the store of the data directory (:func:`vosapp.switch.cdr.read_cdrs`).
 """
 

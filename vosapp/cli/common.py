@@ -2,7 +2,7 @@
 ``--config`` / ``--data-dir``, how they resolve to a :class:`Config`, a data directory,
 a :class:`Store` and the effective :class:`Params`, and how times and tables are printed.
 
-Resolution order (SPEC: the same everywhere, documented in ``vosapp --help``):
+Resolution order (the same everywhere, documented in ``vosapp --help``):
 
 * config file: ``--config FILE``, else ``$VOSAPP_CONFIG``, else ``./data/lab.toml`` when it
   exists, else none (registry defaults only);

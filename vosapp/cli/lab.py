@@ -8,7 +8,9 @@ that ``make lab`` installs into the venv. Unless ``--no-switch`` is given, a bac
 JupyterLab does, so softphones and SIPp can register to it and notebooks can
 ``vosapp.lab.attach.attach()`` to it; beside it, the lab vendor (an echo) answers on the
 configuration's routing gateway address, so a softphone can dial out. If either cannot start
-(say the port is taken), JupyterLab still starts and the reason is printed.
+(say the port is taken), JupyterLab still starts and the reason is printed. JupyterLab opens
+notebooks/00-start-here first. Ctrl-C (SIGINT) or SIGTERM stops JupyterLab, then the vendor and
+the switch, gracefully.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def lab_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     if config is None:
         config = REPO_ROOT / "data" / "lab.toml"
     load_config(config)  # a broken config is reported now, not inside a notebook
-    argv = [str(jupyter), "lab", f"--notebook-dir={notebooks}"]
+    argv = [str(jupyter), "lab", f"--notebook-dir={notebooks}",
+            "--LabApp.default_url=/lab/tree/00-start-here.ipynb"]  # opened first
     if args.no_browser:
         argv.append("--no-browser")
     if args.port is not None:
@@ -130,16 +133,22 @@ def run_lab(args: argparse.Namespace) -> int:
         env[common.ENV_DATA_DIR] = str(switch.data_dir)  # attach() finds it
     vendor = None if args.no_switch else start_vendor(Path(env[common.ENV_CONFIG]))
     sys.stdout.flush()
-    jupyter = subprocess.Popen(argv, env=env)
-    # Jupyter answers Ctrl-C itself (it asks before shutting down); this process only waits,
-    # then stops the switch gracefully (SIGTERM: the unregister towards carriers runs).
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    forward = signal.signal(signal.SIGTERM, lambda *_: jupyter.terminate())
+    # JupyterLab runs in its own session, so Ctrl-C in the terminal reaches only this process:
+    # SIGINT or SIGTERM here stops JupyterLab (SIGTERM: it shuts its kernels down without
+    # asking), then the switch below, gracefully (the unregister towards carriers runs).
+    jupyter = subprocess.Popen(argv, env=env, start_new_session=True)
+
+    def stop(signum: int, _frame: object) -> None:
+        print(f"vosapp lab: {signal.Signals(signum).name}: stopping JupyterLab and the switch",
+              file=sys.stderr, flush=True)
+        jupyter.terminate()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         status = jupyter.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, forward)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if vendor is not None:
             vendor.stop()
         if switch is not None:

@@ -2,7 +2,7 @@
 
 ``serve`` runs the switch in the foreground, logs to stderr, prints one line
 ``vosapp listening on HOST:PORT (UDP, TCP)`` on stdout when ready (tests wait for it) and
-stops cleanly on SIGINT/SIGTERM, running the stop hooks (SPEC §3) before the sockets close.
+stops cleanly on SIGINT/SIGTERM, running the stop hooks (docs/behaviour.md §3) before the sockets close.
 
 This module is the command line; the running itself is :func:`vosapp.io.serve.serve`.
 """

@@ -88,7 +88,7 @@ class RelaySession:
 
     def dtmf_methods(self) -> list[str]:
         """What the relay did with DTMF, per direction: ``"a->b RFC2833 to SIP INFO"``
-        (incoming method locked by the converter, SPEC §6, then how it left)."""
+        (incoming method locked by the converter, docs/behaviour.md §6, then how it left)."""
         if self.relay is None:
             return []
         sent = {"ForwardEvent": "RFC2833", "SendEvent": "RFC2833", "SendInfo": "SIP INFO",

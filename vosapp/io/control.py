@@ -35,7 +35,7 @@ make room (a real client sends its head at once; an idle squatter is the oldest)
     GET  /v1/auth/events?limit=N&user=U&address=A
     GET  /v1/auth/suspended
     POST /v1/auth/unsuspend {"target"}   lift suspensions of a user or an address
-    GET  /v1/registrations               outbound registration status (SPEC §3)
+    GET  /v1/registrations               outbound registration status (docs/behaviour.md §3)
     GET  /v1/trace?since=N&limit=M       records numbered > N, and "next" to poll with
     POST /v1/stop                        graceful stop (stop hooks run, e.g. unregister)
 """
@@ -233,7 +233,7 @@ class SwitchControl:
         return [_jsonable(change) for change in store.param_history(name)]
 
     def _apply(self, params: Params) -> None:
-        # Sessions already open keep the Params object they started with (SPEC §1); the
+        # Sessions already open keep the Params object they started with (docs/behaviour.md §1); the
         # core tells the auth policy and the transaction layer (new sessions only).
         self.switch.core.update_params(params, by=self.by)
 
@@ -278,7 +278,7 @@ class SwitchControl:
         return {"lifted": lifted}
 
     def registrations(self) -> list[dict[str, Any]]:
-        """Outbound registration status (SPEC §3); empty when no gateway registers."""
+        """Outbound registration status (docs/behaviour.md §3); empty when no gateway registers."""
         outbound = self.switch.app.outbound
         return [s.as_dict() for s in outbound.status()] if outbound is not None else []
 

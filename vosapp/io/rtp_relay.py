@@ -20,7 +20,7 @@ the packet's source address, and packets from any other source are dropped and c
 when it is RTP version 2 and carries the leg's media or telephone-event payload type. A
 re-INVITE that moves the media calls :meth:`RtpRelay.relatch`.
 
-Telephone events (RFC 4733) and DTMF conversion (SPEC §6): for a direction with a
+Telephone events (RFC 4733) and DTMF conversion (docs/behaviour.md §6): for a direction with a
 :class:`~vosapp.media.dtmf.DtmfConverter` (``RtpRelay.open(..., dtmf={"a": converter})``, keyed
 by the side the digits come from), every telephone-event packet and, when the source side may
 send inband tones, the decoded source audio go through the converter, and the relay carries out
@@ -251,8 +251,8 @@ TelephoneEventHandler = Callable[[RtpPacket, EventRoute], list[bytes]]
 def rewrite_telephone_event(packet: RtpPacket, route: EventRoute) -> list[bytes]:
     """Default handler: RFC 2833 in -> RFC 2833 out with the target leg's payload type.
 
-    SPEC §6 (media proxy On): the incoming payload type and key range are terminated and each
-    side gets its own gateway's values. The payload is validated and retargeted through the
+    docs/behaviour.md §6 (media proxy On): the incoming payload type and key range are terminated
+    and each side gets its own gateway's values. The payload is validated and retargeted through the
     DTMF engine's RFC 4733 API (:func:`vosapp.media.dtmf.rfc4733.retarget`). Events outside
     the target leg's key range (:attr:`LegConfig.dtmf_events`), malformed payloads, and events
     towards a leg without telephone-event are dropped (conversion to inband/INFO belongs to the
@@ -491,7 +491,7 @@ class RtpRelay:
         telephone_event_handler : callable, optional
             Replaces :func:`rewrite_telephone_event`.
         dtmf : mapping of side to DtmfConverter, optional
-            SPEC §6 conversion per direction, keyed by the side the digits come *from*
+            docs/behaviour.md §6 conversion per direction, keyed by the side the digits come *from*
             (``{"a": DtmfConverter(inbound=A's settings, outbound=B's settings, ...)}``).
             Converters take over telephone-event handling for their direction.
         on_info_send : callable(side, SendInfo), optional
@@ -711,7 +711,8 @@ class RtpRelay:
         for datagram in datagrams:
             self._send(target, datagram, peer)
 
-    # -- DTMF conversion (SPEC §6) ----------------------------------------------------------
+    # -- DTMF conversion (docs/behaviour.md §6)
+    # ----------------------------------------------------------
 
     def info_received(self, side: Side, content_type: str, body: bytes | str) -> None:
         """A SIP INFO digit arrived from ``side`` (called by the signalling layer).

@@ -3,7 +3,7 @@
 The command line half (options, the ``vosapp listening on ...`` line, exit status) is
 :mod:`vosapp.cli.serve`; this module starts the :class:`~vosapp.io.runtime.Switch` and the
 control channel, tells the caller when it is ready, and on a stop signal runs the stop hooks
-(SPEC §3) before the sockets close.
+(docs/behaviour.md §3) before the sockets close.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ to loopback (port 0 = any free port):
 * :class:`LabRegistrar` -- an upstream carrier's registrar: it challenges every REGISTER with
   digest (401 or 407), grants an expiry, and records each REGISTER it receives
   (:attr:`LabRegistrar.registers`), including the ``Expires: 0`` unregister a switch sends on
-  a graceful stop (SPEC §3). Its logic lives in :class:`CarrierRegistrar` (sans-IO), so the
-  same registrar can sit on a :class:`vosapp.io.virtual.VirtualNetwork` endpoint too.
+  a graceful stop (docs/behaviour.md §3). Its logic lives in :class:`CarrierRegistrar` (sans-IO), so
+  the same registrar can sit on a :class:`vosapp.io.virtual.VirtualNetwork` endpoint too.
 
 Retransmission: every REGISTER is an RFC 3261 §17.1.2 non-INVITE client transaction of the
 SIP core (Timer E: T1, 2*T1 ... capped at T2), until a final response arrives or ``timeout``

@@ -424,10 +424,12 @@ def compliance_heatmap(panels: Sequence[CompliancePanel], *, title: str | None =
     return fig
 
 
-def update_compliance(fig: go.Figure, panels: Sequence[CompliancePanel]) -> None:
+def update_compliance(fig: go.Figure, panels: Sequence[CompliancePanel], *,
+                      title: str | None = None) -> None:
     """Rewrite the cells of a :func:`compliance_heatmap` figure (or its ``FigureWidget``).
 
-    The labels must be those the figure was drawn with; all changes go out as one update.
+    The labels must be those the figure was drawn with; ``title``, when given, replaces the
+    figure's title (it names the tuning measured). All changes go out as one update.
     """
     if len(fig.data) != 2 * len(panels):
         raise ValueError(f"figure has {len(fig.data)} traces, expected {2 * len(panels)}")
@@ -437,6 +439,8 @@ def update_compliance(fig: go.Figure, panels: Sequence[CompliancePanel]) -> None
             heatmap.z = panel.correct / panel.total
             heatmap.text = _cell_text(panel)
             crosses.x, crosses.y = _failure_points(panel)
+        if title is not None:
+            fig.layout.title.text = title
 
 
 def confusion_heatmap(

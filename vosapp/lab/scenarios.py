@@ -2,10 +2,11 @@
 
 * :func:`brute_force_hour` -- a password guesser against the switch's registrar on a
   :class:`~vosapp.io.virtual.VirtualNetwork`: one simulated hour in well under a second of
-  real time, measured from the switch's own audit trail (SPEC §2.5's ~113 guesses/hour).
+  real time, measured from the switch's own audit trail (docs/behaviour.md §2.5's ~113
+  guesses/hour).
 * :func:`virtual_outbound` -- the switch registering a routing gateway with a
   :class:`~vosapp.lab.phones.CarrierRegistrar` over simulated hours (refreshes, the
-  graceful-stop unregister, the stale window when it is Off; SPEC §3).
+  graceful-stop unregister, the stale window when it is Off; docs/behaviour.md §3).
 * :func:`upstream_config` -- a config file (TOML text written to a directory) with the lab
   accounts and one routing gateway that registers to a given carrier address.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +144,7 @@ class BruteForceResult:
 
 
 def expected_guesses_per_hour(params: Params, *, guess_time: float = 0.0) -> float:
-    """SPEC §2.5's arithmetic: MAX_RETRY guesses per (suspension + time to make them).
+    """docs/behaviour.md §2.5's arithmetic: MAX_RETRY guesses per (suspension + time to make them).
 
     ``guess_time`` is how long the attacker needs for the MAX_RETRY guesses themselves
     (seconds); with defaults: 3600 / (180 + ~10) * 6 ≈ 113.
@@ -280,18 +282,12 @@ def virtual_outbound(*, max_expires: int = 3600, challenge_code: int = 401,
             endpoint.send(reply, packet.source, packet.transport)
 
     endpoint.on_receive = on_packet
-    text = (Path(upstream_config(_scratch(), CARRIER_ADDRESS,
-                                 sip_listen=f"{SWITCH_ADDRESS[0]}:{SWITCH_ADDRESS[1]}"))
-            .read_text())
+    with tempfile.TemporaryDirectory(prefix="vosapp-upstream-") as scratch:
+        text = upstream_config(Path(scratch), CARRIER_ADDRESS,
+                               sip_listen=f"{SWITCH_ADDRESS[0]}:{SWITCH_ADDRESS[1]}").read_text()
     config = parse_config(text)
     params = config.parameters.replace(**changes)
     switch = net.add_switch(SWITCH_ADDRESS, config=config, params=params,
                             features=["outbound"])
     switch.start()
     return OutboundRun(net, switch, carrier)
-
-
-def _scratch() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="vosapp-upstream-"))

@@ -19,6 +19,7 @@ Two layers, so the logic is testable without a browser:
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,6 +38,7 @@ __all__ = [
     "SaveResult",
     "WidgetSpec",
     "make_input",
+    "plain_text",
     "table",
     "widget_spec",
 ]
@@ -147,6 +149,15 @@ class ParameterForm:
         """Edited value(s) back to the registry default (not saved until :meth:`save`)."""
         for param in REGISTRY if name is None else [REGISTRY[name]]:
             self.set(param.name, param.default)
+
+    def reload(self) -> None:
+        """Re-read the saved values (store, else target) and drop every edit: what to do
+        after the store or the switch changed behind the form's back."""
+        if self.store is not None:
+            self.saved = self.store.load_params(self.base)
+        elif self.target is not None:
+            self.saved = self.target.params
+        self.revert()
 
     def revert(self) -> None:
         """Drop every edit: back to the saved values."""
@@ -416,8 +427,12 @@ class ParameterEditor:
 
     def error_text(self, name: str) -> str:
         """The error line shown under ``name`` (plain text; empty when valid)."""
-        return html.unescape(self.error_labels[name].value.partition(">")[2]
-                             .rpartition("<")[0])
+        return plain_text(self.error_labels[name].value)
+
+    @property
+    def status_text(self) -> str:
+        """The status line (what Save/Apply did) as plain text, for ``print``."""
+        return plain_text(self.status.value)
 
     def _run(self, action: Callable[[], SaveResult], verb: str) -> None:
         try:
@@ -429,8 +444,17 @@ class ParameterEditor:
         self.status.value = (f"<span style='color:{colour}'>{verb}: "
                              f"{html.escape(result.summary())}</span>")
 
+    def refresh(self) -> None:
+        """Show the saved values again (e.g. after the store was reset from a cell or a
+        shell); pending edits are dropped."""
+        self.form.reload()
+        self._show_form_values()
+
     def _revert(self) -> None:
         self.form.revert()
+        self._show_form_values()
+
+    def _show_form_values(self) -> None:
         self._syncing = True
         try:
             for name, widget in self.inputs.items():
@@ -465,6 +489,11 @@ class ParameterEditor:
 def editor(form: ParameterForm | None = None, **form_options: Any) -> ipywidgets.VBox:
     """Shortcut: the editor's widget for ``form`` (or ``ParameterForm(**form_options)``)."""
     return ParameterEditor(form if form is not None else ParameterForm(**form_options)).widget
+
+
+def plain_text(markup: str) -> str:
+    """The text of a small HTML fragment (tags dropped, entities decoded)."""
+    return html.unescape(re.sub(r"<[^>]*>", "", markup))
 
 
 def table(rows: Iterable[dict[str, Any]], columns: Iterable[str] | None = None,

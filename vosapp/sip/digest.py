@@ -12,7 +12,8 @@ Three parts:
 * server: :class:`DigestServer` issues self-validating nonces (HMAC-signed timestamp + random,
   so forged nonces are detected without storing every nonce) and verifies credentials,
   returning a :class:`VerifyResult` whose :class:`VerifyOutcome` tells a wrong password apart
-  from a stale, forged or replayed nonce (SPEC §2: only wrong passwords count as failures);
+  from a stale, forged or replayed nonce (docs/behaviour.md §2: only wrong passwords count as
+  failures);
 * client: :func:`answer` computes credentials for one challenge and :class:`DigestClient` keeps
   the nonce-count per nonce so that re-REGISTERs can reuse a nonce (RFC 7616 §3.4).
 """

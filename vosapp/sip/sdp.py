@@ -10,7 +10,7 @@ Sans-IO and independent of the SIP message module: text or bytes in, objects out
   9 G722 — whose RTP clock is 8000 Hz although it samples at 16 kHz, RFC 3551 §4.5.2 —, 18 G729).
 * Offer/answer: :func:`build_offer` and :func:`answer` (first common codec in the offerer's
   order, telephone-event kept when both sides support it, unsupported streams rejected with
-  port 0). :class:`NoCommonCodec` is what the call layer turns into 488 (SPEC §5).
+  port 0). :class:`NoCommonCodec` is what the call layer turns into 488 (docs/behaviour.md §5).
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class Codec:
 
     def matches(self, other: Codec, *, g729_variants: bool = False) -> bool:
         """Same payload format. With ``g729_variants`` G729, G729a, G729b and G729ab count as
-        one (the same bitstream; SPEC §5 "Auto" G.729 negotiation answers the peer's variant)."""
+        one (the same bitstream; docs/behaviour.md §5 "Auto" G.729 negotiation answers the peer's
+        variant)."""
         if g729_variants:
             same_name = self.family == other.family
         else:
@@ -137,13 +138,13 @@ def g729_annexb(fmtp: str | None) -> bool:
     return True
 
 
-#: SPEC §5 G.729 negotiation modes (``GatewaySettings.g729_mode``).
+#: docs/behaviour.md §5 G.729 negotiation modes (``GatewaySettings.g729_mode``).
 G729_MODES = ("Auto", "G729", "G729a", "G729&G729a")
 
 
 def g729_offer(mode: str, peer: Sequence[Codec] = (), *, dynamic_pt: int = 96) -> list[Codec]:
-    """The G.729 entries vosapp offers in ``mode`` (SPEC §5); ``peer`` are the G.729 entries
-    of the offer being forwarded (empty when there is none, e.g. transcoding).
+    """The G.729 entries vosapp offers in ``mode`` (docs/behaviour.md §5); ``peer`` are the G.729
+    entries of the offer being forwarded (empty when there is none, e.g. transcoding).
 
     * ``Auto``: the peer's entries unchanged (name, payload type, fmtp); none → ``18 G729/8000``.
     * ``G729``: ``18 G729/8000`` with ``annexb=no`` (never Annex B).
@@ -712,13 +713,13 @@ def answer(
     ``telephone_event`` is true. Every other stream (video, other protocols, further audio
     streams) is rejected with port 0. Raises :class:`NoCommonCodec` when nothing is accepted.
 
-    ``g729_variants``: G729/G729a/G729b/G729ab match each other (SPEC §5 G.729 "Auto").
+    ``g729_variants``: G729/G729a/G729b/G729ab match each other (docs/behaviour.md §5 G.729 "Auto").
     ``g729_annexb=False`` answers a chosen G.729 with ``annexb=no`` (no VAD/CNG, RFC 4856
     §2.1.9); with True the offer's annexb is echoed (an answer cannot turn on what the offer
     turned off).
 
-    ``g729_mode`` (SPEC §5, one of :data:`G729_MODES`) overrides ``g729_annexb``: ``G729``
-    answers ``annexb=no``, the other modes echo the offer's annexb. Among several offered
+    ``g729_mode`` (docs/behaviour.md §5, one of :data:`G729_MODES`) overrides ``g729_annexb``:
+    ``G729`` answers ``annexb=no``, the other modes echo the offer's annexb. Among several offered
     G.729 variants ``G729`` prefers one named ``G729``, ``G729a`` one named ``G729a``; Auto and
     ``G729&G729a`` take the offerer's first (the variant the peer offered).
     """

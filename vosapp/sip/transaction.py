@@ -388,8 +388,8 @@ class _ServerMachine(_Machine):
     def drop(self) -> list[Action]:
         """vosapp: answer nothing, ever, but absorb retransmissions of the request for 64*T1.
 
-        For SS_REPLY_UNAUTHORIZED=Off (SPEC §2.1): the request is silently discarded; its
-        retransmissions are the same attempt and must neither reach the TU nor be answered.
+        For SS_REPLY_UNAUTHORIZED=Off (docs/behaviour.md §2.1): the request is silently discarded;
+        its retransmissions are the same attempt and must neither reach the TU nor be answered.
         """
         if self.last_response is not None:
             raise TransactionError("cannot drop a request that has already been answered")
@@ -695,7 +695,8 @@ class TransactionLayer:
 
     :attr:`timers` are the settings the *next* transaction starts with; :meth:`set_timers`
     changes them on a running switch (SS_SIP_RESEND_INTERVAL). Each transaction keeps the
-    settings it was created with until it ends (SPEC §1: changes apply to new sessions).
+    settings it was created with until it ends (docs/behaviour.md §1: changes apply to new
+    sessions).
     """
 
     def __init__(self, clock: Clock, timers: TimerSettings, transmit: TransmitFn) -> None:

@@ -1,4 +1,5 @@
-"""Inbound authentication policy (SPEC §2): who gets challenged, re-challenged, refused or ignored.
+"""Inbound authentication policy (docs/behaviour.md §2): who gets challenged, re-challenged, refused
+or ignored.
 
 Sans-IO and digest-agnostic. The caller (the REGISTER handler, the B2BUA's INVITE hook) parses
 the credentials, checks the digest with :mod:`vosapp.sip.digest`, maps the outcome to a
@@ -39,7 +40,7 @@ The audit trail keeps the true reason for the operator.
 
 *Silence* (SS_REPLY_UNAUTHORIZED=Off): every outcome other than ACCEPT becomes DROP - no
 challenge, no 403, no 400, nothing - and is written to the audit trail. Valid credentials for a
-nonce the switch issued and still honours are still accepted (SPEC §2.1).
+nonce the switch issued and still honours are still accepted (docs/behaviour.md §2.1).
 
 Counting only what tests a password: a forged or replayed nonce, a wrong realm, an unknown
 algorithm or a malformed header do not tell the client anything about the password, so they
@@ -295,7 +296,8 @@ _REASON_FOR_VERDICT: dict[Verdict, Reason] = {
 
 
 class AuthPolicy:
-    """The SPEC §2 decision engine. One per switch; not thread-safe (sans-IO, one loop).
+    """The docs/behaviour.md §2 decision engine. One per switch; not thread-safe (sans-IO, one
+    loop).
 
     ``params`` is the current parameter set; :meth:`set_params` swaps it for sessions that start
     afterwards. Memory is bounded: at most ``max_sessions`` open sessions and ``max_terminals``
@@ -333,7 +335,7 @@ class AuthPolicy:
     # -- the decision -----------------------------------------------------------------------
 
     def screen(self, request: AuthRequest) -> Decision | None:
-        """Refuse a suspended terminal before its password is looked at (SPEC §2.4).
+        """Refuse a suspended terminal before its password is looked at (docs/behaviour.md §2.4).
 
         Returns the refusal (403, or DROP when SS_REPLY_UNAUTHORIZED=Off), or None when the
         request may go on to digest verification.
@@ -364,7 +366,7 @@ class AuthPolicy:
         session = self._session_for(request, now)
         params = session.params
         if now > session.deadline:
-            # SS_SIP_AUTHENTICATION_TIMEOUT: whatever retries remain (SPEC §2.3).
+            # SS_SIP_AUTHENTICATION_TIMEOUT: whatever retries remain (docs/behaviour.md §2.3).
             self._end(session)
             self._audit(request, Reason.SESSION_TIMEOUT,
                         f"session older than {params['SS_SIP_AUTHENTICATION_TIMEOUT']} s")
@@ -626,13 +628,14 @@ class AuthResult:
 
 
 class InboundAuthenticator:
-    """SPEC §2 for one SIP request: read the credentials, screen, verify, decide, answer.
+    """docs/behaviour.md §2 for one SIP request: read the credentials, screen, verify, decide,
+    answer.
 
     Used by the REGISTER handler (:class:`vosapp.switch.registrar.RegistrarService`) and meant
     for the B2BUA's INVITE: ``result = auth.authenticate(request, txn.source)``; when
     ``result.accepted`` go on as ``result.username``, else ``auth.finish(result, request, txn,
     core.make_response)`` sends the challenge / 403 / 400 or drops the request. Requests from
-    trusted gateway addresses should not be passed here at all (SPEC §2.1).
+    trusted gateway addresses should not be passed here at all (docs/behaviour.md §2.1).
     """
 
     def __init__(self, policy: AuthPolicy, digest: DigestServer, accounts: AccountLookup, *,

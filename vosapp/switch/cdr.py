@@ -1,4 +1,5 @@
-"""Call detail records (SPEC §4): one row per call attempt, in SQLite (component "cdr").
+"""Call detail records (docs/behaviour.md §4): one row per call attempt, in SQLite (component
+"cdr").
 
 A :class:`CdrRecord` is filled in by the B2BUA while the call runs and written once when the
 call ends (:meth:`CdrWriter.write`). Times are Unix seconds (``clock.wall()``); ``answer_time``

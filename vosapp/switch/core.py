@@ -11,8 +11,8 @@ Inbound requests go through the :class:`~vosapp.sip.transaction.TransactionLayer
 retransmission is absorbed by its transaction; a new request creates a server transaction and
 is handed to the handler registered for its method (``add_request_handler``). A handler
 answers with ``txn.respond(response)`` — now or later — or ``txn.drop()`` to say nothing at
-all (SS_REPLY_UNAUTHORIZED=Off, SPEC §2.1). With no handler, the core answers as RFC 3261
-asks of a UAS: OPTIONS → 200 with Allow/Accept/Supported (§11.2), a method it knows but does
+all (SS_REPLY_UNAUTHORIZED=Off, docs/behaviour.md §2.1). With no handler, the core answers as RFC
+3261 asks of a UAS: OPTIONS → 200 with Allow/Accept/Supported (§11.2), a method it knows but does
 not serve → 405 with Allow (§8.2.1), an unknown method → 501 (§8.2.1), Max-Forwards 0 → 483
 (§16.3; OPTIONS exempt, §11), CANCEL → matched to its INVITE (§9.2) or 481.
 
@@ -23,7 +23,7 @@ responses, timeouts and termination as plain events.
 Start and stop hooks let features run work when the switch starts and when it stops
 gracefully; a stop hook may return a ``done()`` predicate (e.g. "the Expires: 0 REGISTER got
 its final answer"), and the runtime keeps the transports open until every predicate is true or
-its bounded wait runs out (SPEC §3).
+its bounded wait runs out (docs/behaviour.md §3).
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class SwitchCore:
     # ------------------------------------------------------------------ parameters
     @property
     def params(self) -> Params:
-        """The parameters *new* sessions and transactions start with (SPEC §1)."""
+        """The parameters *new* sessions and transactions start with (docs/behaviour.md §1)."""
         return self._params
 
     @params.setter

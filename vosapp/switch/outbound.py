@@ -1,4 +1,5 @@
-"""Outbound registration: vosapp as a UA registering routing gateways with carriers (SPEC §3).
+"""Outbound registration: vosapp as a UA registering routing gateways with carriers
+(docs/behaviour.md §3).
 
 Theory of operation
 -------------------
@@ -426,7 +427,7 @@ class OutboundRegistration:
             self._unregister_final(response)
             return
         if self._stopping and self._unregister_pending:
-            # The REGISTER in flight at stop time has finished: now withdraw (SPEC §3).
+            # The REGISTER in flight at stop time has finished: now withdraw (docs/behaviour.md §3).
             if 200 <= status < 300:
                 self.binding_may_exist = True
             self._begin_unregister()
@@ -693,7 +694,8 @@ class OutboundRegistrations:
             registration.start()
 
     def stop(self) -> Callable[[], bool] | None:
-        """Stop hook: unregister in parallel (SPEC §3); returns the ``done()`` predicate."""
+        """Stop hook: unregister in parallel (docs/behaviour.md §3); returns the ``done()``
+        predicate."""
         if not self.registrations:
             return None
         send = bool(self.core.params["SS_SIP_USER_AGENT_SEND_UNREGISTER"])

@@ -1,9 +1,9 @@
-"""Call routing (SPEC §4): who is calling (mapping gateway) and where the call goes (routing
-gateways).
+"""Call routing (docs/behaviour.md §4): who is calling (mapping gateway) and where the call goes
+(routing gateways).
 
 Mapping gateway identification: a request whose source address lies in a mapping gateway's
-``addresses`` is *trusted* (no digest authentication, SPEC §2.1); otherwise the caller must
-authenticate as an account, and the mapping gateway is the first one (config order) listing
+``addresses`` is *trusted* (no digest authentication, docs/behaviour.md §2.1); otherwise the caller
+must authenticate as an account, and the mapping gateway is the first one (config order) listing
 that account. A mapping gateway's ``prefixes`` restrict the numbers its callers may dial
 (``""`` = any).
 

@@ -1,4 +1,4 @@
-"""SPEC §6 DTMF rules as media-level decisions the relay applies, per call direction.
+"""docs/behaviour.md §6 DTMF rules as media-level decisions the relay applies, per call direction.
 
 * Methods: RFC 2833/4733 telephone-event, SIP INFO (``application/dtmf-relay`` or
   ``application/dtmf``), Inband (tones in the audio).
@@ -117,7 +117,7 @@ def _parse_setting(cls: type[_Setting], text: str | _Setting, what: str) -> _Set
 
 @dataclass(frozen=True)
 class DtmfSideSettings:
-    """The DTMF settings of one side's gateway (SPEC §1 per-gateway settings).
+    """The DTMF settings of one side's gateway (docs/behaviour.md §1 per-gateway settings).
 
     Attributes
     ----------
@@ -158,7 +158,7 @@ def accepts(setting: ReceiveSetting, method: DtmfMethod) -> bool:
 
 
 def advertise_telephone_event(use_peer_rfc2833_ability: bool, peer_offered: bool) -> bool:
-    """Whether to put telephone-event in the SDP sent to the far side (SPEC §6).
+    """Whether to put telephone-event in the SDP sent to the far side (docs/behaviour.md §6).
 
     Checked → only if the peer offered it; unchecked → always.
     """
@@ -268,7 +268,7 @@ Action = ForwardEvent | SendEvent | SendInfo | GenerateTones | IgnoredDigit
 
 
 class DtmfConverter:
-    """Applies SPEC §6 to DTMF travelling from one side (``inbound``) to the other.
+    """Applies docs/behaviour.md §6 to DTMF travelling from one side (``inbound``) to the other.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Inband DTMF: a tone generator and an ITU-T Q.24 receiver (SPEC §6).
+"""Inband DTMF: a tone generator and an ITU-T Q.24 receiver (docs/behaviour.md §6).
 
 Theory of operation
 -------------------

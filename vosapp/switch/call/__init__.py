@@ -1,4 +1,4 @@
-"""The call feature (SPEC §4–§6): a back-to-back user agent between a mapping gateway (the
+"""The call feature (docs/behaviour.md §4–§6): a back-to-back user agent between a mapping gateway (the
 caller, leg "a") and routing gateways (the vendor, leg "b").
 
 Package layout
@@ -8,7 +8,7 @@ Package layout
   transition table each; a move not in its table raises :class:`IllegalTransition`.
 * :mod:`~vosapp.switch.call.legs` — :class:`Call` and :class:`Attempt` (the data per call; their
   ``goto`` checks each move against the table).
-* :mod:`~vosapp.switch.call.negotiation` — SPEC §5 media decisions as pure functions:
+* :mod:`~vosapp.switch.call.negotiation` — docs/behaviour.md §5 media decisions as pure functions:
   :func:`plan_media`, :func:`vendor_offer`, :func:`answer_media` (returns a
   :class:`MediaAnswer`, writes no CDR, starts nothing), G.729 mode helpers.
 * :mod:`~vosapp.switch.call.media` — the relay interface a runtime implements
@@ -22,8 +22,8 @@ Package layout
 Theory of operation
 -------------------
 An INVITE without a To tag from a mapping gateway starts a :class:`Call`. The caller is a
-*trusted* mapping gateway when the source address is in its ``addresses`` (no digest, SPEC
-§2.1); otherwise the registrar feature's :class:`~vosapp.switch.auth.InboundAuthenticator`
+*trusted* mapping gateway when the source address is in its ``addresses`` (no digest,
+docs/behaviour.md §2.1); otherwise the registrar feature's :class:`~vosapp.switch.auth.InboundAuthenticator`
 challenges it (401/407, 403, or silence with SS_REPLY_UNAUTHORIZED=Off) and the account must
 belong to a mapping gateway. 100 Trying goes out at once.
 
@@ -39,7 +39,7 @@ such as 404/486/487/488, 6xx) is final for routing and is relayed to the caller.
 SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT=On an INVITE timeout ends the call (408)
 instead. When every gateway failed the caller gets 503; no route at all gives 404.
 
-Call-progress timeouts (per attempt, parameters read when the call starts, SPEC §1): after
+Call-progress timeouts (per attempt, parameters read when the call starts, docs/behaviour.md §1): after
 100 Trying with no further progress SS_SIP_TIMEOUT_TRYING; after 180 SS_SIP_TIMEOUT_RINGING;
 after 183 without SDP SS_SIP_TIMEOUT_SESSION_PROGRESS, with SDP ..._SESSION_PROGRESS_SDP.
 Expiry cancels the vendor leg and ends the call with 408 (no failover: the vendor did answer).
@@ -54,7 +54,7 @@ UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP un
 the media flows end to end); with the media proxy in the path the switch answers a re-INVITE
 itself with the relay's SDP and re-latches the leg (the other leg is not disturbed).
 
-Media (SPEC §5): see :mod:`~vosapp.switch.call.negotiation`. Relays come from a
+Media (docs/behaviour.md §5): see :mod:`~vosapp.switch.call.negotiation`. Relays come from a
 :class:`MediaBackend` (the asyncio one in :mod:`vosapp.io.call_media`, which the runtime
 passes to :func:`~vosapp.switch.app.build_switch_app`: this package never imports
 ``vosapp.io``) and are closed when the call ends. Session timers: see

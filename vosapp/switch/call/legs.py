@@ -97,7 +97,7 @@ class Call:
     callee: str
     record: CdrRecord
     offer: SessionDescription | None
-    params: Params  # read when the call starts (SPEC §1: new sessions only)
+    params: Params  # read when the call starts (docs/behaviour.md §1: new sessions only)
     gateways: list[RoutingGateway] = field(default_factory=list)
     index: int = 0
     attempt: Attempt | None = None

@@ -1,4 +1,4 @@
-"""Media negotiation for one call attempt (SPEC §5), as pure functions.
+"""Media negotiation for one call attempt (docs/behaviour.md §5), as pure functions.
 
 :func:`plan_media` decides, before the vendor INVITE goes out, whether the media relay is in
 the path and which codecs each side gets; :func:`vendor_offer` writes the SDP offered to the
@@ -66,7 +66,7 @@ class MediaPlan:
 def _specified_codec(settings: GatewaySettings) -> Codec:
     codec = SPECIFIED[settings.specified_codec]
     if codec is G729 and settings.g729_mode == "G729":
-        codec = replace(codec, fmtp="annexb=no")  # SPEC §5: G729 mode = no Annex B
+        codec = replace(codec, fmtp="annexb=no")  # docs/behaviour.md §5: G729 mode = no Annex B
     return codec
 
 
@@ -77,7 +77,7 @@ def _dtmf_needs_conversion(settings: GatewaySettings) -> bool:
 
 def plan_media(offer: SessionDescription | None, source_host: str, mapping: GatewaySettings,
                routing: GatewaySettings) -> MediaPlan:
-    """SPEC §5 for one attempt; raises :class:`MediaRefused` when the call cannot proceed.
+    """docs/behaviour.md §5 for one attempt; raises :class:`MediaRefused` when the call cannot proceed.
 
     The relay (media proxy) is used when either gateway says media_proxy=On, or (neither says
     Off and) transcoding or DTMF conversion is needed, or the caller's SDP address differs

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class RegistrarService:
-    """REGISTER served by the switch core: SPEC §2 authentication, then RFC 3261 §10.3.
+    """REGISTER served by the switch core: docs/behaviour.md §2 authentication, then RFC 3261 §10.3.
 
     ``install(core)`` registers the handler. ``params()`` gives the current parameters (read
     per request, so ``vosapp params set`` reaches new registrations).
@@ -43,7 +43,7 @@ class RegistrarService:
         policy = self.authenticator.policy
         if core.params is not policy.params:
             policy.set_params(core.params)
-        # New values reach new auth sessions (SPEC §1), however they were changed:
+        # New values reach new auth sessions (docs/behaviour.md §1), however they were changed:
         # control channel, lab, or `vosapp params set` reloaded by the runtime.
         core.add_params_listener(lambda params, _changes: policy.set_params(params))
 
