@@ -65,9 +65,10 @@ accounts = ["1001"]
 
 
 @contextmanager
-def serve(config: Path, cwd: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def serve(config: Path, cwd: Path, *, udp_only: bool = True
+          ) -> Iterator[tuple[subprocess.Popen[str], int]]:
     args = [sys.executable, "-m", "vosapp.cli", "serve", "--config", str(config),
-            "--listen", "127.0.0.1:0", "--udp-only"]
+            "--listen", "127.0.0.1:0", *(["--udp-only"] if udp_only else [])]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
@@ -95,8 +96,9 @@ def serve(config: Path, cwd: Path) -> Iterator[tuple[subprocess.Popen[str], int]
                 process.wait()
 
 
-def sipp(scenario: str, cwd: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-    args = ["sipp", *extra, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
+def sipp(scenario: str, cwd: Path, port: int, *extra: str, ip: str = "127.0.0.1"
+         ) -> subprocess.Popen[str]:
+    args = ["sipp", *extra, "-sf", str(SCENARIOS / scenario), "-i", ip,
             "-p", str(port), "-mp", str(free_port()), "-m", "1", "-nostdin", "-timeout", "30",
             "-timeout_error", "-trace_err"]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

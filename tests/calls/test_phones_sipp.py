@@ -1,0 +1,245 @@
+"""Calls to registered phones on loopback against `vosapp serve`: SIPp phones register with
+digest (tests/sipp/phone_register.xml), then answer as UAS on the same port; a carrier at a
+trusted address (127.0.0.2) or another phone (digest) calls them. Each SIPp exits 0 only
+when its scenario ran exactly; the CDR is read back with `vosapp cdr list --json`.
+A TCP phone (Python, real socket) checks that its INVITE comes over its REGISTER's
+connection."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from test_calls_sipp import cdrs, finish, free_port, serve, sipp
+
+from vosapp.io.tcp import split_messages
+from vosapp.sip import Request, Response, make_response, parse
+from vosapp.sip.digest import DigestClient
+
+pytestmark = [pytest.mark.sipp,
+              pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")]
+
+CARRIER_IP = "127.0.0.2"
+
+
+def write_config(directory: Path) -> Path:
+    path = directory / "phones.toml"
+    path.write_text(f"""
+[switch]
+sip_listen = "127.0.0.1:5060"  # overridden by --listen 127.0.0.1:0
+data_dir = "data"
+
+[parameters]
+SS_SIP_TIMEOUT_INVITE = 5
+
+[[account]]
+user = "1001"
+password = "secret-1001"
+[[account]]
+user = "1002"
+password = "secret-1002"
+
+[[mapping_gateway]]
+name = "carrier"
+addresses = ["{CARRIER_IP}"]
+
+[[mapping_gateway]]
+name = "phones"
+accounts = ["1001", "1002"]
+""")
+    return path
+
+
+@contextmanager
+def switch(tmp_path: Path, *, udp_only: bool = True) -> Iterator[tuple[Path, int]]:
+    config = write_config(tmp_path)
+    with serve(config, tmp_path, udp_only=udp_only) as (_process, port):
+        yield config, port
+
+
+def register(tmp_path: Path, switch_port: int, user: str, port: int, *, q: str = "1.0"
+             ) -> None:
+    process = sipp("phone_register.xml", tmp_path, port, f"127.0.0.1:{switch_port}",
+                   "-s", user, "-au", user, "-ap", f"secret-{user}",
+                   "-key", "regq", q, "-cid_str", f"phones-{user}@vosapp-test")
+    finish(process, f"register {user}", tmp_path)
+
+
+Phone = tuple[str, int, str]  # (UAS scenario, port, account)
+
+
+def call_phones(tmp_path: Path, phones: Sequence[Phone],
+                call: Callable[[], subprocess.Popen[str]]) -> None:
+    """Start the phones' UAS scenarios, then ``call``; every SIPp must exit 0."""
+    answering = [sipp(scenario, tmp_path, port, "-s", user) for scenario, port, user in phones]
+    try:
+        time.sleep(0.5)  # let the UAS bind (an INVITE sent earlier is retransmitted anyway)
+        finish(call(), "caller", tmp_path)
+        for process, (scenario, _port, _user) in zip(answering, phones, strict=True):
+            finish(process, scenario, tmp_path)
+    finally:
+        for process in answering:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def carrier_calls(tmp_path: Path, switch_port: int, number: str,
+                  scenario: str = "carrier_uac.xml") -> subprocess.Popen[str]:
+    return sipp(scenario, tmp_path, free_port(), f"127.0.0.1:{switch_port}", "-s", number,
+                ip=CARRIER_IP)
+
+
+def test_carrier_calls_a_registered_phone_caller_hangs_up(tmp_path: Path) -> None:
+    port = free_port()
+    with switch(tmp_path) as (config, switch_port):
+        register(tmp_path, switch_port, "1001", port)
+        call_phones(tmp_path, [("call_uas.xml", port, "1001")],
+                    lambda: carrier_calls(tmp_path, switch_port, "1001"))
+        time.sleep(0.3)
+        [row] = cdrs(config, tmp_path)
+    assert row["status"] == 200 and row["end_reason"] == "caller hung up"
+    assert row["mapping_gateway"] == "carrier" and row["account"] is None
+    assert row["callee"] == "1001" and row["callee_account"] == "1001"
+    assert row["callee_contact"] == f"sip:1001@127.0.0.1:{port};transport=UDP"
+    assert row["routing_gateway"] is None and row["caller_codec"] == "PCMA"
+
+
+def test_carrier_calls_a_registered_phone_phone_hangs_up(tmp_path: Path) -> None:
+    port = free_port()
+    with switch(tmp_path) as (config, switch_port):
+        register(tmp_path, switch_port, "1001", port)
+        call_phones(tmp_path, [("phone_uas_bye.xml", port, "1001")],
+                    lambda: carrier_calls(tmp_path, switch_port, "1001",
+                                          "carrier_uac_callee_bye.xml"))
+        time.sleep(0.3)
+        [row] = cdrs(config, tmp_path)
+    assert row["status"] == 200 and row["end_reason"] == "callee hung up"
+
+
+def test_phone_calls_phone_on_net_with_digest(tmp_path: Path) -> None:
+    port = free_port()
+    with switch(tmp_path) as (config, switch_port):
+        register(tmp_path, switch_port, "1002", port)
+        call_phones(tmp_path, [("call_uas.xml", port, "1002")],
+                    lambda: sipp("call_uac.xml", tmp_path, free_port(),
+                                 f"127.0.0.1:{switch_port}", "-s", "1002", "-au", "1001",
+                                 "-ap", "secret-1001"))
+        time.sleep(0.3)
+        [row] = cdrs(config, tmp_path)
+    assert row["status"] == 200 and row["account"] == "1001"
+    assert row["mapping_gateway"] == "phones" and row["callee_account"] == "1002"
+
+
+def test_two_contacts_fork_and_the_loser_gets_cancel(tmp_path: Path) -> None:
+    winner, loser = free_port(), free_port()
+    with switch(tmp_path) as (config, switch_port):
+        register(tmp_path, switch_port, "1001", winner, q="1.0")
+        register(tmp_path, switch_port, "1001", loser, q="0.5")
+        call_phones(tmp_path, [("call_uas.xml", winner, "1001"),
+                               ("call_uas_cancel.xml", loser, "1001")],
+                    lambda: carrier_calls(tmp_path, switch_port, "1001"))
+        time.sleep(0.3)
+        [row] = cdrs(config, tmp_path)
+    assert row["status"] == 200
+    assert row["callee_contact"] == f"sip:1001@127.0.0.1:{winner};transport=UDP"
+    assert row["gateways_tried"] == [
+        f"1001 sip:1001@127.0.0.1:{winner};transport=UDP:200",
+        f"1001 sip:1001@127.0.0.1:{loser};transport=UDP:cancelled"]
+
+
+def test_an_account_without_binding_gets_480(tmp_path: Path) -> None:
+    with switch(tmp_path) as (config, switch_port):
+        caller = carrier_calls(tmp_path, switch_port, "1001", "carrier_uac_480.xml")
+        finish(caller, "carrier 480", tmp_path)
+        time.sleep(0.3)
+        [row] = cdrs(config, tmp_path)
+    assert row["status"] == 480 and row["end_reason"] == "1001 not registered"
+    assert row["callee_account"] == "1001" and row["gateways_tried"] == []
+
+
+# ------------------------------------------------------------------------ a TCP phone
+
+
+class TcpPhone:
+    """A phone over one TCP connection: REGISTER with digest, then answers what comes."""
+
+    def __init__(self, switch_port: int, user: str) -> None:
+        self.user = user
+        self.sock = socket.create_connection(("127.0.0.1", switch_port), timeout=20)
+        self.local = self.sock.getsockname()
+        self.buffer = bytearray()
+        self.cseq = 0
+
+    def send(self, message: Request | Response) -> None:
+        self.sock.sendall(bytes(message))
+
+    def receive(self) -> Request | Response:
+        while True:
+            messages = split_messages(self.buffer, 65535)
+            if messages:
+                self.buffer[:0] = b"".join(messages[1:])  # keep the rest for later
+                return parse(messages[0])
+            data = self.sock.recv(65535)
+            if not data:
+                raise ConnectionError("the switch closed the connection")
+            self.buffer += data
+
+    def register(self, authorization: str | None = None) -> Response:
+        host, port = self.local
+        self.cseq += 1
+        lines = ["REGISTER sip:127.0.0.1 SIP/2.0",
+                 f"Via: SIP/2.0/TCP {host}:{port};branch=z9hG4bK-reg{self.cseq};rport",
+                 f"From: <sip:{self.user}@127.0.0.1>;tag=tcpphone",
+                 f"To: <sip:{self.user}@127.0.0.1>", "Call-ID: tcp-phone-reg@vosapp-test",
+                 f"CSeq: {self.cseq} REGISTER",
+                 f"Contact: <sip:{self.user}@{host}:{port};transport=tcp>", "Expires: 600",
+                 "Max-Forwards: 70"]
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
+        response = self.receive()
+        assert isinstance(response, Response)
+        return response
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_tcp_phone_gets_its_invite_over_its_register_connection(tmp_path: Path) -> None:
+    with switch(tmp_path, udp_only=False) as (config, switch_port):
+        phone = TcpPhone(switch_port, "1001")
+        try:
+            challenge = phone.register()
+            assert challenge.status == 401
+            credentials = DigestClient("1001", "secret-1001").authorize(
+                challenge.headers.get("WWW-Authenticate") or "", "REGISTER", "sip:127.0.0.1")
+            assert phone.register(str(credentials)).status == 200
+            caller = carrier_calls(tmp_path, switch_port, "1001")
+            invite = phone.receive()  # on the connection the REGISTER came on
+            assert isinstance(invite, Request) and invite.method == "INVITE"
+            assert str(invite.uri) == f"sip:1001@127.0.0.1:{phone.local[1]};transport=tcp"
+            assert invite.top_via.transport == "TCP"
+            ok = make_response(invite, 200, to_tag="tcpphone-callee")
+            ok.headers.add("Contact", f"<sip:1001@127.0.0.1:{phone.local[1]};transport=tcp>")
+            ok.headers.add("Content-Type", "application/sdp")
+            ok.body = (b"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+                       b"t=0 0\r\nm=audio 30000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+            phone.send(ok)
+            ack = phone.receive()
+            assert isinstance(ack, Request) and ack.method == "ACK"
+            bye = phone.receive()
+            assert isinstance(bye, Request) and bye.method == "BYE"
+            phone.send(make_response(bye, 200))
+            finish(caller, "carrier", tmp_path)
+        finally:
+            phone.close()
+        time.sleep(0.3)
+        [row] = cdrs(config, tmp_path)
+    assert row["status"] == 200 and row["callee_account"] == "1001"
