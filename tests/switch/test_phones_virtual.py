@@ -230,3 +230,26 @@ def test_the_phones_own_gateway_settings_apply_to_its_leg(net: VirtualNetwork) -
     assert (offer.connection_of(audio).address, audio.port) == session.local_b
     assert phone.invites[0].body != invite.body
     assert CALLER[0] not in phone.invites[0].body.decode()
+
+
+def test_a_path_becomes_the_route_set(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config())
+    proxy = ("10.0.0.50", 5060)  # an edge proxy the REGISTER came through (RFC 3327)
+    register_phone(switch, "1001", PHONE_A, received=proxy,
+                   path=("<sip:edge@10.0.0.50;lr>",))
+    edge = Vendor(net, proxy)
+    Caller(net).call("1001")
+    net.run(1.0)
+    [invite] = edge.invites
+    assert invite.headers.get_all("Route") == ["<sip:edge@10.0.0.50;lr>"]
+    assert invite.uri.host == PHONE_A[0]
+
+
+def test_mapping_gateway_prefixes_decide_who_may_call_a_phone(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config(mapping='prefixes = ["00"]'))
+    register_phone(switch, "1001", PHONE_A)
+    phone = Vendor(net, PHONE_A)
+    caller = Caller(net)
+    caller.call("1001")
+    net.run(1.0)
+    assert caller.statuses() == [100, 403] and phone.invites == []
