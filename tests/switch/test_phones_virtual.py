@@ -253,3 +253,19 @@ def test_mapping_gateway_prefixes_decide_who_may_call_a_phone(net: VirtualNetwor
     caller.call("1001")
     net.run(1.0)
     assert caller.statuses() == [100, 403] and phone.invites == []
+
+
+def test_a_stalled_branch_times_out_alone(net: VirtualNetwork) -> None:
+    # one contact sends 100 and nothing more (SS_SIP_TIMEOUT_TRYING); the other rings and
+    # answers later: only the stalled branch is cancelled
+    switch = start_switch(net, make_config("SS_SIP_TIMEOUT_TRYING = 2\n"
+                                           "SS_SIP_TIMEOUT_RINGING = 60"))
+    register_phone(switch, "1001", PHONE_A)
+    register_phone(switch, "1001", PHONE_B)
+    stalled = Vendor(net, PHONE_A, script=[(0.0, 100)])
+    Vendor(net, PHONE_B, script=[(0.0, 180), (5.0, 200)])
+    caller = Caller(net)
+    caller.call("1001")
+    net.run(8.0)
+    assert caller.statuses() == [100, 180, 200]
+    assert "CANCEL" in stalled.methods()

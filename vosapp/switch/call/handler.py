@@ -483,13 +483,16 @@ class B2bua(SessionTimers, InDialog):
         self._abandon(attempt)
         self._close_media(attempt)
         call.record.gateways_tried.append(f"{attempt.target.name}:{what} timeout")
+        if call.fork.live:  # other contacts of the phone still ring: only this one gives up
+            call.fork.consider(408, None, attempt.target.name)
+            self.event(call, f"{attempt.target.name}: {what} timeout; waiting for the other "
+                       "branches")
+            return
         self.fail(call, 408, f"Request Timeout ({what} timeout)", f"{what} timeout")
 
-    def _abandon_live(self, call: Call, keep: Attempt | None = None) -> None:
-        """Give up every branch of the fork still running except ``keep`` (CANCEL, §16.7)."""
+    def _abandon_live(self, call: Call) -> None:
+        """Give up every branch of the fork still running (CANCEL, §16.7)."""
         for attempt in call.fork.live:
-            if attempt is keep:
-                continue
             self._stop_timer(attempt)
             call.record.gateways_tried.append(f"{attempt.target.name}:cancelled")
             self._abandon(attempt)
