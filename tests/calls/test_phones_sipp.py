@@ -79,7 +79,8 @@ def call_phones(tmp_path: Path, phones: Sequence[Phone],
     """Start the phones' UAS scenarios, then ``call``; every SIPp must exit 0."""
     answering = [sipp(scenario, tmp_path, port, "-s", user) for scenario, port, user in phones]
     try:
-        time.sleep(0.5)  # let the UAS bind (an INVITE sent earlier is retransmitted anyway)
+        for _scenario, port, _user in phones:
+            wait_bound(port)
         finish(call(), "caller", tmp_path)
         for process, (scenario, _port, _user) in zip(answering, phones, strict=True):
             finish(process, scenario, tmp_path)
@@ -88,6 +89,20 @@ def call_phones(tmp_path: Path, phones: Sequence[Phone],
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def wait_bound(port: int, timeout: float = 20.0) -> None:
+    """Until a SIPp UAS holds ``port``: an INVITE sent earlier would be lost, and its
+    retransmission races a fork's CANCEL (SIPp aborts on a CANCEL between two sends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no SIPp listening on UDP port {port}")
 
 
 def carrier_calls(tmp_path: Path, switch_port: int, number: str,
