@@ -269,3 +269,21 @@ def test_a_stalled_branch_times_out_alone(net: VirtualNetwork) -> None:
     net.run(8.0)
     assert caller.statuses() == [100, 180, 200]
     assert "CANCEL" in stalled.methods()
+
+
+def test_cdr_schema_2_upgrades_an_old_store_and_names_the_phone(net: VirtualNetwork, tmp_path,
+                                                                 capsys) -> None:  # type: ignore[no-untyped-def]
+    from vosapp.cli import main
+    from vosapp.switch.cdr import MIGRATIONS
+
+    store = Store.open(tmp_path)
+    store.ensure_schema("cdr", MIGRATIONS[:1])  # a store from before calls to phones
+    switch = start_switch(net, make_config(), store)
+    assert store.schema_version("cdr") == 2  # the CDR writer added the callee columns
+    register_phone(switch, "1001", PHONE_A)
+    Vendor(net, PHONE_A, script=[(0.0, 486)])
+    Caller(net).call("1001")
+    net.run(1.0)
+    store.close()
+    assert main(["cdr", "list", "--data-dir", str(tmp_path)]) == 0
+    assert "1001 -> 1001 (phone 1001): 486" in capsys.readouterr().out
