@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from vosapp.switch.routing import Caller
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (``attempt in fork.attempts``)
 class Attempt:
     """One INVITE to one target: a routing gateway or one contact of a phone."""
 
