@@ -2,8 +2,8 @@
 digest (tests/sipp/phone_register.xml), then answer as UAS on the same port; a carrier at a
 trusted address (127.0.0.2) or another phone (digest) calls them. Each SIPp exits 0 only
 when its scenario ran exactly; the CDR is read back with `vosapp cdr list --json`.
-A TCP phone (Python, real socket) checks that its INVITE comes over its REGISTER's
-connection."""
+Phones on plain sockets check the NAT rule: a UDP phone whose Contact names another port is
+reached at its REGISTER's source, a TCP phone over its REGISTER's connection."""
 
 from __future__ import annotations
 
@@ -179,16 +179,27 @@ def test_an_account_without_binding_gets_480(tmp_path: Path) -> None:
     assert row["callee_account"] == "1001" and row["gateways_tried"] == []
 
 
-# ------------------------------------------------------------------------ a TCP phone
+# ------------------------------------------------------------- phones on plain sockets
 
 
-class TcpPhone:
-    """A phone over one TCP connection: REGISTER with digest, then answers what comes."""
+class SocketPhone:
+    """A phone on one socket (UDP, or one TCP connection): REGISTER with digest from that
+    socket, then answers what comes on it. ``contact_port``: the port its Contact claims
+    (another than the socket's: a phone behind NAT that does not know its public port)."""
 
-    def __init__(self, switch_port: int, user: str) -> None:
+    def __init__(self, switch_port: int, user: str, transport: str, *,
+                 contact_port: int | None = None) -> None:
         self.user = user
-        self.sock = socket.create_connection(("127.0.0.1", switch_port), timeout=20)
+        self.transport = transport
+        if transport == "TCP":
+            self.sock = socket.create_connection(("127.0.0.1", switch_port), timeout=20)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.settimeout(20)
+            self.sock.connect(("127.0.0.1", switch_port))
         self.local = self.sock.getsockname()
+        params = ";transport=tcp" if transport == "TCP" else ""
+        self.contact = f"sip:{user}@127.0.0.1:{contact_port or self.local[1]}{params}"
         self.buffer = bytearray()
         self.cseq = 0
 
@@ -196,6 +207,8 @@ class TcpPhone:
         self.sock.sendall(bytes(message))
 
     def receive(self) -> Request | Response:
+        if self.transport == "UDP":
+            return parse(self.sock.recv(65535))
         while True:
             messages = split_messages(self.buffer, 65535)
             if messages:
@@ -206,15 +219,14 @@ class TcpPhone:
                 raise ConnectionError("the switch closed the connection")
             self.buffer += data
 
-    def register(self, authorization: str | None = None) -> Response:
+    def _register(self, authorization: str | None = None) -> Response:
         host, port = self.local
         self.cseq += 1
         lines = ["REGISTER sip:127.0.0.1 SIP/2.0",
-                 f"Via: SIP/2.0/TCP {host}:{port};branch=z9hG4bK-reg{self.cseq};rport",
-                 f"From: <sip:{self.user}@127.0.0.1>;tag=tcpphone",
-                 f"To: <sip:{self.user}@127.0.0.1>", "Call-ID: tcp-phone-reg@vosapp-test",
-                 f"CSeq: {self.cseq} REGISTER",
-                 f"Contact: <sip:{self.user}@{host}:{port};transport=tcp>", "Expires: 600",
+                 f"Via: SIP/2.0/{self.transport} {host}:{port};rport;branch=z9hG4bK-{self.cseq}",
+                 f"From: <sip:{self.user}@127.0.0.1>;tag=socketphone",
+                 f"To: <sip:{self.user}@127.0.0.1>", "Call-ID: socket-phone-reg@vosapp-test",
+                 f"CSeq: {self.cseq} REGISTER", f"Contact: <{self.contact}>", "Expires: 600",
                  "Max-Forwards: 70"]
         if authorization:
             lines.append(f"Authorization: {authorization}")
@@ -223,38 +235,51 @@ class TcpPhone:
         assert isinstance(response, Response)
         return response
 
+    def register(self) -> None:
+        challenge = self._register()
+        assert challenge.status == 401
+        credentials = DigestClient(self.user, f"secret-{self.user}").authorize(
+            challenge.headers.get("WWW-Authenticate") or "", "REGISTER", "sip:127.0.0.1")
+        assert self._register(str(credentials)).status == 200
+
+    def answer_call(self) -> Request:
+        """Take the INVITE on this socket, answer 200, take the ACK and the caller's BYE."""
+        invite = self.receive()
+        while isinstance(invite, Response) or invite.method != "INVITE":  # e.g. keep-alive
+            invite = self.receive()
+        ok = make_response(invite, 200, to_tag="socketphone-callee")
+        ok.headers.add("Contact", f"<{self.contact}>")
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = (b"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+                   b"t=0 0\r\nm=audio 30000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+        self.send(ok)
+        ack = self.receive()
+        assert isinstance(ack, Request) and ack.method == "ACK"
+        bye = self.receive()
+        assert isinstance(bye, Request) and bye.method == "BYE"
+        self.send(make_response(bye, 200))
+        return invite
+
     def close(self) -> None:
         self.sock.close()
 
 
-def test_a_tcp_phone_gets_its_invite_over_its_register_connection(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+def test_a_phone_is_reached_at_its_register_source(tmp_path: Path, transport: str) -> None:
+    """UDP: the Contact names a port nobody listens on (a NAT'd phone): the INVITE comes to
+    the REGISTER's source port. TCP: over the connection the REGISTER came on."""
     with switch(tmp_path, udp_only=False) as (config, switch_port):
-        phone = TcpPhone(switch_port, "1001")
+        phone = SocketPhone(switch_port, "1001", transport,
+                            contact_port=free_port() if transport == "UDP" else None)
         try:
-            challenge = phone.register()
-            assert challenge.status == 401
-            credentials = DigestClient("1001", "secret-1001").authorize(
-                challenge.headers.get("WWW-Authenticate") or "", "REGISTER", "sip:127.0.0.1")
-            assert phone.register(str(credentials)).status == 200
+            phone.register()
             caller = carrier_calls(tmp_path, switch_port, "1001")
-            invite = phone.receive()  # on the connection the REGISTER came on
-            assert isinstance(invite, Request) and invite.method == "INVITE"
-            assert str(invite.uri) == f"sip:1001@127.0.0.1:{phone.local[1]};transport=tcp"
-            assert invite.top_via.transport == "TCP"
-            ok = make_response(invite, 200, to_tag="tcpphone-callee")
-            ok.headers.add("Contact", f"<sip:1001@127.0.0.1:{phone.local[1]};transport=tcp>")
-            ok.headers.add("Content-Type", "application/sdp")
-            ok.body = (b"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
-                       b"t=0 0\r\nm=audio 30000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
-            phone.send(ok)
-            ack = phone.receive()
-            assert isinstance(ack, Request) and ack.method == "ACK"
-            bye = phone.receive()
-            assert isinstance(bye, Request) and bye.method == "BYE"
-            phone.send(make_response(bye, 200))
+            invite = phone.answer_call()
             finish(caller, "carrier", tmp_path)
         finally:
             phone.close()
         time.sleep(0.3)
         [row] = cdrs(config, tmp_path)
-    assert row["status"] == 200 and row["callee_account"] == "1001"
+    assert str(invite.uri) == phone.contact  # the Request-URI is the Contact, not the source
+    assert invite.top_via.transport == transport
+    assert row["status"] == 200 and row["callee_contact"] == phone.contact
