@@ -8,7 +8,6 @@ Each SIPp exits 0 only when its scenario ran exactly (tests/sipp/call_*.xml), so
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Callable
@@ -17,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
+    cdr_rows,
     finish_sipp,
     free_port,
     needs_sipp,
-    run_vosapp,
     serve,
     write_config,
 )
@@ -45,11 +44,6 @@ accounts = ["1001"]
 {routing}""")
 
 
-def cdrs(config: Path, cwd: Path) -> list[dict]:
-    result = run_vosapp("cdr", "list", "--json", "--config", str(config), cwd=cwd, check=True)
-    return json.loads(result.stdout)
-
-
 @pytest.fixture
 def call(tmp_path: Path, sipp: SippRunner,
          free_ports: Callable[..., list[int]]) -> Callable[..., list[dict]]:
@@ -68,7 +62,7 @@ def call(tmp_path: Path, sipp: SippRunner,
             for process, name in zip(vendors, uas, strict=True):
                 finish_sipp(process, name, tmp_path)
             time.sleep(0.3)
-        return cdrs(config, tmp_path)
+        return cdr_rows(config, tmp_path)
     return run_call
 
 

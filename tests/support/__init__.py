@@ -4,6 +4,7 @@
 * :func:`write_config` - a switch configuration written for one test;
 * :func:`serve` - ``vosapp serve`` as a subprocess on a free port, ready when it said
   ``vosapp listening on``; :func:`run_vosapp` - any other ``vosapp`` command;
+  :func:`cdr_rows` - its CDRs;
 * :func:`run_sipp`, :func:`start_sipp`, :func:`finish_sipp`, :func:`register_with_sipp` - the
   real ``sipp`` binary with the scenarios of tests/sipp/.
 
@@ -17,6 +18,7 @@ from tests.support.serving import (
     ROOT,
     USER,
     Served,
+    cdr_rows,
     run_vosapp,
     serve,
     write_config,
@@ -39,6 +41,7 @@ __all__ = [
     "USER",
     "Served",
     "SippRun",
+    "cdr_rows",
     "finish_sipp",
     "free_port",
     "needs_sipp",

@@ -3,6 +3,7 @@ free port (ready once it printed ``vosapp listening on HOST:PORT``), other comma
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -14,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vosapp.config import load_config
 
@@ -114,3 +116,10 @@ def run_vosapp(*args: str, cwd: Path | None = None, check: bool = False,
     return subprocess.run([sys.executable, "-m", "vosapp.cli", *args], check=check,
                           capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT,
                           env=_env())
+
+
+def cdr_rows(config: Path, cwd: Path) -> list[dict[str, Any]]:
+    """The switch's CDRs, newest first, as ``vosapp cdr list --json`` prints them."""
+    result = run_vosapp("cdr", "list", "--json", "--config", str(config), cwd=cwd, check=True)
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows

@@ -27,13 +27,14 @@ needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not i
 
 def sipp_args(scenario: Path | str, *, remote: str | None = None, local_port: int | None = None,
               transport: str = "u1", calls: int = 1, rate: int | None = None,
-              timeout: float = 30.0, timeout_error: bool = True,
+              timeout: float = 30.0, timeout_error: bool = True, ip: str = "127.0.0.1",
               extra: Sequence[str] = ()) -> list[str]:
     """The sipp command line: ``scenario`` is a path, or a file name in tests/sipp/;
     ``remote`` HOST:PORT for a client (None for a server); ``local_port`` None lets the
-    system choose; ``timeout`` the global timeout in seconds."""
+    system choose; ``timeout`` the global timeout in seconds; ``ip`` the local address
+    (another loopback address plays a second host, e.g. a trusted carrier)."""
     path = Path(scenario) if Path(scenario).is_absolute() else SCENARIOS / scenario
-    args = ["sipp", *([remote] if remote else []), "-sf", str(path), "-i", "127.0.0.1",
+    args = ["sipp", *([remote] if remote else []), "-sf", str(path), "-i", ip,
             "-t", transport, "-m", str(calls), "-nostdin", "-timeout", f"{int(timeout)}s",
             "-trace_err"]
     if local_port is not None:
@@ -59,11 +60,12 @@ def run_sipp(scenario: Path | str, *, cwd: Path, remote: str | None = None,
 
 def start_sipp(scenario: Path | str, *, cwd: Path, remote: str | None = None,
                local_port: int | None = None, transport: str = "u1", calls: int = 1,
-               timeout: float = 30.0, extra: Sequence[str] = ()) -> subprocess.Popen[str]:
+               timeout: float = 30.0, ip: str = "127.0.0.1",
+               extra: Sequence[str] = ()) -> subprocess.Popen[str]:
     """Start sipp in the background (a UAS or registrar waiting for the switch, or a UAC
     running beside others); :func:`finish_sipp` waits for it."""
     args = sipp_args(scenario, remote=remote, local_port=local_port, transport=transport,
-                     calls=calls, timeout=timeout, extra=extra)
+                     calls=calls, timeout=timeout, ip=ip, extra=extra)
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=cwd)
 

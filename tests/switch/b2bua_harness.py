@@ -255,3 +255,21 @@ class FakeSession:
 
     def close(self) -> None:
         self.closed = True
+
+
+def register_phone(switch: VirtualSwitch, user: str, address: tuple[str, int], *,
+                   q: float | None = None, received: tuple[str, int] | None = None,
+                   transport: str = "udp", path: tuple[str, ...] = (),
+                   call_id: str = "phone-registration") -> str:
+    """A live binding of ``user`` at ``address`` in the switch's registrar (what its REGISTER
+    would store; ``received``: the source it came from, when behind NAT). One Call-ID for
+    every contact of an account: the registrar keeps them side by side (RFC 3261 §10.3)."""
+    from vosapp.switch.registrar import ContactRequest
+
+    contact = f"sip:{user}@{address[0]}:{address[1]}"
+    registrar = switch.app.registrar
+    assert registrar is not None
+    registrar.registrar.register(user, [ContactRequest(contact, q=q)], expires_header=3600,
+                                 call_id=call_id, cseq=1, replace=False,
+                                 source=received or address, transport=transport, path=path)
+    return contact

@@ -95,6 +95,12 @@ def test_every_transition_in_the_tables_is_taken_by_real_calls(moves: set[Move])
                                  cancel_at=0.1)
     assert caller.statuses() == [100, 487]
     assert vendor.methods()[:2] == ["INVITE", "CANCEL"]
+    # caller CANCEL before any provisional, then the vendor answers 200 (CANCELLING ->
+    # HUNG_UP): its late 2xx is ACKed and BYEd (a fork's losing branch does the same)
+    caller, (vendor,) = run_call(lambda net: Vendor(net, VENDOR_A, script=[(0.3, 200)]),
+                                 cancel_at=0.1)
+    assert caller.statuses() == [100, 487]
+    assert vendor.methods() == ["INVITE", "ACK", "BYE"]
     # caller CANCEL while ringing: PROCEEDING -> CANCELLING
     caller, (vendor,) = run_call(lambda net: Vendor(net, VENDOR_A, script=[(0.0, 180)]),
                                  cancel_at=0.1)

@@ -34,7 +34,8 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         tried = ", ".join(row["gateways_tried"]) or "-"
-        print(f"{utc(row['setup_time'])} {row['caller']} -> {row['callee']}: "
+        phone = f" (phone {row['callee_account']})" if row["callee_account"] else ""
+        print(f"{utc(row['setup_time'])} {row['caller']} -> {row['callee']}{phone}: "
               f"{row['status']} {row['end_reason']} ({row['duration']:.1f} s)")
         print(f"  via {row['mapping_gateway'] or '-'} -> {tried}; codecs "
               f"{row['caller_codec'] or '-'}/{row['callee_codec'] or '-'} "

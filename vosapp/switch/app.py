@@ -4,7 +4,8 @@
 order and returns them in a :class:`SwitchApp`: the registrar (REGISTER, digest
 authentication of callers, NAT keep-alive), outbound registration with upstream carriers,
 and the call feature (the B2BUA, which authenticates callers with the registrar's
-authenticator and gets media relays from the runtime's ``media_factory``). Runtimes
+authenticator, reaches registered phones through the registrar's binding query and gets media
+relays from the runtime's ``media_factory``). Runtimes
 (:mod:`vosapp.io.runtime`, :mod:`vosapp.io.virtual`), the control server and the lab reach a
 feature through ``app.registrar``, ``app.outbound``, ``app.b2bua``: nothing is stored on the
 core.
@@ -90,8 +91,10 @@ def build_switch_app(core: SwitchCore, features: Iterable[Feature] = FEATURES, *
     if "b2bua" in names:
         from vosapp.switch.call import B2bua
 
-        app.b2bua = B2bua(core, authenticator=app.registrar.authenticator
-                          if app.registrar is not None else None, media_factory=media_factory)
+        registrar = app.registrar
+        app.b2bua = B2bua(core, authenticator=registrar.authenticator if registrar else None,
+                          bindings=registrar.registrar.bindings if registrar else None,
+                          media_factory=media_factory)
         app.b2bua.install()
     for hook in features:
         if not isinstance(hook, str):

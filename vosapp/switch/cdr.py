@@ -5,7 +5,9 @@ A :class:`CdrRecord` is filled in by the B2BUA while the call runs and written o
 call ends (:meth:`CdrWriter.write`). Times are Unix seconds (``clock.wall()``); ``answer_time``
 is None for a call that was never answered. ``gateways_tried`` lists every routing gateway an
 INVITE was sent to, in order, with the status it answered (``"carrier-a:503"``,
-``"carrier-b:timeout"``, ``"carrier-c:200"``).
+``"carrier-b:timeout"``, ``"carrier-c:200"``). A call to a registered phone has no routing
+gateway: ``callee_account`` names the phone's account, ``callee_contact`` the Contact that
+answered, and ``gateways_tried`` lists each contact of the fork as ``"<account> <contact>"``.
 
 :func:`read_cdrs` returns the rows; ``vosapp cdr list`` (:mod:`vosapp.cli.cdr`) prints them.
 """
@@ -46,6 +48,11 @@ MIGRATIONS = [
     );
     CREATE INDEX cdr_setup ON cdr(setup_time);
     """,
+    # A call to a registered phone: its account and the Contact that answered.
+    """
+    ALTER TABLE cdr ADD COLUMN callee_account TEXT;
+    ALTER TABLE cdr ADD COLUMN callee_contact TEXT;
+    """,
 ]
 
 
@@ -70,6 +77,8 @@ class CdrRecord:
     status: int = 0  # final status sent to the caller (200 for an answered call)
     end_reason: str = ""
     dtmf_method: str | None = None
+    callee_account: str | None = None  # the dialled number is this registered account
+    callee_contact: str | None = None  # ... and this binding answered
 
     @property
     def duration(self) -> float:
@@ -102,14 +111,16 @@ class CdrWriter:
             db.execute(
                 "INSERT INTO cdr (call_id, caller, callee, source, mapping_gateway, account, "
                 "routing_gateway, gateways_tried, caller_codec, callee_codec, media_mode, "
-                "setup_time, answer_time, end_time, duration, status, end_reason, dtmf_method) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "setup_time, answer_time, end_time, duration, status, end_reason, dtmf_method, "
+                "callee_account, callee_contact) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.call_id, record.caller, record.callee, record.source,
                  record.mapping_gateway, record.account, record.routing_gateway,
                  json.dumps(record.gateways_tried), record.caller_codec, record.callee_codec,
                  record.media_mode, record.setup_time, record.answer_time,
                  record.end_time if record.end_time is not None else record.setup_time,
-                 record.duration, record.status, record.end_reason, record.dtmf_method))
+                 record.duration, record.status, record.end_reason, record.dtmf_method,
+                 record.callee_account, record.callee_contact))
 
 
 def read_cdrs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:

@@ -1,13 +1,17 @@
 """The call feature (docs/behaviour.md §4–§6): a back-to-back user agent between a mapping gateway (the
-caller, leg "a") and routing gateways (the vendor, leg "b").
+caller, leg "a") and routing gateways or registered phones (the callee, leg "b").
 
 Package layout
 --------------
 * :mod:`~vosapp.switch.call.state` — the call (``ROUTING -> CONFIRMED -> ENDED``) and attempt
-  (``CALLING -> PROCEEDING -> ANSWERED | FAILED | CANCELLING``) states as enums, one
-  transition table each; a move not in its table raises :class:`IllegalTransition`.
-* :mod:`~vosapp.switch.call.legs` — :class:`Call` and :class:`Attempt` (the data per call; their
-  ``goto`` checks each move against the table).
+  (``CALLING -> PROCEEDING -> ANSWERED | FAILED | CANCELLING [-> HUNG_UP]``) states as enums,
+  one transition table each; a move not in its table raises :class:`IllegalTransition`.
+* :mod:`~vosapp.switch.call.targets` — where a dialled number goes (pure): a registered
+  phone's live bindings (one fork) or the routing gateways (failover), as
+  :class:`Destination` steps of :class:`Target`.
+* :mod:`~vosapp.switch.call.legs` — :class:`Call`, its :class:`Fork` (the attempts of the
+  step being tried, in parallel) and :class:`Attempt` (the data per call; ``goto`` checks each
+  move against the table).
 * :mod:`~vosapp.switch.call.negotiation` — docs/behaviour.md §5 media decisions as pure functions:
   :func:`plan_media`, :func:`vendor_offer`, :func:`answer_media` (returns a
   :class:`MediaAnswer`, writes no CDR, starts nothing), G.729 mode helpers.
@@ -27,8 +31,17 @@ docs/behaviour.md §2.1); otherwise the registrar feature's :class:`~vosapp.swit
 challenges it (401/407, 403, or silence with SS_REPLY_UNAUTHORIZED=Off) and the account must
 belong to a mapping gateway. 100 Trying goes out at once.
 
-Routing (:mod:`vosapp.switch.routing`) gives the routing gateways in order (longest prefix,
-priority, config order). Each *attempt* is a new INVITE (new Call-ID, From tag, Via branch;
+The dialled number is matched against the accounts first (:mod:`.targets`): a registered
+phone is called at every live binding at once (a fork, INVITEs sent highest q first, RFC
+3261 §16.6), reached at the address its REGISTER came from (NAT), with its Contact as the
+Request-URI and its own account's mapping gateway settings on its leg; an account with no
+live binding gets 480. The first 2xx wins and the other branches get CANCEL; a branch that
+answers anyway gets ACK and BYE (attempt ``HUNG_UP``). When every branch fails the best
+response is relayed (§16.7: a 6xx at once, cancelling the others; else the lowest class);
+no response at all gives 480.
+
+Any other number is routed (:mod:`vosapp.switch.routing`): the routing gateways in order
+(longest prefix, priority, config order), each a fork of one. Each *attempt* is a new INVITE (new Call-ID, From tag, Via branch;
 From/To user parts kept) sent in its own client transaction; the legs exchange call-control
 events (trying, progress, answer, failure) rather than raw SIP, as in Sippy's B2BUA.
 
@@ -62,12 +75,12 @@ passes to :func:`~vosapp.switch.app.build_switch_app`: this package never import
 Min-SE is retried once on the same gateway (same Call-ID, new CSeq) with Session-Expires and
 Min-SE raised to it (RFC 4028 §6); not a failover.
 
-Not done: PRACK/100rel, forking (only the first early dialog of the vendor is followed), 2xx
-retransmission for relayed re-INVITEs.
+Not done: PRACK/100rel, downstream forking (only the first early dialog of a vendor or phone
+is followed), 2xx retransmission for relayed re-INVITEs.
 """
 
 from vosapp.switch.call.handler import FAILOVER_STATUSES, B2bua, is_failover
-from vosapp.switch.call.legs import Attempt, Call, Leg
+from vosapp.switch.call.legs import Attempt, Call, Fork, Leg
 from vosapp.switch.call.media import LegSpec, MediaBackend, MediaBackendFactory, MediaSession
 from vosapp.switch.call.negotiation import (
     MEDIA_CODEC,
@@ -85,9 +98,11 @@ from vosapp.switch.call.negotiation import (
 )
 from vosapp.switch.call.session_timer import LegTimer, session_expires
 from vosapp.switch.call.state import AttemptState, CallState, IllegalTransition
+from vosapp.switch.call.targets import Destination, Target, resolve
 
 __all__ = ["FAILOVER_STATUSES", "MEDIA_CODEC", "SPECIFIED", "Attempt", "AttemptState", "B2bua",
-           "Call", "CallState", "IllegalTransition", "Leg", "LegSpec", "LegTimer", "MediaAnswer",
-           "MediaBackend", "MediaBackendFactory", "MediaPlan", "MediaRefused", "MediaSession",
-           "VendorOffer", "answer_media", "g729_codecs", "g729_rewrite_offer", "is_failover",
-           "plan_media", "restrict_offer", "session_expires", "vendor_offer"]
+           "Call", "CallState", "Destination", "Fork", "IllegalTransition", "Leg", "LegSpec",
+           "LegTimer", "MediaAnswer", "MediaBackend", "MediaBackendFactory", "MediaPlan",
+           "MediaRefused", "MediaSession", "Target", "VendorOffer", "answer_media",
+           "g729_codecs", "g729_rewrite_offer", "is_failover", "plan_media", "resolve",
+           "restrict_offer", "session_expires", "vendor_offer"]

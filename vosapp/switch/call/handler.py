@@ -16,7 +16,7 @@ from vosapp.sip.headers import Via
 from vosapp.sip.sdp import SdpError, SessionDescription, read_answer
 from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
 from vosapp.switch.call.in_dialog import InDialog
-from vosapp.switch.call.legs import Attempt, Call
+from vosapp.switch.call.legs import Attempt, Call, Fork
 from vosapp.switch.call.media import MediaBackend, MediaBackendFactory
 from vosapp.switch.call.negotiation import (
     MediaPlan,
@@ -33,13 +33,12 @@ from vosapp.switch.call.session_timer import (
     vendor_session_timer,
 )
 from vosapp.switch.call.state import AttemptState, CallState
+from vosapp.switch.call.targets import BindingLookup, Target, resolve
 from vosapp.switch.cdr import CdrRecord, CdrWriter
 from vosapp.switch.core import SERVER_NAME
 from vosapp.switch.routing import Caller, best_prefix, gateway_by_account, gateway_by_address
-from vosapp.switch.routing import route as route_number
 
 if TYPE_CHECKING:
-    from vosapp.config import RoutingGateway
     from vosapp.sip.transaction import ServerTransaction
     from vosapp.switch.auth import InboundAuthenticator
     from vosapp.switch.core import SwitchCore
@@ -59,14 +58,17 @@ class B2bua(SessionTimers, InDialog):
     """The call feature of one :class:`~vosapp.switch.core.SwitchCore`.
 
     ``authenticator`` (the registrar's) challenges callers that are not a trusted mapping
-    gateway address; without it they get 403. ``media_factory`` builds the relay backend on
-    first use (the runtime's; a bare sans-IO core has none)."""
+    gateway address; without it they get 403. ``bindings`` (the registrar's) gives a
+    phone's live bindings; without it no account is reachable (480). ``media_factory`` builds
+    the relay backend on first use (the runtime's; a bare sans-IO core has none)."""
 
     def __init__(self, core: SwitchCore, *, authenticator: InboundAuthenticator | None = None,
-                 cdr: CdrWriter | None = None, media: MediaBackend | None = None,
+                 bindings: BindingLookup | None = None, cdr: CdrWriter | None = None,
+                 media: MediaBackend | None = None,
                  media_factory: MediaBackendFactory | None = None) -> None:
         self.core = core
         self.authenticator = authenticator
+        self.bindings = bindings
         self.cdr = cdr if cdr is not None else CdrWriter(core.store)
         self._media = media
         self.media_factory = media_factory
@@ -189,50 +191,74 @@ class B2bua(SessionTimers, InDialog):
             self.fail(call, 403, "Forbidden (number not allowed for this mapping gateway)",
                       "prefix not allowed")
             return
-        call.gateways = route_number(config, callee)
-        if not call.gateways:
+        destination = call.destination = resolve(config, callee, self.bindings)
+        if destination.account is not None:
+            call.record.callee_account = destination.account
+            if not destination.steps:
+                self.fail(call, 480, "Temporarily Unavailable (not registered)",
+                          f"{destination.account} not registered")
+                return
+        elif not destination.steps:
             self.fail(call, 404, "Not Found (no route)", "no route")
             return
-        self.next_gateway(call)
+        self.next_step(call)
 
-    def next_gateway(self, call: Call) -> None:
-        while call.state is CallState.ROUTING and call.index < len(call.gateways):
-            gateway = call.gateways[call.index]
+    def next_step(self, call: Call) -> None:
+        """Fork the next step of the call's destination (failover to the next gateway); when
+        none is left, end the call (488 when media refused every target, 480 for a phone,
+        503 for gateways)."""
+        steps = call.destination.steps if call.destination is not None else ()
+        while call.state is CallState.ROUTING and call.index < len(steps):
+            fork = call.fork = Fork(sending=True)
+            for target in steps[call.index]:
+                self._start_attempt(call, target)
             call.index += 1
-            try:
-                plan = plan_media(call.offer, call.a_source[0],
-                                  call.caller.gateway.settings, gateway.settings)
-            except MediaRefused as exc:
-                call.media_refused = str(exc)
-                call.record.gateways_tried.append(f"{gateway.name}:488")
-                self.event(call, f"gateway {gateway.name} skipped: {exc}")
-                continue
-            try:
-                self.send_attempt(call, gateway, plan)
-            except Exception as exc:
-                log.exception("INVITE to %s failed", gateway.name)
-                call.record.gateways_tried.append(f"{gateway.name}:error")
-                call.last_failure = str(exc)
-                continue
-            return
+            fork.sending = False
+            if fork.live:
+                return
+            if fork.best is not None:  # sent, and failed at once (transport)
+                self._fork_failed(call)
+                return
         if call.state is not CallState.ROUTING:
             return
+        account = call.destination.account if call.destination is not None else None
+        last = f": {call.last_failure}" if call.last_failure else ""
         if call.media_refused and len(call.record.gateways_tried) == sum(
                 t.endswith(":488") for t in call.record.gateways_tried):
             self.fail(call, 488, "Not Acceptable Here", f"488 {call.media_refused}",
                       warning=call.media_refused)
+        elif account is not None:
+            self.fail(call, 480, "Temporarily Unavailable", f"{account} not reachable{last}")
         else:
             self.fail(call, 503, "Service Unavailable (all gateways failed)",
-                      "all gateways failed" + (f": {call.last_failure}"
-                                               if call.last_failure else ""))
+                      f"all gateways failed{last}")
 
-    def _vendor_headers(self, call: Call, gateway: RoutingGateway, host: str
+    def _start_attempt(self, call: Call, target: Target) -> None:
+        """One branch of the fork: its media plan (docs/behaviour.md §5, per the target's settings) and
+        its INVITE; a refusal or a send error is recorded and the branch left out."""
+        try:
+            plan = plan_media(call.offer, call.a_source[0], call.caller.gateway.settings,
+                              target.settings)
+        except MediaRefused as exc:
+            call.media_refused = str(exc)
+            call.record.gateways_tried.append(f"{target.name}:488")
+            self.event(call, f"{target.name} skipped: {exc}")
+            return
+        try:
+            self.send_attempt(call, target, plan)
+        except Exception as exc:
+            log.exception("INVITE to %s failed", target.name)
+            call.record.gateways_tried.append(f"{target.name}:error")
+            call.last_failure = str(exc)
+
+    def _vendor_headers(self, call: Call, target: Target, host: str
                         ) -> list[tuple[str, str]]:
-        """Privacy and P-Asserted-Identity per the routing gateway, and the session timer
-        offer (RFC 4028 §7.1: SS_SIP_SESSION_TTL; the vendor picks the refresher)."""
-        settings = gateway.settings
+        """Route (a phone's Path), Privacy and P-Asserted-Identity per the target's settings,
+        and the session timer offer (RFC 4028 §7.1: SS_SIP_SESSION_TTL; the vendor picks the
+        refresher)."""
+        settings = target.settings
         a = call.a_invite
-        headers: list[tuple[str, str]] = []
+        headers: list[tuple[str, str]] = [("Route", route) for route in target.route]
         privacy = a.headers.get("Privacy")
         if settings.privacy == "Passthrough" and privacy:
             headers.append(("Privacy", privacy))
@@ -249,30 +275,31 @@ class B2bua(SessionTimers, InDialog):
                           ("Session-Expires", str(call.params["SS_SIP_SESSION_TTL"])),
                           ("Min-SE", "90")]
 
-    def send_attempt(self, call: Call, gateway: RoutingGateway, plan: MediaPlan) -> None:
+    def send_attempt(self, call: Call, target: Target, plan: MediaPlan) -> None:
         core = self.core
         a = call.a_invite
-        transport = gateway.transport.upper()
+        transport = target.transport
         host, _port = core.local_address(transport)
-        display = a.from_.display if gateway.settings.display_from else None
+        display = a.from_.display if target.settings.display_from else None
         from_ = NameAddr(uri=SipUri(user=call.record.caller or None, host=host),
                          display=display, params={"tag": new_tag()})
-        target = SipUri(user=call.callee or None, host=gateway.host, port=gateway.port)
-        to = NameAddr(uri=SipUri(user=call.callee or None, host=gateway.host))
+        to = NameAddr(uri=SipUri(user=call.callee or None, host=target.uri.host))
         media = self.media.allocate() if plan.relay else None
-        offer = vendor_offer(call.offer, a.body, plan, gateway.settings,
+        offer = vendor_offer(call.offer, a.body, plan, target.settings,
                              media.local_b if media is not None else None)
         max_forwards = max(0, (a.max_forwards if a.max_forwards is not None else 70) - 1)
-        invite = Request.build("INVITE", target, via=self._via(transport), from_=from_, to=to,
-                               cseq=1, contact=self._contact(transport),
+        invite = Request.build("INVITE", target.uri, via=self._via(transport), from_=from_,
+                               to=to, cseq=1, contact=self._contact(transport),
                                max_forwards=max_forwards,
-                               headers=self._vendor_headers(call, gateway, host),
+                               headers=self._vendor_headers(call, target, host),
                                body=offer.body, content_type=SDP if offer.body else None)
-        attempt = Attempt(gateway=gateway, invite=invite, plan=plan, offer=offer.sdp,
+        attempt = Attempt(target=target, invite=invite, plan=plan, offer=offer.sdp,
                           media=media)
-        call.attempt = attempt
-        call.record.routing_gateway = gateway.name
-        self.event(call, f"INVITE to {gateway.name} {gateway.host}:{gateway.port}"
+        call.fork.attempts.append(attempt)
+        if target.account is None:
+            call.record.routing_gateway = target.name
+        destination = f"{attempt.destination[0]}:{attempt.destination[1]}/{transport}"
+        self.event(call, f"INVITE to {target.name} at {destination}"
                    + (f" (media relay: {plan.reason})" if plan.relay else ""))
         attempt.txn = core.send_request(invite, attempt.destination, transport,
                                         lambda event: self.on_vendor_event(call, attempt, event))
@@ -284,21 +311,31 @@ class B2bua(SessionTimers, InDialog):
         if isinstance(event, DeliverResponse):
             self.on_vendor_response(call, attempt, event.response)
         elif isinstance(event, (TimedOut, TransportFailed)):
-            if attempt.done or attempt is not call.attempt or call.state is not CallState.ROUTING:
+            if attempt.done or attempt not in call.fork.attempts or (
+                    call.state is not CallState.ROUTING):
                 return
             what = "timeout" if isinstance(event, TimedOut) else "transport failure"
-            self.attempt_failed(call, attempt, what, invite_timeout=isinstance(event, TimedOut))
+            attempt.goto(AttemptState.FAILED)
+            self._branch_failed(call, attempt, 408, what, None,
+                                invite_timeout=isinstance(event, TimedOut))
 
     def on_vendor_response(self, call: Call, attempt: Attempt, response: Response) -> None:
         status = response.status
-        stale = attempt.done or attempt is not call.attempt or call.state is CallState.ENDED
+        stale = (attempt.done or attempt not in call.fork.attempts
+                 or call.state is CallState.ENDED)
         if status >= 200 and status < 300:
-            if call.state is CallState.CONFIRMED and attempt is call.attempt:
+            if call.state is CallState.CONFIRMED and attempt is call.answered:
                 if call.b_ack is not None:  # §13.2.2.4: re-ACK a retransmitted 2xx
                     self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
                 return
             if stale:
-                self._ack_and_bye(attempt, response)
+                # a losing branch (§16.7: the first 2xx won) or a cancelled attempt answered
+                hung_up = attempt.state is AttemptState.HUNG_UP
+                if attempt.state is AttemptState.CANCELLING:
+                    attempt.goto(AttemptState.HUNG_UP)
+                    self.event(call, f"{attempt.target.name} answered after it was "
+                               "abandoned: ACK and BYE")
+                self._ack_and_bye(attempt, response, bye=not hung_up)
                 return
             self.on_vendor_answer(call, attempt, response)
             return
@@ -316,14 +353,48 @@ class B2bua(SessionTimers, InDialog):
         if status == 422 and self._retry_422(call, attempt, response):
             return
         attempt.goto(AttemptState.FAILED)
+        self._branch_failed(call, attempt, status, f"{status}", response)
+
+    def _branch_failed(self, call: Call, attempt: Attempt, status: int, what: str,
+                       response: Response | None, *, invite_timeout: bool = False) -> None:
+        """One attempt of the fork failed (already FAILED): remember the best failure
+        (§16.7); a 6xx abandons the other branches; the last one ends the fork."""
         self._stop_timer(attempt)
-        call.record.gateways_tried.append(f"{attempt.gateway.name}:{status}")
         self._close_media(attempt)
-        if is_failover(status):
-            call.last_failure = f"{attempt.gateway.name} {status} {response.reason}"
-            self.event(call, f"{attempt.gateway.name} answered {status}: next gateway")
-            self.next_gateway(call)
+        name = attempt.target.name
+        call.record.gateways_tried.append(f"{name}:{what}")
+        call.last_failure = f"{name} {what}" + (f" {response.reason}" if response else "")
+        fork = call.fork
+        fork.consider(status, response, name)
+        fork.timed_out = invite_timeout
+        if status >= 600:
+            self._abandon_live(call)
+        if fork.live or fork.sending:
+            self.event(call, f"{name}: {what}; waiting for the other branches")
             return
+        self._fork_failed(call)
+
+    def _fork_failed(self, call: Call) -> None:
+        """Every branch failed. A phone's best response goes to the caller (480 when none
+        answered at all); a gateway's failover status (or none) moves to the next gateway;
+        any other status is final for routing and relayed."""
+        assert call.fork.best is not None
+        status, response, name = call.fork.best
+        phone = call.destination is not None and call.destination.account is not None
+        if response is not None and (phone or not is_failover(status)):
+            self._relay_failure(call, response, name)
+            return
+        if call.fork.timed_out and call.params[
+                "SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT"]:
+            self.event(call, f"INVITE timeout on {name}; no failover "
+                       "(SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT=On)")
+            self.fail(call, 408, "Request Timeout", f"INVITE timeout on {name}")
+            return
+        self.event(call, f"{name}: {call.last_failure}; next gateway")
+        self.next_step(call)
+
+    def _relay_failure(self, call: Call, response: Response, name: str) -> None:
+        status = response.status
         warning = response.headers.get("Warning")
         response_out = self._a_response(call, status, response.reason)
         if warning:
@@ -331,12 +402,11 @@ class B2bua(SessionTimers, InDialog):
         if 300 <= status < 400:  # §21.3: a redirect is useless without its Contacts
             for contact in response.headers.get_all("Contact"):
                 response_out.headers.add("Contact", contact)
-        for name in ("Retry-After", "Reason"):
-            value = response.headers.get(name)
+        for header in ("Retry-After", "Reason"):
+            value = response.headers.get(header)
             if value:
-                response_out.headers.add(name, value)
-        self.finish(call, response_out, f"{status} {response.reason} from "
-                    f"{attempt.gateway.name}")
+                response_out.headers.add(header, value)
+        self.finish(call, response_out, f"{status} {response.reason} from {name}")
 
     def _on_provisional(self, call: Call, attempt: Attempt, response: Response,
                         first: bool) -> None:
@@ -361,7 +431,7 @@ class B2bua(SessionTimers, InDialog):
             try:
                 body = self._answer_body(call, attempt, response.body)
             except (SdpError, MediaRefused) as exc:
-                self.event(call, f"early media SDP from {attempt.gateway.name} ignored: {exc}")
+                self.event(call, f"early media SDP from {attempt.target.name} ignored: {exc}")
                 body = b""
         call.a_txn.respond(self._a_response(call, status, response.reason, body=body))
 
@@ -376,7 +446,7 @@ class B2bua(SessionTimers, InDialog):
             return False
         attempt.retried_422 = True
         self._stop_timer(attempt)
-        call.record.gateways_tried.append(f"{attempt.gateway.name}:422")
+        call.record.gateways_tried.append(f"{attempt.target.name}:422")
         old = attempt.invite
         invite = copy.deepcopy(old)
         invite.headers.set("Via", self.core.new_via(attempt.transport))
@@ -385,7 +455,7 @@ class B2bua(SessionTimers, InDialog):
         invite.headers.set("Min-SE", str(min_se[0]))
         attempt.invite = invite
         attempt.goto(AttemptState.CALLING)
-        self.event(call, f"{attempt.gateway.name} answered 422 (Min-SE {min_se[0]}): INVITE "
+        self.event(call, f"{attempt.target.name} answered 422 (Min-SE {min_se[0]}): INVITE "
                    "again with Session-Expires raised (RFC 4028 §6)")
         attempt.txn = self.core.send_request(
             invite, attempt.destination, attempt.transport,
@@ -393,25 +463,6 @@ class B2bua(SessionTimers, InDialog):
         self._timer(attempt, call.params["SS_SIP_TIMEOUT_INVITE"],
                     lambda: self.on_invite_timeout(call, attempt))
         return True
-
-    def attempt_failed(self, call: Call, attempt: Attempt, what: str, *,
-                       invite_timeout: bool) -> None:
-        attempt.goto(AttemptState.FAILED)
-        self._after_failure(call, attempt, what, invite_timeout=invite_timeout)
-
-    def _after_failure(self, call: Call, attempt: Attempt, what: str, *,
-                       invite_timeout: bool) -> None:
-        self._stop_timer(attempt)
-        self._close_media(attempt)
-        call.record.gateways_tried.append(f"{attempt.gateway.name}:{what}")
-        call.last_failure = f"{attempt.gateway.name} {what}"
-        if invite_timeout and call.params["SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT"]:
-            self.event(call, f"INVITE timeout on {attempt.gateway.name}; no failover "
-                       "(SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT=On)")
-            self.fail(call, 408, "Request Timeout", f"INVITE timeout on {attempt.gateway.name}")
-            return
-        self.event(call, f"{attempt.gateway.name}: {what}; next gateway")
-        self.next_gateway(call)
 
     def on_invite_timeout(self, call: Call, attempt: Attempt) -> None:
         attempt.timer = None
@@ -423,7 +474,7 @@ class B2bua(SessionTimers, InDialog):
             # Nothing came back at all: stop retransmitting (no CANCEL before a provisional,
             # §9.1); the transaction ends as if the transport had failed.
             self.core.transactions.transport_error(attempt.txn, "SS_SIP_TIMEOUT_INVITE")
-        self._after_failure(call, attempt, "timeout", invite_timeout=True)
+        self._branch_failed(call, attempt, 408, "timeout", None, invite_timeout=True)
 
     def on_progress_timeout(self, call: Call, attempt: Attempt, what: str) -> None:
         attempt.timer = None
@@ -431,8 +482,21 @@ class B2bua(SessionTimers, InDialog):
             return
         self._abandon(attempt)
         self._close_media(attempt)
-        call.record.gateways_tried.append(f"{attempt.gateway.name}:{what} timeout")
+        call.record.gateways_tried.append(f"{attempt.target.name}:{what} timeout")
+        if call.fork.live:  # other contacts of the phone still ring: only this one gives up
+            call.fork.consider(408, None, attempt.target.name)
+            self.event(call, f"{attempt.target.name}: {what} timeout; waiting for the other "
+                       "branches")
+            return
         self.fail(call, 408, f"Request Timeout ({what} timeout)", f"{what} timeout")
+
+    def _abandon_live(self, call: Call) -> None:
+        """Give up every branch of the fork still running (CANCEL, §16.7)."""
+        for attempt in call.fork.live:
+            self._stop_timer(attempt)
+            call.record.gateways_tried.append(f"{attempt.target.name}:cancelled")
+            self._abandon(attempt)
+            self._close_media(attempt)
 
     def _abandon(self, attempt: Attempt) -> None:
         """The switch gives the attempt up: CANCEL now when a provisional came, else at the
@@ -454,18 +518,20 @@ class B2bua(SessionTimers, InDialog):
         try:
             self.core.send_request(cancel, attempt.destination, attempt.transport)
         except Exception as exc:  # noqa: BLE001
-            log.warning("CANCEL to %s failed: %s", attempt.gateway.name, exc)
+            log.warning("CANCEL to %s failed: %s", attempt.target.name, exc)
 
-    def _ack_and_bye(self, attempt: Attempt, response: Response) -> None:
-        """A 2xx for an attempt we no longer want: ACK it and hang up (§15)."""
+    def _ack_and_bye(self, attempt: Attempt, response: Response, *, bye: bool = True) -> None:
+        """A 2xx for an attempt we no longer want: ACK it and hang up (§15); a retransmitted
+        2xx of one already hung up is only ACKed again (§13.2.2.4)."""
         try:
             dialog = Dialog.from_uac(attempt.invite, response)
             ack = dialog.ack_for_2xx(attempt.invite, via=self._via(attempt.transport))
             self.core.send_stateless(ack, attempt.destination, attempt.transport)
-            bye = dialog.create_request("BYE", via=self._via(attempt.transport))
-            self.core.send_request(bye, attempt.destination, attempt.transport)
+            if bye:
+                request = dialog.create_request("BYE", via=self._via(attempt.transport))
+                self.core.send_request(request, attempt.destination, attempt.transport)
         except (DialogError, OSError) as exc:
-            log.warning("could not hang up a late answer from %s: %s", attempt.gateway.name,
+            log.warning("could not hang up a late answer from %s: %s", attempt.target.name,
                         exc)
 
     # ---------------------------------------------------------------- answer
@@ -490,8 +556,9 @@ class B2bua(SessionTimers, InDialog):
         assert call.offer is not None
         media = answer_media(plan, call.offer, attempt.offer, vendor_sdp,
                              mapping=call.caller.gateway.settings,
-                             routing=attempt.gateway.settings, relay_a=attempt.media.local_a,
-                             caller_host=call.a_source[0], vendor_host=attempt.gateway.host)
+                             routing=attempt.target.settings, relay_a=attempt.media.local_a,
+                             caller_host=call.a_source[0],
+                             vendor_host=attempt.destination[0])
         mode = attempt.media.start(media.a_spec, media.b_spec, dtmf=media.dtmf,
                                    on_info_send=lambda side, info: self._send_info(
                                        call, side, info))
@@ -510,12 +577,15 @@ class B2bua(SessionTimers, InDialog):
     def on_vendor_answer(self, call: Call, attempt: Attempt, response: Response) -> None:
         attempt.goto(AttemptState.ANSWERED)
         self._stop_timer(attempt)
-        call.record.gateways_tried.append(f"{attempt.gateway.name}:{response.status}")
+        call.answered = attempt
+        call.record.gateways_tried.append(f"{attempt.target.name}:{response.status}")
+        call.record.callee_contact = attempt.target.contact
+        self._abandon_live(call)  # §16.7: the first 2xx wins; CANCEL the other branches
         try:
             dialog = Dialog.from_uac(attempt.invite, response)
         except DialogError as exc:
             self._ack_and_bye(attempt, response)
-            self.fail(call, 502, "Bad Gateway", f"unusable 2xx from {attempt.gateway.name}: "
+            self.fail(call, 502, "Bad Gateway", f"unusable 2xx from {attempt.target.name}: "
                       f"{exc}")
             return
         body = b""
@@ -550,7 +620,7 @@ class B2bua(SessionTimers, InDialog):
         call.record.status = 200
         call.a_final = final
         call.a_txn.respond(final)
-        self.event(call, f"answered by {attempt.gateway.name}")
+        self.event(call, f"answered by {attempt.target.name}")
         self._schedule_2xx_retransmit(call, self.core.transactions.timers.t1)
         self._start_session_timers(call, {"a": a_timer,
                                           "b": vendor_session_timer(response, call.params)})
@@ -582,13 +652,7 @@ class B2bua(SessionTimers, InDialog):
     def on_caller_cancel(self, call: Call) -> None:
         if call.state is not CallState.ROUTING:
             return
-        attempt = call.attempt
-        if attempt is not None and not attempt.done:
-            self._stop_timer(attempt)
-            call.record.gateways_tried.append(f"{attempt.gateway.name}:cancelled")
-            self._abandon(attempt)
-            self._close_media(attempt)
-        self.fail(call, 487, "Request Terminated", "cancelled by caller")
+        self.fail(call, 487, "Request Terminated", "cancelled by caller")  # _end: CANCELs
 
     # ---------------------------------------------------------------- endings
     def fail(self, call: Call, status: int, reason: str, end_reason: str, *,
@@ -631,7 +695,8 @@ class B2bua(SessionTimers, InDialog):
         if call.a_retransmit is not None:
             call.a_retransmit.cancel()
             call.a_retransmit = None
-        attempt = call.attempt
+        self._abandon_live(call)
+        attempt = call.answered
         if attempt is not None:
             self._stop_timer(attempt)
             if attempt.media is not None and attempt.media_started:
@@ -655,9 +720,7 @@ class B2bua(SessionTimers, InDialog):
             if call.state is CallState.CONFIRMED:
                 self.hangup(call, None, "switch stopped")
             elif call.state is CallState.ROUTING:
-                if call.attempt is not None and not call.attempt.done:
-                    self._abandon(call.attempt)
-                self.fail(call, 503, "Service Unavailable", "switch stopped")
+                self.fail(call, 503, "Service Unavailable", "switch stopped")  # _end: CANCELs
         return lambda: not self._byes_pending
 
 

@@ -55,14 +55,14 @@ class InDialog:
         if call.a_retransmit is not None:
             call.a_retransmit.cancel()
             call.a_retransmit = None
-        if call.ack_pending and call.b_ack is not None and call.attempt is not None:
+        if call.ack_pending and call.b_ack is not None and call.answered is not None:
             call.ack_pending = False
             if ack.body:
                 call.legs["b"].sdp_sent = ack.body
                 call.b_ack.body = ack.body
                 call.b_ack.headers.set("Content-Type", ack.headers.get("Content-Type") or SDP)
-            self.core.send_stateless(call.b_ack, call.attempt.destination,
-                                     call.attempt.transport)
+            self.core.send_stateless(call.b_ack, call.answered.destination,
+                                     call.answered.transport)
 
     def _lookup(self, request: Request) -> tuple[Call, str] | None:
         try:
@@ -73,8 +73,8 @@ class InDialog:
     def _leg(self, call: Call, side: str) -> tuple[Dialog | None, Address, str]:
         if side == "a":
             return call.legs["a"].dialog, call.a_source, call.a_transport
-        assert call.attempt is not None
-        return call.legs["b"].dialog, call.attempt.destination, call.attempt.transport
+        assert call.answered is not None
+        return call.legs["b"].dialog, call.answered.destination, call.answered.transport
 
     def on_bye(self, request: Request, txn: ServerTransaction) -> None:
         found = self._lookup(request)
@@ -126,7 +126,7 @@ class InDialog:
             return
         if request.method in ("INVITE", "UPDATE"):
             self._peer_refreshed(call, side)
-        attempt = call.attempt
+        attempt = call.answered
         assert attempt is not None
         relay = attempt.media if attempt.media_started else None
         if request.method == "INFO" and relay is not None and attempt.plan.dtmf_conversion:
@@ -185,7 +185,7 @@ class InDialog:
                         txn: ServerTransaction) -> None:
         """Media proxy in the path: answer the re-INVITE with the relay's SDP (hold,
         refresh, moved media); the leg is re-latched to the new address."""
-        attempt = call.attempt
+        attempt = call.answered
         assert attempt is not None and attempt.media is not None
         local = attempt.media.local_a if side == "a" else attempt.media.local_b
         spec_answer = attempt.a_answer if side == "a" else attempt.b_answer
@@ -195,7 +195,7 @@ class InDialog:
         if request.body:
             try:
                 settings = (call.caller.gateway.settings if side == "a"
-                            else attempt.gateway.settings)
+                            else attempt.target.settings)
                 result = answer(request.body, [codec], address=local[0], port=local[1],
                                 g729_mode=settings.g729_mode)
             except SdpError as exc:

@@ -1,5 +1,11 @@
-"""One call and its attempts: the data the handler keeps per call, with each state machine's
-moves checked against its table (:mod:`vosapp.switch.call.state`)."""
+"""One call, its fork and attempts: the data the handler keeps per call, with each state
+machine's moves checked against its table (:mod:`vosapp.switch.call.state`).
+
+Shape: a :class:`Call` tries the steps of its :class:`~vosapp.switch.call.targets.Destination`
+one after the other (failover). The step being tried is a :class:`Fork`: one
+:class:`Attempt` per target, all in parallel (one for a routing gateway; one per live
+contact for a registered phone). The first 2xx makes its attempt ``Call.answered``; the other
+attempts are abandoned (CANCEL)."""
 
 from __future__ import annotations
 
@@ -17,7 +23,6 @@ from vosapp.switch.call.state import (
 
 if TYPE_CHECKING:
     from vosapp.clock import TimerHandle
-    from vosapp.config import RoutingGateway
     from vosapp.net import Address
     from vosapp.params import Params
     from vosapp.sip import Request, Response
@@ -27,15 +32,16 @@ if TYPE_CHECKING:
     from vosapp.switch.call.media import MediaSession
     from vosapp.switch.call.negotiation import MediaPlan
     from vosapp.switch.call.session_timer import LegTimer
+    from vosapp.switch.call.targets import Destination, Target
     from vosapp.switch.cdr import CdrRecord
     from vosapp.switch.routing import Caller
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (``attempt in fork.attempts``)
 class Attempt:
-    """One INVITE to one routing gateway (a failover makes a new attempt)."""
+    """One INVITE to one target: a routing gateway or one contact of a phone."""
 
-    gateway: RoutingGateway
+    target: Target
     invite: Request
     plan: MediaPlan
     offer: SessionDescription | None  # the SDP we sent the vendor
@@ -62,11 +68,35 @@ class Attempt:
 
     @property
     def destination(self) -> Address:
-        return (self.gateway.host, self.gateway.port)
+        return self.target.destination
 
     @property
     def transport(self) -> str:
-        return self.gateway.transport.upper()
+        return self.target.transport
+
+
+@dataclass
+class Fork:
+    """The attempts of one step, sent in parallel (RFC 3261 §16.6); ``best`` is the best
+    final failure so far with the target's name (§16.7 step 6: a 6xx, else the lowest class;
+    a timeout or transport failure counts as 408 without a response)."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    best: tuple[int, Response | None, str] | None = None
+    timed_out: bool = False  # the last failure was an INVITE timeout (SS_SIP_TIMEOUT_INVITE)
+    sending: bool = False  # INVITEs still going out: a failure reported at once waits
+
+    @property
+    def live(self) -> list[Attempt]:
+        return [a for a in self.attempts if not a.done]
+
+    def consider(self, status: int, response: Response | None, name: str) -> None:
+        def rank(status: int, response: Response | None, _name: str = "") -> tuple[int, int]:
+            # a real response beats a timeout of the same class
+            return (0 if status >= 600 else status // 100, 1 if response is None else 0)
+
+        if self.best is None or rank(status, response) < rank(*self.best):
+            self.best = (status, response, name)
 
 
 @dataclass
@@ -86,7 +116,8 @@ def _legs() -> dict[str, Leg]:
 
 @dataclass
 class Call:
-    """A caller's INVITE (leg "a") and the attempt that currently carries it (leg "b")."""
+    """A caller's INVITE (leg "a"), the fork being tried, and the attempt that answered
+    (leg "b")."""
 
     a_invite: Request
     a_txn: ServerTransaction
@@ -98,9 +129,10 @@ class Call:
     record: CdrRecord
     offer: SessionDescription | None
     params: Params  # read when the call starts (docs/behaviour.md §1: new sessions only)
-    gateways: list[RoutingGateway] = field(default_factory=list)
-    index: int = 0
-    attempt: Attempt | None = None
+    destination: Destination | None = None
+    index: int = 0  # the next step of the destination
+    fork: Fork = field(default_factory=Fork)
+    answered: Attempt | None = None  # the attempt whose 2xx was taken (leg "b")
     state: CallState = CallState.ROUTING
     b_ack: Request | None = None
     ack_pending: bool = False  # late offer: the vendor's ACK waits for the caller's
@@ -119,4 +151,4 @@ class Call:
         return self.a_invite.call_id
 
 
-__all__ = ["Attempt", "Call", "Leg"]
+__all__ = ["Attempt", "Call", "Fork", "Leg"]

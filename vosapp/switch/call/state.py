@@ -18,7 +18,7 @@ class IllegalTransition(RuntimeError):
 
 
 class CallState(Enum):
-    ROUTING = "routing"  # caller's INVITE taken, trying routing gateways one by one
+    ROUTING = "routing"  # caller's INVITE taken, trying its forks (gateways, phone contacts)
     CONFIRMED = "confirmed"  # a vendor answered and the caller got its 2xx
     ENDED = "ended"  # final answer sent or BYE done; the CDR is written
 
@@ -36,6 +36,7 @@ class AttemptState(Enum):
     ANSWERED = "answered"  # the vendor's 2xx was taken for the call
     FAILED = "failed"  # final non-2xx, transaction timeout, transport failure
     CANCELLING = "cancelling"  # abandoned by the switch: CANCEL sent, or due at the first 1xx
+    HUNG_UP = "hung up"  # answered (2xx) after it was abandoned: ACKed and BYEd (§15)
 
 
 ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
@@ -47,11 +48,15 @@ ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
                                         AttemptState.FAILED, AttemptState.CANCELLING}),
     AttemptState.ANSWERED: frozenset(),
     AttemptState.FAILED: frozenset(),
-    AttemptState.CANCELLING: frozenset(),
+    # A fork's losing branch (RFC 3261 §16.7: another branch's 2xx won) or a cancelled
+    # attempt can still answer: its 2xx is ACKed and BYEd.
+    AttemptState.CANCELLING: frozenset({AttemptState.HUNG_UP}),
+    AttemptState.HUNG_UP: frozenset(),
 }
 
 #: Attempt states after which its responses no longer drive the call.
-ATTEMPT_DONE = frozenset({AttemptState.ANSWERED, AttemptState.FAILED, AttemptState.CANCELLING})
+ATTEMPT_DONE = frozenset({AttemptState.ANSWERED, AttemptState.FAILED, AttemptState.CANCELLING,
+                          AttemptState.HUNG_UP})
 
 
 def check_transition(table: dict[S, frozenset[S]], what: str, old: S, new: S) -> S:
