@@ -5,7 +5,8 @@ NAT rule (reached at the REGISTER's source), the phone's own gateway settings, C
 from __future__ import annotations
 
 import pytest
-from b2bua_harness import (
+
+from tests.switch.b2bua_harness import (
     CALLER,
     SWITCH,
     Caller,
@@ -15,7 +16,6 @@ from b2bua_harness import (
     register_phone,
     start_switch,
 )
-
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip import CSeq, NameAddr, Request, Via, new_branch
 from vosapp.sip.sdp import SessionDescription
