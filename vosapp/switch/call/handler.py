@@ -16,6 +16,7 @@ from vosapp.sip.headers import Via
 from vosapp.sip.sdp import SdpError, SessionDescription, read_answer
 from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
 from vosapp.switch.call.in_dialog import InDialog
+from vosapp.switch.call.journal import CallJournal
 from vosapp.switch.call.legs import Attempt, Call
 from vosapp.switch.call.media import MediaBackend, MediaBackendFactory
 from vosapp.switch.call.negotiation import (
@@ -68,6 +69,8 @@ class B2bua(SessionTimers, InDialog):
         self.core = core
         self.authenticator = authenticator
         self.cdr = cdr if cdr is not None else CdrWriter(core.store)
+        #: CDR rows and dialogs written as the call goes; crash recovery at start
+        self.journal = CallJournal(core, self.cdr)
         self._media = media
         self.media_factory = media_factory
         self.calls: dict[str, Call] = {}  # by the caller's Call-ID
@@ -84,6 +87,7 @@ class B2bua(SessionTimers, InDialog):
             core.add_request_handler(method, self.on_in_dialog)
         core.add_ack_handler(self.on_ack)
         core.add_stop_hook(self.on_stop)
+        core.add_start_hook(self.journal.start)
 
     @property
     def media(self) -> MediaBackend:
@@ -193,6 +197,7 @@ class B2bua(SessionTimers, InDialog):
         if not call.gateways:
             self.fail(call, 404, "Not Found (no route)", "no route")
             return
+        self.journal.attempted(call)  # committed before the INVITE leaves
         self.next_gateway(call)
 
     def next_gateway(self, call: Call) -> None:
@@ -202,13 +207,13 @@ class B2bua(SessionTimers, InDialog):
             try:
                 plan = plan_media(call.offer, call.a_source[0],
                                   call.caller.gateway.settings, gateway.settings)
+                self.send_attempt(call, gateway, plan)
             except MediaRefused as exc:
+                # refused by the switch itself: the gateway was never contacted, so it is
+                # not in the CDR's gateways_tried
                 call.media_refused = str(exc)
-                call.record.gateways_tried.append(f"{gateway.name}:488")
                 self.event(call, f"gateway {gateway.name} skipped: {exc}")
                 continue
-            try:
-                self.send_attempt(call, gateway, plan)
             except Exception as exc:
                 log.exception("INVITE to %s failed", gateway.name)
                 call.record.gateways_tried.append(f"{gateway.name}:error")
@@ -217,8 +222,7 @@ class B2bua(SessionTimers, InDialog):
             return
         if call.state is not CallState.ROUTING:
             return
-        if call.media_refused and len(call.record.gateways_tried) == sum(
-                t.endswith(":488") for t in call.record.gateways_tried):
+        if call.media_refused and not call.record.gateways_tried:
             self.fail(call, 488, "Not Acceptable Here", f"488 {call.media_refused}",
                       warning=call.media_refused)
         else:
@@ -532,10 +536,6 @@ class B2bua(SessionTimers, InDialog):
         call.legs["b"].dialog = dialog
         self.dialogs[(dialog.call_id, dialog.local_tag)] = (call, "b")
         call.b_ack = dialog.ack_for_2xx(attempt.invite, via=self._via(attempt.transport))
-        if late_offer:
-            call.ack_pending = True  # the caller's ACK carries the answer for the vendor
-        else:
-            self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
         final = self._a_response(call, 200, response.reason, body=body)
         a_timer = caller_session_timer(call.a_invite, call.params)
         if a_timer is not None and not a_timer.liveness:
@@ -549,6 +549,11 @@ class B2bua(SessionTimers, InDialog):
         call.record.answer_time = self.core.clock.wall()
         call.record.status = 200
         call.a_final = final
+        self.journal.answered(call)  # committed before the vendor's ACK and the caller's 2xx
+        if late_offer:
+            call.ack_pending = True  # the caller's ACK carries the answer for the vendor
+        else:
+            self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
         call.a_txn.respond(final)
         self.event(call, f"answered by {attempt.gateway.name}")
         self._schedule_2xx_retransmit(call, self.core.transactions.timers.t1)
@@ -597,25 +602,25 @@ class B2bua(SessionTimers, InDialog):
         if call.state is not CallState.ROUTING:
             return
         call.goto(CallState.ENDED)
+        call.record.status = status
+        call.record.end_reason = end_reason
+        self.event(call, f"failed: {status} {reason} ({end_reason})")
+        self._end(call)  # the CDR is committed before the caller hears the outcome
         if not call.a_txn.final_sent:
             try:
                 call.a_txn.respond(self._a_response(call, status, reason, warning=warning))
             except Exception as exc:  # noqa: BLE001
                 log.warning("final response to the caller failed: %s", exc)
-        call.record.status = status
-        call.record.end_reason = end_reason
-        self.event(call, f"failed: {status} {reason} ({end_reason})")
-        self._end(call)
 
     def finish(self, call: Call, response: Response, end_reason: str) -> None:
         if call.state is not CallState.ROUTING:
             return
         call.goto(CallState.ENDED)
-        call.a_txn.respond(response)
         call.record.status = response.status
         call.record.end_reason = end_reason
         self.event(call, f"failed: {end_reason}")
         self._end(call)
+        call.a_txn.respond(response)
 
     def _close_media(self, attempt: Attempt) -> None:
         if attempt.media is not None:
@@ -643,10 +648,7 @@ class B2bua(SessionTimers, InDialog):
         for key in [k for k, v in self.dialogs.items() if v[0] is call]:
             del self.dialogs[key]
         self.calls.pop(call.call_id, None)
-        try:
-            self.cdr.write(call.record)
-        except Exception:
-            log.exception("writing the CDR failed")
+        self.journal.ended(call)
 
     def on_stop(self) -> Callable[[], bool]:
         """Graceful stop: hang up answered calls (the runtime waits, bounded, for the BYEs'
