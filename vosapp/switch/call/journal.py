@@ -130,7 +130,7 @@ class CallJournal:
     def _safely(self, what: str, write: Callable[..., None], *args: Any) -> None:
         try:
             write(*args)
-        except Exception as exc:  # noqa: BLE001 - a broken store must not drop the call
+        except Exception as exc:  # a broken store must not drop the call
             log.exception("CDR %s write failed", what)
             self.core.trace.event(f"CDR {what} write failed: {exc}")
 
@@ -139,7 +139,7 @@ class CallJournal:
         """Start hook: close what a crash left open, then keep the heartbeat."""
         try:
             closed = self.cdr.close_open(RESTARTED)
-        except Exception as exc:  # noqa: BLE001 - the switch still starts
+        except Exception as exc:  # the switch still starts
             log.exception("closing the calls left open failed")
             self.core.trace.event(f"restart: closing the calls left open failed: {exc}")
             closed = []
