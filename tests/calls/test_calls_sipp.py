@@ -65,9 +65,10 @@ accounts = ["1001"]
 
 
 @contextmanager
-def serve(config: Path, cwd: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def serve(config: Path, cwd: Path, listen: str = "127.0.0.1:0"
+          ) -> Iterator[tuple[subprocess.Popen[str], int]]:
     args = [sys.executable, "-m", "vosapp.cli", "serve", "--config", str(config),
-            "--listen", "127.0.0.1:0", "--udp-only"]
+            "--listen", listen, "--udp-only"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
@@ -95,17 +96,19 @@ def serve(config: Path, cwd: Path) -> Iterator[tuple[subprocess.Popen[str], int]
                 process.wait()
 
 
-def sipp(scenario: str, cwd: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+def sipp(scenario: str, cwd: Path, port: int, *extra: str, calls: int = 1,
+         timeout: int = 30) -> subprocess.Popen[str]:
+    """SIPp running ``scenario`` ``calls`` times; all of it within ``timeout`` seconds."""
     args = ["sipp", *extra, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
-            "-p", str(port), "-mp", str(free_port()), "-m", "1", "-nostdin", "-timeout", "30",
-            "-timeout_error", "-trace_err"]
+            "-p", str(port), "-mp", str(free_port()), "-m", str(calls), "-nostdin",
+            "-timeout", str(timeout), "-timeout_error", "-trace_err"]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=cwd)
 
 
-def finish(process: subprocess.Popen[str], name: str, cwd: Path) -> None:
+def finish(process: subprocess.Popen[str], name: str, cwd: Path, wait: float = 40) -> None:
     try:
-        _out, err = process.communicate(timeout=40)
+        _out, err = process.communicate(timeout=wait)
     except subprocess.TimeoutExpired:
         process.kill()
         _out, err = process.communicate()
