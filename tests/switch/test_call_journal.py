@@ -190,7 +190,9 @@ def test_restart_closes_open_calls_at_the_last_heartbeat_and_byes_both_legs(
     assert [c.statuses()[-1] for c in callers] == [200, 200, 180]
     callers[0].endpoint.send(callers[0]._in_dialog("INFO"), SWITCH)  # vendor-a leg: CSeq 2
     before.run(11.0)  # heartbeats at 0, 5 and 10 s
-    # crash: the first switch never runs again (its network's time stands still)
+    # crash: the first switch never runs again (its network's time stands still) and its
+    # files close with its process
+    first_store.close()
     after = VirtualNetwork(clock=ManualClock(wall_origin=WALL + 100.0))
     store = Store.open(tmp_path)
     new_vendors = [Vendor(after, address) for address in (VENDOR_A, VENDOR_B, VENDOR_C)]
@@ -228,16 +230,17 @@ def test_restart_closes_open_calls_at_the_last_heartbeat_and_byes_both_legs(
     # the restarted switch keeps its own heartbeat
     assert store.query("SELECT alive_at FROM switch_heartbeat")[0][0] == pytest.approx(
         WALL + 100.0)
-    first_store.close()
     store.close()
 
 
 def test_a_call_answered_after_the_last_heartbeat_ends_at_its_answer(tmp_path: Path) -> None:
     before = VirtualNetwork()
-    start_switch(before, crash_config(), Store.open(tmp_path))
+    first_store = Store.open(tmp_path)
+    start_switch(before, crash_config(), first_store)
     Vendor(before, VENDOR_A, [(2.0, 200)])
     Caller(before).call()
     before.run(3.0)  # heartbeat at 0; answered at 2
+    first_store.close()
     after = VirtualNetwork(clock=ManualClock(wall_origin=WALL + 100.0))
     store = Store.open(tmp_path)
     start_switch(after, crash_config(), store)
@@ -245,6 +248,30 @@ def test_a_call_answered_after_the_last_heartbeat_ends_at_its_answer(tmp_path: P
     [row] = read_cdrs(store)
     assert row["end_time"] == row["answer_time"] == pytest.approx(WALL + 2.0, abs=0.1)
     assert row["duration"] == 0 and row["end_reason"] == "switch restarted"
+    store.close()
+
+
+def test_a_second_switch_on_a_running_ones_data_directory_leaves_its_calls_alone(
+        tmp_path: Path) -> None:
+    running = VirtualNetwork()
+    first_store = Store.open(tmp_path)
+    start_switch(running, crash_config(), first_store)
+    Vendor(running, VENDOR_A)
+    Caller(running).call()
+    running.run(1.0)
+    other = VirtualNetwork(clock=ManualClock(wall_origin=WALL + 100.0))
+    store = Store.open(tmp_path)
+    vendor = Vendor(other, VENDOR_A)
+    switch = start_switch(other, crash_config(), store)
+    other.run(10.0)
+    assert vendor.requests == []
+    [row] = read_cdrs(store)
+    assert row["end_time"] is None and row["answer_time"] is not None
+    assert store.query("SELECT alive_at FROM switch_heartbeat")[0][0] < WALL + 100.0
+    assert any("another switch uses this data directory" in r.note
+               for r in switch.trace.records())
+    store.close()
+    first_store.close()
 
 
 # ---------------------------------------------------------------------------- RFC 3326

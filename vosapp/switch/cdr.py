@@ -10,7 +10,8 @@ on (the rule the registrar follows for bindings): :meth:`CdrWriter.attempted` in
 INVITE left is written once, by :meth:`CdrWriter.write`.
 
 A crash leaves the rows of the calls that were up open, with their dialogs. The switch
-writes ``alive_at`` (:meth:`CdrWriter.heartbeat`) every few seconds; at the next start
+writes ``alive_at`` (:meth:`CdrWriter.heartbeat`) every few seconds; at the next start -- when
+no other switch holds the data directory (:meth:`CdrWriter.take_over`) --
 :meth:`CdrWriter.close_open` ends every open row at the last heartbeat (never before the call
 was set up or answered) with end reason :data:`RESTARTED` and hands back the dialogs, so the
 call feature can send each leg a BYE (:mod:`vosapp.switch.call.journal`).
@@ -284,6 +285,12 @@ class CdrWriter:
             record.row_id = db.execute(_INSERT_SQL, _row(record)).lastrowid
         else:
             db.execute(_UPDATE_SQL, _changes(record))
+
+    def take_over(self) -> bool:
+        """Whether this writer may close what a crash left open and keep the heartbeat: it
+        holds the data directory's "calls" lock (:meth:`Store.claim`), so no other switch
+        runs on it (that one's open calls are live, not left over)."""
+        return self.store is not None and self.store.claim("calls")
 
     def heartbeat(self, wall: float) -> None:
         """The switch is alive at ``wall`` (the end time of the calls a crash leaves open)."""

@@ -17,8 +17,8 @@ records is sent on:
 * :meth:`CallJournal.ended` -- the row closed and the dialogs forgotten.
 
 Every :data:`HEARTBEAT_INTERVAL` seconds of the core clock the switch writes when it was last
-alive. When it starts (a start hook: the transports are bound by then) it closes the rows a
-crash left open (end reason "switch restarted", end time the last heartbeat) and sends a
+alive. When it starts (a start hook: the transports are bound by then), and holds the data
+directory's lock (no other switch runs on it), it closes the rows a crash left open (end reason "switch restarted", end time the last heartbeat) and sends a
 BYE on each leg of those calls, built from the stored dialog with a CSeq above the ceiling
 (RFC 3261 §12.2.1.1), in the normal non-INVITE client transaction; the outcome goes to the
 trace. A store that fails a write is logged and traced; the call goes on.
@@ -136,7 +136,13 @@ class CallJournal:
 
     # ---------------------------------------------------------------- liveness
     def start(self) -> None:
-        """Start hook: close what a crash left open, then keep the heartbeat."""
+        """Start hook: close what a crash left open, then keep the heartbeat -- unless another
+        switch runs on the same data directory (its open calls are live)."""
+        if not self.cdr.take_over():
+            if self.cdr.store is not None:
+                self.core.trace.event("another switch uses this data directory: its open "
+                                      "calls are left alone, no heartbeat from this one")
+            return
         try:
             closed = self.cdr.close_open(RESTARTED)
         except Exception as exc:  # the switch still starts
