@@ -137,6 +137,31 @@ def test_cseq_ceiling_is_raised_before_a_request_would_pass_it(
     assert b_ceiling >= 4
 
 
+def test_a_target_refresh_is_saved_and_the_restart_bye_follows_it(tmp_path: Path) -> None:
+    before = VirtualNetwork()
+    first_store = Store.open(tmp_path)
+    start_switch(before, make_config(), first_store)
+    Vendor(before, VENDOR_A)
+    caller = Caller(before)
+    caller.call()
+    before.run(1.0)
+    refresh = caller._in_dialog("INVITE", body=caller.invite.body)
+    refresh.headers.set("Contact", "<sip:1001@10.0.0.2:5070>")  # the caller moved
+    caller.endpoint.send(refresh, SWITCH)
+    before.run(1.0)
+    [(target,)] = first_store.query("SELECT remote_target FROM cdr_dialogs WHERE side = 'a'")
+    assert target == "sip:1001@10.0.0.2:5070"
+    first_store.close()
+    after = VirtualNetwork(clock=ManualClock(wall_origin=WALL + 100.0))
+    Vendor(after, VENDOR_A)
+    moved = Caller(after)
+    with Store.open(tmp_path) as store:
+        start_switch(after, make_config(), store)
+        after.run(1.0)
+    [bye] = moved.requests
+    assert str(bye.uri) == "sip:1001@10.0.0.2:5070" and bye.cseq.number > 1
+
+
 def test_migration_keeps_version_1_rows(store: Store) -> None:
     store.ensure_schema("cdr", MIGRATIONS[:1])
     with store.transaction() as db:

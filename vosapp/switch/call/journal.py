@@ -154,9 +154,10 @@ class CallJournal:
         self._heartbeat()
 
     def _heartbeat(self) -> None:
+        if not self.core.running:  # stopped: its calls were hung up, nothing is left open
+            return
         self._safely("heartbeat", self.cdr.heartbeat, self.core.clock.wall())
-        if self.core.running:
-            self.core.clock.call_later(self.heartbeat_interval, self._heartbeat)
+        self.core.clock.call_later(self.heartbeat_interval, self._heartbeat)
 
     def _hang_up(self, call: ClosedCall) -> None:
         self.core.trace.event(f"restart: call {call.callee} was up when the switch stopped; "
