@@ -13,6 +13,7 @@ history now; bindings, auth events and CDRs (other components) later, in the sam
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -108,6 +109,7 @@ class Store:
         self.path = path
         self._db = connection
         self._lock = threading.RLock()
+        self._claims: dict[str, int] = {}  # name -> file descriptor holding its flock
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -177,6 +179,26 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            for fd in self._claims.values():
+                os.close(fd)  # releases the lock
+            self._claims.clear()
+
+    def claim(self, name: str) -> bool:
+        """Hold ``<data dir>/<name>.lock`` until :meth:`close`; False when another open store
+        (this process or another) holds it. The OS releases it when its holder dies, so a
+        switch that finds it free knows no other switch runs on this data directory."""
+        if name in self._claims:
+            return True
+        import fcntl
+
+        fd = os.open(self.path.parent / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._claims[name] = fd
+        return True
 
     def __enter__(self) -> Self:
         return self

@@ -220,3 +220,14 @@ def test_storable_text_keeps_every_byte_and_sqlite_accepts_it(tmp_path: Path, te
     with Store.open(tmp_path) as store, store.transaction() as db:
         db.execute("CREATE TABLE t (v TEXT)")
         db.execute("INSERT INTO t VALUES (?)", (storable_text(text),))
+
+
+def test_claim_is_held_by_one_open_store_until_it_closes(tmp_path: Path) -> None:
+    first = Store.open(tmp_path)
+    second = Store.open(tmp_path)
+    assert first.claim("calls") and first.claim("calls")  # again: still held
+    assert not second.claim("calls")
+    assert second.claim("other")  # another name is another lock
+    first.close()  # as when its process dies
+    assert second.claim("calls")
+    second.close()

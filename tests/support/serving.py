@@ -61,15 +61,16 @@ class Served:
 @contextmanager
 def serve(config: Path | None = None, *, data_dir: Path | None = None,
           cwd: Path | None = None, udp_only: bool = True, extra: Sequence[str] = (),
-          timeout: float = 30.0) -> Iterator[Served]:
-    """``vosapp serve --listen 127.0.0.1:0 [--config F] [--data-dir D] [--udp-only]``.
+          timeout: float = 30.0, listen: str = "127.0.0.1:0") -> Iterator[Served]:
+    """``vosapp serve --listen LISTEN [--config F] [--data-dir D] [--udp-only]`` (``listen``
+    names a fixed port to start again where a killed switch was).
 
     Yields once the switch printed its listening line; on exit SIGTERM (graceful stop, stop
     hooks run) and wait, kill when it does not stop within 15 s.
     """
     if config is None and data_dir is None:
         raise ValueError("serve() needs a config or a data directory")
-    args = [sys.executable, "-m", "vosapp.cli", "serve", "--listen", "127.0.0.1:0",
+    args = [sys.executable, "-m", "vosapp.cli", "serve", "--listen", listen,
             *(["--udp-only"] if udp_only else [])]
     if config is not None:
         args += ["--config", str(config)]

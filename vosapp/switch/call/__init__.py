@@ -19,6 +19,9 @@ Package layout
   (:class:`MediaBackend`, :class:`MediaSession`, :class:`LegSpec`).
 * :mod:`~vosapp.switch.call.session_timer` — RFC 4028 per leg.
 * :mod:`~vosapp.switch.call.in_dialog` — ACK, BYE, re-INVITE/INFO/UPDATE inside a call.
+* :mod:`~vosapp.switch.call.journal` — :class:`CallJournal`: the CDR row and the answered
+  dialogs written as the call goes, the heartbeat, and at start the calls a crash left open
+  closed and BYEd on both legs.
 * :mod:`~vosapp.switch.call.handler` — :class:`B2bua`: new calls, routing and failover, the
   vendor's responses, endings and the CDR. It is wired to the core (with the registrar's
   authenticator and the runtime's media backend) by :func:`vosapp.switch.app.build_switch_app`.
@@ -67,6 +70,12 @@ UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP un
 the media flows end to end); with the media proxy in the path the switch answers a re-INVITE
 itself with the relay's SDP and re-latches the leg (the other leg is not disturbed).
 
+CDR and crashes: the handler calls its :class:`CallJournal` at attempt (before the first
+INVITE leaves), answer (before the vendor's ACK and the caller's 2xx) and end (before the
+final response or the BYEs), one store transaction each; see
+:mod:`~vosapp.switch.call.journal`. The BYE for an expired session carries
+``Reason: SIP;cause=408;text="Session expired"`` (RFC 3326).
+
 Media (docs/behaviour.md §5): see :mod:`~vosapp.switch.call.negotiation`. Relays come from a
 :class:`MediaBackend` (the asyncio one in :mod:`vosapp.io.call_media`, which the runtime
 passes to :func:`~vosapp.switch.app.build_switch_app`: this package never imports
@@ -80,6 +89,7 @@ is followed), 2xx retransmission for relayed re-INVITEs.
 """
 
 from vosapp.switch.call.handler import FAILOVER_STATUSES, B2bua, is_failover
+from vosapp.switch.call.journal import CallJournal
 from vosapp.switch.call.legs import Attempt, Call, Fork, Leg
 from vosapp.switch.call.media import LegSpec, MediaBackend, MediaBackendFactory, MediaSession
 from vosapp.switch.call.negotiation import (
@@ -101,7 +111,7 @@ from vosapp.switch.call.state import AttemptState, CallState, IllegalTransition
 from vosapp.switch.call.targets import Destination, Target, resolve
 
 __all__ = ["FAILOVER_STATUSES", "MEDIA_CODEC", "SPECIFIED", "Attempt", "AttemptState", "B2bua",
-           "Call", "CallState", "Destination", "Fork", "IllegalTransition", "Leg", "LegSpec",
+           "Call", "CallJournal", "CallState", "Destination", "Fork", "IllegalTransition", "Leg", "LegSpec",
            "LegTimer", "MediaAnswer", "MediaBackend", "MediaBackendFactory", "MediaPlan",
            "MediaRefused", "MediaSession", "Target", "VendorOffer", "answer_media",
            "g729_codecs", "g729_rewrite_offer", "is_failover", "plan_media", "resolve",

@@ -16,6 +16,7 @@ from vosapp.sip.headers import Via
 from vosapp.sip.sdp import SdpError, SessionDescription, read_answer
 from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
 from vosapp.switch.call.in_dialog import InDialog
+from vosapp.switch.call.journal import CallJournal
 from vosapp.switch.call.legs import Attempt, Call, Fork
 from vosapp.switch.call.media import MediaBackend, MediaBackendFactory
 from vosapp.switch.call.negotiation import (
@@ -70,6 +71,8 @@ class B2bua(SessionTimers, InDialog):
         self.authenticator = authenticator
         self.bindings = bindings
         self.cdr = cdr if cdr is not None else CdrWriter(core.store)
+        #: CDR rows and dialogs written as the call goes; crash recovery at start
+        self.journal = CallJournal(core, self.cdr)
         self._media = media
         self.media_factory = media_factory
         self.calls: dict[str, Call] = {}  # by the caller's Call-ID
@@ -86,6 +89,7 @@ class B2bua(SessionTimers, InDialog):
             core.add_request_handler(method, self.on_in_dialog)
         core.add_ack_handler(self.on_ack)
         core.add_stop_hook(self.on_stop)
+        core.add_start_hook(self.journal.start)
 
     @property
     def media(self) -> MediaBackend:
@@ -201,6 +205,7 @@ class B2bua(SessionTimers, InDialog):
         elif not destination.steps:
             self.fail(call, 404, "Not Found (no route)", "no route")
             return
+        self.journal.attempted(call)  # committed before the INVITE leaves
         self.next_step(call)
 
     def next_step(self, call: Call) -> None:
@@ -223,8 +228,8 @@ class B2bua(SessionTimers, InDialog):
             return
         account = call.destination.account if call.destination is not None else None
         last = f": {call.last_failure}" if call.last_failure else ""
-        if call.media_refused and len(call.record.gateways_tried) == sum(
-                t.endswith(":488") for t in call.record.gateways_tried):
+        # refused by the switch itself: no target was contacted, so none is in gateways_tried
+        if call.media_refused and not call.record.gateways_tried:
             self.fail(call, 488, "Not Acceptable Here", f"488 {call.media_refused}",
                       warning=call.media_refused)
         elif account is not None:
@@ -240,8 +245,7 @@ class B2bua(SessionTimers, InDialog):
             plan = plan_media(call.offer, call.a_source[0], call.caller.gateway.settings,
                               target.settings)
         except MediaRefused as exc:
-            call.media_refused = str(exc)
-            call.record.gateways_tried.append(f"{target.name}:488")
+            call.media_refused = str(exc)  # never contacted: not in the CDR's gateways_tried
             self.event(call, f"{target.name} skipped: {exc}")
             return
         try:
@@ -602,10 +606,6 @@ class B2bua(SessionTimers, InDialog):
         call.legs["b"].dialog = dialog
         self.dialogs[(dialog.call_id, dialog.local_tag)] = (call, "b")
         call.b_ack = dialog.ack_for_2xx(attempt.invite, via=self._via(attempt.transport))
-        if late_offer:
-            call.ack_pending = True  # the caller's ACK carries the answer for the vendor
-        else:
-            self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
         final = self._a_response(call, 200, response.reason, body=body)
         a_timer = caller_session_timer(call.a_invite, call.params)
         if a_timer is not None and not a_timer.liveness:
@@ -619,6 +619,11 @@ class B2bua(SessionTimers, InDialog):
         call.record.answer_time = self.core.clock.wall()
         call.record.status = 200
         call.a_final = final
+        self.journal.answered(call)  # committed before the vendor's ACK and the caller's 2xx
+        if late_offer:
+            call.ack_pending = True  # the caller's ACK carries the answer for the vendor
+        else:
+            self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
         call.a_txn.respond(final)
         self.event(call, f"answered by {attempt.target.name}")
         self._schedule_2xx_retransmit(call, self.core.transactions.timers.t1)
@@ -661,25 +666,25 @@ class B2bua(SessionTimers, InDialog):
         if call.state is not CallState.ROUTING:
             return
         call.goto(CallState.ENDED)
+        call.record.status = status
+        call.record.end_reason = end_reason
+        self.event(call, f"failed: {status} {reason} ({end_reason})")
+        self._end(call)  # the CDR is committed before the caller hears the outcome
         if not call.a_txn.final_sent:
             try:
                 call.a_txn.respond(self._a_response(call, status, reason, warning=warning))
             except Exception as exc:  # noqa: BLE001
                 log.warning("final response to the caller failed: %s", exc)
-        call.record.status = status
-        call.record.end_reason = end_reason
-        self.event(call, f"failed: {status} {reason} ({end_reason})")
-        self._end(call)
 
     def finish(self, call: Call, response: Response, end_reason: str) -> None:
         if call.state is not CallState.ROUTING:
             return
         call.goto(CallState.ENDED)
-        call.a_txn.respond(response)
         call.record.status = response.status
         call.record.end_reason = end_reason
         self.event(call, f"failed: {end_reason}")
         self._end(call)
+        call.a_txn.respond(response)
 
     def _close_media(self, attempt: Attempt) -> None:
         if attempt.media is not None:
@@ -708,10 +713,7 @@ class B2bua(SessionTimers, InDialog):
         for key in [k for k, v in self.dialogs.items() if v[0] is call]:
             del self.dialogs[key]
         self.calls.pop(call.call_id, None)
-        try:
-            self.cdr.write(call.record)
-        except Exception:
-            log.exception("writing the CDR failed")
+        self.journal.ended(call)
 
     def on_stop(self) -> Callable[[], bool]:
         """Graceful stop: hang up answered calls (the runtime waits, bounded, for the BYEs'

@@ -6,7 +6,7 @@ INFO by the relay. Part of the call handler (:class:`~vosapp.switch.call.B2bua`)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vosapp.sip.dialog import DialogError
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vosapp.sip import NameAddr, Request, Via
     from vosapp.sip.dialog import Dialog
     from vosapp.sip.transaction import ServerTransaction
+    from vosapp.switch.call.journal import CallJournal
     from vosapp.switch.call.legs import Call
     from vosapp.switch.core import SwitchCore
 
@@ -30,6 +31,7 @@ class InDialog:
     """The in-dialog part of the call handler."""
 
     core: SwitchCore
+    journal: CallJournal
     dialogs: dict[tuple[str, str], tuple[Call, str]]
     _byes_pending: set[str]
 
@@ -71,6 +73,9 @@ class InDialog:
             return None
 
     def _leg(self, call: Call, side: str) -> tuple[Dialog | None, Address, str]:
+        """The leg's dialog and where its requests go; every request built on a leg comes
+        through here first, so the journal saves the CSeq ceiling in time."""
+        self.journal.sync_leg(call, side)
         if side == "a":
             return call.legs["a"].dialog, call.a_source, call.a_transport
         assert call.answered is not None
@@ -82,13 +87,18 @@ class InDialog:
             txn.respond(self.core.make_response(request, 481))
             return
         call, side = found
-        txn.respond(self.core.make_response(request, 200))
         self.hangup(call, side, "caller hung up" if side == "a" else "callee hung up")
+        txn.respond(self.core.make_response(request, 200))
 
-    def hangup(self, call: Call, from_side: str | None, reason: str) -> None:
-        """End a confirmed call: BYE to every leg except ``from_side``."""
+    def hangup(self, call: Call, from_side: str | None, reason: str,
+               bye_headers: Sequence[tuple[str, str]] = ()) -> None:
+        """End a confirmed call: the CDR closed, then BYE (with ``bye_headers``, e.g. an
+        RFC 3326 Reason) to every leg except ``from_side``."""
         if call.state is not CallState.CONFIRMED:
             return
+        call.goto(CallState.ENDED)
+        call.record.end_reason = reason
+        self._end(call)
         for side in ("a", "b"):
             if side == from_side:
                 continue
@@ -96,15 +106,13 @@ class InDialog:
             if dialog is None:
                 continue
             try:
-                bye = dialog.create_request("BYE", via=self._via(transport))
+                bye = dialog.create_request("BYE", via=self._via(transport),
+                                            headers=bye_headers)
                 self._byes_pending.add(bye.call_id)
                 self.core.send_request(bye, destination, transport,
                                        self._bye_listener(bye.call_id))
             except (DialogError, OSError) as exc:
                 log.warning("BYE on leg %s failed: %s", side, exc)
-        call.goto(CallState.ENDED)
-        call.record.end_reason = reason
-        self._end(call)
 
     def _bye_listener(self, call_id: str) -> Callable[[Any], None]:
         def settled(event: Any) -> None:
@@ -124,6 +132,7 @@ class InDialog:
         if dialog is None or not dialog.receive_request(request):
             txn.respond(self.core.make_response(request, 500))
             return
+        self.journal.sync_leg(call, side)  # a target refresh moved the remote target
         if request.method in ("INVITE", "UPDATE"):
             self._peer_refreshed(call, side)
         attempt = call.answered

@@ -26,6 +26,8 @@ from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
 from vosapp.switch.call.state import CallState
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from vosapp.clock import TimerHandle
     from vosapp.net import Address
     from vosapp.params import Params
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
     from vosapp.switch.core import SwitchCore
 
 SDP = "application/sdp"
+#: RFC 3326 Reason on the BYE the switch sends when a session expires (RFC 4028 §10). SIP
+#: cause 408: the refresh the session needed did not come in time, a request timeout in
+#: SIP's own terms (RFC 4028 names no cause).
+SESSION_EXPIRED_REASON = ("Reason", 'SIP;cause=408;text="Session expired"')
 #: RFC 4028 §5: the smallest Session-Expires / Min-SE the switch accepts.
 MIN_SE = 90
 
@@ -117,7 +123,8 @@ class SessionTimers:
 
     if TYPE_CHECKING:  # provided by the handler
         def event(self, call: Call, text: str) -> None: ...
-        def hangup(self, call: Call, from_side: str | None, reason: str) -> None: ...
+        def hangup(self, call: Call, from_side: str | None, reason: str,
+                   bye_headers: Sequence[tuple[str, str]] = ()) -> None: ...
         def _leg(self, call: Call, side: str) -> tuple[Dialog | None, Address, str]: ...
         def _via(self, transport: str) -> Via: ...
         def _contact(self, transport: str) -> NameAddr: ...
@@ -159,7 +166,7 @@ class SessionTimers:
             return
         self.event(call, f"session timer expired on the {'caller' if side == 'a' else 'vendor'}"
                    " leg (RFC 4028 §10): hanging up")
-        self.hangup(call, None, "session expired")
+        self.hangup(call, None, "session expired", [SESSION_EXPIRED_REASON])
 
     def _send_refresh(self, call: Call, side: str, timer: LegTimer) -> None:
         timer.refresh_handle = None
@@ -222,5 +229,5 @@ class SessionTimers:
             timer.refresh_handle = None
 
 
-__all__ = ["LegTimer", "SessionTimers", "caller_session_timer", "session_expires",
+__all__ = ["SESSION_EXPIRED_REASON", "LegTimer", "SessionTimers", "caller_session_timer", "session_expires",
            "supports_timer", "vendor_session_timer"]
