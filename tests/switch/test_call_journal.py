@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from b2bua_harness import (
+
+from tests.switch.b2bua_harness import (
     CALLER,
     SWITCH,
     VENDOR_A,
@@ -19,7 +20,6 @@ from b2bua_harness import (
     make_config,
     start_switch,
 )
-
 from vosapp.clock import ManualClock
 from vosapp.io.virtual import Packet, VirtualEndpoint, VirtualNetwork
 from vosapp.sip import Request, Response, parse
