@@ -6,7 +6,7 @@ INFO by the relay. Part of the call handler (:class:`~vosapp.switch.call.B2bua`)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from vosapp.sip.dialog import DialogError
@@ -38,6 +38,7 @@ class InDialog:
         def _contact(self, transport: str) -> NameAddr: ...
         def _end(self, call: Call) -> None: ...
         def _peer_refreshed(self, call: Call, side: str) -> None: ...
+        def _early_lookup(self, request: Request) -> tuple[Call, str] | None: ...
 
     def _a_txn_event(self, call: Call, event: Any) -> None:
         if isinstance(event, DeliverRequest) and event.request.method == "ACK":
@@ -71,10 +72,13 @@ class InDialog:
             return None
 
     def _leg(self, call: Call, side: str) -> tuple[Dialog | None, Address, str]:
+        # Before the answer, the early dialogs (RFC 3262 PRACK, RFC 3311 UPDATE).
         if side == "a":
-            return call.legs["a"].dialog, call.a_source, call.a_transport
-        assert call.attempt is not None
-        return call.legs["b"].dialog, call.attempt.destination, call.attempt.transport
+            early = call.a_early.dialog if call.a_early is not None else None
+            return call.legs["a"].dialog or early, call.a_source, call.a_transport
+        attempt = call.attempt
+        assert attempt is not None
+        return call.legs["b"].dialog or attempt.b_early, attempt.destination, attempt.transport
 
     def on_bye(self, request: Request, txn: ServerTransaction) -> None:
         found = self._lookup(request)
@@ -115,8 +119,10 @@ class InDialog:
         return settled
 
     def on_in_dialog(self, request: Request, txn: ServerTransaction) -> None:
-        found = self._lookup(request)
-        if found is None or found[0].state is not CallState.CONFIRMED:
+        found = self._lookup(request) or self._early_lookup(request)
+        early_update = request.method == "UPDATE" and found is not None and (
+            found[0].state is CallState.ROUTING)  # RFC 3311 §5.1: UPDATE in an early dialog
+        if found is None or not (found[0].state is CallState.CONFIRMED or early_update):
             txn.respond(self.core.make_response(request, 481))
             return
         call, side = found
@@ -144,8 +150,10 @@ class InDialog:
         self._relay_in_dialog(call, side, request, txn)
 
     def _relay_in_dialog(self, call: Call, side: str, request: Request,
-                         txn: ServerTransaction) -> None:
-        """The request on the other leg's dialog; its final answer relayed back."""
+                         txn: ServerTransaction, *,
+                         headers: Iterable[tuple[str, str]] = ()) -> None:
+        """The request on the other leg's dialog (with extra ``headers``); its final answer
+        relayed back."""
         other = "b" if side == "a" else "a"
         other_dialog, destination, transport = self._leg(call, other)
         if other_dialog is None:
@@ -154,7 +162,8 @@ class InDialog:
         content_type = request.headers.get("Content-Type")
         out = other_dialog.create_request(
             request.method, via=self._via(transport), contact=self._contact(transport),
-            body=request.body, content_type=content_type if request.body else None)
+            body=request.body, content_type=content_type if request.body else None,
+            headers=headers)
 
         def relay_response(event: Any) -> None:
             if isinstance(event, DeliverResponse):
