@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -122,7 +122,8 @@ def cdrs(config: Path, cwd: Path) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def run_call(tmp_path: Path, uac: str, uas: list[str], spare: list[int] = ()) -> list[dict]:
+def run_call(tmp_path: Path, uac: str, uas: list[str], spare: list[int] = (),
+             uac_args: Sequence[str] = ()) -> list[dict]:
     ports = [free_port() for _ in uas]
     config = write_config(tmp_path, [*ports, *spare])
     vendors = [sipp(scenario, tmp_path, port) for scenario, port in zip(uas, ports,
@@ -130,7 +131,7 @@ def run_call(tmp_path: Path, uac: str, uas: list[str], spare: list[int] = ()) ->
     try:
         with serve(config, tmp_path) as (_process, switch_port):
             caller = sipp(uac, tmp_path, free_port(), f"127.0.0.1:{switch_port}",
-                          "-s", "0044123", "-au", "1001", "-ap", "secret-1001")
+                          "-s", "0044123", "-au", "1001", "-ap", "secret-1001", *uac_args)
             finish(caller, uac, tmp_path)
             for process, name in zip(vendors, uas, strict=True):
                 finish(process, name, tmp_path)
