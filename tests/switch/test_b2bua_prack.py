@@ -180,3 +180,20 @@ def test_early_media_through_the_relay_in_a_reliable_183(supported: bool) -> Non
     assert (p183.headers.get("RSeq") is not None) == supported
     assert len(sent_to(vendor, "PRACK")) == 1
     assert caller.statuses() == [100, 183, 200]
+
+
+def test_late_offer_answered_in_the_prack_reaches_the_vendor_in_its_ack() -> None:
+    # caller requires 100rel and offers nothing; the vendor (no 100rel) offers in a plain 183
+    # and again in its 200: the caller answers in the PRACK of the switch's reliable 183
+    # (RFC 3262 §5), so the vendor's ACK must carry that answer
+    net = start()
+    vendor = Vendor(net, VENDOR_A, script=[(0.0, 100), (0.05, 183, True), (0.5, 200)])
+    answer = bytes(build_offer("10.0.0.2", 40000, [PCMA]))
+    caller = RelCaller(net, prack_body=answer)
+    caller.call(sdp=False, headers=[("Require", "100rel")])
+    net.run(1.0)
+    [p183] = caller.provisionals()
+    assert p183.headers.get("RSeq") and b"m=audio 30000" in p183.body
+    assert caller.statuses("PRACK") == [200] and sent_to(vendor, "PRACK") == []
+    [ack] = sent_to(vendor, "ACK")
+    assert ack.body == answer

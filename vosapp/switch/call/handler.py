@@ -392,6 +392,7 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         invite.headers.set("Session-Expires", str(min_se[0]))
         invite.headers.set("Min-SE", str(min_se[0]))
         attempt.invite = invite
+        attempt.b_early, attempt.b_rseq = None, None  # a new INVITE: its own early dialog
         attempt.goto(AttemptState.CALLING)
         self.event(call, f"{attempt.gateway.name} answered 422 (Min-SE {min_se[0]}): INVITE "
                    "again with Session-Expires raised (RFC 4028 §6)")

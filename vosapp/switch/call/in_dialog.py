@@ -58,10 +58,15 @@ class InDialog:
             call.a_retransmit = None
         if call.ack_pending and call.b_ack is not None and call.attempt is not None:
             call.ack_pending = False
-            if ack.body:
-                call.legs["b"].sdp_sent = ack.body
-                call.b_ack.body = ack.body
-                call.b_ack.headers.set("Content-Type", ack.headers.get("Content-Type") or SDP)
+            # RFC 3262 §5: the answer came in the caller's PRACK when its offer was a reliable 18x
+            early = call.a_early
+            answer = ack if ack.body or early is None or early.prack_answer is None else (
+                early.prack_answer)
+            if answer.body:
+                call.legs["b"].sdp_sent = answer.body
+                call.b_ack.body = answer.body
+                call.b_ack.headers.set("Content-Type",
+                                       answer.headers.get("Content-Type") or SDP)
             self.core.send_stateless(call.b_ack, call.attempt.destination,
                                      call.attempt.transport)
 

@@ -16,6 +16,8 @@ counting where the previous one stopped).
   order), resent at T1, 2*T1, 4*T1 ... (not capped at T2) until the PRACK; none within 64*T1:
   the call ends with 504 and the vendor attempt is cancelled.
 * A final response overtakes any unacknowledged reliable provisional (§3): resending stops.
+* Late offer with the caller's PRACK answering the SDP of a reliable 18x the switch made from a
+  plain one: the answer goes to the vendor in the ACK of its 2xx.
 * UPDATE in an early dialog (RFC 3311 §5.1) is relayed to the other leg's early dialog by
   :meth:`InDialog.on_in_dialog`, which finds early dialogs through :meth:`_early_lookup`.
 
@@ -118,6 +120,9 @@ class CallerEarly:
     dialog: Dialog
     next_rseq: int = field(default_factory=lambda: secrets.randbelow(2**31 - 1) + 1)  # §3
     sent: list[ReliableProvisional] = field(default_factory=list)
+    #: late offer terminated here: the caller's PRACK answered the SDP of our reliable 18x;
+    #: the vendor gets that answer in its ACK (its 2xx repeats the offer, RFC 3261 §13.2.1)
+    prack_answer: Request | None = None
 
 
 class ReliableProvisionals:
@@ -277,6 +282,8 @@ class ReliableProvisionals:
             rack_out = f"{provisional.vendor_rseq} {attempt.invite.cseq.number} INVITE"
             self._relay_in_dialog(call, "a", request, txn, headers=[("RAck", rack_out)])
         else:
+            if request.body and call.offer is None:
+                early.prack_answer = request
             txn.respond(self.core.make_response(request, 200))
         queued = next((p for p in early.sent if p.state is ReliableState.QUEUED), None)
         if queued is not None and call.state is CallState.ROUTING:
