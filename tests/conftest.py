@@ -17,3 +17,6 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Shared fixtures (served switch, SIPp, free ports): tests/support/fixtures.py.
+pytest_plugins = ["tests.support.fixtures"]

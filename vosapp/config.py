@@ -67,6 +67,8 @@ class SwitchConfig:
     rtp_port_min: int = 20000
     rtp_port_max: int = 20999
     data_dir: Path = Path("var")
+    # The [switch] keys the file did not set (their values above are the defaults).
+    defaulted: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,13 @@ class Config:
 
     def account(self, user: str) -> Account | None:
         return next((a for a in self.accounts if a.user == user), None)
+
+    @property
+    def sets_nothing(self) -> bool:
+        """Whether every value is a default (an empty file): valid, but worth saying."""
+        return (set(self.switch.defaulted) == _SWITCH_KEYS and not self.accounts
+                and not self.mapping_gateways and not self.routing_gateways
+                and not self.parameters.changed())
 
 
 # ----------------------------------------------------------------------------------------
@@ -299,7 +308,8 @@ def _read_switch(reader: _Reader, data: dict[str, Any], path: Path) -> SwitchCon
     if not data_dir.is_absolute():
         data_dir = (path.resolve().parent / data_dir).resolve()
     return SwitchConfig(sip_host=host, sip_port=port, media_ip=media_ip, rtp_port_min=rtp_min,
-                        rtp_port_max=rtp_max, data_dir=data_dir)
+                        rtp_port_max=rtp_max, data_dir=data_dir,
+                        defaulted=tuple(sorted(_SWITCH_KEYS - data.keys())))
 
 
 def _ip(reader: _Reader, text: str, table: str, key: str, what: str

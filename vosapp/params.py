@@ -98,7 +98,16 @@ _TIME_SUFFIX_MS = {
     "h": 3_600_000, "hour": 3_600_000, "hours": 3_600_000,
 }
 _UNIT_MS = {"s": 1000, "ms": 1}
-_NUMBER_WITH_SUFFIX = re.compile(r"^\s*([+-]?\d+)\s*([A-Za-z]*)\s*$")
+# Numbers are ASCII digits only: Python's \d and int() also take '٣' (Arabic-Indic three).
+_NUMBER_WITH_SUFFIX = re.compile(r"^\s*([+-]?[0-9]+)\s*([A-Za-z]*)\s*$")
+
+
+def _not_a_number(value: object) -> str:
+    if isinstance(value, str) and not value.isascii():
+        return "not a number (digits 0-9 only)"
+    return "not a number"
+
+
 # Keep-alive text goes into a UDP datagram as is: printable ASCII only, bounded (vosapp's rule).
 _TEXT_ALLOWED = re.compile(r"^[\x20-\x7e]{1,200}$")
 
@@ -170,7 +179,7 @@ class Param:
         text = str(value).strip() if isinstance(value, (int, str)) else ""
         if isinstance(value, bool):
             text = ""
-        match = re.match(r"^(\d{3})\b", text)
+        match = re.match(r"^([0-9]{3})\b", text)
         if match:
             code = int(match.group(1))
             for option in self.options:
@@ -217,7 +226,7 @@ class Param:
     def _parse_with_suffix(self, text: str) -> int:
         match = _NUMBER_WITH_SUFFIX.match(text)
         if not match:
-            raise ParameterError(self.name, text, self.allowed(), "not a number")
+            raise ParameterError(self.name, text, self.allowed(), _not_a_number(text))
         number, suffix = int(match.group(1)), match.group(2).lower()
         if not suffix:
             return number
@@ -529,10 +538,10 @@ def _coerce_setting(owner: str, name: str, meta: Mapping[str, Any], default: Any
         number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
-        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
             number = int(value.strip())
         if number is None:
-            raise ParameterError(label, value, allowed, "not a number")
+            raise ParameterError(label, value, allowed, _not_a_number(value))
         if not lo <= number <= hi:
             raise ParameterError(label, value, allowed, "out of range")
         return number
@@ -655,7 +664,7 @@ class GatewaySettings(_Validated):
                     "Off: send the number only", source="vosapp (articles only name it)")
 
 
-_HOST_PORT = re.compile(r"^\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?\s*$")
+_HOST_PORT = re.compile(r"^\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?\s*$")
 
 
 def parse_host_port(value: object, *, label: str, default_port: int | None = 5060

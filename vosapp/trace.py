@@ -12,6 +12,7 @@ import ipaddress
 import json
 import logging
 import re
+import sqlite3
 import struct
 import threading
 from collections import deque
@@ -131,6 +132,13 @@ def sniff_fields(raw: bytes) -> dict[str, Any]:
     return fields
 
 
+#: The byte budget counts each row as its raw message and note plus this much for the other
+#: columns and the Call-ID index (an estimate of SQLite's per-row cost, not an exact figure).
+ROW_OVERHEAD = 100
+DEFAULT_MAX_PERSISTED_BYTES = 256 * 1024 * 1024
+_SIZE_SQL = "length(raw) + length(CAST(note AS BLOB))"
+
+
 _SCHEMA = [
     """CREATE TABLE trace_records (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -145,7 +153,8 @@ class Trace:
     """A bounded ring of :class:`TraceRecord` with live subscribers and optional SQLite copy."""
 
     def __init__(self, capacity: int = 10_000, *, clock: Clock | None = None,
-                 store: Store | None = None, max_persisted: int = 1_000_000) -> None:
+                 store: Store | None = None, max_persisted: int = 1_000_000,
+                 max_persisted_bytes: int = DEFAULT_MAX_PERSISTED_BYTES) -> None:
         if capacity < 1:
             raise ValueError(f"trace capacity must be at least 1, got {capacity}")
         self.capacity = capacity
@@ -159,6 +168,10 @@ class Trace:
         self.batch_size = 256
         #: The SQLite table keeps the newest this many records (older ones are pruned on flush).
         self.max_persisted = max_persisted
+        #: ... and the newest records within this many bytes (:func:`stored_size`): a flood of
+        #: large messages must not fill the disk before the row cap bites.
+        self.max_persisted_bytes = max_persisted_bytes
+        self._persisted_bytes = 0
         if store is not None:
             self.persist_to(store)
 
@@ -166,6 +179,9 @@ class Trace:
     def persist_to(self, store: Store) -> None:
         """Also write every record to ``store`` (table ``trace_records``)."""
         store.ensure_schema("trace", _SCHEMA)
+        [(rows, size)] = store.query(f"SELECT COUNT(*), COALESCE(SUM({_SIZE_SQL}), 0)"
+                                     " FROM trace_records")
+        self._persisted_bytes = size + rows * ROW_OVERHEAD
         self._store = store
 
     def add(self, record: TraceRecord) -> TraceRecord:
@@ -189,13 +205,34 @@ class Trace:
         batch, self._pending = self._pending, []
         try:
             with self._store.transaction() as db:
-                db.executemany(_INSERT, [_row(record) for record in batch])
-                db.execute("DELETE FROM trace_records WHERE id <= "
-                           "(SELECT MAX(id) FROM trace_records) - ?", (self.max_persisted,))
+                written = _insert(db, batch)
+                self._persisted_bytes += sum(stored_size(record) for record in written)
+                self._prune(db)
         except Exception:  # persistence must never take the switch down
             log.exception("could not persist %d trace records", len(batch))
             return 0
-        return len(batch)
+        return len(written)
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        """Delete the oldest rows beyond ``max_persisted`` rows or ``max_persisted_bytes``."""
+        [(newest,)] = db.execute("SELECT COALESCE(MAX(id), 0) FROM trace_records").fetchall()
+        cutoff = newest - self.max_persisted
+        freed = 0
+        if self._persisted_bytes > self.max_persisted_bytes:
+            # Down to 90 % of the budget, so a full store is not pruned on every flush.
+            excess = self._persisted_bytes - self.max_persisted_bytes * 9 // 10
+            for row_id, size in db.execute(f"SELECT id, {_SIZE_SQL} FROM trace_records"
+                                           " ORDER BY id"):
+                if freed >= excess:
+                    break
+                cutoff = max(cutoff, row_id)
+                freed += size + ROW_OVERHEAD
+        if cutoff <= 0:
+            return
+        [(rows, size)] = db.execute(f"SELECT COUNT(*), COALESCE(SUM({_SIZE_SQL}), 0)"
+                                    " FROM trace_records WHERE id <= ?", (cutoff,)).fetchall()
+        db.execute("DELETE FROM trace_records WHERE id <= ?", (cutoff,))
+        self._persisted_bytes -= size + rows * ROW_OVERHEAD
 
     def _times(self) -> tuple[float, float]:
         if self.clock is None:
@@ -282,10 +319,58 @@ _INSERT = ("INSERT INTO trace_records (mono, wall, direction, transport, src_hos
            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
+def stored_size(record: TraceRecord) -> int:
+    """What ``record`` counts against the byte budget (the same sum as ``_SIZE_SQL``)."""
+    return len(record.raw) + len(record.note.encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
+
+
+def _lossless(text: str | None) -> str | bytes | None:
+    """Text as SQLite can store it. Field values decoded from the wire may carry undecodable
+    bytes as surrogate escapes (e.g. 0xE7 -> U+DCE7), which SQLite's UTF-8 text refuses:
+    those are stored as the original bytes (a BLOB) and :func:`_text` decodes them back."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return text
+
+
+def _text(value: str | bytes | None) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
 def _row(record: TraceRecord) -> tuple[Any, ...]:
-    return (record.mono, record.wall, record.direction, record.transport, record.src[0],
-            record.src[1], record.dst[0], record.dst[1], record.raw, record.method,
-            record.status, record.call_id, record.cseq, record.branch, record.note)
+    return (record.mono, record.wall, record.direction, record.transport,
+            _lossless(record.src[0]), record.src[1], _lossless(record.dst[0]), record.dst[1],
+            record.raw, _lossless(record.method), record.status, _lossless(record.call_id),
+            _lossless(record.cseq), _lossless(record.branch), _lossless(record.note))
+
+
+def _insert(db: sqlite3.Connection, batch: list[TraceRecord]) -> list[TraceRecord]:
+    """Insert ``batch``; returns the records written. One record SQLite refuses is logged and
+    skipped: it must not take its whole batch with it."""
+    db.execute("SAVEPOINT trace_batch")
+    try:
+        db.executemany(_INSERT, [_row(record) for record in batch])
+    except (sqlite3.Error, ValueError, OverflowError):
+        db.execute("ROLLBACK TO trace_batch")
+    else:
+        db.execute("RELEASE trace_batch")
+        return batch
+    db.execute("RELEASE trace_batch")
+    written = []
+    for record in batch:  # the slow path, only for a batch holding an unstorable record
+        try:
+            db.execute(_INSERT, _row(record))
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            log.error("trace record not persisted (%s): %r", exc, record)
+        else:
+            written.append(record)
+    return written
 
 
 def load_records(store: Store, *, limit: int | None = None) -> list[TraceRecord]:
@@ -299,9 +384,10 @@ def load_records(store: Store, *, limit: int | None = None) -> list[TraceRecord]
     for row in reversed(rows):
         (mono, wall, direction, transport, sh, sp, dh, dp, raw, method, status, call_id, cseq,
          branch, note) = tuple(row)
-        out.append(TraceRecord(mono, wall, direction, transport or "", (sh or "", sp or 0),
-                               (dh or "", dp or 0), bytes(raw or b""), method, status, call_id,
-                               cseq, branch, note or ""))
+        out.append(TraceRecord(mono, wall, direction, transport or "",
+                               (_text(sh) or "", sp or 0), (_text(dh) or "", dp or 0),
+                               bytes(raw or b""), _text(method), status, _text(call_id),
+                               _text(cseq), _text(branch), _text(note) or ""))
     return out
 
 

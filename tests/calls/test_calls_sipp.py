@@ -8,34 +8,27 @@ Each SIPp exits 0 only when its scenario ran exactly (tests/sipp/call_*.xml), so
 from __future__ import annotations
 
 import json
-import os
-import re
-import select
-import shutil
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.sipp,
-              pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")]
+from tests.support import (
+    finish_sipp,
+    free_port,
+    needs_sipp,
+    run_vosapp,
+    serve,
+    write_config,
+)
+from tests.support.fixtures import SippRunner
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
-READY = re.compile(r"vosapp listening on (\S+):(\d+)")
+pytestmark = [pytest.mark.sipp, needs_sipp]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(directory: Path, vendor_ports: list[int]) -> Path:
+def calls_config(directory: Path, vendor_ports: list[int]) -> Path:
     routing = "".join(f"""
 [[routing_gateway]]
 name = "vendor-{i + 1}"
@@ -43,109 +36,45 @@ address = "127.0.0.1:{port}"
 prefixes = ["00"]
 priority = {i + 1}
 """ for i, port in enumerate(vendor_ports))
-    path = directory / "calls.toml"
-    path.write_text(f"""
-[switch]
-sip_listen = "127.0.0.1:5060"  # overridden by --listen 127.0.0.1:0
-data_dir = "data"
-
-[parameters]
-SS_SIP_TIMEOUT_INVITE = 5
-
-[[account]]
-user = "1001"
-password = "secret-1001"
-
+    return write_config(directory, {"SS_SIP_TIMEOUT_INVITE": 5}, {"1001": "secret-1001"},
+                        name="calls.toml", extra=f"""
 [[mapping_gateway]]
 name = "customer"
 accounts = ["1001"]
-{routing}
-""")
-    return path
-
-
-@contextmanager
-def serve(config: Path, cwd: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    args = [sys.executable, "-m", "vosapp.cli", "serve", "--config", str(config),
-            "--listen", "127.0.0.1:0", "--udp-only"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        deadline = time.monotonic() + 30
-        port = None
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], 0.2)
-            if ready:
-                match = READY.search(process.stdout.readline())  # type: ignore[union-attr]
-                if match:
-                    port = int(match.group(2))
-                    break
-            if process.poll() is not None:
-                raise RuntimeError(f"vosapp serve exited: {process.stderr.read()}")  # type: ignore[union-attr]
-        if port is None:
-            raise RuntimeError("vosapp serve did not start in time")
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def sipp(scenario: str, cwd: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-    args = ["sipp", *extra, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
-            "-p", str(port), "-mp", str(free_port()), "-m", "1", "-nostdin", "-timeout", "30",
-            "-timeout_error", "-trace_err"]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd)
-
-
-def finish(process: subprocess.Popen[str], name: str, cwd: Path) -> None:
-    try:
-        _out, err = process.communicate(timeout=40)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _out, err = process.communicate()
-    if process.returncode != 0:
-        errors = "".join(p.read_text(errors="replace")[-3000:] for p in cwd.glob("*errors.log"))
-        raise AssertionError(f"sipp {name} exited {process.returncode}: {err[-2000:]}\n"
-                             f"{errors}")
+{routing}""")
 
 
 def cdrs(config: Path, cwd: Path) -> list[dict]:
-    result = subprocess.run([sys.executable, "-m", "vosapp.cli", "cdr", "list", "--json",
-                             "--config", str(config)], capture_output=True, text=True,
-                            cwd=cwd, check=True)
+    result = run_vosapp("cdr", "list", "--json", "--config", str(config), cwd=cwd, check=True)
     return json.loads(result.stdout)
 
 
-def run_call(tmp_path: Path, uac: str, uas: list[str], spare: list[int] = (),
-             uac_args: Sequence[str] = ()) -> list[dict]:
-    ports = [free_port() for _ in uas]
-    config = write_config(tmp_path, [*ports, *spare])
-    vendors = [sipp(scenario, tmp_path, port) for scenario, port in zip(uas, ports,
-                                                                         strict=True)]
-    try:
-        with serve(config, tmp_path) as (_process, switch_port):
-            caller = sipp(uac, tmp_path, free_port(), f"127.0.0.1:{switch_port}",
-                          "-s", "0044123", "-au", "1001", "-ap", "secret-1001", *uac_args)
-            finish(caller, uac, tmp_path)
+@pytest.fixture
+def call(tmp_path: Path, sipp: SippRunner,
+         free_ports: Callable[..., list[int]]) -> Callable[..., list[dict]]:
+    """``call(uac, uas, spare=[], uac_args=[])``: one SIPp vendor per ``uas`` scenario, the
+    switch routing to them (and to the ``spare`` ports), the ``uac`` call through it (with
+    ``uac_args`` added to its sipp command); returns the CDRs."""
+    def run_call(uac: str, uas: list[str], spare: list[int] = (),
+                 uac_args: Sequence[str] = ()) -> list[dict]:
+        ports = free_ports(len(uas))
+        config = calls_config(tmp_path, [*ports, *spare])
+        vendors = [sipp.start(scenario, local_port=port, extra=["-mp", str(free_port())])
+                   for scenario, port in zip(uas, ports, strict=True)]
+        with serve(config) as switch:
+            caller = sipp.start(uac, remote=f"127.0.0.1:{switch.port}", local_port=free_port(),
+                                extra=["-mp", str(free_port()), "-s", "0044123", "-au", "1001",
+                                       "-ap", "secret-1001", *uac_args])
+            finish_sipp(caller, uac, tmp_path)
             for process, name in zip(vendors, uas, strict=True):
-                finish(process, name, tmp_path)
+                finish_sipp(process, name, tmp_path)
             time.sleep(0.3)
-    finally:
-        for process in vendors:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return cdrs(config, tmp_path)
+        return cdrs(config, tmp_path)
+    return run_call
 
 
-def test_basic_call_with_bye(tmp_path: Path) -> None:
-    [row] = run_call(tmp_path, "call_uac.xml", ["call_uas.xml"])
+def test_basic_call_with_bye(call: Callable[..., list[dict]]) -> None:
+    [row] = call("call_uac.xml", ["call_uas.xml"])
     assert row["status"] == 200 and row["end_reason"] == "caller hung up"
     assert row["account"] == "1001" and row["mapping_gateway"] == "customer"
     assert row["gateways_tried"] == ["vendor-1:200"]
@@ -153,24 +82,54 @@ def test_basic_call_with_bye(tmp_path: Path) -> None:
     assert row["answer_time"] >= row["setup_time"]
 
 
-def test_busy_does_not_fail_over(tmp_path: Path) -> None:
+def test_busy_does_not_fail_over(call: Callable[..., list[dict]]) -> None:
     # a second vendor is configured; 486 is final for routing, so it must receive nothing
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
         second.bind(("127.0.0.1", 0))
         second.setblocking(False)
-        [row] = run_call(tmp_path, "call_uac_busy.xml", ["call_uas_busy.xml"],
-                         spare=[second.getsockname()[1]])
+        [row] = call("call_uac_busy.xml", ["call_uas_busy.xml"],
+                     spare=[second.getsockname()[1]])
         with pytest.raises(BlockingIOError):
             second.recv(65535)
     assert row["status"] == 486 and row["gateways_tried"] == ["vendor-1:486"]
 
 
-def test_503_fails_over_to_the_second_vendor(tmp_path: Path) -> None:
-    [row] = run_call(tmp_path, "call_uac.xml", ["call_uas_503.xml", "call_uas.xml"])
+def test_503_fails_over_to_the_second_vendor(call: Callable[..., list[dict]]) -> None:
+    [row] = call("call_uac.xml", ["call_uas_503.xml", "call_uas.xml"])
     assert row["status"] == 200
     assert row["gateways_tried"] == ["vendor-1:503", "vendor-2:200"]
 
 
-def test_cancel(tmp_path: Path) -> None:
-    [row] = run_call(tmp_path, "call_uac_cancel.xml", ["call_uas_cancel.xml"])
+def test_cancel(call: Callable[..., list[dict]]) -> None:
+    [row] = call("call_uac_cancel.xml", ["call_uas_cancel.xml"])
     assert row["status"] == 487 and row["end_reason"] == "cancelled by caller"
+
+
+# ---------------------------------------------------------------------------- PRACK / 100rel
+# RFC 3262 and UPDATE in early dialogs (RFC 3311); the checks are in the scenarios
+# (call_*100rel*.xml, call_uac_plain_183.xml, call_uas_183.xml).
+
+
+def test_100rel_relayed_end_to_end_with_early_update(call: Callable[..., list[dict]]) -> None:
+    # caller Supported: 100rel, vendor reliable 183 (RSeq 1): the caller gets a reliable 183
+    # with the switch's RSeq and the early SDP; its PRACK reaches the vendor as RAck 1 1 INVITE;
+    # the caller's early UPDATE (with SDP) reaches the vendor and the answer comes back
+    [row] = call("call_uac_100rel.xml", ["call_uas_100rel_update.xml"])
+    assert row["status"] == 200 and row["end_reason"] == "caller hung up"
+
+
+def test_100rel_terminated_on_the_vendor_leg(call: Callable[..., list[dict]]) -> None:
+    # caller without 100rel: the switch PRACKs the vendor's reliable 183 itself (the vendor
+    # scenario requires the PRACK), the caller gets a plain 183 with the early SDP
+    [row] = call("call_uac_plain_183.xml", ["call_uas_100rel.xml"])
+    assert row["status"] == 200 and row["gateways_tried"] == ["vendor-1:200"]
+
+
+def test_100rel_terminated_on_the_caller_leg_resent_until_prack(
+        call: Callable[..., list[dict]], tmp_path: Path) -> None:
+    # caller Require: 100rel, vendor without it: the caller gets a reliable 183, resent at T1
+    # (0.5 s) while it waits 1.2 s before its PRACK
+    [row] = call("call_uac_require_100rel.xml", ["call_uas_183.xml"], uac_args=["-trace_msg"])
+    assert row["status"] == 200
+    [log] = tmp_path.glob("call_uac_require_100rel_*_messages.log")
+    assert log.read_text(errors="replace").count("SIP/2.0 183 ") >= 2

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
 
-from vosapp.cli_params import render_markdown
+from vosapp.cli.params import render_markdown
+from vosapp.clock import ManualClock
 from vosapp.params import REGISTRY
-from vosapp.store import DB_FILENAME
+from vosapp.store import DB_FILENAME, Store
+from vosapp.switch.registrar import ContactRequest, Registrar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Run = Callable[..., CompletedProcess[str]]
@@ -169,12 +172,57 @@ def test_config_check(vosapp: Run, tmp_path: Path) -> None:
     bad.write_text('[[account]]\nuser = "1001"\npassword = "x"\npasswrod = "y"\n')
     line = fails(vosapp("config", "check", str(bad)))
     assert str(bad) in line and "[account #1] passwrod" in line and "password" in line
+    assert "note:" not in out  # lab.toml sets sip_listen: nothing falls back silently
+
+
+def test_config_check_says_an_empty_file_runs_on_defaults(vosapp: Run, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    out = ok(vosapp("config", "check", str(empty)))
+    assert out.splitlines()[0] == f"{empty}: ok"
+    assert "note: the file sets nothing; every setting is a default" in out
+    assert "note: no [switch] sip_listen: SIP listens on the default 127.0.0.1:5060" in out
+    only_accounts = tmp_path / "accounts.toml"
+    only_accounts.write_text('[[account]]\nuser = "1001"\npassword = "x"\n')
+    out = ok(vosapp("config", "check", str(only_accounts)))
+    assert "sets nothing" not in out and "default 127.0.0.1:5060" in out
+
+
+def test_bindings_lists_registered_phones(vosapp: Run, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert ok(vosapp("bindings", "--data-dir", str(data))) == "no registered phones\n"
+    assert json.loads(ok(vosapp("bindings", "--json", "--data-dir", str(data)))) == []
+    assert not data.exists()  # listing never creates the store
+    now = time.time()
+    with Store.open(data) as store:
+        registrar = Registrar(store, ManualClock(wall_origin=now))
+        registrar.register("1001", [ContactRequest("sip:1001@192.0.2.7:5062", q=0.5)],
+                           expires_header=600, call_id="c1", cseq=1, replace=True,
+                           source=("198.51.100.9", 40000), transport="tcp",
+                           user_agent="Linphone/5.2")
+        registrar.register("1002", [ContactRequest("sip:1002@127.0.0.1:5070")],
+                           expires_header=120, call_id="c2", cseq=1, replace=True,
+                           source=("127.0.0.1", 5070))
+    rows = json.loads(ok(vosapp("bindings", "--json", "--data-dir", str(data))))
+    assert [(r["user"], r["contact"], r["source_host"], r["source_port"], r["transport"],
+             r["q"], r["user_agent"]) for r in rows] == [
+        ("1001", "sip:1001@192.0.2.7:5062", "198.51.100.9", 40000, "tcp", 0.5, "Linphone/5.2"),
+        ("1002", "sip:1002@127.0.0.1:5070", "127.0.0.1", 5070, "udp", None, ""),
+    ]
+    assert 0 < rows[0]["expires_in"] <= 600 and 0 < rows[1]["expires_in"] <= 120
+    lines = ok(vosapp("bindings", "--data-dir", str(data))).splitlines()
+    assert lines[0].split()[:4] == ["USER", "CONTACT", "RECEIVED", "FROM"]
+    assert lines[1].split()[:4] == ["1001", "sip:1001@192.0.2.7:5062", "198.51.100.9:40000",
+                                    "TCP"]
+    assert "Linphone/5.2" in lines[1] and " 0.5 " in lines[1]
+    assert lines[2].split()[:4] == ["1002", "sip:1002@127.0.0.1:5070", "127.0.0.1:5070", "UDP"]
 
 
 @pytest.mark.parametrize("command", [
     (), ("params",), ("params", "list"), ("params", "get"), ("params", "set"),
     ("params", "reset"), ("params", "history"), ("params", "doc"), ("config",),
-    ("config", "check"), ("lab",),
+    ("config", "check"), ("lab",), ("bindings",), ("serve",), ("trace", "export"),
+    ("status",), ("auth", "events"), ("cdr", "list"),
 ])
 def test_help_everywhere(vosapp: Run, command: tuple[str, ...]) -> None:
     out = ok(vosapp(*command, "--help"))

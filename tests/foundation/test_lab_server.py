@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, VENV_BIN, vosapp_command
+from tests.foundation.conftest import REPO_ROOT, VENV_BIN, vosapp_command
+from tests.support import free_port
 
 pytestmark = [pytest.mark.jupyter_server, pytest.mark.timeout(60)]
 STARTUP_LIMIT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_server_info(runtime_dir: Path, proc: subprocess.Popen[bytes]) -> dict:
@@ -54,7 +49,7 @@ def test_vosapp_lab_serves_the_vosapp_kernelspec(tmp_path: Path,
     log = (tmp_path / "jupyter.log").open("wb")
     data_dir = tmp_path / "data"
     proc = subprocess.Popen([*vosapp_command(), "lab", "--no-browser",
-                             "--port", str(free_port()), "--data-dir", str(data_dir),
+                             "--port", str(free_port("tcp")), "--data-dir", str(data_dir),
                              "--switch-listen", "127.0.0.1:0"],
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -177,6 +177,11 @@ def test_coerce_accepts_typed_forms(name: str, typed: object, expected: object) 
     ("SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "two\r\nlines", "printable ASCII"),
     ("SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "x" * 201, "printable ASCII"),
     ("SS_SIP_NAT_KEEP_ALIVE_MESSAGE", 42, "not text"),
+    # Only ASCII digits are numbers: int() and \d also take Arabic-Indic and fullwidth digits.
+    ("SS_SIP_AUTHENTICATION_RETRY", "\u0663", "not a number (digits 0-9 only)"),
+    ("SS_AUTHENTICATION_FAILED_SUSPEND", "\uff11\uff18\uff10", "digits 0-9 only"),
+    ("SS_AUTHENTICATION_FAILED_SUSPEND", "1\u0668\u0660s", "digits 0-9 only"),
+    ("SS_SIP_AUTHENTICATION_CODE", "\u0664\u0660\u0667", "401 Unauthorized / 407"),
 ])
 def test_coerce_rejects_with_name_value_and_allowed(name: str, bad: object,
                                                      fragment: str) -> None:
@@ -252,6 +257,7 @@ def test_gateway_settings_defaults_and_typed_forms() -> None:
     ("rfc2833_payload", 95, "96-127"),
     ("rfc2833_payload", 128, "96-127"),
     ("rfc2833_payload", "x", "not a number"),
+    ("rfc2833_payload", "\u0661\u0660\u0661", "not a number (digits 0-9 only)"),
     ("use_peer_rfc2833", 7, "On or Off"),
     ("privacy", "hide", "Passthrough / Remove / Id / None"),
     ("p_asserted_identity", "yes", "Passthrough / Remove / From caller"),
@@ -280,6 +286,7 @@ def test_upstream_registration() -> None:
     ({"auth_user": "u"}, "register.sip_proxy: '' is missing"),
     ({"sip_proxy": "h:99999", "auth_user": "u"}, "port out of range"),
     ({"sip_proxy": "h:p", "auth_user": "u"}, "not host:port"),
+    ({"sip_proxy": "h:\u0665\u0660\u0667\u0660", "auth_user": "u"}, "not host:port"),
     ({"sip_proxy": "h"}, "register.auth_user: '' is missing"),
     ({"sip_proxy": "h", "auth_user": "a b"}, "not a SIP user name"),
     ({"sip_proxy": "h", "auth_user": "u", "signaling_port": 0}, "1-65535"),

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from tests.support import run_vosapp, serve
 from vosapp.sip import Response, parse
 from vosapp.store import Store
 from vosapp.trace import load_records
@@ -37,25 +36,18 @@ def exchange(sock: socket.socket, switch: tuple[str, int], call_id: str,
 
 def test_params_set_in_a_shell_reaches_a_running_serve(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "vosapp.cli", "serve", "--listen", "127.0.0.1:0", "--udp-only",
-         "--no-control", "--data-dir", str(data)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(5.0)
-    try:
-        line = serve.stdout.readline()  # type: ignore[union-attr]
-        assert "vosapp listening on 127.0.0.1:" in line, line
-        switch = ("127.0.0.1", int(line.split("127.0.0.1:")[1].split()[0]))
+    with sock, serve(data_dir=data, cwd=tmp_path, extra=["--no-control"]) as served:
+        assert served.host == "127.0.0.1"
+        switch = (served.host, served.port)
 
         before = exchange(sock, switch, "old-session")
         assert before.status == 401 and before.headers.get("WWW-Authenticate")
 
-        result = subprocess.run(
-            [sys.executable, "-m", "vosapp.cli", "params", "set",
-             "SS_SIP_AUTHENTICATION_CODE", "407", "--data-dir", str(data)],
-            check=False, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        result = run_vosapp("params", "set", "SS_SIP_AUTHENTICATION_CODE", "407",
+                            "--data-dir", str(data), cwd=tmp_path)
         assert result.returncode == 0, result.stderr
 
         # The switch polls the store's change marker about once a second.
@@ -74,16 +66,9 @@ def test_params_set_in_a_shell_reaches_a_running_serve(tmp_path: Path) -> None:
         # The auth session opened before the change keeps the value it started with.
         again = exchange(sock, switch, "old-session", cseq=2)
         assert again.status == 401 and again.headers.get("WWW-Authenticate")
-    finally:
-        sock.close()
-        if serve.poll() is None:
-            serve.send_signal(signal.SIGINT)
-        try:
-            _, err = serve.communicate(timeout=20)
-        finally:
-            if serve.poll() is None:
-                serve.kill()
-    assert serve.returncode == 0, err
+        served.process.send_signal(signal.SIGINT)
+        _, err = served.process.communicate(timeout=20)
+    assert served.process.returncode == 0, err
     with Store.open(data) as store:
         notes = [r.note for r in load_records(store) if r.direction == "event"]
     assert "parameters reloaded: SS_SIP_AUTHENTICATION_CODE 401→407" in notes, notes

@@ -472,3 +472,34 @@ def test_relay_that_cannot_bind_its_second_leg_returns_the_first_port() -> None:
         assert allocator.in_use == frozenset()  # the first leg's port went back to the pool
 
     run(scenario)
+
+
+def test_sdp_host_name_is_not_resolved_the_leg_waits_to_latch() -> None:
+    """Issue 12 item 1 (media side): an SDP connection address given as a host name is never
+    resolved on the event loop (``sendto`` with a name would, for every packet); that leg
+    sends only once it has latched on the peer's own RTP (RFC 4961 symmetric RTP)."""
+    async def scenario() -> None:
+        phone, carrier = await Endpoint.open(), await Endpoint.open()
+        # "localhost" resolves from /etc/hosts: a name sendto() would resolve, blockingly.
+        relay = await RtpRelay.open(LegConfig("PCMA", remote=phone.address),
+                                    LegConfig("PCMA", remote=("localhost", carrier.address[1])))
+        try:
+            assert relay.b.peer is None
+            packets = pcma_packets(3)
+            phone.send(packets[0], relay.a.local_address)
+            await asyncio.sleep(0.2)
+            assert carrier.received == []
+            assert relay.stats()["a"]["dropped_no_peer"] == 1
+            carrier.send(pcma_packets(1, ssrc=9)[0], relay.b.local_address)  # latches leg b
+            await phone.wait_for(1)
+            phone.send(packets[1], relay.a.local_address)
+            await carrier.wait_for(1)
+            assert [data for data, _ in carrier.received] == [packets[1]]
+            relay.relatch("b", ("localhost", carrier.address[1]))  # a re-INVITE, same rule
+            assert relay.b.peer is None
+        finally:
+            relay.close()
+            phone.close()
+            carrier.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -6,11 +6,11 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import run_vosapp, serve
 from vosapp.io.runtime import Switch
 from vosapp.io.tcp import FramingError, split_messages
 from vosapp.sip import Response, parse
@@ -169,9 +169,7 @@ def test_from_config_persisted_trace_and_pcap_export(tmp_path: Path) -> None:
 
     run(scenario())
     pcap = tmp_path / "out.pcap"
-    result = subprocess.run(
-        [sys.executable, "-m", "vosapp.cli", "trace", "export", "--config", str(config),
-         "--pcap", str(pcap)], check=False, capture_output=True, text=True, timeout=60)
+    result = run_vosapp("trace", "export", "--config", str(config), "--pcap", str(pcap))
     assert result.returncode == 0, result.stderr
     assert "2 SIP messages" in result.stdout
     if shutil.which("tshark") is None:
@@ -215,18 +213,11 @@ def test_tcp_client_transaction_reports_connect_failure() -> None:
 def test_serve_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     import signal
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vosapp.cli", "serve", "--listen", "127.0.0.1:0",
-         "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, cwd=tmp_path)
-    try:
-        line = process.stdout.readline()  # type: ignore[union-attr]
-        assert "vosapp listening on 127.0.0.1:" in line
+    with serve(data_dir=tmp_path, udp_only=False) as served:
+        assert served.host == "127.0.0.1"
+        process = served.process
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0
     assert "stopped" in err
 

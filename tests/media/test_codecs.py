@@ -6,7 +6,8 @@ import ctypes
 
 import numpy as np
 import pytest
-from media_signals import (
+
+from tests.media.media_signals import (
     best_alignment,
     dominant_frequency,
     formant_speech,
@@ -14,7 +15,6 @@ from media_signals import (
     spectral_similarity,
     tone,
 )
-
 from vosapp.media import codecs
 from vosapp.media.codecs import CodecError, CodecUnavailableError
 from vosapp.media.codecs import g729 as g729_module
@@ -97,12 +97,38 @@ def test_get_returns_fresh_state_and_chunked_equals_whole(name: str) -> None:
     assert codecs.get(name).encode(x) == whole
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_partial_frames_raise_value_error_naming_the_frame_size(name: str) -> None:
+@pytest.mark.parametrize("name", ["PCMA", "PCMU"])
+def test_g711_encodes_any_number_of_samples(name: str) -> None:
+    x = formant_speech(8000, 0.5, seed=5)[:1234]  # not a multiple of 80
+    encoded = codecs.get(name).encode(x)
+    assert len(encoded) == 1234
+    pieces = codecs.get(name)
+    assert pieces.encode(x[:7]) + pieces.encode(x[7:]) == encoded
+    assert codecs.get(name).decode(encoded).size == 1234
+
+
+@pytest.mark.parametrize("name", ["G729", "G723", "G722"])
+def test_frame_codec_one_shot_pads_the_last_frame_with_silence(name: str) -> None:
     codec = codecs.get(name)
-    samples = np.zeros(codec.frame_samples + 1, dtype=np.int16)
-    with pytest.raises(ValueError, match=f"whole frames of {codec.frame_samples} samples"):
-        codec.encode(samples)
+    n = codec.frame_samples
+    x = formant_speech(codec.sample_rate, 0.5, seed=4)[: 5 * n + n // 3]
+    encoded = codec.encode(x)  # a whole WAV: 5 frames and a third
+    assert len(encoded) == 6 * codec.frame_bytes
+    padded = np.concatenate([x, np.zeros(n - n // 3, dtype=np.int16)])
+    assert encoded == codecs.get(name).encode(padded)
+
+
+@pytest.mark.parametrize("name", ["G729", "G723", "G722"])
+def test_frame_codec_streaming_keeps_partial_frames_exactly(name: str) -> None:
+    n = codecs.get(name).frame_samples
+    x = formant_speech(codecs.get(name).sample_rate, 0.5, seed=6)[: 7 * n + 11]
+    whole = codecs.get(name).encode(x)
+    stream = codecs.get(name)
+    step = n // 2 + 3  # chunks that never line up with frames
+    parts = [stream.encode(x[i : i + step], final=False) for i in range(0, x.size, step)]
+    assert sum(len(p) for p in parts) == 7 * stream.frame_bytes  # the 11 samples wait
+    assert b"".join(parts) + stream.flush() == whole
+    assert stream.flush() == b""  # nothing left
 
 
 @pytest.mark.parametrize("name", ALL)

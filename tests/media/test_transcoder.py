@@ -7,9 +7,9 @@ import random
 
 import numpy as np
 import pytest
-from media_signals import best_alignment, dominant_frequency, formant_speech, tone
 from scipy.signal import resample_poly
 
+from tests.media.media_signals import best_alignment, dominant_frequency, formant_speech, tone
 from vosapp.media import codecs, transcode
 from vosapp.media.codecs import CodecError
 from vosapp.media.rtp import OutgoingStream, RtpPacket

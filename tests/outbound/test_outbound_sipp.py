@@ -9,15 +9,10 @@ carrier saw exactly the expected, correctly authenticated REGISTERs.
 from __future__ import annotations
 
 import json
-import os
 import re
-import select
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,32 +20,28 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.sipp,
-              pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")]
+from tests.support import (
+    SCENARIOS,
+    free_port,
+    needs_sipp,
+    run_vosapp,
+    serve,
+    sipp_logs,
+    start_sipp,
+    write_config,
+)
+from tests.support.sipp import stop_sipp
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
-READY = re.compile(r"vosapp listening on (\S+):(\d+)")
+pytestmark = [pytest.mark.sipp, needs_sipp]
+
 USER, PASSWORD = "gw-user", "s3cret-pass"  # as in the scenarios' <verifyauth>
 
 
-def free_port(transport: str = "udp") -> int:
-    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(directory: Path, carrier_port: int, send_unregister: bool,
-                 transport: str = "udp") -> Path:
-    path = directory / "outbound.toml"
-    path.write_text(f"""
-[switch]
-sip_listen = "127.0.0.1:5060"  # overridden by --listen 127.0.0.1:0
-data_dir = "data"
-
-[parameters]
-SS_SIP_USER_AGENT_SEND_UNREGISTER = "{'On' if send_unregister else 'Off'}"
-
+def outbound_config(directory: Path, carrier_port: int, send_unregister: bool,
+                    transport: str = "udp") -> Path:
+    return write_config(
+        directory, {"SS_SIP_USER_AGENT_SEND_UNREGISTER": "On" if send_unregister else "Off"},
+        {}, name="outbound.toml", extra=f"""
 [[routing_gateway]]
 name = "sipp-carrier"
 address = "127.0.0.1:{carrier_port}"
@@ -61,47 +52,18 @@ auth_user = "{USER}"
 password = "{PASSWORD}"
 host_name = "127.0.0.1"
 """)
-    return path
 
 
 @contextmanager
 def sipp_registrar(scenario: Path, port: int, cwd: Path,
                    transport: str = "udp") -> Iterator[subprocess.Popen[str]]:
-    mode = "u1" if transport == "udp" else "t1"
-    args = ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-t", mode,
-            "-m", "1", "-nostdin", "-timeout", "40", "-timeout_error", "-trace_msg",
-            "-trace_err"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=cwd)
+    """SIPp as the carrier's registrar on ``port``; killed on exit if still running."""
+    process = start_sipp(scenario, cwd=cwd, local_port=port, timeout=40, extra=["-trace_msg"],
+                         transport="u1" if transport == "udp" else "t1")
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def serve(config: Path, cwd: Path, udp_only: bool = True) -> Iterator[subprocess.Popen[str]]:
-    args = [sys.executable, "-m", "vosapp.cli", "serve", "--config", str(config),
-            "--listen", "127.0.0.1:0", *(["--udp-only"] if udp_only else [])]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], 0.2)
-            if ready and READY.search(process.stdout.readline()):  # type: ignore[union-attr]
-                break
-            if process.poll() is not None:
-                raise RuntimeError(f"vosapp serve exited: {process.stderr.read()}")  # type: ignore[union-attr]
-        else:
-            raise RuntimeError("vosapp serve did not start in time")
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_sipp(process)
 
 
 def wait_for_state(data_dir: Path, wanted: str, timeout: float = 20.0) -> None:
@@ -122,16 +84,12 @@ def wait_for_state(data_dir: Path, wanted: str, timeout: float = 20.0) -> None:
 
 
 def vosapp_status(config: Path, cwd: Path) -> list[dict[str, object]]:
-    result = subprocess.run([sys.executable, "-m", "vosapp.cli", "status", "--json",
-                             "--config", str(config)], capture_output=True, text=True,
-                            cwd=cwd, timeout=30, check=True)
+    result = run_vosapp("status", "--json", "--config", str(config), cwd=cwd, check=True)
     return json.loads(result.stdout)
 
 
 def sipp_failure(process: subprocess.Popen[str], cwd: Path) -> str:
-    logs = "".join(p.read_text(errors="replace")[-3000:] for p in cwd.glob("*_errors.log"))
-    messages = "".join(p.read_text(errors="replace")[-4000:] for p in cwd.glob("*_messages.log"))
-    return f"sipp rc={process.returncode}\n{logs}\n{messages}"
+    return f"sipp rc={process.returncode}\n{sipp_logs(cwd)}"
 
 
 def sent_registers(cwd: Path) -> list[str]:
@@ -167,12 +125,13 @@ def proxy_auth_scenario(directory: Path) -> Path:
 def test_unregister_on_sigterm_is_authenticated(tmp_path: Path, transport: str,
                                                 code: int) -> None:
     port = free_port(transport)
-    config = write_config(tmp_path, port, send_unregister=True, transport=transport)
+    config = outbound_config(tmp_path, port, send_unregister=True, transport=transport)
     data_dir = tmp_path / "data"
     scenario = (SCENARIOS / "outbound_registrar.xml" if code == 401
                 else proxy_auth_scenario(tmp_path))
     with sipp_registrar(scenario, port, tmp_path, transport) as sipp, \
-            serve(config, tmp_path, udp_only=transport == "udp") as switch:
+            serve(config, udp_only=transport == "udp") as served:
+        switch = served.process
         wait_for_state(data_dir, "registered")
         [row] = vosapp_status(config, tmp_path)
         assert row["state"] == "registered" and row["granted_expires"] == 3600
@@ -196,20 +155,19 @@ def test_unregister_on_sigterm_is_authenticated(tmp_path: Path, transport: str,
     assert row["state"] == "unregistered" and row["cseq"] == 4
     if transport == "tcp":
         assert "SIP/2.0/TCP" in final and ";transport=tcp" in final
-    human = subprocess.run([sys.executable, "-m", "vosapp.cli", "status", "--config",
-                            str(config)], capture_output=True, text=True, cwd=tmp_path,
-                           timeout=30, check=True).stdout
+    human = run_vosapp("status", "--config", str(config), cwd=tmp_path, check=True).stdout
     assert "sipp-carrier: unregistered" in human and f"127.0.0.1:{port}" in human
 
 
 def run_off_scenario(tmp_path: Path, *, send_unregister: bool) -> tuple[int, str, str]:
     """The "no unregister may arrive" registrar against a switch; (sipp rc, why, stderr)."""
     port = free_port()
-    config = write_config(tmp_path, port, send_unregister=send_unregister)
+    config = outbound_config(tmp_path, port, send_unregister=send_unregister)
     scenario = tmp_path / "outbound_registrar_off.xml"
     scenario.write_text((SCENARIOS / "outbound_registrar_off.xml").read_text()
                         .replace("WAIT_MS", "3000"))
-    with sipp_registrar(scenario, port, tmp_path) as sipp, serve(config, tmp_path) as switch:
+    with sipp_registrar(scenario, port, tmp_path) as sipp, serve(config) as served:
+        switch = served.process
         wait_for_state(tmp_path / "data", "registered")
         switch.send_signal(signal.SIGTERM)
         assert switch.wait(timeout=20) == 0

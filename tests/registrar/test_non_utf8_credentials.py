@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from registrar_harness import PASSWORD, USER, Served, serve, write_config
 
+from tests.support.serving import PASSWORD, USER, Served, serve, write_config
 from vosapp.sip import parse
 from vosapp.sip.digest import Challenge, answer, parse_challenge
 from vosapp.store import Store

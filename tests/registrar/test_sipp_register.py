@@ -2,27 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from registrar_harness import PASSWORD, ROOT, USER, needs_sipp, run_sipp, serve, write_config
+
+from tests.support import (
+    PASSWORD,
+    SCENARIOS,
+    USER,
+    needs_sipp,
+    register_with_sipp,
+    run_vosapp,
+    serve,
+    write_config,
+)
 
 pytestmark = [pytest.mark.sipp, needs_sipp, pytest.mark.timeout(120)]
 
 
-def vosapp_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vosapp.cli", *args], check=False,
-                          capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+def test_vosapp_bindings_lists_a_phone_sipp_registered(tmp_path: Path) -> None:
+    with serve(write_config(tmp_path)) as served:
+        run = register_with_sipp(served, "register_auth.xml", tmp_path)
+        assert run.returncode == 0, run.stdout[-2000:]
+        listing = run_vosapp("bindings", "--json", "--data-dir", str(served.data_dir))
+        text = run_vosapp("bindings", "--data-dir", str(served.data_dir)).stdout
+    [row] = json.loads(listing.stdout)
+    assert (row["user"], row["source_host"], row["transport"]) == (USER, "127.0.0.1", "udp")
+    assert row["user_agent"] == "SIPp vosapp-test" and 0 < row["expires_in"] <= 3600
+    assert row["contact"].startswith(f"sip:{USER}@127.0.0.1:")
+    assert f"{USER}  {row['contact']}" in text and "SIPp vosapp-test" in text
 
 
 @pytest.mark.parametrize("code", [401, 407])
 def test_sipp_registers_with_digest(tmp_path: Path, code: int) -> None:
     config = write_config(tmp_path, {"SS_SIP_AUTHENTICATION_CODE": code})
     with serve(config) as served:
-        run = run_sipp(served, "register_auth.xml", tmp_path, calls=3)
+        run = register_with_sipp(served, "register_auth.xml", tmp_path, calls=3)
     assert run.returncode == 0, run.stdout[-2000:]
     assert run.statuses() == [code, 200] * 3
     header = "Proxy-Authenticate" if code == 407 else "WWW-Authenticate"
@@ -31,8 +48,8 @@ def test_sipp_registers_with_digest(tmp_path: Path, code: int) -> None:
 
 def test_sipp_registers_over_tcp(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"SS_SIP_AUTHENTICATION_CODE": 407})
-    with serve(config, tcp=True) as served:
-        run = run_sipp(served, "register_auth.xml", tmp_path, calls=2, transport="t1")
+    with serve(config, udp_only=False) as served:
+        run = register_with_sipp(served, "register_auth.xml", tmp_path, calls=2, transport="t1")
     assert run.returncode == 0, run.stdout[-2000:]
     assert run.statuses() == [407, 200] * 2
 
@@ -40,33 +57,33 @@ def test_sipp_registers_over_tcp(tmp_path: Path) -> None:
 def test_wrong_password_until_suspended_then_refused(tmp_path: Path) -> None:
     config = write_config(tmp_path)  # defaults: SS_AUTHENTICATION_MAX_RETRY 6, suspend 180 s
     with serve(config) as served:
-        guesses = run_sipp(served, "register_attempt.xml", tmp_path, password="wrong", calls=6)
+        guesses = register_with_sipp(served, "register_attempt.xml", tmp_path, password="wrong", calls=6)
         assert guesses.returncode == 0, guesses.stdout[-2000:]
         # Each call: challenge, wrong answer re-challenged ... the 6th failure suspends.
         assert guesses.statuses() == [401, 401] * 5 + [401, 403]
         assert "suspended" in guesses.messages
         # The right password no longer helps: refused before any challenge.
-        refused = run_sipp(served, "register_attempt.xml", tmp_path, calls=1)
+        refused = register_with_sipp(served, "register_attempt.xml", tmp_path, calls=1)
         assert refused.statuses() == [403]
-        listing = vosapp_cli("auth", "suspended", "--data-dir", str(served.data_dir))
+        listing = run_vosapp("auth", "suspended", "--data-dir", str(served.data_dir))
         assert f"{USER}@127.0.0.1" in listing.stdout
-        events = vosapp_cli("auth", "events", "--data-dir", str(served.data_dir))
+        events = run_vosapp("auth", "events", "--data-dir", str(served.data_dir))
         assert events.stdout.count("wrong_password") == 6
         assert "suspended" in events.stdout
         # The operator lifts it from another process; the running switch honours it.
-        lifted = vosapp_cli("auth", "unsuspend", "127.0.0.1", "--data-dir",
+        lifted = run_vosapp("auth", "unsuspend", "127.0.0.1", "--data-dir",
                             str(served.data_dir))
         assert lifted.returncode == 0, lifted.stdout + lifted.stderr
-        again = run_sipp(served, "register_auth.xml", tmp_path, calls=1)
+        again = register_with_sipp(served, "register_auth.xml", tmp_path, calls=1)
         assert again.returncode == 0 and again.statuses() == [401, 200]
 
 
 def test_reply_unauthorized_off_is_silence_seen_as_sipp_timeouts(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"SS_REPLY_UNAUTHORIZED": "Off"})
     with serve(config) as served:
-        run = run_sipp(served, "register_auth.xml", tmp_path, calls=1,
+        run = register_with_sipp(served, "register_auth.xml", tmp_path, calls=1,
                        extra=("-recv_timeout", "3000"), timeout=20)
-        events = vosapp_cli("auth", "events", "--data-dir", str(served.data_dir))
+        events = run_vosapp("auth", "events", "--data-dir", str(served.data_dir))
     assert run.returncode != 0
     assert run.statuses() == []  # not a single response
     assert "challenge" in events.stdout and "SS_REPLY_UNAUTHORIZED=Off" in events.stdout
@@ -75,9 +92,9 @@ def test_reply_unauthorized_off_is_silence_seen_as_sipp_timeouts(tmp_path: Path)
 def test_bindings_survive_a_restart(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     with serve(config) as served:
-        assert run_sipp(served, "register_auth.xml", tmp_path).returncode == 0
+        assert register_with_sipp(served, "register_auth.xml", tmp_path).returncode == 0
     with serve(config) as served:  # same data directory, new process
-        fetched = run_sipp(served, "register_fetch.xml", tmp_path)
+        fetched = register_with_sipp(served, "register_fetch.xml", tmp_path)
     assert fetched.returncode == 0, fetched.stdout[-2000:]
     assert fetched.statuses() == [401, 200]
     assert f"<sip:{USER}@127.0.0.1:" in fetched.messages.split("SIP/2.0 200")[1]
@@ -86,9 +103,9 @@ def test_bindings_survive_a_restart(tmp_path: Path) -> None:
 def test_suspension_survives_a_restart(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"SS_AUTHENTICATION_MAX_RETRY": 2})
     with serve(config) as served:
-        run_sipp(served, "register_attempt.xml", tmp_path, password="bad", calls=2)
+        register_with_sipp(served, "register_attempt.xml", tmp_path, password="bad", calls=2)
     with serve(config) as served:
-        refused = run_sipp(served, "register_attempt.xml", tmp_path, password=PASSWORD)
+        refused = register_with_sipp(served, "register_attempt.xml", tmp_path, password=PASSWORD)
     assert refused.statuses() == [403]
 
 
@@ -112,7 +129,7 @@ def test_sigkill_under_load_loses_no_acknowledged_binding(tmp_path: Path) -> Non
         killer = threading.Timer(1.5, lambda: served.process.send_signal(signal.SIGKILL))
         killer.start()
         subprocess.run(["sipp", f"127.0.0.1:{served.port}", "-sf",
-                        str(ROOT / "tests/sipp/register_auth.xml"), "-inf", str(injection),
+                        str(SCENARIOS / "register_auth.xml"), "-inf", str(injection),
                         "-m", "2000", "-r", "200", "-l", "20", "-i", "127.0.0.1", "-p", "0",
                         "-trace_msg", "-message_file", str(messages), "-timeout", "4s",
                         # after the kill, calls in flight fail fast instead of
@@ -139,13 +156,13 @@ def test_vosapp_params_set_reaches_new_registrations(tmp_path: Path) -> None:
 
     config = write_config(tmp_path)
     with serve(config) as served:
-        before = run_sipp(served, "register_auth.xml", tmp_path)
-        changed = vosapp_cli("params", "set", "SS_SIP_AUTHENTICATION_CODE", "407",
+        before = register_with_sipp(served, "register_auth.xml", tmp_path)
+        changed = run_vosapp("params", "set", "SS_SIP_AUTHENTICATION_CODE", "407",
                              "--config", str(config))
         assert changed.returncode == 0, changed.stderr
         deadline = time.monotonic() + 10
         while True:  # the running switch reloads stored parameters about once a second
-            after = run_sipp(served, "register_auth.xml", tmp_path)
+            after = register_with_sipp(served, "register_auth.xml", tmp_path)
             if after.statuses()[:1] == [407] or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

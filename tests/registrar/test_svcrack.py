@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from registrar_harness import PASSWORD, ROOT, USER, serve, write_config
+
+from tests.support import PASSWORD, USER, run_vosapp, serve, write_config
 
 SVCRACK = Path(sys.executable).with_name("sipvicious_svcrack")
 pytestmark = [pytest.mark.skipif(not SVCRACK.exists() and not shutil.which("sipvicious_svcrack"),
@@ -43,9 +44,8 @@ def _text(data: bytes | str | None) -> str:
 
 
 def reasons(data_dir: Path) -> Counter[str]:
-    listing = subprocess.run([sys.executable, "-m", "vosapp.cli", "auth", "events", "--json",
-                              "--limit", "1000000", "--data-dir", str(data_dir)],
-                             capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
+    listing = run_vosapp("auth", "events", "--json", "--limit", "1000000",
+                         "--data-dir", str(data_dir), check=True)
     return Counter(event["reason"] for event in json.loads(listing.stdout))
 
 
@@ -66,10 +66,8 @@ def test_svcrack_is_suspended_after_six_guesses_under_defaults(tmp_path: Path) -
     with serve(write_config(tmp_path)) as served:
         output = svcrack(served.port, dictionary, seconds=6)
         counts = reasons(served.data_dir)
-        suspended = subprocess.run(
-            [sys.executable, "-m", "vosapp.cli", "auth", "suspended", "--json", "--data-dir",
-             str(served.data_dir)], capture_output=True, text=True, timeout=60, cwd=ROOT,
-            check=True)
+        suspended = run_vosapp("auth", "suspended", "--json", "--data-dir",
+                               str(served.data_dir), check=True)
     assert PASSWORD not in output
     assert counts["wrong_password"] == 6  # passwords actually checked
     assert counts["suspended"] > 1  # the suspension itself, then every refused request

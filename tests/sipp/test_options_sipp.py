@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from basic_serve import HERE, needs_sipp, run_sipp, serve
+
+from tests.support import SCENARIOS, Served, needs_sipp, run_sipp, serve, sipp_logs
+from tests.support.fixtures import SippRunner
 
 pytestmark = [pytest.mark.sipp, needs_sipp]
 
@@ -25,36 +28,42 @@ def _registrar_installed() -> bool:
 
 
 def _failure(result: subprocess.CompletedProcess[str], cwd: Path) -> str:
-    errors = "".join(p.read_text() for p in cwd.glob("*_errors.log"))
-    return f"sipp rc={result.returncode}\n{result.stderr[-2000:]}\n{errors[-3000:]}"
+    return f"sipp rc={result.returncode}\n{result.stderr[-2000:]}\n{sipp_logs(cwd)}"
 
 
 @pytest.mark.parametrize("transport", ["u1", "t1"])
-def test_options_answered_200_udp_and_tcp(tmp_path: Path, transport: str) -> None:
-    with serve(tmp_path) as (host, port, _):
-        result = run_sipp(HERE / "options_uac.xml", host, port, transport=transport, calls=20,
-                          rate=200, cwd=tmp_path)
+def test_options_answered_200_udp_and_tcp(tmp_path: Path, transport: str,
+                                         served_switch: Callable[..., Served],
+                                         sipp: SippRunner) -> None:
+    switch = served_switch(data_dir=tmp_path, udp_only=False)
+    result = sipp.run("options_uac.xml", remote=f"{switch.host}:{switch.port}",
+                      transport=transport, calls=20, rate=200)
     assert result.returncode == 0, _failure(result, tmp_path)
 
 
 @pytest.mark.parametrize("transport", ["u1", "t1"])
-def test_register_answer_before_registrar(tmp_path: Path, transport: str) -> None:
+def test_register_answer_before_registrar(tmp_path: Path, transport: str,
+                                          served_switch: Callable[..., Served],
+                                          sipp: SippRunner) -> None:
     expected = REGISTER_WITH_REGISTRAR if _registrar_installed() else REGISTER_WITHOUT_REGISTRAR
     scenario = tmp_path / "register.xml"
-    scenario.write_text((HERE / "basic_register_uac.xml").read_text()
+    scenario.write_text((SCENARIOS / "basic_register_uac.xml").read_text()
                         .replace("EXPECTED_STATUS", str(expected)))
-    with serve(tmp_path) as (host, port, _):
-        result = run_sipp(scenario, host, port, transport=transport, calls=3, cwd=tmp_path)
+    switch = served_switch(data_dir=tmp_path, udp_only=False)
+    result = sipp.run(scenario, remote=f"{switch.host}:{switch.port}", transport=transport,
+                      calls=3, rate=100)
     assert result.returncode == 0, _failure(result, tmp_path)
 
 
 def test_garbage_then_sipp_still_answered(tmp_path: Path) -> None:
-    with serve(tmp_path) as (host, port, process):
+    with serve(data_dir=tmp_path, udp_only=False) as switch:
+        process = switch.process
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for junk in (b"\xff" * 1500, b"OPTIONS\r\n\r\n", b"SIP/2.0 999\r\n", b"\r\n"):
-            sock.sendto(junk, (host, port))
+            sock.sendto(junk, (switch.host, switch.port))
         sock.close()
-        result = run_sipp(HERE / "options_uac.xml", host, port, calls=5, cwd=tmp_path)
+        result = run_sipp("options_uac.xml", remote=f"{switch.host}:{switch.port}", calls=5,
+                          rate=100, cwd=tmp_path)
         assert process.poll() is None
     assert result.returncode == 0, _failure(result, tmp_path)
     assert process.returncode == 0  # clean stop on SIGTERM

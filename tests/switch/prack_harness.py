@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from b2bua_harness import SWITCH, VENDOR_A, Caller, Vendor
-
+from tests.switch.b2bua_harness import SWITCH, VENDOR_A, Caller, Vendor
 from vosapp.io.virtual import Packet, VirtualNetwork
 from vosapp.sip import NameAddr, Request, Response, SipUri, Via, make_response, new_branch, parse
 

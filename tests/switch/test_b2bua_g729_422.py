@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from b2bua_harness import (
+
+from tests.switch.b2bua_harness import (
     VENDOR_A,
     VENDOR_B,
     VENDOR_C,
@@ -16,7 +17,6 @@ from b2bua_harness import (
     make_config,
     start_switch,
 )
-
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip.sdp import G729, PCMA, Codec, SessionDescription, answer, build_offer
 

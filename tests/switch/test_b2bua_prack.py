@@ -5,9 +5,9 @@ schedule and its give-up."""
 from __future__ import annotations
 
 import pytest
-from b2bua_harness import VENDOR_A, FakeMedia, Vendor, make_config, start_switch
-from prack_harness import VENDOR_RSEQ, RelCaller, RelVendor
 
+from tests.switch.b2bua_harness import VENDOR_A, FakeMedia, Vendor, make_config, start_switch
+from tests.switch.prack_harness import VENDOR_RSEQ, RelCaller, RelVendor
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip import Request
 from vosapp.sip.sdp import PCMA, build_offer

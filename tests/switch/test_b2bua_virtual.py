@@ -4,7 +4,8 @@ CDRs, 488."""
 from __future__ import annotations
 
 import pytest
-from b2bua_harness import (
+
+from tests.switch.b2bua_harness import (
     CALLER,
     SWITCH,
     VENDOR_A,
@@ -16,7 +17,6 @@ from b2bua_harness import (
     make_config,
     start_switch,
 )
-
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip.sdp import G729, PCMA, SessionDescription
 from vosapp.store import Store

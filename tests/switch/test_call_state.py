@@ -7,9 +7,9 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import pytest
-from b2bua_harness import VENDOR_A, VENDOR_B, Caller, Vendor, make_config, start_switch
-from prack_harness import RelCaller
 
+from tests.switch.b2bua_harness import VENDOR_A, VENDOR_B, Caller, Vendor, make_config, start_switch
+from tests.switch.prack_harness import RelCaller
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.switch.call import Attempt, Call
 from vosapp.switch.call.reliable import ReliableProvisional

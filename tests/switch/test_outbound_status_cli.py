@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from vosapp.cli import main
+from vosapp.cli.status import describe
 from vosapp.switch.outbound import UpstreamStatus
-from vosapp.switch.status_cli import describe
 
 NOW = 1_800_000_000.0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from outbound_carrier import CARRIER, PASSWORD, SWITCH, USER, Carrier, config
 
+from tests.switch.outbound_carrier import CARRIER, PASSWORD, SWITCH, USER, Carrier, config
 from vosapp.io.virtual import VirtualNetwork, VirtualSwitch
 from vosapp.sip import Request
 from vosapp.sip.digest import parse_credentials

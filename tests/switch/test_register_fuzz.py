@@ -7,8 +7,8 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_register_handler import Rig, make_rig
 
+from tests.switch.test_register_handler import Rig, make_rig
 from vosapp.sip.digest import answer, parse_challenge
 
 _rig: Rig | None = None

@@ -4,9 +4,9 @@ back; a feature the configuration needs is never left out silently."""
 from __future__ import annotations
 
 import pytest
-from b2bua_harness import Caller, make_config
-from outbound_carrier import config as registering_config
 
+from tests.switch.b2bua_harness import Caller, make_config
+from tests.switch.outbound_carrier import config as registering_config
 from vosapp.clock import ManualClock
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.switch.app import FEATURES, MissingFeature, build_switch_app

@@ -17,8 +17,13 @@ Two layers:
 
 Endpoints (all answers are JSON objects; errors are ``{"error": sentence, "type": kind}``
 with 400 bad request / 401 no or wrong token / 404 unknown path / 405 wrong method /
-413 body too large / 503 when ``max_connections`` (default 32) control connections are
-already open: the extra connection gets the 503 at once and is closed)::
+408 no complete request head within ``auth_timeout`` (1 s) / 413 body too large / 503 when
+``max_connections`` (default 32) authenticated requests are already being served).
+
+Any local user can connect, so a connection only counts against ``max_connections`` once its
+request head carried the token: until then it is *unauthenticated*, closed after
+``auth_timeout``, and when ``max_unauthenticated`` (128) are waiting the oldest is dropped to
+make room (a real client sends its head at once; an idle squatter is the oldest)::
 
     GET  /v1/status                      pid, sip address, transports, changed parameters
     GET  /v1/params                      {"values": {name: value}, "changed": [...]}
@@ -69,8 +74,14 @@ CONTROL_FILE = "control.json"
 MAX_BODY = 64 * 1024
 MAX_HEADER = 16 * 1024
 MAX_TRACE_BATCH = 2000
-#: Simultaneous control connections served; more get a 503 and are closed.
+#: Simultaneous authenticated requests served; more get a 503 and are closed.
 MAX_CONNECTIONS = 32
+#: Connections that have not yet sent an authenticated request head: how many may wait, and
+#: for how long (seconds).
+MAX_UNAUTHENTICATED = 128
+AUTH_TIMEOUT = 1.0
+#: The authenticated rest of a request (its body) must arrive within this many seconds.
+REQUEST_TIMEOUT = 10.0
 API = "/v1"
 
 
@@ -304,9 +315,12 @@ class ControlServer:
     """HTTP/JSON control channel on loopback, token-protected (see the module docstring)."""
 
     def __init__(self, control: SwitchControl, *, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1 (got {max_connections})")
+                 token: str | None = None, max_connections: int = MAX_CONNECTIONS,
+                 max_unauthenticated: int = MAX_UNAUTHENTICATED,
+                 auth_timeout: float = AUTH_TIMEOUT) -> None:
+        if max_connections < 1 or max_unauthenticated < 1:
+            raise ValueError(f"max_connections and max_unauthenticated must be at least 1 "
+                             f"(got {max_connections}, {max_unauthenticated})")
         if not is_loopback(host):
             raise ControlError(400, f"the control channel binds a loopback address only "
                                f"(127.0.0.0/8 or ::1), not {host!r}", "not-loopback")
@@ -317,9 +331,19 @@ class ControlServer:
         self._server: asyncio.base_events.Server | None = None
         self.requests = 0
         self.max_connections = max_connections
-        #: Connections being served now, and those refused for being over the cap.
+        #: Authenticated requests being served now, and those refused for being over the cap.
         self.active = 0
         self.refused = 0
+        self.max_unauthenticated = max_unauthenticated
+        self.auth_timeout = auth_timeout
+        #: Connections still to present the token (oldest first), and how many were dropped
+        #: to make room for newer ones.
+        self._unauthenticated: dict[asyncio.StreamWriter, None] = {}
+        self.evicted = 0
+
+    @property
+    def unauthenticated(self) -> int:
+        return len(self._unauthenticated)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -335,6 +359,9 @@ class ControlServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            for writer in list(self._unauthenticated):  # their tasks end now, not cancelled
+                writer.transport.abort()
+            await asyncio.sleep(0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
             self._server = None
@@ -374,48 +401,81 @@ class ControlServer:
     # -- HTTP ----------------------------------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if self.active >= self.max_connections:
-            # A runaway notebook loop must not exhaust the switch's file descriptors.
-            self.refused += 1
-            try:
-                await asyncio.wait_for(self._reply(writer, 503, {
-                    "error": f"too many control connections (at most {self.max_connections}"
-                             " at a time); retry shortly", "type": "busy"}), 1.0)
-            except (ConnectionError, TimeoutError):
-                pass
-            finally:
-                writer.close()
-            return
-        self.active += 1
         try:
             if not peer or not is_loopback(str(peer[0])):
                 await self._reply(writer, 403, {"error": "only loopback clients are served",
                                                 "type": "not-loopback"})
                 return
             try:
-                status, body = await asyncio.wait_for(self._handle(reader), 10.0)
+                request = await self._authenticate(reader, writer)
             except ControlError as exc:
-                status, body = exc.status, {"error": str(exc), "type": exc.kind}
-            except ParameterError as exc:
-                status, body = 400, {"error": str(exc), "type": "parameter",
-                                     "name": exc.name, "allowed": exc.allowed}
-            except VosappError as exc:
-                status, body = 400, {"error": str(exc), "type": type(exc).__name__}
-            except TimeoutError:
-                status, body = 408, {"error": "request not received in 10 s",
-                                     "type": "timeout"}
-            except Exception as exc:  # never take the switch down for a control request
-                log.exception("control request failed")
-                status, body = 500, {"error": f"internal error: {exc!r}", "type": "internal"}
-            self.requests += 1
-            await self._reply(writer, status, body)
-        except (ConnectionError, asyncio.IncompleteReadError):
+                await self._reply(writer, exc.status, {"error": str(exc), "type": exc.kind})
+                return
+            if self.active >= self.max_connections:
+                # A runaway notebook loop must not exhaust the switch's file descriptors.
+                self.refused += 1
+                await asyncio.wait_for(self._reply(writer, 503, {
+                    "error": f"too many control connections (at most {self.max_connections}"
+                             " at a time); retry shortly", "type": "busy"}), 1.0)
+                return
+            self.active += 1
+            try:
+                status, body = await self._serve(reader, *request)
+                self.requests += 1
+                await self._reply(writer, status, body)
+            finally:
+                self.active -= 1
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
         finally:
-            self.active -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                            ) -> tuple[str, str, dict[str, str]]:
+        """The request head, once it has arrived (within ``auth_timeout``) with the token."""
+        if len(self._unauthenticated) >= self.max_unauthenticated:
+            oldest = next(iter(self._unauthenticated))
+            del self._unauthenticated[oldest]
+            self.evicted += 1
+            oldest.transport.abort()  # its task ends on the reset
+        self._unauthenticated[writer] = None
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.auth_timeout)
+        except asyncio.LimitOverrunError:
+            raise ControlError(413, "request head too large") from None
+        except TimeoutError:
+            raise ControlError(408, f"request head not received in {self.auth_timeout:g} s",
+                               "timeout") from None
+        finally:
+            self._unauthenticated.pop(writer, None)
+        method, target, headers = _parse_head(head)
+        self._check_token(headers.get("authorization"))
+        return method, target, headers
+
+    async def _serve(self, reader: asyncio.StreamReader, method: str, target: str,
+                     headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        try:
+            body = await asyncio.wait_for(_read_body(reader, headers), REQUEST_TIMEOUT)
+            url = urlsplit(target)
+            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            return self._route(method.upper(), url.path, query, body)
+        except ControlError as exc:
+            return exc.status, {"error": str(exc), "type": exc.kind}
+        except ParameterError as exc:
+            return 400, {"error": str(exc), "type": "parameter", "name": exc.name,
+                         "allowed": exc.allowed}
+        except VosappError as exc:
+            return 400, {"error": str(exc), "type": type(exc).__name__}
+        except TimeoutError:
+            return 408, {"error": f"request not received in {REQUEST_TIMEOUT:g} s",
+                         "type": "timeout"}
+        except (ConnectionError, asyncio.IncompleteReadError):
+            raise
+        except Exception as exc:  # never take the switch down for a control request
+            log.exception("control request failed")
+            return 500, {"error": f"internal error: {exc!r}", "type": "internal"}
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, status: int, body: dict[str, Any]) -> None:
@@ -433,44 +493,6 @@ class ControlServer:
             head += "Retry-After: 1\r\n"
         writer.write(head.encode() + b"\r\n" + payload)
         await writer.drain()
-
-    async def _handle(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            raise ControlError(413, "request head too large") from None
-        if len(head) > MAX_HEADER:
-            raise ControlError(413, "request head too large")
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise ControlError(400, f"not an HTTP/1.x request line: {lines[0][:80]!r}")
-        method, target, _ = parts
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ControlError(400, f"malformed header line {line[:80]!r}")
-            headers[name.strip().lower()] = value.strip()
-        self._check_token(headers.get("authorization"))
-        length_text = headers.get("content-length", "0")
-        if not length_text.isdigit():
-            raise ControlError(400, f"bad Content-Length {length_text!r}")
-        length = int(length_text)
-        if length > MAX_BODY:
-            raise ControlError(413, f"body of {length} bytes is over {MAX_BODY}")
-        body: Any = None
-        if length:
-            raw = await reader.readexactly(length)
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                raise ControlError(400, f"the body is not JSON ({exc})") from None
-        url = urlsplit(target)
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        return self._route(method.upper(), url.path, query, body)
 
     def _check_token(self, value: str | None) -> None:
         if not value:
@@ -520,6 +542,43 @@ class ControlServer:
         records, following = self.control.trace_records(since, limit)
         return 200, {"records": [record_to_json(seq, r) for seq, r in records],
                      "next": following}
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    if len(head) > MAX_HEADER:
+        raise ControlError(413, "request head too large")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise ControlError(400, f"not an HTTP/1.x request line: {lines[0][:80]!r}")
+    method, target, _ = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ControlError(400, f"malformed header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    return method, target, headers
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> Any:
+    length_text = headers.get("content-length", "0")
+    if not length_text.isdigit():
+        raise ControlError(400, f"bad Content-Length {length_text!r}")
+    length = int(length_text)
+    if length > MAX_BODY:
+        raise ControlError(413, f"body of {length} bytes is over {MAX_BODY}")
+    if not length:
+        return None
+    raw = await reader.readexactly(length)
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(400, f"the body is not JSON ({exc})") from None
+    except RecursionError:
+        raise ControlError(400, "the JSON body is nested too deeply") from None
 
 
 def _field(body: Any, name: str) -> Any:

@@ -50,6 +50,7 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
+from vosapp.io.udp import is_ip_literal
 from vosapp.media import codecs as codec_registry
 from vosapp.media.codecs.base import Codec
 from vosapp.media.dtmf.convert import (
@@ -290,11 +291,19 @@ class Leg:
         self.latched: Address | None = None
         self.sock: socket.socket | None = None
         self.local_address: Address = ("", 0)
+        self.sdp_peer = _sdp_peer(config)
 
     @property
     def peer(self) -> Address | None:
         """Where this leg sends: the latched source, else the SDP address."""
-        return self.latched or self.config.remote
+        return self.latched or self.sdp_peer
+
+
+def _sdp_peer(config: LegConfig) -> Address | None:
+    # An SDP connection address may be a host name (RFC 4566 §5.7); sendto() would resolve
+    # it with a blocking call on the event loop for every packet. Such a leg waits to latch.
+    remote = config.remote
+    return remote if remote is not None and is_ip_literal(remote[0]) else None
 
 
 class _Direction:
@@ -548,6 +557,7 @@ class RtpRelay:
         leg.latched = None
         if remote is not None:
             leg.config = replace(leg.config, remote=remote)
+            leg.sdp_peer = _sdp_peer(leg.config)
 
     def stats(self) -> dict[str, Any]:
         """Per-leg counters, the mode, and the transcoders' counters when transcoding."""

@@ -27,7 +27,7 @@ from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
 from vosapp.net import Address
 from vosapp.switch.app import FEATURES, Feature, build_switch_app
 from vosapp.switch.core import SwitchCore
-from vosapp.trace import Trace
+from vosapp.trace import DEFAULT_MAX_PERSISTED_BYTES, Trace
 
 if TYPE_CHECKING:
     from vosapp.config import Config
@@ -104,8 +104,10 @@ class Switch:
                  host: str | None = None, port: int | None = None,
                  data_dir: str | Path | None = None, transports: Sequence[str] = ("UDP", "TCP"),
                  trace_capacity: int = 10_000, persist_trace: bool = True,
+                 trace_max_bytes: int = DEFAULT_MAX_PERSISTED_BYTES,
                  stop_timeout: float = 5.0, max_message_size: int = MAX_DATAGRAM,
                  max_tcp_connections: int = 1024, tcp_idle_timeout: float = 300.0,
+                 tcp_max_per_source: int = 32, tcp_message_timeout: float = 20.0,
                  features: Sequence[Feature] | None = None,
                  param_poll_interval: float = 1.0) -> None:
         self.config = config
@@ -123,6 +125,8 @@ class Switch:
         self.max_message_size = max_message_size
         self.max_tcp_connections = max_tcp_connections
         self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_max_per_source = tcp_max_per_source
+        self.tcp_message_timeout = tcp_message_timeout
         self.clock = LoopClock()
         self.store: Store | None = None
         if self.data_dir is not None:
@@ -140,7 +144,8 @@ class Switch:
             self._param_marker = self.store.param_change_marker()  # before loading: no gap
             params = self.store.load_params(params)
         self.trace = Trace(trace_capacity, clock=self.clock,
-                           store=self.store if persist_trace else None)
+                           store=self.store if persist_trace else None,
+                           max_persisted_bytes=trace_max_bytes)
         self.core = SwitchCore(clock=self.clock, params=params, config=config, trace=self.trace,
                                store=self.store, sender=self._send)
         # The B2BUA's media proxy: sockets are io's business, so the runtime provides them.
@@ -200,7 +205,9 @@ class Switch:
             if "TCP" in self.transports:
                 self.tcp = TcpTransport(self.core, max_message_size=self.max_message_size,
                                         max_connections=self.max_tcp_connections,
-                                        idle_timeout=self.tcp_idle_timeout)
+                                        idle_timeout=self.tcp_idle_timeout,
+                                        max_per_source=self.tcp_max_per_source,
+                                        message_timeout=self.tcp_message_timeout)
                 try:
                     await self.tcp.listen(self.host, port)
                 except OSError:

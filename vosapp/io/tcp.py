@@ -3,9 +3,18 @@
 Each connection is framed here (header block up to CRLFCRLF, then Content-Length bytes of
 body) and each complete message is handed to :meth:`SwitchCore.receive` as bytes, so UDP and
 TCP share one parse path. CRLF keep-alives between messages (RFC 5626 §3.5.1) are skipped.
-Limits: ``max_message_size`` per message (a peer that exceeds it is disconnected: there is no
-way to resynchronise a stream), ``max_connections`` open at once (newer ones are closed at
-once), ``idle_timeout`` seconds without traffic closes a connection.
+Limits, so that no single source can hold every slot (issue 12; docs/security.md):
+
+- ``max_message_size`` per message (a peer that exceeds it is disconnected: there is no way to
+  resynchronise a stream);
+- ``message_timeout``: an accepted connection must deliver its first complete message within
+  this many seconds, and any partial message must complete within as long from its first
+  byte (slowloris: a connection that drips bytes is closed, however often it drips);
+- ``max_per_source`` accepted connections per source IP (more are closed at once);
+- ``max_connections`` open at once. When they are all taken, a connection from a source that
+  holds fewer than the busiest source still gets in: the busiest source's least recently
+  active connection is closed for it. Otherwise the newcomer is closed;
+- ``idle_timeout`` seconds without traffic closes a connection.
 """
 
 from __future__ import annotations
@@ -60,13 +69,18 @@ def split_messages(buffer: bytearray, max_message_size: int) -> list[bytes]:
 
 
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, server: TcpTransport) -> None:
+    def __init__(self, server: TcpTransport, *, accepted: bool) -> None:
         self.server = server
+        #: Accepted from a peer (True) or opened by the switch (False): only accepted
+        #: connections owe a first message and count against the per-source cap.
+        self.accepted = accepted
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
         self.local: Address = ("", 0)
+        self.last_active = 0.0
         self._idle: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -78,15 +92,29 @@ class TcpConnection(asyncio.Protocol):
             transport.close()
             return
         self._touch()
+        if self.accepted:
+            self._arm_deadline("no complete message")
 
     def _touch(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
         loop = asyncio.get_running_loop()
+        self.last_active = loop.time()
         self._idle = loop.call_later(self.server.idle_timeout, self._on_idle)
 
     def _on_idle(self) -> None:
         self.server.core.trace.event("TCP connection closed after idle timeout",
+                                     src=self.peer, transport="TCP")
+        self.close()
+
+    def _arm_deadline(self, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self.server.message_timeout, self._on_deadline, what)
+
+    def _on_deadline(self, what: str) -> None:
+        self._deadline = None
+        self.server.core.trace.event(f"TCP connection closed: {what} within "
+                                     f"{self.server.message_timeout:g} s",
                                      src=self.peer, transport="TCP")
         self.close()
 
@@ -100,12 +128,18 @@ class TcpConnection(asyncio.Protocol):
                                          f"closed: {exc}", src=self.peer, transport="TCP")
             self.close()
             return
+        if messages and self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self.buffer.strip(b"\r\n") and self._deadline is None:
+            self._arm_deadline("a partial message not completed")  # counted from now
         for message in messages:
             self.server.core.receive(message, self.peer, "TCP", self.local)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
+        for timer in (self._idle, self._deadline):
+            if timer is not None:
+                timer.cancel()
         self.server._forget(self)
 
     def send(self, data: bytes) -> None:
@@ -123,12 +157,18 @@ class TcpTransport:
     """A listening TCP socket plus outbound connections, keyed by peer address."""
 
     def __init__(self, core: SwitchCore, *, max_message_size: int = 65_535,
-                 max_connections: int = 1024, idle_timeout: float = 300.0) -> None:
+                 max_connections: int = 1024, idle_timeout: float = 300.0,
+                 max_per_source: int = 32, message_timeout: float = 20.0) -> None:
         self.core = core
         self.max_message_size = max_message_size
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.max_per_source = max_per_source
+        self.message_timeout = message_timeout
         self.connections: dict[Address, TcpConnection] = {}
+        #: Every open connection by peer IP, in admission order.
+        self._by_source: dict[str, dict[TcpConnection, None]] = {}
+        self._open = 0
         self.server: asyncio.Server | None = None
         self.local: Address = ("", 0)
         self._connecting: dict[Address, asyncio.Task[None]] = {}
@@ -136,22 +176,51 @@ class TcpTransport:
 
     async def listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: TcpConnection(self), host, port,
-                                               reuse_address=True)
+        self.server = await loop.create_server(lambda: TcpConnection(self, accepted=True),
+                                               host, port, reuse_address=True)
         sock = self.server.sockets[0].getsockname()
         self.local = (sock[0], sock[1])
 
     def _admit(self, connection: TcpConnection) -> bool:
-        if len(self.connections) >= self.max_connections:
-            self.core.trace.event(f"TCP connection refused: {self.max_connections} open",
-                                  src=connection.peer, transport="TCP")
-            return False
+        host = connection.peer[0]
+        held = len(self._by_source.get(host, ()))
+        if connection.accepted and held >= self.max_per_source:
+            return self._refuse(connection, f"{host} already has {held} open")
+        if self._open >= self.max_connections and not self._make_room_for(held):
+            return self._refuse(connection, f"{self.max_connections} open")
         self.connections[connection.peer] = connection
+        self._by_source.setdefault(host, {})[connection] = None
+        self._open += 1
+        return True
+
+    def _refuse(self, connection: TcpConnection, why: str) -> bool:
+        self.core.trace.event(f"TCP connection refused: {why}", src=connection.peer,
+                              transport="TCP")
+        return False
+
+    def _make_room_for(self, held: int) -> bool:
+        """Close the least recently active connection of the busiest source, if that source
+        holds more than the newcomer's (``held``): a new source always gets a slot."""
+        busiest = max(self._by_source.values(), key=len, default={})
+        if len(busiest) <= held:
+            return False
+        victim = min(busiest, key=lambda c: c.last_active)
+        self.core.trace.event(f"TCP connection closed to make room: {victim.peer[0]} holds "
+                              f"{len(busiest)} of {self.max_connections}", src=victim.peer,
+                              transport="TCP")
+        self._forget(victim)
+        victim.close()
         return True
 
     def _forget(self, connection: TcpConnection) -> None:
         if self.connections.get(connection.peer) is connection:
             del self.connections[connection.peer]
+        mine = self._by_source.get(connection.peer[0])
+        if mine is not None and connection in mine:  # not yet forgotten (see _make_room_for)
+            del mine[connection]
+            self._open -= 1
+            if not mine:
+                del self._by_source[connection.peer[0]]
 
     def send(self, data: bytes, destination: Address) -> None:
         """Write on the connection to ``destination``, connecting first when there is none."""
@@ -175,7 +244,8 @@ class TcpTransport:
         loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
-                loop.create_connection(lambda: TcpConnection(self), *destination), timeout=10)
+                loop.create_connection(lambda: TcpConnection(self, accepted=False),
+                                       *destination), timeout=10)
         except (TimeoutError, OSError) as exc:
             self._queued.pop(destination, None)
             self.core.trace.event(f"TCP connect to {destination[0]}:{destination[1]} failed: "

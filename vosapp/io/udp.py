@@ -1,9 +1,18 @@
-"""asyncio UDP transport for the switch core (RFC 3261 §18 over datagrams)."""
+"""asyncio UDP transport for the switch core (RFC 3261 §18 over datagrams).
+
+Destinations are IP addresses, except a gateway or proxy configured by host name: a name is
+never handed to ``sendto`` (which would resolve it with a blocking call on the event loop and
+stall every other request). It is resolved in a worker thread, with a timeout, and cached;
+datagrams wait meanwhile, and a name that does not resolve fails their transactions.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 from vosapp.net import Address
@@ -15,6 +24,20 @@ log = logging.getLogger(__name__)
 
 #: Largest UDP payload over IPv4; anything larger cannot arrive anyway.
 MAX_DATAGRAM = 65_507
+#: Resolving a configured host name: the longest wait, how long an answer is reused, and
+#: how many datagrams may wait for one name.
+RESOLVE_TIMEOUT = 5.0
+RESOLVE_TTL = 300.0
+MAX_WAITING = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class UdpTransport(asyncio.DatagramProtocol):
@@ -25,6 +48,11 @@ class UdpTransport(asyncio.DatagramProtocol):
         self.max_message_size = max_message_size
         self.transport: asyncio.DatagramTransport | None = None
         self.local: Address = ("", 0)
+        #: host name -> (address, expiry on the loop clock)
+        self._resolved: dict[str, tuple[str, float]] = {}
+        #: host name -> datagrams (and ports) waiting for its resolution
+        self._waiting: dict[str, list[tuple[bytes, int]]] = {}
+        self._resolving: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def bind(cls, core: SwitchCore, host: str, port: int,
@@ -55,8 +83,51 @@ class UdpTransport(asyncio.DatagramProtocol):
     def send(self, data: bytes, destination: Address) -> None:
         if self.transport is None or self.transport.is_closing():
             raise OSError("UDP transport is closed")
+        host, port = destination
+        if not is_ip_literal(host):
+            loop = asyncio.get_running_loop()
+            address, expiry = self._resolved.get(host, ("", 0.0))
+            if expiry <= loop.time():
+                self._wait_for(host, data, port, loop)
+                return
+            destination = (address, port)
         self.transport.sendto(data, destination)
 
+    def _wait_for(self, host: str, data: bytes, port: int,
+                  loop: asyncio.AbstractEventLoop) -> None:
+        waiting = self._waiting.get(host)
+        if waiting is None:
+            self._waiting[host] = [(data, port)]
+            task = loop.create_task(self._resolve(host))
+            self._resolving.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._resolving.discard)
+        elif len(waiting) < MAX_WAITING:
+            waiting.append((data, port))
+        else:
+            raise OSError(f"{MAX_WAITING} datagrams already wait for {host} to resolve")
+
+    async def _resolve(self, host: str) -> None:
+        loop = asyncio.get_running_loop()
+        family = self.transport.get_extra_info("socket").family  # type: ignore[union-attr]
+        try:
+            # loop.getaddrinfo runs the blocking resolver in the default executor.
+            answers = await asyncio.wait_for(
+                loop.getaddrinfo(host, None, family=family, type=socket.SOCK_DGRAM),
+                RESOLVE_TIMEOUT)
+            address = str(answers[0][4][0])
+        except (OSError, TimeoutError, IndexError) as exc:
+            reason = f"cannot resolve {host}: {str(exc) or 'no answer in time'}"
+            self.core.trace.event(reason, transport="UDP")
+            for _, port in self._waiting.pop(host, []):
+                self.core.transport_failed((host, port), "UDP", reason)
+            return
+        self._resolved[host] = (address, loop.time() + RESOLVE_TTL)
+        for data, port in self._waiting.pop(host, []):
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.sendto(data, (address, port))
+
     def close(self) -> None:
+        for task in list(self._resolving):
+            task.cancel()
         if self.transport is not None:
             self.transport.close()

@@ -1,12 +1,16 @@
-"""Small built-in SIP user agents for the lab: a softphone that registers and a carrier registrar.
+"""Small built-in SIP user agents for the lab: a softphone that registers and calls, and a
+carrier registrar.
 
 They let a notebook stage a scenario with no external tool, on real asyncio UDP sockets bound
 to loopback (port 0 = any free port):
 
-* :class:`LabPhone` -- registers one account with a switch. ``await phone.register()`` sends
-  REGISTER, answers one 401/407 digest challenge with its password (right or wrong: it is
-  the notebook's choice) and returns the final response, or ``None`` when the switch said
-  nothing at all (``SS_REPLY_UNAUTHORIZED=Off``). Every response it ever received is kept in
+* :class:`LabPhone` -- registers one account with a switch and places and answers calls
+  (a :class:`~vosapp.lab.sip_ua.UserAgent`). ``await phone.register()`` sends REGISTER,
+  answers one 401/407 digest challenge with its password (right or wrong: it is the
+  notebook's choice) and returns the final response, or ``None`` when the switch said
+  nothing at all (``SS_REPLY_UNAUTHORIZED=Off``). ``call = await phone.call("1002")`` dials
+  through the switch (see :mod:`vosapp.lab.calls` for what a call can do);
+  ``await phone.next_call()`` waits for one. Every response it ever received is kept in
   :attr:`LabPhone.responses`.
 * :class:`LabRegistrar` -- an upstream carrier's registrar: it challenges every REGISTER with
   digest (401 or 407), grants an expiry, and records each REGISTER it receives
@@ -14,12 +18,12 @@ to loopback (port 0 = any free port):
   a graceful stop (SPEC §3). Its logic lives in :class:`CarrierRegistrar` (sans-IO), so the
   same registrar can sit on a :class:`vosapp.io.virtual.VirtualNetwork` endpoint too.
 
-Retransmission: the phone is an RFC 3261 §17.1.2 non-INVITE client transaction over UDP --
-the request is re-sent after T1, 2*T1, 4*T1 ... capped at T2 (Timer E), until a final
-response arrives or ``timeout`` seconds pass (Timer F is 64*T1 = 32 s in the RFC; the lab's
-default ``timeout`` is shorter so a silent switch does not stall a notebook). Provisional
-responses are recorded and otherwise ignored. The registrar answers retransmissions of a
-request it already answered with the same response (§17.2.2) without recording them twice.
+Retransmission: every REGISTER is an RFC 3261 §17.1.2 non-INVITE client transaction of the
+SIP core (Timer E: T1, 2*T1 ... capped at T2), until a final response arrives or ``timeout``
+seconds pass (Timer F is 64*T1 = 32 s in the RFC; the lab's default ``timeout`` is shorter so
+a silent switch does not stall a notebook, and the transaction is ended then). The registrar
+answers retransmissions of a request it already answered with the same response (§17.2.2)
+without recording them twice.
 """
 
 from __future__ import annotations
@@ -27,20 +31,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from vosapp.lab.calls import Call
+from vosapp.lab.sip_ua import T1, UaError, UserAgent, _SipSocket, check_address, is_loopback
 from vosapp.net import Address
 from vosapp.sip import (
     NameAddr,
     Request,
     Response,
     SipParseError,
-    SipUri,
-    Via,
     make_response,
-    new_branch,
     new_call_id,
     new_tag,
     parse,
@@ -55,45 +58,16 @@ __all__ = [
     "RegisterRecord",
 ]
 
-T1 = 0.5
-T2 = 4.0
 
-
-class PhoneError(RuntimeError):
-    """A lab user agent was used wrongly (not open, already closed, bad address)."""
-
-
-class _UdpEndpoint(asyncio.DatagramProtocol):
-    """Hands every datagram to ``on_datagram``; nothing else."""
-
-    def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
-        self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.on_datagram(data, (addr[0], int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable etc.
-        pass
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+#: A lab user agent was used wrongly (not open, already closed, bad address).
+PhoneError = UaError
 
 
 # ------------------------------------------------------------------------------- the phone
 
 
-class LabPhone:
-    """A softphone that registers ``user`` with the switch at ``switch_address``.
+class LabPhone(UserAgent):
+    """A softphone that registers ``user`` with the switch at ``switch_address`` and calls.
 
     Parameters
     ----------
@@ -101,84 +75,37 @@ class LabPhone:
         The account. A wrong password is allowed on purpose (it is how a lab shows the
         authentication policy at work).
     switch_address : (host, port)
-        Where REGISTER goes (the switch's ``sip_address``).
+        Where REGISTER and INVITE go (the switch's ``sip_address``).
     host : str
-        Local address to bind (default ``127.0.0.1``); the port is always chosen by the OS.
+        Local address to bind (default ``127.0.0.1``); the port is chosen by the OS.
     domain : str, optional
         The registrar domain in the Request-URI and To/From (default: the switch's host).
     timeout : float
         Seconds to wait for a final response before :meth:`register` returns ``None``.
     t1 : float
-        Retransmission base (RFC 3261 T1); 0 disables retransmissions (one send only).
+        Retransmission base (RFC 3261 T1) of the phone's transactions.
+    codecs : names
+        What calls offer and accept, in preference order (default all five).
+    clock : Clock, optional
+        Time source (default: the event loop's real time).
 
     Use ``async with LabPhone(...) as phone`` or ``await phone.open()`` / ``phone.close()``;
-    :meth:`register` opens the socket on first use.
+    :meth:`register` and :meth:`call` open the socket on first use.
     """
 
     def __init__(self, user: str, password: str, switch_address: Address, *,
                  host: str = "127.0.0.1", domain: str | None = None, timeout: float = 4.0,
-                 t1: float = T1, user_agent: str = "vosapp-lab-phone") -> None:
-        if not isinstance(switch_address, tuple) or len(switch_address) != 2:
-            raise PhoneError(f"switch_address must be (host, port), not {switch_address!r}")
-        self.user = user
+                 t1: float = T1, user_agent: str = "vosapp-lab-phone",
+                 **options: Any) -> None:
+        self.switch_address: Address = check_address(switch_address, "switch_address")
+        super().__init__(user, host=host, domain=domain or self.switch_address[0], t1=t1,
+                         user_agent=user_agent, **options)
         self.password = password
-        self.switch_address: Address = (str(switch_address[0]), int(switch_address[1]))
-        self.host = host
-        self.domain = domain or self.switch_address[0]
         self.timeout = timeout
-        self.t1 = t1
-        self.user_agent = user_agent
         self.digest = DigestClient(user, password)
         self.call_id = new_call_id()
         self.from_tag = new_tag()
         self.cseq = 0
-        #: Every SIP response received, in order (provisional ones included).
-        self.responses: list[Response] = []
-        #: Requests the switch sent to the phone (OPTIONS keep-alives...), answered 200/501.
-        self.requests: list[Request] = []
-        #: Datagrams that were not SIP (e.g. the NAT keep-alive text, SS_SIP_NAT_KEEP_ALIVE_*).
-        self.keepalives: list[bytes] = []
-        #: How many REGISTERs went on the wire (retransmissions included).
-        self.sent = 0
-        self._endpoint: _UdpEndpoint | None = None
-        self._pending: dict[str, asyncio.Future[Response]] = {}
-        self._closed = False
-
-    # -- socket ------------------------------------------------------------------------
-    @property
-    def address(self) -> Address:
-        """The phone's own (host, port)."""
-        if self._endpoint is None or self._endpoint.transport is None:
-            raise PhoneError(f"phone {self.user} is not open")
-        sockname = self._endpoint.transport.get_extra_info("sockname")
-        return (sockname[0], int(sockname[1]))
-
-    async def open(self) -> LabPhone:
-        if self._closed:
-            raise PhoneError(f"phone {self.user} was closed; make a new one")
-        if self._endpoint is None:
-            loop = asyncio.get_running_loop()
-            _, protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpEndpoint(self._on_datagram), local_addr=(self.host, 0))
-            self._endpoint = protocol
-        return self
-
-    def close(self) -> None:
-        self._closed = True
-        for future in self._pending.values():
-            if not future.done():
-                future.cancel()
-        self._pending.clear()
-        if self._endpoint is not None and self._endpoint.transport is not None:
-            self._endpoint.transport.close()
-        self._endpoint = None
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
 
     # -- registration ------------------------------------------------------------------
     async def register(self, expires: int = 3600, *, answer_challenges: int = 1,
@@ -195,16 +122,15 @@ class LabPhone:
         answered = 0
         while True:
             request = self._build_register(expires, authorization)
-            response = await self._transact(request, self.timeout if timeout is None
-                                            else timeout)
+            response = await self.request(request, self.switch_address,
+                                          self.timeout if timeout is None else timeout)
             if response is None or response.status not in (401, 407):
                 return response
             if answered >= answer_challenges:
                 return response
             header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-            values = response.headers.get_all(header)
             try:
-                challenge = choose_challenge(values)
+                challenge = choose_challenge(response.headers.get_all(header))
             except DigestError:
                 return response  # a challenge we cannot answer: give it to the caller
             credentials = self.digest.authorize(challenge, "REGISTER", self._request_uri())
@@ -227,77 +153,32 @@ class LabPhone:
             counts[response.status] = counts.get(response.status, 0) + 1
         return counts
 
+    # -- calls -------------------------------------------------------------------------
+    async def call(self, number: str, *, codecs: Iterable[str] | None = None,
+                   headers: Iterable[tuple[str, str]] = ()) -> Call:
+        """Dial ``number`` through the switch (answering its digest challenge with the
+        phone's password); returns the call at once -- ``await call.wait_answered()``."""
+        return await self.dial(number, self.switch_address, domain=self.domain,
+                               password=self.password, codecs=codecs, headers=headers)
+
     # -- internals ---------------------------------------------------------------------
     def _request_uri(self) -> str:
         host, port = self.switch_address
         return f"sip:{self.domain}" if self.domain != host else f"sip:{host}:{port}"
 
     def _build_register(self, expires: int, authorization: tuple[str, str] | None) -> Request:
-        host, port = self.address
         self.cseq += 1
-        aor = SipUri(host=self.domain, user=self.user)
-        headers = [("Expires", str(int(expires))), ("User-Agent", self.user_agent)]
+        aor = self.aor()
+        headers = self.headers(("Expires", str(int(expires))))
         if authorization is not None:
             headers.append(authorization)
         return Request.build(
-            "REGISTER", self._request_uri(),
-            via=Via("UDP", host, port, {"branch": new_branch(), "rport": None}),
-            from_=NameAddr(aor, params={"tag": self.from_tag}), to=NameAddr(aor),
-            call_id=self.call_id, cseq=self.cseq,
-            contact=NameAddr(SipUri(host=host, port=port, user=self.user)),
-            headers=headers)
-
-    async def _transact(self, request: Request, timeout: float) -> Response | None:
-        assert self._endpoint is not None and self._endpoint.transport is not None
-        branch = request.top_via.branch or ""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Response] = loop.create_future()
-        self._pending[branch] = future
-        data = bytes(request)
-        deadline = loop.time() + timeout
-        interval = self.t1
-        try:
-            while True:
-                self._endpoint.transport.sendto(data, self.switch_address)
-                self.sent += 1
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return None
-                wait = min(interval, remaining) if interval > 0 else remaining
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future), wait)
-                except TimeoutError:
-                    if loop.time() >= deadline:
-                        return None
-                    interval = min(interval * 2, T2)  # Timer E doubles up to T2
-        finally:
-            self._pending.pop(branch, None)
-
-    def _on_datagram(self, data: bytes, source: Address) -> None:
-        try:
-            message = parse(data)
-        except SipParseError:
-            self.keepalives.append(data)
-            return
-        if isinstance(message, Response):
-            self.responses.append(message)
-            try:
-                branch = message.top_via.branch or ""
-            except (SipParseError, ValueError):
-                return
-            future = self._pending.get(branch)
-            if future is not None and not future.done() and message.status >= 200:
-                future.set_result(message)
-            return
-        self.requests.append(message)
-        if message.method == "ACK" or self._endpoint is None or self._endpoint.transport is None:
-            return
-        status = 200 if message.method == "OPTIONS" else 501
-        reply = make_response(message, status, to_tag=new_tag())
-        self._endpoint.transport.sendto(bytes(reply), source)
+            "REGISTER", self._request_uri(), via=self.via(),
+            from_=NameAddr(aor.uri, params={"tag": self.from_tag}), to=aor,
+            call_id=self.call_id, cseq=self.cseq, contact=self.contact(), headers=headers)
 
     def __repr__(self) -> str:
-        where = "closed" if self._endpoint is None else "{}:{}".format(*self.address)
+        where = "closed" if self._socket is None else "{}:{}".format(*self.address)
         return f"<LabPhone {self.user} at {where}, {len(self.responses)} responses>"
 
 
@@ -469,17 +350,17 @@ class LabRegistrar(CarrierRegistrar):
     def __init__(self, accounts: Mapping[str, str], *, host: str = "127.0.0.1", port: int = 0,
                  **options: Any) -> None:
         super().__init__(accounts, **options)
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise PhoneError(f"the lab registrar binds loopback only, not {host!r}")
         self.host = host
         self.port = port
-        self._endpoint: _UdpEndpoint | None = None
+        self._endpoint: _SipSocket | None = None
 
     async def start(self) -> LabRegistrar:
         if self._endpoint is None:
             loop = asyncio.get_running_loop()
             _, protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpEndpoint(self._on_datagram), local_addr=(self.host, self.port))
+                lambda: _SipSocket(self._on_datagram), local_addr=(self.host, self.port))
             self._endpoint = protocol
         return self
 

@@ -6,21 +6,19 @@ is None for a call that was never answered. ``gateways_tried`` lists every routi
 INVITE was sent to, in order, with the status it answered (``"carrier-a:503"``,
 ``"carrier-b:timeout"``, ``"carrier-c:200"``).
 
-CLI: ``vosapp cdr list [--limit N] [--json]`` reads the rows from the data directory.
+:func:`read_cdrs` returns the rows; ``vosapp cdr list`` (:mod:`vosapp.cli.cdr`) prints them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vosapp.store import Store
 
-__all__ = ["CdrRecord", "CdrWriter", "read_cdrs", "register"]
+__all__ = ["CdrRecord", "CdrWriter", "read_cdrs"]
 
 MIGRATIONS = [
     """
@@ -128,48 +126,3 @@ def read_cdrs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
         item["gateways_tried"] = json.loads(item["gateways_tried"])
         rows.append(item)
     return rows
-
-
-# ------------------------------------------------------------------------------ CLI
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("cdr", help="call detail records",
-                                   description="Call detail records written by vosapp serve.")
-    commands = parser.add_subparsers(dest="cdr_command", required=True)
-    listing = commands.add_parser("list", help="list CDRs, newest first")
-    listing.add_argument("--limit", type=int, default=50, help="at most N rows (default 50)")
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
-    listing.set_defaults(func=run_list)
-
-
-def _when(wall: float | None) -> str:
-    if wall is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall)) + "Z"
-
-
-def run_list(args: argparse.Namespace) -> int:
-    from vosapp import cli_common
-
-    config = cli_common.load_selected_config(args)
-    store = cli_common.open_store(args, config, create=False)
-    rows: list[dict[str, Any]] = []
-    if store is not None:
-        with store:
-            rows = read_cdrs(store, args.limit)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    if not rows:
-        print("no call detail records")
-        return 0
-    for row in rows:
-        tried = ", ".join(row["gateways_tried"]) or "-"
-        print(f"{_when(row['setup_time'])} {row['caller']} -> {row['callee']}: "
-              f"{row['status']} {row['end_reason']} ({row['duration']:.1f} s)")
-        print(f"  via {row['mapping_gateway'] or '-'} -> {tried}; codecs "
-              f"{row['caller_codec'] or '-'}/{row['callee_codec'] or '-'} "
-              f"media {row['media_mode'] or '-'}; dtmf {row['dtmf_method'] or '-'}; "
-              f"Call-ID {row['call_id']}")
-    return 0

@@ -600,13 +600,14 @@ def response_address(request: Request, source: Address, transport: str,
     Reliable transports answer over the connection the request came on (the source). For UDP:
     the ``received`` address (always the packet's source when it differs from sent-by) and the
     ``rport`` (the source port) when the client asked for it, else the sent-by port or 5060.
+
+    A Via ``maddr`` is ignored (as Kamailio and OpenSIPS do): honouring it (§18.2.2) would let
+    any packet aim a response at a third address (reflection) or, with a host name, make the
+    switch resolve DNS inside its event loop. Responses only ever go to the packet's source IP.
     """
     if transport.upper() in RELIABLE_TRANSPORTS:
         return source
     top = top_via if top_via is not None else request.top_via
-    maddr = top.params.get("maddr")
-    if maddr:
-        return (maddr, top.port or 5060)
     if top.rport is not None:
         return (source[0], source[1])
     return (source[0], top.port or 5060)

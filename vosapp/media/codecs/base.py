@@ -7,6 +7,12 @@ object for every stream with :func:`vosapp.media.codecs.get`.
 
 Audio is always mono ``int16`` at :attr:`Codec.sample_rate`; timestamps on the wire use
 :attr:`Codec.clock_rate` (they differ only for G.722, RFC 3551 §4.5.2).
+
+Input of any length is accepted. G.711 is a per-sample code and encodes every sample. The
+frame codecs (G.729, G.723.1, G.722) encode whole frames: a one-shot ``encode(samples)``
+pads the last partial frame with silence, as ffmpeg and audioop users expect; a stream
+passes ``final=False`` and the partial frame waits for the next call (so chunked == whole,
+exactly), then ends with ``flush()``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ __all__ = ["Codec", "CodecError", "CodecUnavailableError", "RepeatConcealer"]
 
 
 class CodecError(VosappError, ValueError):
-    """Bad input to a codec (wrong dtype, not whole frames, corrupt payload)."""
+    """Bad input to a codec (wrong dtype or shape, corrupt payload)."""
 
 
 class CodecUnavailableError(VosappError, RuntimeError):
@@ -40,7 +46,8 @@ class Codec(ABC):
     clock_rate : int
         RTP timestamp clock, Hz.
     frame_ms : int
-        Duration of one codec frame; :meth:`encode` accepts whole frames only.
+        Duration of one codec frame (frame codecs encode whole frames, padding or keeping
+        a partial last one; G.711 encodes any number of samples).
     payload_type : int
         Static RTP payload type (RFC 3551 table 4) or the conventional dynamic one.
     encoding_name : str
@@ -59,6 +66,8 @@ class Codec(ABC):
     encoding_name: str
     frame_bytes: int
     has_plc: bool = False
+    #: Samples of a partial frame kept by ``encode(..., final=False)`` for the next call.
+    _pending: np.ndarray = np.zeros(0, dtype=np.int16)
 
     @property
     def frame_samples(self) -> int:
@@ -81,7 +90,7 @@ class Codec(ABC):
         return None
 
     def _check_samples(self, samples: np.ndarray) -> np.ndarray:
-        """Validate encoder input: 1-D int16, whole frames. Returns a C-contiguous array."""
+        """Validate encoder input: 1-D int16. Returns a C-contiguous array."""
         samples = np.asarray(samples)
         if samples.dtype != np.int16:
             raise CodecError(
@@ -89,13 +98,30 @@ class Codec(ABC):
             )
         if samples.ndim != 1:
             raise CodecError(f"{self.name}.encode expects a 1-D array, got shape {samples.shape}")
-        if samples.size % self.frame_samples:
-            raise CodecError(
-                f"{self.name}.encode needs whole frames of {self.frame_samples} samples "
-                f"({self.frame_ms} ms at {self.sample_rate} Hz); got {samples.size} samples "
-                f"(buffer the remainder until the next call)"
-            )
         return np.ascontiguousarray(samples)
+
+    def _whole_frames(self, samples: np.ndarray, final: bool) -> np.ndarray:
+        """The whole frames to encode now: the kept partial frame, then ``samples``.
+
+        ``final``: the last partial frame is padded with silence (a one-shot call, or the
+        end of a stream). Otherwise it is kept for the next call.
+        """
+        samples = self._check_samples(samples)
+        if self._pending.size:
+            samples = np.concatenate([self._pending, samples])
+        rest = samples.size % self.frame_samples
+        if final:
+            self._pending = Codec._pending
+            if rest:
+                pad = np.zeros(self.frame_samples - rest, dtype=np.int16)
+                samples = np.concatenate([samples, pad])
+            return samples
+        self._pending = samples[samples.size - rest:].copy() if rest else Codec._pending
+        return samples[: samples.size - rest]
+
+    def flush(self) -> bytes:
+        """Encode what ``encode(..., final=False)`` kept, padded to a whole frame."""
+        return self.encode(np.zeros(0, dtype=np.int16), final=True)
 
     def _check_bytes(self, payload: bytes) -> None:
         """Validate decoder input: a bytes-like object (bytes, bytearray, memoryview)."""
@@ -103,23 +129,26 @@ class Codec(ABC):
             raise CodecError(f"{self.name}.decode expects bytes, got {type(payload).__name__}")
 
     @abstractmethod
-    def encode(self, samples: np.ndarray) -> bytes:
-        """Encode whole frames.
+    def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
+        """Encode audio.
 
         Parameters
         ----------
-        samples : ndarray of int16, shape (n * frame_samples,)
-            Mono audio at :attr:`sample_rate`.
+        samples : ndarray of int16, shape (n,)
+            Mono audio at :attr:`sample_rate`, any length.
+        final : bool
+            True (a one-shot call): a partial last frame is padded with silence. False (a
+            stream): it is kept and encoded in front of the next call's samples.
 
         Returns
         -------
         bytes
-            The encoded frames, concatenated (an RTP payload when ``n`` frames make a ptime).
+            The encoded frames, concatenated (an RTP payload when they make a ptime).
 
         Raises
         ------
         CodecError
-            (a ``ValueError``) when the input is not int16, not 1-D, or not whole frames.
+            (a ``ValueError``) when the input is not int16 or not 1-D.
         """
 
     @abstractmethod

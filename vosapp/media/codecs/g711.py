@@ -6,9 +6,8 @@ input: A-law keeps the 12 most significant magnitude bits after a one's-compleme
 values, µ-law the 14 most significant with a bias of 33). Encoding is one fancy-index of a
 65,536-entry table by the sample's bit pattern; decoding one index of a 256-entry table.
 
-G.711 is sample based (RFC 3551 §4.5.14): :meth:`G711.decode` accepts any number of bytes.
-:meth:`G711.encode` works on 10 ms frames (80 samples), the unit of G.711 Appendix I PLC and
-of every packetization in use.
+G.711 is sample based (RFC 3551 §4.5.14): :meth:`G711.encode` and :meth:`G711.decode` take
+any number of samples and bytes. ``frame_ms`` (10 ms) is the unit of packetization and PLC.
 
 Packet-loss concealment here is *repetition with attenuation* (:class:`RepeatConcealer`),
 not the G.711 Appendix I pitch-waveform replication.
@@ -100,13 +99,9 @@ class G711(Codec):
     def __init__(self) -> None:
         self._concealer = RepeatConcealer(self.frame_samples)
 
-    def encode(self, samples: np.ndarray) -> bytes:
-        if not (
-            type(samples) is np.ndarray
-            and samples.dtype == np.int16
-            and samples.ndim == 1
-            and samples.size % 80 == 0
-        ):
+    def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
+        """Encode any number of samples (``final`` is moot: nothing is ever kept)."""
+        if not (type(samples) is np.ndarray and samples.dtype == np.int16 and samples.ndim == 1):
             samples = self._check_samples(samples)
         # one table look-up per sample, indexed by the sample's 16-bit pattern
         return self._encode_table.take(samples.view(np.uint16)).tobytes()

@@ -4,8 +4,9 @@ RFC 3551 §4.5.2: the RTP clock of G.722 is 8000 Hz although the audio is sample
 16 kHz (an error kept for compatibility with RFC 1890), so a 20 ms packet advances the
 timestamp by 160 while it carries 320 samples (160 bytes: 4 bits per sample, sub-band ADPCM).
 
-G.722 is sample based (two 16 kHz samples per byte); :meth:`G722.encode` takes 20 ms frames
-(the FFmpeg encoder's frame size), :meth:`G722.decode` any number of bytes.
+G.722 is sample based (two 16 kHz samples per byte); :meth:`G722.encode` encodes 20 ms frames
+(the FFmpeg encoder's frame size; a one-shot call pads the last one), :meth:`G722.decode` any
+number of bytes.
 Packet-loss concealment is repetition with attenuation (``has_plc`` False).
 """
 
@@ -36,8 +37,8 @@ class G722(Codec):
         self._decoder = AvDecoder("g722", 16000)
         self._concealer = RepeatConcealer(self.frame_samples)
 
-    def encode(self, samples: np.ndarray) -> bytes:
-        samples = self._check_samples(samples)
+    def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
+        samples = self._whole_frames(samples, final)
         data = b"".join(self._encoder.encode(samples))
         if len(data) * 2 != samples.size:
             raise CodecError(  # would mean FFmpeg buffered, breaking chunked == whole

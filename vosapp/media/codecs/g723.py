@@ -23,7 +23,7 @@ _FRAME_SIZES = {0: 24, 1: 20, 2: 4, 3: 1}
 
 
 class G723(Codec):
-    """G.723.1 6.3 kbit/s; :meth:`encode` takes 240-sample frames."""
+    """G.723.1 6.3 kbit/s in 240-sample (30 ms) frames."""
 
     name = "G723"
     encoding_name = "G723"
@@ -44,8 +44,8 @@ class G723(Codec):
         """``bitrate=6.3`` (RFC 4856 §2.1, G723 ``bitrate``); ``annexa=no``: no VAD here."""
         return "bitrate=6.3;annexa=no"
 
-    def encode(self, samples: np.ndarray) -> bytes:
-        samples = self._check_samples(samples)
+    def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
+        samples = self._whole_frames(samples, final)
         packets = self._encoder.encode(samples)
         return b"".join(packets)
 

@@ -138,17 +138,17 @@ class G729(Codec):
         """``annexb=yes|no`` (RFC 3555 §4.1.9 / RFC 4856)."""
         return f"annexb={'yes' if self.annexb else 'no'}"
 
-    def encode(self, samples: np.ndarray) -> bytes:
+    def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
         if not (
             type(samples) is np.ndarray
             and samples.dtype == np.int16
             and samples.ndim == 1
             and samples.flags.c_contiguous
+            and samples.size % FRAME_SAMPLES == 0
+            and not self._pending.size
         ):
-            samples = self._check_samples(samples)
-        frames, rest = divmod(samples.size, FRAME_SAMPLES)
-        if rest:
-            self._check_samples(samples)  # raises the frame-size error
+            samples = self._whole_frames(samples, final)
+        frames = samples.size // FRAME_SAMPLES
         if frames > self._out_frames:
             self._out = ctypes.create_string_buffer(frames * SPEECH_FRAME_BYTES)
             self._out_addr = ctypes.addressof(self._out)
@@ -166,13 +166,17 @@ class G729(Codec):
 
         Parameters
         ----------
-        samples : ndarray of int16, shape (n * 80,)
+        samples : ndarray of int16, shape (n,)
+            A partial last frame is padded with silence.
 
         Returns
         -------
-        list of bytes, length n
+        list of bytes, one per 80 samples (rounded up)
         """
         samples = self._check_samples(samples)
+        if samples.size % FRAME_SAMPLES:
+            pad = np.zeros(FRAME_SAMPLES - samples.size % FRAME_SAMPLES, dtype=np.int16)
+            samples = np.concatenate([samples, pad])
         ctx = self._vad_encoder if self.annexb else self._encoder
         in_addr = samples.ctypes.data
         frames: list[bytes] = []

@@ -11,9 +11,14 @@ the binding at that time.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+from vosapp.cli import common
+from vosapp.cli.common import printed_json_or_nothing, utc
+
+if TYPE_CHECKING:
+    from vosapp.switch.outbound import UpstreamStatus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,16 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_status)
 
 
-def _when(wall: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall)) + "Z"
-
-
 def _in(seconds: float) -> str:
     seconds = round(seconds)
     return f"in {seconds} s" if seconds >= 0 else f"{-seconds} s ago"
 
 
-def describe(row: Any, now: float) -> list[str]:
+def describe(row: UpstreamStatus, now: float) -> list[str]:
     """Human lines for one :class:`~vosapp.switch.outbound.UpstreamStatus`."""
     state = row.state
     if state in ("registered", "refreshing") and row.expires_at is not None \
@@ -44,7 +45,7 @@ def describe(row: Any, now: float) -> list[str]:
     details = []
     if row.granted_expires is not None and row.expires_at is not None:
         details.append(f"granted {row.granted_expires} s, expires {_in(row.expires_at - now)} "
-                       f"({_when(row.expires_at)})")
+                       f"({utc(row.expires_at)})")
     if row.next_action and row.next_action_at is not None:
         details.append(f"{row.next_action} {_in(row.next_action_at - now)}")
     if row.last_response:
@@ -55,28 +56,25 @@ def describe(row: Any, now: float) -> list[str]:
         lines.append(f"  last error: {row.last_error}")
     lines.append(f"  contact {row.contact}")
     lines.append(f"  Call-ID {row.call_id}, CSeq {row.cseq}; status as of "
-                 f"{_when(row.updated_at)} ({_in(row.updated_at - now)})")
+                 f"{utc(row.updated_at)} ({_in(row.updated_at - now)})")
     return lines
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from vosapp import cli_common
-    from vosapp.switch.outbound import read_status
+    from vosapp.switch.outbound import read_status  # only `vosapp status` pays for it
 
-    config = cli_common.load_selected_config(args)
-    store = cli_common.open_store(args, config, create=False)
+    config = common.load_selected_config(args)
+    store = common.open_store(args, config, create=False)
     if store is None:
         rows = []
     else:
         with store:
             rows = read_status(store)
-    if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=1))
-        return 0
-    if not rows:
-        where = cli_common.data_dir(args, config)
-        print("no upstream registrations recorded"
-              + (f" in {where}" if where is not None else " (no data directory selected)"))
+    where = common.data_dir(args, config)
+    nothing = "no upstream registrations recorded" + (
+        f" in {where}" if where is not None else " (no data directory selected)")
+    if printed_json_or_nothing([row.as_dict() for row in rows], as_json=args.json,
+                               nothing=nothing):
         return 0
     now = time.time()
     for row in rows:

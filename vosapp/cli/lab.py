@@ -6,8 +6,9 @@ config, by default the repository's data/lab.toml), and run on the ``vosapp`` ke
 that ``make lab`` installs into the venv. Unless ``--no-switch`` is given, a background
 ``vosapp serve`` runs on that configuration (its ``sip_listen``, UDP and TCP) for as long as
 JupyterLab does, so softphones and SIPp can register to it and notebooks can
-``vosapp.lab.attach.attach()`` to it. If it cannot start (say the port is taken), JupyterLab
-still starts and the reason is printed.
+``vosapp.lab.attach.attach()`` to it; beside it, the lab vendor (an echo) answers on the
+configuration's routing gateway address, so a softphone can dial out. If either cannot start
+(say the port is taken), JupyterLab still starts and the reason is printed.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vosapp import cli_common
+from vosapp.cli import common
 from vosapp.config import load_config
 from vosapp.errors import VosappError
 
 if TYPE_CHECKING:
     from vosapp.lab.attach import BackgroundSwitch
+    from vosapp.lab.vendor import VendorThread
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +59,7 @@ def lab_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     notebooks = REPO_ROOT / "notebooks"
     if not notebooks.is_dir():
         raise VosappError(f"{notebooks} does not exist; run vosapp lab from a repository clone")
-    config = cli_common.config_path(args)
+    config = common.config_path(args)
     if config is None:
         config = REPO_ROOT / "data" / "lab.toml"
     load_config(config)  # a broken config is reported now, not inside a notebook
@@ -71,9 +73,9 @@ def lab_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")  # CI and containers run as root; Jupyter refuses otherwise
     env = dict(os.environ)
-    env[cli_common.ENV_CONFIG] = str(Path(config).resolve())
+    env[common.ENV_CONFIG] = str(Path(config).resolve())
     if args.data_dir is not None:
-        env[cli_common.ENV_DATA_DIR] = str(Path(args.data_dir).resolve())
+        env[common.ENV_DATA_DIR] = str(Path(args.data_dir).resolve())
     return argv, env
 
 
@@ -81,10 +83,10 @@ def start_switch(args: argparse.Namespace, env: dict[str, str]) -> BackgroundSwi
     """The background switch, or None (with the reason on stderr) when it cannot start."""
     from vosapp.lab.attach import BackgroundSwitch  # only `vosapp lab` pays for this import
 
-    config = Path(env[cli_common.ENV_CONFIG])
+    config = Path(env[common.ENV_CONFIG])
     try:
         loaded = load_config(config)
-        data_dir = cli_common.data_dir(args, loaded)
+        data_dir = common.data_dir(args, loaded)
         if data_dir is None:
             raise VosappError(f"{config} has no [switch] data_dir and none was given")
         listen = args.switch_listen
@@ -101,15 +103,32 @@ def start_switch(args: argparse.Namespace, env: dict[str, str]) -> BackgroundSwi
     return switch
 
 
+def start_vendor(config: Path) -> VendorThread | None:
+    """The echo vendor on the config's routing gateway address, so a softphone registered
+    to the switch can dial out; None (reason on stderr) when it cannot start."""
+    from vosapp.lab.vendor import start_vendor_thread
+
+    try:
+        vendor = start_vendor_thread(config)
+    except VosappError as exc:
+        print(f"vosapp lab: no lab vendor: {exc}".rstrip(), file=sys.stderr)
+        return None
+    host, port = vendor.vendor.address
+    print(f"vosapp lab: echo vendor answering on {host}:{port} (the routing gateway)",
+          flush=True)
+    return vendor
+
+
 def run_lab(args: argparse.Namespace) -> int:
     argv, env = lab_command(args)
     if args.dry_run:
-        print(f"{cli_common.ENV_CONFIG}={shlex.quote(env[cli_common.ENV_CONFIG])} "
+        print(f"{common.ENV_CONFIG}={shlex.quote(env[common.ENV_CONFIG])} "
               + " ".join(shlex.quote(a) for a in argv))
         return 0
     switch = None if args.no_switch else start_switch(args, env)
     if switch is not None:
-        env[cli_common.ENV_DATA_DIR] = str(switch.data_dir)  # attach() finds it
+        env[common.ENV_DATA_DIR] = str(switch.data_dir)  # attach() finds it
+    vendor = None if args.no_switch else start_vendor(Path(env[common.ENV_CONFIG]))
     sys.stdout.flush()
     jupyter = subprocess.Popen(argv, env=env)
     # Jupyter answers Ctrl-C itself (it asks before shutting down); this process only waits,
@@ -121,6 +140,8 @@ def run_lab(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, forward)
+        if vendor is not None:
+            vendor.stop()
         if switch is not None:
             code = switch.terminate()
             print(f"vosapp lab: background switch stopped (exit {code})", file=sys.stderr)

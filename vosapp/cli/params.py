@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
-from vosapp import cli_common
+from vosapp.cli import common
+from vosapp.cli.common import print_table, utc
 from vosapp.params import REGISTRY, GatewaySettings, Param, Params, UpstreamRegistration
 
 BY = "cli"
@@ -70,9 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _effective(args: argparse.Namespace) -> tuple[Params, Params, set[str]]:
     """(config-level params, effective params, names set in the store)."""
-    config = cli_common.load_selected_config(args)
-    base = cli_common.base_params(config)
-    store = cli_common.open_store(args, config, create=False)
+    config = common.load_selected_config(args)
+    base = common.base_params(config)
+    store = common.open_store(args, config, create=False)
     if store is None:
         return base, base, set()
     with store:
@@ -97,13 +97,6 @@ def _row(param: Param, value: Any, origin: str) -> dict[str, Any]:
     }
 
 
-def _print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
-
-
 # -- commands ------------------------------------------------------------------------------
 
 def run_list(args: argparse.Namespace) -> int:
@@ -120,7 +113,7 @@ def run_list(args: argparse.Namespace) -> int:
     if len(table) == 1:
         print("(no parameter differs from its default)")
     else:
-        _print_table(table)
+        print_table(table)
     return 0
 
 
@@ -135,9 +128,9 @@ def run_set(args: argparse.Namespace) -> int:
     param = REGISTRY[args.name]
     value = " ".join(args.value)
     param.coerce(value)  # a bad value fails before any file is created
-    config = cli_common.load_selected_config(args)
-    base = cli_common.base_params(config)
-    store = cli_common.open_store(args, config, create=True)
+    config = common.load_selected_config(args)
+    base = common.base_params(config)
+    store = common.open_store(args, config, create=True)
     assert store is not None
     with store:
         old = store.load_params(base)[param.name]
@@ -150,9 +143,9 @@ def run_set(args: argparse.Namespace) -> int:
 def run_reset(args: argparse.Namespace) -> int:
     if args.name is not None:
         REGISTRY[args.name]  # unknown name -> ParameterError before touching the store
-    config = cli_common.load_selected_config(args)
-    base = cli_common.base_params(config)
-    store = cli_common.open_store(args, config, create=False)
+    config = common.load_selected_config(args)
+    base = common.base_params(config)
+    store = common.open_store(args, config, create=False)
     names: list[str] = []
     if store is not None:
         with store:
@@ -167,8 +160,8 @@ def run_reset(args: argparse.Namespace) -> int:
 def run_history(args: argparse.Namespace) -> int:
     if args.name is not None:
         REGISTRY[args.name]
-    config = cli_common.load_selected_config(args)
-    store = cli_common.open_store(args, config, create=False)
+    config = common.load_selected_config(args)
+    store = common.open_store(args, config, create=False)
     changes = []
     if store is not None:
         with store:
@@ -181,10 +174,9 @@ def run_history(args: argparse.Namespace) -> int:
         return 0
     table = [["WHEN (UTC)", "NAME", "ACTION", "OLD", "NEW", "BY"]]
     for c in changes:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(c.at))
         fmt = REGISTRY[c.name].format if c.name in REGISTRY else str
-        table.append([when, c.name, c.action, fmt(c.old), fmt(c.new), c.by])
-    _print_table(table)
+        table.append([utc(c.at), c.name, c.action, fmt(c.old), fmt(c.new), c.by])
+    print_table(table)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vosapp.config import load_config
+from vosapp.config import Config, load_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,10 +24,26 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def defaults_notes(config: Config) -> list[str]:
+    """What the file leaves to defaults that a user may not expect (a valid but empty file
+    still makes a switch: on the default address, with no accounts)."""
+    switch = config.switch
+    notes = []
+    if config.sets_nothing:
+        notes.append("note: the file sets nothing; every setting is a default "
+                     "(no accounts, no gateways, registry parameter values)")
+    if "sip_listen" in switch.defaulted:
+        notes.append(f"note: no [switch] sip_listen: SIP listens on the default "
+                     f"{switch.sip_host}:{switch.sip_port} (UDP+TCP)")
+    return notes
+
+
 def run_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     switch = config.switch
     print(f"{args.file}: ok")
+    for note in defaults_notes(config):
+        print(f"  {note}")
     print(f"  listen {switch.sip_host}:{switch.sip_port} (UDP+TCP), media {switch.media_ip}, "
           f"RTP {switch.rtp_port_min}-{switch.rtp_port_max}")
     print(f"  data_dir {switch.data_dir}")

@@ -3,19 +3,23 @@
 Reads the SQLite store of the data directory (the same file a running ``vosapp serve`` writes),
 so it works from another process. ``unsuspend`` marks suspensions as lifted in the store; the
 running switch honours that on the terminal's next request (the policy asks the store before
-refusing a suspended terminal).
-
-Lives in ``vosapp.switch`` next to the policy it reports on; it imports the CLI helpers only
-inside the command functions, so the switch package itself never depends on the CLI.
+refusing a suspended terminal). The journal (:class:`~vosapp.switch.registrar.SqliteAuthJournal`)
+returns rows; this module prints them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING
+
+from vosapp.cli import common
+from vosapp.cli.common import printed_json_or_nothing, utc
+from vosapp.errors import VosappError
+
+if TYPE_CHECKING:
+    from vosapp.switch.registrar import SqliteAuthJournal
 
 BY = "cli"
 
@@ -47,60 +51,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lift.set_defaults(func=run_unsuspend)
 
 
-def _journal(args: argparse.Namespace, *, create: bool) -> Any:
-    from vosapp import cli_common
-    from vosapp.switch.registrar import SqliteAuthJournal
+def _journal(args: argparse.Namespace) -> SqliteAuthJournal | None:
+    from vosapp.switch.registrar import SqliteAuthJournal  # only `vosapp auth` pays for it
 
-    config = cli_common.load_selected_config(args)
-    store = cli_common.open_store(args, config, create=create)
+    config = common.load_selected_config(args)
+    store = common.open_store(args, config, create=False)
     return None if store is None else SqliteAuthJournal(store)
-
-
-def _when(wall: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall)) + "Z"
 
 
 def run_events(args: argparse.Namespace) -> int:
     if args.limit < 1:
-        from vosapp.errors import VosappError
         raise VosappError(f"--limit must be at least 1 (got {args.limit})")
-    journal = _journal(args, create=False)
+    journal = _journal(args)
     events = [] if journal is None else journal.events(limit=args.limit, user=args.user,
                                                        source_host=args.address)
-    if args.json:
-        print(json.dumps([asdict(event) for event in events], indent=1))
-        return 0
-    if not events:
-        print("no authentication events")
+    if printed_json_or_nothing([asdict(event) for event in events], as_json=args.json,
+                               nothing="no authentication events"):
         return 0
     for event in events:
-        print(f"{_when(event.wall)}  {event.source_host}:{event.source_port}  "
+        print(f"{utc(event.wall)}  {event.source_host}:{event.source_port}  "
               f"{event.user or '-'}  {event.method}  {event.reason}"
               + (f"  ({event.detail})" if event.detail else ""))
     return 0
 
 
 def run_suspended(args: argparse.Namespace) -> int:
-    journal = _journal(args, create=False)
+    journal = _journal(args)
     now = time.time()
     active = [] if journal is None else journal.active_suspensions(now)
-    if args.json:
-        print(json.dumps([{"user": s.user, "address": s.source_host, "scope": s.scope.value,
-                           "since": s.since_wall, "until": s.until_wall,
-                           "remaining_s": round(s.until_wall - now), "failures": s.failures}
-                          for s in active], indent=1))
-        return 0
-    if not active:
-        print("no suspended terminals")
+    rows = [{"user": s.user, "address": s.source_host, "scope": s.scope.value,
+             "since": s.since_wall, "until": s.until_wall,
+             "remaining_s": round(s.until_wall - now), "failures": s.failures} for s in active]
+    if printed_json_or_nothing(rows, as_json=args.json, nothing="no suspended terminals"):
         return 0
     for s in active:
-        print(f"{s.user or '-'}@{s.source_host}  {s.scope.value}  until {_when(s.until_wall)} "
+        print(f"{s.user or '-'}@{s.source_host}  {s.scope.value}  until {utc(s.until_wall)} "
               f"({round(s.until_wall - now)} s left, {s.failures} failures)")
     return 0
 
 
 def run_unsuspend(args: argparse.Namespace) -> int:
-    journal = _journal(args, create=False)
+    journal = _journal(args)
     lifted = 0 if journal is None else journal.lift(args.target, time.time(), by=BY)
     if lifted == 0:
         print(f"no active suspension for {args.target}")

@@ -1,12 +1,16 @@
 """``vosapp`` command line: ``vosapp [--config FILE] [--data-dir DIR] COMMAND ...``.
 
-Commands live in small modules listed in :data:`COMMAND_MODULES`. Each module exposes
-``register(subparsers)``, adds its sub-command(s) with ``subparsers.add_parser(...)`` and sets
-``func(args) -> int`` on each leaf parser (``parser.set_defaults(func=run)``).
+The command line is this package and nothing else: one module per command group, listed in
+:data:`COMMAND_MODULES`. Each module exposes ``register(subparsers)``, adds its sub-command(s)
+with ``subparsers.add_parser(...)`` and sets ``func(args) -> int`` on each leaf parser
+(``parser.set_defaults(func=run)``). The domain packages below (params, store, switch, io...)
+return data and raise; only these modules format, print and choose the exit status, and
+nothing below ``vosapp.cli`` imports it (tests/test_layering.py).
 
-To add a command, write ``vosapp/cli_<name>.py`` with ``register`` and add ONE line to
+To add a command, write ``vosapp/cli/<name>.py`` with ``register`` and add ONE line to
 :data:`COMMAND_MODULES` below. Helpers for the global options (which config file, which data
-directory, the store, the effective parameters) are in :mod:`vosapp.cli_common`.
+directory, the store, the effective parameters) and for tables are in
+:mod:`vosapp.cli.common`. ``python -m vosapp.cli`` runs :func:`main` (see ``__main__.py``).
 
 Errors: a :class:`~vosapp.errors.VosappError` (bad value, bad config, damaged store) or a
 usage error prints one line on stderr and exits 2. ``--help`` works on every command.
@@ -18,18 +22,20 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from vosapp.cli_common import GLOBAL_OPTIONS_HELP, OneLineErrorParser, add_global_options
+from vosapp.cli.common import GLOBAL_OPTIONS_HELP, OneLineErrorParser, add_global_options
 from vosapp.errors import VosappError
 
 # One line per command module, in the order they appear in `vosapp --help`.
 COMMAND_MODULES: list[str] = [
-    "vosapp.cli_params",   # vosapp params list|get|set|reset|history|doc
-    "vosapp.cli_config",   # vosapp config check FILE
-    "vosapp.cli_lab",      # vosapp lab
-    "vosapp.switch.auth_cli",  # vosapp auth events|suspended|unsuspend
-    "vosapp.switch.status_cli",  # vosapp status (upstream registrations)
-    "vosapp.io.serve",     # vosapp serve; vosapp trace export --pcap FILE
-    "vosapp.switch.cdr",   # vosapp cdr list
+    "vosapp.cli.params",    # vosapp params list|get|set|reset|history|doc
+    "vosapp.cli.config",    # vosapp config check FILE
+    "vosapp.cli.lab",       # vosapp lab
+    "vosapp.cli.auth",      # vosapp auth events|suspended|unsuspend
+    "vosapp.cli.status",    # vosapp status (upstream registrations)
+    "vosapp.cli.bindings",  # vosapp bindings (registered phones)
+    "vosapp.cli.serve",     # vosapp serve
+    "vosapp.cli.trace",     # vosapp trace export --pcap FILE
+    "vosapp.cli.cdr",       # vosapp cdr list
 ]
 
 
@@ -68,7 +74,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `vosapp params doc | head`
         sys.stderr.close()
         return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """What every ``vosapp`` command shares: the one-line-error parser, the global options
-``--config`` / ``--data-dir``, and how they resolve to a :class:`Config`, a data directory,
-a :class:`Store` and the effective :class:`Params`.
+``--config`` / ``--data-dir``, how they resolve to a :class:`Config`, a data directory,
+a :class:`Store` and the effective :class:`Params`, and how times and tables are printed.
 
 Resolution order (SPEC: the same everywhere, documented in ``vosapp --help``):
 
@@ -15,9 +15,11 @@ Resolution order (SPEC: the same everywhere, documented in ``vosapp --help``):
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from vosapp.config import Config, load_config
 from vosapp.errors import VosappError
@@ -99,3 +101,30 @@ def open_store(args: argparse.Namespace, config: Config | None, *, create: bool)
 def base_params(config: Config | None) -> Params:
     """Registry defaults with the config file's ``[parameters]`` applied."""
     return config.parameters if config is not None else Params.defaults()
+
+
+def utc(wall: float | None) -> str:
+    """A Unix time as ``2026-01-31 12:00:00Z`` (``-`` for none)."""
+    if wall is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall)) + "Z"
+
+
+def printed_json_or_nothing(rows: list[Any], *, as_json: bool, nothing: str) -> bool:
+    """``--json``: print ``rows`` as JSON; no rows: print ``nothing``. True when that was
+    all there is to print (the caller's text output is then skipped)."""
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return True
+    if not rows:
+        print(nothing)
+        return True
+    return False
+
+
+def print_table(rows: list[list[str]]) -> None:
+    """Left-aligned columns, two spaces apart; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
