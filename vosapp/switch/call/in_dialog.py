@@ -156,11 +156,12 @@ class InDialog:
 
     def _relay_in_dialog(self, call: Call, side: str, request: Request,
                          txn: ServerTransaction, *,
-                         headers: Iterable[tuple[str, str]] = ()) -> None:
-        """The request on the other leg's dialog (with extra ``headers``); its final answer
-        relayed back."""
+                         headers: Iterable[tuple[str, str]] = (),
+                         to: tuple[Dialog | None, Address, str] | None = None) -> None:
+        """The request on the other leg's dialog (``to``: a given dialog, destination and
+        transport instead), with extra ``headers``; its final answer relayed back."""
         other = "b" if side == "a" else "a"
-        other_dialog, destination, transport = self._leg(call, other)
+        other_dialog, destination, transport = to or self._leg(call, other)
         if other_dialog is None:
             txn.respond(self.core.make_response(request, 481))
             return

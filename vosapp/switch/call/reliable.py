@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from vosapp.clock import TimerHandle
+    from vosapp.net import Address
     from vosapp.sip import Request, Response, Via
     from vosapp.sip.transaction import ServerTransaction
     from vosapp.switch.call.legs import Attempt, Call
@@ -143,7 +144,9 @@ class ReliableProvisionals:
         def _stop_timer(self, attempt: Attempt) -> None: ...
         def _relay_in_dialog(self, call: Call, side: str, request: Request,
                              txn: ServerTransaction, *,
-                             headers: Iterable[tuple[str, str]] = ()) -> None: ...
+                             headers: Iterable[tuple[str, str]] = (),
+                             to: tuple[Dialog | None, Address, str] | None = None
+                             ) -> None: ...
 
     # ------------------------------------------------------------ vendor side (UAC, §4)
     def _vendor_provisional(self, call: Call, attempt: Attempt, response: Response
@@ -277,10 +280,11 @@ class ReliableProvisionals:
         provisional.stop()
         attempt = provisional.attempt
         if (provisional.vendor_rseq is not None and attempt is not None
-                and attempt is call.attempt and attempt.state is AttemptState.PROCEEDING
-                and attempt.b_early is not None):
+                and attempt.state is AttemptState.PROCEEDING and attempt.b_early is not None):
+            # to the attempt whose provisional it was (with forking, not always call.attempt)
             rack_out = f"{provisional.vendor_rseq} {attempt.invite.cseq.number} INVITE"
-            self._relay_in_dialog(call, "a", request, txn, headers=[("RAck", rack_out)])
+            self._relay_in_dialog(call, "a", request, txn, headers=[("RAck", rack_out)],
+                                  to=(attempt.b_early, attempt.destination, attempt.transport))
         else:
             if request.body and call.offer is None:
                 early.prack_answer = request
