@@ -58,10 +58,9 @@ class InDialog:
             call.a_retransmit = None
         if call.ack_pending and call.b_ack is not None and call.attempt is not None:
             call.ack_pending = False
-            # RFC 3262 §5: the answer came in the caller's PRACK when its offer was a reliable 18x
-            early = call.a_early
-            answer = ack if ack.body or early is None or early.prack_answer is None else (
-                early.prack_answer)
+            answer = ack
+            if not ack.body and call.a_early is not None and call.a_early.prack_answer:
+                answer = call.a_early.prack_answer  # RFC 3262 §5: answered in the PRACK
             if answer.body:
                 call.legs["b"].sdp_sent = answer.body
                 call.b_ack.body = answer.body

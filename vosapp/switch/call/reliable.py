@@ -196,6 +196,8 @@ class ReliableProvisionals:
                 early = call.a_early = CallerEarly(Dialog.from_uas(call.a_invite, response))
             except DialogError as exc:
                 self.event(call, f"no early dialog with the caller: {exc}")
+                if vendor_rseq is not None and attempt.b_early is not None:
+                    self._send_prack(attempt, attempt.b_early, vendor_rseq)  # terminated here
         if early is None or (vendor_rseq is None and not caller_requires_100rel(call.a_invite)):
             call.a_txn.respond(response)
             return
