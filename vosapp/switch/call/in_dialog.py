@@ -59,7 +59,7 @@ class InDialog:
         if call.ack_pending and call.b_ack is not None and call.attempt is not None:
             call.ack_pending = False
             answer = ack
-            if not ack.body and call.a_early is not None and call.a_early.prack_answer:
+            if not ack.body and call.a_early is not None and call.a_early.prack_answer is not None:
                 answer = call.a_early.prack_answer  # RFC 3262 §5: answered in the PRACK
             if answer.body:
                 call.legs["b"].sdp_sent = answer.body
