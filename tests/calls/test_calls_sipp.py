@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -47,9 +47,11 @@ accounts = ["1001"]
 @pytest.fixture
 def call(tmp_path: Path, sipp: SippRunner,
          free_ports: Callable[..., list[int]]) -> Callable[..., list[dict]]:
-    """``call(uac, uas, spare=[])``: one SIPp vendor per ``uas`` scenario, the switch routing
-    to them (and to the ``spare`` ports), the ``uac`` call through it; returns the CDRs."""
-    def run_call(uac: str, uas: list[str], spare: list[int] = ()) -> list[dict]:
+    """``call(uac, uas, spare=[], uac_args=[])``: one SIPp vendor per ``uas`` scenario, the
+    switch routing to them (and to the ``spare`` ports), the ``uac`` call through it (with
+    ``uac_args`` added to its sipp command); returns the CDRs."""
+    def run_call(uac: str, uas: list[str], spare: list[int] = (),
+                 uac_args: Sequence[str] = ()) -> list[dict]:
         ports = free_ports(len(uas))
         config = calls_config(tmp_path, [*ports, *spare])
         vendors = [sipp.start(scenario, local_port=port, extra=["-mp", str(free_port())])
@@ -57,7 +59,7 @@ def call(tmp_path: Path, sipp: SippRunner,
         with serve(config) as switch:
             caller = sipp.start(uac, remote=f"127.0.0.1:{switch.port}", local_port=free_port(),
                                 extra=["-mp", str(free_port()), "-s", "0044123", "-au", "1001",
-                                       "-ap", "secret-1001"])
+                                       "-ap", "secret-1001", *uac_args])
             finish_sipp(caller, uac, tmp_path)
             for process, name in zip(vendors, uas, strict=True):
                 finish_sipp(process, name, tmp_path)
@@ -96,3 +98,33 @@ def test_503_fails_over_to_the_second_vendor(call: Callable[..., list[dict]]) ->
 def test_cancel(call: Callable[..., list[dict]]) -> None:
     [row] = call("call_uac_cancel.xml", ["call_uas_cancel.xml"])
     assert row["status"] == 487 and row["end_reason"] == "cancelled by caller"
+
+
+# ---------------------------------------------------------------------------- PRACK / 100rel
+# RFC 3262 and UPDATE in early dialogs (RFC 3311); the checks are in the scenarios
+# (call_*100rel*.xml, call_uac_plain_183.xml, call_uas_183.xml).
+
+
+def test_100rel_relayed_end_to_end_with_early_update(call: Callable[..., list[dict]]) -> None:
+    # caller Supported: 100rel, vendor reliable 183 (RSeq 1): the caller gets a reliable 183
+    # with the switch's RSeq and the early SDP; its PRACK reaches the vendor as RAck 1 1 INVITE;
+    # the caller's early UPDATE (with SDP) reaches the vendor and the answer comes back
+    [row] = call("call_uac_100rel.xml", ["call_uas_100rel_update.xml"])
+    assert row["status"] == 200 and row["end_reason"] == "caller hung up"
+
+
+def test_100rel_terminated_on_the_vendor_leg(call: Callable[..., list[dict]]) -> None:
+    # caller without 100rel: the switch PRACKs the vendor's reliable 183 itself (the vendor
+    # scenario requires the PRACK), the caller gets a plain 183 with the early SDP
+    [row] = call("call_uac_plain_183.xml", ["call_uas_100rel.xml"])
+    assert row["status"] == 200 and row["gateways_tried"] == ["vendor-1:200"]
+
+
+def test_100rel_terminated_on_the_caller_leg_resent_until_prack(
+        call: Callable[..., list[dict]], tmp_path: Path) -> None:
+    # caller Require: 100rel, vendor without it: the caller gets a reliable 183, resent at T1
+    # (0.5 s) while it waits 1.2 s before its PRACK
+    [row] = call("call_uac_require_100rel.xml", ["call_uas_183.xml"], uac_args=["-trace_msg"])
+    assert row["status"] == 200
+    [log] = tmp_path.glob("call_uac_require_100rel_*_messages.log")
+    assert log.read_text(errors="replace").count("SIP/2.0 183 ") >= 2

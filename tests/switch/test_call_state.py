@@ -4,19 +4,23 @@ is taken by a real call on the virtual network, and a move not in a table raises
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from tests.switch.b2bua_harness import VENDOR_A, VENDOR_B, Caller, Vendor, make_config, start_switch
+from tests.switch.prack_harness import RelCaller
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.switch.call import Attempt, Call
+from vosapp.switch.call.reliable import ReliableProvisional
 from vosapp.switch.call.state import (
     ATTEMPT_TRANSITIONS,
     CALL_TRANSITIONS,
+    RELIABLE_TRANSITIONS,
     AttemptState,
     CallState,
     IllegalTransition,
+    ReliableState,
     check_transition,
 )
 
@@ -37,6 +41,7 @@ def moves(monkeypatch: pytest.MonkeyPatch) -> set[Move]:
 
     monkeypatch.setattr(Call, "goto", spy("call", Call.goto))
     monkeypatch.setattr(Attempt, "goto", spy("attempt", Attempt.goto))
+    monkeypatch.setattr(ReliableProvisional, "goto", spy("reliable", ReliableProvisional.goto))
     return seen
 
 
@@ -61,12 +66,14 @@ class TooSmallVendor(Vendor):
 
 
 def run_call(vendors: Callable[[VirtualNetwork], object], *, cancel_at: float | None = None,
-             bye: bool = False, seconds: float = 2.0) -> tuple[Caller, list[Vendor]]:
+             bye: bool = False, seconds: float = 2.0,
+             caller: Callable[[VirtualNetwork], Caller] = Caller,
+             headers: Sequence[tuple[str, str]] = ()) -> tuple[Caller, list[Vendor]]:
     net = VirtualNetwork(latency=0.001)
     start_switch(net, make_config("SS_SIP_SESSION_TTL = 300"))
     made = vendors(net)
-    caller = Caller(net)
-    caller.call()
+    caller = caller(net)
+    caller.call(headers=headers)
     if cancel_at is not None:
         net.run(cancel_at)
         caller.cancel()
@@ -111,15 +118,34 @@ def test_every_transition_in_the_tables_is_taken_by_real_calls(moves: set[Move])
             lambda net, t=trying: TooSmallVendor(net, VENDOR_A, trying=t), bye=True)
         assert caller.statuses() == [100, 200] and len(vendor.invites) == 2
 
+    # RFC 3262, caller requiring 100rel: 180 sent reliably (QUEUED -> UNACKED) and PRACKed
+    # (UNACKED -> PRACKED); then a 180 and a 183 back to back and a 200 before any PRACK: the
+    # 183 waits (QUEUED -> OVERTAKEN), the 180 is overtaken (UNACKED -> OVERTAKEN)
+    require = [("Require", "100rel")]
+    caller, _ = run_call(lambda net: Vendor(net, VENDOR_A), caller=RelCaller, headers=require)
+    assert caller.statuses() == [100, 180, 200] and caller.statuses("PRACK") == [200]
+    caller, _ = run_call(lambda net: Vendor(net, VENDOR_A, script=[
+        (0.0, 180), (0.01, 183, False), (0.05, 200)]),
+        caller=lambda net: RelCaller(net, prack_delay=None), headers=require)
+    assert caller.statuses() == [100, 180, 200]
+    # never PRACKed: UNACKED -> TIMED_OUT after 64*T1, 504
+    caller, _ = run_call(lambda net: Vendor(net, VENDOR_A, script=[(0.0, 180)]),
+                         caller=lambda net: RelCaller(net, prack_delay=None), headers=require,
+                         seconds=40.0)
+    assert caller.statuses()[-1] == 504
+
     table: set[Move] = {("call", old, new) for old, news in CALL_TRANSITIONS.items()
                         for new in news}
     table |= {("attempt", old, new) for old, news in ATTEMPT_TRANSITIONS.items()
+              for new in news}
+    table |= {("reliable", old, new) for old, news in RELIABLE_TRANSITIONS.items()
               for new in news}
     assert moves == table
 
 
 @pytest.mark.parametrize(("table", "states"), [(CALL_TRANSITIONS, CallState),
-                                               (ATTEMPT_TRANSITIONS, AttemptState)])
+                                               (ATTEMPT_TRANSITIONS, AttemptState),
+                                               (RELIABLE_TRANSITIONS, ReliableState)])
 def test_a_move_not_in_the_table_raises(table, states) -> None:  # type: ignore[no-untyped-def]
     assert set(table) == set(states)  # every state has a row
     for old, new in itertools.product(states, states):
@@ -141,3 +167,12 @@ def test_an_ended_call_cannot_be_answered_and_keeps_its_state() -> None:
     with pytest.raises(IllegalTransition, match="attempt: no transition failed -> answered"):
         attempt.goto(AttemptState.ANSWERED)
     assert attempt.state is AttemptState.FAILED and attempt.done
+
+
+def test_a_prack_after_the_give_up_cannot_revive_the_provisional() -> None:
+    provisional = ReliableProvisional.__new__(ReliableProvisional)
+    provisional.state = ReliableState.TIMED_OUT
+    with pytest.raises(IllegalTransition,
+                       match="reliable provisional: no transition timed out -> pracked"):
+        provisional.goto(ReliableState.PRACKED)
+    assert provisional.state is ReliableState.TIMED_OUT

@@ -3,8 +3,9 @@ caller, leg "a") and routing gateways or registered phones (the callee, leg "b")
 
 Package layout
 --------------
-* :mod:`~vosapp.switch.call.state` — the call (``ROUTING -> CONFIRMED -> ENDED``) and attempt
-  (``CALLING -> PROCEEDING -> ANSWERED | FAILED | CANCELLING [-> HUNG_UP]``) states as enums,
+* :mod:`~vosapp.switch.call.state` — the call (``ROUTING -> CONFIRMED -> ENDED``), attempt
+  (``CALLING -> PROCEEDING -> ANSWERED | FAILED | CANCELLING [-> HUNG_UP]``) and reliable
+  provisional (``QUEUED -> UNACKED -> PRACKED | OVERTAKEN | TIMED_OUT``) states as enums,
   one transition table each; a move not in its table raises :class:`IllegalTransition`.
 * :mod:`~vosapp.switch.call.targets` — where a dialled number goes (pure): a registered
   phone's live bindings (one fork) or the routing gateways (failover), as
@@ -18,10 +19,13 @@ Package layout
 * :mod:`~vosapp.switch.call.media` — the relay interface a runtime implements
   (:class:`MediaBackend`, :class:`MediaSession`, :class:`LegSpec`).
 * :mod:`~vosapp.switch.call.session_timer` — RFC 4028 per leg.
-* :mod:`~vosapp.switch.call.in_dialog` — ACK, BYE, re-INVITE/INFO/UPDATE inside a call.
+* :mod:`~vosapp.switch.call.in_dialog` — ACK, BYE, re-INVITE/INFO/UPDATE inside a call
+  (UPDATE also in an early dialog, RFC 3311).
 * :mod:`~vosapp.switch.call.journal` — :class:`CallJournal`: the CDR row and the answered
   dialogs written as the call goes, the heartbeat, and at start the calls a crash left open
   closed and BYEd on both legs.
+* :mod:`~vosapp.switch.call.reliable` — PRACK/100rel (RFC 3262): reliable provisionals
+  relayed end to end or terminated on the leg that lacks 100rel, with per-leg RSeq spaces.
 * :mod:`~vosapp.switch.call.handler` — :class:`B2bua`: new calls, routing and failover, the
   vendor's responses, endings and the CDR. It is wired to the core (with the registrar's
   authenticator and the runtime's media backend) by :func:`vosapp.switch.app.build_switch_app`.
@@ -84,7 +88,9 @@ passes to :func:`~vosapp.switch.app.build_switch_app`: this package never import
 Min-SE is retried once on the same gateway (same Call-ID, new CSeq) with Session-Expires and
 Min-SE raised to it (RFC 4028 §6); not a failover.
 
-Not done: PRACK/100rel, downstream forking (only the first early dialog of a vendor or phone
+Reliable provisionals: see :mod:`~vosapp.switch.call.reliable`.
+
+Not done: downstream forking (only the first early dialog of a vendor or phone
 is followed), 2xx retransmission for relayed re-INVITEs.
 """
 

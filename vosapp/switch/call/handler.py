@@ -26,6 +26,7 @@ from vosapp.switch.call.negotiation import (
     plan_media,
     vendor_offer,
 )
+from vosapp.switch.call.reliable import ReliableProvisionals
 from vosapp.switch.call.session_timer import (
     SDP,
     SessionTimers,
@@ -55,7 +56,7 @@ def is_failover(status: int) -> bool:
     return status in FAILOVER_STATUSES or 500 <= status <= 599
 
 
-class B2bua(SessionTimers, InDialog):
+class B2bua(SessionTimers, InDialog, ReliableProvisionals):
     """The call feature of one :class:`~vosapp.switch.core.SwitchCore`.
 
     ``authenticator`` (the registrar's) challenges callers that are not a trusted mapping
@@ -79,12 +80,14 @@ class B2bua(SessionTimers, InDialog):
         self._byes_pending: set[str] = set()  # Call-IDs of BYEs without a final answer
         #: (Call-ID, our tag) -> (call, side) for in-dialog requests
         self.dialogs: dict[tuple[str, str], tuple[Call, str]] = {}
+        self.vendor_early: dict[tuple[str, str], Call] = {}  # RFC 3262/3311 early dialogs
 
     # ---------------------------------------------------------------- wiring
     def install(self) -> None:
         core = self.core
         core.add_request_handler("INVITE", self.on_invite)
         core.add_request_handler("BYE", self.on_bye)
+        core.add_request_handler("PRACK", self.on_prack)
         for method in ("INFO", "UPDATE"):
             core.add_request_handler(method, self.on_in_dialog)
         core.add_ack_handler(self.on_ack)
@@ -275,7 +278,7 @@ class B2bua(SessionTimers, InDialog):
             headers.append(("P-Asserted-Identity",
                             str(NameAddr(uri=SipUri(user=call.record.caller or None,
                                                     host=host)))))
-        return headers + [("Supported", "timer"),
+        return headers + [("Supported", "timer, 100rel"),
                           ("Session-Expires", str(call.params["SS_SIP_SESSION_TTL"])),
                           ("Min-SE", "90")]
 
@@ -423,6 +426,9 @@ class B2bua(SessionTimers, InDialog):
                 self._timer(attempt, params["SS_SIP_TIMEOUT_TRYING"],
                             lambda: self.on_progress_timeout(call, attempt, "trying"))
             return
+        keep, vendor_rseq = self._vendor_provisional(call, attempt, response)
+        if not keep:
+            return
         if status == 180:
             delay, what = params["SS_SIP_TIMEOUT_RINGING"], "ringing"
         elif response.body:
@@ -437,7 +443,9 @@ class B2bua(SessionTimers, InDialog):
             except (SdpError, MediaRefused) as exc:
                 self.event(call, f"early media SDP from {attempt.target.name} ignored: {exc}")
                 body = b""
-        call.a_txn.respond(self._a_response(call, status, response.reason, body=body))
+        self._provisional_to_caller(call, attempt,
+                                    self._a_response(call, status, response.reason, body=body),
+                                    vendor_rseq)
 
     def _retry_422(self, call: Call, attempt: Attempt, response: Response) -> bool:
         """RFC 4028 §6: 422 Session Interval Too Small with a Min-SE above what we asked →
@@ -458,6 +466,7 @@ class B2bua(SessionTimers, InDialog):
         invite.headers.set("Session-Expires", str(min_se[0]))
         invite.headers.set("Min-SE", str(min_se[0]))
         attempt.invite = invite
+        attempt.b_early, attempt.b_rseq = None, None  # a new INVITE: its own early dialog
         attempt.goto(AttemptState.CALLING)
         self.event(call, f"{attempt.target.name} answered 422 (Min-SE {min_se[0]}): INVITE "
                    "again with Session-Expires raised (RFC 4028 §6)")
@@ -615,6 +624,7 @@ class B2bua(SessionTimers, InDialog):
         call.legs["b"].sdp_sent = attempt.invite.body
         call.legs["a"].dialog = Dialog.from_uas(call.a_invite, final)
         self.dialogs[(call.call_id, call.a_tag)] = (call, "a")
+        self._early_answered(call, attempt)
         call.goto(CallState.CONFIRMED)
         call.record.answer_time = self.core.clock.wall()
         call.record.status = 200
@@ -694,6 +704,7 @@ class B2bua(SessionTimers, InDialog):
                 log.exception("closing a media relay failed")
 
     def _end(self, call: Call) -> None:
+        self._early_end(call)
         for leg in call.legs.values():
             if leg.session_timer is not None:
                 leg.session_timer.cancel()

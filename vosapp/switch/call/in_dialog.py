@@ -6,7 +6,7 @@ INFO by the relay. Part of the call handler (:class:`~vosapp.switch.call.B2bua`)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vosapp.sip.dialog import DialogError
@@ -40,6 +40,7 @@ class InDialog:
         def _contact(self, transport: str) -> NameAddr: ...
         def _end(self, call: Call) -> None: ...
         def _peer_refreshed(self, call: Call, side: str) -> None: ...
+        def _early_lookup(self, request: Request) -> tuple[Call, str] | None: ...
 
     def _a_txn_event(self, call: Call, event: Any) -> None:
         if isinstance(event, DeliverRequest) and event.request.method == "ACK":
@@ -59,10 +60,14 @@ class InDialog:
             call.a_retransmit = None
         if call.ack_pending and call.b_ack is not None and call.answered is not None:
             call.ack_pending = False
-            if ack.body:
-                call.legs["b"].sdp_sent = ack.body
-                call.b_ack.body = ack.body
-                call.b_ack.headers.set("Content-Type", ack.headers.get("Content-Type") or SDP)
+            answer = ack
+            if not ack.body and call.a_early is not None and call.a_early.prack_answer is not None:
+                answer = call.a_early.prack_answer  # RFC 3262 §5: answered in the PRACK
+            if answer.body:
+                call.legs["b"].sdp_sent = answer.body
+                call.b_ack.body = answer.body
+                call.b_ack.headers.set("Content-Type",
+                                       answer.headers.get("Content-Type") or SDP)
             self.core.send_stateless(call.b_ack, call.answered.destination,
                                      call.answered.transport)
 
@@ -74,12 +79,17 @@ class InDialog:
 
     def _leg(self, call: Call, side: str) -> tuple[Dialog | None, Address, str]:
         """The leg's dialog and where its requests go; every request built on a leg comes
-        through here first, so the journal saves the CSeq ceiling in time."""
+        through here first, so the journal saves the CSeq ceiling in time. Before the answer,
+        the early dialogs (RFC 3262 PRACK, RFC 3311 UPDATE): on leg "b" the first branch of the
+        fork that has one."""
         self.journal.sync_leg(call, side)
         if side == "a":
-            return call.legs["a"].dialog, call.a_source, call.a_transport
-        assert call.answered is not None
-        return call.legs["b"].dialog, call.answered.destination, call.answered.transport
+            early = call.a_early.dialog if call.a_early is not None else None
+            return call.legs["a"].dialog or early, call.a_source, call.a_transport
+        attempt = call.answered or next(
+            (a for a in call.fork.live if a.b_early is not None), None)
+        assert attempt is not None
+        return call.legs["b"].dialog or attempt.b_early, attempt.destination, attempt.transport
 
     def on_bye(self, request: Request, txn: ServerTransaction) -> None:
         found = self._lookup(request)
@@ -123,8 +133,10 @@ class InDialog:
         return settled
 
     def on_in_dialog(self, request: Request, txn: ServerTransaction) -> None:
-        found = self._lookup(request)
-        if found is None or found[0].state is not CallState.CONFIRMED:
+        found = self._lookup(request) or self._early_lookup(request)
+        early_update = request.method == "UPDATE" and found is not None and (
+            found[0].state is CallState.ROUTING)  # RFC 3311 §5.1: UPDATE in an early dialog
+        if found is None or not (found[0].state is CallState.CONFIRMED or early_update):
             txn.respond(self.core.make_response(request, 481))
             return
         call, side = found
@@ -153,17 +165,21 @@ class InDialog:
         self._relay_in_dialog(call, side, request, txn)
 
     def _relay_in_dialog(self, call: Call, side: str, request: Request,
-                         txn: ServerTransaction) -> None:
-        """The request on the other leg's dialog; its final answer relayed back."""
+                         txn: ServerTransaction, *,
+                         headers: Iterable[tuple[str, str]] = (),
+                         to: tuple[Dialog | None, Address, str] | None = None) -> None:
+        """The request on the other leg's dialog (``to``: a given dialog, destination and
+        transport instead), with extra ``headers``; its final answer relayed back."""
         other = "b" if side == "a" else "a"
-        other_dialog, destination, transport = self._leg(call, other)
+        other_dialog, destination, transport = to or self._leg(call, other)
         if other_dialog is None:
             txn.respond(self.core.make_response(request, 481))
             return
         content_type = request.headers.get("Content-Type")
         out = other_dialog.create_request(
             request.method, via=self._via(transport), contact=self._contact(transport),
-            body=request.body, content_type=content_type if request.body else None)
+            body=request.body, content_type=content_type if request.body else None,
+            headers=headers)
 
         def relay_response(event: Any) -> None:
             if isinstance(event, DeliverResponse):

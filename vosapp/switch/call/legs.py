@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from vosapp.sip.transaction import ClientTransaction, ServerTransaction
     from vosapp.switch.call.media import MediaSession
     from vosapp.switch.call.negotiation import MediaPlan
+    from vosapp.switch.call.reliable import CallerEarly
     from vosapp.switch.call.session_timer import LegTimer
     from vosapp.switch.call.targets import Destination, Target
     from vosapp.switch.cdr import CdrRecord
@@ -53,6 +54,10 @@ class Attempt:
     media: MediaSession | None = None
     b_answer: Answer | None = None
     a_answer: Answer | None = None  # the relay's answer to the caller, once the relay runs
+    # RFC 3262 §4, this attempt's early dialog with the vendor: PRACKs and early UPDATEs go
+    # in it; b_rseq is the RSeq of the vendor's last in-order reliable provisional.
+    b_early: Dialog | None = None
+    b_rseq: int | None = None
 
     def goto(self, new: AttemptState) -> None:
         self.state = check_transition(ATTEMPT_TRANSITIONS, "attempt", self.state, new)
@@ -142,6 +147,7 @@ class Call:
     last_failure: str = ""
     media_refused: str = ""
     legs: dict[str, Leg] = field(default_factory=_legs)
+    a_early: CallerEarly | None = None  # the caller's early dialog and our RSeq space in it
 
     def goto(self, new: CallState) -> None:
         self.state = check_transition(CALL_TRANSITIONS, "call", self.state, new)

@@ -59,6 +59,26 @@ ATTEMPT_DONE = frozenset({AttemptState.ANSWERED, AttemptState.FAILED, AttemptSta
                           AttemptState.HUNG_UP})
 
 
+class ReliableState(Enum):
+    """One reliable provisional the switch sends the caller (RFC 3262 §3)."""
+
+    QUEUED = "queued"  # waits: no second reliable provisional before the first is PRACKed
+    UNACKED = "unacked"  # sent with RSeq; resent at T1, 2*T1, 4*T1 ... until its PRACK
+    PRACKED = "pracked"  # the caller's PRACK carried its RAck
+    OVERTAKEN = "overtaken"  # a final response went out first (§3 allows it): resending stops
+    TIMED_OUT = "timed out"  # no PRACK within 64*T1: the INVITE is rejected with a 5xx
+
+
+RELIABLE_TRANSITIONS: dict[ReliableState, frozenset[ReliableState]] = {
+    ReliableState.QUEUED: frozenset({ReliableState.UNACKED, ReliableState.OVERTAKEN}),
+    ReliableState.UNACKED: frozenset({ReliableState.PRACKED, ReliableState.OVERTAKEN,
+                                      ReliableState.TIMED_OUT}),
+    ReliableState.PRACKED: frozenset(),
+    ReliableState.OVERTAKEN: frozenset(),
+    ReliableState.TIMED_OUT: frozenset(),
+}
+
+
 def check_transition(table: dict[S, frozenset[S]], what: str, old: S, new: S) -> S:
     """``new`` when ``table`` allows ``old -> new``; raises :class:`IllegalTransition`."""
     if new not in table[old]:
@@ -66,5 +86,6 @@ def check_transition(table: dict[S, frozenset[S]], what: str, old: S, new: S) ->
     return new
 
 
-__all__ = ["ATTEMPT_DONE", "ATTEMPT_TRANSITIONS", "CALL_TRANSITIONS", "AttemptState",
-           "CallState", "IllegalTransition", "check_transition"]
+__all__ = ["ATTEMPT_DONE", "ATTEMPT_TRANSITIONS", "CALL_TRANSITIONS", "RELIABLE_TRANSITIONS",
+           "AttemptState", "CallState", "IllegalTransition", "ReliableState",
+           "check_transition"]
