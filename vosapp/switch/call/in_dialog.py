@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from vosapp.sip.dialog import Dialog
     from vosapp.sip.transaction import ServerTransaction
     from vosapp.switch.call.journal import CallJournal
-    from vosapp.switch.call.legs import Call
+    from vosapp.switch.call.legs import Attempt, Call
     from vosapp.switch.core import SwitchCore
 
 log = logging.getLogger(__name__)
@@ -140,15 +140,20 @@ class InDialog:
             txn.respond(self.core.make_response(request, 481))
             return
         call, side = found
-        dialog, _dest, _transport = self._leg(call, side)
+        attempt = call.answered or self._early_attempt(call, side, request)
+        if attempt is None:
+            txn.respond(self.core.make_response(request, 481))
+            return
+        if side == "b" and call.answered is None:
+            dialog = attempt.b_early  # the early dialog of the branch it came on
+        else:
+            dialog, _dest, _transport = self._leg(call, side)
         if dialog is None or not dialog.receive_request(request):
             txn.respond(self.core.make_response(request, 500))
             return
         self.journal.sync_leg(call, side)  # a target refresh moved the remote target
         if request.method in ("INVITE", "UPDATE"):
             self._peer_refreshed(call, side)
-        attempt = call.answered
-        assert attempt is not None
         relay = attempt.media if attempt.media_started else None
         if request.method == "INFO" and relay is not None and attempt.plan.dtmf_conversion:
             content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -163,6 +168,16 @@ class InDialog:
             self._local_reinvite(call, side, request, txn)
             return
         self._relay_in_dialog(call, side, request, txn)
+
+    @staticmethod
+    def _early_attempt(call: Call, side: str, request: Request) -> Attempt | None:
+        """Before the answer: the branch whose early dialog ``request`` came in on (leg "b"),
+        or the first branch that has an early dialog (a request from the caller)."""
+        early = [a for a in call.fork.live if a.b_early is not None]
+        if side == "b":
+            return next((a for a in early if a.b_early is not None
+                         and a.b_early.local_tag == request.to.tag), None)
+        return early[0] if early else None
 
     def _relay_in_dialog(self, call: Call, side: str, request: Request,
                          txn: ServerTransaction, *,
