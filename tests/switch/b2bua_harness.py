@@ -175,7 +175,7 @@ class Caller:
             self.responses.append(message)
             if message.cseq.method == "INVITE" and 200 <= message.status < 300:
                 self.remote_tag = message.to.tag
-                self.endpoint.send(self._in_dialog("ACK", cseq=self.invite.cseq.number),
+                self.endpoint.send(self._in_dialog("ACK", cseq=message.cseq.number),
                                    SWITCH)
             elif message.cseq.method == "INVITE" and message.status >= 300:
                 invite = self.invite
@@ -239,6 +239,8 @@ class FakeSession:
         self.local_b = ("10.0.0.1", 20002 + 4 * n)
         self.started = None
         self.closed = False
+        self.relatched: list = []
+        self.directions: dict[str, str] = {}
 
     def start(self, a, b, *, dtmf, on_info_send):  # type: ignore[no-untyped-def]
         self.started = (a, b, dtmf)
@@ -248,7 +250,10 @@ class FakeSession:
         pass
 
     def relatch(self, side, remote):  # type: ignore[no-untyped-def]
-        pass
+        self.relatched.append((side, remote))
+
+    def set_direction(self, side, direction):  # type: ignore[no-untyped-def]
+        self.directions[side] = direction
 
     def dtmf_methods(self) -> list[str]:
         return []
