@@ -239,7 +239,7 @@ def test_vendor_refusing_the_offer_gets_its_own_codec_and_the_relay_transcodes(
     caller.call("123", codecs=(PCMU,))
     net.run(2.0)
     first, second = vendor.invites
-    assert [c.encoding for c in sdp(first.body).first_audio().codecs()][0] == "PCMU"
+    assert sdp(first.body).first_audio().codecs()[0].encoding == "PCMU"
     offered = sdp(second.body)
     assert offered.first_audio().codecs()[0].encoding == "G729"
     assert offered.connection.address == "10.0.0.1"
