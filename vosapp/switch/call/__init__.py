@@ -51,8 +51,15 @@ the caller is retransmitted until its ACK (§13.3.1.4). CANCEL from the caller: 
 caller and CANCEL to the vendor (deferred until the vendor sent a provisional, §9.1; a late 2xx
 is ACKed and BYEd). BYE from either side: 200, and BYE on the other leg. re-INVITE, INFO and
 UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP untouched when
-the media flows end to end); with the media proxy in the path the switch answers a re-INVITE
-itself with the relay's SDP and re-latches the leg (the other leg is not disturbed).
+the media flows end to end; through the media proxy as the relay's SDP with the direction
+carried over and each leg's own ``o=``, see :mod:`~vosapp.switch.call.in_dialog`: hold and
+resume, glare 491, 2xx until ACK).
+
+Answer check and codec conversion (SPEC §5): a vendor answer with no codec from the offer ends
+the call (ACK + BYE to the vendor, 488 with ``Warning: 399`` to the caller, the reason in the
+CDR). A 488/606 from the vendor to the first offer, when both gateways allow codec conversion
+and the media proxy is not Off, is followed by a second INVITE to the same gateway offering
+its own specified codec through the relay, which transcodes (before any failover).
 
 Media (SPEC §5): see :mod:`~vosapp.switch.call.negotiation`. Relays come from a
 :class:`MediaBackend` (the asyncio one in :mod:`vosapp.io.call_media`, which the runtime
@@ -62,8 +69,8 @@ passes to :func:`~vosapp.switch.app.build_switch_app`: this package never import
 Min-SE is retried once on the same gateway (same Call-ID, new CSeq) with Session-Expires and
 Min-SE raised to it (RFC 4028 §6); not a failover.
 
-Not done: PRACK/100rel, forking (only the first early dialog of the vendor is followed), 2xx
-retransmission for relayed re-INVITEs.
+Not done: PRACK/100rel, forking (only the first early dialog of the vendor is followed); a
+codec change inside a relayed call (the relay keeps each leg's codec; such a re-offer gets 488).
 """
 
 from vosapp.switch.call.handler import FAILOVER_STATUSES, B2bua, is_failover
