@@ -117,8 +117,9 @@ class Vendor:
                 self.held.append((message, packet.source))  # not a retransmission
         elif message.method in ("BYE", "INFO", "UPDATE") or (
                 message.method == "INVITE" and message.to.tag):
-            self.endpoint.send(self._response(message, 200, message.method == "INVITE"),
-                               packet.source)
+            with_sdp = message.method == "INVITE" or (message.method == "UPDATE"
+                                                      and bool(message.body))
+            self.endpoint.send(self._response(message, 200, with_sdp), packet.source)
         elif message.method == "CANCEL":
             self.endpoint.send(self._response(message, 200, False), packet.source)
             if not self.answered:

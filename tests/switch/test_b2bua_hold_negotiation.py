@@ -156,7 +156,72 @@ def test_a_repeated_offer_is_a_refresh_answered_with_the_same_version(
     assert ok_bodies(caller) == [answer]
 
 
+def test_update_carries_the_hold_through_the_relay(net: VirtualNetwork) -> None:
+    _switch, media, vendor, caller = relayed_call(net)
+    caller.endpoint.send(caller._in_dialog("UPDATE", body=hold_offer(caller, 2, "sendonly")),
+                         SWITCH)
+    net.run(1.0)
+    [update] = [r for r in vendor.requests if r.method == "UPDATE"]
+    assert direction(update.body) == "sendonly"
+    [ok] = [r for r in caller.responses if r.cseq.method == "UPDATE"]
+    assert ok.status == 200 and direction(ok.body) == "recvonly"
+    assert media.sessions[0].directions == {"a": "sendonly", "b": "recvonly"}
+
+
+def test_session_refresh_after_hold_resends_the_held_sdp(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config(routing=routing('media_proxy = "On"')))
+    switch.app.b2bua.media = FakeMedia()
+    vendor = Vendor(net, VENDOR_C, extra_headers=[("Session-Expires", "90;refresher=uac")])
+    caller = Caller(net)
+    caller.call("123", codecs=(PCMU,))
+    net.run(1.0)
+    caller.endpoint.send(caller._in_dialog("INVITE", body=hold_offer(caller, 2, "sendonly")),
+                         SWITCH)
+    net.run(1.0)
+    [hold] = reinvite_bodies(vendor.requests)
+    net.run(45.0)  # the switch refreshes the vendor leg (90 s / 2)
+    refresh = reinvite_bodies(vendor.requests)[-1]
+    assert len(reinvite_bodies(vendor.requests)) == 2
+    assert refresh == hold  # same SDP, same o= version (RFC 3264 §8)
+    assert "BYE" not in vendor.methods()
+
+
+def test_late_offer_re_invite_without_the_relay_acks_with_the_callers_answer(
+        net: VirtualNetwork) -> None:
+    start_switch(net, make_config(routing=routing()))
+    vendor = Vendor(net, VENDOR_C)
+    caller = Caller(net)
+    caller.call("123", codecs=(PCMU,))
+    net.run(1.0)
+    caller.endpoint.on_receive = lambda packet: caller.responses.append(packet.parse())
+    caller.endpoint.send(caller._in_dialog("INVITE"), SWITCH)  # no SDP: offer in the 200
+    net.run(0.2)
+    [ok] = [r for r in caller.responses if r.cseq.method == "INVITE" and r.cseq.number > 1]
+    assert ok.body and vendor.methods().count("ACK") == 1  # the vendor's ACK waits
+    answer = caller.invite.body
+    caller.endpoint.send(caller._in_dialog("ACK", cseq=ok.cseq.number, body=answer), SWITCH)
+    net.run(1.0)
+    acks = [r for r in vendor.requests if r.method == "ACK"]
+    assert len(acks) == 2 and acks[-1].body == answer
+
+
 # ---------------------------------------------------------------- glare (RFC 3261 §14)
+
+
+def test_re_invite_crossing_a_session_refresh_gets_491(net: VirtualNetwork) -> None:
+    start_switch(net, make_config(routing=routing()))
+    vendor = Vendor(net, VENDOR_C, extra_headers=[("Session-Expires", "90;refresher=uac")],
+                    hold_reinvites=True)
+    caller = Caller(net)
+    caller.call("123")
+    net.run(46.0)
+    assert len(vendor.held) == 1  # the switch's refresh waits for the vendor
+    vendor.endpoint.send(vendor.request("INVITE", 1, vendor.invites[0].body), SWITCH)
+    net.run(1.0)
+    assert {r.status for r in vendor.responses if r.cseq.method == "INVITE"} == {491}
+    vendor.answer_held()
+    net.run(1.0)
+    assert "BYE" not in vendor.methods()
 
 
 def test_glare_on_the_vendor_leg_gets_491(net: VirtualNetwork) -> None:

@@ -396,7 +396,7 @@ class B2bua(SessionTimers, InDialog):
         (:func:`~vosapp.switch.call.negotiation.conversion_plan`), before any failover."""
         plan = conversion_plan(attempt.plan, call.offer, call.caller.gateway.settings,
                                attempt.gateway.settings)
-        if plan is None:
+        if plan is None or attempt.media_started:  # early media already runs on the old codecs
             return False
         call.record.gateways_tried.append(f"{attempt.gateway.name}:488")
         try:
