@@ -370,8 +370,7 @@ class InDialog:
             self._refuse_offer(request, txn, exc.reason)
             return
         out_sdp = relay_reoffer(offer, call.legs[other].sdp_sent, running[other])
-        _other_dialog, destination, _transport = self._leg(call, other)
-        source = call.a_source if side == "a" else destination
+        source, destination = self._leg(call, side)[1], self._leg(call, other)[1]
 
         def answer_back(response: Response) -> bytes:
             far_direction = "sendrecv"
