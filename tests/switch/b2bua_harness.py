@@ -228,7 +228,12 @@ class Caller:
             return
         self.requests.append(message)
         if message.method in ("BYE", "INFO", "INVITE"):
-            self.endpoint.send(make_response(message, 200), packet.source)
+            response = make_response(message, 200)
+            if message.method == "INVITE" and message.body:  # a re-offer: answer it
+                response.headers.add("Content-Type", "application/sdp")
+                response.body = bytes(answer(message.body, [PCMA, PCMU, G729],
+                                             address=self.endpoint.address[0], port=40000).sdp)
+            self.endpoint.send(response, packet.source)
 
     def _in_dialog(self, method: str, cseq: int | None = None, body: bytes = b"") -> Request:
         assert self.invite is not None

@@ -143,7 +143,10 @@ def test_hold_from_the_vendor_reaches_the_caller(net: VirtualNetwork) -> None:
     assert offer.connection.address == "10.0.0.1" and offer.first_audio().port == 20000
     [ok] = [r for r in vendor.responses if r.cseq.method == "INVITE"]
     assert ok.status == 200 and direction(ok.body) == "inactive"
-    assert media.sessions[0].directions["b"] == "inactive"
+    assert sdp(ok.body).first_audio().port == 20002  # the relay's vendor side
+    session = media.sessions[0]
+    assert session.directions == {"a": "inactive", "b": "inactive"}
+    assert session.relatched[-2:] == [("a", (CALLER[0], 40000)), ("b", (VENDOR_C[0], 30000))]
 
 
 def test_a_repeated_offer_is_a_refresh_answered_with_the_same_version(
