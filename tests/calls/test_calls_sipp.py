@@ -28,32 +28,38 @@ from tests.support.fixtures import SippRunner
 pytestmark = [pytest.mark.sipp, needs_sipp]
 
 
-def calls_config(directory: Path, vendor_ports: list[int]) -> Path:
+def calls_config(directory: Path, vendor_ports: list[int], *, mapping: str = "",
+                 routing: str = "") -> Path:
+    """Account 1001 in mapping gateway "customer" (``mapping``: its settings as TOML lines),
+    a routing gateway per vendor port (``routing``: their settings)."""
     routing = "".join(f"""
 [[routing_gateway]]
 name = "vendor-{i + 1}"
 address = "127.0.0.1:{port}"
 prefixes = ["00"]
 priority = {i + 1}
+{routing}
 """ for i, port in enumerate(vendor_ports))
     return write_config(directory, {"SS_SIP_TIMEOUT_INVITE": 5}, {"1001": "secret-1001"},
                         name="calls.toml", extra=f"""
 [[mapping_gateway]]
 name = "customer"
 accounts = ["1001"]
+{mapping}
 {routing}""")
 
 
 @pytest.fixture
 def call(tmp_path: Path, sipp: SippRunner,
          free_ports: Callable[..., list[int]]) -> Callable[..., list[dict]]:
-    """``call(uac, uas, spare=[], uac_args=[])``: one SIPp vendor per ``uas`` scenario, the
-    switch routing to them (and to the ``spare`` ports), the ``uac`` call through it (with
-    ``uac_args`` added to its sipp command); returns the CDRs."""
-    def run_call(uac: str, uas: list[str], spare: list[int] = (),
-                 uac_args: Sequence[str] = ()) -> list[dict]:
+    """``call(uac, uas, spare=[], mapping="", routing="", uac_args=[])``: one SIPp vendor per
+    ``uas`` scenario, the switch routing to them (and to the ``spare`` ports) with the gateway
+    settings given, the ``uac`` call through it (with ``uac_args`` added to its sipp
+    command); returns the CDRs."""
+    def run_call(uac: str, uas: list[str], spare: list[int] = (), *, mapping: str = "",
+                 routing: str = "", uac_args: Sequence[str] = ()) -> list[dict]:
         ports = free_ports(len(uas))
-        config = calls_config(tmp_path, [*ports, *spare])
+        config = calls_config(tmp_path, [*ports, *spare], mapping=mapping, routing=routing)
         vendors = [sipp.start(scenario, local_port=port, extra=["-mp", str(free_port())])
                    for scenario, port in zip(uas, ports, strict=True)]
         with serve(config) as switch:
@@ -128,3 +134,30 @@ def test_100rel_terminated_on_the_caller_leg_resent_until_prack(
     assert row["status"] == 200
     [log] = tmp_path.glob("call_uac_require_100rel_*_messages.log")
     assert log.read_text(errors="replace").count("SIP/2.0 183 ") >= 2
+
+
+def test_hold_and_resume_through_the_relay(call: Callable[..., list[dict]]) -> None:
+    # call_uas_hold.xml checks a=sendonly/sendrecv on the relay's port with its leg's o= id
+    # and version +1, +2; call_uac_hold.xml the same of the switch's answers on its leg
+    [row] = call("call_uac_hold.xml", ["call_uas_hold.xml"], routing='media_proxy = "On"')
+    assert row["status"] == 200 and row["end_reason"] == "caller hung up"
+    assert row["media_mode"] == "relay"
+
+
+def test_vendor_answer_outside_the_offer_is_refused(call: Callable[..., list[dict]]) -> None:
+    # the caller gets 488 with Warning 399 naming both codecs; the vendor ACK and BYE
+    [row] = call("call_uac_pcmu_488.xml", ["call_uas_g729_answer.xml"])
+    assert row["status"] == 488
+    assert "answered G729 to an offer of PCMU" in row["end_reason"]
+    assert row["gateways_tried"] == ["vendor-1:200"]
+
+
+def test_vendor_refusing_pcmu_gets_g729_and_the_relay_transcodes(
+        call: Callable[..., list[dict]]) -> None:
+    conversion = "allow_codec_conversion = true"
+    [row] = call("call_uac_pcmu.xml", ["call_uas_g729_only.xml"], mapping=conversion,
+                 routing=conversion + '\nspecified_codec = "G729"')
+    assert row["status"] == 200 and row["end_reason"] == "caller hung up"
+    assert (row["caller_codec"], row["callee_codec"]) == ("PCMU", "G729")
+    assert row["media_mode"] == "transcode"
+    assert row["gateways_tried"] == ["vendor-1:488", "vendor-1:200"]

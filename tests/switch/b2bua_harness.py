@@ -20,7 +20,7 @@ from vosapp.sip import (
     new_tag,
     parse,
 )
-from vosapp.sip.sdp import G729, PCMA, PCMU, build_offer
+from vosapp.sip.sdp import G729, PCMA, PCMU, Codec, NoCommonCodec, answer, build_offer
 from vosapp.store import Store
 
 SWITCH = ("10.0.0.1", 5060)
@@ -74,8 +74,15 @@ class Vendor:
 
     def __init__(self, net: VirtualNetwork, address: tuple[str, int],
                  script: Sequence[tuple] = ((0.0, 100), (0.05, 180), (0.1, 200)),
-                 extra_headers: Sequence[tuple[str, str]] = ()) -> None:
+                 extra_headers: Sequence[tuple[str, str]] = (),
+                 accept: Sequence[Codec] = (PCMA, PCMU, G729),
+                 answer_sdp: bytes | None = None, hold_reinvites: bool = False) -> None:
         self.net = net
+        self.accept = list(accept)  # an INVITE offering none of these gets 488
+        self.answer_sdp = answer_sdp  # answered as is (a vendor that ignores the offer)
+        self.hold_reinvites = hold_reinvites  # re-INVITEs wait for answer_held()
+        self.held: list[tuple[Request, tuple[str, int]]] = []
+        self.responses: list[Response] = []
         self.extra_headers = list(extra_headers)
         self.endpoint: VirtualEndpoint = net.add_endpoint(address)
         self.endpoint.on_receive = self._on
@@ -89,20 +96,30 @@ class Vendor:
     def _on(self, packet: Packet) -> None:
         message = parse(packet.data)
         if not isinstance(message, Request):
+            self.responses.append(message)
+            if message.cseq.method == "INVITE" and 200 <= message.status < 300:
+                self.endpoint.send(self.request("ACK", message.cseq.number), packet.source)
             return
         self.requests.append(message)
         if message.method == "INVITE" and not message.to.tag:
             self.invites.append(message)
+            if not self._acceptable(message):
+                self.endpoint.send(self._response(message, 488, False), packet.source)
+                return
             for step in self.script:
                 delay, status = step[0], step[1]
                 with_sdp = step[2] if len(step) > 2 else status == 200
                 self.timers.append(self.net.clock.call_later(
                     delay, lambda s=status, w=with_sdp, m=message, src=packet.source:
                     self._respond(m, s, w, src)))
+        elif message.method == "INVITE" and message.to.tag and self.hold_reinvites:
+            if all(r.cseq.number != message.cseq.number for r, _ in self.held):
+                self.held.append((message, packet.source))  # not a retransmission
         elif message.method in ("BYE", "INFO", "UPDATE") or (
                 message.method == "INVITE" and message.to.tag):
-            self.endpoint.send(self._response(message, 200, message.method == "INVITE"),
-                               packet.source)
+            with_sdp = message.method == "INVITE" or (message.method == "UPDATE"
+                                                      and bool(message.body))
+            self.endpoint.send(self._response(message, 200, with_sdp), packet.source)
         elif message.method == "CANCEL":
             self.endpoint.send(self._response(message, 200, False), packet.source)
             if not self.answered:
@@ -122,13 +139,38 @@ class Vendor:
         if with_sdp:
             sdp = build_offer(self.endpoint.address[0], 30000, [PCMA])
             if request.body:
-                from vosapp.sip.sdp import answer
-
-                sdp = answer(request.body, [PCMA, PCMU, G729], address=self.endpoint.address[0],
+                sdp = answer(request.body, self.accept, address=self.endpoint.address[0],
                              port=30000).sdp
             response.headers.add("Content-Type", "application/sdp")
             response.body = bytes(sdp)
+            if self.answer_sdp is not None and not request.to.tag:
+                response.body = self.answer_sdp
         return response
+
+    def _acceptable(self, invite: Request) -> bool:
+        if not invite.body or self.answer_sdp is not None:
+            return True
+        try:
+            answer(invite.body, self.accept, address="10.0.0.99", port=30000)
+        except NoCommonCodec:
+            return False
+        return True
+
+    def request(self, method: str, cseq: int, body: bytes = b"") -> Request:
+        """A request from the vendor inside its dialog with the switch."""
+        invite = self.invites[-1]
+        host, port = self.endpoint.address
+        return Request.build(method, invite.contacts[0].uri,
+                             via=Via("UDP", host, port, {"branch": new_branch()}),
+                             from_=NameAddr(invite.to.uri, None, {"tag": self.tag}),
+                             to=invite.from_, call_id=invite.call_id, cseq=CSeq(cseq, method),
+                             body=body, content_type="application/sdp" if body else None)
+
+    def answer_held(self, status: int = 200) -> None:
+        """Answer the re-INVITEs held back (``hold_reinvites``)."""
+        held, self.held = self.held, []
+        for request, source in held:
+            self.endpoint.send(self._response(request, status, status == 200), source)
 
     def _respond(self, request: Request, status: int, with_sdp: bool, source) -> None:
         if self.answered:
@@ -175,7 +217,7 @@ class Caller:
             self.responses.append(message)
             if message.cseq.method == "INVITE" and 200 <= message.status < 300:
                 self.remote_tag = message.to.tag
-                self.endpoint.send(self._in_dialog("ACK", cseq=self.invite.cseq.number),
+                self.endpoint.send(self._in_dialog("ACK", cseq=message.cseq.number),
                                    SWITCH)
             elif message.cseq.method == "INVITE" and message.status >= 300:
                 invite = self.invite
@@ -186,7 +228,12 @@ class Caller:
             return
         self.requests.append(message)
         if message.method in ("BYE", "INFO", "INVITE"):
-            self.endpoint.send(make_response(message, 200), packet.source)
+            response = make_response(message, 200)
+            if message.method == "INVITE" and message.body:  # a re-offer: answer it
+                response.headers.add("Content-Type", "application/sdp")
+                response.body = bytes(answer(message.body, [PCMA, PCMU, G729],
+                                             address=self.endpoint.address[0], port=40000).sdp)
+            self.endpoint.send(response, packet.source)
 
     def _in_dialog(self, method: str, cseq: int | None = None, body: bytes = b"") -> Request:
         assert self.invite is not None
@@ -239,6 +286,8 @@ class FakeSession:
         self.local_b = ("10.0.0.1", 20002 + 4 * n)
         self.started = None
         self.closed = False
+        self.relatched: list = []
+        self.directions: dict[str, str] = {}
 
     def start(self, a, b, *, dtmf, on_info_send):  # type: ignore[no-untyped-def]
         self.started = (a, b, dtmf)
@@ -248,7 +297,10 @@ class FakeSession:
         pass
 
     def relatch(self, side, remote):  # type: ignore[no-untyped-def]
-        pass
+        self.relatched.append((side, remote))
+
+    def set_direction(self, side, direction):  # type: ignore[no-untyped-def]
+        self.directions[side] = direction
 
     def dtmf_methods(self) -> list[str]:
         return []

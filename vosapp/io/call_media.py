@@ -86,6 +86,10 @@ class RelaySession:
         if self.relay is not None:
             self.relay.relatch(side, remote)  # type: ignore[arg-type]
 
+    def set_direction(self, side: str, direction: str) -> None:
+        if self.relay is not None:
+            self.relay.set_direction(side, direction)  # type: ignore[arg-type]
+
     def dtmf_methods(self) -> list[str]:
         """What the relay did with DTMF, per direction: ``"a->b RFC2833 to SIP INFO"``
         (incoming method locked by the converter, docs/behaviour.md §6, then how it left)."""

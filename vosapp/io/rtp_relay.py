@@ -292,10 +292,14 @@ class Leg:
         self.sock: socket.socket | None = None
         self.local_address: Address = ("", 0)
         self.sdp_peer = _sdp_peer(config)
+        self.receives = True  # the endpoint's SDP direction lets it receive (RFC 3264 §8.4)
 
     @property
     def peer(self) -> Address | None:
-        """Where this leg sends: the latched source, else the SDP address."""
+        """Where this leg sends: the latched source, else the SDP address; None while the
+        endpoint is sendonly/inactive (held)."""
+        if not self.receives:
+            return None
         return self.latched or self.sdp_peer
 
 
@@ -558,6 +562,11 @@ class RtpRelay:
         if remote is not None:
             leg.config = replace(leg.config, remote=remote)
             leg.sdp_peer = _sdp_peer(leg.config)
+
+    def set_direction(self, side: Side, direction: str) -> None:
+        """A new SDP direction for a leg's endpoint (hold/resume re-INVITE, RFC 3264 §8.4):
+        nothing is sent to an endpoint that is sendonly or inactive."""
+        self.leg(side).receives = direction in ("sendrecv", "recvonly")
 
     def stats(self) -> dict[str, Any]:
         """Per-leg counters, the mode, and the transcoders' counters when transcoding."""

@@ -71,8 +71,15 @@ the caller is retransmitted until its ACK (§13.3.1.4). CANCEL from the caller: 
 caller and CANCEL to the vendor (deferred until the vendor sent a provisional, §9.1; a late 2xx
 is ACKed and BYEd). BYE from either side: 200, and BYE on the other leg. re-INVITE, INFO and
 UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP untouched when
-the media flows end to end); with the media proxy in the path the switch answers a re-INVITE
-itself with the relay's SDP and re-latches the leg (the other leg is not disturbed).
+the media flows end to end; through the media proxy as the relay's SDP with the direction
+carried over and each leg's own ``o=``, see :mod:`~vosapp.switch.call.in_dialog`: hold and
+resume, glare 491, 2xx until ACK).
+
+Answer check and codec conversion (docs/behaviour.md §5): a vendor answer with no codec from the offer ends
+the call (ACK + BYE to the vendor, 488 with ``Warning: 399`` to the caller, the reason in the
+CDR). A 488/606 from the vendor to the first offer, when both gateways allow codec conversion
+and the media proxy is not Off, is followed by a second INVITE to the same gateway offering
+its own specified codec through the relay, which transcodes (before any failover).
 
 CDR and crashes: the handler calls its :class:`CallJournal` at attempt (before the first
 INVITE leaves), answer (before the vendor's ACK and the caller's 2xx) and end (before the
@@ -90,8 +97,9 @@ Min-SE raised to it (RFC 4028 §6); not a failover.
 
 Reliable provisionals: see :mod:`~vosapp.switch.call.reliable`.
 
-Not done: downstream forking (only the first early dialog of a vendor or phone
-is followed), 2xx retransmission for relayed re-INVITEs.
+Not done: downstream forking (only the first early dialog of a vendor or phone is followed);
+a codec change inside a relayed call (the relay keeps each leg's codec; such a re-offer gets
+488).
 """
 
 from vosapp.switch.call.handler import FAILOVER_STATUSES, B2bua, is_failover

@@ -13,16 +13,19 @@ from typing import TYPE_CHECKING, Any
 from vosapp.sip import CSeq, NameAddr, Request, Response, SipUri, make_response, new_tag, parse_vias
 from vosapp.sip.dialog import Dialog, DialogError
 from vosapp.sip.headers import Via
-from vosapp.sip.sdp import SdpError, SessionDescription, read_answer
+from vosapp.sip.sdp import SdpError, SessionDescription
 from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
 from vosapp.switch.call.in_dialog import InDialog
 from vosapp.switch.call.journal import CallJournal
 from vosapp.switch.call.legs import Attempt, Call, Fork
 from vosapp.switch.call.media import MediaBackend, MediaBackendFactory
 from vosapp.switch.call.negotiation import (
+    AnswerRefused,
     MediaPlan,
     MediaRefused,
     answer_media,
+    checked_answer,
+    conversion_plan,
     plan_media,
     vendor_offer,
 )
@@ -119,14 +122,15 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         return NameAddr(uri=SipUri(host=host, port=port))
 
     def _a_response(self, call: Call, status: int, reason: str | None = None, *,
-                    body: bytes = b"", warning: str | None = None) -> Response:
+                    body: bytes = b"", warning: str | None = None,
+                    warning_code: int = 305) -> Response:
         response = make_response(call.a_invite, status, reason, to_tag=call.a_tag)
         response.headers.add("Server", SERVER_NAME)
         if 101 <= status <= 299:
             response.headers.add("Contact", str(self._contact(call.a_transport)))
         if warning:
             host = self.core.local_address(call.a_transport)[0]
-            response.headers.add("Warning", f'305 {host} "{warning}"')
+            response.headers.add("Warning", f'{warning_code} {host} "{warning}"')
         if body:
             response.headers.add("Content-Type", SDP)
             response.body = body
@@ -359,6 +363,8 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         # final failure
         if status == 422 and self._retry_422(call, attempt, response):
             return
+        if status in (488, 606) and self._reoffer_for_conversion(call, attempt):
+            return
         attempt.goto(AttemptState.FAILED)
         self._branch_failed(call, attempt, status, f"{status}", response)
 
@@ -457,25 +463,56 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
                                                      and min_se[0] <= asked[0]):
             return False
         attempt.retried_422 = True
-        self._stop_timer(attempt)
         call.record.gateways_tried.append(f"{attempt.target.name}:422")
-        old = attempt.invite
-        invite = copy.deepcopy(old)
-        invite.headers.set("Via", self.core.new_via(attempt.transport))
-        invite.headers.set("CSeq", str(CSeq(old.cseq.number + 1, "INVITE")))
+        invite = copy.deepcopy(attempt.invite)
         invite.headers.set("Session-Expires", str(min_se[0]))
         invite.headers.set("Min-SE", str(min_se[0]))
+        self.event(call, f"{attempt.target.name} answered 422 (Min-SE {min_se[0]}): INVITE "
+                   "again with Session-Expires raised (RFC 4028 §6)")
+        self._invite_again(call, attempt, invite)
+        return True
+
+    def _reoffer_for_conversion(self, call: Call, attempt: Attempt) -> bool:
+        """docs/behaviour.md §5 "Allow codec conversion": the vendor refused the first offer for its codecs
+        (488/606) → the same gateway gets its own codec through the relay, which transcodes
+        (:func:`~vosapp.switch.call.negotiation.conversion_plan`), before any failover."""
+        plan = conversion_plan(attempt.plan, call.offer, call.caller.gateway.settings,
+                               attempt.target.settings)
+        if plan is None or attempt.media_started:  # early media already runs on the old codecs
+            return False
+        call.record.gateways_tried.append(f"{attempt.target.name}:488")
+        try:
+            if attempt.media is None:
+                attempt.media = self.media.allocate()
+        except Exception as exc:  # noqa: BLE001 - no relay: the 488 stands
+            self.event(call, f"no relay for codec conversion: {exc}")
+            return False
+        offer = vendor_offer(call.offer, call.a_invite.body, plan, attempt.target.settings,
+                             attempt.media.local_b)
+        invite = copy.deepcopy(attempt.invite)
+        invite.body = offer.body
+        invite.headers.set("Content-Type", SDP)
+        attempt.plan, attempt.offer = plan, offer.sdp
+        self.event(call, f"{attempt.target.name} refused the offer: offering "
+                   f"{plan.b_codecs[0].encoding if plan.b_codecs else '?'} through the relay "
+                   "(codec conversion)")
+        self._invite_again(call, attempt, invite)
+        return True
+
+    def _invite_again(self, call: Call, attempt: Attempt, invite: Request) -> None:
+        """``invite`` (a copy of the attempt's) again on the same gateway after a final
+        refusal: same Call-ID and tags, new CSeq and Via branch; not a failover."""
+        self._stop_timer(attempt)
+        invite.headers.set("Via", self.core.new_via(attempt.transport))
+        invite.headers.set("CSeq", str(CSeq(attempt.invite.cseq.number + 1, "INVITE")))
         attempt.invite = invite
         attempt.b_early, attempt.b_rseq = None, None  # a new INVITE: its own early dialog
         attempt.goto(AttemptState.CALLING)
-        self.event(call, f"{attempt.target.name} answered 422 (Min-SE {min_se[0]}): INVITE "
-                   "again with Session-Expires raised (RFC 4028 §6)")
         attempt.txn = self.core.send_request(
             invite, attempt.destination, attempt.transport,
             lambda event: self.on_vendor_event(call, attempt, event))
         self._timer(attempt, call.params["SS_SIP_TIMEOUT_INVITE"],
                     lambda: self.on_invite_timeout(call, attempt))
-        return True
 
     def on_invite_timeout(self, call: Call, attempt: Attempt) -> None:
         attempt.timer = None
@@ -554,14 +591,11 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         if not plan.relay:
             call.record.media_mode = "direct"
             if attempt.b_answer is None and call.offer is not None and attempt.offer is not None:
-                try:
-                    attempt.b_answer = read_answer(vendor_sdp, attempt.offer)
-                    name = attempt.b_answer.codec.encoding
-                    call.record.caller_codec = call.record.callee_codec = name
-                    if attempt.b_answer.telephone_event_pt is not None:
-                        call.record.dtmf_method = "RFC2833 (end to end)"
-                except SdpError:
-                    pass
+                attempt.b_answer = checked_answer(vendor_sdp, attempt.offer)
+                name = attempt.b_answer.codec.encoding
+                call.record.caller_codec = call.record.callee_codec = name
+                if attempt.b_answer.telephone_event_pt is not None:
+                    call.record.dtmf_method = "RFC2833 (end to end)"
             return vendor_sdp
         if attempt.a_answer is not None:  # the relay already runs (early media)
             return bytes(attempt.a_answer.sdp)
@@ -610,7 +644,10 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
                 self._ack_and_bye(attempt, response)
                 self._close_media(attempt)
                 reason = getattr(exc, "reason", None) or str(exc)
-                self.fail(call, 488, "Not Acceptable Here", f"488 {reason}", warning=reason)
+                self.event(call, f"answer from {attempt.target.name} refused: {reason}")
+                # 399: the vendor's answer is at fault, not the caller's media (305)
+                self.fail(call, 488, "Not Acceptable Here", f"488 {reason}", warning=reason,
+                          warning_code=399 if isinstance(exc, AnswerRefused) else 305)
                 return
         call.legs["b"].dialog = dialog
         self.dialogs[(dialog.call_id, dialog.local_tag)] = (call, "b")
@@ -622,6 +659,8 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
             final.headers.add("Require", "timer")
         call.legs["a"].sdp_sent = body
         call.legs["b"].sdp_sent = attempt.invite.body
+        call.legs["a"].sdp_received = call.a_invite.body
+        call.legs["b"].sdp_received = response.body
         call.legs["a"].dialog = Dialog.from_uas(call.a_invite, final)
         self.dialogs[(call.call_id, call.a_tag)] = (call, "a")
         self._early_answered(call, attempt)
@@ -671,7 +710,7 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
 
     # ---------------------------------------------------------------- endings
     def fail(self, call: Call, status: int, reason: str, end_reason: str, *,
-             warning: str | None = None) -> None:
+             warning: str | None = None, warning_code: int = 305) -> None:
         """End an unanswered call with a final status to the caller."""
         if call.state is not CallState.ROUTING:
             return
@@ -682,7 +721,8 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         self._end(call)  # the CDR is committed before the caller hears the outcome
         if not call.a_txn.final_sent:
             try:
-                call.a_txn.respond(self._a_response(call, status, reason, warning=warning))
+                call.a_txn.respond(self._a_response(call, status, reason, warning=warning,
+                                                    warning_code=warning_code))
             except Exception as exc:  # noqa: BLE001
                 log.warning("final response to the caller failed: %s", exc)
 

@@ -1,30 +1,59 @@
 """Requests inside an answered call: ACK from the caller, BYE from either side (and the
-switch's own hang-up), re-INVITE, INFO and UPDATE relayed on the other leg's dialog (or
-answered by the switch itself when the media relay is in the path), and DTMF sent as SIP
-INFO by the relay. Part of the call handler (:class:`~vosapp.switch.call.B2bua`)."""
+switch's own hang-up), re-INVITE, INFO and UPDATE relayed on the other leg's dialog, and DTMF
+sent as SIP INFO by the relay. Part of the call handler (:class:`~vosapp.switch.call.B2bua`).
+
+Offers inside the call (re-INVITE, UPDATE: hold, resume, moved media) go to the other leg.
+Without the media proxy the SDP passes unchanged (the endpoints' own addresses and ``o=``).
+With it the other leg gets the relay's SDP for that leg with the originator's direction
+(sendonly/recvonly/inactive/sendrecv, the old ``c=0.0.0.0`` read as hold) and that leg's own
+``o=`` (version +1), the far side's answer comes back as the relay's answer on the
+originator's leg (its own ``o=``, version +1), and the relay re-latches and follows each
+endpoint's direction. A repeated offer or a re-INVITE without SDP on a relayed call (a session
+refresh) is answered by the switch with the leg's current SDP, unchanged version.
+
+A re-INVITE's 2xx is resent until the ACK (§13.3.1.4); the far leg's ACK goes at once, or
+with the originator's ACK when that carries the answer. Glare: an offer arriving on a leg
+where the switch's own offer waits gets 491 (§14.1); when the switch's relayed re-INVITE gets
+491 it is passed back to the originator, which retries after its own randomized delay (the
+switch keeps no offer of its own to retry). Its session-timer refreshes that meet 491 are
+retried at the next refresh period."""
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vosapp.sip.dialog import DialogError
-from vosapp.sip.sdp import PCMA, SdpError, answer
+from vosapp.sip.sdp import SdpError, SessionDescription
 from vosapp.sip.transaction import DeliverRequest, DeliverResponse, TimedOut, TransportFailed
+from vosapp.switch.call.negotiation import (
+    MediaRefused,
+    answer_direction,
+    checked_answer,
+    offered_direction,
+    relay_reanswer,
+    relay_reoffer,
+    unchanged_offer,
+)
 from vosapp.switch.call.session_timer import SDP
 from vosapp.switch.call.state import CallState
 
 if TYPE_CHECKING:
     from vosapp.net import Address
-    from vosapp.sip import NameAddr, Request, Via
+    from vosapp.sip import NameAddr, Request, Response, Via
     from vosapp.sip.dialog import Dialog
+    from vosapp.sip.sdp import Answer
     from vosapp.sip.transaction import ServerTransaction
     from vosapp.switch.call.journal import CallJournal
     from vosapp.switch.call.legs import Attempt, Call
     from vosapp.switch.core import SwitchCore
 
 log = logging.getLogger(__name__)
+
+_OTHER = {"a": "b", "b": "a"}
+_NAMES = {"a": "caller", "b": "vendor"}
 
 
 class InDialog:
@@ -40,6 +69,7 @@ class InDialog:
         def _contact(self, transport: str) -> NameAddr: ...
         def _end(self, call: Call) -> None: ...
         def _peer_refreshed(self, call: Call, side: str) -> None: ...
+        def event(self, call: Call, text: str) -> None: ...
         def _early_lookup(self, request: Request) -> tuple[Call, str] | None: ...
 
     def _a_txn_event(self, call: Call, event: Any) -> None:
@@ -48,8 +78,8 @@ class InDialog:
 
     def on_ack(self, request: Request, source: Address, transport: str) -> None:
         found = self._lookup(request)
-        if found is not None and found[1] == "a":
-            self._caller_ack(found[0], request)
+        if found is not None:
+            self._leg_ack(found[0], found[1], request)
 
     def _caller_ack(self, call: Call, ack: Request) -> None:
         if call.a_acked:
@@ -64,7 +94,7 @@ class InDialog:
             if not ack.body and call.a_early is not None and call.a_early.prack_answer is not None:
                 answer = call.a_early.prack_answer  # RFC 3262 §5: answered in the PRACK
             if answer.body:
-                call.legs["b"].sdp_sent = answer.body
+                call.legs["b"].sdp_sent = call.legs["a"].sdp_received = answer.body
                 call.b_ack.body = answer.body
                 call.b_ack.headers.set("Content-Type",
                                        answer.headers.get("Content-Type") or SDP)
@@ -152,7 +182,13 @@ class InDialog:
             txn.respond(self.core.make_response(request, 500))
             return
         self.journal.sync_leg(call, side)  # a target refresh moved the remote target
-        if request.method in ("INVITE", "UPDATE"):
+        if early_update:  # relayed as it is: the early offer/answer is the endpoints' own
+            self._relay_in_dialog(call, side, request, txn)
+            return
+        offer = request.method in ("INVITE", "UPDATE")
+        if offer:
+            if self._glare(call, side, request, txn):
+                return
             self._peer_refreshed(call, side)
         relay = attempt.media if attempt.media_started else None
         if request.method == "INFO" and relay is not None and attempt.plan.dtmf_conversion:
@@ -164,10 +200,32 @@ class InDialog:
                 return
             txn.respond(self.core.make_response(request, 200))
             return
-        if request.method == "INVITE" and relay is not None:
-            self._local_reinvite(call, side, request, txn)
-            return
-        self._relay_in_dialog(call, side, request, txn)
+        if offer and relay is not None:
+            self._reoffer_through_relay(call, side, request, txn)
+        elif offer:
+            content_type = request.headers.get("Content-Type") if request.body else None
+            self._forward_offer(call, side, request, txn, request.body, content_type,
+                                lambda response: response.body)
+        else:
+            self._relay_in_dialog(call, side, request, txn)
+
+    def _glare(self, call: Call, side: str, request: Request, txn: ServerTransaction) -> bool:
+        """An offer (re-INVITE, UPDATE) while one is open on the leg: 491 when ours waits
+        for its answer there (RFC 3261 §14.1, RFC 3311 §5.2), 500 with a random Retry-After
+        of 0-10 s while the endpoint's previous one is still being handled (§14.2)."""
+        leg = call.legs[side]
+        if leg.offer_out:
+            txn.respond(self.core.make_response(request, 491))
+            self.event(call, f"{request.method} from the {_NAMES[side]} crossed ours: 491 "
+                       "(RFC 3261 §14.1)")
+            return True
+        if leg.offer_in:
+            response = self.core.make_response(request, 500, "Server Internal Error "
+                                               "(previous offer still pending)")
+            response.headers.add("Retry-After", str(random.randint(0, 10)))
+            txn.respond(response)
+            return True
+        return False
 
     @staticmethod
     def _early_attempt(call: Call, side: str, request: Request) -> Attempt | None:
@@ -183,10 +241,10 @@ class InDialog:
                          txn: ServerTransaction, *,
                          headers: Iterable[tuple[str, str]] = (),
                          to: tuple[Dialog | None, Address, str] | None = None) -> None:
-        """The request on the other leg's dialog (``to``: a given dialog, destination and
-        transport instead), with extra ``headers``; its final answer relayed back."""
-        other = "b" if side == "a" else "a"
-        other_dialog, destination, transport = to or self._leg(call, other)
+        """A request without an offer of the switch's making (INFO, PRACK, an early UPDATE)
+        on the other leg's dialog (``to``: a given dialog, destination and transport instead),
+        with extra ``headers``; its final answer relayed back."""
+        other_dialog, destination, transport = to or self._leg(call, _OTHER[side])
         if other_dialog is None:
             txn.respond(self.core.make_response(request, 481))
             return
@@ -206,58 +264,241 @@ class InDialog:
                     reply.headers.add("Content-Type",
                                       response.headers.get("Content-Type") or SDP)
                     reply.body = response.body
-                if request.method == "INVITE" and response.status < 300:
-                    if response.body:
-                        call.legs[side].sdp_sent = response.body
-                    other_dialog.update_from_response(response)
-                    ack = other_dialog.ack_for_2xx(out, via=self._via(transport))
-                    self.core.send_stateless(ack, destination, transport)
-                    reply.headers.add("Contact", str(self._contact(txn.transport)))
                 txn.respond(reply)
             elif isinstance(event, (TimedOut, TransportFailed)) and not txn.final_sent:
                 txn.respond(self.core.make_response(request, 408))
 
-        if request.method == "INVITE" and request.body:
-            call.legs[other].sdp_sent = request.body
         self.core.send_request(out, destination, transport, relay_response)
 
-    def _local_reinvite(self, call: Call, side: str, request: Request,
-                        txn: ServerTransaction) -> None:
-        """Media proxy in the path: answer the re-INVITE with the relay's SDP (hold,
-        refresh, moved media); the leg is re-latched to the new address."""
-        attempt = call.answered
-        assert attempt is not None and attempt.media is not None
-        local = attempt.media.local_a if side == "a" else attempt.media.local_b
-        spec_answer = attempt.a_answer if side == "a" else attempt.b_answer
-        codec = spec_answer.codec if spec_answer is not None else PCMA
-        body = b""
-        remote = None
-        if request.body:
-            try:
-                settings = (call.caller.gateway.settings if side == "a"
-                            else attempt.target.settings)
-                result = answer(request.body, [codec], address=local[0], port=local[1],
-                                g729_mode=settings.g729_mode)
-            except SdpError as exc:
-                response = self.core.make_response(request, 488)
-                response.headers.add("Warning", f'305 vosapp "{exc.reason}"')
-                txn.respond(response)
-                return
-            body = bytes(result.sdp)
-            if result.remote_address:
-                remote = (result.remote_address, result.remote_port)
-        attempt.media.relatch(side, remote)
+    def _forward_offer(self, call: Call, side: str, request: Request, txn: ServerTransaction,
+                       body: bytes, content_type: str | None,
+                       answer_back: Callable[[Response], bytes]) -> None:
+        """The re-INVITE/UPDATE ``request`` as a new one on the other leg's dialog carrying
+        ``body``; the far side's final answer relayed back, with ``answer_back(2xx)`` as the
+        body of our 2xx. Both legs count as having an offer open until then (glare). For a
+        re-INVITE our 2xx is resent until the originator's ACK (§13.3.1.4) and the far leg
+        is ACKed at once, or with the originator's ACK when that carries the answer (the
+        offer was in the 2xx, §13.2.1)."""
+        other = _OTHER[side]
+        other_dialog, destination, transport = self._leg(call, other)
+        if other_dialog is None:
+            txn.respond(self.core.make_response(request, 481))
+            return
+        leg, far = call.legs[side], call.legs[other]
+        invite = request.method == "INVITE"
+        out = other_dialog.create_request(
+            request.method, via=self._via(transport), contact=self._contact(transport),
+            body=body, content_type=content_type)
+        leg.offer_in = far.offer_out = True
+        acks: list[Request] = []
+
+        def send_ack(ack: Request) -> None:
+            acks.append(ack)
+            self.core.send_stateless(ack, destination, transport)
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, DeliverResponse):
+                response = event.response
+                if 200 <= response.status < 300 and acks:  # §13.2.2.4: a resent 2xx
+                    self.core.send_stateless(acks[0], destination, transport)
+                if response.status < 200 or txn.final_sent:
+                    return
+                far.offer_out = False
+                if response.status >= 300 or call.state is not CallState.CONFIRMED:
+                    leg.offer_in = False
+                    reply = self.core.make_response(request, response.status, response.reason)
+                    for name in ("Warning", "Retry-After"):
+                        value = response.headers.get(name)
+                        if value:
+                            reply.headers.add(name, value)
+                    txn.respond(reply)  # a 491 passes back: the originator retries (§14.1)
+                    return
+                other_dialog.update_from_response(response)
+                reply_body = answer_back(response)
+                if body:
+                    far.sdp_sent = body
+                if response.body:
+                    far.sdp_received = response.body
+                if request.body:
+                    leg.sdp_received = request.body
+                reply = self._offer_reply(call, side, request, txn, reply_body,
+                                          response.headers.get("Content-Type"))
+                if not invite:
+                    leg.offer_in = False
+                    txn.respond(reply)
+                    return
+                ack = other_dialog.ack_for_2xx(out, via=self._via(transport))
+                if request.body or not response.body:
+                    send_ack(ack)
+                else:  # the originator's ACK carries the answer to the far side's offer
+                    def relay_ack(caller_ack: Request) -> None:
+                        if caller_ack.body:
+                            far.sdp_sent = ack.body = caller_ack.body
+                            ack.headers.set("Content-Type",
+                                            caller_ack.headers.get("Content-Type") or SDP)
+                        send_ack(ack)
+
+                    leg.on_reinvite_ack = relay_ack
+                self._answer_reinvite(call, side, txn, reply)
+            elif isinstance(event, (TimedOut, TransportFailed)):
+                far.offer_out = leg.offer_in = False
+                if not txn.final_sent:
+                    txn.respond(self.core.make_response(request, 408))
+
+        if invite:
+            self._watch_reinvite_ack(call, side, txn)
+        self.core.send_request(out, destination, transport, on_event)
+
+    def _offer_reply(self, call: Call, side: str, request: Request, txn: ServerTransaction,
+                     body: bytes, content_type: str | None = None) -> Response:
+        """Our 2xx to an offer on ``side``: Contact, the SDP (remembered as sent on the leg)
+        and, for a session refresh, the leg's Session-Expires (RFC 4028 §9)."""
         reply = self.core.make_response(request, 200)
         reply.headers.add("Contact", str(self._contact(txn.transport)))
         if body:
-            reply.headers.add("Content-Type", SDP)
+            reply.headers.add("Content-Type", content_type or SDP)
             reply.body = body
             call.legs[side].sdp_sent = body
         timer = call.legs[side].session_timer
         if timer is not None and not timer.liveness and request.headers.get("Session-Expires"):
             reply.headers.add("Session-Expires", timer.header())
             reply.headers.add("Require", "timer")
+        return reply
+
+    def _reoffer_through_relay(self, call: Call, side: str, request: Request,
+                               txn: ServerTransaction) -> None:
+        """Media proxy in the path: a changed offer (hold, resume, moved media) goes to the
+        other leg as the relay's SDP with the originator's direction (RFC 3264 §8.4), and the
+        far side's answer comes back as the relay's answer; each leg keeps its own ``o=``
+        (version +1). A repeated offer or none (a session refresh) is answered here with the
+        SDP the leg already has, the other leg undisturbed."""
+        attempt = call.answered
+        assert attempt is not None and attempt.media is not None
+        assert attempt.a_answer is not None and attempt.b_answer is not None
+        media = attempt.media
+        leg = call.legs[side]
+        offer = None
+        if request.body:
+            try:
+                offer = SessionDescription.parse(request.body)
+            except SdpError as exc:
+                self._refuse_offer(request, txn, exc.reason)
+                return
+        if offer is None or unchanged_offer(offer, leg.sdp_received):
+            reply = self._offer_reply(call, side, request, txn, leg.sdp_sent)
+            if request.method == "INVITE":
+                leg.offer_in = True
+                self._watch_reinvite_ack(call, side, txn)
+                self._answer_reinvite(call, side, txn, reply)
+            else:
+                txn.respond(reply)
+            return
+        other = _OTHER[side]
+        running = {"a": attempt.a_answer.codec, "b": attempt.b_answer.codec}
+        local = {"a": media.local_a, "b": media.local_b}
+        settings = (call.caller.gateway.settings if side == "a"
+                    else attempt.target.settings)
+        audio = SessionDescription.parse(leg.sdp_sent).first_audio()
+
+        def reanswer(far_direction: str) -> Answer:
+            return relay_reanswer(offer, running[side], local[side], leg.sdp_sent,
+                                  far_direction=far_direction,
+                                  telephone_event=audio is not None
+                                  and audio.telephone_event_pt is not None,
+                                  g729_mode=settings.g729_mode)
+
+        try:
+            reanswer("sendrecv")  # the running codec must still be offered: else 488 here
+        except SdpError as exc:
+            self._refuse_offer(request, txn, exc.reason)
+            return
+        out_sdp = relay_reoffer(offer, call.legs[other].sdp_sent, running[other])
+        source, destination = self._leg(call, side)[1], self._leg(call, other)[1]
+
+        def answer_back(response: Response) -> bytes:
+            far_direction = "sendrecv"
+            try:
+                far_answer = checked_answer(response.body, out_sdp)
+            except (SdpError, MediaRefused) as exc:
+                self.event(call, f"answer from the {_NAMES[other]} to the relayed offer "
+                           f"ignored: {exc}")
+            else:
+                far_direction = far_answer.direction
+                media.relatch(other, (far_answer.remote_address or destination[0],
+                                      far_answer.remote_port))
+                media.set_direction(other, far_direction)
+            mine = reanswer(far_direction)
+            media.relatch(side, (mine.remote_address or source[0], mine.remote_port))
+            media.set_direction(side, answer_direction(mine.direction,
+                                                       offered_direction(offer)))
+            self.event(call, f"{request.method} from the {_NAMES[side]} "
+                       f"({offered_direction(offer)}) relayed; the {_NAMES[other]} answered "
+                       f"{far_direction}")
+            return bytes(mine.sdp)
+
+        self._forward_offer(call, side, request, txn, bytes(out_sdp), SDP, answer_back)
+
+    def _refuse_offer(self, request: Request, txn: ServerTransaction, reason: str) -> None:
+        response = self.core.make_response(request, 488)
+        host = self.core.local_address(txn.transport)[0]
+        response.headers.add("Warning", f'305 {host} "{reason}"')
+        txn.respond(response)
+
+    # ------------------------------------------------------------ re-INVITE 2xx and ACK
+    def _watch_reinvite_ack(self, call: Call, side: str, txn: ServerTransaction) -> None:
+        def on_event(event: Any) -> None:
+            if isinstance(event, DeliverRequest) and event.request.method == "ACK":
+                self._leg_ack(call, side, event.request)
+
+        txn.add_listener(on_event)
+
+    def _answer_reinvite(self, call: Call, side: str, txn: ServerTransaction,
+                         reply: Response) -> None:
+        """Send our 2xx to a re-INVITE and resend it until its ACK (§13.3.1.4)."""
+        leg = call.legs[side]
+        leg.reinvite_2xx, leg.reinvite_txn = reply, txn
         txn.respond(reply)
+        if txn.transport == "UDP":
+            self._resend_reinvite_2xx(call, side, self.core.transactions.timers.t1, 0.0)
+
+    def _resend_reinvite_2xx(self, call: Call, side: str, interval: float,
+                             elapsed: float) -> None:
+        timers = self.core.transactions.timers
+        leg = call.legs[side]
+
+        def again() -> None:
+            reply, txn = leg.reinvite_2xx, leg.reinvite_txn
+            if reply is None or txn is None or call.state is not CallState.CONFIRMED:
+                return
+            if elapsed + interval >= 64 * timers.t1:
+                self.event(call, f"no ACK for the 200 to the {_NAMES[side]}'s re-INVITE "
+                           "(§13.3.1.4): hanging up")
+                self.hangup(call, None, "no ACK for a re-INVITE")
+                return
+            try:
+                txn.respond(reply)
+            except Exception:  # noqa: BLE001 - transaction already gone
+                return
+            self._resend_reinvite_2xx(call, side, min(interval * 2, timers.t2),
+                                      elapsed + interval)
+
+        leg.reinvite_retransmit = self.core.clock.call_later(interval, again)
+
+    def _leg_ack(self, call: Call, side: str, ack: Request) -> None:
+        leg = call.legs[side]
+        reply = leg.reinvite_2xx
+        if reply is None or ack.cseq.number != reply.cseq.number:
+            if side == "a":
+                self._caller_ack(call, ack)
+            return
+        leg.reinvite_2xx = leg.reinvite_txn = None
+        leg.offer_in = False
+        if leg.reinvite_retransmit is not None:
+            leg.reinvite_retransmit.cancel()
+            leg.reinvite_retransmit = None
+        relay_ack, leg.on_reinvite_ack = leg.on_reinvite_ack, None
+        if relay_ack is not None:
+            relay_ack(ack)
 
     def _send_info(self, call: Call, side: str, info: Any) -> None:
         if call.state is not CallState.CONFIRMED:

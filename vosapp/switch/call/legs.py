@@ -9,6 +9,7 @@ attempts are abandoned (CANCEL)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -112,7 +113,14 @@ class Leg:
     side: str
     dialog: Dialog | None = None
     sdp_sent: bytes = b""  # the SDP last sent on this leg (refresh re-INVITEs resend it)
+    sdp_received: bytes = b""  # the endpoint's SDP last taken (a repeat is a refresh)
     session_timer: LegTimer | None = None  # RFC 4028
+    offer_out: bool = False  # our re-INVITE/UPDATE waits for its answer (glare, §14.1)
+    offer_in: bool = False  # the endpoint's re-INVITE/UPDATE is being handled (§14.2)
+    reinvite_2xx: Response | None = None  # our 2xx to its re-INVITE, resent until the ACK
+    reinvite_txn: ServerTransaction | None = None
+    reinvite_retransmit: TimerHandle | None = None
+    on_reinvite_ack: Callable[[Request], None] | None = None  # the far leg's deferred ACK
 
 
 def _legs() -> dict[str, Leg]:

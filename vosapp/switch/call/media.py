@@ -39,6 +39,10 @@ class MediaSession(Protocol):
 
     def relatch(self, side: str, remote: Address | None) -> None: ...
 
+    def set_direction(self, side: str, direction: str) -> None:
+        """The leg's endpoint now has SDP ``direction`` (RFC 3264 §8.4 hold/resume): the
+        relay sends it nothing when it is sendonly/inactive."""
+
     def dtmf_methods(self) -> list[str]: ...
 
     def close(self) -> None: ...

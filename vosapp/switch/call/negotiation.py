@@ -12,6 +12,17 @@ is applied since RTP then uses the caller's payload types) per the routing gatew
 (:func:`g729_codecs`, :func:`g729_rewrite_offer`, :func:`vosapp.sip.sdp.g729_offer`), the
 relay's answer to the caller per the mapping gateway (:func:`vosapp.sip.sdp.answer`
 ``g729_mode``). Without the relay the vendor's answer reaches the caller unchanged.
+
+The vendor's answer must pick its codec from the offer (RFC 3264 §6): :func:`checked_answer`
+raises :class:`MediaRefused` otherwise and the handler ends the call. When the vendor refuses
+the first offer for its codecs (488/606), :func:`conversion_plan` re-plans the attempt for
+"Allow codec conversion": the vendor is offered its own (specified) codec through the relay,
+which transcodes.
+
+Offers and answers inside the call (hold/resume, RFC 3264 §8) through the relay:
+:func:`relay_reoffer` writes the other leg's offer with the originator's direction,
+:func:`relay_reanswer` the switch's answer back; :func:`next_leg_sdp` keeps each leg's own
+``o=`` (session id fixed, version +1 per changed SDP).
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ from vosapp.sip.sdp import (
     Answer,
     Attribute,
     Codec,
+    NoCommonCodec,
+    SdpError,
     SessionDescription,
     answer,
     build_offer,
@@ -49,6 +62,12 @@ MEDIA_CODEC = {"pcma": "PCMA", "pcmu": "PCMU", "g729": "G729", "g723": "G723", "
 
 class MediaRefused(Exception):
     """The call cannot get media as configured: answer 488 with this reason (Warning 305)."""
+
+
+class AnswerRefused(MediaRefused):
+    """The vendor's answer broke RFC 3264 §6 (a codec it was not offered): the switch ends
+    the call with 488 and this reason (Warning 399: the fault is the vendor's, not the
+    caller's media)."""
 
 
 @dataclass
@@ -254,6 +273,137 @@ def vendor_offer(offer: SessionDescription | None, raw: bytes, plan: MediaPlan,
     return VendorOffer(sdp, bytes(sdp) if changed else raw)
 
 
+def checked_answer(sdp: bytes, offer: SessionDescription) -> Answer:
+    """The vendor's answer to ``offer``; raises :class:`AnswerRefused` when it accepted no
+    stream with a codec from the offer (RFC 3264 §6: the answer picks from the offer) and
+    :class:`~vosapp.sip.sdp.SdpError` when it is unreadable."""
+    try:
+        return read_answer(sdp, offer)
+    except NoCommonCodec:
+        answered = SessionDescription.parse(sdp).first_audio()
+        offered = offer.first_audio()
+
+        def names(media: Any) -> str:
+            found = [c.encoding for c in (media.codecs() if media is not None else [])
+                     if c.encoding.lower() != "telephone-event"]
+            return "/".join(found) or "nothing"
+
+        raise AnswerRefused(f"the vendor answered {names(answered)} to an offer of "
+                            f"{names(offered)} (RFC 3264 §6)") from None
+
+
+def conversion_plan(plan: MediaPlan, offer: SessionDescription | None,
+                    mapping: GatewaySettings, routing: GatewaySettings) -> MediaPlan | None:
+    """docs/behaviour.md §5 "Allow codec conversion" after the vendor refused the first offer for its
+    codecs (488/606): a plan that offers the vendor the routing gateway's own codec
+    (``specified_codec``) through the relay and transcodes — None when conversion is not
+    allowed on both gateways, the media proxy is Off on either, the plan already transcodes,
+    or that codec was already offered (the vendor refused it)."""
+    if plan.transcode or offer is None:
+        return None
+    if not (mapping.allow_codec_conversion and routing.allow_codec_conversion):
+        return None
+    if "Off" in (mapping.media_proxy, routing.media_proxy):
+        return None
+    audio = offer.first_audio()
+    offered = plan.b_codecs if plan.b_codecs is not None else (
+        audio.codecs() if audio is not None else [])
+    own = _specified_codec(routing)
+    a_codecs = [c for c in plan.a_codecs if c.family in MEDIA_CODEC]
+    if not a_codecs or any(own.matches(c, g729_variants=True) for c in offered):
+        return None
+    return MediaPlan(relay=True, transcode=True,
+                     reason=f"codec conversion (the vendor refused {offered_names(offered)})",
+                     a_codecs=a_codecs, b_codecs=[own],
+                     dtmf_conversion=(_dtmf_needs_conversion(mapping)
+                                      or _dtmf_needs_conversion(routing)))
+
+
+def offered_names(codecs: list[Codec]) -> str:
+    return "/".join(c.encoding for c in codecs if c.encoding.lower() != "telephone-event")
+
+
+# ---------------------------------------------------------------- offers inside the call
+
+
+def offered_direction(sdp: SessionDescription) -> str:
+    """What the offerer of ``sdp`` wants for its first audio stream (RFC 3264 §8.4), with the
+    RFC 2543 hold form folded in: ``c=0.0.0.0`` means the offerer receives nothing, so
+    sendrecv reads as sendonly and recvonly as inactive."""
+    audio = sdp.first_audio()
+    if audio is None:
+        return "sendrecv"
+    direction = sdp.direction_of(audio)
+    connection = sdp.connection_of(audio)
+    if connection is not None and connection.address.split("/")[0] in ("0.0.0.0", "::"):
+        direction = {"sendrecv": "sendonly", "recvonly": "inactive"}.get(direction, direction)
+    return direction
+
+
+def answer_direction(offered: str, answered: str) -> str:
+    """The answerer's direction ``answered`` limited to what an offer of ``offered`` allows
+    (RFC 3264 §6.1: it may send only if the offerer receives, receive only if it sends)."""
+    sends = answered in ("sendrecv", "sendonly") and offered in ("sendrecv", "recvonly")
+    receives = answered in ("sendrecv", "recvonly") and offered in ("sendrecv", "sendonly")
+    return {(True, True): "sendrecv", (True, False): "sendonly", (False, True): "recvonly",
+            (False, False): "inactive"}[(sends, receives)]
+
+
+def next_leg_sdp(sdp: SessionDescription, last: bytes) -> SessionDescription:
+    """``sdp`` as the next SDP the switch sends on a leg whose last one was ``last``
+    (RFC 3264 §8): the leg's ``o=`` username, session id and address, the version one up
+    when anything else changed and the same when nothing did (a session refresh)."""
+    previous = SessionDescription.parse(last)
+    result = copy.deepcopy(sdp)
+    result.origin = replace(previous.origin)
+    if str(result) != str(previous):
+        result.origin.session_version = previous.origin.session_version + 1
+    return result
+
+
+def _accepted_audio(sdp: SessionDescription) -> Any:
+    return next((m for m in sdp.media if m.media == "audio" and m.port), None)
+
+
+def relay_reoffer(offer: SessionDescription, other_last: bytes, codec: Codec
+                  ) -> SessionDescription:
+    """The other leg's offer for a re-offer from one side, the relay in the path: the SDP
+    last sent on the other leg (the relay's address) restricted to ``codec`` (the one running
+    on that leg: the relay keeps its codecs), the originator's direction carried over (hold,
+    resume: RFC 3264 §8.4) and the leg's next ``o=`` version."""
+    sdp = restrict_offer(SessionDescription.parse(other_last), [codec])
+    audio = _accepted_audio(sdp)
+    if audio is not None:
+        audio.set_direction(offered_direction(offer))
+    return next_leg_sdp(sdp, other_last)
+
+
+def relay_reanswer(offer: SessionDescription, codec: Codec, relay: Address, last: bytes, *,
+                   far_direction: str, telephone_event: bool, g729_mode: str) -> Answer:
+    """The switch's answer to a re-offer from one side, the relay in the path: ``codec`` (the
+    one running on that leg; :class:`~vosapp.sip.sdp.NoCommonCodec` when the re-offer
+    dropped it) on the relay's address, the direction the far side answered (limited to what
+    the offer allows) and the leg's next ``o=`` version after ``last``."""
+    result = answer(offer, [codec], address=relay[0], port=relay[1],
+                    telephone_event=telephone_event, g729_mode=g729_mode)
+    direction = answer_direction(offered_direction(offer), far_direction)
+    audio = _accepted_audio(result.sdp)
+    assert audio is not None  # answer() raised NoCommonCodec otherwise
+    audio.set_direction(direction)
+    return replace(result, sdp=next_leg_sdp(result.sdp, last), direction=direction)
+
+
+def unchanged_offer(offer: SessionDescription, last: bytes) -> bool:
+    """Whether ``offer`` repeats the SDP last received on a leg (``o=`` version included):
+    a session refresh, not a change to relay (RFC 3264 §8)."""
+    if not last:
+        return False
+    try:
+        return str(SessionDescription.parse(last)) == str(offer)
+    except SdpError:
+        return False
+
+
 @dataclass
 class MediaAnswer:
     """What the vendor's answer means for a relayed call: the caller's answer, both relay
@@ -272,7 +422,7 @@ def answer_media(plan: MediaPlan, caller_offer: SessionDescription, vendor_offer
     """The relay's answer to the caller (on ``relay_a``) from the vendor's answer to
     ``vendor_offer``; raises :class:`~vosapp.sip.sdp.SdpError` for an unreadable answer and
     :class:`MediaRefused` when the vendor's codec cannot reach the caller."""
-    b_answer = read_answer(vendor_sdp, vendor_offer)
+    b_answer = checked_answer(vendor_sdp, vendor_offer)
     if plan.transcode:
         a_codecs = plan.a_codecs
     else:
@@ -317,6 +467,8 @@ def answer_media(plan: MediaPlan, caller_offer: SessionDescription, vendor_offer
     return MediaAnswer(a_answer, b_answer, a_spec, b_spec, dtmf)
 
 
-__all__ = ["MEDIA_CODEC", "SPECIFIED", "MediaAnswer", "MediaPlan", "MediaRefused",
-           "VendorOffer", "answer_media", "g729_codecs", "g729_rewrite_offer", "plan_media",
-           "restrict_offer", "vendor_offer"]
+__all__ = ["MEDIA_CODEC", "SPECIFIED", "AnswerRefused", "MediaAnswer", "MediaPlan",
+           "MediaRefused", "VendorOffer", "answer_direction", "answer_media", "checked_answer",
+           "conversion_plan", "g729_codecs", "g729_rewrite_offer", "next_leg_sdp",
+           "offered_direction", "plan_media", "relay_reanswer", "relay_reoffer",
+           "restrict_offer", "unchanged_offer", "vendor_offer"]

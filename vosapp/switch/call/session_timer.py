@@ -175,7 +175,11 @@ class SessionTimers:
         dialog, destination, transport = self._leg(call, side)
         if dialog is None:
             return
-        body = call.legs[side].sdp_sent
+        leg = call.legs[side]
+        if leg.offer_out or leg.offer_in:  # an offer is open on the leg: it refreshes too
+            self._arm_session_timer(call, side, timer)
+            return
+        body = leg.sdp_sent
         headers: list[tuple[str, str]] = []
         if not timer.liveness:
             headers = [("Session-Expires", f"{int(timer.interval)};refresher=uac"),
@@ -188,14 +192,16 @@ class SessionTimers:
         except DialogError:
             return
         timer.refreshes += 1
+        leg.offer_out = True  # §14.1: the endpoint's re-INVITE meanwhile gets 491
 
         def on_event(event: Any) -> None:
+            if isinstance(event, DeliverResponse) and event.response.status < 200:
+                return
+            leg.offer_out = False
             if call.state is not CallState.CONFIRMED:
                 return
             if isinstance(event, DeliverResponse):
                 response = event.response
-                if response.status < 200:
-                    return
                 if response.status < 300:
                     dialog.update_from_response(response)
                     ack = dialog.ack_for_2xx(request, via=self._via(transport))
