@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from vosapp.lab.call_timers import (
@@ -98,7 +100,7 @@ def test_nat_keepalive_period_and_message() -> None:
                              "SS_SIP_NAT_KEEP_ALIVE_MESSAGE": "PING"}).run(65.0)
     got = nat.keepalives()
     assert [data for _, data in got] == [b"PING"] * 3
-    assert [b - a for (a, _), (b, _) in zip(got, got[1:], strict=False)] == \
+    assert [b - a for (a, _), (b, _) in pairwise(got)] == \
         pytest.approx([20.0, 20.0])
     assert nat.ladder("keep-alive") is not None
 
