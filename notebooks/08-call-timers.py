@@ -20,6 +20,7 @@
 from itertools import pairwise
 
 import plotly.graph_objects as go
+from IPython.display import display
 
 from vosapp.lab.call_timers import (
     ANSWER,
@@ -107,7 +108,9 @@ for parameter, script in progress_cases:
 table(rows)
 
 # %%
-progress_labs["SS_SIP_TIMEOUT_RINGING"].ladder("SS_SIP_TIMEOUT_RINGING = 5: 180, then CANCEL")
+for parameter, lab in progress_labs.items():
+    display(lab.ladder(f"{parameter} = 5: CANCEL to the vendor, 408 to the caller",
+                       address="vendor-a"))
 
 # %% [markdown]
 # ## Session timers: SS_SIP_SESSION_TTL, SS_SIP_SESSION_UPDATE_SEGMENT, early hangup

@@ -1,9 +1,9 @@
 """The call-side SS_* timers in virtual time (notebook 08, docs/behaviour.md §2.6, §4.2–§4.4).
 
-A switch with the registrar and B2BUA features on a :class:`~vosapp.io.virtual.VirtualNetwork`
-(no media relay), a scripted caller (:class:`VirtualCaller`, a trusted mapping gateway) and
-scripted vendors (:class:`ScriptedVendor`, routing gateways tried in order). Everything runs on
-one :class:`~vosapp.clock.ManualClock`, so a 32 s retransmission schedule or a 90 s session
+A switch with the B2BUA feature (the registrar for the NAT keep-alive) on a
+:class:`~vosapp.io.virtual.VirtualNetwork` (no media relay), a scripted caller
+(:class:`VirtualCaller`, a trusted mapping gateway) and scripted vendors
+(:class:`ScriptedVendor`, routing gateways tried in order). Everything runs on one :class:`~vosapp.clock.ManualClock`, so a 32 s retransmission schedule or a 90 s session
 timer takes milliseconds and comes out the same every time.
 
 * :func:`call_lab` -- the switch, caller and vendors, wired from SS_* values and per-gateway
@@ -333,13 +333,13 @@ def call_lab(parameters: Mapping[str, object] = {}, *,
              gateways: Mapping[str, Mapping[str, object]] = {},
              answer_headers: Mapping[str, Sequence[tuple[str, str]]] = {},
              latency: float = 0.005) -> CallLab:
-    """A started switch (registrar + B2BUA, ``parameters`` = SS_* values) with the caller and
+    """A started switch (B2BUA, no media relay; ``parameters`` = SS_* values) with the caller and
     one :class:`ScriptedVendor` per entry of ``vendors`` (name → script), each a routing
     gateway (``gateways``: its settings; ``answer_headers``: extra headers on its 2xx)."""
     net = VirtualNetwork(latency=latency)
     config = parse_config(lab_config_text(parameters, gateways, vendors))
     switch = net.add_switch(SWITCH, config=config, params=config.parameters,
-                            features=["registrar", "b2bua"])
+                            features=["b2bua"])
     switch.start()
     lab_vendors = {name: ScriptedVendor(net, VENDORS[name], script,
                                         answer_headers.get(name, ()))
@@ -397,7 +397,9 @@ class NatKeepAlive:
 
         names = {f"{NAT_PHONE[0]}:{NAT_PHONE[1]}": "phone (NAT)",
                  f"{SWITCH[0]}:{SWITCH[1]}": "switch"}
-        return figure(Ladder(self.switch.trace.records(), names=names), title=title)
+        # events=False: the registrar's own notes (its temporary store) are not the point here
+        return figure(Ladder(self.switch.trace.records(), names=names, events=False),
+                      title=title)
 
 
 def nat_keepalive_lab(parameters: Mapping[str, object] = {}, *,
