@@ -20,9 +20,6 @@ from vosapp.lab.call_timers import (
     retransmission_schedule,
 )
 
-SESSION_EXPIRES = {"vendor-a": [("Session-Expires", "90;refresher=uac"), ("Require", "timer")]}
-
-
 @pytest.mark.parametrize("t1_ms", [500, 200])
 def test_invite_retransmissions_follow_t1_until_timer_b(t1_ms: int) -> None:
     times, lab = retransmission_schedule(t1_ms)
@@ -72,10 +69,33 @@ def test_progress_timeouts_cancel_the_vendor(param: str, script, reason: str) ->
     assert lab.vendors["vendor-a"].methods() == ["INVITE", "CANCEL", "ACK"]
 
 
+@pytest.mark.parametrize("ttl, segment, refreshes", [(90, 2, [45, 90, 135]),
+                                                      (120, 2, [60, 120]),
+                                                      (120, 3, [40, 80, 120])])
+def test_refresh_every_ttl_over_segment(ttl: int, segment: int, refreshes: list[int]) -> None:
+    lab = call_lab({"SS_SIP_SESSION_TTL": ttl, "SS_SIP_SESSION_UPDATE_SEGMENT": segment},
+                   session_timers=["vendor-a"])
+    lab.caller.call()
+    lab.run(max(refreshes) + 1.0)
+    [invite] = lab.vendors["vendor-a"].invites
+    assert invite.headers.get("Session-Expires") == str(ttl)
+    assert lab.sent_times("INVITE", "vendor-a")[1:] == pytest.approx(
+        [0.1 + 0.01 * n + t for n, t in enumerate(refreshes)], abs=0.05)
+    assert lab.cdr is None
+
+
+def test_a_vendor_without_session_timers_is_not_refreshed() -> None:
+    lab = call_lab({"SS_SIP_SESSION_TTL": 90})
+    lab.caller.call()
+    lab.run(200.0)
+    assert lab.sent_times("INVITE", "vendor-a") == pytest.approx([0.005])
+    assert lab.cdr is None
+
+
 @pytest.mark.parametrize("early, hangup", [("On", 135.1 + 32), ("Off", 90.1 + 90)])
 def test_session_refresh_and_early_hangup(early: str, hangup: float) -> None:
     lab = call_lab({"SS_SIP_SESSION_TTL": 90, "SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP": early},
-                   answer_headers=SESSION_EXPIRES)
+                   session_timers=["vendor-a"])
     lab.caller.call()
     lab.run(100.0)
     refreshes = lab.sent_times("INVITE", "vendor-a")[1:]

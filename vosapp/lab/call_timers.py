@@ -141,15 +141,17 @@ class ScriptedVendor(_VirtualUa):
     """A routing gateway: answers a new INVITE with ``script`` [(delay, status[, sdp])]; 200
     to in-dialog requests (re-INVITE with its SDP); 200 + 487 to CANCEL before its final.
 
-    ``answer_headers`` go on its 2xx to the INVITE (e.g. ``Session-Expires``).
+    ``session_timer``: its 2xx accepts the Session-Expires the INVITE offered, with the
+    switch as refresher (RFC 4028 §9: ``refresher=uac``, ``Require: timer``); else it
+    ignores session timers, as a UAS without them does.
     """
 
     def __init__(self, net: VirtualNetwork, address: Address,
-                 script: Sequence[tuple[Any, ...]] = ANSWER,
-                 answer_headers: Sequence[tuple[str, str]] = ()) -> None:
+                 script: Sequence[tuple[Any, ...]] = ANSWER, session_timer: bool = False
+                 ) -> None:
         super().__init__(net, address)
         self.script = list(script)
-        self.answer_headers = list(answer_headers)
+        self.session_timer = session_timer
         self.tag = new_tag()
         self.final_sent = False
         self._pending: list[Any] = []
@@ -186,8 +188,10 @@ class ScriptedVendor(_VirtualUa):
         sdp = status == 200 if with_sdp is None else with_sdp
         headers = [("Contact", f"<sip:vendor@{self.address[0]}:{self.address[1]}>")] \
             if status > 100 else []
-        if 200 <= status < 300:
-            headers += self.answer_headers
+        offered = invite.headers.get("Session-Expires")
+        if 200 <= status < 300 and self.session_timer and offered:
+            headers += [("Session-Expires", f"{offered.split(';')[0]};refresher=uac"),
+                        ("Require", "timer")]
         self.reply(invite, status, source, to_tag=self.tag if status > 100 else None,
                    body=self.offer() if sdp else b"", headers=headers)
 
@@ -331,18 +335,19 @@ class CallLab:
 def call_lab(parameters: Mapping[str, object] = {}, *,
              vendors: Mapping[str, Sequence[tuple[Any, ...]]] = {"vendor-a": ANSWER},
              gateways: Mapping[str, Mapping[str, object]] = {},
-             answer_headers: Mapping[str, Sequence[tuple[str, str]]] = {},
+             session_timers: Iterable[str] = (),
              latency: float = 0.005) -> CallLab:
     """A started switch (B2BUA, no media relay; ``parameters`` = SS_* values) with the caller and
     one :class:`ScriptedVendor` per entry of ``vendors`` (name → script), each a routing
-    gateway (``gateways``: its settings; ``answer_headers``: extra headers on its 2xx)."""
+    gateway (``gateways``: its settings); the vendors named in ``session_timers`` accept the
+    switch's session timer (see :class:`ScriptedVendor`)."""
     net = VirtualNetwork(latency=latency)
     config = parse_config(lab_config_text(parameters, gateways, vendors))
     switch = net.add_switch(SWITCH, config=config, params=config.parameters,
                             features=["b2bua"])
     switch.start()
-    lab_vendors = {name: ScriptedVendor(net, VENDORS[name], script,
-                                        answer_headers.get(name, ()))
+    timed = set(session_timers)
+    lab_vendors = {name: ScriptedVendor(net, VENDORS[name], script, name in timed)
                    for name, script in vendors.items()}
     names = {f"{CALLER[0]}:{CALLER[1]}": "caller", f"{SWITCH[0]}:{SWITCH[1]}": "switch"}
     names.update({f"{host}:{port}": name for name, (host, port) in VENDORS.items()})
