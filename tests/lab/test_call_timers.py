@@ -20,6 +20,7 @@ from vosapp.lab.call_timers import (
     retransmission_schedule,
 )
 
+
 @pytest.mark.parametrize("t1_ms", [500, 200])
 def test_invite_retransmissions_follow_t1_until_timer_b(t1_ms: int) -> None:
     times, lab = retransmission_schedule(t1_ms)
