@@ -155,6 +155,17 @@ def test_same_datagram_seen_by_both_ends_is_drawn_once() -> None:
     assert ladder.merged == 2
 
 
+def test_repeated_keepalive_is_periodic_not_a_retransmission() -> None:
+    def hello(t: float, direction: str) -> TraceRecord:
+        return TraceRecord(t, 1.7e9 + t, direction, "UDP", SWITCH, PHONE, b"HELLO",
+                           note="NAT keep-alive 1001")
+
+    ladder = Ladder([hello(0.0, "out"), hello(0.001, "in"), hello(30.0, "out")])
+    assert [(a.label, a.retransmission, a.original) for a in ladder.arrows] == [
+        ("HELLO", False, None), ("HELLO", False, None)]
+    assert ladder.merged == 1  # the phone's view of the first one
+
+
 def test_rows_are_time_ordered_even_when_records_arrive_late() -> None:
     ladder = Ladder()
     records = registration()

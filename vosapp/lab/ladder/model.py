@@ -451,9 +451,10 @@ class Ladder:
         copies_before = state[mine] - 1 + state[other]
         if not self._matches(record):
             return None
-        original = state[0]
-        arrow = self._add_arrow(record, src, dst, retransmission=copies_before > 0,
-                                original=original)
+        # A repeated datagram that is not SIP (a NAT keep-alive) is periodic, not a resend.
+        retransmission = copies_before > 0 and (record.method, record.status) != (None, None)
+        arrow = self._add_arrow(record, src, dst, retransmission=retransmission,
+                                original=state[0] if retransmission else None)
         if state[0] is None:
             state[0] = arrow.seq
         return arrow
