@@ -178,7 +178,6 @@ def test_pesq_through_the_transcoding_switch_matches_the_offline_codec_chain(
     assert abs(back[0] - back[1]) <= 0.1
 
 
-@pytest.mark.xfail(strict=False, reason="needs calls to registered phones")
 def test_carrier_calls_a_registered_phone_through_the_switch(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with lab(tmp_path, LabVendor(reject=503),
