@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from vosapp.params import REGISTRY, Params
 from vosapp.sip import (
     SipParseError,
+    SipUri,
     make_error_response,
     make_response,
     new_branch,
@@ -45,6 +46,7 @@ from vosapp.sip import (
     parse,
     parse_vias,
 )
+from vosapp.sip.parser import SUPPORTED_URI_SCHEMES
 from vosapp.sip.transaction import (
     RELIABLE_TRANSPORTS,
     ClientTransaction,
@@ -91,6 +93,9 @@ KNOWN_METHODS = frozenset({
 #: Served by the core itself whatever handlers exist.
 CORE_METHODS = ("OPTIONS", "CANCEL", "ACK")
 SERVER_NAME = "vosapp/0.1"
+#: RFC 3261 §8.2.2.3 / §19.2: the option tags this switch implements -- what OPTIONS lists in
+#: Supported and what a Require is checked against (anything else: 420). "timer" = RFC 4028.
+SUPPORTED_OPTION_TAGS: tuple[str, ...] = ("timer",)
 ACCEPT = "application/sdp"
 
 
@@ -452,6 +457,13 @@ class SwitchCore:
             self._receive_cancel(request, txn, key)
             return
         handler = self._handlers.get(request.method)
+        if handler is None and request.method != "OPTIONS":
+            self._default_handler(request, txn)  # §8.2.1 method inspection comes first
+            return
+        refusal = self._inspect_headers(request)
+        if refusal is not None:
+            txn.respond(refusal)
+            return
         if handler is None:
             self._default_handler(request, txn)
             return
@@ -463,6 +475,23 @@ class SwitchCore:
                              call_id=request.call_id)
             if not txn.final_sent and not txn.dropped and not txn.terminated:
                 txn.respond(self.make_response(request, 500))
+
+    def _inspect_headers(self, request: Request) -> Response | None:
+        """RFC 3261 §8.2.2, before any handler (routing, auth) sees the request: 416 for a
+        Request-URI scheme the switch does not serve, 420 with Unsupported for an option
+        tag it does not implement, 400 for a REGISTER whose To is no SIP/SIPS URI (§10.3:
+        only those are addresses of record; RFC 4475 unksm2)."""
+        if request.uri.scheme not in SUPPORTED_URI_SCHEMES:
+            return self.make_response(request, 416)
+        unsupported = [tag for tag in request.headers.get_list("Require")
+                       if tag.lower() not in SUPPORTED_OPTION_TAGS]
+        if unsupported:
+            response = self.make_response(request, 420)
+            response.headers.add("Unsupported", ", ".join(unsupported))
+            return response
+        if request.method == "REGISTER" and not isinstance(request.to.uri, SipUri):
+            return self.make_response(request, 400, "Bad Request (To is not a SIP URI)")
+        return None
 
     def _server_event(self, event: TUEvent) -> None:
         if isinstance(event, TimedOut):
@@ -511,7 +540,7 @@ class SwitchCore:
         headers.add("Accept", ACCEPT)
         headers.add("Accept-Encoding", "identity")
         headers.add("Accept-Language", "en")
-        headers.add("Supported", "")
+        headers.add("Supported", ", ".join(SUPPORTED_OPTION_TAGS))
         return response
 
     def _reply_stateless(self, request: Request, status: int, reason: str, source: Address,
@@ -626,6 +655,6 @@ def response_address(request: Request, source: Address, transport: str,
 
 
 __all__ = [
-    "KNOWN_METHODS", "AckHandler", "CoreStats", "RequestHandler", "Sender", "StopHook",
+    "KNOWN_METHODS", "SUPPORTED_OPTION_TAGS", "AckHandler", "CoreStats", "RequestHandler", "Sender", "StopHook",
     "StrayResponseHandler", "SwitchCore", "TransactionError", "response_address",
 ]
