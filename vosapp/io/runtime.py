@@ -180,6 +180,7 @@ class Switch:
         self.tcp: TcpTransport | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._params_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self.started = False
 
     @classmethod
@@ -212,6 +213,7 @@ class Switch:
         await self._bind()
         self.started = True
         self._flush_task = loop.create_task(self._flush_trace())
+        self._lag_task = loop.create_task(self._measure_loop_lag())
         if self.store is not None and self.param_poll_interval and self.param_poll_interval > 0:
             self._params_task = loop.create_task(self._watch_params(self.param_poll_interval))
         self.core.start()
@@ -258,6 +260,8 @@ class Switch:
             self._flush_task.cancel()
         if self._params_task is not None:
             self._params_task.cancel()
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         if self.udp is not None:
             self.udp.close()
         if self.tcp is not None:
@@ -278,6 +282,17 @@ class Switch:
         while True:
             await asyncio.sleep(1.0)
             self.trace.flush()
+
+    async def _measure_loop_lag(self, period: float = 0.1) -> None:
+        # The overload gate's second signal (vosapp.switch.limits): how late a periodic
+        # tick runs, smoothed (EWMA, ~1 s) so one slow callback does not shed calls.
+        loop = asyncio.get_running_loop()
+        smoothed = 0.0
+        while True:
+            due = loop.time() + period
+            await asyncio.sleep(period)
+            smoothed += 0.1 * (max(0.0, loop.time() - due) - smoothed)
+            self.core.overload.report_loop_lag(smoothed)
 
     async def _watch_params(self, interval: float) -> None:
         # `vosapp params set` in a shell, a notebook's store, another process: they all

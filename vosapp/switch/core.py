@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vosapp.config import Limits
 from vosapp.params import REGISTRY, Params
 from vosapp.sip import (
     SipParseError,
@@ -59,6 +60,7 @@ from vosapp.sip.transaction import (
     TUEvent,
     server_key,
 )
+from vosapp.switch.limits import Admission, OverloadGate, SourceLimiter
 from vosapp.trace import Trace
 
 if TYPE_CHECKING:
@@ -106,6 +108,9 @@ class CoreStats:
     parse_errors: int = 0
     retransmissions_absorbed: int = 0
     send_errors: int = 0
+    flood_dropped: int = 0  # by the per-source limiter
+    overload_refused: int = 0  # new INVITEs answered 503 by the overload gate
+    stealth_dropped: int = 0  # SS_REPLY_UNAUTHORIZED=Off: unknown sources get nothing
 
 
 class SwitchCore:
@@ -113,9 +118,13 @@ class SwitchCore:
 
     def __init__(self, *, clock: Clock, params: Params | None = None,
                  config: Config | None = None, trace: Trace | None = None,
-                 store: Store | None = None, sender: Sender | None = None) -> None:
+                 store: Store | None = None, sender: Sender | None = None,
+                 limits: Limits | None = None) -> None:
         self.clock = clock
         self.config = config
+        #: Flood, memory and overload limits (``[limits]``, see vosapp.switch.limits).
+        self.limits = limits if limits is not None else (
+            config.limits if config is not None else Limits())
         self._params = params if params is not None else (
             config.parameters if config is not None else Params.defaults())
         self._params_listeners: list[ParamsListener] = []
@@ -126,7 +135,17 @@ class SwitchCore:
         self._sender = sender
         self.stats = CoreStats()
         self.transactions = TransactionLayer(clock, TimerSettings.from_params(self.params),
-                                             self._transmit_message)
+                                             self._transmit_message,
+                                             max_servers=self.limits.max_server_transactions)
+        self.source_limiter = SourceLimiter(self.limits, self.trusted_source,
+                                            on_unblock=self._source_unblocked)
+        self.overload = OverloadGate(self.limits)
+        self._overload_reason = ""
+        #: Initial INVITE transactions, pruned of answered ones when counted (calls in setup).
+        self._invites_in_setup: list[ServerTransaction] = []
+        #: ``known(host)`` predicates: besides trusted gateways, whose requests are answered
+        #: with SS_REPLY_UNAUTHORIZED=Off (the registrar adds "has a live binding").
+        self.known_sources: list[Callable[[str], bool]] = []
         #: Local (host, port) per transport, set by the runtime once sockets are bound.
         self.local_addresses: dict[str, Address] = {}
         # Set by a runtime that owns media sockets (vosapp.io): ``factory(core) -> backend``
@@ -335,6 +354,12 @@ class SwitchCore:
         source = (source[0], int(source[1]))
         local = local if local is not None else self.local_address(transport)
         self.stats.received += 1
+        admission = self.source_limiter.check(source[0], self.clock.now())
+        if admission is not Admission.ADMIT:
+            self.stats.flood_dropped += 1
+            if admission is Admission.TRIPPED:
+                self._source_tripped(source, transport)
+            return  # dropped unparsed: the cheapest answer to a flood is none
         if not data.strip(b"\r\n\t "):
             return  # CRLF keep-alives (RFC 5626 §3.5.1) are not messages
         try:
@@ -449,9 +474,12 @@ class SwitchCore:
 
     def _dispatch(self, request: Request, txn: ServerTransaction, key: tuple[Any, ...],
                   source: Address) -> None:
+        if (request.method == "INVITE" and request.to.tag is None
+                and self._refused_for_overload(request, txn)):
+            return
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0 and request.method != "OPTIONS":
-            txn.respond(self.make_response(request, 483))
+            self._answer(txn, self.make_response(request, 483))
             return
         if request.method == "CANCEL":
             self._receive_cancel(request, txn, key)
@@ -462,7 +490,7 @@ class SwitchCore:
             return
         refusal = self._inspect_headers(request)
         if refusal is not None:
-            txn.respond(refusal)
+            self._answer(txn, refusal)
             return
         if handler is None:
             self._default_handler(request, txn)
@@ -500,19 +528,94 @@ class SwitchCore:
 
     def _default_handler(self, request: Request, txn: ServerTransaction) -> None:
         if request.method == "OPTIONS":
-            txn.respond(self.options_response(request))
+            self._answer(txn, self.options_response(request))
         elif request.method in KNOWN_METHODS:
             response = self.make_response(request, 405)
             response.headers.add("Allow", self.allow_header)
-            txn.respond(response)
+            self._answer(txn, response)
         else:
-            txn.respond(self.make_response(request, 501))
+            self._answer(txn, self.make_response(request, 501))
+
+    def _answer(self, txn: ServerTransaction, response: Response) -> None:
+        """Send an answer the core makes itself -- or nothing at all, SPEC §2.1: with
+        SS_REPLY_UNAUTHORIZED=Off a source that is neither a trusted gateway nor a registered
+        binding gets no response (OPTIONS included), so a scanner learns nothing."""
+        if self._stealthy_towards(txn.source[0]):
+            txn.drop()
+            return
+        txn.respond(response)
+
+    def _stealthy_towards(self, host: str) -> bool:
+        if self.params["SS_REPLY_UNAUTHORIZED"] or self.known_source(host):
+            return False
+        self.stats.stealth_dropped += 1
+        return True
+
+    def trusted_source(self, host: str) -> bool:
+        """A trusted gateway: in a mapping gateway's ``addresses`` or a routing gateway's host."""
+        config = self.config
+        if config is None:
+            return False
+        if any(gateway.host == host for gateway in config.routing_gateways):
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for gateway in config.mapping_gateways
+                   for network in gateway.addresses)
+
+    def known_source(self, host: str) -> bool:
+        """A trusted gateway or a source a feature vouches for (a registered binding)."""
+        return self.trusted_source(host) or any(known(host) for known in self.known_sources)
+
+    def _source_tripped(self, source: Address, transport: str) -> None:
+        limits = self.limits
+        text = (f"flood: {source[0]} sent more than {limits.source_threshold} messages in "
+                f"{limits.source_window:g} s; dropped for {limits.source_block:g} s after its "
+                "flood stops ([limits] source_threshold)")
+        log.warning("%s", text)
+        self.trace.event(text, src=source, transport=transport)
+
+    def _source_unblocked(self, host: str, dropped: int) -> None:
+        text = f"flood: {host} unblocked after {dropped} message(s) dropped"
+        log.warning("%s", text)
+        self.trace.event(text)
+
+    def _refused_for_overload(self, invite: Request, txn: ServerTransaction) -> bool:
+        """RFC 3261 §21.5.4 load shedding: 503 + Retry-After for a new INVITE past capacity,
+        before routing, authentication or media (vosapp.switch.limits)."""
+        reason = self.overload.overloaded(self._calls_in_setup())
+        if reason != self._overload_reason:
+            text = (f"overload: new INVITEs answered 503 (Retry-After "
+                    f"{self.limits.retry_after} s): {reason}" if reason else
+                    f"overload over: {self.stats.overload_refused} INVITE(s) refused so far")
+            log.warning("%s", text)
+            self.trace.event(text)
+            self._overload_reason = reason
+        if not reason:
+            if self.limits.max_calls_in_setup:
+                self._invites_in_setup.append(txn)
+            return False
+        self.stats.overload_refused += 1
+        response = self.make_response(invite, 503)
+        response.headers.add("Retry-After", str(self.limits.retry_after))
+        txn.respond(response)
+        return True
+
+    def _calls_in_setup(self) -> int:
+        setup = self._invites_in_setup
+        limit = self.limits.max_calls_in_setup
+        if limit and len(setup) >= limit:  # pruned only near the limit: cheap below it
+            setup[:] = [txn for txn in setup
+                        if not (txn.final_sent or txn.dropped or txn.terminated)]
+        return len(setup)
 
     def _receive_cancel(self, cancel: Request, txn: ServerTransaction,
                         key: tuple[Any, ...]) -> None:
         invite = self.transactions.find_invite_for_cancel(cancel, key)
         if invite is None:
-            txn.respond(self.make_response(cancel, 481))  # §9.2
+            self._answer(txn, self.make_response(cancel, 481))  # §9.2
             return
         txn.respond(self.make_response(cancel, 200))
         if invite.final_sent or invite.dropped or invite.terminated:
@@ -546,8 +649,8 @@ class SwitchCore:
     def _reply_stateless(self, request: Request, status: int, reason: str, source: Address,
                          transport: str) -> None:
         """Answer a request too broken for a transaction, when the headers allow it (§8.2)."""
-        if request.method == "ACK":
-            return  # ACK is never answered
+        if request.method == "ACK" or self._stealthy_towards(source[0]):
+            return  # ACK is never answered; nothing for unknown sources when Off
         try:
             response = self.make_response(request, status, reason)
             self._send(bytes(response), response_address(request, source, transport),
@@ -573,6 +676,8 @@ class SwitchCore:
                 response, reason = None, f"unreadable Via ({exc})"
             else:
                 reason = "missing Via/From/To/Call-ID/CSeq"
+        if response is not None and self._stealthy_towards(source[0]):
+            response, reason = None, "SS_REPLY_UNAUTHORIZED=Off, unknown source"
         if response is None:
             self.trace.event(f"unparsable message dropped, no response possible ({reason}): "
                              f"{error}", src=source, transport=transport)

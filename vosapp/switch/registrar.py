@@ -234,6 +234,12 @@ class Registrar:
                                 (now,))
         return _bindings(rows, now)
 
+    def has_binding_from(self, host: str) -> bool:
+        """Whether a live binding was registered from ``host`` (its REGISTER's source)."""
+        rows = self.store.query("SELECT 1 FROM registrar_bindings WHERE received_host = ? "
+                                "AND expires_at > ? LIMIT 1", (host, self.clock.wall()))
+        return bool(rows)
+
     def purge_expired(self) -> int:
         """Delete expired bindings; returns how many."""
         with self.store.transaction() as db:
@@ -582,7 +588,8 @@ def build_registrar_service(core: SwitchCore, *, accounts: AccountLookup,
     from vosapp.sip.digest import DigestServer
 
     journal = journal if journal is not None else SqliteAuthJournal(store)
-    policy = AuthPolicy(core.params, core.clock, journal)
+    policy = AuthPolicy(core.params, core.clock, journal,
+                        max_sessions=core.limits.max_auth_sessions)
     if isinstance(journal, SqliteAuthJournal):
         policy.restore(journal.active_suspensions(core.clock.wall()))
         if secret is None:
@@ -647,6 +654,9 @@ def install(core: SwitchCore) -> None:
                 core.clock.call_later(PURGE_INTERVAL, purge)
 
     core.add_start_hook(lambda: core.clock.call_later(PURGE_INTERVAL, purge) and None)
+
+    # SS_REPLY_UNAUTHORIZED=Off: a registered phone's address still gets answers (SPEC §2.1).
+    core.known_sources.append(service.registrar.has_binding_from)
 
     keepalive = NatKeepAlive(core, service.registrar)
     keepalive.install()
