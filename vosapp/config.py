@@ -77,8 +77,8 @@ class Limits:
     #: Sampling window of the per-source limiter, seconds (pike's sampling_time_unit).
     source_window: float = 2.0
     #: Messages one source may send per window (pike's reqs_density_per_unit); 0 = no limit.
-    #: 1,000 per 2 s is far above what a phone or a NAT of phones sends, far below a flood.
-    source_threshold: int = 1000
+    #: 2,000 per 2 s is far above what a phone or a NAT of phones sends, far below a flood.
+    source_threshold: int = 2000
     #: How long a source that tripped stays blocked after its flood stops, seconds.
     source_block: float = 60.0
     #: Server transactions kept (completed ones absorb retransmissions for 64*T1); past
