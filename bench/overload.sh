@@ -16,6 +16,7 @@
 #    BYE count) and every answered call has its CDR row (CDR rows with status 200 = calls the
 #    caller saw answered).
 # Paste the output into docs/benchmarks.md ("Overload"), with the load average it prints.
+# KEEP_WORK=1 keeps the SIPp screens, the switch's log and its CDR database for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -32,7 +33,7 @@ SERVE_PID=""; UAS_PID=""
 cleanup() {
   [ -n "$UAS_PID" ] && kill -TERM "$UAS_PID" 2>/dev/null && wait "$UAS_PID" 2>/dev/null || true
   [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "work files kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -129,7 +130,12 @@ text = open(screens[0], errors="replace").read() if screens else ""
 def received(method):
     found = re.findall(r"^\s*-+> " + method + r"\s+(\d+)", text, re.M)
     return int(found[-1]) if found else None
+def calls(label):
+    found = re.findall(label + r"\s*\|\s*\d+\s*\|\s*(\d+)", text)
+    return int(found[-1]) if found else None
 acks, byes = received("ACK"), received("BYE")
+print(f"vendor: {received('INVITE')} INVITEs, {calls('Successful call')} successful and "
+      f"{calls('Failed call')} failed calls")
 db = sqlite3.connect(f"{work}/data/vosapp.sqlite")
 rows = db.execute("SELECT COUNT(*) FROM cdr WHERE status = 200").fetchone()[0]
 open_rows = db.execute("SELECT COUNT(*) FROM cdr WHERE answer_time IS NOT NULL "
