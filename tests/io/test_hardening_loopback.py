@@ -171,3 +171,21 @@ def test_bext01_gets_420_with_unsupported_on_the_wire(tmp_path: Path) -> None:
             await switch.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_runtime_reports_event_loop_lag_to_the_overload_gate(tmp_path: Path) -> None:
+    import time
+
+    switch = serve("", tmp_path)
+
+    async def scenario() -> None:
+        await switch.start()
+        try:
+            await asyncio.sleep(0.3)
+            asyncio.get_running_loop().call_soon(time.sleep, 1.0)  # blocks the loop 1 s
+            await asyncio.sleep(0.3)
+            assert switch.core.overload.loop_lag > 0.05
+        finally:
+            await switch.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
