@@ -12,8 +12,8 @@
 #    the best goodput of the clean steps.
 # 2. Offer twice that capacity for OVER_SECONDS (default 20) and report goodput (answered
 #    calls per second of offer) against capacity, failed calls, INVITE retransmissions, 503s.
-# 3. No call left half-open: every call the vendor answered got its BYE (vendor ACK count =
-#    BYE count) and every answered call has its CDR row (CDR rows with status 200 = calls the
+# 3. No call left half-open: the vendor has no failed call (every leg it answered got its ACK
+#    and BYE) and every answered call has its CDR row (CDR rows with status 200 = calls the
 #    caller saw answered).
 # Paste the output into docs/benchmarks.md ("Overload"), with the load average it prints.
 # KEEP_WORK=1 keeps the SIPp screens, the switch's log and its CDR database for inspection.
@@ -134,8 +134,10 @@ def calls(label):
     found = re.findall(label + r"\s*\|\s*\d+\s*\|\s*(\d+)", text)
     return int(found[-1]) if found else None
 acks, byes = received("ACK"), received("BYE")
+vendor_failed = calls("Failed call")
 print(f"vendor: {received('INVITE')} INVITEs, {calls('Successful call')} successful and "
-      f"{calls('Failed call')} failed calls")
+      f"{vendor_failed} failed calls (a failed vendor call is a leg it answered and never saw "
+      "end with ACK + BYE)")
 db = sqlite3.connect(f"{work}/data/vosapp.sqlite")
 rows = db.execute("SELECT COUNT(*) FROM cdr WHERE status = 200").fetchone()[0]
 open_rows = db.execute("SELECT COUNT(*) FROM cdr WHERE answer_time IS NOT NULL "
@@ -143,6 +145,6 @@ open_rows = db.execute("SELECT COUNT(*) FROM cdr WHERE answer_time IS NOT NULL "
 print(f"half-open check: vendor got {acks} ACKs and {byes} BYEs; caller saw {answered} answered; "
       f"{rows} CDR rows with status 200 ({open_rows} inconsistent)")
 print("no call left half-open" if acks is not None and acks == byes and rows == answered
-      and not open_rows
+      and not open_rows and vendor_failed == 0
       else "HALF-OPEN CALLS OR LOST CDRs (see above)")
 PYEOF

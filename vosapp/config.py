@@ -88,9 +88,9 @@ class Limits:
     max_auth_sessions: int = 20_000
     #: New INVITEs are answered 503 while more calls than this are in setup; 0 = no limit.
     max_calls_in_setup: int = 500
-    #: New INVITEs are answered 503 while the event loop runs this late, seconds (one T1:
-    #: beyond it every peer starts retransmitting); 0 = not used.
-    overload_loop_lag: float = 0.5
+    #: New INVITEs are answered 503 while datagrams wait this long to be read, seconds (one
+    #: T1: beyond it every peer starts retransmitting); 0 = not used.
+    overload_receive_delay: float = 0.5
     #: The Retry-After of those 503s, seconds (RFC 3261 §20.33).
     retry_after: int = 5
 
@@ -102,7 +102,7 @@ class Limits:
             "max_server_transactions": 100 <= self.max_server_transactions <= 10_000_000,
             "max_auth_sessions": 100 <= self.max_auth_sessions <= 10_000_000,
             "max_calls_in_setup": 0 <= self.max_calls_in_setup <= 1_000_000,
-            "overload_loop_lag": 0 <= self.overload_loop_lag <= 60,
+            "overload_receive_delay": 0 <= self.overload_receive_delay <= 60,
             "retry_after": 1 <= self.retry_after <= 3600,
         }
         for name, ok in checks.items():
@@ -116,7 +116,7 @@ LIMIT_RANGES = {
     "source_window": "0.1-3600 s", "source_threshold": "0-10000000 (0 = off)",
     "source_block": "1-86400 s", "max_server_transactions": "100-10000000",
     "max_auth_sessions": "100-10000000", "max_calls_in_setup": "0-1000000 (0 = off)",
-    "overload_loop_lag": "0-60 s (0 = off)", "retry_after": "1-3600 s",
+    "overload_receive_delay": "0-60 s (0 = off)", "retry_after": "1-3600 s",
 }
 
 

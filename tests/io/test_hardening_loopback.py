@@ -173,18 +173,26 @@ def test_bext01_gets_420_with_unsupported_on_the_wire(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def test_runtime_reports_event_loop_lag_to_the_overload_gate(tmp_path: Path) -> None:
+def test_runtime_measures_the_receive_delay_for_the_overload_gate(tmp_path: Path) -> None:
+    # A probe datagram waits behind a blocked loop: the delay reaches the overload gate, and
+    # the probes never reach the core.
     import time
 
     switch = serve("", tmp_path)
+    reported: list[float] = []
 
     async def scenario() -> None:
         await switch.start()
+        gate = switch.core.overload
+        report = gate.report_receive_delay
+        gate.report_receive_delay = lambda seconds: (reported.append(seconds),  # type: ignore[method-assign]
+                                                     report(seconds))
         try:
-            await asyncio.sleep(0.3)
-            asyncio.get_running_loop().call_soon(time.sleep, 1.0)  # blocks the loop 1 s
-            await asyncio.sleep(0.3)
-            assert switch.core.overload.loop_lag > 0.05
+            await asyncio.sleep(0.5)
+            asyncio.get_running_loop().call_soon(time.sleep, 3.0)  # blocks the loop 3 s
+            await asyncio.sleep(0.5)
+            assert max(reported) >= 0.5  # smoothed: a 3 s stall is past the 0.5 s limit
+            assert switch.core.stats.received == 0  # the probes are the runtime's own
         finally:
             await switch.stop()
 

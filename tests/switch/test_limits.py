@@ -113,12 +113,12 @@ def test_flood_of_distinct_registers_keeps_transactions_and_sessions_bounded() -
 
 
 def test_gate_signals() -> None:
-    gate = OverloadGate(Limits(max_calls_in_setup=3, overload_loop_lag=0.5))
+    gate = OverloadGate(Limits(max_calls_in_setup=3, overload_receive_delay=0.5))
     assert gate.overloaded(2) == ""
     assert "3 calls in setup" in gate.overloaded(3)
-    gate.report_loop_lag(0.8)
+    gate.report_receive_delay(0.8)
     assert "800 ms late" in gate.overloaded(0)
-    gate.report_loop_lag(0.1)
+    gate.report_receive_delay(0.1)
     assert gate.overloaded(0) == "" and gate.refused == 2
 
 
@@ -138,7 +138,7 @@ def test_overload_answers_new_invites_503_retry_after_and_keeps_the_call_up() ->
     established.call()
     net.run(1.0)
     assert established.statuses() == [100, 180, 200]
-    switch.core.overload.report_loop_lag(2.0)  # forced: the runtime measures it on sockets
+    switch.core.overload.report_receive_delay(2.0)  # forced: the runtime measures it on sockets
     late = Caller(net, ("10.0.0.2", 5070))
     late.call()
     net.run(1.0)
@@ -151,7 +151,7 @@ def test_overload_answers_new_invites_503_retry_after_and_keeps_the_call_up() ->
     established.bye()  # in-dialog requests go on during overload
     net.run(1.0)
     assert established.statuses("BYE") == [200] and vendor.methods()[-1] == "BYE"
-    switch.core.overload.report_loop_lag(0.0)  # recovers by itself
+    switch.core.overload.report_receive_delay(0.0)  # recovers by itself
     again = Caller(net, ("10.0.0.2", 5080))
     again.call()
     net.run(1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ class UdpTransport(asyncio.DatagramProtocol):
         self.max_message_size = max_message_size
         self.transport: asyncio.DatagramTransport | None = None
         self.local: Address = ("", 0)
+        #: The runtime's receive-delay probe: its datagrams go to ``on_probe``, not the core.
+        self.probe_source: Address | None = None
+        self.on_probe: Callable[[bytes], None] | None = None
 
     @classmethod
     async def bind(cls, core: SwitchCore, host: str, port: int,
@@ -40,6 +44,9 @@ class UdpTransport(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         source = (addr[0], addr[1])
+        if source == self.probe_source and self.on_probe is not None:
+            self.on_probe(data)
+            return
         if len(data) > self.max_message_size:
             self.core.trace.event(f"UDP datagram of {len(data)} bytes over the "
                                   f"{self.max_message_size}-byte limit dropped",

@@ -23,10 +23,14 @@ instead of letting every call time out (RFC 3261 §21.5.4, RFC 5390): a new INVI
 ``503 Service Unavailable`` with ``Retry-After`` before routing, authentication or media,
 while in-dialog requests, CANCEL, ACK and retransmissions (absorbed by their transactions) go
 on, so established calls and calls in progress stay whole. Two measured signals, either one
-trips it: *calls in setup* (INVITE server transactions without a final response: when the
-switch falls behind, the answers to its calls wait in the same receive queue as new requests,
-so this number grows with the backlog) above ``max_calls_in_setup``, and the *event-loop lag*
-the runtime measures (how late a periodic tick runs) above ``overload_loop_lag`` seconds.
+trips it: the *receive delay* above ``overload_receive_delay`` seconds -- how long a datagram
+waits before the switch reads it, which the runtime measures with a probe datagram it sends
+to its own UDP socket every 100 ms: the probe queues behind every datagram waiting in the
+kernel and behind a busy or starved event loop, so this is the backlog itself (the
+event-loop lag alone is not: asyncio reads one datagram per loop turn, so the loop stays
+punctual while the kernel queue overflows) -- and *calls in setup* (INVITE server
+transactions without a final response) above ``max_calls_in_setup``, a cap on work in
+progress.
 Recovery is automatic: the gate opens as soon as both signals are back under their limits.
 """
 
@@ -134,26 +138,26 @@ class OverloadGate:
     """Whether a new INVITE is refused for overload (see the module docstring).
 
     The core reports calls in setup as it sees them (:meth:`overloaded` takes the count);
-    the runtime reports the event-loop lag it measures (:meth:`report_loop_lag`). A test
-    forces the state with :meth:`report_loop_lag` or a tiny ``max_calls_in_setup``.
+    the runtime reports the receive delay it measures (:meth:`report_receive_delay`). A test
+    forces the state with :meth:`report_receive_delay` or a tiny ``max_calls_in_setup``.
     """
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.loop_lag = 0.0
+        self.receive_delay = 0.0
         self.refused = 0
 
-    def report_loop_lag(self, seconds: float) -> None:
-        self.loop_lag = max(0.0, seconds)
+    def report_receive_delay(self, seconds: float) -> None:
+        self.receive_delay = max(0.0, seconds)
 
     def overloaded(self, calls_in_setup: int) -> str:
         """Why a new INVITE must be refused now ("" when it may go on)."""
         limits = self.limits
         if limits.max_calls_in_setup and calls_in_setup >= limits.max_calls_in_setup:
             reason = f"{calls_in_setup} calls in setup (limit {limits.max_calls_in_setup})"
-        elif limits.overload_loop_lag and self.loop_lag > limits.overload_loop_lag:
-            reason = (f"event loop {self.loop_lag * 1000:.0f} ms late "
-                      f"(limit {limits.overload_loop_lag * 1000:.0f} ms)")
+        elif limits.overload_receive_delay and self.receive_delay > limits.overload_receive_delay:
+            reason = (f"datagrams wait {self.receive_delay * 1000:.0f} ms to be read "
+                      f"(limit {limits.overload_receive_delay * 1000:.0f} ms)")
         else:
             reason = ""
         if reason:
