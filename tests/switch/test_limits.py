@@ -117,7 +117,7 @@ def test_gate_signals() -> None:
     assert gate.overloaded(2) == ""
     assert "3 calls in setup" in gate.overloaded(3)
     gate.report_receive_delay(0.8)
-    assert "800 ms late" in gate.overloaded(0)
+    assert "wait 800 ms" in gate.overloaded(0)
     gate.report_receive_delay(0.1)
     assert gate.overloaded(0) == "" and gate.refused == 2
 
