@@ -88,9 +88,11 @@ class Limits:
     max_auth_sessions: int = 20_000
     #: New INVITEs are answered 503 while more calls than this are in setup; 0 = no limit.
     max_calls_in_setup: int = 500
-    #: New INVITEs are answered 503 while datagrams wait this long to be read, seconds (one
-    #: T1: beyond it every peer starts retransmitting); 0 = not used.
-    overload_receive_delay: float = 0.5
+    #: New INVITEs are answered 503 while datagrams wait this long to be read, seconds (until
+    #: the wait is back under half of it); 0 = not used. Below T1 (0.5 s, where every peer
+    #: starts retransmitting) and below what the kernel's default ~200 KB receive buffer
+    #: holds at capacity (~0.5 s): past that, datagrams are lost, answers too.
+    overload_receive_delay: float = 0.3
     #: The Retry-After of those 503s, seconds (RFC 3261 §20.33).
     retry_after: int = 5
 

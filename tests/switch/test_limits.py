@@ -118,8 +118,10 @@ def test_gate_signals() -> None:
     assert "3 calls in setup" in gate.overloaded(3)
     gate.report_receive_delay(0.8)
     assert "wait 800 ms" in gate.overloaded(0)
-    gate.report_receive_delay(0.1)
-    assert gate.overloaded(0) == "" and gate.refused == 2
+    gate.report_receive_delay(0.3)  # hysteresis: open again only under half the limit
+    assert "wait 300 ms" in gate.overloaded(0)
+    gate.report_receive_delay(0.2)
+    assert gate.overloaded(0) == "" and gate.refused == 3
 
 
 def _overload_rig(**limits: object):  # type: ignore[no-untyped-def]

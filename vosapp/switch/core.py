@@ -586,7 +586,7 @@ class SwitchCore:
         """RFC 3261 §21.5.4 load shedding: 503 + Retry-After for a new INVITE past capacity,
         before routing, authentication or media (vosapp.switch.limits)."""
         reason = self.overload.overloaded(self._calls_in_setup())
-        if reason != self._overload_reason:
+        if bool(reason) != bool(self._overload_reason):  # traced when it starts and ends
             text = (f"overload: new INVITEs answered 503 (Retry-After "
                     f"{self.limits.retry_after} s): {reason}" if reason else
                     f"overload over: {self.stats.overload_refused} INVITE(s) refused so far")

@@ -146,16 +146,26 @@ class OverloadGate:
         self.limits = limits
         self.receive_delay = 0.0
         self.refused = 0
+        self._delayed = False
 
     def report_receive_delay(self, seconds: float) -> None:
+        """The runtime's measurement. Hysteresis: the gate closes past the limit and opens
+        again below half of it, so it does not flap around the limit, admitting bursts."""
         self.receive_delay = max(0.0, seconds)
+        limit = self.limits.overload_receive_delay
+        if not limit:
+            self._delayed = False
+        elif self.receive_delay > limit:
+            self._delayed = True
+        elif self.receive_delay < limit / 2:
+            self._delayed = False
 
     def overloaded(self, calls_in_setup: int) -> str:
         """Why a new INVITE must be refused now ("" when it may go on)."""
         limits = self.limits
         if limits.max_calls_in_setup and calls_in_setup >= limits.max_calls_in_setup:
             reason = f"{calls_in_setup} calls in setup (limit {limits.max_calls_in_setup})"
-        elif limits.overload_receive_delay and self.receive_delay > limits.overload_receive_delay:
+        elif self._delayed:
             reason = (f"datagrams wait {self.receive_delay * 1000:.0f} ms to be read "
                       f"(limit {limits.overload_receive_delay * 1000:.0f} ms)")
         else:
