@@ -60,7 +60,7 @@ from vosapp.sip.transaction import (
     TUEvent,
     server_key,
 )
-from vosapp.switch.limits import Admission, OverloadGate, SourceLimiter
+from vosapp.switch.limits import SHED_FLOOR, Admission, OverloadGate, SourceLimiter
 from vosapp.trace import Trace
 
 if TYPE_CHECKING:
@@ -594,8 +594,7 @@ class SwitchCore:
             self.trace.event(text)
             self._overload_reason = reason
         if not reason:
-            if self.limits.max_calls_in_setup:
-                self._invites_in_setup.append(txn)
+            self._invites_in_setup.append(txn)
             return False
         self.stats.overload_refused += 1
         response = self.make_response(invite, 503)
@@ -605,8 +604,8 @@ class SwitchCore:
 
     def _calls_in_setup(self) -> int:
         setup = self._invites_in_setup
-        limit = self.limits.max_calls_in_setup
-        if limit and len(setup) >= limit:  # pruned only near the limit: cheap below it
+        # Exact from the smallest count a decision depends on; below it, an upper bound.
+        if len(setup) >= min(SHED_FLOOR, self.limits.max_calls_in_setup or SHED_FLOOR):
             setup[:] = [txn for txn in setup
                         if not (txn.final_sent or txn.dropped or txn.terminated)]
         return len(setup)

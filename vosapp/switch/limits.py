@@ -43,6 +43,10 @@ from vosapp.config import Limits
 
 __all__ = ["Admission", "Limits", "OverloadGate", "SourceLimiter"]
 
+#: The receive delay sheds calls only with at least this many calls in setup: with fewer, a
+#: delay is a stall (a first import, a slow disk write), not load that refusing calls relieves.
+SHED_FLOOR = 10
+
 
 class Admission(enum.Enum):
     ADMIT = "admit"
@@ -165,7 +169,7 @@ class OverloadGate:
         limits = self.limits
         if limits.max_calls_in_setup and calls_in_setup >= limits.max_calls_in_setup:
             reason = f"{calls_in_setup} calls in setup (limit {limits.max_calls_in_setup})"
-        elif self._delayed:
+        elif self._delayed and calls_in_setup >= SHED_FLOOR:
             reason = (f"datagrams wait {self.receive_delay * 1000:.0f} ms to be read "
                       f"(limit {limits.overload_receive_delay * 1000:.0f} ms)")
         else:
