@@ -186,3 +186,27 @@ def test_calls_in_setup_limit_sheds_the_excess_and_recovers() -> None:
     late.call()
     net.run(0.3)
     assert late.statuses() == [100]  # admitted and routed, no 503
+
+
+def test_a_cancelled_virtual_timer_lets_go_of_its_callback() -> None:
+    # Evicted transactions cancel their timers; in virtual time the heap entry stays until
+    # its time comes, and it must not keep the transaction alive meanwhile (asyncio's
+    # Handle.cancel drops its callback the same way).
+    import gc
+    import weakref
+
+    from vosapp.clock import ManualClock
+
+    class Held:
+        def fire(self) -> None:
+            raise AssertionError("a cancelled timer fired")
+
+    clock = ManualClock()
+    held = Held()
+    handle = clock.call_later(32.0, held.fire)
+    ref = weakref.ref(held)
+    handle.cancel()
+    del held
+    gc.collect()
+    assert ref() is None
+    assert clock.advance(64.0) == 0
