@@ -509,7 +509,7 @@ class SwitchCore:
         Request-URI scheme the switch does not serve, 420 with Unsupported for an option
         tag it does not implement, 400 for a REGISTER whose To is no SIP/SIPS URI (§10.3:
         only those are addresses of record; RFC 4475 unksm2)."""
-        if request.uri.scheme not in SUPPORTED_URI_SCHEMES:
+        if request.uri_scheme not in SUPPORTED_URI_SCHEMES:
             return self.make_response(request, 416)
         unsupported = [tag for tag in request.headers.get_list("Require")
                        if tag.lower() not in SUPPORTED_OPTION_TAGS]
