@@ -60,8 +60,10 @@ PYEOF
 
 # --- vosapp
 SERVE_LOG="$WORK/serve.log"
-"$PY" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only --no-trace-store \
-      --data-dir "$WORK/data" --log-level WARNING >"$WORK/serve.out" 2>"$SERVE_LOG" &
+# One source at 20,000/s is a flood by design here: the per-source limiter is off.
+printf '[limits]\nsource_threshold = 0\n' >"$WORK/switch.toml"
+"$PY" -m vosapp.cli serve --config "$WORK/switch.toml" --listen 127.0.0.1:0 --udp-only \
+      --no-trace-store --data-dir "$WORK/data" --log-level WARNING >"$WORK/serve.out" 2>"$SERVE_LOG" &
 SERVE_PID=$!
 for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
 PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")

@@ -42,6 +42,8 @@ work, users = sys.argv[1], int(sys.argv[2])
 names = [str(20000 + i) for i in range(users)]
 with open(f"{work}/switch.toml", "w") as config:
     config.write(f'[switch]\nsip_listen = "127.0.0.1:5060"\ndata_dir = "{work}/data"\n')
+    # SIPp offers thousands a second from one address: the per-source limiter is off.
+    config.write("[limits]\nsource_threshold = 0\n")
     for name in names:
         config.write(f'\n[[account]]\nuser = "{name}"\npassword = "pw-{name}"\n')
 with open(f"{work}/users.csv", "w") as injection:

@@ -47,7 +47,14 @@ class _Scheduled:
     cancelled: bool = field(default=False, compare=False)
 
     def cancel(self) -> None:
+        # Like asyncio's Handle.cancel: let go of the callback (and what it holds, e.g. a
+        # whole transaction) now, not when its time comes and the entry leaves the heap.
         self.cancelled = True
+        self.callback = _nothing
+
+
+def _nothing() -> None:
+    return None
 
 
 class ManualClock:

@@ -31,6 +31,7 @@ __all__ = [
     "Account",
     "Config",
     "ConfigError",
+    "Limits",
     "MappingGateway",
     "RoutingGateway",
     "SwitchConfig",
@@ -69,6 +70,58 @@ class SwitchConfig:
     data_dir: Path = Path("var")
     # The [switch] keys the file did not set (their values above are the defaults).
     defaulted: tuple[str, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """``[limits]``: flood, memory and overload limits (see vosapp.switch.limits)."""
+
+    #: Sampling window of the per-source limiter, seconds (pike's sampling_time_unit).
+    source_window: float = 2.0
+    #: Messages one source may send per window (pike's reqs_density_per_unit); 0 = no limit.
+    #: 2,000 per 2 s is far above what a phone or a NAT of phones sends, far below a flood.
+    source_threshold: int = 2000
+    #: How long a source that tripped stays blocked after its flood stops, seconds.
+    source_block: float = 60.0
+    #: Server transactions kept (completed ones absorb retransmissions for 64*T1); past
+    #: this the oldest completed transactions are forgotten first.
+    max_server_transactions: int = 20_000
+    #: Open authentication sessions (pending challenges) kept, oldest forgotten first.
+    max_auth_sessions: int = 20_000
+    #: New INVITEs are answered 503 while more calls than this are in setup; 0 = no limit.
+    max_calls_in_setup: int = 500
+    #: New INVITEs are answered 503 while datagrams wait this long to be read, seconds (until
+    #: the wait is back under half of it); 0 = not used. Below T1 (0.5 s, where every peer
+    #: starts retransmitting) and below what the kernel's default ~200 KB receive buffer
+    #: holds at capacity (~0.5 s): past that, datagrams are lost, answers too.
+    overload_receive_delay: float = 0.3
+    #: The Retry-After of those 503s, seconds (RFC 3261 §20.33).
+    retry_after: int = 5
+
+    def __post_init__(self) -> None:
+        checks = {
+            "source_window": 0.1 <= self.source_window <= 3600,
+            "source_threshold": 0 <= self.source_threshold <= 10_000_000,
+            "source_block": 1 <= self.source_block <= 86_400,
+            "max_server_transactions": 100 <= self.max_server_transactions <= 10_000_000,
+            "max_auth_sessions": 100 <= self.max_auth_sessions <= 10_000_000,
+            "max_calls_in_setup": 0 <= self.max_calls_in_setup <= 1_000_000,
+            "overload_receive_delay": 0 <= self.overload_receive_delay <= 60,
+            "retry_after": 1 <= self.retry_after <= 3600,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r} is out of range "
+                                 f"({LIMIT_RANGES[name]})")
+
+
+#: The accepted range of each ``[limits]`` key, for error messages and docs.
+LIMIT_RANGES = {
+    "source_window": "0.1-3600 s", "source_threshold": "0-10000000 (0 = off)",
+    "source_block": "1-86400 s", "max_server_transactions": "100-10000000",
+    "max_auth_sessions": "100-10000000", "max_calls_in_setup": "0-1000000 (0 = off)",
+    "overload_receive_delay": "0-60 s (0 = off)", "retry_after": "1-3600 s",
+}
 
 
 @dataclass(frozen=True)
@@ -127,6 +180,7 @@ class Config:
     accounts: tuple[Account, ...] = ()
     mapping_gateways: tuple[MappingGateway, ...] = ()
     routing_gateways: tuple[RoutingGateway, ...] = ()
+    limits: Limits = field(default_factory=Limits)
 
     def account(self, user: str) -> Account | None:
         return next((a for a in self.accounts if a.user == user), None)
@@ -141,7 +195,7 @@ class Config:
 
 # ----------------------------------------------------------------------------------------
 
-_TOP_KEYS = {"switch", "parameters", "account", "mapping_gateway", "routing_gateway"}
+_TOP_KEYS = {"switch", "parameters", "account", "mapping_gateway", "routing_gateway", "limits"}
 _SWITCH_KEYS = {"sip_listen", "media_ip", "rtp_ports", "data_dir"}
 _ACCOUNT_KEYS = {"user", "password", "networks"}
 _MAPPING_KEYS = {"name", "accounts", "addresses", "prefixes", "priority"}
@@ -272,9 +326,10 @@ def parse_config(text: str, *, path: str | Path = "<string>") -> Config:
             if user not in users:
                 raise reader.error(f"mapping_gateway #{i}", "accounts",
                                    f"account {user!r} is not defined in any [[account]]")
+    limits = _read_limits(reader, reader.table(doc, "limits", "limits"))
     return Config(path=path.resolve() if str(path) != "<string>" else None, switch=switch,
                   parameters=parameters, accounts=accounts, mapping_gateways=mapping,
-                  routing_gateways=routing)
+                  routing_gateways=routing, limits=limits)
 
 
 def _unique(reader: _Reader, values: list[str], table: str, key: str) -> None:
@@ -334,6 +389,24 @@ def _rtp_ports(reader: _Reader, value: object) -> tuple[int, int]:
             or not 1024 <= lo < hi <= 65535):  # type: ignore[operator]
         raise reader.error("switch", "rtp_ports", f"{value!r} {why}")
     return lo, hi  # type: ignore[return-value]
+
+
+def _read_limits(reader: _Reader, data: dict[str, Any]) -> Limits:
+    reader.known(data, set(LIMIT_RANGES), "limits")
+    defaults = Limits()
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        integral = isinstance(getattr(defaults, key), int)
+        if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+            kind = "an integer" if integral else "a number"
+            raise reader.error("limits", key, f"must be {kind} ({LIMIT_RANGES[key]}), "
+                               f"got {value!r}")
+        values[key] = value
+    try:
+        return Limits(**values)
+    except ValueError as exc:
+        key = str(exc).split(" ", 1)[0]
+        raise reader.error("limits", key, str(exc).split(" ", 2)[-1]) from None
 
 
 def _read_parameters(reader: _Reader, data: dict[str, Any]) -> Params:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vosapp.config import ConfigError, load_config, parse_config
+from vosapp.config import ConfigError, Limits, load_config, parse_config
 from vosapp.errors import VosappError
 from vosapp.params import GatewaySettings
 
@@ -61,9 +61,10 @@ def test_lab_toml_is_the_documented_default() -> None:
 
 
 def test_lab_toml_register_example_is_valid_when_uncommented(tmp_path: Path) -> None:
-    text = re.sub(r"(?m)^# (\[routing_gateway\.register\]|[a-z_]+ = )", r"\1",
+    text = re.sub(r"(?m)^# (\[routing_gateway\.register\]|\[limits\]|[a-z_]+ = )", r"\1",
                   LAB.read_text())
     config = load_config(write(tmp_path, text))
+    assert config.limits == Limits()  # the commented [limits] shows the defaults
     register = config.routing_gateways[0].register
     assert register is not None and register.proxy_address == ("127.0.0.1", 5070)
     assert register.auth_user == "vosapp-trunk"

@@ -411,3 +411,27 @@ def test_non_invite_server_never_answered_is_abandoned_after_64_t1() -> None:
     h.clock.advance_to(32)
     assert h.events == [(32.0, TimedOut(TimerName.ABANDON)), (32.0, Terminated())]
     assert h.sent == [] and len(h.layer) == 0
+
+
+def test_server_cap_forgets_the_oldest_answered_transactions_and_keeps_working_ones() -> None:
+    # Bounded memory under a flood (issue 12): past max_servers the oldest transactions that
+    # have their final response are forgotten (their listeners told Terminated); one still
+    # waiting for its TU is kept whatever its age.
+    h = Harness()
+    h.layer.max_servers = 3
+    pending = h.layer.create_server(request("INVITE", "z9hG4bKpending"), PEER, "UDP", PEER)
+    answered = []
+    for i in range(5):
+        req = request("REGISTER", f"z9hG4bKdone{i}")
+        txn = h.layer.create_server(req, PEER, "UDP", PEER)
+        txn.add_listener(h.listen)
+        txn.respond(response(req, 200))
+        answered.append(txn)
+    assert len(h.layer.servers) == 3 and h.layer.evicted == 3
+    assert pending.key in h.layer.servers and not pending.terminated
+    assert [t.key in h.layer.servers for t in answered] == [False, False, False, True, True]
+    assert h.event_types() == [Terminated] * 3
+    h.clock.advance(64)  # the forgotten ones' timers were cancelled: nothing fires for them
+    assert h.event_types() == [Terminated] * 5
+    pending.respond(response(pending.request, 486))  # the kept one still works
+    assert h.sent[-1][1].status == 486  # type: ignore[union-attr]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
@@ -155,6 +157,7 @@ class Switch:
         self.tcp: TcpTransport | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._params_task: asyncio.Task[None] | None = None
+        self._delay_task: asyncio.Task[None] | None = None
         self.started = False
 
     @classmethod
@@ -187,6 +190,8 @@ class Switch:
         await self._bind()
         self.started = True
         self._flush_task = loop.create_task(self._flush_trace())
+        if self.udp is not None:
+            self._delay_task = loop.create_task(self._measure_receive_delay(self.udp))
         if self.store is not None and self.param_poll_interval and self.param_poll_interval > 0:
             self._params_task = loop.create_task(self._watch_params(self.param_poll_interval))
         self.core.start()
@@ -235,6 +240,8 @@ class Switch:
             self._flush_task.cancel()
         if self._params_task is not None:
             self._params_task.cancel()
+        if self._delay_task is not None:
+            self._delay_task.cancel()
         if self.udp is not None:
             self.udp.close()
         if self.tcp is not None:
@@ -255,6 +262,54 @@ class Switch:
         while True:
             await asyncio.sleep(1.0)
             self.trace.flush()
+
+    async def _measure_receive_delay(self, udp: UdpTransport, period: float = 0.1) -> None:
+        """The overload gate's delay signal (vosapp.switch.limits): every ``period`` a probe
+        datagram carrying its send time goes to our own UDP socket. It queues behind every
+        datagram waiting in the kernel and behind a busy or CPU-starved loop; when it is read,
+        ``now - sent`` is the receive delay. A probe the kernel dropped (buffer full) counts
+        with its age until a later one arrives, and a tick that runs late counts its lateness
+        (a loop blocked between two probes). Reported smoothed (EWMA, ~0.5 s), so one stall
+        of a second does not shed calls but a backlog that lasts does."""
+        loop = asyncio.get_running_loop()
+        host, port = udp.local[:2]
+        target_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+        family = socket.AF_INET6 if ":" in target_host else socket.AF_INET
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        probe.bind((target_host, 0))
+        probe.setblocking(False)
+        unanswered: deque[float] = deque(maxlen=600)  # a minute of lost probes
+        measured = smoothed = 0.0
+
+        def arrived(data: bytes) -> None:
+            nonlocal measured
+            try:
+                sent = float(data)
+            except ValueError:
+                return
+            while unanswered and unanswered[0] <= sent:
+                unanswered.popleft()
+            measured = loop.time() - sent
+
+        udp.probe_source = probe.getsockname()[:2]
+        udp.on_probe = arrived
+        due = loop.time()
+        try:
+            while True:
+                now = loop.time()
+                waiting = now - unanswered[0] if unanswered else 0.0
+                smoothed += 0.2 * (max(measured, waiting, now - due) - smoothed)
+                self.core.overload.report_receive_delay(smoothed)
+                try:
+                    probe.sendto(repr(now).encode(), (target_host, port))
+                    unanswered.append(now)
+                except OSError:
+                    pass  # the probe socket's own buffer is full: the next tick retries
+                due = now + period
+                await asyncio.sleep(period)
+        finally:
+            udp.on_probe = None
+            probe.close()
 
     async def _watch_params(self, interval: float) -> None:
         # `vosapp params set` in a shell, a notebook's store, another process: they all

@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vosapp.net import Address
@@ -53,6 +54,9 @@ class UdpTransport(asyncio.DatagramProtocol):
         #: host name -> datagrams (and ports) waiting for its resolution
         self._waiting: dict[str, list[tuple[bytes, int]]] = {}
         self._resolving: set[asyncio.Task[None]] = set()
+        #: The runtime's receive-delay probe: its datagrams go to ``on_probe``, not the core.
+        self.probe_source: Address | None = None
+        self.on_probe: Callable[[bytes], None] | None = None
 
     @classmethod
     async def bind(cls, core: SwitchCore, host: str, port: int,
@@ -69,6 +73,9 @@ class UdpTransport(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         source = (addr[0], addr[1])
+        if source == self.probe_source and self.on_probe is not None:
+            self.on_probe(data)
+            return
         if len(data) > self.max_message_size:
             self.core.trace.event(f"UDP datagram of {len(data)} bytes over the "
                                   f"{self.max_message_size}-byte limit dropped",

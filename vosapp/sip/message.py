@@ -299,6 +299,14 @@ class Request(Message):
             self._uri = parse_any_uri(self._uri_text)  # type: ignore[arg-type]
         return self._uri
 
+    @property
+    def uri_scheme(self) -> str:
+        """The Request-URI's scheme in lower case, without building the URI object (the
+        switch checks it on every request, RFC 3261 §8.2.2.1)."""
+        if self._uri is None:
+            return str(self._uri_text).partition(":")[0].lower()
+        return self._uri.scheme
+
     @uri.setter
     def uri(self, value: SipUri | AbsoluteUri) -> None:
         if not isinstance(value, (SipUri, AbsoluteUri)):

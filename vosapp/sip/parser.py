@@ -29,7 +29,8 @@ __all__ = ["MAX_MESSAGE_SIZE", "SUPPORTED_URI_SCHEMES", "StreamParser", "parse"]
 MAX_MESSAGE_SIZE = 65536
 """Largest message accepted (bytes). UDP cannot carry more (RFC 3261 §18.1.1 / IP limit)."""
 
-# Request-URI schemes the switch serves; anything else is 416 (RFC 3261 §8.2.2.1).
+# Request-URI schemes the switch serves; anything else is 416 (RFC 3261 §8.2.2.1), answered
+# by the core: the parser accepts any well-formed absolute URI (RFC 4475 §3.2.2, §3.2.3).
 SUPPORTED_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
 
 _SINGLE = frozenset({"from", "to", "call-id", "cseq", "max-forwards", "content-length"})
@@ -185,15 +186,16 @@ def _check_head(fields: list[list[str | None]], headers: Headers, method: str | 
 
 
 def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
-          uri_schemes: frozenset[str] | None = SUPPORTED_URI_SCHEMES) -> Request | Response:
+          uri_schemes: frozenset[str] | None = None) -> Request | Response:
     """Parse one SIP message from a datagram (or a framed stream message).
 
     Body framing follows §18.3 for datagrams: with Content-Length the body is that many bytes
     (extra bytes are discarded, fewer is an error); without it, the rest of the datagram.
     Raises :class:`SipParseError` with the status to answer: 400 malformed, 413 body too large,
     416 unsupported Request-URI scheme, 505 unsupported SIP version, 513 message too large.
-    ``uri_schemes`` lists the Request-URI schemes served (lower case); None accepts any
-    syntactically valid absolute URI (RFC 4475 §3.2.3 lets an element choose either).
+    ``uri_schemes`` lists the Request-URI schemes served (lower case); None (the default)
+    accepts any syntactically valid absolute URI, kept as an :class:`AbsoluteUri` (scheme and
+    raw text): RFC 4475 §3.2.2/§3.2.3 want such a message parsed, then answered 416.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"parse() needs bytes, got {type(data).__name__}")

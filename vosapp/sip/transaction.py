@@ -699,12 +699,16 @@ class TransactionLayer:
     sessions).
     """
 
-    def __init__(self, clock: Clock, timers: TimerSettings, transmit: TransmitFn) -> None:
+    def __init__(self, clock: Clock, timers: TimerSettings, transmit: TransmitFn, *,
+                 max_servers: int | None = None) -> None:
         self.clock = clock
         self.timers = timers
         self._transmit = transmit
         self.clients: dict[tuple[Any, ...], ClientTransaction] = {}
         self.servers: dict[tuple[Any, ...], ServerTransaction] = {}
+        #: Server transactions kept at most (None: no cap); see :meth:`_evict_servers`.
+        self.max_servers = max_servers
+        self.evicted = 0
 
     def set_timers(self, timers: TimerSettings) -> None:
         """Use ``timers`` for transactions created from now on; open ones keep theirs."""
@@ -768,9 +772,32 @@ class TransactionLayer:
         key = key if key is not None else server_key(request)
         handle = ServerTransaction(self, machine, key, source)
         self.servers[key] = handle
+        if self.max_servers is not None and len(self.servers) > self.max_servers:
+            self._evict_servers()
         if begin and isinstance(machine, ServerNonInviteMachine):
             handle._run(machine.begin())
         return handle
+
+    def _evict_servers(self) -> None:
+        """Bounded memory under a flood of distinct requests: forget the oldest server
+        transactions that have their final response (or were dropped). Those only absorb
+        retransmissions for 64*T1 (§17.2.2); forgetting one early costs at most one
+        retransmission handled again. One still waiting for its TU goes to the back of the
+        line: it ends by its own timers, and the switch's overload gate bounds INVITEs."""
+        servers = self.servers
+        for _ in range(64):
+            if len(servers) <= self.max_servers:  # type: ignore[operator]
+                return
+            key = next(iter(servers))
+            handle = servers.pop(key)
+            if handle.final_sent or handle.dropped or handle.terminated:
+                for timer in handle._timers.values():
+                    timer.cancel()
+                handle._timers.clear()
+                self.evicted += 1
+                self._execute(handle, [Terminated()])
+            else:
+                servers[key] = handle
 
     def begin_server(self, handle: ServerTransaction) -> None:
         """Start what :meth:`create_server` with ``begin=False`` left out: the abandon timer

@@ -651,8 +651,12 @@ class InboundAuthenticator:
         from vosapp.sip.digest import DigestError, parse_credentials
 
         method = request.method
-        values = (list(request.authorization)
-                  + list(request.proxy_authorization))[:MAX_CREDENTIAL_HEADERS]
+        # RFC 3261 §22.4 / RFC 4475 regaut01: credentials of a scheme we do not know are
+        # ignored (the request is then challenged like one without credentials), not a 400.
+        values = [value for value in (list(request.authorization)
+                                      + list(request.proxy_authorization))
+                  if (value.split(None, 1) or [""])[0].lower() == "digest"
+                  ][:MAX_CREDENTIAL_HEADERS]
         credentials = None
         parse_problem = ""
         for value in values:

@@ -28,16 +28,19 @@ its bounded wait runs out (docs/behaviour.md §3).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vosapp.config import Limits
 from vosapp.net import Address, same_host
 from vosapp.params import REGISTRY, Params
 from vosapp.sip import (
     SipParseError,
+    SipUri,
     make_error_response,
     make_response,
     new_branch,
@@ -45,6 +48,7 @@ from vosapp.sip import (
     parse,
     parse_vias,
 )
+from vosapp.sip.parser import SUPPORTED_URI_SCHEMES
 from vosapp.sip.transaction import (
     RELIABLE_TRANSPORTS,
     ClientTransaction,
@@ -57,6 +61,7 @@ from vosapp.sip.transaction import (
     TUEvent,
     server_key,
 )
+from vosapp.switch.limits import SHED_FLOOR, Admission, OverloadGate, SourceLimiter
 from vosapp.trace import Trace
 
 if TYPE_CHECKING:
@@ -90,6 +95,10 @@ KNOWN_METHODS = frozenset({
 #: Served by the core itself whatever handlers exist.
 CORE_METHODS = ("OPTIONS", "CANCEL", "ACK")
 SERVER_NAME = "vosapp/0.1"
+#: RFC 3261 §8.2.2.3 / §19.2: the option tags this switch implements -- what OPTIONS lists in
+#: Supported and what a Require is checked against (anything else: 420). "timer" = RFC 4028,
+#: "100rel" = RFC 3262 (vosapp.switch.call.reliable).
+SUPPORTED_OPTION_TAGS: tuple[str, ...] = ("timer", "100rel")
 ACCEPT = "application/sdp"
 
 
@@ -100,6 +109,9 @@ class CoreStats:
     parse_errors: int = 0
     retransmissions_absorbed: int = 0
     send_errors: int = 0
+    flood_dropped: int = 0  # by the per-source limiter
+    overload_refused: int = 0  # new INVITEs answered 503 by the overload gate
+    stealth_dropped: int = 0  # SS_REPLY_UNAUTHORIZED=Off: unknown sources get nothing
 
 
 class SwitchCore:
@@ -107,9 +119,13 @@ class SwitchCore:
 
     def __init__(self, *, clock: Clock, params: Params | None = None,
                  config: Config | None = None, trace: Trace | None = None,
-                 store: Store | None = None, sender: Sender | None = None) -> None:
+                 store: Store | None = None, sender: Sender | None = None,
+                 limits: Limits | None = None) -> None:
         self.clock = clock
         self.config = config
+        #: Flood, memory and overload limits (``[limits]``, see vosapp.switch.limits).
+        self.limits = limits if limits is not None else (
+            config.limits if config is not None else Limits())
         self._params = params if params is not None else (
             config.parameters if config is not None else Params.defaults())
         self._params_listeners: list[ParamsListener] = []
@@ -120,7 +136,17 @@ class SwitchCore:
         self._sender = sender
         self.stats = CoreStats()
         self.transactions = TransactionLayer(clock, TimerSettings.from_params(self.params),
-                                             self._transmit_message)
+                                             self._transmit_message,
+                                             max_servers=self.limits.max_server_transactions)
+        self.source_limiter = SourceLimiter(self.limits, self.trusted_source,
+                                            on_unblock=self._source_unblocked)
+        self.overload = OverloadGate(self.limits)
+        self._overload_reason = ""
+        #: Initial INVITE transactions, pruned of answered ones when counted (calls in setup).
+        self._invites_in_setup: list[ServerTransaction] = []
+        #: ``known(host)`` predicates: besides trusted gateways, whose requests are answered
+        #: with SS_REPLY_UNAUTHORIZED=Off (the registrar adds "has a live binding").
+        self.known_sources: list[Callable[[str], bool]] = []
         #: Local (host, port) per transport, set by the runtime once sockets are bound.
         self.local_addresses: dict[str, Address] = {}
         self._handlers: dict[str, RequestHandler] = {}
@@ -326,6 +352,12 @@ class SwitchCore:
         source = (source[0], int(source[1]))
         local = local if local is not None else self.local_address(transport)
         self.stats.received += 1
+        admission = self.source_limiter.check(source[0], self.clock.now())
+        if admission is not Admission.ADMIT:
+            self.stats.flood_dropped += 1
+            if admission is Admission.TRIPPED:
+                self._source_tripped(source, transport)
+            return  # dropped unparsed: the cheapest answer to a flood is none
         if not data.strip(b"\r\n\t "):
             return  # CRLF keep-alives (RFC 5626 §3.5.1) are not messages
         try:
@@ -440,14 +472,24 @@ class SwitchCore:
 
     def _dispatch(self, request: Request, txn: ServerTransaction, key: tuple[Any, ...],
                   source: Address) -> None:
+        if (request.method == "INVITE" and request.to.tag is None
+                and self._refused_for_overload(request, txn)):
+            return
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0 and request.method != "OPTIONS":
-            txn.respond(self.make_response(request, 483))
+            self._answer(txn, self.make_response(request, 483))
             return
         if request.method == "CANCEL":
             self._receive_cancel(request, txn, key)
             return
         handler = self._handlers.get(request.method)
+        if handler is None and request.method != "OPTIONS":
+            self._default_handler(request, txn)  # §8.2.1 method inspection comes first
+            return
+        refusal = self._inspect_headers(request)
+        if refusal is not None:
+            self._answer(txn, refusal)
+            return
         if handler is None:
             self._default_handler(request, txn)
             return
@@ -460,6 +502,23 @@ class SwitchCore:
             if not txn.final_sent and not txn.dropped and not txn.terminated:
                 txn.respond(self.make_response(request, 500))
 
+    def _inspect_headers(self, request: Request) -> Response | None:
+        """RFC 3261 §8.2.2, before any handler (routing, auth) sees the request: 416 for a
+        Request-URI scheme the switch does not serve, 420 with Unsupported for an option
+        tag it does not implement, 400 for a REGISTER whose To is no SIP/SIPS URI (§10.3:
+        only those are addresses of record; RFC 4475 unksm2)."""
+        if request.uri_scheme not in SUPPORTED_URI_SCHEMES:
+            return self.make_response(request, 416)
+        unsupported = [tag for tag in request.headers.get_list("Require")
+                       if tag.lower() not in SUPPORTED_OPTION_TAGS]
+        if unsupported:
+            response = self.make_response(request, 420)
+            response.headers.add("Unsupported", ", ".join(unsupported))
+            return response
+        if request.method == "REGISTER" and not isinstance(request.to.uri, SipUri):
+            return self.make_response(request, 400, "Bad Request (To is not a SIP URI)")
+        return None
+
     def _server_event(self, event: TUEvent) -> None:
         if isinstance(event, TimedOut):
             self.trace.event(f"server transaction gave up: Timer {event.timer.value} "
@@ -467,19 +526,93 @@ class SwitchCore:
 
     def _default_handler(self, request: Request, txn: ServerTransaction) -> None:
         if request.method == "OPTIONS":
-            txn.respond(self.options_response(request))
+            self._answer(txn, self.options_response(request))
         elif request.method in KNOWN_METHODS:
             response = self.make_response(request, 405)
             response.headers.add("Allow", self.allow_header)
-            txn.respond(response)
+            self._answer(txn, response)
         else:
-            txn.respond(self.make_response(request, 501))
+            self._answer(txn, self.make_response(request, 501))
+
+    def _answer(self, txn: ServerTransaction, response: Response) -> None:
+        """Send an answer the core makes itself -- or nothing at all, docs/behaviour.md §2.1: with
+        SS_REPLY_UNAUTHORIZED=Off a source that is neither a trusted gateway nor a registered
+        binding gets no response (OPTIONS included), so a scanner learns nothing."""
+        if self._stealthy_towards(txn.source[0]):
+            txn.drop()
+            return
+        txn.respond(response)
+
+    def _stealthy_towards(self, host: str) -> bool:
+        if self.params["SS_REPLY_UNAUTHORIZED"] or self.known_source(host):
+            return False
+        self.stats.stealth_dropped += 1
+        return True
+
+    def trusted_source(self, host: str) -> bool:
+        """A trusted gateway: in a mapping gateway's ``addresses`` or a routing gateway's host."""
+        config = self.config
+        if config is None:
+            return False
+        if any(gateway.host == host for gateway in config.routing_gateways):
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for gateway in config.mapping_gateways
+                   for network in gateway.addresses)
+
+    def known_source(self, host: str) -> bool:
+        """A trusted gateway or a source a feature vouches for (a registered binding)."""
+        return self.trusted_source(host) or any(known(host) for known in self.known_sources)
+
+    def _source_tripped(self, source: Address, transport: str) -> None:
+        limits = self.limits
+        text = (f"flood: {source[0]} sent more than {limits.source_threshold} messages in "
+                f"{limits.source_window:g} s; dropped for {limits.source_block:g} s after its "
+                "flood stops ([limits] source_threshold)")
+        log.warning("%s", text)
+        self.trace.event(text, src=source, transport=transport)
+
+    def _source_unblocked(self, host: str, dropped: int) -> None:
+        text = f"flood: {host} unblocked after {dropped} message(s) dropped"
+        log.warning("%s", text)
+        self.trace.event(text)
+
+    def _refused_for_overload(self, invite: Request, txn: ServerTransaction) -> bool:
+        """RFC 3261 §21.5.4 load shedding: 503 + Retry-After for a new INVITE past capacity,
+        before routing, authentication or media (vosapp.switch.limits)."""
+        reason = self.overload.overloaded(self._calls_in_setup())
+        if bool(reason) != bool(self._overload_reason):  # traced when it starts and ends
+            text = (f"overload: new INVITEs answered 503 (Retry-After "
+                    f"{self.limits.retry_after} s): {reason}" if reason else
+                    f"overload over: {self.stats.overload_refused} INVITE(s) refused so far")
+            log.warning("%s", text)
+            self.trace.event(text)
+            self._overload_reason = reason
+        if not reason:
+            self._invites_in_setup.append(txn)
+            return False
+        self.stats.overload_refused += 1
+        response = self.make_response(invite, 503)
+        response.headers.add("Retry-After", str(self.limits.retry_after))
+        txn.respond(response)
+        return True
+
+    def _calls_in_setup(self) -> int:
+        setup = self._invites_in_setup
+        # Exact from the smallest count a decision depends on; below it, an upper bound.
+        if len(setup) >= min(SHED_FLOOR, self.limits.max_calls_in_setup or SHED_FLOOR):
+            setup[:] = [txn for txn in setup
+                        if not (txn.final_sent or txn.dropped or txn.terminated)]
+        return len(setup)
 
     def _receive_cancel(self, cancel: Request, txn: ServerTransaction,
                         key: tuple[Any, ...]) -> None:
         invite = self.transactions.find_invite_for_cancel(cancel, key)
         if invite is None:
-            txn.respond(self.make_response(cancel, 481))  # §9.2
+            self._answer(txn, self.make_response(cancel, 481))  # §9.2
             return
         txn.respond(self.make_response(cancel, 200))
         if invite.final_sent or invite.dropped or invite.terminated:
@@ -507,14 +640,14 @@ class SwitchCore:
         headers.add("Accept", ACCEPT)
         headers.add("Accept-Encoding", "identity")
         headers.add("Accept-Language", "en")
-        headers.add("Supported", "")
+        headers.add("Supported", ", ".join(SUPPORTED_OPTION_TAGS))
         return response
 
     def _reply_stateless(self, request: Request, status: int, reason: str, source: Address,
                          transport: str) -> None:
         """Answer a request too broken for a transaction, when the headers allow it (§8.2)."""
-        if request.method == "ACK":
-            return  # ACK is never answered
+        if request.method == "ACK" or self._stealthy_towards(source[0]):
+            return  # ACK is never answered; nothing for unknown sources when Off
         try:
             response = self.make_response(request, status, reason)
             self._send(bytes(response), response_address(request, source, transport),
@@ -540,6 +673,8 @@ class SwitchCore:
                 response, reason = None, f"unreadable Via ({exc})"
             else:
                 reason = "missing Via/From/To/Call-ID/CSeq"
+        if response is not None and self._stealthy_towards(source[0]):
+            response, reason = None, "SS_REPLY_UNAUTHORIZED=Off, unknown source"
         if response is None:
             self.trace.event(f"unparsable message dropped, no response possible ({reason}): "
                              f"{error}", src=source, transport=transport)
@@ -614,6 +749,6 @@ def response_address(request: Request, source: Address, transport: str,
 
 
 __all__ = [
-    "KNOWN_METHODS", "AckHandler", "CoreStats", "RequestHandler", "Sender", "StopHook",
+    "KNOWN_METHODS", "SUPPORTED_OPTION_TAGS", "AckHandler", "CoreStats", "RequestHandler", "Sender", "StopHook",
     "StrayResponseHandler", "SwitchCore", "TransactionError", "response_address",
 ]

@@ -78,6 +78,12 @@ class Registrar:
                                 (now,))
         return bindings_from_rows(rows, now)
 
+    def has_binding_from(self, host: str) -> bool:
+        """Whether a live binding was registered from ``host`` (its REGISTER's source)."""
+        rows = self.store.query("SELECT 1 FROM registrar_bindings WHERE received_host = ? "
+                                "AND expires_at > ? LIMIT 1", (host, self.clock.wall()))
+        return bool(rows)
+
     def purge_expired(self) -> int:
         """Delete expired bindings; returns how many."""
         with self.store.transaction() as db:

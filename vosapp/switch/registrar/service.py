@@ -138,7 +138,8 @@ def build_registrar_service(core: SwitchCore, *, accounts: AccountLookup,
     from vosapp.sip.digest import DigestServer
 
     journal = journal if journal is not None else SqliteAuthJournal(store)
-    policy = AuthPolicy(core.params, core.clock, journal)
+    policy = AuthPolicy(core.params, core.clock, journal,
+                        max_sessions=core.limits.max_auth_sessions)
     if isinstance(journal, SqliteAuthJournal):
         policy.restore(journal.active_suspensions(core.clock.wall()))
         if secret is None:
@@ -202,6 +203,10 @@ def install(core: SwitchCore) -> tuple[RegistrarService, NatKeepAlive]:
                 core.clock.call_later(PURGE_INTERVAL, purge)
 
     core.add_start_hook(lambda: core.clock.call_later(PURGE_INTERVAL, purge) and None)
+
+    # SS_REPLY_UNAUTHORIZED=Off: a registered phone's address still gets answers
+    # (docs/behaviour.md §2.1).
+    core.known_sources.append(service.registrar.has_binding_from)
 
     keepalive = NatKeepAlive(core, service.registrar)
     keepalive.install()
