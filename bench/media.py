@@ -44,7 +44,17 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
+
+def code_root(argv: list[str]) -> Path:
+    """The checkout whose vosapp is measured: ``--code PATH`` (e.g. the revision before a
+    change, for a before/after comparison in one run), else this one."""
+    if "--code" in argv[:-1]:
+        return Path(argv[argv.index("--code") + 1]).resolve()
+    return ROOT
+
+
+sys.path.insert(0, str(code_root(sys.argv)))
 
 from vosapp.media import codecs
 from vosapp.media.rtp import OutgoingStream
@@ -298,8 +308,7 @@ def offered_rate_delivered(
     return sent, received, cpu_seconds
 
 
-def part3(rates: tuple[int, ...] = (20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000,
-                                    100_000, 120_000)) -> dict[str, object]:
+def part3(rates: tuple[int, ...] = tuple(range(20_000, 150_001, 10_000))) -> dict[str, object]:
     """Highest lossless offered rate for vosapp's relay and for the raw forwarder."""
     results: dict[str, object] = {}
     for kind in ("vosapp", "baseline"):
@@ -435,6 +444,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=["1", "3", "all"], default="all")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument("--code", metavar="PATH",
+                        help="measure the vosapp of another checkout (default: this one)")
     args = parser.parse_args()
     started = time.perf_counter()
     p1 = part1() if args.part in ("1", "all") else None

@@ -159,6 +159,7 @@ class RtpRelay:
         self.dtmf_log = self.core.dtmf_log
         self._clock = clock
         self._socks: dict[Side, socket.socket] = {}
+        self._outputs: dict[Side, tuple[socket.socket, LegStats]] = {}  # per send: one lookup
         self._ports: PortAllocator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: TimerHandle | None = None
@@ -220,6 +221,7 @@ class RtpRelay:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.setblocking(False)
             self._socks[leg.side] = sock
+            self._outputs[leg.side] = (sock, leg.stats)
             name = sock.getsockname()
             leg.local_address = (name[0], name[1])
             # Not a DatagramProtocol: asyncio reads one datagram per readiness event there.
@@ -258,7 +260,7 @@ class RtpRelay:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(sock.fileno())
             sock.close()
-            del self._socks[side]
+            del self._socks[side], self._outputs[side]
             if self._ports is not None:
                 self._ports.release(self.core.leg(side).local_address[1])
 
@@ -296,13 +298,12 @@ class RtpRelay:
             self._arm()
 
     def _transmit(self, sends: list[Send]) -> None:
-        socks = self._socks
+        outputs = self._outputs
         for side, peer, datagram in sends:
-            stats = (self.a if side == "a" else self.b).stats
-            sock = socks.get(side)
-            if sock is None:  # closed
-                stats.dropped_no_peer += 1
+            output = outputs.get(side)
+            if output is None:  # closed
                 continue
+            sock, stats = output
             try:
                 sock.sendto(datagram, peer)
             except (BlockingIOError, InterruptedError):

@@ -298,6 +298,8 @@ class _Flow:
         self.transcoder = transcoder
         self.converter = converter
         self.plain = transcoder is None and converter is None
+        #: relay mode: the target's media payload type when it differs from the source's
+        self.rewrite_pt = None if target.media_pt == source.media_pt else target.media_pt
         self.outgoing: OutgoingStream | None
         if transcoder is not None:
             self.outgoing = transcoder.outgoing
@@ -499,23 +501,26 @@ class RelayCore:
         Returns what to send; malformed, foreign and unwanted packets are counted and
         return ``[]`` (they never raise).
         """
+        # The common case (relay mode, media, latched) is kept short: it runs per packet.
         flow = self._flows[side]
         src = flow.source
         stats = src.stats
+        size = len(data)
         stats.rx_packets += 1
-        stats.rx_bytes += len(data)
-        if len(data) < 12 or data[0] >> 6 != 2:
+        stats.rx_bytes += size
+        if size < 12 or data[0] & 0xC0 != 0x80:  # RTP version 2
             stats.dropped_invalid += 1
             return []
-        payload_type = data[1] & 0x7F
+        second = data[1]
+        payload_type = second & 0x7F
         latched = src.latched
         if latched is None:
             if payload_type != src.media_pt and payload_type != src.dtmf_pt:
                 stats.dropped_unknown_pt += 1
                 return []
-            src.latch((source[0], source[1]))
-        elif source[0] != latched[0] or source[1] != latched[1]:
-            stats.dropped_foreign += 1
+            src.latch(source if len(source) == 2 else (source[0], source[1]))
+        elif source != latched and (source[0] != latched[0] or source[1] != latched[1]):
+            stats.dropped_foreign += 1  # (IPv6 sources are 4-tuples, latched is host, port)
             return []
         sequence, timestamp = _SEQ_TS.unpack_from(data, 2)
         stats.stream.update(sequence, timestamp, now)
@@ -529,8 +534,10 @@ class RelayCore:
             return []
         if payload_type == src.media_pt:
             if flow.plain:
+                if flow.rewrite_pt is None:  # same payload type on both legs: as received
+                    return [(target.side, peer, data)]
                 out = bytearray(data)
-                out[1] = (data[1] & 0x80) | target.media_pt
+                out[1] = (second & 0x80) | flow.rewrite_pt
                 return [(target.side, peer, out)]
             try:
                 datagrams = flow.media(data)
