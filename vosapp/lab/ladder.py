@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from vosapp.errors import VosappError
+from vosapp.io.clock import LoopClock
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -802,17 +803,6 @@ class LiveStats:
     total_flush_s: float = 0.0
 
 
-class _LoopScheduler:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, callback)
-
-
 class LiveLadder:
     """A ladder that follows a trace live, as a plotly ``FigureWidget``.
 
@@ -881,7 +871,7 @@ class LiveLadder:
                 self._loop = asyncio.get_running_loop()
             except RuntimeError:
                 self._loop = None
-            scheduler = _LoopScheduler(self._loop) if self._loop is not None else None
+            scheduler = LoopClock(self._loop) if self._loop is not None else None
         self._scheduler = scheduler
         self._loop_thread = threading.get_ident()
         self._pending: deque[Any] = deque()

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _when(wall: float | None) -> str:
     if wall is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(wall)) + "Z"
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
 def run_list(args: argparse.Namespace) -> int:
