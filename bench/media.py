@@ -201,6 +201,8 @@ def part1(ticks: int = 150) -> dict[str, object]:
         "raw_call_tick_us": raw_best * 1e6,
         "raw_bound_calls": TICK_S / raw_best,
         "ratio": low / (TICK_S / raw_best),
+        # the same comparison on the median tick: steadier than p99 on a loaded machine
+        "median_ratio": raw_best / (float(np.median(confirm)) / low),
     }
 
 
@@ -308,7 +310,8 @@ def offered_rate_delivered(
     return sent, received, cpu_seconds
 
 
-def part3(rates: tuple[int, ...] = tuple(range(20_000, 150_001, 10_000))) -> dict[str, object]:
+def part3(rates: tuple[int, ...] = (5_000, 10_000, 15_000, *range(20_000, 150_001, 10_000))
+          ) -> dict[str, object]:
     """Highest lossless offered rate for vosapp's relay and for the raw forwarder."""
     results: dict[str, object] = {}
     for kind in ("vosapp", "baseline"):
@@ -371,7 +374,8 @@ def markdown(p1: dict[str, object] | None, p3: dict[str, object] | None) -> str:
             f"| cost per call-tick (median) | {p1['per_call_tick_us']:.1f} µs |",
             f"| raw bcg729 cost per call-tick | {p1['raw_call_tick_us']:.1f} µs |",
             f"| raw bound (20 ms / raw cost) | {p1['raw_bound_calls']:.0f} calls |",
-            f"| ratio to the raw bound | **{p1['ratio']:.2f}** (target ≥ 0.6) |",
+            f"| ratio to the raw bound | **{p1['ratio']:.2f}** (target ≥ 0.8) |",
+            (f"| raw cost / cost per call-tick (median tick) | {p1['median_ratio']:.2f} |"),
             f"| pinned to | {p1['pinned']} |",
             "",
         ]
@@ -390,7 +394,7 @@ def markdown(p1: dict[str, object] | None, p3: dict[str, object] | None) -> str:
             ("| forwarder | lossless packets/s (wall) | forwarded per CPU-second | "
             "(rate, lost) trail |"),
             "|---|---:|---:|---|",
-            (f"| vosapp `RtpRelay` (relay mode: latching, stats, PT rewrite) | "
+            (f"| vosapp `RtpRelay` (relay mode: latching, stats, PT kept) | "
              f"**{v['lossless_pps']:,}** (target ≥ 50,000) | {v['per_cpu_second']:,.0f} | "
              f"{v['trail']} |"),
             (f"| baseline: raw asyncio socket forwarder (drain + re-send) | "
