@@ -177,6 +177,41 @@ def interleaved_call_ticks(
     return ours, raw
 
 
+def layer_costs(calls: int = 100, ticks: int = 80) -> dict[str, float]:
+    """Median µs per call-tick of the transcoding path peeled layer by layer, interleaved.
+
+    Two passes, each alternating two measurements tick by tick for ``calls`` calls: the
+    transcoders and the bare bcg729 calls (:func:`interleaved_call_ticks`), then the codec
+    objects alone (PCMA decode -> G729 encode, G729 decode -> PCMA encode) and the G729
+    objects alone. The differences are what each layer adds.
+    """
+    pcma, g729 = make_streams(ticks)
+    chains = [(codecs.get("PCMA"), codecs.get("G729"), codecs.get("G729"), codecs.get("PCMA"))
+              for _ in range(calls)]
+    ours, bare = interleaved_call_ticks(calls, ticks, pcma, g729)
+    objects, g729_only = [], []
+    clock = time.thread_time
+    for k in range(ticks):
+        a, g = pcma[k][12:], g729[k][12:]
+        audio = chains[0][0].decode(a)
+        start = clock()
+        for pcma_in, g729_out, g729_in, pcma_out in chains:
+            g729_out.encode(pcma_in.decode(a))
+            pcma_out.encode(g729_in.decode(g))
+        middle = clock()
+        for _pcma_in, g729_out, g729_in, _pcma_out in chains:
+            g729_out.encode(audio)
+            g729_in.decode(g)
+        objects.append((middle - start) / calls)
+        g729_only.append((clock() - middle) / calls)
+    return {
+        "bare bcg729": float(np.median(bare)) * 1e6,
+        "G729 objects": float(np.median(g729_only[5:])) * 1e6,
+        "G729 + G.711 objects": float(np.median(objects[5:])) * 1e6,
+        "Transcoder.process": float(np.median(ours)) * 1e6,
+    }
+
+
 def raw_call_tick_seconds(g729: list[bytes], repeats: int = 3000) -> float:
     """Cost of the bcg729 work of one call-tick (2 encodes + 2 decodes), ctypes tight loop."""
     import ctypes
@@ -501,12 +536,18 @@ def write_section(text: str, path: Path = ROOT / "docs" / "benchmarks.md") -> No
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["1", "3", "all"], default="all")
+    parser.add_argument("--part", choices=["1", "3", "all", "layers"], default="all",
+                        help="layers: where the transcoding time goes, layer by layer")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument("--code", metavar="PATH",
                         help="measure the vosapp of another checkout (default: this one)")
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.part == "layers":
+        pin(0)
+        for layer, micros in layer_costs().items():
+            print(f"{layer:24s} {micros:7.1f} µs per call-tick (median, 100 calls)")
+        return 0
     p1 = part1() if args.part in ("1", "all") else None
     p3 = part3() if args.part in ("3", "all") else None
     text = markdown(p1, p3)

@@ -417,6 +417,9 @@ class OutgoingStream:
         Source of the random initial values (seed it for reproducible tests).
     """
 
+    __slots__ = ("clock_rate", "octets", "packets", "payload_type", "sequence", "ssrc",
+                 "timestamp")
+
     def __init__(
         self,
         payload_type: int,
