@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vosapp.clock import MonotonicClock
 from vosapp.config import load_config
+from vosapp.io.clock import LoopClock
 from vosapp.io.serve import tune_gc
 from vosapp.sip.digest import answer
 from vosapp.store import Store
@@ -36,7 +36,7 @@ CLIENT = ("127.0.0.1", 5061)
 _CHALLENGE = re.compile(rb"\r\nWWW-Authenticate: ([^\r\n]*)", re.IGNORECASE)
 
 
-class _LoopFreeClock(MonotonicClock):
+class _LoopFreeClock(LoopClock):
     """Monotonic/wall time without an event loop; timers are kept but never fire (the run is
     shorter than any timer that matters, as in the real bench's 32 s Timer J)."""
 

@@ -66,3 +66,24 @@ def test_imports_point_one_way(path: Path) -> None:
                                                  else forbidden + ".")
     ]
     assert not violations, "layering broken:\n" + "\n".join(violations)
+
+
+# Sans-IO layers get time as data (a vosapp.clock.Clock, or `now` with every input) and leave
+# sockets and the event loop to vosapp.io. Kept apart from FORBIDDEN on purpose.
+SANS_IO_PACKAGES = ("vosapp.sip", "vosapp.switch", "vosapp.media")
+SANS_IO_FORBIDDEN = ("asyncio", "socket", "time")
+SANS_IO_MODULES = [
+    p for p in MODULES
+    if _module_name(p).startswith(tuple(pkg + "." for pkg in SANS_IO_PACKAGES))
+    or _module_name(p) in SANS_IO_PACKAGES
+]
+
+
+@pytest.mark.parametrize("path", SANS_IO_MODULES, ids=[_module_name(p) for p in SANS_IO_MODULES])
+def test_sans_io_layers_import_no_socket_loop_or_clock(path: Path) -> None:
+    violations = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
+        for line, name in _imports(path)
+        if name.split(".")[0] in SANS_IO_FORBIDDEN
+    ]
+    assert not violations, "sans-IO layer touches I/O or a clock:\n" + "\n".join(violations)

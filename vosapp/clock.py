@@ -1,16 +1,17 @@
 """Clocks: the only way sans-IO code learns the time.
 
-Sans-IO layers (``vosapp.sip``, ``vosapp.switch``) never read the wall clock; they are
-handed a :class:`Clock`. The asyncio runtime passes :class:`MonotonicClock` bound to the
-event loop; tests and notebooks pass :class:`ManualClock` and move time themselves, so a
-180 s suspension replays in microseconds and deterministically.
+Sans-IO layers (``vosapp.sip``, ``vosapp.switch``, ``vosapp.media``) never read a clock
+(tests/test_layering.py keeps ``time`` out of them); they are handed a :class:`Clock`, or, in
+the media relay's case, the time with every input. The program's one real-time clock is
+:class:`vosapp.io.clock.LoopClock` (asyncio loop time), which the runtime binds to its event
+loop; tests and notebooks pass :class:`ManualClock` and move time themselves, so a 180 s
+suspension replays in microseconds and deterministically.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -109,23 +110,3 @@ class ManualClock:
         """Fire every pending timer (and those they schedule) up to ``now() + limit``."""
         return self.advance_to(self._now + limit) if self.next_deadline() is not None else 0
 
-
-class MonotonicClock:
-    """Real time for the asyncio runtime: ``call_at`` schedules on the running event loop."""
-
-    def __init__(self, loop=None) -> None:  # loop: asyncio.AbstractEventLoop | None
-        self._loop = loop
-
-    def now(self) -> float:
-        return self._loop.time() if self._loop is not None else time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
-        if self._loop is None:
-            raise RuntimeError("MonotonicClock needs an event loop to schedule timers")
-        return self._loop.call_at(when, callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
-        return self.call_at(self.now() + max(0.0, delay), callback)

@@ -6,9 +6,10 @@ I/O runtime and the lab all name an address the same way.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
-__all__ = ["NO_ADDRESS", "Address", "same_host"]
+__all__ = ["NO_ADDRESS", "Address", "is_ip_literal", "same_host"]
 
 # (host, port) as the socket layer gives and takes it; the host is an IP literal or a name.
 Address = tuple[str, int]
@@ -27,3 +28,13 @@ def same_host(a: str, b: str) -> bool:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)
     except ValueError:
         return a.lower() == b.lower()
+
+
+@functools.lru_cache(maxsize=4096)  # asked per datagram sent
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` is an IP address (a name would need a DNS lookup to send to)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

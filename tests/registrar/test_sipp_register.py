@@ -116,7 +116,7 @@ def test_sigkill_under_load_loses_no_acknowledged_binding(tmp_path: Path) -> Non
     import threading
     import time
 
-    from vosapp.clock import MonotonicClock
+    from vosapp.io.clock import LoopClock
     from vosapp.store import Store
     from vosapp.switch.registrar import Registrar
 
@@ -148,7 +148,7 @@ def test_sigkill_under_load_loses_no_acknowledged_binding(tmp_path: Path) -> Non
             acknowledged.update(re.findall(r"^To: <sip:(\d+)@", block, re.MULTILINE))
     assert len(acknowledged) > 20  # the kill came in the middle of the load
     with Store.open(served.data_dir) as store:  # opens: the file passed SQLite's quick_check
-        bound = {b.aor for b in Registrar(store, MonotonicClock()).all_bindings()}
+        bound = {b.aor for b in Registrar(store, LoopClock()).all_bindings()}
     assert acknowledged <= bound
 
 

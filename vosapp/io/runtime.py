@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from vosapp.io.call_media import backend_for
+from vosapp.io.clock import LoopClock
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
 from vosapp.net import Address
@@ -37,67 +37,6 @@ if TYPE_CHECKING:
     from vosapp.store import Store
 
 log = logging.getLogger(__name__)
-
-class _TimerHandle:
-    __slots__ = ("_clock", "_handle")
-
-    def __init__(self, clock: LoopClock) -> None:
-        self._clock = clock
-        self._handle: asyncio.TimerHandle | None = None
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._clock._handles.discard(self)
-
-
-class LoopClock:
-    """Real time on the running event loop; remembers its timers so stop() can cancel them.
-
-    No reference cycles per timer: at thousands of transactions per second, objects that only
-    the cyclic GC can free make it walk a huge heap (see bench/options.sh)."""
-
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._handles: set[_TimerHandle] = set()
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def now(self) -> float:
-        return self.loop.time() if self.loop is not None else time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> _TimerHandle:
-        if self.loop is None:
-            raise RuntimeError("the switch is not started: no event loop to run timers on")
-        handle = _TimerHandle(self)
-        handle._handle = self.loop.call_at(when, self._fire, handle, callback)
-        self._handles.add(handle)
-        return handle
-
-    def _fire(self, handle: _TimerHandle, callback: Callable[[], None]) -> None:
-        handle._handle = None  # breaks handle -> asyncio handle -> args -> handle
-        self._handles.discard(handle)
-        try:
-            callback()
-        except Exception:
-            log.exception("timer callback failed")
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> _TimerHandle:
-        return self.call_at(self.now() + max(0.0, delay), callback)
-
-    def cancel_all(self) -> None:
-        for handle in list(self._handles):
-            handle.cancel()
-
-    @property
-    def pending(self) -> int:
-        return len(self._handles)
-
 
 class Switch:
     """A SwitchCore plus UDP and TCP listeners, a store, a trace and the real clock."""

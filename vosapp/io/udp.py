@@ -9,14 +9,12 @@ datagrams wait meanwhile, and a name that does not resolve fails their transacti
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import logging
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vosapp.net import Address
+from vosapp.net import Address, is_ip_literal
 
 if TYPE_CHECKING:
     from vosapp.switch.core import SwitchCore
@@ -30,15 +28,6 @@ MAX_DATAGRAM = 65_507
 RESOLVE_TIMEOUT = 5.0
 RESOLVE_TTL = 300.0
 MAX_WAITING = 64
-
-
-@functools.lru_cache(maxsize=4096)
-def is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class UdpTransport(asyncio.DatagramProtocol):

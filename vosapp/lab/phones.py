@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from vosapp.io.clock import LoopClock
 from vosapp.lab.calls import Call
 from vosapp.lab.sip_ua import T1, UaError, UserAgent, _SipSocket, check_address, is_loopback
 from vosapp.net import Address
@@ -206,14 +206,6 @@ class RegisterRecord:
         return self.expires == 0
 
 
-class _WallClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
-
-
 class CarrierRegistrar:
     """A carrier registrar's logic, sans-IO: ``handle(data, source) -> bytes | None``.
 
@@ -242,7 +234,7 @@ class CarrierRegistrar:
         self.challenge_code = challenge_code
         self.max_expires = max_expires
         self.default_expires = default_expires
-        self.clock = clock if clock is not None else _WallClock()
+        self.clock = clock if clock is not None else LoopClock()
         self.digest = DigestServer(realm, os.urandom(32), self.clock)
         #: Every REGISTER received (not counting retransmissions), oldest first.
         self.registers: list[RegisterRecord] = []

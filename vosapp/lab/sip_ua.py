@@ -20,7 +20,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
-from vosapp.clock import Clock, MonotonicClock
+from vosapp.clock import Clock
+from vosapp.io.clock import LoopClock
 from vosapp.net import Address
 from vosapp.sip import (
     NameAddr,
@@ -162,7 +163,7 @@ class UserAgent:
         if self._socket is None:
             loop = asyncio.get_running_loop()
             if self._clock is None:
-                self._clock = MonotonicClock(loop)
+                self._clock = LoopClock(loop)
             self.transactions = TransactionLayer(self._clock, TimerSettings(t1=self.t1),
                                                  self._transmit)
             _, protocol = await loop.create_datagram_endpoint(

@@ -1,7 +1,8 @@
 """Media engine: RTP, codecs, transcoding, DTMF - numpy and bytes only (no sockets).
 
-``vosapp.media`` never imports :mod:`vosapp.sip` or :mod:`vosapp.switch`; the socket relay
-lives in :mod:`vosapp.io.rtp_relay`.
+``vosapp.media`` never imports :mod:`vosapp.sip` or :mod:`vosapp.switch`, nor sockets or
+clocks: the relay's logic is :mod:`vosapp.media.relay` (sans-IO), its socket loop
+:mod:`vosapp.io.rtp_relay`.
 """
 
 from __future__ import annotations

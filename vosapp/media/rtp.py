@@ -256,6 +256,11 @@ class RtpStreamStats:
         RTP clock of the payload (8000 for all narrowband codecs and for G.722).
     """
 
+    # slots: update() runs for every packet a relay receives (attribute access is faster)
+    __slots__ = ("_bad_seq", "_last_arrival", "_last_timestamp", "_missing", "_prior_expected",
+                 "base_seq", "clock_rate", "cycles", "duplicates", "jitter", "max_seq",
+                 "received", "reordered", "restarts")
+
     def __init__(self, clock_rate: int = 8000) -> None:
         if clock_rate <= 0:
             raise ValueError(f"clock_rate must be positive, got {clock_rate}")
@@ -271,9 +276,8 @@ class RtpStreamStats:
         self._bad_seq = -1
         self._prior_expected = 0
         self._missing: set[int] = set()
-        self._have_previous = False
         self._last_timestamp = 0
-        self._last_arrival = 0.0
+        self._last_arrival: float | None = None  # None until the first packet
 
     @property
     def extended_max(self) -> int:
@@ -319,7 +323,7 @@ class RtpStreamStats:
         self.received += 1
         if sequence == ((self.max_seq + 1) & 0xFFFF) and self.base_seq is not None:
             # the common case, kept short: the next packet in order
-            if sequence == 0:
+            if not sequence:
                 self.cycles += _SEQ_MOD  # 16-bit wrap (A.1)
             self.max_seq = sequence
         elif self.base_seq is None:
@@ -328,13 +332,14 @@ class RtpStreamStats:
             self._update_unusual(sequence)
         # RFC 3550 A.8: D(i-1, i) = (R_i - R_{i-1}) - (S_i - S_{i-1}), in timestamp units,
         # J += (|D| - J) / 16. The timestamp difference is taken modulo 2^32 (signed).
-        if self._have_previous:
+        last_arrival = self._last_arrival
+        if last_arrival is not None:
             ts_delta = (timestamp - self._last_timestamp) & 0xFFFFFFFF
             if ts_delta >= 0x80000000:
                 ts_delta -= 0x100000000
-            d = (arrival - self._last_arrival) * self.clock_rate - ts_delta
-            self.jitter += (abs(d) - self.jitter) / 16.0
-        self._have_previous = True
+            d = (arrival - last_arrival) * self.clock_rate - ts_delta
+            jitter = self.jitter
+            self.jitter = jitter + ((d if d >= 0 else -d) - jitter) * 0.0625  # / 16
         self._last_timestamp = timestamp
         self._last_arrival = arrival
 
@@ -412,6 +417,9 @@ class OutgoingStream:
         Source of the random initial values (seed it for reproducible tests).
     """
 
+    __slots__ = ("clock_rate", "octets", "packets", "payload_type", "sequence", "ssrc",
+                 "timestamp")
+
     def __init__(
         self,
         payload_type: int,
@@ -432,7 +440,6 @@ class OutgoingStream:
         self.timestamp = rng.getrandbits(32) if timestamp is None else timestamp & 0xFFFFFFFF
         self.packets = 0
         self.octets = 0
-        self._header_ssrc = struct.pack("!I", self.ssrc)
 
     def packet(
         self,
@@ -462,11 +469,10 @@ class OutgoingStream:
             The whole datagram.
         """
         pt = self.payload_type if payload_type is None else payload_type
-        data = (
-            _HEADER.pack(0x80, (0x80 if marker else 0) | pt, self.sequence, self.timestamp, 0)[:8]
-            + self._header_ssrc
-            + payload
-        )
+        # one precompiled pack of the whole header, then the payload: two allocations
+        data = _HEADER.pack(
+            0x80, (0x80 if marker else 0) | pt, self.sequence, self.timestamp, self.ssrc
+        ) + payload
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF
         self.packets += 1
@@ -481,13 +487,9 @@ class OutgoingStream:
         Used for RFC 4733 events, whose packets all carry the event's start timestamp.
         """
         pt = self.payload_type if payload_type is None else payload_type
-        data = (
-            _HEADER.pack(
-                0x80, (0x80 if marker else 0) | pt, self.sequence, timestamp & 0xFFFFFFFF, 0
-            )[:8]
-            + self._header_ssrc
-            + payload
-        )
+        data = _HEADER.pack(
+            0x80, (0x80 if marker else 0) | pt, self.sequence, timestamp & 0xFFFFFFFF, self.ssrc
+        ) + payload
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.packets += 1
         self.octets += len(payload)

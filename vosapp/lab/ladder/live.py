@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vosapp.io.clock import LoopClock
 from vosapp.lab.ladder.model import Ladder, LadderError
 from vosapp.lab.ladder.rendering import apply_data, empty_figure, figure, figure_data
 
@@ -47,17 +48,6 @@ class LiveStats:
     max_batch: int = 0
     max_flush_s: float = 0.0
     total_flush_s: float = 0.0
-
-
-class _LoopScheduler:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, callback)
 
 
 class LiveLadder:
@@ -128,7 +118,7 @@ class LiveLadder:
                 self._loop = asyncio.get_running_loop()
             except RuntimeError:
                 self._loop = None
-            scheduler = _LoopScheduler(self._loop) if self._loop is not None else None
+            scheduler = LoopClock(self._loop) if self._loop is not None else None
         self._scheduler = scheduler
         self._loop_thread = threading.get_ident()
         self._pending: deque[Any] = deque()
