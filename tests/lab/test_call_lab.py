@@ -63,10 +63,14 @@ def test_a_transcoding_call_and_a_refused_one(tmp_path: Path) -> None:
             await call.play(speech)
             await call.send_dtmf("59")
             await asyncio.sleep(0.5)
-            assert quality.compare(speech, far.recording(), 8000).pesq_mos_lqo > 3.0
+            clean = quality.compare(speech, far.recording(), 8000).pesq_mos_lqo
+            assert clean > 3.0
             assert far.received_digits("rfc2833") == "59"
             assert 96 in {p["payload_type"] for p in far.packet_log()}
             await call.hangup()
+            lossy, far = await lab.send("transcode", speech, loss=0.2, seed=3)
+            assert lossy.state == "ended"
+            assert quality.compare(speech, far.recording(), 8000).pesq_mos_lqo < clean - 0.5
             refused = await lab.dial("refused")
             with pytest.raises(CallError):
                 await refused.wait_answered(10)

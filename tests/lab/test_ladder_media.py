@@ -33,7 +33,6 @@ def test_media_records_of_a_real_call_on_a_live_ladder() -> None:
             live.flush()
             return [r.note for r in mine], [r.note for r in theirs], live
 
-
     mine, theirs, live = asyncio.run(scenario())
     assert mine[0].startswith("RTP out PCMU to 127.0.0.1:")
     assert "DTMF sent rfc2833 12" in mine and "RTP in PCMU, PT 0" in mine

@@ -7,6 +7,7 @@ in-kernel switch shows every codec and DTMF rule of docs/behaviour.md §5 and §
     lab = await CallLab.start([Demo("transcode", mapping={...}, routing={...},
                                     vendor_codecs=("G729",))], directory)
     call, far = await lab.call("transcode")      # the phone's call and the vendor's
+    call, far = await lab.send("transcode", speech, loss=0.1)   # play, hang up
     ...
     await lab.stop()
 
@@ -132,6 +133,7 @@ class CallLab:
         self.phones = phones
         self.directory = directory
         self._index = {demo.name: i for i, demo in enumerate(self.demos)}
+        self._dialled = 0
 
     @classmethod
     async def start(cls, demos: Sequence[Demo], directory: str | Path) -> CallLab:
@@ -169,8 +171,10 @@ class CallLab:
         return self.vendors[self._position(demo)]
 
     def number(self, demo: str) -> str:
-        """A number the demo's phone dials to reach the demo's vendor."""
-        return prefix(self._position(demo)) + "5551234"
+        """A new number the demo's phone dials to reach the demo's vendor (each call its own,
+        so the vendor's side of concurrent calls is found by the number it was called on)."""
+        self._dialled += 1
+        return f"{prefix(self._position(demo))}555{self._dialled:04d}"
 
     def _position(self, demo: str) -> int:
         try:
@@ -184,13 +188,28 @@ class CallLab:
 
     async def call(self, demo: str, timeout: float = 20.0) -> tuple[Call, Call]:
         """Dial and wait for the answer: (the phone's call, the vendor's call)."""
-        vendor = self.vendor(demo)
-        before = len(vendor.calls)
         call = await self.dial(demo)
         await call.wait_answered(timeout)
-        while len(vendor.calls) == before:  # the vendor answered, so it has the call
+        number = call.invite.to.uri.user if call.invite is not None else None
+        vendor = self.vendor(demo)
+        while True:  # the vendor answered, so it has the call (maybe not in this tick)
+            for far in vendor.calls:
+                if far.invite is not None and far.invite.uri.user == number:
+                    return call, far
             await asyncio.sleep(0.01)
-        return call, vendor.calls[-1]
+
+    async def send(self, demo: str, audio: Any, *, loss: float = 0.0, seed: int = 1,
+                   settle: float = 0.4) -> tuple[Call, Call]:
+        """One call that plays ``audio`` (array or file) from the phone, losing ``loss`` of
+        its packets on the way out (the phone's own impairment, seeded), waits ``settle``
+        seconds for the last packets and hangs up: (the phone's call, the vendor's)."""
+        call, far = await self.call(demo)
+        if loss:
+            call.impair(loss=loss, seed=seed)
+        await call.play(audio)
+        await asyncio.sleep(settle)
+        await call.hangup()
+        return call, far
 
     async def stop(self) -> None:
         """Hang up what is still up, stop the switch, close phones and vendors."""
