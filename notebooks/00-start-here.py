@@ -19,6 +19,7 @@
 # | `04-transcoding-quality` | speech through every codec and tandem: PESQ, STOI, spectrograms, packet loss and concealment | none: it measures the codecs and the relay's transcoder directly |
 # | `05-dtmf-tuning` | the inband DTMF receiver against ITU-T Q.24, talk-off, noise, RFC 2833 / SIP INFO / Inband conversion | none: it measures the receiver and converter directly |
 # | `06-background-switch` | `vosapp serve` as a process: attach, watch, change a parameter live, stop it | its own: it stops the switch it started |
+# | `07-calls` | live calls PCMA phone → switch → G.729 vendor: ladder with media events, PESQ/STOI/spectrograms, every codec and DTMF rule on real calls, loss sweep, CDRs | its own: it needs gateways configured per demonstration |
 #
 # Every notebook runs top to bottom with **Run > Run All Cells**; `make test` runs them all.
 
