@@ -231,9 +231,11 @@ def test_calls_notebook_runs_clean_with_its_ladder_and_figures(
         run_all_cells(page, jupyterlab, "07-calls.ipynb")
         assert_clean_outputs(page)
         panel = page.locator(PANEL)
-        # the live ladder (a FigureWidget) and the static figures, all drawn
-        assert panel.locator(".jupyter-widgets .main-svg").count() > 0
-        assert panel.locator(".js-plotly-plot").count() >= 3
+        # three static figures (quality table, spectrograms, loss curve) and the live
+        # ladder, a FigureWidget: four plotly plots drawn
+        plots = panel.locator(".js-plotly-plot")
+        assert plots.count() >= 4, f"{plots.count()} plotly plots"
+        assert all(plot.locator(".main-svg").count() > 0 for plot in plots.all())
         text = panel.inner_text()
         assert "RTP out G729" in text and "RFC 2833 in, PT 96" in text  # media on the ladder
         assert "Allow codec conversion is off" in text  # the 488's Warning
