@@ -192,11 +192,12 @@ class CallLab:
         await call.wait_answered(timeout)
         number = call.invite.to.uri.user if call.invite is not None else None
         vendor = self.vendor(demo)
-        while True:  # the vendor answered, so it has the call (maybe not in this tick)
+        for _ in range(int(timeout * 100)):  # answered: the vendor has it, maybe not yet here
             for far in vendor.calls:
                 if far.invite is not None and far.invite.uri.user == number:
                     return call, far
             await asyncio.sleep(0.01)
+        raise CallError(f"{number} was answered, but not by the {demo} vendor")
 
     async def send(self, demo: str, audio: Any, *, loss: float = 0.0, seed: int = 1,
                    settle: float = 0.4) -> tuple[Call, Call]:
