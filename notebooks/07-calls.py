@@ -147,7 +147,8 @@ assert "a=rtpmap:101 telephone-event/8000" in sdp_lines(call.invite.body)
 # ## Codec negotiation (docs/behaviour.md §5)
 #
 # * **Auto negotiation**: the offer passes through, the answer picks a common codec, no
-#   transcoding; with no common codec the vendor refuses and the caller gets 488.
+#   transcoding; with no common codec the vendor refuses with 488 and its Warning, which the
+#   switch passes to the caller.
 # * **Softswitch specified, two codecs, conversion off**: the switch itself answers 488 with a
 #   Warning saying why.
 
@@ -169,7 +170,7 @@ table(rows)
 
 # %%
 assert (common.codec, common_far.codec) == ("G729", "G729")  # no transcoding
-assert rows[1]["result"].startswith("488")
+assert rows[1]["result"].startswith("488 305") and "no common codec" in rows[1]["result"]
 assert rows[2]["result"].startswith("488") and "Allow codec conversion is off" in rows[2]["result"]
 
 # %% [markdown]
