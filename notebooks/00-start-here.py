@@ -19,6 +19,7 @@
 # | `04-transcoding-quality` | speech through every codec and tandem: PESQ, STOI, spectrograms, packet loss and concealment | none: it measures the codecs and the relay's transcoder directly |
 # | `05-dtmf-tuning` | the inband DTMF receiver against ITU-T Q.24, talk-off, noise, RFC 2833 / SIP INFO / Inband conversion | none: it measures the receiver and converter directly |
 # | `06-background-switch` | `vosapp serve` as a process: attach, watch, change a parameter live, stop it | its own: it stops the switch it started |
+# | `07-calls` | live calls PCMA phone → switch → G.729 vendor: ladder with media events, PESQ/STOI/spectrograms, every codec and DTMF rule on real calls, loss sweep, CDRs | its own: it needs gateways configured per demonstration |
 # | `08-call-timers` | the call-side timers in virtual time, each with a ladder: INVITE timeout and failover, trying/ringing/progress timeouts, session-timer refresh and early hangup, the non-timer re-INVITE, NAT keep-alive, T1 and the retransmission schedule, Privacy / PAI / Display From towards the vendor | its own, in virtual time: minutes of timers replay in milliseconds |
 #
 # Every notebook runs top to bottom with **Run > Run All Cells**; `make test` runs them all.

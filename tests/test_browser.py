@@ -2,7 +2,8 @@
 Playwright with Debian's Chromium (no browser download). For each notebook: open it, Run >
 Run All Cells, wait for the kernel to go idle, then check what a person would see — no
 traceback, every widget rendered, every plotly figure drawn. In 01 an out-of-range value typed
-into the parameter editor shows the registry's message under the field.
+into the parameter editor shows the registry's message under the field; in 07 the live
+ladder carries the calls' media events and the refused call shows its Warning.
 
 On failure a full-page screenshot and the JupyterLab log are kept in the test's temporary
 directory, whose path the failure message prints.
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
-NOTEBOOKS = ["00-start-here.ipynb", "01-parameters.ipynb"]
+NOTEBOOKS = ["00-start-here.ipynb", "01-parameters.ipynb", "07-calls.ipynb"]
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on screen
 RUN_LIMIT_MS = 150_000  # a whole notebook, kernel start included (generous: shared CPUs)
 
@@ -222,3 +223,19 @@ def test_parameters_notebook_and_the_editor_shows_the_registry_error(
         field.fill("0")
         field.press("Enter")
         panel.get_by_text(str(expected.value), exact=True).first.wait_for(timeout=20_000)
+
+
+def test_calls_notebook_runs_clean_with_its_ladder_and_figures(
+        page: object, jupyterlab: Lab) -> None:
+    with screenshot_on_failure(page, jupyterlab, "07-calls"):
+        run_all_cells(page, jupyterlab, "07-calls.ipynb")
+        assert_clean_outputs(page)
+        panel = page.locator(PANEL)
+        # three static figures (quality table, spectrograms, loss curve) and the live
+        # ladder, a FigureWidget: four plotly plots drawn
+        plots = panel.locator(".js-plotly-plot")
+        assert plots.count() >= 4, f"{plots.count()} plotly plots"
+        assert all(plot.locator(".main-svg").count() > 0 for plot in plots.all())
+        text = panel.inner_text()
+        assert "RTP out G729" in text and "RFC 2833 in, PT 96" in text  # media on the ladder
+        assert "Allow codec conversion is off" in text  # the 488's Warning

@@ -136,7 +136,7 @@ def test_reply_unauthorized_off_answers_only_gateways_and_registered_phones(
             assert status(await carrier.ask(
                 address, request(carrier.host, carrier.port, "gw1"), 10.0)) == 200
             assert await phone.ask(address, request(phone.host, phone.port, "ph1"), 1.0) is None
-            registrar = switch.core.registrar_service.registrar  # type: ignore[attr-defined]
+            registrar = switch.app.registrar.registrar
             registrar.register("1001", [ContactRequest(f"sip:1001@127.0.0.4:{phone.port}")],
                                expires_header=600, call_id="r1", cseq=1, replace=True,
                                source=(phone.host, phone.port))

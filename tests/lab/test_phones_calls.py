@@ -159,6 +159,8 @@ def test_no_common_codec_is_488() -> None:
             with pytest.raises(CallError) as refused:
                 await call.wait_answered(10)
             assert refused.value.status == 488
+            [response] = [r for r in phone.responses if r.status == 488]
+            assert response.headers.get("Warning").startswith('305 127.0.0.1 "no common codec')
 
     run(scenario())
 

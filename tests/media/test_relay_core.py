@@ -208,7 +208,7 @@ def test_rfc2833_to_sip_info_and_the_first_method_lock() -> None:
     for datagram in event_packets(101, "4"):
         assert core.receive("a", datagram, PHONE, 0.0) == []  # leaves as INFO, not RTP
     assert [(side, info.digit) for side, info in infos] == [("b", "4")]
-    # the phone's first digit came as RFC 2833: an INFO digit afterwards is ignored (SPEC §6)
+    # the phone's first digit came as RFC 2833: an INFO digit afterwards is ignored (docs/behaviour.md §6)
     assert core.info_received("a", "application/dtmf-relay", "Signal=7\r\nDuration=100\r\n",
                               0.5) == []
     assert len(infos) == 1 and core.stats()["a"]["dtmf_ignored"] == 1

@@ -377,7 +377,9 @@ class Call(CallAudio):
             try:
                 self._agreed = self._answer_sdp(self.invite.body)
             except sdplib.SdpError as exc:
-                await self.reject(488)
+                # RFC 3261 §20.43: 305 Incompatible media format, with what did not match
+                why = str(exc).replace('"', "'")
+                await self.reject(488, warning=f'305 {self.ua.host} "no common codec: {why}"')
                 raise CallError(f"no common codec: {exc}", 488) from exc
             self._local_sdp = self._agreed.sdp
         return self._agreed
@@ -441,13 +443,14 @@ class Call(CallAudio):
         if isinstance(event, DeliverRequest) and event.request.method == "ACK":
             self.on_ack(event.request)
 
-    async def reject(self, status: int = 486) -> None:
-        """Refuse a ringing incoming call (486 Busy Here by default)."""
+    async def reject(self, status: int = 486, *, warning: str | None = None) -> None:
+        """Refuse a ringing incoming call (486 Busy Here by default), with a ``Warning``
+        header value when given (RFC 3261 §20.43)."""
         if self.direction != "incoming" or self.state != "ringing":
             raise CallError(f"only a ringing incoming call can be rejected ({self.state})")
         if not 300 <= status <= 699:
             raise CallError(f"a rejection is a 3xx-6xx status, not {status}")
-        self._respond(status)
+        self._respond(status, headers=[("Warning", warning)] if warning else ())
         self.status = status
         self._end("failed", f"rejected {status}")
 

@@ -33,7 +33,7 @@ endpoint that must not receive (``sendonly``, ``inactive``) goes nowhere and is 
 receiving leg (``dropped_direction``). A re-INVITE that puts a call on hold calls
 :meth:`RelayCore.set_direction`.
 
-Telephone events (RFC 4733) and DTMF conversion (SPEC §6): for a direction with a
+Telephone events (RFC 4733) and DTMF conversion (docs/behaviour.md §6): for a direction with a
 :class:`~vosapp.media.dtmf.DtmfConverter` (``dtmf={"a": converter}``, keyed by the side the
 digits come from), every telephone-event packet and, when the source side may send inband
 tones, the decoded source audio go through the converter, and the relay carries out its
@@ -210,7 +210,7 @@ TelephoneEventHandler = Callable[[RtpPacket, EventRoute], list[bytes]]
 def rewrite_telephone_event(packet: RtpPacket, route: EventRoute) -> list[bytes]:
     """Default handler: RFC 2833 in -> RFC 2833 out with the target leg's payload type.
 
-    SPEC §6 (media proxy On): the incoming payload type and key range are terminated and each
+    docs/behaviour.md §6 (media proxy On): the incoming payload type and key range are terminated and each
     side gets its own gateway's values. The payload is validated and retargeted through the
     DTMF engine's RFC 4733 API (:func:`vosapp.media.dtmf.rfc4733.retarget`). Events outside
     the target leg's key range (:attr:`LegConfig.dtmf_events`), malformed payloads, and events
@@ -405,7 +405,7 @@ class RelayCore:
     telephone_event_handler : callable, optional
         Replaces :func:`rewrite_telephone_event`.
     dtmf : mapping of side to DtmfConverter, optional
-        SPEC §6 conversion per direction, keyed by the side the digits come *from*
+        docs/behaviour.md §6 conversion per direction, keyed by the side the digits come *from*
         (``{"a": DtmfConverter(inbound=A's settings, outbound=B's settings, ...)}``).
         Converters take over telephone-event handling for their direction.
     on_info_send : callable(side, SendInfo), optional
@@ -587,7 +587,7 @@ class RelayCore:
             actions = []
         return self._carry_out(flow, actions, now)
 
-    # -- DTMF conversion (SPEC §6) ----------------------------------------------------------
+    # -- DTMF conversion (docs/behaviour.md §6) ----------------------------------------------------------
 
     def info_received(self, side: Side, content_type: str, body: bytes | str,
                       now: float) -> list[Send]:

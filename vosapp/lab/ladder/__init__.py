@@ -5,6 +5,8 @@
 - :mod:`.rendering` -- :func:`figure` builds a static ``plotly`` figure;
   :func:`export_html` writes a self-contained page; :func:`export_image` writes SVG/PNG
   through ``kaleido`` when it is installed.
+- :mod:`.media` -- :func:`media_records`: a lab call's media events (RTP start and codec,
+  DTMF sent, RFC 2833 received) as event records for the same ladder.
 - :mod:`.live` -- :class:`LiveLadder` keeps a ``plotly.graph_objects.FigureWidget`` up to
   date from ``Trace.subscribe``, coalescing new records into at most ``max_rate_hz``
   redraws per second on the kernel's asyncio loop, so a burst of messages never blocks the
@@ -12,6 +14,7 @@
 """
 
 from vosapp.lab.ladder.live import LiveLadder, LiveStats
+from vosapp.lab.ladder.media import media_records
 from vosapp.lab.ladder.model import (
     Arrow,
     Column,
@@ -38,4 +41,5 @@ __all__ = [
     "export_image",
     "figure",
     "format_address",
+    "media_records",
 ]

@@ -158,6 +158,12 @@ class LiveLadder:
         self._draw(self.max_batch)
         self._request_flush()  # a burst larger than max_batch continues next interval
 
+    def add_records(self, records: Any) -> None:
+        """Draw records that are not in the trace (e.g. a call's media events,
+        :func:`~vosapp.lab.ladder.media.media_records`), like the trace's own."""
+        for record in records:
+            self._on_record(record)
+
     @property
     def pending(self) -> int:
         """Records received but not drawn yet."""
