@@ -8,6 +8,7 @@ event loop; tests and notebooks pass :class:`ManualClock` and move time themselv
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import time
@@ -106,7 +107,7 @@ class ManualClock:
 class MonotonicClock:
     """Real time for the asyncio runtime: ``call_at`` schedules on the running event loop."""
 
-    def __init__(self, loop=None) -> None:  # loop: asyncio.AbstractEventLoop | None
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
 
     def now(self) -> float:
