@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from vosapp.io.rtp_relay import LegConfig, PortAllocator, RtpRelay, bind_rtp_socket
+from vosapp.io.rtp_relay import LegConfig, PortAllocator, RtpRelay, Side, bind_rtp_socket
 from vosapp.net import Address
 
 __all__ = ["RelayBackend", "RelaySession"]
@@ -53,7 +53,7 @@ class RelaySession:
     def __init__(self, backend: RelayBackend, sock_a: socket.socket,
                  sock_b: socket.socket) -> None:
         self.backend = backend
-        self._socks: dict[str, socket.socket] = {"a": sock_a, "b": sock_b}
+        self._socks: dict[Side, socket.socket] = {"a": sock_a, "b": sock_b}
         self.local_a: Address = sock_a.getsockname()[:2]
         self.local_b: Address = sock_b.getsockname()[:2]
         self.relay: RtpRelay | None = None
@@ -72,7 +72,7 @@ class RelaySession:
 
         self._dtmf = dict(dtmf or {})
         relay = RtpRelay(config(a), config(b), dtmf=dtmf or None,  # type: ignore[arg-type]
-                         on_info_send=on_info_send)  # type: ignore[arg-type]
+                         on_info_send=on_info_send)
         relay.start_on(self._socks, ports=self.backend.ports)
         self.relay = relay
         return relay.mode

@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from vosapp.net import Address
 
@@ -63,11 +63,12 @@ class UdpTransport(asyncio.DatagramProtocol):
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # The Protocol API types it as a BaseTransport; a datagram endpoint gets a datagram one.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         sockname = transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         source = (addr[0], addr[1])
         if len(data) > self.max_message_size:
             self.core.trace.event(f"UDP datagram of {len(data)} bytes over the "
@@ -108,7 +109,8 @@ class UdpTransport(asyncio.DatagramProtocol):
 
     async def _resolve(self, host: str) -> None:
         loop = asyncio.get_running_loop()
-        family = self.transport.get_extra_info("socket").family  # type: ignore[union-attr]
+        assert self.transport is not None  # send() checked it before scheduling this
+        family = self.transport.get_extra_info("socket").family
         try:
             # loop.getaddrinfo runs the blocking resolver in the default executor.
             answers = await asyncio.wait_for(
