@@ -20,6 +20,7 @@ Three pieces, the first two sans-IO:
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -403,7 +404,7 @@ class MediaStream:
             if delay <= 0:
                 self._send(data)
             else:
-                self.clock.call_later(delay, lambda data=data: self._send(data))
+                self.clock.call_later(delay, functools.partial(self._send, data))
         if not self.sender.busy:
             self._wake()
         self.ticks += 1

@@ -35,7 +35,9 @@ from vosapp.sip import (
     parse,
 )
 from vosapp.sip.transaction import (
+    ClientTransaction,
     DeliverResponse,
+    ServerTransaction,
     TimedOut,
     TimerSettings,
     TransactionLayer,
@@ -176,8 +178,9 @@ class UserAgent:
         for call in self.calls:
             call.close_media()
         if self.transactions is not None:
-            for handle in [*self.transactions.clients.values(),
-                           *self.transactions.servers.values()]:
+            handles: list[ClientTransaction | ServerTransaction] = [
+                *self.transactions.clients.values(), *self.transactions.servers.values()]
+            for handle in handles:
                 self.transactions.transport_error(handle, "the lab user agent closed")
         for task in self._tasks:
             task.cancel()

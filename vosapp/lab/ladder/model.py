@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from vosapp.errors import VosappError
-from vosapp.net import NO_ADDRESS, Address
+from vosapp.net import NO_ADDRESS, Address, as_address
 
 ArrowKind = Literal["request", "provisional", "success", "failure"]
 AddressFilter = str | Address | Collection[str | Address]
@@ -427,7 +427,7 @@ class Ladder:
             raise LadderError(
                 f"record direction must be 'in', 'out' or 'event', got {record.direction!r}"
             )
-        src, dst = tuple(record.src), tuple(record.dst)
+        src, dst = as_address(record.src), as_address(record.dst)
         if src == NO_ADDRESS or dst == NO_ADDRESS:
             raise LadderError(f"a message record needs src and dst addresses, got {src}→{dst}")
         # Retransmission bookkeeping sees every message, filtered or not, so a copy that
@@ -518,7 +518,7 @@ class Ladder:
         seq = self._next_seq
         self._next_seq += 1
         column = None
-        for end in (tuple(record.src), tuple(record.dst)):
+        for end in (as_address(record.src), as_address(record.dst)):
             if end != NO_ADDRESS:
                 column = self._column_for(end)
                 break
