@@ -25,7 +25,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -440,7 +440,7 @@ class RtpSocket(asyncio.DatagramProtocol):
         return (host, int(port))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.on_datagram(data, (addr[0], int(addr[1])))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from vosapp.clock import Clock, MonotonicClock
 from vosapp.net import Address
@@ -80,7 +80,7 @@ class _SipSocket(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.on_datagram(data, (addr[0], int(addr[1])))

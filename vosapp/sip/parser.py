@@ -11,6 +11,7 @@ so far.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 from vosapp.sip.headers import (
     HeaderField,
@@ -328,7 +329,7 @@ class StreamParser:
             match = _CONTENT_LENGTH_RE.search(head)
             if match is None:
                 self._break(400, "message on a stream without Content-Length", out)
-            length_text = match.group(1).strip()  # type: ignore[union-attr]
+            length_text = match.group(1).strip()
             if not length_text.isdigit():
                 self._break(400, f"bad Content-Length {length_text!r} on a stream", out)
             total = end + 4 + int(length_text)
@@ -345,7 +346,7 @@ class StreamParser:
                 raise
         return out
 
-    def _break(self, status: int, reason: str, done: list[Request | Response]) -> None:
+    def _break(self, status: int, reason: str, done: list[Request | Response]) -> NoReturn:
         self.broken = True
         self._pending = done
         self._buffer.clear()
