@@ -49,4 +49,4 @@ lint: setup ## ruff, and mypy as configured in pyproject.toml
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache
