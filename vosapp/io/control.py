@@ -623,6 +623,8 @@ def read_control_file(data_dir: str | Path) -> dict[str, Any]:
                            "no-control-file") from None
     except (OSError, ValueError) as exc:
         raise ControlError(400, f"{target} is unreadable: {exc}", "bad-control-file") from None
+    if not isinstance(content, dict):
+        raise ControlError(400, f"{target} is not a JSON object", "bad-control-file")
     for key in ("address", "port", "token"):
         if key not in content:
             raise ControlError(400, f"{target} lacks {key!r}", "bad-control-file")
