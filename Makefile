@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 lab: setup ## install what is missing, then open JupyterLab on notebooks/
 	$(VENV)/bin/vosapp lab
 
-test: setup ## install what is missing, then run the whole suite (notebooks included)
+test: setup ## install what is missing, type-check, then run the whole suite (notebooks included)
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 setup: sysdeps $(STAMP) $(KERNEL)
@@ -43,8 +44,9 @@ bench: setup ## run every benchmark under bench/ (results go to docs/benchmarks.
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 	@for b in bench/*.sh; do echo "== $$b"; bash $$b || exit 1; done
 
-lint: setup
+lint: setup ## ruff, and mypy as configured in pyproject.toml
 	$(VENV)/bin/ruff check vosapp tests bench notebooks
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

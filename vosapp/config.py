@@ -318,8 +318,8 @@ def parse_config(text: str, *, path: str | Path = "<string>") -> Config:
                     for i, item in enumerate(reader.array_of_tables(doc, "mapping_gateway"), 1))
     routing = tuple(_read_routing(reader, item, f"routing_gateway #{i}")
                     for i, item in enumerate(reader.array_of_tables(doc, "routing_gateway"), 1))
-    _unique(reader, [g.name for g in (*mapping, *routing)], "mapping_gateway/routing_gateway",
-            "name")
+    _unique(reader, [g.name for g in mapping] + [g.name for g in routing],
+            "mapping_gateway/routing_gateway", "name")
     users = {a.user for a in accounts}
     for i, gateway in enumerate(mapping, 1):
         for user in gateway.accounts:
@@ -384,11 +384,10 @@ def _rtp_ports(reader: _Reader, value: object) -> tuple[int, int]:
         bounds = value
     else:
         raise reader.error("switch", "rtp_ports", f"{value!r} {why}")
-    lo, hi = bounds
-    if (not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
-            or not 1024 <= lo < hi <= 65535):  # type: ignore[operator]
+    ports = [b for b in bounds if isinstance(b, int) and not isinstance(b, bool)]
+    if len(ports) != 2 or not 1024 <= ports[0] < ports[1] <= 65535:
         raise reader.error("switch", "rtp_ports", f"{value!r} {why}")
-    return lo, hi  # type: ignore[return-value]
+    return ports[0], ports[1]
 
 
 def _read_limits(reader: _Reader, data: dict[str, Any]) -> Limits:

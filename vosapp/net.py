@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Sequence
+from typing import Any, cast
 
-__all__ = ["NO_ADDRESS", "Address", "is_ip_literal", "same_host"]
+__all__ = ["NO_ADDRESS", "Address", "as_address", "is_ip_literal", "same_host"]
 
 # (host, port) as the socket layer gives and takes it; the host is an IP literal or a name.
 Address = tuple[str, int]
 NO_ADDRESS: Address = ("", 0)
+
+
+def as_address(value: Sequence[Any]) -> Address:
+    """``value`` (a list after JSON, or the tuple a socket gives) as a tuple, element for
+    element: an IPv6 socket address keeps its flow info and scope id."""
+    return cast(Address, tuple(value))
 
 
 def same_host(a: str, b: str) -> bool:

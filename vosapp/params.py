@@ -23,7 +23,7 @@ import difflib
 import enum
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -440,6 +440,7 @@ class Params(Mapping[str, Any]):
     """
 
     __slots__ = ("_values",)
+    _values: Mapping[str, Any]
 
     def __init__(self, values: Mapping[str, object] | None = None) -> None:
         resolved = {param.name: param.default for param in REGISTRY}
@@ -556,9 +557,11 @@ class _Validated:
     """Coerce and validate every dataclass field in ``__post_init__`` (frozen-safe)."""
 
     _owner: ClassVar[str] = ""
+    # Every subclass is a dataclass; declaring the field table makes `fields()` accept it.
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     def __post_init__(self) -> None:
-        for item in fields(self):  # type: ignore[arg-type]
+        for item in fields(self):
             if not item.metadata:
                 continue
             raw = getattr(self, item.name)
@@ -573,13 +576,13 @@ class _Validated:
 
     @classmethod
     def setting_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        return tuple(f.name for f in fields(cls))
 
     @classmethod
     def describe(cls) -> list[dict[str, Any]]:
         """One row per setting (name, default, options/range, description, source) for docs."""
         rows = []
-        for item in fields(cls):  # type: ignore[arg-type]
+        for item in fields(cls):
             meta = item.metadata
             if meta.get("options"):
                 allowed = " / ".join(meta["options"])

@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vosapp.net import NO_ADDRESS, Address
+from vosapp.net import NO_ADDRESS, Address, as_address
+from vosapp.sip import Response
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock
-    from vosapp.sip import Request, Response, Via
+    from vosapp.sip import Request, Via
     from vosapp.store import Store
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,8 @@ def message_fields(message: Request | Response | None, via: Via | None = None
     if message is None:
         return {}
     fields: dict[str, Any] = {}
-    status = getattr(message, "status", None)
-    if status is not None:
-        fields["status"] = int(status)
+    if isinstance(message, Response):
+        fields["status"] = int(message.status)
     else:
         fields["method"] = message.method
     try:
@@ -80,7 +80,7 @@ def message_fields(message: Request | Response | None, via: Via | None = None
         cseq = message.cseq
         number, method = cseq.number, cseq.method
         fields["cseq"] = f"{number} {method}"
-        if status is not None:
+        if isinstance(message, Response):
             fields["method"] = method
         via = via if via is not None else message.top_via
         fields["branch"] = via.branch if via is not None else None
@@ -251,8 +251,8 @@ class Trace:
         fields = sniff_fields(raw)
         if not fields and message is not None:
             fields = message_fields(message, via)
-        return self.add(TraceRecord(mono, wall, direction, transport.upper(), tuple(src),
-                                    tuple(dst), raw, note=note, **fields))
+        return self.add(TraceRecord(mono, wall, direction, transport.upper(),
+                                    as_address(src), as_address(dst), raw, note=note, **fields))
 
     def event(self, text: str, **fields: Any) -> TraceRecord:
         """Record a non-message event; ``fields`` are TraceRecord fields (call_id, src, …)."""
@@ -401,7 +401,7 @@ _MAC_B = bytes.fromhex("020000000002")
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

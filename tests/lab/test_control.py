@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from vosapp.io.control import ControlError, ControlServer, SwitchControl, read_control_file
+from vosapp.io.control import (
+    CONTROL_FILE,
+    ControlError,
+    ControlServer,
+    SwitchControl,
+    read_control_file,
+)
 from vosapp.io.runtime import Switch
 from vosapp.lab.attach import BackgroundSwitch, LabSwitch, attach
 from vosapp.lab.phones import LabPhone
@@ -157,6 +163,16 @@ def test_control_file_is_private(tmp_path: Path) -> None:
             await switch.stop()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("content", ['["address", "port", "token"]',
+                                     '"address port token"', "{not json"])
+def test_a_control_file_that_is_not_a_json_object_is_refused(tmp_path: Path,
+                                                             content: str) -> None:
+    (tmp_path / CONTROL_FILE).write_text(content)
+    with pytest.raises(ControlError) as caught:
+        read_control_file(tmp_path)
+    assert (caught.value.status, caught.value.kind) == (400, "bad-control-file")
 
 
 def test_lab_switch_in_kernel_has_the_same_surface(tmp_path: Path) -> None:

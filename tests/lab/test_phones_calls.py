@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from vosapp.lab import quality
+from vosapp.lab.call_audio import sdp_codec
 from vosapp.lab.calls import CallError
 from vosapp.lab.carrier import LabCarrier
 from vosapp.lab.phones import LabPhone
@@ -25,6 +26,7 @@ from vosapp.sip import (
     new_branch,
     new_tag,
     parse,
+    sdp,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -271,6 +273,49 @@ def test_broken_peers_get_clear_failures_not_hung_calls() -> None:
                             and reply.call_id == request.call_id:
                         break
                 assert reply.status == 400 and phone.calls == [call]
+        finally:
+            transport.close()
+
+    run(scenario())
+
+
+def test_hold_and_resume_offers_carry_a_new_sdp_version() -> None:
+    """RFC 3264 §8: a changed offer increments o=<sess-version>, or the peer may ignore it."""
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        transport, peer = await loop.create_datagram_endpoint(
+            RawPeer, local_addr=("127.0.0.1", 0))
+        address = transport.get_extra_info("sockname")
+        contact = ("Contact", f"<sip:peer@{address[0]}:{address[1]}>")
+
+        def answered(offer: Request, to_tag: str) -> bytes:
+            response = make_response(offer, 200, to_tag=to_tag)
+            response.headers.add(*contact)
+            response.headers.add("Content-Type", "application/sdp")
+            response.body = bytes(sdp.answer(offer.body, [sdp_codec("PCMA")],
+                                             address=address[0], port=9).sdp)
+            return bytes(response)
+
+        try:
+            async with LabPhone("1001", "x", address, codecs=["PCMA"]) as phone:
+                call = await phone.call("1002")
+                invite, source = await peer.next("INVITE")
+                to_tag = new_tag()
+                transport.sendto(answered(invite, to_tag), source)
+                await call.wait_answered(10)
+                versions = [sdp.SessionDescription.parse(invite.body).origin.session_version]
+                for change in (call.hold, call.resume):
+                    pending = asyncio.ensure_future(change())
+                    reinvite, source = await peer.next("INVITE")
+                    versions.append(
+                        sdp.SessionDescription.parse(reinvite.body).origin.session_version)
+                    transport.sendto(answered(reinvite, to_tag), source)
+                    await pending
+                assert versions[0] < versions[1] < versions[2]
+                hangup = asyncio.ensure_future(call.hangup())
+                bye, source = await peer.next("BYE")
+                transport.sendto(bytes(make_response(bye, 200)), source)
+                await hangup
         finally:
             transport.close()
 

@@ -11,7 +11,6 @@ import pytest
 from tests.switch.b2bua_harness import VENDOR_A, Caller, Vendor, make_config, start_switch
 from vosapp.config import ConfigError, Limits, parse_config
 from vosapp.io.virtual import VirtualNetwork
-from vosapp.switch import registrar
 from vosapp.switch.limits import SHED_FLOOR, Admission, OverloadGate, SourceLimiter
 
 # ------------------------------------------------------------------ the per-source limiter
@@ -85,7 +84,7 @@ def test_flood_of_distinct_registers_keeps_transactions_and_sessions_bounded() -
     cfg = dataclasses.replace(parse_config('[[account]]\nuser = "alice"\npassword = "pw"\n'),
                               limits=limits)
     net = VirtualNetwork()
-    switch = net.add_switch(("10.0.0.1", 5060), config=cfg, features=[registrar.install])
+    switch = net.add_switch(("10.0.0.1", 5060), config=cfg, features=["registrar"])
     switch.start()
     core = switch.core
     answered: list[bytes] = []
@@ -102,7 +101,7 @@ def test_flood_of_distinct_registers_keeps_transactions_and_sessions_bounded() -
         if i % 500 == 0:
             net.run(0.01)
             most = max(most, len(core.transactions.servers))
-    policy = core.registrar_service.authenticator.policy  # type: ignore[attr-defined]
+    policy = switch.app.registrar.authenticator.policy
     assert len(core.transactions.servers) <= 1000 and most <= 1000
     assert policy.open_sessions() <= 500
     assert core.transactions.evicted >= 9000

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 BY = "cli"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     auth = subparsers.add_parser(
         "auth", help="authentication audit trail and suspensions (docs/behaviour.md §2)",
         description="Failed authentications, suspensions, and lifting them.")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from vosapp.switch.registrar import Binding
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "bindings", help="registered phones (contact, source, expiry, user agent)",
         description="The live registrations (bindings) in the store of the data directory.")

@@ -11,7 +11,7 @@ from vosapp.cli import common
 from vosapp.cli.common import printed_json_or_nothing, utc
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("cdr", help="call detail records",
                                    description="Call detail records written by vosapp serve.")
     commands = parser.add_subparsers(dest="cdr_command", required=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from vosapp.config import Config, load_config
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = subparsers.add_parser("config", help="check configuration files",
                                    description="Configuration file tools.")
     commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")

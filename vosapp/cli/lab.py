@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab = subparsers.add_parser(
         "lab", help="open JupyterLab on notebooks/ with the vosapp kernel",
         description="Run `jupyter lab` from this venv on notebooks/, with VOSAPP_CONFIG set "

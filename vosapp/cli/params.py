@@ -18,7 +18,7 @@ from vosapp.params import REGISTRY, GatewaySettings, Param, Params, UpstreamRegi
 BY = "cli"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     params = subparsers.add_parser(
         "params", help="list, read, change and document the SS_* parameters",
         description="The SS_* parameters (docs/behaviour.md §1). Changes apply to new sessions.")

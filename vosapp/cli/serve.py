@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from vosapp.io.runtime import Switch
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the switch in the foreground",
                                   description=__doc__.split("\n\n")[1])
     add_global_options(serve, suppress=True)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from vosapp.switch.outbound import UpstreamStatus
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "status", help="upstream registrations (state, expiry, next refresh, last answer)",
         description="Reads the upstream registration status a running (or stopped) vosapp "

@@ -10,7 +10,7 @@ from vosapp.cli.common import add_global_options, data_dir, load_selected_config
 from vosapp.errors import VosappError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     trace = subparsers.add_parser("trace", help="the persisted SIP trace")
     add_global_options(trace, suppress=True)
     actions = trace.add_subparsers(dest="trace_command", metavar="ACTION")

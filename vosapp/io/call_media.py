@@ -16,9 +16,19 @@ from collections.abc import Callable
 from typing import Any
 
 from vosapp.io.rtp_relay import LegConfig, PortAllocator, RtpRelay, bind_rtp_socket
+from vosapp.media.relay import Side
 from vosapp.net import Address
 
 __all__ = ["RelayBackend", "RelaySession"]
+
+
+def _side(side: str) -> Side:
+    """The B2BUA names legs with plain strings; the relay wants its ``Side``."""
+    if side == "a":
+        return "a"
+    if side == "b":
+        return "b"
+    raise ValueError(f"no relay leg {side!r} (expected 'a' or 'b')")
 
 
 class RelayBackend:
@@ -53,7 +63,7 @@ class RelaySession:
     def __init__(self, backend: RelayBackend, sock_a: socket.socket,
                  sock_b: socket.socket) -> None:
         self.backend = backend
-        self._socks: dict[str, socket.socket] = {"a": sock_a, "b": sock_b}
+        self._socks: dict[Side, socket.socket] = {"a": sock_a, "b": sock_b}
         self.local_a: Address = sock_a.getsockname()[:2]
         self.local_b: Address = sock_b.getsockname()[:2]
         self.relay: RtpRelay | None = None
@@ -71,8 +81,9 @@ class RelaySession:
                              dtmf_payload_type=spec.dtmf_payload_type, remote=spec.remote)
 
         self._dtmf = dict(dtmf or {})
-        relay = RtpRelay(config(a), config(b), dtmf=dtmf or None,  # type: ignore[arg-type]
-                         on_info_send=on_info_send)  # type: ignore[arg-type]
+        converters = {_side(side): converter for side, converter in (dtmf or {}).items()}
+        relay = RtpRelay(config(a), config(b), dtmf=converters or None,
+                         on_info_send=on_info_send)
         relay.start_on(self._socks, ports=self.backend.ports)
         self.relay = relay
         return relay.mode
@@ -80,15 +91,15 @@ class RelaySession:
     def info_received(self, side: str, content_type: str, body: bytes) -> None:
         if self.relay is None:
             raise RuntimeError("media relay not started")
-        self.relay.info_received(side, content_type, body)  # type: ignore[arg-type]
+        self.relay.info_received(_side(side), content_type, body)
 
     def relatch(self, side: str, remote: Address | None) -> None:
         if self.relay is not None:
-            self.relay.relatch(side, remote)  # type: ignore[arg-type]
+            self.relay.relatch(_side(side), remote)
 
     def set_direction(self, side: str, direction: str) -> None:
         if self.relay is not None:
-            self.relay.set_direction(side, direction)  # type: ignore[arg-type]
+            self.relay.set_direction(_side(side), direction)
 
     def dtmf_methods(self) -> list[str]:
         """What the relay did with DTMF, per direction: ``"a->b RFC2833 to SIP INFO"``

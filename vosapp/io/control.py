@@ -252,11 +252,15 @@ class SwitchControl:
         service = self._registrar_service()
         if service is None:
             return []
+        from vosapp.switch.auth import AuthEvent, MemoryJournal
+        from vosapp.switch.registrar.auth_journal import SqliteAuthJournal
+
         journal = service.authenticator.policy.journal
-        if hasattr(journal, "active_suspensions"):  # SqliteAuthJournal
+        events: list[AuthEvent] = []
+        if isinstance(journal, SqliteAuthJournal):
             events = journal.events(limit=limit, user=user, source_host=address)
-        else:
-            events = [e for e in getattr(journal, "events", [])
+        elif isinstance(journal, MemoryJournal):
+            events = [e for e in journal.events
                       if (user is None or e.user == user)
                       and (address is None or e.source_host == address)][-limit:]
         return [_jsonable(e) for e in events]
@@ -619,6 +623,8 @@ def read_control_file(data_dir: str | Path) -> dict[str, Any]:
                            "no-control-file") from None
     except (OSError, ValueError) as exc:
         raise ControlError(400, f"{target} is unreadable: {exc}", "bad-control-file") from None
+    if not isinstance(content, dict):
+        raise ControlError(400, f"{target} is not a JSON object", "bad-control-file")
     for key in ("address", "port", "token"):
         if key not in content:
             raise ControlError(400, f"{target} lacks {key!r}", "bad-control-file")

@@ -20,7 +20,7 @@ import socket
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from vosapp.io.call_media import backend_for
 from vosapp.io.clock import LoopClock
@@ -101,11 +101,11 @@ class Switch:
 
     @classmethod
     def from_config(cls, path: str | Path, *, data_dir: str | Path | None = None,
-                    **options: object) -> Switch:
+                    **options: Any) -> Switch:
         from vosapp.config import load_config
 
         config = load_config(path)
-        return cls(config=config, data_dir=data_dir, **options)  # type: ignore[arg-type]
+        return cls(config=config, data_dir=data_dir, **options)
 
     @property
     def sip_address(self) -> Address:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from vosapp.net import Address, is_ip_literal
 
@@ -56,11 +56,12 @@ class UdpTransport(asyncio.DatagramProtocol):
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # The Protocol API types it as a BaseTransport; a datagram endpoint gets a datagram one.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         sockname = transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         source = (addr[0], addr[1])
         if source == self.probe_source and self.on_probe is not None:
             self.on_probe(data)
@@ -104,7 +105,8 @@ class UdpTransport(asyncio.DatagramProtocol):
 
     async def _resolve(self, host: str) -> None:
         loop = asyncio.get_running_loop()
-        family = self.transport.get_extra_info("socket").family  # type: ignore[union-attr]
+        assert self.transport is not None  # send() checked it before scheduling this
+        family = self.transport.get_extra_info("socket").family
         try:
             # loop.getaddrinfo runs the blocking resolver in the default executor.
             answers = await asyncio.wait_for(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vosapp.clock import ManualClock
-from vosapp.net import Address
+from vosapp.net import Address, as_address
 from vosapp.switch.app import Feature, SwitchApp, build_switch_app
 from vosapp.switch.core import SwitchCore
 from vosapp.trace import Trace
@@ -60,7 +60,8 @@ class VirtualEndpoint:
 
     def send(self, data: bytes | Request | Response, destination: Address,
              transport: str = "UDP") -> None:
-        self.network.deliver(bytes(data), self.address, tuple(destination), transport.upper())
+        self.network.deliver(bytes(data), self.address, as_address(destination),
+                             transport.upper())
 
     def _arrive(self, data: bytes, source: Address, transport: str) -> None:
         packet = Packet(self.network.clock.now(), data, source, transport)

@@ -146,7 +146,12 @@ class CallAudio:
 
     async def _idle(self) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._stream().when_idle(lambda: future.done() or future.set_result(None))
+
+        def resolve() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        self._stream().when_idle(resolve)
         await future
 
     async def play(self, audio: Any, *, wait: bool = True, loop: bool = False) -> None:

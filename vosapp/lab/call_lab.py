@@ -190,11 +190,11 @@ class CallLab:
         """Dial and wait for the answer: (the phone's call, the vendor's call)."""
         call = await self.dial(demo)
         await call.wait_answered(timeout)
-        number = call.invite.to.uri.user if call.invite is not None else None
+        number = getattr(call.invite.to.uri, "user", None) if call.invite is not None else None
         vendor = self.vendor(demo)
         for _ in range(int(timeout * 100)):  # answered: the vendor has it, maybe not yet here
             for far in vendor.calls:
-                if far.invite is not None and far.invite.uri.user == number:
+                if far.invite is not None and getattr(far.invite.uri, "user", None) == number:
                     return call, far
             await asyncio.sleep(0.01)
         raise CallError(f"{number} was answered, but not by the {demo} vendor")

@@ -17,6 +17,7 @@ timer takes milliseconds and comes out the same every time.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -168,7 +169,7 @@ class ScriptedVendor(_VirtualUa):
                 return  # a retransmission: the script already runs
             for step in self.script:
                 self._pending.append(self.net.clock.call_later(
-                    step[0], lambda step=step: self._step(request, source, *step[1:])))
+                    step[0], functools.partial(self._step, request, source, *step[1:])))
         elif request.method == "CANCEL":
             self.reply(request, 200, source)
             if not self.final_sent:
@@ -291,7 +292,7 @@ class CallLab:
     switch: VirtualSwitch
     caller: VirtualCaller
     vendors: dict[str, ScriptedVendor]
-    names: dict[str, str] = field(default_factory=dict)
+    names: dict[str | Address, str] = field(default_factory=dict)
 
     @property
     def now(self) -> float:
@@ -319,7 +320,9 @@ class CallLab:
 
     @property
     def cdr(self) -> CdrRecord | None:
-        recent = self.switch.app.b2bua.cdr.recent
+        b2bua = self.switch.app.b2bua
+        assert b2bua is not None  # call_lab always installs the call feature
+        recent = b2bua.cdr.recent
         return recent[-1] if recent else None
 
     def ladder(self, title: str, **options: Any) -> Any:
@@ -349,7 +352,8 @@ def call_lab(parameters: Mapping[str, object] = {}, *,
     timed = set(session_timers)
     lab_vendors = {name: ScriptedVendor(net, VENDORS[name], script, name in timed)
                    for name, script in vendors.items()}
-    names = {f"{CALLER[0]}:{CALLER[1]}": "caller", f"{SWITCH[0]}:{SWITCH[1]}": "switch"}
+    names: dict[str | Address, str] = {f"{CALLER[0]}:{CALLER[1]}": "caller",
+                                         f"{SWITCH[0]}:{SWITCH[1]}": "switch"}
     names.update({f"{host}:{port}": name for name, (host, port) in VENDORS.items()})
     return CallLab(net, switch, VirtualCaller(net), lab_vendors, names)
 
@@ -400,8 +404,8 @@ class NatKeepAlive:
     def ladder(self, title: str) -> Any:
         from vosapp.lab.ladder import Ladder, figure
 
-        names = {f"{NAT_PHONE[0]}:{NAT_PHONE[1]}": "phone (NAT)",
-                 f"{SWITCH[0]}:{SWITCH[1]}": "switch"}
+        names: dict[str | Address, str] = {f"{NAT_PHONE[0]}:{NAT_PHONE[1]}": "phone (NAT)",
+                                             f"{SWITCH[0]}:{SWITCH[1]}": "switch"}
         # events=False: the registrar's own notes (its temporary store) are not the point here
         return figure(Ladder(self.switch.trace.records(), names=names, events=False),
                       title=title)
@@ -441,7 +445,7 @@ def nat_keepalive_lab(parameters: Mapping[str, object] = {}, *,
     challenge = register(1, None)
     if challenge.status != 401:
         raise RuntimeError(f"expected a 401 challenge, got {challenge.status}")
-    credentials = digest_answer(parse_challenge(challenge.headers.get("WWW-Authenticate")),
+    credentials = digest_answer(parse_challenge(challenge.headers.get("WWW-Authenticate") or ""),
                                 "REGISTER", f"sip:{host}", PHONE_USER, PHONE_PASSWORD)
     accepted = register(2, str(credentials))
     if accepted.status != 200:

@@ -358,6 +358,7 @@ class Call(CallAudio):
         agreed = await self._agree()
         headers = [("Require", "100rel"), ("RSeq", "1")] if reliable else []
         response = self._respond(183, body=bytes(agreed.sdp), headers=headers)
+        assert self.invite is not None  # _respond answered it
         self.dialog = Dialog.from_uas(self.invite, response)  # early (§12.1.1)
         self._event("183", "reliable" if reliable else "early media")
         if reliable:
@@ -402,6 +403,7 @@ class Call(CallAudio):
         self._stop_retransmit()
         self._final = self._respond(200, body=bytes(agreed.sdp))
         if self.dialog is None:
+            assert self.invite is not None  # _respond answered it
             self.dialog = Dialog.from_uas(self.invite, self._final)
         self.dialog.state = DialogState.CONFIRMED
         self.status = 200
@@ -544,7 +546,7 @@ class Call(CallAudio):
         assert self._local_sdp is not None
         offer = copy.deepcopy(self._local_sdp)
         self._sdp_version += 1
-        offer.origin.version = self._sdp_version
+        offer.origin.session_version = self._sdp_version  # a changed offer (RFC 3264 §8)
         offer.media[0].set_direction(direction)
         response = await self._in_dialog("INVITE", body=bytes(offer),
                                           content_type="application/sdp")

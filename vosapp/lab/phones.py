@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from vosapp.clock import Clock
 from vosapp.io.clock import LoopClock
 from vosapp.lab.calls import Call
 from vosapp.lab.sip_ua import T1, UaError, UserAgent, _SipSocket, check_address, is_loopback
@@ -220,13 +221,14 @@ class CarrierRegistrar:
         which ``SS_SIP_USER_AGENT_EXPIRE = Auto`` makes the switch follow).
     default_expires : int
         Granted when the request names no expiry.
-    clock : object with ``now()``, optional
-        Time source for nonces and records (a ``ManualClock`` in virtual time).
+    clock : Clock, optional
+        Time source for nonces and records (a ``ManualClock`` in virtual time; by default
+        the monotonic clock).
     """
 
     def __init__(self, accounts: Mapping[str, str], *, realm: str = "carrier.lab",
                  challenge_code: int = 401, max_expires: int = 3600,
-                 default_expires: int = 3600, clock: Any = None) -> None:
+                 default_expires: int = 3600, clock: Clock | None = None) -> None:
         if challenge_code not in (401, 407):
             raise ValueError(f"challenge_code must be 401 or 407, not {challenge_code}")
         self.accounts = dict(accounts)
@@ -234,7 +236,7 @@ class CarrierRegistrar:
         self.challenge_code = challenge_code
         self.max_expires = max_expires
         self.default_expires = default_expires
-        self.clock = clock if clock is not None else LoopClock()
+        self.clock: Clock = clock if clock is not None else LoopClock()
         self.digest = DigestServer(realm, os.urandom(32), self.clock)
         #: Every REGISTER received (not counting retransmissions), oldest first.
         self.registers: list[RegisterRecord] = []

@@ -378,7 +378,7 @@ def _cell_text(panel: CompliancePanel) -> list[list[str]]:
 
 def _failure_points(panel: CompliancePanel) -> tuple[list[str], list[str]]:
     rows, cols = np.nonzero(panel.failures)
-    return [panel.x_labels[c] for c in cols], [panel.y_labels[r] for r in rows]
+    return ([panel.x_labels[int(c)] for c in cols], [panel.y_labels[int(r)] for r in rows])
 
 
 def compliance_heatmap(panels: Sequence[CompliancePanel], *, title: str | None = None

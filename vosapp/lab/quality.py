@@ -605,7 +605,7 @@ def spectrogram(
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2 / reference_power
     power_db = np.maximum(10.0 * np.log10(np.maximum(power, 1e-30)), floor_db).T
     times = (np.arange(frames.shape[0]) * hop + length / 2.0) / rate
-    freqs = np.fft.rfftfreq(length, 1.0 / rate)
+    freqs = np.fft.rfftfreq(length, 1.0 / rate).astype(np.float64, copy=False)
     return Spectrogram(times=times, freqs=freqs, power_db=power_db)
 
 

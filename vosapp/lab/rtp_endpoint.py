@@ -20,11 +20,12 @@ Three pieces, the first two sans-IO:
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -403,7 +404,7 @@ class MediaStream:
             if delay <= 0:
                 self._send(data)
             else:
-                self.clock.call_later(delay, lambda data=data: self._send(data))
+                self.clock.call_later(delay, functools.partial(self._send, data))
         if not self.sender.busy:
             self._wake()
         self.ticks += 1
@@ -439,7 +440,7 @@ class RtpSocket(asyncio.DatagramProtocol):
         return (host, int(port))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.on_datagram(data, (addr[0], int(addr[1])))

@@ -181,8 +181,11 @@ def brute_force_hour(*, seconds: float = 3600.0, user: str = "1001",
     with tempfile.TemporaryDirectory(prefix="vosapp-bruteforce-") as directory:
         store = Store.open(directory)
 
+        def account(user: str) -> Account | None:  # an AccountLookup: called as lookup(user)
+            return accounts.get(user)
+
         def registrar(core: Any) -> None:
-            build_registrar_service(core, accounts=accounts.get, store=store, journal=journal)
+            build_registrar_service(core, accounts=account, store=store, journal=journal)
 
         switch = net.add_switch(SWITCH_ADDRESS, params=params, features=[registrar])
         switch.start()

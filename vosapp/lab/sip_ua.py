@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from vosapp.clock import Clock
 from vosapp.io.clock import LoopClock
@@ -36,7 +36,9 @@ from vosapp.sip import (
     parse,
 )
 from vosapp.sip.transaction import (
+    ClientTransaction,
     DeliverResponse,
+    ServerTransaction,
     TimedOut,
     TimerSettings,
     TransactionLayer,
@@ -79,7 +81,7 @@ class _SipSocket(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.on_datagram(data, (addr[0], int(addr[1])))
@@ -177,8 +179,9 @@ class UserAgent:
         for call in self.calls:
             call.close_media()
         if self.transactions is not None:
-            for handle in [*self.transactions.clients.values(),
-                           *self.transactions.servers.values()]:
+            handles: list[ClientTransaction | ServerTransaction] = [
+                *self.transactions.clients.values(), *self.transactions.servers.values()]
+            for handle in handles:
                 self.transactions.transport_error(handle, "the lab user agent closed")
         for task in self._tasks:
             task.cancel()

@@ -88,7 +88,7 @@ class StreamingResampler:
     def _emit(self, end_out: int) -> np.ndarray:
         if end_out <= self._next_out:
             return np.zeros(0, dtype=np.float64)
-        resampled = resample_poly(self._buf, self.up, self.down)
+        resampled: np.ndarray = resample_poly(self._buf, self.up, self.down)  # scipy: untyped
         offset = self._buf_start * self.up // self.down
         out = resampled[self._next_out - offset : end_out - offset]
         self._next_out = end_out
@@ -130,7 +130,8 @@ class StreamingResampler:
 
 
 def _to_int16(audio: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(audio), -32768, 32767).astype(np.int16)
+    clipped: np.ndarray = np.clip(np.rint(audio), -32768, 32767).astype(np.int16)
+    return clipped
 
 
 class TranscoderStats:

@@ -71,6 +71,11 @@ _PLAIN_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!
 # ---------------------------------------------------------------------------------------------
 # The collection
 # ---------------------------------------------------------------------------------------------
+# One field line: [key, name as written, value, source text ("" once set in code)]. A list:
+# the parser joins folded continuation lines into it in place (RFC 3261 §7.3.1).
+HeaderField = list[str]
+
+
 class Headers:
     """Case-insensitive, order-preserving SIP header fields with compact-form aliases.
 
@@ -83,14 +88,13 @@ class Headers:
     __slots__ = ("_fields",)
 
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
-        # Each field: [key, name as written, value, source text or None once set in code].
-        self._fields: list[list[str | None]] = []
+        self._fields: list[HeaderField] = []
         if items is not None:
             for name, value in items:
                 self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, fields: list[list[str | None]]) -> Headers:
+    def _from_parsed(cls, fields: list[HeaderField]) -> Headers:
         headers = cls.__new__(cls)
         headers._fields = fields
         return headers
@@ -107,7 +111,7 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """The values of every field line named ``name``, in order."""
         key = canonical_key(name)
-        return [entry[2] for entry in self._fields if entry[0] == key]  # type: ignore[misc]
+        return [entry[2] for entry in self._fields if entry[0] == key]
 
     def get_list(self, name: str) -> list[str]:
         """The comma-separated elements of every ``name`` field (RFC 3261 §7.3.1), quotes and
@@ -123,7 +127,7 @@ class Headers:
 
     def items(self) -> list[tuple[str, str]]:
         """(name as written, value) for every field line, in order."""
-        return [(entry[1], entry[2]) for entry in self._fields]  # type: ignore[misc]
+        return [(entry[1], entry[2]) for entry in self._fields]
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
@@ -153,7 +157,7 @@ class Headers:
         """Append a field (or put it before all others with ``first=True``, as a proxy adds its
         Via, RFC 3261 §16.6 step 8)."""
         _check_field(name, value)
-        entry: list[str | None] = [canonical_key(name), name, value, None]
+        entry = [canonical_key(name), name, value, ""]
         if first:
             self._fields.insert(0, entry)
         else:
@@ -166,10 +170,10 @@ class Headers:
         key = canonical_key(name)
         for index, entry in enumerate(self._fields):
             if entry[0] == key:
-                self._fields[index] = [key, name, value, None]
+                self._fields[index] = [key, name, value, ""]
                 self._fields[index + 1:] = [e for e in self._fields[index + 1:] if e[0] != key]
                 return
-        self._fields.append([key, name, value, None])
+        self._fields.append([key, name, value, ""])
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the value of the first ``name`` field line in place (as a proxy rewrites the
@@ -179,7 +183,7 @@ class Headers:
         key = canonical_key(name)
         for index, entry in enumerate(self._fields):
             if entry[0] == key:
-                self._fields[index] = [key, entry[1], value, None]
+                self._fields[index] = [key, entry[1], value, ""]
                 return
         raise KeyError(name)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from vosapp.sip.headers import (
     CSeq,
@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 SIP_VERSION = "SIP/2.0"
+
+_Parsed = TypeVar("_Parsed")
 
 # RFC 3261 §21 plus the extension codes a softswitch meets (RFC 3265, 3329, 4028, 4412, 6665).
 REASON_PHRASES: dict[int, str] = {
@@ -110,8 +112,8 @@ class Message:
                     continue
                 seen_length = True
                 if value != length:
-                    raw, value = None, length
-            lines.append(raw if raw is not None else f"{name}: {value}")  # type: ignore[arg-type]
+                    raw, value = "", length
+            lines.append(raw or f"{name}: {value}")
         if not seen_length:
             lines.append(f"Content-Length: {length}")
         lines.append("\r\n")
@@ -123,14 +125,15 @@ class Message:
     #: (``headers.set``, ``replace_first``, ...) invalidates it without any bookkeeping.
     _typed_cache: dict[str, tuple[str, Any]] | None = None
 
-    def _parsed(self, key: str, value: str, parse: Callable[[str], Any]) -> Any:
+    def _parsed(self, key: str, value: str, parse: Callable[[str], _Parsed]) -> _Parsed:
         cache = self._typed_cache
         if cache is None:
             cache = self._typed_cache = {}
         else:
             hit = cache.get(key)
             if hit is not None and (hit[0] is value or hit[0] == value):
-                return hit[1]
+                cached: _Parsed = hit[1]  # stored by this accessor's `parse`, keyed by it
+                return cached
         result = parse(value)
         cache[key] = (value, result)
         return result
@@ -244,7 +247,7 @@ class Message:
     def proxy_authenticate(self) -> list[str]:
         return self.headers.get_all("Proxy-Authenticate")
 
-    def _comparable(self) -> tuple[str, list[tuple[str | None, str | None]], bytes]:
+    def _comparable(self) -> tuple[str, list[tuple[str, str]], bytes]:
         fields = [(e[0], e[2]) for e in self.headers._fields if e[0] != "content-length"]
         return self._start_line(), fields, self.body
 
@@ -253,8 +256,10 @@ class Message:
         derived from the body) and body."""
         if type(other) is not type(self):
             return NotImplemented
-        return self._comparable() == other._comparable()  # type: ignore[attr-defined]
+        return self._comparable() == other._comparable()
 
+    # Mutable and compared by value: unhashable, as a dict is (typeshed types __hash__ as a
+    # method, hence the ignore).
     __hash__ = None  # type: ignore[assignment]
 
 
@@ -272,11 +277,13 @@ class Request(Message):
     a str is parsed."""
 
     is_request = True
+    _uri: SipUri | AbsoluteUri | None
+    _uri_text: str | None
 
     def __init__(self, method: str, uri: SipUri | AbsoluteUri | str,
                  headers: Headers | None = None, body: bytes = b"") -> None:
         self.method = method
-        self._uri_text: str | None = None
+        self._uri_text = None
         self.uri = parse_any_uri(uri) if isinstance(uri, str) else uri
         self.headers = headers if headers is not None else Headers()
         self.body = bytes(body)
@@ -296,8 +303,16 @@ class Request(Message):
     @property
     def uri(self) -> SipUri | AbsoluteUri:
         if self._uri is None:
-            self._uri = parse_any_uri(self._uri_text)  # type: ignore[arg-type]
+            assert self._uri_text is not None  # one of the two is always set
+            self._uri = parse_any_uri(self._uri_text)
         return self._uri
+
+    @uri.setter
+    def uri(self, value: SipUri | AbsoluteUri) -> None:
+        if not isinstance(value, (SipUri, AbsoluteUri)):
+            raise TypeError(f"Request.uri must be a SipUri or AbsoluteUri, not {value!r}")
+        self._uri = value
+        self._uri_text = None
 
     @property
     def uri_scheme(self) -> str:
@@ -306,13 +321,6 @@ class Request(Message):
         if self._uri is None:
             return str(self._uri_text).partition(":")[0].lower()
         return self._uri.scheme
-
-    @uri.setter
-    def uri(self, value: SipUri | AbsoluteUri) -> None:
-        if not isinstance(value, (SipUri, AbsoluteUri)):
-            raise TypeError(f"Request.uri must be a SipUri or AbsoluteUri, not {value!r}")
-        self._uri = value
-        self._uri_text = None
 
     def _start_line(self) -> str:
         uri = self._uri_text if self._uri is None else str(self._uri)
@@ -350,8 +358,8 @@ class Request(Message):
         fields.add("CSeq", str(number))
         if contact is not None:
             contacts = [contact] if isinstance(contact, NameAddr) else list(contact)
-            for one in contacts:
-                fields.add("Contact", str(one))
+            for name_addr in contacts:
+                fields.add("Contact", str(name_addr))
         for name, value in headers:
             fields.add(name, value)
         if content_type is not None:

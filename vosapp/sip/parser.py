@@ -11,8 +11,10 @@ so far.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 from vosapp.sip.headers import (
+    HeaderField,
     Headers,
     canonical_key,
     is_token,
@@ -41,7 +43,7 @@ _CALL_ID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 _KEY_CACHE: dict[str, str] = {}
 
 
-def _key_of(name: str, headers_so_far: list[list[str | None]]) -> str:
+def _key_of(name: str, headers_so_far: list[HeaderField]) -> str:
     key = _KEY_CACHE.get(name)
     if key is not None:
         return key
@@ -70,9 +72,9 @@ def _split_head(data: bytes) -> tuple[str, bytes]:
     return data[start:end].decode("utf-8", "surrogateescape"), data[end + 4:]
 
 
-def _parse_fields(lines: list[str]) -> list[list[str | None]]:
+def _parse_fields(lines: list[str]) -> list[HeaderField]:
     """Split header lines into [key, name, value, source] fields (fast path, no folding)."""
-    fields: list[list[str | None]] = []
+    fields: list[HeaderField] = []
     append = fields.append
     cache = _KEY_CACHE
     for line in lines:
@@ -87,9 +89,9 @@ def _parse_fields(lines: list[str]) -> list[list[str | None]]:
     return fields
 
 
-def _parse_fields_slow(lines: list[str]) -> list[list[str | None]]:
-    fields: list[list[str | None]] = []
-    last: list[str | None] | None = None
+def _parse_fields_slow(lines: list[str]) -> list[HeaderField]:
+    fields: list[HeaderField] = []
+    last: HeaderField | None = None
     for line in lines:
         if not line:
             continue
@@ -135,19 +137,19 @@ _FAST_VIA = re.compile(rf"SIP/2\.0/{_TOKEN}[ \t]+{_HOST}(?::{_PORT})?{_HDR_PARAM
 _FAST_CSEQ = re.compile(rf"([0-9]{{1,9}})[ \t]+({_TOKEN})")
 
 
-def _check_head(fields: list[list[str | None]], headers: Headers, method: str | None) -> None:
+def _check_head(fields: list[HeaderField], headers: Headers, method: str | None) -> None:
     """Validate what a server needs to answer safely (RFC 3261 §8.2, RFC 4475 §3.1.2)."""
     first: dict[str, str] = {}
     vias: list[str] = []
     contacts: list[str] = []
     for entry in fields:
-        key: str = entry[0]  # type: ignore[assignment]
+        key = entry[0]
         if key == "via":
-            vias.append(entry[2])  # type: ignore[arg-type]
+            vias.append(entry[2])
         elif key == "contact":
-            contacts.append(entry[2])  # type: ignore[arg-type]
+            contacts.append(entry[2])
         elif key not in first:
-            first[key] = entry[2]  # type: ignore[assignment]
+            first[key] = entry[2]
         elif key in _SINGLE:
             raise SipParseError(400, f"more than one {entry[1]} header", headers)
     if not vias:
@@ -329,7 +331,7 @@ class StreamParser:
             match = _CONTENT_LENGTH_RE.search(head)
             if match is None:
                 self._break(400, "message on a stream without Content-Length", out)
-            length_text = match.group(1).strip()  # type: ignore[union-attr]
+            length_text = match.group(1).strip()
             if not length_text.isdigit():
                 self._break(400, f"bad Content-Length {length_text!r} on a stream", out)
             total = end + 4 + int(length_text)
@@ -346,7 +348,7 @@ class StreamParser:
                 raise
         return out
 
-    def _break(self, status: int, reason: str, done: list[Request | Response]) -> None:
+    def _break(self, status: int, reason: str, done: list[Request | Response]) -> NoReturn:
         self.broken = True
         self._pending = done
         self._buffer.clear()

@@ -784,9 +784,10 @@ class TransactionLayer:
         retransmissions for 64*T1 (§17.2.2); forgetting one early costs at most one
         retransmission handled again. One still waiting for its TU goes to the back of the
         line: it ends by its own timers, and the switch's overload gate bounds INVITEs."""
-        servers = self.servers
+        servers, cap = self.servers, self.max_servers
+        assert cap is not None  # only called when a cap is set
         for _ in range(64):
-            if len(servers) <= self.max_servers:  # type: ignore[operator]
+            if len(servers) <= cap:
                 return
             key = next(iter(servers))
             handle = servers.pop(key)

@@ -91,9 +91,9 @@ def build_switch_app(core: SwitchCore, features: Iterable[Feature] = FEATURES, *
     if "b2bua" in names:
         from vosapp.switch.call import B2bua
 
-        registrar = app.registrar
-        app.b2bua = B2bua(core, authenticator=registrar.authenticator if registrar else None,
-                          bindings=registrar.registrar.bindings if registrar else None,
+        service = app.registrar
+        app.b2bua = B2bua(core, authenticator=service.authenticator if service else None,
+                          bindings=service.registrar.bindings if service else None,
                           media_factory=media_factory)
         app.b2bua.install()
     for hook in features:

@@ -610,7 +610,8 @@ class AccountLookup(Protocol):
 
 
 class _AccountLike(Protocol):
-    password: str
+    @property
+    def password(self) -> str: ...  # read-only: config.Account is frozen
 
     def allows(self, address: str) -> bool: ...
 

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vosapp.config import Limits
-from vosapp.net import Address, same_host
+from vosapp.net import Address, as_address, same_host
 from vosapp.params import REGISTRY, Params
 from vosapp.sip import (
+    Response,
     SipParseError,
     SipUri,
     make_error_response,
@@ -67,7 +68,7 @@ from vosapp.trace import Trace
 if TYPE_CHECKING:
     from vosapp.clock import Clock
     from vosapp.config import Config
-    from vosapp.sip import Request, Response, Via
+    from vosapp.sip import Request, Via
     from vosapp.store import Store
 
 log = logging.getLogger(__name__)
@@ -312,18 +313,18 @@ class SwitchCore:
                      listener: Listener | None = None) -> ClientTransaction:
         """Send ``request`` in a new client transaction; ``listener`` receives
         DeliverResponse / TimedOut / TransportFailed / Terminated events."""
-        return self.transactions.send_request(request, tuple(destination), transport.upper(),
+        return self.transactions.send_request(request, as_address(destination), transport.upper(),
                                               listener)
 
     def send_stateless(self, message: Request | Response, destination: Address,
                        transport: str = "UDP") -> None:
         """Send outside any transaction (ACK for a 2xx §13.2.2.4, 2xx retransmission, keep-alive)."""
-        self._transmit_message(message, tuple(destination), transport.upper())
+        self._transmit_message(message, as_address(destination), transport.upper())
 
     def send_raw(self, data: bytes, destination: Address, transport: str = "UDP",
                  note: str = "") -> None:
         """Send bytes that are not SIP (NAT keep-alive payload, SS_SIP_NAT_KEEP_ALIVE_MESSAGE)."""
-        self._send(data, tuple(destination), transport.upper(), None, note)
+        self._send(data, as_address(destination), transport.upper(), None, note)
 
     def _transmit_message(self, message: Request | Response, destination: Address,
                           transport: str) -> None:
@@ -380,7 +381,7 @@ class SwitchCore:
             top_via = None
         self.trace.message("in", transport, source, local, data, message, via=top_via)
         try:
-            if getattr(message, "status", None) is not None:
+            if isinstance(message, Response):
                 if transport == "UDP" and not self._sent_by_us(top_via):
                     self._drop_foreign_response(message, top_via, source, transport)
                     return
@@ -656,7 +657,7 @@ class SwitchCore:
             self.trace.event(f"no {status} possible for a broken request: {exc}", src=source,
                              transport=transport)
 
-    def _answer_unparsable(self, data: bytes, error: Exception, source: Address,
+    def _answer_unparsable(self, data: bytes, error: SipParseError, source: Address,
                            transport: str) -> None:
         """§8.2/§21.4.1: answer 400 (or the status the parser asks: 505, 413, 416 …) where a
         response can be addressed: a request line (not a response, not an ACK) and a readable
@@ -666,7 +667,7 @@ class SwitchCore:
         reason = "not a request"
         if _REQUEST_LINE.match(first_line) and not first_line.startswith(b"ACK "):
             try:
-                response = make_error_response(error)  # type: ignore[arg-type]
+                response = make_error_response(error)
                 if response is not None:
                     top = parse_vias(response.headers.get_all("Via")[0])[0]
             except Exception as exc:  # noqa: BLE001 - a malformed partial header block

@@ -256,7 +256,7 @@ class OutboundRegistration:
     @property
     def request_uri(self) -> SipUri:
         host, port = self.proxy
-        params = {"transport": "tcp"} if self.transport == "TCP" else {}
+        params: dict[str, str | None] = {"transport": "tcp"} if self.transport == "TCP" else {}
         return SipUri(host=host, port=None if port == 5060 else port, params=params)
 
     @property
@@ -267,7 +267,7 @@ class OutboundRegistration:
         local_host, local_port = self.core.local_address(self.transport)
         host = self.settings.host_name or local_host
         port = self.settings.signaling_port or local_port
-        params = {"transport": "tcp"} if self.transport == "TCP" else {}
+        params: dict[str, str | None] = {"transport": "tcp"} if self.transport == "TCP" else {}
         return SipUri(host=host, user=self.settings.auth_user, port=port, params=params)
 
     def contact(self, *, expires: int | None = None) -> NameAddr:

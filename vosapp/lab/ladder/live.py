@@ -178,7 +178,7 @@ class LiveLadder:
         return self._draw(None)
 
     def _draw(self, limit: int | None) -> int:
-        batch = []
+        batch: list[Any] = []
         while self._pending and (limit is None or len(batch) < limit):
             batch.append(self._pending.popleft())
         if self._scheduler is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from vosapp.errors import VosappError
-from vosapp.net import NO_ADDRESS, Address
+from vosapp.net import NO_ADDRESS, Address, as_address
 
 ArrowKind = Literal["request", "provisional", "success", "failure"]
 AddressFilter = str | Address | Collection[str | Address]
@@ -35,21 +35,35 @@ class LadderError(VosappError, ValueError):
 
 
 class RecordLike(Protocol):
-    """The fields of :class:`vosapp.trace.TraceRecord` a ladder reads."""
+    """The fields of :class:`vosapp.trace.TraceRecord` a ladder reads (read-only: a frozen
+    dataclass satisfies it)."""
 
-    mono: float
-    wall: float
-    direction: str
-    transport: str
-    src: Address
-    dst: Address
-    raw: bytes
-    method: str | None
-    status: int | None
-    call_id: str | None
-    cseq: str | None
-    branch: str | None
-    note: str
+    @property
+    def mono(self) -> float: ...
+    @property
+    def wall(self) -> float: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def transport(self) -> str: ...
+    @property
+    def src(self) -> Address: ...
+    @property
+    def dst(self) -> Address: ...
+    @property
+    def raw(self) -> bytes: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def call_id(self) -> str | None: ...
+    @property
+    def cseq(self) -> str | None: ...
+    @property
+    def branch(self) -> str | None: ...
+    @property
+    def note(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -427,7 +441,7 @@ class Ladder:
             raise LadderError(
                 f"record direction must be 'in', 'out' or 'event', got {record.direction!r}"
             )
-        src, dst = tuple(record.src), tuple(record.dst)
+        src, dst = as_address(record.src), as_address(record.dst)
         if src == NO_ADDRESS or dst == NO_ADDRESS:
             raise LadderError(f"a message record needs src and dst addresses, got {src}→{dst}")
         # Retransmission bookkeeping sees every message, filtered or not, so a copy that
@@ -519,7 +533,7 @@ class Ladder:
         seq = self._next_seq
         self._next_seq += 1
         column = None
-        for end in (tuple(record.src), tuple(record.dst)):
+        for end in (as_address(record.src), as_address(record.dst)):
             if end != NO_ADDRESS:
                 column = self._column_for(end)
                 break

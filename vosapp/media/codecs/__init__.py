@@ -18,40 +18,40 @@ from vosapp.media.codecs.base import Codec, CodecError, CodecUnavailableError
 __all__ = ["NAMES", "Codec", "CodecError", "CodecUnavailableError", "available", "get"]
 
 
-def _pcma(**options: object) -> Codec:
+def _pcma() -> Codec:
     from vosapp.media.codecs.g711 import PCMA
 
-    return PCMA(**options)  # type: ignore[arg-type]
+    return PCMA()
 
 
-def _pcmu(**options: object) -> Codec:
+def _pcmu() -> Codec:
     from vosapp.media.codecs.g711 import PCMU
 
-    return PCMU(**options)  # type: ignore[arg-type]
+    return PCMU()
 
 
-def _g729(**options: object) -> Codec:
+def _g729(*, annexb: bool = False) -> Codec:
     from vosapp.media.codecs.g729 import G729
 
-    return G729(**options)  # type: ignore[arg-type]
+    return G729(annexb=annexb)
 
 
-def _g729b(**options: object) -> Codec:
+def _g729b() -> Codec:
     from vosapp.media.codecs.g729 import G729
 
-    return G729(annexb=True, **options)  # type: ignore[arg-type]
+    return G729(annexb=True)
 
 
-def _g723(**options: object) -> Codec:
+def _g723() -> Codec:
     from vosapp.media.codecs.g723 import G723
 
-    return G723(**options)  # type: ignore[arg-type]
+    return G723()
 
 
-def _g722(**options: object) -> Codec:
+def _g722() -> Codec:
     from vosapp.media.codecs.g722 import G722
 
-    return G722(**options)  # type: ignore[arg-type]
+    return G722()
 
 
 _FACTORIES: dict[str, Callable[..., Codec]] = {

@@ -8,14 +8,20 @@ codec state between calls (chunked encoding == whole encoding).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import numpy as np
 
 from vosapp.media.codecs.base import CodecUnavailableError
 
+if TYPE_CHECKING:
+    from av import AudioCodecContext
+
 __all__ = ["AvDecoder", "AvEncoder"]
 
 
-def _create(codec_name: str, mode: str, rate: int, bit_rate: int | None):
+def _create(codec_name: str, mode: Literal["r", "w"], rate: int, bit_rate: int | None
+            ) -> AudioCodecContext:
     try:
         import av
     except ImportError as exc:  # pragma: no cover - av is a hard dependency
@@ -28,6 +34,8 @@ def _create(codec_name: str, mode: str, rate: int, bit_rate: int | None):
         raise CodecUnavailableError(
             f"FFmpeg (through PyAV) has no {codec_name} {'encoder' if mode == 'w' else 'decoder'}"
         ) from exc
+    if not isinstance(ctx, av.AudioCodecContext):
+        raise CodecUnavailableError(f"FFmpeg's {codec_name} is not an audio codec")
     ctx.sample_rate = rate
     ctx.layout = "mono"
     if mode == "w":

@@ -63,7 +63,8 @@ def _build_alaw_decode() -> np.ndarray:
     exponent = (code >> 4) & 0x07
     mantissa = (code & 0x0F) + np.where(exponent > 0, 16, 0)
     value = ((mantissa << 4) + 8) << np.maximum(exponent - 1, 0)
-    return np.where(code & 0x80, value, -value).astype(np.int16)
+    decoded: np.ndarray = np.where(code & 0x80, value, -value).astype(np.int16)
+    return decoded
 
 
 def _build_ulaw_decode() -> np.ndarray:

@@ -85,7 +85,8 @@ def load_bcg729() -> ctypes.CDLL:
 def _address(array: np.ndarray) -> int:
     """Address of a C-contiguous array's first byte (cheaper than ``array.ctypes.data``)."""
     try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+        # numpy's stubs declare ndarray a Buffer (__buffer__) only for Python >= 3.12.
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))  # type: ignore[arg-type]
     except (TypeError, ValueError):  # read-only or empty buffer
         return array.ctypes.data
 

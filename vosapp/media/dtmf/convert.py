@@ -326,6 +326,7 @@ class DtmfConverter:
         if not accepts(self.inbound.receive, method):
             return IgnoredDigit(digit, method, f"DTMF receive is {self.inbound.receive.value}")
         if not self.lock.admit(method):
+            assert self.lock.method is not None  # admit() locked it to the first method
             return IgnoredDigit(digit, method, f"call locked to {self.lock.method.value}")
         if event_for_digit(digit) not in self.outbound.event_range:
             return IgnoredDigit(digit, method, "outside the far side's key range")

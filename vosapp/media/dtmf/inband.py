@@ -406,7 +406,8 @@ class _Analyser:
             if diagnostics:
 
                 def db(p: np.ndarray) -> np.ndarray:
-                    return 10.0 * np.log10(np.maximum(p, _TINY))
+                    level: np.ndarray = 10.0 * np.log10(np.maximum(p, _TINY))
+                    return level
 
                 shape = r.shape
                 out.update(
@@ -498,7 +499,8 @@ def _dirichlet(offset_hz: np.ndarray, n: int, rate: int) -> np.ndarray:
     """``sum(exp(2j*pi*offset*k/rate) for k in range(n))``: a tone ``offset_hz`` away from a
     bin, seen through an ``n``-sample rectangular window (complex, time origin at sample 0)."""
     x = offset_hz / rate
-    return np.exp(1j * np.pi * x * (n - 1)) * n * (np.sinc(x * n) / np.sinc(x))
+    response: np.ndarray = np.exp(1j * np.pi * x * (n - 1)) * n * (np.sinc(x * n) / np.sinc(x))
+    return response
 
 
 def _leak_ratio(
@@ -656,11 +658,12 @@ class DtmfDetectorBank:
             r, c = row[:, inner], col[:, inner]
 
             def pair(at: np.ndarray) -> np.ndarray:
-                return power[ch, at, r] + power[ch, at, c]
+                energy: np.ndarray = power[ch, at, r] + power[ch, at, c]
+                return energy
 
             e, e_prev, e_next = pair(pos), pair(pos - 1), pair(pos + 1)
             full = (cls[:, inner] >= 0) & (e >= np.maximum(e_prev, e_next) * self._an.edge)
-            busy = (cls[:, inner] >= 0).any(axis=1)
+            busy = np.asarray((cls[:, inner] >= 0).any(axis=1))
             hop = self._an.block / self.rate
             for i, st in enumerate(self._states):
                 if not (busy[i] or st.cand >= 0):

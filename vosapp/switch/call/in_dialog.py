@@ -203,8 +203,8 @@ class InDialog:
         if offer and relay is not None:
             self._reoffer_through_relay(call, side, request, txn)
         elif offer:
-            content_type = request.headers.get("Content-Type") if request.body else None
-            self._forward_offer(call, side, request, txn, request.body, content_type,
+            offer_type = (request.headers.get("Content-Type") or SDP) if request.body else None
+            self._forward_offer(call, side, request, txn, request.body, offer_type,
                                 lambda response: response.body)
         else:
             self._relay_in_dialog(call, side, request, txn)

@@ -433,6 +433,8 @@ def answer_media(plan: MediaPlan, caller_offer: SessionDescription, vendor_offer
     from vosapp.media.dtmf.convert import (
         DtmfConverter,
         DtmfSideSettings,
+        ReceiveSetting,
+        SendSetting,
         advertise_telephone_event,
     )
 
@@ -456,10 +458,12 @@ def answer_media(plan: MediaPlan, caller_offer: SessionDescription, vendor_offer
                      remote=(b_answer.remote_address or vendor_host, b_answer.remote_port))
     dtmf: dict[str, Any] = {}
     if plan.dtmf_conversion:
-        side_a = DtmfSideSettings(receive=mapping.dtmf_receive, send=mapping.dtmf_send,
+        side_a = DtmfSideSettings(receive=ReceiveSetting.parse(mapping.dtmf_receive),
+                                  send=SendSetting.parse(mapping.dtmf_send),
                                   payload_type=mapping.rfc2833_payload,
                                   use_peer_rfc2833_ability=mapping.use_peer_rfc2833)
-        side_b = DtmfSideSettings(receive=routing.dtmf_receive, send=routing.dtmf_send,
+        side_b = DtmfSideSettings(receive=ReceiveSetting.parse(routing.dtmf_receive),
+                                  send=SendSetting.parse(routing.dtmf_send),
                                   payload_type=routing.rfc2833_payload,
                                   use_peer_rfc2833_ability=routing.use_peer_rfc2833)
         dtmf["a"] = DtmfConverter(side_a, side_b, far_rfc2833=b_spec.dtmf_payload_type is not None)

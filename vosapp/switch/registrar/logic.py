@@ -112,8 +112,8 @@ class Registrar:
             if expires_header != 0:
                 return RegisterOutcome(400, "Contact * Requires Expires 0", now=now)
             with self.store.transaction() as db:
-                existing = live_bindings(db, aor, now)
-                if any(b.call_id == call_id and b.cseq >= cseq for b in existing):
+                living = live_bindings(db, aor, now)
+                if any(b.call_id == call_id and b.cseq >= cseq for b in living):
                     return RegisterOutcome(500, "Out Of Order CSeq", now=now)
                 db.execute("DELETE FROM registrar_bindings WHERE aor = ?", (aor,))
             return RegisterOutcome(200, "OK", (), path=path, now=now)

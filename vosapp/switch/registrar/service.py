@@ -19,8 +19,10 @@ from vosapp.switch.registrar.model import ContactRequest, RegisterOutcome, parse
 from vosapp.switch.registrar.nat_keepalive import NatKeepAlive
 
 if TYPE_CHECKING:
+    from vosapp.config import Account
     from vosapp.sip import Request
     from vosapp.sip.transaction import ServerTransaction
+    from vosapp.switch.auth import AuthEvent
     from vosapp.switch.core import SwitchCore
 
 
@@ -182,14 +184,19 @@ def install(core: SwitchCore) -> tuple[RegistrarService, NatKeepAlive]:
     config = core.config
     # A dict, not Config.account's linear scan: it runs twice per REGISTER.
     by_user = {account.user: account for account in config.accounts} if config else {}
-    accounts: AccountLookup = by_user.get
-    service = build_registrar_service(core, accounts=accounts, store=store, realm=REALM)
-    policy = service.authenticator.policy
-    policy.listeners.append(
-        lambda event: core.trace.event(
+
+    def accounts(user: str) -> Account | None:
+        return by_user.get(user)
+
+    def trace_auth(event: AuthEvent) -> None:
+        core.trace.event(
             f"auth {event.reason}: {event.method} user={event.user!r} "
             f"from {event.source_host}:{event.source_port} {event.detail}".rstrip(),
-            call_id=event.call_id or None, src=(event.source_host, event.source_port)))
+            call_id=event.call_id or None, src=(event.source_host, event.source_port))
+
+    service = build_registrar_service(core, accounts=accounts, store=store, realm=REALM)
+    policy = service.authenticator.policy
+    policy.listeners.append(trace_auth)
 
     journal = policy.journal
 
@@ -202,7 +209,10 @@ def install(core: SwitchCore) -> tuple[RegistrarService, NatKeepAlive]:
             if core.running:
                 core.clock.call_later(PURGE_INTERVAL, purge)
 
-    core.add_start_hook(lambda: core.clock.call_later(PURGE_INTERVAL, purge) and None)
+    def schedule_purge() -> None:
+        core.clock.call_later(PURGE_INTERVAL, purge)
+
+    core.add_start_hook(schedule_purge)
 
     # SS_REPLY_UNAUTHORIZED=Off: a registered phone's address still gets answers
     # (docs/behaviour.md §2.1).
