@@ -249,6 +249,21 @@ def test_late_200_after_the_call_ended_408_is_acked_and_byed(net: VirtualNetwork
     assert cdr(switch)[-1].gateways_tried == ["vendor-a:timeout"]
 
 
+def test_late_provisional_after_invite_timeout_gets_cancel_and_its_487_an_ack(
+        net: VirtualNetwork) -> None:
+    # the INVITE's transaction was stopped at SS_SIP_TIMEOUT_INVITE; the vendor's late 180
+    # is matched by Call-ID/From tag: CANCEL (§9.1), and its 487 is ACKed (§17.1.1.3)
+    start_switch(net, make_config("SS_SIP_TIMEOUT_INVITE = 3"))
+    late = Vendor(net, VENDOR_A, [(4.0, 180)])
+    Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call()
+    net.run(6.0)
+    assert caller.statuses() == [100, 180, 200]
+    assert late.methods() == ["INVITE", "INVITE", "INVITE", "CANCEL", "ACK"]
+    assert late.requests[-1].cseq.method == "ACK" and late.requests[-1].to.tag == late.tag
+
+
 def test_2xx_retransmission_after_the_transaction_ended_is_acked_again(
         net: VirtualNetwork) -> None:
     start_switch(net, make_config())

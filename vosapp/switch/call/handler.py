@@ -815,8 +815,9 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         # Late answers to its INVITEs are still ACKed and BYEd for 64*T1 (as long as a
         # vendor retransmits a 2xx, §13.3.1.4; RFC 6026 Timer M), then forgotten.
         keys, call.invite_keys = call.invite_keys, []
-        self.core.clock.call_later(64 * self.core.transactions.timers.t1,
-                                   lambda: self._forget_invites(keys))
+        if keys:
+            self.core.clock.call_later(64 * self.core.transactions.timers.t1,
+                                       lambda: self._forget_invites(keys))
         self.journal.ended(call)
 
     def _forget_invites(self, keys: list[tuple[str, str]]) -> None:
