@@ -6,7 +6,8 @@ Package layout
 * :mod:`~vosapp.switch.call.state` — the call (``ROUTING -> CONFIRMED -> ENDED``), attempt
   (``CALLING -> PROCEEDING -> ANSWERED | FAILED | CANCELLING``, the last two
   ``-> HUNG_UP``) and reliable provisional (``QUEUED -> UNACKED -> PRACKED | OVERTAKEN |
-  TIMED_OUT``) states as enums, one transition table each; a move not in its table raises :class:`IllegalTransition`.
+  TIMED_OUT``) states as enums, one transition table each; a move not in its table raises
+  :class:`IllegalTransition`.
 * :mod:`~vosapp.switch.call.targets` — where a dialled number goes (pure): a registered
   phone's live bindings (one fork) or the routing gateways (failover), as
   :class:`Destination` steps of :class:`Target`.
