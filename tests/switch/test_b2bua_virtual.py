@@ -236,6 +236,21 @@ def test_late_200_after_invite_timeout_is_acked_and_byed_once(net: VirtualNetwor
     assert cdr(switch)[-1].status == 200
 
 
+def test_late_200_offer_to_a_late_offer_invite_is_answered_rejected_in_the_ack(
+        net: VirtualNetwork) -> None:
+    # §13.2.2.4: the ACK for a 2xx offer must carry an answer, even for a 2xx about to be BYEd
+    start_switch(net, make_config("SS_SIP_TIMEOUT_INVITE = 3"))
+    late = Vendor(net, VENDOR_A, [(4.0, 200)])
+    Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call(sdp=False)
+    net.run(6.0)
+    assert late.methods()[-2:] == ["ACK", "BYE"]
+    ack = late.requests[-2]
+    assert ack.headers.get("Content-Type") == "application/sdp"
+    assert all(m.port == 0 for m in SessionDescription.parse(ack.body).media)
+
+
 def test_late_200_after_the_call_ended_408_is_acked_and_byed(net: VirtualNetwork) -> None:
     switch = start_switch(net, make_config(
         "SS_SIP_TIMEOUT_INVITE = 3\nSS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT = 'On'"))
@@ -273,8 +288,9 @@ def test_2xx_retransmission_after_the_transaction_ended_is_acked_again(
     net.run(40.0)  # past 64*T1: the INVITE client transaction is gone (RFC 6026 Timer M)
     assert vendor.methods() == ["INVITE", "ACK"]
     vendor.endpoint.send(vendor._response(vendor.invites[0], 200, True), SWITCH)
+    vendor.endpoint.send(vendor._response(vendor.invites[0], 180, False), SWITCH)
     net.run(1.0)
-    assert vendor.methods() == ["INVITE", "ACK", "ACK"]
+    assert vendor.methods() == ["INVITE", "ACK", "ACK"]  # a stray 180: nothing to CANCEL
 
 
 # ---------------------------------------------------------------------------- progress timeouts

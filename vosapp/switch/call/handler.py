@@ -356,6 +356,9 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
                                   src=source, transport=transport)
             return
         call, attempt = found
+        if response.status < 200 and attempt.state in (AttemptState.ANSWERED,
+                                                       AttemptState.HUNG_UP):
+            return  # already answered: nothing to CANCEL
         if response.status < 300:
             self.on_vendor_response(call, attempt, response)
         elif branch == attempt.invite.top_via.branch:  # the final of the INVITE we sent last
