@@ -215,6 +215,84 @@ def test_invite_timeout_stops_with_stop_switch_on(net: VirtualNetwork) -> None:
     assert cdr(switch)[-1].gateways_tried == ["vendor-a:timeout"]
 
 
+def test_late_200_after_invite_timeout_is_acked_and_byed_once(net: VirtualNetwork) -> None:
+    # §13.2.2.4 / §15: the 2xx of an attempt given up (SS_SIP_TIMEOUT_INVITE, failover) is
+    # ACKed and BYEd; its retransmission (after the transaction is gone) is only ACKed again
+    switch = start_switch(net, make_config("SS_SIP_TIMEOUT_INVITE = 3"))
+    late = Vendor(net, VENDOR_A, [(4.0, 200)])
+    Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call()
+    net.run(6.0)
+    assert caller.statuses() == [100, 180, 200]
+    assert late.methods() == ["INVITE", "INVITE", "INVITE", "ACK", "BYE"]
+    assert {r.to.tag for r in late.requests[3:]} == {late.tag}
+    late.endpoint.send(late._response(late.invites[0], 200, True), SWITCH)
+    net.run(1.0)
+    assert late.methods()[3:] == ["ACK", "BYE", "ACK"]
+    caller.bye()
+    net.run(1.0)
+    assert cdr(switch)[-1].gateways_tried == ["vendor-a:timeout", "vendor-b:200"]
+    assert cdr(switch)[-1].status == 200
+
+
+def test_late_200_offer_to_a_late_offer_invite_is_answered_rejected_in_the_ack(
+        net: VirtualNetwork) -> None:
+    # §13.2.2.4: the ACK for a 2xx offer must carry an answer, even for a 2xx about to be BYEd
+    start_switch(net, make_config("SS_SIP_TIMEOUT_INVITE = 3"))
+    late = Vendor(net, VENDOR_A, [(4.0, 200)])
+    Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call(sdp=False)
+    net.run(6.0)
+    assert late.methods()[-2:] == ["ACK", "BYE"]
+    ack = late.requests[-2]
+    assert ack.headers.get("Content-Type") == "application/sdp"
+    assert all(m.port == 0 for m in SessionDescription.parse(ack.body).media)
+
+
+def test_late_200_after_the_call_ended_408_is_acked_and_byed(net: VirtualNetwork) -> None:
+    switch = start_switch(net, make_config(
+        "SS_SIP_TIMEOUT_INVITE = 3\nSS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT = 'On'"))
+    late = Vendor(net, VENDOR_A, [(4.0, 200)])
+    caller = Caller(net)
+    caller.call()
+    net.run(6.0)
+    assert caller.statuses() == [100, 408]
+    assert late.methods() == ["INVITE", "INVITE", "INVITE", "ACK", "BYE"]
+    assert cdr(switch)[-1].status == 408
+    assert cdr(switch)[-1].gateways_tried == ["vendor-a:timeout"]
+
+
+def test_late_provisional_after_invite_timeout_gets_cancel_and_its_487_an_ack(
+        net: VirtualNetwork) -> None:
+    # the INVITE's transaction was stopped at SS_SIP_TIMEOUT_INVITE; the vendor's late 180
+    # is matched by Call-ID/From tag: CANCEL (§9.1), and its 487 is ACKed (§17.1.1.3)
+    start_switch(net, make_config("SS_SIP_TIMEOUT_INVITE = 3"))
+    late = Vendor(net, VENDOR_A, [(4.0, 180)])
+    Vendor(net, VENDOR_B)
+    caller = Caller(net)
+    caller.call()
+    net.run(6.0)
+    assert caller.statuses() == [100, 180, 200]
+    assert late.methods() == ["INVITE", "INVITE", "INVITE", "CANCEL", "ACK"]
+    assert late.requests[-1].cseq.method == "ACK" and late.requests[-1].to.tag == late.tag
+
+
+def test_2xx_retransmission_after_the_transaction_ended_is_acked_again(
+        net: VirtualNetwork) -> None:
+    start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.call()
+    net.run(40.0)  # past 64*T1: the INVITE client transaction is gone (RFC 6026 Timer M)
+    assert vendor.methods() == ["INVITE", "ACK"]
+    vendor.endpoint.send(vendor._response(vendor.invites[0], 200, True), SWITCH)
+    vendor.endpoint.send(vendor._response(vendor.invites[0], 180, False), SWITCH)
+    net.run(1.0)
+    assert vendor.methods() == ["INVITE", "ACK", "ACK"]  # a stray 180: nothing to CANCEL
+
+
 # ---------------------------------------------------------------------------- progress timeouts
 
 
@@ -434,6 +512,25 @@ def test_200_is_retransmitted_until_ack_then_bye_both_legs(net: VirtualNetwork) 
     net.run(30.0)
     assert "BYE" in vendor.methods()
     assert any(getattr(m, "method", None) == "BYE" for m in caller.responses)
+    assert cdr(switch)[-1].end_reason == "no ACK from caller"
+
+
+def test_late_offer_without_the_callers_ack_acks_the_vendor_before_the_bye(
+        net: VirtualNetwork) -> None:
+    # the vendor's 2xx carried the offer; the caller's ACK (with the answer) never comes:
+    # the vendor still gets its ACK, answering with every stream rejected (RFC 3264 §6),
+    # and only then the BYE (§13.2.2.4)
+    switch = start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    caller.endpoint.on_receive = lambda packet: caller.responses.append(packet.parse())
+    caller.call(sdp=False)  # this caller never ACKs
+    net.run(40.0)
+    assert vendor.methods() == ["INVITE", "ACK", "BYE"]
+    ack = vendor.requests[1]
+    assert ack.headers.get("Content-Type") == "application/sdp"
+    answer = SessionDescription.parse(ack.body)
+    assert answer.media and all(m.port == 0 for m in answer.media)
     assert cdr(switch)[-1].end_reason == "no ACK from caller"
 
 

@@ -108,6 +108,12 @@ def test_every_transition_in_the_tables_is_taken_by_real_calls(moves: set[Move])
                                  cancel_at=0.1)
     assert caller.statuses() == [100, 487]
     assert vendor.methods() == ["INVITE", "ACK", "BYE"]
+    # no answer within SS_SIP_TIMEOUT_INVITE (10 s): CALLING -> FAILED, the next gateway
+    # answers; the first one's 200 comes anyway (FAILED -> HUNG_UP): ACKed and BYEd
+    caller, (late, _) = run_call(lambda net: [Vendor(net, VENDOR_A, script=[(11.0, 200)]),
+                                              Vendor(net, VENDOR_B)], seconds=13.0)
+    assert caller.statuses() == [100, 180, 200]
+    assert late.methods()[-2:] == ["ACK", "BYE"]
     # caller CANCEL while ringing: PROCEEDING -> CANCELLING
     caller, (vendor,) = run_call(lambda net: Vendor(net, VENDOR_A, script=[(0.0, 180)]),
                                  cancel_at=0.1)

@@ -4,9 +4,10 @@ caller, leg "a") and routing gateways or registered phones (the callee, leg "b")
 Package layout
 --------------
 * :mod:`~vosapp.switch.call.state` — the call (``ROUTING -> CONFIRMED -> ENDED``), attempt
-  (``CALLING -> PROCEEDING -> ANSWERED | FAILED | CANCELLING [-> HUNG_UP]``) and reliable
-  provisional (``QUEUED -> UNACKED -> PRACKED | OVERTAKEN | TIMED_OUT``) states as enums,
-  one transition table each; a move not in its table raises :class:`IllegalTransition`.
+  (``CALLING -> PROCEEDING -> ANSWERED | FAILED | CANCELLING``, the last two
+  ``-> HUNG_UP``) and reliable provisional (``QUEUED -> UNACKED -> PRACKED | OVERTAKEN |
+  TIMED_OUT``) states as enums, one transition table each; a move not in its table raises
+  :class:`IllegalTransition`.
 * :mod:`~vosapp.switch.call.targets` — where a dialled number goes (pure): a registered
   phone's live bindings (one fork) or the routing gateways (failover), as
   :class:`Destination` steps of :class:`Target`.
@@ -67,9 +68,20 @@ Expiry cancels the vendor leg and ends the call with 408 (no failover: the vendo
 Dialog handling: provisional and final responses are relayed with one To tag of ours on the
 caller's side. A 2xx from the vendor is ACKed by the switch (at once when the caller's INVITE
 carried the offer; with a late offer when the caller's ACK brings the answer), and the 2xx to
-the caller is retransmitted until its ACK (§13.3.1.4). CANCEL from the caller: 487 to the
-caller and CANCEL to the vendor (deferred until the vendor sent a provisional, §9.1; a late 2xx
-is ACKed and BYEd). BYE from either side: 200, and BYE on the other leg. re-INVITE, INFO and
+the caller is retransmitted until its ACK (§13.3.1.4); when it never comes (64*T1) both legs
+get BYE, and a late offer's vendor first gets the ACK it still waits for, its answer rejecting
+every stream (:func:`~vosapp.switch.call.negotiation.rejecting_answer`, §13.2.2.4). CANCEL from
+the caller: 487 to the caller and CANCEL to the vendor (deferred until the vendor sent a
+provisional, §9.1).
+
+No vendor leg is left half-open: a 2xx for any INVITE the switch gave up (INVITE or
+progress timeout, failover, a CANCEL the 2xx crossed, another branch won, the call ended) is
+ACKed and BYEd once per dialog (attempt ``FAILED``/``CANCELLING -> HUNG_UP``), and every
+retransmission of it gets the same ACK again (§13.2.2.4). The INVITE client transaction may be
+gone by then (SS_SIP_TIMEOUT_INVITE stops it at once; Timer B; RFC 6026 Timer M), so responses
+no transaction took are matched to their attempt by Call-ID and From tag until 64*T1 after the
+call ended (``B2bua.on_stray_response``): a late provisional gets its CANCEL, a final non-2xx
+its ACK. BYE from either side: 200, and BYE on the other leg. re-INVITE, INFO and
 UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP untouched when
 the media flows end to end; through the media proxy as the relay's SDP with the direction
 carried over and each leg's own ``o=``, see :mod:`~vosapp.switch.call.in_dialog`: hold and

@@ -14,7 +14,7 @@ from vosapp.sip import CSeq, NameAddr, Request, Response, SipUri, make_response,
 from vosapp.sip.dialog import Dialog, DialogError
 from vosapp.sip.headers import Via
 from vosapp.sip.sdp import SdpError, SessionDescription
-from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed
+from vosapp.sip.transaction import DeliverResponse, TimedOut, TransportFailed, build_ack
 from vosapp.switch.call.in_dialog import InDialog
 from vosapp.switch.call.journal import CallJournal
 from vosapp.switch.call.legs import Attempt, Call, Fork
@@ -27,6 +27,7 @@ from vosapp.switch.call.negotiation import (
     checked_answer,
     conversion_plan,
     plan_media,
+    rejecting_answer,
     vendor_offer,
 )
 from vosapp.switch.call.reliable import ReliableProvisionals
@@ -44,6 +45,7 @@ from vosapp.switch.core import SERVER_NAME
 from vosapp.switch.routing import Caller, best_prefix, gateway_by_account, gateway_by_address
 
 if TYPE_CHECKING:
+    from vosapp.net import Address
     from vosapp.sip.transaction import ServerTransaction
     from vosapp.switch.auth import InboundAuthenticator
     from vosapp.switch.core import SwitchCore
@@ -84,6 +86,9 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         #: (Call-ID, our tag) -> (call, side) for in-dialog requests
         self.dialogs: dict[tuple[str, str], tuple[Call, str]] = {}
         self.vendor_early: dict[tuple[str, str], Call] = {}  # RFC 3262/3311 early dialogs
+        #: (Call-ID, From tag) of our INVITEs -> their call and attempt, for responses that
+        #: come after the client transaction is gone (on_stray_response)
+        self.invites: dict[tuple[str, str], tuple[Call, Attempt]] = {}
 
     # ---------------------------------------------------------------- wiring
     def install(self) -> None:
@@ -94,6 +99,7 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         for method in ("INFO", "UPDATE"):
             core.add_request_handler(method, self.on_in_dialog)
         core.add_ack_handler(self.on_ack)
+        core.add_stray_response_handler(self.on_stray_response)
         core.add_stop_hook(self.on_stop)
         core.add_start_hook(self.journal.start)
 
@@ -312,6 +318,9 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         destination = f"{attempt.destination[0]}:{attempt.destination[1]}/{transport}"
         self.event(call, f"INVITE to {target.name} at {destination}"
                    + (f" (media relay: {plan.reason})" if plan.relay else ""))
+        key = (invite.call_id, from_.tag or "")
+        self.invites[key] = (call, attempt)
+        call.invite_keys.append(key)
         attempt.txn = core.send_request(invite, attempt.destination, transport,
                                         lambda event: self.on_vendor_event(call, attempt, event))
         timeout = call.params["SS_SIP_TIMEOUT_INVITE"]
@@ -330,23 +339,53 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
             self._branch_failed(call, attempt, 408, what, None,
                                 invite_timeout=isinstance(event, TimedOut))
 
+    def on_stray_response(self, response: Response, source: Address, transport: str) -> None:
+        """A response no client transaction took: the INVITE's was ended (SS_SIP_TIMEOUT_INVITE
+        stops it at once, Timer B, or RFC 6026 Timer M 64*T1 after its 2xx) but the vendor
+        still answers. Matched by Call-ID and From tag (§12.1.2), it goes on to the attempt:
+        a 2xx is ACKed (and BYEd when unwanted), a provisional gets its CANCEL. A non-2xx
+        final that outlived the transaction is ACKed (§17.1.1.3) so the vendor stops."""
+        try:
+            found = (self.invites.get((response.call_id, response.from_.tag or ""))
+                     if response.cseq.method == "INVITE" else None)
+            branch = response.top_via.branch
+        except Exception:  # noqa: BLE001 - a header the parser let through unreadable
+            found = None
+        if found is None:
+            self.core.trace.event("stray response discarded (no matching client transaction)",
+                                  src=source, transport=transport)
+            return
+        call, attempt = found
+        if response.status < 200 and attempt.state in (AttemptState.ANSWERED,
+                                                       AttemptState.HUNG_UP):
+            return  # already answered: nothing to CANCEL
+        if response.status < 300:
+            self.on_vendor_response(call, attempt, response)
+        elif branch == attempt.invite.top_via.branch:  # the final of the INVITE we sent last
+            self.core.send_stateless(build_ack(attempt.invite, response), attempt.destination,
+                                     attempt.transport)
+
     def on_vendor_response(self, call: Call, attempt: Attempt, response: Response) -> None:
         status = response.status
         stale = (attempt.done or attempt not in call.fork.attempts
                  or call.state is CallState.ENDED)
         if status >= 200 and status < 300:
-            if call.state is CallState.CONFIRMED and attempt is call.answered:
-                if call.b_ack is not None:  # §13.2.2.4: re-ACK a retransmitted 2xx
+            dialog = call.legs["b"].dialog
+            if attempt is call.answered and dialog is not None and (
+                    response.to.tag == dialog.remote_tag):
+                # §13.2.2.4: a retransmitted 2xx is ACKed again (a late offer's ACK waits
+                # for the caller's answer)
+                if call.b_ack is not None and not call.ack_pending:
                     self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
                 return
             if stale:
-                # a losing branch (§16.7: the first 2xx won) or a cancelled attempt answered
-                hung_up = attempt.state is AttemptState.HUNG_UP
-                if attempt.state is AttemptState.CANCELLING:
+                # a losing branch (§16.7: the first 2xx won), a cancelled or failed attempt
+                # (the call moved on or ended), or a second dialog of the answered INVITE
+                if attempt.state in (AttemptState.CANCELLING, AttemptState.FAILED):
                     attempt.goto(AttemptState.HUNG_UP)
                     self.event(call, f"{attempt.target.name} answered after it was "
-                               "abandoned: ACK and BYE")
-                self._ack_and_bye(attempt, response, bye=not hung_up)
+                               "given up: ACK and BYE")
+                self._ack_and_bye(attempt, response)
                 return
             self.on_vendor_answer(call, attempt, response)
             return
@@ -570,16 +609,28 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         except Exception as exc:  # noqa: BLE001
             log.warning("CANCEL to %s failed: %s", attempt.target.name, exc)
 
-    def _ack_and_bye(self, attempt: Attempt, response: Response, *, bye: bool = True) -> None:
-        """A 2xx for an attempt we no longer want: ACK it and hang up (§15); a retransmitted
-        2xx of one already hung up is only ACKed again (§13.2.2.4)."""
+    def _ack_and_bye(self, attempt: Attempt, response: Response) -> None:
+        """A 2xx for an attempt we no longer want: ACK it and hang up (§15), once per dialog;
+        a retransmitted 2xx of a dialog already hung up gets the same ACK again
+        (§13.2.2.4). An offer in the 2xx (the INVITE had none) is answered in the ACK with
+        every stream rejected (§13.2.2.4: a valid answer, then the BYE)."""
+        tag = response.to.tag or ""
         try:
+            ack = attempt.late_acks.get(tag)
+            if ack is not None:
+                self.core.send_stateless(ack, attempt.destination, attempt.transport)
+                return
             dialog = Dialog.from_uac(attempt.invite, response)
             ack = dialog.ack_for_2xx(attempt.invite, via=self._via(attempt.transport))
+            if response.body and not attempt.invite.body:
+                host = self.core.local_address(attempt.transport)[0]
+                ack.body = rejecting_answer(response.body, host)
+                if ack.body:
+                    ack.headers.set("Content-Type", SDP)
+            attempt.late_acks[tag] = ack
             self.core.send_stateless(ack, attempt.destination, attempt.transport)
-            if bye:
-                request = dialog.create_request("BYE", via=self._via(attempt.transport))
-                self.core.send_request(request, attempt.destination, attempt.transport)
+            request = dialog.create_request("BYE", via=self._via(attempt.transport))
+            self.core.send_request(request, attempt.destination, attempt.transport)
         except (DialogError, OSError) as exc:
             log.warning("could not hang up a late answer from %s: %s", attempt.target.name,
                         exc)
@@ -764,7 +815,17 @@ class B2bua(SessionTimers, InDialog, ReliableProvisionals):
         for key in [k for k, v in self.dialogs.items() if v[0] is call]:
             del self.dialogs[key]
         self.calls.pop(call.call_id, None)
+        # Late answers to its INVITEs are still ACKed and BYEd for 64*T1 (as long as a
+        # vendor retransmits a 2xx, §13.3.1.4; RFC 6026 Timer M), then forgotten.
+        keys, call.invite_keys = call.invite_keys, []
+        if keys:
+            self.core.clock.call_later(64 * self.core.transactions.timers.t1,
+                                       lambda: self._forget_invites(keys))
         self.journal.ended(call)
+
+    def _forget_invites(self, keys: list[tuple[str, str]]) -> None:
+        for key in keys:
+            self.invites.pop(key, None)
 
     def on_stop(self) -> Callable[[], bool]:
         """Graceful stop: hang up answered calls (the runtime waits, bounded, for the BYEs'

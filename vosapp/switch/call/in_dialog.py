@@ -33,6 +33,7 @@ from vosapp.switch.call.negotiation import (
     answer_direction,
     checked_answer,
     offered_direction,
+    rejecting_answer,
     relay_reanswer,
     relay_reoffer,
     unchanged_offer,
@@ -88,18 +89,25 @@ class InDialog:
         if call.a_retransmit is not None:
             call.a_retransmit.cancel()
             call.a_retransmit = None
-        if call.ack_pending and call.b_ack is not None and call.answered is not None:
-            call.ack_pending = False
+        if call.ack_pending:
             answer = ack
             if not ack.body and call.a_early is not None and call.a_early.prack_answer is not None:
                 answer = call.a_early.prack_answer  # RFC 3262 §5: answered in the PRACK
             if answer.body:
                 call.legs["b"].sdp_sent = call.legs["a"].sdp_received = answer.body
-                call.b_ack.body = answer.body
-                call.b_ack.headers.set("Content-Type",
-                                       answer.headers.get("Content-Type") or SDP)
-            self.core.send_stateless(call.b_ack, call.answered.destination,
-                                     call.answered.transport)
+            self._ack_vendor(call, answer.body, answer.headers.get("Content-Type") or SDP)
+
+    def _ack_vendor(self, call: Call, answer: bytes, content_type: str = SDP) -> None:
+        """Late offer: the ACK for the vendor's 2xx, kept back until now, goes with
+        ``answer`` (the caller's; §13.2.2.4)."""
+        if not call.ack_pending or call.b_ack is None or call.answered is None:
+            return
+        call.ack_pending = False
+        if answer:
+            call.b_ack.body = answer
+            call.b_ack.headers.set("Content-Type", content_type)
+        self.core.send_stateless(call.b_ack, call.answered.destination,
+                                 call.answered.transport)
 
     def _lookup(self, request: Request) -> tuple[Call, str] | None:
         try:
@@ -139,6 +147,14 @@ class InDialog:
         call.goto(CallState.ENDED)
         call.record.end_reason = reason
         self._end(call)
+        if call.ack_pending and call.answered is not None:
+            # Late offer, and the caller's ACK with the answer never came (§13.3.1.4 gave
+            # up) or the call ended first: the vendor's 2xx must still be ACKed before the
+            # BYE, and that ACK must carry an answer. The switch has none from the caller,
+            # so it rejects every offered stream (RFC 3264 §6, port 0): the valid answer
+            # §13.2.2.4 asks for when a 2xx offer is not taken and a BYE follows.
+            host = self.core.local_address(call.answered.transport)[0]
+            self._ack_vendor(call, rejecting_answer(call.legs["b"].sdp_received, host))
         for side in ("a", "b"):
             if side == from_side:
                 continue

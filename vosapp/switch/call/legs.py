@@ -59,6 +59,9 @@ class Attempt:
     # in it; b_rseq is the RSeq of the vendor's last in-order reliable provisional.
     b_early: Dialog | None = None
     b_rseq: int | None = None
+    #: the ACK of each 2xx dialog (by the vendor's To tag) the switch hung up: a
+    #: retransmitted 2xx gets the same ACK again and no second BYE (§13.2.2.4)
+    late_acks: dict[str, Request] = field(default_factory=dict)
 
     def goto(self, new: AttemptState) -> None:
         self.state = check_transition(ATTEMPT_TRANSITIONS, "attempt", self.state, new)
@@ -156,6 +159,9 @@ class Call:
     media_refused: str = ""
     legs: dict[str, Leg] = field(default_factory=_legs)
     a_early: CallerEarly | None = None  # the caller's early dialog and our RSeq space in it
+    #: (Call-ID, From tag) of every INVITE sent for the call: their responses are still
+    #: matched after the client transaction is gone (see ``B2bua.on_stray_response``)
+    invite_keys: list[tuple[str, str]] = field(default_factory=list)
 
     def goto(self, new: CallState) -> None:
         self.state = check_transition(CALL_TRANSITIONS, "call", self.state, new)

@@ -28,6 +28,7 @@ Offers and answers inside the call (hold/resume, RFC 3264 §8) through the relay
 from __future__ import annotations
 
 import copy
+import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,10 @@ from vosapp.sip.sdp import (
     Answer,
     Attribute,
     Codec,
+    Connection,
+    MediaDescription,
     NoCommonCodec,
+    Origin,
     SdpError,
     SessionDescription,
     answer,
@@ -404,6 +408,23 @@ def unchanged_offer(offer: SessionDescription, last: bytes) -> bool:
         return False
 
 
+def rejecting_answer(offer: bytes, host: str) -> bytes:
+    """An answer to ``offer`` that rejects every stream: each ``m=`` with port 0 and its
+    formats kept (RFC 3264 §6: one format must stay), our own ``o=``. It is the "valid
+    answer" §13.2.2.4 asks an ACK to carry for a 2xx offer the switch will BYE at once.
+    Empty when the offer cannot be read (nothing to answer)."""
+    try:
+        parsed = SessionDescription.parse(offer)
+    except SdpError:
+        return b""
+    addrtype = "IP6" if ":" in host else "IP4"
+    rejected = SessionDescription(
+        origin=Origin("vosapp", str(secrets.randbelow(2**62) + 1), 1, "IN", addrtype, host),
+        connection=Connection(host, "IN", addrtype), other_lines=[("t", "0 0")],
+        media=[MediaDescription(m.media, 0, m.proto, m.formats[:1]) for m in parsed.media])
+    return bytes(rejected)
+
+
 @dataclass
 class MediaAnswer:
     """What the vendor's answer means for a relayed call: the caller's answer, both relay
@@ -474,5 +495,5 @@ def answer_media(plan: MediaPlan, caller_offer: SessionDescription, vendor_offer
 __all__ = ["MEDIA_CODEC", "SPECIFIED", "AnswerRefused", "MediaAnswer", "MediaPlan",
            "MediaRefused", "VendorOffer", "answer_direction", "answer_media", "checked_answer",
            "conversion_plan", "g729_codecs", "g729_rewrite_offer", "next_leg_sdp",
-           "offered_direction", "plan_media", "relay_reanswer", "relay_reoffer",
-           "restrict_offer", "unchanged_offer", "vendor_offer"]
+           "offered_direction", "plan_media", "rejecting_answer", "relay_reanswer",
+           "relay_reoffer", "restrict_offer", "unchanged_offer", "vendor_offer"]

@@ -36,7 +36,7 @@ class AttemptState(Enum):
     ANSWERED = "answered"  # the vendor's 2xx was taken for the call
     FAILED = "failed"  # final non-2xx, transaction timeout, transport failure
     CANCELLING = "cancelling"  # abandoned by the switch: CANCEL sent, or due at the first 1xx
-    HUNG_UP = "hung up"  # answered (2xx) after it was abandoned: ACKed and BYEd (§15)
+    HUNG_UP = "hung up"  # answered (2xx) after it was abandoned or failed: ACKed and BYEd (§15)
 
 
 ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
@@ -47,7 +47,9 @@ ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
     AttemptState.PROCEEDING: frozenset({AttemptState.CALLING, AttemptState.ANSWERED,
                                         AttemptState.FAILED, AttemptState.CANCELLING}),
     AttemptState.ANSWERED: frozenset(),
-    AttemptState.FAILED: frozenset(),
+    # A 2xx can still come after the switch gave the INVITE up (SS_SIP_TIMEOUT_INVITE or
+    # Timer B: no CANCEL was possible before a provisional, §9.1): ACKed and BYEd.
+    AttemptState.FAILED: frozenset({AttemptState.HUNG_UP}),
     # A fork's losing branch (RFC 3261 §16.7: another branch's 2xx won) or a cancelled
     # attempt can still answer: its 2xx is ACKed and BYEd.
     AttemptState.CANCELLING: frozenset({AttemptState.HUNG_UP}),
