@@ -26,11 +26,6 @@ YES_B = replace(G729, fmtp="annexb=yes")
 NAMED_A = Codec("G729a", 8000, 1, 97, "annexb=no")
 
 
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
-
-
 def g729_lines(body: bytes) -> list[str]:
     """The G.729 entries of an SDP's audio line: "<pt> <rtpmap>[ <fmtp>]" in m= order."""
     audio = SessionDescription.parse(body).first_audio()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.switch.b2bua_harness import (
     CALLER,
     SWITCH,
@@ -18,11 +16,6 @@ from tests.switch.b2bua_harness import (
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip import Request
 from vosapp.sip.sdp import G729, PCMU, Connection, SessionDescription, build_offer
-
-
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
 
 
 def routing(settings: str = "") -> str:

@@ -24,11 +24,6 @@ from vosapp.switch.cdr import read_cdrs
 from vosapp.switch.routing import route
 
 
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
-
-
 def cdr(switch):  # type: ignore[no-untyped-def]
     return switch.app.b2bua.cdr.recent
 
