@@ -16,6 +16,7 @@ from tests.switch.b2bua_harness import (
     Vendor,
     make_config,
     start_switch,
+    vendor_c_routing,
 )
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip.sdp import G729, PCMA, SessionDescription
@@ -277,19 +278,10 @@ specified_codec = "PCMA"
 """
 
 
-def routing_with(settings: str) -> str:
-    return f"""
-[[routing_gateway]]
-name = "vendor-c"
-address = "{VENDOR_C[0]}:{VENDOR_C[1]}"
-{settings}
-"""
-
-
 def test_specified_codecs_differ_without_conversion_is_488(net: VirtualNetwork) -> None:
     switch = start_switch(net, make_config(
         mapping=SPECIFIED_A,
-        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"')))
+        routing=vendor_c_routing('codec_mode = "Softswitch specified"\nspecified_codec = "G729"')))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
     caller.call("123")
@@ -303,7 +295,7 @@ def test_specified_codecs_differ_without_conversion_is_488(net: VirtualNetwork) 
 
 
 def test_specified_codec_with_media_proxy_off_restricts_the_offer(net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing_with(
+    start_switch(net, make_config(routing=vendor_c_routing(
         'codec_mode = "Softswitch specified"\nspecified_codec = "PCMU"\nmedia_proxy = "Off"')))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
@@ -318,7 +310,7 @@ def test_specified_codec_with_media_proxy_off_restricts_the_offer(net: VirtualNe
 def test_conversion_needs_media_proxy(net: VirtualNetwork) -> None:
     start_switch(net, make_config(
         mapping=SPECIFIED_A + "allow_codec_conversion = true\n",
-        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
+        routing=vendor_c_routing('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
                              'allow_codec_conversion = true\nmedia_proxy = "Off"')))
     caller = Caller(net)
     caller.call("123", codecs=(PCMA,))
@@ -330,7 +322,7 @@ def test_conversion_needs_media_proxy(net: VirtualNetwork) -> None:
 def test_transcoding_plan_offers_each_side_its_codec(net: VirtualNetwork) -> None:
     switch = start_switch(net, make_config(
         mapping=SPECIFIED_A + "allow_codec_conversion = true\n",
-        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
+        routing=vendor_c_routing('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
                              'allow_codec_conversion = true')))
     media = FakeMedia()
     switch.app.b2bua.media = media
@@ -433,7 +425,7 @@ def test_200_is_retransmitted_until_ack_then_bye_both_legs(net: VirtualNetwork) 
 
 
 def test_privacy_pai_and_display_from_per_routing_gateway(net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing_with(
+    start_switch(net, make_config(routing=vendor_c_routing(
         'display_from = false\nprivacy = "Id"\np_asserted_identity = "From caller"')))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
@@ -446,7 +438,7 @@ def test_privacy_pai_and_display_from_per_routing_gateway(net: VirtualNetwork) -
 
 
 def test_pai_removed_and_privacy_removed(net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing_with(
+    start_switch(net, make_config(routing=vendor_c_routing(
         'privacy = "Remove"\np_asserted_identity = "Remove"')))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
