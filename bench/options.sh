@@ -16,21 +16,18 @@ RATE=${2:-20000}
 LIMIT=${LIMIT:-200}          # max outstanding OPTIONS (SIPp -l): a closed loop, no drops
 PY=${PY:-.venv/bin/python}
 UAC=tests/sipp/options_uac.xml
+source bench/common.sh
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
 
 WORK=$(mktemp -d)
 SERVE_PID=""; UAS_PID=""
 cleanup() {
-  [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
-  [ -n "$UAS_PID" ] && kill -TERM "$UAS_PID" 2>/dev/null && wait "$UAS_PID" 2>/dev/null || true
+  stop_process "$SERVE_PID"
+  stop_process "$UAS_PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# CPU seconds (user+system) used so far by process $1.
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 # Runs the UAC against $1:$2 (server process $3); prints
 # "rate failed elapsed ok per_cpu_second" (rate = successful calls / wall seconds;
@@ -65,9 +62,7 @@ printf '[limits]\nsource_threshold = 0\n' >"$WORK/switch.toml"
 "$PY" -m vosapp.cli serve --config "$WORK/switch.toml" --listen 127.0.0.1:0 --udp-only \
       --no-trace-store --data-dir "$WORK/data" --log-level WARNING >"$WORK/serve.out" 2>"$SERVE_LOG" &
 SERVE_PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
-[ -n "$PORT" ] || { echo "vosapp serve did not start:"; cat "$SERVE_LOG"; exit 1; }
+PORT=$(served_port "$WORK/serve.out" "$SERVE_LOG")
 read -r V_RATE V_FAILED V_ELAPSED V_OK V_CPU < <(measure 127.0.0.1 "$PORT" "$SERVE_PID")
 
 # --- baseline: SIPp UAS answering OPTIONS

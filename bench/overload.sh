@@ -26,18 +26,17 @@ RATE_STEP=${3:-50}
 MAX_RATE=${MAX_RATE:-1000}
 OVER_SECONDS=${OVER_SECONDS:-20}
 PY=${PY:-.venv/bin/python}
+source bench/common.sh
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
 
 WORK=$(mktemp -d)
 SERVE_PID=""; UAS_PID=""
 cleanup() {
-  [ -n "$UAS_PID" ] && kill -TERM "$UAS_PID" 2>/dev/null && wait "$UAS_PID" 2>/dev/null || true
-  [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
+  stop_process "$UAS_PID"
+  stop_process "$SERVE_PID"
   if [ -n "${KEEP_WORK:-}" ]; then echo "work files kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
-free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 UAS_PORT=$(free_port)
 cat >"$WORK/switch.toml" <<TOML
@@ -59,9 +58,7 @@ UAS_PID=$!
 "$PY" -m vosapp.cli serve --config "$WORK/switch.toml" --listen 127.0.0.1:0 --udp-only \
       --no-trace-store --log-level WARNING >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVE_PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
-[ -n "$PORT" ] || { echo "vosapp serve did not start:"; cat "$WORK/serve.log"; exit 1; }
+PORT=$(served_port "$WORK/serve.out" "$WORK/serve.log")
 
 # Offers $1 calls/s for $2 s; prints "rate answered failed refused503 invite_retrans elapsed
 # goodput cpu_seconds".

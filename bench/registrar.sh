@@ -22,18 +22,17 @@ SUSTAINED=${SUSTAINED:-300}  # a second vosapp pass at this offered rate: latenc
 USERS=${USERS:-1000}
 PY=${PY:-.venv/bin/python}
 SCENARIO="$PWD/bench/registrar_sipp.xml"
+source bench/common.sh
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
 
 WORK=$(mktemp -d)
 SERVE_PID=""; KAM_PID=""
 cleanup() {
-  [ -n "$SERVE_PID" ] && kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
-  [ -n "$KAM_PID" ] && kill -TERM "$KAM_PID" 2>/dev/null && wait "$KAM_PID" 2>/dev/null || true
+  stop_process "$SERVE_PID"
+  stop_process "$KAM_PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # 1000 accounts (user 20000.., password pw-<user>) for vosapp, and the SIPp injection file.
 "$PY" - "$WORK" "$USERS" <<'PYEOF'
@@ -51,12 +50,6 @@ with open(f"{work}/users.csv", "w") as injection:
     for name in names:
         injection.write(f"{name};[authentication username={name} password=pw-{name}]\n")
 PYEOF
-
-# CPU seconds (user+system) used so far by process $1 (0 when no pid is given).
-cpu_seconds() {
-  if [ -n "${1:-}" ]; then awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"
-  else echo 0; fi
-}
 
 # Runs the scenario against 127.0.0.1:$1 [at rate $2, for $3 calls] (server process $4 for the
 # CPU time); prints "rate failed elapsed ok p50 p99 per_cpu_second" (per_cpu_second =
@@ -100,9 +93,7 @@ PYEOF
 "$PY" -m vosapp.cli serve --config "$WORK/switch.toml" --listen 127.0.0.1:0 --udp-only \
       --no-trace-store --log-level WARNING >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVE_PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
-[ -n "$PORT" ] || { echo "vosapp serve did not start:"; cat "$WORK/serve.log"; exit 1; }
+PORT=$(served_port "$WORK/serve.out" "$WORK/serve.log")
 read -r V_RATE V_FAILED V_ELAPSED V_OK V_P50 V_P99 V_CPU < <(measure "$PORT" "$RATE" "$CALLS" "$SERVE_PID")
 read -r S_RATE S_FAILED S_ELAPSED S_OK S_P50 S_P99 S_CPU < <(measure "$PORT" "$SUSTAINED" $((SUSTAINED * 10)) "$SERVE_PID")
 BOUND=$("$PY" -c "

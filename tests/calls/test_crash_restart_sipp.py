@@ -12,32 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import finish_sipp, free_port, needs_sipp, serve, start_sipp
+from tests.support import finish_sipp, free_port, needs_sipp, serve, start_sipp, write_config
+from vosapp.lab.call_lab import loopback_gateways
 
 pytestmark = [pytest.mark.sipp, needs_sipp]
 
 CALLS = 3
 #: SIPp's whole run: the calls, up to one heartbeat (5 s), the kill and the restart.
 SIPP_TIMEOUT = 90
-
-
-def write_config(directory: Path, vendor_port: int) -> Path:
-    path = directory / "crash.toml"
-    path.write_text(f"""
-[switch]
-sip_listen = "127.0.0.1:5060"  # overridden by --listen
-data_dir = "data"
-
-[[mapping_gateway]]
-name = "customer"
-addresses = ["127.0.0.1"]
-
-[[routing_gateway]]
-name = "vendor"
-address = "127.0.0.1:{vendor_port}"
-prefixes = ["00"]
-""")
-    return path
 
 
 def query(database: Path, sql: str) -> list[tuple]:
@@ -58,7 +40,8 @@ def wait_for(what: str, check, timeout: float = 30.0):  # type: ignore[no-untype
 def test_kill_with_calls_up_then_restart_closes_cdrs_and_byes_both_legs(
         tmp_path: Path) -> None:
     vendor_port = free_port()
-    config = write_config(tmp_path, vendor_port)
+    config = write_config(tmp_path, accounts={}, name="crash.toml",
+                          extra=loopback_gateways(vendor_port, prefix="00"))
     database = tmp_path / "data" / "vosapp.sqlite"
     vendor = start_sipp("call_uas.xml", cwd=tmp_path, local_port=vendor_port, calls=CALLS,
                         timeout=SIPP_TIMEOUT, extra=["-mp", str(free_port())])

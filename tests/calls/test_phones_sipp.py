@@ -19,7 +19,7 @@ import pytest
 
 from tests.support import cdr_rows as cdrs
 from tests.support import finish_sipp as finish
-from tests.support import free_port, serve, start_sipp
+from tests.support import free_port, serve, start_sipp, write_config
 from vosapp.io.tcp import split_messages
 from vosapp.sip import Request, Response, make_response, parse
 from vosapp.sip.digest import DigestClient
@@ -30,23 +30,9 @@ pytestmark = [pytest.mark.sipp,
 CARRIER_IP = "127.0.0.2"
 
 
-def write_config(directory: Path) -> Path:
-    path = directory / "phones.toml"
-    path.write_text(f"""
-[switch]
-sip_listen = "127.0.0.1:5060"  # overridden by --listen 127.0.0.1:0
-data_dir = "data"
-
-[parameters]
-SS_SIP_TIMEOUT_INVITE = 5
-
-[[account]]
-user = "1001"
-password = "secret-1001"
-[[account]]
-user = "1002"
-password = "secret-1002"
-
+#: The phones' accounts and the carrier, trusted by address.
+ACCOUNTS = {"1001": "secret-1001", "1002": "secret-1002"}
+GATEWAYS = f"""
 [[mapping_gateway]]
 name = "carrier"
 addresses = ["{CARRIER_IP}"]
@@ -54,13 +40,13 @@ addresses = ["{CARRIER_IP}"]
 [[mapping_gateway]]
 name = "phones"
 accounts = ["1001", "1002"]
-""")
-    return path
+"""
 
 
 @contextmanager
 def switch(tmp_path: Path, *, udp_only: bool = True) -> Iterator[tuple[Path, int]]:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, {"SS_SIP_TIMEOUT_INVITE": 5}, ACCOUNTS, extra=GATEWAYS,
+                          name="phones.toml")
     with serve(config, cwd=tmp_path, udp_only=udp_only) as served:
         yield config, served.port
 

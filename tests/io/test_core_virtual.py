@@ -23,11 +23,6 @@ def sip(method: str = "OPTIONS", *, branch: str = "z9hG4bK1", via: str | None = 
             "Content-Length: 0\r\n\r\n").encode()
 
 
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
-
-
 def setup(net: VirtualNetwork, *features):  # type: ignore[no-untyped-def]
     switch = net.add_switch(SWITCH, features=features)
     switch.start()

@@ -9,7 +9,7 @@
   real ``sipp`` binary with the scenarios of tests/sipp/.
 
 The pytest fixtures built on them (``served_switch``, ``sipp``, ``free_ports``,
-``switch_config``) live in :mod:`tests.support.fixtures`, registered by tests/conftest.py.
+``switch_config``, and ``net``, a virtual network) live in :mod:`tests.support.fixtures`, registered by tests/conftest.py.
 """
 
 from tests.support.ports import free_port

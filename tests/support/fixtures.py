@@ -4,6 +4,7 @@
 * ``switch_config(parameters=None, accounts=None, extra="", name=...)`` - a config in tmp_path;
 * ``served_switch(config=None, **serve_options)`` - ``vosapp serve`` on a free port (a fresh
   ``switch_config()`` when no config is given), stopped at teardown;
+* ``net`` - a :class:`~vosapp.io.virtual.VirtualNetwork` with 1 ms latency (virtual time);
 * ``sipp`` - SIPp runs with tmp_path as working directory; background runs still alive at
   teardown are killed.
 """
@@ -21,6 +22,12 @@ import pytest
 from tests.support.ports import free_port
 from tests.support.serving import Served, serve, write_config
 from tests.support.sipp import run_sipp, start_sipp, stop_sipp
+from vosapp.io.virtual import VirtualNetwork
+
+
+@pytest.fixture
+def net() -> VirtualNetwork:
+    return VirtualNetwork(latency=0.001)
 
 
 @pytest.fixture

@@ -60,6 +60,17 @@ addresses = ["{CALLER[0]}"]
 """)
 
 
+def vendor_c_routing(settings: str = "") -> str:
+    """The ``[[routing_gateway]]`` table of VENDOR_C ("vendor-c", every number) with the
+    gateway ``settings`` (TOML lines), for ``make_config(routing=...)``."""
+    return f"""
+[[routing_gateway]]
+name = "vendor-c"
+address = "{VENDOR_C[0]}:{VENDOR_C[1]}"
+{settings}
+"""
+
+
 def start_switch(net: VirtualNetwork, cfg: Config, store: Store | None = None
                  ) -> VirtualSwitch:
     switch = net.add_switch(SWITCH, config=cfg, params=cfg.parameters, store=store,

@@ -16,6 +16,7 @@ from tests.switch.b2bua_harness import (
     Vendor,
     make_config,
     start_switch,
+    vendor_c_routing,
 )
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip.sdp import G729, PCMA, Codec, SessionDescription, answer, build_offer
@@ -26,11 +27,6 @@ YES_B = replace(G729, fmtp="annexb=yes")
 NAMED_A = Codec("G729a", 8000, 1, 97, "annexb=no")
 
 
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
-
-
 def g729_lines(body: bytes) -> list[str]:
     """The G.729 entries of an SDP's audio line: "<pt> <rtpmap>[ <fmtp>]" in m= order."""
     audio = SessionDescription.parse(body).first_audio()
@@ -39,13 +35,7 @@ def g729_lines(body: bytes) -> list[str]:
 
 
 def relay_config(mode: str):  # type: ignore[no-untyped-def]
-    return make_config(mapping=f'media_proxy = "On"\ng729_mode = "{mode}"', routing=f"""
-[[routing_gateway]]
-name = "vendor-c"
-address = "{VENDOR_C[0]}:{VENDOR_C[1]}"
-media_proxy = "On"
-g729_mode = "{mode}"
-""")
+    return make_config(mapping=f'media_proxy = "On"\ng729_mode = "{mode}"', routing=vendor_c_routing(f'media_proxy = "On"\ng729_mode = "{mode}"'))
 
 
 # (caller offers, vendor leg offer, caller leg answer) per mode
@@ -94,13 +84,7 @@ def test_g729_modes_on_both_legs(net: VirtualNetwork, mode: str, offered: Codec,
 
 
 def passthrough_config(mode: str):  # type: ignore[no-untyped-def]
-    return make_config(routing=f"""
-[[routing_gateway]]
-name = "vendor-c"
-address = "{VENDOR_C[0]}:{VENDOR_C[1]}"
-media_proxy = "Off"
-g729_mode = "{mode}"
-""")
+    return make_config(routing=vendor_c_routing(f'media_proxy = "Off"\ng729_mode = "{mode}"'))
 
 
 def test_g729_mode_without_the_relay_sets_annexb_no_on_the_callers_entries(

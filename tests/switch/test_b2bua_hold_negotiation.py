@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.switch.b2bua_harness import (
     CALLER,
     SWITCH,
@@ -14,24 +12,11 @@ from tests.switch.b2bua_harness import (
     Vendor,
     make_config,
     start_switch,
+    vendor_c_routing,
 )
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip import Request
 from vosapp.sip.sdp import G729, PCMU, Connection, SessionDescription, build_offer
-
-
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
-
-
-def routing(settings: str = "") -> str:
-    return f"""
-[[routing_gateway]]
-name = "vendor-c"
-address = "{VENDOR_C[0]}:{VENDOR_C[1]}"
-{settings}
-"""
 
 
 def sdp(body: bytes) -> SessionDescription:
@@ -70,7 +55,7 @@ def hold_offer(caller: Caller, version: int, mode: str) -> bytes:
 
 
 def relayed_call(net: VirtualNetwork, **vendor_options):  # type: ignore[no-untyped-def]
-    switch = start_switch(net, make_config(routing=routing('media_proxy = "On"')))
+    switch = start_switch(net, make_config(routing=vendor_c_routing('media_proxy = "On"')))
     media = FakeMedia()
     switch.app.b2bua.media = media
     vendor = Vendor(net, VENDOR_C, **vendor_options)
@@ -172,7 +157,7 @@ def test_update_carries_the_hold_through_the_relay(net: VirtualNetwork) -> None:
 
 
 def test_session_refresh_after_hold_resends_the_held_sdp(net: VirtualNetwork) -> None:
-    switch = start_switch(net, make_config(routing=routing('media_proxy = "On"')))
+    switch = start_switch(net, make_config(routing=vendor_c_routing('media_proxy = "On"')))
     switch.app.b2bua.media = FakeMedia()
     vendor = Vendor(net, VENDOR_C, extra_headers=[("Session-Expires", "90;refresher=uac")])
     caller = Caller(net)
@@ -191,7 +176,7 @@ def test_session_refresh_after_hold_resends_the_held_sdp(net: VirtualNetwork) ->
 
 def test_late_offer_re_invite_without_the_relay_acks_with_the_callers_answer(
         net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing()))
+    start_switch(net, make_config(routing=vendor_c_routing()))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
     caller.call("123", codecs=(PCMU,))
@@ -212,7 +197,7 @@ def test_late_offer_re_invite_without_the_relay_acks_with_the_callers_answer(
 
 
 def test_re_invite_crossing_a_session_refresh_gets_491(net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing()))
+    start_switch(net, make_config(routing=vendor_c_routing()))
     vendor = Vendor(net, VENDOR_C, extra_headers=[("Session-Expires", "90;refresher=uac")],
                     hold_reinvites=True)
     caller = Caller(net)
@@ -279,7 +264,7 @@ def test_re_invite_200_is_resent_until_the_ack(net: VirtualNetwork) -> None:
 
 
 def test_vendor_answer_outside_the_offer_ends_the_call(net: VirtualNetwork) -> None:
-    switch = start_switch(net, make_config(routing=routing()))
+    switch = start_switch(net, make_config(routing=vendor_c_routing()))
     bogus = bytes(build_offer(VENDOR_C[0], 30000, [G729]))
     vendor = Vendor(net, VENDOR_C, answer_sdp=bogus)
     caller = Caller(net)
@@ -299,7 +284,7 @@ def test_vendor_refusing_the_offer_gets_its_own_codec_and_the_relay_transcodes(
     conversion = "allow_codec_conversion = true\n"
     switch = start_switch(net, make_config(
         mapping=conversion,
-        routing=routing(conversion + 'specified_codec = "G729"')))
+        routing=vendor_c_routing(conversion + 'specified_codec = "G729"')))
     media = FakeMedia()
     switch.app.b2bua.media = media
     vendor = Vendor(net, VENDOR_C, accept=(G729,))
@@ -325,7 +310,7 @@ def test_vendor_refusing_the_offer_gets_its_own_codec_and_the_relay_transcodes(
 
 
 def test_without_conversion_the_vendor_488_goes_back(net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing('specified_codec = "G729"')))
+    start_switch(net, make_config(routing=vendor_c_routing('specified_codec = "G729"')))
     vendor = Vendor(net, VENDOR_C, accept=(G729,))
     caller = Caller(net)
     caller.call("123", codecs=(PCMU,))

@@ -16,17 +16,13 @@ from tests.switch.b2bua_harness import (
     Vendor,
     make_config,
     start_switch,
+    vendor_c_routing,
 )
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip.sdp import G729, PCMA, SessionDescription
 from vosapp.store import Store
 from vosapp.switch.cdr import read_cdrs
 from vosapp.switch.routing import route
-
-
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
 
 
 def cdr(switch):  # type: ignore[no-untyped-def]
@@ -360,19 +356,10 @@ specified_codec = "PCMA"
 """
 
 
-def routing_with(settings: str) -> str:
-    return f"""
-[[routing_gateway]]
-name = "vendor-c"
-address = "{VENDOR_C[0]}:{VENDOR_C[1]}"
-{settings}
-"""
-
-
 def test_specified_codecs_differ_without_conversion_is_488(net: VirtualNetwork) -> None:
     switch = start_switch(net, make_config(
         mapping=SPECIFIED_A,
-        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"')))
+        routing=vendor_c_routing('codec_mode = "Softswitch specified"\nspecified_codec = "G729"')))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
     caller.call("123")
@@ -386,7 +373,7 @@ def test_specified_codecs_differ_without_conversion_is_488(net: VirtualNetwork) 
 
 
 def test_specified_codec_with_media_proxy_off_restricts_the_offer(net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing_with(
+    start_switch(net, make_config(routing=vendor_c_routing(
         'codec_mode = "Softswitch specified"\nspecified_codec = "PCMU"\nmedia_proxy = "Off"')))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
@@ -401,7 +388,7 @@ def test_specified_codec_with_media_proxy_off_restricts_the_offer(net: VirtualNe
 def test_conversion_needs_media_proxy(net: VirtualNetwork) -> None:
     start_switch(net, make_config(
         mapping=SPECIFIED_A + "allow_codec_conversion = true\n",
-        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
+        routing=vendor_c_routing('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
                              'allow_codec_conversion = true\nmedia_proxy = "Off"')))
     caller = Caller(net)
     caller.call("123", codecs=(PCMA,))
@@ -413,7 +400,7 @@ def test_conversion_needs_media_proxy(net: VirtualNetwork) -> None:
 def test_transcoding_plan_offers_each_side_its_codec(net: VirtualNetwork) -> None:
     switch = start_switch(net, make_config(
         mapping=SPECIFIED_A + "allow_codec_conversion = true\n",
-        routing=routing_with('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
+        routing=vendor_c_routing('codec_mode = "Softswitch specified"\nspecified_codec = "G729"\n'
                              'allow_codec_conversion = true')))
     media = FakeMedia()
     switch.app.b2bua.media = media
@@ -535,7 +522,7 @@ def test_late_offer_without_the_callers_ack_acks_the_vendor_before_the_bye(
 
 
 def test_privacy_pai_and_display_from_per_routing_gateway(net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing_with(
+    start_switch(net, make_config(routing=vendor_c_routing(
         'display_from = false\nprivacy = "Id"\np_asserted_identity = "From caller"')))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)
@@ -548,7 +535,7 @@ def test_privacy_pai_and_display_from_per_routing_gateway(net: VirtualNetwork) -
 
 
 def test_pai_removed_and_privacy_removed(net: VirtualNetwork) -> None:
-    start_switch(net, make_config(routing=routing_with(
+    start_switch(net, make_config(routing=vendor_c_routing(
         'privacy = "Remove"\np_asserted_identity = "Remove"')))
     vendor = Vendor(net, VENDOR_C)
     caller = Caller(net)

@@ -19,6 +19,7 @@ from tests.switch.b2bua_harness import (
     Vendor,
     make_config,
     start_switch,
+    vendor_c_routing,
 )
 from vosapp.clock import ManualClock
 from vosapp.io.virtual import Packet, VirtualEndpoint, VirtualNetwork
@@ -96,13 +97,8 @@ def test_row_is_written_at_attempt_answer_and_end_before_each_message(
 @pytest.mark.parametrize("number, mapping, routing, status", [
     ("99123", "", None, 404),
     ("0044123", 'prefixes = ["0033"]', None, 403),
-    ("123", 'codec_mode = "Softswitch specified"\nspecified_codec = "PCMA"', f"""
-[[routing_gateway]]
-name = "vendor-c"
-address = "{VENDOR_C[0]}:{VENDOR_C[1]}"
-codec_mode = "Softswitch specified"
-specified_codec = "G729"
-""", 488),
+    ("123", 'codec_mode = "Softswitch specified"\nspecified_codec = "PCMA"', vendor_c_routing(
+        'codec_mode = "Softswitch specified"\nspecified_codec = "G729"'), 488),
 ])
 def test_a_call_the_switch_refuses_lists_no_vendor(store: Store, number: str, mapping: str,
                                                     routing: str | None, status: int) -> None:

@@ -33,11 +33,6 @@ def events(switch: VirtualSwitch) -> list[str]:
     return [r.note for r in switch.trace.records(direction="event")]
 
 
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
-
-
 # ---------------------------------------------------------------------------- register
 
 

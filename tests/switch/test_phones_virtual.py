@@ -4,8 +4,6 @@ NAT rule (reached at the REGISTER's source), the phone's own gateway settings, C
 
 from __future__ import annotations
 
-import pytest
-
 from tests.switch.b2bua_harness import (
     CALLER,
     SWITCH,
@@ -36,11 +34,6 @@ PHONES = """
 name = "phones"
 accounts = ["1001"]
 """
-
-
-@pytest.fixture
-def net() -> VirtualNetwork:
-    return VirtualNetwork(latency=0.001)
 
 
 def test_carrier_calls_a_registered_phone(net: VirtualNetwork, tmp_path) -> None:

@@ -25,11 +25,9 @@ BY = "cli"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    auth = subparsers.add_parser(
-        "auth", help="authentication audit trail and suspensions (docs/behaviour.md §2)",
+    commands = common.command_group(
+        subparsers, "auth", help="authentication audit trail and suspensions (docs/behaviour.md §2)",
         description="Failed authentications, suspensions, and lifting them.")
-    commands = auth.add_subparsers(dest="auth_command", metavar="SUBCOMMAND")
-    commands.required = True
 
     events = commands.add_parser("events", help="recent failures, drops and suspensions",
                                  description="The audit trail, oldest first.")

@@ -53,14 +53,31 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
                         help="directory of the SQLite store (overrides the config's data_dir)")
 
 
-def config_path(args: argparse.Namespace) -> Path | None:
-    """The config file these arguments select, or None when there is none."""
-    explicit = getattr(args, "config", None)
+def command_group(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                  *, help: str, description: str, metavar: str = "SUBCOMMAND"
+                  ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``vosapp NAME SUBCOMMAND``: the parser of ``name`` and its required sub-commands
+    (``args.NAME_command`` names the one given)."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    commands = group.add_subparsers(dest=f"{name}_command", metavar=metavar)
+    commands.required = True
+    return commands
+
+
+def _option_or_env(args: argparse.Namespace, option: str, env: str) -> Path | None:
+    """The path given as ``--option``, else in ``$env``, else None."""
+    explicit = getattr(args, option, None)
     if explicit is not None:
         return Path(explicit)
-    env = os.environ.get(ENV_CONFIG)
-    if env:
-        return Path(env)
+    value = os.environ.get(env)
+    return Path(value) if value else None
+
+
+def config_path(args: argparse.Namespace) -> Path | None:
+    """The config file these arguments select, or None when there is none."""
+    chosen = _option_or_env(args, "config", ENV_CONFIG)
+    if chosen is not None:
+        return chosen
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
@@ -71,12 +88,9 @@ def load_selected_config(args: argparse.Namespace) -> Config | None:
 
 
 def data_dir(args: argparse.Namespace, config: Config | None) -> Path | None:
-    explicit = getattr(args, "data_dir", None)
-    if explicit is not None:
-        return Path(explicit)
-    env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        return Path(env)
+    chosen = _option_or_env(args, "data_dir", ENV_DATA_DIR)
+    if chosen is not None:
+        return chosen
     return config.switch.data_dir if config is not None else None
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vosapp.cli.common import command_group
 from vosapp.config import Config, load_config
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    config = subparsers.add_parser("config", help="check configuration files",
-                                   description="Configuration file tools.")
-    commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
-    commands.required = True
+    commands = command_group(subparsers, "config", help="check configuration files",
+                             description="Configuration file tools.")
     check = commands.add_parser(
         "check", help="validate a TOML config file",
         description="Validate FILE; on an error print file, table, key and why, exit 2.")

@@ -19,11 +19,9 @@ BY = "cli"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    params = subparsers.add_parser(
-        "params", help="list, read, change and document the SS_* parameters",
+    commands = common.command_group(
+        subparsers, "params", help="list, read, change and document the SS_* parameters",
         description="The SS_* parameters (docs/behaviour.md §1). Changes apply to new sessions.")
-    commands = params.add_subparsers(dest="params_command", metavar="SUBCOMMAND")
-    commands.required = True
 
     listing = commands.add_parser("list", help="every parameter with its value",
                                   description="Every parameter with its effective value.")

@@ -30,7 +30,7 @@ from vosapp.lab.phones import LabPhone
 from vosapp.lab.vendor import LabVendor
 from vosapp.sip import Response
 
-__all__ = ["CallLab", "Demo", "config_text", "refusal", "sdp_lines"]
+__all__ = ["CallLab", "Demo", "config_text", "loopback_gateways", "refusal", "sdp_lines"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,22 @@ address = "127.0.0.1:{port}"
 prefixes = ["{prefix(index)}"]
 {_settings(demo.routing)}""")
     return "".join(parts)
+
+
+def loopback_gateways(vendor_port: int, prefix: str = "") -> str:
+    """The gateway tables of a switch between callers and one vendor on loopback: whoever
+    calls from 127.0.0.1 is the trusted mapping gateway "customer"; numbers starting with
+    ``prefix`` go to the routing gateway "vendor" at 127.0.0.1:``vendor_port``."""
+    return f"""
+[[mapping_gateway]]
+name = "customer"
+addresses = ["127.0.0.1"]
+
+[[routing_gateway]]
+name = "vendor"
+address = "127.0.0.1:{vendor_port}"
+prefixes = ["{prefix}"]
+"""
 
 
 def sdp_lines(body: bytes, prefixes: Iterable[str] = ("m=", "a=rtpmap", "a=fmtp")) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 from vosapp.errors import VosappError
 from vosapp.lab import plots, quality
 from vosapp.lab.attach import LabSwitch
+from vosapp.lab.call_lab import loopback_gateways
 from vosapp.lab.ladder import build_ladder, export_image, figure
 from vosapp.lab.media_path import through_switch
 from vosapp.lab.q24 import Q24Grid, grid_title
@@ -46,16 +47,7 @@ def _call_config(directory: Path, vendor_port: int) -> Path:
 [switch]
 sip_listen = "127.0.0.1:5060"
 data_dir = "data"
-
-[[mapping_gateway]]
-name = "customer"
-addresses = ["127.0.0.1"]
-
-[[routing_gateway]]
-name = "vendor"
-address = "127.0.0.1:{vendor_port}"
-prefixes = [""]
-""")
+{loopback_gateways(vendor_port)}""")
     return path
 
 

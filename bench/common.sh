@@ -1,0 +1,23 @@
+# Shell helpers of the bench scripts, sourced after they set PY (the project's python).
+
+# A UDP port on 127.0.0.1 that nothing listens on.
+free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# CPU seconds (user+system) used so far by process $1 (0 when no pid is given).
+cpu_seconds() {
+  if [ -n "${1:-}" ]; then awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"
+  else echo 0; fi
+}
+
+# SIGTERM process $1 and reap it (nothing when $1 is empty or the process is gone).
+stop_process() { [ -n "${1:-}" ] && kill -TERM "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
+
+# The port of a `vosapp serve --listen 127.0.0.1:0` whose stdout goes to file $1, once it
+# printed its listening line (up to 10 s); fails showing its log $2 when it did not start.
+served_port() {
+  local port
+  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
+  port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$1")
+  [ -n "$port" ] || { echo "vosapp serve did not start:" >&2; cat "$2" >&2; return 1; }
+  echo "$port"
+}
