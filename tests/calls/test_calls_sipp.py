@@ -60,11 +60,11 @@ def call(tmp_path: Path, sipp: SippRunner,
                  routing: str = "", uac_args: Sequence[str] = ()) -> list[dict]:
         ports = free_ports(len(uas))
         config = calls_config(tmp_path, [*ports, *spare], mapping=mapping, routing=routing)
-        vendors = [sipp.start(scenario, local_port=port, extra=["-mp", str(free_port())])
+        vendors = [sipp.start(scenario, local_port=port)
                    for scenario, port in zip(uas, ports, strict=True)]
         with serve(config) as switch:
             caller = sipp.start(uac, remote=f"127.0.0.1:{switch.port}", local_port=free_port(),
-                                extra=["-mp", str(free_port()), "-s", "0044123", "-au", "1001",
+                                extra=["-s", "0044123", "-au", "1001",
                                        "-ap", "secret-1001", *uac_args])
             finish_sipp(caller, uac, tmp_path)
             for process, name in zip(vendors, uas, strict=True):

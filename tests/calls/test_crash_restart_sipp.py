@@ -44,14 +44,14 @@ def test_kill_with_calls_up_then_restart_closes_cdrs_and_byes_both_legs(
                           extra=loopback_gateways(vendor_port, prefix="00"))
     database = tmp_path / "data" / "vosapp.sqlite"
     vendor = start_sipp("call_uas.xml", cwd=tmp_path, local_port=vendor_port, calls=CALLS,
-                        timeout=SIPP_TIMEOUT, extra=["-mp", str(free_port())])
+                        timeout=SIPP_TIMEOUT)
     callers = None
     try:
         with serve(config, cwd=tmp_path) as served:
             process, port = served.process, served.port
             callers = start_sipp("call_uac_held.xml", cwd=tmp_path, remote=f"127.0.0.1:{port}",
                                  local_port=free_port(), calls=CALLS, timeout=SIPP_TIMEOUT,
-                                 extra=["-mp", str(free_port()), "-s", "0044123"])
+                                 extra=["-s", "0044123"])
             answered = wait_for(f"{CALLS} answered calls", lambda: (
                 rows if len(rows := query(database, "SELECT answer_time FROM cdr WHERE "
                                           "answer_time IS NOT NULL")) == CALLS else None))

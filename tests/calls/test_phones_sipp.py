@@ -55,7 +55,7 @@ def sipp(scenario: str, cwd: Path, port: int, *extra: str, ip: str = "127.0.0.1"
          ) -> subprocess.Popen[str]:
     """A SIPp on ``port`` (and a free media port) from ``ip``; ``extra`` its other arguments."""
     return start_sipp(scenario, cwd=cwd, local_port=port, ip=ip,
-                      extra=["-mp", str(free_port()), *extra])
+                      extra=extra)
 
 
 def register(tmp_path: Path, switch_port: int, user: str, port: int, *, q: str = "1.0"

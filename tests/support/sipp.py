@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_port
+from tests.support.ports import free_media_port, free_port
 from tests.support.serving import PASSWORD, ROOT, USER, Served
 
 SCENARIOS = ROOT / "tests" / "sipp"
@@ -39,6 +39,8 @@ def sipp_args(scenario: Path | str, *, remote: str | None = None, local_port: in
             "-trace_err"]
     if local_port is not None:
         args += ["-p", str(local_port)]
+    if "-mp" not in extra:  # SIPp's default media port 6000 would collide between SIPps
+        args += ["-mp", str(free_media_port())]
     if rate is not None:
         args += ["-r", str(rate)]
     if timeout_error:
