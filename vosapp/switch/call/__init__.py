@@ -27,9 +27,15 @@ Package layout
   closed and BYEd on both legs.
 * :mod:`~vosapp.switch.call.reliable` — PRACK/100rel (RFC 3262): reliable provisionals
   relayed end to end or terminated on the leg that lacks 100rel, with per-leg RSeq spaces.
-* :mod:`~vosapp.switch.call.handler` — :class:`B2bua`: new calls, routing and failover, the
-  vendor's responses, endings and the CDR. It is wired to the core (with the registrar's
-  authenticator and the runtime's media backend) by :func:`vosapp.switch.app.build_switch_app`.
+* :mod:`~vosapp.switch.call.handler` — :class:`B2bua`: new calls, routing, the fork and its
+  failover, endings and the CDR; the class composes the parts below. It is wired to the core
+  (with the registrar's authenticator and the runtime's media backend) by
+  :func:`vosapp.switch.app.build_switch_app`.
+* :mod:`~vosapp.switch.call.vendor_leg` — the vendor's responses to an attempt's INVITE:
+  provisionals and the call-progress timers, the 422 retry, the codec conversion re-offer, and
+  the answer (media, dialogs, the caller's 2xx until its ACK).
+* :mod:`~vosapp.switch.call.abandoned` — attempts the switch gave up: CANCEL, and ACK + BYE
+  for a 2xx that still comes, also after the INVITE transaction is gone (stray responses).
 
 Theory of operation
 -------------------

@@ -3,8 +3,8 @@
 :func:`plan_media` decides, before the vendor INVITE goes out, whether the media relay is in
 the path and which codecs each side gets; :func:`vendor_offer` writes the SDP offered to the
 routing gateway; :func:`answer_media` turns the vendor's answer into the caller's answer and
-the two relay legs. Nothing here sends a message, starts a relay or writes a CDR: the handler
-(:mod:`vosapp.switch.call.handler`) does that with what these return.
+the two relay legs. Nothing here sends a message, starts a relay or writes a CDR: the call
+handler (:class:`~vosapp.switch.call.B2bua`) does that with what these return.
 
 G.729 modes (each gateway's ``g729_mode``) apply to the SDP the switch writes: the vendor
 offer (built for the relay; forwarded or restricted without it, only ``G729``'s ``annexb=no``
