@@ -315,42 +315,55 @@ class Transcoder:
         if len(datagram) < 12:
             raise RtpError(f"RTP packet too short: {len(datagram)} bytes")
         first, _second, sequence, timestamp, _ssrc = _HEADER.unpack_from(datagram)
-        if first == 0x80:  # the common case: no padding, extension or CSRC
-            payload = datagram[12:]
-        else:
-            packet = RtpPacket.parse(datagram)
-            payload = packet.payload
-        self.stats.packets_in += 1
+        # the common case: no padding, extension or CSRC
+        payload = datagram[12:] if first == 0x80 else RtpPacket.parse(datagram).payload
+        stats = self.stats
+        stats.packets_in += 1
         out: list[bytes] = []
-        expected = self._expected_seq
-        if expected is None:
-            self.map_timestamp(timestamp)
-        elif sequence != expected:
-            gap = (sequence - expected) % _SEQ_MOD
-            if gap >= _SEQ_MOD // 2:  # late or duplicate
-                self.stats.dropped_late += 1
-                return out
-            gap_ms = gap * self.src_ptime
-            if gap_ms <= self.max_conceal_ms:
-                frames = gap * self._in_frames
-                self.stats.concealed_frames += frames
-                self._push(self._replace(self._conceal(frames)), out)
-            else:
-                self._resync(timestamp)
-        else:
+        if sequence == self._expected_seq:
             step = (timestamp - self._last_src_ts) & 0xFFFFFFFF
             if self._last_src_ticks + self._in_ticks // 2 < step < 0x80000000:
                 # consecutive packets but the timestamp jumped: the sender stopped sending
                 # during silence (DTX, RFC 3551 §4.1) or after hold; follow the jump
                 self._resync(timestamp)
+        elif not self._out_of_sequence(sequence, timestamp, out):
+            return out
         self._expected_seq = (sequence + 1) & 0xFFFF
         self._last_src_ts = timestamp
         audio = self._decode(payload)
         self._last_src_ticks = audio.size * self._src_clock // self._src_rate
         if self.audio_tap is not None or self._inject.size:
             audio = self._replace(audio)
-        self._push(audio, out)
+        if audio.size == self._out_samples and not self._fifo_len and self._resampler is None:
+            # one packet in, one packet out (20 ms PCMA <-> 2 x 10 ms G.729): no FIFO
+            out.append(self._packet(self._encode(audio), self._out_ticks, marker=self._marker_next))
+            self._marker_next = False
+            stats.packets_out += 1
+        else:
+            self._push(audio, out)
         return out
+
+    def _out_of_sequence(self, sequence: int, timestamp: int, out: list[bytes]) -> bool:
+        """Handle a packet that is not the next expected one; False when it is dropped.
+
+        The first packet maps the timestamps; a short gap is concealed into ``out``; a long
+        one is followed (:meth:`_resync`); a late or duplicate packet is dropped.
+        """
+        expected = self._expected_seq
+        if expected is None:
+            self.map_timestamp(timestamp)
+            return True
+        gap = (sequence - expected) % _SEQ_MOD
+        if gap >= _SEQ_MOD // 2:  # late or duplicate
+            self.stats.dropped_late += 1
+            return False
+        if gap * self.src_ptime <= self.max_conceal_ms:
+            frames = gap * self._in_frames
+            self.stats.concealed_frames += frames
+            self._push(self._replace(self._conceal(frames)), out)
+        else:
+            self._resync(timestamp)
+        return True
 
     def process_payload(self, payload: bytes) -> list[bytes]:
         """Transcode one payload that arrived without RTP framing (no loss detection)."""
@@ -378,12 +391,6 @@ class Transcoder:
         step = self._out_samples
         encode = self._encode
         packet = self._packet
-        if self._fifo_len == 0 and n == step:
-            # fast path: one packet in, one packet out
-            out.append(packet(encode(audio), self._out_ticks, marker=self._marker_next))
-            self._marker_next = False
-            self.stats.packets_out += 1
-            return
         fifo = self._fifo
         if self._fifo_len + n > fifo.size:
             grown = np.zeros(2 * (self._fifo_len + n), dtype=np.int16)

@@ -103,11 +103,13 @@ class G711(Codec):
         """Encode any number of samples (``final`` is moot: nothing is ever kept)."""
         if not (type(samples) is np.ndarray and samples.dtype == np.int16 and samples.ndim == 1):
             samples = self._check_samples(samples)
-        # one table look-up per sample, indexed by the sample's 16-bit pattern
-        return self._encode_table.take(samples.view(np.uint16)).tobytes()
+        # one table look-up per sample; a negative int16 index counts from the end of the
+        # 65,536-entry table, which is where its 16-bit pattern (as uint16) points
+        return self._encode_table.take(samples).tobytes()
 
     def decode(self, payload: bytes) -> np.ndarray:
-        self._check_bytes(payload)
+        if type(payload) is not bytes:
+            self._check_bytes(payload)
         audio = self._decode_table.take(np.frombuffer(payload, dtype=np.uint8))
         self._concealer.remember(audio)
         return audio

@@ -129,9 +129,6 @@ class G729(Codec):
         self._out_frames = 6  # grows on demand
         self._out = ctypes.create_string_buffer(self._out_frames * SPEECH_FRAME_BYTES)
         self._out_addr = ctypes.addressof(self._out)
-        self._in_size = 64
-        self._in = ctypes.create_string_buffer(self._in_size)
-        self._in_addr = ctypes.addressof(self._in)
 
     @property
     def fmtp(self) -> str:
@@ -143,8 +140,7 @@ class G729(Codec):
             type(samples) is np.ndarray
             and samples.dtype == np.int16
             and samples.ndim == 1
-            and samples.flags.c_contiguous
-            and samples.size % FRAME_SAMPLES == 0
+            and not samples.size % FRAME_SAMPLES
             and not self._pending.size
         ):
             samples = self._whole_frames(samples, final)
@@ -153,12 +149,15 @@ class G729(Codec):
             self._out = ctypes.create_string_buffer(frames * SPEECH_FRAME_BYTES)
             self._out_addr = ctypes.addressof(self._out)
             self._out_frames = frames
-        encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
-        in_addr = _address(samples)
-        out_addr = self._out_addr
-        for i in range(frames):
-            # bcg729 writes the 10 bytes straight into the preallocated output buffer
-            encode_fn(ctx, in_addr + 160 * i, out_addr + 10 * i, length_addr)
+        encode_fn, ctx, length_addr, out_addr = (
+            self._encode_fn, self._encoder, self._bits_len_addr, self._out_addr)
+        # the samples as one bytes object (a plain copy, cheaper than asking numpy for its
+        # buffer's address); ctypes passes a bytes argument as a pointer to its data
+        pcm = samples.tobytes()
+        if frames:
+            encode_fn(ctx, pcm, out_addr, length_addr)
+        for i in range(1, frames):
+            encode_fn(ctx, pcm[160 * i :], out_addr + 10 * i, length_addr)
         return self._out.raw[: frames * SPEECH_FRAME_BYTES]
 
     def encode_frames(self, samples: np.ndarray) -> list[bytes]:
@@ -186,9 +185,9 @@ class G729(Codec):
         return frames
 
     def decode(self, payload: bytes) -> np.ndarray:
-        self._check_bytes(payload)
-        if isinstance(payload, memoryview):
-            payload = payload.tobytes()
+        if type(payload) is not bytes:
+            self._check_bytes(payload)
+            payload = bytes(payload)
         size = len(payload)
         speech, rest = divmod(size, SPEECH_FRAME_BYTES)
         if rest not in (0, SID_FRAME_BYTES):
@@ -196,20 +195,16 @@ class G729(Codec):
                 f"G729.decode needs whole frames of 10 bytes (10 ms), optionally followed by "
                 f"one 2-byte SID frame (RFC 3551 §4.5.6); got {size} bytes"
             )
-        frames = speech + (1 if rest else 0)
-        out = np.empty(frames * FRAME_SAMPLES, dtype=np.int16)
+        out = np.empty((speech + (1 if rest else 0)) * FRAME_SAMPLES, dtype=np.int16)
         decode_fn, ctx = self._decode_fn, self._decoder
-        if size > self._in_size:
-            self._in = ctypes.create_string_buffer(size)
-            self._in_addr = ctypes.addressof(self._in)
-            self._in_size = size
-        ctypes.memmove(self._in_addr, payload, size)  # one copy into a preallocated buffer
-        in_addr = self._in_addr
         out_addr = _address(out)
+        # ctypes passes a bytes argument as a pointer to its data: the first frame is the
+        # payload itself, later ones are slices (no copy into a staging buffer)
         for i in range(speech):
-            decode_fn(ctx, in_addr + 10 * i, 10, 0, 0, 0, out_addr + 160 * i)
+            decode_fn(ctx, payload[10 * i :] if i else payload, 10, 0, 0, 0, out_addr + 160 * i)
         if rest:
-            decode_fn(ctx, in_addr + 10 * speech, SID_FRAME_BYTES, 0, 1, 0, out_addr + 160 * speech)
+            decode_fn(ctx, payload[10 * speech :], SID_FRAME_BYTES, 0, 1, 0,
+                      out_addr + 160 * speech)
         return out
 
     def decode_frames(self, frames: list[bytes]) -> np.ndarray:
