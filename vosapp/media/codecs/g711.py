@@ -21,6 +21,8 @@ from vosapp.media.codecs.base import Codec, RepeatConcealer
 
 __all__ = ["ALAW_DECODE", "ALAW_ENCODE", "PCMA", "PCMU", "ULAW_DECODE", "ULAW_ENCODE"]
 
+_INT16, _UINT8 = np.dtype(np.int16), np.dtype(np.uint8)
+
 
 def _bit_length(values: np.ndarray) -> np.ndarray:
     """Number of significant bits of non-negative integers (0 -> 0), vectorised."""
@@ -98,10 +100,12 @@ class G711(Codec):
 
     def __init__(self) -> None:
         self._concealer = RepeatConcealer(self.frame_samples)
+        self._frame_samples = self.frame_samples
+        self._heard: np.ndarray | None = None  # the last whole frame decoded, not yet remembered
 
     def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
         """Encode any number of samples (``final`` is moot: nothing is ever kept)."""
-        if not (type(samples) is np.ndarray and samples.dtype == np.int16 and samples.ndim == 1):
+        if not (type(samples) is np.ndarray and samples.dtype is _INT16 and samples.ndim == 1):
             samples = self._check_samples(samples)
         # one table look-up per sample; a negative int16 index counts from the end of the
         # 65,536-entry table, which is where its 16-bit pattern (as uint16) points
@@ -110,12 +114,16 @@ class G711(Codec):
     def decode(self, payload: bytes) -> np.ndarray:
         if type(payload) is not bytes:
             self._check_bytes(payload)
-        audio = self._decode_table.take(np.frombuffer(payload, dtype=np.uint8))
-        self._concealer.remember(audio)
+        audio = self._decode_table.take(np.frombuffer(payload, dtype=_UINT8))
+        if audio.size >= self._frame_samples:
+            self._heard = audio  # the concealer gets it when a loss occurs
         return audio
 
     def conceal(self, frames: int = 1) -> np.ndarray:
         """Repeat the last 10 ms with 6 dB attenuation per further lost frame (not G.711 I)."""
+        if self._heard is not None:
+            self._concealer.remember(self._heard)
+            self._heard = None
         return self._concealer.conceal(frames, self.frame_ms)
 
 

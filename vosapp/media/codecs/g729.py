@@ -35,6 +35,8 @@ __all__ = ["G729", "load_bcg729"]
 FRAME_SAMPLES = 80
 SPEECH_FRAME_BYTES = 10
 SID_FRAME_BYTES = 2
+_BLOCK_SAMPLES = 2048  # decoded audio handed out per allocation: 12 packets of 20 ms, 4 KiB
+_INT16 = np.dtype(np.int16)
 
 _LIB: ctypes.CDLL | None = None
 
@@ -126,6 +128,9 @@ class G729(Codec):
         self._bits_addr = ctypes.addressof(self._bits)
         self._bits_len = ctypes.c_uint8(0)
         self._bits_len_addr = ctypes.addressof(self._bits_len)
+        self._block = np.empty(0, dtype=np.int16)  # decoded audio is handed out from here
+        self._block_addr = 0
+        self._block_used = 0
         self._out_frames = 6  # grows on demand
         self._out = ctypes.create_string_buffer(self._out_frames * SPEECH_FRAME_BYTES)
         self._out_addr = ctypes.addressof(self._out)
@@ -138,7 +143,7 @@ class G729(Codec):
     def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
         if not (
             type(samples) is np.ndarray
-            and samples.dtype == np.int16
+            and samples.dtype is _INT16
             and samples.ndim == 1
             and not samples.size % FRAME_SAMPLES
             and not self._pending.size
@@ -195,9 +200,18 @@ class G729(Codec):
                 f"G729.decode needs whole frames of 10 bytes (10 ms), optionally followed by "
                 f"one 2-byte SID frame (RFC 3551 §4.5.6); got {size} bytes"
             )
-        out = np.empty((speech + (1 if rest else 0)) * FRAME_SAMPLES, dtype=np.int16)
+        # the output is the next slice of a preallocated block: a fresh array for the
+        # caller, without an allocation and an address look-up per packet
+        samples = (speech + (1 if rest else 0)) * FRAME_SAMPLES
+        used = self._block_used
+        if used + samples > self._block.size:
+            self._block = np.empty(max(_BLOCK_SAMPLES, samples), dtype=np.int16)
+            self._block_addr = _address(self._block)
+            used = 0
+        self._block_used = used + samples
+        out = self._block[used : used + samples]
+        out_addr = self._block_addr + 2 * used
         decode_fn, ctx = self._decode_fn, self._decoder
-        out_addr = _address(out)
         # ctypes passes a bytes argument as a pointer to its data: the first frame is the
         # payload itself, later ones are slices (no copy into a staging buffer)
         for i in range(speech):
