@@ -103,3 +103,24 @@ def test_transcoder_payloads_equal_the_codecs_called_one_by_one(src: str, dst: s
     assert transcoder.stats.as_dict() == {"concealed_frames": 2, "dropped_late": 1,
                                           "packets_in": len(arriving),
                                           "packets_out": len(sent), "resyncs": 0}
+
+
+def test_g729_through_a_g711_table_equals_the_codec_calls() -> None:
+    pcma = codecs.get("PCMA")
+    codes = pcma.encode(SPEECH[:800])
+    table = pcma.decode_table  # type: ignore[attr-defined]
+    direct, plain = codecs.get("G729"), codecs.get("G729")
+    for chunk in (codes[:160], codes[160:200], codes[200:640], codes[640:]):  # 40: padded
+        audio = table[np.frombuffer(chunk, np.uint8)]
+        assert direct.encode_codes(table, chunk) == plain.encode(audio)
+    plain.encode(SPEECH[:40], final=False)  # a kept partial frame goes first, as in encode()
+    direct.encode(SPEECH[:40], final=False)
+    assert direct.encode_codes(table, codes[:160]) == plain.encode(table[np.frombuffer(
+        codes[:160], np.uint8)])
+    bits = BareBcg729().encode(SPEECH[:800])
+    sid = next(f for f in codecs.get("G729", annexb=True).encode_frames(np.zeros(800, np.int16))
+               if len(f) == 2)
+    encode_table = pcma.encode_table  # type: ignore[attr-defined]
+    direct, plain = codecs.get("G729"), codecs.get("G729")
+    for payload in (bits[:20], bits[20:50], bits[50:60] + sid, memoryview(bits[60:80]), b""):
+        assert direct.decode_codes(payload, encode_table) == pcma.encode(plain.decode(payload))

@@ -50,6 +50,25 @@ def resolve_codec(codec: str | Codec) -> Codec:
     return codec_registry.get(codec)
 
 
+def _lookup_lane(src: Codec, dst: Codec) -> Callable[[bytes], bytes] | None:
+    """A payload-to-payload function through a G.711 table, when one side is G.711 and the
+    other codec can take or give its audio through such a table (G.729); else None."""
+    src_table, dst_table = getattr(src, "decode_table", None), getattr(dst, "encode_table", None)
+    encode_codes = getattr(dst, "encode_codes", None)
+    if src_table is not None and encode_codes is not None:
+        heard = src.heard  # type: ignore[attr-defined]
+
+        def g711_in(payload: bytes) -> bytes:
+            heard(payload)  # the G.711 side still conceals a loss from the last packet
+            return encode_codes(src_table, payload)  # type: ignore[no-any-return]
+
+        return g711_in
+    decode_codes = getattr(src, "decode_codes", None)
+    if dst_table is not None and decode_codes is not None:
+        return lambda payload: decode_codes(payload, dst_table)  # type: ignore[no-any-return]
+    return None
+
+
 class StreamingResampler:
     """Block-by-block :func:`scipy.signal.resample_poly` that equals the whole-signal result.
 
@@ -179,7 +198,7 @@ class Transcoder:
     # slots, and the per-packet callables bound once: at hundreds of calls per core the
     # per-packet path is bound by the memory it touches as much as by its instructions
     __slots__ = ("_decode", "_encode", "_expected_seq", "_fifo", "_fifo_len", "_in_frames",
-                 "_in_ticks", "_inject", "_last_src_ticks", "_last_src_ts", "_marker_next",
+                 "_in_ticks", "_inject", "_lane", "_lane_bytes", "_last_src_ticks", "_last_src_ts", "_marker_next",
                  "_out_samples", "_out_ticks", "_packet", "_resampler", "_src_clock",
                  "_src_rate", "_ts_offset", "audio_tap", "dst", "dst_ptime", "max_conceal_ms", "outgoing",
                  "src", "src_ptime", "stats")
@@ -238,6 +257,10 @@ class Transcoder:
         self._inject = np.zeros(0, dtype=np.int16)
         self._decode = self.src.decode
         self._encode = self.dst.encode
+        # payload to payload with no audio array in between (G.711 <-> G.729), for packets of
+        # exactly the negotiated ptime when nothing listens to or replaces the audio
+        self._lane = _lookup_lane(self.src, self.dst) if src_ptime == dst_ptime else None
+        self._lane_bytes = self._in_frames * self.src.frame_bytes
         self._packet = self.outgoing.packet
         # RTP clock and audio rate of the source (they differ for G.722, RFC 3551 §4.5.2)
         self._src_clock, self._src_rate = self.src.clock_rate, self.src.sample_rate
@@ -330,6 +353,13 @@ class Transcoder:
             return out
         self._expected_seq = (sequence + 1) & 0xFFFF
         self._last_src_ts = timestamp
+        if (self._lane is not None and len(payload) == self._lane_bytes and not self._fifo_len
+                and self.audio_tap is None and not self._inject.size):
+            self._last_src_ticks = self._in_ticks
+            out.append(self._packet(self._lane(payload), self._out_ticks, marker=self._marker_next))
+            self._marker_next = False
+            stats.packets_out += 1
+            return out
         audio = self._decode(payload)
         self._last_src_ticks = audio.size * self._src_clock // self._src_rate
         if self.audio_tap is not None or self._inject.size:

@@ -36,7 +36,7 @@ FRAME_SAMPLES = 80
 SPEECH_FRAME_BYTES = 10
 SID_FRAME_BYTES = 2
 _BLOCK_SAMPLES = 2048  # decoded audio handed out per allocation: 12 packets of 20 ms, 4 KiB
-_INT16 = np.dtype(np.int16)
+_INT16, _UINT8 = np.dtype(np.int16), np.dtype(np.uint8)
 
 _LIB: ctypes.CDLL | None = None
 
@@ -131,9 +131,16 @@ class G729(Codec):
         self._block = np.empty(0, dtype=np.int16)  # decoded audio is handed out from here
         self._block_addr = 0
         self._block_used = 0
+        self._pcm = np.empty(0, dtype=np.int16)  # audio between a G.711 payload and bcg729
+        self._pcm_addr = 0
         self._out_frames = 6  # grows on demand
         self._out = ctypes.create_string_buffer(self._out_frames * SPEECH_FRAME_BYTES)
         self._out_addr = ctypes.addressof(self._out)
+
+    def _grow_output(self, frames: int) -> None:
+        self._out = ctypes.create_string_buffer(frames * SPEECH_FRAME_BYTES)
+        self._out_addr = ctypes.addressof(self._out)
+        self._out_frames = frames
 
     @property
     def fmtp(self) -> str:
@@ -151,9 +158,7 @@ class G729(Codec):
             samples = self._whole_frames(samples, final)
         frames = samples.size // FRAME_SAMPLES
         if frames > self._out_frames:
-            self._out = ctypes.create_string_buffer(frames * SPEECH_FRAME_BYTES)
-            self._out_addr = ctypes.addressof(self._out)
-            self._out_frames = frames
+            self._grow_output(frames)
         encode_fn, ctx, length_addr, out_addr = (
             self._encode_fn, self._encoder, self._bits_len_addr, self._out_addr)
         # the samples as one bytes object (a plain copy, cheaper than asking numpy for its
@@ -164,6 +169,51 @@ class G729(Codec):
         for i in range(1, frames):
             encode_fn(ctx, pcm[160 * i :], out_addr + 10 * i, length_addr)
         return self._out.raw[: frames * SPEECH_FRAME_BYTES]
+
+    def _scratch(self, samples: int) -> int:
+        """Address of a preallocated int16 buffer of exactly ``samples`` samples."""
+        if self._pcm.size != samples:
+            self._pcm = np.empty(samples, dtype=np.int16)
+            self._pcm_addr = _address(self._pcm)
+        return self._pcm_addr
+
+    def encode_codes(self, table: np.ndarray, codes: bytes) -> bytes:
+        """Encode the audio ``table[codes]`` without handing it out as an array.
+
+        What a G.711 payload (``codes``) decodes to through its decode table (int16[256]),
+        straight into the encoder's input buffer: the transcoder's G.711 -> G.729 path. Equal
+        to ``encode(table[codes])``.
+        """
+        size = len(codes)
+        if size % FRAME_SAMPLES or self._pending.size:
+            return self.encode(table.take(np.frombuffer(codes, dtype=_UINT8)))
+        frames = size // FRAME_SAMPLES
+        in_addr = self._scratch(size)
+        table.take(np.frombuffer(codes, dtype=_UINT8), out=self._pcm)
+        if frames > self._out_frames:
+            self._grow_output(frames)
+        encode_fn, ctx, length_addr, out_addr = (
+            self._encode_fn, self._encoder, self._bits_len_addr, self._out_addr)
+        for i in range(frames):
+            encode_fn(ctx, in_addr + 160 * i, out_addr + 10 * i, length_addr)
+        return self._out.raw[: frames * SPEECH_FRAME_BYTES]
+
+    def decode_codes(self, payload: bytes, table: np.ndarray) -> bytes:
+        """Decode and map every sample through ``table``: ``table[decode(payload)]`` as bytes.
+
+        With a G.711 encode table (uint8[65536] indexed by the sample) that is the G.711
+        payload of the decoded audio: the transcoder's G.729 -> G.711 path, with the audio
+        decoded into a preallocated buffer rather than a fresh array.
+        """
+        size = len(payload)
+        if type(payload) is not bytes or size % SPEECH_FRAME_BYTES or not size:
+            return table.take(self.decode(payload)).tobytes()
+        frames = size // SPEECH_FRAME_BYTES
+        out_addr = self._scratch(frames * FRAME_SAMPLES)
+        decode_fn, ctx = self._decode_fn, self._decoder
+        for i in range(frames):
+            decode_fn(ctx, payload[10 * i :] if i else payload, 10, 0, 0, 0, out_addr + 160 * i)
+        return table.take(self._pcm).tobytes()
 
     def encode_frames(self, samples: np.ndarray) -> list[bytes]:
         """Encode frame by frame; with Annex B a frame is 10 (speech), 2 (SID) or 0 bytes.
