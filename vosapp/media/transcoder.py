@@ -198,8 +198,8 @@ class Transcoder:
     # slots, and the per-packet callables bound once: at hundreds of calls per core the
     # per-packet path is bound by the memory it touches as much as by its instructions
     __slots__ = ("_decode", "_encode", "_expected_seq", "_fifo", "_fifo_len", "_in_frames",
-                 "_in_ticks", "_inject", "_lane", "_lane_bytes", "_last_src_ticks", "_last_src_ts", "_marker_next",
-                 "_out_samples", "_out_ticks", "_packet", "_resampler", "_src_clock",
+                 "_in_ticks", "_inject", "_lane", "_lane_bytes", "_last_src_ticks", "_last_src_ts",
+                 "_marker_next", "_out_samples", "_out_ticks", "_packet", "_resampler", "_src_clock",
                  "_src_rate", "_ts_offset", "audio_tap", "dst", "dst_ptime", "max_conceal_ms", "outgoing",
                  "src", "src_ptime", "stats")
 
@@ -356,21 +356,20 @@ class Transcoder:
         if (self._lane is not None and len(payload) == self._lane_bytes and not self._fifo_len
                 and self.audio_tap is None and not self._inject.size):
             self._last_src_ticks = self._in_ticks
-            out.append(self._packet(self._lane(payload), self._out_ticks, marker=self._marker_next))
-            self._marker_next = False
-            stats.packets_out += 1
-            return out
-        audio = self._decode(payload)
-        self._last_src_ticks = audio.size * self._src_clock // self._src_rate
-        if self.audio_tap is not None or self._inject.size:
-            audio = self._replace(audio)
-        if audio.size == self._out_samples and not self._fifo_len and self._resampler is None:
-            # one packet in, one packet out (20 ms PCMA <-> 2 x 10 ms G.729): no FIFO
-            out.append(self._packet(self._encode(audio), self._out_ticks, marker=self._marker_next))
-            self._marker_next = False
-            stats.packets_out += 1
+            encoded = self._lane(payload)
         else:
-            self._push(audio, out)
+            audio = self._decode(payload)
+            self._last_src_ticks = audio.size * self._src_clock // self._src_rate
+            if self.audio_tap is not None or self._inject.size:
+                audio = self._replace(audio)
+            if audio.size != self._out_samples or self._fifo_len or self._resampler is not None:
+                self._push(audio, out)
+                return out
+            encoded = self._encode(audio)
+        # one packet in, one packet out (20 ms PCMA <-> 2 x 10 ms G.729): no FIFO
+        out.append(self._packet(encoded, self._out_ticks, marker=self._marker_next))
+        self._marker_next = False
+        stats.packets_out += 1
         return out
 
     def _out_of_sequence(self, sequence: int, timestamp: int, out: list[bytes]) -> bool:

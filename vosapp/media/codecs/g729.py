@@ -170,12 +170,10 @@ class G729(Codec):
             encode_fn(ctx, pcm[160 * i :], out_addr + 10 * i, length_addr)
         return self._out.raw[: frames * SPEECH_FRAME_BYTES]
 
-    def _scratch(self, samples: int) -> int:
-        """Address of a preallocated int16 buffer of exactly ``samples`` samples."""
-        if self._pcm.size != samples:
-            self._pcm = np.empty(samples, dtype=np.int16)
-            self._pcm_addr = _address(self._pcm)
-        return self._pcm_addr
+    def _scratch(self, samples: int) -> None:
+        """Make :attr:`_pcm` a preallocated int16 buffer of exactly ``samples`` samples."""
+        self._pcm = np.empty(samples, dtype=np.int16)
+        self._pcm_addr = _address(self._pcm)
 
     def encode_codes(self, table: np.ndarray, codes: bytes) -> bytes:
         """Encode the audio ``table[codes]`` without handing it out as an array.
@@ -188,8 +186,12 @@ class G729(Codec):
         if size % FRAME_SAMPLES or self._pending.size:
             return self.encode(table.take(np.frombuffer(codes, dtype=_UINT8)))
         frames = size // FRAME_SAMPLES
-        in_addr = self._scratch(size)
-        table.take(np.frombuffer(codes, dtype=_UINT8), out=self._pcm)
+        if self._pcm.size != size:
+            self._scratch(size)
+        # mode "clip" (a no-op for uint8 codes into 256 entries) lets numpy write into `out`
+        # directly; the default "raise" buffers the result and copies it
+        table.take(np.frombuffer(codes, dtype=_UINT8), out=self._pcm, mode="clip")
+        in_addr = self._pcm_addr
         if frames > self._out_frames:
             self._grow_output(frames)
         encode_fn, ctx, length_addr, out_addr = (
@@ -209,7 +211,9 @@ class G729(Codec):
         if type(payload) is not bytes or size % SPEECH_FRAME_BYTES or not size:
             return table.take(self.decode(payload)).tobytes()
         frames = size // SPEECH_FRAME_BYTES
-        out_addr = self._scratch(frames * FRAME_SAMPLES)
+        if self._pcm.size != frames * FRAME_SAMPLES:
+            self._scratch(frames * FRAME_SAMPLES)
+        out_addr = self._pcm_addr
         decode_fn, ctx = self._decode_fn, self._decoder
         for i in range(frames):
             decode_fn(ctx, payload[10 * i :] if i else payload, 10, 0, 0, 0, out_addr + 160 * i)
