@@ -28,6 +28,7 @@ import random
 import struct
 from collections.abc import Callable
 from fractions import Fraction
+from functools import partial
 from math import gcd
 
 import numpy as np
@@ -65,7 +66,7 @@ def _lookup_lane(src: Codec, dst: Codec) -> Callable[[bytes], bytes] | None:
         return g711_in
     decode_codes = getattr(src, "decode_codes", None)
     if dst_table is not None and decode_codes is not None:
-        return lambda payload: decode_codes(payload, dst_table)  # type: ignore[no-any-return]
+        return partial(decode_codes, table=dst_table)
     return None
 
 
