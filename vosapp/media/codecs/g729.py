@@ -17,8 +17,10 @@ Frames are 10 ms (80 samples -> 10 bytes). An RTP payload is N speech frames opt
 followed by one 2-byte SID frame (RFC 3551 §4.5.6), which :meth:`G729.decode` honours.
 
 Speed matters (a media proxy transcodes hundreds of calls on one core): the function pointers
-are bound once with ``argtypes``, the per-frame loop passes raw addresses into preallocated
-buffers and builds no ctypes objects.
+are bound once with ``argtypes``; the per-frame loop passes bytes objects (ctypes hands over a
+pointer to their data) or raw addresses of preallocated buffers and builds no ctypes objects.
+:meth:`G729.encode_codes` and :meth:`G729.decode_codes` take or give the audio through a G.711
+table, so a G.711 <-> G.729 packet needs no audio array in between (the transcoder uses them).
 """
 
 from __future__ import annotations
