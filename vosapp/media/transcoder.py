@@ -28,6 +28,7 @@ import random
 import struct
 from collections.abc import Callable
 from fractions import Fraction
+from functools import partial
 from math import gcd
 
 import numpy as np
@@ -48,6 +49,25 @@ def resolve_codec(codec: str | Codec) -> Codec:
     if isinstance(codec, Codec):
         return codec
     return codec_registry.get(codec)
+
+
+def _lookup_lane(src: Codec, dst: Codec) -> Callable[[bytes], bytes] | None:
+    """A payload-to-payload function through a G.711 table, when one side is G.711 and the
+    other codec can take or give its audio through such a table (G.729); else None."""
+    src_table, dst_table = getattr(src, "decode_table", None), getattr(dst, "encode_table", None)
+    encode_codes = getattr(dst, "encode_codes", None)
+    if src_table is not None and encode_codes is not None:
+        heard = src.heard  # type: ignore[attr-defined]
+
+        def g711_in(payload: bytes) -> bytes:
+            heard(payload)  # the G.711 side still conceals a loss from the last packet
+            return encode_codes(src_table, payload)  # type: ignore[no-any-return]
+
+        return g711_in
+    decode_codes = getattr(src, "decode_codes", None)
+    if dst_table is not None and decode_codes is not None:
+        return partial(decode_codes, table=dst_table)
+    return None
 
 
 class StreamingResampler:
@@ -180,8 +200,8 @@ class Transcoder:
     # slots, and the per-packet callables bound once: at hundreds of calls per core the
     # per-packet path is bound by the memory it touches as much as by its instructions
     __slots__ = ("_decode", "_encode", "_expected_seq", "_fifo", "_fifo_len", "_in_frames",
-                 "_in_ticks", "_inject", "_last_src_ticks", "_last_src_ts", "_marker_next",
-                 "_out_samples", "_out_ticks", "_packet", "_resampler", "_src_clock",
+                 "_in_ticks", "_inject", "_lane", "_lane_bytes", "_last_src_ticks", "_last_src_ts",
+                 "_marker_next", "_out_samples", "_out_ticks", "_packet", "_resampler", "_src_clock",
                  "_src_rate", "_ts_offset", "audio_tap", "dst", "dst_ptime", "max_conceal_ms", "outgoing",
                  "src", "src_ptime", "stats")
 
@@ -239,6 +259,10 @@ class Transcoder:
         self._inject = np.zeros(0, dtype=np.int16)
         self._decode = self.src.decode
         self._encode = self.dst.encode
+        # payload to payload with no audio array in between (G.711 <-> G.729), for packets of
+        # exactly the negotiated ptime when nothing listens to or replaces the audio
+        self._lane = _lookup_lane(self.src, self.dst) if src_ptime == dst_ptime else None
+        self._lane_bytes = self._in_frames * self.src.frame_bytes
         self._packet = self.outgoing.packet
         # RTP clock and audio rate of the source (they differ for G.722, RFC 3551 §4.5.2)
         self._src_clock, self._src_rate = self.src.clock_rate, self.src.sample_rate
@@ -316,42 +340,61 @@ class Transcoder:
         if len(datagram) < 12:
             raise RtpError(f"RTP packet too short: {len(datagram)} bytes")
         first, _second, sequence, timestamp, _ssrc = _HEADER.unpack_from(datagram)
-        if first == 0x80:  # the common case: no padding, extension or CSRC
-            payload = datagram[12:]
-        else:
-            packet = RtpPacket.parse(datagram)
-            payload = packet.payload
-        self.stats.packets_in += 1
+        # the common case: no padding, extension or CSRC
+        payload = datagram[12:] if first == 0x80 else RtpPacket.parse(datagram).payload
+        stats = self.stats
+        stats.packets_in += 1
         out: list[bytes] = []
-        expected = self._expected_seq
-        if expected is None:
-            self.map_timestamp(timestamp)
-        elif sequence != expected:
-            gap = (sequence - expected) % _SEQ_MOD
-            if gap >= _SEQ_MOD // 2:  # late or duplicate
-                self.stats.dropped_late += 1
-                return out
-            gap_ms = gap * self.src_ptime
-            if gap_ms <= self.max_conceal_ms:
-                frames = gap * self._in_frames
-                self.stats.concealed_frames += frames
-                self._push(self._replace(self._conceal(frames)), out)
-            else:
-                self._resync(timestamp)
-        else:
+        if sequence == self._expected_seq:
             step = (timestamp - self._last_src_ts) & 0xFFFFFFFF
             if self._last_src_ticks + self._in_ticks // 2 < step < 0x80000000:
                 # consecutive packets but the timestamp jumped: the sender stopped sending
                 # during silence (DTX, RFC 3551 §4.1) or after hold; follow the jump
                 self._resync(timestamp)
+        elif not self._out_of_sequence(sequence, timestamp, out):
+            return out
         self._expected_seq = (sequence + 1) & 0xFFFF
         self._last_src_ts = timestamp
-        audio = self._decode(payload)
-        self._last_src_ticks = audio.size * self._src_clock // self._src_rate
-        if self.audio_tap is not None or self._inject.size:
-            audio = self._replace(audio)
-        self._push(audio, out)
+        if (self._lane is not None and len(payload) == self._lane_bytes and not self._fifo_len
+                and self.audio_tap is None and not self._inject.size):
+            self._last_src_ticks = self._in_ticks
+            encoded = self._lane(payload)
+        else:
+            audio = self._decode(payload)
+            self._last_src_ticks = audio.size * self._src_clock // self._src_rate
+            if self.audio_tap is not None or self._inject.size:
+                audio = self._replace(audio)
+            if audio.size != self._out_samples or self._fifo_len or self._resampler is not None:
+                self._push(audio, out)
+                return out
+            encoded = self._encode(audio)
+        # one packet in, one packet out (20 ms PCMA <-> 2 x 10 ms G.729): no FIFO
+        out.append(self._packet(encoded, self._out_ticks, marker=self._marker_next))
+        self._marker_next = False
+        stats.packets_out += 1
         return out
+
+    def _out_of_sequence(self, sequence: int, timestamp: int, out: list[bytes]) -> bool:
+        """Handle a packet that is not the next expected one; False when it is dropped.
+
+        The first packet maps the timestamps; a short gap is concealed into ``out``; a long
+        one is followed (:meth:`_resync`); a late or duplicate packet is dropped.
+        """
+        expected = self._expected_seq
+        if expected is None:
+            self.map_timestamp(timestamp)
+            return True
+        gap = (sequence - expected) % _SEQ_MOD
+        if gap >= _SEQ_MOD // 2:  # late or duplicate
+            self.stats.dropped_late += 1
+            return False
+        if gap * self.src_ptime <= self.max_conceal_ms:
+            frames = gap * self._in_frames
+            self.stats.concealed_frames += frames
+            self._push(self._replace(self._conceal(frames)), out)
+        else:
+            self._resync(timestamp)
+        return True
 
     def process_payload(self, payload: bytes) -> list[bytes]:
         """Transcode one payload that arrived without RTP framing (no loss detection)."""
@@ -379,12 +422,6 @@ class Transcoder:
         step = self._out_samples
         encode = self._encode
         packet = self._packet
-        if self._fifo_len == 0 and n == step:
-            # fast path: one packet in, one packet out
-            out.append(packet(encode(audio), self._out_ticks, marker=self._marker_next))
-            self._marker_next = False
-            self.stats.packets_out += 1
-            return
         fifo = self._fifo
         if self._fifo_len + n > fifo.size:
             grown = np.zeros(2 * (self._fifo_len + n), dtype=np.int16)

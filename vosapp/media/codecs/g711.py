@@ -21,6 +21,8 @@ from vosapp.media.codecs.base import Codec, RepeatConcealer
 
 __all__ = ["ALAW_DECODE", "ALAW_ENCODE", "PCMA", "PCMU", "ULAW_DECODE", "ULAW_ENCODE"]
 
+_INT16, _UINT8 = np.dtype(np.int16), np.dtype(np.uint8)
+
 
 def _bit_length(values: np.ndarray) -> np.ndarray:
     """Number of significant bits of non-negative integers (0 -> 0), vectorised."""
@@ -94,27 +96,46 @@ class G711(Codec):
     frame_ms = 10
     frame_bytes = 80
     has_plc = False  # repetition only, see module docstring
-    _encode_table: np.ndarray
-    _decode_table: np.ndarray
+    #: uint8[65536]: the code of each int16 sample (indexed by the sample, see :meth:`encode`)
+    encode_table: np.ndarray
+    #: int16[256]: the linear value of each code
+    decode_table: np.ndarray
 
     def __init__(self) -> None:
         self._concealer = RepeatConcealer(self.frame_samples)
+        self._frame_samples = self.frame_samples
+        # the last whole frame decoded (audio, or a payload given to heard()), not yet remembered
+        self._heard: np.ndarray | bytes | None = None
 
     def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
         """Encode any number of samples (``final`` is moot: nothing is ever kept)."""
-        if not (type(samples) is np.ndarray and samples.dtype == np.int16 and samples.ndim == 1):
+        if not (type(samples) is np.ndarray and samples.dtype is _INT16 and samples.ndim == 1):
             samples = self._check_samples(samples)
-        # one table look-up per sample, indexed by the sample's 16-bit pattern
-        return self._encode_table.take(samples.view(np.uint16)).tobytes()
+        # one table look-up per sample; a negative int16 index counts from the end of the
+        # 65,536-entry table, which is where its 16-bit pattern (as uint16) points
+        return self.encode_table.take(samples).tobytes()
 
     def decode(self, payload: bytes) -> np.ndarray:
-        self._check_bytes(payload)
-        audio = self._decode_table.take(np.frombuffer(payload, dtype=np.uint8))
-        self._concealer.remember(audio)
+        if type(payload) is not bytes:
+            self._check_bytes(payload)
+        audio = self.decode_table.take(np.frombuffer(payload, dtype=_UINT8))
+        if audio.size >= self._frame_samples:
+            self._heard = audio  # the concealer gets it when a loss occurs
         return audio
+
+    def heard(self, payload: bytes) -> None:
+        """Note a payload that was decoded elsewhere (through :attr:`decode_table`), for PLC."""
+        if len(payload) >= self._frame_samples:
+            self._heard = bytes(payload)  # the same object when it is bytes already
 
     def conceal(self, frames: int = 1) -> np.ndarray:
         """Repeat the last 10 ms with 6 dB attenuation per further lost frame (not G.711 I)."""
+        heard = self._heard
+        if heard is not None:
+            if not isinstance(heard, np.ndarray):  # a payload given to heard()
+                heard = self.decode_table.take(np.frombuffer(heard, dtype=_UINT8))
+            self._concealer.remember(heard)
+            self._heard = None
         return self._concealer.conceal(frames, self.frame_ms)
 
 
@@ -124,8 +145,8 @@ class PCMA(G711):
     name = "PCMA"
     encoding_name = "PCMA"
     payload_type = 8
-    _encode_table = ALAW_ENCODE
-    _decode_table = ALAW_DECODE
+    encode_table = ALAW_ENCODE
+    decode_table = ALAW_DECODE
 
 
 class PCMU(G711):
@@ -134,5 +155,5 @@ class PCMU(G711):
     name = "PCMU"
     encoding_name = "PCMU"
     payload_type = 0
-    _encode_table = ULAW_ENCODE
-    _decode_table = ULAW_DECODE
+    encode_table = ULAW_ENCODE
+    decode_table = ULAW_DECODE

@@ -17,8 +17,10 @@ Frames are 10 ms (80 samples -> 10 bytes). An RTP payload is N speech frames opt
 followed by one 2-byte SID frame (RFC 3551 §4.5.6), which :meth:`G729.decode` honours.
 
 Speed matters (a media proxy transcodes hundreds of calls on one core): the function pointers
-are bound once with ``argtypes``, the per-frame loop passes raw addresses into preallocated
-buffers and builds no ctypes objects.
+are bound once with ``argtypes``; the per-frame loop passes bytes objects (ctypes hands over a
+pointer to their data) or raw addresses of preallocated buffers and builds no ctypes objects.
+:meth:`G729.encode_codes` and :meth:`G729.decode_codes` take or give the audio through a G.711
+table, so a G.711 <-> G.729 packet needs no audio array in between (the transcoder uses them).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = ["G729", "load_bcg729"]
 FRAME_SAMPLES = 80
 SPEECH_FRAME_BYTES = 10
 SID_FRAME_BYTES = 2
+_BLOCK_SAMPLES = 2048  # decoded audio handed out per allocation: 12 packets of 20 ms, 4 KiB
+_INT16, _UINT8 = np.dtype(np.int16), np.dtype(np.uint8)
 
 _LIB: ctypes.CDLL | None = None
 
@@ -127,12 +131,19 @@ class G729(Codec):
         self._bits_addr = ctypes.addressof(self._bits)
         self._bits_len = ctypes.c_uint8(0)
         self._bits_len_addr = ctypes.addressof(self._bits_len)
+        self._block = np.empty(0, dtype=np.int16)  # decoded audio is handed out from here
+        self._block_addr = 0
+        self._block_used = 0
+        self._pcm = np.empty(0, dtype=np.int16)  # audio between a G.711 payload and bcg729
+        self._pcm_addr = 0
         self._out_frames = 6  # grows on demand
         self._out = ctypes.create_string_buffer(self._out_frames * SPEECH_FRAME_BYTES)
         self._out_addr = ctypes.addressof(self._out)
-        self._in_size = 64
-        self._in = ctypes.create_string_buffer(self._in_size)
-        self._in_addr = ctypes.addressof(self._in)
+
+    def _grow_output(self, frames: int) -> None:
+        self._out = ctypes.create_string_buffer(frames * SPEECH_FRAME_BYTES)
+        self._out_addr = ctypes.addressof(self._out)
+        self._out_frames = frames
 
     @property
     def fmtp(self) -> str:
@@ -142,25 +153,74 @@ class G729(Codec):
     def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
         if not (
             type(samples) is np.ndarray
-            and samples.dtype == np.int16
+            and samples.dtype is _INT16
             and samples.ndim == 1
-            and samples.flags.c_contiguous
-            and samples.size % FRAME_SAMPLES == 0
+            and not samples.size % FRAME_SAMPLES
             and not self._pending.size
         ):
             samples = self._whole_frames(samples, final)
         frames = samples.size // FRAME_SAMPLES
         if frames > self._out_frames:
-            self._out = ctypes.create_string_buffer(frames * SPEECH_FRAME_BYTES)
-            self._out_addr = ctypes.addressof(self._out)
-            self._out_frames = frames
-        encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
-        in_addr = _address(samples)
-        out_addr = self._out_addr
+            self._grow_output(frames)
+        encode_fn, ctx, length_addr, out_addr = (
+            self._encode_fn, self._encoder, self._bits_len_addr, self._out_addr)
+        # the samples as one bytes object (a plain copy, cheaper than asking numpy for its
+        # buffer's address); ctypes passes a bytes argument as a pointer to its data
+        pcm = samples.tobytes()
+        if frames:
+            encode_fn(ctx, pcm, out_addr, length_addr)
+        for i in range(1, frames):
+            encode_fn(ctx, pcm[160 * i :], out_addr + 10 * i, length_addr)
+        return self._out.raw[: frames * SPEECH_FRAME_BYTES]
+
+    def _scratch(self, samples: int) -> None:
+        """Make :attr:`_pcm` a preallocated int16 buffer of exactly ``samples`` samples."""
+        self._pcm = np.empty(samples, dtype=np.int16)
+        self._pcm_addr = _address(self._pcm)
+
+    def encode_codes(self, table: np.ndarray, codes: bytes) -> bytes:
+        """Encode the audio ``table[codes]`` without handing it out as an array.
+
+        What a G.711 payload (``codes``) decodes to through its decode table (int16[256]),
+        straight into the encoder's input buffer: the transcoder's G.711 -> G.729 path. Equal
+        to ``encode(table[codes])``.
+        """
+        size = len(codes)
+        if size % FRAME_SAMPLES or self._pending.size:
+            return self.encode(table.take(np.frombuffer(codes, dtype=_UINT8)))
+        frames = size // FRAME_SAMPLES
+        if self._pcm.size != size:
+            self._scratch(size)
+        # mode "clip" (a no-op for uint8 codes into 256 entries) lets numpy write into `out`
+        # directly; the default "raise" buffers the result and copies it
+        table.take(np.frombuffer(codes, dtype=_UINT8), out=self._pcm, mode="clip")
+        in_addr = self._pcm_addr
+        if frames > self._out_frames:
+            self._grow_output(frames)
+        encode_fn, ctx, length_addr, out_addr = (
+            self._encode_fn, self._encoder, self._bits_len_addr, self._out_addr)
         for i in range(frames):
-            # bcg729 writes the 10 bytes straight into the preallocated output buffer
             encode_fn(ctx, in_addr + 160 * i, out_addr + 10 * i, length_addr)
         return self._out.raw[: frames * SPEECH_FRAME_BYTES]
+
+    def decode_codes(self, payload: bytes, table: np.ndarray) -> bytes:
+        """Decode and map every sample through ``table``: ``table[decode(payload)]`` as bytes.
+
+        With a G.711 encode table (uint8[65536] indexed by the sample) that is the G.711
+        payload of the decoded audio: the transcoder's G.729 -> G.711 path, with the audio
+        decoded into a preallocated buffer rather than a fresh array.
+        """
+        size = len(payload)
+        if type(payload) is not bytes or size % SPEECH_FRAME_BYTES or not size:
+            return table.take(self.decode(payload)).tobytes()
+        frames = size // SPEECH_FRAME_BYTES
+        if self._pcm.size != frames * FRAME_SAMPLES:
+            self._scratch(frames * FRAME_SAMPLES)
+        out_addr = self._pcm_addr
+        decode_fn, ctx = self._decode_fn, self._decoder
+        for i in range(frames):
+            decode_fn(ctx, payload[10 * i :] if i else payload, 10, 0, 0, 0, out_addr + 160 * i)
+        return table.take(self._pcm).tobytes()
 
     def encode_frames(self, samples: np.ndarray) -> list[bytes]:
         """Encode frame by frame; with Annex B a frame is 10 (speech), 2 (SID) or 0 bytes.
@@ -187,9 +247,9 @@ class G729(Codec):
         return frames
 
     def decode(self, payload: bytes) -> np.ndarray:
-        self._check_bytes(payload)
-        if isinstance(payload, memoryview):
-            payload = payload.tobytes()
+        if type(payload) is not bytes:
+            self._check_bytes(payload)
+            payload = bytes(payload)
         size = len(payload)
         speech, rest = divmod(size, SPEECH_FRAME_BYTES)
         if rest not in (0, SID_FRAME_BYTES):
@@ -197,20 +257,25 @@ class G729(Codec):
                 f"G729.decode needs whole frames of 10 bytes (10 ms), optionally followed by "
                 f"one 2-byte SID frame (RFC 3551 §4.5.6); got {size} bytes"
             )
-        frames = speech + (1 if rest else 0)
-        out = np.empty(frames * FRAME_SAMPLES, dtype=np.int16)
+        # the output is the next slice of a preallocated block: a fresh array for the
+        # caller, without an allocation and an address look-up per packet
+        samples = (speech + (1 if rest else 0)) * FRAME_SAMPLES
+        used = self._block_used
+        if used + samples > self._block.size:
+            self._block = np.empty(max(_BLOCK_SAMPLES, samples), dtype=np.int16)
+            self._block_addr = _address(self._block)
+            used = 0
+        self._block_used = used + samples
+        out = self._block[used : used + samples]
+        out_addr = self._block_addr + 2 * used
         decode_fn, ctx = self._decode_fn, self._decoder
-        if size > self._in_size:
-            self._in = ctypes.create_string_buffer(size)
-            self._in_addr = ctypes.addressof(self._in)
-            self._in_size = size
-        ctypes.memmove(self._in_addr, payload, size)  # one copy into a preallocated buffer
-        in_addr = self._in_addr
-        out_addr = _address(out)
+        # ctypes passes a bytes argument as a pointer to its data: the first frame is the
+        # payload itself, later ones are slices (no copy into a staging buffer)
         for i in range(speech):
-            decode_fn(ctx, in_addr + 10 * i, 10, 0, 0, 0, out_addr + 160 * i)
+            decode_fn(ctx, payload[10 * i :] if i else payload, 10, 0, 0, 0, out_addr + 160 * i)
         if rest:
-            decode_fn(ctx, in_addr + 10 * speech, SID_FRAME_BYTES, 0, 1, 0, out_addr + 160 * speech)
+            decode_fn(ctx, payload[10 * speech :], SID_FRAME_BYTES, 0, 1, 0,
+                      out_addr + 160 * speech)
         return out
 
     def decode_frames(self, frames: list[bytes]) -> np.ndarray:
