@@ -36,6 +36,8 @@ from scipy.signal import resample_poly
 
 from vosapp.media import codecs as codec_registry
 from vosapp.media.codecs.base import Codec, CodecError
+from vosapp.media.codecs.g711 import G711
+from vosapp.media.codecs.g729 import G729
 from vosapp.media.rtp import OutgoingStream, RtpError, RtpPacket
 
 __all__ = ["StreamingResampler", "Transcoder", "TranscoderStats", "resolve_codec"]
@@ -53,20 +55,17 @@ def resolve_codec(codec: str | Codec) -> Codec:
 
 def _lookup_lane(src: Codec, dst: Codec) -> Callable[[bytes], bytes] | None:
     """A payload-to-payload function through a G.711 table, when one side is G.711 and the
-    other codec can take or give its audio through such a table (G.729); else None."""
-    src_table, dst_table = getattr(src, "decode_table", None), getattr(dst, "encode_table", None)
-    encode_codes = getattr(dst, "encode_codes", None)
-    if src_table is not None and encode_codes is not None:
-        heard = src.heard  # type: ignore[attr-defined]
+    other G.729 (which takes or gives its audio through such a table); else None."""
+    if isinstance(src, G711) and isinstance(dst, G729):
+        heard, encode_codes, src_table = src.heard, dst.encode_codes, src.decode_table
 
         def g711_in(payload: bytes) -> bytes:
             heard(payload)  # the G.711 side still conceals a loss from the last packet
-            return encode_codes(src_table, payload)  # type: ignore[no-any-return]
+            return encode_codes(src_table, payload)
 
         return g711_in
-    decode_codes = getattr(src, "decode_codes", None)
-    if dst_table is not None and decode_codes is not None:
-        return partial(decode_codes, table=dst_table)
+    if isinstance(src, G729) and isinstance(dst, G711):
+        return partial(src.decode_codes, table=dst.encode_table)
     return None
 
 
