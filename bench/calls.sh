@@ -34,6 +34,7 @@ PY=${PY:-.venv/bin/python}
 SIPPY_VENV=${SIPPY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vosapp-bench/sippy-2.5}
 UAC="$PWD/bench/calls_uac.xml"
 STATS="$PWD/bench/sipp_stats.py"
+source bench/serve.sh
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
 
 WORK=$(mktemp -d)
@@ -82,12 +83,8 @@ address = "127.0.0.1:$UAS_PORT"
 prefixes = ["00"]
 media_proxy = "Off"
 TOML
-  "$PY" -m vosapp.cli serve --config "$config" --listen 127.0.0.1:0 --udp-only \
-        --no-trace-store --log-level WARNING >"$WORK/serve-$1.out" 2>"$WORK/serve-$1.log" &
-  SERVER_PID=$!
-  for _ in $(seq 150); do grep -q "listening on" "$WORK/serve-$1.out" 2>/dev/null && break; sleep 0.1; done
-  SERVER_PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve-$1.out")
-  [ -n "$SERVER_PORT" ] || { echo "vosapp serve did not start:"; cat "$WORK/serve-$1.log"; exit 1; }
+  start_serve "$WORK/serve-$1" --config "$config"
+  SERVER_PID=$SERVE_PID; SERVER_PORT=$SERVE_PORT
 }
 
 start_sippy() {

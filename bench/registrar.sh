@@ -28,6 +28,7 @@ SUSTAINED=${SUSTAINED:-300}  # a second vosapp pass at this offered rate: latenc
 USERS=${USERS:-1000}
 PY=${PY:-.venv/bin/python}
 SCENARIO="$PWD/bench/registrar_sipp.xml"
+source bench/serve.sh
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
 
 WORK=$(mktemp -d)
@@ -82,12 +83,8 @@ measure() {
 }
 
 # --- vosapp
-"$PY" -m vosapp.cli serve --config "$WORK/switch.toml" --listen 127.0.0.1:0 --udp-only \
-      --no-trace-store --log-level WARNING >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
-[ -n "$PORT" ] || { echo "vosapp serve did not start:"; cat "$WORK/serve.log"; exit 1; }
+start_serve "$WORK/serve" --config "$WORK/switch.toml"
+PORT=$SERVE_PORT
 read -r V_RATE V_FAILED V_ELAPSED V_OK V_P50 V_P99 V_CPU < <(measure "$PORT" "$RATE" "$CALLS" "$SERVE_PID")
 read -r S_RATE S_FAILED S_ELAPSED S_OK S_P50 S_P99 S_CPU < <(measure "$PORT" "$SUSTAINED" $((SUSTAINED * 10)) "$SERVE_PID")
 BOUND=$("$PY" -c "
