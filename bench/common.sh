@@ -21,3 +21,16 @@ served_port() {
   [ -n "$port" ] || { echo "vosapp serve did not start:" >&2; cat "$2" >&2; return 1; }
   echo "$port"
 }
+
+# `start_serve OUT_PREFIX ARGS...` runs `$PY -m vosapp.cli serve --listen 127.0.0.1:0
+# --udp-only --no-trace-store ARGS...` in the background (output in OUT_PREFIX.out, log in
+# OUT_PREFIX.log), waits for its listening line and sets SERVE_PID and SERVE_PORT; exits the
+# script with the log when it does not start.
+start_serve() {
+  local prefix=$1
+  shift
+  "$PY" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only --no-trace-store \
+        --log-level WARNING "$@" >"$prefix.out" 2>"$prefix.log" &
+  SERVE_PID=$!
+  SERVE_PORT=$(served_port "$prefix.out" "$prefix.log") || exit 1
+}

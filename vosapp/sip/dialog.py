@@ -73,8 +73,8 @@ class Dialog:
         local_tag = request.from_.tag
         if not local_tag:
             raise DialogError("the request has no From tag")
-        local_uri = copy.deepcopy(request.from_)
-        remote_uri = copy.deepcopy(response.to)
+        local_uri = request.from_.copy()
+        remote_uri = response.to.copy()
         local_uri.tag = None
         remote_uri.tag = None
         return cls(
@@ -97,8 +97,8 @@ class Dialog:
         remote_tag = request.from_.tag
         if not remote_tag:
             raise DialogError("the request has no From tag")
-        local_uri = copy.deepcopy(request.to)
-        remote_uri = copy.deepcopy(request.from_)
+        local_uri = request.to.copy()
+        remote_uri = request.from_.copy()
         local_uri.tag = None
         remote_uri.tag = None
         return cls(
@@ -180,9 +180,9 @@ class Dialog:
             first = copy.deepcopy(self.route_set[0].uri)
             target = first
             routes = [str(route) for route in self.route_set[1:]] + [f"<{self.remote_target}>"]
-        local = copy.deepcopy(self.local_uri)
+        local = self.local_uri.copy()
         local.tag = self.local_tag
-        remote = copy.deepcopy(self.remote_uri)
+        remote = self.remote_uri.copy()
         remote.tag = self.remote_tag
         extra = [("Route", route) for route in routes] + list(headers)
         return Request.build(method, target, via=via, from_=local, to=remote,

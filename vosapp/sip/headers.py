@@ -322,6 +322,12 @@ class NameAddr:
     display: str | None = None
     params: dict[str, str | None] = field(default_factory=dict)
 
+    def copy(self) -> NameAddr:
+        """A copy sharing nothing mutable with this value (the dialog layer copies From/To for
+        every request it builds: ``copy.deepcopy`` cost ~0.1 ms each)."""
+        uri = self.uri.copy() if isinstance(self.uri, SipUri) else self.uri
+        return NameAddr(uri=uri, display=self.display, params=dict(self.params))
+
     @property
     def tag(self) -> str | None:
         return self.params.get("tag")

@@ -9,6 +9,7 @@ is serialized from its fields.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -99,6 +100,14 @@ class SipUri:
     scheme: str = "sip"
     password: str | None = None
     _raw: str | None = field(default=None, init=False, repr=False)
+
+    def copy(self) -> SipUri:
+        """A copy with its own ``params`` and ``headers`` (the only mutable parts); the
+        parsed text is kept."""
+        twin = copy.copy(self)
+        object.__setattr__(twin, "params", dict(self.params))
+        object.__setattr__(twin, "headers", list(self.headers))
+        return twin
 
     def __post_init__(self) -> None:
         scheme = self.scheme.lower()

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Calls per second through a B2BUA over UDP loopback: an RFC 7501-style step search (issue #14).
+#
+#   bash bench/calls.sh            (env: STEP_SECONDS=10 STEP=25 VOSAPP_START=100
+#                                   SIPPY_START=50 MAX_RATE=1000 WARMUP_RATE=20
+#                                   ONLY="vosapp digest sippy")
+#
+# SIPp bench/calls_uac.xml (INVITE, 100/180, 200, ACK, BYE at once, 200; a 401 is answered
+# with digest) -> B2BUA -> SIPp tests/sipp/call_uas.xml. No RTP, media proxy Off. Each step
+# offers RATE calls/s for STEP_SECONDS to a B2BUA that keeps running; the step is clean when no
+# call failed at either SIPp, nothing was retransmitted, and the UAS completed every call the
+# UAC placed (RFC 7501 section 4). A step at WARMUP_RATE comes first and is not counted. The
+# search raises RATE by STEP until a step is not clean and
+# reports the highest clean step and the first unclean one. Searched, one after the other:
+#   vosapp : `vosapp serve --udp-only --no-trace-store`, a trusted mapping gateway
+#            (addresses = 127.0.0.1/32) for the UAC, a routing gateway to the UAS.
+#   digest : the same, the mapping gateway by account: every INVITE is challenged (401).
+#   sippy  : Sippy B2BUA 2.5 (`b2bua -f -u -A 0 -s UAS`: no auth, no accounting), the Python
+#            reference B2BUA, from PyPI `sippy` in a bench-only virtual environment created in
+#            SIPPY_VENV (default ~/.cache/vosapp-bench/sippy-2.5; needs network the first time).
+# Server CPU per call (per CPU-second column) is measured from /proc too: on a shared machine
+# the wall-clock rates move with other people's load; compare only within one run.
+# Prerequisites: sipp (apt-get install sip-tester), python3 with venv + pip for Sippy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEP_SECONDS=${STEP_SECONDS:-10}
+STEP=${STEP:-25}
+VOSAPP_START=${VOSAPP_START:-100}
+SIPPY_START=${SIPPY_START:-50}
+MAX_RATE=${MAX_RATE:-1000}
+WARMUP_RATE=${WARMUP_RATE:-20}
+ONLY=${ONLY:-vosapp digest sippy}
+PY=${PY:-.venv/bin/python}
+SIPPY_VENV=${SIPPY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vosapp-bench/sippy-2.5}
+UAC="$PWD/bench/calls_uac.xml"
+STATS="$PWD/bench/sipp_stats.py"
+source bench/common.sh
+command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
+
+WORK=$(mktemp -d)
+# The tests' vendor without ";transport=UDP" in its Contact: Sippy 2.5 sends nothing (not
+# even the BYE) to a URI whose transport parameter is upper case ("unsupported transport").
+UAS="$WORK/call_uas.xml"
+sed 's/;transport=\[transport\]//' tests/sipp/call_uas.xml >"$UAS"
+SERVER_PID=""
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+}
+cleanup() { stop_server; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
+trap cleanup EXIT
+[ -z "${KEEP:-}" ] || echo "KEEP: files in $WORK"
+
+UAS_PORT=$(free_port)
+
+# vosapp serve on a config whose mapping gateway is trusted by address ($1 = trusted) or by
+# account 1001 with digest ($1 = digest); sets SERVER_PID and SERVER_PORT.
+start_vosapp() {
+  local mapping config="$WORK/$1.toml"
+  if [ "$1" = trusted ]; then mapping='addresses = ["127.0.0.1/32"]'; else mapping='accounts = ["1001"]'; fi
+  cat >"$config" <<TOML
+[switch]
+sip_listen = "127.0.0.1:5060"
+data_dir = "$WORK/data-$1"
+
+[[account]]
+user = "1001"
+password = "secret-1001"
+
+[[mapping_gateway]]
+name = "customer"
+$mapping
+media_proxy = "Off"
+
+[[routing_gateway]]
+name = "vendor"
+address = "127.0.0.1:$UAS_PORT"
+prefixes = ["00"]
+media_proxy = "Off"
+TOML
+  start_serve "$WORK/serve-$1" --config "$config"
+  SERVER_PID=$SERVE_PID; SERVER_PORT=$SERVE_PORT
+}
+
+start_sippy() {
+  if [ ! -x "$SIPPY_VENV/bin/b2bua" ]; then
+    python3 -m venv "$SIPPY_VENV" && "$SIPPY_VENV/bin/pip" install -q 'sippy==2.5.*' \
+      || { echo "could not install sippy 2.5 into $SIPPY_VENV"; exit 1; }
+  fi
+  SERVER_PORT=$(free_port)
+  # its own session: Sippy stopping signals its process group, which would end this script
+  setsid "$SIPPY_VENV/bin/b2bua" -f -u -A 0 -l 127.0.0.1 -p "$SERVER_PORT" -s "127.0.0.1:$UAS_PORT" \
+      -L "$WORK/b2bua.log" -P "$WORK/b2bua.pid" --b2bua_socket="$WORK/b2bua.sock" \
+      >"$WORK/b2bua.out" 2>&1 &
+  SERVER_PID=$!
+  sleep 2
+  kill -0 "$SERVER_PID" 2>/dev/null || { echo "sippy b2bua did not start:"; cat "$WORK/b2bua.out"; exit 1; }
+}
+
+# One step at $2 calls/s against the running server ($1 = label, extra UAC args after $2);
+# prints the sipp_stats.py step line.
+run_step() {
+  local label=$1 rate=$2 calls dir cpu0 cpu1 uas_pid
+  shift 2
+  calls=$((rate * STEP_SECONDS))
+  dir="$WORK/$label-$rate"; mkdir -p "$dir/uas"
+  # its own session: a SIPp leaving by its -timeout must not take this shell with it
+  (cd "$dir/uas" && exec setsid sipp -sf "$UAS" -i 127.0.0.1 -p "$UAS_PORT" -t u1 -m "$calls" \
+       -mp "$(free_port)" -nostdin -timeout $((STEP_SECONDS + 60)) -trace_stat -stf stats.csv \
+       -fd 3600 >sipp.txt 2>&1) &
+  uas_pid=$!
+  sleep 0.3
+  cpu0=$(cpu_seconds "$SERVER_PID")
+  (cd "$dir" && setsid sipp "127.0.0.1:$SERVER_PORT" -sf "$UAC" -s 0044123 -t u1 -i 127.0.0.1 \
+       -mp "$(free_port)" -m "$calls" -r "$rate" -nostdin -timeout $((STEP_SECONDS + 50)) \
+       -trace_stat -stf stats.csv -fd 3600 -trace_rtt -rtt_freq 1 "$@" >sipp.txt 2>&1) || true
+  # the UAS ends by itself after the last call; one that is still waiting for calls that
+  # never came is told to stop (SIGTERM: SIPp writes its statistics and exits)
+  for _ in $(seq 30); do kill -0 "$uas_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -TERM "$uas_pid" 2>/dev/null || true
+  wait "$uas_pid" 2>/dev/null || true
+  cpu1=$(cpu_seconds "$SERVER_PID")
+  "$PY" "$STATS" step "$dir" "$dir/uas/stats.csv" "$("$PY" -c "print($cpu1 - $cpu0)")"
+}
+
+# Step search for $1 (label) from $2 calls/s, extra UAC args after; prints one line per step
+# and sets BEST (highest clean rate, 0 if none) and NEXT (the first unclean step's line).
+search() {
+  local label=$1 rate=$2 line
+  shift 2
+  BEST=0; BEST_LINE="-"; NEXT="-"
+  # warm-up, not counted: the first calls of a fresh Python process are slow
+  run_step "$label-warmup" "$WARMUP_RATE" "$@" >/dev/null
+  while [ "$rate" -le "$MAX_RATE" ]; do
+    line=$(run_step "$label" "$rate" "$@")
+    printf '  %-7s %5s/s  %s   (load %s)\n' "$label" "$rate" "$line" "$(cut -d' ' -f1 /proc/loadavg)"
+    if [ "${line##* }" = yes ]; then BEST=$rate; BEST_LINE=$line; else NEXT="$rate/s: $line"; break; fi
+    rate=$((rate + STEP))
+  done
+}
+
+echo "step lines: offered ok failed retrans uas_ok uas_failed uas_retrans setup_p50_ms setup_p99_ms server_calls_per_cpu_s clean"
+declare -A RESULT DETAIL CLEAN_LINE
+for what in $ONLY; do
+  case $what in
+    vosapp) start_vosapp trusted; search vosapp "$VOSAPP_START" ;;
+    digest) start_vosapp digest; search digest "$VOSAPP_START" -au 1001 -ap secret-1001 ;;
+    sippy)  start_sippy; search sippy "$SIPPY_START" ;;
+    *) echo "unknown: $what"; exit 1 ;;
+  esac
+  stop_server
+  RESULT[$what]=$BEST; DETAIL[$what]=$NEXT; CLEAN_LINE[$what]=$BEST_LINE
+done
+
+echo
+echo "Calls per second, UDP loopback, ${STEP_SECONDS}s steps of $STEP calls/s; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+printf '| %-40s | %18s | %s |\n' "B2BUA" "highest clean step" "clean step line / next step"
+for what in $ONLY; do
+  case $what in
+    vosapp) name="vosapp serve (trusted address)" ;;
+    digest) name="vosapp serve (digest on every INVITE)" ;;
+    sippy)  name="Sippy B2BUA 2.5 (b2bua -f -u -A 0)" ;;
+  esac
+  printf '| %-40s | %16s/s | %s ; next %s |\n' "$name" "${RESULT[$what]}" "${CLEAN_LINE[$what]}" "${DETAIL[$what]}"
+done
+if [ -n "${RESULT[sippy]:-}" ] && [ "${RESULT[sippy]}" -gt 0 ]; then
+  for what in vosapp digest; do
+    [ -n "${RESULT[$what]:-}" ] || continue
+    echo "ratio $what/sippy: $("$PY" -c "print(f'{${RESULT[$what]} / ${RESULT[sippy]}:.2f}')")"
+  done
+  echo "targets: vosapp >= 3 x sippy, digest >= 2 x sippy"
+fi

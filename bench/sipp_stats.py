@@ -1,0 +1,97 @@
+"""Reads what SIPp leaves behind for the shell benchmarks (bench/calls.sh, bench/registrar.sh).
+
+    python bench/sipp_stats.py step UAC_DIR UAS_STATS CPU_SECONDS
+        one step of the calls step search; prints "offered ok failed retrans uas_ok
+        uas_failed uas_retrans p50 p99 per_cpu_second clean" (clean = "yes" when no call
+        failed at either end, nothing was retransmitted, and the UAS completed every call
+        the UAC placed: RFC 7501 section 4's criterion). retrans counts what that SIPp
+        retransmitted plus the messages the B2BUA retransmitted after the call had ended
+        (SIPp's dead-call messages, e.g. a 200 resent because the ACK came late)
+    python bench/sipp_stats.py rate DIR ELAPSED CPU_SECONDS
+        a rate run (bench/registrar.sh); prints "rate failed elapsed ok p50 p99 per_cpu_second"
+
+UAC_DIR / DIR holds SIPp's ``-trace_stat -stf stats.csv`` and ``-trace_rtt`` files; UAS_STATS
+is the UAS's ``-trace_stat`` file. Latencies are the rtd 1 response times in ms (SIPp's
+resolution). A CPU_SECONDS of 0 means unknown (per_cpu_second "-").
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+
+def totals(path: Path) -> dict[str, str]:
+    """The cumulative counters of a SIPp ``-trace_stat`` file: its last row by column name
+    (empty when SIPp never wrote one, e.g. it could not start)."""
+    if not path.exists():
+        return {}
+    rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1], strict=False))
+
+
+def count(stats: dict[str, str], name: str) -> int:
+    """One cumulative counter, e.g. ``count(stats, "SuccessfulCall")``; 0 when absent."""
+    value = stats.get(f"{name}(C)", "")
+    return int(value) if value.isdigit() else 0
+
+
+def response_times(directory: Path) -> list[float]:
+    """Every rtd response time (ms) SIPp wrote with ``-trace_rtt -rtt_freq 1``, sorted."""
+    times = []
+    for path in directory.glob("*_rtt.csv"):
+        for line in path.read_text(errors="replace").splitlines():
+            parts = line.split(";")
+            if len(parts) >= 3 and parts[0][:1].isdigit():
+                times.append(float(parts[1]))
+    return sorted(times)
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of an ordered list (nan when empty)."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def per_cpu(done: int, cpu_seconds: float) -> str:
+    return f"{done / cpu_seconds:.0f}" if cpu_seconds > 0 else "-"
+
+
+def step_line(uac_dir: Path, uas_stats: Path, cpu_seconds: float) -> str:
+    uac, uas = totals(uac_dir / "stats.csv"), totals(uas_stats)
+    placed, ok, failed = (count(uac, "OutgoingCall"), count(uac, "SuccessfulCall"),
+                          count(uac, "FailedCall"))
+    retrans = count(uac, "Retransmissions") + count(uac, "DeadCallMsgs")
+    uas_ok, uas_failed = count(uas, "SuccessfulCall"), count(uas, "FailedCall")
+    uas_retrans = count(uas, "Retransmissions") + count(uas, "DeadCallMsgs")
+    clean = (placed > 0 and failed == 0 and uas_failed == 0 and retrans == 0
+             and uas_retrans == 0 and ok == placed and uas_ok == placed)
+    times = response_times(uac_dir)
+    return (f"{placed} {ok} {failed} {retrans} {uas_ok} {uas_failed} {uas_retrans} "
+            f"{percentile(times, 0.5):.0f} {percentile(times, 0.99):.0f} "
+            f"{per_cpu(ok, cpu_seconds)} {'yes' if clean else 'no'}")
+
+
+def rate_line(directory: Path, elapsed: float, cpu_seconds: float) -> str:
+    stats = totals(directory / "stats.csv")
+    ok, failed = count(stats, "SuccessfulCall"), count(stats, "FailedCall")
+    times = response_times(directory)
+    return (f"{ok / elapsed:.0f} {failed} {elapsed:.2f} {ok} {percentile(times, 0.5):.1f} "
+            f"{percentile(times, 0.99):.1f} {per_cpu(ok, cpu_seconds)}")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) == 4 and argv[0] == "step":
+        print(step_line(Path(argv[1]), Path(argv[2]), float(argv[3])))
+    elif len(argv) == 4 and argv[0] == "rate":
+        print(rate_line(Path(argv[1]), float(argv[2]), float(argv[3])))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,53 @@
+"""bench/calls.sh's pieces against the real SIPp: the caller scenario bench/calls_uac.xml
+(plain path, straight to the tests' callee) and bench/sipp_stats.py's reading of what both
+SIPp processes leave behind (a clean step, then a step whose calls the callee never answers)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from tests.support import free_port, needs_sipp
+from tests.support.serving import ROOT
+from tests.support.sipp import run_sipp, start_sipp
+
+pytestmark = [pytest.mark.sipp, needs_sipp]
+
+_spec = importlib.util.spec_from_file_location("sipp_stats", ROOT / "bench" / "sipp_stats.py")
+assert _spec is not None and _spec.loader is not None
+sipp_stats = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sipp_stats)
+
+STATS = ["-trace_stat", "-stf", "stats.csv", "-fd", "3600"]
+
+
+def caller(tmp_path: Path, remote_port: int, calls: int, timeout: float = 20) -> Path:
+    uac_dir = tmp_path / "uac"
+    uac_dir.mkdir()
+    run_sipp(ROOT / "bench" / "calls_uac.xml", cwd=uac_dir, remote=f"127.0.0.1:{remote_port}",
+             calls=calls, rate=20, timeout=timeout, timeout_error=False,
+             extra=["-s", "0044123", "-mp", str(free_port()), "-trace_rtt", "-rtt_freq", "1",
+                    *STATS])
+    return uac_dir
+
+
+def test_a_step_is_clean_only_when_the_callee_completed_every_call(tmp_path: Path) -> None:
+    uas_dir, port = tmp_path / "uas", free_port()
+    uas_dir.mkdir()
+    callee = start_sipp("call_uas.xml", cwd=uas_dir, local_port=port, calls=3,
+                        extra=["-mp", str(free_port()), *STATS])
+    uac_dir = caller(tmp_path, port, calls=3)
+    callee.wait(timeout=30)
+    fields = sipp_stats.step_line(uac_dir, uas_dir / "stats.csv", 0.5).split()
+    # placed ok failed retrans uas_ok uas_failed uas_retrans p50 p99 per_cpu clean
+    assert fields[:7] == ["3", "3", "0", "0", "3", "0", "0"]
+    assert fields[9:] == ["6", "yes"]
+    # the same step, as if one call had not reached the callee
+    header, *rows = (uas_dir / "stats.csv").read_text().splitlines()
+    names, values = header.split(";"), rows[-1].split(";")
+    values[names.index("SuccessfulCall(C)")] = "2"
+    (tmp_path / "short.csv").write_text(f"{header}\n{';'.join(values)}\n")
+    fields = sipp_stats.step_line(uac_dir, tmp_path / "short.csv", 0).split()
+    assert fields[4] == "2" and fields[9:] == ["-", "no"]
