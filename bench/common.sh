@@ -1,5 +1,8 @@
 # Shell helpers of the bench scripts, sourced after they set PY (the project's python).
 
+# An absolute path (the scripts run SIPp in other folders); -s keeps the venv's symlink.
+PY=$(realpath -s "$PY")
+
 # A UDP port on 127.0.0.1 that nothing listens on.
 free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
