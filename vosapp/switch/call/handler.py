@@ -424,8 +424,11 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
                     call.record.dtmf_method = ", ".join(methods)
             self._close_media(attempt)
         call.record.end_time = self.core.clock.wall()
-        for key in [k for k, v in self.dialogs.items() if v[0] is call]:
-            del self.dialogs[key]
+        # its two dialog keys, from its legs: no scan of every call's dialogs at each call end
+        self.dialogs.pop((call.call_id, call.a_tag), None)
+        b_dialog = call.legs["b"].dialog
+        if b_dialog is not None:
+            self.dialogs.pop((b_dialog.call_id, b_dialog.local_tag), None)
         self.calls.pop(call.call_id, None)
         # Late answers to its INVITEs are still ACKed and BYEd for 64*T1 (as long as a
         # vendor retransmits a 2xx, §13.3.1.4; RFC 6026 Timer M), then forgotten.
