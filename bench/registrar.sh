@@ -18,6 +18,10 @@
 # 2. Kamailio (Debian package `kamailio`: apt-get install kamailio; a bench prerequisite only,
 #    not needed by the tests; bench/kamailio-registrar.cfg: children=1, bindings in memory),
 #    skipped with a note when kamailio is not installed.
+# 3. With WORKERS=N (N > 1): a second pass where SIPp sends each registration from a socket of
+#    its own (-t un), so that the kernel's SO_REUSEPORT hash can spread them: vosapp with one
+#    process, vosapp with N processes on one port (bench/reuseport_serve.py, one SQLite store),
+#    and Kamailio, all with -t un: the gain a second process on the second core gives.
 # Paste the output into docs/benchmarks.md ("Registrar").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,16 +30,18 @@ RATE=${2:-20000}
 LIMIT=${LIMIT:-100}          # registrations in flight at most (SIPp -l)
 SUSTAINED=${SUSTAINED:-300}  # a second vosapp pass at this offered rate: latency below saturation
 USERS=${USERS:-1000}
+WORKERS=${WORKERS:-1}        # > 1: also measure that many SO_REUSEPORT vosapp processes
 PY=${PY:-.venv/bin/python}
 SCENARIO="$PWD/bench/registrar_sipp.xml"
 source bench/common.sh
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
 
 WORK=$(mktemp -d)
-SERVE_PID=""; KAM_PID=""
+SERVE_PID=""; KAM_PID=""; WORKER_PIDS=""
 cleanup() {
   stop_process "$SERVE_PID"
   stop_process "$KAM_PID"
+  for pid in $WORKER_PIDS; do stop_process "$pid"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -57,23 +63,31 @@ with open(f"{work}/users.csv", "w") as injection:
         injection.write(f"{name};[authentication username={name} password=pw-{name}]\n")
 PYEOF
 
-# Runs the scenario against 127.0.0.1:$1 [at rate $2, for $3 calls] (server process $4 for the
-# CPU time); prints "rate failed elapsed ok p50 p99 per_cpu_second" (per_cpu_second =
-# registrations / CPU seconds the server used: its one-core capacity, independent of how busy
-# the shared machine is; "-" without a pid).
+# Runs the scenario against 127.0.0.1:$1 [at rate $2, for $3 calls] (server processes "$4",
+# space separated, for the CPU time; SIPp transport $5, u1 or un); prints "rate failed elapsed
+# ok p50 p99 per_cpu_second" (per_cpu_second = registrations / CPU seconds the server used:
+# its capacity per core, independent of how busy the shared machine is; "-" without a pid).
 measure() {
-  local port=$1 rate=${2:-$RATE} calls=${3:-$CALLS} pid=${4:-} dir="$WORK/run-$1-${2:-max}" start end cpu0 cpu1
+  local port=$1 rate=${2:-$RATE} calls=${3:-$CALLS} pids=${4:-} transport=${5:-u1}
+  local dir="$WORK/run-$1-${2:-max}-$transport-${4// /-}" start end cpu0 cpu1
   mkdir -p "$dir"
-  cpu0=$(cpu_seconds "$pid")
+  cpu0=$(cpu_total "$pids")
   start=$(date +%s.%N)
   (cd "$dir" && sipp "127.0.0.1:$port" -sf "$SCENARIO" -inf "$WORK/users.csv" \
-       -t u1 -i 127.0.0.1 -m "$calls" -r "$rate" -l "$LIMIT" -nostdin -timeout 180 \
-       -timeout_error -trace_rtt -rtt_freq 1 -trace_stat -stf stats.csv -fd 3600 \
-       >"$dir/sipp.txt" 2>&1) || true
+       -t "$transport" -max_socket 1000 -i 127.0.0.1 -m "$calls" -r "$rate" -l "$LIMIT" \
+       -nostdin -timeout 180 -timeout_error -trace_rtt -rtt_freq 1 -trace_stat \
+       -stf stats.csv -fd 3600 >"$dir/sipp.txt" 2>&1) || true
   end=$(date +%s.%N)
-  cpu1=$(cpu_seconds "$pid")
+  cpu1=$(cpu_total "$pids")
   "$PY" bench/sipp_stats.py rate "$dir" "$("$PY" -c "print($end - $start)")" \
         "$("$PY" -c "print($cpu1 - $cpu0)")"
+}
+
+# CPU seconds used so far by all the processes in "$1" (0 for none).
+cpu_total() {
+  local sum=0 pid
+  for pid in $1; do sum=$("$PY" -c "print($sum + $(cpu_seconds "$pid"))"); done
+  echo "$sum"
 }
 
 # --- vosapp
@@ -99,11 +113,39 @@ if command -v kamailio >/dev/null; then
            -w "$WORK/kamailio" -m 128 -M 16 >"$WORK/kamailio.log" 2>&1 &
   KAM_PID=$!
   sleep 1.5
-  read -r K_RATE K_FAILED K_ELAPSED K_OK K_P50 K_P99 K_CPU < <(measure "$KPORT")
-  echo "kamailio     : $K_RATE REGISTER/s ($K_OK ok, $K_FAILED failed, ${K_ELAPSED}s) p50 ${K_P50} ms p99 ${K_P99} ms [baseline, children=1, usrloc in memory]"
+  KAM_PIDS="$KAM_PID $(pgrep -P "$KAM_PID" | tr '\n' ' ')"  # main, UDP worker, timers
+  read -r K_RATE K_FAILED K_ELAPSED K_OK K_P50 K_P99 K_CPU < <(measure "$KPORT" "$RATE" "$CALLS" "$KAM_PIDS")
+  echo "kamailio     : $K_RATE REGISTER/s ($K_OK ok, $K_FAILED failed, ${K_ELAPSED}s) p50 ${K_P50} ms p99 ${K_P99} ms; $K_CPU per CPU-second (all its processes) [baseline, children=1, usrloc in memory]"
   RATIO=$("$PY" -c "print(f'{$V_RATE / max($K_RATE, 1):.2f}')")
   echo "ratio vosapp/kamailio (wall): $RATIO   target: >= 0.5, 0 failures"
+  [ "$K_CPU" != "-" ] && echo "ratio vosapp/kamailio (per CPU-second): $("$PY" -c "print(f'{$V_CPU / $K_CPU:.2f}')")"
   if [ "$V_FAILED" != "0" ] || "$PY" -c "import sys; sys.exit($RATIO >= 0.5)"; then echo "BELOW TARGET"; fi
 else
   echo "kamailio     : not installed (apt-get install -y kamailio) - no baseline"
+fi
+
+# --- SO_REUSEPORT workers: one socket per registration at SIPp (-t un), same run
+if [ "$WORKERS" -gt 1 ]; then
+  start_serve "$WORK/serve-un" --config "$WORK/switch.toml" --no-control
+  read -r U1_RATE U1_FAILED _ _ U1_P50 U1_P99 U1_CPU < <(measure "$SERVE_PORT" "$RATE" "$CALLS" "$SERVE_PID" un)
+  stop_process "$SERVE_PID"; SERVE_PID=""
+  WPORT=$(free_port)
+  for n in $(seq "$WORKERS"); do
+    "$PY" bench/reuseport_serve.py serve --listen "127.0.0.1:$WPORT" --udp-only --no-trace-store \
+          --no-control --log-level WARNING --config "$WORK/switch.toml" \
+          >"$WORK/worker$n.out" 2>"$WORK/worker$n.log" &
+    WORKER_PIDS="$WORKER_PIDS $!"
+    served_port "$WORK/worker$n.out" "$WORK/worker$n.log" >/dev/null || exit 1
+  done
+  read -r UN_RATE UN_FAILED _ _ UN_P50 UN_P99 UN_CPU < <(measure "$WPORT" "$RATE" "$CALLS" "$WORKER_PIDS" un)
+  for pid in $WORKER_PIDS; do stop_process "$pid"; done; WORKER_PIDS=""
+  echo "SIPp -t un (a socket per registration):"
+  echo "vosapp 1 process   : $U1_RATE REGISTER/s ($U1_FAILED failed) p50 ${U1_P50} ms p99 ${U1_P99} ms; $U1_CPU per CPU-second"
+  echo "vosapp $WORKERS processes : $UN_RATE REGISTER/s ($UN_FAILED failed) p50 ${UN_P50} ms p99 ${UN_P99} ms; $UN_CPU per CPU-second (all workers)"
+  echo "gain of $WORKERS SO_REUSEPORT processes (wall): $("$PY" -c "print(f'{$UN_RATE / max($U1_RATE, 1):.2f}')")"
+  if [ -n "$KAM_PID" ]; then
+    read -r KU_RATE KU_FAILED _ _ KU_P50 KU_P99 KU_CPU < <(measure "$KPORT" "$RATE" "$CALLS" "$KAM_PIDS" un)
+    echo "kamailio           : $KU_RATE REGISTER/s ($KU_FAILED failed) p50 ${KU_P50} ms p99 ${KU_P99} ms; $KU_CPU per CPU-second"
+    echo "ratio vosapp $WORKERS processes / kamailio one worker (wall): $("$PY" -c "print(f'{$UN_RATE / max($KU_RATE, 1):.2f}')")"
+  fi
 fi

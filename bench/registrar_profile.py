@@ -85,6 +85,8 @@ def build(work: Path, users: int) -> tuple[SwitchCore, list[bytes], Store]:
     config_path = work / "switch.toml"
     with config_path.open("w") as out:
         out.write(f'[switch]\nsip_listen = "127.0.0.1:5060"\ndata_dir = "{work}/data"\n')
+        # One client address sends everything, as SIPp does: the per-source limiter is off.
+        out.write("[limits]\nsource_threshold = 0\n")
         for i in range(users):
             out.write(f'\n[[account]]\nuser = "{20000 + i}"\npassword = "pw-{20000 + i}"\n')
     config = load_config(config_path)
