@@ -1,0 +1,92 @@
+"""bench/registrar.sh's pieces, so that the benchmark cannot rot silently: the in-process
+profile (bench/registrar_profile.py) completes authenticated registrations through the real
+core and SQLite store, and SO_REUSEPORT workers (bench/reuseport_serve.py) share one port and
+one store, each SIPp socket's registration (401, then credentials) handled end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import free_port, needs_sipp
+from tests.support.serving import ROOT, _wait_ready
+from tests.support.sipp import run_sipp
+
+_spec = importlib.util.spec_from_file_location("registrar_profile",
+                                               ROOT / "bench" / "registrar_profile.py")
+assert _spec is not None and _spec.loader is not None
+registrar_profile = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(registrar_profile)
+
+
+def test_the_in_process_profile_completes_every_registration() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        core, sent, store = registrar_profile.build(Path(tmp), 20)
+        try:
+            # run() raises SystemExit when a REGISTER is not challenged or not answered 200
+            registrar_profile.run(core, sent, 60, 20)
+            [bound] = store.query("SELECT COUNT(DISTINCT aor) FROM registrar_bindings")[0]
+        finally:
+            store.close()
+    assert bound == 20
+
+
+def _users_file(directory: Path, users: int) -> Path:
+    config = directory / "switch.toml"
+    lines = ["[switch]", 'sip_listen = "127.0.0.1:5060"', f'data_dir = "{directory / "data"}"',
+             "[limits]", "source_threshold = 0"]
+    injection = ["SEQUENTIAL"]
+    for n in range(users):
+        user = str(20000 + n)
+        lines += ["[[account]]", f'user = "{user}"', f'password = "pw-{user}"']
+        injection.append(f"{user};[authentication username={user} password=pw-{user}]")
+    config.write_text("\n".join(lines) + "\n")
+    (directory / "users.csv").write_text("\n".join(injection) + "\n")
+    return config
+
+
+@pytest.mark.sipp
+@needs_sipp
+def test_reuse_port_workers_share_one_port_and_one_store(tmp_path: Path) -> None:
+    config = _users_file(tmp_path, 40)
+    port = free_port()
+    workers = []
+    try:
+        for _ in range(2):
+            process = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "reuseport_serve.py"), "serve",
+                 "--listen", f"127.0.0.1:{port}", "--udp-only", "--no-trace-store",
+                 "--no-control", "--config", str(config)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+            workers.append(process)
+            _wait_ready(process, config, tmp_path / "data", 30)  # both bound the same port
+        cpu_before = [_cpu_seconds(w.pid) for w in workers]
+        result = run_sipp(ROOT / "bench" / "registrar_sipp.xml", cwd=tmp_path,
+                          remote=f"127.0.0.1:{port}", transport="un", calls=400, rate=200,
+                          extra=["-inf", str(tmp_path / "users.csv"), "-max_socket", "100"])
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        used = [_cpu_seconds(w.pid) - before for w, before in zip(workers, cpu_before)]
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for process in workers:
+            process.wait(timeout=15)
+    with sqlite3.connect(tmp_path / "data" / "vosapp.sqlite") as db:
+        bound = db.execute("SELECT COUNT(DISTINCT aor) FROM registrar_bindings WHERE "
+                           "expires_at > ?", (time.time(),)).fetchone()[0]
+    assert bound == 40
+    # the kernel spread the SIPp sockets over both workers: each did some of the work
+    assert all(seconds > 0 for seconds in used), used
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
