@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The call path under a profiler (issue #14): `vosapp serve` under cProfile while SIPp places
 # CALLS calls at RATE calls/s through it (bench/calls.sh's caller, callee and trusted config;
-# no RTP, media proxy Off). Prints the top functions by own time and by cumulative time.
+# no RTP, media proxy Off). Prints the top functions by own time and by cumulative time; with
+# PROFILER=pyinstrument (pip install pyinstrument), a sampling profile instead (less distorted:
+# cProfile inflates the cost of many small Python calls), its text tree in OUT.
 #
-#   bash bench/calls_profile.sh        (env: CALLS=1500 RATE=100 TOP=40 OUT=calls.prof)
+#   bash bench/calls_profile.sh        (env: CALLS=1500 RATE=60 TOP=40 OUT=calls.prof
+#                                       PROFILER=cProfile)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${CALLS:-1500}
-RATE=${RATE:-100}
+RATE=${RATE:-60}
 TOP=${TOP:-40}
 PY=${PY:-.venv/bin/python}
 UAC="$PWD/bench/calls_uac.xml"
@@ -38,7 +41,13 @@ address = "127.0.0.1:$UAS_PORT"
 prefixes = ["00"]
 media_proxy = "Off"
 TOML
-"$PY" -m cProfile -o "$OUT" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only \
+PROFILER=${PROFILER:-cProfile}
+case $PROFILER in
+  cProfile) PROFILE=(-m cProfile -o "$OUT") ;;
+  pyinstrument) PROFILE=(-m pyinstrument -r text --show-all -o "$OUT") ;;
+  *) echo "PROFILER must be cProfile or pyinstrument"; exit 1 ;;
+esac
+"$PY" "${PROFILE[@]}" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only \
       --no-trace-store --log-level WARNING --config "$WORK/trusted.toml" \
       >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
@@ -58,6 +67,7 @@ CPU1=$(cpu_seconds "$SERVER_PID")
 grep -E "Successful call|Failed call" "$WORK/uac/sipp.txt" | tail -2 || true
 echo "server CPU under the profiler: $("$PY" -c "print(round($CPU1 - $CPU0, 2))") s for $CALLS calls"
 stop_process "$SERVER_PID"; SERVER_PID=""
+[ "$PROFILER" = cProfile ] || { echo "profile: $OUT"; exit 0; }
 "$PY" - "$OUT" "$TOP" <<'PYEOF'
 import pstats, sys
 stats = pstats.Stats(sys.argv[1])
