@@ -6,7 +6,9 @@
 # cProfile inflates the cost of many small Python calls), its text tree in OUT.
 #
 #   bash bench/calls_profile.sh        (env: CALLS=1500 RATE=60 TOP=40 OUT=calls.prof
-#                                       PROFILER=cProfile)
+#                                       PROFILER=cProfile DIGEST=)
+# DIGEST=1: the caller's mapping gateway by account, every INVITE challenged (bench/calls.sh's
+# "digest" row).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${CALLS:-1500}
@@ -25,14 +27,20 @@ trap cleanup EXIT
 UAS="$WORK/call_uas.xml"
 sed 's/;transport=\[transport\]//' tests/sipp/call_uas.xml >"$UAS"
 UAS_PORT=$(free_port)
+if [ -n "${DIGEST:-}" ]; then MAPPING='accounts = ["1001"]'; AUTH=(-au 1001 -ap secret-1001)
+else MAPPING='addresses = ["127.0.0.1/32"]'; AUTH=(); fi
 cat >"$WORK/trusted.toml" <<TOML
 [switch]
 sip_listen = "127.0.0.1:5060"
 data_dir = "$WORK/data"
 
+[[account]]
+user = "1001"
+password = "secret-1001"
+
 [[mapping_gateway]]
 name = "customer"
-addresses = ["127.0.0.1/32"]
+$MAPPING
 media_proxy = "Off"
 
 [[routing_gateway]]
@@ -59,7 +67,7 @@ UAS_PID=$!
 sleep 0.3
 CPU0=$(cpu_seconds "$SERVER_PID")
 (cd "$WORK/uac" && setsid sipp "127.0.0.1:$PORT" -sf "$UAC" -s 0044123 -t u1 -i 127.0.0.1 \
-     -mp "$(free_port)" -m "$CALLS" -r "$RATE" -nostdin -timeout 120 >sipp.txt 2>&1) || true
+     -mp "$(free_port)" -m "$CALLS" -r "$RATE" -nostdin -timeout 120 "${AUTH[@]}" >sipp.txt 2>&1) || true
 for _ in $(seq 30); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
 kill -TERM "$UAS_PID" 2>/dev/null || true
 wait "$UAS_PID" 2>/dev/null || true
