@@ -32,6 +32,8 @@ def same_host(a: str, b: str) -> bool:
     §19.1.4). A name never equals an address: no DNS lookup here.
     """
     a, b = a.strip("[]"), b.strip("[]")
+    if a == b:  # the common case (a response's Via naming our own address), without parsing
+        return True
     try:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)
     except ValueError:

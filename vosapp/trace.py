@@ -32,9 +32,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+#: The fields a message record reads from its bytes when first asked (:func:`sniff_fields`).
+SNIFFED_FIELDS = ("method", "status", "call_id", "cseq", "branch")
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class TraceRecord:
-    """One message or event. ``raw`` is the exact bytes on the wire (empty for events)."""
+    """One message or event. ``raw`` is the exact bytes on the wire (empty for events).
+
+    A message recorded by :meth:`Trace.message` (``sniff=True``) is cheap to record: its
+    method/status/Call-ID/CSeq/branch are read from ``raw`` the first time one of them is
+    asked for (most records are never looked at), then kept."""
 
     mono: float
     wall: float
@@ -49,6 +57,39 @@ class TraceRecord:
     cseq: str | None = None
     branch: str | None = None
     note: str = ""
+
+    def __init__(self, mono: float, wall: float, direction: str, transport: str = "",
+                 src: Address = NO_ADDRESS, dst: Address = NO_ADDRESS, raw: bytes = b"",
+                 method: str | None = None, status: int | None = None,
+                 call_id: str | None = None, cseq: str | None = None,
+                 branch: str | None = None, note: str = "", *, sniff: bool = False) -> None:
+        """``sniff``: leave the five message fields unset, to be read from ``raw`` later
+        (the values given for them are ignored)."""
+        set_field = object.__setattr__  # frozen
+        set_field(self, "mono", mono)
+        set_field(self, "wall", wall)
+        set_field(self, "direction", direction)
+        set_field(self, "transport", transport)
+        set_field(self, "src", src)
+        set_field(self, "dst", dst)
+        set_field(self, "raw", raw)
+        set_field(self, "note", note)
+        if not sniff:
+            set_field(self, "method", method)
+            set_field(self, "status", status)
+            set_field(self, "call_id", call_id)
+            set_field(self, "cseq", cseq)
+            set_field(self, "branch", branch)
+
+    if not TYPE_CHECKING:  # mypy keeps checking attribute names
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for an unset slot: a sniffed field not yet read from the bytes.
+            if name not in SNIFFED_FIELDS:
+                raise AttributeError(name)
+            fields = sniff_fields(self.raw)
+            for field_name in SNIFFED_FIELDS:
+                object.__setattr__(self, field_name, fields.get(field_name))
+            return fields.get(name)
 
     @property
     def label(self) -> str:
@@ -244,15 +285,17 @@ class Trace:
     def message(self, direction: str, transport: str, src: Address, dst: Address, raw: bytes,
                 message: Request | Response | None = None, note: str = "",
                 via: Via | None = None) -> TraceRecord:
-        """Record a message on the wire. Fields come from the bytes (:func:`sniff_fields`);
-        ``message``/``via`` (its parse) are only used when the bytes yield nothing."""
-        mono, wall = self._times()
-        raw = bytes(raw)
-        fields = sniff_fields(raw)
-        if not fields and message is not None:
-            fields = message_fields(message, via)
+        """Record a message on the wire. Its fields (method, status, Call-ID, CSeq, branch)
+        are read from the bytes (:func:`sniff_fields`) when first asked for, not now: the
+        bytes of a message that parsed always carry its Call-ID line, so ``message``/``via``
+        (its parse) are not needed; they are accepted for the callers' convenience."""
+        clock = self.clock
+        if clock is None:
+            mono, wall = self._times()
+        else:
+            mono, wall = clock.now(), clock.wall()
         return self.add(TraceRecord(mono, wall, direction, transport.upper(),
-                                    as_address(src), as_address(dst), raw, note=note, **fields))
+                                    as_address(src), as_address(dst), bytes(raw), note=note, sniff=True))
 
     def event(self, text: str, **fields: Any) -> TraceRecord:
         """Record a non-message event; ``fields`` are TraceRecord fields (call_id, src, …)."""

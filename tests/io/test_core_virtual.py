@@ -317,3 +317,20 @@ def test_invite_server_flows_non_2xx_ack_absorbed_2xx_ack_to_tu(net: VirtualNetw
     phone.send(sip("ACK", branch="z9hG4bKnewbranch", call_id="ok"), SWITCH)  # §13.2.2.4
     net.run(0.1)
     assert [a.call_id for a in acks] == ["ok"]
+
+
+def test_new_top_via_is_new_via_parsed(net: VirtualNetwork) -> None:
+    # The call path builds its Via objects directly; they must be what new_via()'s text
+    # parses to (same sent-by, rport flag, a fresh RFC 3261 branch), for IPv4 and IPv6.
+    from vosapp.sip import parse_vias
+
+    switch, _ = setup(net)
+    core = switch.core
+    for local in (None, ("2001:db8::5", 5070)):
+        if local is not None:
+            core.local_addresses["TCP"] = local
+        for transport in ("UDP", "tcp") if local is None else ("TCP",):
+            built, parsed = core.new_top_via(transport), parse_vias(core.new_via(transport))[0]
+            assert built.branch != parsed.branch and built.branch.startswith("z9hG4bK")
+            built.params["branch"] = parsed.branch
+            assert built == parsed and str(built) == str(parsed)

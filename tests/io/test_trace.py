@@ -9,9 +9,20 @@ from pathlib import Path
 
 import pytest
 
+import vosapp.trace
 from vosapp.clock import ManualClock
+from vosapp.sip import parse
 from vosapp.store import Store
-from vosapp.trace import Trace, TraceRecord, load_records, sniff_fields, write_pcap
+from vosapp.trace import (
+    Trace,
+    TraceRecord,
+    load_records,
+    message_fields,
+    records_to_json,
+    replace,
+    sniff_fields,
+    write_pcap,
+)
 
 A = ("192.0.2.1", 5060)
 B = ("198.51.100.2", 5070)
@@ -35,6 +46,41 @@ def test_sniff_fields_compact_forms_and_responses() -> None:
     fields = sniff_fields(ok())
     assert fields["status"] == 200 and fields["method"] == "OPTIONS"
     assert sniff_fields(b"\x00\xffjunk") == {}
+
+
+def test_message_fields_are_read_from_the_bytes_when_first_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sniffed: list[bytes] = []
+
+    def counting_sniff(raw: bytes) -> dict[str, object]:
+        sniffed.append(raw)
+        return sniff_fields(raw)
+
+    monkeypatch.setattr(vosapp.trace, "sniff_fields", counting_sniff)
+    trace = Trace(10)
+    record = trace.message("in", "udp", B, A, ok("lazy"))
+    assert sniffed == []  # recording a message does not read it
+    assert (record.status, record.method, record.call_id, record.cseq, record.branch) == (
+        200, "OPTIONS", "lazy", "7 OPTIONS", "z9hG4bKt1")
+    assert record.call_id == "lazy" and len(sniffed) == 1  # read once, then kept
+    # a lazily read record is an ordinary record: equality, replace, JSON, the filters
+    eager = TraceRecord(record.mono, record.wall, "in", "UDP", B, A, ok("lazy"), "OPTIONS", 200,
+                        "lazy", "7 OPTIONS", "z9hG4bKt1")
+    assert record == eager and replace(record, note="x").note == "x"
+    assert '"call_id": "lazy"' in records_to_json([trace.message("out", "UDP", A, B, ok("lazy"))])
+    assert trace.records(call_id="lazy", method="OPTIONS", direction="in") == [record]
+    with pytest.raises(AttributeError):
+        _ = record.nonexistent  # type: ignore[attr-defined]
+
+
+def test_a_parsed_message_always_sniffs_what_its_parse_says() -> None:
+    # Trace.message no longer consults the parse: the bytes of any message parse() accepts
+    # (Call-ID is mandatory) yield its fields, even with odd spacing and compact forms.
+    for raw in (options(), ok(), options().replace(b"i: c1", b"i  :c1"),
+                b"\r\n" + ok().replace(b"CSeq: 7", b"cseq:   7")):
+        message = parse(raw)
+        assert sniff_fields(raw)["call_id"] == message_fields(message)["call_id"]
+        assert Trace(1).message("in", "UDP", B, A, raw, message).call_id == "c1"
 
 
 def test_ring_is_bounded_and_subscribers_see_everything() -> None:

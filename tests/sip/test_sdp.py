@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -737,3 +739,28 @@ def test_t38_and_webrtc_offers_are_refused_cleanly() -> None:
     webrtc = SessionDescription.parse(WEBRTC_OFFER)
     assert webrtc.media[0].codecs()[1] == Codec("G722", 8000, 1, 9)  # "/1" channels explicit
     assert webrtc.media[0].telephone_event_pt == 101
+
+
+def test_codecs_agree_with_rtpmaps_and_fmtp() -> None:
+    # codecs() reads the attributes in one pass; it must say what rtpmap()/fmtp() say:
+    # the first rtpmap and the first fmtp of a type win, static types need no rtpmap,
+    # a dynamic type without one is skipped, a non-numeric format is skipped.
+    sdp = SessionDescription.parse(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 18 0 101 96 97 x\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=fmtp:101 0-11\r\n"
+        "a=rtpmap:96 opus/48000/2\r\na=rtpmap:96 speex/8000\r\na=fmtp:18 annexb=no\r\n"
+        "a=RTPMAP:0 PCMU/8000\r\n")
+    media = sdp.media[0]
+    expected = []
+    for fmt in ("18", "0", "101", "96"):
+        pt = int(fmt)
+        mapping = media.rtpmap(pt)
+        if mapping is not None:
+            expected.append(Codec(mapping.encoding, mapping.clock_rate, mapping.channels, pt,
+                                  media.fmtp(pt)))
+        else:
+            expected.append(replace(STATIC_PAYLOAD_TYPES[pt], fmtp=media.fmtp(pt)))
+    assert media.codecs() == expected
+    assert [c.fmtp for c in expected] == ["annexb=no", None, "0-15", None]
+    assert expected[3].encoding == "opus" and media.telephone_event_pt == 101

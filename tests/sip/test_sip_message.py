@@ -21,6 +21,7 @@ from vosapp.sip import (
     new_call_id,
     new_tag,
     parse,
+    parse_name_addr,
     parse_uri,
 )
 
@@ -416,3 +417,20 @@ def test_invalid_utf8_escapes_survive_unescaping_and_reescaping() -> None:
     moved = uri.replace(port=5062)
     assert str(moved) == "sip:%FFA@h:5062?x=%FE"
     assert parse_uri(str(moved)) == moved
+
+
+def test_uri_and_name_addr_copies_share_nothing_mutable() -> None:
+    # The dialog layer copies From/To for every request it builds (NameAddr.copy,
+    # SipUri.copy): a copy must be equal, print the same, and own its params and headers.
+    for text in ('"Al" <sip:1001@192.0.2.1:5070;transport=udp;lr>;tag=a1',
+                 "<sips:bob:pw@example.com?subject=hi>"):
+        original = parse_name_addr(text)
+        twin = original.copy()
+        assert twin == original and str(twin) == str(original)
+        assert isinstance(twin.uri, SipUri) and isinstance(original.uri, SipUri)
+        assert twin.uri is not original.uri and type(twin.uri) is SipUri
+        twin.uri.params["maddr"] = "203.0.113.1"
+        twin.uri.headers.append(("x", "y"))
+        twin.params["tag"] = "other"
+        assert "maddr" not in original.uri.params and ("x", "y") not in original.uri.headers
+        assert original.tag != "other" and twin.uri != original.uri

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -17,19 +18,36 @@ __all__ = ["LoopClock"]
 
 log = logging.getLogger(__name__)
 
+#: Timers at least this many seconds away go on the clock's wheel (below) instead of each
+#: taking a place in asyncio's timer heap: the RFC 3261 guard timers (B, D, F, H, J, K, L, M
+#: = 64*T1 or T4, the switch's no-answer and ACK timers) are seconds long, mostly cancelled
+#: long before they are due, and asyncio keeps a cancelled timer in its heap until its time.
+WHEEL_MIN_DELAY = 1.0
+#: Slots of the wheel per second: a wheel timer fires up to 1/16 s after its time, never
+#: before (RFC 3261's timers are minimum durations; 1/16 s is < 7 % of the shortest).
+WHEEL_SLOTS_PER_SECOND = 16
+
 
 class _TimerHandle:
-    __slots__ = ("_clock", "_handle")
+    __slots__ = ("_callback", "_clock", "_handle", "when")
 
-    def __init__(self, clock: LoopClock) -> None:
+    def __init__(self, clock: LoopClock, when: float, callback: Callable[[], None]) -> None:
         self._clock = clock
+        self.when = when
+        self._callback: Callable[[], None] | None = callback
+        #: The asyncio timer of a timer off the wheel (None on the wheel or once done).
         self._handle: asyncio.TimerHandle | None = None
 
     def cancel(self) -> None:
+        self._callback = None  # a wheel slot skips it (and lets go of what it holds)
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self._clock._handles.discard(self)
+
+
+def _when(handle: _TimerHandle) -> float:
+    return handle.when
 
 
 class LoopClock:
@@ -38,12 +56,17 @@ class LoopClock:
     Without a loop (``bind`` not called yet, or a process that has none) ``now()`` reads the
     same monotonic clock asyncio's default loop reads, and timers cannot be scheduled.
 
+    Timers due in :data:`WHEEL_MIN_DELAY` or more share a wheel: one asyncio timer per
+    1/16 s slot that has any, the slot's timers in a list; cancelling one only marks it.
+
     No reference cycles per timer: at thousands of transactions per second, objects that only
     the cyclic GC can free make it walk a huge heap (see bench/options.sh)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop
         self._handles: set[_TimerHandle] = set()
+        #: slot number (ceil(when * WHEEL_SLOTS_PER_SECOND)) -> its timers
+        self._wheel: dict[int, list[_TimerHandle]] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -55,20 +78,41 @@ class LoopClock:
         return time.time()
 
     def call_at(self, when: float, callback: Callable[[], None]) -> _TimerHandle:
-        if self.loop is None:
+        loop = self.loop
+        if loop is None:
             raise RuntimeError("no event loop to run timers on (LoopClock.bind not called)")
-        handle = _TimerHandle(self)
-        handle._handle = self.loop.call_at(when, self._fire, handle, callback)
+        handle = _TimerHandle(self, when, callback)
+        if when - loop.time() >= WHEEL_MIN_DELAY:
+            slot = math.ceil(when * WHEEL_SLOTS_PER_SECOND)
+            timers = self._wheel.get(slot)
+            if timers is None:
+                timers = self._wheel[slot] = []
+                loop.call_at(slot / WHEEL_SLOTS_PER_SECOND, self._fire_slot, slot)
+            timers.append(handle)
+        else:
+            handle._handle = loop.call_at(when, self._fire, handle)
         self._handles.add(handle)
         return handle
 
-    def _fire(self, handle: _TimerHandle, callback: Callable[[], None]) -> None:
+    def _fire(self, handle: _TimerHandle) -> None:
+        callback = handle._callback
+        handle._callback = None
         handle._handle = None  # breaks handle -> asyncio handle -> args -> handle
         self._handles.discard(handle)
+        if callback is None:
+            return
         try:
             callback()
         except Exception:
             log.exception("timer callback failed")
+
+    def _fire_slot(self, slot: int) -> None:
+        timers = self._wheel.pop(slot, [])
+        if len(timers) > 1:
+            timers.sort(key=_when)  # in time order, like asyncio's heap (stable for ties)
+        for handle in timers:
+            if handle._callback is not None:
+                self._fire(handle)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> _TimerHandle:
         return self.call_at(self.now() + max(0.0, delay), callback)

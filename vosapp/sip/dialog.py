@@ -67,14 +67,16 @@ class Dialog:
         """§12.1.2: the UAC's dialog from its request and a 101–299 response with a To tag."""
         if not 101 <= response.status <= 299:
             raise DialogError(f"a {response.status} response does not create a dialog")
-        remote_tag = response.to.tag
+        # from_/to already return copies (own params); .copy() also gives them their own URI
+        to, from_ = response.to, request.from_
+        remote_tag = to.tag
         if not remote_tag:
             raise DialogError("the response has no To tag (§12.1.2)")
-        local_tag = request.from_.tag
+        local_tag = from_.tag
         if not local_tag:
             raise DialogError("the request has no From tag")
-        local_uri = request.from_.copy()
-        remote_uri = response.to.copy()
+        local_uri = from_.copy()
+        remote_uri = to.copy()
         local_uri.tag = None
         remote_uri.tag = None
         return cls(
@@ -91,14 +93,15 @@ class Dialog:
     def from_uas(cls, request: Request, response: Response) -> Dialog:
         """§12.1.1: the UAS's dialog from the request and the response it sends (with its
         To tag)."""
+        from_ = request.from_
         local_tag = response.to.tag
         if not local_tag:
             raise DialogError("the response must carry the UAS's To tag (§12.1.1)")
-        remote_tag = request.from_.tag
+        remote_tag = from_.tag
         if not remote_tag:
             raise DialogError("the request has no From tag")
         local_uri = request.to.copy()
-        remote_uri = request.from_.copy()
+        remote_uri = from_.copy()
         local_uri.tag = None
         remote_uri.tag = None
         return cls(

@@ -102,7 +102,8 @@ class Headers:
     # -- reading ----------------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field named ``name`` (any case, compact or long), or default."""
-        key = canonical_key(name)
+        # the most called method of a message (every typed accessor): the name cache inline
+        key = _CANONICAL.get(name) or canonical_key(name)
         for entry in self._fields:
             if entry[0] == key:
                 return entry[2]

@@ -316,20 +316,32 @@ class MediaDescription:
 
         Dynamic payload types without an rtpmap are skipped (nothing can be known about them).
         """
-        maps = self.rtpmaps
+        # One pass over the attributes (the first rtpmap / fmtp of a type counts, as in
+        # rtpmaps and fmtp()): the call path asks for the codecs of every offer and answer.
+        maps: dict[int, RtpMap] = {}
+        fmtps: dict[str, str] = {}
+        for attribute in self.attributes:
+            name = attribute.name.lower()
+            if name == "rtpmap":
+                mapping = _parse_rtpmap(attribute.value or "", None)
+                maps.setdefault(mapping.payload_type, mapping)
+            elif name == "fmtp":
+                pt_text, _, params = (attribute.value or "").partition(" ")
+                fmtps.setdefault(pt_text, params.strip())
         result = []
         for fmt in self.formats:
             if not fmt.isdigit():
                 continue
             pt = int(fmt)
-            mapping = maps.get(pt)
-            if mapping is not None:
-                codec = Codec(mapping.encoding, mapping.clock_rate, mapping.channels, pt)
+            fmtp = fmtps.get(str(pt))
+            known = maps.get(pt)
+            if known is not None:
+                result.append(Codec(known.encoding, known.clock_rate, known.channels, pt,
+                                    fmtp))
             elif pt in STATIC_PAYLOAD_TYPES:
-                codec = STATIC_PAYLOAD_TYPES[pt]
-            else:
-                continue
-            result.append(replace(codec, fmtp=self.fmtp(pt)))
+                static = STATIC_PAYLOAD_TYPES[pt]
+                result.append(Codec(static.encoding, static.clock_rate, static.channels,
+                                    static.payload_type, fmtp))
         return result
 
     @property

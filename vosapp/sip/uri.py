@@ -9,7 +9,6 @@ is serialized from its fields.
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -104,9 +103,13 @@ class SipUri:
     def copy(self) -> SipUri:
         """A copy with its own ``params`` and ``headers`` (the only mutable parts); the
         parsed text is kept."""
-        twin = copy.copy(self)
-        object.__setattr__(twin, "params", dict(self.params))
-        object.__setattr__(twin, "headers", list(self.headers))
+        # Field by field through __dict__ (copy.copy goes through __reduce_ex__: the dialog
+        # layer copies a From/To URI for every request and dialog it builds).
+        twin = object.__new__(type(self))
+        fields = twin.__dict__
+        fields.update(self.__dict__)
+        fields["params"] = dict(self.params)
+        fields["headers"] = list(self.headers)
         return twin
 
     def __post_init__(self) -> None:

@@ -235,8 +235,8 @@ def _changes(record: CdrRecord) -> tuple[Any, ...]:
 def _dialog_row(row_id: int, dialog: DialogRecord) -> tuple[Any, ...]:
     return (row_id, dialog.side, dialog.call_id, dialog.local_tag, dialog.remote_tag,
             dialog.local_uri, dialog.remote_uri, dialog.remote_target,
-            json.dumps(list(dialog.route_set)), dialog.cseq, dialog.transport, dialog.host,
-            dialog.port)
+            json.dumps(list(dialog.route_set)) if dialog.route_set else "[]",  # the usual: none
+            dialog.cseq, dialog.transport, dialog.host, dialog.port)
 
 
 class CdrWriter:

@@ -42,6 +42,7 @@ from vosapp.sip import (
     Response,
     SipParseError,
     SipUri,
+    Via,
     make_error_response,
     make_response,
     new_branch,
@@ -68,7 +69,7 @@ from vosapp.trace import Trace
 if TYPE_CHECKING:
     from vosapp.clock import Clock
     from vosapp.config import Config
-    from vosapp.sip import Request, Via
+    from vosapp.sip import Request
     from vosapp.store import Store
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,12 @@ class SwitchCore:
         host, port = self.local_address(transport)
         host = f"[{host}]" if ":" in host else host
         return f"SIP/2.0/{transport.upper()} {host}:{port};branch={new_branch()};rport"
+
+    def new_top_via(self, transport: str = "UDP") -> Via:
+        """:meth:`new_via` as a parsed :class:`Via`, built directly (the call path needs one
+        for every request it sends; formatting then parsing the text cost ~60 us each)."""
+        host, port = self.local_address(transport)
+        return Via(transport.upper(), host, port, {"branch": new_branch(), "rport": None})
 
     def send_request(self, request: Request, destination: Address, transport: str = "UDP",
                      listener: Listener | None = None) -> ClientTransaction:

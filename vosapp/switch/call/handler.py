@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vosapp.sip import NameAddr, Request, Response, SipUri, make_response, new_tag, parse_vias
+from vosapp.sip import NameAddr, Request, Response, SipUri, make_response, new_tag
 from vosapp.sip.headers import Via
 from vosapp.sip.sdp import SdpError, SessionDescription
 from vosapp.switch.call.abandoned import AbandonedAttempts
@@ -107,7 +107,7 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
 
     # ---------------------------------------------------------------- helpers
     def _via(self, transport: str) -> Via:
-        return parse_vias(self.core.new_via(transport))[0]
+        return self.core.new_top_via(transport)
 
     def _contact(self, transport: str) -> NameAddr:
         host, port = self.core.local_address(transport)

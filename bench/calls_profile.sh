@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The call path under a profiler (issue #14): `vosapp serve` under cProfile while SIPp places
+# CALLS calls at RATE calls/s through it (bench/calls.sh's caller, callee and trusted config;
+# no RTP, media proxy Off). Prints the top functions by own time and by cumulative time; with
+# PROFILER=pyinstrument (pip install pyinstrument), a sampling profile instead (less distorted:
+# cProfile inflates the cost of many small Python calls), its text tree in OUT.
+#
+#   bash bench/calls_profile.sh        (env: CALLS=1500 RATE=60 TOP=40 OUT=calls.prof
+#                                       PROFILER=cProfile DIGEST=)
+# DIGEST=1: the caller's mapping gateway by account, every INVITE challenged (bench/calls.sh's
+# "digest" row).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CALLS=${CALLS:-1500}
+RATE=${RATE:-60}
+TOP=${TOP:-40}
+PY=${PY:-.venv/bin/python}
+UAC="$PWD/bench/calls_uac.xml"
+source bench/common.sh
+OUT=$(realpath -m "${OUT:-calls.prof}")
+command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
+WORK=$(mktemp -d)
+SERVER_PID=""
+cleanup() { stop_process "$SERVER_PID"; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
+[ -z "${KEEP:-}" ] || echo "KEEP: files in $WORK"
+trap cleanup EXIT
+UAS="$WORK/call_uas.xml"
+sed 's/;transport=\[transport\]//' tests/sipp/call_uas.xml >"$UAS"
+UAS_PORT=$(free_port)
+if [ -n "${DIGEST:-}" ]; then MAPPING='accounts = ["1001"]'; AUTH=(-au 1001 -ap secret-1001)
+else MAPPING='addresses = ["127.0.0.1/32"]'; AUTH=(); fi
+cat >"$WORK/trusted.toml" <<TOML
+[switch]
+sip_listen = "127.0.0.1:5060"
+data_dir = "$WORK/data"
+
+[[account]]
+user = "1001"
+password = "secret-1001"
+
+[[mapping_gateway]]
+name = "customer"
+$MAPPING
+media_proxy = "Off"
+
+[[routing_gateway]]
+name = "vendor"
+address = "127.0.0.1:$UAS_PORT"
+prefixes = ["00"]
+media_proxy = "Off"
+TOML
+PROFILER=${PROFILER:-cProfile}
+case $PROFILER in
+  cProfile) PROFILE=(-m cProfile -o "$OUT") ;;
+  pyinstrument) PROFILE=(-m pyinstrument -r text --show-all -o "$OUT") ;;
+  *) echo "PROFILER must be cProfile or pyinstrument"; exit 1 ;;
+esac
+"$PY" "${PROFILE[@]}" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only \
+      --no-trace-store --log-level WARNING --config "$WORK/trusted.toml" \
+      >"$WORK/serve.out" 2>"$WORK/serve.log" &
+SERVER_PID=$!
+PORT=$(served_port "$WORK/serve.out" "$WORK/serve.log")
+mkdir -p "$WORK/uas" "$WORK/uac"
+(cd "$WORK/uas" && exec setsid sipp -sf "$UAS" -i 127.0.0.1 -p "$UAS_PORT" -t u1 -m "$CALLS" \
+     -mp "$(free_port)" -nostdin -timeout 120 >sipp.txt 2>&1) &
+UAS_PID=$!
+sleep 0.3
+CPU0=$(cpu_seconds "$SERVER_PID")
+(cd "$WORK/uac" && setsid sipp "127.0.0.1:$PORT" -sf "$UAC" -s 0044123 -t u1 -i 127.0.0.1 \
+     -mp "$(free_port)" -m "$CALLS" -r "$RATE" -nostdin -timeout 120 "${AUTH[@]}" >sipp.txt 2>&1) || true
+for _ in $(seq 30); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
+kill -TERM "$UAS_PID" 2>/dev/null || true
+wait "$UAS_PID" 2>/dev/null || true
+CPU1=$(cpu_seconds "$SERVER_PID")
+grep -E "Successful call|Failed call" "$WORK/uac/sipp.txt" | tail -2 || true
+echo "server CPU under the profiler: $("$PY" -c "print(round($CPU1 - $CPU0, 2))") s for $CALLS calls"
+stop_process "$SERVER_PID"; SERVER_PID=""
+[ "$PROFILER" = cProfile ] || { echo "profile: $OUT"; exit 0; }
+"$PY" - "$OUT" "$TOP" <<'PYEOF'
+import pstats, sys
+stats = pstats.Stats(sys.argv[1])
+stats.sort_stats("tottime").print_stats(int(sys.argv[2]))
+stats.sort_stats("cumulative").print_stats(int(sys.argv[2]))
+PYEOF

@@ -1,0 +1,72 @@
+"""vosapp.io.clock.LoopClock on a real event loop: precise timers and the timer wheel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from vosapp.io import clock as loop_clock
+from vosapp.io.clock import LoopClock
+
+
+def test_wheel_timers_fire_in_time_order_never_early_and_cancelled_ones_never(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop_clock, "WHEEL_MIN_DELAY", 0.1)  # a short test, same code path
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        clock = LoopClock(loop)
+        fired: list[tuple[str, float, float]] = []
+        start = clock.now()
+
+        def timer(name: str, delay: float) -> loop_clock._TimerHandle:
+            when = start + delay
+            return clock.call_at(when, lambda: fired.append((name, when, clock.now())))
+
+        scheduled_before = len(loop._scheduled)  # type: ignore[attr-defined]
+        # many timers due in the same 1/16 s share one asyncio timer
+        for i in range(50):
+            timer(f"same-slot-{i}", 0.2)
+        assert len(loop._scheduled) - scheduled_before == 1  # type: ignore[attr-defined]
+        late = timer("late", 0.3)
+        cancelled = timer("cancelled", 0.25)
+        first = timer("first", 0.15)
+        short = timer("short", 0.01)  # below WHEEL_MIN_DELAY: an asyncio timer of its own
+        assert short._handle is not None and first._handle is None
+        assert clock.pending == 54
+        cancelled.cancel()
+        assert clock.pending == 53
+        await asyncio.sleep(0.45)
+        names = [name for name, _, _ in fired]
+        assert names[0] == "short" and names[1] == "first" and names[-1] == "late"
+        assert "cancelled" not in names and len(names) == 53
+        assert all(at >= when for _, when, at in fired)  # a timer never fires before its time
+        assert [when for _, when, _ in fired] == sorted(when for _, when, _ in fired)
+        assert clock.pending == 0 and not clock._wheel and late._callback is None
+
+    asyncio.run(run())
+
+
+def test_cancel_all_stops_wheel_and_precise_timers_and_a_failing_callback_is_contained(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop_clock, "WHEEL_MIN_DELAY", 0.1)
+
+    async def run() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
+        fired: list[str] = []
+        clock.call_later(0.2, lambda: fired.append("wheel"))
+        clock.call_later(0.01, lambda: fired.append("precise"))
+        clock.cancel_all()
+        assert clock.pending == 0
+        clock.call_later(0.15, lambda: 1 / 0)  # logged, does not stop the slot's others
+        clock.call_later(0.15, lambda: fired.append("after the failure"))
+        await asyncio.sleep(0.3)
+        assert fired == ["after the failure"]
+
+    asyncio.run(run())
+
+
+def test_a_clock_without_a_loop_cannot_schedule() -> None:
+    with pytest.raises(RuntimeError):
+        LoopClock().call_later(5, lambda: None)
