@@ -5,7 +5,7 @@
 # PROFILER=pyinstrument (pip install pyinstrument), a sampling profile instead (less distorted:
 # cProfile inflates the cost of many small Python calls), its text tree in OUT.
 #
-#   bash bench/calls_profile.sh        (env: CALLS=1500 RATE=60 TOP=40 OUT=calls.prof
+#   bash bench/calls_profile.sh        (env: CALLS=1500 RATE=60 TOP=40 OUT=/tmp/vosapp-calls.prof
 #                                       PROFILER=cProfile DIGEST=)
 # DIGEST=1: the caller's mapping gateway by account, every INVITE challenged (bench/calls.sh's
 # "digest" row).
@@ -17,7 +17,7 @@ TOP=${TOP:-40}
 PY=${PY:-.venv/bin/python}
 UAC="$PWD/bench/calls_uac.xml"
 source bench/common.sh
-OUT=$(realpath -m "${OUT:-calls.prof}")
+OUT=$(realpath -m "${OUT:-${TMPDIR:-/tmp}/vosapp-calls.prof}")
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
 WORK=$(mktemp -d)
 SERVER_PID=""
