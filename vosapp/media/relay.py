@@ -112,6 +112,9 @@ socket (what :meth:`RelayCore.receive_batch` returns)."""
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
 _SEQ_TS = struct.Struct("!HI")  # sequence and timestamp at offset 2 of the RTP header
+# RelayCore.receive_batch's look at a datagram: rtp.HEADER_START's fields, and it fails on a
+# datagram shorter than the 12-byte fixed header
+_SHORT_PATH_HEADER = struct.Struct(HEADER_START.format + "4x")
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,62 +527,63 @@ class RelayCore:
         """
         flow = self._flows[side]
         src, target = flow.source, flow.target
-        stats = src.stats
-        media_pt, rewrite_pt = src.media_pt, flow.rewrite_pt
-        unpack = HEADER_START.unpack_from
+        media_pt = src.media_pt
+        unpack = _SHORT_PATH_HEADER.unpack_from
         bursts: list[Burst] = []
-        run: list[bytes | bytearray] | None = None  # the open burst of short-path datagrams
-        headers: list[tuple[int, int, int, int]] = []  # theirs, not yet accounted
-        lane, recheck = False, True
-        latched: Address | None = None
-        peer: Address | None = None
-        host, port = "", 0
-        for data, source in batch:
-            if recheck:  # at the start and after receive(), which may move the state
-                recheck = False
-                latched, peer = src.latched, target.peer
-                lane = (latched is not None and peer is not None and flow.plain
-                        and src.sends and target.receives)
-                if latched is not None:
-                    host, port = latched
-            if lane and len(data) >= 12:
-                header = unpack(data)
-                # a plain RTP version 2 header (no padding, extension or CSRC), the leg's
-                # media payload type, the latched source (IPv6 sources are 4-tuples)
-                if (header[0] == 0x80 and header[1] & 0x7F == media_pt
-                        and (source == latched or source[0] == host and source[1] == port)):
-                    if run is None:
-                        assert peer is not None
-                        run = []
-                        bursts.append((target.side, peer, run))
-                    headers.append(header)
-                    if rewrite_pt is None:
-                        run.append(data)  # same payload type on both legs: as received
-                    else:
-                        out = bytearray(data)
-                        out[1] = (header[1] & 0x80) | rewrite_pt
-                        run.append(out)
-                    continue
-            if headers:  # account the run before this datagram, in arrival order
-                assert run is not None
-                self._account(stats, headers, run, now)
-                headers = []
+        datagrams = iter(batch)  # shared by the turns below: each takes up where one stopped
+        while True:
+            # a turn: the short path while the datagrams fit it, then one for receive()
+            latched, peer = src.latched, target.peer
+            if (latched is not None and peer is not None and flow.plain and src.sends
+                    and target.receives):
+                host, port = latched
+                run: list[bytes | bytearray] = []
+                headers: list[tuple[int, int, int, int]] = []
+                keep, note = run.append, headers.append
+                other: tuple[bytes, Address] | None = None
+                for data, source in datagrams:
+                    try:
+                        header = unpack(data)
+                    except struct.error:  # shorter than the fixed header: receive() drops it
+                        other = (data, source)
+                        break
+                    # a plain RTP version 2 header (no padding, extension or CSRC), the leg's
+                    # media payload type, the latched source (IPv6 sources are 4-tuples)
+                    if (header[0] != 0x80 or header[1] & 0x7F != media_pt
+                            or source != latched and (source[0] != host or source[1] != port)):
+                        other = (data, source)
+                        break
+                    note(header)
+                    keep(data)
+                if run:  # counted before the datagram that ended it, in arrival order
+                    self._account(flow, headers, run, now)
+                    bursts.append((target.side, peer, run))
+                if other is None:
+                    return bursts
+                data, source = other
+            else:
+                following = next(datagrams, None)
+                if following is None:
+                    return bursts
+                data, source = following
             bursts += [(out_side, to, [datagram])
                        for out_side, to, datagram in self.receive(side, data, source, now)]
-            run, recheck = None, True
-        if headers:
-            assert run is not None
-            self._account(stats, headers, run, now)
-        return bursts
 
     @staticmethod
-    def _account(stats: LegStats, headers: list[tuple[int, int, int, int]],
+    def _account(flow: _Flow, headers: list[tuple[int, int, int, int]],
                  run: list[bytes | bytearray], now: float) -> None:
-        """Count a run of short-path datagrams as :meth:`receive` counts each (a rewritten
-        payload type leaves the size as received)."""
+        """Count a run of short-path datagrams as :meth:`receive` counts each, and rewrite
+        their payload type when the legs' differ (:meth:`receive`'s relay-mode branch)."""
+        stats = flow.source.stats
         stats.rx_packets += len(headers)
         stats.rx_bytes += sum(map(len, run))
         stats.stream.update_many(headers, now)
+        rewrite_pt = flow.rewrite_pt
+        if rewrite_pt is not None:
+            for i, data in enumerate(run):
+                out = bytearray(data)
+                out[1] = (out[1] & 0x80) | rewrite_pt
+                run[i] = out
 
     def receive(self, side: Side, data: bytes, source: Address, now: float) -> list[Send]:
         """A datagram arrived on leg ``side`` from ``source`` at time ``now`` (seconds).

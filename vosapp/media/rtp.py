@@ -355,11 +355,13 @@ class RtpStreamStats:
         self._last_arrival = arrival
 
     def update_many(self, headers: list[tuple[int, int, int, int]], arrival: float) -> None:
-        """Account packets that arrived together, in order: :meth:`update` for each, exactly.
+        """Account packets that arrived together, in order: :meth:`update` for each, exactly
+        (the jitter too, bit for bit).
 
         What a relay drains from its socket in one wake-up arrives at one time (the caller
-        reads its clock once). The in-order case runs on local variables; anything else goes
-        through :meth:`update`.
+        reads its clock once), so after the first packet the interarrival term of each D is
+        0 and D is minus the timestamp step (A.8). The packets in order run on local
+        variables; anything else goes through :meth:`update`.
 
         Parameters
         ----------
@@ -368,33 +370,36 @@ class RtpStreamStats:
         arrival : float
             Their arrival time in seconds.
         """
-        received, next_seq, cycles = self.received, self._next_seq, self.cycles
-        last_timestamp, last_arrival, jitter = self._last_timestamp, self._last_arrival, self.jitter
-        clock_rate = self.clock_rate
-        for _first, _second, sequence, timestamp in headers:
-            if sequence != next_seq or last_arrival is None:  # not the next one in order
-                self.received, self._next_seq, self.cycles = received, next_seq, cycles
-                self._last_timestamp, self._last_arrival = last_timestamp, last_arrival
-                self.jitter = jitter
+        if not headers:
+            return
+        _first, _second, sequence, timestamp = headers[0]
+        self.update(sequence, timestamp, arrival)  # against the previous wake-up's arrival
+        if len(headers) == 1:
+            return
+        next_seq, cycles, last_timestamp, jitter = (
+            self._next_seq, self.cycles, self._last_timestamp, self.jitter)
+        unusual = 0
+        for _first, _second, sequence, timestamp in headers[1:]:
+            if sequence != next_seq:  # not the next one in order
+                self._next_seq, self.cycles = next_seq, cycles
+                self._last_timestamp, self.jitter = last_timestamp, jitter
                 self.update(sequence, timestamp, arrival)
-                received, next_seq, cycles = self.received, self._next_seq, self.cycles
-                last_timestamp, last_arrival = self._last_timestamp, self._last_arrival
-                jitter = self.jitter
+                unusual += 1
+                next_seq, cycles, last_timestamp, jitter = (
+                    self._next_seq, self.cycles, self._last_timestamp, self.jitter)
                 continue
-            # update()'s common case, the same operations in the same order
-            received += 1
+            # update()'s common case with R_i = R_(i-1): |D| = |S_i - S_(i-1)| (mod 2^32)
             next_seq = (sequence + 1) & 0xFFFF
             if not sequence:
-                cycles += _SEQ_MOD
-            ts_delta = (timestamp - last_timestamp) & 0xFFFFFFFF
-            if ts_delta >= 0x80000000:
-                ts_delta -= 0x100000000
-            d = (arrival - last_arrival) * clock_rate - ts_delta
-            jitter = jitter + ((d if d >= 0 else -d) - jitter) * 0.0625
+                cycles += _SEQ_MOD  # 16-bit wrap (A.1)
+            step = (timestamp - last_timestamp) & 0xFFFFFFFF
+            if step >= 0x80000000:
+                step = 0x100000000 - step
+            jitter = jitter + (step - jitter) * 0.0625
             last_timestamp = timestamp
-            last_arrival = arrival
-        self.received, self._next_seq, self.cycles = received, next_seq, cycles
-        self._last_timestamp, self._last_arrival, self.jitter = last_timestamp, last_arrival, jitter
+        self._next_seq, self.cycles = next_seq, cycles
+        self._last_timestamp, self.jitter = last_timestamp, jitter
+        self.received += len(headers) - 1 - unusual  # update() counted the others
 
     def _update_unusual(self, sequence: int) -> None:
         """Gaps, late packets, duplicates and restarts (RFC 3550 A.1).
