@@ -149,6 +149,56 @@ def test_loss_and_reordering_statistics_over_loopback() -> None:
     run(scenario)
 
 
+def test_a_drained_burst_keeps_its_order_across_the_short_and_the_long_path() -> None:
+    """Media (the core's short path) mixed with comfort noise, events and a foreign packet
+    (its long path) in bursts the relay drains together: what goes out keeps the order it
+    came in, and the counters match what the carrier got."""
+    async def scenario() -> None:
+        phone, carrier, intruder = (await Endpoint.open(), await Endpoint.open(),
+                                    await Endpoint.open())
+        relay = await RtpRelay.open(
+            LegConfig("PCMA", dtmf_payload_type=101, remote=phone.address),
+            LegConfig("PCMA", dtmf_payload_type=101, payload_type=102, remote=carrier.address),
+        )
+        media = pcma_packets(60, sequence=65530)
+        phone.send(media[0], relay.a.local_address)  # latches leg a
+        await carrier.wait_for(1)
+        expected = [media[0]]
+        noise = OutgoingStream(13, ssrc=0x5151, sequence=9, timestamp=0)
+        event = OutgoingStream(101, ssrc=0x5151, sequence=5000, timestamp=0)
+        for burst in range(3):
+            for i in range(1 + 19 * burst, 20 + 19 * burst):
+                phone.send(media[i], relay.a.local_address)
+                expected.append(media[i])
+                if i % 7 == 0:
+                    cn = noise.packet(b"\x40", 0)
+                    phone.send(cn, relay.a.local_address)
+                    expected.append(cn)
+                if i % 9 == 0:
+                    dtmf = event.packet_at(bytes([3, 0x0A, 0, 160]), 0, marker=True)
+                    phone.send(dtmf, relay.a.local_address)
+                    expected.append(dtmf)
+                if i % 11 == 0:
+                    intruder.send(media[i], relay.a.local_address)  # dropped
+            await carrier.wait_for(len(expected))
+        got = carrier.packets()
+        assert len(got) == len(expected)
+        for out, original in zip(got, (RtpPacket.parse(d) for d in expected), strict=True):
+            assert (out.ssrc, out.sequence, out.payload) == (original.ssrc, original.sequence,
+                                                              original.payload)
+            assert out.payload_type == {8: 102, 13: 13, 101: 101}[original.payload_type]
+        stats = relay.stats()
+        assert stats["b"]["tx_packets"] == len(got)
+        assert stats["b"]["tx_bytes"] == sum(len(d) for d, _ in carrier.received)
+        assert stats["a"]["rx_received"] == len(got)  # the foreign ones are not in the stream
+        assert stats["a"]["dropped_foreign"] == stats["a"]["rx_packets"] - len(got) > 0
+        relay.close()
+        for endpoint in (phone, carrier, intruder):
+            endpoint.close()
+
+    run(scenario)
+
+
 def test_transcoding_pcma_to_g729_both_directions() -> None:
     async def scenario() -> None:
         phone, carrier = await Endpoint.open(), await Endpoint.open()

@@ -124,3 +124,44 @@ def test_g729_through_a_g711_table_equals_the_codec_calls() -> None:
     direct, plain = codecs.get("G729"), codecs.get("G729")
     for payload in (bits[:20], bits[20:50], bits[50:60] + sid, memoryview(bits[60:80]), b""):
         assert direct.decode_codes(payload, encode_table) == pcma.encode(plain.decode(payload))
+
+
+def test_g729_packet_functions_equal_the_codec_calls() -> None:
+    """codes_encoder / codes_decoder (the transcoder's G.711 <-> G.729 path: a datagram in,
+    the payload written after the next header) give encode_codes' / decode_codes' bytes and
+    leave the codec in the same state; with a partial frame waiting the encoder declines."""
+    pcma = codecs.get("PCMA")
+    codes = pcma.encode(SPEECH[:1600])
+    table = pcma.decode_table  # type: ignore[attr-defined]
+    direct, plain = codecs.get("G729"), codecs.get("G729")
+    encode = direct.codes_encoder(table, 2, 12)  # type: ignore[attr-defined]
+    out = np.zeros(12 + 20, np.uint8)
+    for i in range(10):
+        datagram = bytes(range(12)) + codes[160 * i : 160 * (i + 1)]
+        assert encode(datagram, out.ctypes.data + 12)
+        assert out[12:].tobytes() == plain.encode_codes(table, codes[160 * i : 160 * (i + 1)])
+        assert out[:12].tobytes() == bytes(12)  # nothing written before the payload
+    direct.encode(SPEECH[:40], final=False)
+    assert not encode(bytes(12) + codes[:160], out.ctypes.data + 12)
+
+    bits = BareBcg729().encode(SPEECH[:1600])
+    encode_table = pcma.encode_table  # type: ignore[attr-defined]
+    direct, plain = codecs.get("G729"), codecs.get("G729")
+    decode = direct.codes_decoder(encode_table, 2)  # type: ignore[attr-defined]
+    into = np.zeros(12 + 160, np.uint8)
+    for i in range(10):
+        payload = bits[20 * i : 20 * (i + 1)]
+        decode(b"\x80" * 12 + payload, 12, into[12:])
+        assert into[12:].tobytes() == plain.decode_codes(payload, encode_table)
+        assert into[:12].tobytes() == bytes(12)
+    # the decoders went through the same frames: their concealment continues alike
+    assert direct.conceal(2).tobytes() == plain.conceal(2).tobytes()
+
+
+def test_g711_conceals_from_a_payload_heard_inside_a_datagram() -> None:
+    """heard(datagram, offset) remembers the payload after the header, as heard(payload)."""
+    codes = codecs.get("PCMA").encode(SPEECH[:160])
+    by_offset, by_payload = codecs.get("PCMA"), codecs.get("PCMA")
+    by_offset.heard(b"\x80" * 12 + codes, 12)  # type: ignore[attr-defined]
+    by_payload.heard(codes)  # type: ignore[attr-defined]
+    assert by_offset.conceal(3).tobytes() == by_payload.conceal(3).tobytes()

@@ -230,3 +230,81 @@ def test_stream_statistics_from_arrival_times() -> None:
     late.receive("a", packets[0], PHONE, 0.0)
     late.receive("a", packets[1], PHONE, 0.030)  # 10 ms late: |D| = 80 ticks, J = 80/16
     assert late.stats()["a"]["rx_jitter"] == pytest.approx(5.0)
+
+
+def _mixed_traffic() -> list[tuple[str, bytes, tuple[str, int]]]:
+    """Leg a's traffic with every kind of datagram receive() tells apart, in one sequence."""
+    media = stream("PCMA", 8, 1, 40, sequence=65520, timestamp=2**32 - 1600)  # both wrap
+    padded = RtpPacket.parse(media[5])
+    padded.padding = b"\x00\x00\x03"
+    events = event_packets(101, "5", ssrc=1)
+    comfort_noise = bytes(RtpPacket(13, 7, 0, 1, payload=b"\x40"))
+    v6_phone = ("2001:db8::10", 4000, 0, 0)
+    return [
+        ("media", media[0], INTRUDER),  # latches leg a on the intruder (the SDP says PHONE)
+        ("media", media[1], INTRUDER),
+        ("relatch", b"", PHONE),  # re-INVITE: the phone is back where its SDP said
+        ("media", media[2], PHONE),
+        ("media", media[3], PHONE),
+        ("media", media[4], INTRUDER),  # foreign
+        ("media", bytes(padded), PHONE),  # padded: valid, the long path
+        ("media", media[7], PHONE),  # media[6] lost
+        ("media", media[6], PHONE),  # ... and late
+        ("media", media[7], PHONE),  # duplicate
+        ("media", b"\x80\x08\x00", PHONE),  # too short
+        ("media", comfort_noise, PHONE),
+        *[("media", event, PHONE) for event in events],
+        ("media", media[8], PHONE),
+        ("hold", b"", PHONE),  # leg b on hold: nothing goes to it
+        ("media", media[9], PHONE),
+        ("resume", b"", PHONE),
+        *[("media", packet, PHONE) for packet in media[10:30]],  # through the sequence wrap
+        ("media", media[35], PHONE),  # a gap
+        *[("media", packet, PHONE) for packet in media[36:38]],
+        ("relatch", b"", PHONE),
+        ("media", media[38], v6_phone),  # latches on an IPv6 source (a 4-tuple)
+        ("media", media[39], v6_phone),
+    ]
+
+
+@pytest.mark.parametrize("rewrite", [False, True])
+@pytest.mark.parametrize("split", [1, 3, 7, 1000])
+def test_receive_batch_is_receive_for_each_datagram(rewrite: bool, split: int) -> None:
+    """The drained-together path gives the same datagrams, in order, and the same counters
+    (jitter bit for bit) as receive() one datagram at a time, whatever the batches are."""
+    def make() -> RelayCore:
+        return RelayCore(
+            LegConfig("PCMA", remote=PHONE, dtmf_payload_type=101),
+            LegConfig("PCMA", remote=CARRIER, dtmf_payload_type=101,
+                      payload_type=102 if rewrite else None),
+        )
+
+    one, batched = make(), make()
+    expected: list[Send] = []
+    got: list[Send] = []
+    batch: list[tuple[bytes, tuple[str, int]]] = []
+    now = 0.0
+
+    def flush() -> None:
+        for side, to, datagrams in batched.receive_batch("a", batch, now):
+            got.extend((side, to, datagram) for datagram in datagrams)
+        batch.clear()
+
+    for i, (kind, data, source) in enumerate(_mixed_traffic()):
+        if kind != "media":  # control happens between wake-ups
+            flush()
+            for core in (one, batched):
+                if kind == "relatch":
+                    core.relatch("a")
+                else:
+                    core.set_direction("b", "inactive" if kind == "hold" else "sendrecv")
+            continue
+        expected += one.receive("a", data, source, now)
+        batch.append((data, source))
+        if len(batch) == split:
+            flush()
+            now += 0.0173 * (i % 4)  # uneven arrival: the jitter moves
+    flush()
+    assert [(s, t, bytes(d)) for s, t, d in got] == [(s, t, bytes(d)) for s, t, d in expected]
+    assert batched.stats() == one.stats()
+    assert one.stats()["a"]["rx_jitter"] > 0 and one.stats()["a"]["rx_lost"] > 0

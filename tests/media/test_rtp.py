@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from vosapp.media.rtp import (
@@ -250,3 +250,36 @@ def test_stats_property_loss_and_duplicates(
     assert stats.expected == 300
     assert stats.lost == len(dropped)
     assert stats.duplicates == len(duplicates)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([1, 1, 1, 1, 2, 0, -1, -3, 40, 5000, -5000]),
+                       st.sampled_from([160, 160, 160, 0, 320, -160, 2**31 + 7]),
+                       st.integers(0, 3)),
+             min_size=1, max_size=120),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFFFFFF),
+)
+@example([(1, 160, 0)] * 12, 65530, 0xFFFFFF00)  # both numbers wrap inside one batch
+def test_update_many_is_update_for_each_packet_bit_for_bit(
+    steps: list[tuple[int, int, int]], sequence: int, timestamp: int
+) -> None:
+    """Packets drained together (one arrival time, any gaps, late ones, duplicates, restarts,
+    wraps) leave exactly the state update() one by one leaves, the jitter float included."""
+    one, many = RtpStreamStats(), RtpStreamStats()
+    batch: list[tuple[int, int, int, int]] = []
+    now = 10.0
+    for seq_step, ts_step, pause in steps:
+        sequence = (sequence + seq_step) & 0xFFFF
+        timestamp = (timestamp + ts_step) & 0xFFFFFFFF
+        one.update(sequence, timestamp, now)
+        batch.append((0x80, 8, sequence, timestamp))
+        if pause:  # the next packets arrive in another wake-up
+            many.update_many(batch, now)
+            batch = []
+            now += 0.007 * pause
+    many.update_many(batch, now)
+    state = [name for name in RtpStreamStats.__slots__ if name != "_missing"]
+    assert [getattr(many, n) for n in state] == [getattr(one, n) for n in state]
+    assert many._missing == one._missing
+    assert many.as_dict() == one.as_dict()

@@ -199,3 +199,37 @@ def test_silence_suppression_gap_is_followed_not_compressed() -> None:
     thirty = rtp_stream("PCMA", 30, formant_speech(8000, 0.3))
     other = Transcoder("PCMA", "G729", src_ptime=20)
     assert len(run(other, thirty)) == 15 and other.stats.resyncs == 0
+
+
+@pytest.mark.parametrize(("src", "dst"), [("PCMA", "G729"), ("G729", "PCMA"),
+                                          ("PCMU", "G729"), ("G729", "PCMU")])
+def test_payload_to_payload_path_gives_the_datagrams_of_the_audio_path(src: str,
+                                                                      dst: str) -> None:
+    """G.711 <-> G.729 datagrams of the negotiated ptime go payload to payload, the header
+    written in place; a bytearray takes the audio path (decode, encode, OutgoingStream.packet)
+    instead. Both give the same datagrams, byte for byte, through loss, a late packet, a
+    timestamp jump (DTX) and a telephone event sharing the outgoing numbering."""
+    sent = rtp_stream(src, 20, formant_speech(8000, 1.2), sequence=65530,
+                      timestamp=2**32 - 480)
+    arriving = [*sent[:5], *sent[6:9], sent[5], *sent[9:20]]  # one lost, then late
+    jumped = RtpPacket.parse(sent[20])
+    jumped.timestamp = (jumped.timestamp + 8000) & 0xFFFFFFFF  # 1 s of silence not sent
+    arriving += [bytes(jumped), *sent[21:30]]
+    payload_path, audio_path = (Transcoder(src, dst, ssrc=9, sequence=65000, timestamp=7)
+                                for _ in range(2))
+    got: list[bytes] = []
+    expected: list[bytes] = []
+    for i, datagram in enumerate(arriving):
+        got += payload_path.process(datagram)
+        expected += [bytes(d) for d in audio_path.process(bytearray(datagram))]
+        if i == 12:  # an RFC 4733 event goes out on the same numbering in between
+            for transcoder, into in ((payload_path, got), (audio_path, expected)):
+                into.append(transcoder.outgoing.packet_at(b"\x05\x0a\x00\xa0",
+                                                          transcoder.map_timestamp(0),
+                                                          payload_type=101))
+    assert got == expected
+    assert all(type(d) is bytes for d in got)
+    assert payload_path.stats.as_dict() == audio_path.stats.as_dict()
+    assert payload_path.stats.resyncs == 1 and payload_path.stats.concealed_frames == 2
+    for name in ("sequence", "timestamp", "packets", "octets"):
+        assert getattr(payload_path.outgoing, name) == getattr(audio_path.outgoing, name)

@@ -3,9 +3,10 @@
 
 Everything a media proxy decides (modes, latching, SDP direction, telephone events and DTMF
 conversion, statistics) lives in :mod:`vosapp.media.relay`; this module only owns the sockets
-and the event loop: it drains each leg's socket when it is readable, hands every datagram to
-the core with the arrival time, sends what the core returns from the leg it names, and arms
-one timer for the core's next deadline (paced RFC 4733 packets).
+and the event loop: it drains each leg's socket when it is readable, hands what it drained to
+the core in one call with the arrival time (:meth:`RelayCore.receive_batch`), sends what the
+core returns from the leg it names, and arms one timer for the core's next deadline (paced
+RFC 4733 packets).
 
 Arrival time: one clock reading per wake-up, shared by the datagrams drained in it. They were
 all waiting in the socket buffer at that moment; reading the clock per datagram would only add
@@ -27,6 +28,7 @@ from vosapp.clock import Clock, TimerHandle
 from vosapp.io.clock import LoopClock
 from vosapp.media.dtmf.convert import DtmfConverter, SendInfo
 from vosapp.media.relay import (
+    Burst,
     EventRoute,
     Leg,
     LegConfig,
@@ -280,24 +282,50 @@ class RtpRelay:
         if sock is None:
             return
         recvfrom = sock.recvfrom
-        receive = self.core.receive
         now = self._now()
-        # What a wake-up drained goes out together after it: one send loop per wake-up, not
-        # per datagram. It delays a datagram by at most the batch's processing (well under
-        # a millisecond for a full batch); with a few datagrams per wake-up, by nothing.
-        sends: list[Send] = []
+        # What a wake-up drained goes to the core in one call and out in one send loop after
+        # it: per datagram, a receive and a send, and the core's short path for the common
+        # case (RelayCore.receive_batch). It delays a datagram by at most the batch's
+        # processing (well under a millisecond for a full batch); with a few datagrams per
+        # wake-up, by nothing.
+        batch: list[tuple[bytes, Address]] = []
+        received = batch.append
         for _ in range(self._DRAIN_BATCH):
             try:
-                data, addr = recvfrom(2048)
+                received(recvfrom(2048))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                 log.debug("RTP leg %s receive error: %s", side, exc)
                 continue
-            sends += receive(side, data, addr, now)
-        self._transmit(sends)
+        if batch:
+            self._transmit_bursts(self.core.receive_batch(side, batch, now))
         if self.core.next_deadline() != self._timer_at:
             self._arm()
+
+    def _transmit_bursts(self, bursts: list[Burst]) -> None:
+        outputs = self._outputs
+        for side, peer, datagrams in bursts:
+            output = outputs.get(side)
+            if output is None:  # closed
+                continue
+            sock, stats = output
+            sendto = sock.sendto
+            failed = failed_bytes = 0  # counted as they happen; the sent ones once per burst
+            for datagram in datagrams:
+                try:
+                    sendto(datagram, peer)
+                except (BlockingIOError, InterruptedError):
+                    stats.tx_dropped += 1  # send buffer full: drop rather than queue stale audio
+                    failed += 1
+                    failed_bytes += len(datagram)
+                except OSError as exc:
+                    stats.tx_errors += 1
+                    failed += 1
+                    failed_bytes += len(datagram)
+                    log.debug("RTP leg %s send error to %s: %s", side, peer, exc)
+            stats.tx_packets += len(datagrams) - failed
+            stats.tx_bytes += sum(map(len, datagrams)) - failed_bytes
 
     def _transmit(self, sends: list[Send]) -> None:
         outputs = self._outputs

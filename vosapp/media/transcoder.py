@@ -28,7 +28,6 @@ import random
 import struct
 from collections.abc import Callable
 from fractions import Fraction
-from functools import partial
 from math import gcd
 
 import numpy as np
@@ -38,11 +37,12 @@ from vosapp.media import codecs as codec_registry
 from vosapp.media.codecs.base import Codec, CodecError
 from vosapp.media.codecs.g711 import G711
 from vosapp.media.codecs.g729 import G729
-from vosapp.media.rtp import OutgoingStream, RtpError, RtpPacket
+from vosapp.media.rtp import RTP_HEADER_SIZE, OutgoingStream, RtpError, RtpPacket
 
 __all__ = ["StreamingResampler", "Transcoder", "TranscoderStats", "resolve_codec"]
 
 _HEADER = struct.Struct("!BBHII")
+_START = struct.Struct("!BBHI4x")  # first bytes, sequence, timestamp; needs the whole header
 _SEQ_MOD = 1 << 16
 
 
@@ -53,20 +53,62 @@ def resolve_codec(codec: str | Codec) -> Codec:
     return codec_registry.get(codec)
 
 
-def _lookup_lane(src: Codec, dst: Codec) -> Callable[[bytes], bytes] | None:
-    """A payload-to-payload function through a G.711 table, when one side is G.711 and the
-    other G.729 (which takes or gives its audio through such a table); else None."""
+def _lookup_lane(
+    src: Codec, dst: Codec, frames: int, outgoing: OutgoingStream, ticks: int
+) -> Callable[[bytes, bool], bytes] | None:
+    """RTP to RTP with no audio array in between, when one side is G.711 and the other G.729
+    (which takes or gives its audio through a G.711 table): ``lane(datagram, marker)`` turns
+    a datagram with a plain 12-byte header and ``frames`` source frames into the outgoing
+    datagram, numbered by ``outgoing`` as :meth:`OutgoingStream.packet` numbers it (and
+    byte-identical to its result). The payload is written right after the header in one
+    buffer, which becomes the datagram in one copy. None for other codec pairs."""
     if isinstance(src, G711) and isinstance(dst, G729):
-        heard, encode_codes, src_table = src.heard, dst.encode_codes, src.decode_table
+        payload_bytes = frames * dst.frame_bytes
+    elif isinstance(src, G729) and isinstance(dst, G711):
+        payload_bytes = frames * src.frame_samples
+    else:
+        return None
+    datagram = np.zeros(RTP_HEADER_SIZE + payload_bytes, dtype=np.uint8)
+    pack_header = _HEADER.pack_into
 
-        def g711_in(payload: bytes) -> bytes:
-            heard(payload)  # the G.711 side still conceals a loss from the last packet
-            return encode_codes(src_table, payload)
+    def finish(marker: bool) -> bytes:
+        # OutgoingStream.packet's numbering and counters, the header written in place
+        sequence, timestamp = outgoing.sequence, outgoing.timestamp
+        # (numpy's stubs declare ndarray a Buffer only for Python >= 3.12)
+        pack_header(datagram, 0, 0x80,  # type: ignore[arg-type]
+                    (0x80 if marker else 0) | outgoing.payload_type,
+                    sequence, timestamp, outgoing.ssrc)
+        outgoing.sequence = (sequence + 1) & 0xFFFF
+        outgoing.timestamp = (timestamp + ticks) & 0xFFFFFFFF
+        outgoing.packets += 1
+        outgoing.octets += payload_bytes
+        return datagram.tobytes()
+
+    if isinstance(src, G711):
+        assert isinstance(dst, G729)
+        heard, table = src.heard, src.decode_table
+        encode = dst.codes_encoder(table, frames, RTP_HEADER_SIZE)
+        encode_codes, packet = dst.encode_codes, outgoing.packet
+        payload_address = datagram.ctypes.data + RTP_HEADER_SIZE
+
+        def g711_in(data: bytes, marker: bool) -> bytes:
+            heard(data, RTP_HEADER_SIZE)  # the G.711 side still conceals a loss from it
+            if encode(data, payload_address):
+                return finish(marker)
+            # a partial frame waits in the encoder (never, from the transcoder alone)
+            return packet(encode_codes(table, data[RTP_HEADER_SIZE:]), ticks, marker=marker)
 
         return g711_in
-    if isinstance(src, G729) and isinstance(dst, G711):
-        return partial(src.decode_codes, table=dst.encode_table)
-    return None
+
+    assert isinstance(src, G729) and isinstance(dst, G711)
+    decode = src.codes_decoder(dst.encode_table, frames)
+    payload = datagram[RTP_HEADER_SIZE:]
+
+    def g729_in(data: bytes, marker: bool) -> bytes:
+        decode(data, RTP_HEADER_SIZE, payload)
+        return finish(marker)
+
+    return g729_in
 
 
 class StreamingResampler:
@@ -198,11 +240,37 @@ class Transcoder:
 
     # slots, and the per-packet callables bound once: at hundreds of calls per core the
     # per-packet path is bound by the memory it touches as much as by its instructions
-    __slots__ = ("_decode", "_encode", "_expected_seq", "_fifo", "_fifo_len", "_in_frames",
-                 "_in_ticks", "_inject", "_lane", "_lane_bytes", "_last_src_ticks", "_last_src_ts",
-                 "_marker_next", "_out_samples", "_out_ticks", "_packet", "_resampler", "_src_clock",
-                 "_src_rate", "_ts_offset", "audio_tap", "dst", "dst_ptime", "max_conceal_ms", "outgoing",
-                 "src", "src_ptime", "stats")
+    __slots__ = (
+        "_decode",
+        "_encode",
+        "_expected_seq",
+        "_fifo",
+        "_fifo_len",
+        "_half_in_ticks",
+        "_in_frames",
+        "_in_ticks",
+        "_inject",
+        "_lane",
+        "_lane_size",
+        "_last_src_ticks",
+        "_last_src_ts",
+        "_marker_next",
+        "_out_samples",
+        "_out_ticks",
+        "_packet",
+        "_resampler",
+        "_src_clock",
+        "_src_rate",
+        "_ts_offset",
+        "audio_tap",
+        "dst",
+        "dst_ptime",
+        "max_conceal_ms",
+        "outgoing",
+        "src",
+        "src_ptime",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -260,8 +328,12 @@ class Transcoder:
         self._encode = self.dst.encode
         # payload to payload with no audio array in between (G.711 <-> G.729), for packets of
         # exactly the negotiated ptime when nothing listens to or replaces the audio
-        self._lane = _lookup_lane(self.src, self.dst) if src_ptime == dst_ptime else None
-        self._lane_bytes = self._in_frames * self.src.frame_bytes
+        self._lane = (_lookup_lane(self.src, self.dst, self._in_frames, self.outgoing,
+                                   self._out_ticks)
+                      if src_ptime == dst_ptime else None)
+        # the size of a datagram for it: a plain 12-byte header and the negotiated ptime
+        self._lane_size = RTP_HEADER_SIZE + self._in_frames * self.src.frame_bytes
+        self._half_in_ticks = self._in_ticks // 2
         self._packet = self.outgoing.packet
         # RTP clock and audio rate of the source (they differ for G.722, RFC 3551 §4.5.2)
         self._src_clock, self._src_rate = self.src.clock_rate, self.src.sample_rate
@@ -336,39 +408,55 @@ class Transcoder:
         CodecError
             Payload not decodable by the source codec.
         """
-        if len(datagram) < 12:
-            raise RtpError(f"RTP packet too short: {len(datagram)} bytes")
-        first, _second, sequence, timestamp, _ssrc = _HEADER.unpack_from(datagram)
-        # the common case: no padding, extension or CSRC
-        payload = datagram[12:] if first == 0x80 else RtpPacket.parse(datagram).payload
+        try:
+            first, _second, sequence, timestamp = _START.unpack_from(datagram)
+        except struct.error:
+            raise RtpError(f"RTP packet too short: {len(datagram)} bytes") from None
         stats = self.stats
         stats.packets_in += 1
-        out: list[bytes] = []
         if sequence == self._expected_seq:
             step = (timestamp - self._last_src_ts) & 0xFFFFFFFF
-            if self._last_src_ticks + self._in_ticks // 2 < step < 0x80000000:
+            if self._last_src_ticks + self._half_in_ticks < step < 0x80000000:
                 # consecutive packets but the timestamp jumped: the sender stopped sending
                 # during silence (DTX, RFC 3551 §4.1) or after hold; follow the jump
                 self._resync(timestamp)
-        elif not self._out_of_sequence(sequence, timestamp, out):
-            return out
+            elif (self._lane is not None and first == 0x80 and len(datagram) == self._lane_size
+                    and type(datagram) is bytes and not self._fifo_len
+                    and self.audio_tap is None and not self._inject.size):
+                # the common case: the next packet, one in and one out, payload to payload
+                self._expected_seq = (sequence + 1) & 0xFFFF
+                self._last_src_ts = timestamp
+                self._last_src_ticks = self._in_ticks
+                sent = self._lane(datagram, self._marker_next)
+                self._marker_next = False
+                stats.packets_out += 1
+                return [sent]
+            out: list[bytes] = []
+        else:
+            out = []
+            if not self._out_of_sequence(sequence, timestamp, out):
+                return out
         self._expected_seq = (sequence + 1) & 0xFFFF
         self._last_src_ts = timestamp
-        if (self._lane is not None and len(payload) == self._lane_bytes and not self._fifo_len
+        if (self._lane is not None and first == 0x80 and len(datagram) == self._lane_size
+                and type(datagram) is bytes and not self._fifo_len
                 and self.audio_tap is None and not self._inject.size):
             self._last_src_ticks = self._in_ticks
-            encoded = self._lane(payload)
-        else:
-            audio = self._decode(payload)
-            self._last_src_ticks = audio.size * self._src_clock // self._src_rate
-            if self.audio_tap is not None or self._inject.size:
-                audio = self._replace(audio)
-            if audio.size != self._out_samples or self._fifo_len or self._resampler is not None:
-                self._push(audio, out)
-                return out
-            encoded = self._encode(audio)
+            out.append(self._lane(datagram, self._marker_next))
+            self._marker_next = False
+            stats.packets_out += 1
+            return out
+        # the common case: no padding, extension or CSRC
+        payload = datagram[12:] if first == 0x80 else RtpPacket.parse(datagram).payload
+        audio = self._decode(payload)
+        self._last_src_ticks = audio.size * self._src_clock // self._src_rate
+        if self.audio_tap is not None or self._inject.size:
+            audio = self._replace(audio)
+        if audio.size != self._out_samples or self._fifo_len or self._resampler is not None:
+            self._push(audio, out)
+            return out
         # one packet in, one packet out (20 ms PCMA <-> 2 x 10 ms G.729): no FIFO
-        out.append(self._packet(encoded, self._out_ticks, marker=self._marker_next))
+        out.append(self._packet(self._encode(audio), self._out_ticks, marker=self._marker_next))
         self._marker_next = False
         stats.packets_out += 1
         return out

@@ -106,6 +106,7 @@ class G711(Codec):
         self._frame_samples = self.frame_samples
         # the last whole frame decoded (audio, or a payload given to heard()), not yet remembered
         self._heard: np.ndarray | bytes | None = None
+        self._heard_offset = 0  # where the payload starts in a _heard given to heard()
 
     def encode(self, samples: np.ndarray, *, final: bool = True) -> bytes:
         """Encode any number of samples (``final`` is moot: nothing is ever kept)."""
@@ -123,17 +124,20 @@ class G711(Codec):
             self._heard = audio  # the concealer gets it when a loss occurs
         return audio
 
-    def heard(self, payload: bytes) -> None:
-        """Note a payload that was decoded elsewhere (through :attr:`decode_table`), for PLC."""
-        if len(payload) >= self._frame_samples:
+    def heard(self, payload: bytes, offset: int = 0) -> None:
+        """Note a payload that was decoded elsewhere (through :attr:`decode_table`), for PLC:
+        ``payload[offset:]`` (an offset spares the caller a copy, e.g. after an RTP header)."""
+        if len(payload) - offset >= self._frame_samples:
             self._heard = bytes(payload)  # the same object when it is bytes already
+            self._heard_offset = offset
 
     def conceal(self, frames: int = 1) -> np.ndarray:
         """Repeat the last 10 ms with 6 dB attenuation per further lost frame (not G.711 I)."""
         heard = self._heard
         if heard is not None:
             if not isinstance(heard, np.ndarray):  # a payload given to heard()
-                heard = self.decode_table.take(np.frombuffer(heard, dtype=_UINT8))
+                heard = self.decode_table.take(
+                    np.frombuffer(heard, dtype=_UINT8, offset=self._heard_offset))
             self._concealer.remember(heard)
             self._heard = None
         return self._concealer.conceal(frames, self.frame_ms)

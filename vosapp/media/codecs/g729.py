@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 
 import numpy as np
 
@@ -221,6 +222,68 @@ class G729(Codec):
         for i in range(frames):
             decode_fn(ctx, payload[10 * i :] if i else payload, 10, 0, 0, 0, out_addr + 160 * i)
         return table.take(self._pcm).tobytes()
+
+    def codes_encoder(
+        self, table: np.ndarray, frames: int, offset: int
+    ) -> Callable[[bytes, int], bool]:
+        """A function ``encode(data, out_address)`` for datagrams of exactly ``offset`` +
+        ``frames`` × 80 bytes: :meth:`encode_codes` of the G.711 codes at ``data[offset:]``,
+        written to the ``frames`` × 10 bytes at ``out_address`` (e.g. after an RTP header)
+        instead of handed out. It returns False, having done nothing, when a partial frame
+        from ``encode(..., final=False)`` waits (then :meth:`encode_codes` must be used).
+
+        Everything a packet needs is bound once: the transcoder's G.711 -> G.729 path.
+        """
+        count = frames * FRAME_SAMPLES
+        # the datagram is copied into a buffer with a standing array view of its codes (a
+        # copy of 172 bytes is cheaper than numpy making a view of a new bytes object)
+        staging = bytearray(offset + count)
+        codes = np.frombuffer(staging, dtype=_UINT8)[offset:]
+        pcm = np.empty(count, dtype=np.int16)  # this function's own: the audio of one packet
+        pcm_addr = _address(pcm)
+        steps = tuple((pcm_addr + 2 * FRAME_SAMPLES * i, SPEECH_FRAME_BYTES * i)
+                      for i in range(frames))
+        take = table.take
+        encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
+
+        def encode(data: bytes, out_address: int) -> bool:
+            if self._pending.size:
+                return False
+            staging[:] = data  # the same size: a copy, never a resize
+            # mode "clip" (a no-op for uint8 codes into 256 entries) lets numpy write into
+            # `pcm` directly; the default "raise" buffers the result and copies it
+            take(codes, None, pcm, "clip")
+            for frame_in, out_offset in steps:
+                encode_fn(ctx, frame_in, out_address + out_offset, length_addr)
+            return True
+
+        return encode
+
+    def codes_decoder(self, table: np.ndarray, frames: int) -> Callable[[bytes, int, np.ndarray], None]:
+        """A function ``decode(data, offset, out)`` for packets of ``frames`` speech frames:
+        :meth:`decode_codes` of the ``frames`` × 10 bytes at ``data[offset:]`` (a bytes
+        object), written into ``out`` (uint8, ``frames`` × 80: e.g. a view after an RTP
+        header) instead of handed out.
+
+        Everything a packet needs is bound once: the transcoder's G.729 -> G.711 path.
+        """
+        pcm = np.empty(frames * FRAME_SAMPLES, dtype=np.int16)
+        pcm_addr = _address(pcm)
+        # the int16 samples as uint16 index the 65,536-entry table as a negative int16 index
+        # would (from its end), and mode "clip" (then a no-op) writes into `out` unbuffered
+        indices = pcm.view(np.uint16)
+        steps = tuple((SPEECH_FRAME_BYTES * i, pcm_addr + 2 * FRAME_SAMPLES * i)
+                      for i in range(frames))
+        take = table.take
+        decode_fn, ctx = self._decode_fn, self._decoder
+
+        def decode(data: bytes, offset: int, out: np.ndarray) -> None:
+            # ctypes passes a bytes argument as a pointer to its data: each frame's slice
+            for in_offset, frame_out in steps:
+                decode_fn(ctx, data[offset + in_offset :], 10, 0, 0, 0, frame_out)
+            take(indices, None, out, "clip")
+
+        return decode
 
     def encode_frames(self, samples: np.ndarray) -> list[bytes]:
         """Encode frame by frame; with Annex B a frame is 10 (speech), 2 (SID) or 0 bytes.
