@@ -36,6 +36,10 @@ and no datagram dropped by a socket of the switch or of a generator, from /proc/
 relay-added jitter (p99 over all receiver samples minus p99 over the sender samples) is at most
 5 ms. The switch's CPU seconds over the hold (``/proc/PID/stat``) give calls per CPU.
 
+The switch is pinned to the last CPU, the generators to the others (``--no-pin``): the
+switch's core is then shared with other people's work only, never with its own load; its
+run-queue wait (/proc/PID/schedstat) is reported per step.
+
 The search steps through ``--steps`` (per mode) until one fails, then bisects once or twice
 between the last pass and the first failure (``--no-refine`` to skip).
 """
@@ -94,6 +98,7 @@ SLOTS = 20  # one-millisecond pacing slots per 20 ms packet interval
 SAMPLES_PER_PACKET = 160  # 20 ms at the 8 kHz RTP clock
 CALLS_PER_SOCKET = 64
 RELAY_JITTER_LIMIT_MS = 5.0
+HISTOGRAM_MS = 1000
 PREFIX = "00"  # the routing gateway's prefix; the call's index follows it in the number
 _HEADER = struct.Struct("!BBHII")
 _TIMESPEC = struct.Struct("@qq")  # struct timespec of SCM_TIMESTAMPNS (64-bit Linux)
@@ -138,7 +143,8 @@ class OutStream:
 class InStream:
     """One RTP stream this side receives (keyed by its source: the relay leg's port)."""
 
-    __slots__ = ("count", "first_ext", "jitter", "max_ext", "pts", "reordered", "transit")
+    __slots__ = ("count", "first_ext", "jitter", "max_ext", "min_transit", "pts", "reordered",
+                 "transit")
 
     def __init__(self, seq: int) -> None:
         self.count = 0
@@ -146,6 +152,7 @@ class InStream:
         self.max_ext = seq - 1
         self.jitter = 0.0
         self.transit: float | None = None
+        self.min_transit = float("inf")  # the fastest packet's: delay variation above it
         self.pts: set[int] = set()
         self.reordered = 0
 
@@ -212,6 +219,10 @@ class Side:
         self.rtp_socks: list[socket.socket] = []
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.late_slots = 0  # pacing slots handled more than 2 ms after their time
+        # during the hold, packets per 1 ms bin: receive delay above the stream's fastest
+        # packet, and how late the sender sent them
+        self.delay_histogram = [0] * (HISTOGRAM_MS + 1)
+        self.late_histogram = [0] * (HISTOGRAM_MS + 1)
         self.epoch = int(time.time())  # arrival times relative to it keep float precision
 
     # -- sockets ---------------------------------------------------------------------------
@@ -245,6 +256,7 @@ class Side:
         """Read everything queued on the RTP sockets; per packet: sequence and RFC 3550 jitter
         with the kernel's arrival time (SO_TIMESTAMPNS)."""
         streams, unpack, stamp = self.in_streams, _HEADER.unpack_from, _TIMESPEC.unpack
+        delays = self.delay_histogram if self.sampling else None
         for sock in self.rtp_socks:
             recvmsg = sock.recvmsg
             while True:
@@ -275,6 +287,9 @@ class Side:
                         d -= 2**32
                     stream.jitter += (abs(d) - stream.jitter) / 16.0
                 stream.transit = transit
+                stream.min_transit = min(stream.min_transit, transit)
+                if delays is not None:  # 1 ms bins (8 timestamp units)
+                    delays[min(HISTOGRAM_MS, int((transit - stream.min_transit) / 8.0))] += 1
 
     def start_stream(self, call: CallState, dest: tuple[str, int]) -> None:
         if call.stream is not None:
@@ -298,6 +313,9 @@ class Side:
                 continue
             if now - due > 0.002:
                 self.late_slots += 1
+            if self.sampling:
+                self.late_histogram[min(HISTOGRAM_MS, int((now - due) * 1000))] += len(
+                    self.slots[tick % SLOTS])
             for stream in self.slots[tick % SLOTS]:
                 index = stream.payload_index
                 stream.payload_index = index + 1 if index + 1 < count else 0
@@ -543,6 +561,8 @@ class Side:
             "cpu_s": self.window_cpu,
             "wall_s": self.window_wall,
             "late_slots": self.late_slots,
+            "delay_histogram": self.delay_histogram,
+            "late_histogram": self.late_histogram,
             "drops": udp_drops(),
         }
 
@@ -592,6 +612,8 @@ class Side:
 
 def _generator(role: str, settings: dict[str, Any], conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller ends the step
+    if settings.get("cpus"):
+        os.sched_setaffinity(0, settings["cpus"])
     asyncio.run(Side(role, settings).serve(conn))
 
 
@@ -620,6 +642,25 @@ def udp_drops(pid: int | str = "self") -> int:
     return drops
 
 
+def run_delay_seconds(pid: int) -> float:
+    """Seconds process ``pid``'s main thread has waited on a run queue for a CPU so far
+    (/proc/PID/schedstat): what a busy machine, not the process's own work, cost it."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def histogram_p99(counts: list[int]) -> float:
+    """The 99th percentile (ms, upper bin edge) of a 1 ms histogram."""
+    total = sum(counts)
+    if not total:
+        return float("nan")
+    running = 0
+    for ms, count in enumerate(counts):
+        running += count
+        if running >= 0.99 * total:
+            return float(ms + 1)
+    return float(len(counts))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -634,6 +675,19 @@ class Switch:
     work: Path
     rtp_ports: tuple[int, int]
     command: str
+    #: the switch's CPU and the generators' (None: not pinned)
+    cpus: tuple[set[int], set[int]] | None = None
+
+
+def pin_cpus(pid: int) -> tuple[set[int], set[int]] | None:
+    """Pin process ``pid`` (the switch) to the last CPU this process may use; the generators
+    get the others, so the switch's core is shared with other people's work only, never with
+    the load it is measured under. None with fewer than 2 CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    os.sched_setaffinity(pid, {cpus[-1]})
+    return {cpus[-1]}, set(cpus[:-1])
 
 
 def write_config(work: Path, mode: str, callee_port: int, rtp_ports: tuple[int, int]) -> Path:
@@ -672,7 +726,8 @@ def free_udp_port() -> int:
         return port
 
 
-def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int]) -> Switch:
+def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False
+                 ) -> Switch:
     """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line."""
     callee_port = free_udp_port()
     config = write_config(work, mode, callee_port, rtp_ports)
@@ -690,7 +745,10 @@ def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int]) -> Switch:
         line = process.stdout.readline()
         if "listening on" in line:
             port = int(line.split("listening on", 1)[1].split()[0].rsplit(":", 1)[1])
-            return Switch(process, port, callee_port, work, rtp_ports, shlex.join(args[1:]))
+            switch = Switch(process, port, callee_port, work, rtp_ports, shlex.join(args[1:]))
+            if pin:
+                switch.cpus = pin_cpus(process.pid)
+            return switch
         if process.poll() is not None:
             break
     process.kill()
@@ -731,7 +789,7 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
                                ("caller", "PCMA", {})):
         ours, theirs = context.Pipe()
         settings = {"codec": codec, "payloads": payloads[codec], "switch": target,
-                    "calls": calls, **extra}
+                    "calls": calls, "cpus": switch.cpus[1] if switch.cpus else None, **extra}
         process = context.Process(target=_generator, args=(role, settings, theirs),
                                   daemon=True)
         process.start()
@@ -749,9 +807,9 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
             conn.send(("window-start",))
         for conn in (caller, callee):
             _expect(conn, "ok", 10)
-        cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+        cpu0, wall0, wait0 = cpu_seconds(pid), time.monotonic(), run_delay_seconds(pid)
         time.sleep(hold)
-        cpu1, wall1 = cpu_seconds(pid), time.monotonic()
+        cpu1, wall1, wait1 = cpu_seconds(pid), time.monotonic(), run_delay_seconds(pid)
         for conn in (caller, callee):
             conn.send(("window-end",))
         for conn in (caller, callee):
@@ -802,9 +860,21 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
     relay_added = p99(receive) - p99(send)
     window_s = wall1 - wall0
     switch_cpu = cpu1 - cpu0
-    clean = (established == calls and failed == 0 and down["established"] == calls
-             and hung_up == calls and lost == 0 and generator_drops == 0
-             and relay_added <= RELAY_JITTER_LIMIT_MS)
+    why = []
+    if established != calls or failed or down["established"] != calls or hung_up != calls:
+        why.append("calls failed")
+    if lost:
+        why.append("loss")
+    if generator_drops:
+        why.append("generator drops")
+    if not relay_added <= RELAY_JITTER_LIMIT_MS:
+        why.append("jitter")
+    generator_share = (up["cpu_s"] / max(up["wall_s"], 1e-9)
+                       + down["cpu_s"] / max(down["wall_s"], 1e-9))
+    generator_cpus = len(switch.cpus[1]) if switch.cpus else os.cpu_count() or 1
+    if why and (generator_share > 0.85 * generator_cpus or p99(send) > 2.0):
+        why.append("generators busy")  # then the step says little about the switch
+    clean = not why
     return {
         "mode": mode, "calls": calls, "established": established, "failed": failed,
         "callee_established": down["established"], "hung_up": hung_up,
@@ -818,7 +888,11 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
         "rx_jitter_p99": p99(receive), "rx_jitter_p50": float(np.median(receive))
         if receive else float("nan"), "tx_jitter_p99": p99(send),
         "relay_jitter_p99": relay_added,
-        "switch_cpu_s": switch_cpu, "switch_cpu_share": switch_cpu / window_s,
+        "switch_cpu_s": switch_cpu, "switch_wait_share": (wait1 - wait0) / window_s,
+        "delay_p99": histogram_p99([a + b for a, b in zip(up["delay_histogram"],
+                                                          down["delay_histogram"], strict=True)]),
+        "late_p99": histogram_p99([a + b for a, b in zip(up["late_histogram"],
+                                                         down["late_histogram"], strict=True)]), "switch_cpu_share": switch_cpu / window_s,
         "calls_per_cpu": established / (switch_cpu / window_s) if switch_cpu > 0
         else float("inf"),
         "step_cpu_s": step_cpu,
@@ -827,7 +901,7 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
         "late_slots": (up["late_slots"], down["late_slots"]),
         "failures": dict(Counter(c["failed"] for c in up["calls"].values() if c["failed"])),
         "caller_pts": caller_pts, "callee_pts": callee_pts, "callee_offers": offers,
-        "load": os.getloadavg()[0], "clean": clean,
+        "load": os.getloadavg()[0], "clean": clean, "why": why,
     }
 
 
@@ -836,18 +910,20 @@ def step_line(r: dict[str, Any]) -> str:
             f"{r['forward'][0]}/{r['forward'][1]} | {r['backward'][0]}/{r['backward'][1]} | "
             f"{r['lost']} ({r['lost_per_call']}/{r['seq_lost']}/{r['relay_drops']}) | "
             f"{r['generator_drops']} | {r['rx_jitter_p99']:.2f} | {r['tx_jitter_p99']:.2f} | "
-            f"{r['relay_jitter_p99']:.2f} | {r['switch_cpu_s']:.1f} / {r['window_s']:.0f} s "
-            f"= {r['switch_cpu_share']:.2f} | {r['calls_per_cpu']:.0f} | "
+            f"{r['relay_jitter_p99']:.2f} | {r['delay_p99']:.0f} / {r['late_p99']:.0f} | "
+            f"{r['switch_cpu_s']:.1f} / {r['window_s']:.0f} s = {r['switch_cpu_share']:.2f} | "
+            f"{r['switch_wait_share']:.2f} | {r['calls_per_cpu']:.0f} | "
             f"{r['generator_cpu_share'][0]:.2f}/{r['generator_cpu_share'][1]:.2f} | "
-            f"{r['load']:.2f} | {'yes' if r['clean'] else '**no**'} |")
+            f"{r['load']:.2f} | {'yes' if r['clean'] else '**no**: ' + ', '.join(r['why'])} |")
 
 
 STEP_HEADER = (
     "| mode | calls | set up/hung up | caller→callee sent/received | callee→caller "
     "sent/received | lost (per call/seq/switch socket) | generator drops | rx jitter p99 ms | "
-    "sender pacing jitter p99 ms | relay-added p99 ms | switch CPU s / hold = share | "
-    "calls per CPU | generator CPU share (caller/callee) | load | clean |\n"
-    "|---|---:|---|---|---|---|---:|---:|---:|---:|---|---:|---|---:|---|")
+    "sender pacing jitter p99 ms | relay-added p99 ms | delay above fastest / sender late, "
+    "p99 ms | switch CPU s / hold = share | switch run-queue wait share | calls per CPU | "
+    "generator CPU share (caller/callee) | load | clean |\n"
+    "|---|---:|---|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---|---:|---|")
 
 
 @contextmanager
@@ -924,6 +1000,9 @@ def main() -> int:
                         help="calls per second while setting up a step (default 50)")
     parser.add_argument("--rtp-ports", default="41000-44999",
                         help="the switch's [switch] rtp_ports (default 41000-44999)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin the switch to the last CPU and the load generators "
+                        "to the others (pinned by default)")
     parser.add_argument("--lock", metavar="FILE",
                         help="hold an flock on FILE during each step and the media.py run "
                         "(released in between, so other benches can take turns), e.g. "
@@ -944,12 +1023,14 @@ def main() -> int:
     best: dict[str, int] = {}
     results: list[dict[str, Any]] = []
     commands = {}
+    cpus: tuple[set[int], set[int]] | None = None
     print(f"uptime at start: {os.getloadavg()}", file=sys.stderr)
     print(STEP_HEADER, file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="media-calls-") as tmp:
         for mode in modes:
-            switch = start_switch(mode, Path(tmp), (low, high))
+            switch = start_switch(mode, Path(tmp), (low, high), pin=args.pin)
             commands[mode] = switch.command
+            cpus = switch.cpus
             try:
                 best[mode], found = search(switch, mode, steps[mode], args.hold, args.refine,
                                            args.setup_rate, payloads, args.lock)
@@ -961,6 +1042,8 @@ def main() -> int:
         with locked(args.lock):
             media_text, media_calls = media_bench("1")
 
+    pinning = ("switch pinned to CPU " + ",".join(map(str, cpus[0])) + ", load generators to "
+               "CPU " + ",".join(map(str, cpus[1]))) if cpus else "nothing pinned"
     lines = [
         "### Calls through `vosapp serve` with RTP both ways (bench/media_calls.py)",
         "",
@@ -970,7 +1053,8 @@ def main() -> int:
         (f"Each step: N calls PCMA (caller) ↔ vosapp ↔ G.729 annexb=no (callee) for "
          f"`transcode`, PCMA ↔ PCMA for `relay`; media proxy On; 50 packets/s per direction "
          f"per call (20 ms); held {args.hold:.0f} s after set-up; the switch process is kept "
-         f"running across one mode's steps (one process per mode). Clean = every call set "
+         f"running across one mode's steps (one process per mode); "
+         f"{pinning}; calls set up at {args.setup_rate:.0f}/s. Clean = every call set "
          f"up and hung up, 0 lost (per call sent = received, no sequence gap, no datagram "
          f"dropped by a switch or generator socket) and relay-added jitter (receiver RFC 3550 jitter p99 − "
          f"sender pacing jitter p99, samples every second of every stream) ≤ "
