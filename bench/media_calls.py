@@ -41,7 +41,10 @@ switch's core is then shared with other people's work only, never with its own l
 run-queue wait (/proc/PID/schedstat) is reported per step.
 
 The search steps through ``--steps`` (per mode) until one fails, then bisects once or twice
-between the last pass and the first failure (``--no-refine`` to skip).
+between the last pass and the first failure (``--no-refine`` to skip). A step that fails while
+the switch waited for a CPU more than 10 % of the hold (its run-queue wait plus its CPU's steal
+time: other people's work on its core, or the hypervisor's) is run once more, and the second
+attempt decides.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ SAMPLES_PER_PACKET = 160  # 20 ms at the 8 kHz RTP clock
 CALLS_PER_SOCKET = 64
 RELAY_JITTER_LIMIT_MS = 5.0
 HISTOGRAM_MS = 1000
+CONTENDED_SHARE = 0.10  # run-queue wait + steal per hold second past which a failed step reruns
 PREFIX = "00"  # the routing gateway's prefix; the call's index follows it in the number
 _HEADER = struct.Struct("!BBHII")
 _TIMESPEC = struct.Struct("@qq")  # struct timespec of SCM_TIMESTAMPNS (64-bit Linux)
@@ -661,6 +665,21 @@ def histogram_p99(counts: list[int]) -> float:
     return float(len(counts))
 
 
+def steal_seconds(cpus: set[int] | None) -> float:
+    """CPU seconds the hypervisor took from ``cpus`` (all CPUs when None) so far: the steal
+    column of /proc/stat (a virtual machine's vCPU not running at all)."""
+    total = 0
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if not name.startswith("cpu"):
+                break
+            if (cpus is None and name == "cpu") or (cpus is not None and name[3:].isdigit()
+                                                     and int(name[3:]) in cpus):
+                total += int(fields[7])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -807,9 +826,12 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
             conn.send(("window-start",))
         for conn in (caller, callee):
             _expect(conn, "ok", 10)
+        switch_cpus = switch.cpus[0] if switch.cpus else None
         cpu0, wall0, wait0 = cpu_seconds(pid), time.monotonic(), run_delay_seconds(pid)
+        steal0 = steal_seconds(switch_cpus)
         time.sleep(hold)
         cpu1, wall1, wait1 = cpu_seconds(pid), time.monotonic(), run_delay_seconds(pid)
+        steal1 = steal_seconds(switch_cpus)
         for conn in (caller, callee):
             conn.send(("window-end",))
         for conn in (caller, callee):
@@ -872,7 +894,8 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
     generator_share = (up["cpu_s"] / max(up["wall_s"], 1e-9)
                        + down["cpu_s"] / max(down["wall_s"], 1e-9))
     generator_cpus = len(switch.cpus[1]) if switch.cpus else os.cpu_count() or 1
-    if why and (generator_share > 0.85 * generator_cpus or p99(send) > 2.0):
+    if why and (generator_share > 0.85 * generator_cpus
+                or p99(send) > RELAY_JITTER_LIMIT_MS):
         why.append("generators busy")  # then the step says little about the switch
     clean = not why
     return {
@@ -889,6 +912,8 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
         if receive else float("nan"), "tx_jitter_p99": p99(send),
         "relay_jitter_p99": relay_added,
         "switch_cpu_s": switch_cpu, "switch_wait_share": (wait1 - wait0) / window_s,
+        "steal_share": (steal1 - steal0) / window_s / (len(switch_cpus) if switch_cpus else
+                                                        os.cpu_count() or 1),
         "delay_p99": histogram_p99([a + b for a, b in zip(up["delay_histogram"],
                                                           down["delay_histogram"], strict=True)]),
         "late_p99": histogram_p99([a + b for a, b in zip(up["late_histogram"],
@@ -906,13 +931,14 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
 
 
 def step_line(r: dict[str, Any]) -> str:
-    return (f"| {r['mode']} | {r['calls']} | {r['established']}/{r['hung_up']} | "
+    again = " (again)" if r.get("attempt", 1) > 1 else ""
+    return (f"| {r['mode']} | {r['calls']}{again} | {r['established']}/{r['hung_up']} | "
             f"{r['forward'][0]}/{r['forward'][1]} | {r['backward'][0]}/{r['backward'][1]} | "
             f"{r['lost']} ({r['lost_per_call']}/{r['seq_lost']}/{r['relay_drops']}) | "
             f"{r['generator_drops']} | {r['rx_jitter_p99']:.2f} | {r['tx_jitter_p99']:.2f} | "
             f"{r['relay_jitter_p99']:.2f} | {r['delay_p99']:.0f} / {r['late_p99']:.0f} | "
             f"{r['switch_cpu_s']:.1f} / {r['window_s']:.0f} s = {r['switch_cpu_share']:.2f} | "
-            f"{r['switch_wait_share']:.2f} | {r['calls_per_cpu']:.0f} | "
+            f"{r['switch_wait_share']:.2f} / {r['steal_share']:.2f} | {r['calls_per_cpu']:.0f} | "
             f"{r['generator_cpu_share'][0]:.2f}/{r['generator_cpu_share'][1]:.2f} | "
             f"{r['load']:.2f} | {'yes' if r['clean'] else '**no**: ' + ', '.join(r['why'])} |")
 
@@ -921,7 +947,8 @@ STEP_HEADER = (
     "| mode | calls | set up/hung up | caller→callee sent/received | callee→caller "
     "sent/received | lost (per call/seq/switch socket) | generator drops | rx jitter p99 ms | "
     "sender pacing jitter p99 ms | relay-added p99 ms | delay above fastest / sender late, "
-    "p99 ms | switch CPU s / hold = share | switch run-queue wait share | calls per CPU | "
+    "p99 ms | switch CPU s / hold = share | switch run-queue wait / its CPU's steal, share | "
+    "calls per CPU | "
     "generator CPU share (caller/callee) | load | clean |\n"
     "|---|---:|---|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---|---:|---|")
 
@@ -947,13 +974,20 @@ def search(switch: Switch, mode: str, steps: list[int], hold: float, refine: int
     results: list[dict[str, Any]] = []
 
     def step(calls: int) -> bool:
-        with locked(lock):
-            result = run_step(switch, mode, calls, hold, setup_rate=setup_rate,
-                              payloads=payloads)
-        results.append(result)
-        print(step_line(result), file=log, flush=True)
-        if result["failures"]:
-            print(f"  failed calls: {result['failures']}", file=log, flush=True)
+        for attempt in range(2):
+            with locked(lock):
+                result = run_step(switch, mode, calls, hold, setup_rate=setup_rate,
+                                  payloads=payloads)
+            result["attempt"] = attempt + 1
+            results.append(result)
+            print(step_line(result), file=log, flush=True)
+            if result["failures"]:
+                print(f"  failed calls: {result['failures']}", file=log, flush=True)
+            # a step that failed while the switch waited for its CPU (other people's work on
+            # its core, or the hypervisor's steal) runs once more; the second attempt decides
+            contended = result["switch_wait_share"] + result["steal_share"]
+            if result["clean"] or contended <= CONTENDED_SHARE:
+                break
         return bool(result["clean"])
 
     best, first_bad = 0, None
@@ -1024,12 +1058,15 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     commands = {}
     cpus: tuple[set[int], set[int]] | None = None
+    config_text = ""
     print(f"uptime at start: {os.getloadavg()}", file=sys.stderr)
     print(STEP_HEADER, file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="media-calls-") as tmp:
         for mode in modes:
             switch = start_switch(mode, Path(tmp), (low, high), pin=args.pin)
             commands[mode] = switch.command
+            if mode == "transcode" or not config_text:
+                config_text = (Path(tmp) / f"{mode}.toml").read_text().replace(tmp, "WORK")
             cpus = switch.cpus
             try:
                 best[mode], found = search(switch, mode, steps[mode], args.hold, args.refine,
@@ -1059,7 +1096,9 @@ def main() -> int:
          f"dropped by a switch or generator socket) and relay-added jitter (receiver RFC 3550 jitter p99 − "
          f"sender pacing jitter p99, samples every second of every stream) ≤ "
          f"{RELAY_JITTER_LIMIT_MS:.0f} ms. Calls per CPU = N / (switch CPU seconds per "
-         f"hold second)."),
+         f"hold second). A step that failed while the switch waited for its CPU (run queue + "
+         f"steal) more than {CONTENDED_SHARE:.0%} of the hold is run again, marked (again); the second "
+         f"attempt decides."),
         "",
         STEP_HEADER,
         *(step_line(r) for r in results),
@@ -1072,8 +1111,11 @@ def main() -> int:
             lines.append(
                 f"- `{mode}` codec check (step {check['calls']}): payload types received by "
                 f"the caller {check['caller_pts']}, by the callee {check['callee_pts']}; the "
-                f"callee was offered {check['callee_offers']}. Switch: `{commands[mode]}`.")
-    lines.append("")
+                f"callee was offered {check['callee_offers']}.")
+    lines += ["", ("Switch configuration (`transcode`; `relay` has `specified_codec = \"PCMA\"` on "
+              "the routing gateway), run as `vosapp serve --listen 127.0.0.1:0 --udp-only "
+              "--no-trace-store --log-level WARNING --config FILE`:"), "", "```toml",
+              config_text.strip(), "```", ""]
     targets = {"transcode": 200, "relay": 500}
     lines += ["| mode | largest clean N | calls per CPU at it | target |", "|---|---:|---:|---|"]
     for mode in modes:
@@ -1083,7 +1125,8 @@ def main() -> int:
                      f"core: {'met' if best[mode] >= targets[mode] else 'not met'} |")
     if args.media_bench:
         lines += ["", ("In-process transcoding capacity in the same run (`bench/media.py "
-                  "--part 1`):"), "", media_text.strip(), ""]
+                  "--part 1`, its own heading and command line dropped):"), "",
+                  media_text.replace("## Media\n", "").split("\n", 2)[-1].strip(), ""]
         if media_calls and "transcode" in best:
             lines.append(f"Ratio end-to-end transcoded calls / in-process calls with p99 tick "
                          f"≤ 20 ms: {best['transcode']} / {media_calls:.0f} = "
