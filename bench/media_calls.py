@@ -6,6 +6,7 @@ Usage::
     PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --mode transcode --steps 25,50
     PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --hold 3 --steps 10 --no-refine
     PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --media-bench  # + bench/media.py
+    PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --lock /work/wt/bench.lock --media-bench
 
 What runs. ``vosapp serve --udp-only --no-trace-store`` with a trusted mapping gateway for the
 caller (127.0.0.1, Softswitch specified PCMA, codec conversion allowed, media proxy On) and a
@@ -32,9 +33,12 @@ sampled (at the receivers, in ms with the 8 kHz clock; and the same estimator ov
 senders' own send times against the RTP timestamps, i.e. the generator's pacing jitter); then
 media stops, 0.5 s to drain, the calls hang up. A step passes when every call was set up and
 hung up, no packet was lost (per stream: sent = received and no sequence gap at the receiver,
-and no datagram dropped by a socket of the switch or of a generator, from /proc/net/udp), and the
-relay-added jitter (p99 over all receiver samples minus p99 over the sender samples) is at most
-5 ms while the generators kept their own pacing (sender samples' p99 at most 5 ms). The switch's CPU seconds over the hold (``/proc/PID/stat``) give calls per CPU.
+and no datagram dropped by a socket of the switch or of a generator, from /proc/net/udp), and
+the relay-added jitter (p99 over all receiver samples minus p99 over the sender samples) is at
+most 5 ms while the generators kept their own pacing (sender samples' p99 at most 5 ms).
+Arrival times are the kernel's (SO_TIMESTAMPNS), so the generators' own scheduling does not
+enter the receive jitter. The switch's CPU seconds over the hold (``/proc/PID/stat``) give
+calls per CPU; the ``--lock FILE`` flag takes the bench lock for each step only.
 
 The switch is pinned to the last CPU, the generators to the others (``--no-pin``): the
 switch's core is then shared with other people's work only, never with its own load; its
