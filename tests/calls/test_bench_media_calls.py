@@ -1,0 +1,54 @@
+"""bench/media_calls.py's machinery on a real ``vosapp serve`` (not timed): two PCMA ↔ G.729
+calls through the media proxy for 2 s, caller and callee load generators in their own
+processes, so the end-to-end media bench cannot silently rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.serving import ROOT
+
+pytestmark = pytest.mark.timeout(90)
+
+_spec = importlib.util.spec_from_file_location("media_calls", ROOT / "bench" / "media_calls.py")
+assert _spec is not None and _spec.loader is not None
+media_calls = importlib.util.module_from_spec(_spec)
+sys.modules["media_calls"] = media_calls  # its dataclasses look their module up there
+_spec.loader.exec_module(media_calls)
+
+
+def rtp_range() -> tuple[int, int]:
+    """A small RTP range around a port the kernel just handed out (no fixed ports in tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    low = max(1024, base - base % 2 - 40)
+    return low, min(65535, low + 80)
+
+
+def test_two_transcoded_calls_carry_pcma_to_the_caller_and_g729_to_the_callee(
+        tmp_path: Path) -> None:
+    payloads = {name: media_calls.speechlike_payloads(name, packets=50)
+                for name in ("PCMA", "G729")}
+    switch = media_calls.start_switch("transcode", tmp_path, rtp_range())
+    try:
+        result = media_calls.run_step(switch, "transcode", 2, 2.0, setup_rate=20.0,
+                                      payloads=payloads)
+    finally:
+        media_calls.stop_switch(switch)
+    assert (result["established"], result["callee_established"], result["hung_up"]) == (2, 2, 2)
+    assert result["failures"] == {}
+    # vosapp transcodes: the callee was offered only G.729 without Annex B and receives
+    # payload type 18, the caller receives PCMA (8)
+    assert result["callee_offers"] == ["G729/18 annexb=no telephone-event/101 0-16"]
+    assert result["callee_pts"] == [18] and result["caller_pts"] == [8]
+    for sent, received in (result["forward"], result["backward"]):
+        assert sent >= 2 * 50 * 2  # 2 calls, 50 packets/s, the 2 s hold at least
+        assert received == sent
+    assert result["lost"] == 0 and result["generator_drops"] == 0
+    assert result["switch_cpu_s"] > 0
