@@ -40,9 +40,16 @@ docs: setup ## regenerate docs/parameters.md from the registry and the README's 
 notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources (no outputs)
 	$(PY) -m vosapp.lab.notebook_sources
 
+# The benchmarks' entry points. bench/ also holds their helpers (common.sh, sipp_stats.py,
+# reuseport_serve.py), media_calls.sh (media_calls.py with this checkout on PYTHONPATH), and
+# tools run by hand: media_ab.sh and calls_ab.sh (before/after against another revision),
+# calls_profile.sh (the call path under a profiler).
+BENCH_PY = sip_parser registrar_profile media media_calls dtmf codec_quality ladder
+BENCH_SH = options registrar calls overload
+
 bench: setup ## run every benchmark under bench/ (results go to docs/benchmarks.md by hand)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
-	@for b in bench/*.sh; do echo "== $$b"; bash $$b || exit 1; done
+	@for b in $(BENCH_PY); do echo "== bench/$$b.py"; PYTHONPATH=$(CURDIR) $(PY) bench/$$b.py || exit 1; done
+	@for b in $(BENCH_SH); do echo "== bench/$$b.sh"; PY=$(PY) bash bench/$$b.sh || exit 1; done
 
 lint: setup ## ruff, and mypy as configured in pyproject.toml
 	$(VENV)/bin/ruff check vosapp tests bench notebooks

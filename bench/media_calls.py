@@ -6,7 +6,7 @@ Usage::
     PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --mode transcode --steps 25,50
     PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --hold 3 --steps 10 --no-refine
     PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --media-bench  # + bench/media.py
-    PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --lock /work/wt/bench.lock --media-bench
+    PYTHONPATH=$PWD .venv/bin/python bench/media_calls.py --lock /tmp/vosapp-bench.lock --media-bench
 
 What runs. ``vosapp serve --udp-only --no-trace-store`` with a trusted mapping gateway for the
 caller (127.0.0.1, Softswitch specified PCMA, codec conversion allowed, media proxy On) and a
@@ -1046,7 +1046,7 @@ def main() -> int:
     parser.add_argument("--lock", metavar="FILE",
                         help="hold an flock on FILE during each step and the media.py run "
                         "(released in between, so other benches can take turns), e.g. "
-                        "/work/wt/bench.lock")
+                        "/tmp/vosapp-bench.lock")
     parser.add_argument("--media-bench", action="store_true",
                         help="also run bench/media.py --part 1 (in-process transcoding "
                         "capacity) in this run and report the ratio")

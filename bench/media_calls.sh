@@ -3,7 +3,7 @@
 # `vosapp serve` with RTP both ways (issue #14, part 2): see bench/media_calls.py's docstring.
 #
 #   bash bench/media_calls.sh                          # both searches, 30 s per step
-#   bash bench/media_calls.sh --media-bench --lock /work/wt/bench.lock
+#   bash bench/media_calls.sh --media-bench --lock /tmp/vosapp-bench.lock
 #   bash bench/media_calls.sh --hold 3 --steps 4 --no-refine     # smoke run
 #
 # Runs this checkout's vosapp (PYTHONPATH) with $PY (default .venv/bin/python).

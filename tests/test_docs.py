@@ -51,3 +51,19 @@ def test_readme_pictures_exist_and_are_small() -> None:
         path = ROOT / picture
         assert path.is_file(), f"{picture} missing: run make docs"
         assert path.stat().st_size < 200_000, f"{picture} is over 200 KB"
+
+
+def test_make_bench_runs_scripts_that_exist() -> None:
+    """`make bench` lists its entry points by name: each must be a file under bench/, and
+    every bench/*.py or *.sh is either listed or named as a helper in the Makefile."""
+    makefile = (ROOT / "Makefile").read_text()
+    listed = {}
+    for kind in ("PY", "SH"):
+        match = re.search(rf"^BENCH_{kind} = (.*)$", makefile, re.MULTILINE)
+        assert match, f"BENCH_{kind} missing from the Makefile"
+        listed.update({f"{name}.{kind.lower()}": name for name in match.group(1).split()})
+    for name in listed:
+        assert (ROOT / "bench" / name).is_file(), f"make bench runs bench/{name}: no such file"
+    for path in [*(ROOT / "bench").glob("*.py"), *(ROOT / "bench").glob("*.sh")]:
+        assert path.name in listed or path.name in makefile, (
+            f"bench/{path.name} is neither run by make bench nor named as a helper")
