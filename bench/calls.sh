@@ -61,26 +61,7 @@ UAS_PORT=$(free_port)
 start_vosapp() {
   local mapping config="$WORK/$1.toml"
   if [ "$1" = trusted ]; then mapping='addresses = ["127.0.0.1/32"]'; else mapping='accounts = ["1001"]'; fi
-  cat >"$config" <<TOML
-[switch]
-sip_listen = "127.0.0.1:5060"
-data_dir = "$WORK/data-$1"
-
-[[account]]
-user = "1001"
-password = "secret-1001"
-
-[[mapping_gateway]]
-name = "customer"
-$mapping
-media_proxy = "Off"
-
-[[routing_gateway]]
-name = "vendor"
-address = "127.0.0.1:$UAS_PORT"
-prefixes = ["00"]
-media_proxy = "Off"
-TOML
+  write_calls_config "$config" "$WORK/data-$1" "$mapping" "$UAS_PORT"
   start_serve "$WORK/serve-$1" --config "$config"
   SERVER_PID=$SERVE_PID; SERVER_PORT=$SERVE_PORT
 }

@@ -29,26 +29,7 @@ sed 's/;transport=\[transport\]//' tests/sipp/call_uas.xml >"$UAS"
 UAS_PORT=$(free_port)
 if [ -n "${DIGEST:-}" ]; then MAPPING='accounts = ["1001"]'; AUTH=(-au 1001 -ap secret-1001)
 else MAPPING='addresses = ["127.0.0.1/32"]'; AUTH=(); fi
-cat >"$WORK/trusted.toml" <<TOML
-[switch]
-sip_listen = "127.0.0.1:5060"
-data_dir = "$WORK/data"
-
-[[account]]
-user = "1001"
-password = "secret-1001"
-
-[[mapping_gateway]]
-name = "customer"
-$MAPPING
-media_proxy = "Off"
-
-[[routing_gateway]]
-name = "vendor"
-address = "127.0.0.1:$UAS_PORT"
-prefixes = ["00"]
-media_proxy = "Off"
-TOML
+write_calls_config "$WORK/trusted.toml" "$WORK/data" "$MAPPING" "$UAS_PORT"
 PROFILER=${PROFILER:-cProfile}
 case $PROFILER in
   cProfile) PROFILE=(-m cProfile -o "$OUT") ;;

@@ -37,3 +37,30 @@ start_serve() {
   SERVE_PID=$!
   SERVE_PORT=$(served_port "$prefix.out" "$prefix.log") || exit 1
 }
+
+# `write_calls_config FILE DATA_DIR MAPPING UAS_PORT`: the calls benches' switch config: account
+# 1001, a mapping gateway for the caller (MAPPING: `addresses = [...]` to trust it by address,
+# `accounts = ["1001"]` to challenge every INVITE), a routing gateway (prefix 00) to the callee
+# on 127.0.0.1:UAS_PORT; media proxy Off (no RTP in these benches).
+write_calls_config() {
+  cat >"$1" <<TOML
+[switch]
+sip_listen = "127.0.0.1:5060"
+data_dir = "$2"
+
+[[account]]
+user = "1001"
+password = "secret-1001"
+
+[[mapping_gateway]]
+name = "customer"
+$3
+media_proxy = "Off"
+
+[[routing_gateway]]
+name = "vendor"
+address = "127.0.0.1:$4"
+prefixes = ["00"]
+media_proxy = "Off"
+TOML
+}

@@ -328,23 +328,8 @@ class RtpRelay:
             stats.tx_bytes += sum(map(len, datagrams)) - failed_bytes
 
     def _transmit(self, sends: list[Send]) -> None:
-        outputs = self._outputs
-        for side, peer, datagram in sends:
-            output = outputs.get(side)
-            if output is None:  # closed
-                continue
-            sock, stats = output
-            try:
-                sock.sendto(datagram, peer)
-            except (BlockingIOError, InterruptedError):
-                stats.tx_dropped += 1  # send buffer full: drop rather than queue stale audio
-                continue
-            except OSError as exc:
-                stats.tx_errors += 1
-                log.debug("RTP leg %s send error to %s: %s", side, peer, exc)
-                continue
-            stats.tx_packets += 1
-            stats.tx_bytes += len(datagram)
+        """Single datagrams (events, control answers): each as a burst of one."""
+        self._transmit_bursts([(side, peer, [datagram]) for side, peer, datagram in sends])
 
     def _arm(self) -> None:
         """One timer, at the core's next deadline."""
