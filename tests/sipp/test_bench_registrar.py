@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import free_port, needs_sipp
-from tests.support.serving import ROOT, _wait_ready
+from tests.support.serving import ROOT, wait_ready
 from tests.support.sipp import run_sipp
 
 _spec = importlib.util.spec_from_file_location("registrar_profile",
@@ -67,7 +67,7 @@ def test_reuse_port_workers_share_one_port_and_one_store(tmp_path: Path) -> None
                  "--no-control", "--config", str(config)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
             workers.append(process)
-            _wait_ready(process, config, tmp_path / "data", 30)  # both bound the same port
+            wait_ready(process, config, tmp_path / "data", 30)  # both bound the same port
         cpu_before = [_cpu_seconds(w.pid) for w in workers]
         result = run_sipp(ROOT / "bench" / "registrar_sipp.xml", cwd=tmp_path,
                           remote=f"127.0.0.1:{port}", transport="un", calls=400, rate=200,

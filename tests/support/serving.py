@@ -84,7 +84,7 @@ def serve(config: Path | None = None, *, data_dir: Path | None = None,
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=_env(), cwd=workdir)
     try:
-        yield _wait_ready(process, config, data_dir, timeout)
+        yield wait_ready(process, config, data_dir, timeout)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -95,8 +95,10 @@ def serve(config: Path | None = None, *, data_dir: Path | None = None,
                 process.wait()
 
 
-def _wait_ready(process: subprocess.Popen[str], config: Path | None, data_dir: Path,
-                timeout: float) -> Served:
+def wait_ready(process: subprocess.Popen[str], config: Path | None, data_dir: Path,
+               timeout: float) -> Served:
+    """The switch a started ``vosapp serve`` process is, once it printed its listening line
+    (RuntimeError when it exits first or stays silent for ``timeout`` seconds)."""
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
