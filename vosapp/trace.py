@@ -289,11 +289,7 @@ class Trace:
         are read from the bytes (:func:`sniff_fields`) when first asked for, not now: the
         bytes of a message that parsed always carry its Call-ID line, so ``message``/``via``
         (its parse) are not needed; they are accepted for the callers' convenience."""
-        clock = self.clock
-        if clock is None:
-            mono, wall = self._times()
-        else:
-            mono, wall = clock.now(), clock.wall()
+        mono, wall = self._times()
         return self.add(TraceRecord(mono, wall, direction, transport.upper(),
                                     as_address(src), as_address(dst), bytes(raw), note=note, sniff=True))
 

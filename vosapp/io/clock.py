@@ -111,8 +111,7 @@ class LoopClock:
         if len(timers) > 1:
             timers.sort(key=_when)  # in time order, like asyncio's heap (stable for ties)
         for handle in timers:
-            if handle._callback is not None:
-                self._fire(handle)
+            self._fire(handle)  # a cancelled one has no callback: skipped there
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> _TimerHandle:
         return self.call_at(self.now() + max(0.0, delay), callback)

@@ -112,9 +112,6 @@ socket (what :meth:`RelayCore.receive_batch` returns)."""
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
 _SEQ_TS = struct.Struct("!HI")  # sequence and timestamp at offset 2 of the RTP header
-# RelayCore.receive_batch's look at a datagram: rtp.HEADER_START's fields, and it fails on a
-# datagram shorter than the 12-byte fixed header
-_SHORT_PATH_HEADER = struct.Struct(HEADER_START.format + "4x")
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,7 +525,7 @@ class RelayCore:
         flow = self._flows[side]
         src, target = flow.source, flow.target
         media_pt = src.media_pt
-        unpack = _SHORT_PATH_HEADER.unpack_from
+        unpack = HEADER_START.unpack_from
         bursts: list[Burst] = []
         datagrams = iter(batch)  # shared by the turns below: each takes up where one stopped
         while True:

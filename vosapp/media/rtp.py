@@ -35,9 +35,10 @@ __all__ = [
 
 RTP_HEADER_SIZE = 12
 _HEADER = struct.Struct("!BBHII")
-HEADER_START = struct.Struct("!BBHI")
-"""The first 8 bytes of an RTP header: first byte (V, P, X, CC), second byte (M, PT), sequence
-number, timestamp; what a relay looks at (:meth:`RtpStreamStats.update_many`)."""
+HEADER_START = struct.Struct("!BBHI4x")
+"""The start of an RTP header: first byte (V, P, X, CC), second byte (M, PT), sequence number,
+timestamp; what a relay or a transcoder looks at per packet (:meth:`RtpStreamStats.update_many`).
+``unpack_from`` raises ``struct.error`` on a datagram shorter than the 12-byte fixed header."""
 _EXT_HEADER = struct.Struct("!HH")
 
 

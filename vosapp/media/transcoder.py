@@ -37,12 +37,11 @@ from vosapp.media import codecs as codec_registry
 from vosapp.media.codecs.base import Codec, CodecError
 from vosapp.media.codecs.g711 import G711
 from vosapp.media.codecs.g729 import G729
-from vosapp.media.rtp import RTP_HEADER_SIZE, OutgoingStream, RtpError, RtpPacket
+from vosapp.media.rtp import HEADER_START, RTP_HEADER_SIZE, OutgoingStream, RtpError, RtpPacket
 
 __all__ = ["StreamingResampler", "Transcoder", "TranscoderStats", "resolve_codec"]
 
 _HEADER = struct.Struct("!BBHII")
-_START = struct.Struct("!BBHI4x")  # first bytes, sequence, timestamp; needs the whole header
 _SEQ_MOD = 1 << 16
 
 
@@ -409,38 +408,26 @@ class Transcoder:
             Payload not decodable by the source codec.
         """
         try:
-            first, _second, sequence, timestamp = _START.unpack_from(datagram)
+            first, _second, sequence, timestamp = HEADER_START.unpack_from(datagram)
         except struct.error:
             raise RtpError(f"RTP packet too short: {len(datagram)} bytes") from None
         stats = self.stats
         stats.packets_in += 1
+        out: list[bytes] = []
         if sequence == self._expected_seq:
             step = (timestamp - self._last_src_ts) & 0xFFFFFFFF
             if self._last_src_ticks + self._half_in_ticks < step < 0x80000000:
                 # consecutive packets but the timestamp jumped: the sender stopped sending
                 # during silence (DTX, RFC 3551 §4.1) or after hold; follow the jump
                 self._resync(timestamp)
-            elif (self._lane is not None and first == 0x80 and len(datagram) == self._lane_size
-                    and type(datagram) is bytes and not self._fifo_len
-                    and self.audio_tap is None and not self._inject.size):
-                # the common case: the next packet, one in and one out, payload to payload
-                self._expected_seq = (sequence + 1) & 0xFFFF
-                self._last_src_ts = timestamp
-                self._last_src_ticks = self._in_ticks
-                sent = self._lane(datagram, self._marker_next)
-                self._marker_next = False
-                stats.packets_out += 1
-                return [sent]
-            out: list[bytes] = []
-        else:
-            out = []
-            if not self._out_of_sequence(sequence, timestamp, out):
-                return out
+        elif not self._out_of_sequence(sequence, timestamp, out):
+            return out
         self._expected_seq = (sequence + 1) & 0xFFFF
         self._last_src_ts = timestamp
         if (self._lane is not None and first == 0x80 and len(datagram) == self._lane_size
                 and type(datagram) is bytes and not self._fifo_len
                 and self.audio_tap is None and not self._inject.size):
+            # the common case: one in and one out, datagram to datagram
             self._last_src_ticks = self._in_ticks
             out.append(self._lane(datagram, self._marker_next))
             self._marker_next = False

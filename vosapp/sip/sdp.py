@@ -280,11 +280,15 @@ class MediaDescription:
 
     def fmtp(self, payload_type: int) -> str | None:
         """The fmtp parameters of ``payload_type`` (text after ``a=fmtp:<pt> ``), or None."""
+        return self._fmtps().get(str(payload_type))
+
+    def _fmtps(self) -> dict[str, str]:
+        """Payload type (as written) -> its fmtp parameters; the first line of a type counts."""
+        result: dict[str, str] = {}
         for value in self.attribute_values("fmtp"):
             pt, _, params = (value or "").partition(" ")
-            if pt == str(payload_type):
-                return params.strip()
-        return None
+            result.setdefault(pt, params.strip())
+        return result
 
     @property
     def ptime(self) -> int | None:
@@ -316,18 +320,9 @@ class MediaDescription:
 
         Dynamic payload types without an rtpmap are skipped (nothing can be known about them).
         """
-        # One pass over the attributes (the first rtpmap / fmtp of a type counts, as in
-        # rtpmaps and fmtp()): the call path asks for the codecs of every offer and answer.
-        maps: dict[int, RtpMap] = {}
-        fmtps: dict[str, str] = {}
-        for attribute in self.attributes:
-            name = attribute.name.lower()
-            if name == "rtpmap":
-                mapping = _parse_rtpmap(attribute.value or "", None)
-                maps.setdefault(mapping.payload_type, mapping)
-            elif name == "fmtp":
-                pt_text, _, params = (attribute.value or "").partition(" ")
-                fmtps.setdefault(pt_text, params.strip())
+        # The maps read once per call, not once per format (the call path asks for the codecs
+        # of every offer and answer).
+        maps, fmtps = self.rtpmaps, self._fmtps()
         result = []
         for fmt in self.formats:
             if not fmt.isdigit():
