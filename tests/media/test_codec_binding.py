@@ -15,6 +15,7 @@ import pytest
 
 from tests.media.media_signals import formant_speech
 from vosapp.media import codecs
+from vosapp.media.codecs.g729 import G729
 from vosapp.media.rtp import OutgoingStream, RtpPacket
 from vosapp.media.transcoder import Transcoder
 
@@ -126,34 +127,34 @@ def test_g729_through_a_g711_table_equals_the_codec_calls() -> None:
         assert direct.decode_codes(payload, encode_table) == pcma.encode(plain.decode(payload))
 
 
-def test_g729_packet_functions_equal_the_codec_calls() -> None:
-    """codes_encoder / codes_decoder (the transcoder's G.711 <-> G.729 path: a datagram in,
-    the payload written after the next header) give encode_codes' / decode_codes' bytes and
-    leave the codec in the same state; with a partial frame waiting the encoder declines."""
+@pytest.mark.parametrize("native", [True, False])
+def test_g729_packet_functions_equal_the_codec_calls(native: bool) -> None:
+    """rtp_encoder / rtp_decoder (the transcoder's G.711 <-> G.729 path: a datagram in, the
+    next datagram out, in C or through ctypes) give encode_codes' / decode_codes' payloads
+    after the header they are given and leave the codec in the same state; with a partial
+    frame waiting the encoder declines."""
     pcma = codecs.get("PCMA")
     codes = pcma.encode(SPEECH[:1600])
     table = pcma.decode_table  # type: ignore[attr-defined]
-    direct, plain = codecs.get("G729"), codecs.get("G729")
-    encode = direct.codes_encoder(table, 2, 12)  # type: ignore[attr-defined]
-    out = np.zeros(12 + 20, np.uint8)
+    direct, plain = G729(native_lane=native), codecs.get("G729")
+    encode = direct.rtp_encoder(table, 2)
+    header = bytes(RtpPacket(payload_type=18, sequence=7, timestamp=8, ssrc=9))
     for i in range(10):
         datagram = bytes(range(12)) + codes[160 * i : 160 * (i + 1)]
-        assert encode(datagram, out.ctypes.data + 12)
-        assert out[12:].tobytes() == plain.encode_codes(table, codes[160 * i : 160 * (i + 1)])
-        assert out[:12].tobytes() == bytes(12)  # nothing written before the payload
+        out = encode(datagram, 18, 7, 8, 9)
+        assert out == header + plain.encode_codes(table, codes[160 * i : 160 * (i + 1)])
     direct.encode(SPEECH[:40], final=False)
-    assert not encode(bytes(12) + codes[:160], out.ctypes.data + 12)
+    assert encode(bytes(12) + codes[:160], 18, 7, 8, 9) is None
 
     bits = BareBcg729().encode(SPEECH[:1600])
     encode_table = pcma.encode_table  # type: ignore[attr-defined]
-    direct, plain = codecs.get("G729"), codecs.get("G729")
-    decode = direct.codes_decoder(encode_table, 2)  # type: ignore[attr-defined]
-    into = np.zeros(12 + 160, np.uint8)
+    direct, plain = G729(native_lane=native), codecs.get("G729")
+    decode = direct.rtp_decoder(encode_table, 2)
+    header = bytes(RtpPacket(payload_type=8, marker=True, sequence=7, timestamp=8, ssrc=9))
     for i in range(10):
         payload = bits[20 * i : 20 * (i + 1)]
-        decode(b"\x80" * 12 + payload, 12, into[12:])
-        assert into[12:].tobytes() == plain.decode_codes(payload, encode_table)
-        assert into[:12].tobytes() == bytes(12)
+        out = decode(b"\x80" * 12 + payload, 0x80 | 8, 7, 8, 9)
+        assert out == header + plain.decode_codes(payload, encode_table)
     # the decoders went through the same frames: their concealment continues alike
     assert direct.conceal(2).tobytes() == plain.conceal(2).tobytes()
 

@@ -41,7 +41,6 @@ from vosapp.media.rtp import HEADER_START, RTP_HEADER_SIZE, OutgoingStream, RtpE
 
 __all__ = ["StreamingResampler", "Transcoder", "TranscoderStats", "resolve_codec"]
 
-_HEADER = struct.Struct("!BBHII")
 _SEQ_MOD = 1 << 16
 
 
@@ -59,55 +58,43 @@ def _lookup_lane(
     (which takes or gives its audio through a G.711 table): ``lane(datagram, marker)`` turns
     a datagram with a plain 12-byte header and ``frames`` source frames into the outgoing
     datagram, numbered by ``outgoing`` as :meth:`OutgoingStream.packet` numbers it (and
-    byte-identical to its result). The payload is written right after the header in one
-    buffer, which becomes the datagram in one copy. None for other codec pairs."""
+    byte-identical to its result). The codec converts the whole packet in one call
+    (:meth:`G729.rtp_encoder` / :meth:`G729.rtp_decoder`: in C when built). None for other
+    codec pairs."""
+    heard: Callable[[bytes, int], None] | None = None
+    declined: Callable[[bytes, bool], bytes] | None = None
     if isinstance(src, G711) and isinstance(dst, G729):
         payload_bytes = frames * dst.frame_bytes
+        convert = dst.rtp_encoder(src.decode_table, frames)
+        heard, table = src.heard, src.decode_table
+        encode_codes, packet = dst.encode_codes, outgoing.packet
+
+        def declined(data: bytes, marker: bool) -> bytes:
+            # a partial frame waits in the encoder (never, from the transcoder alone)
+            return packet(encode_codes(table, data[RTP_HEADER_SIZE:]), ticks, marker=marker)
     elif isinstance(src, G729) and isinstance(dst, G711):
         payload_bytes = frames * src.frame_samples
+        convert = src.rtp_decoder(dst.encode_table, frames)
     else:
         return None
-    datagram = np.zeros(RTP_HEADER_SIZE + payload_bytes, dtype=np.uint8)
-    pack_header = _HEADER.pack_into
 
-    def finish(marker: bool) -> bytes:
-        # OutgoingStream.packet's numbering and counters, the header written in place
+    def lane(data: bytes, marker: bool) -> bytes:
+        if heard is not None:
+            heard(data, RTP_HEADER_SIZE)  # the G.711 side still conceals a loss from it
+        # OutgoingStream.packet's numbering and counters
         sequence, timestamp = outgoing.sequence, outgoing.timestamp
-        # (numpy's stubs declare ndarray a Buffer only for Python >= 3.12)
-        pack_header(datagram, 0, 0x80,  # type: ignore[arg-type]
-                    (0x80 if marker else 0) | outgoing.payload_type,
-                    sequence, timestamp, outgoing.ssrc)
+        datagram = convert(data, (0x80 if marker else 0) | outgoing.payload_type,
+                           sequence, timestamp, outgoing.ssrc)
+        if datagram is None:
+            assert declined is not None
+            return declined(data, marker)
         outgoing.sequence = (sequence + 1) & 0xFFFF
         outgoing.timestamp = (timestamp + ticks) & 0xFFFFFFFF
         outgoing.packets += 1
         outgoing.octets += payload_bytes
-        return datagram.tobytes()
+        return datagram
 
-    if isinstance(src, G711):
-        assert isinstance(dst, G729)
-        heard, table = src.heard, src.decode_table
-        encode = dst.codes_encoder(table, frames, RTP_HEADER_SIZE)
-        encode_codes, packet = dst.encode_codes, outgoing.packet
-        payload_address = datagram.ctypes.data + RTP_HEADER_SIZE
-
-        def g711_in(data: bytes, marker: bool) -> bytes:
-            heard(data, RTP_HEADER_SIZE)  # the G.711 side still conceals a loss from it
-            if encode(data, payload_address):
-                return finish(marker)
-            # a partial frame waits in the encoder (never, from the transcoder alone)
-            return packet(encode_codes(table, data[RTP_HEADER_SIZE:]), ticks, marker=marker)
-
-        return g711_in
-
-    assert isinstance(src, G729) and isinstance(dst, G711)
-    decode = src.codes_decoder(dst.encode_table, frames)
-    payload = datagram[RTP_HEADER_SIZE:]
-
-    def g729_in(data: bytes, marker: bool) -> bytes:
-        decode(data, RTP_HEADER_SIZE, payload)
-        return finish(marker)
-
-    return g729_in
+    return lane
 
 
 class StreamingResampler:

@@ -20,26 +20,44 @@ Speed matters (a media proxy transcodes hundreds of calls on one core): the func
 are bound once with ``argtypes``; the per-frame loop passes bytes objects (ctypes hands over a
 pointer to their data) or raw addresses of preallocated buffers and builds no ctypes objects.
 :meth:`G729.encode_codes` and :meth:`G729.decode_codes` take or give the audio through a G.711
-table, so a G.711 <-> G.729 packet needs no audio array in between (the transcoder uses them).
+table, so a G.711 <-> G.729 packet needs no audio array in between. :meth:`G729.rtp_encoder` and
+:meth:`G729.rtp_decoder` do a whole RTP packet of that per call (the transcoder's lane): in C
+when the optional extension ``_g729lane`` is built (ctypes hands it bcg729's function and
+context addresses, so it needs no bcg729 headers), else through ctypes, with the same bytes.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import struct
 from collections.abc import Callable
 
 import numpy as np
 
 from vosapp.media.codecs.base import Codec, CodecError, CodecUnavailableError
+from vosapp.media.rtp import RTP_HEADER_SIZE
 
-__all__ = ["G729", "load_bcg729"]
+try:  # the C packet lane (setup.py builds it when a compiler and Python's headers are there)
+    from vosapp.media.codecs import _g729lane as _native
+except ImportError:  # not built: the same lane through ctypes
+    _native = None  # type: ignore[assignment]
+
+__all__ = ["G729", "NATIVE_LANE", "RtpLane", "load_bcg729"]
+
+NATIVE_LANE: bool = _native is not None
+"""Whether the C packet lane (``vosapp.media.codecs._g729lane``) is built and imported."""
+
+RtpLane = Callable[[bytes, int, int, int, int], bytes]
+"""``lane(datagram, second_byte, sequence, timestamp, ssrc)``: an RTP datagram in, the
+converted datagram with a 12-byte header of the given fields out (G.729 lanes below)."""
 
 FRAME_SAMPLES = 80
 SPEECH_FRAME_BYTES = 10
 SID_FRAME_BYTES = 2
 _BLOCK_SAMPLES = 2048  # decoded audio handed out per allocation: 12 packets of 20 ms, 4 KiB
 _INT16, _UINT8 = np.dtype(np.int16), np.dtype(np.uint8)
+_RTP_HEADER = struct.Struct("!BBHII")  # a plain header: no CSRC, extension or padding
 
 _LIB: ctypes.CDLL | None = None
 
@@ -105,6 +123,9 @@ class G729(Codec):
         Annex B (VAD/DTX/CNG) on the :meth:`encode_frames` path and in :attr:`fmtp`.
         :meth:`encode` always runs an encoder with VAD off, because 2- and 0-byte Annex B
         frames cannot be told apart once concatenated.
+    native_lane : bool
+        Run :meth:`rtp_encoder` / :meth:`rtp_decoder` in C when the extension is built
+        (False: through ctypes, e.g. to compare the two). The attribute says which it is.
     """
 
     name = "G729"
@@ -116,12 +137,16 @@ class G729(Codec):
     payload_type = 18
     has_plc = True
 
-    def __init__(self, *, annexb: bool = False) -> None:
+    def __init__(self, *, annexb: bool = False, native_lane: bool = True) -> None:
         lib = load_bcg729()
         self.annexb = annexb
+        self.native_lane = native_lane and NATIVE_LANE
         self._lib = lib
         self._encode_fn = lib.bcg729Encoder
         self._decode_fn = lib.bcg729Decoder
+        # the functions' addresses, for the C lane (it calls them without ctypes)
+        self._encode_address = ctypes.cast(lib.bcg729Encoder, ctypes.c_void_p).value
+        self._decode_address = ctypes.cast(lib.bcg729Decoder, ctypes.c_void_p).value
         self._encoder = lib.initBcg729EncoderChannel(0)
         self._vad_encoder = lib.initBcg729EncoderChannel(1) if annexb else None
         self._decoder = lib.initBcg729DecoderChannel()
@@ -223,65 +248,102 @@ class G729(Codec):
             decode_fn(ctx, payload[10 * i :] if i else payload, 10, 0, 0, 0, out_addr + 160 * i)
         return table.take(self._pcm).tobytes()
 
-    def codes_encoder(
-        self, table: np.ndarray, frames: int, offset: int
-    ) -> Callable[[bytes, int], bool]:
-        """A function ``encode(data, out_address)`` for datagrams of exactly ``offset`` +
-        ``frames`` × 80 bytes: :meth:`encode_codes` of the G.711 codes at ``data[offset:]``,
-        written to the ``frames`` × 10 bytes at ``out_address`` (e.g. after an RTP header)
-        instead of handed out. It returns False, having done nothing, when a partial frame
-        from ``encode(..., final=False)`` waits (then :meth:`encode_codes` must be used).
+    def rtp_encoder(
+        self, table: np.ndarray, frames: int
+    ) -> Callable[[bytes, int, int, int, int], bytes | None]:
+        """The transcoder's G.711 -> G.729 path, a whole RTP packet per call:
+        ``encode(datagram, second_byte, sequence, timestamp, ssrc)`` takes a datagram of a
+        plain 12-byte RTP header and exactly ``frames`` × 80 G.711 codes, and returns the
+        datagram of :meth:`encode_codes` of those codes (through ``table``, the G.711 decode
+        table, int16[256]) after the 12-byte header made of the other arguments (version 2,
+        RFC 3550 §5.1). It returns None, having done nothing, when a partial frame from
+        ``encode(..., final=False)`` waits (then :meth:`encode_codes` must be used).
 
-        Everything a packet needs is bound once: the transcoder's G.711 -> G.729 path.
+        It runs in C (``_g729lane``) when that extension is built, else through ctypes: the
+        same bytes either way.
         """
+        if self.native_lane:
+            assert _native is not None
+            packet = _native.EncoderLane(self._encode_address, self._encoder, table, frames,
+                                         self).packet
+        else:
+            packet = self._ctypes_encoder(table, frames)
+
+        def encode(data: bytes, second: int, sequence: int, timestamp: int,
+                   ssrc: int) -> bytes | None:
+            if self._pending.size:
+                return None
+            return packet(data, second, sequence, timestamp, ssrc)
+
+        return encode
+
+    def _ctypes_encoder(self, table: np.ndarray, frames: int) -> RtpLane:
+        """:meth:`rtp_encoder`'s packet function through ctypes (no partial-frame check)."""
         count = frames * FRAME_SAMPLES
         # the datagram is copied into a buffer with a standing array view of its codes (a
         # copy of 172 bytes is cheaper than numpy making a view of a new bytes object)
-        staging = bytearray(offset + count)
-        codes = np.frombuffer(staging, dtype=_UINT8)[offset:]
+        staging = bytearray(RTP_HEADER_SIZE + count)
+        codes = np.frombuffer(staging, dtype=_UINT8)[RTP_HEADER_SIZE:]
         pcm = np.empty(count, dtype=np.int16)  # this function's own: the audio of one packet
         pcm_addr = _address(pcm)
-        steps = tuple((pcm_addr + 2 * FRAME_SAMPLES * i, SPEECH_FRAME_BYTES * i)
+        datagram = np.zeros(RTP_HEADER_SIZE + frames * SPEECH_FRAME_BYTES, dtype=np.uint8)
+        out_addr = _address(datagram) + RTP_HEADER_SIZE
+        steps = tuple((pcm_addr + 2 * FRAME_SAMPLES * i, out_addr + SPEECH_FRAME_BYTES * i)
                       for i in range(frames))
-        take = table.take
+        take, pack_header = table.take, _RTP_HEADER.pack_into
         encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
 
-        def encode(data: bytes, out_address: int) -> bool:
-            if self._pending.size:
-                return False
+        def packet(data: bytes, second: int, sequence: int, timestamp: int, ssrc: int) -> bytes:
             staging[:] = data  # the same size: a copy, never a resize
             # mode "clip" (a no-op for uint8 codes into 256 entries) lets numpy write into
             # `pcm` directly; the default "raise" buffers the result and copies it
             take(codes, None, pcm, "clip")
-            for frame_in, out_offset in steps:
-                encode_fn(ctx, frame_in, out_address + out_offset, length_addr)
-            return True
+            for frame_in, frame_out in steps:
+                encode_fn(ctx, frame_in, frame_out, length_addr)
+            # (numpy's stubs declare ndarray a Buffer only for Python >= 3.12)
+            pack_header(datagram, 0, 0x80, second, sequence, timestamp,  # type: ignore[arg-type]
+                        ssrc)
+            return datagram.tobytes()
 
-        return encode
+        return packet
 
-    def codes_decoder(self, table: np.ndarray, frames: int) -> Callable[[bytes, int, np.ndarray], None]:
-        """A function ``decode(data, offset, out)`` for packets of ``frames`` speech frames:
-        :meth:`decode_codes` of the ``frames`` × 10 bytes at ``data[offset:]`` (a bytes
-        object), written into ``out`` (uint8, ``frames`` × 80: e.g. a view after an RTP
-        header) instead of handed out.
+    def rtp_decoder(self, table: np.ndarray, frames: int) -> RtpLane:
+        """The transcoder's G.729 -> G.711 path, a whole RTP packet per call:
+        ``decode(datagram, second_byte, sequence, timestamp, ssrc)`` takes a datagram of a
+        plain 12-byte RTP header and exactly ``frames`` speech frames (10 bytes each), and
+        returns the datagram of :meth:`decode_codes` of that payload (through ``table``, the
+        G.711 encode table, uint8[65536]) after the 12-byte header made of the other
+        arguments (version 2, RFC 3550 §5.1).
 
-        Everything a packet needs is bound once: the transcoder's G.729 -> G.711 path.
+        It runs in C (``_g729lane``) when that extension is built, else through ctypes: the
+        same bytes either way.
         """
+        if self.native_lane:
+            assert _native is not None
+            packet: RtpLane = _native.DecoderLane(self._decode_address, self._decoder, table,
+                                                  frames, self).packet
+            return packet
         pcm = np.empty(frames * FRAME_SAMPLES, dtype=np.int16)
         pcm_addr = _address(pcm)
         # the int16 samples as uint16 index the 65,536-entry table as a negative int16 index
         # would (from its end), and mode "clip" (then a no-op) writes into `out` unbuffered
         indices = pcm.view(np.uint16)
-        steps = tuple((SPEECH_FRAME_BYTES * i, pcm_addr + 2 * FRAME_SAMPLES * i)
+        datagram = np.zeros(RTP_HEADER_SIZE + frames * FRAME_SAMPLES, dtype=np.uint8)
+        out = datagram[RTP_HEADER_SIZE:]
+        steps = tuple((RTP_HEADER_SIZE + SPEECH_FRAME_BYTES * i, pcm_addr + 2 * FRAME_SAMPLES * i)
                       for i in range(frames))
-        take = table.take
+        take, pack_header = table.take, _RTP_HEADER.pack_into
         decode_fn, ctx = self._decode_fn, self._decoder
 
-        def decode(data: bytes, offset: int, out: np.ndarray) -> None:
+        def decode(data: bytes, second: int, sequence: int, timestamp: int, ssrc: int) -> bytes:
             # ctypes passes a bytes argument as a pointer to its data: each frame's slice
             for in_offset, frame_out in steps:
-                decode_fn(ctx, data[offset + in_offset :], 10, 0, 0, 0, frame_out)
+                decode_fn(ctx, data[in_offset:], 10, 0, 0, 0, frame_out)
             take(indices, None, out, "clip")
+            # (numpy's stubs declare ndarray a Buffer only for Python >= 3.12)
+            pack_header(datagram, 0, 0x80, second, sequence, timestamp,  # type: ignore[arg-type]
+                        ssrc)
+            return datagram.tobytes()
 
         return decode
 
