@@ -21,7 +21,9 @@ setup: sysdeps $(STAMP) $(KERNEL)
 sysdeps:
 	@bash scripts/sysdeps.sh
 
-$(STAMP): pyproject.toml
+# setup.py and the C source: the install builds the transcoder's C lane (an editable install
+# builds it in place), so a change to either must run it again.
+$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[lab,test]'
 	@touch $@

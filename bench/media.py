@@ -57,10 +57,19 @@ def code_root(argv: list[str]) -> Path:
 sys.path.insert(0, str(code_root(sys.argv)))
 
 from vosapp.media import codecs
+from vosapp.media.codecs import g729 as g729_binding
 from vosapp.media.rtp import OutgoingStream
 from vosapp.media.transcoder import Transcoder
 
 TICK_S = 0.020
+
+
+def packet_lane() -> str:
+    """How the measured checkout's transcoder converts a G.711 <-> G.729 packet: the C lane
+    (and the file it was imported from) or ctypes (a revision without it, or not built)."""
+    if getattr(g729_binding, "NATIVE_LANE", False):
+        return f"C extension ({g729_binding._native.__file__})"
+    return "ctypes"
 
 
 def pin(cpu: int) -> str:
@@ -277,6 +286,7 @@ def part1(ticks: int = 150) -> dict[str, object]:
     raw_best = min(raw, raw_after)
     return {
         "pinned": where,
+        "lane": packet_lane(),
         "calls": low,
         "p99_ms": float(np.percentile(confirm, 99)) * 1e3,
         "median_ms": float(np.median(confirm)) * 1e3,
@@ -467,6 +477,7 @@ def markdown(p1: dict[str, object] | None, p3: dict[str, object] | None) -> str:
              f"{p1['interleaved_us'][1]:.1f} bare / {p1['interleaved_us'][0]:.1f} ours) | "
              f"{p1['interleaved_ratio']:.2f} |"),
             f"| pinned to | {p1['pinned']} |",
+            f"| G.711 ↔ G.729 packet lane | {p1['lane']} |",
             "",
         ]
     if p3:

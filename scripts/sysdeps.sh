@@ -7,10 +7,17 @@ set -euo pipefail
 # sip-tester:  the real `sipp` binary for interop and load tests
 # tshark:      decodes our pcap exports in tests (optional in the switch itself)
 # chromium:    kaleido renders ladder diagrams to SVG/PNG with a headless browser
-# python3-venv is only needed where the system python lacks venv/ensurepip
-PACKAGES=(libbcg729-0 sip-tester tshark chromium)
+# gcc:         builds the transcoder's C lane (vosapp/media/codecs/_g729lane.c, setup.py)
+# python3-venv is only needed where the system python lacks venv/ensurepip, python3-dev
+# (Python.h, for the C lane) where it lacks its headers
+PACKAGES=(libbcg729-0 sip-tester tshark chromium gcc)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   PACKAGES+=(python3-venv)
+fi
+if ! python3 -c 'import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    >/dev/null 2>&1; then
+  PACKAGES+=(python3-dev)
 fi
 
 missing=()
