@@ -88,7 +88,9 @@ def _arrivals(name: str, ptime: int) -> list[bytes | bytearray]:
             np.zeros(800, np.int16)) if len(frame) == 2)
         speech_and_sid = RtpPacket.parse(sent[55])
         speech_and_sid.payload += sid  # RFC 3551 §4.5.6: a SID frame after the speech
-        arriving += [bytes(speech_and_sid), *sent[56:60]]
+        sid_only = RtpPacket.parse(sent[56])
+        sid_only.payload = sid
+        arriving += [bytes(speech_and_sid), bytes(sid_only), *sent[57:60]]
         # a 10 ms packet then a 30 ms one: other sizes than the negotiated ptime
         other = _stream("G729", 10, SPEECH[8000:8800], sequence=0, timestamp=0)
         arriving += other[:1]
@@ -182,6 +184,9 @@ def test_the_c_lane_refuses_what_it_cannot_take() -> None:
     with pytest.raises(ValueError, match="table"):
         _g729lane.DecoderLane(codec._decode_address, codec._decoder,  # type: ignore[attr-defined]
                               table, 2, codec)
+    with pytest.raises(ValueError, match="table"):
+        _g729lane.EncoderLane(codec._encode_address, codec._encoder,  # type: ignore[attr-defined]
+                              table.view(np.uint8), 2, codec)
     with pytest.raises(ValueError, match="frames"):
         _g729lane.EncoderLane(codec._encode_address, codec._encoder,  # type: ignore[attr-defined]
                               table, 0, codec)

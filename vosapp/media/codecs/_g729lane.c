@@ -39,7 +39,7 @@ typedef struct {
 } Lane;
 
 static int
-lane_init(Lane *self, PyObject *args, Py_ssize_t table_bytes)
+lane_init(Lane *self, PyObject *args, Py_ssize_t table_items, Py_ssize_t item_size)
 {
     PyObject *function, *context, *table, *owner;
     Py_ssize_t frames;
@@ -60,9 +60,10 @@ lane_init(Lane *self, PyObject *args, Py_ssize_t table_bytes)
     Py_buffer view;
     if (PyObject_GetBuffer(table, &view, PyBUF_C_CONTIGUOUS) < 0)
         return -1;
-    if (view.len != table_bytes) {
-        PyErr_Format(PyExc_ValueError, "the G.711 table must be %zd bytes, got %zd",
-                     table_bytes, view.len);
+    if (view.itemsize != item_size || view.len != table_items * item_size) {
+        PyErr_Format(PyExc_ValueError,
+                     "the G.711 table must be %zd items of %zd bytes, got %zd bytes of %zd",
+                     table_items, item_size, view.len, view.itemsize);
         PyBuffer_Release(&view);
         return -1;
     }
@@ -161,7 +162,7 @@ encoder_lane_init(Lane *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "EncoderLane takes positional arguments only");
         return -1;
     }
-    return lane_init(self, args, 256 * (Py_ssize_t)sizeof(int16_t));
+    return lane_init(self, args, 256, sizeof(int16_t));
 }
 
 static PyObject *
@@ -225,7 +226,7 @@ decoder_lane_init(Lane *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "DecoderLane takes positional arguments only");
         return -1;
     }
-    return lane_init(self, args, 65536);
+    return lane_init(self, args, 65536, sizeof(uint8_t));
 }
 
 static PyObject *
