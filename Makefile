@@ -58,4 +58,4 @@ lint: setup ## ruff, and mypy as configured in pyproject.toml
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache vosapp/media/codecs/_g729lane.*.so
