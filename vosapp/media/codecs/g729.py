@@ -262,12 +262,11 @@ class G729(Codec):
         It runs in C (``_g729lane``) when that extension is built, else through ctypes: the
         same bytes either way.
         """
-        if self.native_lane:
-            assert _native is not None
-            packet = _native.EncoderLane(self._encode_address, self._encoder, table, frames,
-                                         self).packet
-        else:
-            packet = self._ctypes_encoder(table, frames)
+        if not self.native_lane:
+            return self._ctypes_encoder(table, frames)
+        assert _native is not None
+        packet = _native.EncoderLane(self._encode_address, self._encoder, table, frames,
+                                     self).packet
 
         def encode(data: bytes, second: int, sequence: int, timestamp: int,
                    ssrc: int) -> bytes | None:
@@ -277,8 +276,10 @@ class G729(Codec):
 
         return encode
 
-    def _ctypes_encoder(self, table: np.ndarray, frames: int) -> RtpLane:
-        """:meth:`rtp_encoder`'s packet function through ctypes (no partial-frame check)."""
+    def _ctypes_encoder(
+        self, table: np.ndarray, frames: int
+    ) -> Callable[[bytes, int, int, int, int], bytes | None]:
+        """:meth:`rtp_encoder` through ctypes."""
         count = frames * FRAME_SAMPLES
         # the datagram is copied into a buffer with a standing array view of its codes (a
         # copy of 172 bytes is cheaper than numpy making a view of a new bytes object)
@@ -293,7 +294,10 @@ class G729(Codec):
         take, pack_header = table.take, _RTP_HEADER.pack_into
         encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
 
-        def packet(data: bytes, second: int, sequence: int, timestamp: int, ssrc: int) -> bytes:
+        def encode(data: bytes, second: int, sequence: int, timestamp: int,
+                   ssrc: int) -> bytes | None:
+            if self._pending.size:
+                return None
             staging[:] = data  # the same size: a copy, never a resize
             # mode "clip" (a no-op for uint8 codes into 256 entries) lets numpy write into
             # `pcm` directly; the default "raise" buffers the result and copies it
@@ -305,7 +309,7 @@ class G729(Codec):
                         ssrc)
             return datagram.tobytes()
 
-        return packet
+        return encode
 
     def rtp_decoder(self, table: np.ndarray, frames: int) -> RtpLane:
         """The transcoder's G.729 -> G.711 path, a whole RTP packet per call:
