@@ -451,6 +451,23 @@ def test_fresh_nonces_differ(server: DigestServer) -> None:
     assert len(nonces) == 50
 
 
+@pytest.mark.parametrize("qop", [("auth",), ("auth", "auth-int"), ()])
+def test_challenge_value_is_the_challenge_as_text(clock: ManualClock,
+                                                  qop: tuple[str, ...]) -> None:
+    # The 401's fast path (challenge_value) writes what str(challenge()) writes, and its
+    # nonces verify like any other.
+    server = DigestServer('lab "realm"', SECRET, clock, qop=qop, require_qop=bool(qop))
+    for algorithm in ("MD5", "SHA-256"):
+        for stale in (False, True):
+            value = server.challenge_value(stale=stale, algorithm=algorithm)
+            nonce = parse_challenge(value).nonce
+            assert value == str(Challenge(realm=server.realm, nonce=nonce,
+                                          opaque=server.opaque, algorithm=algorithm,
+                                          qop=server.qop, stale=stale))
+            credentials = answer(value, "REGISTER", "sip:lab", "alice", "pw")
+            assert server.verify(credentials, "REGISTER", "pw").ok
+
+
 def test_server_rejects_bad_configuration(clock: ManualClock) -> None:
     with pytest.raises(ValueError):
         DigestServer("r", b"short", clock)

@@ -664,11 +664,32 @@ class DigestServer:
         self._mac = hmac.new(secret, digestmod="sha256")
         self._realm_bytes = _utf8(realm)
         self.opaque = hmac.new(secret, b"opaque:" + _utf8(realm), "sha256").hexdigest()[:32]
+        # Challenge.__str__'s layout around the nonce (no domain, userhash or extra here).
+        self._challenge_head = f"Digest realm={_quote(realm)}, nonce=\""
+        self._challenge_opaque = f"\", opaque={_quote(self.opaque)}, "
+        self._challenge_qop = f", qop={_quote(','.join(self.qop))}" if self.qop else ""
 
     # -- challenges -------------------------------------------------------------------------
 
     def challenge(self, *, stale: bool = False, algorithm: str = "MD5") -> Challenge:
         """A fresh challenge; put ``str()`` of it into WWW-/Proxy-Authenticate."""
+        return Challenge(
+            realm=self.realm,
+            nonce=self._issue_nonce(algorithm),
+            opaque=self.opaque,
+            algorithm=algorithm,
+            qop=self.qop,
+            stale=stale,
+        )
+
+    def challenge_value(self, *, stale: bool = False, algorithm: str = "MD5") -> str:
+        """``str(self.challenge(...))`` written straight from a fresh nonce and the parts that
+        never change (the header value of every 401/407; no Challenge object to build)."""
+        nonce = self._issue_nonce(algorithm)
+        return (f"{self._challenge_head}{nonce}{self._challenge_opaque}"
+                f"{'stale=true, ' if stale else ''}algorithm={algorithm}{self._challenge_qop}")
+
+    def _issue_nonce(self, algorithm: str) -> str:
         if algorithm not in self.algorithms:
             raise ValueError(f"algorithm {algorithm!r} not enabled; enabled: {self.algorithms}")
         now = self.clock.now()
@@ -687,14 +708,7 @@ class DigestServer:
             self._nonces.popitem(last=False)
         while len(self._nonces) > self.max_nonces:
             self._nonces.popitem(last=False)
-        return Challenge(
-            realm=self.realm,
-            nonce=nonce,
-            opaque=self.opaque,
-            algorithm=algorithm,
-            qop=self.qop,
-            stale=stale,
-        )
+        return nonce
 
     def _sign(self, body: bytes) -> bytes:
         mac = self._mac.copy()

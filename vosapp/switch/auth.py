@@ -720,9 +720,9 @@ class InboundAuthenticator:
         reason = _REASON_PHRASES.get(decision.reason)
         response = make_response(request, int(decision.status or 403), reason)
         if decision.action is Action.CHALLENGE:
-            challenge = self.digest.challenge(stale=decision.stale,
-                                              algorithm=self.algorithm)
-            response.headers.set(str(decision.challenge_header), str(challenge))
+            challenge = self.digest.challenge_value(stale=decision.stale,
+                                                    algorithm=self.algorithm)
+            response.headers.set(str(decision.challenge_header), challenge)
         txn.respond(response)
 
 
