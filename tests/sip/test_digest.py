@@ -451,6 +451,22 @@ def test_fresh_nonces_differ(server: DigestServer) -> None:
     assert len(nonces) == 50
 
 
+@pytest.mark.parametrize("nc", ['""', "123456789", "12g", '"\u0663"', '"0000000\uff11"', "-1"])
+def test_nc_must_be_one_to_eight_hex_digits(nc: str) -> None:
+    value = ('Digest username="a", realm="r", nonce="n", uri="sip:r", response="0", '
+             f'qop=auth, cnonce="c", nc={nc}')
+    with pytest.raises(DigestError) as raised:
+        parse_credentials(value)
+    assert raised.value.code == "bad-nc"
+
+
+@pytest.mark.parametrize(("nc", "count"), [("1", 1), ("0000000a", 10), ("FFFFFFFF", 2**32 - 1)])
+def test_nc_hex_digits(nc: str, count: int) -> None:
+    value = ('Digest username="a", realm="r", nonce="n", uri="sip:r", response="0", '
+             f'qop=auth, cnonce="c", nc={nc}')
+    assert parse_credentials(value).nc == count
+
+
 @pytest.mark.parametrize("qop", [("auth",), ("auth", "auth-int"), ()])
 def test_challenge_value_is_the_challenge_as_text(clock: ManualClock,
                                                   qop: tuple[str, ...]) -> None:

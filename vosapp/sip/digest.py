@@ -333,6 +333,10 @@ def parse_challenge(value: str) -> Challenge:
     )
 
 
+#: RFC 7616 §3.4: nc is 8LHEX; 1 to 8 hex digits are accepted (leading zeros dropped by some).
+_NONCE_COUNT = re.compile(r"[0-9a-fA-F]{1,8}")
+
+
 def parse_credentials(value: str) -> Credentials:
     """Parse an ``Authorization``/``Proxy-Authorization`` value; raise :class:`DigestError`.
 
@@ -354,7 +358,7 @@ def parse_credentials(value: str) -> Credentials:
     nc: int | None = None
     if "nc" in get:
         raw_nc = get["nc"]
-        if not (1 <= len(raw_nc) <= 8) or any(ch not in "0123456789abcdefABCDEF" for ch in raw_nc):
+        if _NONCE_COUNT.fullmatch(raw_nc) is None:
             raise DigestError(f"{what}: nc {raw_nc!r} is not 8 hex digits", "bad-nc")
         nc = int(raw_nc, 16)
     return Credentials(
@@ -369,7 +373,8 @@ def parse_credentials(value: str) -> Credentials:
         qop=qop,
         nc=nc,
         userhash=_bool(get.get("userhash")),
-        extra=tuple((n, v) for n, v in get.items() if n not in _CREDENTIALS_KNOWN),
+        extra=() if get.keys() <= _CREDENTIALS_KNOWN
+        else tuple((n, v) for n, v in get.items() if n not in _CREDENTIALS_KNOWN),
     )
 
 
