@@ -83,27 +83,32 @@ _WS = " \t"
 # "=", a quoted value without backslash escapes or a token, then "," or the end. Anything
 # else (escapes, stray characters, trailing commas) goes through the general scanner below.
 _TCHAR_CLASS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_FAST_PARAM = re.compile(rf'[ \t,]*({_TCHAR_CLASS}+)[ \t]*=[ \t]*(?:"([^"\\]*)"|({_TCHAR_CLASS}+))'
-                         r"[ \t]*(?:,|\Z)")
+_FAST_PARAM_SHAPE = r'[ \t,]*{name}[ \t]*=[ \t]*(?:"{quoted}"|{token})[ \t]*(?:,|\Z)'
+_FAST_PARAM = re.compile(_FAST_PARAM_SHAPE.format(
+    name=f"({_TCHAR_CLASS}+)", quoted=r'([^"\\]*)', token=f"({_TCHAR_CLASS}+)"))
+# The whole list as back-to-back auth-params: each atomic (?>...) takes the first match at its
+# position and the possessive *+ never gives one back, so this holds exactly when successive
+# _FAST_PARAM matches cover the text without gaps.
+_FAST_PARAM_LIST = re.compile("(?>" + _FAST_PARAM_SHAPE.format(
+    name=f"{_TCHAR_CLASS}+", quoted=r'[^"\\]*', token=f"{_TCHAR_CLASS}+") + ")*+")
 
 
 def _parse_params_fast(text: str) -> dict[str, tuple[str, bool]] | None:
-    """``text`` (stripped) parsed in one regex pass when it has the common shape, else None
-    (then the general scanner decides, with its precise errors). Same result as the scanner."""
+    """``text`` (stripped) parsed by two regex passes in C when it has the common shape, else
+    None (then the general scanner decides, with its precise errors). Same result as the
+    scanner."""
     if len(text) <= 6 or text[6] not in _WS or text[:6].lower() != "digest":
         return None
+    if _FAST_PARAM_LIST.fullmatch(text, 6) is None:
+        return None
     params: dict[str, tuple[str, bool]] = {}
-    pos = 6
-    for match in _FAST_PARAM.finditer(text, 6):
-        if match.start() != pos:
-            return None
-        pos = match.end()
-        name, quoted, token = match.groups()
+    # findall gives "" for the alternative that did not match; a token is never empty.
+    for name, quoted, token in _FAST_PARAM.findall(text, 6):
         name = name.lower()
         if name in params:
             return None  # the scanner raises "duplicate"
-        params[name] = (quoted, True) if quoted is not None else (token, False)
-    return params if pos == len(text) else None
+        params[name] = (token, False) if token else (quoted, True)
+    return params
 
 
 def _parse_params(value: str, what: str) -> dict[str, tuple[str, bool]]:
@@ -116,6 +121,12 @@ def _parse_params(value: str, what: str) -> dict[str, tuple[str, bool]]:
     fast = _parse_params_fast(text)
     if fast is not None:
         return fast
+    return _scan_params(text, what)
+
+
+def _scan_params(text: str, what: str) -> dict[str, tuple[str, bool]]:
+    """The general auth-param scanner (``text`` stripped), with a precise error for each way
+    a value can be malformed."""
     pos = 0
     while pos < len(text) and text[pos] in _TCHARS:
         pos += 1
