@@ -67,8 +67,7 @@ class Registrar:
 
     def bindings(self, aor: str) -> list[Binding]:
         """The live bindings of ``aor``, highest q first (absent q counts as 1.0)."""
-        # Look up by the primary key prefix only and filter expiry here: with both in the
-        # WHERE clause SQLite may pick the expiry index and scan every live binding.
+        # Look up by the primary-key prefix (one index seek) and filter expiry here.
         now = self.clock.wall()
         return list(_by_preference(bindings_from_rows(self.store.query(LIVE_SQL, (aor,)), now)))
 
