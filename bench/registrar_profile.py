@@ -8,6 +8,9 @@ Only the CPU time spent inside ``receive`` is counted (the client side - digest 
 building the requests - is excluded). GC tuned as ``vosapp serve`` does.
 
     .venv/bin/python bench/registrar_profile.py [--registrations N] [--profile cprofile|pyinstrument]
+                                                [--code PATH]
+
+Before/after a change in one run: ``bash bench/registrar_profile_ab.sh REV [ROUNDS]``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
+
+def code_root(argv: list[str]) -> Path:
+    """The checkout whose vosapp is measured: ``--code PATH`` (e.g. the revision before a
+    change, for a before/after comparison in one run), else this one."""
+    if "--code" in argv[:-1]:
+        return Path(argv[argv.index("--code") + 1]).resolve()
+    return ROOT
+
+
+sys.path.insert(0, str(code_root(sys.argv)))
 
 from vosapp.config import load_config
 from vosapp.io.clock import LoopClock
@@ -142,6 +155,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
     parser.add_argument("--profile", choices=("cprofile", "pyinstrument"))
+    parser.add_argument("--code", metavar="PATH",
+                        help="measure the vosapp of another checkout (default: this one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vosapp-regbench-") as tmp:
         core, sent, store = build(Path(tmp), args.users)

@@ -18,7 +18,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -207,25 +206,11 @@ class Store:
         self.close()
 
     # -- transactions and schema ---------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> _Transaction:
         """A short write transaction (``BEGIN IMMEDIATE``: take the write lock up front so
-        two processes never deadlock upgrading a read lock)."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"{self.path}: cannot start a transaction ({exc})") from None
-            except sqlite3.DatabaseError as exc:
-                raise self._corrupt(exc) from None
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+        two processes never deadlock upgrading a read lock): ``with store.transaction() as db``
+        commits when the block ends, rolls back when it raises."""
+        return _Transaction(self)
 
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read-only query and return its rows (``sqlite3.Row``: by index or name)."""
@@ -383,3 +368,41 @@ class Store:
         db.execute("INSERT INTO param_history (at, name, action, old, new, by)"
                    " VALUES (?, ?, ?, ?, ?, ?)",
                    (time.time(), name, action, json.dumps(old), json.dumps(new), by))
+
+
+class _Transaction:
+    """The context manager of :meth:`Store.transaction`, written as a class: the generator
+    form (``contextlib.contextmanager``) costs several microseconds per use, and the registrar
+    opens one per REGISTER."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self._store
+        store._lock.acquire()
+        try:
+            store._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            store._lock.release()
+            raise StoreError(f"{store.path}: cannot start a transaction ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            store._lock.release()
+            raise store._corrupt(exc) from None
+        except BaseException:
+            store._lock.release()
+            raise
+        return store._db
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: object) -> None:
+        store = self._store
+        try:
+            if exc_type is None:
+                store._db.execute("COMMIT")
+            elif store._db.in_transaction:
+                store._db.execute("ROLLBACK")
+        finally:
+            store._lock.release()

@@ -8,12 +8,15 @@ from hypothesis import strategies as st
 
 from vosapp.clock import ManualClock
 from vosapp.sip.digest import (
+    _FAST_PARAM,
     Challenge,
     Credentials,
     DigestClient,
     DigestError,
     DigestServer,
     VerifyOutcome,
+    _parse_params_fast,
+    _scan_params,
     answer,
     compute_ha1,
     compute_response,
@@ -451,6 +454,39 @@ def test_fresh_nonces_differ(server: DigestServer) -> None:
     assert len(nonces) == 50
 
 
+@pytest.mark.parametrize("nc", ['""', "123456789", "12g", '"\u0663"', '"0000000\uff11"', "-1"])
+def test_nc_must_be_one_to_eight_hex_digits(nc: str) -> None:
+    value = ('Digest username="a", realm="r", nonce="n", uri="sip:r", response="0", '
+             f'qop=auth, cnonce="c", nc={nc}')
+    with pytest.raises(DigestError) as raised:
+        parse_credentials(value)
+    assert raised.value.code == "bad-nc"
+
+
+@pytest.mark.parametrize(("nc", "count"), [("1", 1), ("0000000a", 10), ("FFFFFFFF", 2**32 - 1)])
+def test_nc_hex_digits(nc: str, count: int) -> None:
+    value = ('Digest username="a", realm="r", nonce="n", uri="sip:r", response="0", '
+             f'qop=auth, cnonce="c", nc={nc}')
+    assert parse_credentials(value).nc == count
+
+
+@pytest.mark.parametrize("qop", [("auth",), ("auth", "auth-int"), ()])
+def test_challenge_value_is_the_challenge_as_text(clock: ManualClock,
+                                                  qop: tuple[str, ...]) -> None:
+    # The 401's fast path (challenge_value) writes what str(challenge()) writes, and its
+    # nonces verify like any other.
+    server = DigestServer('lab "realm"', SECRET, clock, qop=qop, require_qop=bool(qop))
+    for algorithm in ("MD5", "SHA-256"):
+        for stale in (False, True):
+            value = server.challenge_value(stale=stale, algorithm=algorithm)
+            nonce = parse_challenge(value).nonce
+            assert value == str(Challenge(realm=server.realm, nonce=nonce,
+                                          opaque=server.opaque, algorithm=algorithm,
+                                          qop=server.qop, stale=stale))
+            credentials = answer(value, "REGISTER", "sip:lab", "alice", "pw")
+            assert server.verify(credentials, "REGISTER", "pw").ok
+
+
 def test_server_rejects_bad_configuration(clock: ManualClock) -> None:
     with pytest.raises(ValueError):
         DigestServer("r", b"short", clock)
@@ -513,6 +549,45 @@ def test_fuzz_parsers_raise_only_digest_error(text: str) -> None:
         except DigestError:
             continue
         assert parser(str(parsed)) == parsed  # anything accepted round-trips
+
+
+def _fast_params_one_match_at_a_time(text: str) -> dict[str, tuple[str, bool]] | None:
+    """The fast path's rule spelt out: successive _FAST_PARAM matches, back to back."""
+    if len(text) <= 6 or text[6] not in " \t" or text[:6].lower() != "digest":
+        return None
+    params: dict[str, tuple[str, bool]] = {}
+    pos = 6
+    for match in _FAST_PARAM.finditer(text, 6):
+        if match.start() != pos:
+            return None
+        pos = match.end()
+        name, quoted, token = match.groups()
+        if name.lower() in params:
+            return None
+        params[name.lower()] = (quoted, True) if quoted is not None else (token, False)
+    return params if pos == len(text) else None
+
+
+_PARAM_PIECES = st.sampled_from(['Digest ', 'digest\t', 'realm', 'nc', '=', '"', '""', '\\',
+                                 ',', ', ', ' ', '\t', 'a', 'b1', '"x y"', '"\\"', 'é', '(',
+                                 '=""', '=tok', '="q,v"'])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_PARAM_PIECES, max_size=16).map("".join))
+def test_fuzz_fast_param_path_agrees_with_the_scanner(text: str) -> None:
+    text = text.strip(" \t")
+    fast = _parse_params_fast(text)
+    assert fast == _fast_params_one_match_at_a_time(text)
+    if fast is not None:
+        assert fast == _scan_params(text, "x")
+
+
+def test_fast_param_path_takes_the_usual_credentials() -> None:
+    assert _parse_params_fast(RFC7616_MD5_CREDENTIALS) == _scan_params(RFC7616_MD5_CREDENTIALS,
+                                                                       "x")
+    assert _parse_params_fast('Digest a="", b=c,d="e f"') == {
+        "a": ("", True), "b": ("c", False), "d": ("e f", True)}
 
 
 @settings(max_examples=200, deadline=None)

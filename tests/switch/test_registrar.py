@@ -228,3 +228,29 @@ def test_audit_trail_is_pruned_to_a_bound(store: Store, clock: ManualClock) -> N
     assert journal.prune(10) == 40
     kept = journal.events(limit=100)
     assert len(kept) == 10 and kept[-1].call_id == "c49"
+
+
+def test_schema_2_drops_the_expiry_index_and_keeps_the_bindings(tmp_path: Path,
+                                                                clock: ManualClock) -> None:
+    # A store written by registrar schema 1 (with the expiry index) opens under schema 2:
+    # the index is gone, the bindings are all there, and purging still works.
+    from vosapp.switch.registrar import REGISTRAR_MIGRATIONS, Binding
+    from vosapp.switch.registrar.bindings_store import upsert
+
+    with Store.open(tmp_path) as old:
+        old.ensure_schema("registrar", REGISTRAR_MIGRATIONS[:1])
+        with old.transaction() as db:
+            upsert(db, Binding(AOR, "sip:alice@192.0.2.1", clock.wall() + 60, "cid-1", 1))
+            upsert(db, Binding(AOR, "sip:alice@192.0.2.2", clock.wall() + 600, "cid-1", 1))
+        assert old.query("SELECT name FROM sqlite_master WHERE name = ?",
+                         ("registrar_bindings_expiry",)) != []
+    with Store.open(tmp_path) as store:
+        registrar = Registrar(store, clock)
+        assert store.schema_version("registrar") == len(REGISTRAR_MIGRATIONS) == 2
+        assert store.query("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                           "tbl_name = 'registrar_bindings' AND sql IS NOT NULL") == []
+        assert [b.contact for b in registrar.bindings(AOR)] == ["sip:alice@192.0.2.1",
+                                                                "sip:alice@192.0.2.2"]
+        clock.advance(61)
+        assert registrar.purge_expired() == 1
+        assert [b.contact for b in registrar.bindings(AOR)] == ["sip:alice@192.0.2.2"]

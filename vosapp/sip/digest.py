@@ -83,27 +83,32 @@ _WS = " \t"
 # "=", a quoted value without backslash escapes or a token, then "," or the end. Anything
 # else (escapes, stray characters, trailing commas) goes through the general scanner below.
 _TCHAR_CLASS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_FAST_PARAM = re.compile(rf'[ \t,]*({_TCHAR_CLASS}+)[ \t]*=[ \t]*(?:"([^"\\]*)"|({_TCHAR_CLASS}+))'
-                         r"[ \t]*(?:,|\Z)")
+_FAST_PARAM_SHAPE = r'[ \t,]*{name}[ \t]*=[ \t]*(?:"{quoted}"|{token})[ \t]*(?:,|\Z)'
+_FAST_PARAM = re.compile(_FAST_PARAM_SHAPE.format(
+    name=f"({_TCHAR_CLASS}+)", quoted=r'([^"\\]*)', token=f"({_TCHAR_CLASS}+)"))
+# The whole list as back-to-back auth-params: each atomic (?>...) takes the first match at its
+# position and the possessive *+ never gives one back, so this holds exactly when successive
+# _FAST_PARAM matches cover the text without gaps.
+_FAST_PARAM_LIST = re.compile("(?>" + _FAST_PARAM_SHAPE.format(
+    name=f"{_TCHAR_CLASS}+", quoted=r'[^"\\]*', token=f"{_TCHAR_CLASS}+") + ")*+")
 
 
 def _parse_params_fast(text: str) -> dict[str, tuple[str, bool]] | None:
-    """``text`` (stripped) parsed in one regex pass when it has the common shape, else None
-    (then the general scanner decides, with its precise errors). Same result as the scanner."""
+    """``text`` (stripped) parsed by two regex passes in C when it has the common shape, else
+    None (then the general scanner decides, with its precise errors). Same result as the
+    scanner."""
     if len(text) <= 6 or text[6] not in _WS or text[:6].lower() != "digest":
         return None
+    if _FAST_PARAM_LIST.fullmatch(text, 6) is None:
+        return None
     params: dict[str, tuple[str, bool]] = {}
-    pos = 6
-    for match in _FAST_PARAM.finditer(text, 6):
-        if match.start() != pos:
-            return None
-        pos = match.end()
-        name, quoted, token = match.groups()
+    # findall gives "" for the alternative that did not match; a token is never empty.
+    for name, quoted, token in _FAST_PARAM.findall(text, 6):
         name = name.lower()
         if name in params:
             return None  # the scanner raises "duplicate"
-        params[name] = (quoted, True) if quoted is not None else (token, False)
-    return params if pos == len(text) else None
+        params[name] = (token, False) if token else (quoted, True)
+    return params
 
 
 def _parse_params(value: str, what: str) -> dict[str, tuple[str, bool]]:
@@ -116,6 +121,12 @@ def _parse_params(value: str, what: str) -> dict[str, tuple[str, bool]]:
     fast = _parse_params_fast(text)
     if fast is not None:
         return fast
+    return _scan_params(text, what)
+
+
+def _scan_params(text: str, what: str) -> dict[str, tuple[str, bool]]:
+    """The general auth-param scanner (``text`` stripped), with a precise error for each way
+    a value can be malformed."""
     pos = 0
     while pos < len(text) and text[pos] in _TCHARS:
         pos += 1
@@ -333,6 +344,10 @@ def parse_challenge(value: str) -> Challenge:
     )
 
 
+#: RFC 7616 §3.4: nc is 8LHEX; 1 to 8 hex digits are accepted (leading zeros dropped by some).
+_NONCE_COUNT = re.compile(r"[0-9a-fA-F]{1,8}")
+
+
 def parse_credentials(value: str) -> Credentials:
     """Parse an ``Authorization``/``Proxy-Authorization`` value; raise :class:`DigestError`.
 
@@ -354,7 +369,7 @@ def parse_credentials(value: str) -> Credentials:
     nc: int | None = None
     if "nc" in get:
         raw_nc = get["nc"]
-        if not (1 <= len(raw_nc) <= 8) or any(ch not in "0123456789abcdefABCDEF" for ch in raw_nc):
+        if _NONCE_COUNT.fullmatch(raw_nc) is None:
             raise DigestError(f"{what}: nc {raw_nc!r} is not 8 hex digits", "bad-nc")
         nc = int(raw_nc, 16)
     return Credentials(
@@ -369,7 +384,8 @@ def parse_credentials(value: str) -> Credentials:
         qop=qop,
         nc=nc,
         userhash=_bool(get.get("userhash")),
-        extra=tuple((n, v) for n, v in get.items() if n not in _CREDENTIALS_KNOWN),
+        extra=() if get.keys() <= _CREDENTIALS_KNOWN
+        else tuple((n, v) for n, v in get.items() if n not in _CREDENTIALS_KNOWN),
     )
 
 
@@ -608,6 +624,10 @@ _SIGNATURE_BYTES = 12
 @dataclass
 class _NonceState:
     issued: float
+    #: What :meth:`DigestServer._decode_nonce` reads back from the nonce: the issue time it
+    #: carries (whole milliseconds) and its algorithm.
+    signed_issued: float
+    algorithm: str
     last_nc: int = 0
 
 
@@ -654,23 +674,48 @@ class DigestServer:
         self.require_qop = require_qop
         self.qop = tuple(qop)
         self.algorithms = tuple(algorithms)
-        self._secret = secret
         self._instance = secrets.token_bytes(4)
         self._nonces: OrderedDict[str, _NonceState] = OrderedDict()
+        # HMAC keyed once; each signature copies it (cheaper than keying hmac.digest anew).
+        self._mac = hmac.new(secret, digestmod="sha256")
+        self._realm_bytes = _utf8(realm)
         self.opaque = hmac.new(secret, b"opaque:" + _utf8(realm), "sha256").hexdigest()[:32]
+        # Challenge.__str__'s layout around the nonce (no domain, userhash or extra here).
+        self._challenge_head = f"Digest realm={_quote(realm)}, nonce=\""
+        self._challenge_opaque = f"\", opaque={_quote(self.opaque)}, "
+        self._challenge_qop = f", qop={_quote(','.join(self.qop))}" if self.qop else ""
 
     # -- challenges -------------------------------------------------------------------------
 
     def challenge(self, *, stale: bool = False, algorithm: str = "MD5") -> Challenge:
         """A fresh challenge; put ``str()`` of it into WWW-/Proxy-Authenticate."""
+        return Challenge(
+            realm=self.realm,
+            nonce=self._issue_nonce(algorithm),
+            opaque=self.opaque,
+            algorithm=algorithm,
+            qop=self.qop,
+            stale=stale,
+        )
+
+    def challenge_value(self, *, stale: bool = False, algorithm: str = "MD5") -> str:
+        """``str(self.challenge(...))`` written straight from a fresh nonce and the parts that
+        never change (the header value of every 401/407; no Challenge object to build)."""
+        nonce = self._issue_nonce(algorithm)
+        return (f"{self._challenge_head}{nonce}{self._challenge_opaque}"
+                f"{'stale=true, ' if stale else ''}algorithm={algorithm}{self._challenge_qop}")
+
+    def _issue_nonce(self, algorithm: str) -> str:
         if algorithm not in self.algorithms:
             raise ValueError(f"algorithm {algorithm!r} not enabled; enabled: {self.algorithms}")
         now = self.clock.now()
+        issued_ms = int(now * 1000)
         body = _NONCE_LAYOUT.pack(
-            int(now * 1000), ALGORITHMS.index(algorithm), self._instance, secrets.token_bytes(8)
+            issued_ms, ALGORITHMS.index(algorithm), self._instance, secrets.token_bytes(8)
         )
         nonce = base64.urlsafe_b64encode(body + self._sign(body)).decode().rstrip("=")
-        self._nonces[nonce] = _NonceState(issued=now)
+        self._nonces[nonce] = _NonceState(issued=now, signed_issued=issued_ms / 1000.0,
+                                          algorithm=algorithm)
         # drop expired nonces from the old end, then enforce the bound
         while self._nonces:
             oldest = next(iter(self._nonces.values()))
@@ -679,18 +724,12 @@ class DigestServer:
             self._nonces.popitem(last=False)
         while len(self._nonces) > self.max_nonces:
             self._nonces.popitem(last=False)
-        return Challenge(
-            realm=self.realm,
-            nonce=nonce,
-            opaque=self.opaque,
-            algorithm=algorithm,
-            qop=self.qop,
-            stale=stale,
-        )
+        return nonce
 
     def _sign(self, body: bytes) -> bytes:
-        mac = hmac.digest(self._secret, body + _utf8(self.realm), "sha256")  # one-shot, in C
-        return mac[:_SIGNATURE_BYTES]
+        mac = self._mac.copy()
+        mac.update(body + self._realm_bytes)
+        return mac.digest()[:_SIGNATURE_BYTES]
 
     def _decode_nonce(self, nonce: str) -> tuple[float, str, bytes] | None:
         """(issued, algorithm, instance) of a nonce we signed, or None when it is not ours."""
@@ -752,15 +791,22 @@ class DigestServer:
             return VerifyResult(
                 VerifyOutcome.UNKNOWN_ALGORITHM, user, f"{credentials.algorithm} is not enabled"
             )
-        decoded = self._decode_nonce(credentials.nonce)
-        if decoded is None:
-            return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "nonce not signed by us")
+        tracked = self._nonces.get(credentials.nonce)
+        if tracked is not None:
+            # A nonce in the table is one this run issued: its signature holds by construction,
+            # and the table has what decoding would read from it.
+            issued, nonce_algorithm, instance = (tracked.signed_issued, tracked.algorithm,
+                                                 self._instance)
+        else:
+            decoded = self._decode_nonce(credentials.nonce)
+            if decoded is None:
+                return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "nonce not signed by us")
+            issued, nonce_algorithm, instance = decoded
         # compare_digest on bytes: on str it raises TypeError for non-ASCII input
         if credentials.opaque is not None and not hmac.compare_digest(
             _utf8(credentials.opaque), self.opaque.encode()
         ):
             return VerifyResult(VerifyOutcome.FORGED_NONCE, user, "opaque does not match")
-        issued, nonce_algorithm, instance = decoded
         if nonce_algorithm != credentials.algorithm:
             return VerifyResult(
                 VerifyOutcome.UNKNOWN_ALGORITHM,

@@ -60,6 +60,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from vosapp.clock import Clock
 from vosapp.params import Params
+from vosapp.sip import SipParseError
+from vosapp.sip.digest import DigestError, parse_credentials
 
 if TYPE_CHECKING:
     from vosapp.sip import Request, Response
@@ -648,14 +650,10 @@ class InboundAuthenticator:
         self.check_request_uri = check_request_uri
 
     def authenticate(self, request: Request, source: tuple[str, int]) -> AuthResult:
-        from vosapp.sip import SipParseError
-        from vosapp.sip.digest import DigestError, parse_credentials
-
         method = request.method
         # RFC 3261 §22.4 / RFC 4475 regaut01: credentials of a scheme we do not know are
         # ignored (the request is then challenged like one without credentials), not a 400.
-        values = [value for value in (list(request.authorization)
-                                      + list(request.proxy_authorization))
+        values = [value for value in request.authorization + request.proxy_authorization
                   if (value.split(None, 1) or [""])[0].lower() == "digest"
                   ][:MAX_CREDENTIAL_HEADERS]
         credentials = None
@@ -720,9 +718,9 @@ class InboundAuthenticator:
         reason = _REASON_PHRASES.get(decision.reason)
         response = make_response(request, int(decision.status or 403), reason)
         if decision.action is Action.CHALLENGE:
-            challenge = self.digest.challenge(stale=decision.stale,
-                                              algorithm=self.algorithm)
-            response.headers.set(str(decision.challenge_header), str(challenge))
+            challenge = self.digest.challenge_value(stale=decision.stale,
+                                                    algorithm=self.algorithm)
+            response.headers.set(str(decision.challenge_header), challenge)
         txn.respond(response)
 
 

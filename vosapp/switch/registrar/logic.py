@@ -27,7 +27,7 @@ Choices where RFC 3261 leaves room (documented in docs/contracts.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from vosapp.clock import Clock
@@ -67,8 +67,7 @@ class Registrar:
 
     def bindings(self, aor: str) -> list[Binding]:
         """The live bindings of ``aor``, highest q first (absent q counts as 1.0)."""
-        # Look up by the primary key prefix only and filter expiry here: with both in the
-        # WHERE clause SQLite may pick the expiry index and scan every live binding.
+        # Look up by the primary-key prefix (one index seek) and filter expiry here.
         now = self.clock.wall()
         return list(_by_preference(bindings_from_rows(self.store.query(LIVE_SQL, (aor,)), now)))
 
@@ -170,7 +169,12 @@ class Registrar:
         return RegisterOutcome(200, "OK", _by_preference(final.values()), path=path, now=now)
 
 
-def _by_preference(bindings: Iterable[Binding]) -> tuple[Binding, ...]:
+def _by_preference(bindings: Collection[Binding]) -> tuple[Binding, ...]:
     """Highest q first (absent q counts as 1.0, RFC 3261 §20.10), then most recent."""
-    return tuple(sorted(bindings, key=lambda b: (-(1.0 if b.q is None else b.q),
-                                                 -b.registered_at, b.contact)))
+    if len(bindings) < 2:
+        return tuple(bindings)  # the usual AOR: one phone, nothing to order
+    return tuple(sorted(bindings, key=_preference))
+
+
+def _preference(binding: Binding) -> tuple[float, float, str]:
+    return (-(1.0 if binding.q is None else binding.q), -binding.registered_at, binding.contact)
