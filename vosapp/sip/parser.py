@@ -14,14 +14,14 @@ import re
 from typing import NoReturn
 
 from vosapp.sip.headers import (
+    CSEQ_MEMO,
+    NAME_ADDR_MEMO,
+    VIAS_MEMO,
     HeaderField,
     Headers,
     canonical_key,
     is_token,
-    parse_cseq,
-    parse_name_addr,
     parse_name_addr_list,
-    parse_vias,
 )
 from vosapp.sip.message import Request, Response
 from vosapp.sip.uri import AbsoluteUri, SipParseError, parse_any_uri
@@ -158,8 +158,11 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
         if key not in first:
             raise SipParseError(400, f"missing mandatory {key} header", headers)
     cseq_value = first["cseq"]
-    match = _FAST_CSEQ.fullmatch(cseq_value)
-    cseq_method = match.group(2) if match else parse_cseq(cseq_value).method
+    if cseq_value in CSEQ_MEMO:  # a response echoes its request's CSeq text
+        cseq_method = CSEQ_MEMO(cseq_value).method
+    else:
+        match = _FAST_CSEQ.fullmatch(cseq_value)
+        cseq_method = match.group(2) if match else CSEQ_MEMO(cseq_value).method
     if method is not None and cseq_method != method:
         raise SipParseError(400, f"CSeq method {cseq_method} does not match {method}", headers)
     call_id = first["call-id"]
@@ -167,13 +170,14 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
         raise SipParseError(400, f"bad Call-ID {call_id!r}", headers)
     fast_name_addr = _FAST_NAME_ADDR.fullmatch
     try:
-        if fast_name_addr(first["from"]) is None:
-            parse_name_addr(first["from"])
-        if fast_name_addr(first["to"]) is None:
-            parse_name_addr(first["to"])
+        # A text the memo holds has parsed before: valid, no regex pass needed. Otherwise the
+        # fast check, and the full parser (remembered) when that says nothing.
+        for value in (first["from"], first["to"]):
+            if value not in NAME_ADDR_MEMO and fast_name_addr(value) is None:
+                NAME_ADDR_MEMO(value)
         for value in vias:
-            if _FAST_VIA.fullmatch(value) is None:
-                parse_vias(value)
+            if value not in VIAS_MEMO and _FAST_VIA.fullmatch(value) is None:
+                VIAS_MEMO(value)
         if method is not None:
             for value in contacts:
                 if value != "*" and fast_name_addr(value) is None:
