@@ -663,6 +663,30 @@ m=video 0 RTP/AVP 99
     assert agreed.direction == "recvonly"
 
 
+@pytest.mark.parametrize("offer_te", ["", "101 telephone-event/8000", "101 telephone-event/16000"])
+@pytest.mark.parametrize("answer_te", ["", "100 telephone-event/8000", "100 telephone-event/16000"])
+def test_read_answer_telephone_event_matches_the_media_properties(offer_te: str,
+                                                                  answer_te: str) -> None:
+    """read_answer reads each side's codecs once; its telephone-event answer is still what
+    the media-level telephone_event_pt properties of the offer and the answer say."""
+    from vosapp.sip.sdp import read_answer
+
+    def sdp(port: int, te: str) -> str:
+        fmts = "8" + (f" {te.split()[0]}" if te else "")
+        return MINIMAL.replace("RTP/AVP 0", f"RTP/AVP {fmts}").replace(
+            "m=audio 5000", f"m=audio {port}") + (f"a=rtpmap:{te}\r\n" if te else "")
+
+    offer, reply = sdp(4000, offer_te), sdp(7000, answer_te)
+    offered = SessionDescription.parse(offer).media[0]
+    answered = SessionDescription.parse(reply).media[0]
+    expected = answered.telephone_event_pt if offered.telephone_event_pt is not None else None
+    agreed = read_answer(reply, offer)
+    assert agreed.telephone_event_pt == expected
+    assert agreed.codec.encoding == "PCMA"
+    assert (agreed.telephone_event_pt == 100) == (offer_te.endswith("/8000")
+                                                  and answer_te.endswith("/8000"))
+
+
 def test_read_answer_errors() -> None:
     from vosapp.sip.sdp import read_answer
 

@@ -342,10 +342,7 @@ class MediaDescription:
     @property
     def telephone_event_pt(self) -> int | None:
         """The payload type of ``telephone-event/8000`` (RFC 4733), when offered."""
-        for codec in self.codecs():
-            if codec.encoding.lower() == "telephone-event" and codec.clock_rate == 8000:
-                return codec.payload_type
-        return None
+        return _telephone_event_pt(self.codecs())
 
     @property
     def rejected(self) -> bool:
@@ -363,6 +360,13 @@ class MediaDescription:
         out.extend(line for _rank, line in ranked)
         out.extend(f"a={a}" for a in self.attributes)
         return out
+
+
+def _telephone_event_pt(codecs: list[Codec]) -> int | None:
+    for codec in codecs:
+        if codec.encoding.lower() == "telephone-event" and codec.clock_rate == 8000:
+            return codec.payload_type
+    return None
 
 
 @dataclass
@@ -833,9 +837,11 @@ def read_answer(
             )
         if answered.port == 0 or answered.media != "audio" or answered.proto not in RTP_PROTOS:
             continue
+        # each side's codecs read once (the telephone-event check reuses them)
         offered_codecs = offered.codecs()
+        answered_codecs = answered.codecs()
         codec = next(
-            (c for c in answered.codecs() if c.encoding.lower() != "telephone-event"
+            (c for c in answered_codecs if c.encoding.lower() != "telephone-event"
              and any(c.matches(o, g729_variants=True) for o in offered_codecs)),
             None,
         )
@@ -846,7 +852,8 @@ def read_answer(
             sdp=answer_sdp,
             codec=codec,
             telephone_event_pt=(
-                answered.telephone_event_pt if offered.telephone_event_pt is not None else None
+                _telephone_event_pt(answered_codecs)
+                if _telephone_event_pt(offered_codecs) is not None else None
             ),
             remote_address=connection.address if connection is not None else None,
             remote_port=answered.port,
