@@ -261,7 +261,8 @@ class MediaDescription:
     # -- attribute helpers ------------------------------------------------------------------
 
     def attribute_values(self, name: str) -> list[str | None]:
-        return [a.value for a in self.attributes if a.name.lower() == name.lower()]
+        key = name.lower()
+        return [a.value for a in self.attributes if a.name.lower() == key]
 
     def first_attribute(self, name: str) -> str | None:
         values = self.attribute_values(name)
@@ -320,9 +321,18 @@ class MediaDescription:
 
         Dynamic payload types without an rtpmap are skipped (nothing can be known about them).
         """
-        # The maps read once per call, not once per format (the call path asks for the codecs
-        # of every offer and answer).
-        maps, fmtps = self.rtpmaps, self._fmtps()
+        # The rtpmap and fmtp maps in one pass over the attributes (the call path asks for
+        # the codecs of every offer and answer): the same as self.rtpmaps and self._fmtps().
+        maps: dict[int, RtpMap] = {}
+        fmtps: dict[str, str] = {}
+        for attribute in self.attributes:
+            name = attribute.name.lower()
+            if name == "rtpmap":
+                mapping = _parse_rtpmap(attribute.value or "", None)
+                maps.setdefault(mapping.payload_type, mapping)
+            elif name == "fmtp":
+                pt, _, params = (attribute.value or "").partition(" ")
+                fmtps.setdefault(pt, params.strip())
         result = []
         for fmt in self.formats:
             if not fmt.isdigit():
