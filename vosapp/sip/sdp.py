@@ -331,8 +331,8 @@ class MediaDescription:
                 mapping = _parse_rtpmap(attribute.value or "", None)
                 maps.setdefault(mapping.payload_type, mapping)
             elif name == "fmtp":
-                pt, _, params = (attribute.value or "").partition(" ")
-                fmtps.setdefault(pt, params.strip())
+                fmtp_pt, _, params = (attribute.value or "").partition(" ")
+                fmtps.setdefault(fmtp_pt, params.strip())
         result = []
         for fmt in self.formats:
             if not fmt.isdigit():
