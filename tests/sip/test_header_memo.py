@@ -122,3 +122,20 @@ def test_the_memo_is_bounded_and_parses_again_after_forgetting() -> None:
     memo("d")  # full: forgets, then remembers "d"
     assert len(memo) <= 3 and "d" in memo
     assert memo("a") == "A" and calls[-1] == "a"
+
+
+def test_tag_and_branch_views_equal_the_copying_accessors() -> None:
+    request = parse(INVITE)
+    response = parse(_response_echoing(INVITE, "uas-tag"))
+    for message in (request, response):
+        assert message.from_tag == message.from_.tag
+        assert message.to_tag == message.to.tag
+        assert message.via_branch == message.top_via.branch
+    assert (request.to_tag, response.to_tag) == (None, "uas-tag")
+    assert request.via_branch == "z9hG4bK-memo-1"
+    no_branch = parse(INVITE.replace(b";branch=z9hG4bK-memo-1", b""))
+    assert no_branch.via_branch is None
+    request.headers.remove("From")
+    with pytest.raises(SipParseError) as caught:
+        _ = request.from_tag
+    assert caught.value.status == 400

@@ -149,7 +149,7 @@ class Dialog:
         try:
             if message.call_id != self.call_id:
                 return False
-            from_tag, to_tag = message.from_.tag, message.to.tag
+            from_tag, to_tag = message.from_tag, message.to_tag
         except Exception:  # noqa: BLE001 - unreadable headers never match
             return False
         if incoming and isinstance(message, Request):

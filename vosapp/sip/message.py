@@ -164,6 +164,23 @@ class Message:
     def to(self, value: NameAddr) -> None:
         self.headers.set("To", str(value))
 
+    # Read-only views of the shared parse, for the matching done on every message (§12, §17):
+    # no copy of the address or Via is made.
+    @property
+    def from_tag(self) -> str | None:
+        """``from_.tag``."""
+        return NAME_ADDR_MEMO(self._required("From")).params.get("tag")
+
+    @property
+    def to_tag(self) -> str | None:
+        """``to.tag``."""
+        return NAME_ADDR_MEMO(self._required("To")).params.get("tag")
+
+    @property
+    def via_branch(self) -> str | None:
+        """``top_via.branch``."""
+        return VIAS_MEMO(self._required("Via"))[0].params.get("branch")
+
     @property
     def contact_star(self) -> bool:
         """True for ``Contact: *`` (REGISTER remove-all, §10.2.2)."""

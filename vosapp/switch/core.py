@@ -475,7 +475,7 @@ class SwitchCore:
 
     def _dispatch(self, request: Request, txn: ServerTransaction, key: tuple[Any, ...],
                   source: Address) -> None:
-        if (request.method == "INVITE" and request.to.tag is None
+        if (request.method == "INVITE" and request.to_tag is None
                 and self._refused_for_overload(request, txn)):
             return
         max_forwards = request.max_forwards
