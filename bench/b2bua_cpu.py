@@ -26,6 +26,7 @@ from tests.switch.b2bua_harness import (  # type: ignore[import-not-found, unuse
     make_config,
     start_switch,
 )
+from vosapp.io.serve import tune_gc
 from vosapp.io.virtual import VirtualNetwork
 from vosapp.sip import headers
 from vosapp.store import Store
@@ -86,6 +87,7 @@ def one_round(calls: int) -> float:
 def main() -> None:
     calls = int(os.environ.get("CALLS", "2000"))
     rounds = int(os.environ.get("ROUNDS", "3"))
+    tune_gc()  # as `vosapp serve` does
     one_round(200)  # warm-up
     for index in range(rounds):
         print(f"round {index + 1}: {one_round(calls) * 1e6:.0f} us switch CPU per call "
