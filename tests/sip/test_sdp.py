@@ -788,3 +788,24 @@ def test_codecs_agree_with_rtpmaps_and_fmtp() -> None:
     assert media.codecs() == expected
     assert [c.fmtp for c in expected] == ["annexb=no", None, "0-15", None]
     assert expected[3].encoding == "opus" and media.telephone_event_pt == 101
+
+
+def test_rtpmaps_parsed_once_answer_the_same_and_bad_ones_fail_every_time() -> None:
+    # Each distinct rtpmap text is parsed once per process (sdp._RTPMAPS): later SDPs with
+    # the same mapping read equal values; a bad one still fails at its own line each time.
+    from vosapp.sip import sdp as sdp_module
+
+    good = MINIMAL.replace("RTP/AVP 0", "RTP/AVP 96") + "a=rtpmap:96 opus/48000/2\r\n"
+    first = SessionDescription.parse(good).media[0]
+    again = SessionDescription.parse("v=0\r\no=- 2 2 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\n"
+                                     "m=audio 7000 RTP/AVP 96\r\ni=x\r\n"
+                                     "a=rtpmap:96 opus/48000/2\r\n").media[0]
+    assert first.rtpmaps == again.rtpmaps == {96: sdp_module.RtpMap(96, "opus", 48000, 2)}
+    assert first.codecs() == again.codecs() == [Codec("opus", 48000, 2, 96)]
+    for extra_lines in ("", "i=x\r\n"):
+        bad = MINIMAL + extra_lines + "a=rtpmap:96 opus\r\n"
+        with pytest.raises(SdpError) as caught:
+            SessionDescription.parse(bad)
+        assert caught.value.line == bad.count("\r\n")
+        assert "96 opus" not in sdp_module._RTPMAPS
+    assert len(sdp_module._RTPMAPS) <= 1024

@@ -272,7 +272,7 @@ class MediaDescription:
     def rtpmaps(self) -> dict[int, RtpMap]:
         result: dict[int, RtpMap] = {}
         for value in self.attribute_values("rtpmap"):
-            mapping = _parse_rtpmap(value or "", None)
+            mapping = _rtpmap(value or "", None)
             result.setdefault(mapping.payload_type, mapping)
         return result
 
@@ -328,7 +328,7 @@ class MediaDescription:
         for attribute in self.attributes:
             name = attribute.name.lower()
             if name == "rtpmap":
-                mapping = _parse_rtpmap(attribute.value or "", None)
+                mapping = _rtpmap(attribute.value or "", None)
                 maps.setdefault(mapping.payload_type, mapping)
             elif name == "fmtp":
                 fmtp_pt, _, params = (attribute.value or "").partition(" ")
@@ -463,6 +463,23 @@ def _parse_ms(value: str | None, what: str, line: int | None) -> int | None:
     return max(1, round(number))
 
 
+# rtpmap value -> its RtpMap (frozen: shared). The same few mappings ("8 PCMA/8000",
+# "101 telephone-event/8000") come in nearly every offer and answer, and the call path reads
+# them at parse time and again for codecs(): each distinct text is parsed once. Bounded;
+# a value that fails to parse raises every time and is not remembered.
+_RTPMAPS: dict[str, RtpMap] = {}
+
+
+def _rtpmap(value: str, line: int | None) -> RtpMap:
+    mapping = _RTPMAPS.get(value)
+    if mapping is None:
+        mapping = _parse_rtpmap(value, line)
+        if len(_RTPMAPS) >= 1024:
+            _RTPMAPS.clear()
+        _RTPMAPS[value] = mapping
+    return mapping
+
+
 def _parse_rtpmap(value: str, line: int | None) -> RtpMap:
     pt_text, _, rest = value.strip().partition(" ")
     pt = _parse_int(pt_text, "rtpmap payload type", line, 0, 127)
@@ -503,7 +520,7 @@ def _check_attribute(attribute: Attribute, line: int) -> None:
     """Validate the attributes vosapp interprets, so accessors never fail later."""
     name, value = attribute.name.lower(), attribute.value
     if name == "rtpmap":
-        _parse_rtpmap(value or "", line)
+        _rtpmap(value or "", line)
     elif name == "fmtp":
         pt_text = (value or "").strip().partition(" ")[0]
         if not pt_text:
