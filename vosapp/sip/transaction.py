@@ -841,12 +841,21 @@ class TransactionLayer:
                 if timer is not None:
                     timer.cancel()
             else:
-                if isinstance(action, Terminated):
+                terminated = isinstance(action, Terminated)
+                if terminated:
                     table = self.clients if isinstance(handle, ClientTransaction) else self.servers
                     if table.get(handle.key) is handle:
                         del table[handle.key]
                 for listener in list(handle.listeners):
                     listener(action)
+                if terminated:
+                    # Nothing reaches a terminated transaction's TU again (its machine answers
+                    # every later input with no action): let go of the TU's callbacks. They
+                    # close over the TU's call, which holds this handle; the cycle would
+                    # otherwise keep the whole call (messages, dialogs, SDP) for the cyclic GC.
+                    handle.listeners.clear()
+                    if isinstance(handle, ServerTransaction):
+                        handle.cancel_listeners.clear()
 
     def _timer_callback(self, handle: _Handle, timer: TimerName) -> Callable[[], None]:
         def fire() -> None:
