@@ -127,6 +127,17 @@ def test_the_memo_is_bounded_and_parses_again_after_forgetting() -> None:
     memo("d")  # full: forgets, then remembers "d"
     assert len(memo) <= 3 and "d" in memo
     assert memo("a") == "A" and calls[-1] == "a"
+    long_text = "x" * 513  # over the default 512: parsed, answered, not kept
+    assert memo(long_text) == long_text.upper() and long_text not in memo
+    assert memo(long_text) == long_text.upper() and calls[-2:] == [long_text, long_text]
+
+
+def test_a_long_header_value_is_read_but_not_remembered() -> None:
+    display = "d" * 600
+    data = INVITE.replace(b'"Memo" <sip:memo', b'"' + display.encode() + b'" <sip:memo')
+    request = parse(data)
+    assert request.from_.display == display and request.from_tag == "from-memo-1"
+    assert (request.headers.get("From") or "") not in NAME_ADDR_MEMO
 
 
 def test_tag_and_branch_views_equal_the_copying_accessors() -> None:

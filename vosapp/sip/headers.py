@@ -578,21 +578,26 @@ class HeaderMemo(Generic[_Parsed]):
     typed accessors of :class:`~vosapp.sip.message.Message` do).
     """
 
-    __slots__ = ("_limit", "_parse", "_results")
+    __slots__ = ("_limit", "_longest", "_parse", "_results")
 
-    def __init__(self, parse: Callable[[str], _Parsed], limit: int = 4096) -> None:
+    def __init__(self, parse: Callable[[str], _Parsed], limit: int = 4096,
+                 longest: int = 512) -> None:
         self._parse = parse
         self._results: dict[str, _Parsed] = {}
         self._limit = limit
+        #: Longer texts are parsed every time, never kept: a flood of distinct large header
+        #: values must not hold limit x 64 KB of text.
+        self._longest = longest
 
     def __call__(self, text: str) -> _Parsed:
         results = self._results
         result = results.get(text)
         if result is None:
             result = self._parse(text)
-            if len(results) >= self._limit:
-                results.clear()  # bounded: forgetting costs a parse, never a wrong answer
-            results[text] = result
+            if len(text) <= self._longest:
+                if len(results) >= self._limit:
+                    results.clear()  # bounded: forgetting costs a parse, never a wrong answer
+                results[text] = result
         return result
 
     def __contains__(self, text: str) -> bool:

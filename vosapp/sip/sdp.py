@@ -474,9 +474,10 @@ def _rtpmap(value: str, line: int | None) -> RtpMap:
     mapping = _RTPMAPS.get(value)
     if mapping is None:
         mapping = _parse_rtpmap(value, line)
-        if len(_RTPMAPS) >= 1024:
-            _RTPMAPS.clear()
-        _RTPMAPS[value] = mapping
+        if len(value) <= 128:  # real ones are short; a long one is parsed every time
+            if len(_RTPMAPS) >= 1024:
+                _RTPMAPS.clear()
+            _RTPMAPS[value] = mapping
     return mapping
 
 
