@@ -167,8 +167,9 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
         raise SipParseError(400, f"bad Call-ID {call_id!r}", headers)
     fast_name_addr = _FAST_NAME_ADDR.fullmatch
     try:
-        # Otherwise a text the memo holds has parsed before: valid, no regex pass needed;
-        # else the fast check, and the full parser (remembered) when that says nothing.
+        # To and the top Via in full (above). From and any further Via lines: a text the
+        # memo holds has parsed before (valid, no regex pass); else the fast check, and the
+        # full parser (remembered) when that says nothing.
         value = first["from"]
         if value not in NAME_ADDR_MEMO and fast_name_addr(value) is None:
             NAME_ADDR_MEMO(value)
