@@ -573,14 +573,16 @@ class HeaderMemo(Generic[_Parsed]):
     The same From, To, Via and CSeq text crosses the switch several times per call (a
     vendor's 100, 180 and 200 echo the INVITE's Via, From and To; a caller's ACK and BYE
     repeat its From), so each distinct text is parsed once, not once per message and read.
-    A text that fails to parse raises as the parser does and is not remembered. Results are
+    A text that fails to parse raises as the parser does and is not remembered. The repeats
+    come within a call's few messages, so a small memo does: what it holds are tracked objects
+    the cyclic GC walks (cf. docs/benchmarks.md on retained parse results). Results are
     shared: callers treat them as read-only and hand out copies of the mutable ones (the
     typed accessors of :class:`~vosapp.sip.message.Message` do).
     """
 
     __slots__ = ("_limit", "_longest", "_parse", "_results")
 
-    def __init__(self, parse: Callable[[str], _Parsed], limit: int = 4096,
+    def __init__(self, parse: Callable[[str], _Parsed], limit: int = 1024,
                  longest: int = 512) -> None:
         self._parse = parse
         self._results: dict[str, _Parsed] = {}
