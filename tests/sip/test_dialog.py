@@ -52,6 +52,29 @@ def test_uac_dialog_from_2xx() -> None:
     assert dialog.local_uri.tag is None and not dialog.secure
 
 
+@pytest.mark.parametrize("side", ["uac", "uas"])
+def test_dialog_uris_are_untagged_copies_owned_by_the_dialog(side: str) -> None:
+    # The dialog takes the accessors' copies and drops the tag: what .copy() + tag = None
+    # gave. Nothing mutable is shared with the messages or with another dialog.
+    request = invite()
+    response = ok_response(request)
+    make = Dialog.from_uac if side == "uac" else Dialog.from_uas
+    dialog, twin = make(request, response), make(request, response)
+    local, remote = (request.from_, response.to) if side == "uac" else (request.to,
+                                                                          request.from_)
+    for ours, theirs in ((dialog.local_uri, local), (dialog.remote_uri, remote)):
+        expected = theirs.copy()
+        expected.tag = None
+        assert ours == expected and ours.tag is None
+    assert dialog.local_uri is not twin.local_uri
+    dialog.local_uri.params["x"] = "1"
+    dialog.remote_uri.uri.params["y"] = "2"
+    assert "x" not in twin.local_uri.params and "y" not in twin.remote_uri.uri.params
+    assert request.from_.tag == "1928301774" and response.to.tag == "a6c85cf"
+    assert "y" not in request.from_.uri.params and "y" not in response.to.uri.params
+    assert "y" not in request.to.uri.params
+
+
 def test_uas_dialog_keeps_record_route_order() -> None:
     request = invite()
     dialog = Dialog.from_uas(request, ok_response(request))

@@ -663,6 +663,30 @@ m=video 0 RTP/AVP 99
     assert agreed.direction == "recvonly"
 
 
+@pytest.mark.parametrize("offer_te", ["", "101 telephone-event/8000", "101 telephone-event/16000"])
+@pytest.mark.parametrize("answer_te", ["", "100 telephone-event/8000", "100 telephone-event/16000"])
+def test_read_answer_telephone_event_matches_the_media_properties(offer_te: str,
+                                                                  answer_te: str) -> None:
+    """read_answer reads each side's codecs once; its telephone-event answer is still what
+    the media-level telephone_event_pt properties of the offer and the answer say."""
+    from vosapp.sip.sdp import read_answer
+
+    def sdp(port: int, te: str) -> str:
+        fmts = "8" + (f" {te.split()[0]}" if te else "")
+        return MINIMAL.replace("RTP/AVP 0", f"RTP/AVP {fmts}").replace(
+            "m=audio 5000", f"m=audio {port}") + (f"a=rtpmap:{te}\r\n" if te else "")
+
+    offer, reply = sdp(4000, offer_te), sdp(7000, answer_te)
+    offered = SessionDescription.parse(offer).media[0]
+    answered = SessionDescription.parse(reply).media[0]
+    expected = answered.telephone_event_pt if offered.telephone_event_pt is not None else None
+    agreed = read_answer(reply, offer)
+    assert agreed.telephone_event_pt == expected
+    assert agreed.codec.encoding == "PCMA"
+    assert (agreed.telephone_event_pt == 100) == (offer_te.endswith("/8000")
+                                                  and answer_te.endswith("/8000"))
+
+
 def test_read_answer_errors() -> None:
     from vosapp.sip.sdp import read_answer
 
@@ -764,3 +788,24 @@ def test_codecs_agree_with_rtpmaps_and_fmtp() -> None:
     assert media.codecs() == expected
     assert [c.fmtp for c in expected] == ["annexb=no", None, "0-15", None]
     assert expected[3].encoding == "opus" and media.telephone_event_pt == 101
+
+
+def test_rtpmaps_parsed_once_answer_the_same_and_bad_ones_fail_every_time() -> None:
+    # Each distinct rtpmap text is parsed once per process (sdp._RTPMAPS): later SDPs with
+    # the same mapping read equal values; a bad one still fails at its own line each time.
+    from vosapp.sip import sdp as sdp_module
+
+    good = MINIMAL.replace("RTP/AVP 0", "RTP/AVP 96") + "a=rtpmap:96 opus/48000/2\r\n"
+    first = SessionDescription.parse(good).media[0]
+    again = SessionDescription.parse("v=0\r\no=- 2 2 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\n"
+                                     "m=audio 7000 RTP/AVP 96\r\ni=x\r\n"
+                                     "a=rtpmap:96 opus/48000/2\r\n").media[0]
+    assert first.rtpmaps == again.rtpmaps == {96: sdp_module.RtpMap(96, "opus", 48000, 2)}
+    assert first.codecs() == again.codecs() == [Codec("opus", 48000, 2, 96)]
+    for extra_lines in ("", "i=x\r\n"):
+        bad = MINIMAL + extra_lines + "a=rtpmap:96 opus\r\n"
+        with pytest.raises(SdpError) as caught:
+            SessionDescription.parse(bad)
+        assert caught.value.line == bad.count("\r\n")
+        assert "96 opus" not in sdp_module._RTPMAPS
+    assert len(sdp_module._RTPMAPS) <= 1024

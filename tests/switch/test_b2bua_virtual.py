@@ -3,6 +3,9 @@ CANCEL, BYE, CDRs, 488."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from tests.switch.b2bua_harness import (
@@ -101,6 +104,33 @@ def test_basic_call_relayed_and_bye_from_caller(net: VirtualNetwork, tmp_path) -
     assert row["dtmf_method"] == "RFC2833 (end to end)"
     assert not switch.app.b2bua.calls and not switch.app.b2bua.dialogs
     store.close()
+
+
+def test_a_finished_call_is_freed_without_the_cyclic_gc(net: VirtualNetwork) -> None:
+    # Transactions let go of the TU's callbacks when they end: the B2BUA's listeners close
+    # over the call, which holds the transactions, and that cycle used to leave every call
+    # (messages, dialogs, SDP) to the cyclic garbage collector.
+    switch = start_switch(net, make_config())
+    Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    gc.collect()
+    gc.disable()
+    try:
+        caller.call("0044123")
+        net.run(1.0)
+        [call] = switch.app.b2bua.calls.values()
+        freed = weakref.ref(call)
+        a_txn, b_txn = call.a_txn, call.answered.txn if call.answered else None
+        del call
+        caller.bye()
+        net.run(40.0)  # every transaction of the call ends (Timers L, M, J, K)
+        assert caller.statuses("BYE") == [200] and not switch.app.b2bua.calls
+        assert a_txn.terminated and b_txn is not None and b_txn.terminated
+        assert not a_txn.listeners and not a_txn.cancel_listeners and not b_txn.listeners
+        del a_txn, b_txn
+        assert freed() is None
+    finally:
+        gc.enable()
 
 
 def test_bye_from_callee_reaches_caller(net: VirtualNetwork) -> None:

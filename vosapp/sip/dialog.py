@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from vosapp.sip.headers import CSeq, NameAddr, Via
 from vosapp.sip.message import Request, Response
+from vosapp.sip.uri import SipUri
 
 if TYPE_CHECKING:
-    from vosapp.sip.uri import AbsoluteUri, SipUri
+    from vosapp.sip.uri import AbsoluteUri
 
 
 class DialogError(ValueError):
@@ -40,6 +41,16 @@ def _contact(message: Request | Response, role: str) -> SipUri | AbsoluteUri:
     if not contacts:
         raise DialogError(f"the {role} has no Contact: a dialog needs a remote target (§12.1)")
     return contacts[0].uri
+
+
+def _untagged(address: NameAddr) -> NameAddr:
+    """A dialog's local or remote URI from ``address``, a copy the message accessor made for
+    this caller (own params): the tag removed and its own URI, as ``address.copy()`` with
+    ``tag = None`` gives, without copying the address again."""
+    address.params.pop("tag", None)
+    if isinstance(address.uri, SipUri):
+        address.uri = address.uri.copy()
+    return address
 
 
 @dataclass
@@ -67,7 +78,6 @@ class Dialog:
         """§12.1.2: the UAC's dialog from its request and a 101–299 response with a To tag."""
         if not 101 <= response.status <= 299:
             raise DialogError(f"a {response.status} response does not create a dialog")
-        # from_/to already return copies (own params); .copy() also gives them their own URI
         to, from_ = response.to, request.from_
         remote_tag = to.tag
         if not remote_tag:
@@ -75,13 +85,9 @@ class Dialog:
         local_tag = from_.tag
         if not local_tag:
             raise DialogError("the request has no From tag")
-        local_uri = from_.copy()
-        remote_uri = to.copy()
-        local_uri.tag = None
-        remote_uri.tag = None
         return cls(
             call_id=request.call_id, local_tag=local_tag, remote_tag=remote_tag,
-            local_uri=local_uri, remote_uri=remote_uri,
+            local_uri=_untagged(from_), remote_uri=_untagged(to),
             remote_target=_contact(response, "response"),
             route_set=list(reversed(response.record_routes)),  # UAC reverses (§12.1.2)
             local_seq=request.cseq.number, remote_seq=None,
@@ -100,13 +106,9 @@ class Dialog:
         remote_tag = from_.tag
         if not remote_tag:
             raise DialogError("the request has no From tag")
-        local_uri = request.to.copy()
-        remote_uri = from_.copy()
-        local_uri.tag = None
-        remote_uri.tag = None
         return cls(
             call_id=request.call_id, local_tag=local_tag, remote_tag=remote_tag,
-            local_uri=local_uri, remote_uri=remote_uri,
+            local_uri=_untagged(request.to), remote_uri=_untagged(from_),
             remote_target=_contact(request, "request"),
             route_set=list(request.record_routes),  # UAS keeps the order (§12.1.1)
             local_seq=None, remote_seq=request.cseq.number,
@@ -149,7 +151,7 @@ class Dialog:
         try:
             if message.call_id != self.call_id:
                 return False
-            from_tag, to_tag = message.from_.tag, message.to.tag
+            from_tag, to_tag = message.from_tag, message.to_tag
         except Exception:  # noqa: BLE001 - unreadable headers never match
             return False
         if incoming and isinstance(message, Request):

@@ -10,14 +10,16 @@ Typed values (:class:`Via`, :class:`NameAddr`, :class:`CSeq`) are parsed on dema
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from vosapp.sip.uri import AbsoluteUri, SipParseError, SipUri, parse_any_uri
 
 __all__ = [
     "COMPACT_FORMS",
     "CSeq",
+    "HeaderMemo",
     "Headers",
     "NameAddr",
     "Via",
@@ -557,3 +559,58 @@ def parse_cseq(value: str) -> CSeq:
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 token."""
     return _TOKEN_RE.fullmatch(text) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Parse results shared by messages
+# ---------------------------------------------------------------------------------------------
+_Parsed = TypeVar("_Parsed")
+
+
+class HeaderMemo(Generic[_Parsed]):
+    """A header parser's results by header text, shared by every message (bounded).
+
+    The same From, To, Via and CSeq text crosses the switch several times per call (a
+    vendor's 100, 180 and 200 echo the INVITE's Via, From and To; a caller's ACK and BYE
+    repeat its From), so each distinct text is parsed once, not once per message and read.
+    A text that fails to parse raises as the parser does and is not remembered. The repeats
+    come within a call's few messages, so a small memo does: what it holds are tracked objects
+    the cyclic GC walks (cf. docs/benchmarks.md on retained parse results). Results are
+    shared: callers treat them as read-only and hand out copies of the mutable ones (the
+    typed accessors of :class:`~vosapp.sip.message.Message` do).
+    """
+
+    __slots__ = ("_limit", "_longest", "_parse", "_results")
+
+    def __init__(self, parse: Callable[[str], _Parsed], limit: int = 1024,
+                 longest: int = 512) -> None:
+        self._parse = parse
+        self._results: dict[str, _Parsed] = {}
+        self._limit = limit
+        #: Longer texts are parsed every time, never kept: a flood of distinct large header
+        #: values must not hold limit x 64 KB of text.
+        self._longest = longest
+
+    def __call__(self, text: str) -> _Parsed:
+        results = self._results
+        result = results.get(text)
+        if result is None:
+            result = self._parse(text)
+            if len(text) <= self._longest:
+                if len(results) >= self._limit:
+                    results.clear()  # bounded: forgetting costs a parse, never a wrong answer
+                results[text] = result
+        return result
+
+    def __contains__(self, text: str) -> bool:
+        """Whether ``text`` is remembered (and so known to parse)."""
+        return text in self._results
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+
+NAME_ADDR_MEMO = HeaderMemo(parse_name_addr)
+NAME_ADDR_LIST_MEMO = HeaderMemo(parse_name_addr_list)
+VIAS_MEMO = HeaderMemo(parse_vias)
+CSEQ_MEMO = HeaderMemo(parse_cseq)

@@ -8,18 +8,17 @@ Content-Length is rewritten to match the body (added when missing).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
 
 from vosapp.sip.headers import (
+    CSEQ_MEMO,
+    NAME_ADDR_LIST_MEMO,
+    NAME_ADDR_MEMO,
+    VIAS_MEMO,
     CSeq,
     Headers,
     NameAddr,
     Via,
-    parse_cseq,
-    parse_name_addr,
-    parse_name_addr_list,
-    parse_vias,
 )
 from vosapp.sip.uri import AbsoluteUri, SipParseError, SipUri, parse_any_uri
 
@@ -35,8 +34,6 @@ __all__ = [
 ]
 
 SIP_VERSION = "SIP/2.0"
-
-_Parsed = TypeVar("_Parsed")
 
 # RFC 3261 §21 plus the extension codes a softswitch meets (RFC 3265, 3329, 4028, 4412, 6665).
 REASON_PHRASES: dict[int, str] = {
@@ -120,24 +117,8 @@ class Message:
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
 
     # -- typed accessors (parsed on demand; the parser already validated them) -------------
-    #: Parse results of the accessors, keyed by accessor: (header text parsed, value). A hit
-    #: needs the header's current text to equal the text parsed, so changing the header
-    #: (``headers.set``, ``replace_first``, ...) invalidates it without any bookkeeping.
-    _typed_cache: dict[str, tuple[str, Any]] | None = None
-
-    def _parsed(self, key: str, value: str, parse: Callable[[str], _Parsed]) -> _Parsed:
-        cache = self._typed_cache
-        if cache is None:
-            cache = self._typed_cache = {}
-        else:
-            hit = cache.get(key)
-            if hit is not None and (hit[0] is value or hit[0] == value):
-                cached: _Parsed = hit[1]  # stored by this accessor's `parse`, keyed by it
-                return cached
-        result = parse(value)
-        cache[key] = (value, result)
-        return result
-
+    # Each distinct header text is parsed once for all messages (HeaderMemo): the memo's
+    # values are shared, so the accessors of mutable values (Via, NameAddr) return copies.
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
         if value is None:
@@ -150,29 +131,26 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        return self._parsed("cseq", self._required("CSeq"), parse_cseq)  # frozen: shared
+        return CSEQ_MEMO(self._required("CSeq"))  # frozen: shared
 
-    def _parse_lines(self, name: str, parse: Callable[[str], list[Any]]) -> list[Any]:
-        """The values of every ``name`` line, each line parsed into a list by ``parse``."""
-        out: list[Any] = []
-        for value in self.headers.get_all(name):
-            out.extend(parse(value))
-        return out
+    def _name_addrs(self, name: str) -> list[NameAddr]:
+        """The addresses of every ``name`` line (Route, Record-Route), each a copy."""
+        return [_copy_name_addr(value) for line in self.headers.get_all(name)
+                for value in NAME_ADDR_LIST_MEMO(line)]
 
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first, across all Via lines."""
-        return self._parse_lines("Via", parse_vias)
+        return [_copy_via(via) for line in self.headers.get_all("Via")
+                for via in VIAS_MEMO(line)]
 
     @property
     def top_via(self) -> Via:
-        # Via and NameAddr are mutable: every read gets its own copy of the cached parse.
-        via = self._parsed("top_via", self._required("Via"), _parse_top_via)
-        return Via(via.transport, via.host, via.port, dict(via.params), via.protocol)
+        return _copy_via(VIAS_MEMO(self._required("Via"))[0])
 
     @property
     def from_(self) -> NameAddr:
-        return _copy_name_addr(self._parsed("from", self._required("From"), parse_name_addr))
+        return _copy_name_addr(NAME_ADDR_MEMO(self._required("From")))
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -180,11 +158,28 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        return _copy_name_addr(self._parsed("to", self._required("To"), parse_name_addr))
+        return _copy_name_addr(NAME_ADDR_MEMO(self._required("To")))
 
     @to.setter
     def to(self, value: NameAddr) -> None:
         self.headers.set("To", str(value))
+
+    # Read-only views of the shared parse, for the matching done on every message (§12, §17):
+    # no copy of the address or Via is made.
+    @property
+    def from_tag(self) -> str | None:
+        """``from_.tag``."""
+        return NAME_ADDR_MEMO(self._required("From")).params.get("tag")
+
+    @property
+    def to_tag(self) -> str | None:
+        """``to.tag``."""
+        return NAME_ADDR_MEMO(self._required("To")).params.get("tag")
+
+    @property
+    def via_branch(self) -> str | None:
+        """``top_via.branch``."""
+        return VIAS_MEMO(self._required("Via"))[0].params.get("branch")
 
     @property
     def contact_star(self) -> bool:
@@ -194,19 +189,16 @@ class Message:
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact address (``*`` excluded; see :attr:`contact_star`)."""
-        out: list[NameAddr] = []
-        for value in self.headers.get_all("Contact"):
-            if value.strip() != "*":
-                out.extend(parse_name_addr_list(value))
-        return out
+        return [_copy_name_addr(value) for line in self.headers.get_all("Contact")
+                if line.strip() != "*" for value in NAME_ADDR_LIST_MEMO(line)]
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self._parse_lines("Route", parse_name_addr_list)
+        return self._name_addrs("Route")
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return self._parse_lines("Record-Route", parse_name_addr_list)
+        return self._name_addrs("Record-Route")
 
     def _int_header(self, name: str, limit: int) -> int | None:
         value = self.headers.get(name)
@@ -263,8 +255,8 @@ class Message:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _parse_top_via(value: str) -> Via:
-    return parse_vias(value)[0]
+def _copy_via(via: Via) -> Via:
+    return Via(via.transport, via.host, via.port, dict(via.params), via.protocol)
 
 
 def _copy_name_addr(value: NameAddr) -> NameAddr:
@@ -405,7 +397,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
         to_value = headers.get("To")
         if to_value is not None:
             try:
-                has_tag = request._parsed("to", to_value, parse_name_addr).tag is not None
+                has_tag = NAME_ADDR_MEMO(to_value).tag is not None
             except SipParseError:
                 has_tag = True  # never touch a To we cannot read
             if not has_tag:

@@ -14,14 +14,14 @@ import re
 from typing import NoReturn
 
 from vosapp.sip.headers import (
+    CSEQ_MEMO,
+    NAME_ADDR_MEMO,
+    VIAS_MEMO,
     HeaderField,
     Headers,
     canonical_key,
     is_token,
-    parse_cseq,
-    parse_name_addr,
     parse_name_addr_list,
-    parse_vias,
 )
 from vosapp.sip.message import Request, Response
 from vosapp.sip.uri import AbsoluteUri, SipParseError, parse_any_uri
@@ -134,7 +134,6 @@ _FAST_NAME_ADDR = re.compile(
     rf"|sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?){_HDR_PARAMS}")
 _FAST_SIP_URI = re.compile(rf"sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?{_URI_PARAMS}")
 _FAST_VIA = re.compile(rf"SIP/2\.0/{_TOKEN}[ \t]+{_HOST}(?::{_PORT})?{_HDR_PARAMS}")
-_FAST_CSEQ = re.compile(rf"([0-9]{{1,9}})[ \t]+({_TOKEN})")
 
 
 def _check_head(fields: list[HeaderField], headers: Headers, method: str | None) -> None:
@@ -157,9 +156,10 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
     for key in ("from", "to", "call-id", "cseq"):
         if key not in first:
             raise SipParseError(400, f"missing mandatory {key} header", headers)
-    cseq_value = first["cseq"]
-    match = _FAST_CSEQ.fullmatch(cseq_value)
-    cseq_method = match.group(2) if match else parse_cseq(cseq_value).method
+    # CSeq, To and the top Via are read for every message (transaction and dialog matching):
+    # parsed here through the memo, once, rather than checked by a regex and parsed later.
+    # The fast regexes accept a subset of what the parsers do, so nothing else changes.
+    cseq_method = CSEQ_MEMO(first["cseq"]).method
     if method is not None and cseq_method != method:
         raise SipParseError(400, f"CSeq method {cseq_method} does not match {method}", headers)
     call_id = first["call-id"]
@@ -167,13 +167,17 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
         raise SipParseError(400, f"bad Call-ID {call_id!r}", headers)
     fast_name_addr = _FAST_NAME_ADDR.fullmatch
     try:
-        if fast_name_addr(first["from"]) is None:
-            parse_name_addr(first["from"])
-        if fast_name_addr(first["to"]) is None:
-            parse_name_addr(first["to"])
-        for value in vias:
-            if _FAST_VIA.fullmatch(value) is None:
-                parse_vias(value)
+        # To and the top Via in full (above). From and any further Via lines: a text the
+        # memo holds has parsed before (valid, no regex pass); else the fast check, and the
+        # full parser (remembered) when that says nothing.
+        value = first["from"]
+        if value not in NAME_ADDR_MEMO and fast_name_addr(value) is None:
+            NAME_ADDR_MEMO(value)
+        NAME_ADDR_MEMO(first["to"])
+        VIAS_MEMO(vias[0])
+        for value in vias[1:]:
+            if value not in VIAS_MEMO and _FAST_VIA.fullmatch(value) is None:
+                VIAS_MEMO(value)
         if method is not None:
             for value in contacts:
                 if value != "*" and fast_name_addr(value) is None:

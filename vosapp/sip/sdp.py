@@ -261,7 +261,8 @@ class MediaDescription:
     # -- attribute helpers ------------------------------------------------------------------
 
     def attribute_values(self, name: str) -> list[str | None]:
-        return [a.value for a in self.attributes if a.name.lower() == name.lower()]
+        key = name.lower()
+        return [a.value for a in self.attributes if a.name.lower() == key]
 
     def first_attribute(self, name: str) -> str | None:
         values = self.attribute_values(name)
@@ -271,7 +272,7 @@ class MediaDescription:
     def rtpmaps(self) -> dict[int, RtpMap]:
         result: dict[int, RtpMap] = {}
         for value in self.attribute_values("rtpmap"):
-            mapping = _parse_rtpmap(value or "", None)
+            mapping = _rtpmap(value or "", None)
             result.setdefault(mapping.payload_type, mapping)
         return result
 
@@ -320,9 +321,18 @@ class MediaDescription:
 
         Dynamic payload types without an rtpmap are skipped (nothing can be known about them).
         """
-        # The maps read once per call, not once per format (the call path asks for the codecs
-        # of every offer and answer).
-        maps, fmtps = self.rtpmaps, self._fmtps()
+        # The rtpmap and fmtp maps in one pass over the attributes (the call path asks for
+        # the codecs of every offer and answer): the same as self.rtpmaps and self._fmtps().
+        maps: dict[int, RtpMap] = {}
+        fmtps: dict[str, str] = {}
+        for attribute in self.attributes:
+            name = attribute.name.lower()
+            if name == "rtpmap":
+                mapping = _rtpmap(attribute.value or "", None)
+                maps.setdefault(mapping.payload_type, mapping)
+            elif name == "fmtp":
+                fmtp_pt, _, params = (attribute.value or "").partition(" ")
+                fmtps.setdefault(fmtp_pt, params.strip())
         result = []
         for fmt in self.formats:
             if not fmt.isdigit():
@@ -342,10 +352,7 @@ class MediaDescription:
     @property
     def telephone_event_pt(self) -> int | None:
         """The payload type of ``telephone-event/8000`` (RFC 4733), when offered."""
-        for codec in self.codecs():
-            if codec.encoding.lower() == "telephone-event" and codec.clock_rate == 8000:
-                return codec.payload_type
-        return None
+        return _telephone_event_pt(self.codecs())
 
     @property
     def rejected(self) -> bool:
@@ -363,6 +370,13 @@ class MediaDescription:
         out.extend(line for _rank, line in ranked)
         out.extend(f"a={a}" for a in self.attributes)
         return out
+
+
+def _telephone_event_pt(codecs: list[Codec]) -> int | None:
+    for codec in codecs:
+        if codec.encoding.lower() == "telephone-event" and codec.clock_rate == 8000:
+            return codec.payload_type
+    return None
 
 
 @dataclass
@@ -449,6 +463,24 @@ def _parse_ms(value: str | None, what: str, line: int | None) -> int | None:
     return max(1, round(number))
 
 
+# rtpmap value -> its RtpMap (frozen: shared). The same few mappings ("8 PCMA/8000",
+# "101 telephone-event/8000") come in nearly every offer and answer, and the call path reads
+# them at parse time and again for codecs(): each distinct text is parsed once. Bounded;
+# a value that fails to parse raises every time and is not remembered.
+_RTPMAPS: dict[str, RtpMap] = {}
+
+
+def _rtpmap(value: str, line: int | None) -> RtpMap:
+    mapping = _RTPMAPS.get(value)
+    if mapping is None:
+        mapping = _parse_rtpmap(value, line)
+        if len(value) <= 128:  # real ones are short; a long one is parsed every time
+            if len(_RTPMAPS) >= 1024:
+                _RTPMAPS.clear()
+            _RTPMAPS[value] = mapping
+    return mapping
+
+
 def _parse_rtpmap(value: str, line: int | None) -> RtpMap:
     pt_text, _, rest = value.strip().partition(" ")
     pt = _parse_int(pt_text, "rtpmap payload type", line, 0, 127)
@@ -489,7 +521,7 @@ def _check_attribute(attribute: Attribute, line: int) -> None:
     """Validate the attributes vosapp interprets, so accessors never fail later."""
     name, value = attribute.name.lower(), attribute.value
     if name == "rtpmap":
-        _parse_rtpmap(value or "", line)
+        _rtpmap(value or "", line)
     elif name == "fmtp":
         pt_text = (value or "").strip().partition(" ")[0]
         if not pt_text:
@@ -833,9 +865,11 @@ def read_answer(
             )
         if answered.port == 0 or answered.media != "audio" or answered.proto not in RTP_PROTOS:
             continue
+        # each side's codecs read once (the telephone-event check reuses them)
         offered_codecs = offered.codecs()
+        answered_codecs = answered.codecs()
         codec = next(
-            (c for c in answered.codecs() if c.encoding.lower() != "telephone-event"
+            (c for c in answered_codecs if c.encoding.lower() != "telephone-event"
              and any(c.matches(o, g729_variants=True) for o in offered_codecs)),
             None,
         )
@@ -846,7 +880,8 @@ def read_answer(
             sdp=answer_sdp,
             codec=codec,
             telephone_event_pt=(
-                answered.telephone_event_pt if offered.telephone_event_pt is not None else None
+                _telephone_event_pt(answered_codecs)
+                if _telephone_event_pt(offered_codecs) is not None else None
             ),
             remote_address=connection.address if connection is not None else None,
             remote_port=answered.port,

@@ -569,7 +569,7 @@ def build_ack(invite: Request, response: Response) -> Request:
 
 def _branch(message: Request | Response) -> str | None:
     try:
-        return message.top_via.branch
+        return message.via_branch
     except Exception:  # noqa: BLE001 - no readable Via: no branch
         return None
 
@@ -588,7 +588,7 @@ def server_key(request: Request, top_via: Via | None = None) -> tuple[Any, ...]:
     sent_by = f"{via.host.lower()}:{via.port or ''}"
     if branch and branch.startswith(MAGIC_COOKIE):
         return ("3261", branch, sent_by, method)
-    return ("2543", str(request.uri), request.from_.tag, request.call_id,
+    return ("2543", str(request.uri), request.from_tag, request.call_id,
             request.cseq.number, sent_by, branch or "", method)
 
 
@@ -755,7 +755,7 @@ class TransactionLayer:
         last = handle.machine.last_response
         if last is None or last.to is None or request.to is None:
             return None
-        return handle if last.to.tag == request.to.tag else None
+        return handle if last.to_tag == request.to_tag else None
 
     def create_server(self, request: Request, reply_to: Address, transport: str,
                       source: Address, key: tuple[Any, ...] | None = None, *,
@@ -841,12 +841,21 @@ class TransactionLayer:
                 if timer is not None:
                     timer.cancel()
             else:
-                if isinstance(action, Terminated):
+                terminated = isinstance(action, Terminated)
+                if terminated:
                     table = self.clients if isinstance(handle, ClientTransaction) else self.servers
                     if table.get(handle.key) is handle:
                         del table[handle.key]
                 for listener in list(handle.listeners):
                     listener(action)
+                if terminated:
+                    # Nothing reaches a terminated transaction's TU again (its machine answers
+                    # every later input with no action): let go of the TU's callbacks. They
+                    # close over the TU's call, which holds this handle; the cycle would
+                    # otherwise keep the whole call (messages, dialogs, SDP) for the cyclic GC.
+                    handle.listeners.clear()
+                    if isinstance(handle, ServerTransaction):
+                        handle.cancel_listeners.clear()
 
     def _timer_callback(self, handle: _Handle, timer: TimerName) -> Callable[[], None]:
         def fire() -> None:

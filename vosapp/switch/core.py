@@ -472,13 +472,10 @@ class SwitchCore:
         finally:
             # The abandon timer only for a request still unanswered (most are answered now).
             self.transactions.begin_server(txn)
-            # The transaction keeps the request for 32 s: drop its parse cache now rather
-            # than have the cyclic GC walk it that long (a later read parses again).
-            request._typed_cache = None
 
     def _dispatch(self, request: Request, txn: ServerTransaction, key: tuple[Any, ...],
                   source: Address) -> None:
-        if (request.method == "INVITE" and request.to.tag is None
+        if (request.method == "INVITE" and request.to_tag is None
                 and self._refused_for_overload(request, txn)):
             return
         max_forwards = request.max_forwards

@@ -48,7 +48,7 @@ class AbandonedAttempts:
         a 2xx is ACKed (and BYEd when unwanted), a provisional gets its CANCEL. A non-2xx
         final that outlived the transaction is ACKed (§17.1.1.3) so the vendor stops."""
         try:
-            found = (self.invites.get((response.call_id, response.from_.tag or ""))
+            found = (self.invites.get((response.call_id, response.from_tag or ""))
                      if response.cseq.method == "INVITE" else None)
             branch = response.top_via.branch
         except Exception:  # noqa: BLE001 - a header the parser let through unreadable
@@ -102,7 +102,7 @@ class AbandonedAttempts:
         a retransmitted 2xx of a dialog already hung up gets the same ACK again
         (§13.2.2.4). An offer in the 2xx (the INVITE had none) is answered in the ACK with
         every stream rejected (§13.2.2.4: a valid answer, then the BYE)."""
-        tag = response.to.tag or ""
+        tag = response.to_tag or ""
         try:
             ack = attempt.late_acks.get(tag)
             if ack is not None:

@@ -140,7 +140,7 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
 
     # ---------------------------------------------------------------- new calls
     def on_invite(self, request: Request, txn: ServerTransaction) -> None:
-        if request.to.tag:
+        if request.to_tag:
             self.on_in_dialog(request, txn)
             return
         core = self.core

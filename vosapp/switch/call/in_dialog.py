@@ -111,7 +111,7 @@ class InDialog:
 
     def _lookup(self, request: Request) -> tuple[Call, str] | None:
         try:
-            return self.dialogs.get((request.call_id, request.to.tag or ""))
+            return self.dialogs.get((request.call_id, request.to_tag or ""))
         except Exception:  # noqa: BLE001
             return None
 
@@ -250,7 +250,7 @@ class InDialog:
         early = [a for a in call.fork.live if a.b_early is not None]
         if side == "b":
             return next((a for a in early if a.b_early is not None
-                         and a.b_early.local_tag == request.to.tag), None)
+                         and a.b_early.local_tag == request.to_tag), None)
         return early[0] if early else None
 
     def _relay_in_dialog(self, call: Call, side: str, request: Request,

@@ -155,7 +155,7 @@ class ReliableProvisionals:
 
         Opens the attempt's early dialog at the first 18x with a To tag; PRACKs a reliable
         one itself when the caller cannot; drops retransmitted/out-of-order ones."""
-        if attempt.b_early is None and response.to.tag:
+        if attempt.b_early is None and response.to_tag:
             try:
                 attempt.b_early = Dialog.from_uac(attempt.invite, response)
             except DialogError as exc:
@@ -164,7 +164,7 @@ class ReliableProvisionals:
                 self.vendor_early[(attempt.b_early.call_id, attempt.b_early.local_tag)] = call
         rseq = reliable_rseq(response)
         early = attempt.b_early
-        if rseq is None or early is None or response.to.tag != early.remote_tag:
+        if rseq is None or early is None or response.to_tag != early.remote_tag:
             return True, None
         if attempt.b_rseq is not None and rseq != attempt.b_rseq + 1:
             return False, None  # §4: a retransmission (or out of order): not processed again
@@ -259,7 +259,7 @@ class ReliableProvisionals:
         (else 481, §3); relayed to the vendor with the vendor's RSeq when the provisional came
         from a reliable one, answered 200 by the switch otherwise."""
         call = self.calls.get(request.call_id)
-        early = call.a_early if call is not None and request.to.tag == call.a_tag else None
+        early = call.a_early if call is not None and request.to_tag == call.a_tag else None
         if call is None or early is None:
             txn.respond(self.core.make_response(request, 481))
             return
@@ -298,7 +298,7 @@ class ReliableProvisionals:
     def _early_lookup(self, request: Request) -> tuple[Call, str] | None:
         """(call, side) for a request in an early dialog of a call still routing."""
         try:
-            key = (request.call_id, request.to.tag or "")
+            key = (request.call_id, request.to_tag or "")
         except Exception:  # noqa: BLE001 - unreadable headers match nothing
             return None
         call = self.calls.get(key[0])

@@ -98,7 +98,7 @@ class VendorLeg:
         if status >= 200 and status < 300:
             dialog = call.legs["b"].dialog
             if attempt is call.answered and dialog is not None and (
-                    response.to.tag == dialog.remote_tag):
+                    response.to_tag == dialog.remote_tag):
                 # §13.2.2.4: a retransmitted 2xx is ACKed again (a late offer's ACK waits
                 # for the caller's answer)
                 if call.b_ack is not None and not call.ack_pending:

@@ -1,0 +1,204 @@
+"""The shared header parse memo (HeaderMemo): each distinct From/To/Via/CSeq/Contact text is
+parsed once for all messages. What the accessors and the parser answer must not change: equal
+values, copies that callers may change without touching other messages, the same errors for
+malformed text, and a bounded memory."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.sip.test_sip_properties import FAST, name_addrs, tokens, vias
+from vosapp.sip import NameAddr, SipParseError, Via, parse, parser
+from vosapp.sip.headers import (
+    NAME_ADDR_MEMO,
+    VIAS_MEMO,
+    HeaderMemo,
+    parse_cseq,
+    parse_name_addr,
+    parse_name_addr_list,
+    parse_vias,
+)
+
+INVITE = (
+    b"INVITE sip:0044123@192.0.2.1:5060 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.10:5061;branch=z9hG4bK-memo-1;rport\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"From: \"Memo\" <sip:memo@192.0.2.10:5061>;tag=from-memo-1\r\n"
+    b"To: <sip:0044123@192.0.2.1:5060>\r\n"
+    b"Call-ID: memo-call-1@192.0.2.10\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"Contact: <sip:memo@192.0.2.10:5061;transport=udp>;expires=60\r\n"
+    b"Record-Route: <sip:proxy.example.com;lr>, <sip:p2.example.com;lr>\r\n"
+    b"Content-Length: 0\r\n"
+    b"\r\n"
+)
+
+
+def _response_echoing(invite: bytes, to_tag: str) -> bytes:
+    """A 180 as a UAS sends it: Via, From, Call-ID, CSeq copied byte for byte."""
+    head = invite.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    copied = [line for line in head if line.split(b":")[0] in
+              (b"Via", b"From", b"Call-ID", b"CSeq")]
+    to = next(line for line in head if line.startswith(b"To:"))
+    return b"\r\n".join([b"SIP/2.0 180 Ringing", *copied, to + b";tag=" + to_tag.encode(),
+                         b"Contact: <sip:uas@192.0.2.20>", b"Content-Length: 0", b"", b""])
+
+
+def test_accessors_equal_a_fresh_parse_on_first_and_later_reads() -> None:
+    for _ in range(2):  # the second message finds every text in the memo
+        request = parse(INVITE)
+        headers = request.headers
+        assert request.from_ == parse_name_addr(headers.get("From") or "")
+        assert request.to == parse_name_addr(headers.get("To") or "")
+        assert request.top_via == parse_vias(headers.get("Via") or "")[0]
+        assert request.vias == parse_vias(headers.get("Via") or "")
+        assert request.cseq == parse_cseq("1 INVITE")
+        assert request.contacts == parse_name_addr_list(headers.get("Contact") or "")
+        assert request.record_routes == parse_name_addr_list(
+            headers.get("Record-Route") or "")
+        response = parse(_response_echoing(INVITE, "uas-tag"))
+        assert response.top_via == request.top_via
+        assert response.from_ == request.from_
+        assert response.to.tag == "uas-tag"
+
+
+def test_changing_a_returned_value_touches_no_other_read_or_message() -> None:
+    first, second = parse(INVITE), parse(INVITE)
+    via = first.top_via
+    via.params["received"] = "198.51.100.7"
+    from_ = first.from_
+    from_.tag = "changed"
+    contact = first.contacts[0]
+    contact.params["expires"] = "0"
+    route = first.record_routes[0]
+    route.params["x"] = "y"
+    assert "received" not in first.top_via.params
+    assert "received" not in second.top_via.params
+    assert first.from_.tag == second.from_.tag == "from-memo-1"
+    assert first.contacts[0].params["expires"] == "60"
+    assert "x" not in second.record_routes[0].params
+    assert "received" not in second.vias[0].params
+
+
+def test_a_changed_header_is_read_from_its_new_text() -> None:
+    request = parse(INVITE)
+    assert request.to.tag is None
+    request.headers.set("To", "<sip:0044123@192.0.2.1:5060>;tag=now")
+    assert request.to.tag == "now"
+    request.headers.replace_first("Via", "SIP/2.0/TCP 203.0.113.5:5070;branch=z9hG4bKnew")
+    assert (request.top_via.transport, request.top_via.port) == ("TCP", 5070)
+
+
+@pytest.mark.parametrize(("name", "bad"), [
+    ("From", b"From: <sip:memo@192.0.2.10 ;tag=x"),
+    ("To", b"To: \"unterminated <sip:0044123@192.0.2.1>"),
+    ("Via", b"Via: SIP/2.0/UDP 192.0.2.10:99999;branch=z9hG4bK-memo-1"),
+    ("CSeq", b"CSeq: 99999999999 INVITE"),
+])
+def test_malformed_text_fails_the_same_way_every_time(name: str, bad: bytes) -> None:
+    line = next(line for line in INVITE.split(b"\r\n") if line.startswith(name.encode() + b":"))
+    data = INVITE.replace(line, bad)
+    errors = []
+    for _ in range(3):
+        parse(INVITE)  # valid neighbours fill the memo meanwhile
+        with pytest.raises(SipParseError) as caught:
+            parse(data)
+        errors.append((caught.value.status, caught.value.reason))
+    assert errors[0][0] == 400
+    assert errors == [errors[0]] * 3
+    value = bad.split(b":", 1)[1].strip().decode()
+    assert value not in NAME_ADDR_MEMO and value not in VIAS_MEMO
+
+
+def test_the_memo_is_bounded_and_parses_again_after_forgetting() -> None:
+    calls: list[str] = []
+
+    def count(text: str) -> str:
+        calls.append(text)
+        return text.upper()
+
+    memo = HeaderMemo(count, limit=3)
+    assert [memo(t) for t in ("a", "b", "a", "c")] == ["A", "B", "A", "C"]
+    assert calls == ["a", "b", "c"]
+    memo("d")  # full: forgets, then remembers "d"
+    assert len(memo) <= 3 and "d" in memo
+    assert memo("a") == "A" and calls[-1] == "a"
+    long_text = "x" * 513  # over the default 512: parsed, answered, not kept
+    assert memo(long_text) == long_text.upper() and long_text not in memo
+    assert memo(long_text) == long_text.upper() and calls[-2:] == [long_text, long_text]
+
+
+def test_a_long_header_value_is_read_but_not_remembered() -> None:
+    display = "d" * 600
+    data = INVITE.replace(b'"Memo" <sip:memo', b'"' + display.encode() + b'" <sip:memo')
+    request = parse(data)
+    assert request.from_.display == display and request.from_tag == "from-memo-1"
+    assert (request.headers.get("From") or "") not in NAME_ADDR_MEMO
+
+
+def test_tag_and_branch_views_equal_the_copying_accessors() -> None:
+    request = parse(INVITE)
+    response = parse(_response_echoing(INVITE, "uas-tag"))
+    for message in (request, response):
+        assert message.from_tag == message.from_.tag
+        assert message.to_tag == message.to.tag
+        assert message.via_branch == message.top_via.branch
+    assert (request.to_tag, response.to_tag) == (None, "uas-tag")
+    assert request.via_branch == "z9hG4bK-memo-1"
+    no_branch = parse(INVITE.replace(b";branch=z9hG4bK-memo-1", b""))
+    assert no_branch.via_branch is None
+    request.headers.remove("From")
+    with pytest.raises(SipParseError) as caught:
+        _ = request.from_tag
+    assert caught.value.status == 400
+
+
+# The parser now parses To, the top Via and CSeq in full where it used to try a fast regex
+# first and parse only when that failed. Same answers, because every text a fast regex
+# accepts the full parser accepts too (the CSeq with the same method).
+_FAST_CSEQ = re.compile(rf"([0-9]{{1,9}})[ \t]+({parser._TOKEN})")
+_NOISE = st.sampled_from(list(' \t;:,<>"@=[]/\\?%.-0123456789aZ\x7f') + ["sip:", "SIP/2.0/"])
+
+
+def _mutations(value: str) -> st.SearchStrategy[str]:
+    edits = st.lists(st.tuples(st.integers(0, len(value)), _NOISE, st.booleans()), max_size=3)
+
+    def apply(changes: list[tuple[int, str, bool]]) -> str:
+        text = value
+        for at, noise, replace in changes:
+            at = min(at, len(text))
+            text = text[:at] + noise + text[at + (1 if replace else 0):]
+        return text
+
+    return edits.map(apply)
+
+
+@FAST
+@given(st.data(), name_addrs)
+def test_a_to_the_fast_regex_accepts_parses_in_full(data: st.DataObject,
+                                                    address: NameAddr) -> None:
+    value = data.draw(_mutations(str(address)))
+    if parser._FAST_NAME_ADDR.fullmatch(value):
+        parse_name_addr(value)
+
+
+@FAST
+@given(st.data(), vias)
+def test_a_via_the_fast_regex_accepts_parses_in_full(data: st.DataObject, via: Via) -> None:
+    value = data.draw(_mutations(str(via)))
+    if parser._FAST_VIA.fullmatch(value):
+        parse_vias(value)
+
+
+@FAST
+@given(st.data(), st.integers(0, 2**31 + 5), tokens)
+def test_a_cseq_the_fast_regex_accepts_parses_in_full(data: st.DataObject, number: int,
+                                                      method: str) -> None:
+    value = data.draw(_mutations(f"{number} {method}"))
+    match = _FAST_CSEQ.fullmatch(value)
+    if match:
+        assert parse_cseq(value).method == match.group(2)
