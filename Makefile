@@ -45,7 +45,7 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # The benchmarks' entry points. bench/ also holds their helpers (common.sh, sipp_stats.py,
 # reuseport_serve.py), media_calls.sh (media_calls.py with this checkout on PYTHONPATH), and
 # tools run by hand: media_ab.sh, calls_ab.sh and registrar_profile_ab.sh (before/after
-# against another revision), calls_profile.sh (the call path under a profiler), b2bua_cpu.py
+# against another revision; the Python ones through code_ab.sh), calls_profile.sh (the call path under a profiler), b2bua_cpu.py
 # (switch CPU per call on the virtual network, for comparing small cuts).
 BENCH_PY = sip_parser registrar_profile media media_calls dtmf codec_quality ladder
 BENCH_SH = options registrar calls overload
