@@ -385,14 +385,12 @@ class _Transaction:
         store._lock.acquire()
         try:
             store._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except BaseException as exc:
             store._lock.release()
-            raise StoreError(f"{store.path}: cannot start a transaction ({exc})") from None
-        except sqlite3.DatabaseError as exc:
-            store._lock.release()
-            raise store._corrupt(exc) from None
-        except BaseException:
-            store._lock.release()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(f"{store.path}: cannot start a transaction ({exc})") from None
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise store._corrupt(exc) from None
             raise
         return store._db
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from vosapp.errors import VosappError
 
 __all__ = [
+    "HEADER",
     "HEADER_START",
     "RTP_HEADER_SIZE",
     "OutgoingStream",
@@ -34,7 +35,9 @@ __all__ = [
 ]
 
 RTP_HEADER_SIZE = 12
-_HEADER = struct.Struct("!BBHII")
+HEADER = struct.Struct("!BBHII")
+"""The 12-byte fixed RTP header (RFC 3550 §5.1): first byte, second byte, sequence number,
+timestamp, SSRC."""
 HEADER_START = struct.Struct("!BBHI4x")
 """The start of an RTP header: first byte (V, P, X, CC), second byte (M, PT), sequence number,
 timestamp; what a relay or a transcoder looks at per packet (:meth:`RtpStreamStats.update_many`).
@@ -113,7 +116,7 @@ class RtpPacket:
         size = len(data)
         if size < RTP_HEADER_SIZE:
             raise RtpError(f"RTP packet too short: {size} bytes, the fixed header needs 12")
-        first, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+        first, second, sequence, timestamp, ssrc = HEADER.unpack_from(data)
         version = first >> 6
         if version != 2:
             raise RtpError(f"RTP version {version} is not supported (RFC 3550 requires 2)")
@@ -166,7 +169,7 @@ class RtpPacket:
         if self.extension_profile is not None:
             first |= 0x10
         parts = [
-            _HEADER.pack(
+            HEADER.pack(
                 first,
                 (0x80 if self.marker else 0) | self.payload_type,
                 self.sequence,
@@ -530,7 +533,7 @@ class OutgoingStream:
         """
         pt = self.payload_type if payload_type is None else payload_type
         # one precompiled pack of the whole header, then the payload: two allocations
-        data = _HEADER.pack(
+        data = HEADER.pack(
             0x80, (0x80 if marker else 0) | pt, self.sequence, self.timestamp, self.ssrc
         ) + payload
         self.sequence = (self.sequence + 1) & 0xFFFF
@@ -547,7 +550,7 @@ class OutgoingStream:
         Used for RFC 4733 events, whose packets all carry the event's start timestamp.
         """
         pt = self.payload_type if payload_type is None else payload_type
-        data = _HEADER.pack(
+        data = HEADER.pack(
             0x80, (0x80 if marker else 0) | pt, self.sequence, timestamp & 0xFFFFFFFF, self.ssrc
         ) + payload
         self.sequence = (self.sequence + 1) & 0xFFFF

@@ -624,9 +624,8 @@ _SIGNATURE_BYTES = 12
 @dataclass
 class _NonceState:
     issued: float
-    #: What :meth:`DigestServer._decode_nonce` reads back from the nonce: the issue time it
-    #: carries (whole milliseconds) and its algorithm.
-    signed_issued: float
+    #: What :meth:`DigestServer._decode_nonce` reads back from the nonce: its algorithm (and
+    #: the issue time, ``issued`` in the whole milliseconds the nonce carries).
     algorithm: str
     last_nc: int = 0
 
@@ -709,13 +708,11 @@ class DigestServer:
         if algorithm not in self.algorithms:
             raise ValueError(f"algorithm {algorithm!r} not enabled; enabled: {self.algorithms}")
         now = self.clock.now()
-        issued_ms = int(now * 1000)
         body = _NONCE_LAYOUT.pack(
-            issued_ms, ALGORITHMS.index(algorithm), self._instance, secrets.token_bytes(8)
+            int(now * 1000), ALGORITHMS.index(algorithm), self._instance, secrets.token_bytes(8)
         )
         nonce = base64.urlsafe_b64encode(body + self._sign(body)).decode().rstrip("=")
-        self._nonces[nonce] = _NonceState(issued=now, signed_issued=issued_ms / 1000.0,
-                                          algorithm=algorithm)
+        self._nonces[nonce] = _NonceState(issued=now, algorithm=algorithm)
         # drop expired nonces from the old end, then enforce the bound
         while self._nonces:
             oldest = next(iter(self._nonces.values()))
@@ -795,8 +792,8 @@ class DigestServer:
         if tracked is not None:
             # A nonce in the table is one this run issued: its signature holds by construction,
             # and the table has what decoding would read from it.
-            issued, nonce_algorithm, instance = (tracked.signed_issued, tracked.algorithm,
-                                                 self._instance)
+            issued, nonce_algorithm, instance = (int(tracked.issued * 1000) / 1000.0,
+                                                 tracked.algorithm, self._instance)
         else:
             decoded = self._decode_nonce(credentials.nonce)
             if decoded is None:

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 
+from vosapp.sip.headers import HeaderMemo
+
 __all__ = [
     "G722",
     "G723",
@@ -270,11 +272,7 @@ class MediaDescription:
 
     @property
     def rtpmaps(self) -> dict[int, RtpMap]:
-        result: dict[int, RtpMap] = {}
-        for value in self.attribute_values("rtpmap"):
-            mapping = _rtpmap(value or "", None)
-            result.setdefault(mapping.payload_type, mapping)
-        return result
+        return self._maps()[0]
 
     def rtpmap(self, payload_type: int) -> RtpMap | None:
         return self.rtpmaps.get(payload_type)
@@ -284,12 +282,22 @@ class MediaDescription:
         return self._fmtps().get(str(payload_type))
 
     def _fmtps(self) -> dict[str, str]:
-        """Payload type (as written) -> its fmtp parameters; the first line of a type counts."""
-        result: dict[str, str] = {}
-        for value in self.attribute_values("fmtp"):
-            pt, _, params = (value or "").partition(" ")
-            result.setdefault(pt, params.strip())
-        return result
+        return self._maps()[1]
+
+    def _maps(self) -> tuple[dict[int, RtpMap], dict[str, str]]:
+        """The rtpmaps (payload type -> RtpMap) and the fmtps (payload type as written -> its
+        parameters), in one pass over the attributes; the first line of a type counts."""
+        maps: dict[int, RtpMap] = {}
+        fmtps: dict[str, str] = {}
+        for attribute in self.attributes:
+            name = attribute.name.lower()
+            if name == "rtpmap":
+                mapping = _rtpmap(attribute.value or "", None)
+                maps.setdefault(mapping.payload_type, mapping)
+            elif name == "fmtp":
+                fmtp_pt, _, params = (attribute.value or "").partition(" ")
+                fmtps.setdefault(fmtp_pt, params.strip())
+        return maps, fmtps
 
     @property
     def ptime(self) -> int | None:
@@ -321,18 +329,8 @@ class MediaDescription:
 
         Dynamic payload types without an rtpmap are skipped (nothing can be known about them).
         """
-        # The rtpmap and fmtp maps in one pass over the attributes (the call path asks for
-        # the codecs of every offer and answer): the same as self.rtpmaps and self._fmtps().
-        maps: dict[int, RtpMap] = {}
-        fmtps: dict[str, str] = {}
-        for attribute in self.attributes:
-            name = attribute.name.lower()
-            if name == "rtpmap":
-                mapping = _rtpmap(attribute.value or "", None)
-                maps.setdefault(mapping.payload_type, mapping)
-            elif name == "fmtp":
-                fmtp_pt, _, params = (attribute.value or "").partition(" ")
-                fmtps.setdefault(fmtp_pt, params.strip())
+        # both maps in one pass (the call path asks for the codecs of every offer and answer)
+        maps, fmtps = self._maps()
         result = []
         for fmt in self.formats:
             if not fmt.isdigit():
@@ -465,20 +463,16 @@ def _parse_ms(value: str | None, what: str, line: int | None) -> int | None:
 
 # rtpmap value -> its RtpMap (frozen: shared). The same few mappings ("8 PCMA/8000",
 # "101 telephone-event/8000") come in nearly every offer and answer, and the call path reads
-# them at parse time and again for codecs(): each distinct text is parsed once. Bounded;
-# a value that fails to parse raises every time and is not remembered.
-_RTPMAPS: dict[str, RtpMap] = {}
+# them at parse time and again for codecs(): each distinct text is parsed once (the bounded
+# memo of the SIP headers; a value that fails to parse raises every time, never remembered).
+_RTPMAPS = HeaderMemo(lambda value: _parse_rtpmap(value, None), longest=128)
 
 
 def _rtpmap(value: str, line: int | None) -> RtpMap:
-    mapping = _RTPMAPS.get(value)
-    if mapping is None:
-        mapping = _parse_rtpmap(value, line)
-        if len(value) <= 128:  # real ones are short; a long one is parsed every time
-            if len(_RTPMAPS) >= 1024:
-                _RTPMAPS.clear()
-            _RTPMAPS[value] = mapping
-    return mapping
+    try:
+        return _RTPMAPS(value)
+    except SdpError as exc:
+        raise SdpError(exc.reason, line) from None  # the same error, naming the line
 
 
 def _parse_rtpmap(value: str, line: int | None) -> RtpMap:

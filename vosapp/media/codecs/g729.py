@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import struct
 from collections.abc import Callable
 
 import numpy as np
 
 from vosapp.media.codecs.base import Codec, CodecError, CodecUnavailableError
+from vosapp.media.rtp import HEADER as RTP_FIXED_HEADER
 from vosapp.media.rtp import RTP_HEADER_SIZE
 
 try:  # the C packet lane (setup.py builds it when a compiler and Python's headers are there)
@@ -57,7 +57,6 @@ SPEECH_FRAME_BYTES = 10
 SID_FRAME_BYTES = 2
 _BLOCK_SAMPLES = 2048  # decoded audio handed out per allocation: 12 packets of 20 ms, 4 KiB
 _INT16, _UINT8 = np.dtype(np.int16), np.dtype(np.uint8)
-_RTP_HEADER = struct.Struct("!BBHII")  # a plain header: no CSRC, extension or padding
 
 _LIB: ctypes.CDLL | None = None
 
@@ -291,7 +290,7 @@ class G729(Codec):
         out_addr = _address(datagram) + RTP_HEADER_SIZE
         steps = tuple((pcm_addr + 2 * FRAME_SAMPLES * i, out_addr + SPEECH_FRAME_BYTES * i)
                       for i in range(frames))
-        take, pack_header = table.take, _RTP_HEADER.pack_into
+        take, pack_header = table.take, RTP_FIXED_HEADER.pack_into
         encode_fn, ctx, length_addr = self._encode_fn, self._encoder, self._bits_len_addr
 
         def encode(data: bytes, second: int, sequence: int, timestamp: int,
@@ -336,7 +335,7 @@ class G729(Codec):
         out = datagram[RTP_HEADER_SIZE:]
         steps = tuple((RTP_HEADER_SIZE + SPEECH_FRAME_BYTES * i, pcm_addr + 2 * FRAME_SAMPLES * i)
                       for i in range(frames))
-        take, pack_header = table.take, _RTP_HEADER.pack_into
+        take, pack_header = table.take, RTP_FIXED_HEADER.pack_into
         decode_fn, ctx = self._decode_fn, self._decoder
 
         def decode(data: bytes, second: int, sequence: int, timestamp: int, ssrc: int) -> bytes:

@@ -50,7 +50,7 @@ class AbandonedAttempts:
         try:
             found = (self.invites.get((response.call_id, response.from_tag or ""))
                      if response.cseq.method == "INVITE" else None)
-            branch = response.top_via.branch
+            branch = response.via_branch
         except Exception:  # noqa: BLE001 - a header the parser let through unreadable
             found = None
         if found is None:
