@@ -283,12 +283,11 @@ class Trace:
         return self.clock.now(), self.clock.wall()
 
     def message(self, direction: str, transport: str, src: Address, dst: Address, raw: bytes,
-                message: Request | Response | None = None, note: str = "",
-                via: Via | None = None) -> TraceRecord:
+                note: str = "") -> TraceRecord:
         """Record a message on the wire. Its fields (method, status, Call-ID, CSeq, branch)
         are read from the bytes (:func:`sniff_fields`) when first asked for, not now: the
-        bytes of a message that parsed always carry its Call-ID line, so ``message``/``via``
-        (its parse) are not needed; they are accepted for the callers' convenience."""
+        bytes of a message that parsed always carry its Call-ID line, so its parse is not
+        needed."""
         mono, wall = self._times()
         return self.add(TraceRecord(mono, wall, direction, transport.upper(),
                                     as_address(src), as_address(dst), bytes(raw), note=note, sniff=True))

@@ -329,16 +329,15 @@ class SwitchCore:
     def send_raw(self, data: bytes, destination: Address, transport: str = "UDP",
                  note: str = "") -> None:
         """Send bytes that are not SIP (NAT keep-alive payload, SS_SIP_NAT_KEEP_ALIVE_MESSAGE)."""
-        self._send(data, as_address(destination), transport.upper(), None, note)
+        self._send(data, as_address(destination), transport.upper(), note)
 
     def _transmit_message(self, message: Request | Response, destination: Address,
                           transport: str) -> None:
-        self._send(bytes(message), destination, transport, message, "")
+        self._send(bytes(message), destination, transport, "")
 
-    def _send(self, data: bytes, destination: Address, transport: str,
-              message: Request | Response | None, note: str) -> None:
+    def _send(self, data: bytes, destination: Address, transport: str, note: str) -> None:
         self.trace.message("out", transport, self.local_address(transport), destination, data,
-                           message, note)
+                           note)
         if self._sender is None:
             raise OSError("no transport attached to the switch core")
         try:
@@ -370,21 +369,20 @@ class SwitchCore:
             message = parse(data)
         except SipParseError as exc:
             self.stats.parse_errors += 1
-            self.trace.message("in", transport, source, local, data, None,
-                               note=f"unparsable: {exc}")
+            self.trace.message("in", transport, source, local, data, note=f"unparsable: {exc}")
             self._answer_unparsable(data, exc, source, transport)
             return
         except Exception as exc:
             self.stats.parse_errors += 1
             log.exception("parser failed unexpectedly")
-            self.trace.message("in", transport, source, local, data, None,
+            self.trace.message("in", transport, source, local, data,
                                note=f"parser failure: {exc!r}")
             return
         try:
-            top_via = message.top_via  # parsed once, used for trace, matching, routing
+            top_via = message.top_via  # parsed once, used for matching and routing
         except Exception:  # noqa: BLE001 - reported as a 400 below
             top_via = None
-        self.trace.message("in", transport, source, local, data, message, via=top_via)
+        self.trace.message("in", transport, source, local, data)
         try:
             if isinstance(message, Response):
                 if transport == "UDP" and not self._sent_by_us(top_via):
@@ -654,7 +652,7 @@ class SwitchCore:
         try:
             response = self.make_response(request, status, reason)
             self._send(bytes(response), response_address(request, source, transport),
-                       transport, response, "stateless")
+                       transport, "stateless")
         except Exception as exc:  # noqa: BLE001 - without Via/CSeq no response is possible
             self.trace.event(f"no {status} possible for a broken request: {exc}", src=source,
                              transport=transport)
@@ -685,7 +683,7 @@ class SwitchCore:
         response.headers.add("Server", SERVER_NAME)
         port = source[1] if (top.rport is not None or transport in RELIABLE_TRANSPORTS) \
             else (top.port or 5060)
-        self._send(bytes(response), (source[0], port), transport, response, "stateless")
+        self._send(bytes(response), (source[0], port), transport, "stateless")
 
 
 # ---------------------------------------------------------------------- helpers
