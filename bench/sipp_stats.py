@@ -2,11 +2,15 @@
 
     python bench/sipp_stats.py step UAC_DIR UAS_STATS CPU_SECONDS
         one step of the calls step search; prints "offered ok failed retrans uas_ok
-        uas_failed uas_retrans p50 p99 per_cpu_second clean" (clean = "yes" when no call
-        failed at either end, nothing was retransmitted, and the UAS completed every call
+        uas_failed uas_retrans p50 p99 per_cpu_second stray clean" (clean = "yes" when no
+        call failed at either end, nothing was retransmitted, and the UAS completed every call
         the UAC placed: RFC 7501 section 4's criterion). retrans counts what that SIPp
         retransmitted plus the messages the B2BUA retransmitted after the call had ended
-        (SIPp's dead-call messages, e.g. a 200 resent because the ACK came late)
+        (SIPp's dead-call messages, e.g. a 200 resent because the ACK came late). stray
+        counts the messages the UAC ignored within a call (UAC_FLAGS: e.g. a 180 that came
+        after the 200); they do not make a step unclean, a call that did not complete does
+    python bench/sipp_stats.py uac-flags
+        prints UAC_FLAGS, the options bench/calls.sh gives its SIPp caller
     python bench/sipp_stats.py rate DIR ELAPSED CPU_SECONDS
         a rate run (bench/registrar.sh); prints "rate failed elapsed ok p50 p99 per_cpu_second"
 
@@ -57,6 +61,21 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
+#: The calls bench's caller does not abort a call on a message its scenario does not expect
+#: at that point: a UA drops a provisional response that arrives after the final one (RFC 3261
+#: 17.1.1.2: the INVITE client transaction has ended), and Sippy B2BUA's sender threads let
+#: a 180 overtake its 200 at times. SIPp logs each such message (-trace_err); the call must
+#: still complete to count.
+UAC_FLAGS = ("-default_behaviors", "all,-abortunexp", "-trace_err")
+_STRAY = "Continuing call on unexpected message"
+
+
+def stray(directory: Path) -> int:
+    """Messages the caller in ``directory`` ignored within a call (its -trace_err log)."""
+    return sum(path.read_text(errors="replace").count(_STRAY)
+               for path in directory.glob("*_errors.log"))
+
+
 def per_cpu(done: int, cpu_seconds: float) -> str:
     return f"{done / cpu_seconds:.0f}" if cpu_seconds > 0 else "-"
 
@@ -73,7 +92,7 @@ def step_line(uac_dir: Path, uas_stats: Path, cpu_seconds: float) -> str:
     times = response_times(uac_dir)
     return (f"{placed} {ok} {failed} {retrans} {uas_ok} {uas_failed} {uas_retrans} "
             f"{percentile(times, 0.5):.0f} {percentile(times, 0.99):.0f} "
-            f"{per_cpu(ok, cpu_seconds)} {'yes' if clean else 'no'}")
+            f"{per_cpu(ok, cpu_seconds)} {stray(uac_dir)} {'yes' if clean else 'no'}")
 
 
 def rate_line(directory: Path, elapsed: float, cpu_seconds: float) -> str:
@@ -87,6 +106,8 @@ def rate_line(directory: Path, elapsed: float, cpu_seconds: float) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) == 4 and argv[0] == "step":
         print(step_line(Path(argv[1]), Path(argv[2]), float(argv[3])))
+    elif argv == ["uac-flags"]:
+        print(" ".join(UAC_FLAGS))
     elif len(argv) == 4 and argv[0] == "rate":
         print(rate_line(Path(argv[1]), float(argv[2]), float(argv[3])))
     else:
