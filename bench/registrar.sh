@@ -17,8 +17,25 @@
 # 1. vosapp serve (UDP only, one Python process, trace in memory, bindings + audit in SQLite).
 # 2. Kamailio (Debian package `kamailio`: apt-get install kamailio; a bench prerequisite only,
 #    not needed by the tests; bench/kamailio-registrar.cfg: children=1, bindings in memory),
-#    skipped with a note when kamailio is not installed.
-# 3. With WORKERS=N (N > 1): a second pass where SIPp sends each registration from a socket of
+#    skipped with a note when kamailio is not installed. This is "what you would otherwise
+#    use"; the "ratio vosapp/kamailio" lines and the target compare with it.
+# 3. Kamailio with vosapp's durability: the same cfg with -A WITH_SQLITE, usrloc db_mode 1
+#    (write-through: each save() inserts or updates the binding's row, autocommitted, before
+#    the 200) through db_sqlite (Debian package `kamailio-sqlite-modules`, which this script
+#    installs with apt-get when it is missing, as root or with sudo -n; skipped with a note when
+#    that fails) on a fresh file in the same temporary folder as vosapp's store, created from
+#    Kamailio's shipped schema (/usr/share/kamailio/db_sqlite/{standard,usrloc}-create.sql).
+#    Same SQLite settings as vosapp's store: journal_mode WAL, synchronous NORMAL (db_sqlite
+#    cannot set synchronous itself; the cfg sets it through sqlops on the same pooled
+#    connection and logs it: without it SQLite's default FULL would fsync every commit;
+#    KAM_SQLITE_SYNCHRONOUS=FULL measures that instead),
+#    default wal_autocheckpoint (1000 pages); one commit per REGISTER on both. What differs:
+#    vosapp's commit is a transaction (BEGIN IMMEDIATE, read the AOR's bindings, upsert,
+#    COMMIT), Kamailio's one autocommitted UPDATE (INSERT for a new contact) after it checked
+#    its in-memory copy (db_mode 1 writes through, it never reads back). Printed: the rows and
+#    distinct users in its location table after the run, and "ratio vosapp/kamailio-sqlite"
+#    (wall and per CPU-second).
+# 4. With WORKERS=N (N > 1): a second pass where SIPp sends each registration from a socket of
 #    its own (-t un), so that the kernel's SO_REUSEPORT hash can spread them: vosapp with one
 #    process, vosapp with N processes on one port (bench/reuseport_serve.py, one SQLite store),
 #    and Kamailio, all with -t un: the gain a second process on the second core gives.
@@ -31,16 +48,20 @@ LIMIT=${LIMIT:-100}          # registrations in flight at most (SIPp -l)
 SUSTAINED=${SUSTAINED:-300}  # a second vosapp pass at this offered rate: latency below saturation
 USERS=${USERS:-1000}
 WORKERS=${WORKERS:-1}        # > 1: also measure that many SO_REUSEPORT vosapp processes
+# synchronous of the Kamailio SQLite baseline: NORMAL like vosapp's store; FULL is SQLite's
+# default, what db_sqlite gives without the cfg's PRAGMA (an fsync of the WAL per commit)
+KAM_SQLITE_SYNCHRONOUS=${KAM_SQLITE_SYNCHRONOUS:-NORMAL}
 PY=${PY:-.venv/bin/python}
 SCENARIO="$PWD/bench/registrar_sipp.xml"
 source bench/common.sh
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
 
 WORK=$(mktemp -d)
-SERVE_PID=""; KAM_PID=""; WORKER_PIDS=""
+SERVE_PID=""; KAM_PID=""; KSQL_PID=""; WORKER_PIDS=""
 cleanup() {
   stop_process "$SERVE_PID"
   stop_process "$KAM_PID"
+  stop_process "$KSQL_PID"
   for pid in $WORKER_PIDS; do stop_process "$pid"; done
   rm -rf "$WORK"
 }
@@ -105,15 +126,26 @@ echo "Authenticated REGISTER over UDP loopback: $CALLS registrations of $USERS u
 echo "vosapp serve : $V_RATE REGISTER/s ($V_OK ok, $V_FAILED failed, ${V_ELAPSED}s) p50 ${V_P50} ms p99 ${V_P99} ms; $V_CPU per CPU-second; $BOUND users bound in SQLite"
 echo "vosapp serve : at $SUSTAINED/s offered: $S_RATE REGISTER/s ($S_OK ok, $S_FAILED failed) p50 ${S_P50} ms p99 ${S_P99} ms; $S_CPU per CPU-second"
 
+# `start_kamailio LOG ARGS...`: Kamailio on a free UDP port of 127.0.0.1 with
+# bench/kamailio-registrar.cfg and extra command-line ARGS (-A defines); sets KAM_STARTED_PID,
+# KAM_STARTED_PIDS (main, UDP worker, timers: all of them, for the CPU time) and
+# KAM_STARTED_PORT.
+start_kamailio() {
+  local log=$1
+  shift
+  KAM_STARTED_PORT=$(free_port)
+  mkdir -p "$log.run"
+  kamailio -f bench/kamailio-registrar.cfg "$@" -l "udp:127.0.0.1:$KAM_STARTED_PORT" -D -E \
+           -Y "$log.run" -w "$log.run" -m 128 -M 16 >"$log" 2>&1 &
+  KAM_STARTED_PID=$!
+  sleep 1.5
+  KAM_STARTED_PIDS="$KAM_STARTED_PID $(pgrep -P "$KAM_STARTED_PID" | tr '\n' ' ')"
+}
+
 # --- Kamailio baseline
 if command -v kamailio >/dev/null; then
-  KPORT=$(free_port)
-  mkdir -p "$WORK/kamailio"
-  kamailio -f bench/kamailio-registrar.cfg -l "udp:127.0.0.1:$KPORT" -D -E -Y "$WORK/kamailio" \
-           -w "$WORK/kamailio" -m 128 -M 16 >"$WORK/kamailio.log" 2>&1 &
-  KAM_PID=$!
-  sleep 1.5
-  KAM_PIDS="$KAM_PID $(pgrep -P "$KAM_PID" | tr '\n' ' ')"  # main, UDP worker, timers
+  start_kamailio "$WORK/kamailio.log"
+  KAM_PID=$KAM_STARTED_PID; KAM_PIDS=$KAM_STARTED_PIDS; KPORT=$KAM_STARTED_PORT
   read -r K_RATE K_FAILED K_ELAPSED K_OK K_P50 K_P99 K_CPU < <(measure "$KPORT" "$RATE" "$CALLS" "$KAM_PIDS")
   echo "kamailio     : $K_RATE REGISTER/s ($K_OK ok, $K_FAILED failed, ${K_ELAPSED}s) p50 ${K_P50} ms p99 ${K_P99} ms; $K_CPU per CPU-second (all its processes) [baseline, children=1, usrloc in memory]"
   RATIO=$("$PY" -c "print(f'{$V_RATE / max($K_RATE, 1):.2f}')")
@@ -122,6 +154,83 @@ if command -v kamailio >/dev/null; then
   if [ "$V_FAILED" != "0" ] || "$PY" -c "import sys; sys.exit($RATIO >= 0.5)"; then echo "BELOW TARGET"; fi
 else
   echo "kamailio     : not installed (apt-get install -y kamailio) - no baseline"
+fi
+
+# --- Kamailio with vosapp's durability: usrloc write-through (db_mode 1) to SQLite, WAL
+KAM_MODULES=/usr/lib/x86_64-linux-gnu/kamailio/modules  # the cfg's mpath
+KAM_SCHEMA=/usr/share/kamailio/db_sqlite                 # shipped by kamailio-sqlite-modules
+if command -v kamailio >/dev/null && [ ! -e "$KAM_MODULES/db_sqlite.so" ]; then
+  # A bench prerequisite like kamailio itself (never needed by the tests).
+  if [ "$(id -u)" = 0 ]; then APT=(apt-get); else APT=(sudo -n apt-get); fi
+  DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y kamailio-sqlite-modules \
+    >"$WORK/apt.log" 2>&1 || true
+fi
+if ! command -v kamailio >/dev/null; then
+  :  # noted above
+elif [ ! -e "$KAM_MODULES/db_sqlite.so" ]; then
+  echo "kamailio sqlite: db_sqlite not installed and apt-get install -y kamailio-sqlite-modules failed ($(tail -n 1 "$WORK/apt.log")) - no write-through baseline"
+else
+  KDB="$WORK/kamailio-location.sqlite"
+  # The location table from Kamailio's own schema files (version rows included: usrloc checks
+  # location at version 9), else the same columns written here; WAL like vosapp's store
+  # (the journal mode is kept in the file; the cfg also asks db_sqlite for it).
+  "$PY" - "$KDB" "$KAM_SCHEMA" <<'PYEOF'
+import os, sqlite3, sys
+path, schema = sys.argv[1], sys.argv[2]
+db = sqlite3.connect(path, isolation_level=None)
+assert db.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+shipped = [f"{schema}/{name}-create.sql" for name in ("standard", "usrloc")]
+if all(os.path.exists(name) for name in shipped):
+    for name in shipped:
+        with open(name) as sql:
+            db.executescript(sql.read())
+else:
+    # Not expected with Debian's package; the columns usrloc 5.6 reads and writes.
+    db.executescript("""
+        CREATE TABLE version (id INTEGER PRIMARY KEY NOT NULL, table_name VARCHAR(32) NOT NULL
+            UNIQUE, table_version INTEGER DEFAULT 0 NOT NULL);
+        INSERT INTO version (table_name, table_version) VALUES ('version', 1), ('location', 9),
+            ('location_attrs', 1);
+        CREATE TABLE location (id INTEGER PRIMARY KEY NOT NULL,
+            ruid VARCHAR(64) DEFAULT '' NOT NULL UNIQUE, username VARCHAR(64) DEFAULT '' NOT NULL,
+            domain VARCHAR(64), contact VARCHAR(512) DEFAULT '' NOT NULL, received VARCHAR(128),
+            path VARCHAR(512), expires TIMESTAMP DEFAULT '2030-05-28 21:32:15' NOT NULL,
+            q REAL DEFAULT 1.0 NOT NULL, callid VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL,
+            cseq INTEGER DEFAULT 1 NOT NULL,
+            last_modified TIMESTAMP DEFAULT '2000-01-01 00:00:01' NOT NULL,
+            flags INTEGER DEFAULT 0 NOT NULL, cflags INTEGER DEFAULT 0 NOT NULL,
+            user_agent VARCHAR(255) DEFAULT '' NOT NULL, socket VARCHAR(64), methods INTEGER,
+            instance VARCHAR(255), reg_id INTEGER DEFAULT 0 NOT NULL,
+            server_id INTEGER DEFAULT 0 NOT NULL, connection_id INTEGER DEFAULT 0 NOT NULL,
+            keepalive INTEGER DEFAULT 0 NOT NULL, partition INTEGER DEFAULT 0 NOT NULL);
+        CREATE INDEX location_account_contact_idx ON location (username, domain, contact);
+        CREATE INDEX location_expires_idx ON location (expires);
+        CREATE INDEX location_connection_idx ON location (server_id, connection_id);
+        CREATE TABLE location_attrs (id INTEGER PRIMARY KEY NOT NULL,
+            ruid VARCHAR(64) DEFAULT '' NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL,
+            domain VARCHAR(64), aname VARCHAR(64) DEFAULT '' NOT NULL,
+            atype INTEGER DEFAULT 0 NOT NULL, avalue VARCHAR(512) DEFAULT '' NOT NULL,
+            last_modified TIMESTAMP DEFAULT '2000-01-01 00:00:01' NOT NULL);
+    """)
+db.close()
+PYEOF
+  start_kamailio "$WORK/kamailio-sqlite.log" -A WITH_SQLITE -A "DBFILE=\"$KDB\"" \
+                 -A "DBURL=\"sqlite:///$KDB\"" -A "SQLCON=\"ul=>sqlite:///$KDB\"" \
+                 -A "SYNCHRONOUS=\"$KAM_SQLITE_SYNCHRONOUS\""
+  KSQL_PID=$KAM_STARTED_PID
+  read -r KS_RATE KS_FAILED KS_ELAPSED KS_OK KS_P50 KS_P99 KS_CPU < <(measure "$KAM_STARTED_PORT" "$RATE" "$CALLS" "$KAM_STARTED_PIDS")
+  stop_process "$KSQL_PID"; KSQL_PID=""
+  # What landed on disk (read after Kamailio stopped), and the synchronous setting its
+  # connection reported (the cfg logs it before the first save()).
+  KS_STORED=$("$PY" -c "
+import sqlite3
+db = sqlite3.connect('$KDB')
+rows, users = db.execute('SELECT COUNT(*), COUNT(DISTINCT username) FROM location').fetchone()
+print(f'{rows} rows, {users} users in location, journal_mode {db.execute(\"PRAGMA journal_mode\").fetchone()[0]}')")
+  KS_SYNC=$(sed -n 's/.*usrloc sqlite connection: synchronous=\([0-9]*\).*/\1/p' "$WORK/kamailio-sqlite.log" | head -n 1)
+  echo "kamailio sqlite: $KS_RATE REGISTER/s ($KS_OK ok, $KS_FAILED failed, ${KS_ELAPSED}s) p50 ${KS_P50} ms p99 ${KS_P99} ms; $KS_CPU per CPU-second (all its processes) [baseline, children=1, usrloc db_mode 1: write-through to SQLite, synchronous=${KS_SYNC:-?} (1 NORMAL, 2 FULL)]; $KS_STORED"
+  echo "ratio vosapp/kamailio-sqlite (wall): $("$PY" -c "print(f'{$V_RATE / max($KS_RATE, 1):.2f}')")"
+  [ "$KS_CPU" != "-" ] && echo "ratio vosapp/kamailio-sqlite (per CPU-second): $("$PY" -c "print(f'{$V_CPU / $KS_CPU:.2f}')")"
 fi
 
 # --- SO_REUSEPORT workers: one socket per registration at SIPp (-t un), same run
