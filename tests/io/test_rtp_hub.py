@@ -16,7 +16,7 @@ from vosapp.clock import ManualClock
 from vosapp.io import rtp_relay
 from vosapp.io.rtp_relay import LegConfig, RtpRelay
 from vosapp.media.relay import RelayCore
-from vosapp.media.rtp import OutgoingStream
+from vosapp.media.rtp import OutgoingStream, RtpStreamStats
 
 pytestmark = [
     pytest.mark.timeout(30),
@@ -41,10 +41,13 @@ async def settle(relay: RtpRelay, sent: dict[str, int], a_peers: list[Endpoint],
     raise AssertionError(f"relay did not settle: {relay.stats()} vs {sent}")
 
 
-async def traffic(forwarded: list[int]) -> dict[str, Any]:
+async def traffic(forwarded: list[int], *, owned: bool = False) -> dict[str, Any]:
     """One call's worth of awkward traffic, step by step under a manual clock (so that the
-    jitter depends on the packets only, not on when the loop ran)."""
+    jitter depends on the packets only, not on when the loop ran). ``owned``: the hub's
+    clock is the relay's, so the hub holds the legs' statistics (own_stats)."""
     clock = ManualClock(100.0)
+    if owned:
+        rtp_relay._loop_hub(asyncio.get_running_loop()).clock = clock
     phone, carrier, intruder, moved = (await Endpoint.open(), await Endpoint.open(),
                                        await Endpoint.open(), await Endpoint.open())
     relay = RtpRelay(
@@ -124,25 +127,33 @@ async def traffic(forwarded: list[int]) -> dict[str, Any]:
 
 @pytest.fixture
 def forwarded_in_c(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Datagrams the hub forwarded (those RelayCore.account_forwarded counted)."""
+    """Datagrams the hub forwarded: those RelayCore.account_forwarded counted (statistics
+    reported) and those the hub accounted itself (statistics owned)."""
     counts: list[int] = []
     account = RelayCore.account_forwarded
+    resume = RtpStreamStats.resume_in_order
 
     def spy(self: RelayCore, side: Any, headers: Any, size: int, now: float) -> None:
         counts.append(len(headers))
         account(self, side, headers, size, now)
 
+    def resume_spy(self: RtpStreamStats, received: int, state: Any) -> None:
+        counts.append(received)
+        resume(self, received, state)
+
     monkeypatch.setattr(RelayCore, "account_forwarded", spy)
+    monkeypatch.setattr(RtpStreamStats, "resume_in_order", resume_spy)
     yield counts
 
 
+@pytest.mark.parametrize("statistics", ["reported", "owned"])
 def test_the_hub_and_the_python_path_count_and_forward_the_same(
-        monkeypatch: pytest.MonkeyPatch, forwarded_in_c: list[int]) -> None:
+        monkeypatch: pytest.MonkeyPatch, forwarded_in_c: list[int], statistics: str) -> None:
     results = {}
     for path in ("python", "hub"):
         monkeypatch.setenv("VOSAPP_RTP_HUB", "0" if path == "python" else "1")
         forwarded_in_c.clear()
-        results[path] = asyncio.run(traffic(forwarded_in_c))
+        results[path] = asyncio.run(traffic(forwarded_in_c, owned=statistics == "owned"))
     python, hub = results["python"], results["hub"]
     assert python["forwarded"] == 0
     assert hub["forwarded"] > 40  # most media went through C
@@ -261,6 +272,54 @@ def test_hub_api_routes_reports_and_send_failures() -> None:
         assert len(hub) == 0 and hub.poll(7.0) == []
         with pytest.raises(KeyError):
             hub.remove(inbound.fileno())
+    finally:
+        hub.close()
+        for sock in (inbound, outbound, sender, peer):
+            sock.close()
+
+
+def test_hub_owned_statistics_match_rtp_stream_stats() -> None:
+    """Packets in order accounted in C (RFC 3550 A.1 wrap, A.8 jitter with a timestamp that
+    wraps and steps back) give RtpStreamStats.update's state bit for bit; a packet out of
+    order goes back to Python."""
+    assert rtp_relay._rtphub is not None
+    hub = rtp_relay._rtphub.Hub(0.001, 8, 16)
+    inbound, outbound, sender, peer = udp(), udp(), udp(), udp()
+    try:
+        hub.add(inbound.fileno(), "in")
+        source, to = sender.getsockname(), peer.getsockname()
+        hub.set_route(inbound.fileno(), *source, 8, -1, outbound.fileno(), *to)
+        reference = RtpStreamStats(8000)
+        reference.update(65530, 0xFFFFFE00, 10.0)  # the core accounted the latching packet
+        mine = RtpStreamStats(8000)
+        mine.update(65530, 0xFFFFFE00, 10.0)
+        state = mine.in_order_state()
+        assert state is not None
+        hub.own_stats(inbound.fileno(), *state, 8000)
+        with pytest.raises(RuntimeError):
+            hub.clear_route(inbound.fileno())  # owned statistics are taken back first
+        timestamps = [0xFFFFFEA0, 0xFFFFFF40, 0x40, 0x20, 0x1E0, 0x280, 0x320, 0x3C0]
+        arrivals = [10.021, 10.0437, 10.0605, 10.07, 10.1033, 10.1201, 10.1402, 10.1599]
+        for i, (timestamp, arrival) in enumerate(zip(timestamps, arrivals, strict=True)):
+            sequence = (65531 + i) & 0xFFFF
+            datagram = bytes([0x80, 8]) + sequence.to_bytes(2, "big") + \
+                timestamp.to_bytes(4, "big") + b"\x00\x00\x51\x51" + b"\xd5" * 160
+            sender.sendto(datagram, inbound.getsockname())
+            assert hub.poll(arrival) == []  # forwarded and accounted in C
+            reference.update(sequence, timestamp, arrival)
+        late = bytes([0x80, 8]) + (65533).to_bytes(2, "big") + bytes(8) + b"\xd5" * 160
+        sender.sendto(late, inbound.getsockname())
+        assert hub.poll(11.0) == [("in", [], 0, 0, 0, 0, 0, (late, source))]
+        taken = hub.take_stats(inbound.fileno())
+        assert taken is not None and hub.take_stats(inbound.fileno()) is None
+        rx_packets, rx_bytes, received, *in_order, tx_packets, tx_bytes, _, _ = taken
+        assert (rx_packets, rx_bytes, received, tx_packets, tx_bytes) == (8, 8 * 172, 8, 8,
+                                                                          8 * 172)
+        mine.resume_in_order(received, tuple(in_order))  # type: ignore[arg-type]
+        assert mine.as_dict() == reference.as_dict()  # cycles and jitter included
+        assert mine.in_order_state() == reference.in_order_state()
+        assert reference.cycles == 65536 and reference.jitter > 0
+        hub.clear_route(inbound.fileno())
     finally:
         hub.close()
         for sock in (inbound, outbound, sender, peer):

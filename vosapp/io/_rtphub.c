@@ -10,9 +10,15 @@
  * it; a socket without a route is only reported as readable.
  *
  * Counters are those of the Python path (rtp_relay._transmit_bursts): a send failing with
- * EAGAIN is a drop (stale audio is not queued), any other failure an error. The forwarded RTP
- * headers go back to Python, which accounts them with RtpStreamStats.update_many (RFC 3550
- * A.1/A.8) at the poll's arrival time.
+ * EAGAIN is a drop (stale audio is not queued), any other failure an error. Statistics, two
+ * ways per socket:
+ * - reported: the forwarded RTP headers go back to Python, which accounts them with
+ *   RtpStreamStats.update_many (RFC 3550 A.1/A.8) at the poll's arrival time;
+ * - owned (own_stats): the hub holds the part of the RFC 3550 state an in-order packet changes
+ *   (A.1 next sequence number and cycles, A.8 last timestamp, arrival and jitter) and does
+ *   that packet's accounting itself, with the same double arithmetic as rtp.py, so nothing
+ *   per packet reaches Python; any other sequence number ends the turn like a datagram that
+ *   does not fit. take_stats() hands the state and the counts back.
  *
  * Nothing here blocks (MSG_DONTWAIT, epoll_wait with timeout 0) and the work per poll is
  * capped (max_events sockets, drain_batch datagrams each).
@@ -42,6 +48,16 @@ typedef struct {
     int out_fd;
     struct sockaddr_in peer;
     double last_wake; /* the backlog policy of rtp_relay._drain */
+    /* owned statistics (own_stats .. take_stats) */
+    int owns_stats;
+    long next_seq;      /* A.1: the sequence number an in-order packet carries */
+    long long cycles;   /* A.1: 65536 per wrap of the sequence number */
+    uint32_t last_timestamp;
+    double last_arrival;
+    double jitter;      /* A.8, timestamp units */
+    double clock_rate;
+    long long received, rx_packets, rx_bytes; /* since own_stats, on this leg */
+    long long tx_packets, tx_bytes, tx_dropped, tx_errors; /* of the sends from out_fd */
 } Entry;
 
 typedef struct {
@@ -312,9 +328,69 @@ hub_clear_route(Hub *self, PyObject *arg)
     Entry *entry = hub_entry(self, fd);
     if (entry == NULL)
         return NULL;
+    if (entry->owns_stats) {
+        PyErr_SetString(PyExc_RuntimeError, "take_stats() before clearing the route");
+        return NULL;
+    }
     entry->routed = 0;
     entry->out_fd = -1;
     Py_RETURN_NONE;
+}
+
+static PyObject *
+hub_own_stats(Hub *self, PyObject *args)
+{
+    int fd;
+    long next_seq;
+    long long cycles;
+    unsigned long last_timestamp;
+    double last_arrival, jitter, clock_rate;
+    if (!PyArg_ParseTuple(args, "ilLkddd:own_stats", &fd, &next_seq, &cycles, &last_timestamp,
+                          &last_arrival, &jitter, &clock_rate))
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    Entry *entry = hub_entry(self, fd);
+    if (entry == NULL)
+        return NULL;
+    if (!entry->routed || entry->owns_stats) {
+        PyErr_SetString(PyExc_RuntimeError, "own_stats() needs a route and no owned stats");
+        return NULL;
+    }
+    if (next_seq < 0 || next_seq > 0xFFFF || last_timestamp > 0xFFFFFFFFUL || clock_rate <= 0) {
+        PyErr_SetString(PyExc_ValueError, "sequence 0..65535, timestamp 32 bits, rate > 0");
+        return NULL;
+    }
+    entry->next_seq = next_seq;
+    entry->cycles = cycles;
+    entry->last_timestamp = (uint32_t)last_timestamp;
+    entry->last_arrival = last_arrival;
+    entry->jitter = jitter;
+    entry->clock_rate = clock_rate;
+    entry->received = entry->rx_packets = entry->rx_bytes = 0;
+    entry->tx_packets = entry->tx_bytes = entry->tx_dropped = entry->tx_errors = 0;
+    entry->owns_stats = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hub_take_stats(Hub *self, PyObject *arg)
+{
+    int fd;
+    if (!PyArg_Parse(arg, "i", &fd))
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    Entry *entry = hub_entry(self, fd);
+    if (entry == NULL)
+        return NULL;
+    if (!entry->owns_stats)
+        Py_RETURN_NONE;
+    entry->owns_stats = 0;
+    return Py_BuildValue("(LLLlLkddLLLL)", entry->rx_packets, entry->rx_bytes, entry->received,
+                         entry->next_seq, entry->cycles, (unsigned long)entry->last_timestamp,
+                         entry->last_arrival, entry->jitter, entry->tx_packets, entry->tx_bytes,
+                         entry->tx_dropped, entry->tx_errors);
 }
 
 /* A datagram handed back to Python: (bytes, (host, port)). */
@@ -337,7 +413,8 @@ hub_turn(Hub *self, Entry *entry, double now)
     int reads = now - entry->last_wake < self->backlog_gap ? self->drain_batch : 1;
     entry->last_wake = now;
     PyObject *headers = NULL, *other = NULL;
-    long long rx_bytes = 0, tx_bytes = 0, tx_packets = 0, tx_dropped = 0, tx_errors = 0;
+    long long rx_packets = 0, rx_bytes = 0;
+    long long tx_bytes = 0, tx_packets = 0, tx_dropped = 0, tx_errors = 0;
     for (int i = 0; i < reads; i++) {
         struct sockaddr_storage from;
         socklen_t fromlen = sizeof(from);
@@ -371,16 +448,38 @@ hub_turn(Hub *self, Entry *entry, double now)
         uint16_t sequence = (uint16_t)(buffer[2] << 8 | buffer[3]);
         uint32_t timestamp = (uint32_t)buffer[4] << 24 | (uint32_t)buffer[5] << 16 |
                              (uint32_t)buffer[6] << 8 | (uint32_t)buffer[7];
-        if (headers == NULL && (headers = PyList_New(0)) == NULL)
-            goto fail;
-        PyObject *header = Py_BuildValue("(iiik)", buffer[0], buffer[1], (unsigned int)sequence,
-                                         (unsigned long)timestamp);
-        if (header == NULL)
-            goto fail;
-        int appended = PyList_Append(headers, header);
-        Py_DECREF(header);
-        if (appended < 0)
-            goto fail;
+        if (entry->owns_stats) {
+            if (sequence != entry->next_seq) { /* gap, late, duplicate, restart: A.1 in Python */
+                other = datagram_tuple(buffer, size, source);
+                if (other == NULL)
+                    goto fail;
+                break;
+            }
+            /* RtpStreamStats.update's in-order case: A.1, then A.8 with
+             * D = (R_i - R_(i-1)) * rate - (S_i - S_(i-1)), the timestamp step signed mod 2^32 */
+            entry->received++;
+            entry->next_seq = (sequence + 1) & 0xFFFF;
+            if (sequence == 0)
+                entry->cycles += 65536;
+            uint32_t step = timestamp - entry->last_timestamp;
+            double ts_delta = step >= 0x80000000u ? (double)step - 4294967296.0 : (double)step;
+            double d = (now - entry->last_arrival) * entry->clock_rate - ts_delta;
+            entry->jitter = entry->jitter + ((d >= 0 ? d : -d) - entry->jitter) * 0.0625;
+            entry->last_timestamp = timestamp;
+            entry->last_arrival = now;
+        } else {
+            if (headers == NULL && (headers = PyList_New(0)) == NULL)
+                goto fail;
+            PyObject *header = Py_BuildValue("(iiik)", buffer[0], buffer[1],
+                                             (unsigned int)sequence, (unsigned long)timestamp);
+            if (header == NULL)
+                goto fail;
+            int appended = PyList_Append(headers, header);
+            Py_DECREF(header);
+            if (appended < 0)
+                goto fail;
+        }
+        rx_packets++;
         rx_bytes += size;
         if (entry->rewrite_pt >= 0)
             buffer[1] = (uint8_t)((buffer[1] & 0x80) | entry->rewrite_pt);
@@ -399,6 +498,15 @@ hub_turn(Hub *self, Entry *entry, double now)
             tx_dropped++;
         else
             tx_errors++;
+    }
+    if (entry->owns_stats) {
+        entry->rx_packets += rx_packets;
+        entry->rx_bytes += rx_bytes;
+        entry->tx_packets += tx_packets;
+        entry->tx_bytes += tx_bytes;
+        entry->tx_dropped += tx_dropped;
+        entry->tx_errors += tx_errors;
+        rx_bytes = tx_packets = tx_bytes = tx_dropped = tx_errors = 0;
     }
     if (headers == NULL && other == NULL)
         Py_RETURN_NONE;
@@ -477,6 +585,13 @@ static PyMethodDef hub_methods[] = {
      "peer_port): forward fitting datagrams in C (rewrite_pt -1: none)."},
     {"clear_route", (PyCFunction)hub_clear_route, METH_O,
      "clear_route(fd): report the socket as readable instead."},
+    {"own_stats", (PyCFunction)hub_own_stats, METH_VARARGS,
+     "own_stats(fd, next_seq, cycles, last_timestamp, last_arrival, jitter, clock_rate): "
+     "account in-order packets of a routed socket here (RFC 3550 A.1/A.8)."},
+    {"take_stats", (PyCFunction)hub_take_stats, METH_O,
+     "take_stats(fd): None, or (rx_packets, rx_bytes, received, next_seq, cycles, "
+     "last_timestamp, last_arrival, jitter, tx_packets, tx_bytes, tx_dropped, tx_errors) "
+     "since own_stats(), which ends."},
     {"poll", (PyCFunction)hub_poll, METH_O,
      "poll(now): serve the ready sockets; a list of (key, headers or None, rx_bytes, "
      "tx_packets, tx_bytes, tx_dropped, tx_errors, (datagram, source) or None)."},

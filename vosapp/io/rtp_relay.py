@@ -87,6 +87,8 @@ class _LoopHub:
         assert _rtphub is not None
         self.loop = loop
         self.hub = _rtphub.Hub(RtpRelay._BACKLOG_GAP, RtpRelay._DRAIN_BATCH)
+        # the arrival time of a poll; a relay on this clock lets the hub own its statistics
+        self.clock: Clock = LoopClock(loop)
         loop.add_reader(self.hub.fileno(), self._ready)
 
     def add(self, sock: socket.socket, relay: RtpRelay, side: Side) -> None:
@@ -102,7 +104,7 @@ class _LoopHub:
                 del _hubs[self.loop]
 
     def _ready(self) -> None:
-        for (relay, side), headers, rx_bytes, *sent, other in self.hub.poll(self.loop.time()):
+        for (relay, side), headers, rx_bytes, *sent, other in self.hub.poll(self.clock.now()):
             if headers is None:  # no route: the socket is readable, the core decides
                 relay._drain(side)
             else:
@@ -234,6 +236,7 @@ class RtpRelay:
         self._woken: dict[Side, float] = {}  # the last wake-up of each leg's socket (_drain)
         self._hub: _LoopHub | None = None
         self._routes: dict[Side, ShortRoute | None] = {"a": None, "b": None}  # set in the hub
+        self._owned: set[Side] = set()  # legs whose statistics the hub holds (own_stats)
 
     @classmethod
     async def open(
@@ -283,10 +286,12 @@ class RtpRelay:
         loop = asyncio.get_running_loop()
         self._ports = ports
         self._loop = loop
-        if self._clock is None:
-            self._clock = LoopClock(loop)
         if hub_enabled():
             self._hub = _loop_hub(loop)
+            if self._clock is None:
+                self._clock = self._hub.clock
+        if self._clock is None:
+            self._clock = LoopClock(loop)
         for leg in (self.a, self.b):
             sock = sockets[leg.side]
             # room for bursts: a relay must not lose packets to a small receive buffer
@@ -321,7 +326,16 @@ class RtpRelay:
         self._sync_routes()
 
     def stats(self) -> dict[str, Any]:
-        """Per-leg counters, the mode, and the transcoders' counters when transcoding."""
+        """Per-leg counters, the mode, and the transcoders' counters when transcoding.
+
+        With the hub, the legs' :class:`LegStats` are current after this call (the hub may
+        hold the counts of the packets it forwarded until then)."""
+        if self._owned:
+            self._take_stats("a")
+            self._take_stats("b")
+            out = self.core.stats()
+            self._sync_routes()  # the hub takes them on again
+            return out
         return self.core.stats()
 
     def info_received(self, side: Side, content_type: str, body: bytes | str) -> None:
@@ -335,6 +349,8 @@ class RtpRelay:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
+        for side in list(self._owned):
+            self._take_stats(side)
         for side, sock in list(self._socks.items()):
             if self._hub is not None:
                 self._hub.remove(sock)  # before closing: the fd number may be reused at once
@@ -360,6 +376,8 @@ class RtpRelay:
         sock = self._socks.get(side)
         if sock is None:
             return
+        if side in self._owned:  # the core accounts what comes now
+            self._take_stats(side)
         recvfrom = sock.recvfrom
         now = self._now()
         # What a wake-up drained goes to the core in one call and out in one send loop after
@@ -399,6 +417,8 @@ class RtpRelay:
         their sends from the other leg's socket), then stopped at ``other`` (if not None),
         which goes through the core after them, in arrival order."""
         now = self._now()
+        if side in self._owned:  # the core accounts what comes now
+            self._take_stats(side)
         if headers:
             self.core.account_forwarded(side, headers, rx_bytes, now)
             stats = self.core.leg("b" if side == "a" else "a").stats
@@ -415,27 +435,67 @@ class RtpRelay:
 
     def _sync_routes(self) -> None:
         """Give the hub the core's short path of each leg as it is now (after any call into
-        the core: latching, direction and peers may have changed)."""
+        the core: latching, direction and peers may have changed), and the leg's statistics
+        with it when the relay's clock is the hub's."""
         hub = self._hub
         if hub is None:
             return
         for side in ("a", "b"):
-            route = self.core.short_route(side)
-            if route == self._routes[side] or side not in self._socks:
+            sock = self._socks.get(side)
+            if sock is None:
                 continue
-            self._routes[side] = route
-            fd = self._socks[side].fileno()
-            if route is not None and route.out_side in self._socks:
-                (source_host, source_port), (peer_host, peer_port) = route.source, route.peer
-                rewrite = -1 if route.rewrite_pt is None else route.rewrite_pt
-                try:
-                    hub.hub.set_route(fd, source_host, source_port, route.media_pt, rewrite,
-                                      self._socks[route.out_side].fileno(), peer_host,
-                                      peer_port)
-                    continue
-                except ValueError:  # an IPv6 leg: the core forwards it
-                    pass
-            hub.hub.clear_route(fd)
+            fd = sock.fileno()
+            route = self.core.short_route(side)
+            if route != self._routes[side]:
+                self._take_stats(side)
+                self._routes[side] = route
+                if not self._set_route(fd, route):
+                    hub.hub.clear_route(fd)
+                    self._routes[side] = None
+            if (self._routes[side] is not None and side not in self._owned
+                    and self._clock is hub.clock):
+                stream = self.core.leg(side).stats.stream
+                state = stream.in_order_state()
+                if state is not None:
+                    hub.hub.own_stats(fd, *state, stream.clock_rate)
+                    self._owned.add(side)
+
+    def _set_route(self, fd: int, route: ShortRoute | None) -> bool:
+        assert self._hub is not None
+        out = self._socks.get(route.out_side) if route is not None else None
+        if route is None or out is None:
+            return False
+        (source_host, source_port), (peer_host, peer_port) = route.source, route.peer
+        rewrite = -1 if route.rewrite_pt is None else route.rewrite_pt
+        try:
+            self._hub.hub.set_route(fd, source_host, source_port, route.media_pt, rewrite,
+                                    out.fileno(), peer_host, peer_port)
+        except ValueError:  # an IPv6 leg: the core forwards it
+            return False
+        return True
+
+    def _take_stats(self, side: Side) -> None:
+        """Take back a leg's statistics from the hub (own_stats): what it forwarded since
+        counts on this leg (rx) and on the other (tx, sent from its socket)."""
+        if side not in self._owned:
+            return
+        self._owned.discard(side)
+        assert self._hub is not None
+        taken = self._hub.hub.take_stats(self._socks[side].fileno())
+        if taken is None:
+            return
+        (rx_packets, rx_bytes, received, next_seq, cycles, last_timestamp, last_arrival, jitter,
+         tx_packets, tx_bytes, tx_dropped, tx_errors) = taken
+        stats = self.core.leg(side).stats
+        stats.rx_packets += rx_packets
+        stats.rx_bytes += rx_bytes
+        stats.stream.resume_in_order(
+            received, (next_seq, cycles, last_timestamp, last_arrival, jitter))
+        out = self.core.leg("b" if side == "a" else "a").stats
+        out.tx_packets += tx_packets
+        out.tx_bytes += tx_bytes
+        out.tx_dropped += tx_dropped
+        out.tx_errors += tx_errors
 
     def _transmit_bursts(self, bursts: list[Burst]) -> None:
         outputs = self._outputs
