@@ -449,7 +449,7 @@ class RtpRelay:
             if route != self._routes[side]:
                 self._take_stats(side)
                 self._routes[side] = route
-                if not self._set_route(fd, route):
+                if not self._set_route(sock, route):
                     hub.hub.clear_route(fd)
                     self._routes[side] = None
             if (self._routes[side] is not None and side not in self._owned
@@ -460,16 +460,17 @@ class RtpRelay:
                     hub.hub.own_stats(fd, *state, stream.clock_rate)
                     self._owned.add(side)
 
-    def _set_route(self, fd: int, route: ShortRoute | None) -> bool:
+    def _set_route(self, sock: socket.socket, route: ShortRoute | None) -> bool:
         assert self._hub is not None
         out = self._socks.get(route.out_side) if route is not None else None
-        if route is None or out is None:
+        if (route is None or out is None or sock.family != socket.AF_INET
+                or out.family != socket.AF_INET):  # the hub speaks IPv4 only
             return False
         (source_host, source_port), (peer_host, peer_port) = route.source, route.peer
         rewrite = -1 if route.rewrite_pt is None else route.rewrite_pt
         try:
-            self._hub.hub.set_route(fd, source_host, source_port, route.media_pt, rewrite,
-                                    out.fileno(), peer_host, peer_port)
+            self._hub.hub.set_route(sock.fileno(), source_host, source_port, route.media_pt,
+                                    rewrite, out.fileno(), peer_host, peer_port)
         except ValueError:  # an IPv6 leg: the core forwards it
             return False
         return True
