@@ -104,11 +104,12 @@ class _LoopHub:
                 del _hubs[self.loop]
 
     def _ready(self) -> None:
-        for (relay, side), headers, rx_bytes, *sent, other in self.hub.poll(self.clock.now()):
+        now = self.clock.now()
+        for (relay, side), headers, rx_bytes, *sent, other in self.hub.poll(now):
             if headers is None:  # no route: the socket is readable, the core decides
                 relay._drain(side)
             else:
-                relay._forwarded(side, headers, rx_bytes, sent, other)
+                relay._forwarded(side, headers, rx_bytes, sent, other, now)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, _LoopHub] = {}
@@ -411,12 +412,14 @@ class RtpRelay:
             self._arm()
 
     def _forwarded(self, side: Side, headers: list[tuple[int, int, int, int]], rx_bytes: int,
-                   sent: list[int], other: tuple[bytes, Address] | None) -> None:
+                   sent: list[int], other: tuple[bytes, Address] | None,
+                   polled: float) -> None:
         """The hub's report of one turn on leg ``side``'s socket: it forwarded the datagrams
         of ``headers`` (``rx_bytes`` in all; ``sent`` = packets, bytes, dropped, errors of
         their sends from the other leg's socket), then stopped at ``other`` (if not None),
-        which goes through the core after them, in arrival order."""
-        now = self._now()
+        which goes through the core after them, in arrival order. ``polled``: the hub's
+        clock at the poll (one reading per wake-up, as in :meth:`_drain`)."""
+        now = polled if self._hub is not None and self._clock is self._hub.clock else self._now()
         if side in self._owned:  # the core accounts what comes now
             self._take_stats(side)
         if headers:
