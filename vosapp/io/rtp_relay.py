@@ -15,11 +15,14 @@ the relay's own processing time to the jitter statistics.
 The hub (the optional C extension :mod:`vosapp.io._rtphub`, Linux): one epoll fd per event
 loop, registered as the loop's one reader for every relay socket. While the core's short path
 holds for a leg (:meth:`RelayCore.short_route`: latched IPv4 source, no transcoding or DTMF
-conversion, both directions open), the hub forwards that leg's media datagrams in C and hands
-Python their headers and counts, once per socket and poll (:meth:`RelayCore.account_forwarded`);
-any other datagram, and every datagram of a leg without a route, goes through the core as
-without the hub. After every call into the core the relay sets its legs' routes again. Without
-the extension, or with ``VOSAPP_RTP_HUB=0``, each socket is its own reader.
+conversion, both directions open), the hub forwards that leg's media datagrams in C. Their
+statistics: when the relay runs on the hub's clock (the default), the hub holds the leg's
+RFC 3550 state and accounts packets in order itself, handing it back before the core sees a
+datagram of that leg and on :meth:`RtpRelay.stats`; otherwise it hands Python their headers
+once per socket and poll (:meth:`RelayCore.account_forwarded`). Any other datagram, and every
+datagram of a leg without a route, goes through the core as without the hub. After every call
+into the core the relay sets its legs' routes again. Without the extension, or with
+``VOSAPP_RTP_HUB=0``, each socket is its own reader.
 
 Ports: :class:`PortAllocator` hands out even ports from a configured range (RFC 3550 §11: RTP
 on an even port, RTCP on the next odd one).
@@ -67,7 +70,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-try:  # the native forwarding path (setup.py builds it when a compiler and Python's headers are there)
+try:  # the native forwarding path (setup.py builds it with a compiler and Python's headers)
     from vosapp.io import _rtphub
 except ImportError:  # not built: each relay socket is its own reader
     _rtphub = None  # type: ignore[assignment]
@@ -122,7 +125,6 @@ def _loop_hub(loop: asyncio.AbstractEventLoop) -> _LoopHub:
     if hub is None:
         hub = _hubs[loop] = _LoopHub(loop)
     return hub
-
 
 
 class PortRangeExhausted(RuntimeError):
@@ -479,8 +481,8 @@ class RtpRelay:
         return True
 
     def _take_stats(self, side: Side) -> None:
-        """Take back a leg's statistics from the hub (own_stats): what it forwarded since
-        counts on this leg (rx) and on the other (tx, sent from its socket)."""
+        """Take back a leg's statistics from the hub (own_stats). What it forwarded since
+        counts as received on this leg and as sent on the other (its socket sent them)."""
         if side not in self._owned:
             return
         self._owned.discard(side)

@@ -110,7 +110,6 @@ Burst = tuple[Side, Address, list[bytes | bytearray]]
 socket (what :meth:`RelayCore.receive_batch` returns)."""
 
 
-
 class ShortRoute(NamedTuple):
     """What :meth:`RelayCore.receive_batch`'s short path needs for one incoming leg, so an
     I/O layer may forward such datagrams itself (:meth:`RelayCore.short_route`).
