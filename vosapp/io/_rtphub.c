@@ -109,6 +109,7 @@ hub_init(Hub *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "hub already initialised");
         return -1;
     }
+    PyMem_Free(self->events); /* a failed __init__ called again */
     self->events = PyMem_Calloc((size_t)max_events, sizeof(struct epoll_event));
     if (self->events == NULL) {
         PyErr_NoMemory();
