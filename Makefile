@@ -21,9 +21,9 @@ setup: sysdeps $(STAMP) $(KERNEL)
 sysdeps:
 	@bash scripts/sysdeps.sh
 
-# setup.py and the C source: the install builds the transcoder's C lane (an editable install
-# builds it in place), so a change to either must run it again.
-$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c
+# setup.py and the C sources: the install builds the transcoder's C lane and the relay's hub
+# (an editable install builds them in place), so a change to any must run it again.
+$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/io/_rtphub.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[lab,test]'
 	@touch $@
@@ -59,4 +59,4 @@ lint: setup ## ruff, and mypy as configured in pyproject.toml
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache vosapp/media/codecs/_g729lane.*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache vosapp/media/codecs/_g729lane.*.so vosapp/io/_rtphub.*.so

@@ -8,7 +8,8 @@ import pytest
 from tests.io.test_rtp_relay import Endpoint, pcma_packets, run
 from vosapp.io.rtp_relay import LegConfig, RtpRelay
 
-pytestmark = pytest.mark.timeout(30)
+# each test runs on both receive paths: the C hub and one Python reader per socket
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("relay_path")]
 
 
 def test_held_endpoint_gets_nothing_until_it_resumes() -> None:

@@ -29,7 +29,8 @@ from vosapp.media.dtmf.convert import SendInfo
 from vosapp.media.rtp import OutgoingStream, RtpPacket
 from vosapp.net import Address
 
-pytestmark = pytest.mark.timeout(30)
+# each test runs on both receive paths: the C hub and one Python reader per socket
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("relay_path")]
 
 
 class Endpoint(asyncio.DatagramProtocol):

@@ -5,6 +5,9 @@
 * ``served_switch(config=None, **serve_options)`` - ``vosapp serve`` on a free port (a fresh
   ``switch_config()`` when no config is given), stopped at teardown;
 * ``net`` - a :class:`~vosapp.io.virtual.VirtualNetwork` with 1 ms latency (virtual time);
+* ``relay_path`` - parametrizes a test over the media relay's two receive paths: ``"hub"``
+  (the C forwarding hub, skipped when vosapp.io._rtphub is not built) and ``"python"``
+  (``VOSAPP_RTP_HUB=0``: one reader per socket);
 * ``sipp`` - SIPp runs with tmp_path as working directory; background runs still alive at
   teardown are killed.
 """
@@ -23,6 +26,19 @@ from tests.support.ports import free_port
 from tests.support.serving import Served, serve, write_config
 from tests.support.sipp import run_sipp, start_sipp, stop_sipp
 from vosapp.io.virtual import VirtualNetwork
+
+
+@pytest.fixture(params=["hub", "python"])
+def relay_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "hub":
+        from vosapp.io import rtp_relay
+
+        if rtp_relay._rtphub is None:
+            pytest.skip("vosapp.io._rtphub is not built (setup.py build_ext --inplace)")
+        monkeypatch.setenv("VOSAPP_RTP_HUB", "1")
+    else:
+        monkeypatch.setenv("VOSAPP_RTP_HUB", "0")
+    return str(request.param)
 
 
 @pytest.fixture

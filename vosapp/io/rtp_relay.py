@@ -12,6 +12,18 @@ Arrival time: one clock reading per wake-up, shared by the datagrams drained in 
 all waiting in the socket buffer at that moment; reading the clock per datagram would only add
 the relay's own processing time to the jitter statistics.
 
+The hub (the optional C extension :mod:`vosapp.io._rtphub`, Linux): one epoll fd per event
+loop, registered as the loop's one reader for every relay socket. While the core's short path
+holds for a leg (:meth:`RelayCore.short_route`: latched IPv4 source, no transcoding or DTMF
+conversion, both directions open), the hub forwards that leg's media datagrams in C. Their
+statistics: when the relay runs on the hub's clock (the default), the hub holds the leg's
+RFC 3550 state and accounts packets in order itself, handing it back before the core sees a
+datagram of that leg and on :meth:`RtpRelay.stats`; otherwise it hands Python their headers
+once per socket and poll (:meth:`RelayCore.account_forwarded`). Any other datagram, and every
+datagram of a leg without a route, goes through the core as without the hub. After every call
+into the core the relay sets its legs' routes again. Without the extension, or with
+``VOSAPP_RTP_HUB=0``, each socket is its own reader.
+
 Ports: :class:`PortAllocator` hands out even ports from a configured range (RFC 3550 §11: RTP
 on an even port, RTCP on the next odd one).
 """
@@ -20,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any, Self
@@ -35,6 +48,7 @@ from vosapp.media.relay import (
     LegStats,
     RelayCore,
     Send,
+    ShortRoute,
     Side,
     TelephoneEventHandler,
     rewrite_telephone_event,
@@ -56,6 +70,61 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+try:  # the native forwarding path (setup.py builds it with a compiler and Python's headers)
+    from vosapp.io import _rtphub
+except ImportError:  # not built: each relay socket is its own reader
+    _rtphub = None  # type: ignore[assignment]
+
+
+def hub_enabled() -> bool:
+    """Whether new relays forward through the hub: the extension is built and the
+    environment does not say ``VOSAPP_RTP_HUB=0``."""
+    return _rtphub is not None and os.environ.get("VOSAPP_RTP_HUB", "1") != "0"
+
+
+class _LoopHub:
+    """The hub of one event loop: its epoll fd is the loop's one reader for the relay
+    sockets added to it; closed when the last one goes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert _rtphub is not None
+        self.loop = loop
+        self.hub = _rtphub.Hub(RtpRelay._BACKLOG_GAP, RtpRelay._DRAIN_BATCH)
+        # the arrival time of a poll; a relay on this clock lets the hub own its statistics
+        self.clock: Clock = LoopClock(loop)
+        loop.add_reader(self.hub.fileno(), self._ready)
+
+    def add(self, sock: socket.socket, relay: RtpRelay, side: Side) -> None:
+        self.hub.add(sock.fileno(), (relay, side))
+
+    def remove(self, sock: socket.socket) -> None:
+        self.hub.remove(sock.fileno())
+        if not len(self.hub):
+            if not self.loop.is_closed():
+                self.loop.remove_reader(self.hub.fileno())
+            self.hub.close()
+            if _hubs.get(self.loop) is self:
+                del _hubs[self.loop]
+
+    def _ready(self) -> None:
+        now = self.clock.now()
+        for (relay, side), headers, rx_bytes, *sent, other in self.hub.poll(now):
+            if headers is None:  # no route: the socket is readable, the core decides
+                relay._drain(side)
+            else:
+                relay._forwarded(side, headers, rx_bytes, sent, other, now)
+
+
+_hubs: dict[asyncio.AbstractEventLoop, _LoopHub] = {}
+
+
+def _loop_hub(loop: asyncio.AbstractEventLoop) -> _LoopHub:
+    for closed in [other for other in _hubs if other.is_closed()]:  # relays never closed
+        _hubs.pop(closed).hub.close()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = _LoopHub(loop)
+    return hub
 
 
 class PortRangeExhausted(RuntimeError):
@@ -168,6 +237,9 @@ class RtpRelay:
         self._timer: TimerHandle | None = None
         self._timer_at: float | None = None
         self._woken: dict[Side, float] = {}  # the last wake-up of each leg's socket (_drain)
+        self._hub: _LoopHub | None = None
+        self._routes: dict[Side, ShortRoute | None] = {"a": None, "b": None}  # set in the hub
+        self._owned: set[Side] = set()  # legs whose statistics the hub holds (own_stats)
 
     @classmethod
     async def open(
@@ -217,6 +289,10 @@ class RtpRelay:
         loop = asyncio.get_running_loop()
         self._ports = ports
         self._loop = loop
+        if hub_enabled():
+            self._hub = _loop_hub(loop)
+            if self._clock is None:
+                self._clock = self._hub.clock
         if self._clock is None:
             self._clock = LoopClock(loop)
         for leg in (self.a, self.b):
@@ -228,9 +304,13 @@ class RtpRelay:
             self._outputs[leg.side] = (sock, leg.stats)
             name = sock.getsockname()
             leg.local_address = (name[0], name[1])
+            if self._hub is not None:
+                self._hub.add(sock, self, leg.side)
+                continue
             # Not a DatagramProtocol: asyncio reads one datagram per readiness event there.
             # Draining the socket in one callback costs a fraction per packet at high rates.
             loop.add_reader(sock.fileno(), self._drain, leg.side)
+        self._sync_routes()
 
     # -- control (the core's) -------------------------------------------------------------
 
@@ -241,27 +321,43 @@ class RtpRelay:
     def relatch(self, side: Side, remote: Address | None = None) -> None:
         """Forget the latched peer of a leg (re-INVITE); optionally set a new SDP address."""
         self.core.relatch(side, remote)
+        self._sync_routes()
 
     def set_direction(self, side: Side, direction: str) -> None:
         """A new SDP direction for a leg's endpoint (see :meth:`RelayCore.set_direction`)."""
         self.core.set_direction(side, direction)
+        self._sync_routes()
 
     def stats(self) -> dict[str, Any]:
-        """Per-leg counters, the mode, and the transcoders' counters when transcoding."""
+        """Per-leg counters, the mode, and the transcoders' counters when transcoding.
+
+        With the hub, the legs' :class:`LegStats` are current after this call (the hub may
+        hold the counts of the packets it forwarded until then)."""
+        if self._owned:
+            self._take_stats("a")
+            self._take_stats("b")
+            out = self.core.stats()
+            self._sync_routes()  # the hub takes them on again
+            return out
         return self.core.stats()
 
     def info_received(self, side: Side, content_type: str, body: bytes | str) -> None:
         """A SIP INFO digit arrived from ``side`` (see :meth:`RelayCore.info_received`)."""
         self._transmit(self.core.info_received(side, content_type, body, self._now()))
         self._arm()
+        self._sync_routes()
 
     def close(self) -> None:
         """Close both sockets, return their ports and cancel the pending timer."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
+        for side in list(self._owned):
+            self._take_stats(side)
         for side, sock in list(self._socks.items()):
-            if self._loop is not None and not self._loop.is_closed():
+            if self._hub is not None:
+                self._hub.remove(sock)  # before closing: the fd number may be reused at once
+            elif self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(sock.fileno())
             sock.close()
             del self._socks[side], self._outputs[side]
@@ -283,6 +379,8 @@ class RtpRelay:
         sock = self._socks.get(side)
         if sock is None:
             return
+        if side in self._owned:  # the core accounts what comes now
+            self._take_stats(side)
         recvfrom = sock.recvfrom
         now = self._now()
         # What a wake-up drained goes to the core in one call and out in one send loop after
@@ -310,8 +408,100 @@ class RtpRelay:
                 continue
         if batch:
             self._transmit_bursts(self.core.receive_batch(side, batch, now))
+            if self._hub is not None:
+                self._sync_routes()
         if self.core.next_deadline() != self._timer_at:
             self._arm()
+
+    def _forwarded(self, side: Side, headers: list[tuple[int, int, int, int]], rx_bytes: int,
+                   sent: list[int], other: tuple[bytes, Address] | None,
+                   polled: float) -> None:
+        """The hub's report of one turn on leg ``side``'s socket: it forwarded the datagrams
+        of ``headers`` (``rx_bytes`` in all; ``sent`` = packets, bytes, dropped, errors of
+        their sends from the other leg's socket), then stopped at ``other`` (if not None),
+        which goes through the core after them, in arrival order. ``polled``: the hub's
+        clock at the poll (one reading per wake-up, as in :meth:`_drain`)."""
+        now = polled if self._hub is not None and self._clock is self._hub.clock else self._now()
+        if side in self._owned:  # the core accounts what comes now
+            self._take_stats(side)
+        if headers:
+            self.core.account_forwarded(side, headers, rx_bytes, now)
+            stats = self.core.leg("b" if side == "a" else "a").stats
+            tx_packets, tx_bytes, tx_dropped, tx_errors = sent
+            stats.tx_packets += tx_packets
+            stats.tx_bytes += tx_bytes
+            stats.tx_dropped += tx_dropped
+            stats.tx_errors += tx_errors
+        if other is not None and side in self._socks:
+            self._transmit_bursts(self.core.receive_batch(side, [other], now))
+            self._sync_routes()
+            if self.core.next_deadline() != self._timer_at:
+                self._arm()
+
+    def _sync_routes(self) -> None:
+        """Give the hub the core's short path of each leg as it is now (after any call into
+        the core: latching, direction and peers may have changed), and the leg's statistics
+        with it when the relay's clock is the hub's."""
+        hub = self._hub
+        if hub is None:
+            return
+        for side in ("a", "b"):
+            sock = self._socks.get(side)
+            if sock is None:
+                continue
+            fd = sock.fileno()
+            route = self.core.short_route(side)
+            if route != self._routes[side]:
+                self._take_stats(side)
+                self._routes[side] = route
+                if not self._set_route(sock, route):
+                    hub.hub.clear_route(fd)
+                    self._routes[side] = None
+            if (self._routes[side] is not None and side not in self._owned
+                    and self._clock is hub.clock):
+                stream = self.core.leg(side).stats.stream
+                state = stream.in_order_state()
+                if state is not None:
+                    hub.hub.own_stats(fd, *state, stream.clock_rate)
+                    self._owned.add(side)
+
+    def _set_route(self, sock: socket.socket, route: ShortRoute | None) -> bool:
+        assert self._hub is not None
+        out = self._socks.get(route.out_side) if route is not None else None
+        if (route is None or out is None or sock.family != socket.AF_INET
+                or out.family != socket.AF_INET):  # the hub speaks IPv4 only
+            return False
+        (source_host, source_port), (peer_host, peer_port) = route.source, route.peer
+        rewrite = -1 if route.rewrite_pt is None else route.rewrite_pt
+        try:
+            self._hub.hub.set_route(sock.fileno(), source_host, source_port, route.media_pt,
+                                    rewrite, out.fileno(), peer_host, peer_port)
+        except ValueError:  # an IPv6 leg: the core forwards it
+            return False
+        return True
+
+    def _take_stats(self, side: Side) -> None:
+        """Take back a leg's statistics from the hub (own_stats). What it forwarded since
+        counts as received on this leg and as sent on the other (its socket sent them)."""
+        if side not in self._owned:
+            return
+        self._owned.discard(side)
+        assert self._hub is not None
+        taken = self._hub.hub.take_stats(self._socks[side].fileno())
+        if taken is None:
+            return
+        (rx_packets, rx_bytes, received, next_seq, cycles, last_timestamp, last_arrival, jitter,
+         tx_packets, tx_bytes, tx_dropped, tx_errors) = taken
+        stats = self.core.leg(side).stats
+        stats.rx_packets += rx_packets
+        stats.rx_bytes += rx_bytes
+        stats.stream.resume_in_order(
+            received, (next_seq, cycles, last_timestamp, last_arrival, jitter))
+        out = self.core.leg("b" if side == "a" else "a").stats
+        out.tx_packets += tx_packets
+        out.tx_bytes += tx_bytes
+        out.tx_dropped += tx_dropped
+        out.tx_errors += tx_errors
 
     def _transmit_bursts(self, bursts: list[Burst]) -> None:
         outputs = self._outputs

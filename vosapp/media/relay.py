@@ -58,7 +58,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -95,6 +95,7 @@ __all__ = [
     "LegStats",
     "RelayCore",
     "Send",
+    "ShortRoute",
     "TelephoneEventHandler",
     "rewrite_telephone_event",
 ]
@@ -107,6 +108,24 @@ Send = tuple[Side, Address, bytes | bytearray]
 Burst = tuple[Side, Address, list[bytes | bytearray]]
 """``(side, destination, datagrams)``: send ``datagrams``, in order, from leg ``side``'s
 socket (what :meth:`RelayCore.receive_batch` returns)."""
+
+
+class ShortRoute(NamedTuple):
+    """What :meth:`RelayCore.receive_batch`'s short path needs for one incoming leg, so an
+    I/O layer may forward such datagrams itself (:meth:`RelayCore.short_route`).
+
+    A datagram fits when its first byte is 0x80 (RTP version 2 without padding, extension or
+    CSRC), its payload type is ``media_pt`` and it comes from ``source``. It then goes out of
+    leg ``out_side``'s socket to ``peer``, with its payload type set to ``rewrite_pt`` unless
+    that is ``None`` (marker bit kept), and counts as :meth:`RelayCore.account_forwarded` says.
+    """
+
+    source: Address
+    media_pt: int
+    rewrite_pt: int | None
+    out_side: Side
+    peer: Address
+
 
 #: SDP media directions (RFC 3264 §5.1), from the point of view of the leg's endpoint.
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -506,6 +525,31 @@ class RelayCore:
         return out
 
     # -- packet path ----------------------------------------------------------------------
+
+    def short_route(self, side: Side) -> ShortRoute | None:
+        """The short path of datagrams arriving on leg ``side`` while the state stays as it
+        is, or ``None`` when :meth:`receive_batch` would take none (see its conditions).
+
+        Anything that changes latching, direction or peer may change it: an I/O layer that
+        forwards on its own asks again after every call into the core.
+        """
+        flow = self._flows[side]
+        src, target = flow.source, flow.target
+        latched, peer = src.latched, target.peer
+        if (latched is None or peer is None or not flow.plain or not src.sends
+                or not target.receives):
+            return None
+        return ShortRoute(latched, src.media_pt, flow.rewrite_pt, target.side, peer)
+
+    def account_forwarded(self, side: Side, headers: list[tuple[int, int, int, int]],
+                          size: int, now: float) -> None:
+        """Count datagrams an I/O layer forwarded on the :meth:`short_route` of leg ``side``
+        as :meth:`receive` counts each: ``headers`` (:data:`HEADER_START` of each, in arrival
+        order), ``size`` bytes in all, arrived at ``now``."""
+        stats = self._flows[side].source.stats
+        stats.rx_packets += len(headers)
+        stats.rx_bytes += size
+        stats.stream.update_many(headers, now)
 
     def receive_batch(
         self, side: Side, batch: list[tuple[bytes, Address]], now: float

@@ -405,6 +405,24 @@ class RtpStreamStats:
         self._last_timestamp, self.jitter = last_timestamp, jitter
         self.received += len(headers) - 1 - unusual  # update() counted the others
 
+    def in_order_state(self) -> tuple[int, int, int, float, float] | None:
+        """What accounting a packet in order reads and changes: ``(next sequence number,
+        cycles, last timestamp, last arrival, jitter)`` (A.1, A.8), for an I/O layer that
+        accounts such packets itself until :meth:`resume_in_order`; ``None`` before the
+        first packet."""
+        if self._next_seq < 0 or self._last_arrival is None:
+            return None
+        return (self._next_seq, self.cycles, self._last_timestamp, self._last_arrival,
+                self.jitter)
+
+    def resume_in_order(self, received: int, state: tuple[int, int, int, float, float]) -> None:
+        """Take back :meth:`in_order_state` after ``received`` packets, each the next one in
+        order, were accounted elsewhere as :meth:`update` accounts them; ``state`` is the
+        state after them."""
+        self.received += received
+        (self._next_seq, self.cycles, self._last_timestamp, self._last_arrival,
+         self.jitter) = state
+
     def _update_unusual(self, sequence: int) -> None:
         """Gaps, late packets, duplicates and restarts (RFC 3550 A.1).
 

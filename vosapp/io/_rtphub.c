@@ -1,0 +1,641 @@
+/* The relay's native forwarding path: many RTP sockets behind one epoll fd.
+ *
+ * vosapp.io.rtp_relay registers the hub's epoll fd with asyncio as one reader. A relay socket
+ * may carry a route: the sans-IO core's short path (RelayCore.short_route), i.e. the latched
+ * IPv4 source, the leg's media payload type, an optional payload-type rewrite, the socket to
+ * send from and the peer. Hub.poll() reads each ready routed socket here and forwards, without
+ * Python, every datagram the core's short path would forward (RelayCore.receive_batch: a plain
+ * RTP version 2 header, the media payload type, the latched source). The first datagram that
+ * does not fit ends that socket's turn and goes back to Python with what was forwarded before
+ * it; a socket without a route is only reported as readable.
+ *
+ * Counters are those of the Python path (rtp_relay._transmit_bursts): a send failing with
+ * EAGAIN is a drop (stale audio is not queued), any other failure an error. Statistics, two
+ * ways per socket:
+ * - reported: the forwarded RTP headers go back to Python, which accounts them with
+ *   RtpStreamStats.update_many (RFC 3550 A.1/A.8) at the poll's arrival time;
+ * - owned (own_stats): the hub holds the part of the RFC 3550 state an in-order packet changes
+ *   (A.1 next sequence number and cycles, A.8 last timestamp, arrival and jitter) and does
+ *   that packet's accounting itself, with the same double arithmetic as rtp.py, so nothing
+ *   per packet reaches Python; any other sequence number ends the turn like a datagram that
+ *   does not fit. take_stats() hands the state and the counts back.
+ *
+ * Nothing here blocks (MSG_DONTWAIT, epoll_wait with timeout 0) and the work per poll is
+ * capped (max_events sockets, drain_batch datagrams each).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RTP_HEADER_SIZE 12
+#define DATAGRAM_MAX 2048 /* what the Python path reads: recvfrom(2048) */
+#define MAX_EVENTS_CAP 4096
+
+typedef struct {
+    int fd;
+    PyObject *key;
+    int routed;
+    struct sockaddr_in source; /* the latched source (RFC 4961) */
+    int media_pt;
+    int rewrite_pt; /* -1: forward the payload type as received */
+    int out_fd;
+    struct sockaddr_in peer;
+    double last_wake; /* the backlog policy of rtp_relay._drain */
+    /* owned statistics (own_stats .. take_stats) */
+    int owns_stats;
+    long next_seq;      /* A.1: the sequence number an in-order packet carries */
+    long long cycles;   /* A.1: 65536 per wrap of the sequence number */
+    uint32_t last_timestamp;
+    double last_arrival;
+    double jitter;      /* A.8, timestamp units */
+    double clock_rate;
+    long long received, rx_packets, rx_bytes; /* since own_stats, on this leg */
+    long long tx_packets, tx_bytes, tx_dropped, tx_errors; /* of the sends from out_fd */
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;
+    Entry **entries; /* indexed by fd */
+    Py_ssize_t capacity;
+    Py_ssize_t count;
+    double backlog_gap;
+    int drain_batch;
+    int max_events;
+    struct epoll_event *events;
+} Hub;
+
+static int
+hub_check_open(Hub *self)
+{
+    if (self->epfd < 0) {
+        PyErr_SetString(PyExc_ValueError, "hub is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static Entry *
+hub_entry(Hub *self, int fd)
+{
+    if (fd < 0 || fd >= self->capacity || self->entries[fd] == NULL) {
+        PyErr_Format(PyExc_KeyError, "fd %d is not in the hub", fd);
+        return NULL;
+    }
+    return self->entries[fd];
+}
+
+static int
+hub_init(Hub *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"backlog_gap", "drain_batch", "max_events", NULL};
+    double backlog_gap = 0.001;
+    int drain_batch = 256, max_events = 256;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|dii", kwlist, &backlog_gap, &drain_batch,
+                                     &max_events))
+        return -1;
+    if (drain_batch < 1 || max_events < 1 || max_events > MAX_EVENTS_CAP) {
+        PyErr_SetString(PyExc_ValueError, "drain_batch >= 1 and 1 <= max_events <= 4096");
+        return -1;
+    }
+    if (self->epfd >= 0) {
+        PyErr_SetString(PyExc_RuntimeError, "hub already initialised");
+        return -1;
+    }
+    PyMem_Free(self->events); /* a failed __init__ called again */
+    self->events = PyMem_Calloc((size_t)max_events, sizeof(struct epoll_event));
+    if (self->events == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (self->epfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    self->backlog_gap = backlog_gap;
+    self->drain_batch = drain_batch;
+    self->max_events = max_events;
+    return 0;
+}
+
+static PyObject *
+hub_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Hub *self = (Hub *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->epfd = -1;
+    return (PyObject *)self;
+}
+
+static void
+hub_release(Hub *self)
+{
+    for (Py_ssize_t fd = 0; fd < self->capacity; fd++) {
+        Entry *entry = self->entries[fd];
+        if (entry != NULL) {
+            self->entries[fd] = NULL;
+            Py_XDECREF(entry->key);
+            PyMem_Free(entry);
+        }
+    }
+    self->count = 0;
+    if (self->epfd >= 0) {
+        close(self->epfd);
+        self->epfd = -1;
+    }
+}
+
+static int
+hub_traverse(Hub *self, visitproc visit, void *arg)
+{
+    for (Py_ssize_t fd = 0; fd < self->capacity; fd++)
+        if (self->entries[fd] != NULL)
+            Py_VISIT(self->entries[fd]->key);
+    return 0;
+}
+
+static int
+hub_clear(Hub *self)
+{
+    for (Py_ssize_t fd = 0; fd < self->capacity; fd++)
+        if (self->entries[fd] != NULL)
+            Py_CLEAR(self->entries[fd]->key);
+    return 0;
+}
+
+static void
+hub_dealloc(Hub *self)
+{
+    PyObject_GC_UnTrack(self);
+    for (Py_ssize_t fd = 0; fd < self->capacity; fd++) {
+        Entry *entry = self->entries[fd];
+        if (entry != NULL) {
+            Py_XDECREF(entry->key);
+            PyMem_Free(entry);
+        }
+    }
+    if (self->epfd >= 0)
+        close(self->epfd);
+    PyMem_Free(self->entries);
+    PyMem_Free(self->events);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+hub_fileno(Hub *self, PyObject *unused)
+{
+    if (hub_check_open(self) < 0)
+        return NULL;
+    return PyLong_FromLong(self->epfd);
+}
+
+static PyObject *
+hub_close(Hub *self, PyObject *unused)
+{
+    hub_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hub_add(Hub *self, PyObject *args)
+{
+    int fd;
+    PyObject *key;
+    if (!PyArg_ParseTuple(args, "iO:add", &fd, &key))
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    if (fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative fd");
+        return NULL;
+    }
+    if (fd < self->capacity && self->entries[fd] != NULL) {
+        PyErr_Format(PyExc_KeyError, "fd %d is already in the hub", fd);
+        return NULL;
+    }
+    if (fd >= self->capacity) {
+        Py_ssize_t capacity = self->capacity ? self->capacity : 64;
+        while (capacity <= fd)
+            capacity *= 2;
+        Entry **grown = PyMem_Realloc(self->entries, (size_t)capacity * sizeof(Entry *));
+        if (grown == NULL)
+            return PyErr_NoMemory();
+        memset(grown + self->capacity, 0, (size_t)(capacity - self->capacity) * sizeof(Entry *));
+        self->entries = grown;
+        self->capacity = capacity;
+    }
+    Entry *entry = PyMem_Calloc(1, sizeof(Entry));
+    if (entry == NULL)
+        return PyErr_NoMemory();
+    entry->fd = fd;
+    entry->last_wake = -1.0;
+    entry->rewrite_pt = -1;
+    entry->out_fd = -1;
+    struct epoll_event event;
+    memset(&event, 0, sizeof(event));
+    event.events = EPOLLIN; /* level-triggered: what a turn leaves behind wakes us again */
+    event.data.fd = fd;
+    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd, &event) < 0) {
+        PyMem_Free(entry);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_INCREF(key);
+    entry->key = key;
+    self->entries[fd] = entry;
+    self->count++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hub_remove(Hub *self, PyObject *arg)
+{
+    int fd;
+    if (!PyArg_Parse(arg, "i", &fd))
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    Entry *entry = hub_entry(self, fd);
+    if (entry == NULL)
+        return NULL;
+    self->entries[fd] = NULL;
+    self->count--;
+    Py_XDECREF(entry->key);
+    PyMem_Free(entry);
+    /* EBADF/ENOENT: the socket was closed first, the kernel already forgot it */
+    if (epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != EBADF && errno != ENOENT)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static int
+parse_ipv4(const char *host, int port, struct sockaddr_in *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->sin_family = AF_INET;
+    if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &out->sin_addr) != 1) {
+        PyErr_Format(PyExc_ValueError, "not an IPv4 address: %s port %d", host, port);
+        return -1;
+    }
+    out->sin_port = htons((uint16_t)port);
+    return 0;
+}
+
+static PyObject *
+hub_set_route(Hub *self, PyObject *args)
+{
+    int fd, source_port, media_pt, rewrite_pt, out_fd, peer_port;
+    const char *source_host, *peer_host;
+    if (!PyArg_ParseTuple(args, "isiiiisi:set_route", &fd, &source_host, &source_port,
+                          &media_pt, &rewrite_pt, &out_fd, &peer_host, &peer_port))
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    Entry *entry = hub_entry(self, fd);
+    if (entry == NULL)
+        return NULL;
+    if (media_pt < 0 || media_pt > 127 || rewrite_pt < -1 || rewrite_pt > 127 || out_fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "payload types are 0..127 (rewrite -1: none)");
+        return NULL;
+    }
+    struct sockaddr_in source, peer;
+    if (parse_ipv4(source_host, source_port, &source) < 0 ||
+        parse_ipv4(peer_host, peer_port, &peer) < 0)
+        return NULL;
+    entry->source = source;
+    entry->peer = peer;
+    entry->media_pt = media_pt;
+    entry->rewrite_pt = rewrite_pt;
+    entry->out_fd = out_fd;
+    entry->routed = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hub_clear_route(Hub *self, PyObject *arg)
+{
+    int fd;
+    if (!PyArg_Parse(arg, "i", &fd))
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    Entry *entry = hub_entry(self, fd);
+    if (entry == NULL)
+        return NULL;
+    if (entry->owns_stats) {
+        PyErr_SetString(PyExc_RuntimeError, "take_stats() before clearing the route");
+        return NULL;
+    }
+    entry->routed = 0;
+    entry->out_fd = -1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hub_own_stats(Hub *self, PyObject *args)
+{
+    int fd;
+    long next_seq;
+    long long cycles;
+    unsigned long last_timestamp;
+    double last_arrival, jitter, clock_rate;
+    if (!PyArg_ParseTuple(args, "ilLkddd:own_stats", &fd, &next_seq, &cycles, &last_timestamp,
+                          &last_arrival, &jitter, &clock_rate))
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    Entry *entry = hub_entry(self, fd);
+    if (entry == NULL)
+        return NULL;
+    if (!entry->routed || entry->owns_stats) {
+        PyErr_SetString(PyExc_RuntimeError, "own_stats() needs a route and no owned stats");
+        return NULL;
+    }
+    if (next_seq < 0 || next_seq > 0xFFFF || last_timestamp > 0xFFFFFFFFUL || clock_rate <= 0) {
+        PyErr_SetString(PyExc_ValueError, "sequence 0..65535, timestamp 32 bits, rate > 0");
+        return NULL;
+    }
+    entry->next_seq = next_seq;
+    entry->cycles = cycles;
+    entry->last_timestamp = (uint32_t)last_timestamp;
+    entry->last_arrival = last_arrival;
+    entry->jitter = jitter;
+    entry->clock_rate = clock_rate;
+    entry->received = entry->rx_packets = entry->rx_bytes = 0;
+    entry->tx_packets = entry->tx_bytes = entry->tx_dropped = entry->tx_errors = 0;
+    entry->owns_stats = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hub_take_stats(Hub *self, PyObject *arg)
+{
+    int fd;
+    if (!PyArg_Parse(arg, "i", &fd))
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    Entry *entry = hub_entry(self, fd);
+    if (entry == NULL)
+        return NULL;
+    if (!entry->owns_stats)
+        Py_RETURN_NONE;
+    entry->owns_stats = 0;
+    return Py_BuildValue("(LLLlLkddLLLL)", entry->rx_packets, entry->rx_bytes, entry->received,
+                         entry->next_seq, entry->cycles, (unsigned long)entry->last_timestamp,
+                         entry->last_arrival, entry->jitter, entry->tx_packets, entry->tx_bytes,
+                         entry->tx_dropped, entry->tx_errors);
+}
+
+/* A datagram handed back to Python: (bytes, (host, port)). */
+static PyObject *
+datagram_tuple(const uint8_t *data, ssize_t size, const struct sockaddr_in *from)
+{
+    char host[INET_ADDRSTRLEN];
+    if (inet_ntop(AF_INET, &from->sin_addr, host, sizeof(host)) == NULL)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return Py_BuildValue("(y#(si))", (const char *)data, (Py_ssize_t)size, host,
+                         (int)ntohs(from->sin_port));
+}
+
+/* One routed socket's turn. Returns a new reference to the report tuple, Py_None (new
+ * reference) when nothing happened, or NULL with an exception. */
+static PyObject *
+hub_turn(Hub *self, Entry *entry, double now)
+{
+    uint8_t buffer[DATAGRAM_MAX];
+    int reads = now - entry->last_wake < self->backlog_gap ? self->drain_batch : 1;
+    entry->last_wake = now;
+    PyObject *headers = NULL, *other = NULL;
+    long long rx_packets = 0, rx_bytes = 0;
+    long long tx_bytes = 0, tx_packets = 0, tx_dropped = 0, tx_errors = 0;
+    for (int i = 0; i < reads; i++) {
+        struct sockaddr_storage from;
+        socklen_t fromlen = sizeof(from);
+        ssize_t size;
+        do {
+            size = recvfrom(entry->fd, buffer, sizeof(buffer), MSG_DONTWAIT,
+                            (struct sockaddr *)&from, &fromlen);
+        } while (size < 0 && errno == EINTR);
+        if (size < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            continue; /* e.g. ICMP port unreachable reported on the socket: skipped */
+        }
+        const struct sockaddr_in *source = (const struct sockaddr_in *)&from;
+        /* RelayCore.receive_batch's short path: a plain RTP version 2 header (no padding,
+         * extension or CSRC, RFC 3550 §5.1), the leg's media payload type, the latched
+         * source; anything else is the core's to decide */
+        if (size < RTP_HEADER_SIZE || buffer[0] != 0x80 ||
+            (buffer[1] & 0x7F) != entry->media_pt || from.ss_family != AF_INET ||
+            source->sin_addr.s_addr != entry->source.sin_addr.s_addr ||
+            source->sin_port != entry->source.sin_port) {
+            if (from.ss_family != AF_INET) {
+                PyErr_SetString(PyExc_OSError, "non-IPv4 datagram on a routed socket");
+                goto fail;
+            }
+            other = datagram_tuple(buffer, size, source);
+            if (other == NULL)
+                goto fail;
+            break;
+        }
+        uint16_t sequence = (uint16_t)(buffer[2] << 8 | buffer[3]);
+        uint32_t timestamp = (uint32_t)buffer[4] << 24 | (uint32_t)buffer[5] << 16 |
+                             (uint32_t)buffer[6] << 8 | (uint32_t)buffer[7];
+        if (entry->owns_stats) {
+            if (sequence != entry->next_seq) { /* gap, late, duplicate, restart: A.1 in Python */
+                other = datagram_tuple(buffer, size, source);
+                if (other == NULL)
+                    goto fail;
+                break;
+            }
+            /* RtpStreamStats.update's in-order case: A.1, then A.8 with
+             * D = (R_i - R_(i-1)) * rate - (S_i - S_(i-1)), the timestamp step signed mod 2^32 */
+            entry->received++;
+            entry->next_seq = (sequence + 1) & 0xFFFF;
+            if (sequence == 0)
+                entry->cycles += 65536;
+            uint32_t step = timestamp - entry->last_timestamp;
+            double ts_delta = step >= 0x80000000u ? (double)step - 4294967296.0 : (double)step;
+            double d = (now - entry->last_arrival) * entry->clock_rate - ts_delta;
+            entry->jitter = entry->jitter + ((d >= 0 ? d : -d) - entry->jitter) * 0.0625;
+            entry->last_timestamp = timestamp;
+            entry->last_arrival = now;
+        } else {
+            if (headers == NULL && (headers = PyList_New(0)) == NULL)
+                goto fail;
+            PyObject *header = Py_BuildValue("(iiik)", buffer[0], buffer[1],
+                                             (unsigned int)sequence, (unsigned long)timestamp);
+            if (header == NULL)
+                goto fail;
+            int appended = PyList_Append(headers, header);
+            Py_DECREF(header);
+            if (appended < 0)
+                goto fail;
+        }
+        rx_packets++;
+        rx_bytes += size;
+        if (entry->rewrite_pt >= 0)
+            buffer[1] = (uint8_t)((buffer[1] & 0x80) | entry->rewrite_pt);
+        ssize_t sent;
+        do {
+            sent = sendto(entry->out_fd, buffer, (size_t)size, MSG_DONTWAIT,
+                          (const struct sockaddr *)&entry->peer, sizeof(entry->peer));
+        } while (sent < 0 && errno == EINTR);
+        if (sent >= 0) {
+            tx_packets++;
+            tx_bytes += size;
+        }
+        /* the errno values Python raises BlockingIOError for: a full send buffer */
+        else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EALREADY ||
+                 errno == EINPROGRESS)
+            tx_dropped++;
+        else
+            tx_errors++;
+    }
+    if (entry->owns_stats) {
+        entry->rx_packets += rx_packets;
+        entry->rx_bytes += rx_bytes;
+        entry->tx_packets += tx_packets;
+        entry->tx_bytes += tx_bytes;
+        entry->tx_dropped += tx_dropped;
+        entry->tx_errors += tx_errors;
+        rx_bytes = tx_packets = tx_bytes = tx_dropped = tx_errors = 0;
+    }
+    if (headers == NULL && other == NULL)
+        Py_RETURN_NONE;
+    if (headers == NULL) {
+        headers = PyList_New(0);
+        if (headers == NULL)
+            goto fail;
+    }
+    PyObject *report = Py_BuildValue("(OOLLLLLO)", entry->key, headers, rx_bytes, tx_packets,
+                                     tx_bytes, tx_dropped, tx_errors,
+                                     other != NULL ? other : Py_None);
+    Py_DECREF(headers);
+    Py_XDECREF(other);
+    return report;
+fail:
+    Py_XDECREF(headers);
+    Py_XDECREF(other);
+    return NULL;
+}
+
+static PyObject *
+hub_poll(Hub *self, PyObject *arg)
+{
+    double now = PyFloat_AsDouble(arg);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (hub_check_open(self) < 0)
+        return NULL;
+    int ready;
+    do {
+        ready = epoll_wait(self->epfd, self->events, self->max_events, 0);
+    } while (ready < 0 && errno == EINTR);
+    if (ready < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *reports = PyList_New(0);
+    if (reports == NULL)
+        return NULL;
+    for (int i = 0; i < ready; i++) {
+        int fd = self->events[i].data.fd;
+        if (fd < 0 || fd >= self->capacity || self->entries[fd] == NULL)
+            continue; /* removed since (cannot happen within one poll, kept for safety) */
+        Entry *entry = self->entries[fd];
+        PyObject *report;
+        if (entry->routed) {
+            report = hub_turn(self, entry, now);
+        } else {
+            report = Py_BuildValue("(OOiiiiiO)", entry->key, Py_None, 0, 0, 0, 0, 0, Py_None);
+        }
+        if (report == NULL) {
+            Py_DECREF(reports);
+            return NULL;
+        }
+        if (report != Py_None && PyList_Append(reports, report) < 0) {
+            Py_DECREF(report);
+            Py_DECREF(reports);
+            return NULL;
+        }
+        Py_DECREF(report);
+    }
+    return reports;
+}
+
+static Py_ssize_t
+hub_len(Hub *self)
+{
+    return self->count;
+}
+
+static PyMethodDef hub_methods[] = {
+    {"fileno", (PyCFunction)hub_fileno, METH_NOARGS, "The epoll fd (one asyncio reader)."},
+    {"close", (PyCFunction)hub_close, METH_NOARGS, "Forget every socket and close the epoll fd."},
+    {"add", (PyCFunction)hub_add, METH_VARARGS, "add(fd, key): watch a socket, reported as key."},
+    {"remove", (PyCFunction)hub_remove, METH_O, "remove(fd): stop watching a socket."},
+    {"set_route", (PyCFunction)hub_set_route, METH_VARARGS,
+     "set_route(fd, source_host, source_port, media_pt, rewrite_pt, out_fd, peer_host, "
+     "peer_port): forward fitting datagrams in C (rewrite_pt -1: none)."},
+    {"clear_route", (PyCFunction)hub_clear_route, METH_O,
+     "clear_route(fd): report the socket as readable instead."},
+    {"own_stats", (PyCFunction)hub_own_stats, METH_VARARGS,
+     "own_stats(fd, next_seq, cycles, last_timestamp, last_arrival, jitter, clock_rate): "
+     "account in-order packets of a routed socket here (RFC 3550 A.1/A.8)."},
+    {"take_stats", (PyCFunction)hub_take_stats, METH_O,
+     "take_stats(fd): None, or (rx_packets, rx_bytes, received, next_seq, cycles, "
+     "last_timestamp, last_arrival, jitter, tx_packets, tx_bytes, tx_dropped, tx_errors) "
+     "since own_stats(), which ends."},
+    {"poll", (PyCFunction)hub_poll, METH_O,
+     "poll(now): serve the ready sockets; a list of (key, headers or None, rx_bytes, "
+     "tx_packets, tx_bytes, tx_dropped, tx_errors, (datagram, source) or None)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods hub_as_sequence = {
+    .sq_length = (lenfunc)hub_len,
+};
+
+static PyTypeObject HubType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vosapp.io._rtphub.Hub",
+    .tp_basicsize = sizeof(Hub),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "RTP sockets behind one epoll fd, forwarding the relay's short path in C.",
+    .tp_new = hub_new,
+    .tp_init = (initproc)hub_init,
+    .tp_dealloc = (destructor)hub_dealloc,
+    .tp_traverse = (traverseproc)hub_traverse,
+    .tp_clear = (inquiry)hub_clear,
+    .tp_methods = hub_methods,
+    .tp_as_sequence = &hub_as_sequence,
+};
+
+static struct PyModuleDef rtphub_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "vosapp.io._rtphub",
+    .m_doc = "The media relay's native forwarding path (see vosapp.io.rtp_relay).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__rtphub(void)
+{
+    if (PyType_Ready(&HubType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&rtphub_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "Hub", (PyObject *)&HubType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
