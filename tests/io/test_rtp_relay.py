@@ -555,3 +555,4 @@ def test_sdp_host_name_is_not_resolved_the_leg_waits_to_latch() -> None:
             carrier.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
