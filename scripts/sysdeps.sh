@@ -7,9 +7,9 @@ set -euo pipefail
 # sip-tester:  the real `sipp` binary for interop and load tests
 # tshark:      decodes our pcap exports in tests (optional in the switch itself)
 # chromium:    kaleido renders ladder diagrams to SVG/PNG with a headless browser
-# gcc:         builds the transcoder's C lane (vosapp/media/codecs/_g729lane.c, setup.py)
+# gcc:         builds the C extensions (vosapp/media/codecs/_g729lane.c, vosapp/io/_rtphub.c; setup.py)
 # python3-venv is only needed where the system python lacks venv/ensurepip, python3-dev
-# (Python.h, for the C lane) where it lacks its headers
+# (Python.h, for the C extensions) where it lacks its headers
 PACKAGES=(libbcg729-0 sip-tester tshark chromium gcc)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   PACKAGES+=(python3-venv)
