@@ -324,3 +324,41 @@ def test_hub_owned_statistics_match_rtp_stream_stats() -> None:
         hub.close()
         for sock in (inbound, outbound, sender, peer):
             sock.close()
+
+
+def test_a_relay_that_fails_does_not_cost_the_others_in_the_poll_their_turn(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        carriers = [await Endpoint.open() for _ in range(2)]
+        phones = [await Endpoint.open() for _ in range(2)]
+        relays = [await RtpRelay.open(LegConfig("PCMA"), LegConfig("PCMA", remote=c.address))
+                  for c in carriers]
+        packets = pcma_packets(4)
+        for phone, relay in zip(phones, relays, strict=True):  # latch leg a: a route each
+            phone.send(packets[0], relay.a.local_address)
+        await asyncio.sleep(0.05)
+        assert all(relay._routes["a"] is not None for relay in relays)
+
+        def broken(*_args: object) -> None:
+            raise RuntimeError("a bug in one call")
+
+        relays[0]._forwarded = broken  # type: ignore[method-assign]
+        # two media packets and an RFC 4733 event (digit 1): the event ends the hub's turn and
+        # is reported to Python, which hands it to the core. The failing relay's socket becomes
+        # ready first, so the hub reports it first.
+        event = bytes([0x80, 101]) + packets[3][2:12] + bytes([1, 10, 0, 160])
+        for phone, relay in zip(phones, relays, strict=True):
+            for packet in (packets[1], packets[2], event):
+                phone.send(packet, relay.a.local_address)
+        await carriers[1].wait_for(4)
+        await asyncio.sleep(0.05)
+        assert [data[1] & 0x7F for data, _ in carriers[1].received] == [8, 8, 8, 101]
+        assert relays[1].stats()["a"]["rx_packets"] == 4
+        for relay in relays:
+            relay.close()
+        for endpoint in (*carriers, *phones):
+            endpoint.close()
+
+    with caplog.at_level("ERROR", logger="vosapp.io.rtp_relay"):
+        run(scenario)
+    assert "handling its datagrams failed" in caplog.text

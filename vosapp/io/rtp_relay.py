@@ -109,10 +109,15 @@ class _LoopHub:
     def _ready(self) -> None:
         now = self.clock.now()
         for (relay, side), headers, rx_bytes, *sent, other in self.hub.poll(now):
-            if headers is None:  # no route: the socket is readable, the core decides
-                relay._drain(side)
-            else:
-                relay._forwarded(side, headers, rx_bytes, sent, other, now)
+            # One call's failure must not cost the calls after it in this poll their reports
+            # (with a reader per socket, asyncio isolated them the same way: it logs and goes on).
+            try:
+                if headers is None:  # no route: the socket is readable, the core decides
+                    relay._drain(side)
+                else:
+                    relay._forwarded(side, headers, rx_bytes, sent, other, now)
+            except Exception:
+                log.exception("RTP relay leg %s: handling its datagrams failed", side)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, _LoopHub] = {}
