@@ -82,14 +82,26 @@ hub_check_open(Hub *self)
     return 0;
 }
 
+/* The entry of a watched socket, or NULL with ValueError (hub closed) or KeyError. */
 static Entry *
 hub_entry(Hub *self, int fd)
 {
+    if (hub_check_open(self) < 0)
+        return NULL;
     if (fd < 0 || fd >= self->capacity || self->entries[fd] == NULL) {
         PyErr_Format(PyExc_KeyError, "fd %d is not in the hub", fd);
         return NULL;
     }
     return self->entries[fd];
+}
+
+/* The entry of the socket whose fd is the one argument of a METH_O method. */
+static Entry *
+hub_entry_arg(Hub *self, PyObject *arg, int *fd)
+{
+    if (!PyArg_Parse(arg, "i", fd))
+        return NULL;
+    return hub_entry(self, *fd);
 }
 
 static int
@@ -258,11 +270,7 @@ static PyObject *
 hub_remove(Hub *self, PyObject *arg)
 {
     int fd;
-    if (!PyArg_Parse(arg, "i", &fd))
-        return NULL;
-    if (hub_check_open(self) < 0)
-        return NULL;
-    Entry *entry = hub_entry(self, fd);
+    Entry *entry = hub_entry_arg(self, arg, &fd);
     if (entry == NULL)
         return NULL;
     self->entries[fd] = NULL;
@@ -296,8 +304,6 @@ hub_set_route(Hub *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "isiiiisi:set_route", &fd, &source_host, &source_port,
                           &media_pt, &rewrite_pt, &out_fd, &peer_host, &peer_port))
         return NULL;
-    if (hub_check_open(self) < 0)
-        return NULL;
     Entry *entry = hub_entry(self, fd);
     if (entry == NULL)
         return NULL;
@@ -322,11 +328,7 @@ static PyObject *
 hub_clear_route(Hub *self, PyObject *arg)
 {
     int fd;
-    if (!PyArg_Parse(arg, "i", &fd))
-        return NULL;
-    if (hub_check_open(self) < 0)
-        return NULL;
-    Entry *entry = hub_entry(self, fd);
+    Entry *entry = hub_entry_arg(self, arg, &fd);
     if (entry == NULL)
         return NULL;
     if (entry->owns_stats) {
@@ -348,8 +350,6 @@ hub_own_stats(Hub *self, PyObject *args)
     double last_arrival, jitter, clock_rate;
     if (!PyArg_ParseTuple(args, "ilLkddd:own_stats", &fd, &next_seq, &cycles, &last_timestamp,
                           &last_arrival, &jitter, &clock_rate))
-        return NULL;
-    if (hub_check_open(self) < 0)
         return NULL;
     Entry *entry = hub_entry(self, fd);
     if (entry == NULL)
@@ -378,11 +378,7 @@ static PyObject *
 hub_take_stats(Hub *self, PyObject *arg)
 {
     int fd;
-    if (!PyArg_Parse(arg, "i", &fd))
-        return NULL;
-    if (hub_check_open(self) < 0)
-        return NULL;
-    Entry *entry = hub_entry(self, fd);
+    Entry *entry = hub_entry_arg(self, arg, &fd);
     if (entry == NULL)
         return NULL;
     if (!entry->owns_stats)
