@@ -362,3 +362,80 @@ def test_a_relay_that_fails_does_not_cost_the_others_in_the_poll_their_turn(
     with caplog.at_level("ERROR", logger="vosapp.io.rtp_relay"):
         run(scenario)
     assert "handling its datagrams failed" in caplog.text
+
+
+async def random_traffic(seed: int, forwarded: list[int]) -> dict[str, Any]:
+    """Seeded random datagrams from the latched phone, the carrier and a stranger: mostly
+    media in and out of order, with PT changes, garbage, short and oversized datagrams; the
+    hub owns the statistics (its clock is the relay's) and hands them back and forth."""
+    import random
+
+    rng = random.Random(seed)
+    clock = ManualClock(100.0)
+    rtp_relay._loop_hub(asyncio.get_running_loop()).clock = clock
+    phone, carrier, stranger = (await Endpoint.open(), await Endpoint.open(),
+                                await Endpoint.open())
+    relay = RtpRelay(LegConfig("PCMA", remote=phone.address),
+                     LegConfig("PCMA", remote=carrier.address), clock=clock)
+    socks = {side: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for side in ("a", "b")}
+    for sock in socks.values():
+        sock.bind(("127.0.0.1", 0))
+    relay.start_on(socks)
+    sent = {"a": 0, "b": 0}
+    sequence = {"a": 1000, "b": 60000}
+
+    def datagram(side: str) -> bytes:
+        kind = rng.random()
+        if kind < 0.05:
+            return rng.randbytes(rng.randrange(1, 40))  # garbage, often shorter than a header
+        if kind < 0.07:
+            return bytes([0x80, 8]) + rng.randbytes(rng.randrange(1500, 2100))  # oversized
+        step = rng.choice([1] * 12 + [0, 2, 5, -1, -3, 3000])  # mostly in order
+        sequence[side] = (sequence[side] + step) & 0xFFFF
+        packet = bytearray(pcma_packets(1, ssrc=0x77 if side == "a" else 0x88,
+                                        sequence=sequence[side],
+                                        timestamp=(160 * sequence[side]) & 0xFFFFFFFF)[0])
+        if rng.random() < 0.05:
+            packet[1] = rng.choice([0, 13, 101, 0x80 | 8])  # PCMU, CN, event, marker
+        if rng.random() < 0.03:
+            packet[0] = rng.choice([0x90, 0xA0, 0x81, 0x40])  # extension, padding, CSRC, v1
+        return bytes(packet)
+
+    def latch(endpoint: Endpoint, side: str) -> None:  # a stranger first would latch the leg
+        endpoint.send(pcma_packets(1, sequence=sequence[side])[0],
+                      relay.a.local_address if side == "a" else relay.b.local_address)
+        sent[side] += 1
+
+    latch(phone, "a")
+    latch(carrier, "b")
+    for _ in range(40):
+        for _ in range(rng.randrange(1, 6)):
+            side = rng.choice("ab")
+            endpoint = (phone if side == "a" else carrier) if rng.random() < 0.95 else stranger
+            endpoint.send(datagram(side), relay.a.local_address if side == "a"
+                          else relay.b.local_address)
+            sent[side] += 1
+        await settle(relay, sent, [phone], carrier)
+        clock.advance(rng.choice([0.0, 0.005, 0.02, 0.02, 0.03]))
+    relay.close()
+    out = {"stats": relay.stats(), "forwarded": sum(forwarded),
+           "received": {"phone": [d for d, _ in phone.received],
+                        "carrier": [d for d, _ in carrier.received],
+                        "stranger": [d for d, _ in stranger.received]}}
+    for endpoint in (phone, carrier, stranger):
+        endpoint.close()
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_traffic_gives_the_same_through_the_hub_and_the_python_path(
+        monkeypatch: pytest.MonkeyPatch, forwarded_in_c: list[int], seed: int) -> None:
+    results = {}
+    for path in ("python", "hub"):
+        monkeypatch.setenv("VOSAPP_RTP_HUB", "0" if path == "python" else "1")
+        forwarded_in_c.clear()
+        results[path] = asyncio.run(random_traffic(seed, forwarded_in_c))
+    python, hub = results["python"], results["hub"]
+    assert python["forwarded"] == 0 and hub["forwarded"] > 20
+    assert hub["received"] == python["received"]
+    assert hub["stats"] == python["stats"]
