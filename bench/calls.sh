@@ -162,6 +162,12 @@ if [ -n "${RESULT[sippy]:-}" ] && [ "${RESULT[sippy]}" -gt 0 ]; then
   for what in vosapp digest; do
     [ -n "${RESULT[$what]:-}" ] || continue
     echo "ratio $what/sippy: $("$PY" -c "print(f'{${RESULT[$what]} / ${RESULT[sippy]}:.2f}')")"
+    # per CPU-second at each one's clean step (field 10 of the step line): the server's
+    # one-core capacity, which the machine's neighbours move less than the steps
+    mine=$(echo "${CLEAN_LINE[$what]}" | cut -d' ' -f10); theirs=$(echo "${CLEAN_LINE[sippy]}" | cut -d' ' -f10)
+    if [ "$mine" != "-" ] && [ "$theirs" != "-" ]; then
+      echo "ratio $what/sippy per CPU-second: $("$PY" -c "print(f'{$mine / $theirs:.2f}')")"
+    fi
   done
   echo "targets: vosapp >= 3 x sippy, digest >= 2 x sippy"
 fi
