@@ -167,51 +167,21 @@ if command -v kamailio >/dev/null && [ ! -e "$KAM_MODULES/db_sqlite.so" ]; then
 fi
 if ! command -v kamailio >/dev/null; then
   :  # noted above
-elif [ ! -e "$KAM_MODULES/db_sqlite.so" ]; then
-  echo "kamailio sqlite: db_sqlite not installed and apt-get install -y kamailio-sqlite-modules failed ($(tail -n 1 "$WORK/apt.log")) - no write-through baseline"
+elif [ ! -e "$KAM_MODULES/db_sqlite.so" ] || [ ! -e "$KAM_SCHEMA/usrloc-create.sql" ]; then
+  echo "kamailio sqlite: db_sqlite or its schema not installed and apt-get install -y kamailio-sqlite-modules failed ($(tail -n 1 "$WORK/apt.log" 2>/dev/null)) - no write-through baseline"
 else
   KDB="$WORK/kamailio-location.sqlite"
   # The location table from Kamailio's own schema files (version rows included: usrloc checks
-  # location at version 9), else the same columns written here; WAL like vosapp's store
+  # location at version 9); WAL like vosapp's store
   # (the journal mode is kept in the file; the cfg also asks db_sqlite for it).
   "$PY" - "$KDB" "$KAM_SCHEMA" <<'PYEOF'
-import os, sqlite3, sys
+import sqlite3, sys
 path, schema = sys.argv[1], sys.argv[2]
 db = sqlite3.connect(path, isolation_level=None)
 assert db.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
-shipped = [f"{schema}/{name}-create.sql" for name in ("standard", "usrloc")]
-if all(os.path.exists(name) for name in shipped):
-    for name in shipped:
-        with open(name) as sql:
-            db.executescript(sql.read())
-else:
-    # Not expected with Debian's package; the columns usrloc 5.6 reads and writes.
-    db.executescript("""
-        CREATE TABLE version (id INTEGER PRIMARY KEY NOT NULL, table_name VARCHAR(32) NOT NULL
-            UNIQUE, table_version INTEGER DEFAULT 0 NOT NULL);
-        INSERT INTO version (table_name, table_version) VALUES ('version', 1), ('location', 9),
-            ('location_attrs', 1);
-        CREATE TABLE location (id INTEGER PRIMARY KEY NOT NULL,
-            ruid VARCHAR(64) DEFAULT '' NOT NULL UNIQUE, username VARCHAR(64) DEFAULT '' NOT NULL,
-            domain VARCHAR(64), contact VARCHAR(512) DEFAULT '' NOT NULL, received VARCHAR(128),
-            path VARCHAR(512), expires TIMESTAMP DEFAULT '2030-05-28 21:32:15' NOT NULL,
-            q REAL DEFAULT 1.0 NOT NULL, callid VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL,
-            cseq INTEGER DEFAULT 1 NOT NULL,
-            last_modified TIMESTAMP DEFAULT '2000-01-01 00:00:01' NOT NULL,
-            flags INTEGER DEFAULT 0 NOT NULL, cflags INTEGER DEFAULT 0 NOT NULL,
-            user_agent VARCHAR(255) DEFAULT '' NOT NULL, socket VARCHAR(64), methods INTEGER,
-            instance VARCHAR(255), reg_id INTEGER DEFAULT 0 NOT NULL,
-            server_id INTEGER DEFAULT 0 NOT NULL, connection_id INTEGER DEFAULT 0 NOT NULL,
-            keepalive INTEGER DEFAULT 0 NOT NULL, partition INTEGER DEFAULT 0 NOT NULL);
-        CREATE INDEX location_account_contact_idx ON location (username, domain, contact);
-        CREATE INDEX location_expires_idx ON location (expires);
-        CREATE INDEX location_connection_idx ON location (server_id, connection_id);
-        CREATE TABLE location_attrs (id INTEGER PRIMARY KEY NOT NULL,
-            ruid VARCHAR(64) DEFAULT '' NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL,
-            domain VARCHAR(64), aname VARCHAR(64) DEFAULT '' NOT NULL,
-            atype INTEGER DEFAULT 0 NOT NULL, avalue VARCHAR(512) DEFAULT '' NOT NULL,
-            last_modified TIMESTAMP DEFAULT '2000-01-01 00:00:01' NOT NULL);
-    """)
+for name in ("standard", "usrloc"):
+    with open(f"{schema}/{name}-create.sql") as sql:
+        db.executescript(sql.read())
 db.close()
 PYEOF
   start_kamailio "$WORK/kamailio-sqlite.log" -A WITH_SQLITE -A "DBFILE=\"$KDB\"" \

@@ -431,12 +431,7 @@ class RtpRelay:
             self._take_stats(side)
         if headers:
             self.core.account_forwarded(side, headers, rx_bytes, now)
-            stats = self.core.leg("b" if side == "a" else "a").stats
-            tx_packets, tx_bytes, tx_dropped, tx_errors = sent
-            stats.tx_packets += tx_packets
-            stats.tx_bytes += tx_bytes
-            stats.tx_dropped += tx_dropped
-            stats.tx_errors += tx_errors
+            self._count_hub_sends(side, *sent)
         if other is not None and side in self._socks:
             self._transmit_bursts(self.core.receive_batch(side, [other], now))
             self._sync_routes()
@@ -481,7 +476,7 @@ class RtpRelay:
         try:
             self._hub.hub.set_route(sock.fileno(), source_host, source_port, route.media_pt,
                                     rewrite, out.fileno(), peer_host, peer_port)
-        except ValueError:  # an IPv6 leg: the core forwards it
+        except ValueError:  # not an IPv4 literal (e.g. a host name from the SDP): the core forwards it
             return False
         return True
 
@@ -502,11 +497,17 @@ class RtpRelay:
         stats.rx_bytes += rx_bytes
         stats.stream.resume_in_order(
             received, (next_seq, cycles, last_timestamp, last_arrival, jitter))
-        out = self.core.leg("b" if side == "a" else "a").stats
-        out.tx_packets += tx_packets
-        out.tx_bytes += tx_bytes
-        out.tx_dropped += tx_dropped
-        out.tx_errors += tx_errors
+        self._count_hub_sends(side, tx_packets, tx_bytes, tx_dropped, tx_errors)
+
+    def _count_hub_sends(self, side: Side, packets: int, size: int, dropped: int,
+                         errors: int) -> None:
+        """What the hub sent of leg ``side``'s datagrams, from the other leg's socket: counted
+        on that leg, as :meth:`_transmit_bursts` counts its own sends."""
+        stats = self.core.leg("b" if side == "a" else "a").stats
+        stats.tx_packets += packets
+        stats.tx_bytes += size
+        stats.tx_dropped += dropped
+        stats.tx_errors += errors
 
     def _transmit_bursts(self, bursts: list[Burst]) -> None:
         outputs = self._outputs
