@@ -23,7 +23,7 @@ sysdeps:
 
 # setup.py and the C sources: the install builds the transcoder's C lane and the relay's hub
 # (an editable install builds them in place), so a change to any must run it again.
-$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/io/_rtphub.c
+$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/media/codecs/_g729lane.h vosapp/io/_rtphub.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[lab,test]'
 	@touch $@

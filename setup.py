@@ -16,11 +16,14 @@ setup(
         Extension(
             "vosapp.media.codecs._g729lane",
             sources=["vosapp/media/codecs/_g729lane.c"],
+            depends=["vosapp/media/codecs/_g729lane.h"],
             optional=True,
         ),
         Extension(
             "vosapp.io._rtphub",
             sources=["vosapp/io/_rtphub.c"],
+            # the hub converts transcoded legs through _g729lane's C interface (a capsule)
+            depends=["vosapp/media/codecs/_g729lane.h"],
             # the RFC 3550 A.8 jitter must match the Python path's double arithmetic bit for bit
             extra_compile_args=["-ffp-contract=off"],
             optional=True,

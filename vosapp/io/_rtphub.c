@@ -20,6 +20,17 @@
  *   per packet reaches Python; any other sequence number ends the turn like a datagram that
  *   does not fit. take_stats() hands the state and the counts back.
  *
+ * A transcoded leg (a route with a G.711 <-> G.729 lane, RelayCore.short_route): the hub
+ * converts instead of forwarding, while it owns the leg's transcoder state (own_lane ..
+ * take_lane): the next sequence number the transcoder expects, the last source timestamp,
+ * the marker of the next outgoing packet and the outgoing numbering (RFC 3550 §5.1). A
+ * datagram fits when it is the transcoder's common case (Transcoder.process's lane: a plain
+ * header, exactly the lane's size, the expected sequence number, no timestamp jump); the hub
+ * then builds the outgoing datagram as OutgoingStream.packet does, with the payload converted
+ * by _g729lane's C interface (_g729lane.h, the same bcg729 context as Python's lane), and
+ * keeps the last G.711 datagram for the source's concealment (G711.heard). Anything else
+ * ends the turn; take_lane() hands the state back before Python sees it.
+ *
  * Nothing here blocks (MSG_DONTWAIT, epoll_wait with timeout 0) and the work per poll is
  * capped (max_events sockets, drain_batch datagrams each).
  */
@@ -33,6 +44,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "../media/codecs/_g729lane.h"
 
 #define RTP_HEADER_SIZE 12
 #define DATAGRAM_MAX 2048 /* what the Python path reads: recvfrom(2048) */
@@ -58,7 +71,24 @@ typedef struct {
     double clock_rate;
     long long received, rx_packets, rx_bytes; /* since own_stats, on this leg */
     long long tx_packets, tx_bytes, tx_dropped, tx_errors; /* of the sends from out_fd */
+    /* a transcoded leg: the lane (NULL: forward), its payload sizes, owned state */
+    PyObject *lane;
+    Py_ssize_t lane_in, lane_out;
+    int owns_lane;
+    long expected_seq;        /* the transcoder's next expected sequence number */
+    uint32_t last_src_ts;     /* its last source timestamp */
+    uint32_t step_limit;      /* a timestamp step above this (and < 2^31) is a jump */
+    int marker_next;          /* RFC 3551 §4.1: the next outgoing packet starts a talkspurt */
+    int out_pt;
+    uint16_t out_seq;
+    uint32_t out_ts, out_ssrc, out_ticks;
+    int keeps_heard;          /* the source is G.711: keep its last datagram (G711.heard) */
+    long long converted;      /* since own_lane */
+    Py_ssize_t heard_size;
+    uint8_t heard[DATAGRAM_MAX];
 } Entry;
+
+static const G729LaneApi *lane_api; /* imported from _g729lane on the first lane route */
 
 typedef struct {
     PyObject_HEAD
@@ -155,6 +185,7 @@ hub_release(Hub *self)
         if (entry != NULL) {
             self->entries[fd] = NULL;
             Py_XDECREF(entry->key);
+            Py_XDECREF(entry->lane);
             PyMem_Free(entry);
         }
     }
@@ -169,8 +200,10 @@ static int
 hub_traverse(Hub *self, visitproc visit, void *arg)
 {
     for (Py_ssize_t fd = 0; fd < self->capacity; fd++)
-        if (self->entries[fd] != NULL)
+        if (self->entries[fd] != NULL) {
             Py_VISIT(self->entries[fd]->key);
+            Py_VISIT(self->entries[fd]->lane);
+        }
     return 0;
 }
 
@@ -178,8 +211,12 @@ static int
 hub_clear(Hub *self)
 {
     for (Py_ssize_t fd = 0; fd < self->capacity; fd++)
-        if (self->entries[fd] != NULL)
+        if (self->entries[fd] != NULL) {
             Py_CLEAR(self->entries[fd]->key);
+            Py_CLEAR(self->entries[fd]->lane);
+            self->entries[fd]->owns_lane = 0;
+            self->entries[fd]->routed = 0; /* never forward a transcoded leg untranscoded */
+        }
     return 0;
 }
 
@@ -191,6 +228,7 @@ hub_dealloc(Hub *self)
         Entry *entry = self->entries[fd];
         if (entry != NULL) {
             Py_XDECREF(entry->key);
+            Py_XDECREF(entry->lane);
             PyMem_Free(entry);
         }
     }
@@ -276,6 +314,7 @@ hub_remove(Hub *self, PyObject *arg)
     self->entries[fd] = NULL;
     self->count--;
     Py_XDECREF(entry->key);
+    Py_XDECREF(entry->lane);
     PyMem_Free(entry);
     /* EBADF/ENOENT: the socket was closed first, the kernel already forgot it */
     if (epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != EBADF && errno != ENOENT)
@@ -301,12 +340,31 @@ hub_set_route(Hub *self, PyObject *args)
 {
     int fd, source_port, media_pt, rewrite_pt, out_fd, peer_port;
     const char *source_host, *peer_host;
-    if (!PyArg_ParseTuple(args, "isiiiisi:set_route", &fd, &source_host, &source_port,
-                          &media_pt, &rewrite_pt, &out_fd, &peer_host, &peer_port))
+    PyObject *lane = Py_None;
+    if (!PyArg_ParseTuple(args, "isiiiisi|O:set_route", &fd, &source_host, &source_port,
+                          &media_pt, &rewrite_pt, &out_fd, &peer_host, &peer_port, &lane))
         return NULL;
     Entry *entry = hub_entry(self, fd);
     if (entry == NULL)
         return NULL;
+    if (entry->owns_lane) {
+        PyErr_SetString(PyExc_RuntimeError, "take_lane() before changing the route");
+        return NULL;
+    }
+    Py_ssize_t lane_in = 0, lane_out = 0;
+    if (lane != Py_None) {
+        if (lane_api == NULL) {
+            lane_api = (const G729LaneApi *)PyCapsule_Import(G729LANE_CAPSULE, 0);
+            if (lane_api == NULL)
+                return NULL;
+        }
+        if (lane_api->sizes(lane, &lane_in, &lane_out) < 0)
+            return NULL;
+        if (RTP_HEADER_SIZE + lane_in > DATAGRAM_MAX || RTP_HEADER_SIZE + lane_out > DATAGRAM_MAX) {
+            PyErr_SetString(PyExc_ValueError, "the lane's datagrams exceed 2048 bytes");
+            return NULL;
+        }
+    }
     if (media_pt < 0 || media_pt > 127 || rewrite_pt < -1 || rewrite_pt > 127 || out_fd < 0) {
         PyErr_SetString(PyExc_ValueError, "payload types are 0..127 (rewrite -1: none)");
         return NULL;
@@ -321,6 +379,10 @@ hub_set_route(Hub *self, PyObject *args)
     entry->rewrite_pt = rewrite_pt;
     entry->out_fd = out_fd;
     entry->routed = 1;
+    Py_XINCREF(lane != Py_None ? lane : NULL);
+    Py_XSETREF(entry->lane, lane != Py_None ? lane : NULL);
+    entry->lane_in = lane_in;
+    entry->lane_out = lane_out;
     Py_RETURN_NONE;
 }
 
@@ -331,12 +393,13 @@ hub_clear_route(Hub *self, PyObject *arg)
     Entry *entry = hub_entry_arg(self, arg, &fd);
     if (entry == NULL)
         return NULL;
-    if (entry->owns_stats) {
-        PyErr_SetString(PyExc_RuntimeError, "take_stats() before clearing the route");
+    if (entry->owns_stats || entry->owns_lane) {
+        PyErr_SetString(PyExc_RuntimeError, "take_stats()/take_lane() before clearing the route");
         return NULL;
     }
     entry->routed = 0;
     entry->out_fd = -1;
+    Py_CLEAR(entry->lane);
     Py_RETURN_NONE;
 }
 
@@ -390,6 +453,67 @@ hub_take_stats(Hub *self, PyObject *arg)
                          entry->tx_dropped, entry->tx_errors);
 }
 
+static PyObject *
+hub_own_lane(Hub *self, PyObject *args)
+{
+    int fd, marker_next, out_pt, keeps_heard;
+    long expected_seq;
+    unsigned long last_src_ts, step_limit, out_seq, out_ts, out_ssrc, out_ticks;
+    if (!PyArg_ParseTuple(args, "ilkkpikkkkp:own_lane", &fd, &expected_seq, &last_src_ts,
+                          &step_limit, &marker_next, &out_pt, &out_seq, &out_ts, &out_ssrc,
+                          &out_ticks, &keeps_heard))
+        return NULL;
+    Entry *entry = hub_entry(self, fd);
+    if (entry == NULL)
+        return NULL;
+    if (!entry->routed || entry->lane == NULL || entry->owns_lane) {
+        PyErr_SetString(PyExc_RuntimeError, "own_lane() needs a lane route and no owned lane");
+        return NULL;
+    }
+    if (expected_seq < 0 || expected_seq > 0xFFFF || out_seq > 0xFFFF || out_pt < 0 ||
+        out_pt > 127 || last_src_ts > 0xFFFFFFFFUL || step_limit > 0xFFFFFFFFUL ||
+        out_ts > 0xFFFFFFFFUL || out_ssrc > 0xFFFFFFFFUL || out_ticks > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "RTP field out of range");
+        return NULL;
+    }
+    entry->expected_seq = expected_seq;
+    entry->last_src_ts = (uint32_t)last_src_ts;
+    entry->step_limit = (uint32_t)step_limit;
+    entry->marker_next = marker_next;
+    entry->out_pt = out_pt;
+    entry->out_seq = (uint16_t)out_seq;
+    entry->out_ts = (uint32_t)out_ts;
+    entry->out_ssrc = (uint32_t)out_ssrc;
+    entry->out_ticks = (uint32_t)out_ticks;
+    entry->keeps_heard = keeps_heard;
+    entry->converted = 0;
+    entry->heard_size = 0;
+    entry->owns_lane = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hub_take_lane(Hub *self, PyObject *arg)
+{
+    int fd;
+    Entry *entry = hub_entry_arg(self, arg, &fd);
+    if (entry == NULL)
+        return NULL;
+    if (!entry->owns_lane)
+        Py_RETURN_NONE;
+    entry->owns_lane = 0;
+    PyObject *heard;
+    if (entry->heard_size > 0)
+        heard = PyBytes_FromStringAndSize((const char *)entry->heard, entry->heard_size);
+    else
+        heard = Py_NewRef(Py_None);
+    if (heard == NULL)
+        return NULL;
+    return Py_BuildValue("(LlkOkkN)", entry->converted, entry->expected_seq,
+                         (unsigned long)entry->last_src_ts, entry->marker_next ? Py_True : Py_False,
+                         (unsigned long)entry->out_seq, (unsigned long)entry->out_ts, heard);
+}
+
 /* A datagram handed back to Python: (bytes, (host, port)). */
 static PyObject *
 datagram_tuple(const uint8_t *data, ssize_t size, const struct sockaddr_in *from)
@@ -406,7 +530,7 @@ datagram_tuple(const uint8_t *data, ssize_t size, const struct sockaddr_in *from
 static PyObject *
 hub_turn(Hub *self, Entry *entry, double now)
 {
-    uint8_t buffer[DATAGRAM_MAX];
+    uint8_t buffer[DATAGRAM_MAX], converted[DATAGRAM_MAX];
     int reads = now - entry->last_wake < self->backlog_gap ? self->drain_batch : 1;
     entry->last_wake = now;
     PyObject *headers = NULL, *other = NULL;
@@ -445,6 +569,20 @@ hub_turn(Hub *self, Entry *entry, double now)
         uint16_t sequence = (uint16_t)(buffer[2] << 8 | buffer[3]);
         uint32_t timestamp = (uint32_t)buffer[4] << 24 | (uint32_t)buffer[5] << 16 |
                              (uint32_t)buffer[6] << 8 | (uint32_t)buffer[7];
+        /* a transcoded leg: only Transcoder.process's lane case is done here (a datagram of
+         * the lane's size, the sequence number it expects, no timestamp jump: DTX, hold);
+         * concealment, resynchronisation, other sizes are the transcoder's */
+        if (entry->lane != NULL) {
+            uint32_t step = timestamp - entry->last_src_ts;
+            if (!entry->owns_lane || size != RTP_HEADER_SIZE + entry->lane_in ||
+                sequence != entry->expected_seq ||
+                (step > entry->step_limit && step < 0x80000000u)) {
+                other = datagram_tuple(buffer, size, source);
+                if (other == NULL)
+                    goto fail;
+                break;
+            }
+        }
         if (entry->owns_stats) {
             if (sequence != entry->next_seq) { /* gap, late, duplicate, restart: A.1 in Python */
                 other = datagram_tuple(buffer, size, source);
@@ -478,11 +616,36 @@ hub_turn(Hub *self, Entry *entry, double now)
         }
         rx_packets++;
         rx_bytes += size;
-        if (entry->rewrite_pt >= 0)
+        const uint8_t *out = buffer;
+        if (entry->lane != NULL) {
+            /* OutgoingStream.packet: v2 header of the leg's numbering, then the payload */
+            out = converted;
+            converted[0] = 0x80;
+            converted[1] = (uint8_t)((entry->marker_next ? 0x80 : 0) | entry->out_pt);
+            converted[2] = (uint8_t)(entry->out_seq >> 8);
+            converted[3] = (uint8_t)entry->out_seq;
+            for (int b = 0; b < 4; b++) {
+                converted[4 + b] = (uint8_t)(entry->out_ts >> (24 - 8 * b));
+                converted[8 + b] = (uint8_t)(entry->out_ssrc >> (24 - 8 * b));
+            }
+            lane_api->convert(entry->lane, buffer + RTP_HEADER_SIZE,
+                              converted + RTP_HEADER_SIZE);
+            if (entry->keeps_heard) { /* G711.heard: the concealment of a later loss */
+                memcpy(entry->heard, buffer, (size_t)size);
+                entry->heard_size = size;
+            }
+            entry->expected_seq = (sequence + 1) & 0xFFFF;
+            entry->last_src_ts = timestamp;
+            entry->marker_next = 0;
+            entry->out_seq++;
+            entry->out_ts += entry->out_ticks;
+            entry->converted++;
+            size = RTP_HEADER_SIZE + entry->lane_out;
+        } else if (entry->rewrite_pt >= 0)
             buffer[1] = (uint8_t)((buffer[1] & 0x80) | entry->rewrite_pt);
         ssize_t sent;
         do {
-            sent = sendto(entry->out_fd, buffer, (size_t)size, MSG_DONTWAIT,
+            sent = sendto(entry->out_fd, out, (size_t)size, MSG_DONTWAIT,
                           (const struct sockaddr *)&entry->peer, sizeof(entry->peer));
         } while (sent < 0 && errno == EINTR);
         if (sent >= 0) {
@@ -579,7 +742,8 @@ static PyMethodDef hub_methods[] = {
     {"remove", (PyCFunction)hub_remove, METH_O, "remove(fd): stop watching a socket."},
     {"set_route", (PyCFunction)hub_set_route, METH_VARARGS,
      "set_route(fd, source_host, source_port, media_pt, rewrite_pt, out_fd, peer_host, "
-     "peer_port): forward fitting datagrams in C (rewrite_pt -1: none)."},
+     "peer_port, lane=None): forward fitting datagrams in C (rewrite_pt -1: none); with a "
+     "_g729lane lane, convert them while own_lane() holds."},
     {"clear_route", (PyCFunction)hub_clear_route, METH_O,
      "clear_route(fd): report the socket as readable instead."},
     {"own_stats", (PyCFunction)hub_own_stats, METH_VARARGS,
@@ -589,6 +753,12 @@ static PyMethodDef hub_methods[] = {
      "take_stats(fd): None, or (rx_packets, rx_bytes, received, next_seq, cycles, "
      "last_timestamp, last_arrival, jitter, tx_packets, tx_bytes, tx_dropped, tx_errors) "
      "since own_stats(), which ends."},
+    {"own_lane", (PyCFunction)hub_own_lane, METH_VARARGS,
+     "own_lane(fd, expected_seq, last_src_ts, step_limit, marker_next, out_pt, out_seq, out_ts, "
+     "out_ssrc, out_ticks, keeps_heard): convert the in-order packets of a lane route here."},
+    {"take_lane", (PyCFunction)hub_take_lane, METH_O,
+     "take_lane(fd): None, or (converted, expected_seq, last_src_ts, marker_next, out_seq, "
+     "out_ts, last G.711 datagram or None) since own_lane(), which ends."},
     {"poll", (PyCFunction)hub_poll, METH_O,
      "poll(now): serve the ready sockets; a list of (key, headers or None, rx_bytes, "
      "tx_packets, tx_bytes, tx_dropped, tx_errors, (datagram, source) or None)."},

@@ -24,6 +24,14 @@ datagram of a leg without a route, goes through the core as without the hub. Aft
 into the core the relay sets its legs' routes again. Without the extension, or with
 ``VOSAPP_RTP_HUB=0``, each socket is its own reader.
 
+Transcoded legs (G.711 <-> G.729 at the same ptime): the route carries the transcoder's C lane
+(:attr:`ShortRoute.lane`) and the hub holds the transcoder's per-packet state
+(:meth:`RelayCore.lane_state`); it converts and sends the datagrams the transcoder would have
+put through its lane, in order, and hands that state back (:meth:`RelayCore.resume_lane`)
+before the core sees a datagram of that leg, before a timer or SIP INFO reaches the core, and
+on :meth:`RtpRelay.stats`: loss concealment, resynchronisation, DTMF and anything unusual run
+in Python on the state as it would have been.
+
 Ports: :class:`PortAllocator` hands out even ports from a configured range (RFC 3550 §11: RTP
 on an even port, RTCP on the next odd one).
 """
@@ -245,6 +253,7 @@ class RtpRelay:
         self._hub: _LoopHub | None = None
         self._routes: dict[Side, ShortRoute | None] = {"a": None, "b": None}  # set in the hub
         self._owned: set[Side] = set()  # legs whose statistics the hub holds (own_stats)
+        self._lanes: set[Side] = set()  # legs whose transcoder state the hub holds (own_lane)
 
     @classmethod
     async def open(
@@ -338,9 +347,9 @@ class RtpRelay:
 
         With the hub, the legs' :class:`LegStats` are current after this call (the hub may
         hold the counts of the packets it forwarded until then)."""
-        if self._owned:
-            self._take_stats("a")
-            self._take_stats("b")
+        if self._owned or self._lanes:
+            self._take_back("a")
+            self._take_back("b")
             out = self.core.stats()
             self._sync_routes()  # the hub takes them on again
             return out
@@ -348,6 +357,8 @@ class RtpRelay:
 
     def info_received(self, side: Side, content_type: str, body: bytes | str) -> None:
         """A SIP INFO digit arrived from ``side`` (see :meth:`RelayCore.info_received`)."""
+        self._take_back("a")  # tones and events change the transcoders' state and numbering
+        self._take_back("b")
         self._transmit(self.core.info_received(side, content_type, body, self._now()))
         self._arm()
         self._sync_routes()
@@ -357,8 +368,8 @@ class RtpRelay:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
-        for side in list(self._owned):
-            self._take_stats(side)
+        for side in ("a", "b"):
+            self._take_back(side)
         for side, sock in list(self._socks.items()):
             if self._hub is not None:
                 self._hub.remove(sock)  # before closing: the fd number may be reused at once
@@ -384,8 +395,7 @@ class RtpRelay:
         sock = self._socks.get(side)
         if sock is None:
             return
-        if side in self._owned:  # the core accounts what comes now
-            self._take_stats(side)
+        self._take_back(side)  # the core accounts what comes now
         recvfrom = sock.recvfrom
         now = self._now()
         # What a wake-up drained goes to the core in one call and out in one send loop after
@@ -427,12 +437,11 @@ class RtpRelay:
         which goes through the core after them, in arrival order. ``polled``: the hub's
         clock at the poll (one reading per wake-up, as in :meth:`_drain`)."""
         now = polled if self._hub is not None and self._clock is self._hub.clock else self._now()
-        if side in self._owned:  # the core accounts what comes now
-            self._take_stats(side)
         if headers:
             self.core.account_forwarded(side, headers, rx_bytes, now)
             self._count_hub_sends(side, *sent)
         if other is not None and side in self._socks:
+            self._take_back(side)  # the core accounts and transcodes what comes now
             self._transmit_bursts(self.core.receive_batch(side, [other], now))
             self._sync_routes()
             if self.core.next_deadline() != self._timer_at:
@@ -452,7 +461,7 @@ class RtpRelay:
             fd = sock.fileno()
             route = self.core.short_route(side)
             if route != self._routes[side]:
-                self._take_stats(side)
+                self._take_back(side)
                 self._routes[side] = route
                 if not self._set_route(sock, route):
                     hub.hub.clear_route(fd)
@@ -464,6 +473,12 @@ class RtpRelay:
                 if state is not None:
                     hub.hub.own_stats(fd, *state, stream.clock_rate)
                     self._owned.add(side)
+            route = self._routes[side]
+            if route is not None and route.lane is not None and side not in self._lanes:
+                lane_state = self.core.lane_state(side)
+                if lane_state is not None:
+                    hub.hub.own_lane(fd, *lane_state)
+                    self._lanes.add(side)
 
     def _set_route(self, sock: socket.socket, route: ShortRoute | None) -> bool:
         assert self._hub is not None
@@ -475,10 +490,20 @@ class RtpRelay:
         rewrite = -1 if route.rewrite_pt is None else route.rewrite_pt
         try:
             self._hub.hub.set_route(sock.fileno(), source_host, source_port, route.media_pt,
-                                    rewrite, out.fileno(), peer_host, peer_port)
+                                    rewrite, out.fileno(), peer_host, peer_port, route.lane)
         except ValueError:  # not an IPv4 literal (e.g. a host name from the SDP): the core forwards it
             return False
         return True
+
+    def _take_back(self, side: Side) -> None:
+        """Take back what the hub holds of a leg: its transcoder state, then its statistics."""
+        if side in self._lanes:
+            self._lanes.discard(side)
+            assert self._hub is not None
+            taken = self._hub.hub.take_lane(self._socks[side].fileno())
+            if taken is not None:
+                self.core.resume_lane(side, *taken)
+        self._take_stats(side)
 
     def _take_stats(self, side: Side) -> None:
         """Take back a leg's statistics from the hub (own_stats). What it forwarded since
@@ -550,5 +575,8 @@ class RtpRelay:
 
     def _expire(self) -> None:
         self._timer = self._timer_at = None
+        self._take_back("a")  # paced events take the next numbers of a transcoded leg
+        self._take_back("b")
         self._transmit(self.core.expire(self._now()))
         self._arm()
+        self._sync_routes()

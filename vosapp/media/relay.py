@@ -83,7 +83,7 @@ from vosapp.media.dtmf.rfc4733 import (
     retarget,
 )
 from vosapp.media.rtp import HEADER_START, OutgoingStream, RtpError, RtpPacket, RtpStreamStats
-from vosapp.media.transcoder import Transcoder
+from vosapp.media.transcoder import LaneState, Transcoder
 from vosapp.net import Address, is_ip_literal
 
 __all__ = [
@@ -118,6 +118,11 @@ class ShortRoute(NamedTuple):
     CSRC), its payload type is ``media_pt`` and it comes from ``source``. It then goes out of
     leg ``out_side``'s socket to ``peer``, with its payload type set to ``rewrite_pt`` unless
     that is ``None`` (marker bit kept), and counts as :meth:`RelayCore.account_forwarded` says.
+
+    A transcoded leg's route has ``lane``, the C lane object of its transcoder
+    (:attr:`Transcoder.native_lane`): a fitting datagram is converted rather than forwarded,
+    while the I/O layer holds the transcoder's state (:meth:`RelayCore.lane_state` ..
+    :meth:`RelayCore.resume_lane`), and only when it is that state's next packet.
     """
 
     source: Address
@@ -125,6 +130,7 @@ class ShortRoute(NamedTuple):
     rewrite_pt: int | None
     out_side: Side
     peer: Address
+    lane: Any = None
 
 
 #: SDP media directions (RFC 3264 §5.1), from the point of view of the leg's endpoint.
@@ -536,10 +542,35 @@ class RelayCore:
         flow = self._flows[side]
         src, target = flow.source, flow.target
         latched, peer = src.latched, target.peer
-        if (latched is None or peer is None or not flow.plain or not src.sends
-                or not target.receives):
+        if latched is None or peer is None or not src.sends or not target.receives:
             return None
-        return ShortRoute(latched, src.media_pt, flow.rewrite_pt, target.side, peer)
+        if flow.plain:
+            return ShortRoute(latched, src.media_pt, flow.rewrite_pt, target.side, peer)
+        # a transcoded direction: Transcoder.process's lane case, while nothing else (audio
+        # buffered, tapped for inband DTMF or replaced by tones) has to happen to the packet
+        transcoder = flow.transcoder
+        if (transcoder is None or transcoder.native_lane is None or flow.pending
+                or transcoder.lane_state() is None):
+            return None
+        return ShortRoute(latched, src.media_pt, None, target.side, peer, transcoder.native_lane)
+
+    def lane_state(self, side: Side) -> LaneState | None:
+        """The transcoder state of leg ``side``'s :meth:`short_route` with a lane (see
+        :meth:`Transcoder.lane_state`): the I/O layer converting its datagrams holds it and
+        hands it back (:meth:`resume_lane`) before the core sees anything of that leg."""
+        transcoder = self._flows[side].transcoder
+        return transcoder.lane_state() if transcoder is not None else None
+
+    def resume_lane(self, side: Side, converted: int, expected_seq: int, last_src_ts: int,
+                    marker_next: bool, out_seq: int, out_ts: int,
+                    heard: bytes | None) -> None:
+        """Take back :meth:`lane_state` after ``converted`` datagrams of leg ``side`` were
+        converted and sent elsewhere (see :meth:`Transcoder.resume_lane`; the legs' counters
+        are the I/O layer's, as for :meth:`account_forwarded`)."""
+        transcoder = self._flows[side].transcoder
+        assert transcoder is not None
+        transcoder.resume_lane(converted, expected_seq, last_src_ts, marker_next, out_seq,
+                               out_ts, heard)
 
     def account_forwarded(self, side: Side, headers: list[tuple[int, int, int, int]],
                           size: int, now: float) -> None:

@@ -29,6 +29,7 @@ import struct
 from collections.abc import Callable
 from fractions import Fraction
 from math import gcd
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -39,7 +40,10 @@ from vosapp.media.codecs.g711 import G711
 from vosapp.media.codecs.g729 import G729
 from vosapp.media.rtp import HEADER_START, RTP_HEADER_SIZE, OutgoingStream, RtpError, RtpPacket
 
-__all__ = ["StreamingResampler", "Transcoder", "TranscoderStats", "resolve_codec"]
+if TYPE_CHECKING:
+    from vosapp.media.codecs._g729lane import _Lane as NativeLane
+
+__all__ = ["LaneState", "StreamingResampler", "Transcoder", "TranscoderStats", "resolve_codec"]
 
 _SEQ_MOD = 1 << 16
 
@@ -51,21 +55,48 @@ def resolve_codec(codec: str | Codec) -> Codec:
     return codec_registry.get(codec)
 
 
+class LaneState(NamedTuple):
+    """What :meth:`Transcoder.process`'s lane reads and changes per packet, for an I/O layer
+    that runs that lane itself (:meth:`Transcoder.lane_state`, :meth:`Transcoder.resume_lane`).
+
+    A datagram is the lane's when its first byte is 0x80, its size is the lane's, its sequence
+    number is ``expected_seq`` and its timestamp does not step further than ``step_limit``
+    past ``last_src_ts`` (modulo 2^32, a step of 2^31 or more being backwards); the outgoing
+    datagram is ``OutgoingStream.packet``'s (``out_pt`` with the marker when ``marker_next``,
+    ``out_seq``, ``out_ts``, ``ssrc``; then ``out_seq`` + 1, ``out_ts`` + ``out_ticks``,
+    ``marker_next`` False). ``keeps_heard``: the source is G.711 and its last datagram must
+    be handed back for its concealment (:meth:`G711.heard`).
+    """
+
+    expected_seq: int
+    last_src_ts: int
+    step_limit: int
+    marker_next: bool
+    out_pt: int
+    out_seq: int
+    out_ts: int
+    ssrc: int
+    out_ticks: int
+    keeps_heard: bool
+
+
 def _lookup_lane(
     src: Codec, dst: Codec, frames: int, outgoing: OutgoingStream, ticks: int
-) -> Callable[[bytes, bool], bytes] | None:
+) -> tuple[Callable[[bytes, bool], bytes], NativeLane | None] | None:
     """RTP to RTP with no audio array in between, when one side is G.711 and the other G.729
     (which takes or gives its audio through a G.711 table): ``lane(datagram, marker)`` turns
     a datagram with a plain 12-byte header and ``frames`` source frames into the outgoing
     datagram, numbered by ``outgoing`` as :meth:`OutgoingStream.packet` numbers it (and
     byte-identical to its result). The codec converts the whole packet in one call
-    (:meth:`G729.rtp_encoder` / :meth:`G729.rtp_decoder`: in C when built). None for other
-    codec pairs."""
+    (:meth:`G729.rtp_encoder` / :meth:`G729.rtp_decoder`: in C when built). Returned with the
+    C lane object of the same conversion (:meth:`G729.native_rtp_lane`, None through ctypes).
+    None for other codec pairs."""
     heard: Callable[[bytes, int], None] | None = None
     declined: Callable[[bytes, bool], bytes] | None = None
     if isinstance(src, G711) and isinstance(dst, G729):
         payload_bytes = frames * dst.frame_bytes
         convert = dst.rtp_encoder(src.decode_table, frames)
+        native = dst.native_rtp_lane(src.decode_table, frames, encoder=True)
         heard, table = src.heard, src.decode_table
         encode_codes, packet = dst.encode_codes, outgoing.packet
 
@@ -75,6 +106,7 @@ def _lookup_lane(
     elif isinstance(src, G729) and isinstance(dst, G711):
         payload_bytes = frames * src.frame_samples
         convert = src.rtp_decoder(dst.encode_table, frames)
+        native = src.native_rtp_lane(dst.encode_table, frames, encoder=False)
     else:
         return None
 
@@ -94,7 +126,7 @@ def _lookup_lane(
         outgoing.octets += payload_bytes
         return datagram
 
-    return lane
+    return lane, native
 
 
 class StreamingResampler:
@@ -241,6 +273,7 @@ class Transcoder:
         "_last_src_ticks",
         "_last_src_ts",
         "_marker_next",
+        "_native_lane",
         "_out_samples",
         "_out_ticks",
         "_packet",
@@ -314,9 +347,13 @@ class Transcoder:
         self._encode = self.dst.encode
         # payload to payload with no audio array in between (G.711 <-> G.729), for packets of
         # exactly the negotiated ptime when nothing listens to or replaces the audio
-        self._lane = (_lookup_lane(self.src, self.dst, self._in_frames, self.outgoing,
-                                   self._out_ticks)
-                      if src_ptime == dst_ptime else None)
+        found = (_lookup_lane(self.src, self.dst, self._in_frames, self.outgoing,
+                              self._out_ticks)
+                 if src_ptime == dst_ptime else None)
+        self._lane: Callable[[bytes, bool], bytes] | None = None
+        self._native_lane: NativeLane | None = None
+        if found is not None:
+            self._lane, self._native_lane = found
         # the size of a datagram for it: a plain 12-byte header and the negotiated ptime
         self._lane_size = RTP_HEADER_SIZE + self._in_frames * self.src.frame_bytes
         self._half_in_ticks = self._in_ticks // 2
@@ -371,6 +408,48 @@ class Transcoder:
         if self._ts_offset is None:
             self._ts_offset = (self.outgoing.timestamp - src_timestamp) & 0xFFFFFFFF
         return (src_timestamp + self._ts_offset) & 0xFFFFFFFF
+
+    # -- the lane run elsewhere (the relay's hub) --------------------------------------------
+
+    @property
+    def native_lane(self) -> NativeLane | None:
+        """The C lane object of this direction's packet lane (``_g729lane``), or None: an I/O
+        layer may run the lane with it while :meth:`lane_state` allows."""
+        return self._native_lane
+
+    def lane_state(self) -> LaneState | None:
+        """The state the next packet needs when it takes :meth:`process`'s lane and nothing
+        else has to happen first (no audio buffered, tapped or replaced, no partial frame in
+        the encoder, the previous packet the lane's size), or None."""
+        if (self._native_lane is None or self._expected_seq is None or self._fifo_len
+                or self.audio_tap is not None or self._inject.size
+                or self._last_src_ticks != self._in_ticks
+                or isinstance(self.dst, G729) and self.dst.encoder_waiting):
+            return None
+        outgoing = self.outgoing
+        return LaneState(self._expected_seq, self._last_src_ts,
+                         self._in_ticks + self._half_in_ticks, self._marker_next,
+                         outgoing.payload_type, outgoing.sequence, outgoing.timestamp,
+                         outgoing.ssrc, self._out_ticks, isinstance(self.src, G711))
+
+    def resume_lane(self, converted: int, expected_seq: int, last_src_ts: int,
+                    marker_next: bool, out_seq: int, out_ts: int,
+                    heard: bytes | None) -> None:
+        """Take back :meth:`lane_state` after ``converted`` packets went through the lane
+        elsewhere, exactly as :meth:`process` would have counted them; ``heard``: the last of
+        them when the source is G.711 (its concealment remembers it)."""
+        if not converted:
+            return
+        self._expected_seq, self._last_src_ts = expected_seq, last_src_ts
+        self._marker_next = marker_next
+        outgoing = self.outgoing
+        outgoing.sequence, outgoing.timestamp = out_seq, out_ts
+        outgoing.packets += converted
+        outgoing.octets += converted * (self.dst_ptime // self.dst.frame_ms * self.dst.frame_bytes)
+        self.stats.packets_in += converted
+        self.stats.packets_out += converted
+        if heard is not None and isinstance(self.src, G711):
+            self.src.heard(heard, RTP_HEADER_SIZE)
 
     # -- packet path ----------------------------------------------------------------------
 

@@ -10,11 +10,16 @@
  * extension, no padding) and `frames` 10 ms frames into a new datagram: the 12-byte header
  * given by the caller (version 2, the second byte, sequence, timestamp, SSRC), then the
  * converted payload. Checking the incoming header is the caller's business.
+ *
+ * The same conversion, payload to payload, is exported to other extensions through the
+ * capsule _C_API (_g729lane.h): the relay's hub converts a transcoded leg's packets with it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_g729lane.h"
 
 #define RTP_HEADER_SIZE 12
 #define FRAME_SAMPLES 80      /* 10 ms at 8 kHz */
@@ -165,6 +170,23 @@ encoder_lane_init(Lane *self, PyObject *args, PyObject *kwargs)
     return lane_init(self, args, 256, sizeof(int16_t));
 }
 
+/* frames x 80 G.711 codes -> frames x 10 bytes of G.729 */
+static void
+encode_payload(Lane *self, const uint8_t *codes, uint8_t *bits)
+{
+    const int16_t *linear = (const int16_t *)self->table.buf; /* int16[256] by G.711 code */
+    encoder_fn encode = (encoder_fn)self->function;
+    int16_t frame[FRAME_SAMPLES];
+    uint8_t length; /* 10: an encoder without VAD always gives a speech frame */
+    for (Py_ssize_t f = 0; f < self->frames; f++) {
+        for (int i = 0; i < FRAME_SAMPLES; i++)
+            frame[i] = linear[codes[i]];
+        encode(self->context, frame, bits, &length);
+        codes += FRAME_SAMPLES;
+        bits += SPEECH_FRAME_BYTES;
+    }
+}
+
 static PyObject *
 encoder_lane_packet(Lane *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -178,19 +200,8 @@ encoder_lane_packet(Lane *self, PyObject *const *args, Py_ssize_t nargs)
                                  RTP_HEADER_SIZE + frames * SPEECH_FRAME_BYTES, &in);
     if (!out)
         return NULL;
-    const int16_t *linear = (const int16_t *)self->table.buf; /* int16[256] by G.711 code */
-    encoder_fn encode = (encoder_fn)self->function;
-    uint8_t *bits = (uint8_t *)PyBytes_AS_STRING(out) + RTP_HEADER_SIZE;
-    const uint8_t *codes = in + RTP_HEADER_SIZE;
-    int16_t frame[FRAME_SAMPLES];
-    uint8_t length; /* 10: an encoder without VAD always gives a speech frame */
-    for (Py_ssize_t f = 0; f < frames; f++) {
-        for (int i = 0; i < FRAME_SAMPLES; i++)
-            frame[i] = linear[codes[i]];
-        encode(self->context, frame, bits, &length);
-        codes += FRAME_SAMPLES;
-        bits += SPEECH_FRAME_BYTES;
-    }
+    encode_payload(self, in + RTP_HEADER_SIZE,
+                   (uint8_t *)PyBytes_AS_STRING(out) + RTP_HEADER_SIZE);
     return out;
 }
 
@@ -229,6 +240,23 @@ decoder_lane_init(Lane *self, PyObject *args, PyObject *kwargs)
     return lane_init(self, args, 65536, sizeof(uint8_t));
 }
 
+/* frames x 10 bytes of G.729 -> frames x 80 G.711 codes */
+static void
+decode_payload(Lane *self, const uint8_t *bits, uint8_t *codes)
+{
+    const uint8_t *code_of = (const uint8_t *)self->table.buf; /* uint8[65536] by sample */
+    decoder_fn decode = (decoder_fn)self->function;
+    int16_t frame[FRAME_SAMPLES];
+    for (Py_ssize_t f = 0; f < self->frames; f++) {
+        /* a speech frame: no erasure, no SID, no RFC 3389 comfort noise */
+        decode(self->context, bits, SPEECH_FRAME_BYTES, 0, 0, 0, frame);
+        for (int i = 0; i < FRAME_SAMPLES; i++)
+            codes[i] = code_of[(uint16_t)frame[i]];
+        bits += SPEECH_FRAME_BYTES;
+        codes += FRAME_SAMPLES;
+    }
+}
+
 static PyObject *
 decoder_lane_packet(Lane *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -242,19 +270,8 @@ decoder_lane_packet(Lane *self, PyObject *const *args, Py_ssize_t nargs)
                                  RTP_HEADER_SIZE + frames * FRAME_SAMPLES, &in);
     if (!out)
         return NULL;
-    const uint8_t *code_of = (const uint8_t *)self->table.buf; /* uint8[65536] by sample */
-    decoder_fn decode = (decoder_fn)self->function;
-    const uint8_t *bits = in + RTP_HEADER_SIZE;
-    uint8_t *codes = (uint8_t *)PyBytes_AS_STRING(out) + RTP_HEADER_SIZE;
-    int16_t frame[FRAME_SAMPLES];
-    for (Py_ssize_t f = 0; f < frames; f++) {
-        /* a speech frame: no erasure, no SID, no RFC 3389 comfort noise */
-        decode(self->context, bits, SPEECH_FRAME_BYTES, 0, 0, 0, frame);
-        for (int i = 0; i < FRAME_SAMPLES; i++)
-            codes[i] = code_of[(uint16_t)frame[i]];
-        bits += SPEECH_FRAME_BYTES;
-        codes += FRAME_SAMPLES;
-    }
+    decode_payload(self, in + RTP_HEADER_SIZE,
+                   (uint8_t *)PyBytes_AS_STRING(out) + RTP_HEADER_SIZE);
     return out;
 }
 
@@ -280,6 +297,33 @@ static PyTypeObject DecoderLaneType = {
     .tp_dealloc = (destructor)lane_dealloc,
     .tp_methods = decoder_lane_methods,
 };
+
+/* -- the C interface (_g729lane.h) ---------------------------------------------------- */
+
+static int
+api_sizes(PyObject *lane, Py_ssize_t *in_payload, Py_ssize_t *out_payload)
+{
+    int encoder = PyObject_TypeCheck(lane, &EncoderLaneType);
+    if ((!encoder && !PyObject_TypeCheck(lane, &DecoderLaneType)) || !((Lane *)lane)->table.obj) {
+        PyErr_SetString(PyExc_TypeError, "not an initialised EncoderLane or DecoderLane");
+        return -1;
+    }
+    Py_ssize_t frames = ((Lane *)lane)->frames;
+    *in_payload = frames * (encoder ? FRAME_SAMPLES : SPEECH_FRAME_BYTES);
+    *out_payload = frames * (encoder ? SPEECH_FRAME_BYTES : FRAME_SAMPLES);
+    return 0;
+}
+
+static void
+api_convert(PyObject *lane, const uint8_t *in, uint8_t *out)
+{
+    if (Py_IS_TYPE(lane, &EncoderLaneType))
+        encode_payload((Lane *)lane, in, out);
+    else
+        decode_payload((Lane *)lane, in, out);
+}
+
+static const G729LaneApi lane_api = {api_sizes, api_convert};
 
 /* -- module ---------------------------------------------------------------------------- */
 
@@ -307,6 +351,12 @@ PyInit__g729lane(void)
     Py_INCREF(&DecoderLaneType);
     if (PyModule_AddObject(module, "DecoderLane", (PyObject *)&DecoderLaneType) < 0) {
         Py_DECREF(&DecoderLaneType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New((void *)&lane_api, G729LANE_CAPSULE, NULL);
+    if (!capsule || PyModule_AddObject(module, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
         Py_DECREF(module);
         return NULL;
     }

@@ -31,12 +31,16 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vosapp.media.codecs.base import Codec, CodecError, CodecUnavailableError
 from vosapp.media.rtp import HEADER as RTP_FIXED_HEADER
 from vosapp.media.rtp import RTP_HEADER_SIZE
+
+if TYPE_CHECKING:
+    from vosapp.media.codecs._g729lane import _Lane as NativeLane
 
 try:  # the C packet lane (setup.py builds it when a compiler and Python's headers are there)
     from vosapp.media.codecs import _g729lane as _native
@@ -261,11 +265,10 @@ class G729(Codec):
         It runs in C (``_g729lane``) when that extension is built, else through ctypes: the
         same bytes either way.
         """
-        if not self.native_lane:
+        native = self.native_rtp_lane(table, frames, encoder=True)
+        if native is None:
             return self._ctypes_encoder(table, frames)
-        assert _native is not None
-        packet = _native.EncoderLane(self._encode_address, self._encoder, table, frames,
-                                     self).packet
+        packet = native.packet
 
         def encode(data: bytes, second: int, sequence: int, timestamp: int,
                    ssrc: int) -> bytes | None:
@@ -321,10 +324,9 @@ class G729(Codec):
         It runs in C (``_g729lane``) when that extension is built, else through ctypes: the
         same bytes either way.
         """
-        if self.native_lane:
-            assert _native is not None
-            packet: RtpLane = _native.DecoderLane(self._decode_address, self._decoder, table,
-                                                  frames, self).packet
+        native = self.native_rtp_lane(table, frames, encoder=False)
+        if native is not None:
+            packet: RtpLane = native.packet
             return packet
         pcm = np.empty(frames * FRAME_SAMPLES, dtype=np.int16)
         pcm_addr = _address(pcm)
@@ -349,6 +351,25 @@ class G729(Codec):
             return datagram.tobytes()
 
         return decode
+
+    def native_rtp_lane(self, table: np.ndarray, frames: int, *,
+                        encoder: bool) -> NativeLane | None:
+        """The C lane object behind :meth:`rtp_encoder` (``encoder``) or :meth:`rtp_decoder`
+        (``_g729lane.EncoderLane`` / ``DecoderLane`` on this codec's bcg729 context; a C
+        extension may convert with it through ``_g729lane.h``, as the relay's hub does), or
+        None when the lane runs through ctypes. Same arguments as those methods."""
+        if not self.native_lane:
+            return None
+        assert _native is not None
+        if encoder:
+            return _native.EncoderLane(self._encode_address, self._encoder, table, frames, self)
+        return _native.DecoderLane(self._decode_address, self._decoder, table, frames, self)
+
+    @property
+    def encoder_waiting(self) -> bool:
+        """Whether a partial frame from ``encode(..., final=False)`` waits in the encoder
+        (then the packet lanes decline)."""
+        return bool(self._pending.size)
 
     def encode_frames(self, samples: np.ndarray) -> list[bytes]:
         """Encode frame by frame; with Annex B a frame is 10 (speech), 2 (SID) or 0 bytes.
