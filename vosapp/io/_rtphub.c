@@ -84,8 +84,8 @@ typedef struct {
     uint32_t out_ts, out_ssrc, out_ticks;
     int keeps_heard;          /* the source is G.711: keep its last datagram (G711.heard) */
     long long converted;      /* since own_lane */
-    Py_ssize_t heard_size;
-    uint8_t heard[DATAGRAM_MAX];
+    uint8_t *heard;           /* allocated by own_lane when it keeps one */
+    Py_ssize_t heard_size, heard_capacity;
 } Entry;
 
 static const G729LaneApi *lane_api; /* imported from _g729lane on the first lane route */
@@ -101,6 +101,15 @@ typedef struct {
     int max_events;
     struct epoll_event *events;
 } Hub;
+
+static void
+entry_free(Entry *entry)
+{
+    Py_XDECREF(entry->key);
+    Py_XDECREF(entry->lane);
+    PyMem_Free(entry->heard);
+    PyMem_Free(entry);
+}
 
 static int
 hub_check_open(Hub *self)
@@ -184,9 +193,7 @@ hub_release(Hub *self)
         Entry *entry = self->entries[fd];
         if (entry != NULL) {
             self->entries[fd] = NULL;
-            Py_XDECREF(entry->key);
-            Py_XDECREF(entry->lane);
-            PyMem_Free(entry);
+            entry_free(entry);
         }
     }
     self->count = 0;
@@ -226,11 +233,8 @@ hub_dealloc(Hub *self)
     PyObject_GC_UnTrack(self);
     for (Py_ssize_t fd = 0; fd < self->capacity; fd++) {
         Entry *entry = self->entries[fd];
-        if (entry != NULL) {
-            Py_XDECREF(entry->key);
-            Py_XDECREF(entry->lane);
-            PyMem_Free(entry);
-        }
+        if (entry != NULL)
+            entry_free(entry);
     }
     if (self->epfd >= 0)
         close(self->epfd);
@@ -313,9 +317,7 @@ hub_remove(Hub *self, PyObject *arg)
         return NULL;
     self->entries[fd] = NULL;
     self->count--;
-    Py_XDECREF(entry->key);
-    Py_XDECREF(entry->lane);
-    PyMem_Free(entry);
+    entry_free(entry);
     /* EBADF/ENOENT: the socket was closed first, the kernel already forgot it */
     if (epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != EBADF && errno != ENOENT)
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -476,6 +478,14 @@ hub_own_lane(Hub *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "RTP field out of range");
         return NULL;
     }
+    Py_ssize_t datagram = RTP_HEADER_SIZE + entry->lane_in;
+    if (keeps_heard && entry->heard_capacity < datagram) {
+        uint8_t *heard = PyMem_Realloc(entry->heard, (size_t)datagram);
+        if (heard == NULL)
+            return PyErr_NoMemory();
+        entry->heard = heard;
+        entry->heard_capacity = datagram;
+    }
     entry->expected_seq = expected_seq;
     entry->last_src_ts = (uint32_t)last_src_ts;
     entry->step_limit = (uint32_t)step_limit;
@@ -630,7 +640,8 @@ hub_turn(Hub *self, Entry *entry, double now)
             }
             lane_api->convert(entry->lane, buffer + RTP_HEADER_SIZE,
                               converted + RTP_HEADER_SIZE);
-            if (entry->keeps_heard) { /* G711.heard: the concealment of a later loss */
+            if (entry->keeps_heard) { /* G711.heard: the concealment of a later loss (the
+                                       * datagram is the lane's size, own_lane made room) */
                 memcpy(entry->heard, buffer, (size_t)size);
                 entry->heard_size = size;
             }
