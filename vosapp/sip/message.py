@@ -119,7 +119,7 @@ class Message:
     # -- typed accessors (parsed on demand; the parser already validated them) -------------
     # Each distinct header text is parsed once for all messages (HeaderMemo): the memo's
     # values are shared, so the accessors of mutable values (Via, NameAddr) return copies.
-    def _first(self, key: str, name: str) -> str:
+    def _first_value(self, key: str, name: str) -> str:
         """The first ``key`` value (a lookup key: lower case, long form) straight from the
         headers' first-value index; 400 naming ``name`` when absent. The accessors below
         run dozens of times per call: no name folding, one dict lookup."""
@@ -134,11 +134,11 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        return self._first("call-id", "Call-ID")
+        return self._first_value("call-id", "Call-ID")
 
     @property
     def cseq(self) -> CSeq:
-        return CSEQ_MEMO(self._first("cseq", "CSeq"))  # frozen: shared
+        return CSEQ_MEMO(self._first_value("cseq", "CSeq"))  # frozen: shared
 
     def _name_addrs(self, name: str) -> list[NameAddr]:
         """The addresses of every ``name`` line (Route, Record-Route), each a copy."""
@@ -153,11 +153,11 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return _copy_via(VIAS_MEMO(self._first("via", "Via"))[0])
+        return _copy_via(VIAS_MEMO(self._first_value("via", "Via"))[0])
 
     @property
     def from_(self) -> NameAddr:
-        return _copy_name_addr(NAME_ADDR_MEMO(self._first("from", "From")))
+        return _copy_name_addr(NAME_ADDR_MEMO(self._first_value("from", "From")))
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -165,7 +165,7 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        return _copy_name_addr(NAME_ADDR_MEMO(self._first("to", "To")))
+        return _copy_name_addr(NAME_ADDR_MEMO(self._first_value("to", "To")))
 
     @to.setter
     def to(self, value: NameAddr) -> None:
@@ -176,17 +176,17 @@ class Message:
     @property
     def from_tag(self) -> str | None:
         """``from_.tag``."""
-        return NAME_ADDR_MEMO(self._first("from", "From")).params.get("tag")
+        return NAME_ADDR_MEMO(self._first_value("from", "From")).params.get("tag")
 
     @property
     def to_tag(self) -> str | None:
         """``to.tag``."""
-        return NAME_ADDR_MEMO(self._first("to", "To")).params.get("tag")
+        return NAME_ADDR_MEMO(self._first_value("to", "To")).params.get("tag")
 
     @property
     def via_branch(self) -> str | None:
         """``top_via.branch``."""
-        return VIAS_MEMO(self._first("via", "Via"))[0].params.get("branch")
+        return VIAS_MEMO(self._first_value("via", "Via"))[0].params.get("branch")
 
     @property
     def contact_star(self) -> bool:
