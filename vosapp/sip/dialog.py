@@ -53,6 +53,14 @@ def _untagged(address: NameAddr) -> NameAddr:
     return address
 
 
+def _tagged(address: NameAddr, tag: str) -> NameAddr:
+    """``address`` with ``tag``, for the From/To of a request being built: formatted into
+    the request's text at once and then dropped, so it shares the dialog's URI (no copy)."""
+    params = dict(address.params)
+    params["tag"] = tag
+    return NameAddr(address.uri, address.display, params)
+
+
 @dataclass
 class Dialog:
     call_id: str
@@ -159,7 +167,7 @@ class Dialog:
         return (from_tag, to_tag) == (self.local_tag, self.remote_tag)
 
     # ----------------------------------------------------------- building (§12.2.1.1)
-    def create_request(self, method: str, *, via: Via, contact: NameAddr | None = None,
+    def create_request(self, method: str, *, via: Via, contact: NameAddr | str | None = None,
                        body: bytes = b"", content_type: str | None = None,
                        headers: Iterable[tuple[str, str]] = (),
                        cseq: int | None = None) -> Request:
@@ -185,10 +193,8 @@ class Dialog:
             first = copy.deepcopy(self.route_set[0].uri)
             target = first
             routes = [str(route) for route in self.route_set[1:]] + [f"<{self.remote_target}>"]
-        local = self.local_uri.copy()
-        local.tag = self.local_tag
-        remote = self.remote_uri.copy()
-        remote.tag = self.remote_tag
+        local = _tagged(self.local_uri, self.local_tag)
+        remote = _tagged(self.remote_uri, self.remote_tag)
         extra = [("Route", route) for route in routes] + list(headers)
         return Request.build(method, target, via=via, from_=local, to=remote,
                              call_id=self.call_id, cseq=CSeq(number, method), contact=contact,

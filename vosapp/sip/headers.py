@@ -87,10 +87,14 @@ class Headers:
     comma-separated elements across all lines.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_first")
 
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
         self._fields: list[HeaderField] = []
+        #: key → value of its first field line, built on the first :meth:`get` (the parser
+        #: hands over the one it builds while checking) and dropped by every change: a
+        #: message's accessors read the same few headers dozens of times per call.
+        self._first: dict[str, str] | None = None
         if items is not None:
             for name, value in items:
                 self.add(name, value)
@@ -99,17 +103,25 @@ class Headers:
     def _from_parsed(cls, fields: list[HeaderField]) -> Headers:
         headers = cls.__new__(cls)
         headers._fields = fields
+        headers._first = None
         return headers
+
+    def _index(self) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for entry in self._fields:
+            if entry[0] not in first:
+                first[entry[0]] = entry[2]
+        self._first = first
+        return first
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field named ``name`` (any case, compact or long), or default."""
         # the most called method of a message (every typed accessor): the name cache inline
-        key = _CANONICAL.get(name) or canonical_key(name)
-        for entry in self._fields:
-            if entry[0] == key:
-                return entry[2]
-        return default
+        first = self._first
+        if first is None:
+            first = self._index()
+        return first.get(_CANONICAL.get(name) or canonical_key(name), default)
 
     def get_all(self, name: str) -> list[str]:
         """The values of every field line named ``name``, in order."""
@@ -153,12 +165,15 @@ class Headers:
         return f"Headers({self.items()!r})"
 
     def copy(self) -> Headers:
-        return Headers._from_parsed([list(entry) for entry in self._fields])
+        twin = Headers._from_parsed([list(entry) for entry in self._fields])
+        twin._first = None if self._first is None else dict(self._first)
+        return twin
 
     # -- writing ----------------------------------------------------------------------------
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Append a field (or put it before all others with ``first=True``, as a proxy adds its
         Via, RFC 3261 §16.6 step 8)."""
+        self._first = None
         _check_field(name, value)
         entry = [canonical_key(name), name, value, ""]
         if first:
@@ -169,6 +184,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every ``name`` field by one field with ``value``, where the first one was
         (or at the end)."""
+        self._first = None
         _check_field(name, value)
         key = canonical_key(name)
         for index, entry in enumerate(self._fields):
@@ -182,6 +198,7 @@ class Headers:
         """Replace the value of the first ``name`` field line in place (as a proxy rewrites the
         top Via, RFC 3261 §18.2.1); other lines keep their position and bytes. KeyError when
         there is no such field."""
+        self._first = None
         _check_field(name, value)
         key = canonical_key(name)
         for index, entry in enumerate(self._fields):
@@ -192,6 +209,7 @@ class Headers:
 
     def remove(self, name: str) -> int:
         """Remove every ``name`` field; returns how many were removed."""
+        self._first = None
         key = canonical_key(name)
         before = len(self._fields)
         self._fields = [entry for entry in self._fields if entry[0] != key]
@@ -199,6 +217,7 @@ class Headers:
 
     def remove_first(self, name: str) -> str | None:
         """Remove the first ``name`` field line and return its value (None when absent)."""
+        self._first = None
         key = canonical_key(name)
         for index, entry in enumerate(self._fields):
             if entry[0] == key:

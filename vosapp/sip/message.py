@@ -119,19 +119,26 @@ class Message:
     # -- typed accessors (parsed on demand; the parser already validated them) -------------
     # Each distinct header text is parsed once for all messages (HeaderMemo): the memo's
     # values are shared, so the accessors of mutable values (Via, NameAddr) return copies.
-    def _required(self, name: str) -> str:
-        value = self.headers.get(name)
+    def _first_value(self, key: str, name: str) -> str:
+        """The first ``key`` value (a lookup key: lower case, long form) straight from the
+        headers' first-value index; 400 naming ``name`` when absent. The accessors below
+        run dozens of times per call: no name folding, one dict lookup."""
+        headers = self.headers
+        index = headers._first
+        if index is None:
+            index = headers._index()
+        value = index.get(key)
         if value is None:
-            raise SipParseError(400, f"missing {name} header", self.headers)
+            raise SipParseError(400, f"missing {name} header", headers)
         return value
 
     @property
     def call_id(self) -> str:
-        return self._required("Call-ID")
+        return self._first_value("call-id", "Call-ID")
 
     @property
     def cseq(self) -> CSeq:
-        return CSEQ_MEMO(self._required("CSeq"))  # frozen: shared
+        return CSEQ_MEMO(self._first_value("cseq", "CSeq"))  # frozen: shared
 
     def _name_addrs(self, name: str) -> list[NameAddr]:
         """The addresses of every ``name`` line (Route, Record-Route), each a copy."""
@@ -146,11 +153,11 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return _copy_via(VIAS_MEMO(self._required("Via"))[0])
+        return _copy_via(VIAS_MEMO(self._first_value("via", "Via"))[0])
 
     @property
     def from_(self) -> NameAddr:
-        return _copy_name_addr(NAME_ADDR_MEMO(self._required("From")))
+        return _copy_name_addr(NAME_ADDR_MEMO(self._first_value("from", "From")))
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -158,7 +165,7 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        return _copy_name_addr(NAME_ADDR_MEMO(self._required("To")))
+        return _copy_name_addr(NAME_ADDR_MEMO(self._first_value("to", "To")))
 
     @to.setter
     def to(self, value: NameAddr) -> None:
@@ -169,17 +176,17 @@ class Message:
     @property
     def from_tag(self) -> str | None:
         """``from_.tag``."""
-        return NAME_ADDR_MEMO(self._required("From")).params.get("tag")
+        return NAME_ADDR_MEMO(self._first_value("from", "From")).params.get("tag")
 
     @property
     def to_tag(self) -> str | None:
         """``to.tag``."""
-        return NAME_ADDR_MEMO(self._required("To")).params.get("tag")
+        return NAME_ADDR_MEMO(self._first_value("to", "To")).params.get("tag")
 
     @property
     def via_branch(self) -> str | None:
         """``top_via.branch``."""
-        return VIAS_MEMO(self._required("Via"))[0].params.get("branch")
+        return VIAS_MEMO(self._first_value("via", "Via"))[0].params.get("branch")
 
     @property
     def contact_star(self) -> bool:
@@ -325,12 +332,13 @@ class Request(Message):
     def build(cls, method: str, uri: SipUri | AbsoluteUri | str, *,
               via: Via | Iterable[Via], from_: NameAddr, to: NameAddr,
               call_id: str | None = None, cseq: int | CSeq = 1,
-              contact: NameAddr | Iterable[NameAddr] | None = None,
+              contact: NameAddr | Iterable[NameAddr] | str | None = None,
               max_forwards: int = 70, headers: Iterable[tuple[str, str]] = (),
               body: bytes = b"", content_type: str | None = None) -> Request:
         """Build a request for UAC code (RFC 3261 §8.1.1).
 
-        ``via`` is one :class:`Via` or a list (top first); ``cseq`` an int (the method is added)
+        ``via`` is one :class:`Via` or a list (top first); ``contact`` a :class:`NameAddr`, a
+        list of them or one already formatted value; ``cseq`` an int (the method is added)
         or a :class:`CSeq`; ``call_id`` defaults to :func:`new_call_id`; ``headers`` are extra
         (name, value) fields appended after the mandatory ones; ``content_type`` is required
         when ``body`` is not empty. Content-Length is computed on serialization.
@@ -348,7 +356,9 @@ class Request(Message):
         if number.method != method:
             raise ValueError(f"CSeq method {number.method} differs from {method}")
         fields.add("CSeq", str(number))
-        if contact is not None:
+        if isinstance(contact, str):
+            fields.add("Contact", contact)  # already formatted (the switch's own, cached)
+        elif contact is not None:
             contacts = [contact] if isinstance(contact, NameAddr) else list(contact)
             for name_addr in contacts:
                 fields.add("Contact", str(name_addr))

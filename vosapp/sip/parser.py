@@ -153,6 +153,11 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
             raise SipParseError(400, f"more than one {entry[1]} header", headers)
     if not vias:
         raise SipParseError(400, "missing mandatory Via header", headers)
+    # The first-value index of Headers.get, built here for free (the accessors use it).
+    first["via"] = vias[0]
+    if contacts:
+        first["contact"] = contacts[0]
+    headers._first = first
     for key in ("from", "to", "call-id", "cseq"):
         if key not in first:
             raise SipParseError(400, f"missing mandatory {key} header", headers)

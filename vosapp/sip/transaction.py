@@ -99,9 +99,10 @@ class TimerSettings:
 
 
 # --------------------------------------------------------------------------- actions
+# Slotted: a call makes some forty of them (each transaction step returns a list).
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transmit:
     """Send ``message`` to ``destination`` over ``transport``."""
 
@@ -110,44 +111,44 @@ class Transmit:
     transport: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     timer: TimerName
     delay: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelTimer:
     timer: TimerName
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeliverResponse:
     """Client transaction → TU: a response (1xx, 2xx, the first of each non-2xx final)."""
 
     response: Response
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeliverRequest:
     """Server transaction → TU: a request the TU must see (the ACK for a 2xx, RFC 6026)."""
 
     request: Request
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimedOut:
     """Timer B, F (client: no final response) or H (server: no ACK) fired."""
 
     timer: TimerName
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransportFailed:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Terminated:
     """The transaction is over and leaves the layer's tables."""
 

@@ -75,6 +75,7 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
         #: (Call-ID, From tag) of our INVITEs -> their call and attempt, for responses that
         #: come after the client transaction is gone (on_stray_response)
         self.invites: dict[tuple[str, str], tuple[Call, Attempt]] = {}
+        self._contacts: dict[tuple[str, int], str] = {}  # local address -> Contact value
 
     # ---------------------------------------------------------------- wiring
     def install(self) -> None:
@@ -109,9 +110,15 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
     def _via(self, transport: str) -> Via:
         return self.core.new_top_via(transport)
 
-    def _contact(self, transport: str) -> NameAddr:
-        host, port = self.core.local_address(transport)
-        return NameAddr(uri=SipUri(host=host, port=port))
+    def _contact(self, transport: str) -> str:
+        """The switch's Contact value for ``transport`` (``<sip:host:port>``), formatted once
+        per local address: every INVITE, 18x and 2xx of a call carries it."""
+        address = self.core.local_address(transport)
+        text = self._contacts.get(address)
+        if text is None:
+            text = self._contacts[address] = str(NameAddr(uri=SipUri(host=address[0],
+                                                                     port=address[1])))
+        return text
 
     def _a_response(self, call: Call, status: int, reason: str | None = None, *,
                     body: bytes = b"", warning: str | None = None,
@@ -119,7 +126,7 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
         response = make_response(call.a_invite, status, reason, to_tag=call.a_tag)
         response.headers.add("Server", SERVER_NAME)
         if 101 <= status <= 299:
-            response.headers.add("Contact", str(self._contact(call.a_transport)))
+            response.headers.add("Contact", self._contact(call.a_transport))
         if warning:
             host = self.core.local_address(call.a_transport)[0]
             response.headers.add("Warning", f'{warning_code} {host} "{warning}"')

@@ -43,7 +43,7 @@ from vosapp.switch.call.state import CallState
 
 if TYPE_CHECKING:
     from vosapp.net import Address
-    from vosapp.sip import NameAddr, Request, Response, Via
+    from vosapp.sip import Request, Response, Via
     from vosapp.sip.dialog import Dialog
     from vosapp.sip.sdp import Answer
     from vosapp.sip.transaction import ServerTransaction
@@ -67,7 +67,7 @@ class InDialog:
 
     if TYPE_CHECKING:  # provided by the handler
         def _via(self, transport: str) -> Via: ...
-        def _contact(self, transport: str) -> NameAddr: ...
+        def _contact(self, transport: str) -> str: ...
         def _end(self, call: Call) -> None: ...
         def _peer_refreshed(self, call: Call, side: str) -> None: ...
         def event(self, call: Call, text: str) -> None: ...
@@ -370,7 +370,7 @@ class InDialog:
         """Our 2xx to an offer on ``side``: Contact, the SDP (remembered as sent on the leg)
         and, for a session refresh, the leg's Session-Expires (RFC 4028 §9)."""
         reply = self.core.make_response(request, 200)
-        reply.headers.add("Contact", str(self._contact(txn.transport)))
+        reply.headers.add("Contact", self._contact(txn.transport))
         if body:
             reply.headers.add("Content-Type", content_type or SDP)
             reply.body = body

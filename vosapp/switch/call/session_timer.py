@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from vosapp.clock import TimerHandle
     from vosapp.net import Address
     from vosapp.params import Params
-    from vosapp.sip import NameAddr, Request, Response, Via
+    from vosapp.sip import Request, Response, Via
     from vosapp.sip.dialog import Dialog
     from vosapp.switch.call.legs import Call
     from vosapp.switch.core import SwitchCore
@@ -127,7 +127,7 @@ class SessionTimers:
                    bye_headers: Sequence[tuple[str, str]] = ()) -> None: ...
         def _leg(self, call: Call, side: str) -> tuple[Dialog | None, Address, str]: ...
         def _via(self, transport: str) -> Via: ...
-        def _contact(self, transport: str) -> NameAddr: ...
+        def _contact(self, transport: str) -> str: ...
 
     def _start_session_timers(self, call: Call, timers: dict[str, LegTimer | None]) -> None:
         for side, timer in timers.items():
