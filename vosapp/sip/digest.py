@@ -621,7 +621,7 @@ _NONCE_LAYOUT = struct.Struct(">qB4s8s")  # issued (ms), algorithm index, instan
 _SIGNATURE_BYTES = 12
 
 
-@dataclass
+@dataclass(slots=True)  # up to max_nonces of them live in the replay table
 class _NonceState:
     issued: float
     #: What :meth:`DigestServer._decode_nonce` reads back from the nonce: its algorithm (and
