@@ -206,13 +206,6 @@ class Store:
         self.close()
 
     # -- transactions and schema ---------------------------------------------------------
-    @property
-    def lock(self) -> threading.RLock:
-        """The connection's lock (reentrant; every transaction and query takes it). Hold it
-        around a transaction and the bookkeeping that must follow its COMMIT before any other
-        thread uses the connection (the registrar's row cache)."""
-        return self._lock
-
     def transaction(self) -> _Transaction:
         """A short write transaction (``BEGIN IMMEDIATE``: take the write lock up front so
         two processes never deadlock upgrading a read lock): ``with store.transaction() as db``

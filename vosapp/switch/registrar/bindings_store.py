@@ -7,13 +7,10 @@ are ignored on read (here) and deleted by :meth:`Registrar.purge_expired`.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
-import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from vosapp.store import Store
 from vosapp.switch.registrar.model import Binding
 
 REGISTRAR_MIGRATIONS: tuple[str, ...] = (
@@ -61,68 +58,6 @@ def bindings_from_rows(rows: Iterable[Sequence[Any]], now: float) -> list[Bindin
 
 def live_bindings(db: sqlite3.Connection, aor: str, now: float) -> list[Binding]:
     return bindings_from_rows(db.execute(LIVE_SQL, (aor,)), now)
-
-
-class RowCache:
-    """The ``registrar_bindings`` rows of recently written addresses of record, as this
-    connection last read or wrote them: a REGISTER then skips reading its AOR back (the
-    SELECT and a Binding per row, ~15 us) and asks SQLite one cheap question instead.
-
-    Valid while ``PRAGMA data_version`` is unchanged: SQLite changes it when *another*
-    connection (the CLI, a second switch process, a reopened store) has committed, never for
-    this connection's own commits. The writers on this connection are the
-    :class:`~vosapp.switch.registrar.logic.Registrar` methods, which keep the cache current
-    (there is one cache per :class:`Store`, shared by every Registrar on it; see
-    :func:`row_cache`). Each entry holds every row of its AOR, expired ones too, keyed by
-    contact: the live filter applies on use, exactly as on rows read back.
-    """
-
-    __slots__ = ("_data_version", "_rows", "max_aors")
-
-    def __init__(self, max_aors: int = 100_000) -> None:
-        self._rows: dict[str, dict[str, Binding]] = {}
-        self._data_version = -1
-        #: Bounded memory whatever the AORs: past this many, the cache starts afresh.
-        self.max_aors = max_aors
-
-    def take(self, db: sqlite3.Connection, aor: str) -> dict[str, Binding]:
-        """Every row of ``aor`` (keyed by contact), inside the caller's write transaction.
-
-        The entry leaves the cache: the caller puts it back with :meth:`put` once its
-        transaction committed, so a failed COMMIT (rolled back) leaves nothing stale behind.
-        """
-        [(version,)] = db.execute("PRAGMA data_version")
-        if version != self._data_version:
-            self._rows.clear()  # another connection committed: anything may have changed
-            self._data_version = version
-        rows = self._rows.pop(aor, None)
-        if rows is None:
-            rows = {binding.contact: binding  # all of them: expired rows are rows too
-                    for binding in bindings_from_rows(db.execute(LIVE_SQL, (aor,)), -math.inf)}
-        return rows
-
-    def put(self, aor: str, rows: dict[str, Binding]) -> None:
-        """``rows`` are now every row of ``aor`` in the database (committed; call it holding
-        :attr:`Store.lock` from before the transaction, so that no other thread's
-        transaction on this connection comes in between)."""
-        if len(self._rows) >= self.max_aors:
-            self._rows.clear()
-        self._rows[aor] = rows
-
-    def clear(self) -> None:
-        self._rows.clear()
-
-
-_row_caches: weakref.WeakKeyDictionary[Store, RowCache] = weakref.WeakKeyDictionary()
-
-
-def row_cache(store: Store) -> RowCache:
-    """The :class:`RowCache` of ``store``'s connection (one per connection: data_version is
-    per connection, and two Registrars on one store must see each other's writes)."""
-    cache = _row_caches.get(store)
-    if cache is None:
-        cache = _row_caches[store] = RowCache()
-    return cache
 
 
 # An upsert that updates a refreshed binding in place (same rowid): SQLite then rewrites the

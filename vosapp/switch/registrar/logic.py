@@ -27,9 +27,8 @@ Choices where RFC 3261 leaves room (documented in docs/contracts.md):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vosapp.clock import Clock
 from vosapp.store import Store
@@ -37,9 +36,8 @@ from vosapp.switch.registrar.bindings_store import (
     COLUMNS_SQL,
     LIVE_SQL,
     REGISTRAR_MIGRATIONS,
-    RowCache,
     bindings_from_rows,
-    row_cache,
+    live_bindings,
     upsert,
 )
 from vosapp.switch.registrar.model import Binding, ContactRequest, RegisterOutcome
@@ -55,8 +53,6 @@ class Registrar:
     max_expires: int = 3600
     default_expires: int = 3600
     max_contacts: int = 10
-    #: The rows of this store's AORs as last written (shared by every Registrar on the store).
-    _rows: RowCache = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.min_expires <= self.default_expires <= self.max_expires:
@@ -66,7 +62,6 @@ class Registrar:
         if self.max_contacts < 1:
             raise ValueError(f"max_contacts must be at least 1 (got {self.max_contacts})")
         self.store.ensure_schema("registrar", REGISTRAR_MIGRATIONS)
-        self._rows = row_cache(self.store)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -90,12 +85,10 @@ class Registrar:
 
     def purge_expired(self) -> int:
         """Delete expired bindings; returns how many."""
-        with self.store.lock:
-            self._rows.clear()  # once a minute: the next REGISTER of each AOR reads it back
-            with self.store.transaction() as db:
-                cursor = db.execute("DELETE FROM registrar_bindings WHERE expires_at <= ?",
-                                    (self.clock.wall(),))
-                return cursor.rowcount
+        with self.store.transaction() as db:
+            cursor = db.execute("DELETE FROM registrar_bindings WHERE expires_at <= ?",
+                                (self.clock.wall(),))
+            return cursor.rowcount
 
     # -- the update (RFC 3261 §10.3 steps 6-8) -----------------------------------------------
 
@@ -117,14 +110,11 @@ class Registrar:
                 return RegisterOutcome(400, "Contact * Must Be Alone", now=now)
             if expires_header != 0:
                 return RegisterOutcome(400, "Contact * Requires Expires 0", now=now)
-            with self.store.lock:
-                with self.store.transaction() as db:
-                    rows = self._rows.take(db, aor)
-                    if any(b.call_id == call_id and b.cseq >= cseq and b.expires_at > now
-                           for b in rows.values()):
-                        return RegisterOutcome(500, "Out Of Order CSeq", now=now)
-                    db.execute("DELETE FROM registrar_bindings WHERE aor = ?", (aor,))
-                self._rows.put(aor, {})  # committed
+            with self.store.transaction() as db:
+                living = live_bindings(db, aor, now)
+                if any(b.call_id == call_id and b.cseq >= cseq for b in living):
+                    return RegisterOutcome(500, "Out Of Order CSeq", now=now)
+                db.execute("DELETE FROM registrar_bindings WHERE aor = ?", (aor,))
             return RegisterOutcome(200, "OK", (), path=path, now=now)
         contacts = list(contacts or ())
         if not contacts:
@@ -144,54 +134,38 @@ class Registrar:
                 return RegisterOutcome(400, "Bad q Value", now=now)
             wanted[contact.uri] = (contact, min(expires, self.max_expires))
 
-        with self.store.lock:
-            with self.store.transaction() as db:
-                rows = self._rows.take(db, aor)  # every row of the AOR, expired ones too
-                outcome = self._update(db, aor, rows, wanted, now, call_id=call_id, cseq=cseq,
-                                       replace=replace, transport=transport, source=source,
-                                       path=path, user_agent=user_agent)
-            if outcome.ok:
-                self._rows.put(aor, rows)  # committed; a refusal wrote nothing but is not kept
-        return outcome
-
-    def _update(self, db: sqlite3.Connection, aor: str, rows: dict[str, Binding],
-                wanted: dict[str, tuple[ContactRequest, int]], now: float, *, call_id: str,
-                cseq: int, replace: bool, transport: str, source: tuple[str, int],
-                path: tuple[str, ...], user_agent: str) -> RegisterOutcome:
-        """Steps 6-8 for ``aor`` inside the caller's transaction; ``rows`` (every stored row
-        of the AOR by contact) is updated to what the table holds after the writes."""
-        existing = {uri: b for uri, b in rows.items() if b.expires_at > now}
-        for uri in wanted:
-            old = existing.get(uri)
-            if old is not None and old.call_id == call_id and old.cseq >= cseq:
-                return RegisterOutcome(500, "Out Of Order CSeq", now=now)
-        others = [b for b in existing.values()
-                  if b.call_id != call_id and b.contact not in wanted]
-        adding = any(expires > 0 for _, expires in wanted.values())
-        if others and adding and not replace:
-            # SS_ENDPOINT_REGISTER_REPLACE=Off: the living registration wins.
-            return RegisterOutcome(403, "Already Registered", now=now)
-        # Decide everything before writing anything: a refusal leaves the AOR untouched.
-        removed = {b.contact for b in others} if adding else set()
-        removed |= {uri for uri, (_, expires) in wanted.items() if expires == 0}
-        kept = (set(existing) - removed) | {uri for uri, (_, expires) in wanted.items()
-                                            if expires > 0}
-        if len(kept) > self.max_contacts:
-            return RegisterOutcome(403, "Too Many Contacts", now=now)
-        for uri in removed:
-            db.execute("DELETE FROM registrar_bindings WHERE aor = ? AND contact = ?",
-                       (aor, uri))
-            rows.pop(uri, None)
-        final = {uri: b for uri, b in existing.items() if uri not in removed}
-        for uri, (contact, expires) in wanted.items():
-            if expires == 0:
-                continue
-            binding = Binding(aor=aor, contact=uri, expires_at=now + expires,
-                              call_id=call_id, cseq=cseq, q=contact.q, transport=transport,
-                              received_host=source[0], received_port=source[1], path=path,
-                              user_agent=user_agent, registered_at=now)
-            upsert(db, binding)
-            final[uri] = rows[uri] = binding
+        with self.store.transaction() as db:
+            existing = {b.contact: b for b in live_bindings(db, aor, now)}
+            for uri in wanted:
+                old = existing.get(uri)
+                if old is not None and old.call_id == call_id and old.cseq >= cseq:
+                    return RegisterOutcome(500, "Out Of Order CSeq", now=now)
+            others = [b for b in existing.values()
+                      if b.call_id != call_id and b.contact not in wanted]
+            adding = any(expires > 0 for _, expires in wanted.values())
+            if others and adding and not replace:
+                # SS_ENDPOINT_REGISTER_REPLACE=Off: the living registration wins.
+                return RegisterOutcome(403, "Already Registered", now=now)
+            # Decide everything before writing anything: a refusal leaves the AOR untouched.
+            removed = {b.contact for b in others} if adding else set()
+            removed |= {uri for uri, (_, expires) in wanted.items() if expires == 0}
+            kept = (set(existing) - removed) | {uri for uri, (_, expires) in wanted.items()
+                                                if expires > 0}
+            if len(kept) > self.max_contacts:
+                return RegisterOutcome(403, "Too Many Contacts", now=now)
+            for uri in removed:
+                db.execute("DELETE FROM registrar_bindings WHERE aor = ? AND contact = ?",
+                           (aor, uri))
+            final = {uri: b for uri, b in existing.items() if uri not in removed}
+            for uri, (contact, expires) in wanted.items():
+                if expires == 0:
+                    continue
+                binding = Binding(aor=aor, contact=uri, expires_at=now + expires,
+                                  call_id=call_id, cseq=cseq, q=contact.q, transport=transport,
+                                  received_host=source[0], received_port=source[1], path=path,
+                                  user_agent=user_agent, registered_at=now)
+                upsert(db, binding)
+                final[uri] = binding
         return RegisterOutcome(200, "OK", _by_preference(final.values()), path=path, now=now)
 
 
