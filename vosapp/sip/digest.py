@@ -86,24 +86,25 @@ _TCHAR_CLASS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _FAST_PARAM_SHAPE = r'[ \t,]*{name}[ \t]*=[ \t]*(?:"{quoted}"|{token})[ \t]*(?:,|\Z)'
 _FAST_PARAM = re.compile(_FAST_PARAM_SHAPE.format(
     name=f"({_TCHAR_CLASS}+)", quoted=r'([^"\\]*)', token=f"({_TCHAR_CLASS}+)"))
-# The whole list as back-to-back auth-params: each atomic (?>...) takes the first match at its
-# position and the possessive *+ never gives one back, so this holds exactly when successive
-# _FAST_PARAM matches cover the text without gaps.
-_FAST_PARAM_LIST = re.compile("(?>" + _FAST_PARAM_SHAPE.format(
-    name=f"{_TCHAR_CLASS}+", quoted=r'[^"\\]*', token=f"{_TCHAR_CLASS}+") + ")*+")
+# _FAST_PARAM, or else any one character: where no auth-param starts, findall yields that
+# character in the last group. So one findall pass finds the params and whether they cover the
+# text back to back (a fullmatch of the list as atomic auth-params, then a findall, was two
+# passes): each search resumes where the previous match ended and tries _FAST_PARAM first, so
+# the params found are exactly the successive back-to-back _FAST_PARAM matches.
+_FAST_PARAM_OR_GAP = re.compile("(?:" + _FAST_PARAM.pattern + ")|(.)", re.DOTALL)
 
 
 def _parse_params_fast(text: str) -> dict[str, tuple[str, bool]] | None:
-    """``text`` (stripped) parsed by two regex passes in C when it has the common shape, else
+    """``text`` (stripped) parsed by one regex pass in C when it has the common shape, else
     None (then the general scanner decides, with its precise errors). Same result as the
     scanner."""
     if len(text) <= 6 or text[6] not in _WS or text[:6].lower() != "digest":
         return None
-    if _FAST_PARAM_LIST.fullmatch(text, 6) is None:
-        return None
     params: dict[str, tuple[str, bool]] = {}
-    # findall gives "" for the alternative that did not match; a token is never empty.
-    for name, quoted, token in _FAST_PARAM.findall(text, 6):
+    # findall gives "" for the alternatives that did not match; a token is never empty.
+    for name, quoted, token, gap in _FAST_PARAM_OR_GAP.findall(text, 6):
+        if gap:
+            return None  # not back-to-back auth-params: the scanner decides
         name = name.lower()
         if name in params:
             return None  # the scanner raises "duplicate"
@@ -621,7 +622,7 @@ _NONCE_LAYOUT = struct.Struct(">qB4s8s")  # issued (ms), algorithm index, instan
 _SIGNATURE_BYTES = 12
 
 
-@dataclass
+@dataclass(slots=True)  # up to max_nonces of them live in the replay table
 class _NonceState:
     issued: float
     #: What :meth:`DigestServer._decode_nonce` reads back from the nonce: its algorithm (and

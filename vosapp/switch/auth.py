@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Protocol
 from vosapp.clock import Clock
 from vosapp.params import Params
 from vosapp.sip import SipParseError
-from vosapp.sip.digest import DigestError, parse_credentials
+from vosapp.sip.digest import DigestError, VerifyOutcome, parse_credentials
 
 if TYPE_CHECKING:
     from vosapp.sip import Request, Response
@@ -112,6 +112,10 @@ class Verdict(enum.Enum):
         except KeyError:
             raise ValueError(f"digest result {result!r} has no authentication verdict") from None
 
+
+#: Verdict.from_digest of every digest outcome, looked up once (one per authenticated request).
+_VERDICT_FOR_OUTCOME: dict[VerifyOutcome, Verdict] = {
+    outcome: Verdict.from_digest(outcome) for outcome in VerifyOutcome}
 
 #: Seconds between audit rows about requests refused from one suspended terminal.
 REFUSAL_AUDIT_INTERVAL = 10.0
@@ -284,6 +288,9 @@ class _TerminalState:
     suspensions: dict[SuspensionScope, Suspension] = field(default_factory=dict)
 
 
+#: The decision for right credentials (a frozen value: one for every accepted request).
+_ACCEPTED = Decision(Action.ACCEPT, Reason.AUTHENTICATED)
+
 _REASON_FOR_VERDICT: dict[Verdict, Reason] = {
     Verdict.WRONG_PASSWORD: Reason.WRONG_PASSWORD,
     Verdict.UNKNOWN_USER: Reason.UNKNOWN_USER,
@@ -380,7 +387,7 @@ class AuthPolicy:
             if state is not None:
                 state.password_failures = 0
                 state.register_failures = 0
-            return Decision(Action.ACCEPT, Reason.AUTHENTICATED)
+            return _ACCEPTED
 
         if verdict is Verdict.NO_CREDENTIALS or verdict is Verdict.STALE_NONCE:
             reason = Reason.CHALLENGE if verdict is Verdict.NO_CREDENTIALS else Reason.STALE_NONCE
@@ -699,7 +706,7 @@ class InboundAuthenticator:
         result = self.digest.verify(credentials, method, password_of,
                                     body=bytes(request.body or b""),
                                     request_uri=request_uri)
-        verdict = Verdict.from_digest(result.outcome)
+        verdict = _VERDICT_FOR_OUTCOME[result.outcome]
         if verdict is Verdict.UNKNOWN_USER and denied_by_network:
             verdict = Verdict.NETWORK_DENIED
         decision = self.policy.decide(auth_request, verdict)
