@@ -46,7 +46,9 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # reuseport_serve.py), media_calls.sh (media_calls.py with this checkout on PYTHONPATH), and
 # tools run by hand: media_ab.sh, calls_ab.sh and registrar_profile_ab.sh (before/after
 # against another revision; the Python ones through code_ab.sh), calls_profile.sh (the call path under a profiler), b2bua_cpu.py
-# (switch CPU per call on the virtual network, for comparing small cuts).
+# (switch CPU per call on the virtual network, for comparing small cuts), b2bua_phases.py and
+# registrar_stages.py (where a call's and a registration's time goes inside the switch core),
+# media_profile.sh with media_profile.py (the switch's CPU on media calls by category, py-spy).
 BENCH_PY = sip_parser registrar_profile media media_calls dtmf codec_quality ladder
 BENCH_SH = options registrar calls overload
 
