@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -39,6 +39,47 @@ async def settle(relay: RtpRelay, sent: dict[str, int], a_peers: list[Endpoint],
             return
         await asyncio.sleep(0.002)
     raise AssertionError(f"relay did not settle: {relay.stats()} vs {sent}")
+
+
+def start_on_loopback(relay: RtpRelay) -> None:
+    """Start the relay on two fresh loopback sockets, one per leg."""
+    socks = {side: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for side in ("a", "b")}
+    for sock in socks.values():
+        sock.bind(("127.0.0.1", 0))
+    relay.start_on(socks)
+
+
+async def send_random_bursts(rng: Any, relay: RtpRelay, sent: dict[str, int],
+                             endpoints: tuple[Endpoint, Endpoint, Endpoint],
+                             datagram: Callable[[str], bytes], clock: ManualClock, *,
+                             bursts: int, burst_size: int, stranger_share: float,
+                             clock_steps: list[float],
+                             settle_burst: Callable[[RtpRelay, dict[str, int], list[Endpoint],
+                                                     Endpoint], Awaitable[None]] | None = None,
+                             ) -> dict[str, Any]:
+    """The random traffic tests' driver: ``bursts`` bursts of up to ``burst_size`` datagrams
+    from the phone (leg a), the carrier (leg b) or now and then the stranger, each burst
+    settled (``settle_burst``, by default ``settle``) and followed by a clock step; then the relay is closed and what it gave out
+    (``stats()`` and every datagram each endpoint received) is returned."""
+    phone, carrier, stranger = endpoints
+    for _ in range(bursts):
+        for _ in range(rng.randrange(1, burst_size)):
+            side = rng.choice("ab")
+            endpoint = ((phone if side == "a" else carrier) if rng.random() >= stranger_share
+                        else stranger)
+            endpoint.send(datagram(side), relay.a.local_address if side == "a"
+                          else relay.b.local_address)
+            sent[side] += 1
+        await (settle_burst or settle)(relay, sent, [phone], carrier)
+        clock.advance(rng.choice(clock_steps))
+    relay.close()
+    out = {"stats": relay.stats(),
+           "received": {"phone": [d for d, _ in phone.received],
+                        "carrier": [d for d, _ in carrier.received],
+                        "stranger": [d for d, _ in stranger.received]}}
+    for endpoint in endpoints:
+        endpoint.close()
+    return out
 
 
 async def traffic(forwarded: list[int], *, owned: bool = False) -> dict[str, Any]:
@@ -190,28 +231,36 @@ def test_one_hub_per_loop_one_reader_closed_with_its_last_socket(
     run(scenario)
 
 
-def test_the_b2bua_media_backend_relays_through_the_hub(relay_path: str) -> None:
+def backend_session(codec_a: str, remote_a: tuple[str, int], codec_b: str,
+                    remote_b: tuple[str, int]) -> Any:
+    """A started io.call_media.RelaySession (what `vosapp serve` runs per call) on two fresh
+    loopback sockets, with the least of a backend and of the legs' negotiated media."""
     from vosapp.io.call_media import RelaySession
 
+    a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    a.bind(("127.0.0.1", 0))
+    b.bind(("127.0.0.1", 0))
+
+    class Backend:
+        def __init__(self) -> None:
+            self.ports = None
+            self.sessions: set[Any] = set()
+
+    class Spec:
+        ptime, payload_type, dtmf_payload_type = 20, None, 101
+
+        def __init__(self, codec: str, remote: tuple[str, int]) -> None:
+            self.codec, self.remote = codec, remote
+
+    session = RelaySession(Backend(), a, b)  # type: ignore[arg-type]
+    session.start(Spec(codec_a, remote_a), Spec(codec_b, remote_b), dtmf={}, on_info_send=None)
+    return session
+
+
+def test_the_b2bua_media_backend_relays_through_the_hub(relay_path: str) -> None:
     async def scenario() -> None:
         phone, carrier = await Endpoint.open(), await Endpoint.open()
-        a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
-        a.bind(("127.0.0.1", 0))
-        b.bind(("127.0.0.1", 0))
-
-        class Backend:
-            def __init__(self) -> None:
-                self.ports = None
-                self.sessions: set[Any] = set()
-
-        class Spec:
-            codec, ptime, payload_type, dtmf_payload_type = "PCMA", 20, None, 101
-
-            def __init__(self, remote: tuple[str, int]) -> None:
-                self.remote = remote
-
-        session = RelaySession(Backend(), a, b)  # type: ignore[arg-type]
-        session.start(Spec(phone.address), Spec(carrier.address), dtmf={}, on_info_send=None)
+        session = backend_session("PCMA", phone.address, "PCMA", carrier.address)
         assert session.relay is not None
         assert (session.relay._hub is not None) == (relay_path == "hub")
         for datagram in pcma_packets(10):
@@ -377,10 +426,7 @@ async def random_traffic(seed: int, forwarded: list[int]) -> dict[str, Any]:
                                 await Endpoint.open())
     relay = RtpRelay(LegConfig("PCMA", remote=phone.address),
                      LegConfig("PCMA", remote=carrier.address), clock=clock)
-    socks = {side: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for side in ("a", "b")}
-    for sock in socks.values():
-        sock.bind(("127.0.0.1", 0))
-    relay.start_on(socks)
+    start_on_loopback(relay)
     sent = {"a": 0, "b": 0}
     sequence = {"a": 1000, "b": 60000}
 
@@ -408,23 +454,10 @@ async def random_traffic(seed: int, forwarded: list[int]) -> dict[str, Any]:
 
     latch(phone, "a")
     latch(carrier, "b")
-    for _ in range(40):
-        for _ in range(rng.randrange(1, 6)):
-            side = rng.choice("ab")
-            endpoint = (phone if side == "a" else carrier) if rng.random() < 0.95 else stranger
-            endpoint.send(datagram(side), relay.a.local_address if side == "a"
-                          else relay.b.local_address)
-            sent[side] += 1
-        await settle(relay, sent, [phone], carrier)
-        clock.advance(rng.choice([0.0, 0.005, 0.02, 0.02, 0.03]))
-    relay.close()
-    out = {"stats": relay.stats(), "forwarded": sum(forwarded),
-           "received": {"phone": [d for d, _ in phone.received],
-                        "carrier": [d for d, _ in carrier.received],
-                        "stranger": [d for d, _ in stranger.received]}}
-    for endpoint in (phone, carrier, stranger):
-        endpoint.close()
-    return out
+    out = await send_random_bursts(rng, relay, sent, (phone, carrier, stranger), datagram, clock,
+                                   bursts=40, burst_size=6, stranger_share=0.05,
+                                   clock_steps=[0.0, 0.005, 0.02, 0.02, 0.03])
+    return {**out, "forwarded": sum(forwarded)}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.io.test_rtp_hub import backend_session, send_random_bursts, start_on_loopback, udp
 from tests.io.test_rtp_hub import settle as settle_now
 from tests.io.test_rtp_relay import Endpoint
 from vosapp.clock import ManualClock
@@ -76,10 +76,7 @@ def make_relay(clock: ManualClock, phone: Endpoint, carrier: Endpoint) -> RtpRel
                                               "b": (0xB2B2, 100, 5000)}.items():
         outgoing = relay.core._transcoders[side].outgoing  # type: ignore[index]
         outgoing.ssrc, outgoing.sequence, outgoing.timestamp = ssrc, sequence, timestamp
-    socks = {side: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for side in ("a", "b")}
-    for sock in socks.values():
-        sock.bind(("127.0.0.1", 0))
-    relay.start_on(socks)
+    start_on_loopback(relay)
     return relay
 
 
@@ -242,10 +239,7 @@ async def with_dtmf(converted: list[int]) -> dict[str, Any]:
                                               "b": (0xB2B2, 100, 5000)}.items():
         outgoing = relay.core._transcoders[side].outgoing  # type: ignore[index]
         outgoing.ssrc, outgoing.sequence, outgoing.timestamp = ssrc, sequence, timestamp
-    socks = {side: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for side in ("a", "b")}
-    for sock in socks.values():
-        sock.bind(("127.0.0.1", 0))
-    relay.start_on(socks)
+    start_on_loopback(relay)
     sent = {"a": 0, "b": 0}
     # each endpoint's one RTP stream: media and its telephone events share the numbering
     streams = {"a": OutgoingStream(8, ssrc=0x5151, sequence=300, timestamp=48000),
@@ -352,23 +346,11 @@ async def random_traffic(seed: int, converted: list[int]) -> dict[str, Any]:
                                      timestamp=timestamp[side]).packet(table[0], 160),
                       relay.a.local_address if side == "a" else relay.b.local_address)
         sent[side] += 1
-    for _ in range(60):
-        for _ in range(rng.randrange(1, 8)):
-            side = rng.choice("ab")
-            endpoint = (phone if side == "a" else carrier) if rng.random() < 0.97 else stranger
-            endpoint.send(datagram(side), relay.a.local_address if side == "a"
-                          else relay.b.local_address)
-            sent[side] += 1
-        await settle(relay, sent, [phone], carrier)
-        clock.advance(rng.choice([0.0, 0.01, 0.02, 0.02, 0.04]))
-    relay.close()
-    out = {"stats": relay.stats(), "converted": sum(converted),
-           "received": {"phone": [d for d, _ in phone.received],
-                        "carrier": [d for d, _ in carrier.received],
-                        "stranger": [d for d, _ in stranger.received]}}
-    for endpoint in (phone, carrier, stranger):
-        endpoint.close()
-    return out
+    out = await send_random_bursts(rng, relay, sent, (phone, carrier, stranger), datagram, clock,
+                                   bursts=60, burst_size=8, stranger_share=0.03,
+                                   clock_steps=[0.0, 0.01, 0.02, 0.02, 0.04],
+                                   settle_burst=settle)
+    return {**out, "converted": sum(converted)}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -379,13 +361,6 @@ def test_random_transcoded_traffic_gives_the_same_through_the_hub_and_the_python
     assert python["converted"] == 0 and hub["converted"] > 40
     assert hub["received"] == python["received"]
     assert hub["stats"] == python["stats"]
-
-
-def udp() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    return sock
 
 
 def test_hub_lane_api_converts_like_the_transcoder_and_hands_back_the_rest() -> None:
@@ -461,30 +436,12 @@ def test_the_b2bua_media_backend_transcodes_through_the_hub(
     """What `vosapp serve` runs (io/call_media.RelaySession, the hub by default, its own
     clock): a PCMA <-> G.729 call's media is converted in C."""
     from tests.io.test_rtp_relay import run
-    from vosapp.io.call_media import RelaySession
 
     monkeypatch.delenv("VOSAPP_RTP_HUB", raising=False)
 
     async def scenario() -> None:
         phone, carrier = await Endpoint.open(), await Endpoint.open()
-        a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
-        a.bind(("127.0.0.1", 0))
-        b.bind(("127.0.0.1", 0))
-
-        class Backend:
-            def __init__(self) -> None:
-                self.ports = None
-                self.sessions: set[Any] = set()
-
-        class Spec:
-            ptime, payload_type, dtmf_payload_type = 20, None, 101
-
-            def __init__(self, codec: str, remote: tuple[str, int]) -> None:
-                self.codec, self.remote = codec, remote
-
-        session = RelaySession(Backend(), a, b)  # type: ignore[arg-type]
-        session.start(Spec("PCMA", phone.address), Spec("G729", carrier.address), dtmf={},
-                      on_info_send=None)
+        session = backend_session("PCMA", phone.address, "G729", carrier.address)
         relay = session.relay
         assert relay is not None and relay._hub is not None and relay.mode == "transcode"
         for datagram in media(PCMA_PAYLOADS, 10, sequence=7, pt=8, ssrc=0x5151):
