@@ -118,10 +118,15 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field named ``name`` (any case, compact or long), or default."""
         # the most called method of a message (every typed accessor): the name cache inline
+        return self.first_by_key(_CANONICAL.get(name) or canonical_key(name), default)
+
+    def first_by_key(self, key: str, default: str | None = None) -> str | None:
+        """:meth:`get` for a lookup key already folded (lower case, long form): one dict
+        lookup in the first-value index."""
         first = self._first
         if first is None:
             first = self._index()
-        return first.get(_CANONICAL.get(name) or canonical_key(name), default)
+        return first.get(key, default)
 
     def get_all(self, name: str) -> list[str]:
         """The values of every field line named ``name``, in order."""

@@ -123,13 +123,9 @@ class Message:
         """The first ``key`` value (a lookup key: lower case, long form) straight from the
         headers' first-value index; 400 naming ``name`` when absent. The accessors below
         run dozens of times per call: no name folding, one dict lookup."""
-        headers = self.headers
-        index = headers._first
-        if index is None:
-            index = headers._index()
-        value = index.get(key)
+        value = self.headers.first_by_key(key)
         if value is None:
-            raise SipParseError(400, f"missing {name} header", headers)
+            raise SipParseError(400, f"missing {name} header", self.headers)
         return value
 
     @property
