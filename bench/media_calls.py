@@ -749,13 +749,16 @@ def free_udp_port() -> int:
         return port
 
 
-def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False
-                 ) -> Switch:
-    """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line."""
+def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False,
+                 realtime_priority: int | None = None) -> Switch:
+    """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line
+    (under SCHED_RR at ``realtime_priority``, if given)."""
     callee_port = free_udp_port()
     config = write_config(work, mode, callee_port, rtp_ports)
     args = [sys.executable, "-m", "vosapp.cli", "serve", "--listen", "127.0.0.1:0",
             "--udp-only", "--no-trace-store", "--log-level", "WARNING", "--config", str(config)]
+    if realtime_priority is not None:
+        args += ["--realtime-priority", str(realtime_priority)]
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
                                           if p))
@@ -1047,6 +1050,9 @@ def main() -> int:
                         help="hold an flock on FILE during each step and the media.py run "
                         "(released in between, so other benches can take turns), e.g. "
                         "/tmp/vosapp-bench.lock")
+    parser.add_argument("--realtime-priority", type=int, metavar="N",
+                        help="run the switch with `vosapp serve --realtime-priority N` "
+                        "(SCHED_RR; needs root): other work on its CPU no longer delays it")
     parser.add_argument("--media-bench", action="store_true",
                         help="also run bench/media.py --part 1 (in-process transcoding "
                         "capacity) in this run and report the ratio")
@@ -1069,7 +1075,8 @@ def main() -> int:
     print(STEP_HEADER, file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="media-calls-") as tmp:
         for mode in modes:
-            switch = start_switch(mode, Path(tmp), (low, high), pin=args.pin)
+            switch = start_switch(mode, Path(tmp), (low, high), pin=args.pin,
+                                  realtime_priority=args.realtime_priority)
             commands[mode] = switch.command
             if mode == "transcode" or not config_text:
                 config_text = (Path(tmp) / f"{mode}.toml").read_text().replace(tmp, "WORK")
