@@ -57,6 +57,9 @@ def raise_priority(priority: int) -> bool:
     back, i.e. every relayed packet of that moment arrives that much late. A real-time switch
     runs whenever it has work; the kernel's RT throttling (sched_rt_runtime_us) still leaves
     the others a share if it never stops. False (and a warning) when not permitted."""
+    if not hasattr(os, "sched_setscheduler"):  # not Linux
+        log.warning("real-time priority %d not set: no SCHED_RR on this platform", priority)
+        return False
     try:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
     except OSError as exc:
