@@ -622,6 +622,8 @@ def _generator(role: str, settings: dict[str, Any], conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller ends the step
     if settings.get("cpus"):
         os.sched_setaffinity(0, settings["cpus"])
+    if settings.get("realtime_priority"):  # other people's work must not set our pacing
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(settings["realtime_priority"]))
     asyncio.run(Side(role, settings).serve(conn))
 
 
@@ -700,6 +702,8 @@ class Switch:
     command: str
     #: the switch's CPU and the generators' (None: not pinned)
     cpus: tuple[set[int], set[int]] | None = None
+    #: SCHED_RR priority of the switch and the generators (None: the normal scheduler)
+    realtime_priority: int | None = None
 
 
 def pin_cpus(pid: int) -> tuple[set[int], set[int]] | None:
@@ -749,13 +753,16 @@ def free_udp_port() -> int:
         return port
 
 
-def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False
-                 ) -> Switch:
-    """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line."""
+def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False,
+                 realtime_priority: int | None = None) -> Switch:
+    """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line
+    (under SCHED_RR at ``realtime_priority``, if given)."""
     callee_port = free_udp_port()
     config = write_config(work, mode, callee_port, rtp_ports)
     args = [sys.executable, "-m", "vosapp.cli", "serve", "--listen", "127.0.0.1:0",
             "--udp-only", "--no-trace-store", "--log-level", "WARNING", "--config", str(config)]
+    if realtime_priority is not None:
+        args += ["--realtime-priority", str(realtime_priority)]
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
                                           if p))
@@ -768,7 +775,8 @@ def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool
         line = process.stdout.readline()
         if "listening on" in line:
             port = int(line.split("listening on", 1)[1].split()[0].rsplit(":", 1)[1])
-            switch = Switch(process, port, callee_port, work, rtp_ports, shlex.join(args[1:]))
+            switch = Switch(process, port, callee_port, work, rtp_ports, shlex.join(args[1:]),
+                            realtime_priority=realtime_priority)
             if pin:
                 switch.cpus = pin_cpus(process.pid)
             return switch
@@ -812,7 +820,8 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
                                ("caller", "PCMA", {})):
         ours, theirs = context.Pipe()
         settings = {"codec": codec, "payloads": payloads[codec], "switch": target,
-                    "calls": calls, "cpus": switch.cpus[1] if switch.cpus else None, **extra}
+                    "calls": calls, "cpus": switch.cpus[1] if switch.cpus else None,
+                    "realtime_priority": switch.realtime_priority, **extra}
         process = context.Process(target=_generator, args=(role, settings, theirs),
                                   daemon=True)
         process.start()
@@ -1047,6 +1056,10 @@ def main() -> int:
                         help="hold an flock on FILE during each step and the media.py run "
                         "(released in between, so other benches can take turns), e.g. "
                         "/tmp/vosapp-bench.lock")
+    parser.add_argument("--realtime-priority", type=int, metavar="N",
+                        help="run the switch with `vosapp serve --realtime-priority N` and the "
+                        "load generators under SCHED_RR at N too (needs root): other work on "
+                        "their CPUs no longer delays them")
     parser.add_argument("--media-bench", action="store_true",
                         help="also run bench/media.py --part 1 (in-process transcoding "
                         "capacity) in this run and report the ratio")
@@ -1069,7 +1082,8 @@ def main() -> int:
     print(STEP_HEADER, file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="media-calls-") as tmp:
         for mode in modes:
-            switch = start_switch(mode, Path(tmp), (low, high), pin=args.pin)
+            switch = start_switch(mode, Path(tmp), (low, high), pin=args.pin,
+                                  realtime_priority=args.realtime_priority)
             commands[mode] = switch.command
             if mode == "transcode" or not config_text:
                 config_text = (Path(tmp) / f"{mode}.toml").read_text().replace(tmp, "WORK")
@@ -1087,6 +1101,8 @@ def main() -> int:
 
     pinning = ("switch pinned to CPU " + ",".join(map(str, cpus[0])) + ", load generators to "
                "CPU " + ",".join(map(str, cpus[1]))) if cpus else "nothing pinned"
+    if args.realtime_priority is not None:
+        pinning += f", switch and load generators under SCHED_RR at {args.realtime_priority}"
     lines = [
         "### Calls through `vosapp serve` with RTP both ways (bench/media_calls.py)",
         "",

@@ -5,6 +5,8 @@ processes, so the end-to-end media bench cannot silently rot."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import resource
 import socket
 import sys
 from pathlib import Path
@@ -22,6 +24,11 @@ sys.modules["media_calls"] = media_calls  # its dataclasses look their module up
 _spec.loader.exec_module(media_calls)
 
 
+def may_use_sched_rr() -> bool:
+    return hasattr(os, "SCHED_RR") and (
+        os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] > 0)
+
+
 def rtp_range() -> tuple[int, int]:
     """A small RTP range around a port the kernel just handed out (no fixed ports in tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -31,11 +38,15 @@ def rtp_range() -> tuple[int, int]:
     return low, min(65535, low + 80)
 
 
+@pytest.mark.parametrize("realtime_priority", [None, 1])  # 1: --realtime-priority (SCHED_RR)
 def test_two_transcoded_calls_carry_pcma_to_the_caller_and_g729_to_the_callee(
-        tmp_path: Path) -> None:
+        tmp_path: Path, realtime_priority: int | None) -> None:
+    if realtime_priority is not None and not may_use_sched_rr():
+        pytest.skip("SCHED_RR needs root or CAP_SYS_NICE (RLIMIT_RTPRIO)")
     payloads = {name: media_calls.speechlike_payloads(name, packets=50)
                 for name in ("PCMA", "G729")}
-    switch = media_calls.start_switch("transcode", tmp_path, rtp_range())
+    switch = media_calls.start_switch("transcode", tmp_path, rtp_range(),
+                                      realtime_priority=realtime_priority)
     try:
         result = media_calls.run_step(switch, "transcode", 2, 2.0, setup_rate=20.0,
                                       payloads=payloads)

@@ -148,6 +148,8 @@ def test_default_config_is_data_lab_toml_in_the_current_directory(
     ("config", "check", "{tmp}/missing.toml"),
     ("--config",),
     ("lab", "--port", "99999", "--dry-run"),
+    ("serve", "--realtime-priority", "0"),  # SCHED_RR priorities are 1-99
+    ("serve", "--realtime-priority", "100"),
     ("lab", "--port", "http"),
 ])
 def test_bad_input_is_one_line_and_exit_2(vosapp: Run, tmp_path: Path,

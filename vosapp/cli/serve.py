@@ -40,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                             "default on")
     serve.add_argument("--control-port", type=int, default=0, metavar="PORT",
                        help="TCP port of the control channel on 127.0.0.1 (default 0 = any)")
+    serve.add_argument("--realtime-priority", type=int, metavar="N",
+                       help="run under the real-time scheduler (SCHED_RR) at priority N "
+                            "(1-99; needs root or CAP_SYS_NICE), so that other work on the "
+                            "switch's CPU does not delay relayed media; default: normal")
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(func=run_serve)
@@ -63,6 +67,8 @@ def run_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not 0 <= args.control_port <= 65535:
         raise VosappError(f"--control-port {args.control_port}: expected 0-65535")
+    if args.realtime_priority is not None and not 1 <= args.realtime_priority <= 99:
+        raise VosappError(f"--realtime-priority {args.realtime_priority}: expected 1-99")
     config = load_selected_config(args)
     host, port = parse_listen(args.listen) if args.listen else (None, None)
     options = ServeOptions(
@@ -70,7 +76,8 @@ def run_serve(args: argparse.Namespace) -> int:
         transports=("UDP",) if args.udp_only else ("UDP", "TCP"),
         persist_trace=not args.no_trace_store, stop_timeout=args.stop_timeout,
         trace_max_bytes=args.trace_store_mb * 1024 * 1024,
-        control_port=args.control_port if args.control else None)
+        control_port=args.control_port if args.control else None,
+        realtime_priority=args.realtime_priority)
     where = f"{config_path(args)}" if config is not None else "defaults"
 
     def ready(switch: Switch) -> None:

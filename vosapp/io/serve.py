@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class ServeOptions:
     trace_max_bytes: int = 256 * 1024 * 1024  # the stored trace's byte budget
     stop_timeout: float = 5.0
     control_port: int | None = 0  # None: no control channel
+    realtime_priority: int | None = None  # SCHED_RR priority (1-99); None: the normal scheduler
 
 
 def tune_gc() -> None:
@@ -46,6 +48,25 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+def raise_priority(priority: int) -> bool:
+    """Run this process under SCHED_RR at ``priority`` (1-99; needs CAP_SYS_NICE). Relayed
+    media waits for every run of whatever else shares the switch's CPU: the normal scheduler
+    lets another busy process run for a slice of 10-30 ms before the switch gets its CPU
+    back, i.e. every relayed packet of that moment arrives that much late. A real-time switch
+    runs whenever it has work; the kernel's RT throttling (sched_rt_runtime_us) still leaves
+    the others a share if it never stops. False (and a warning) when not permitted."""
+    if not hasattr(os, "sched_setscheduler"):  # not Linux
+        log.warning("real-time priority %d not set: no SCHED_RR on this platform", priority)
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
+    except OSError as exc:
+        log.warning("real-time priority %d not set (%s): the normal scheduler stays", priority,
+                    exc)
+        return False
+    return True
 
 
 async def serve(options: ServeOptions, on_ready: Callable[[Switch], None]) -> None:
@@ -59,6 +80,8 @@ async def serve(options: ServeOptions, on_ready: Callable[[Switch], None]) -> No
                         stop_timeout=options.stop_timeout)
         await switch.start()
         tune_gc()
+        if options.realtime_priority is not None:
+            raise_priority(options.realtime_priority)
     except OSError as exc:
         raise VosappError(f"cannot listen on {options.host or '?'}:{options.port}: "
                           f"{exc}") from None
