@@ -64,11 +64,31 @@ def test_parser_hands_over_an_index_that_agrees_with_a_scan() -> None:
     lambda h: h.remove("Via"),
     lambda h: h.remove_first("X-Custom"),
     lambda h: h.remove_first("Record-Route"),
+    lambda h: h.remove_first("Via"),
+    lambda h: h.remove_first("Subject"),
+    lambda h: h.set("Subject", "appended"),
+    lambda h: h.remove("Nothing-Here"),
 ])
 def test_every_change_keeps_get_equal_to_a_scan(change) -> None:  # type: ignore[no-untyped-def]
     headers = parse(INVITE).headers
     headers.get("From")  # the index is in use before the change
     change(headers)
+    # Kept up to date in place, not dropped (the stamped Via and a response's To tag would
+    # otherwise cost a rebuild of the index per message).
+    assert headers._first is not None
+    assert_index_agrees(headers)
+
+
+def test_a_change_that_fails_leaves_the_index_as_it_was() -> None:
+    headers = parse(INVITE).headers
+    before = dict(headers._index())
+    with pytest.raises(ValueError):
+        headers.set("To", "bad\r\nvalue")
+    with pytest.raises(ValueError):
+        headers.add("Bad Name", "x")
+    with pytest.raises(KeyError):
+        headers.replace_first("Route", "<sip:x>")
+    assert headers._first == before
     assert_index_agrees(headers)
 
 

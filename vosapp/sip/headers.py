@@ -92,8 +92,9 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
         self._fields: list[HeaderField] = []
         #: key → value of its first field line, built on the first :meth:`get` (the parser
-        #: hands over the one it builds while checking) and dropped by every change: a
-        #: message's accessors read the same few headers dozens of times per call.
+        #: hands over the one it builds while checking) and kept up to date by every change
+        #: (a dropped index cost a rebuild per stamped Via or response To tag): a message's
+        #: accessors read the same few headers dozens of times per call.
         self._first: dict[str, str] | None = None
         if items is not None:
             for name, value in items:
@@ -178,20 +179,26 @@ class Headers:
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Append a field (or put it before all others with ``first=True``, as a proxy adds its
         Via, RFC 3261 §16.6 step 8)."""
-        self._first = None
         _check_field(name, value)
-        entry = [canonical_key(name), name, value, ""]
+        key = canonical_key(name)
+        entry = [key, name, value, ""]
+        index = self._first
         if first:
             self._fields.insert(0, entry)
+            if index is not None:
+                index[key] = value
         else:
             self._fields.append(entry)
+            if index is not None and key not in index:
+                index[key] = value
 
     def set(self, name: str, value: str) -> None:
         """Replace every ``name`` field by one field with ``value``, where the first one was
         (or at the end)."""
-        self._first = None
         _check_field(name, value)
         key = canonical_key(name)
+        if self._first is not None:
+            self._first[key] = value
         for index, entry in enumerate(self._fields):
             if entry[0] == key:
                 self._fields[index] = [key, name, value, ""]
@@ -203,30 +210,40 @@ class Headers:
         """Replace the value of the first ``name`` field line in place (as a proxy rewrites the
         top Via, RFC 3261 §18.2.1); other lines keep their position and bytes. KeyError when
         there is no such field."""
-        self._first = None
         _check_field(name, value)
         key = canonical_key(name)
         for index, entry in enumerate(self._fields):
             if entry[0] == key:
                 self._fields[index] = [key, entry[1], value, ""]
+                if self._first is not None:
+                    self._first[key] = value
                 return
         raise KeyError(name)
 
     def remove(self, name: str) -> int:
         """Remove every ``name`` field; returns how many were removed."""
-        self._first = None
         key = canonical_key(name)
+        if self._first is not None:
+            self._first.pop(key, None)
         before = len(self._fields)
         self._fields = [entry for entry in self._fields if entry[0] != key]
         return before - len(self._fields)
 
     def remove_first(self, name: str) -> str | None:
         """Remove the first ``name`` field line and return its value (None when absent)."""
-        self._first = None
         key = canonical_key(name)
-        for index, entry in enumerate(self._fields):
+        fields = self._fields
+        for index, entry in enumerate(fields):
             if entry[0] == key:
-                del self._fields[index]
+                del fields[index]
+                first = self._first
+                if first is not None:
+                    # the next line of that name (if any) is now the first one
+                    following = next((e[2] for e in fields[index:] if e[0] == key), None)
+                    if following is None:
+                        del first[key]
+                    else:
+                        first[key] = following
                 return entry[2]
         return None
 

@@ -397,17 +397,37 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     Works on the partial headers of a :class:`SipParseError` too: pass a Request whose
     headers are ``err.headers`` (see :func:`make_error_response`).
     """
-    fields = [list(entry) for entry in request.headers._fields if entry[0] in _COPIED]
+    # The request's field lines as received (name as written, source text: the response
+    # carries them byte-for-byte), and their first-value index built in the same pass.
+    fields: list[list[str]] = []
+    first: dict[str, str] = {}
+    to_at = -1
+    to_lines = 0
+    for entry in request.headers._fields:
+        key = entry[0]
+        if key in _COPIED:
+            if key not in first:
+                first[key] = entry[2]
+            if key == "to":
+                to_at = len(fields)
+                to_lines += 1
+            fields.append(list(entry))
     headers = Headers._from_parsed(fields)
-    if to_tag is not None:
-        to_value = headers.get("To")
-        if to_value is not None:
-            try:
-                has_tag = NAME_ADDR_MEMO(to_value).tag is not None
-            except SipParseError:
-                has_tag = True  # never touch a To we cannot read
-            if not has_tag:
-                headers.set("To", f"{to_value};tag={to_tag}")
+    headers._first = first
+    if to_tag is not None and to_lines:
+        to_value = first["to"]
+        try:
+            has_tag = NAME_ADDR_MEMO(to_value).tag is not None
+        except SipParseError:
+            has_tag = True  # never touch a To we cannot read
+        if not has_tag:
+            tagged = f"{to_value};tag={to_tag}"
+            if to_lines == 1 and "\r" not in tagged and "\n" not in tagged:
+                # what headers.set("To", tagged) does to the one To line, without the scan
+                fields[to_at] = ["to", "To", tagged, ""]
+                first["to"] = tagged
+            else:
+                headers.set("To", tagged)  # also the checks and messages of set()
     return Response(status, reason, headers)
 
 

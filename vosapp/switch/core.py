@@ -704,28 +704,46 @@ def _safe(message: Any, attribute: str) -> Any:
         return None
 
 
+# A top Via written exactly as ``str(Via)`` writes its parse (``SIP/2.0/UDP host[:port]``,
+# upper-case transport, one space, lower-case parameter names with plain values, no
+# whitespace): for such text the stamp can be appended to the text itself.
+_CANONICAL_VIA = re.compile(r"SIP/2\.0/[A-Z0-9\-.!%*_+`'~]+ [A-Za-z0-9\-.]+"
+                            r"(?::(?:0|[1-9][0-9]{0,4}))?(?:;[a-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~]+"
+                            r"|\[[0-9A-Fa-f:.]+\]))?)*")
+
+
 def _stamp_via(request: Request, source: Address, top: Via) -> Via:
     """§18.2.1 + RFC 3581 §4: add ``received`` and fill ``rport`` on the top Via.
 
     Returns the (possibly updated) top Via; the request's first Via line is rewritten.
     """
-    changed = False
-    if top.host != source[0]:
-        top.params["received"] = source[0]
-        changed = True
-    if "rport" in top.params and top.params["rport"] is None:
-        top.params["received"] = source[0]
-        top.params["rport"] = str(source[1])
-        changed = True
-    if changed:
-        first = request.headers.get("Via") or ""
-        if "," in first:  # several Via values on the first line: keep the others as sent
-            rest = parse_vias(first)[1:]
-            first = ", ".join(str(via) for via in [top, *rest])
-        else:
-            first = str(top)
-        # Only the first Via line changes; the others keep their position and bytes.
-        request.headers.replace_first("Via", first)
+    params = top.params
+    stamp_received = top.host != source[0]
+    fill_rport = "rport" in params and params["rport"] is None
+    if not (stamp_received or fill_rport):
+        return top
+    first = request.headers.get("Via") or ""
+    # The text as sent when it reads as str(top) would write it (each parameter once, no
+    # received yet): the flag becomes rport=PORT where it stands and received goes last,
+    # where the dict update below puts it; the same text as str(top) afterwards, without
+    # formatting every parameter again (the usual phone and SIPp Via).
+    raw_stampable = ("received" not in params and len(params) == first.count(";")
+                     and _CANONICAL_VIA.fullmatch(first) is not None)
+    params["received"] = source[0]
+    if fill_rport:
+        params["rport"] = str(source[1])
+    if raw_stampable:
+        if fill_rport:
+            at = (first + ";").index(";rport;")  # present: "rport" is a parameter of first
+            first = f"{first[:at]};rport={source[1]}{first[at + 6:]}"
+        stamped = f"{first};received={source[0]}"
+    elif "," in first:  # several Via values on the first line: keep the others as sent
+        rest = parse_vias(first)[1:]
+        stamped = ", ".join(str(via) for via in [top, *rest])
+    else:
+        stamped = str(top)
+    # Only the first Via line changes; the others keep their position and bytes.
+    request.headers.replace_first("Via", stamped)
     return top
 
 
