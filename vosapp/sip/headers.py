@@ -101,10 +101,13 @@ class Headers:
                 self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, fields: list[HeaderField]) -> Headers:
+    def _from_parsed(cls, fields: list[HeaderField],
+                     first: dict[str, str] | None = None) -> Headers:
+        """Headers over field lines a parser or copy pass already built, with the first-value
+        index that pass built too (None: built on the first read)."""
         headers = cls.__new__(cls)
         headers._fields = fields
-        headers._first = None
+        headers._first = first
         return headers
 
     def _index(self) -> dict[str, str]:
@@ -171,9 +174,8 @@ class Headers:
         return f"Headers({self.items()!r})"
 
     def copy(self) -> Headers:
-        twin = Headers._from_parsed([list(entry) for entry in self._fields])
-        twin._first = None if self._first is None else dict(self._first)
-        return twin
+        return Headers._from_parsed([list(entry) for entry in self._fields],
+                                    None if self._first is None else dict(self._first))
 
     # -- writing ----------------------------------------------------------------------------
     def add(self, name: str, value: str, *, first: bool = False) -> None:

@@ -412,8 +412,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
                 to_at = len(fields)
                 to_lines += 1
             fields.append(list(entry))
-    headers = Headers._from_parsed(fields)
-    headers._first = first
+    headers = Headers._from_parsed(fields, first)
     if to_tag is not None and to_lines:
         to_value = first["to"]
         try:
