@@ -7,7 +7,9 @@ ways for --hold seconds, hang-up) against ``vosapp serve`` started through this 
 ``serve`` launcher, which records every collection's duration per generation through
 ``gc.callbacks`` and writes them out when the switch stops (a bench-only hook, like
 bench/reuseport_serve.py; no product flag). Reports per generation: collections, per second,
-p50 / p99 / max pause, objects collected, and the steps' relay-added jitter p99 (hold only).
+p50 / p99 / max pause (wall time; and the thread's CPU time, which a preemption does not
+stretch), objects collected, how many ran while relays had sockets in the hub
+(media waiting) and their max, and the steps' relay-added jitter p99 (hold windows only).
 
     PYTHONPATH=$PWD .venv/bin/python bench/gc_pauses.py                  # this checkout
     PYTHONPATH=$PWD .venv/bin/python bench/gc_pauses.py --base /tmp/base  # before/after,
@@ -48,20 +50,30 @@ def record_collections(out: str, types: bool) -> None:
     to a list written as JSON to ``out`` at exit; with ``types``, also count the types of
     what each collection found unreachable (DEBUG_SAVEALL keeps it in gc.garbage: the
     process leaks it, so only for a diagnostic run)."""
-    events: list[tuple[float, int, float, int]] = []
+    events: list[tuple[float, int, float, int, int, float]] = []
     cycles: list[str] = []
     found: Counter[str] = Counter()
-    started = [0.0]
+    started = [0.0, 0.0]
     seen = [0]
     clock = time.perf_counter
 
+    media = [0]
+
+    def relay_sockets() -> int:
+        """The RTP sockets in the loop's hub: media waits for this collection when > 0."""
+        rtp_relay = sys.modules.get("vosapp.io.rtp_relay")
+        hubs = getattr(rtp_relay, "_hubs", {})
+        return sum(len(hub.hub) for hub in hubs.values())
+
     def callback(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            started[0] = clock()
+            media[0] = relay_sockets()
+            started[:] = [clock(), time.thread_time()]
             return
         duration = clock() - started[0]
+        # the thread's CPU time too: the wall time includes any preemption by other work
         events.append((time.monotonic() - duration, info["generation"], duration,
-                       info["collected"]))
+                       info["collected"], media[0], time.thread_time() - started[1]))
         if types:
             garbage = gc.garbage
             if gc.get_freeze_count():  # past start-up (serve's tune_gc froze it)
@@ -238,6 +250,10 @@ def one_run(label: str, code: Path, args: argparse.Namespace,
             "p50": percentile(pauses, 50), "p99": percentile(pauses, 99),
             "max": max(pauses, default=float("nan")),
             "total_ms": sum(pauses), "collected": sum(e[3] for e in mine),
+            "cpu_p99": percentile([e[5] * 1e3 for e in mine], 99),
+            "cpu_max": max((e[5] * 1e3 for e in mine), default=float("nan")),
+            "media_n": sum(1 for e in mine if e[4]),
+            "media_max": max((e[2] * 1e3 for e in mine if e[4]), default=float("nan")),
         }
     return {"label": label, "wall": wall, "gens": per_gen, "types": data["types"], "cycles": data["cycles"],
             "threshold": data["threshold"],
@@ -256,7 +272,9 @@ def report(r: dict[str, Any]) -> str:
     for gen, g in r["gens"].items():
         lines.append(f"  gen{gen}: {g['n']:5d} collections ({g['per_s']:6.2f}/s)  pause p50 "
                      f"{g['p50']:6.2f}  p99 {g['p99']:6.2f}  max {g['max']:6.2f} ms  "
-                     f"total {g['total_ms']:7.1f} ms  collected {g['collected']}")
+                     f"total {g['total_ms']:7.1f} ms  (CPU p99 {g['cpu_p99']:.2f} max "
+                     f"{g['cpu_max']:.2f} ms)  collected {g['collected']}; with relays "
+                     f"running: {g['media_n']}, max {g['media_max']:6.2f} ms")
     for name, count in r["types"][:40]:
         lines.append(f"    {count:8d} {name}")
     lines += [f"    cycle {c}" for c in r["cycles"]]

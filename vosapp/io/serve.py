@@ -42,15 +42,15 @@ class ServeOptions:
 
 #: CPython's cyclic GC collects the young generation once this many more container objects
 #: were allocated than freed, scanning the survivors with the event loop (and every RTP
-#: relay driven by it) stopped: ~0.4-1 us an object, so 50_000 held media up 20-50 ms and
-#: 5_000 1-3 ms (bench/gc_pauses.py).
-YOUNG_GC_THRESHOLD = 5_000
+#: relay driven by it) stopped: ~0.4-1 us an object, so 50_000 held media up 15-35 ms,
+#: 2_000 0.4 ms (p50), 3-4 ms at most under load (bench/gc_pauses.py).
+YOUNG_GC_THRESHOLD = 2_000
 #: The older generations hold what lives long (transactions for 32 s, calls, bindings): a
 #: full scan of a busy switch's heap takes tens to hundreds of ms, so allocation counts never
 #: trigger it. Calls and transactions free themselves by reference count (no cycles:
 #: tests/calls/test_call_media.py); :func:`collect_old_generations` still collects them, for
 #: whatever cyclic garbage there is, when no relay forwards media, or after a long while.
-OLD_GC_PERIOD = 30.0  # s between looks for a moment without media
+OLD_GC_PERIOD = 60.0  # s between looks for a moment without media
 OLD_GC_MAX_DELAY = 3600.0  # s: collected then even with media (one pause an hour)
 _NEVER = 2**31 - 1  # a generation threshold no allocation count reaches (a C int)
 
