@@ -180,7 +180,7 @@ def launch(argv: list[str]) -> int:
 
 
 def start_switch(code: Path, mode: str, work: Path, rtp_ports: tuple[int, int], out: Path,
-                 types: bool, threshold: str | None) -> Any:
+                 types: bool, threshold: str | None, pin: bool = True) -> Any:
     """bench/media_calls.py's switch, run through the launcher with ``code``'s vosapp."""
     import bench.media_calls as mc
 
@@ -202,7 +202,8 @@ def start_switch(code: Path, mode: str, work: Path, rtp_ports: tuple[int, int], 
             port = int(line.split("listening on", 1)[1].split()[0].rsplit(":", 1)[1])
             switch = mc.Switch(process, port, callee_port, work, rtp_ports,
                                shlex.join(args[1:]))
-            switch.cpus = mc.pin_cpus(process.pid)
+            if pin:  # as bench/media_calls.py: the switch on the last CPU, generators elsewhere
+                switch.cpus = mc.pin_cpus(process.pid)
             return switch
         if process.poll() is not None:
             break
@@ -223,7 +224,8 @@ def one_run(label: str, code: Path, args: argparse.Namespace,
 
     out = work / f"gc-{label}.json"
     low, high = (int(p) for p in args.rtp_ports.split("-"))
-    switch = start_switch(code, args.mode, work, (low, high), out, args.types, args.threshold)
+    switch = start_switch(code, args.mode, work, (low, high), out, args.types, args.threshold,
+                          args.pin)
     steps = []
     try:
         time.sleep(0.5)
@@ -295,6 +297,8 @@ def main() -> int:
                         help="seconds of media per wave after set-up (default 10)")
     parser.add_argument("--setup-rate", type=float, default=50.0)
     parser.add_argument("--rtp-ports", default="41000-44999")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin the switch to the last CPU (pinned by default)")
     parser.add_argument("--base", type=Path, help="another checkout to compare against")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --base: rounds, alternating which checkout goes first")
