@@ -48,7 +48,8 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # against another revision; the Python ones through code_ab.sh), calls_profile.sh (the call path under a profiler), b2bua_cpu.py
 # (switch CPU per call on the virtual network, for comparing small cuts), b2bua_phases.py and
 # registrar_stages.py (where a call's and a registration's time goes inside the switch core),
-# media_profile.sh with media_profile.py (the switch's CPU on media calls by category, py-spy).
+# media_profile.sh with media_profile.py (the switch's CPU on media calls by category, py-spy),
+# gc_pauses.py (the cyclic GC's pauses per generation inside vosapp serve under media calls).
 BENCH_PY = sip_parser registrar_profile media media_calls dtmf codec_quality ladder
 BENCH_SH = options registrar calls overload
 

@@ -10,7 +10,9 @@ both ways. The audio that arrives at each end is decoded and correlated with wha
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import weakref
 from pathlib import Path
 from typing import Self
 
@@ -130,10 +132,12 @@ def best_correlation(received: np.ndarray, sent: np.ndarray) -> float:
 class Rig:
     """A switch, a caller and a vendor (SIP + RTP sockets each), and an established call."""
 
-    def __init__(self, tmp_path: Path, mapping: str, routing: str) -> None:
+    def __init__(self, tmp_path: Path, mapping: str, routing: str,
+                 parameters: str = "") -> None:
         self.tmp_path = tmp_path
         self.mapping = mapping
         self.routing = routing
+        self.parameters = parameters
 
     async def __aenter__(self) -> Self:
         self.caller_sip, self.vendor_sip = await Udp.open(), await Udp.open()
@@ -141,6 +145,8 @@ class Rig:
         config = parse_config(f"""
 [switch]
 sip_listen = "127.0.0.1:5060"
+[parameters]
+{self.parameters}
 [[mapping_gateway]]
 name = "customer"
 addresses = ["127.0.0.1"]
@@ -311,6 +317,37 @@ def test_rfc2833_from_caller_reaches_a_sip_info_vendor_and_back(tmp_path: Path) 
             assert row["media_mode"] == "relay"
 
     asyncio.run(scenario())
+
+
+def test_a_relayed_call_dies_by_reference_count_once_its_transactions_end(
+        tmp_path: Path) -> None:
+    """No reference cycle through a call's objects (issue #14): CPython's cyclic GC would have
+    to find them, stopping the event loop and every relay in it while it scans. With the GC
+    off, the call and its relay must be gone once the call is over and its transactions have
+    ended (64*T1 after the BYE; T1 at its minimum, 100 ms)."""
+    async def scenario() -> None:
+        async with Rig(tmp_path, 'dtmf_send = "RFC2833"', 'dtmf_send = "SIP INFO"',
+                       "SS_SIP_RESEND_INTERVAL = 100") as rig:
+            await rig.establish([PCMA])
+            [call] = rig.switch.app.b2bua.calls.values()
+            [session] = rig.backend.sessions
+            assert session.relay is not None
+            assert session.relay.core.on_info_send is not None  # SIP INFO conversion on
+            alive = [weakref.ref(obj) for obj in (call, call.answered, session, session.relay,
+                                                  session.relay.core)]
+            del call, session
+            await rig.hang_up()
+            await asyncio.sleep(64 * 0.1 + 1.0)  # Timer J/K of the BYEs' transactions
+            assert [type(ref()).__name__ for ref in alive if ref() is not None] == []
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        asyncio.run(scenario())
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def test_relay_backend_takes_ports_from_the_range_and_returns_them() -> None:

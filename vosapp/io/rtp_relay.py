@@ -74,6 +74,7 @@ __all__ = [
     "TelephoneEventHandler",
     "bind_rtp_socket",
     "rewrite_telephone_event",
+    "running_relays",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,15 @@ def _loop_hub(loop: asyncio.AbstractEventLoop) -> _LoopHub:
     if hub is None:
         hub = _hubs[loop] = _LoopHub(loop)
     return hub
+
+
+_running = 0  # relays started (start_on) and not closed yet, in this process
+
+
+def running_relays() -> int:
+    """How many :class:`RtpRelay` of this process forward media now (started, not closed):
+    while one does, anything that stops the event loop delays its packets."""
+    return _running
 
 
 class PortRangeExhausted(RuntimeError):
@@ -254,6 +264,7 @@ class RtpRelay:
         self._routes: dict[Side, ShortRoute | None] = {"a": None, "b": None}  # set in the hub
         self._owned: set[Side] = set()  # legs whose statistics the hub holds (own_stats)
         self._lanes: set[Side] = set()  # legs whose transcoder state the hub holds (own_lane)
+        self._running = False  # counted in running_relays()
 
     @classmethod
     async def open(
@@ -303,6 +314,10 @@ class RtpRelay:
         loop = asyncio.get_running_loop()
         self._ports = ports
         self._loop = loop
+        if not self._running:
+            global _running
+            _running += 1
+            self._running = True
         if hub_enabled():
             self._hub = _loop_hub(loop)
             if self._clock is None:
@@ -365,6 +380,10 @@ class RtpRelay:
 
     def close(self) -> None:
         """Close both sockets, return their ports and cancel the pending timer."""
+        if self._running:
+            global _running
+            _running -= 1
+            self._running = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
@@ -379,6 +398,10 @@ class RtpRelay:
             del self._socks[side], self._outputs[side]
             if self._ports is not None:
                 self._ports.release(self.core.leg(side).local_address[1])
+        # The B2BUA's SIP INFO callback refers back to the call that owns this relay: a
+        # reference cycle the cyclic GC would have to find (a pause of the event loop, and
+        # of every relay in it). Dropped here, the call's objects die by reference count.
+        self.core.on_info_send = None
 
     async def __aenter__(self) -> Self:
         return self

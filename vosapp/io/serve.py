@@ -20,6 +20,7 @@ from pathlib import Path
 from vosapp.config import Config
 from vosapp.errors import VosappError
 from vosapp.io.control import ControlServer, SwitchControl
+from vosapp.io.rtp_relay import running_relays
 from vosapp.io.runtime import Switch
 
 log = logging.getLogger("vosapp.serve")
@@ -41,13 +42,43 @@ class ServeOptions:
     realtime_priority: int | None = None  # SCHED_RR priority (1-99); None: the normal scheduler
 
 
+#: CPython's cyclic GC collects the young generation once this many more container objects
+#: were allocated than freed, scanning the survivors with the event loop (and every RTP
+#: relay driven by it) stopped: ~0.4-1 us an object, so 50_000 held media up 15-35 ms,
+#: 2_000 0.4 ms (p50), 3-4 ms at most under load (bench/gc_pauses.py).
+YOUNG_GC_THRESHOLD = 2_000
+#: The older generations hold what lives long (transactions for 32 s, calls, bindings): a
+#: full scan of a busy switch's heap takes tens to hundreds of ms, so allocation counts never
+#: trigger it. Calls and transactions free themselves by reference count (no cycles:
+#: tests/calls/test_call_media.py); :func:`collect_old_generations` still collects them, for
+#: whatever cyclic garbage there is, when no relay forwards media, or after a long while.
+OLD_GC_PERIOD = 60.0  # s between looks for a moment without media
+OLD_GC_MAX_DELAY = 3600.0  # s: collected then even with media (one pause an hour)
+_NEVER = 2**31 - 1  # a generation threshold no allocation count reaches (a C int)
+
+
 def tune_gc() -> None:
     """A long-running switch keeps many transactions alive for 32 s (Timers J/H/L); with the
     default thresholds CPython's cyclic GC rescans them hundreds of times a second. Move the
-    start-up objects out of its sight and collect young objects less often."""
+    start-up objects out of its sight, collect the young generation in small steps and the
+    old ones only from :func:`collect_old_generations`."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(YOUNG_GC_THRESHOLD, _NEVER, _NEVER)
+
+
+async def collect_old_generations(media_running: Callable[[], int],
+                                  period: float = OLD_GC_PERIOD,
+                                  max_delay: float = OLD_GC_MAX_DELAY) -> None:
+    """Every ``period`` s: a full collection when ``media_running()`` is 0 (no relay's
+    packets wait for it), or when the last one is ``max_delay`` s old. Runs until cancelled."""
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+    while True:
+        await asyncio.sleep(period)
+        if not media_running() or loop.time() - last >= max_delay:
+            gc.collect()
+            last = loop.time()
 
 
 def raise_priority(priority: int) -> bool:
@@ -96,7 +127,9 @@ async def serve(options: ServeOptions, on_ready: Callable[[Switch], None]) -> No
         await switch.stop()
         raise
     on_ready(switch)
+    sweeper = loop.create_task(collect_old_generations(running_relays))
     await stop.wait()
+    sweeper.cancel()
     log.info("stopping (running stop hooks, at most %.1f s)", switch.stop_timeout)
     if control is not None:
         await control.close()

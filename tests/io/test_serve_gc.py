@@ -1,0 +1,66 @@
+"""``vosapp serve``'s garbage collection policy (issue #14): the young generation is collected
+in small steps, the old ones only by :func:`collect_old_generations`, which waits for a
+moment without media (a full collection stops the event loop and every relay in it)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from vosapp.io import serve
+from vosapp.io.rtp_relay import LegConfig, RtpRelay, running_relays
+
+
+def test_tune_gc_leaves_the_old_generations_to_the_sweep() -> None:
+    before = gc.get_threshold()
+    try:
+        serve.tune_gc()
+        young, middle, old = gc.get_threshold()
+        assert young == serve.YOUNG_GC_THRESHOLD
+        assert middle == old == 2**31 - 1
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_old_generations_collected_only_without_media_or_after_the_longest_delay(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    collections: list[int] = []
+    media = [1]
+    monkeypatch.setattr(serve.gc, "collect", lambda: collections.append(media[0]) or 0)
+
+    async def scenario() -> None:
+        # with media running: only once max_delay has passed since the last collection
+        sweep = asyncio.create_task(serve.collect_old_generations(
+            lambda: media[0], period=0.001, max_delay=3600.0))
+        for _ in range(20):
+            await asyncio.sleep(0.001)
+        assert collections == []
+        media[0] = 0  # the last call hung up
+        while not collections:
+            await asyncio.sleep(0.001)
+        sweep.cancel()
+        media[0] = 1
+        forced = asyncio.create_task(serve.collect_old_generations(
+            lambda: media[0], period=0.001, max_delay=0.0))
+        while len(collections) < 2:
+            await asyncio.sleep(0.001)
+        forced.cancel()
+
+    asyncio.run(scenario())
+    assert collections[:2] == [0, 1]
+
+
+def test_running_relays_counts_relays_from_start_to_close() -> None:
+    async def scenario() -> None:
+        before = running_relays()
+        relay = await RtpRelay.open(LegConfig("PCMA", remote=("127.0.0.1", 9)),
+                                    LegConfig("PCMA", remote=("127.0.0.1", 9)))
+        assert running_relays() == before + 1
+        relay.close()
+        relay.close()  # closing twice counts once
+        assert running_relays() == before
+
+    asyncio.run(scenario())
