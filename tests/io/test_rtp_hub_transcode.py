@@ -511,7 +511,10 @@ async def many_calls(seed: int, converted: list[int], *, owned: bool) -> dict[st
         for call in calls:
             await settle_now(call["relay"], call["sent"], [call["phone"]], call["carrier"])
         clock.advance(rng.choice([0.02, 0.02, 0.0, 0.04]))
-    out: dict[str, Any] = {"converted": sum(converted), "calls": []}
+    await asyncio.sleep(0.01)  # nothing arrives: a paced hub puts its reader back
+    hub = rtp_relay._hubs.get(asyncio.get_running_loop())
+    out: dict[str, Any] = {"converted": sum(converted), "calls": [],
+                           "paced_when_idle": hub is not None and hub._paced is not None}
     for call in calls:
         call["relay"].close()
         out["calls"].append({
@@ -523,14 +526,26 @@ async def many_calls(seed: int, converted: list[int], *, owned: bool) -> dict[st
     return out
 
 
-@pytest.mark.parametrize(("statistics", "batch"), [
-    ("owned", None), ("reported", None), ("owned", 3), ("reported", 3)])
+@pytest.mark.parametrize(("statistics", "batch", "paced"), [
+    ("owned", None, False), ("reported", None, False), ("owned", 3, False),
+    ("reported", 3, True), ("owned", None, True)])
 def test_many_ready_sockets_in_one_poll_give_the_same_through_the_hub_and_the_python_path(
         monkeypatch: pytest.MonkeyPatch, converted_in_c: list[int], statistics: str,
-        batch: int | None) -> None:
+        batch: int | None, paced: bool) -> None:
     """The hub's stages over many sockets per poll (batch 3: the read datagrams are
-    converted and sent every three, in the middle of sockets' turns as well) give the
-    datagrams and statistics of the Python path, call by call."""
+    converted and sent every three, in the middle of sockets' turns as well), and its
+    paced polls (from 4 sockets on here), give the datagrams and statistics of the Python
+    path, call by call."""
+    paced_polls: list[float] = []
+    paced_poll = rtp_relay._LoopHub._paced_poll
+
+    def counting_paced_poll(self: rtp_relay._LoopHub) -> None:
+        paced_polls.append(self.loop.time())
+        paced_poll(self)
+
+    monkeypatch.setattr(rtp_relay._LoopHub, "_paced_poll", counting_paced_poll)
+    if paced:
+        monkeypatch.setattr(rtp_relay._LoopHub, "_PACED_FROM", 4)
     native = rtp_relay._rtphub
     assert native is not None
     polls: list[int] = []  # the number of reports of each poll
@@ -568,3 +583,5 @@ def test_many_ready_sockets_in_one_poll_give_the_same_through_the_hub_and_the_py
     assert sum(s["transcoder_a"]["resyncs"] + s["transcoder_b"]["resyncs"] for s in stats) >= 1
     if statistics == "reported":  # a report per ready socket: most polls had all twelve
         assert max(polls) == 12
+    assert (len(paced_polls) > 40) == paced  # 40 ticks, each with datagrams
+    assert not hub["paced_when_idle"]
