@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -457,3 +458,130 @@ def test_the_b2bua_media_backend_transcodes_through_the_hub(
         carrier.close()
 
     run(scenario)
+
+
+async def many_calls(seed: int, converted: list[int], *, owned: bool) -> dict[str, Any]:
+    """Several transcoded calls whose datagrams all arrive before the loop runs, so that one
+    poll finds many sockets ready and the hub reads them all before converting and sending
+    (its stages); now and then a call's datagram goes back to Python in the middle of such a
+    poll (a loss, a late one, an odd size, an event, a timestamp jump, a stranger)."""
+    rng = random.Random(seed)
+    clock = ManualClock(100.0)
+    if owned:
+        rtp_relay._loop_hub(asyncio.get_running_loop()).clock = clock
+    calls = []
+    for _ in range(6):
+        phone, carrier, stranger = (await Endpoint.open(), await Endpoint.open(),
+                                    await Endpoint.open())
+        calls.append({"relay": make_relay(clock, phone, carrier), "phone": phone,
+                      "carrier": carrier, "stranger": stranger, "sent": {"a": 0, "b": 0},
+                      "sequence": {"a": 1000, "b": 65530}, "timestamp": {"a": 0, "b": 0}})
+    payloads = {"a": (PCMA_PAYLOADS, 8, 0x5151), "b": (G729_PAYLOADS, 18, 0x7777)}
+
+    def datagram(call: dict[str, Any], side: str, odd: bool) -> bytes:
+        table, pt, ssrc = payloads[side]
+        step = rng.choice([2, -1, 1]) if odd else 1
+        call["sequence"][side] = (call["sequence"][side] + step) & 0xFFFF
+        call["timestamp"][side] = (call["timestamp"][side] + 160 * step) & 0xFFFFFFFF
+        sequence, timestamp = call["sequence"][side], call["timestamp"][side]
+        payload = table[sequence % len(table)]
+        if odd and rng.random() < 0.3:
+            payload = payload[:len(payload) // 2]  # 10 ms
+        elif odd and rng.random() < 0.2:
+            return OutgoingStream(101 if side == "a" else 100, ssrc=ssrc, sequence=sequence
+                                  ).packet_at(bytes([3, 0x0A, 0, 160]), timestamp, marker=True)
+        elif odd and rng.random() < 0.2:
+            call["timestamp"][side] = timestamp = (timestamp + 16000) & 0xFFFFFFFF
+        return OutgoingStream(pt, ssrc=ssrc, sequence=sequence,
+                              timestamp=timestamp).packet(payload, 160)
+
+    for tick in range(40):
+        for call in calls:  # every socket of every call ready before the loop runs
+            relay = call["relay"]
+            for side in "ab":
+                endpoint = call["phone"] if side == "a" else call["carrier"]
+                for _ in range(rng.choice([1] * 6 + [2, 3]) if tick else 1):
+                    odd = tick > 1 and rng.random() < 0.08
+                    if odd and rng.random() < 0.1:
+                        endpoint = call["stranger"]
+                    endpoint.send(datagram(call, side, odd),
+                                  relay.a.local_address if side == "a" else relay.b.local_address)
+                    call["sent"][side] += 1
+        await asyncio.sleep(0.005)
+        for call in calls:
+            await settle_now(call["relay"], call["sent"], [call["phone"]], call["carrier"])
+        clock.advance(rng.choice([0.02, 0.02, 0.0, 0.04]))
+    await asyncio.sleep(0.01)  # nothing arrives: a paced hub puts its reader back
+    hub = rtp_relay._hubs.get(asyncio.get_running_loop())
+    out: dict[str, Any] = {"converted": sum(converted), "calls": [],
+                           "paced_when_idle": hub is not None and hub._paced is not None}
+    for call in calls:
+        call["relay"].close()
+        out["calls"].append({
+            "stats": call["relay"].stats(),
+            "received": {name: [data for data, _ in call[name].received]
+                         for name in ("phone", "carrier", "stranger")}})
+        for name in ("phone", "carrier", "stranger"):
+            call[name].close()
+    return out
+
+
+@pytest.mark.parametrize(("statistics", "batch", "paced"), [
+    ("owned", None, False), ("reported", None, False), ("owned", 3, False),
+    ("reported", 3, True), ("owned", None, True)])
+def test_many_ready_sockets_in_one_poll_give_the_same_through_the_hub_and_the_python_path(
+        monkeypatch: pytest.MonkeyPatch, converted_in_c: list[int], statistics: str,
+        batch: int | None, paced: bool) -> None:
+    """The hub's stages over many sockets per poll (batch 3: the read datagrams are
+    converted and sent every three, in the middle of sockets' turns as well), and its
+    paced polls (from 4 sockets on here), give the datagrams and statistics of the Python
+    path, call by call."""
+    paced_polls: list[float] = []
+    paced_poll = rtp_relay._LoopHub._paced_poll
+
+    def counting_paced_poll(self: rtp_relay._LoopHub) -> None:
+        paced_polls.append(self.loop.time())
+        paced_poll(self)
+
+    monkeypatch.setattr(rtp_relay._LoopHub, "_paced_poll", counting_paced_poll)
+    if paced:
+        monkeypatch.setattr(rtp_relay._LoopHub, "_PACED_FROM", 4)
+    native = rtp_relay._rtphub
+    assert native is not None
+    polls: list[int] = []  # the number of reports of each poll
+
+    class Counting:
+        """The C hub (with ``batch``), counting the reports of each poll: with the
+        statistics reported, one per ready socket."""
+
+        def __init__(self, *args: Any) -> None:
+            self.hub = native.Hub(*args) if batch is None else native.Hub(*args, batch=batch)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.hub, name)
+
+        def __len__(self) -> int:
+            return len(self.hub)
+
+        def poll(self, now: float) -> Any:
+            reports = self.hub.poll(now)
+            polls.append(len(reports))
+            return reports
+
+    monkeypatch.setattr(rtp_relay, "_rtphub", SimpleNamespace(Hub=Counting))
+    python, hub = both_paths(monkeypatch, converted_in_c,
+                             lambda converted: many_calls(4, converted,
+                                                          owned=statistics == "owned"))
+    assert python["converted"] == 0 and hub["converted"] > 6 * 2 * 30
+    for mine, reference in zip(hub["calls"], python["calls"], strict=True):
+        assert mine["received"] == reference["received"]
+        assert mine["stats"] == reference["stats"]
+    stats = [call["stats"] for call in hub["calls"]]
+    assert sum(s["transcoder_a"]["concealed_frames"] + s["transcoder_b"]["concealed_frames"]
+               for s in stats) >= 3
+    assert sum(s["a"]["dropped_foreign"] + s["b"]["dropped_foreign"] for s in stats) >= 1
+    assert sum(s["transcoder_a"]["resyncs"] + s["transcoder_b"]["resyncs"] for s in stats) >= 1
+    if statistics == "reported":  # a report per ready socket: most polls had all twelve
+        assert max(polls) == 12
+    assert (len(paced_polls) > 40) == paced  # 40 ticks, each with datagrams
+    assert not hub["paced_when_idle"]

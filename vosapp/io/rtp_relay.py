@@ -93,14 +93,31 @@ def hub_enabled() -> bool:
 
 class _LoopHub:
     """The hub of one event loop: its epoll fd is the loop's one reader for the relay
-    sockets added to it; closed when the last one goes."""
+    sockets added to it; closed when the last one goes.
+
+    Paced polls (issue #14 part 2): with many calls up, datagrams arrive every few tens of
+    microseconds and a loop wake-up per one or two of them costs more than the hub's work on
+    them. While the hub holds at least ``_PACED_FROM`` sockets, a poll that found sockets
+    ready is followed by the next one ``_POLL_GAP`` later, on a timer with the reader off in
+    between, so that one poll reads, converts and sends what arrived meanwhile; a poll that
+    finds nothing ready puts the reader back. A datagram waits at most ``_POLL_GAP`` (and the
+    loop's timer slack) for its poll, far below the 5 ms the relay may add to the jitter."""
+
+    _POLL_GAP = 0.001  # s
+    _PACED_FROM = 40  # sockets: 20 calls, some 2000 datagrams/s
+    # A socket ready in polls this close together has datagrams queued: the hub drains it
+    # (RtpRelay._BACKLOG_GAP, widened to the paced polls' spacing)
+    _HUB_BACKLOG_GAP = 2.5 * _POLL_GAP
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         assert _rtphub is not None
         self.loop = loop
-        self.hub = _rtphub.Hub(RtpRelay._BACKLOG_GAP, RtpRelay._DRAIN_BATCH)
+        self.hub = _rtphub.Hub(max(RtpRelay._BACKLOG_GAP, self._HUB_BACKLOG_GAP),
+                               RtpRelay._DRAIN_BATCH)
         # the arrival time of a poll; a relay on this clock lets the hub own its statistics
         self.clock: Clock = LoopClock(loop)
+        self._paced: asyncio.TimerHandle | None = None  # the next paced poll
+        self._closed = False
         loop.add_reader(self.hub.fileno(), self._ready)
 
     def add(self, sock: socket.socket, relay: RtpRelay, side: Side) -> None:
@@ -109,13 +126,38 @@ class _LoopHub:
     def remove(self, sock: socket.socket) -> None:
         self.hub.remove(sock.fileno())
         if not len(self.hub):
-            if not self.loop.is_closed():
+            if self._paced is not None:
+                self._paced.cancel()
+                self._paced = None
+            elif not self.loop.is_closed():
                 self.loop.remove_reader(self.hub.fileno())
             self.hub.close()
+            self._closed = True
             if _hubs.get(self.loop) is self:
                 del _hubs[self.loop]
 
     def _ready(self) -> None:
+        self._poll()
+        if not self._closed and self.hub.last_ready and len(self.hub) >= self._PACED_FROM:
+            self.loop.remove_reader(self.hub.fileno())
+            self._paced = self.loop.call_at(self.loop.time() + self._POLL_GAP, self._paced_poll)
+
+    def _paced_poll(self) -> None:
+        assert self._paced is not None
+        planned = self._paced.when()
+        self._paced = None
+        self._poll()
+        if self._closed:
+            return
+        if self.hub.last_ready and len(self.hub) >= self._PACED_FROM:
+            # the next one a gap after this one was planned (the timer fires late by up to
+            # a millisecond's rounding), at once if the loop fell behind
+            self._paced = self.loop.call_at(max(planned + self._POLL_GAP, self.loop.time()),
+                                            self._paced_poll)
+        else:
+            self.loop.add_reader(self.hub.fileno(), self._ready)
+
+    def _poll(self) -> None:
         now = self.clock.now()
         for (relay, side), headers, rx_bytes, *sent, other in self.hub.poll(now):
             # One call's failure must not cost the calls after it in this poll their reports
