@@ -29,9 +29,7 @@ import atexit
 import gc
 import json
 import os
-import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -184,31 +182,12 @@ def start_switch(code: Path, mode: str, work: Path, rtp_ports: tuple[int, int], 
     """bench/media_calls.py's switch, run through the launcher with ``code``'s vosapp."""
     import bench.media_calls as mc
 
-    callee_port = mc.free_udp_port()
-    config = mc.write_config(work, mode, callee_port, rtp_ports)
-    args = [sys.executable, str(Path(__file__).resolve()), "serve", "--listen", "127.0.0.1:0",
-            "--udp-only", "--no-trace-store", "--log-level", "WARNING", "--config", str(config)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(code), GC_PAUSES_CODE=str(code),
+    env = dict(os.environ, PYTHONPATH=str(code), GC_PAUSES_CODE=str(code),
                GC_PAUSES_OUT=str(out), GC_PAUSES_TYPES="1" if types else "0",
                GC_PAUSES_THRESHOLD=threshold or "")
-    log = open(work / f"serve-{mode}.log", "w")  # noqa: SIM115 - lives as long as the switch
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                               cwd=work)
-    assert process.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if "listening on" in line:
-            port = int(line.split("listening on", 1)[1].split()[0].rsplit(":", 1)[1])
-            switch = mc.Switch(process, port, callee_port, work, rtp_ports,
-                               shlex.join(args[1:]))
-            if pin:  # as bench/media_calls.py: the switch on the last CPU, generators elsewhere
-                switch.cpus = mc.pin_cpus(process.pid)
-            return switch
-        if process.poll() is not None:
-            break
-    process.kill()
-    raise RuntimeError(f"switch did not start: {(work / f'serve-{mode}.log').read_text()}")
+    # pinned as bench/media_calls.py pins: the switch on the last CPU, generators elsewhere
+    return mc.start_switch(mode, work, rtp_ports, pin=pin, env=env,
+                           launcher=[sys.executable, str(Path(__file__).resolve())])
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -754,18 +754,24 @@ def free_udp_port() -> int:
 
 
 def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False,
-                 realtime_priority: int | None = None) -> Switch:
+                 realtime_priority: int | None = None, launcher: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> Switch:
     """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line
-    (under SCHED_RR at ``realtime_priority``, if given)."""
+    (under SCHED_RR at ``realtime_priority``, if given). ``launcher``: the command before
+    ``serve`` (default ``python -m vosapp.cli``; bench/gc_pauses.py passes its recording
+    launcher); ``env``: the switch's environment (default: this one, this checkout first on
+    PYTHONPATH)."""
     callee_port = free_udp_port()
     config = write_config(work, mode, callee_port, rtp_ports)
-    args = [sys.executable, "-m", "vosapp.cli", "serve", "--listen", "127.0.0.1:0",
-            "--udp-only", "--no-trace-store", "--log-level", "WARNING", "--config", str(config)]
+    args = [*(launcher or [sys.executable, "-m", "vosapp.cli"]), "serve", "--listen",
+            "127.0.0.1:0", "--udp-only", "--no-trace-store", "--log-level", "WARNING",
+            "--config", str(config)]
     if realtime_priority is not None:
         args += ["--realtime-priority", str(realtime_priority)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
-                                          if p))
+    if env is None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    env = dict(env, PYTHONUNBUFFERED="1")
     log = open(work / f"serve-{mode}.log", "w")  # noqa: SIM115 - lives as long as the switch
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
                                cwd=work)
