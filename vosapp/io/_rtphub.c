@@ -34,9 +34,9 @@
  * One poll works in stages over all its ready sockets: every socket's turn reads and checks
  * its datagrams first (the state above advances then, in arrival order), then the datagrams
  * kept are converted back to back (the encodes, then the decodes), then all are sent in the
- * order read. The aim (issue #14 part 2): bcg729's tables and code, and the kernel's UDP
- * paths, stay in the cache instead of evicting each other once per datagram (in the switch a
- * call-tick's conversions cost ~99 us, back to back in one process 70-90 us). A socket's
+ * order read (issue #14 part 2; measured with the paced polls of rtp_relay._LoopHub: the
+ * two together +5 % transcoded calls per CPU, the staging alone within noise, bcg729's own
+ * cost unchanged -- docs/benchmarks.md, "Staged and paced hub polls"). A socket's
  * datagrams go out in arrival order as before, each before Python sees anything of the poll;
  * only the order of sends across sockets changes, and a datagram waits at most for the
  * poll's reads and conversions (capped: `batch` datagrams, then the stages run for those
@@ -757,6 +757,24 @@ hub_turn(Hub *self, Turn *turn, double now)
     return 0;
 }
 
+/* A routed turn whose socket's statistics the hub owns: its counts go to the entry (and
+ * none to the report). */
+static void
+turn_account(Turn *turn)
+{
+    Entry *entry = turn->entry;
+    if (!turn->routed || !entry->owns_stats)
+        return;
+    entry->rx_packets += turn->rx_packets;
+    entry->rx_bytes += turn->rx_bytes;
+    entry->tx_packets += turn->tx_packets;
+    entry->tx_bytes += turn->tx_bytes;
+    entry->tx_dropped += turn->tx_dropped;
+    entry->tx_errors += turn->tx_errors;
+    turn->rx_packets = turn->rx_bytes = turn->tx_packets = turn->tx_bytes = 0;
+    turn->tx_dropped = turn->tx_errors = 0;
+}
+
 /* A turn's report to Python (a new reference), Py_None (new reference) when nothing
  * happened, NULL with an exception. Owned statistics take the turn's counts instead. */
 static PyObject *
@@ -765,24 +783,13 @@ turn_report(Turn *turn)
     Entry *entry = turn->entry;
     if (!turn->routed)
         return Py_BuildValue("(OOiiiiiO)", entry->key, Py_None, 0, 0, 0, 0, 0, Py_None);
-    long long rx_bytes = turn->rx_bytes, tx_packets = turn->tx_packets;
-    long long tx_bytes = turn->tx_bytes, tx_dropped = turn->tx_dropped;
-    long long tx_errors = turn->tx_errors;
-    if (entry->owns_stats) {
-        entry->rx_packets += turn->rx_packets;
-        entry->rx_bytes += rx_bytes;
-        entry->tx_packets += tx_packets;
-        entry->tx_bytes += tx_bytes;
-        entry->tx_dropped += tx_dropped;
-        entry->tx_errors += tx_errors;
-        rx_bytes = tx_packets = tx_bytes = tx_dropped = tx_errors = 0;
-    }
+    turn_account(turn);
     if (turn->headers == NULL && turn->other == NULL)
         Py_RETURN_NONE;
     if (turn->headers == NULL && (turn->headers = PyList_New(0)) == NULL)
         return NULL;
-    return Py_BuildValue("(OOLLLLLO)", entry->key, turn->headers, rx_bytes, tx_packets,
-                         tx_bytes, tx_dropped, tx_errors,
+    return Py_BuildValue("(OOLLLLLO)", entry->key, turn->headers, turn->rx_bytes,
+                         turn->tx_packets, turn->tx_bytes, turn->tx_dropped, turn->tx_errors,
                          turn->other != NULL ? turn->other : Py_None);
 }
 
@@ -828,14 +835,8 @@ hub_poll(Hub *self, PyObject *arg)
             if (report == NULL || (report != Py_None && PyList_Append(reports, report) < 0))
                 Py_CLEAR(reports);
             Py_XDECREF(report);
-        } else if (turn->routed && turn->entry->owns_stats) {
-            /* failing: the counts of what was sent still belong to the owned statistics */
-            turn->entry->rx_packets += turn->rx_packets;
-            turn->entry->rx_bytes += turn->rx_bytes;
-            turn->entry->tx_packets += turn->tx_packets;
-            turn->entry->tx_bytes += turn->tx_bytes;
-            turn->entry->tx_dropped += turn->tx_dropped;
-            turn->entry->tx_errors += turn->tx_errors;
+        } else {
+            turn_account(turn); /* failing: what was sent still counts in owned statistics */
         }
         Py_CLEAR(turn->headers);
         Py_CLEAR(turn->other);
