@@ -572,6 +572,9 @@ class Side:
             "delay_histogram": self.delay_histogram,
             "late_histogram": self.late_histogram,
             "drops": udp_drops(),
+            # how this generator ran: its CPUs, scheduling policy and real-time priority
+            "scheduling": (sorted(os.sched_getaffinity(0)), os.sched_getscheduler(0),
+                           os.sched_getparam(0).sched_priority),
         }
 
     async def serve(self, conn: Connection) -> None:
@@ -705,16 +708,28 @@ class Switch:
     #: SCHED_RR priority of the switch and the generators (None: the normal scheduler)
     realtime_priority: int | None = None
 
+    @property
+    def generator_priority(self) -> int | None:
+        """The generators' SCHED_RR priority: the switch's, or one below it when they share
+        its CPU (so that the switch always preempts them there; None: the normal scheduler)."""
+        if self.realtime_priority is None:
+            return None
+        if self.cpus is None or not self.cpus[0] & self.cpus[1]:
+            return self.realtime_priority
+        return self.realtime_priority - 1 or None
 
-def pin_cpus(pid: int) -> tuple[set[int], set[int]] | None:
+
+def pin_cpus(pid: int, generators_everywhere: bool = False) -> tuple[set[int], set[int]] | None:
     """Pin process ``pid`` (the switch) to the last CPU this process may use; the generators
     get the others, so the switch's core is shared with other people's work only, never with
-    the load it is measured under. None with fewer than 2 CPUs."""
+    the load it is measured under. ``generators_everywhere``: the generators may also use the
+    switch's CPU (what it leaves; only sensible with the switch at a higher real-time
+    priority, which then preempts them). None with fewer than 2 CPUs."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return None
     os.sched_setaffinity(pid, {cpus[-1]})
-    return {cpus[-1]}, set(cpus[:-1])
+    return {cpus[-1]}, set(cpus if generators_everywhere else cpus[:-1])
 
 
 def write_config(work: Path, mode: str, callee_port: int, rtp_ports: tuple[int, int]) -> Path:
@@ -755,12 +770,13 @@ def free_udp_port() -> int:
 
 def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False,
                  realtime_priority: int | None = None, launcher: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> Switch:
+                 env: dict[str, str] | None = None,
+                 generators_everywhere: bool = False) -> Switch:
     """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line
     (under SCHED_RR at ``realtime_priority``, if given). ``launcher``: the command before
     ``serve`` (default ``python -m vosapp.cli``; bench/gc_pauses.py passes its recording
     launcher); ``env``: the switch's environment (default: this one, this checkout first on
-    PYTHONPATH)."""
+    PYTHONPATH); ``generators_everywhere``: see :func:`pin_cpus`."""
     callee_port = free_udp_port()
     config = write_config(work, mode, callee_port, rtp_ports)
     args = [*(launcher or [sys.executable, "-m", "vosapp.cli"]), "serve", "--listen",
@@ -784,7 +800,7 @@ def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool
             switch = Switch(process, port, callee_port, work, rtp_ports, shlex.join(args[1:]),
                             realtime_priority=realtime_priority)
             if pin:
-                switch.cpus = pin_cpus(process.pid)
+                switch.cpus = pin_cpus(process.pid, generators_everywhere)
             return switch
         if process.poll() is not None:
             break
@@ -827,7 +843,7 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
         ours, theirs = context.Pipe()
         settings = {"codec": codec, "payloads": payloads[codec], "switch": target,
                     "calls": calls, "cpus": switch.cpus[1] if switch.cpus else None,
-                    "realtime_priority": switch.realtime_priority, **extra}
+                    "realtime_priority": switch.generator_priority, **extra}
         process = context.Process(target=_generator, args=(role, settings, theirs),
                                   daemon=True)
         process.start()
@@ -944,6 +960,7 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
         "generator_cpu_share": (up["cpu_s"] / max(up["wall_s"], 1e-9),
                                 down["cpu_s"] / max(down["wall_s"], 1e-9)),
         "late_slots": (up["late_slots"], down["late_slots"]),
+        "generator_scheduling": (up["scheduling"], down["scheduling"]),
         "failures": dict(Counter(c["failed"] for c in up["calls"].values() if c["failed"])),
         "caller_pts": caller_pts, "callee_pts": callee_pts, "callee_offers": offers,
         "load": os.getloadavg()[0], "clean": clean, "why": why,
@@ -1058,6 +1075,11 @@ def main() -> int:
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the switch to the last CPU and the load generators "
                         "to the others (pinned by default)")
+    parser.add_argument("--generators-everywhere", action="store_true",
+                        help="let the load generators use the switch's CPU too (what the "
+                        "switch leaves of it); with --realtime-priority N they run at N-1, so "
+                        "the switch preempts them there. For steps whose generators need more "
+                        "than the other CPUs (relayed calls above ~400 on 2 CPUs)")
     parser.add_argument("--lock", metavar="FILE",
                         help="hold an flock on FILE during each step and the media.py run "
                         "(released in between, so other benches can take turns), e.g. "
@@ -1089,7 +1111,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="media-calls-") as tmp:
         for mode in modes:
             switch = start_switch(mode, Path(tmp), (low, high), pin=args.pin,
-                                  realtime_priority=args.realtime_priority)
+                                  realtime_priority=args.realtime_priority,
+                                  generators_everywhere=args.generators_everywhere)
             commands[mode] = switch.command
             if mode == "transcode" or not config_text:
                 config_text = (Path(tmp) / f"{mode}.toml").read_text().replace(tmp, "WORK")
@@ -1107,7 +1130,12 @@ def main() -> int:
 
     pinning = ("switch pinned to CPU " + ",".join(map(str, cpus[0])) + ", load generators to "
                "CPU " + ",".join(map(str, cpus[1]))) if cpus else "nothing pinned"
-    if args.realtime_priority is not None:
+    if args.realtime_priority is not None \
+            and switch.generator_priority != args.realtime_priority:
+        pinning += (f", switch under SCHED_RR at {args.realtime_priority}, load generators "
+                    + (f"at {switch.generator_priority}" if switch.generator_priority
+                       else "under the normal scheduler"))
+    elif args.realtime_priority is not None:
         pinning += f", switch and load generators under SCHED_RR at {args.realtime_priority}"
     lines = [
         "### Calls through `vosapp serve` with RTP both ways (bench/media_calls.py)",

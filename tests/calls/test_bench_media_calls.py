@@ -38,15 +38,24 @@ def rtp_range() -> tuple[int, int]:
     return low, min(65535, low + 80)
 
 
-@pytest.mark.parametrize("realtime_priority", [None, 1])  # 1: --realtime-priority (SCHED_RR)
+# (None, False): the defaults; (1, False): --realtime-priority 1 (SCHED_RR); (2, True):
+# --realtime-priority 2 --generators-everywhere (the switch pinned, the generators on every CPU
+# one priority below it)
+@pytest.mark.parametrize(("realtime_priority", "generators_everywhere"),
+                         [(None, False), (1, False), (2, True)])
 def test_two_transcoded_calls_carry_pcma_to_the_caller_and_g729_to_the_callee(
-        tmp_path: Path, realtime_priority: int | None) -> None:
+        tmp_path: Path, realtime_priority: int | None, generators_everywhere: bool) -> None:
     if realtime_priority is not None and not may_use_sched_rr():
         pytest.skip("SCHED_RR needs root or CAP_SYS_NICE (RLIMIT_RTPRIO)")
+    cpus = sorted(os.sched_getaffinity(0))
+    if generators_everywhere and len(cpus) < 2:
+        pytest.skip("pinning the switch apart needs 2 CPUs")
     payloads = {name: media_calls.speechlike_payloads(name, packets=50)
                 for name in ("PCMA", "G729")}
     switch = media_calls.start_switch("transcode", tmp_path, rtp_range(),
-                                      realtime_priority=realtime_priority)
+                                      realtime_priority=realtime_priority,
+                                      pin=generators_everywhere,
+                                      generators_everywhere=generators_everywhere)
     try:
         result = media_calls.run_step(switch, "transcode", 2, 2.0, setup_rate=20.0,
                                       payloads=payloads)
@@ -63,3 +72,10 @@ def test_two_transcoded_calls_carry_pcma_to_the_caller_and_g729_to_the_callee(
         assert received == sent
     assert result["lost"] == 0 and result["generator_drops"] == 0
     assert result["switch_cpu_s"] > 0
+    if generators_everywhere:
+        # the switch alone on the last CPU, the generators on all of them, one priority below
+        # the switch (so that it preempts them on its CPU)
+        assert switch.cpus == ({cpus[-1]}, set(cpus))
+        assert result["generator_scheduling"] == ((cpus, os.SCHED_RR, 1),) * 2
+    elif realtime_priority is not None:
+        assert result["generator_scheduling"] == ((cpus, os.SCHED_RR, realtime_priority),) * 2
