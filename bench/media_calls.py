@@ -1045,15 +1045,21 @@ def search(switch: Switch, mode: str, steps: list[int], hold: float, refine: int
     return best, results
 
 
-def media_bench(part: str) -> tuple[str, float | None, float | None]:
+def media_bench(part: str) -> tuple[str, float | None, float | None, float | None]:
     """Run bench/media.py ``--part`` (same interpreter, same checkout): its markdown, its
-    "calls with p99 tick <= 20 ms" and its median cost per call-tick (µs)."""
+    "calls with p99 tick <= 20 ms" (lockstep audio), its median cost per call-tick (µs) and
+    its calls within 20 ms at p99 with staggered audio (each call at its own point of the
+    audio, as the generators here send it)."""
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "media.py"), "--part", part],
                           capture_output=True, text=True, cwd=ROOT, check=True)
-    match = re.search(r"calls with p99 tick[^|]*\|\s*\**(\d+)", done.stdout)
-    calls = float(match.group(1)) if match else None
-    cost = re.search(r"cost per call-tick \(median\)\s*\|\s*([\d.]+)", done.stdout)
-    return done.stdout, calls, float(cost.group(1)) if cost else None
+
+    def number(pattern: str) -> float | None:
+        match = re.search(pattern, done.stdout)
+        return float(match.group(1)) if match else None
+
+    return (done.stdout, number(r"\| calls with p99 tick[^|]*\|\s*\**(\d+)"),
+            number(r"cost per call-tick \(median\)\s*\|\s*([\d.]+)"),
+            number(r"\| staggered audio[^|]*\|\s*\**(\d+)"))
 
 
 def main() -> int:
@@ -1123,10 +1129,10 @@ def main() -> int:
                 results += found
             finally:
                 stop_switch(switch)
-    media_text, media_calls, media_tick_us = "", None, None
+    media_text, media_calls, media_tick_us, media_staggered = "", None, None, None
     if args.media_bench:
         with locked(args.lock):
-            media_text, media_calls, media_tick_us = media_bench("1")
+            media_text, media_calls, media_tick_us, media_staggered = media_bench("1")
 
     pinning = ("switch pinned to CPU " + ",".join(map(str, cpus[0])) + ", load generators to "
                "CPU " + ",".join(map(str, cpus[1]))) if cpus else "nothing pinned"
@@ -1195,6 +1201,11 @@ def main() -> int:
             lines.append(f"Ratio end-to-end transcoded calls / in-process calls with p99 tick "
                          f"≤ 20 ms: {best['transcode']} / {media_calls:.0f} = "
                          f"**{best['transcode'] / media_calls:.2f}** (target ≥ 0.7).")
+        if media_staggered and "transcode" in best:
+            lines.append(f"The same against the in-process calls with staggered audio (each "
+                         f"call at its own point of the audio, as the generators send it): "
+                         f"{best['transcode']} / {media_staggered:.0f} = "
+                         f"**{best['transcode'] / media_staggered:.2f}**.")
         if media_tick_us and "transcode" in tick_us:
             lines.append(f"Per CPU: the in-process transcoders' median cost per call-tick / "
                          f"the switch's CPU per transcoded call-tick end to end = "

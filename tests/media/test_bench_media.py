@@ -1,0 +1,46 @@
+"""bench/media.py part 1's staggered audio: each call at its own point of the streams, every
+packet coded (nothing dropped as late), and streams too short for the offsets refused."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from tests.support.serving import ROOT
+from vosapp.media.transcoder import Transcoder
+
+_spec = importlib.util.spec_from_file_location("media_bench", ROOT / "bench" / "media.py")
+assert _spec is not None and _spec.loader is not None
+media = importlib.util.module_from_spec(_spec)
+sys.modules["media_bench"] = media
+_spec.loader.exec_module(media)
+
+
+def test_a_call_starting_mid_stream_codes_every_packet_of_its_stretch() -> None:
+    ticks = 8
+    pcma, g729 = media.make_streams(ticks + media.STAGGER_SPAN)
+    offset = (3 * media.STAGGER_STRIDE) % media.STAGGER_SPAN  # the fourth call's start
+    assert offset > 0
+    forward, backward = Transcoder("PCMA", "G729"), Transcoder("G729", "PCMA")
+    for k in range(ticks):
+        # one 20 ms packet in, one 20 ms packet out, both ways: a stream that starts at any
+        # packet and runs on in sequence is transcoded in full
+        assert len(forward.process(pcma[k + offset])) == 1
+        assert len(backward.process(g729[k + offset])) == 1
+    # why no staggered call may wrap around to the streams' start: an earlier sequence number
+    # is dropped as late, and the tick would time a transcoder that does nothing
+    assert forward.process(pcma[0]) == []
+
+
+def test_staggered_ticks_run_and_short_streams_are_refused() -> None:
+    ticks = 8
+    pcma, g729 = media.make_streams(ticks + media.STAGGER_SPAN)
+    cpu, wall = media.tick_times(12, ticks, pcma, g729, staggered=True)
+    assert len(cpu) == len(wall) == ticks - 5  # the first 5 ticks warm up
+    assert (cpu > 0).all()
+    short_pcma, short_g729 = pcma[: ticks + 5], g729[: ticks + 5]
+    media.tick_times(12, ticks, short_pcma, short_g729)  # lockstep needs only ``ticks``
+    with pytest.raises(ValueError, match="too short"):
+        media.tick_times(12, ticks, short_pcma, short_g729, staggered=True)
