@@ -42,7 +42,10 @@ calls per CPU; the ``--lock FILE`` flag takes the bench lock for each step only.
 
 The switch is pinned to the last CPU, the generators to the others (``--no-pin``): the
 switch's core is then shared with other people's work only, never with its own load; its
-run-queue wait (/proc/PID/schedstat) is reported per step.
+run-queue wait (/proc/PID/schedstat) is reported per step. ``--realtime-priority N`` runs the
+switch (and the generators) under SCHED_RR; with ``--generators-everywhere`` the generators
+may also use the switch's CPU, one priority below it, so they get only what the switch leaves
+(for relayed steps whose generators need more than the other CPUs, above ~400 on 2 CPUs).
 
 The search steps through ``--steps`` (per mode) until one fails, then bisects once or twice
 between the last pass and the first failure (``--no-refine`` to skip). A step that fails while
