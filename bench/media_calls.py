@@ -1048,21 +1048,26 @@ def search(switch: Switch, mode: str, steps: list[int], hold: float, refine: int
     return best, results
 
 
-def media_bench(part: str) -> tuple[str, float | None, float | None, float | None]:
-    """Run bench/media.py ``--part`` (same interpreter, same checkout): its markdown, its
-    "calls with p99 tick <= 20 ms" (lockstep audio), its median cost per call-tick (µs) and
-    its calls within 20 ms at p99 with staggered audio (each call at its own point of the
-    audio, as the generators here send it)."""
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "media.py"), "--part", part],
-                          capture_output=True, text=True, cwd=ROOT, check=True)
-
+def media_figures(markdown: str) -> tuple[float | None, float | None, float | None]:
+    """From bench/media.py part 1's markdown: its "calls with p99 tick <= 20 ms" (lockstep
+    audio), its median cost per call-tick (µs) and its calls within 20 ms at p99 with
+    staggered audio (each call at its own point of the audio, as the generators here send
+    it); None for a figure it does not show."""
     def number(pattern: str) -> float | None:
-        match = re.search(pattern, done.stdout)
+        match = re.search(pattern, markdown)
         return float(match.group(1)) if match else None
 
-    return (done.stdout, number(r"\| calls with p99 tick[^|]*\|\s*\**(\d+)"),
+    return (number(r"\| calls with p99 tick[^|]*\|\s*\**(\d+)"),
             number(r"cost per call-tick \(median\)\s*\|\s*([\d.]+)"),
             number(r"\| staggered audio[^|]*\|\s*\**(\d+)"))
+
+
+def media_bench(part: str) -> tuple[str, float | None, float | None, float | None]:
+    """Run bench/media.py ``--part`` (same interpreter, same checkout): its markdown and
+    :func:`media_figures` of it."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "media.py"), "--part", part],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    return (done.stdout, *media_figures(done.stdout))
 
 
 def main() -> int:

@@ -44,3 +44,22 @@ def test_staggered_ticks_run_and_short_streams_are_refused() -> None:
     media.tick_times(12, ticks, short_pcma, short_g729)  # lockstep needs only ``ticks``
     with pytest.raises(ValueError, match="too short"):
         media.tick_times(12, ticks, short_pcma, short_g729, staggered=True)
+
+
+def test_media_calls_reads_the_figures_part_1_prints() -> None:
+    """bench/media_calls.py --media-bench takes its ratios' denominators from this markdown."""
+    spec = importlib.util.spec_from_file_location("media_calls_reader",
+                                                  ROOT / "bench" / "media_calls.py")
+    assert spec is not None and spec.loader is not None
+    media_calls = importlib.util.module_from_spec(spec)
+    sys.modules["media_calls_reader"] = media_calls  # its dataclasses look their module up
+    spec.loader.exec_module(media_calls)
+    part1 = {"calls": 171, "p99_ms": 19.5, "median_ms": 12.9, "wall_p99_ms": 19.6,
+             "wall_median_ms": 13.0, "per_call_tick_us": 74.2, "raw_call_tick_us": 72.4,
+             "raw_bound_calls": 276.0, "ratio": 0.62, "median_ratio": 0.98,
+             "staggered_calls": 165, "staggered_p99_ms": 18.4, "staggered_median_ms": 12.5,
+             "staggered_ratio": 0.6, "interleaved_us": (72.0, 67.7), "interleaved_ratio": 0.94,
+             "interleaved_p99_us": (102.4, 96.1), "interleaved_p99_ratio": 0.94,
+             "pinned": "cpu 0", "lane": "C extension"}
+    assert media_calls.media_figures(media.markdown(part1, None)) == (171.0, 74.2, 165.0)
+    assert media_calls.media_figures("no such rows") == (None, None, None)
