@@ -708,7 +708,8 @@ class Switch:
     command: str
     #: the switch's CPU and the generators' (None: not pinned)
     cpus: tuple[set[int], set[int]] | None = None
-    #: SCHED_RR priority of the switch and the generators (None: the normal scheduler)
+    #: SCHED_RR priority of the switch (None: the normal scheduler); the generators':
+    #: :attr:`generator_priority`
     realtime_priority: int | None = None
 
     @property
@@ -931,7 +932,9 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
         why.append("jitter")
     generator_share = (up["cpu_s"] / max(up["wall_s"], 1e-9)
                        + down["cpu_s"] / max(down["wall_s"], 1e-9))
-    generator_cpus = len(switch.cpus[1]) if switch.cpus else os.cpu_count() or 1
+    generator_cpus: float = len(switch.cpus[1]) if switch.cpus else os.cpu_count() or 1
+    if switch.cpus and switch.cpus[0] & switch.cpus[1]:  # --generators-everywhere: the
+        generator_cpus -= switch_cpu / window_s  # switch's share of its CPU is not theirs
     # generators that cannot keep their own pacing cannot judge the switch's: such a step
     # does not count as clean either (the subtraction of the two p99s would flatter it)
     if p99(send) > RELAY_JITTER_LIMIT_MS or (why and generator_share > 0.85 * generator_cpus):
