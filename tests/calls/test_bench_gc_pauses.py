@@ -4,22 +4,17 @@ calls through its launcher, so the GC-pause bench cannot silently rot."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.calls.test_bench_media_calls import media_calls, rtp_range
+from tests.support.bench import load_bench
 from tests.support.serving import ROOT
 
 pytestmark = pytest.mark.timeout(120)
 
-_spec = importlib.util.spec_from_file_location("gc_pauses", ROOT / "bench" / "gc_pauses.py")
-assert _spec is not None and _spec.loader is not None
-gc_pauses = importlib.util.module_from_spec(_spec)
-sys.modules["gc_pauses"] = gc_pauses
-_spec.loader.exec_module(gc_pauses)
+gc_pauses = load_bench("gc_pauses")
 
 
 def test_one_wave_of_relayed_calls_reports_collections_per_generation(tmp_path: Path) -> None:

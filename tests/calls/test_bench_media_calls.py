@@ -4,24 +4,18 @@ processes, so the end-to-end media bench cannot silently rot."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import resource
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.serving import ROOT
+from tests.support.bench import load_bench
 
 pytestmark = pytest.mark.timeout(90)
 
-_spec = importlib.util.spec_from_file_location("media_calls", ROOT / "bench" / "media_calls.py")
-assert _spec is not None and _spec.loader is not None
-media_calls = importlib.util.module_from_spec(_spec)
-sys.modules["media_calls"] = media_calls  # its dataclasses look their module up there
-_spec.loader.exec_module(media_calls)
+media_calls = load_bench("media_calls")
 
 
 def may_use_sched_rr() -> bool:

@@ -3,19 +3,12 @@ packet coded (nothing dropped as late), and streams too short for the offsets re
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from tests.support.serving import ROOT
+from tests.support.bench import load_bench
 from vosapp.media.transcoder import Transcoder
 
-_spec = importlib.util.spec_from_file_location("media_bench", ROOT / "bench" / "media.py")
-assert _spec is not None and _spec.loader is not None
-media = importlib.util.module_from_spec(_spec)
-sys.modules["media_bench"] = media
-_spec.loader.exec_module(media)
+media = load_bench("media")
 
 
 def test_a_call_starting_mid_stream_codes_every_packet_of_its_stretch() -> None:
@@ -48,12 +41,7 @@ def test_staggered_ticks_run_and_short_streams_are_refused() -> None:
 
 def test_media_calls_reads_the_figures_part_1_prints() -> None:
     """bench/media_calls.py --media-bench takes its ratios' denominators from this markdown."""
-    spec = importlib.util.spec_from_file_location("media_calls_reader",
-                                                  ROOT / "bench" / "media_calls.py")
-    assert spec is not None and spec.loader is not None
-    media_calls = importlib.util.module_from_spec(spec)
-    sys.modules["media_calls_reader"] = media_calls  # its dataclasses look their module up
-    spec.loader.exec_module(media_calls)
+    media_calls = load_bench("media_calls")
     part1 = {"calls": 171, "p99_ms": 19.5, "median_ms": 12.9, "wall_p99_ms": 19.6,
              "wall_median_ms": 13.0, "per_call_tick_us": 74.2, "raw_call_tick_us": 72.4,
              "raw_bound_calls": 276.0, "ratio": 0.62, "median_ratio": 0.98,

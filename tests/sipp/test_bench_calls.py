@@ -5,21 +5,18 @@ and a step whose callee sends a response the caller's scenario does not expect).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from tests.support import free_port, needs_sipp
+from tests.support.bench import load_bench
 from tests.support.serving import ROOT
 from tests.support.sipp import run_sipp, start_sipp
 
 pytestmark = [pytest.mark.sipp, needs_sipp]
 
-_spec = importlib.util.spec_from_file_location("sipp_stats", ROOT / "bench" / "sipp_stats.py")
-assert _spec is not None and _spec.loader is not None
-sipp_stats = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sipp_stats)
+sipp_stats = load_bench("sipp_stats")
 
 STATS = ["-trace_stat", "-stf", "stats.csv", "-fd", "3600"]
 

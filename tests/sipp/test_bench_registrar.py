@@ -5,7 +5,6 @@ one store, each SIPp socket's registration (401, then credentials) handled end t
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import sqlite3
 import subprocess
@@ -17,14 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import free_port, needs_sipp
+from tests.support.bench import load_bench
 from tests.support.serving import ROOT, wait_ready
 from tests.support.sipp import run_sipp
 
-_spec = importlib.util.spec_from_file_location("registrar_profile",
-                                               ROOT / "bench" / "registrar_profile.py")
-assert _spec is not None and _spec.loader is not None
-registrar_profile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(registrar_profile)
+registrar_profile = load_bench("registrar_profile")
 
 
 def test_the_in_process_profile_completes_every_registration() -> None:
