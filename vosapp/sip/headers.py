@@ -105,7 +105,7 @@ class Headers:
                      first: dict[str, str] | None = None) -> Headers:
         """Headers over field lines a parser or copy pass already built, with the first-value
         index that pass built too (None: built on the first read)."""
-        headers = cls.__new__(cls)
+        headers = cls()
         headers._fields = fields
         headers._first = first
         return headers
@@ -176,6 +176,11 @@ class Headers:
     def copy(self) -> Headers:
         return Headers._from_parsed([list(entry) for entry in self._fields],
                                     None if self._first is None else dict(self._first))
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Headers:
+        # explicit: the field lines hold only str, and a compiled (mypyc) class has no
+        # default copy protocol to fall back on
+        return self.copy()
 
     # -- writing ----------------------------------------------------------------------------
     def add(self, name: str, value: str, *, first: bool = False) -> None:

@@ -276,24 +276,25 @@ class Request(Message):
     _uri_text: str | None
 
     def __init__(self, method: str, uri: SipUri | AbsoluteUri | str,
-                 headers: Headers | None = None, body: bytes = b"") -> None:
+                 headers: Headers | None = None, body: bytes = b"", *,
+                 uri_checked: bool = False) -> None:
         self.method = method
-        self._uri_text = None
-        self.uri = parse_any_uri(uri) if isinstance(uri, str) else uri
+        if uri_checked and isinstance(uri, str):
+            # text the parser already validated: the typed URI is built on first access
+            self._uri_text = uri
+            self._uri = None
+        else:
+            self._uri_text = None
+            self.uri = parse_any_uri(uri) if isinstance(uri, str) else uri
         self.headers = headers if headers is not None else Headers()
         self.body = bytes(body)
 
     @classmethod
-    def _from_wire(cls, method: str, uri_text: str, headers: Headers) -> Request:
+    def _from_wire(cls, method: str, uri_text: str, headers: Headers,
+                   body: bytes = b"") -> Request:
         """A parsed request whose Request-URI text was already validated: the typed URI is
         built on first access (the hot path of the parser does not need it)."""
-        request = cls.__new__(cls)
-        request.method = method
-        request._uri_text = uri_text
-        request._uri = None
-        request.headers = headers
-        request.body = b""
-        return request
+        return cls(method, uri_text, headers, body, uri_checked=True)
 
     @property
     def uri(self) -> SipUri | AbsoluteUri:
@@ -320,6 +321,15 @@ class Request(Message):
     def _start_line(self) -> str:
         uri = self._uri_text if self._uri is None else str(self._uri)
         return f"{self.method} {uri} {SIP_VERSION}"
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Request:
+        # explicit, as for Headers: a compiled (mypyc) class has no default copy protocol
+        if self._uri is None:
+            assert self._uri_text is not None
+            return Request._from_wire(self.method, self._uri_text, self.headers.copy(),
+                                      self.body)
+        uri = self._uri.copy() if isinstance(self._uri, SipUri) else self._uri
+        return Request(self.method, uri, self.headers.copy(), self.body)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"
@@ -381,6 +391,9 @@ class Response(Message):
 
     def _start_line(self) -> str:
         return f"{SIP_VERSION} {self.status} {self.reason}"
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Response:
+        return Response(self.status, self.reason, self.headers.copy(), self.body)
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"

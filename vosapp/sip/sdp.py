@@ -390,8 +390,11 @@ class SessionDescription:
     version: int = 0
 
     @classmethod
-    def parse(cls, data: str | bytes) -> SessionDescription:
-        """Parse SDP text; raise :class:`SdpError` naming the line and the problem."""
+    def parse(cls, data: object) -> SessionDescription:
+        """Parse SDP text (str or bytes); raise :class:`SdpError` naming the line and the
+        problem, or that ``data`` is neither."""
+        # ``object``: a compiled (mypyc) signature of str | bytes would raise a bare TypeError
+        # before the SdpError this gives
         return _parse(data)
 
     def __str__(self) -> str:
@@ -524,7 +527,7 @@ def _check_attribute(attribute: Attribute, line: int) -> None:
         _parse_ms(value or "", name, line)
 
 
-def _parse(data: str | bytes) -> SessionDescription:
+def _parse(data: object) -> SessionDescription:
     if isinstance(data, bytes | bytearray):
         try:
             text = bytes(data).decode("utf-8")

@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from vosapp.net import Address
 
@@ -608,10 +608,15 @@ Listener = Callable[[TUEvent], None]
 TransmitFn = Callable[["Request | Response", Address, str], None]
 
 
-class _Handle:
+MachineT = TypeVar("MachineT", bound=Machine)
+
+
+class _Handle(Generic[MachineT]):
     """Shared by client and server handles: the machine, its timers and its TU listener."""
 
-    def __init__(self, layer: TransactionLayer, machine: Machine, key: tuple[Any, ...]) -> None:
+    # Generic rather than narrowed in each subclass: a compiled (mypyc) class cannot change
+    # an attribute's type in a subclass.
+    def __init__(self, layer: TransactionLayer, machine: MachineT, key: tuple[Any, ...]) -> None:
         self._layer = layer
         self.machine = machine
         self.key = key
@@ -641,22 +646,19 @@ class _Handle:
         self._layer._execute(self, actions)
 
 
-class ClientTransaction(_Handle):
+class ClientTransaction(_Handle[ClientInviteMachine | ClientNonInviteMachine]):
     """A request sent by this switch; listeners get responses, timeouts, termination."""
-
-    machine: ClientInviteMachine | ClientNonInviteMachine
 
     @property
     def destination(self) -> Address:
         return self.machine.destination
 
 
-class ServerTransaction(_Handle):
+class ServerTransaction(_Handle[ServerInviteMachine | ServerNonInviteMachine]):
     """A request received by this switch; the TU answers with :meth:`respond` or :meth:`drop`."""
 
-    machine: ServerInviteMachine | ServerNonInviteMachine
-
-    def __init__(self, layer: TransactionLayer, machine: Machine, key: tuple[Any, ...],
+    def __init__(self, layer: TransactionLayer,
+                 machine: ServerInviteMachine | ServerNonInviteMachine, key: tuple[Any, ...],
                  source: Address) -> None:
         super().__init__(layer, machine, key)
         self.source = source
@@ -823,7 +825,7 @@ class TransactionLayer:
         handle._run(handle.machine.transport_error(reason))
 
     # plumbing ------------------------------------------------------------------
-    def _execute(self, handle: _Handle, actions: list[Action]) -> None:
+    def _execute(self, handle: _Handle[Any], actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Transmit):
                 try:
@@ -858,7 +860,7 @@ class TransactionLayer:
                     if isinstance(handle, ServerTransaction):
                         handle.cancel_listeners.clear()
 
-    def _timer_callback(self, handle: _Handle, timer: TimerName) -> Callable[[], None]:
+    def _timer_callback(self, handle: _Handle[Any], timer: TimerName) -> Callable[[], None]:
         def fire() -> None:
             handle._timers.pop(timer, None)
             handle._run(handle.machine.timer_fired(timer))
