@@ -21,9 +21,11 @@ setup: sysdeps $(STAMP) $(KERNEL)
 sysdeps:
 	@bash scripts/sysdeps.sh
 
-# setup.py and the C sources: the install builds the transcoder's C lane and the relay's hub
-# (an editable install builds them in place), so a change to any must run it again.
-$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/media/codecs/_g729lane.h vosapp/io/_rtphub.c
+# setup.py and the compiled sources: the install builds the transcoder's C lane, the relay's hub
+# and (mypyc) the SIP layer's per-message modules in place, so a change to any must run it
+# again. (A SIP source changed without it runs from source, with a warning: vosapp/sip/compiled.py.)
+SIP_COMPILED := $(addprefix vosapp/sip/,headers.py message.py parser.py transaction.py dialog.py sdp.py compiled.py)
+$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/media/codecs/_g729lane.h vosapp/io/_rtphub.c $(SIP_COMPILED)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[lab,test]'
 	@touch $@
@@ -63,3 +65,4 @@ lint: setup ## ruff, and mypy as configured in pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache vosapp/media/codecs/_g729lane.*.so vosapp/io/_rtphub.*.so
+	rm -f vosapp/sip/*.so vosapp/sip/compiled.sha256

@@ -1,5 +1,6 @@
-"""The optional C extensions (everything else is in pyproject.toml): the G.711 <-> G.729
-transcoder's lane and the media relay's forwarding hub.
+"""The optional compiled parts (everything else is in pyproject.toml): the G.711 <-> G.729
+transcoder's lane and the media relay's forwarding hub in C, and the SIP layer's per-message
+modules compiled by mypyc.
 
 ``vosapp.media.codecs._g729lane`` needs a C compiler and the Python headers (``make lab``'s
 scripts/sysdeps.sh installs gcc and python3-dev when missing), not bcg729's headers: it calls
@@ -7,9 +8,45 @@ the bcg729 functions whose addresses ctypes hands it. ``optional=True``: when it
 built, the install goes on and vosapp.media.codecs.g729 runs the same lane through ctypes.
 ``vosapp.io._rtphub`` (Linux epoll) likewise: without it vosapp.io.rtp_relay reads each relay
 socket from Python.
+
+vosapp.sip's :data:`~vosapp.sip.compiled.COMPILED_MODULES` are compiled by mypyc (a build
+requirement, pyproject.toml) from the same type-checked sources, with a SHA-256 of each source
+beside them; vosapp/sip/compiled.py runs the sources instead when the build is missing,
+incomplete or older than a source, or when ``VOSAPP_PURE_PYTHON=1`` (also at build time: then
+nothing is compiled).
 """
 
+import os
+import runpy
+import sys
+from pathlib import Path
+
 from setuptools import Extension, setup
+
+HERE = Path(__file__).resolve().parent
+SIP = HERE / "vosapp" / "sip"
+
+
+def sip_extensions() -> list[Extension]:
+    if os.environ.get("VOSAPP_PURE_PYTHON", "") not in ("", "0"):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("setup.py: mypyc not found, vosapp.sip stays pure Python", file=sys.stderr)
+        return []
+    # compiled.py imports nothing of vosapp: read it without importing the package
+    compiled = runpy.run_path(str(SIP / "compiled.py"))
+    sources = [f"vosapp/sip/{name}.py" for name in compiled["COMPILED_MODULES"]]
+    # the project's [tool.mypy] options (strict), not its files list; an unused [[overrides]]
+    # section would count as an error
+    extensions = mypycify(["--no-warn-unused-configs", *sources],
+                          opt_level="3", group_name=compiled["GROUP_NAME"])
+    for extension in extensions:
+        extension.optional = True  # all or none runs (compiled.py): a failed part means none
+    compiled["write_digests"](SIP)
+    return extensions
+
 
 setup(
     ext_modules=[
@@ -28,5 +65,6 @@ setup(
             extra_compile_args=["-ffp-contract=off"],
             optional=True,
         ),
+        *sip_extensions(),
     ]
 )

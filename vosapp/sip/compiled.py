@@ -1,0 +1,135 @@
+"""Which SIP modules run compiled, and the guard that never lets a stale build run.
+
+The install compiles :data:`COMPILED_MODULES` with mypyc (setup.py; issue #14: ~1.1-1.15 x
+fewer CPU seconds per call, docs/benchmarks.md "The SIP layer compiled"). A compiled module
+is an extension (``headers.cpython-311-….so``) beside its source, and Python's import system
+prefers the extension. So that an edited source is never shadowed by an extension built from
+its older text, the build writes :data:`DIGEST_FILE` (a SHA-256 per source it compiled) and
+:func:`install` -- run by ``vosapp/sip/__init__.py`` before any of them is imported -- makes
+every one of them load from its source when
+
+- ``VOSAPP_PURE_PYTHON=1`` is set (pure Python on purpose: the reference the tests compare
+  against, and a way to profile the Python lines),
+- the build compiled nothing (no C compiler, no mypyc, or ``VOSAPP_PURE_PYTHON=1`` at build
+  time), or a part of the build is missing, or
+- any source differs from what was compiled (a warning says so: run ``make setup``, or
+  ``pip install -e .``, to compile again).
+
+All or none: the compiled modules call each other's native classes directly, so a compiled
+one never runs beside the source of another.
+
+Nothing here imports the rest of vosapp (setup.py reads :data:`COMPILED_MODULES` from it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+
+#: The modules of vosapp.sip that setup.py compiles: the per-message path of a call
+#: (parse, header access, transactions, dialogs, SDP). uri and digest are not compiled: their
+#: fast paths fill frozen dataclasses through ``__dict__``, which a compiled class has not.
+COMPILED_MODULES = ("headers", "message", "parser", "transaction", "dialog", "sdp")
+#: mypyc's group: its shared library is ``vosapp/sip/_compiled__mypyc….so``.
+GROUP_NAME = "vosapp.sip._compiled"
+#: Written by setup.py beside the sources: ``<sha256> <module>.py`` per compiled module.
+DIGEST_FILE = "compiled.sha256"
+
+HERE = Path(__file__).resolve().parent
+SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def source_digests(directory: Path = HERE) -> dict[str, str]:
+    """SHA-256 of each compiled module's source, as setup.py records them."""
+    return {f"{name}.py": hashlib.sha256((directory / f"{name}.py").read_bytes()).hexdigest()
+            for name in COMPILED_MODULES}
+
+
+def write_digests(directory: Path) -> None:
+    """Record the sources being compiled (setup.py, at build time)."""
+    lines = [f"{digest} {name}\n" for name, digest in source_digests(directory).items()]
+    (directory / DIGEST_FILE).write_text("".join(lines))
+
+
+def _extension(directory: Path, stem: str) -> Path | None:
+    for suffix in SUFFIXES:
+        path = directory / f"{stem}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def why_sources(directory: Path = HERE, environ: Mapping[str, str] | None = None) -> str | None:
+    """None when the compiled modules may run; else why their sources run instead."""
+    env = os.environ if environ is None else environ
+    if env.get("VOSAPP_PURE_PYTHON", "") not in ("", "0"):
+        return "VOSAPP_PURE_PYTHON is set"
+    stems = [*COMPILED_MODULES, GROUP_NAME.rsplit(".", 1)[1] + "__mypyc"]
+    missing = [stem for stem in stems if _extension(directory, stem) is None]
+    if len(missing) == len(stems):
+        return "the install compiled nothing"
+    digest_path = directory / DIGEST_FILE
+    if missing or not digest_path.exists():
+        return f"the build is incomplete ({', '.join(missing) or DIGEST_FILE} missing)"
+    recorded: dict[str, str] = {}
+    for line in digest_path.read_text().splitlines():
+        digest, _, name = line.partition(" ")
+        recorded[name] = digest
+    changed = [name for name, digest in source_digests(directory).items()
+               if recorded.get(name) != digest]
+    if changed:
+        return (f"{', '.join(changed)} changed since the build: run `make setup` (or "
+                "`pip install -e .`) to compile again")
+    return None
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Finds the compiled modules' sources, ahead of the extensions beside them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.names = {f"vosapp.sip.{name}": name for name in COMPILED_MODULES}
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        name = self.names.get(fullname)
+        if name is None:
+            return None
+        return importlib.util.spec_from_file_location(fullname, self.directory / f"{name}.py")
+
+
+#: Why the sources run (None: compiled, or nothing compiled to choose from); set by install().
+SOURCES_BECAUSE: str | None = None
+
+
+def install() -> None:
+    """Choose compiled modules or sources for this process (once, before they are imported)."""
+    global SOURCES_BECAUSE
+    if any(isinstance(finder, _SourceFinder) for finder in sys.meta_path):
+        return
+    reason = why_sources()
+    SOURCES_BECAUSE = reason
+    if reason is None:
+        return
+    if "changed since the build" in reason or "incomplete" in reason:
+        warnings.warn(f"vosapp.sip runs from its sources: {reason}", RuntimeWarning,
+                      stacklevel=2)
+    sys.meta_path.insert(0, _SourceFinder(HERE))
+
+
+def running_compiled() -> dict[str, bool]:
+    """For each compiled module already imported: whether it is the extension."""
+    result: dict[str, bool] = {}
+    for name in COMPILED_MODULES:
+        module = sys.modules.get(f"vosapp.sip.{name}")
+        if module is not None:
+            result[name] = not str(getattr(module, "__file__", "")).endswith(".py")
+    return result
