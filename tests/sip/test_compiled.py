@@ -118,3 +118,29 @@ def test_the_sources_pass_the_sip_tests() -> None:
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1]
+
+
+def serve_log_line(tmp_path: Path, **env: str) -> str:
+    """The "SIP layer" line `vosapp serve` logs at start."""
+    environ = {key: value for key, value in os.environ.items() if key != "VOSAPP_PURE_PYTHON"}
+    environ.update(env)
+    process = subprocess.Popen([sys.executable, "-m", "vosapp.cli", "serve", "--listen",
+                                "127.0.0.1:0", "--udp-only", "--data-dir", str(tmp_path)],
+                               cwd=ROOT, env=environ, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "SIP layer: " in line:
+                return line.split("SIP layer: ", 1)[1].strip()
+        raise AssertionError("vosapp serve logged no SIP layer line")
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_serve_logs_which_sip_layer_runs(tmp_path: Path) -> None:
+    assert serve_log_line(tmp_path / "a", VOSAPP_PURE_PYTHON="1") == (
+        "sources (VOSAPP_PURE_PYTHON is set)")
+    assert serve_log_line(tmp_path / "b") == (
+        "compiled (mypyc): " + ", ".join(compiled.COMPILED_MODULES))

@@ -125,6 +125,14 @@ def install() -> None:
     sys.meta_path.insert(0, _SourceFinder(HERE))
 
 
+def describe() -> str:
+    """One line for a log: what this process runs (``vosapp serve`` logs it at start)."""
+    install()
+    if SOURCES_BECAUSE is None:
+        return f"compiled (mypyc): {', '.join(COMPILED_MODULES)}"
+    return f"sources ({SOURCES_BECAUSE})"
+
+
 def running_compiled() -> dict[str, bool]:
     """For each compiled module already imported: whether it is the extension."""
     result: dict[str, bool] = {}
