@@ -1,0 +1,71 @@
+"""The SIP UDP socket's receive buffer (vosapp.io.udp.RECEIVE_BUFFER): a switch that pauses
+(a GC pass, a WAL checkpoint) under load must find the datagrams that came meanwhile, not
+lose them to the kernel's default ~100-datagram buffer and wait for retransmissions."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from vosapp.io import udp
+from vosapp.io.runtime import Switch
+from vosapp.sip import Response, parse
+
+BURST = 1_000  # ~2.3 MB of kernel accounting: ten times the default buffer
+
+
+def options(index: int, port: int) -> bytes:
+    return (f"OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKburst{index};rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\n"
+            f"Call-ID: burst-{index}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+
+
+def rmem_max() -> int:
+    return int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+
+def test_the_socket_gets_the_buffer_asked_for(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        got = udp.enlarge_receive_buffer(sock, udp.RECEIVE_BUFFER)
+        assert got == sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        # Linux doubles what it grants; SO_RCVBUFFORCE (as root) passes rmem_max
+        assert got >= 2 * min(udp.RECEIVE_BUFFER, rmem_max())
+    finally:
+        sock.close()
+
+
+def test_a_burst_sent_while_the_switch_is_stalled_is_answered_in_full(tmp_path: Path) -> None:
+    async def scenario() -> set[str]:
+        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[])
+        await switch.start()
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.enlarge_receive_buffer(client, udp.RECEIVE_BUFFER)  # room for every answer
+            client.bind(("127.0.0.1", 0))
+            port = client.getsockname()[1]
+            assert switch.udp is not None
+            sock = switch.udp.transport.get_extra_info("socket")  # type: ignore[union-attr]
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 2 * min(
+                udp.RECEIVE_BUFFER, rmem_max())
+            # The loop is this thread: while it sends, the switch reads nothing (a stall).
+            for index in range(BURST):
+                client.sendto(options(index, port), switch.sip_address)
+            client.setblocking(False)
+            loop = asyncio.get_running_loop()
+            answered: set[str] = set()
+            while len(answered) < BURST:
+                data = await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0)
+                response = parse(data)
+                assert isinstance(response, Response)  # any status: the request arrived
+                answered.add(response.call_id)
+            return answered
+        finally:
+            client.close()
+            await switch.stop()
+
+    answered = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert answered == {f"burst-{index}@test" for index in range(BURST)}
