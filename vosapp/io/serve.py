@@ -13,7 +13,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +52,13 @@ YOUNG_GC_THRESHOLD = 2_000
 #: trigger it. Calls and transactions free themselves by reference count (no cycles:
 #: tests/calls/test_call_media.py); :func:`collect_old_generations` still collects them, for
 #: whatever cyclic garbage there is, when no relay forwards media, or after a long while.
-OLD_GC_PERIOD = 60.0  # s between looks for a moment without media
+OLD_GC_PERIOD = 60.0  # s between looks for a quiet moment (no media, few transactions)
 OLD_GC_MAX_DELAY = 3600.0  # s: collected then even with media (one pause an hour)
+#: Live SIP transactions above which the switch is busy for the sweep too: each lingers 32 s
+#: after its call (Timers J/H/L), so at 200 calls/s ~25,000 of them made the full scan ~0.5 s,
+#: every 60 s, and the responses of that moment late past T1 (retransmissions: docs/
+#: benchmarks.md "The SIP layer compiled"). 1,000 keep a lab's scan to a few ms.
+QUIET_TRANSACTIONS = 1_000
 _NEVER = 2**31 - 1  # a generation threshold no allocation count reaches (a C int)
 
 
@@ -67,16 +72,23 @@ def tune_gc() -> None:
     gc.set_threshold(YOUNG_GC_THRESHOLD, _NEVER, _NEVER)
 
 
-async def collect_old_generations(media_running: Callable[[], int],
+def sweep_waits_for(transactions: Sized) -> Callable[[], bool]:
+    """``vosapp serve``'s busy test for :func:`collect_old_generations`: a relay forwarding
+    media, or more than :data:`QUIET_TRANSACTIONS` live SIP transactions."""
+    return lambda: running_relays() > 0 or len(transactions) > QUIET_TRANSACTIONS
+
+
+async def collect_old_generations(busy: Callable[[], int | bool],
                                   period: float = OLD_GC_PERIOD,
                                   max_delay: float = OLD_GC_MAX_DELAY) -> None:
-    """Every ``period`` s: a full collection when ``media_running()`` is 0 (no relay's
-    packets wait for it), or when the last one is ``max_delay`` s old. Runs until cancelled."""
+    """Every ``period`` s: a full collection when ``busy()`` is false (no relay's packets nor
+    a load of transactions wait for it), or when the last one is ``max_delay`` s old. Runs
+    until cancelled."""
     loop = asyncio.get_running_loop()
     last = loop.time()
     while True:
         await asyncio.sleep(period)
-        if not media_running() or loop.time() - last >= max_delay:
+        if not busy() or loop.time() - last >= max_delay:
             gc.collect()
             last = loop.time()
 
@@ -127,7 +139,7 @@ async def serve(options: ServeOptions, on_ready: Callable[[Switch], None]) -> No
         await switch.stop()
         raise
     on_ready(switch)
-    sweeper = loop.create_task(collect_old_generations(running_relays))
+    sweeper = loop.create_task(collect_old_generations(sweep_waits_for(switch.core.transactions)))
     await stop.wait()
     sweeper.cancel()
     log.info("stopping (running stop hooks, at most %.1f s)", switch.stop_timeout)
