@@ -1,12 +1,12 @@
 """Which SIP modules run compiled, and the guard that never lets a stale build run.
 
-The install compiles :data:`COMPILED_MODULES` with mypyc (setup.py; issue #14: ~1.1-1.15 x
-fewer CPU seconds per call, docs/benchmarks.md "The SIP layer compiled"). A compiled module
-is an extension (``headers.cpython-311-….so``) beside its source, and Python's import system
-prefers the extension. So that an edited source is never shadowed by an extension built from
-its older text, the build writes :data:`DIGEST_FILE` (a SHA-256 per source it compiled) and
-:func:`install` -- run by ``vosapp/sip/__init__.py`` before any of them is imported -- makes
-every one of them load from its source when
+The install compiles :data:`COMPILED_MODULES` with mypyc (setup.py; issue #14: 1.1-1.2 x
+more calls and registrations per CPU-second, docs/benchmarks.md "The SIP layer compiled"). A
+compiled module is an extension (``headers.cpython-311-….so``) beside its source, and Python's
+import system prefers the extension. So that an edited source is never shadowed by an
+extension built from its older text, the build writes :data:`DIGEST_FILE` (a SHA-256 per
+source it compiled) and :func:`install` -- run by ``vosapp/sip/__init__.py`` before any of them
+is imported -- makes every one of them load from its source when
 
 - ``VOSAPP_PURE_PYTHON=1`` is set (pure Python on purpose: the reference the tests compare
   against, and a way to profile the Python lines),
