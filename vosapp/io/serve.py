@@ -57,7 +57,7 @@ OLD_GC_MAX_DELAY = 3600.0  # s: collected then even with media (one pause an hou
 #: Live SIP transactions above which the switch is busy for the sweep too: each lingers 32 s
 #: after its call (Timers J/H/L), so at 200 calls/s ~25,000 of them made the full scan ~0.5 s,
 #: every 60 s, and the responses of that moment late past T1 (retransmissions: docs/
-#: benchmarks.md "The SIP layer compiled"). 1,000 keep a lab's scan to a few ms.
+#: benchmarks.md "The SIP layer compiled"). Under 1,000 the scan stays within tens of ms.
 QUIET_TRANSACTIONS = 1_000
 _NEVER = 2**31 - 1  # a generation threshold no allocation count reaches (a C int)
 
