@@ -434,3 +434,25 @@ def test_uri_and_name_addr_copies_share_nothing_mutable() -> None:
         twin.params["tag"] = "other"
         assert "maddr" not in original.uri.params and ("x", "y") not in original.uri.headers
         assert original.tag != "other" and twin.uri != original.uri
+
+
+def test_deepcopy_is_an_independent_equal_message() -> None:
+    # explicit __deepcopy__ (a compiled class has no default copy protocol): same bytes,
+    # nothing shared that can change; a parsed Request-URI stays lazy until read
+    import copy
+
+    wire = (b"INVITE sip:1001@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKdc\r\n"
+            b"From: <sip:a@192.0.2.9>;tag=1\r\nTo: <sip:1001@192.0.2.1>\r\nCall-ID: dc\r\n"
+            b"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    parsed = parse(wire)
+    assert isinstance(parsed, Request)
+    built = Request("OPTIONS", "sip:1002@192.0.2.1;transport=udp")
+    for message in (parsed, built, make_response(parsed, 180, to_tag="t")):
+        twin = copy.deepcopy(message)
+        assert bytes(twin) == bytes(message) and twin is not message
+        twin.headers.set("Subject", "changed")
+        assert "Subject" not in message.headers
+    twin = copy.deepcopy(built)
+    assert isinstance(twin, Request) and twin.uri == built.uri
+    twin.uri.params["transport"] = "tcp"  # type: ignore[union-attr]
+    assert built.uri.params["transport"] == "udp"  # type: ignore[union-attr]
