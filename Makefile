@@ -24,7 +24,9 @@ sysdeps:
 # setup.py and the compiled sources: the install builds the transcoder's C lane, the relay's hub
 # and (mypyc) the SIP layer's per-message modules in place, so a change to any must run it
 # again. (A SIP source changed without it runs from source, with a warning: vosapp/sip/compiled.py.)
-SIP_COMPILED := $(addprefix vosapp/sip/,headers.py message.py parser.py transaction.py dialog.py sdp.py compiled.py)
+# every source of the package (the list of compiled ones lives in compiled.py; the others are
+# what they were type-checked against)
+SIP_COMPILED := $(wildcard vosapp/sip/*.py)
 $(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/media/codecs/_g729lane.h vosapp/io/_rtphub.c $(SIP_COMPILED)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[lab,test]'

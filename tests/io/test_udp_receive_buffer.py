@@ -8,6 +8,7 @@ import asyncio
 import socket
 from pathlib import Path
 
+from tests.io.test_runtime_loopback import options
 from vosapp.io import udp
 from vosapp.io.runtime import Switch
 from vosapp.sip import Response, parse
@@ -15,19 +16,11 @@ from vosapp.sip import Response, parse
 BURST = 1_000  # ~2.3 MB of kernel accounting: ten times the default buffer
 
 
-def options(index: int, port: int) -> bytes:
-    return (f"OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKburst{index};rport\r\n"
-            "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\n"
-            f"Call-ID: burst-{index}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-            ).encode()
-
-
 def rmem_max() -> int:
     return int(Path("/proc/sys/net/core/rmem_max").read_text())
 
 
-def test_the_socket_gets_the_buffer_asked_for(tmp_path: Path) -> None:
+def test_the_socket_gets_the_buffer_asked_for() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         got = udp.enlarge_receive_buffer(sock, udp.RECEIVE_BUFFER)
@@ -53,7 +46,8 @@ def test_a_burst_sent_while_the_switch_is_stalled_is_answered_in_full(tmp_path: 
                 udp.RECEIVE_BUFFER, rmem_max())
             # The loop is this thread: while it sends, the switch reads nothing (a stall).
             for index in range(BURST):
-                client.sendto(options(index, port), switch.sip_address)
+                client.sendto(options(port, branch=f"z9hG4bKburst{index}",
+                                      call_id=f"burst-{index}@test"), switch.sip_address)
             client.setblocking(False)
             loop = asyncio.get_running_loop()
             answered: set[str] = set()

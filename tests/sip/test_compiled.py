@@ -30,9 +30,15 @@ print(json.dumps({"because": c.SOURCES_BECAUSE, "compiled": c.running_compiled()
 """
 
 
-def probe(root: Path, **env: str) -> dict[str, object]:
+def environment(**env: str) -> dict[str, str]:
+    """This process's environment without VOSAPP_PURE_PYTHON, plus ``env``."""
     environ = {key: value for key, value in os.environ.items() if key != "VOSAPP_PURE_PYTHON"}
-    environ.update(env, PYTHONPATH=str(root))
+    environ.update(env)
+    return environ
+
+
+def probe(root: Path, **env: str) -> dict[str, object]:
+    environ = environment(**env, PYTHONPATH=str(root))
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=root, env=environ, check=True,
                          capture_output=True, text=True, timeout=60).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -45,12 +51,9 @@ def copy_of_the_package(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def built() -> bool:
-    return compiled.why_sources(environ={}) is None
-
-
-needs_build = pytest.mark.skipif(
-    not built(), reason=f"the SIP layer is not compiled here: {compiled.why_sources(environ={})}")
+NOT_BUILT = compiled.why_sources(environ={})
+needs_build = pytest.mark.skipif(NOT_BUILT is not None,
+                                 reason=f"the SIP layer is not compiled here: {NOT_BUILT}")
 
 
 def test_the_install_compiled_the_sip_layer() -> None:
@@ -122,8 +125,7 @@ def test_the_sources_pass_the_sip_tests() -> None:
 
 def serve_log_line(tmp_path: Path, **env: str) -> str:
     """The "SIP layer" line `vosapp serve` logs at start."""
-    environ = {key: value for key, value in os.environ.items() if key != "VOSAPP_PURE_PYTHON"}
-    environ.update(env)
+    environ = environment(**env)
     process = subprocess.Popen([sys.executable, "-m", "vosapp.cli", "serve", "--listen",
                                 "127.0.0.1:0", "--udp-only", "--data-dir", str(tmp_path)],
                                cwd=ROOT, env=environ, stdout=subprocess.DEVNULL,
