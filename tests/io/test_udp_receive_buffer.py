@@ -5,8 +5,11 @@ lose them to the kernel's default ~100-datagram buffer and wait for retransmissi
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
+
+import pytest
 
 from tests.io.test_runtime_loopback import options
 from vosapp.io import udp
@@ -63,3 +66,34 @@ def test_a_burst_sent_while_the_switch_is_stalled_is_answered_in_full(tmp_path: 
 
     answered = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert answered == {f"burst-{index}@test" for index in range(BURST)}
+
+
+class CappedSocket:
+    """Linux's SO_RCVBUF arithmetic without privileges: grants min(asked, cap), reports it
+    doubled; SO_RCVBUFFORCE refused (EPERM)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.granted = 0
+
+    def setsockopt(self, level: int, name: int, value: int) -> None:
+        if name != socket.SO_RCVBUF:
+            raise PermissionError(1, "Operation not permitted")
+        self.granted = min(value, self.cap)
+
+    def getsockopt(self, level: int, name: int) -> int:
+        return 2 * self.granted
+
+
+def test_a_buffer_capped_below_the_size_asked_is_warned_about(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # capped at 3 MiB: reported as 6 MiB, more than the 4 MiB asked, yet less than granted in
+    # full; the warning must still name the sysctl
+    with caplog.at_level(logging.WARNING, logger="vosapp.io.udp"):
+        got = udp.enlarge_receive_buffer(CappedSocket(3 << 20), udp.RECEIVE_BUFFER)
+    assert got == 6 << 20
+    assert "net.core.rmem_max" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vosapp.io.udp"):
+        assert udp.enlarge_receive_buffer(CappedSocket(8 << 20), udp.RECEIVE_BUFFER) == 8 << 20
+    assert caplog.text == ""

@@ -43,14 +43,15 @@ def enlarge_receive_buffer(sock: Any, size: int) -> int:
     the sysctl to raise when it is less than asked."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     got = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    full = 2 * size  # what Linux reports for the whole size granted (socket(7))
     force = getattr(socket, "SO_RCVBUFFORCE", None)
-    if got < size and force is not None:
+    if got < full and force is not None:
         try:
             sock.setsockopt(socket.SOL_SOCKET, force, size)
             got = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
         except OSError:  # EPERM without CAP_NET_ADMIN: keep what SO_RCVBUF gave
             pass
-    if got < size:
+    if got < full:
         log.warning("UDP receive buffer %d bytes, asked %d: a pause of the switch may drop "
                     "SIP datagrams under load; raise net.core.rmem_max (sysctl) to %d",
                     got, size, size)
