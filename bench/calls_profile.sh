@@ -3,7 +3,10 @@
 # CALLS calls at RATE calls/s through it (bench/calls.sh's caller, callee and trusted config;
 # no RTP, media proxy Off). Prints the top functions by own time and by cumulative time; with
 # PROFILER=pyinstrument (pip install pyinstrument), a sampling profile instead (less distorted:
-# cProfile inflates the cost of many small Python calls), its text tree in OUT.
+# cProfile inflates the cost of many small Python calls), its text tree in OUT; with
+# PROFILER=py-spy (pip install py-spy), py-spy samples the running server from outside with
+# its native frames (compiled modules, the interpreter, syscalls) and writes collapsed stacks
+# to OUT, summed by own and by inclusive time (bench/stacks.py).
 #
 #   bash bench/calls_profile.sh        (env: CALLS=1500 RATE=60 TOP=40 OUT=/tmp/vosapp-calls.prof
 #                                       PROFILER=cProfile DIGEST=)
@@ -34,7 +37,8 @@ PROFILER=${PROFILER:-cProfile}
 case $PROFILER in
   cProfile) PROFILE=(-m cProfile -o "$OUT") ;;
   pyinstrument) PROFILE=(-m pyinstrument -r text --show-all -o "$OUT") ;;
-  *) echo "PROFILER must be cProfile or pyinstrument"; exit 1 ;;
+  py-spy) PROFILE=() ;;
+  *) echo "PROFILER must be cProfile, pyinstrument or py-spy"; exit 1 ;;
 esac
 "$PY" "${PROFILE[@]}" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only \
       --no-trace-store --log-level WARNING --config "$WORK/trusted.toml" \
@@ -46,6 +50,13 @@ mkdir -p "$WORK/uas" "$WORK/uac"
      -mp "$(free_port)" -nostdin -timeout 120 >sipp.txt 2>&1) &
 UAS_PID=$!
 sleep 0.3
+SPY_PID=""
+if [ "$PROFILER" = py-spy ]; then
+  "$(dirname "$PY")/py-spy" record --native -r 200 -f raw -o "$OUT" \
+      --pid "$SERVER_PID" >"$WORK/py-spy.log" 2>&1 &
+  SPY_PID=$!
+  sleep 1
+fi
 CPU0=$(cpu_seconds "$SERVER_PID")
 (cd "$WORK/uac" && setsid sipp "127.0.0.1:$PORT" -sf "$UAC" -s 0044123 -t u1 -i 127.0.0.1 \
      -mp "$(free_port)" -m "$CALLS" -r "$RATE" -nostdin -timeout 120 "${AUTH[@]}" >sipp.txt 2>&1) || true
@@ -53,9 +64,11 @@ for _ in $(seq 30); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
 kill -TERM "$UAS_PID" 2>/dev/null || true
 wait "$UAS_PID" 2>/dev/null || true
 CPU1=$(cpu_seconds "$SERVER_PID")
+[ -z "$SPY_PID" ] || { kill -INT "$SPY_PID"; wait "$SPY_PID" || true; }
 grep -E "Successful call|Failed call" "$WORK/uac/sipp.txt" | tail -2 || true
 echo "server CPU under the profiler: $("$PY" -c "print(round($CPU1 - $CPU0, 2))") s for $CALLS calls"
 stop_process "$SERVER_PID"; SERVER_PID=""
+if [ "$PROFILER" = py-spy ]; then "$PY" bench/stacks.py "$OUT" "$TOP"; exit 0; fi
 [ "$PROFILER" = cProfile ] || { echo "profile: $OUT"; exit 0; }
 "$PY" - "$OUT" "$TOP" <<'PYEOF'
 import pstats, sys

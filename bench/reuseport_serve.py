@@ -13,25 +13,15 @@ may hash to a worker that never saw the INVITE). See docs/benchmarks.md, "Regist
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-_create = asyncio.BaseEventLoop.create_datagram_endpoint
-
-
-async def _create_reuse_port(self: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> Any:
-    if kwargs.get("local_addr") is not None:
-        kwargs["reuse_port"] = True
-    return await _create(self, *args, **kwargs)
-
-
-asyncio.BaseEventLoop.create_datagram_endpoint = _create_reuse_port  # type: ignore[method-assign]
-
 if __name__ == "__main__":
     from vosapp.cli import main
+    from vosapp.io import udp
+
+    udp.REUSE_PORT = True
 
     raise SystemExit(main(sys.argv[1:]))

@@ -97,3 +97,55 @@ def test_a_buffer_capped_below_the_size_asked_is_warned_about(
     with caplog.at_level(logging.WARNING, logger="vosapp.io.udp"):
         assert udp.enlarge_receive_buffer(CappedSocket(8 << 20), udp.RECEIVE_BUFFER) == 8 << 20
     assert caplog.text == ""
+
+
+def test_queued_datagrams_are_read_in_batches_of_the_drain_size(tmp_path: Path) -> None:
+    """vosapp.io.udp.DRAIN_BATCH: one wake-up of the loop handles the datagrams already
+    queued behind the one asyncio delivers, up to the batch size, and none is lost or handled
+    twice."""
+    burst = 100
+
+    async def scenario() -> tuple[list[bytes], int]:
+        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[])
+        await switch.start()
+        assert switch.udp is not None
+        handled: list[bytes] = []
+        wakeups = [0]
+        receive = switch.core.receive
+
+        def counting_receive(data: bytes, *args: object) -> None:
+            handled.append(data)
+            receive(data, *args)  # type: ignore[arg-type]
+
+        switch.core.receive = counting_receive  # type: ignore[method-assign]
+        deliver = switch.udp.datagram_received
+
+        def counting_deliver(data: bytes, addr: tuple[object, ...]) -> None:
+            wakeups[0] += 1
+            deliver(data, addr)
+
+        switch.udp.datagram_received = counting_deliver  # type: ignore[method-assign]
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.enlarge_receive_buffer(client, udp.RECEIVE_BUFFER)
+            client.bind(("127.0.0.1", 0))
+            port = client.getsockname()[1]
+            sent = [options(port, branch=f"z9hG4bKdrain{index}", call_id=f"drain-{index}@test")
+                    for index in range(burst)]
+            for data in sent:  # the loop is this thread: all of them queue
+                client.sendto(data, switch.sip_address)
+            client.setblocking(False)
+            loop = asyncio.get_running_loop()
+            for _ in range(burst):
+                await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0)
+            assert sorted(handled) == sorted(sent)
+            return handled, wakeups[0]
+        finally:
+            client.close()
+            await switch.stop()
+
+    handled, wakeups = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert len(handled) == burst
+    # ceil(100 / 32) = 4 wake-ups when everything was queued, 100 without the drain (the
+    # runtime's receive-delay probe may add a wake-up or two)
+    assert wakeups <= burst // 10

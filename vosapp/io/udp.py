@@ -34,6 +34,13 @@ MAX_WAITING = 64
 #: that then waited for their retransmission (T1 = 500 ms, RFC 3261 §17.1.1.1). 4 MiB holds
 #: seconds of that traffic; Kamailio and FreeSWITCH raise theirs likewise.
 RECEIVE_BUFFER = 4 * 1024 * 1024
+#: Datagrams handled per wake-up of the loop. asyncio reads one datagram per turn of its loop
+#: (an epoll_wait, a callback); under load more are already queued, and reading them at once
+#: saves that turn for each. Bounded, so timers and the other sockets still get their turn.
+DRAIN_BATCH = 32
+#: SO_REUSEPORT on the SIP socket: only bench/reuseport_serve.py sets it (several processes
+#: on one port, a measurement, not a feature).
+REUSE_PORT = False
 
 
 def enlarge_receive_buffer(sock: Any, size: int) -> int:
@@ -66,6 +73,9 @@ class UdpTransport(asyncio.DatagramProtocol):
         self.max_message_size = max_message_size
         self.transport: asyncio.DatagramTransport | None = None
         self.local: Address = ("", 0)
+        #: The bound socket, read directly for the datagrams queued behind the one asyncio
+        #: delivers (:data:`DRAIN_BATCH`).
+        self._sock: socket.socket | None = None
         #: host name -> (address, expiry on the loop clock)
         self._resolved: dict[str, tuple[str, float]] = {}
         #: host name -> datagrams (and ports) waiting for its resolution
@@ -79,8 +89,24 @@ class UdpTransport(asyncio.DatagramProtocol):
     async def bind(cls, core: SwitchCore, host: str, port: int,
                    max_message_size: int = MAX_DATAGRAM) -> UdpTransport:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(core, max_message_size), local_addr=(host, port))
+        if is_ip_literal(host):  # the usual case: no resolver call
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            address: tuple[Any, ...] = (host, port)
+        else:
+            family, _, _, _, address = (await loop.getaddrinfo(
+                host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE))[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if REUSE_PORT:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: cls(core, max_message_size), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        protocol._sock = sock
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -93,6 +119,23 @@ class UdpTransport(asyncio.DatagramProtocol):
             enlarge_receive_buffer(sock, RECEIVE_BUFFER)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self._handle(data, addr)
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(DRAIN_BATCH - 1):
+            if self.transport is None or self.transport.is_closing():
+                return
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return  # the queue is empty: back to the loop
+            except OSError as exc:  # e.g. an ICMP error queued on the socket
+                self.error_received(exc)
+                return
+            self._handle(data, addr)
+
+    def _handle(self, data: bytes, addr: tuple[Any, ...]) -> None:
         source = (addr[0], addr[1])
         if source == self.probe_source and self.on_probe is not None:
             self.on_probe(data)
