@@ -201,6 +201,8 @@ class Trace:
         self.capacity = capacity
         self.clock = clock
         self._ring: deque[TraceRecord] = deque(maxlen=capacity)
+        #: Records ever added: the newest one's number (:meth:`numbered_since`).
+        self.added = 0
         self._subscribers: list[Callable[[TraceRecord], None]] = []
         self._lock = threading.Lock()
         self._store: Store | None = None
@@ -228,15 +230,17 @@ class Trace:
     def add(self, record: TraceRecord) -> TraceRecord:
         with self._lock:
             self._ring.append(record)
+            self.added += 1
         if self._store is not None:
             self._pending.append(record)
             if len(self._pending) >= self.batch_size:
                 self.flush()
-        for callback in list(self._subscribers):
-            try:
-                callback(record)
-            except Exception:
-                log.exception("trace subscriber %r failed", callback)
+        if self._subscribers:  # the usual case under load: none (the control API polls)
+            for callback in list(self._subscribers):
+                try:
+                    callback(record)
+                except Exception:
+                    log.exception("trace subscriber %r failed", callback)
         return record
 
     def flush(self) -> int:
@@ -316,6 +320,20 @@ class Trace:
             snapshot = list(self._ring)
         return list(filter_records(snapshot, address=address, call_id=call_id, method=method,
                                    direction=direction, since=since))
+
+    def numbered_since(self, since: int, limit: int) -> list[tuple[int, TraceRecord]]:
+        """The records numbered above ``since`` still in the ring, oldest first, at most
+        ``limit``, with their numbers: the n-th record ever added is number n (from 1, never
+        reused), so a reader polls with the last number it got."""
+        with self._lock:
+            newest = self.added
+            first = newest - len(self._ring) + 1  # the oldest record still held
+            start = max(since + 1, first)
+            stop = min(newest, start + limit - 1)
+            if stop < start:
+                return []
+            ring = self._ring
+            return [(number, ring[number - first]) for number in range(start, stop + 1)]
 
     def clear(self) -> None:
         with self._lock:

@@ -182,3 +182,22 @@ def test_sqlite_keeps_only_the_newest_records(tmp_path: Path) -> None:
             trace.message("in", "UDP", B, A, options(f"c{i}"))
         trace.flush()
         assert [r.call_id for r in load_records(store)] == ["c2", "c3", "c4"]
+
+
+def test_records_are_numbered_from_one_and_read_by_number_past_the_ring() -> None:
+    """Trace.numbered_since, what the control API's trace poll reads (no subscriber per
+    record): numbers never repeat, the ring's oldest fall out, ``limit`` caps a read, and a
+    cleared ring keeps counting."""
+    trace = Trace(capacity=3, clock=ManualClock())
+    for index in range(5):
+        trace.event(f"e{index}")
+    assert trace.added == 5
+    assert [(n, r.note) for n, r in trace.numbered_since(0, 10)] == [
+        (3, "e2"), (4, "e3"), (5, "e4")]  # 1 and 2 fell out of the ring
+    assert [n for n, _ in trace.numbered_since(3, 10)] == [4, 5]
+    assert [n for n, _ in trace.numbered_since(2, 1)] == [3]
+    assert trace.numbered_since(5, 10) == []
+    trace.clear()
+    assert trace.numbered_since(0, 10) == []
+    trace.event("after")
+    assert [(n, r.note) for n, r in trace.numbered_since(5, 10)] == [(6, "after")]

@@ -53,7 +53,6 @@ import logging
 import os
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -139,8 +138,8 @@ class SwitchControl:
     Parameters
     ----------
     switch : Switch
-        Started or not; the trace is followed from construction on (and what the trace
-        already holds is numbered first).
+        Started or not; its trace is read by record number (``Trace.numbered_since``):
+        what the ring still holds, whenever this was made.
     by : str
         Recorded as the author of parameter changes in the store's history.
     on_stop : callable, optional
@@ -153,19 +152,11 @@ class SwitchControl:
         self.switch = switch
         self.by = by
         self.on_stop = on_stop
-        self._seq = 0
-        self._records: deque[tuple[int, TraceRecord]] = deque(maxlen=switch.trace.capacity)
-        for record in switch.trace.records():
-            self._append(record)
-        self._unsubscribe = switch.trace.subscribe(self._append)
         self._stop_task: asyncio.Task[None] | None = None
 
-    def _append(self, record: TraceRecord) -> None:
-        self._seq += 1
-        self._records.append((self._seq, record))
-
     def close(self) -> None:
-        self._unsubscribe()
+        """Nothing to let go of: the trace is read by number (:meth:`Trace.numbered_since`),
+        not followed record by record."""
 
     # -- status & parameters -------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -177,7 +168,7 @@ class SwitchControl:
             "transports": list(switch.transports),
             "data_dir": str(switch.data_dir) if switch.data_dir is not None else None,
             "changed": list(switch.core.params.changed()),
-            "trace_seq": self._seq,
+            "trace_seq": self.switch.trace.added,
         }
 
     def params(self) -> Params:
@@ -293,8 +284,7 @@ class SwitchControl:
         next. Numbers start at 1 and never repeat; the oldest fall out of the ring."""
         if since < 0 or limit < 1:
             raise ControlError(400, f"since must be >= 0 and limit >= 1 (got {since}, {limit})")
-        selected = [(seq, record) for seq, record in list(self._records) if seq > since]
-        selected = selected[:limit]
+        selected = self.switch.trace.numbered_since(since, limit)
         return selected, (selected[-1][0] if selected else max(since, 0))
 
     # -- stop ----------------------------------------------------------------------------
