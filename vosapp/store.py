@@ -13,6 +13,7 @@ history now; bindings, auth events and CDRs (other components) later, in the sam
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -28,6 +29,8 @@ from vosapp.params import REGISTRY, ParameterError, Params
 __all__ = ["DB_FILENAME", "ParamChange", "Store", "StoreError", "storable_text"]
 
 DB_FILENAME = "vosapp.sqlite"
+
+log = logging.getLogger(__name__)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -109,6 +112,10 @@ class Store:
         self._db = connection
         self._lock = threading.RLock()
         self._claims: dict[str, int] = {}  # name -> file descriptor holding its flock
+        #: Inside :meth:`begin_batch` / :meth:`end_batch` (group commit): transactions become
+        #: savepoints of one transaction, begun by the first of them.
+        self._batching = False
+        self._batch_open = False
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -211,6 +218,48 @@ class Store:
         two processes never deadlock upgrading a read lock): ``with store.transaction() as db``
         commits when the block ends, rolls back when it raises."""
         return _Transaction(self)
+
+    # -- group commit ---------------------------------------------------------------------
+    # The switch handles the datagrams queued on its socket in one go (vosapp.io.udp): their
+    # writes share one transaction, committed once, before any answer of theirs is sent
+    # (the runtime holds the answers meanwhile). Each write stays atomic on its own (a
+    # savepoint) and "committed before the message it records is sent" still holds; what
+    # goes is a BEGIN/COMMIT, its file locks and its WAL frames per write.
+    def begin_batch(self) -> None:
+        """From now until :meth:`end_batch`, :meth:`transaction` blocks are savepoints of one
+        transaction (begun by the first of them). Holds the store's lock until then."""
+        self._lock.acquire()
+        if self._batching:
+            self._lock.release()
+            raise RuntimeError("a store batch is already open")
+        self._batching = True
+
+    @property
+    def batch_pending(self) -> bool:
+        """Whether the open batch has writes not yet committed."""
+        return self._batch_open
+
+    def commit_batch(self) -> None:
+        """Commit the batch's writes so far (the batch stays open). A failed commit rolls them
+        back and raises :class:`StoreError`."""
+        if not self._batch_open:
+            return
+        self._batch_open = False
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: commit failed, the batch's writes are lost "
+                             f"({exc})") from None
+
+    def end_batch(self) -> None:
+        """Commit what the batch wrote (:meth:`commit_batch`) and close it."""
+        try:
+            self.commit_batch()
+        finally:
+            self._batching = False
+            self._lock.release()
 
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read-only query and return its rows (``sqlite3.Row``: by index or name)."""
@@ -384,7 +433,13 @@ class _Transaction:
         store = self._store
         store._lock.acquire()
         try:
-            store._db.execute("BEGIN IMMEDIATE")
+            if store._batching:
+                if not store._batch_open:
+                    store._db.execute("BEGIN IMMEDIATE")
+                    store._batch_open = True
+                store._db.execute("SAVEPOINT write")
+            else:
+                store._db.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             store._lock.release()
             if isinstance(exc, sqlite3.OperationalError):
@@ -398,7 +453,17 @@ class _Transaction:
                  traceback: object) -> None:
         store = self._store
         try:
-            if exc_type is None:
+            if store._batching:
+                if not store._db.in_transaction:
+                    # SQLite rolled the whole transaction back (a full disk, an I/O error):
+                    # the batch's earlier writes went with it.
+                    store._batch_open = False
+                    log.error("%s: a failed write rolled back its whole batch", store.path)
+                    return
+                if exc_type is not None:
+                    store._db.execute("ROLLBACK TO write")  # this write only
+                store._db.execute("RELEASE write")
+            elif exc_type is None:
                 store._db.execute("COMMIT")
             elif store._db.in_transaction:
                 store._db.execute("ROLLBACK")

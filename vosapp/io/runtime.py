@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from vosapp.io.call_media import backend_for
 from vosapp.io.clock import LoopClock
+from vosapp.io.group_commit import GroupCommit
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
 from vosapp.net import Address
@@ -146,6 +147,8 @@ class Switch:
                                                    self.max_message_size)
                 port = self.udp.local[1]
                 self.core.local_addresses["UDP"] = self.udp.local
+                if self.store is not None:
+                    self.udp.batch = GroupCommit(self.store, self.udp, self.trace)
             if "TCP" in self.transports:
                 self.tcp = TcpTransport(self.core, max_message_size=self.max_message_size,
                                         max_connections=self.max_tcp_connections,
@@ -286,6 +289,13 @@ class Switch:
         return self.core.update_params(params, by="store")
 
     def _send(self, data: bytes, destination: Address, transport: str) -> None:
+        batch = self.udp.batch if self.udp is not None else None
+        if batch is not None:  # vosapp.io.group_commit: no message before its write commits
+            if transport == "UDP":
+                if batch.hold(data, destination):
+                    return
+            else:
+                batch.release()
         if transport == "UDP" and self.udp is not None:
             self.udp.send(data, destination)
         elif transport == "TCP" and self.tcp is not None:

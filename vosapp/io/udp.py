@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from vosapp.net import Address, is_ip_literal
 
 if TYPE_CHECKING:
+    from vosapp.io.group_commit import GroupCommit
     from vosapp.switch.core import SwitchCore
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ class UdpTransport(asyncio.DatagramProtocol):
         #: The bound socket, read directly for the datagrams queued behind the one asyncio
         #: delivers (:data:`DRAIN_BATCH`).
         self._sock: socket.socket | None = None
+        #: The runtime's group commit around the datagrams of one wake-up (None: each write
+        #: commits on its own).
+        self.batch: GroupCommit | None = None
         #: host name -> (address, expiry on the loop clock)
         self._resolved: dict[str, tuple[str, float]] = {}
         #: host name -> datagrams (and ports) waiting for its resolution
@@ -119,6 +123,17 @@ class UdpTransport(asyncio.DatagramProtocol):
             enlarge_receive_buffer(sock, RECEIVE_BUFFER)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        batch = self.batch
+        if batch is None:
+            self._drain(data, addr)
+            return
+        batch.begin()
+        try:
+            self._drain(data, addr)
+        finally:
+            batch.end()
+
+    def _drain(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self._handle(data, addr)
         sock = self._sock
         if sock is None:
@@ -150,6 +165,18 @@ class UdpTransport(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable etc. arrive here on some platforms; never fatal.
         log.debug("UDP error: %s", exc)
+
+    def sends_at_once(self, destination: Address) -> bool:
+        """Whether :meth:`send` would hand ``data`` to the socket now, without resolving a
+        name first, and so cannot fail later than now (asyncio reports socket errors through
+        ``error_received``)."""
+        return (self.transport is not None and not self.transport.is_closing()
+                and is_ip_literal(destination[0]))
+
+    def send_datagram(self, data: bytes, destination: Address) -> None:
+        """Send to an IP address (:meth:`sends_at_once` said so); nothing when closed since."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, destination)
 
     def send(self, data: bytes, destination: Address) -> None:
         if self.transport is None or self.transport.is_closing():
