@@ -116,6 +116,7 @@ class Store:
         #: savepoints of one transaction, begun by the first of them.
         self._batching = False
         self._batch_open = False
+        self._batch_writes = 0  # transaction blocks in the open batch's transaction
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -433,13 +434,16 @@ class _Transaction:
         store = self._store
         store._lock.acquire()
         try:
-            if store._batching:
-                if not store._batch_open:
-                    store._db.execute("BEGIN IMMEDIATE")
-                    store._batch_open = True
-                store._db.execute("SAVEPOINT write")
-            else:
+            if not store._batching:
                 store._db.execute("BEGIN IMMEDIATE")
+            elif not store._batch_open:
+                # The batch's first write needs no savepoint: undoing it undoes the batch.
+                store._db.execute("BEGIN IMMEDIATE")
+                store._batch_open = True
+                store._batch_writes = 1
+            else:
+                store._db.execute("SAVEPOINT write")
+                store._batch_writes += 1
         except BaseException as exc:
             store._lock.release()
             if isinstance(exc, sqlite3.OperationalError):
@@ -454,15 +458,23 @@ class _Transaction:
         store = self._store
         try:
             if store._batching:
+                first = store._batch_writes == 1
                 if not store._db.in_transaction:
                     # SQLite rolled the whole transaction back (a full disk, an I/O error):
                     # the batch's earlier writes went with it.
                     store._batch_open = False
-                    log.error("%s: a failed write rolled back its whole batch", store.path)
-                    return
-                if exc_type is not None:
+                    if not first:
+                        log.error("%s: a failed write rolled back its whole batch",
+                                  store.path)
+                elif first:
+                    if exc_type is not None:  # nothing else in the transaction yet
+                        store._db.execute("ROLLBACK")
+                        store._batch_open = False
+                elif exc_type is not None:
                     store._db.execute("ROLLBACK TO write")  # this write only
-                store._db.execute("RELEASE write")
+                    store._db.execute("RELEASE write")
+                else:
+                    store._db.execute("RELEASE write")
             elif exc_type is None:
                 store._db.execute("COMMIT")
             elif store._db.in_transaction:

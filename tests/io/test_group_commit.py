@@ -47,9 +47,22 @@ def test_a_batch_is_one_transaction_of_savepoints(tmp_path: Path) -> None:
         assert statements.count("BEGIN IMMEDIATE") == 1
         assert statements.count("COMMIT") == 1
         assert statements.count("ROLLBACK TO write") == 1
+        assert statements.count("SAVEPOINT write") == 2  # none for the first write
         with store.transaction() as db:  # after the batch: a transaction of its own again
             db.execute("INSERT INTO notes VALUES ('three')")
         assert statements.count("COMMIT") == 2
+        # A batch whose first write fails: undoing it undoes the (empty) batch, and the next
+        # write begins the batch's transaction again.
+        store.begin_batch()
+        with pytest.raises(ZeroDivisionError), store.transaction() as db:
+            db.execute("INSERT INTO notes VALUES ('lost too')")
+            1 / 0  # noqa: B018
+        assert not store.batch_pending
+        with store.transaction() as db:
+            db.execute("INSERT INTO notes VALUES ('four')")
+        store.end_batch()
+        assert [row for (row,) in other.execute("SELECT text FROM notes")] == [
+            "one", "two", "three", "four"]
         other.close()
 
 
