@@ -29,10 +29,10 @@ from vosapp.params import REGISTRY, ParameterError, Params
 __all__ = ["DB_FILENAME", "ParamChange", "Store", "StoreError", "storable_text"]
 
 DB_FILENAME = "vosapp.sqlite"
-
-log = logging.getLogger(__name__)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_MS = 10_000
+
+log = logging.getLogger(__name__)
 
 def storable_text(text: str) -> str:
     """``text`` as SQLite can store it, every byte still shown.
@@ -112,8 +112,9 @@ class Store:
         self._db = connection
         self._lock = threading.RLock()
         self._claims: dict[str, int] = {}  # name -> file descriptor holding its flock
-        #: Inside :meth:`begin_batch` / :meth:`end_batch` (group commit): transactions become
-        #: savepoints of one transaction, begun by the first of them.
+        #: Inside :meth:`begin_batch` / :meth:`end_batch` (group commit): the transaction
+        #: blocks share one transaction, begun by the first of them; the others are
+        #: savepoints in it.
         self._batching = False
         self._batch_open = False
         self._batch_writes = 0  # transaction blocks in the open batch's transaction
@@ -223,12 +224,13 @@ class Store:
     # -- group commit ---------------------------------------------------------------------
     # The switch handles the datagrams queued on its socket in one go (vosapp.io.udp): their
     # writes share one transaction, committed once, before any answer of theirs is sent
-    # (the runtime holds the answers meanwhile). Each write stays atomic on its own (a
-    # savepoint) and "committed before the message it records is sent" still holds; what
-    # goes is a BEGIN/COMMIT, its file locks and its WAL frames per write.
+    # (the runtime holds the answers meanwhile). Each write stays atomic on its own (the
+    # first is the transaction itself, the others savepoints in it) and "committed before
+    # the message it records is sent" still holds; what goes is a BEGIN/COMMIT, its file
+    # locks and its WAL frames per write.
     def begin_batch(self) -> None:
-        """From now until :meth:`end_batch`, :meth:`transaction` blocks are savepoints of one
-        transaction (begun by the first of them). Holds the store's lock until then."""
+        """From now until :meth:`end_batch`, :meth:`transaction` blocks share one
+        transaction, begun by the first of them. Holds the store's lock until then."""
         self._lock.acquire()
         if self._batching:
             self._lock.release()
@@ -249,8 +251,11 @@ class Store:
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            try:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the connection is beyond use; the next BEGIN will say so
             raise StoreError(f"{self.path}: commit failed, the batch's writes are lost "
                              f"({exc})") from None
 

@@ -15,7 +15,7 @@ from vosapp.io import udp
 from vosapp.io.runtime import Switch
 from vosapp.sip import Request, Response, parse
 from vosapp.sip.transaction import ServerTransaction
-from vosapp.store import Store
+from vosapp.store import Store, StoreError
 from vosapp.switch.core import SwitchCore
 
 BURST = 64
@@ -66,23 +66,52 @@ def test_a_batch_is_one_transaction_of_savepoints(tmp_path: Path) -> None:
         other.close()
 
 
-def message(port: int, index: int) -> bytes:
+def test_a_commit_that_fails_loses_the_batch_with_a_store_error_and_closes_it(
+        tmp_path: Path) -> None:
+    """A deferred foreign key is checked at COMMIT: a real commit failure."""
+    with Store.open(tmp_path) as store:
+        with store.transaction() as db:
+            db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent(id)"
+                       " DEFERRABLE INITIALLY DEFERRED)")
+        store.begin_batch()
+        with store.transaction() as db:
+            db.execute("INSERT INTO parent VALUES (1)")
+        with store.transaction() as db:
+            db.execute("INSERT INTO child VALUES (2)")  # no parent 2: fails at COMMIT
+        with pytest.raises(StoreError, match="commit failed, the batch's writes are lost"):
+            store.commit_batch()
+        assert not store.batch_pending
+        store.end_batch()
+        assert store.query("SELECT COUNT(*) FROM parent")[0][0] == 0  # the batch is gone
+        with store.transaction() as db:  # and the store goes on
+            db.execute("INSERT INTO parent VALUES (3)")
+        assert store.query("SELECT id FROM parent")[0][0] == 3
+
+
+def message(port: int, index: int, prefix: str = "group") -> bytes:
     return (f"MESSAGE sip:switch@127.0.0.1 SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKgroup{index};rport\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{prefix}{index};rport\r\n"
             "Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=g\r\nTo: <sip:switch@127.0.0.1>\r\n"
-            f"Call-ID: group-{index}@test\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+            f"Call-ID: {prefix}-{index}@test\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
             ).encode()
 
 
 def notes_feature(core: SwitchCore) -> None:
     """A feature that writes before it answers, as the journal and the registrar do."""
     assert core.store is not None
-    core.store.ensure_schema("group_commit_test", ["CREATE TABLE notes (call_id TEXT)"])
+    core.store.ensure_schema("group_commit_test", [(
+        "CREATE TABLE notes (call_id TEXT);"
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE bad (parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")])
 
     def on_message(request: Request, txn: ServerTransaction) -> None:
         assert core.store is not None
         with core.store.transaction() as db:
-            db.execute("INSERT INTO notes VALUES (?)", (request.call_id,))
+            if request.call_id.startswith("bad-"):  # passes now, fails at COMMIT
+                db.execute("INSERT INTO bad VALUES (-1)")
+            else:
+                db.execute("INSERT INTO notes VALUES (?)", (request.call_id,))
         txn.respond(core.make_response(request, 200))
 
     core.add_request_handler("MESSAGE", on_message)
@@ -142,3 +171,37 @@ def test_answers_leave_after_their_writes_commit_and_a_burst_commits_once_a_batc
     assert sorted(seen_committed) == sorted(expected)  # each 200 left after its commit
     # ceil(64 / DRAIN_BATCH) = 2 commits for the burst, one per write without group commit
     assert commits <= BURST // 8
+
+
+def test_a_failed_group_commit_is_traced_and_the_answers_still_go(tmp_path: Path) -> None:
+    """As when a write of its own fails: the store's error is logged and traced, the
+    switch answers and goes on."""
+    async def scenario() -> tuple[int, list[str], int]:
+        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, transports=("UDP",),
+                        features=[notes_feature], persist_trace=False)
+        await switch.start()
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            client.bind(("127.0.0.1", 0))
+            client.setblocking(False)
+            loop = asyncio.get_running_loop()
+            port = client.getsockname()[1]
+            statuses = []
+            for data in (message(port, 1, "bad"), message(port, 2)):
+                client.sendto(data, switch.sip_address)
+                answer = parse(await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0))
+                assert isinstance(answer, Response)
+                statuses.append(answer.status)
+            assert statuses == [200, 200]
+            events = [r.note for r in switch.trace.records(direction="event")]
+            assert switch.store is not None
+            rows = switch.store.query("SELECT COUNT(*) FROM notes")[0][0]
+            return len(statuses), events, rows
+        finally:
+            client.close()
+            await switch.stop()
+
+    answered, events, rows = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert answered == 2
+    assert any(note.startswith("store: ") and "commit failed" in note for note in events)
+    assert rows == 1  # the request after the failed batch was written

@@ -6,7 +6,7 @@ REGISTER's 200 (vosapp.switch.call.journal, vosapp.switch.registrar). Each such 
 own transaction: a BEGIN IMMEDIATE, a COMMIT, their file locks and WAL frames, several per
 call. When :class:`~vosapp.io.udp.UdpTransport` handles the datagrams already queued on its
 socket in one go (``DRAIN_BATCH``), their writes share one transaction instead
-(:meth:`vosapp.store.Store.begin_batch`: each write a savepoint, atomic on its own), and the
+(:meth:`vosapp.store.Store.begin_batch`: each write still atomic on its own), and the
 UDP datagrams they answer with wait in :attr:`GroupCommit.held` until it is committed. So
 "committed before sent" still holds for every message; the batch only adds, to a message that
 follows a write, the time the rest of its batch takes (at most ``DRAIN_BATCH`` datagrams).
