@@ -4,9 +4,9 @@
     python bench/stacks.py PROFILE [TOP]
 
 "Own" counts a sample for the innermost frame; "inclusive" for every distinct frame on the
-stack. Areas group the innermost *Python or vosapp* frame's file: the SIP layer, the switch,
-the I/O layer, asyncio, logging, the standard library's others, and the native rest (the
-interpreter, the kernel's syscalls) under the Python frame that called it."""
+stack. Areas group the innermost Python or compiled-vosapp frame's file: the SIP layer, the
+switch, the I/O layer, asyncio, logging, the standard library's others; the native rest (the
+interpreter, the kernel's syscalls) counts under the frame that called it."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ import sys
 from collections import Counter
 
 FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+LINE = re.compile(r":\d+\)$")
 
 
 def area(file: str) -> str:
+    if "__native_" in file:  # mypyc's C: the compiled SIP layer (vosapp/sip/compiled.py)
+        return "vosapp.sip (compiled)"
     for marker, name in (("vosapp/sip/", "vosapp.sip"), ("vosapp/switch/call/", "vosapp.switch.call"),
                          ("vosapp/switch/", "vosapp.switch (core, auth, cdr, …)"),
                          ("vosapp/io/", "vosapp.io (runtime)"), ("vosapp/", "vosapp (other)"),
@@ -42,13 +45,12 @@ def main() -> None:
             if not stack or not count_text.isdigit():
                 continue
             count = int(count_text)
-            frames = [frame.split(" (")[0] + " (" + frame.split(" (", 1)[1].rsplit(":", 1)[0]
-                      + ")" if " (" in frame else frame for frame in stack.split(";")]
+            frames = [LINE.sub(")", frame) for frame in stack.split(";")]  # by function
             total += count
             own[frames[-1]] += count
             for frame in set(frames):
                 inclusive[frame] += count
-            python = [f for f in frames if ".py)" in f or "vosapp" in f]
+            python = [f for f in frames if ".py)" in f or "vosapp" in f or "__native_" in f]
             where = python[-1] if python else frames[-1]
             match = FRAME.match(where)
             areas[area(match.group("file") if match else where)] += count
