@@ -97,13 +97,17 @@ def message(port: int, index: int, prefix: str = "group") -> bytes:
             ).encode()
 
 
-def notes_feature(core: SwitchCore) -> None:
-    """A feature that writes before it answers, as the journal and the registrar do."""
+def notes_schema(core: SwitchCore) -> None:
     assert core.store is not None
     core.store.ensure_schema("group_commit_test", [(
         "CREATE TABLE notes (call_id TEXT);"
         "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
         "CREATE TABLE bad (parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")])
+
+
+def notes_feature(core: SwitchCore) -> None:
+    """A feature that writes before it answers, as the journal and the registrar do."""
+    notes_schema(core)
 
     def on_message(request: Request, txn: ServerTransaction) -> None:
         assert core.store is not None
@@ -205,3 +209,48 @@ def test_a_failed_group_commit_is_traced_and_the_answers_still_go(tmp_path: Path
     assert answered == 2
     assert any(note.startswith("store: ") and "commit failed" in note for note in events)
     assert rows == 1  # the request after the failed batch was written
+
+
+def test_a_tcp_send_after_a_write_commits_the_batch_first(tmp_path: Path) -> None:
+    """A message that is not held (TCP here) must not overtake the commit of a write made
+    before it in the same wake-up: the batch commits, then it goes."""
+    seen: list[int] = []
+
+    def feature(core: SwitchCore) -> None:
+        notes_schema(core)
+
+        def on_message(request: Request, txn: ServerTransaction) -> None:
+            assert core.store is not None
+            with core.store.transaction() as db:
+                db.execute("INSERT INTO notes VALUES (?)", (request.call_id,))
+            core.send_raw(b"\r\n\r\n", ("127.0.0.1", 9), "TCP")  # a keep-alive, say
+            txn.respond(core.make_response(request, 200))
+
+        core.add_request_handler("MESSAGE", on_message)
+
+    async def scenario() -> None:
+        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[feature],
+                        persist_trace=False)
+        await switch.start()
+        assert switch.tcp is not None and switch.store is not None
+        other = sqlite3.connect(switch.store.path)
+
+        def checking_tcp_send(data: bytes, destination: object) -> None:
+            seen.append(other.execute("SELECT COUNT(*) FROM notes").fetchone()[0])
+
+        switch.tcp.send = checking_tcp_send  # type: ignore[method-assign]
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            client.bind(("127.0.0.1", 0))
+            client.setblocking(False)
+            client.sendto(message(client.getsockname()[1], 1), switch.sip_address)
+            loop = asyncio.get_running_loop()
+            answer = parse(await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0))
+            assert isinstance(answer, Response) and answer.status == 200
+        finally:
+            client.close()
+            other.close()
+            await switch.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert seen == [1]  # the row was committed when the TCP message left
