@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -332,8 +333,8 @@ class Trace:
             stop = min(newest, start + limit - 1)
             if stop < start:
                 return []
-            ring = self._ring
-            return [(number, ring[number - first]) for number in range(start, stop + 1)]
+            held = islice(self._ring, start - first, stop - first + 1)
+            return list(zip(range(start, stop + 1), held, strict=True))
 
     def clear(self) -> None:
         with self._lock:
