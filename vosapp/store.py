@@ -117,7 +117,6 @@ class Store:
         #: savepoints in it.
         self._batching = False
         self._batch_open = False
-        self._batch_writes = 0  # transaction blocks in the open batch's transaction
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -430,10 +429,13 @@ class _Transaction:
     form (``contextlib.contextmanager``) costs several microseconds per use, and the registrar
     opens one per REGISTER."""
 
-    __slots__ = ("_store",)
+    __slots__ = ("_began", "_store")
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        #: What __enter__ began: "transaction" (its own), "batch" (the open batch's
+        #: transaction, as its first write) or "savepoint" (a later write of the batch).
+        self._began = "transaction"
 
     def __enter__(self) -> sqlite3.Connection:
         store = self._store
@@ -445,10 +447,10 @@ class _Transaction:
                 # The batch's first write needs no savepoint: undoing it undoes the batch.
                 store._db.execute("BEGIN IMMEDIATE")
                 store._batch_open = True
-                store._batch_writes = 1
+                self._began = "batch"
             else:
                 store._db.execute("SAVEPOINT write")
-                store._batch_writes += 1
+                self._began = "savepoint"
         except BaseException as exc:
             store._lock.release()
             if isinstance(exc, sqlite3.OperationalError):
@@ -462,27 +464,25 @@ class _Transaction:
                  traceback: object) -> None:
         store = self._store
         try:
-            if store._batching:
-                first = store._batch_writes == 1
-                if not store._db.in_transaction:
+            in_transaction = store._db.in_transaction
+            if self._began == "savepoint":
+                if not in_transaction:
                     # SQLite rolled the whole transaction back (a full disk, an I/O error):
                     # the batch's earlier writes went with it.
                     store._batch_open = False
-                    if not first:
-                        log.error("%s: a failed write rolled back its whole batch",
-                                  store.path)
-                elif first:
-                    if exc_type is not None:  # nothing else in the transaction yet
-                        store._db.execute("ROLLBACK")
-                        store._batch_open = False
-                elif exc_type is not None:
-                    store._db.execute("ROLLBACK TO write")  # this write only
-                    store._db.execute("RELEASE write")
+                    log.error("%s: a failed write rolled back its whole batch", store.path)
                 else:
+                    if exc_type is not None:
+                        store._db.execute("ROLLBACK TO write")  # this write only
                     store._db.execute("RELEASE write")
+            elif self._began == "batch":
+                if exc_type is not None or not in_transaction:  # nothing else in it yet
+                    if in_transaction:
+                        store._db.execute("ROLLBACK")
+                    store._batch_open = False
             elif exc_type is None:
                 store._db.execute("COMMIT")
-            elif store._db.in_transaction:
+            elif in_transaction:
                 store._db.execute("ROLLBACK")
         finally:
             store._lock.release()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vosapp.io import udp
+from tests.io.test_runtime_loopback import options
+from tests.io.test_udp_receive_buffer import send_burst
 from vosapp.io.runtime import Switch
 from vosapp.sip import Request, Response, parse
 from vosapp.sip.transaction import ServerTransaction
@@ -90,11 +91,8 @@ def test_a_commit_that_fails_loses_the_batch_with_a_store_error_and_closes_it(
 
 
 def message(port: int, index: int, prefix: str = "group") -> bytes:
-    return (f"MESSAGE sip:switch@127.0.0.1 SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{prefix}{index};rport\r\n"
-            "Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=g\r\nTo: <sip:switch@127.0.0.1>\r\n"
-            f"Call-ID: {prefix}-{index}@test\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
-            ).encode()
+    return options(port, branch=f"z9hG4bK{prefix}{index}", call_id=f"{prefix}-{index}@test",
+                   method="MESSAGE")
 
 
 def notes_schema(core: SwitchCore) -> None:
@@ -148,24 +146,16 @@ def test_answers_leave_after_their_writes_commit_and_a_burst_commits_once_a_batc
         commits: list[str] = []
         switch.store._db.set_trace_callback(
             lambda sql: commits.append(sql) if sql == "COMMIT" else None)
-        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            udp.enlarge_receive_buffer(client, udp.RECEIVE_BUFFER)
-            client.bind(("127.0.0.1", 0))
-            port = client.getsockname()[1]
-            for index in range(BURST):  # the loop is this thread: all of them queue
-                client.sendto(message(port, index), switch.sip_address)
-            client.setblocking(False)
-            loop = asyncio.get_running_loop()
+            _, answers = await send_burst(
+                switch.sip_address, lambda port: [message(port, index) for index in range(BURST)])
             answered = []
-            while len(answered) < BURST:
-                data = await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0)
+            for data in answers:
                 answer = parse(data)
                 assert isinstance(answer, Response) and answer.status == 200
                 answered.append(answer.call_id)
             return answered, seen_committed, len(commits)
         finally:
-            client.close()
             other.close()
             await switch.stop()
 

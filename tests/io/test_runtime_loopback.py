@@ -18,11 +18,11 @@ from vosapp.switch.core import SwitchCore
 
 
 def options(port: int, transport: str = "UDP", branch: str = "z9hG4bKlb1",
-            call_id: str = "loop@test") -> bytes:
-    return (f"OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+            call_id: str = "loop@test", method: str = "OPTIONS") -> bytes:
+    return (f"{method} sip:127.0.0.1 SIP/2.0\r\n"
             f"Via: SIP/2.0/{transport} 127.0.0.1:{port};branch={branch};rport\r\n"
             "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\n"
-            f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+            f"Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n").encode()
 
 
 async def udp_exchange(address: tuple[str, int], *payloads: bytes,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,25 @@ from vosapp.io.runtime import Switch
 from vosapp.sip import Response, parse
 
 BURST = 1_000  # ~2.3 MB of kernel accounting: ten times the default buffer
+
+
+async def send_burst(address: tuple[str, int], build: Callable[[int], list[bytes]]
+                     ) -> tuple[list[bytes], list[bytes]]:
+    """The datagrams ``build`` makes for the client's port, sent all at once -- the loop is
+    the caller's thread, so the switch reads none of them meanwhile -- and one answer each."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        udp.enlarge_receive_buffer(client, udp.RECEIVE_BUFFER)  # room for every answer
+        client.bind(("127.0.0.1", 0))
+        sent = build(client.getsockname()[1])
+        for data in sent:
+            client.sendto(data, address)
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
+        answers = [await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0) for _ in sent]
+        return sent, answers
+    finally:
+        client.close()
 
 
 def rmem_max() -> int:
@@ -125,23 +145,13 @@ def test_queued_datagrams_are_read_in_batches_of_the_drain_size(tmp_path: Path) 
             deliver(data, addr)
 
         switch.udp.datagram_received = counting_deliver  # type: ignore[method-assign]
-        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            udp.enlarge_receive_buffer(client, udp.RECEIVE_BUFFER)
-            client.bind(("127.0.0.1", 0))
-            port = client.getsockname()[1]
-            sent = [options(port, branch=f"z9hG4bKdrain{index}", call_id=f"drain-{index}@test")
-                    for index in range(burst)]
-            for data in sent:  # the loop is this thread: all of them queue
-                client.sendto(data, switch.sip_address)
-            client.setblocking(False)
-            loop = asyncio.get_running_loop()
-            for _ in range(burst):
-                await asyncio.wait_for(loop.sock_recv(client, 65535), 5.0)
+            sent, _ = await send_burst(switch.sip_address, lambda port: [
+                options(port, branch=f"z9hG4bKdrain{index}", call_id=f"drain-{index}@test")
+                for index in range(burst)])
             assert sorted(handled) == sorted(sent)
             return handled, wakeups[0]
         finally:
-            client.close()
             await switch.stop()
 
     handled, wakeups = asyncio.run(asyncio.wait_for(scenario(), 60))
