@@ -39,6 +39,21 @@ def test_staggered_ticks_run_and_short_streams_are_refused() -> None:
         media.tick_times(12, ticks, short_pcma, short_g729, staggered=True)
 
 
+def test_bare_codec_ticks_give_each_call_its_own_contexts_and_time_them() -> None:
+    """The raw bound by the transcoders' criterion: bare bcg729 work of N calls per tick."""
+    ticks = 8
+    _pcma, g729 = media.make_streams(ticks + media.STAGGER_SPAN)
+    one = media.bare_tick_times(1, ticks, g729)
+    many = media.bare_tick_times(40, ticks, g729, staggered=True)
+    assert len(one) == len(many) == ticks - 5
+    assert (one > 0).all()
+    # 40 calls' codec work is timed, not one call's: far more CPU a tick (a floor of 10 x
+    # leaves room for a busy machine's noise; the real ratio is ~40)
+    assert float(many.sum()) > 10 * float(one.sum())
+    with pytest.raises(ValueError, match="too short"):
+        media.bare_tick_times(12, ticks, g729[: ticks + 5], staggered=True)
+
+
 def test_media_calls_reads_the_figures_part_1_prints() -> None:
     """bench/media_calls.py --media-bench takes its ratios' denominators from this markdown."""
     media_calls = load_bench("media_calls")
@@ -50,4 +65,10 @@ def test_media_calls_reads_the_figures_part_1_prints() -> None:
              "interleaved_p99_us": (102.4, 96.1), "interleaved_p99_ratio": 0.94,
              "pinned": "cpu 0", "lane": "C extension"}
     assert media_calls.media_figures(media.markdown(part1, None)) == (171.0, 74.2, 165.0)
+    # the raw bound by the same criterion adds rows, and changes none of those figures
+    bare = {**part1, "bare_calls": 190, "bare_p99_ms": 19.8, "bare_median_ms": 13.1,
+            "bare_ratio": 0.9, "bare_staggered_calls": 185, "bare_staggered_ratio": 0.89}
+    text = media.markdown(bare, None)
+    assert "ratio to the raw codec by the same criterion | **0.90**; staggered **0.89**" in text
+    assert media_calls.media_figures(text) == (171.0, 74.2, 165.0)
     assert media_calls.media_figures("no such rows") == (None, None, None)
