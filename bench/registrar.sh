@@ -39,6 +39,8 @@
 #    its own (-t un), so that the kernel's SO_REUSEPORT hash can spread them: vosapp with one
 #    process, vosapp with N processes on one port (bench/reuseport_serve.py, one SQLite store),
 #    and Kamailio, all with -t un: the gain a second process on the second core gives.
+# 5. Python's floor (bench/python_floor_registrar.py): a socket loop answering 401/200 with no
+#    parse, digest check, policy or store, same SIPp load: the least a Python registrar costs.
 # Paste the output into docs/benchmarks.md ("Registrar").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +50,10 @@ LIMIT=${LIMIT:-100}          # registrations in flight at most (SIPp -l)
 SUSTAINED=${SUSTAINED:-300}  # a second vosapp pass at this offered rate: latency below saturation
 USERS=${USERS:-1000}
 WORKERS=${WORKERS:-1}        # > 1: also measure that many SO_REUSEPORT vosapp processes
+# PROFILE=FILE: py-spy (pip install py-spy) samples vosapp's saturated pass into FILE (collapsed
+# stacks, native frames) and bench/stacks.py sums it; py-spy costs the server some CPU, so the
+# rates of that pass are not comparable with a run without it.
+PROFILE=${PROFILE:-}
 # synchronous of the Kamailio SQLite baseline: NORMAL like vosapp's store; FULL is SQLite's
 # default, what db_sqlite gives without the cfg's PRAGMA (an fsync of the WAL per commit)
 KAM_SQLITE_SYNCHRONOUS=${KAM_SQLITE_SYNCHRONOUS:-NORMAL}
@@ -114,7 +120,15 @@ cpu_total() {
 # --- vosapp
 start_serve "$WORK/serve" --config "$WORK/switch.toml"
 PORT=$SERVE_PORT
+SPY_PID=""
+if [ -n "$PROFILE" ]; then
+  "$(dirname "$PY")/py-spy" record --native -r 100 -f raw -o "$PROFILE" --pid "$SERVE_PID" \
+      >"$WORK/py-spy.log" 2>&1 &
+  SPY_PID=$!
+  sleep 1
+fi
 read -r V_RATE V_FAILED V_ELAPSED V_OK V_P50 V_P99 V_CPU < <(measure "$PORT" "$RATE" "$CALLS" "$SERVE_PID")
+[ -z "$SPY_PID" ] || { kill -INT "$SPY_PID"; wait "$SPY_PID" || true; "$PY" bench/stacks.py "$PROFILE" 60; }
 read -r S_RATE S_FAILED S_ELAPSED S_OK S_P50 S_P99 S_CPU < <(measure "$PORT" "$SUSTAINED" $((SUSTAINED * 10)) "$SERVE_PID")
 BOUND=$("$PY" -c "
 import sqlite3, time, sys
@@ -150,8 +164,23 @@ if command -v kamailio >/dev/null; then
   echo "kamailio     : $K_RATE REGISTER/s ($K_OK ok, $K_FAILED failed, ${K_ELAPSED}s) p50 ${K_P50} ms p99 ${K_P99} ms; $K_CPU per CPU-second (all its processes) [baseline, children=1, usrloc in memory]"
   RATIO=$("$PY" -c "print(f'{$V_RATE / max($K_RATE, 1):.2f}')")
   echo "ratio vosapp/kamailio (wall): $RATIO   target: >= 0.5, 0 failures"
-  [ "$K_CPU" != "-" ] && echo "ratio vosapp/kamailio (per CPU-second): $("$PY" -c "print(f'{$V_CPU / $K_CPU:.2f}')")"
-  if [ "$V_FAILED" != "0" ] || "$PY" -c "import sys; sys.exit($RATIO >= 0.5)"; then echo "BELOW TARGET"; fi
+  CPU_RATIO=$RATIO
+  if [ "$K_CPU" != "-" ]; then
+    CPU_RATIO=$("$PY" -c "print(f'{$V_CPU / $K_CPU:.2f}')")
+    echo "ratio vosapp/kamailio (per CPU-second): $CPU_RATIO"
+    # How much of a core each server used (rate / per CPU-second). A server below ~0.9 was
+    # not the bottleneck: SIPp was (it shares the machine's 2 cores with the server), so that
+    # server's wall rate is SIPp's limit, not its capacity, and the wall ratio overstates
+    # vosapp; the per CPU-second ratio is then the capacity ratio, and the one judged.
+    V_BUSY=$("$PY" -c "print(f'{$V_RATE / max($V_CPU, 1):.2f}')")
+    K_BUSY=$("$PY" -c "print(f'{$K_RATE / max($K_CPU, 1):.2f}')")
+    echo "busy: vosapp $V_BUSY of a core, kamailio $K_BUSY of a core (all its processes)"
+    if "$PY" -c "import sys; sys.exit(not $K_BUSY < 0.9)"; then
+      echo "kamailio was not saturated ($K_BUSY of a core): its wall rate is SIPp's limit; capacity ratio = per CPU-second ratio $CPU_RATIO"
+      RATIO=$CPU_RATIO
+    fi
+  fi
+  if [ "$V_FAILED" != "0" ] || "$PY" -c "import sys; sys.exit($RATIO >= 0.5)"; then echo "BELOW TARGET ($RATIO)"; fi
 else
   echo "kamailio     : not installed (apt-get install -y kamailio) - no baseline"
 fi
@@ -227,4 +256,21 @@ if [ "$WORKERS" -gt 1 ]; then
     echo "kamailio           : $KU_RATE REGISTER/s ($KU_FAILED failed) p50 ${KU_P50} ms p99 ${KU_P99} ms; $KU_CPU per CPU-second"
     echo "ratio vosapp $WORKERS processes / kamailio one worker (wall): $("$PY" -c "print(f'{$UN_RATE / max($KU_RATE, 1):.2f}')")"
   fi
+fi
+
+# --- Python's floor: bench/python_floor_registrar.py, a blocking socket loop that answers
+# 401/200 by copying five header lines (no parse, digest check, policy, store, transaction,
+# trace, event loop). What any registrar in Python costs at least per registration; it puts
+# the "per CPU-second" ratios against Kamailio in proportion.
+FLOOR_PORT=$(free_port)
+"$PY" bench/python_floor_registrar.py "$FLOOR_PORT" >"$WORK/floor.out" 2>"$WORK/floor.log" &
+FLOOR_PID=$!
+WORKER_PIDS="$WORKER_PIDS $FLOOR_PID"  # stopped by cleanup whatever happens
+served_port "$WORK/floor.out" "$WORK/floor.log" >/dev/null || exit 1
+read -r F_RATE F_FAILED _ _ F_P50 F_P99 F_CPU < <(measure "$FLOOR_PORT" "$RATE" "$CALLS" "$FLOOR_PID")
+stop_process "$FLOOR_PID"
+echo "python floor : $F_RATE REGISTER/s ($F_FAILED failed) p50 ${F_P50} ms p99 ${F_P99} ms; $F_CPU per CPU-second [bench/python_floor_registrar.py: no parse, digest, policy, store]"
+echo "ratio vosapp/python floor (per CPU-second): $("$PY" -c "print(f'{$V_CPU / max($F_CPU, 1):.2f}')")"
+if [ -n "${K_CPU:-}" ] && [ "$K_CPU" != "-" ]; then
+  echo "ratio python floor/kamailio (per CPU-second): $("$PY" -c "print(f'{$F_CPU / $K_CPU:.2f}')")"
 fi

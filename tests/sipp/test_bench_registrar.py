@@ -1,7 +1,9 @@
 """bench/registrar.sh's pieces, so that the benchmark cannot rot silently: the in-process
 profile (bench/registrar_profile.py) completes authenticated registrations through the real
 core and SQLite store, and SO_REUSEPORT workers (bench/reuseport_serve.py) share one port and
-one store, each SIPp socket's registration (401, then credentials) handled end to end."""
+one store, each SIPp socket's registration (401, then credentials) handled end to end; and
+Python's floor (bench/python_floor_registrar.py) answers SIPp's registrations as a registrar
+would look on the wire (challenge, then 200 with the To tag and Contact)."""
 
 from __future__ import annotations
 
@@ -86,3 +88,42 @@ def test_reuse_port_workers_share_one_port_and_one_store(tmp_path: Path) -> None
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100
+
+
+def test_the_python_floor_answers_a_challenge_then_a_200() -> None:
+    floor = load_bench("python_floor_registrar")
+    register = (b"REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1;rport\r\n"
+                b"From: <sip:20000@127.0.0.1>;tag=a\r\nTo: <sip:20000@127.0.0.1>\r\n"
+                b"Call-ID: c1\r\nCSeq: 1 REGISTER\r\nContact: <sip:20000@127.0.0.1:5061>\r\n"
+                b"Content-Length: 0\r\n\r\n")
+    challenge = floor.answer(register, 7)
+    assert challenge.startswith(b"SIP/2.0 401 ")
+    assert b'WWW-Authenticate: Digest realm="floor", nonce="7", qop="auth"' in challenge
+    assert b"To: <sip:20000@127.0.0.1>;tag=floor\r\n" in challenge
+    assert b"Call-ID: c1\r\nCSeq: 1 REGISTER\r\n" in challenge
+    with_credentials = register.replace(b"CSeq: 1", b"CSeq: 2").replace(
+        b"Content-Length", b'Authorization: Digest username="20000"\r\nContent-Length')
+    ok = floor.answer(with_credentials, 8)
+    assert ok.startswith(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1")
+    assert b"Contact: <sip:20000@127.0.0.1:5061>;expires=3600\r\n" in ok
+    assert ok.endswith(b"Content-Length: 0\r\n\r\n")
+
+
+@pytest.mark.sipp
+@needs_sipp
+def test_sipp_completes_registrations_against_the_python_floor(tmp_path: Path) -> None:
+    _users_file(tmp_path, 20)
+    port = free_port()
+    floor = subprocess.Popen([sys.executable, str(ROOT / "bench" / "python_floor_registrar.py"),
+                              str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert floor.stdout is not None
+        assert floor.stdout.readline().startswith(f"listening on 127.0.0.1:{port}")
+        result = run_sipp(ROOT / "bench" / "registrar_sipp.xml", cwd=tmp_path,
+                          remote=f"127.0.0.1:{port}", calls=100, rate=100,
+                          extra=["-inf", str(tmp_path / "users.csv")])
+    finally:
+        floor.send_signal(signal.SIGTERM)
+        floor.wait(timeout=15)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
