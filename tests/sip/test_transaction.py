@@ -271,6 +271,39 @@ def test_server_drop_absorbs_retransmissions_silently_for_64_t1() -> None:
     assert h.sent == [] and txn.state is State.TERMINATED
 
 
+def test_a_server_transaction_lets_go_of_its_request_once_only_retransmissions_remain() -> None:
+    """A non-INVITE transaction that sent its final response, or a dropped one, keeps no
+    parsed request for its 64*T1 (memory per transaction under load); it still matches and
+    answers retransmissions, and reading the request is a clear error. An INVITE that
+    answered keeps it (the switch builds its 487 after a CANCEL from it until then)."""
+    h = Harness()
+    req = request("REGISTER")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    assert txn.request is req
+    txn.respond(response(req, 100))
+    assert txn.request is req  # Proceeding: the final response is still to be built
+    txn.respond(response(req, 200))
+    with pytest.raises(TransactionError, match="no longer keeps its request"):
+        _ = txn.request
+    assert txn.machine.request is None  # (a compiled Request takes no weak reference)
+    retransmission = request("REGISTER")
+    assert h.layer.match_request(retransmission) is txn
+    h.layer.receive_retransmission(txn, retransmission)
+    assert [m.status for _, m, *_ in h.sent] == [100, 200, 200]  # type: ignore[union-attr]
+
+    dropped = request("REGISTER", "z9hG4bKdropped")
+    txn = h.layer.create_server(dropped, PEER, "UDP", PEER)
+    txn.drop()
+    with pytest.raises(TransactionError):
+        _ = txn.request
+    assert h.layer.match_request(request("REGISTER", "z9hG4bKdropped")) is txn
+
+    invite = request("INVITE", "z9hG4bKinvite")
+    txn = h.layer.create_server(invite, PEER, "UDP", PEER)
+    txn.respond(response(invite, 486))
+    assert txn.request is invite
+
+
 # --------------------------------------------------------------------- server INVITE
 
 

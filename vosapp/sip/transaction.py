@@ -381,7 +381,13 @@ class _ServerMachine(_Machine):
     def __init__(self, request: Request, reply_to: Address, transport: str,
                  timers: TimerSettings) -> None:
         super().__init__(timers, transport)
-        self.request = request
+        #: None once the request is no longer needed: a non-INVITE transaction that sent its
+        #: final response, or a dropped one. Both only absorb or answer retransmissions from
+        #: then on (§17.2.2, :meth:`drop`), for 64*T1. A parsed request is ~12 GC-tracked
+        #: objects and ~2.7 KB that would stay that long per transaction, up to
+        #: ``max_server_transactions`` of them (docs/benchmarks.md, "Server transactions let
+        #: go of their request").
+        self.request: Request | None = request
         self.reply_to = reply_to
         self.last_response: Response | None = None
         self.dropped = False
@@ -397,6 +403,7 @@ class _ServerMachine(_Machine):
         out: list[Action] = []
         if not self.dropped and not self.terminated:
             self.dropped = True
+            self.request = None  # never answered: nothing will be built from it
             self._cancel(out, TimerName.ABANDON)
             self._start(out, TimerName.DROP, self.timers.timeout)
         return out
@@ -518,6 +525,7 @@ class ServerNonInviteMachine(_ServerMachine):
             return out
         self._cancel(out, TimerName.ABANDON)
         self._goto(State.COMPLETED)
+        self.request = None  # §17.2.2: Completed only resends last_response
         if self.reliable:
             self._terminate(out)
         else:
@@ -629,7 +637,13 @@ class _Handle(Generic[MachineT]):
 
     @property
     def request(self) -> Request:
-        return self.machine.request
+        """The request; a server transaction lets go of it once it is no longer needed
+        (:class:`_ServerMachine`), and reading it then is a :class:`TransactionError`."""
+        request = self.machine.request
+        if request is None:
+            raise TransactionError("this server transaction no longer keeps its request: it "
+                                   "sent its final non-INVITE response or was dropped")
+        return request
 
     @property
     def transport(self) -> str:
