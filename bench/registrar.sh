@@ -129,6 +129,8 @@ if [ -n "$PROFILE" ]; then
 fi
 read -r V_RATE V_FAILED V_ELAPSED V_OK V_P50 V_P99 V_CPU < <(measure "$PORT" "$RATE" "$CALLS" "$SERVE_PID")
 [ -z "$SPY_PID" ] || { kill -INT "$SPY_PID"; wait "$SPY_PID" || true; "$PY" bench/stacks.py "$PROFILE" 60; }
+# Memory after the saturated pass: the process's peak and current resident set (VmHWM, VmRSS).
+V_MEM=$(awk '/^VmHWM|^VmRSS/ { printf "%s %d MB ", $1, $2 / 1024 }' "/proc/$SERVE_PID/status")
 read -r S_RATE S_FAILED S_ELAPSED S_OK S_P50 S_P99 S_CPU < <(measure "$PORT" "$SUSTAINED" $((SUSTAINED * 10)) "$SERVE_PID")
 BOUND=$("$PY" -c "
 import sqlite3, time, sys
@@ -137,7 +139,7 @@ print(db.execute('SELECT COUNT(DISTINCT aor) FROM registrar_bindings WHERE expir
 kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
 
 echo "Authenticated REGISTER over UDP loopback: $CALLS registrations of $USERS users offered at $RATE/s, at most $LIMIT in flight"
-echo "vosapp serve : $V_RATE REGISTER/s ($V_OK ok, $V_FAILED failed, ${V_ELAPSED}s) p50 ${V_P50} ms p99 ${V_P99} ms; $V_CPU per CPU-second; $BOUND users bound in SQLite"
+echo "vosapp serve : $V_RATE REGISTER/s ($V_OK ok, $V_FAILED failed, ${V_ELAPSED}s) p50 ${V_P50} ms p99 ${V_P99} ms; $V_CPU per CPU-second; $BOUND users bound in SQLite; after it: $V_MEM"
 echo "vosapp serve : at $SUSTAINED/s offered: $S_RATE REGISTER/s ($S_OK ok, $S_FAILED failed) p50 ${S_P50} ms p99 ${S_P99} ms; $S_CPU per CPU-second"
 
 # `start_kamailio LOG ARGS...`: Kamailio on a free UDP port of 127.0.0.1 with
