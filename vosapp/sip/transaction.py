@@ -385,8 +385,8 @@ class _ServerMachine(_Machine):
         #: final response, or a dropped one. Both only absorb or answer retransmissions from
         #: then on (§17.2.2, :meth:`drop`), for 64*T1. A parsed request is ~12 GC-tracked
         #: objects and ~2.7 KB that would stay that long per transaction, up to
-        #: ``max_server_transactions`` of them (docs/benchmarks.md, "Server transactions let
-        #: go of their request").
+        #: ``max_server_transactions`` of them (docs/benchmarks.md, "Who is saturated, Python's
+        #: floor, and server transactions that let go of their request").
         self.request: Request | None = request
         self.reply_to = reply_to
         self.last_response: Response | None = None
