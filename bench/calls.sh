@@ -41,6 +41,17 @@ UAC="$PWD/bench/calls_uac.xml"
 STATS="$PWD/bench/sipp_stats.py"
 source bench/common.sh
 command -v sipp >/dev/null || { echo "sipp not installed (apt-get install sip-tester)"; exit 1; }
+# Both SIPps' socket buffers. SIPp sets its own to 64 KiB unless told (-buff_size): ~60 small
+# datagrams, a few milliseconds at 8,000+ messages a second, so a SIPp that lost its CPU for
+# a moment dropped messages on its own receive buffer and the step failed on retransmissions
+# that were the load generator's (seen at 775-850 calls/s: "receive-buffer drops: ... others
+# N" below). The kernel caps the size at net.core.rmem_max / wmem_max.
+SIPP_BUFFER=${SIPP_BUFFER:-4194304}
+# The caller SIPp's CPU time per step through GNU time (Debian package `time`), when installed:
+# the caller paces the calls and handles most messages (all of them twice with digest), so a
+# step it could not keep up with says so ("caller SIPp CPU" below). Not the UAS: it is stopped
+# with SIGTERM when calls never came, which must reach SIPp itself.
+TIMED=(); [ -x /usr/bin/time ] && TIMED=(/usr/bin/time -f "%e %U %S")
 
 WORK=$(mktemp -d)
 # The tests' vendor without ";transport=UDP" in its Contact: Sippy 2.5 sends nothing (not
@@ -88,8 +99,19 @@ start_sippy() {
   kill -0 "$SERVER_PID" 2>/dev/null || { echo "sippy b2bua did not start:"; cat "$WORK/b2bua.out"; exit 1; }
 }
 
+# Datagrams the kernel dropped because a receive buffer was full: all UDP sockets of the
+# machine (RcvbufErrors of /proc/net/snmp), and the one socket bound to 127.0.0.1:$1 (the
+# drops column of /proc/net/udp; 0 when none is bound).
+rcvbuf_errors() { awk '/^Udp: [0-9]/ { print $6 }' /proc/net/snmp; }
+socket_drops() {
+  awk -v port="$(printf '%04X' "$1")" '$2 == "0100007F:" port { print $NF; found = 1 }
+       END { if (!found) print 0 }' /proc/net/udp
+}
+
 # One step at $2 calls/s against the running server ($1 = label, extra UAC args after $2);
-# prints the sipp_stats.py step line.
+# prints the sipp_stats.py step line. Writes "switch N others M" to the step's folder, file
+# drops: datagrams dropped on full receive buffers during the step, on the switch's socket and
+# on all others (the two SIPps: nothing else on this machine receives that much).
 run_step() {
   local label=$1 rate=$2 calls dir cpu0 cpu1 uas_pid
   shift 2
@@ -97,16 +119,20 @@ run_step() {
   dir="$WORK/$label-$rate"; mkdir -p "$dir/uas"
   # its own session: a SIPp leaving by its -timeout must not take this shell with it
   (cd "$dir/uas" && exec setsid sipp -sf "$UAS" -i 127.0.0.1 -p "$UAS_PORT" -t u1 -m "$calls" \
+       -buff_size "$SIPP_BUFFER" \
        -mp "$(free_port)" -nostdin -timeout $((STEP_SECONDS + 60)) -trace_stat -stf stats.csv \
        -fd 3600 >sipp.txt 2>&1) &
   uas_pid=$!
   sleep 0.3
   cpu0=$(cpu_seconds "$SERVER_PID")
+  local all0 switch0 all1 switch1
+  all0=$(rcvbuf_errors); switch0=$(socket_drops "$SERVER_PORT")
   # UAC_FLAGS (sipp_stats.py): a stray message within a call is ignored and counted, not
   # fatal. timeout: SIPp's own -timeout does not end a run whose calls wait for a message.
   # shellcheck disable=SC2046
-  (cd "$dir" && setsid timeout -k 5 $((STEP_SECONDS + 70)) sipp "127.0.0.1:$SERVER_PORT" \
-       -sf "$UAC" -s 0044123 -t u1 -i 127.0.0.1 $("$PY" "$STATS" uac-flags) \
+  (cd "$dir" && setsid timeout -k 5 $((STEP_SECONDS + 70)) "${TIMED[@]}" ${TIMED:+-o time.txt} \
+       sipp "127.0.0.1:$SERVER_PORT" \
+       -sf "$UAC" -s 0044123 -t u1 -i 127.0.0.1 $("$PY" "$STATS" uac-flags) -buff_size "$SIPP_BUFFER" \
        -mp "$(free_port)" -m "$calls" -r "$rate" -nostdin -timeout $((STEP_SECONDS + 50)) \
        -trace_stat -stf stats.csv -fd 3600 -trace_rtt -rtt_freq 1 "$@" >sipp.txt 2>&1) || true
   # the UAS ends by itself after the last call; one that is still waiting for calls that
@@ -115,7 +141,17 @@ run_step() {
   kill -TERM "$uas_pid" 2>/dev/null || true
   wait "$uas_pid" 2>/dev/null || true
   cpu1=$(cpu_seconds "$SERVER_PID")
+  all1=$(rcvbuf_errors); switch1=$(socket_drops "$SERVER_PORT")
+  echo "switch $((switch1 - switch0)) others $((all1 - all0 - (switch1 - switch0)))" >"$dir/drops"
   "$PY" "$STATS" step "$dir" "$dir/uas/stats.csv" "$("$PY" -c "print($cpu1 - $cpu0)")"
+}
+
+# "; caller SIPp CPU: X" (its CPU seconds per second of its run) for step folder $1, or
+# nothing without GNU time.
+sipp_cpu() {
+  [ -s "$1/time.txt" ] || return 0
+  awk 'NF == 3 { printf "; caller SIPp CPU: %.2f of a core", ($2 + $3) / ($1 > 0 ? $1 : 1) }' \
+      "$1/time.txt"
 }
 
 # Step search for $1 (label) from $2 calls/s, extra UAC args after; prints one line per step
@@ -128,12 +164,15 @@ search() {
   run_step "$label-warmup" "$WARMUP_RATE" "$@" >/dev/null
   while [ "$rate" -le "$MAX_RATE" ]; do
     line=$(run_step "$label" "$rate" "$@")
-    printf '  %-7s %5s/s  %s   (load %s)\n' "$label" "$rate" "$line" "$(cut -d' ' -f1 /proc/loadavg)"
+    printf '  %-7s %5s/s  %s   (load %s; receive-buffer drops: %s%s)\n' "$label" "$rate" "$line" \
+           "$(cut -d' ' -f1 /proc/loadavg)" "$(cat "$WORK/$label-$rate/drops" 2>/dev/null)" \
+           "$(sipp_cpu "$WORK/$label-$rate")"
     if [ "${line##* }" = yes ]; then BEST=$rate; BEST_LINE=$line; else NEXT="$rate/s: $line"; break; fi
     rate=$((rate + STEP))
   done
 }
 
+echo "SIPp socket buffers: -buff_size $SIPP_BUFFER (net.core.rmem_max $(cat /proc/sys/net/core/rmem_max), wmem_max $(cat /proc/sys/net/core/wmem_max))"
 echo "step lines: offered ok failed retrans uas_ok uas_failed uas_retrans setup_p50_ms setup_p99_ms server_calls_per_cpu_s stray clean"
 declare -A RESULT DETAIL CLEAN_LINE
 for what in $ONLY; do
