@@ -274,8 +274,8 @@ def test_server_drop_absorbs_retransmissions_silently_for_64_t1() -> None:
 def test_a_server_transaction_lets_go_of_its_request_once_only_retransmissions_remain() -> None:
     """A non-INVITE transaction that sent its final response, or a dropped one, keeps no
     parsed request for its 64*T1 (memory per transaction under load); it still matches and
-    answers retransmissions, and reading the request is a clear error. An INVITE that
-    answered keeps it (the switch builds its 487 after a CANCEL from it until then)."""
+    answers retransmissions, and reading the request is a clear error. An INVITE keeps it,
+    answered or not (a call holds its INVITE for its whole life anyway)."""
     h = Harness()
     req = request("REGISTER")
     txn = h.layer.create_server(req, PEER, "UDP", PEER)
