@@ -153,6 +153,29 @@ def tick_times(
     return cpu, wall
 
 
+class RawCodecBuffers:
+    """What the bare bcg729 loops call through ctypes, built once: the library's encode and
+    decode functions and the addresses of ``frames`` 10 ms pairs of speech-like input, their
+    G.729 bits (from ``g729``'s payloads) and the output buffers (kept alive with this
+    object). Each loop unpacks the fields into locals, so the timed code stays bare."""
+
+    def __init__(self, g729: list[bytes], frames: int) -> None:
+        import ctypes
+
+        codec = codecs.get("G729")
+        self.encode_fn, self.decode_fn = codec._encode_fn, codec._decode_fn
+        self._audio = speechlike(160 * frames)
+        self.in_addr = self._audio.ctypes.data
+        self._out = ctypes.create_string_buffer(20)
+        self.out_addr = ctypes.addressof(self._out)
+        self._length = ctypes.c_uint8(0)
+        self.length_addr = ctypes.addressof(self._length)
+        self._bits = ctypes.create_string_buffer(b"".join(p[12:] for p in g729[:frames]))
+        self.bits_addr = ctypes.addressof(self._bits)
+        self._pcm = np.zeros(160, dtype=np.int16)
+        self.pcm_addr = self._pcm.ctypes.data
+
+
 def interleaved_call_ticks(
     calls: int, ticks: int, pcma: list[bytes], g729: list[bytes]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -163,23 +186,14 @@ def interleaved_call_ticks(
     transcoders have). Alternating puts both under the same machine load at the same moment,
     which the best-of-3 raw bound cannot (on a loaded machine it is the luckiest stretch).
     """
-    import ctypes
-
     pairs = [(Transcoder("PCMA", "G729").process, Transcoder("G729", "PCMA").process)
              for _ in range(calls)]
     channels = [codecs.get("G729") for _ in range(calls)]
-    encode_fn, decode_fn = channels[0]._encode_fn, channels[0]._decode_fn
     contexts = [(c._encoder, c._decoder) for c in channels]
-    audio = speechlike(160 * ticks)
-    in_addr = audio.ctypes.data
-    out = ctypes.create_string_buffer(20)
-    out_addr = ctypes.addressof(out)
-    length = ctypes.c_uint8(0)
-    length_addr = ctypes.addressof(length)
-    bits = ctypes.create_string_buffer(b"".join(p[12:] for p in g729[:ticks]))
-    bits_addr = ctypes.addressof(bits)
-    pcm = np.zeros(160, dtype=np.int16)
-    pcm_addr = pcm.ctypes.data
+    raw_codec = RawCodecBuffers(g729, ticks)
+    encode_fn, decode_fn = raw_codec.encode_fn, raw_codec.decode_fn
+    in_addr, bits_addr = raw_codec.in_addr, raw_codec.bits_addr
+    out_addr, length_addr, pcm_addr = raw_codec.out_addr, raw_codec.length_addr, raw_codec.pcm_addr
     warm = 5
     ours, raw = np.empty(ticks - warm), np.empty(ticks - warm)
     clock = time.thread_time
@@ -245,24 +259,15 @@ def bare_tick_times(calls: int, ticks: int, g729: list[bytes], staggered: bool =
     of the audio when ``staggered``. :func:`tick_times`' criterion applied to the codec alone:
     the raw bound measured the same way as the transcoders (N contexts, not one cache-hot
     context in a tight loop, and the p99 tick, not the best mean)."""
-    import ctypes
-
     channels = [codecs.get("G729") for _ in range(calls)]
-    encode_fn, decode_fn = channels[0]._encode_fn, channels[0]._decode_fn
     offsets = [(i * STAGGER_STRIDE) % STAGGER_SPAN if staggered else 0 for i in range(calls)]
     span = ticks + max(offsets)
     if span > len(g729):
         raise ValueError("stream too short for the ticks and offsets")
-    audio = speechlike(160 * span)
-    in_addr = audio.ctypes.data
-    bits = ctypes.create_string_buffer(b"".join(p[12:] for p in g729[:span]))
-    bits_addr = ctypes.addressof(bits)
-    out = ctypes.create_string_buffer(20)
-    out_addr = ctypes.addressof(out)
-    length = ctypes.c_uint8(0)
-    length_addr = ctypes.addressof(length)
-    pcm = np.zeros(160, dtype=np.int16)
-    pcm_addr = pcm.ctypes.data
+    raw_codec = RawCodecBuffers(g729, span)
+    encode_fn, decode_fn = raw_codec.encode_fn, raw_codec.decode_fn
+    in_addr, bits_addr = raw_codec.in_addr, raw_codec.bits_addr
+    out_addr, length_addr, pcm_addr = raw_codec.out_addr, raw_codec.length_addr, raw_codec.pcm_addr
     plan = [(c._encoder, c._decoder, offset) for c, offset in zip(channels, offsets, strict=True)]
     warm = 5
     cpu = np.empty(ticks - warm)
@@ -282,21 +287,12 @@ def bare_tick_times(calls: int, ticks: int, g729: list[bytes], staggered: bool =
 
 def raw_call_tick_seconds(g729: list[bytes], repeats: int = 3000) -> float:
     """Cost of the bcg729 work of one call-tick (2 encodes + 2 decodes), ctypes tight loop."""
-    import ctypes
-
     codec = codecs.get("G729")
-    encode_fn, decode_fn = codec._encode_fn, codec._decode_fn
     enc_ctx, dec_ctx = codec._encoder, codec._decoder
-    audio = speechlike(160 * 50)
-    in_addr = audio.ctypes.data
-    out = ctypes.create_string_buffer(20)
-    out_addr = ctypes.addressof(out)
-    length = ctypes.c_uint8(0)
-    length_addr = ctypes.addressof(length)
-    bits = ctypes.create_string_buffer(b"".join(p[12:] for p in g729[:50]))
-    bits_addr = ctypes.addressof(bits)
-    pcm = np.zeros(160, dtype=np.int16)
-    pcm_addr = pcm.ctypes.data
+    raw_codec = RawCodecBuffers(g729, 50)
+    encode_fn, decode_fn = raw_codec.encode_fn, raw_codec.decode_fn
+    in_addr, bits_addr = raw_codec.in_addr, raw_codec.bits_addr
+    out_addr, length_addr, pcm_addr = raw_codec.out_addr, raw_codec.length_addr, raw_codec.pcm_addr
     best = float("inf")
     for _ in range(3):  # best of 3: the bound is what the library can do undisturbed
         start = time.thread_time()
