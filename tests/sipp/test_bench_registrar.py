@@ -127,3 +127,94 @@ def test_sipp_completes_registrations_against_the_python_floor(tmp_path: Path) -
         floor.send_signal(signal.SIGTERM)
         floor.wait(timeout=15)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def _digest_register(registrar: object, challenge: bytes, password: str, user: str = "20000",
+                     cseq: int = 2) -> bytes:
+    """The REGISTER a UA sends back for ``challenge`` (RFC 7616 §3.4.1, qop=auth)."""
+    import hashlib
+    import re
+
+    nonce = re.search(rb'nonce="([^"]+)"', challenge).group(1).decode()  # type: ignore[union-attr]
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    uri = "sip:127.0.0.1:5060"
+    response = md5(f"{md5(f'{user}:vosapp:{password}')}:{nonce}:00000001:c0ffee:auth:"
+                   f"{md5(f'REGISTER:{uri}')}")
+    authorization = (f'Authorization: Digest username="{user}", realm="vosapp", '
+                     f'nonce="{nonce}", uri="{uri}", response="{response}", algorithm=MD5, '
+                     f"cnonce=\"c0ffee\", qop=auth, nc=00000001\r\n")
+    return _REGISTER.replace(b"CSeq: 1", b"CSeq: %d" % cseq).replace(
+        b"Content-Length", authorization.encode() + b"Content-Length")
+
+
+_REGISTER = (b"REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n"
+             b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1;rport\r\n"
+             b"f: <sip:20000@127.0.0.1>;tag=a\r\nTo: <sip:20000@127.0.0.1>\r\n"
+             b"Call-ID: c1\r\nCSeq: 1 REGISTER\r\nContact: <sip:20000@127.0.0.1:5061>\r\n"
+             b"Expires: 600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_the_python_minimum_checks_digest_and_binds_like_the_kamailio_cfg(
+        tmp_path: Path) -> None:
+    minimum = load_bench("python_minimum_registrar")
+    registrar = minimum.MinimumRegistrar(str(tmp_path / "location.sqlite"))
+    now = 1_000_000.0
+    challenge = registrar.answer(_REGISTER, now)
+    assert challenge.startswith(b"SIP/2.0 401 Unauthorized\r\n")
+    assert b'WWW-Authenticate: Digest realm="vosapp", nonce="' in challenge
+    assert b"From: <sip:20000@127.0.0.1>;tag=a\r\n" in challenge  # compact form understood
+    # a wrong password, another user's credentials, a nonce past nonce_expire: challenged again
+    assert registrar.answer(_digest_register(registrar, challenge, "wrong"), now).startswith(
+        b"SIP/2.0 401 ")
+    assert registrar.answer(_digest_register(registrar, challenge, "pw-20001", "20001"),
+                            now).startswith(b"SIP/2.0 401 ")
+    assert registrar.answer(_digest_register(registrar, challenge, "pw-20000"),
+                            now + 31).startswith(b"SIP/2.0 401 ")
+    assert registrar.bindings == {}
+    ok = registrar.answer(_digest_register(registrar, challenge, "pw-20000"), now + 1)
+    assert ok.startswith(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1")
+    assert b"Contact: <sip:20000@127.0.0.1:5061>;expires=600\r\n" in ok
+    assert b"CSeq: 2 REGISTER\r\n" in ok and ok.endswith(b"Content-Length: 0\r\n\r\n")
+    assert registrar.bindings == {"sip:20000@127.0.0.1": {"sip:20000@127.0.0.1:5061": now + 601}}
+    with sqlite3.connect(tmp_path / "location.sqlite") as db:  # written through, committed
+        assert db.execute("SELECT aor, contact, expires FROM location").fetchall() == [
+            ("sip:20000@127.0.0.1", "sip:20000@127.0.0.1:5061", now + 601)]
+    # the rest of the cfg's route: Max-Forwards 0, other methods, a line without a colon
+    assert registrar.answer(_REGISTER.replace(b"Max-Forwards: 70", b"Max-Forwards: 0"),
+                            now).startswith(b"SIP/2.0 483 ")
+    assert registrar.answer(_REGISTER.replace(b"REGISTER sip", b"OPTIONS sip"),
+                            now).startswith(b"SIP/2.0 404 ")
+    assert registrar.answer(_REGISTER.replace(b"Expires: 600", b"Expires 600"),
+                            now).startswith(b"SIP/2.0 400 ")
+    assert registrar.answer(b"SIP/2.0 200 OK\r\n\r\n", now) is None
+
+
+@pytest.mark.sipp
+@needs_sipp
+@pytest.mark.parametrize("store", ["memory", "sqlite", "memory --asyncio"])
+def test_sipp_completes_registrations_against_the_python_minimum(tmp_path: Path,
+                                                                 store: str) -> None:
+    _users_file(tmp_path, 20)
+    port = free_port()
+    database = tmp_path / "location.sqlite"
+    command = [sys.executable, str(ROOT / "bench" / "python_minimum_registrar.py"), str(port)]
+    command += ["--sqlite", str(database)] if store == "sqlite" else []
+    command += ["--asyncio"] if "--asyncio" in store else []
+    minimum = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert minimum.stdout is not None
+        assert minimum.stdout.readline().startswith(f"listening on 127.0.0.1:{port}")
+        result = run_sipp(ROOT / "bench" / "registrar_sipp.xml", cwd=tmp_path,
+                          remote=f"127.0.0.1:{port}", calls=100, rate=100,
+                          extra=["-inf", str(tmp_path / "users.csv")])
+    finally:
+        minimum.send_signal(signal.SIGTERM)
+        minimum.wait(timeout=15)
+    # every authenticated REGISTER got its 200 (SIPp fails the call on anything else)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    if store == "sqlite":
+        with sqlite3.connect(database) as db:
+            assert db.execute("SELECT COUNT(DISTINCT aor) FROM location").fetchone()[0] == 20
