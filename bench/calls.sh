@@ -108,6 +108,13 @@ socket_drops() {
        END { if (!found) print 0 }' /proc/net/udp
 }
 
+# Time the hypervisor gave to others while this VM wanted its CPUs (the steal column of
+# /proc/stat, all CPUs, USER_HZ ticks of 10 ms), and how often the switch was preempted
+# (nonvoluntary_ctxt_switches of /proc/PID/status): what a pause of the switch would show when
+# it is not the switch's own doing.
+steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
+preemptions() { awk '/^nonvoluntary_ctxt_switches/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
 # One step at $2 calls/s against the running server ($1 = label, extra UAC args after $2);
 # prints the sipp_stats.py step line. Writes "switch N others M" to the step's folder, file
 # drops: datagrams dropped on full receive buffers during the step, on the switch's socket and
@@ -125,8 +132,9 @@ run_step() {
   uas_pid=$!
   sleep 0.3
   cpu0=$(cpu_seconds "$SERVER_PID")
-  local all0 switch0 all1 switch1
+  local all0 switch0 all1 switch1 steal0 steal1 preempt0 preempt1
   all0=$(rcvbuf_errors); switch0=$(socket_drops "$SERVER_PORT")
+  steal0=$(steal_ticks); preempt0=$(preemptions "$SERVER_PID")
   # UAC_FLAGS (sipp_stats.py): a stray message within a call is ignored and counted, not
   # fatal. timeout: SIPp's own -timeout does not end a run whose calls wait for a message.
   # shellcheck disable=SC2046
@@ -142,7 +150,10 @@ run_step() {
   wait "$uas_pid" 2>/dev/null || true
   cpu1=$(cpu_seconds "$SERVER_PID")
   all1=$(rcvbuf_errors); switch1=$(socket_drops "$SERVER_PORT")
+  steal1=$(steal_ticks); preempt1=$(preemptions "$SERVER_PID")
   echo "switch $((switch1 - switch0)) others $((all1 - all0 - (switch1 - switch0)))" >"$dir/drops"
+  echo "; stolen $(((steal1 - steal0) * 10)) ms; switch preempted $((preempt1 - preempt0))x" \
+       >"$dir/steal"
   "$PY" "$STATS" step "$dir" "$dir/uas/stats.csv" "$("$PY" -c "print($cpu1 - $cpu0)")"
 }
 
@@ -164,9 +175,10 @@ search() {
   run_step "$label-warmup" "$WARMUP_RATE" "$@" >/dev/null
   while [ "$rate" -le "$MAX_RATE" ]; do
     line=$(run_step "$label" "$rate" "$@")
-    printf '  %-7s %5s/s  %s   (load %s; receive-buffer drops: %s%s)\n' "$label" "$rate" "$line" \
-           "$(cut -d' ' -f1 /proc/loadavg)" "$(cat "$WORK/$label-$rate/drops" 2>/dev/null)" \
-           "$(sipp_cpu "$WORK/$label-$rate")"
+    printf '  %-7s %5s/s  %s   (load %s; receive-buffer drops: %s%s%s)\n' "$label" "$rate" \
+           "$line" "$(cut -d' ' -f1 /proc/loadavg)" \
+           "$(cat "$WORK/$label-$rate/drops" 2>/dev/null)" "$(sipp_cpu "$WORK/$label-$rate")" \
+           "$(cat "$WORK/$label-$rate/steal" 2>/dev/null)"
     if [ "${line##* }" = yes ]; then BEST=$rate; BEST_LINE=$line; else NEXT="$rate/s: $line"; break; fi
     rate=$((rate + STEP))
   done

@@ -8,7 +8,11 @@ Only the CPU time spent inside ``receive`` is counted (the client side - digest 
 building the requests - is excluded). GC tuned as ``vosapp serve`` does.
 
     .venv/bin/python bench/registrar_profile.py [--registrations N] [--profile cprofile|pyinstrument]
-                                                [--code PATH]
+                                                [--code PATH] [--minimum]
+
+``--minimum`` also times bench/python_minimum_registrar.py (the Kamailio cfg's work in one
+Python function) on the same datagrams: vosapp's per-registration cost against that of the
+least registrar doing the same wire work.
 
 Before/after a change in one run: ``bash bench/registrar_profile_ab.sh REV [ROUNDS]``.
 """
@@ -149,6 +153,34 @@ def run(core: SwitchCore, sent: list[bytes], registrations: int, users: int,
     return cpu
 
 
+def run_minimum(registrar: object, registrations: int, users: int, first_call: int = 0) -> float:
+    """:func:`run` for bench/python_minimum_registrar.py's ``MinimumRegistrar``: the same
+    datagrams and digest answers, the CPU seconds spent inside its ``answer`` (and the
+    ``time.time()`` its loop passes it)."""
+    cpu = 0.0
+    clock, wall = time.process_time, time.time
+    respond = registrar.answer  # type: ignore[attr-defined]
+    uri = f"sip:{SERVER[0]}:{SERVER[1]}"
+    for n in range(first_call, first_call + registrations):
+        user = str(20000 + n % users)
+        data = register_bytes(user, n, 1, None)
+        t0 = clock()
+        reply = respond(data, wall())
+        cpu += clock() - t0
+        challenge = _CHALLENGE.search(reply or b"")
+        if challenge is None:
+            raise SystemExit(f"expected a 401, got {reply!r:.60}")
+        credentials = answer(challenge.group(1).decode(), "REGISTER", uri, user, f"pw-{user}",
+                             cnonce=f"{n:08x}")
+        data = register_bytes(user, n, 2, str(credentials))
+        t0 = clock()
+        reply = respond(data, wall())
+        cpu += clock() - t0
+        if not (reply or b"").startswith(b"SIP/2.0 200"):
+            raise SystemExit(f"expected a 200, got {reply!r:.60}")
+    return cpu
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--registrations", type=int, default=4000)
@@ -157,6 +189,9 @@ def main() -> int:
     parser.add_argument("--profile", choices=("cprofile", "pyinstrument"))
     parser.add_argument("--code", metavar="PATH",
                         help="measure the vosapp of another checkout (default: this one)")
+    parser.add_argument("--minimum", action="store_true",
+                        help="also time bench/python_minimum_registrar.py on the same traffic, "
+                             "bindings in memory and written through to SQLite")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vosapp-regbench-") as tmp:
         core, sent, store = build(Path(tmp), args.users)
@@ -191,6 +226,19 @@ def main() -> int:
               f"-> {1 / per:,.0f} registrations per CPU-second (python "
               f"{sys.version.split()[0]})")
         store.close()
+        if args.minimum:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from python_minimum_registrar import MinimumRegistrar
+
+            for kind in ("memory", "sqlite"):
+                minimum = MinimumRegistrar(f"{tmp}/minimum.sqlite" if kind == "sqlite" else None)
+                run_minimum(minimum, args.users, args.users)  # warm-up, as above
+                best = min(run_minimum(minimum, args.registrations, args.users, args.users)
+                           for _ in range(args.rounds))
+                floor = best / args.registrations
+                print(f"python minimum ({kind}), same traffic, best of {args.rounds}: "
+                      f"{floor * 1e6:.0f} us CPU per registration in answer() -> vosapp / "
+                      f"minimum {floor / per:.2f}")
     return 0
 
 
