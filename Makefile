@@ -47,13 +47,12 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 	$(PY) -m vosapp.lab.notebook_sources
 
 # The benchmarks' entry points. bench/ also holds their helpers (common.sh, sipp_stats.py,
-# reuseport_serve.py, python_floor_registrar.py), media_calls.sh (media_calls.py with this
-# checkout on PYTHONPATH), and
-# tools run by hand: media_ab.sh, calls_ab.sh, calls_search_ab.sh and registrar_profile_ab.sh
-# (before/after against another revision; the Python ones through code_ab.sh), calls_profile.sh
-# (the call path under a profiler; with PROFILER=py-spy its samples summed by stacks.py),
-# b2bua_cpu.py
-# (switch CPU per call on the virtual network, for comparing small cuts), b2bua_phases.py and
+# reuseport_serve.py, python_floor_registrar.py, python_minimum_registrar.py), media_calls.sh
+# (media_calls.py with this checkout on PYTHONPATH), and tools run by hand: media_ab.sh,
+# calls_ab.sh, calls_search_ab.sh and registrar_profile_ab.sh (before/after against another
+# revision; the Python ones through code_ab.sh), calls_profile.sh (the call path under a
+# profiler; with PROFILER=py-spy its samples summed by stacks.py), b2bua_cpu.py (switch CPU per
+# call on the virtual network, for comparing small cuts), b2bua_phases.py and
 # registrar_stages.py (where a call's and a registration's time goes inside the switch core),
 # media_profile.sh with media_profile.py (the switch's CPU on media calls by category, py-spy),
 # gc_pauses.py (the cyclic GC's pauses per generation inside vosapp serve under media calls).

@@ -37,6 +37,15 @@ def test_the_in_process_profile_completes_every_registration() -> None:
     assert bound == 20
 
 
+def test_the_in_process_profile_completes_every_registration_against_the_minimum(
+        tmp_path: Path) -> None:
+    minimum = load_bench("python_minimum_registrar").MinimumRegistrar(
+        str(tmp_path / "location.sqlite"))
+    # run_minimum() raises SystemExit when a REGISTER is not challenged or not answered 200
+    assert registrar_profile.run_minimum(minimum, 60, 20) > 0
+    assert len(minimum.bindings) == 20
+
+
 def _users_file(directory: Path, users: int) -> Path:
     config = directory / "switch.toml"
     lines = ["[switch]", 'sip_listen = "127.0.0.1:5060"', f'data_dir = "{directory / "data"}"',
