@@ -127,8 +127,11 @@ class MinimumRegistrar:
         if contact is not None:
             uri = _uri(contact)
             expires_param = _EXPIRES.search(contact)
-            expires = int(expires_param.group(1) if expires_param
-                          else headers.get("expires", "3600"))
+            raw_expires = expires_param.group(1) if expires_param else headers.get("expires",
+                                                                                 "3600")
+            if not raw_expires.isdigit():
+                return self._reply(vias, headers, "400 Bad Expires", [])
+            expires = int(raw_expires)
             self.bindings.setdefault(aor, {})[uri] = now + expires
             if self.db is not None:
                 self.db.execute("INSERT INTO location VALUES (?, ?, ?) ON CONFLICT (aor, "

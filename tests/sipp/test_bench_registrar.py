@@ -198,6 +198,8 @@ def test_the_python_minimum_checks_digest_and_binds_like_the_kamailio_cfg(
                             now).startswith(b"SIP/2.0 404 ")
     assert registrar.answer(_REGISTER.replace(b"Expires: 600", b"Expires 600"),
                             now).startswith(b"SIP/2.0 400 ")
+    assert registrar.answer(_digest_register(registrar, challenge, "pw-20000").replace(
+        b"Expires: 600", b"Expires: soon"), now + 1).startswith(b"SIP/2.0 400 Bad Expires")
     assert registrar.answer(b"SIP/2.0 200 OK\r\n\r\n", now) is None
 
 
