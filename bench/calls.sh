@@ -112,6 +112,9 @@ socket_drops() {
 # /proc/stat, all CPUs, USER_HZ ticks of 10 ms), and how often the switch was preempted
 # (nonvoluntary_ctxt_switches of /proc/PID/status): what a pause of the switch would show when
 # it is not the switch's own doing.
+# bench/backlog_sampler.py adds a line under each step: the switch's largest receive queue,
+# and over its longest stretch with over 64 KiB waiting, the switch's CPU share and its main
+# thread's states (R running or runnable, S asleep, D in uninterruptible I/O).
 steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
 preemptions() { awk '/^nonvoluntary_ctxt_switches/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -135,6 +138,9 @@ run_step() {
   local all0 switch0 all1 switch1 steal0 steal1 preempt0 preempt1
   all0=$(rcvbuf_errors); switch0=$(socket_drops "$SERVER_PORT")
   steal0=$(steal_ticks); preempt0=$(preemptions "$SERVER_PID")
+  # the switch's receive queue and what the switch did meanwhile, every 50 ms of the step
+  "$PY" bench/backlog_sampler.py "$SERVER_PID" "$SERVER_PORT" >"$dir/backlog" 2>&1 &
+  local sampler=$!
   # UAC_FLAGS (sipp_stats.py): a stray message within a call is ignored and counted, not
   # fatal. timeout: SIPp's own -timeout does not end a run whose calls wait for a message.
   # shellcheck disable=SC2046
@@ -149,6 +155,8 @@ run_step() {
   kill -TERM "$uas_pid" 2>/dev/null || true
   wait "$uas_pid" 2>/dev/null || true
   cpu1=$(cpu_seconds "$SERVER_PID")
+  kill -TERM "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
   all1=$(rcvbuf_errors); switch1=$(socket_drops "$SERVER_PORT")
   steal1=$(steal_ticks); preempt1=$(preemptions "$SERVER_PID")
   echo "switch $((switch1 - switch0)) others $((all1 - all0 - (switch1 - switch0)))" >"$dir/drops"
@@ -179,6 +187,7 @@ search() {
            "$line" "$(cut -d' ' -f1 /proc/loadavg)" \
            "$(cat "$WORK/$label-$rate/drops" 2>/dev/null)" "$(sipp_cpu "$WORK/$label-$rate")" \
            "$(cat "$WORK/$label-$rate/steal" 2>/dev/null)"
+    printf '            %s\n' "$(cat "$WORK/$label-$rate/backlog" 2>/dev/null)"
     if [ "${line##* }" = yes ]; then BEST=$rate; BEST_LINE=$line; else NEXT="$rate/s: $line"; break; fi
     rate=$((rate + STEP))
   done
