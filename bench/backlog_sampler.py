@@ -11,6 +11,11 @@ why:
   (other processes, or the hypervisor: "steal");
 - asleep with datagrams waiting (state S or D): blocked on something other than its socket
   (a lock, the GIL held by another thread, a disk write).
+When the switch was on its CPU, a canary says whether the machine itself was slower then: each
+sample also times (thread CPU time) a fixed pure-Python loop of about a millisecond, and the
+summary gives its mean over the stretch against its median over the whole step. A machine
+slowed by its neighbours (caches, memory bandwidth, clock) slows the canary too; the switch
+doing more work per message does not.
 
     python bench/backlog_sampler.py PID PORT   (until SIGTERM; then one summary line on stdout)
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import sys
 import time
 from collections import Counter
@@ -41,6 +47,7 @@ class Sample:
     span: float  # seconds since the previous sample
     cpu: float  # the process's CPU seconds since the previous sample
     state: str  # the main thread's state letter (R, S, D, ...)
+    canary: float = 0.0  # CPU seconds of the fixed loop at this sample
 
 
 @dataclass
@@ -52,15 +59,17 @@ class Stretch:
     def seconds(self) -> float:
         return sum(s.span for s in self.samples)
 
-    def summary(self) -> str:
+    def summary(self, canary_median: float) -> str:
         if not self.samples:
             return "no stretch with over 64 KiB waiting"
         share = sum(s.cpu for s in self.samples) / self.seconds
         states = Counter(s.state for s in self.samples)
         shown = " ".join(f"{state}{count}" for state, count in sorted(states.items()))
+        canary = sum(s.canary for s in self.samples) / len(self.samples)
         return (f"longest stretch with over 64 KiB waiting: {self.seconds * 1000:.0f} ms from "
                 f"{self.samples[0].at:.1f} s, switch CPU {share:.2f} of a core, main thread "
-                f"states {shown}")
+                f"states {shown}, canary {canary / canary_median if canary_median else 0:.2f} "
+                "x its step median")
 
 
 def queue_bytes(port: int, table: str = "/proc/net/udp") -> int:
@@ -99,8 +108,18 @@ def summarize(samples: list[Sample]) -> str:
     if not samples:
         return "backlog: no samples"
     deepest = max(samples, key=lambda s: s.queue)
+    median = statistics.median(s.canary for s in samples)
     return (f"backlog max {deepest.queue // 1024} KiB at {deepest.at:.1f} s; "
-            f"{longest_stretch(samples).summary()}")
+            f"{longest_stretch(samples).summary(median)}")
+
+
+def canary() -> float:
+    """CPU seconds of this thread for a fixed pure-Python loop (about 1 ms on this VM)."""
+    start = time.thread_time()
+    total = 0
+    for n in range(20_000):
+        total += n & 7
+    return time.thread_time() - start
 
 
 def main() -> int:
@@ -123,7 +142,7 @@ def main() -> int:
             cpu, state = cpu_and_state(pid)
             now = time.monotonic()
             samples.append(Sample(now - start, queue_bytes(port), now - before,
-                                  cpu - cpu_before, state))
+                                  cpu - cpu_before, state, canary()))
             cpu_before, before = cpu, now
     except (FileNotFoundError, ProcessLookupError):
         pass  # the switch ended: summarize what was seen

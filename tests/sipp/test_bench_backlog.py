@@ -35,22 +35,26 @@ def test_the_queue_of_a_loopback_socket_is_read_from_proc() -> None:
         assert backlog.queue_bytes(port) == 0
     cpu, state = backlog.cpu_and_state(os.getpid())
     assert cpu > 0 and state == "R"  # this test is running
+    assert 0 < backlog.canary() < 1
 
 
 def test_the_summary_names_the_longest_stretch_with_datagrams_waiting() -> None:
     sample = backlog.Sample
-    samples = [sample(0.05, 0, 0.05, 0.05, "R"),
-               sample(0.10, 100_000, 0.05, 0.05, "R"),  # a short stretch, on the CPU
-               sample(0.15, 0, 0.05, 0.05, "S"),
-               sample(0.20, 70_000, 0.05, 0.0, "R"),  # the long one, mostly off the CPU
-               sample(0.25, 300_000, 0.05, 0.01, "R"),
-               sample(0.30, 500_000, 0.05, 0.0, "D"),
-               sample(0.35, 1_000, 0.05, 0.05, "S")]
+    samples = [sample(0.05, 0, 0.05, 0.05, "R", 0.001),
+               sample(0.10, 100_000, 0.05, 0.05, "R", 0.001),  # a short stretch, on the CPU
+               sample(0.15, 0, 0.05, 0.05, "S", 0.001),
+               # the long one, mostly off the CPU, the canary slower meanwhile
+               sample(0.20, 70_000, 0.05, 0.0, "R", 0.002),
+               sample(0.25, 300_000, 0.05, 0.01, "R", 0.002),
+               sample(0.30, 500_000, 0.05, 0.0, "D", 0.0014),
+               sample(0.35, 1_000, 0.05, 0.05, "S", 0.001)]
     assert backlog.summarize(samples) == (
         "backlog max 488 KiB at 0.3 s; longest stretch with over 64 KiB waiting: 150 ms from "
-        "0.2 s, switch CPU 0.07 of a core, main thread states D1 R2")
-    assert backlog.summarize(samples[:3]).endswith("50 ms from 0.1 s, switch CPU 1.00 of a "
-                                                   "core, main thread states R1")
+        "0.2 s, switch CPU 0.07 of a core, main thread states D1 R2, canary 1.80 x its step "
+        "median")
+    assert backlog.summarize(samples[:3]).endswith(
+        "50 ms from 0.1 s, switch CPU 1.00 of a core, main thread states R1, canary 1.00 x its "
+        "step median")
     assert "no stretch with over 64 KiB waiting" in backlog.summarize([samples[0]])
 
 
