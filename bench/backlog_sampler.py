@@ -20,7 +20,9 @@ doing more work per message does not.
     python bench/backlog_sampler.py PID PORT   (until SIGTERM; then one summary line on stdout)
 
 The summary: the largest queue seen, and the longest stretch of samples with a queue of more
-than 64 KiB, with the switch's CPU share over that stretch and its main thread's states in it.
+than 64 KiB, with the switch's CPU share over that stretch and its main thread's states in it;
+the canary's median over the step (comparable between steps: the machine's speed of the
+moment) and the switch's resident set at the end.
 Reads /proc only (Linux): /proc/net/udp's rx_queue for 127.0.0.1:PORT (kernel buffer bytes,
 more than the payload), /proc/PID/stat (all threads' CPU time) and /proc/PID/task/PID/stat.
 """
@@ -110,7 +112,20 @@ def summarize(samples: list[Sample]) -> str:
     deepest = max(samples, key=lambda s: s.queue)
     median = statistics.median(s.canary for s in samples)
     return (f"backlog max {deepest.queue // 1024} KiB at {deepest.at:.1f} s; "
-            f"{longest_stretch(samples).summary(median)}")
+            f"{longest_stretch(samples).summary(median)}; canary median "
+            f"{median * 1000:.2f} ms")
+
+
+def resident_mb(pid: int) -> int:
+    """The process's resident set (VmRSS) in MB, 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
 
 
 def canary() -> float:
@@ -146,7 +161,7 @@ def main() -> int:
             cpu_before, before = cpu, now
     except (FileNotFoundError, ProcessLookupError):
         pass  # the switch ended: summarize what was seen
-    print(summarize(samples), flush=True)
+    print(f"{summarize(samples)}; switch RSS {resident_mb(pid)} MB", flush=True)
     return 0
 
 

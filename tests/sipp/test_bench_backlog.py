@@ -51,10 +51,10 @@ def test_the_summary_names_the_longest_stretch_with_datagrams_waiting() -> None:
     assert backlog.summarize(samples) == (
         "backlog max 488 KiB at 0.3 s; longest stretch with over 64 KiB waiting: 150 ms from "
         "0.2 s, switch CPU 0.07 of a core, main thread states D1 R2, canary 1.80 x its step "
-        "median")
+        "median; canary median 1.00 ms")
     assert backlog.summarize(samples[:3]).endswith(
         "50 ms from 0.1 s, switch CPU 1.00 of a core, main thread states R1, canary 1.00 x its "
-        "step median")
+        "step median; canary median 1.00 ms")
     assert "no stretch with over 64 KiB waiting" in backlog.summarize([samples[0]])
 
 
@@ -69,3 +69,4 @@ def test_it_samples_a_process_until_told_to_stop() -> None:
         out, _ = sampler.communicate(timeout=10)
     assert sampler.returncode == 0
     assert out.startswith("backlog max 0 KiB at ") and "no stretch" in out
+    assert out.rstrip().endswith(" MB") and "switch RSS 0 MB" not in out  # this process's
