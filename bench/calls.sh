@@ -25,6 +25,10 @@
 # call failed the step: Sippy's clean steps were 25-50/s then, 100-125/s since.
 # Server CPU per call (per CPU-second column) is measured from /proc too: on a shared machine
 # the wall-clock rates move with other people's load; compare only within one run.
+# After each step line, in brackets: the load average, receive-buffer drops (the switch's
+# socket and the others), the caller SIPp's CPU share, the CPU time the hypervisor stole and
+# how often the switch was preempted; under it, bench/backlog_sampler.py's line (the switch's
+# receive queue, and what the switch and a canary did while datagrams waited).
 # Prerequisites: sipp (apt-get install sip-tester), python3 with venv + pip for Sippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
