@@ -39,6 +39,9 @@ SIPPY_START=${SIPPY_START:-50}
 MAX_RATE=${MAX_RATE:-1000}
 WARMUP_RATE=${WARMUP_RATE:-20}
 ONLY=${ONLY:-vosapp digest sippy}
+# TOML lines for the switch's [parameters] table, e.g. "SS_SIP_RESEND_INTERVAL = 100" (T1 of
+# RFC 3261 in ms: completed transactions then last 64*T1 = 6.4 s instead of 32 s)
+SWITCH_PARAMETERS=${SWITCH_PARAMETERS:-}
 PY=${PY:-.venv/bin/python}
 SIPPY_VENV=${SIPPY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vosapp-bench/sippy-2.5}
 UAC="$PWD/bench/calls_uac.xml"
@@ -82,6 +85,7 @@ start_vosapp() {
   local mapping config="$WORK/$1.toml"
   if [ "$1" = trusted ]; then mapping='addresses = ["127.0.0.1/32"]'; else mapping='accounts = ["1001"]'; fi
   write_calls_config "$config" "$WORK/data-$1" "$mapping" "$UAS_PORT"
+  [ -z "$SWITCH_PARAMETERS" ] || printf '\n[parameters]\n%s\n' "$SWITCH_PARAMETERS" >>"$config"
   start_serve "$WORK/serve-$1" --config "$config"
   SERVER_PID=$SERVE_PID; SERVER_PORT=$SERVE_PORT
 }
