@@ -43,7 +43,8 @@
 #    parse, digest check, policy or store, same SIPp load: the least a Python registrar costs.
 # 6. The Python minimum (bench/python_minimum_registrar.py): the Kamailio cfg's work per
 #    registration (parse, digest, bind, 200) in one Python function, bindings in memory, then
-#    written through to SQLite: how close any Python registrar of that shape comes to Kamailio.
+#    written through to SQLite, then in memory from an asyncio loop: how close any Python
+#    registrar of that shape comes to Kamailio.
 # Paste the output into docs/benchmarks.md ("Registrar").
 set -euo pipefail
 cd "$(dirname "$0")/.."

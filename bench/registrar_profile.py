@@ -235,10 +235,10 @@ def main() -> int:
                 run_minimum(minimum, args.users, args.users)  # warm-up, as above
                 best = min(run_minimum(minimum, args.registrations, args.users, args.users)
                            for _ in range(args.rounds))
-                floor = best / args.registrations
+                minimum_per = best / args.registrations
                 print(f"python minimum ({kind}), same traffic, best of {args.rounds}: "
-                      f"{floor * 1e6:.0f} us CPU per registration in answer() -> vosapp / "
-                      f"minimum {floor / per:.2f}")
+                      f"{minimum_per * 1e6:.0f} us CPU per registration in answer() -> vosapp / "
+                      f"minimum (registrations per CPU-second) {minimum_per / per:.2f}")
     return 0
 
 
