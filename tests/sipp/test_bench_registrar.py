@@ -122,20 +122,27 @@ def test_the_python_floor_answers_a_challenge_then_a_200() -> None:
 @pytest.mark.sipp
 @needs_sipp
 def test_sipp_completes_registrations_against_the_python_floor(tmp_path: Path) -> None:
+    result = _sipp_registers_with(tmp_path, "python_floor_registrar.py")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def _sipp_registers_with(tmp_path: Path, script: str, *options: str
+                         ) -> subprocess.CompletedProcess[str]:
+    """SIPp's 100 registrations of 20 users (bench/registrar_sipp.xml) against
+    ``bench/<script> PORT *options``, started here and stopped after."""
     _users_file(tmp_path, 20)
     port = free_port()
-    floor = subprocess.Popen([sys.executable, str(ROOT / "bench" / "python_floor_registrar.py"),
-                              str(port)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), str(port), *options],
+                              stdout=subprocess.PIPE, text=True)
     try:
-        assert floor.stdout is not None
-        assert floor.stdout.readline().startswith(f"listening on 127.0.0.1:{port}")
-        result = run_sipp(ROOT / "bench" / "registrar_sipp.xml", cwd=tmp_path,
-                          remote=f"127.0.0.1:{port}", calls=100, rate=100,
-                          extra=["-inf", str(tmp_path / "users.csv")])
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith(f"listening on 127.0.0.1:{port}")
+        return run_sipp(ROOT / "bench" / "registrar_sipp.xml", cwd=tmp_path,
+                        remote=f"127.0.0.1:{port}", calls=100, rate=100,
+                        extra=["-inf", str(tmp_path / "users.csv")])
     finally:
-        floor.send_signal(signal.SIGTERM)
-        floor.wait(timeout=15)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)
 
 
 def _digest_register(registrar: object, challenge: bytes, password: str, user: str = "20000",
@@ -208,22 +215,10 @@ def test_the_python_minimum_checks_digest_and_binds_like_the_kamailio_cfg(
 @pytest.mark.parametrize("store", ["memory", "sqlite", "memory --asyncio"])
 def test_sipp_completes_registrations_against_the_python_minimum(tmp_path: Path,
                                                                  store: str) -> None:
-    _users_file(tmp_path, 20)
-    port = free_port()
     database = tmp_path / "location.sqlite"
-    command = [sys.executable, str(ROOT / "bench" / "python_minimum_registrar.py"), str(port)]
-    command += ["--sqlite", str(database)] if store == "sqlite" else []
-    command += ["--asyncio"] if "--asyncio" in store else []
-    minimum = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert minimum.stdout is not None
-        assert minimum.stdout.readline().startswith(f"listening on 127.0.0.1:{port}")
-        result = run_sipp(ROOT / "bench" / "registrar_sipp.xml", cwd=tmp_path,
-                          remote=f"127.0.0.1:{port}", calls=100, rate=100,
-                          extra=["-inf", str(tmp_path / "users.csv")])
-    finally:
-        minimum.send_signal(signal.SIGTERM)
-        minimum.wait(timeout=15)
+    options = ["--sqlite", str(database)] if store == "sqlite" else []
+    options += ["--asyncio"] if "--asyncio" in store else []
+    result = _sipp_registers_with(tmp_path, "python_minimum_registrar.py", *options)
     # every authenticated REGISTER got its 200 (SIPp fails the call on anything else)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     if store == "sqlite":
