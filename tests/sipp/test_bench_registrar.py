@@ -7,6 +7,7 @@ would look on the wire (challenge, then 200 with the To tag and Contact)."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +22,7 @@ from tests.support import free_port, needs_sipp
 from tests.support.bench import load_bench
 from tests.support.serving import ROOT, wait_ready
 from tests.support.sipp import run_sipp
+from vosapp.sip import digest
 
 registrar_profile = load_bench("registrar_profile")
 
@@ -145,25 +147,15 @@ def _sipp_registers_with(tmp_path: Path, script: str, *options: str
         server.wait(timeout=15)
 
 
-def _digest_register(registrar: object, challenge: bytes, password: str, user: str = "20000",
-                     cseq: int = 2) -> bytes:
-    """The REGISTER a UA sends back for ``challenge`` (RFC 7616 §3.4.1, qop=auth)."""
-    import hashlib
-    import re
-
-    nonce = re.search(rb'nonce="([^"]+)"', challenge).group(1).decode()  # type: ignore[union-attr]
-
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode()).hexdigest()
-
-    uri = "sip:127.0.0.1:5060"
-    response = md5(f"{md5(f'{user}:vosapp:{password}')}:{nonce}:00000001:c0ffee:auth:"
-                   f"{md5(f'REGISTER:{uri}')}")
-    authorization = (f'Authorization: Digest username="{user}", realm="vosapp", '
-                     f'nonce="{nonce}", uri="{uri}", response="{response}", algorithm=MD5, '
-                     f"cnonce=\"c0ffee\", qop=auth, nc=00000001\r\n")
-    return _REGISTER.replace(b"CSeq: 1", b"CSeq: %d" % cseq).replace(
-        b"Content-Length", authorization.encode() + b"Content-Length")
+def _digest_register(challenge: bytes, password: str, user: str = "20000") -> bytes:
+    """The REGISTER (CSeq 2) a UA sends back for ``challenge``, its credentials computed by
+    vosapp's own digest client (RFC 7616 §3.4.1, qop=auth)."""
+    header = re.search(rb"\r\nWWW-Authenticate: ([^\r\n]*)", challenge)
+    assert header is not None
+    credentials = digest.answer(header.group(1).decode(), "REGISTER", "sip:127.0.0.1:5060", user,
+                                password, cnonce="c0ffee")
+    return _REGISTER.replace(b"CSeq: 1", b"CSeq: 2").replace(
+        b"Content-Length", f"Authorization: {credentials}\r\n".encode() + b"Content-Length")
 
 
 _REGISTER = (b"REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n"
@@ -183,14 +175,14 @@ def test_the_python_minimum_checks_digest_and_binds_like_the_kamailio_cfg(
     assert b'WWW-Authenticate: Digest realm="vosapp", nonce="' in challenge
     assert b"From: <sip:20000@127.0.0.1>;tag=a\r\n" in challenge  # compact form understood
     # a wrong password, another user's credentials, a nonce past nonce_expire: challenged again
-    assert registrar.answer(_digest_register(registrar, challenge, "wrong"), now).startswith(
+    assert registrar.answer(_digest_register(challenge, "wrong"), now).startswith(
         b"SIP/2.0 401 ")
-    assert registrar.answer(_digest_register(registrar, challenge, "pw-20001", "20001"),
+    assert registrar.answer(_digest_register(challenge, "pw-20001", "20001"),
                             now).startswith(b"SIP/2.0 401 ")
-    assert registrar.answer(_digest_register(registrar, challenge, "pw-20000"),
+    assert registrar.answer(_digest_register(challenge, "pw-20000"),
                             now + 31).startswith(b"SIP/2.0 401 ")
     assert registrar.bindings == {}
-    ok = registrar.answer(_digest_register(registrar, challenge, "pw-20000"), now + 1)
+    ok = registrar.answer(_digest_register(challenge, "pw-20000"), now + 1)
     assert ok.startswith(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1")
     assert b"Contact: <sip:20000@127.0.0.1:5061>;expires=600\r\n" in ok
     assert b"CSeq: 2 REGISTER\r\n" in ok and ok.endswith(b"Content-Length: 0\r\n\r\n")
@@ -205,7 +197,7 @@ def test_the_python_minimum_checks_digest_and_binds_like_the_kamailio_cfg(
                             now).startswith(b"SIP/2.0 404 ")
     assert registrar.answer(_REGISTER.replace(b"Expires: 600", b"Expires 600"),
                             now).startswith(b"SIP/2.0 400 ")
-    assert registrar.answer(_digest_register(registrar, challenge, "pw-20000").replace(
+    assert registrar.answer(_digest_register(challenge, "pw-20000").replace(
         b"Expires: 600", b"Expires: soon"), now + 1).startswith(b"SIP/2.0 400 Bad Expires")
     assert registrar.answer(b"SIP/2.0 200 OK\r\n\r\n", now) is None
 
