@@ -272,10 +272,10 @@ def test_server_drop_absorbs_retransmissions_silently_for_64_t1() -> None:
 
 
 def test_a_server_transaction_lets_go_of_its_request_once_only_retransmissions_remain() -> None:
-    """A non-INVITE transaction that sent its final response, or a dropped one, keeps no
-    parsed request for its 64*T1 (memory per transaction under load); it still matches and
-    answers retransmissions, and reading the request is a clear error. An INVITE keeps it,
-    answered or not (a call holds its INVITE for its whole life anyway)."""
+    """A transaction that sent its final response, or a dropped one, keeps no parsed request
+    for its 64*T1 (memory per transaction under load); it still matches and answers
+    retransmissions, and reading the request is a clear error. An INVITE lets go of it at
+    its final response too (a call holds its INVITE while it lasts, and no longer)."""
     h = Harness()
     req = request("REGISTER")
     txn = h.layer.create_server(req, PEER, "UDP", PEER)
@@ -298,10 +298,21 @@ def test_a_server_transaction_lets_go_of_its_request_once_only_retransmissions_r
         _ = txn.request
     assert h.layer.match_request(request("REGISTER", "z9hG4bKdropped")) is txn
 
-    invite = request("INVITE", "z9hG4bKinvite")
-    txn = h.layer.create_server(invite, PEER, "UDP", PEER)
-    txn.respond(response(invite, 486))
-    assert txn.request is invite
+    for status, branch in ((486, "z9hG4bKrefused"), (200, "z9hG4bKaccepted")):
+        invite = request("INVITE", branch)
+        txn = h.layer.create_server(invite, PEER, "UDP", PEER)
+        txn.respond(response(invite, 180))
+        assert txn.request is invite  # Proceeding: the final response is still to be built
+        txn.respond(response(invite, status))
+        assert txn.final_sent and txn.machine.request is None
+        with pytest.raises(TransactionError, match="no longer keeps its request"):
+            _ = txn.request
+        # still its transaction: a retransmitted INVITE is answered (486, §17.2.1) or
+        # absorbed (Accepted, RFC 6026 §7.1: the TU resends the 2xx), the ACK matched
+        sent = len(h.sent)
+        h.layer.receive_retransmission(txn, request("INVITE", branch))
+        assert len(h.sent) == sent + (1 if status == 486 else 0)
+        assert h.layer.match_request(request("ACK", branch, to_tag="totag")) is txn
 
 
 # --------------------------------------------------------------------- server INVITE

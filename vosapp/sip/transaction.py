@@ -381,9 +381,10 @@ class _ServerMachine(_Machine):
     def __init__(self, request: Request, reply_to: Address, transport: str,
                  timers: TimerSettings) -> None:
         super().__init__(timers, transport)
-        #: None once the request is no longer needed: a non-INVITE transaction that sent its
-        #: final response, or a dropped one. Both only absorb or answer retransmissions from
-        #: then on (§17.2.2, :meth:`drop`), for 64*T1. A parsed request is ~12 GC-tracked
+        #: None once the request is no longer needed: a transaction that sent its final
+        #: response, or a dropped one. They only absorb or answer retransmissions (and pass
+        #: the ACK of a 2xx on) from then on (§17.2.1, §17.2.2, RFC 6026 §7.1,
+        #: :meth:`drop`), for up to 64*T1. A parsed request is ~12 GC-tracked
         #: objects and ~2.7 KB that would stay that long per transaction, up to
         #: ``max_server_transactions`` of them (docs/benchmarks.md, "Who is saturated, Python's
         #: floor, and server transactions that let go of their request").
@@ -438,6 +439,9 @@ class ServerInviteMachine(_ServerMachine):
             self._send(out, response)
             if klass == 1:
                 return out
+            # From here on it only absorbs or answers retransmissions and passes the ACK of a
+            # 2xx on (§17.2.1, RFC 6026 §7.1): nothing is built from the request any more.
+            self.request = None
             if klass == 2:
                 self._goto(State.ACCEPTED)
                 self._start(out, TimerName.L, self.timers.timeout)
@@ -642,7 +646,7 @@ class _Handle(Generic[MachineT]):
         request = self.machine.request
         if request is None:
             raise TransactionError("this server transaction no longer keeps its request: it "
-                                   "sent its final non-INVITE response or was dropped")
+                                   "sent its final response or was dropped")
         return request
 
     @property
