@@ -133,6 +133,42 @@ def test_a_finished_call_is_freed_without_the_cyclic_gc(net: VirtualNetwork) -> 
         gc.enable()
 
 
+def test_an_ended_call_is_freed_at_once_and_its_late_2xx_still_gets_its_ack(
+        net: VirtualNetwork) -> None:
+    # Both INVITE transactions outlive the call by 64*T1 (RFC 6026 Accepted: Timers L, M),
+    # and the vendor may resend its 2xx until then (§13.3.1.4). What that needs is kept
+    # apart (EndedCall), so the call's own graph (legs, dialogs, messages, SDP, CDR record)
+    # is freed when it ends, by reference counting alone.
+    switch = start_switch(net, make_config())
+    vendor = Vendor(net, VENDOR_A)
+    caller = Caller(net)
+    gc.collect()
+    gc.disable()
+    try:
+        caller.call("0044123")
+        net.run(1.0)
+        [call] = switch.app.b2bua.calls.values()
+        freed = weakref.ref(call)
+        a_txn, b_txn = call.a_txn, call.answered.txn if call.answered else None
+        del call
+        caller.bye()
+        net.run(1.0)
+        assert caller.statuses("BYE") == [200] and vendor.methods() == ["INVITE", "ACK", "BYE"]
+        assert b_txn is not None and not a_txn.terminated and not b_txn.terminated
+        assert freed() is None
+    finally:
+        gc.enable()
+    statuses = caller.statuses()
+    vendor.endpoint.send(vendor._response(vendor.invites[0], 200, True), SWITCH)
+    caller.endpoint.send(caller.invite, SWITCH)  # absorbed by its transaction (Accepted)
+    net.run(1.0)
+    assert vendor.methods() == ["INVITE", "ACK", "BYE", "ACK"]  # the same ACK, no new BYE
+    assert bytes(vendor.requests[3]) == bytes(vendor.requests[1])
+    assert caller.statuses() == statuses
+    net.run(40.0)
+    assert a_txn.terminated and b_txn.terminated and not switch.app.b2bua.invites
+
+
 def test_bye_from_callee_reaches_caller(net: VirtualNetwork) -> None:
     switch = start_switch(net, make_config())
     vendor = Vendor(net, VENDOR_A)

@@ -13,7 +13,7 @@ Package layout
   :class:`Destination` steps of :class:`Target`.
 * :mod:`~vosapp.switch.call.legs` — :class:`Call`, its :class:`Fork` (the attempts of the
   step being tried, in parallel) and :class:`Attempt` (the data per call; ``goto`` checks each
-  move against the table).
+  move against the table), and :class:`EndedCall` (what late responses need once it ended).
 * :mod:`~vosapp.switch.call.negotiation` — docs/behaviour.md §5 media decisions as pure functions:
   :func:`plan_media`, :func:`vendor_offer`, :func:`answer_media` (returns a
   :class:`MediaAnswer`, writes no CDR, starts nothing), G.729 mode helpers.
@@ -87,7 +87,8 @@ retransmission of it gets the same ACK again (§13.2.2.4). The INVITE client tra
 gone by then (SS_SIP_TIMEOUT_INVITE stops it at once; Timer B; RFC 6026 Timer M), so responses
 no transaction took are matched to their attempt by Call-ID and From tag until 64*T1 after the
 call ended (``B2bua.on_stray_response``): a late provisional gets its CANCEL, a final non-2xx
-its ACK. BYE from either side: 200, and BYE on the other leg. re-INVITE, INFO and
+its ACK. For those 64*T1 an ended call is only an :class:`~.legs.EndedCall` (its attempts, the
+answered dialog's To tag and ACK): the call itself is freed at its end. BYE from either side: 200, and BYE on the other leg. re-INVITE, INFO and
 UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP untouched when
 the media flows end to end; through the media proxy as the relay's SDP with the direction
 carried over and each leg's own ``o=``, see :mod:`~vosapp.switch.call.in_dialog`: hold and
@@ -122,7 +123,7 @@ a codec change inside a relayed call (the relay keeps each leg's codec; such a r
 
 from vosapp.switch.call.handler import FAILOVER_STATUSES, B2bua, is_failover
 from vosapp.switch.call.journal import CallJournal
-from vosapp.switch.call.legs import Attempt, Call, Fork, Leg
+from vosapp.switch.call.legs import Attempt, Call, EndedCall, Fork, Leg
 from vosapp.switch.call.media import LegSpec, MediaBackend, MediaBackendFactory, MediaSession
 from vosapp.switch.call.negotiation import (
     MEDIA_CODEC,
@@ -143,8 +144,8 @@ from vosapp.switch.call.state import AttemptState, CallState, IllegalTransition
 from vosapp.switch.call.targets import Destination, Target, resolve
 
 __all__ = ["FAILOVER_STATUSES", "MEDIA_CODEC", "SPECIFIED", "Attempt", "AttemptState", "B2bua",
-           "Call", "CallJournal", "CallState", "Destination", "Fork", "IllegalTransition", "Leg", "LegSpec",
-           "LegTimer", "MediaAnswer", "MediaBackend", "MediaBackendFactory", "MediaPlan",
-           "MediaRefused", "MediaSession", "Target", "VendorOffer", "answer_media",
-           "g729_codecs", "g729_rewrite_offer", "is_failover", "plan_media", "resolve",
-           "restrict_offer", "session_expires", "vendor_offer"]
+           "Call", "CallJournal", "CallState", "Destination", "EndedCall", "Fork",
+           "IllegalTransition", "Leg", "LegSpec", "LegTimer", "MediaAnswer", "MediaBackend",
+           "MediaBackendFactory", "MediaPlan", "MediaRefused", "MediaSession", "Target",
+           "VendorOffer", "answer_media", "g729_codecs", "g729_rewrite_offer", "is_failover",
+           "plan_media", "resolve", "restrict_offer", "session_expires", "vendor_offer"]

@@ -3,17 +3,21 @@ caller, another fork branch won, the call ended): the CANCEL (§9.1: not before 
 provisional), and no vendor leg left half-open: a 2xx that still comes is ACKed and BYEd once
 per dialog, its retransmissions ACKed again (§13.2.2.4). Responses no client transaction
 took any more are matched to their attempt by Call-ID and From tag until 64*T1 after the
-call ended (:meth:`AbandonedAttempts.on_stray_response`). Part of the call handler
+call ended (:meth:`AbandonedAttempts.on_stray_response`). From the call's end, those
+responses go to its :class:`~vosapp.switch.call.legs.EndedCall`, so that the call itself is
+freed at once (:meth:`AbandonedAttempts._let_go`). Part of the call handler
 (:class:`~vosapp.switch.call.B2bua`)."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from vosapp.sip import CSeq, Request
 from vosapp.sip.dialog import Dialog, DialogError
-from vosapp.sip.transaction import build_ack
+from vosapp.sip.transaction import DeliverResponse, build_ack
+from vosapp.switch.call.legs import EndedCall
 from vosapp.switch.call.negotiation import rejecting_answer
 from vosapp.switch.call.session_timer import SDP
 from vosapp.switch.call.state import AttemptState
@@ -31,10 +35,12 @@ class AbandonedAttempts:
     """The given-up-attempts part of the call handler."""
 
     core: SwitchCore
-    #: (Call-ID, From tag) of our INVITEs -> their call and attempt
-    invites: dict[tuple[str, str], tuple[Call, Attempt]]
+    #: (Call-ID, From tag) of our INVITEs -> their call (its EndedCall once it ended) and
+    #: attempt
+    invites: dict[tuple[str, str], tuple[Call | EndedCall, Attempt]]
 
     if TYPE_CHECKING:  # provided by the handler and its other parts
+        def event(self, call: Call | EndedCall, text: str) -> None: ...
         def _via(self, transport: str) -> Via: ...
         def _stop_timer(self, attempt: Attempt) -> None: ...
         def _close_media(self, attempt: Attempt) -> None: ...
@@ -62,10 +68,70 @@ class AbandonedAttempts:
                                                        AttemptState.HUNG_UP):
             return  # already answered: nothing to CANCEL
         if response.status < 300:
-            self.on_vendor_response(call, attempt, response)
+            if isinstance(call, EndedCall):
+                self.on_ended_response(call, attempt, response)
+            else:
+                self.on_vendor_response(call, attempt, response)
         elif branch == attempt.invite.top_via.branch:  # the final of the INVITE we sent last
             self.core.send_stateless(build_ack(attempt.invite, response), attempt.destination,
                                      attempt.transport)
+
+    def on_given_up_response(self, call: Call | EndedCall, attempt: Attempt,
+                             response: Response) -> None:
+        """A response for an attempt that no longer drives its call: a losing branch (§16.7:
+        the first 2xx won), an attempt cancelled or failed (the call moved on or ended), or a
+        second dialog of the answered INVITE. A 2xx is ACKed and BYEd, a provisional gets
+        the CANCEL; a final failure needs nothing (its transaction ACKs it)."""
+        status = response.status
+        if 200 <= status < 300:
+            if attempt.state in (AttemptState.CANCELLING, AttemptState.FAILED):
+                attempt.goto(AttemptState.HUNG_UP)
+                self.event(call, f"{attempt.target.name} answered after it was given up: "
+                           "ACK and BYE")
+            self._ack_and_bye(attempt, response)
+        elif status < 200:
+            self._send_cancel(attempt)  # a late provisional on an abandoned attempt
+
+    def on_ended_event(self, call: EndedCall, attempt: Attempt, event: Any) -> None:
+        """The INVITE client transaction of a call that ended: its responses (a timeout or a
+        transport failure changes nothing any more)."""
+        if isinstance(event, DeliverResponse):
+            self.on_ended_response(call, attempt, event.response)
+
+    def on_ended_response(self, call: EndedCall, attempt: Attempt, response: Response
+                          ) -> None:
+        """A response to an INVITE of a call that ended: a retransmission of the answered
+        2xx gets its ACK again (§13.2.2.4), anything else is a given-up attempt's."""
+        if (200 <= response.status < 300 and attempt is call.answered
+                and call.answered_tag is not None and response.to_tag == call.answered_tag):
+            if call.b_ack is not None:
+                self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
+            return
+        self.on_given_up_response(call, attempt, response)
+
+    def _let_go(self, call: Call, keys: list[tuple[str, str]]) -> None:
+        """At the call's end, the holders kept for 64*T1 let go of it: the entries of its
+        INVITEs (``keys``) and their client transactions' listeners (RFC 6026 Accepted,
+        Timer M) move to its :class:`EndedCall`; the caller's INVITE transaction (Accepted,
+        Timer L) loses the handler's listeners: its ACK or CANCEL changes nothing now
+        (in_dialog._caller_ack, on_caller_cancel), unless the vendor's ACK still waits for
+        the caller's (late offer)."""
+        ended = EndedCall.of(call)
+        for key in keys:
+            found = self.invites.get(key)
+            if found is None:
+                continue
+            attempt = found[1]
+            attempt.let_go()
+            self.invites[key] = (ended, attempt)
+            if attempt.txn is not None:
+                attempt.txn.listeners[:] = [partial(self.on_ended_event, ended, attempt)]
+        listener, call.a_listener = call.a_listener, None  # (it closes over the call)
+        if not call.ack_pending:
+            a_txn = call.a_txn
+            a_txn.cancel_listeners.clear()
+            if listener in a_txn.listeners:
+                a_txn.listeners.remove(listener)
 
     def _abandon_live(self, call: Call) -> None:
         """Give up every branch of the fork still running (CANCEL, §16.7)."""

@@ -19,7 +19,7 @@ from vosapp.sip.sdp import SdpError, SessionDescription
 from vosapp.switch.call.abandoned import AbandonedAttempts
 from vosapp.switch.call.in_dialog import InDialog
 from vosapp.switch.call.journal import CallJournal
-from vosapp.switch.call.legs import Attempt, Call, Fork
+from vosapp.switch.call.legs import Attempt, Call, EndedCall, Fork
 from vosapp.switch.call.media import MediaBackend, MediaBackendFactory
 from vosapp.switch.call.negotiation import MediaPlan, MediaRefused, plan_media, vendor_offer
 from vosapp.switch.call.reliable import ReliableProvisionals
@@ -72,9 +72,10 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
         #: (Call-ID, our tag) -> (call, side) for in-dialog requests
         self.dialogs: dict[tuple[str, str], tuple[Call, str]] = {}
         self.vendor_early: dict[tuple[str, str], Call] = {}  # RFC 3262/3311 early dialogs
-        #: (Call-ID, From tag) of our INVITEs -> their call and attempt, for responses that
-        #: come after the client transaction is gone (on_stray_response)
-        self.invites: dict[tuple[str, str], tuple[Call, Attempt]] = {}
+        #: (Call-ID, From tag) of our INVITEs -> their call (its EndedCall once it ended) and
+        #: attempt, for responses that come after the client transaction is gone
+        #: (on_stray_response)
+        self.invites: dict[tuple[str, str], tuple[Call | EndedCall, Attempt]] = {}
         self._contacts: dict[tuple[str, int], str] = {}  # local address -> Contact value
 
     # ---------------------------------------------------------------- wiring
@@ -102,7 +103,7 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
     def media(self, backend: MediaBackend | None) -> None:
         self._media = backend
 
-    def event(self, call: Call, text: str) -> None:
+    def event(self, call: Call | EndedCall, text: str) -> None:
         self.core.trace.event(f"call {call.callee}: {text}", call_id=call.call_id)
         log.info("call %s (%s): %s", call.call_id, call.callee, text)
 
@@ -194,7 +195,8 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
                     offer=offer, params=core.params)
         self.calls[call.call_id] = call
         txn.cancel_listeners.append(lambda cancel: self.on_caller_cancel(call))
-        txn.add_listener(lambda event: self._a_txn_event(call, event))
+        call.a_listener = lambda event: self._a_txn_event(call, event)
+        txn.add_listener(call.a_listener)
         self.event(call, f"INVITE from {caller_user} via {mapping.name}"
                    f"{' (trusted address)' if caller.trusted else f' (account {caller.account})'}")
         if best_prefix(callee, mapping.prefixes) is None:
@@ -438,8 +440,10 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
             self.dialogs.pop((b_dialog.call_id, b_dialog.local_tag), None)
         self.calls.pop(call.call_id, None)
         # Late answers to its INVITEs are still ACKed and BYEd for 64*T1 (as long as a
-        # vendor retransmits a 2xx, §13.3.1.4; RFC 6026 Timer M), then forgotten.
+        # vendor retransmits a 2xx, §13.3.1.4; RFC 6026 Timer M), then forgotten; what that
+        # needs is kept apart, and the call itself is let go of now.
         keys, call.invite_keys = call.invite_keys, []
+        self._let_go(call, keys)
         if keys:
             self.core.clock.call_later(64 * self.core.transactions.timers.t1,
                                        lambda: self._forget_invites(keys))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vosapp.switch.call.state import (
     ATTEMPT_DONE,
@@ -65,6 +65,14 @@ class Attempt:
 
     def goto(self, new: AttemptState) -> None:
         self.state = check_transition(ATTEMPT_TRANSITIONS, "attempt", self.state, new)
+
+    def let_go(self) -> None:
+        """Its call ended: keep what late responses need (the INVITE and its transaction,
+        the state, the late ACKs); the SDP, the answers, the early dialog and the closed
+        relay go."""
+        self.offer = self.b_answer = self.a_answer = None
+        self.b_early = None
+        self.media = None
 
     @property
     def done(self) -> bool:
@@ -162,6 +170,10 @@ class Call:
     #: (Call-ID, From tag) of every INVITE sent for the call: their responses are still
     #: matched after the client transaction is gone (see ``B2bua.on_stray_response``)
     invite_keys: list[tuple[str, str]] = field(default_factory=list)
+    #: the handler's listener on ``a_txn`` (the caller's ACK, §13.3.1.4), taken off at the
+    #: end so that the transaction, kept 64*T1 longer (RFC 6026 Timer L), lets go of the call
+    #: (and dropped here then: it closes over the call)
+    a_listener: Callable[[Any], None] | None = None
 
     def goto(self, new: CallState) -> None:
         self.state = check_transition(CALL_TRANSITIONS, "call", self.state, new)
@@ -171,4 +183,27 @@ class Call:
         return self.a_invite.call_id
 
 
-__all__ = ["Attempt", "Call", "Fork", "Leg"]
+@dataclass(eq=False, slots=True)
+class EndedCall:
+    """What the handler keeps of a call once it ended, for the late responses to its INVITEs
+    (until 64*T1 after the end: a vendor retransmits its 2xx until ACKed, §13.3.1.4, and an
+    attempt given up may still answer, RFC 6026 Timer M). The call's own graph (legs,
+    dialogs, messages, SDP, CDR record; ~30 KB) is freed at its end, not 32 s later."""
+
+    call_id: str
+    callee: str
+    #: the attempt that answered, the vendor's To tag of its dialog and the ACK of its 2xx:
+    #: a retransmission of that 2xx gets the same ACK again, and nothing else (§13.2.2.4)
+    answered: Attempt | None
+    answered_tag: str | None
+    b_ack: Request | None
+
+    @classmethod
+    def of(cls, call: Call) -> EndedCall:
+        dialog = call.legs["b"].dialog
+        return cls(call.call_id, call.callee, call.answered,
+                   dialog.remote_tag if dialog is not None else None,
+                   None if call.ack_pending else call.b_ack)
+
+
+__all__ = ["Attempt", "Call", "EndedCall", "Fork", "Leg"]

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from vosapp.sip import Request, Response, Via
     from vosapp.switch.call.journal import CallJournal
-    from vosapp.switch.call.legs import Attempt, Call
+    from vosapp.switch.call.legs import Attempt, Call, EndedCall
     from vosapp.switch.call.media import MediaBackend
     from vosapp.switch.call.session_timer import LegTimer
     from vosapp.switch.core import SwitchCore
@@ -66,8 +66,9 @@ class VendorLeg:
                            invite_timeout: bool = False) -> None: ...
         def _abandon(self, attempt: Attempt) -> None: ...
         def _abandon_live(self, call: Call) -> None: ...
-        def _send_cancel(self, attempt: Attempt) -> None: ...
         def _ack_and_bye(self, attempt: Attempt, response: Response) -> None: ...
+        def on_given_up_response(self, call: Call | EndedCall, attempt: Attempt,
+                                 response: Response) -> None: ...
         def _vendor_provisional(self, call: Call, attempt: Attempt, response: Response
                                 ) -> tuple[bool, int | None]: ...
         def _provisional_to_caller(self, call: Call, attempt: Attempt, response: Response,
@@ -105,19 +106,12 @@ class VendorLeg:
                     self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
                 return
             if stale:
-                # a losing branch (§16.7: the first 2xx won), a cancelled or failed attempt
-                # (the call moved on or ended), or a second dialog of the answered INVITE
-                if attempt.state in (AttemptState.CANCELLING, AttemptState.FAILED):
-                    attempt.goto(AttemptState.HUNG_UP)
-                    self.event(call, f"{attempt.target.name} answered after it was "
-                               "given up: ACK and BYE")
-                self._ack_and_bye(attempt, response)
+                self.on_given_up_response(call, attempt, response)
                 return
             self.on_vendor_answer(call, attempt, response)
             return
         if stale:
-            if status < 200:
-                self._send_cancel(attempt)  # a late provisional on an abandoned attempt
+            self.on_given_up_response(call, attempt, response)
             return
         if status < 200:
             first = attempt.state is AttemptState.CALLING
