@@ -12,6 +12,7 @@ from vosapp.sip import Request, Response, make_response, parse
 from vosapp.sip.transaction import (
     DeliverRequest,
     DeliverResponse,
+    SentResponse,
     State,
     Terminated,
     TimedOut,
@@ -52,14 +53,14 @@ class Harness:
 
     def __init__(self, t1_ms: int = 500, fail_sends: bool = False) -> None:
         self.clock = ManualClock()
-        self.sent: list[tuple[float, Request | Response, tuple[str, int], str]] = []
+        self.sent: list[tuple[float, Request | SentResponse, tuple[str, int], str]] = []
         self.fail_sends = fail_sends
         params = Params.defaults().replace(SS_SIP_RESEND_INTERVAL=t1_ms)
         self.layer = TransactionLayer(self.clock, TimerSettings.from_params(params),
                                       self.transmit)
         self.events: list[tuple[float, object]] = []
 
-    def transmit(self, message: Request | Response, destination: tuple[str, int],
+    def transmit(self, message: Request | SentResponse, destination: tuple[str, int],
                  transport: str) -> None:
         if self.fail_sends:
             raise OSError("network unreachable")
@@ -313,6 +314,32 @@ def test_a_server_transaction_lets_go_of_its_request_once_only_retransmissions_r
         h.layer.receive_retransmission(txn, request("INVITE", branch))
         assert len(h.sent) == sent + (1 if status == 486 else 0)
         assert h.layer.match_request(request("ACK", branch, to_tag="totag")) is txn
+
+
+def test_a_server_transaction_keeps_its_response_as_the_bytes_it_sent() -> None:
+    """Not the built Response (~0.9 KB of header lists) for its 64*T1: its bytes, status and
+    To tag. Retransmissions are those bytes, not serialized again, even when the TU changes
+    its Response afterwards; final_sent and the RFC 2543 ACK match (§17.2.3) read the rest."""
+    h = Harness()
+    req = request("REGISTER")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    ok = response(req, 200, tag="t200")
+    txn.respond(ok)
+    sent = txn.machine.last_response
+    assert isinstance(sent, SentResponse) and (sent.status, sent.to_tag) == (200, "t200")
+    assert bytes(sent) == bytes(ok) and txn.final_sent
+    ok.headers.set("Server", "changed later")
+    h.layer.receive_retransmission(txn, request("REGISTER"))
+    assert [bytes(m) for _, m, *_ in h.sent] == [bytes(sent), bytes(sent)]
+
+    invite = request("INVITE", branch="old2")  # RFC 2543: no magic cookie
+    txn = h.layer.create_server(invite, PEER, "UDP", PEER)
+    txn.respond(response(invite, 100, tag=None))
+    assert txn.answered and not txn.final_sent
+    txn.respond(response(invite, 486, tag="t486"))
+    assert txn.final_sent
+    assert h.layer.match_request(request("ACK", branch="old2", to_tag="t486")) is txn
+    assert h.layer.match_request(request("ACK", branch="old2", to_tag="other")) is None
 
 
 # --------------------------------------------------------------------- server INVITE

@@ -7,8 +7,9 @@ import itertools
 
 from vosapp.clock import ManualClock
 from vosapp.params import Params
-from vosapp.sip import Request, Response, make_response, parse
+from vosapp.sip import Request, make_response, parse
 from vosapp.sip.transaction import (
+    SentResponse,
     Terminated,
     TimedOut,
     TimerName,
@@ -45,8 +46,10 @@ class Recorder:
         self.sent: dict[str, list[float]] = {}
         self.events: dict[str, list[tuple[float, object]]] = {}
 
-    def transmit(self, message: Request | Response, _dest: tuple[str, int], _tp: str) -> None:
-        self.sent.setdefault(str(message.call_id), []).append(round(self.clock.now(), 6))
+    def transmit(self, message: Request | SentResponse, _dest: tuple[str, int], _tp: str
+                 ) -> None:
+        call_id = parse(bytes(message)).call_id  # a server transaction sends its bytes
+        self.sent.setdefault(str(call_id), []).append(round(self.clock.now(), 6))
 
     def listener(self, call_id: str):  # type: ignore[no-untyped-def]
         return lambda event: self.events.setdefault(call_id, []).append(

@@ -38,6 +38,7 @@ from vosapp.sip import (
 from vosapp.sip.transaction import (
     ClientTransaction,
     DeliverResponse,
+    SentResponse,
     ServerTransaction,
     TimedOut,
     TimerSettings,
@@ -225,7 +226,7 @@ class UserAgent:
 
     _sent = 0
 
-    def _transmit(self, message: Request | Response, destination: Address,
+    def _transmit(self, message: Request | Response | SentResponse, destination: Address,
                   transport: str = "UDP") -> None:
         if self._socket is None or self._socket.transport is None:
             raise OSError("the lab user agent's socket is closed")

@@ -103,10 +103,27 @@ class TimerSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Transmit:
-    """Send ``message`` to ``destination`` over ``transport``."""
+class SentResponse:
+    """A response as a server transaction sends and keeps it: its wire bytes (``bytes()`` of
+    it), and the status and To tag the transaction still reads (``final_sent``, the RFC 2543
+    ACK match of §17.2.3). A built Response is ~0.9 KB of header lists and strings; a
+    transaction keeps its last response for up to 64*T1 of retransmissions, which are then
+    not serialized again."""
 
-    message: Request | Response
+    status: int
+    to_tag: str | None
+    data: bytes
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send ``message`` to ``destination`` over ``transport`` (a server transaction's
+    responses go as :class:`SentResponse`)."""
+
+    message: Request | Response | SentResponse
     destination: Address
     transport: str
 
@@ -390,7 +407,7 @@ class _ServerMachine(_Machine):
         #: floor, and server transactions that let go of their request").
         self.request: Request | None = request
         self.reply_to = reply_to
-        self.last_response: Response | None = None
+        self.last_response: SentResponse | None = None
         self.dropped = False
 
     def drop(self) -> list[Action]:
@@ -410,8 +427,9 @@ class _ServerMachine(_Machine):
         return out
 
     def _send(self, out: list[Action], response: Response) -> None:
-        self.last_response = response
-        out.append(Transmit(response, self.reply_to, self.transport))
+        sent = self.last_response = SentResponse(int(response.status), response.to_tag,
+                                                 bytes(response))
+        out.append(Transmit(sent, self.reply_to, self.transport))
 
 
 class ServerInviteMachine(_ServerMachine):
@@ -617,7 +635,7 @@ Machine = (
     ClientInviteMachine | ClientNonInviteMachine | ServerInviteMachine | ServerNonInviteMachine
 )
 Listener = Callable[[TUEvent], None]
-TransmitFn = Callable[["Request | Response", Address, str], None]
+TransmitFn = Callable[["Request | Response | SentResponse", Address, str], None]
 
 
 MachineT = TypeVar("MachineT", bound=Machine)
@@ -774,7 +792,7 @@ class TransactionLayer:
             return handle
         # RFC 2543 ACK: its To tag must be the one we answered with (§17.2.3).
         last = handle.machine.last_response
-        if last is None or last.to is None or request.to is None:
+        if last is None or request.to is None:
             return None
         return handle if last.to_tag == request.to_tag else None
 

@@ -55,6 +55,7 @@ from vosapp.sip.transaction import (
     RELIABLE_TRANSPORTS,
     ClientTransaction,
     Listener,
+    SentResponse,
     ServerTransaction,
     TimedOut,
     TimerSettings,
@@ -321,9 +322,10 @@ class SwitchCore:
         return self.transactions.send_request(request, as_address(destination), transport.upper(),
                                               listener)
 
-    def send_stateless(self, message: Request | Response, destination: Address,
+    def send_stateless(self, message: Request | Response | bytes, destination: Address,
                        transport: str = "UDP") -> None:
-        """Send outside any transaction (ACK for a 2xx §13.2.2.4, 2xx retransmission, keep-alive)."""
+        """Send outside any transaction (ACK for a 2xx §13.2.2.4, 2xx retransmission, keep-alive);
+        ``message`` may be the bytes of one built before."""
         self._transmit_message(message, as_address(destination), transport.upper())
 
     def send_raw(self, data: bytes, destination: Address, transport: str = "UDP",
@@ -331,8 +333,8 @@ class SwitchCore:
         """Send bytes that are not SIP (NAT keep-alive payload, SS_SIP_NAT_KEEP_ALIVE_MESSAGE)."""
         self._send(data, as_address(destination), transport.upper(), note)
 
-    def _transmit_message(self, message: Request | Response, destination: Address,
-                          transport: str) -> None:
+    def _transmit_message(self, message: Request | Response | SentResponse | bytes,
+                          destination: Address, transport: str) -> None:
         self._send(bytes(message), destination, transport, "")
 
     def _send(self, data: bytes, destination: Address, transport: str, note: str) -> None:
