@@ -192,18 +192,19 @@ class EndedCall:
 
     call_id: str
     callee: str
-    #: the attempt that answered, the vendor's To tag of its dialog and the ACK of its 2xx:
-    #: a retransmission of that 2xx gets the same ACK again, and nothing else (§13.2.2.4)
+    #: the attempt that answered, the vendor's To tag of its dialog and the ACK of its 2xx
+    #: (its bytes): a retransmission of that 2xx gets the same ACK again, and nothing else
+    #: (§13.2.2.4)
     answered: Attempt | None
     answered_tag: str | None
-    b_ack: Request | None
+    b_ack: bytes | None
 
     @classmethod
     def of(cls, call: Call) -> EndedCall:
         dialog = call.legs["b"].dialog
         return cls(call.call_id, call.callee, call.answered,
                    dialog.remote_tag if dialog is not None else None,
-                   None if call.ack_pending else call.b_ack)
+                   None if call.ack_pending or call.b_ack is None else bytes(call.b_ack))
 
 
 __all__ = ["Attempt", "Call", "EndedCall", "Fork", "Leg"]
