@@ -318,7 +318,7 @@ def test_a_server_transaction_lets_go_of_its_request_once_only_retransmissions_r
 
 def test_a_server_transaction_keeps_its_response_as_the_bytes_it_sent() -> None:
     """Not the built Response (~0.9 KB of header lists) for its 64*T1: its bytes, status and
-    To tag. Retransmissions are those bytes, not serialized again, even when the TU changes
+    To. Retransmissions are those bytes, not serialized again, even when the TU changes
     its Response afterwards; final_sent and the RFC 2543 ACK match (§17.2.3) read the rest."""
     h = Harness()
     req = request("REGISTER")
@@ -327,6 +327,7 @@ def test_a_server_transaction_keeps_its_response_as_the_bytes_it_sent() -> None:
     txn.respond(ok)
     sent = txn.machine.last_response
     assert isinstance(sent, SentResponse) and (sent.status, sent.to_tag) == (200, "t200")
+    assert sent.to == ok.headers.get("To")
     assert bytes(sent) == bytes(ok) and txn.final_sent
     ok.headers.set("Server", "changed later")
     h.layer.receive_retransmission(txn, request("REGISTER"))

@@ -105,17 +105,25 @@ class TimerSettings:
 @dataclass(frozen=True, slots=True)
 class SentResponse:
     """A response as a server transaction sends and keeps it: its wire bytes (``bytes()`` of
-    it), and the status and To tag the transaction still reads (``final_sent``, the RFC 2543
-    ACK match of §17.2.3). A built Response is ~0.9 KB of header lists and strings; a
+    it), and the status and To the transaction still reads (``final_sent``, the RFC 2543 ACK
+    match of §17.2.3). A built Response is ~0.9 KB of header lists and strings; a
     transaction keeps its last response for up to 64*T1 of retransmissions, which are then
     not serialized again."""
 
     status: int
-    to_tag: str | None
+    #: the To header's text; its tag is parsed only when an RFC 2543 ACK is matched (a
+    #: final response's To carries a fresh tag: parsing it for every response costs µs)
+    to: str
     data: bytes
 
     def __bytes__(self) -> bytes:
         return self.data
+
+    @property
+    def to_tag(self) -> str | None:
+        from vosapp.sip.headers import NAME_ADDR_MEMO
+
+        return NAME_ADDR_MEMO(self.to).params.get("tag") if self.to else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +435,8 @@ class _ServerMachine(_Machine):
         return out
 
     def _send(self, out: list[Action], response: Response) -> None:
-        sent = self.last_response = SentResponse(int(response.status), response.to_tag,
+        sent = self.last_response = SentResponse(int(response.status),
+                                                 response.headers.first_by_key("to") or "",
                                                  bytes(response))
         out.append(Transmit(sent, self.reply_to, self.transport))
 
