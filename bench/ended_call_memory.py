@@ -50,6 +50,8 @@ def measure(calls: int) -> tuple[float, float, int]:
                               store)
         vendor = Vendor(net, VENDOR_A)
 
+        # b2bua_cpu.py's loop, repeated rather than moved into the harness: both scripts run
+        # against older checkouts' harnesses (PYTHONPATH=<checkout>), which lack new helpers.
         def place(count: int) -> None:
             for _ in range(count):
                 caller = Caller(net)

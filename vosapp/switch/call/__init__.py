@@ -88,11 +88,11 @@ gone by then (SS_SIP_TIMEOUT_INVITE stops it at once; Timer B; RFC 6026 Timer M)
 no transaction took are matched to their attempt by Call-ID and From tag until 64*T1 after the
 call ended (``B2bua.on_stray_response``): a late provisional gets its CANCEL, a final non-2xx
 its ACK. For those 64*T1 an ended call is only an :class:`~.legs.EndedCall` (its attempts, the
-answered dialog's To tag and ACK): the call itself is freed at its end. BYE from either side: 200, and BYE on the other leg. re-INVITE, INFO and
-UPDATE are relayed on the other leg's dialog and the answer relayed back (SDP untouched when
-the media flows end to end; through the media proxy as the relay's SDP with the direction
-carried over and each leg's own ``o=``, see :mod:`~vosapp.switch.call.in_dialog`: hold and
-resume, glare 491, 2xx until ACK).
+answered dialog's To tag and ACK): the call itself is freed at its end. BYE from either side:
+200, and BYE on the other leg. re-INVITE, INFO and UPDATE are relayed on the other leg's
+dialog and the answer relayed back (SDP untouched when the media flows end to end; through the
+media proxy as the relay's SDP with the direction carried over and each leg's own ``o=``, see
+:mod:`~vosapp.switch.call.in_dialog`: hold and resume, glare 491, 2xx until ACK).
 
 Answer check and codec conversion (docs/behaviour.md §5): a vendor answer with no codec from the offer ends
 the call (ACK + BYE to the vendor, 488 with ``Warning: 399`` to the caller, the reason in the

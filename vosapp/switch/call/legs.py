@@ -188,7 +188,8 @@ class EndedCall:
     """What the handler keeps of a call once it ended, for the late responses to its INVITEs
     (until 64*T1 after the end: a vendor retransmits its 2xx until ACKed, §13.3.1.4, and an
     attempt given up may still answer, RFC 6026 Timer M). The call's own graph (legs,
-    dialogs, messages, SDP, CDR record; ~30 KB) is freed at its end, not 32 s later."""
+    dialogs, messages, SDP, CDR record) is freed at its end, not 32 s later
+    (docs/benchmarks.md, "Ended calls freed at their end")."""
 
     call_id: str
     callee: str
