@@ -95,7 +95,7 @@ async def collect_old_generations(busy: Callable[[], int | bool],
 
 
 #: glibc's malloc keeps what Python frees in its heap; at a steady call rate the switch's RSS
-#: crept up ~0.8 MB/s while its live heap stayed flat, and ``malloc_trim(0)`` gave 54-70 MB
+#: crept up ~0.8 MB/s while its live heap stayed flat, and ``malloc_trim(0)`` gave 17-70 MB
 #: back in 5-14 ms (docs/benchmarks.md "Ended calls freed at their end"). None: no glibc.
 _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if os.name == "posix" else None
 #: s between releases: the RSS a switch gains meanwhile (~1 MB/s at 400 calls/s) is what it
@@ -118,7 +118,7 @@ async def release_free_memory_periodically(media: Callable[[], int], *,
                                            ) -> None:
     """Every ``period`` s, :func:`release_free_memory` unless ``media()`` (relays forwarding
     RTP: the release stops the event loop for up to ~15 ms, a jitter spike on every relayed
-    stream). SIP alone waits that long for nothing (T1 is 500 ms). Runs until cancelled."""
+    stream). SIP does not notice so short a pause (T1 is 500 ms). Runs until cancelled."""
     while True:
         await asyncio.sleep(period)
         if not media():
