@@ -322,18 +322,18 @@ class SwitchCore:
         return self.transactions.send_request(request, as_address(destination), transport.upper(),
                                               listener)
 
-    def send_stateless(self, message: Request | Response | bytes, destination: Address,
+    def send_stateless(self, message: Request | Response, destination: Address,
                        transport: str = "UDP") -> None:
-        """Send outside any transaction (ACK for a 2xx §13.2.2.4, 2xx retransmission, keep-alive);
-        ``message`` may be the bytes of one built before."""
+        """Send outside any transaction (ACK for a 2xx §13.2.2.4, 2xx retransmission, keep-alive)."""
         self._transmit_message(message, as_address(destination), transport.upper())
 
     def send_raw(self, data: bytes, destination: Address, transport: str = "UDP",
                  note: str = "") -> None:
-        """Send bytes that are not SIP (NAT keep-alive payload, SS_SIP_NAT_KEEP_ALIVE_MESSAGE)."""
+        """Send bytes as they are: not SIP (NAT keep-alive payload,
+        SS_SIP_NAT_KEEP_ALIVE_MESSAGE), or a message serialized before (an ended call's ACK)."""
         self._send(data, as_address(destination), transport.upper(), note)
 
-    def _transmit_message(self, message: Request | Response | SentResponse | bytes,
+    def _transmit_message(self, message: Request | Response | SentResponse,
                           destination: Address, transport: str) -> None:
         self._send(bytes(message), destination, transport, "")
 

@@ -105,7 +105,7 @@ class AbandonedAttempts:
         if (200 <= response.status < 300 and attempt is call.answered
                 and call.answered_tag is not None and response.to_tag == call.answered_tag):
             if call.b_ack is not None:
-                self.core.send_stateless(call.b_ack, attempt.destination, attempt.transport)
+                self.core.send_raw(call.b_ack, attempt.destination, attempt.transport)
             return
         self.on_given_up_response(call, attempt, response)
 
