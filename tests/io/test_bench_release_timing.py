@@ -1,0 +1,32 @@
+"""bench/release_timing's machinery (not a figure): with it on PYTHONPATH, a real ``vosapp
+serve`` logs one timed release per period, so the measurements of docs/benchmarks.md "Memory
+given back while media is relayed" can be made again."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.serving import ROOT, serve, write_config
+
+
+def test_a_served_switch_logs_each_timed_release(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "releases.log"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(ROOT / "bench" / "release_timing"), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("RELEASE_LOG", str(log))
+    monkeypatch.setenv("PERIOD", "0.1")
+    with serve(write_config(tmp_path)):
+        deadline = time.monotonic() + 20.0
+        while (not log.exists() or len(log.read_text().splitlines()) < 3) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert len(lines) >= 3
+    for seconds, pause_ms, rss_before, rss_after, relays in lines:
+        assert float(seconds) > 0 and float(pause_ms) >= 0 and relays == "0"
+        assert float(rss_before) > 10 and float(rss_after) > 10  # MB of a real process
