@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -203,6 +205,17 @@ def test_credentials_round_trip() -> None:
     credentials = parse_credentials(GOOD_CREDENTIALS + ', opaque="o", x-vendor=1')
     assert credentials.extra == (("x-vendor", "1"),)
     assert parse_credentials(str(credentials)) == credentials
+
+
+def test_parsed_credentials_are_what_the_constructor_builds() -> None:
+    # parse_credentials fills the frozen dataclass through __dict__: every field, nothing else.
+    parsed = parse_credentials(GOOD_CREDENTIALS + ', opaque="o", x-vendor=1')
+    built = Credentials(**{field.name: getattr(parsed, field.name)
+                           for field in dataclasses.fields(Credentials)})
+    assert vars(parsed) == vars(built)
+    assert parsed == built and hash(parsed) == hash(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.nonce = "x"  # type: ignore[misc]
 
 
 def test_format_refuses_header_injection() -> None:
@@ -551,11 +564,11 @@ def test_fuzz_parsers_raise_only_digest_error(text: str) -> None:
         assert parser(str(parsed)) == parsed  # anything accepted round-trips
 
 
-def _fast_params_one_match_at_a_time(text: str) -> dict[str, tuple[str, bool]] | None:
+def _fast_params_one_match_at_a_time(text: str) -> dict[str, str] | None:
     """The fast path's rule spelt out: successive _FAST_PARAM matches, back to back."""
     if len(text) <= 6 or text[6] not in " \t" or text[:6].lower() != "digest":
         return None
-    params: dict[str, tuple[str, bool]] = {}
+    params: dict[str, str] = {}
     pos = 6
     for match in _FAST_PARAM.finditer(text, 6):
         if match.start() != pos:
@@ -564,13 +577,13 @@ def _fast_params_one_match_at_a_time(text: str) -> dict[str, tuple[str, bool]] |
         name, quoted, token = match.groups()
         if name.lower() in params:
             return None
-        params[name.lower()] = (quoted, True) if quoted is not None else (token, False)
+        params[name.lower()] = quoted if quoted is not None else token
     return params if pos == len(text) else None
 
 
 _PARAM_PIECES = st.sampled_from(['Digest ', 'digest\t', 'realm', 'nc', '=', '"', '""', '\\',
                                  ',', ', ', ' ', '\t', 'a', 'b1', '"x y"', '"\\"', 'é', '(',
-                                 '=""', '=tok', '="q,v"'])
+                                 '=""', '=tok', '="q,v"', 'REALM', 'nc=1', ',,'])
 
 
 @settings(max_examples=1000, deadline=None)
@@ -586,8 +599,7 @@ def test_fuzz_fast_param_path_agrees_with_the_scanner(text: str) -> None:
 def test_fast_param_path_takes_the_usual_credentials() -> None:
     assert _parse_params_fast(RFC7616_MD5_CREDENTIALS) == _scan_params(RFC7616_MD5_CREDENTIALS,
                                                                        "x")
-    assert _parse_params_fast('Digest a="", b=c,d="e f"') == {
-        "a": ("", True), "b": ("c", False), "d": ("e f", True)}
+    assert _parse_params_fast('Digest a="", b=c,d="e f"') == {"a": "", "b": "c", "d": "e f"}
 
 
 @settings(max_examples=200, deadline=None)

@@ -94,26 +94,26 @@ _FAST_PARAM = re.compile(_FAST_PARAM_SHAPE.format(
 _FAST_PARAM_OR_GAP = re.compile("(?:" + _FAST_PARAM.pattern + ")|(.)", re.DOTALL)
 
 
-def _parse_params_fast(text: str) -> dict[str, tuple[str, bool]] | None:
+def _parse_params_fast(text: str) -> dict[str, str] | None:
     """``text`` (stripped) parsed by one regex pass in C when it has the common shape, else
     None (then the general scanner decides, with its precise errors). Same result as the
     scanner."""
     if len(text) <= 6 or text[6] not in _WS or text[:6].lower() != "digest":
         return None
-    params: dict[str, tuple[str, bool]] = {}
-    # findall gives "" for the alternatives that did not match; a token is never empty.
-    for name, quoted, token, gap in _FAST_PARAM_OR_GAP.findall(text, 6):
-        if gap:
-            return None  # not back-to-back auth-params: the scanner decides
-        name = name.lower()
-        if name in params:
-            return None  # the scanner raises "duplicate"
-        params[name] = (token, False) if token else (quoted, True)
+    found = _FAST_PARAM_OR_GAP.findall(text, 6)
+    # findall gives "" for the alternatives that did not match, and a token is never empty:
+    # ``token or quoted`` is the value. A gap (no auth-param where one should start) has no
+    # name: the key "". A repeated name leaves fewer keys than matches (the scanner raises
+    # "duplicate"). Either way the scanner decides.
+    params = {name.lower(): token or quoted for name, quoted, token, _gap in found}
+    if "" in params or len(params) != len(found):
+        return None
     return params
 
 
-def _parse_params(value: str, what: str) -> dict[str, tuple[str, bool]]:
-    """Split ``Digest a=b, c="d"`` into ``{name_lower: (value, was_quoted)}``."""
+def _parse_params(value: str, what: str) -> dict[str, str]:
+    """Split ``Digest a=b, c="d"`` into ``{name_lower: value}`` (quotes and escapes removed;
+    RFC 7235 §2.1: a value may be a token or a quoted-string, its meaning is the same)."""
     if not isinstance(value, str):
         raise DigestError(f"{what} must be a str, not {type(value).__name__}", "invalid")
     if "\r" in value or "\n" in value or "\x00" in value:
@@ -125,7 +125,7 @@ def _parse_params(value: str, what: str) -> dict[str, tuple[str, bool]]:
     return _scan_params(text, what)
 
 
-def _scan_params(text: str, what: str) -> dict[str, tuple[str, bool]]:
+def _scan_params(text: str, what: str) -> dict[str, str]:
     """The general auth-param scanner (``text`` stripped), with a precise error for each way
     a value can be malformed."""
     pos = 0
@@ -137,7 +137,7 @@ def _scan_params(text: str, what: str) -> dict[str, tuple[str, bool]]:
         raise DigestError(f"{what}: scheme is {shown!r}, expected Digest", "scheme")
     if pos < len(text) and text[pos] not in _WS:
         raise DigestError(f"{what}: expected whitespace after the scheme", "syntax")
-    params: dict[str, tuple[str, bool]] = {}
+    params: dict[str, str] = {}
     length = len(text)
     while True:
         # skip whitespace and empty list elements (RFC 7230 §7 allows ", ,")
@@ -178,14 +178,14 @@ def _scan_params(text: str, what: str) -> dict[str, tuple[str, bool]]:
                     break
                 chars.append(ch)
                 pos += 1
-            item = ("".join(chars), True)
+            item = "".join(chars)
         else:
             start = pos
             while pos < length and text[pos] in _TCHARS:
                 pos += 1
             if pos == start:
                 raise DigestError(f"{what}: parameter {name!r} has an empty value", "syntax")
-            item = (text[start:pos], False)
+            item = text[start:pos]
         if name in params:
             raise DigestError(f"{what}: duplicate parameter {name!r}", "duplicate")
         params[name] = item
@@ -313,9 +313,11 @@ _CREDENTIALS_KNOWN = {
     "username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque", "qop", "nc",
     "userhash",
 }
+_CREDENTIALS_REQUIRED_ORDER = ("username", "realm", "nonce", "uri", "response")
+_CREDENTIALS_REQUIRED = frozenset(_CREDENTIALS_REQUIRED_ORDER)
 
 
-def _require(params: dict[str, tuple[str, bool]], names: tuple[str, ...], what: str) -> None:
+def _require(params: dict[str, str], names: tuple[str, ...], what: str) -> None:
     missing = [name for name in names if name not in params]
     if missing:
         raise DigestError(f"{what}: missing required parameter(s) {', '.join(missing)}", "missing")
@@ -324,9 +326,8 @@ def _require(params: dict[str, tuple[str, bool]], names: tuple[str, ...], what: 
 def parse_challenge(value: str) -> Challenge:
     """Parse a ``WWW-Authenticate``/``Proxy-Authenticate`` value; raise :class:`DigestError`."""
     what = "Digest challenge"
-    params = _parse_params(value, what)
-    _require(params, ("realm", "nonce"), what)
-    get = {name: raw for name, (raw, _quoted) in params.items()}
+    get = _parse_params(value, what)
+    _require(get, ("realm", "nonce"), what)
     qops: tuple[str, ...] = ()
     if "qop" in get:
         qops = tuple(q.strip(_WS).lower() for q in get["qop"].split(",") if q.strip(_WS))
@@ -356,30 +357,35 @@ def parse_credentials(value: str) -> Credentials:
     ``nc`` must be 1 to 8 hex digits.
     """
     what = "Digest credentials"
-    params = _parse_params(value, what)
-    if "username" not in params and "username*" in params:
-        raise DigestError(f"{what}: username* (RFC 8187 encoding) is not supported", "missing")
-    _require(params, ("username", "realm", "nonce", "uri", "response"), what)
-    get = {name: raw for name, (raw, _quoted) in params.items()}
+    get = _parse_params(value, what)
+    if not get.keys() >= _CREDENTIALS_REQUIRED:
+        if "username" not in get and "username*" in get:
+            raise DigestError(f"{what}: username* (RFC 8187 encoding) is not supported",
+                              "missing")
+        _require(get, _CREDENTIALS_REQUIRED_ORDER, what)
     qop = get.get("qop")
     if qop is not None:
         qop = qop.lower()
         if qop not in _QOPS:
             raise DigestError(f"{what}: unknown qop {get['qop']!r}", "unknown-qop")
-        _require(params, ("cnonce", "nc"), what + f" with qop={qop}")
+        _require(get, ("cnonce", "nc"), what + f" with qop={qop}")
     nc: int | None = None
     if "nc" in get:
         raw_nc = get["nc"]
         if _NONCE_COUNT.fullmatch(raw_nc) is None:
             raise DigestError(f"{what}: nc {raw_nc!r} is not 8 hex digits", "bad-nc")
         nc = int(raw_nc, 16)
-    return Credentials(
+    algorithm = _algorithm(get.get("algorithm"), what)
+    credentials = Credentials.__new__(Credentials)
+    # Every field, through __dict__: the frozen dataclass's __init__ sets each of its twelve
+    # fields with object.__setattr__ (3 x the cost; one Authorization per REGISTER and INVITE).
+    credentials.__dict__.update(
         username=get["username"],
         realm=get["realm"],
         nonce=get["nonce"],
         uri=get["uri"],
         response=get["response"],
-        algorithm=_algorithm(get.get("algorithm"), what),
+        algorithm=algorithm,
         cnonce=get.get("cnonce"),
         opaque=get.get("opaque"),
         qop=qop,
@@ -388,6 +394,7 @@ def parse_credentials(value: str) -> Credentials:
         extra=() if get.keys() <= _CREDENTIALS_KNOWN
         else tuple((n, v) for n, v in get.items() if n not in _CREDENTIALS_KNOWN),
     )
+    return credentials
 
 
 # --------------------------------------------------------------------------------------------
