@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import struct
 import subprocess
@@ -67,6 +68,8 @@ def test_message_fields_are_read_from_the_bytes_when_first_asked(
     eager = TraceRecord(record.mono, record.wall, "in", "UDP", B, A, ok("lazy"), "OPTIONS", 200,
                         "lazy", "7 OPTIONS", "z9hG4bKt1")
     assert record == eager and replace(record, note="x").note == "x"
+    with pytest.raises(dataclasses.FrozenInstanceError):  # filled through its slots' setters
+        record.note = "x"  # type: ignore[misc]
     assert '"call_id": "lazy"' in records_to_json([trace.message("out", "UDP", A, B, ok("lazy"))])
     assert trace.records(call_id="lazy", method="OPTIONS", direction="in") == [record]
     with pytest.raises(AttributeError):
