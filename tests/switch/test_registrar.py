@@ -134,6 +134,20 @@ def test_too_many_contacts(registrar: Registrar) -> None:
     assert len(registrar.bindings(AOR)) == 3
 
 
+def test_the_contact_limit_counts_what_stays_bound(registrar: Registrar) -> None:
+    # max_contacts=3: bound + requested may exceed it as long as what stays bound does not.
+    bound = [ContactRequest(f"sip:a@h{i}") for i in range(3)]
+    assert reg(registrar, *bound[:2]).status == 200
+    assert reg(registrar, bound[2], cseq=2).status == 200  # 2 + 1: at the limit
+    assert reg(registrar, *bound, cseq=3).status == 200  # a refresh of all three
+    unbind_one = ContactRequest("sip:a@h0", expires=0)
+    outcome = reg(registrar, unbind_one, ContactRequest("sip:a@h9"), cseq=4)
+    assert outcome.status == 200  # one leaves, one comes: still three
+    assert sorted(b.contact for b in outcome.bindings) == ["sip:a@h1", "sip:a@h2", "sip:a@h9"]
+    assert sorted(b.contact for b in registrar.bindings(AOR)) == [
+        "sip:a@h1", "sip:a@h2", "sip:a@h9"]
+
+
 def test_replace_on_new_registration_replaces_old(registrar: Registrar) -> None:
     reg(registrar, ContactRequest("sip:a@old"), call_id="phone-1")
     outcome = reg(registrar, ContactRequest("sip:a@new"), call_id="phone-2", replace=True)

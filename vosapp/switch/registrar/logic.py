@@ -147,16 +147,24 @@ class Registrar:
                 # SS_ENDPOINT_REGISTER_REPLACE=Off: the living registration wins.
                 return RegisterOutcome(403, "Already Registered", now=now)
             # Decide everything before writing anything: a refusal leaves the AOR untouched.
-            removed = {b.contact for b in others} if adding else set()
-            removed |= {uri for uri, (_, expires) in wanted.items() if expires == 0}
-            kept = (set(existing) - removed) | {uri for uri, (_, expires) in wanted.items()
-                                                if expires > 0}
-            if len(kept) > self.max_contacts:
-                return RegisterOutcome(403, "Too Many Contacts", now=now)
+            # (Plain loops, not comprehensions: each of those is a function call, and the
+            # usual REGISTER refreshes one binding.)
+            removed = {b.contact for b in others} if others and adding else set()
+            for uri, (_, expires) in wanted.items():
+                if expires == 0:
+                    removed.add(uri)
+            # What stays bound is within existing + wanted: counted only when that could
+            # exceed the limit.
+            if len(existing) + len(wanted) > self.max_contacts:
+                kept = (set(existing) - removed) | {uri for uri, (_, expires) in wanted.items()
+                                                    if expires > 0}
+                if len(kept) > self.max_contacts:
+                    return RegisterOutcome(403, "Too Many Contacts", now=now)
+            final = dict(existing)
             for uri in removed:
                 db.execute("DELETE FROM registrar_bindings WHERE aor = ? AND contact = ?",
                            (aor, uri))
-            final = {uri: b for uri, b in existing.items() if uri not in removed}
+                final.pop(uri, None)
             for uri, (contact, expires) in wanted.items():
                 if expires == 0:
                     continue
