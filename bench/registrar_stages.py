@@ -60,8 +60,9 @@ def main() -> int:
     timed(auth.InboundAuthenticator, "authenticate", lambda _self, request, _source:
           "authenticate " + ("with credentials" if request.headers.get("Authorization")
                              else "without credentials"))
-    timed(auth.AuthPolicy, "decide", lambda _self, _request, verdict:
-          f"  AuthPolicy.decide {verdict.name}")
+    # InboundAuthenticator calls decide_screened (since registrar-cuts), decide before it.
+    timed(auth.AuthPolicy, "decide_screened" if hasattr(auth.AuthPolicy, "decide_screened")
+          else "decide", lambda _self, _request, verdict: f"  AuthPolicy.decide {verdict.name}")
     timed(auth, "parse_credentials", lambda *_: "  parse_credentials")
     timed(digest.DigestServer, "verify", lambda *_: "  DigestServer.verify")
     timed(digest.DigestServer, "challenge_value", lambda *_: "DigestServer.challenge_value")

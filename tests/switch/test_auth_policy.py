@@ -421,3 +421,24 @@ def test_parameter_matrix(code: int, reply: bool, retry: int, max_retry: int,
         clock.advance(3600)
         right = policy.decide(req("s3", method=method), Verdict.OK)
     assert right.action is Action.ACCEPT
+
+
+def test_decide_screened_is_decide_after_a_screen_that_let_the_request_through() -> None:
+    # InboundAuthenticator screens, verifies, then calls decide_screened: the same decisions,
+    # audit rows and suspensions as decide (which screens itself) until the terminal is
+    # suspended; from then on screen refuses first, as decide would.
+    verdicts = [Verdict.NO_CREDENTIALS, Verdict.WRONG_PASSWORD, Verdict.OK,
+                *[Verdict.NO_CREDENTIALS, Verdict.WRONG_PASSWORD] * 6, Verdict.OK]
+    plain, _, plain_journal = make(SS_AUTHENTICATION_MAX_RETRY=5)
+    screened, _, screened_journal = make(SS_AUTHENTICATION_MAX_RETRY=5)
+    for n, verdict in enumerate(verdicts):
+        request = req(call_id=f"c{n // 2}")
+        expected = plain.decide(request, verdict)
+        refused = screened.screen(request)
+        got = refused if refused is not None else screened.decide_screened(request, verdict)
+        assert got == expected, n
+    assert [(e.reason, e.detail) for e in screened_journal.events] == [
+        (e.reason, e.detail) for e in plain_journal.events]
+    # the run got as far as a suspension, and past it
+    assert len(screened_journal.suspensions) == len(plain_journal.suspensions) == 1
+    assert got.reason is Reason.SUSPENDED

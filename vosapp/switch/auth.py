@@ -371,6 +371,12 @@ class AuthPolicy:
         refused = self.screen(request)
         if refused is not None:
             return refused
+        return self.decide_screened(request, verdict)
+
+    def decide_screened(self, request: AuthRequest, verdict: Verdict) -> Decision:
+        """:meth:`decide` for a request :meth:`screen` has just let through, with nothing in
+        between that can suspend a terminal (:class:`InboundAuthenticator` screens before it
+        verifies the digest; a second screen would only repeat the lookups)."""
         now = self._clock.now()
         session = self._session_for(request, now)
         params = session.params
@@ -660,9 +666,11 @@ class InboundAuthenticator:
         method = request.method
         # RFC 3261 §22.4 / RFC 4475 regaut01: credentials of a scheme we do not know are
         # ignored (the request is then challenged like one without credentials), not a 400.
-        values = [value for value in request.authorization + request.proxy_authorization
-                  if (value.split(None, 1) or [""])[0].lower() == "digest"
-                  ][:MAX_CREDENTIAL_HEADERS]
+        values = request.authorization + request.proxy_authorization
+        if values:  # (the first REGISTER of every registration has none)
+            values = [value for value in values
+                      if (value.split(None, 1) or [""])[0].lower() == "digest"
+                      ][:MAX_CREDENTIAL_HEADERS]
         credentials = None
         parse_problem = ""
         for value in values:
@@ -688,7 +696,7 @@ class InboundAuthenticator:
             return AuthResult(refused, auth_request, detail="suspended")
         if credentials is None:
             verdict = Verdict.MALFORMED if values else Verdict.NO_CREDENTIALS
-            return AuthResult(self.policy.decide(auth_request, verdict), auth_request,
+            return AuthResult(self.policy.decide_screened(auth_request, verdict), auth_request,
                               detail=parse_problem)
         denied_by_network = False
 
@@ -709,7 +717,7 @@ class InboundAuthenticator:
         verdict = _VERDICT_FOR_OUTCOME[result.outcome]
         if verdict is Verdict.UNKNOWN_USER and denied_by_network:
             verdict = Verdict.NETWORK_DENIED
-        decision = self.policy.decide(auth_request, verdict)
+        decision = self.policy.decide_screened(auth_request, verdict)
         username = credentials.username if decision.action is Action.ACCEPT else None
         return AuthResult(decision, auth_request, username, result.detail)
 
