@@ -512,12 +512,13 @@ class SwitchCore:
         only those are addresses of record; RFC 4475 unksm2)."""
         if request.uri_scheme not in SUPPORTED_URI_SCHEMES:
             return self.make_response(request, 416)
-        unsupported = [tag for tag in request.headers.get_list("Require")
-                       if tag.lower() not in SUPPORTED_OPTION_TAGS]
-        if unsupported:
-            response = self.make_response(request, 420)
-            response.headers.add("Unsupported", ", ".join(unsupported))
-            return response
+        required = request.headers.get_list("Require")
+        if required:  # (most requests have none: no comprehension to call then)
+            unsupported = [tag for tag in required if tag.lower() not in SUPPORTED_OPTION_TAGS]
+            if unsupported:
+                response = self.make_response(request, 420)
+                response.headers.add("Unsupported", ", ".join(unsupported))
+                return response
         if request.method == "REGISTER" and not isinstance(request.to.uri, SipUri):
             return self.make_response(request, 400, "Bad Request (To is not a SIP URI)")
         return None
