@@ -60,7 +60,7 @@ def main() -> int:
     timed(auth.InboundAuthenticator, "authenticate", lambda _self, request, _source:
           "authenticate " + ("with credentials" if request.headers.get("Authorization")
                              else "without credentials"))
-    # InboundAuthenticator calls decide_screened (since registrar-cuts), decide before it.
+    # InboundAuthenticator calls decide_screened (since the twelfth round), decide before it.
     timed(auth.AuthPolicy, "decide_screened" if hasattr(auth.AuthPolicy, "decide_screened")
           else "decide", lambda _self, _request, verdict: f"  AuthPolicy.decide {verdict.name}")
     timed(auth, "parse_credentials", lambda *_: "  parse_credentials")
