@@ -1,6 +1,7 @@
 """Times ``vosapp serve``'s free-memory releases (``malloc_trim``) under any bench.
 
-With this folder first on ``PYTHONPATH`` and ``RELEASE_LOG=FILE`` set, every Python process
+With this folder first on ``PYTHONPATH`` (as an absolute path: bench/media_calls.py starts
+the switch in another folder) and ``RELEASE_LOG=FILE`` set, every Python process
 started from then on (``vosapp serve`` included, whichever bench launches it) replaces
 ``release_free_memory_periodically`` by a variant that releases every ``PERIOD`` s (default
 15) *whether or not media is relayed*, and appends a line per release to FILE:
@@ -11,7 +12,7 @@ started from then on (``vosapp serve`` included, whichever bench launches it) re
 an A/B). Without ``RELEASE_LOG`` it does nothing. docs/benchmarks.md "Memory given back while
 media is relayed" used it as::
 
-    PYTHONPATH=bench/release_timing:$PWD RELEASE_LOG=/tmp/r.log PERIOD=1 \\
+    PYTHONPATH=$PWD/bench/release_timing:$PWD RELEASE_LOG=/tmp/r.log PERIOD=1 \\
         .venv/bin/python bench/media_calls.py --mode relay --steps 300 --no-refine
     PY=$PWD/bench/release_timing/python.sh RELEASE_LOG=/tmp/r.log PERIOD=1 \\
         ONLY=vosapp VOSAPP_START=400 STEP=1 MAX_RATE=411 bash bench/calls.sh

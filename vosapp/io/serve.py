@@ -99,8 +99,8 @@ async def collect_old_generations(busy: Callable[[], int | bool],
 #: back in 5-14 ms (docs/benchmarks.md "Ended calls freed at their end"). None: no glibc.
 _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if os.name == "posix" else None
 #: s between releases: the RSS a switch gains meanwhile (~1 MB/s at 400 calls/s) is what it
-#: gives back, in a pause that grows with the heap (5 ms for a 300 MB one, 0.05 ms for a
-#: switch relaying 300 calls and placing none).
+#: gives back, in a pause that grows with what call churn left in the heap (3-5 ms at 400
+#: calls/s; 0.05-0.3 ms for a switch relaying 200-300 calls, with or without 2,000 OPTIONS/s).
 FREE_MEMORY_PERIOD = 15.0
 #: While relays forward RTP, a release may stop the loop this long: the relayed packets of
 #: that moment arrive that much late, within the relay-added jitter the media bench allows
