@@ -85,13 +85,21 @@ async def collect_old_generations(busy: Callable[[], int | bool],
     """Every ``period`` s: a full collection when ``busy()`` is false (no relay's packets nor
     a load of transactions wait for it), or when the last one is ``max_delay`` s old. Runs
     until cancelled."""
-    loop = asyncio.get_running_loop()
-    last = loop.time()
+    await _every_period_unless_busy(gc.collect, busy, period, max_delay,
+                                    asyncio.get_running_loop().time)
+
+
+async def _every_period_unless_busy(action: Callable[[], object],
+                                   busy: Callable[[], int | bool], period: float,
+                                   max_delay: float, clock: Callable[[], float]) -> None:
+    """Every ``period`` s, ``action()`` when ``busy()`` is false or the last one is
+    ``max_delay`` s old (the sweep's and the memory release's schedule)."""
+    last = clock()
     while True:
         await asyncio.sleep(period)
-        if not busy() or loop.time() - last >= max_delay:
-            gc.collect()
-            last = loop.time()
+        if not busy() or clock() - last >= max_delay:
+            action()
+            last = clock()
 
 
 #: glibc's malloc keeps what Python frees in its heap; at a steady call rate the switch's RSS
@@ -132,17 +140,18 @@ async def release_free_memory_periodically(media: Callable[[], int], *,
     took at most ``budget`` s, or once ``max_delay`` s have passed since it. SIP does not
     notice the pause (T1 is 500 ms). ``clock``: the loop's time unless given. Runs until
     cancelled."""
-    clock = clock or asyncio.get_running_loop().time
+    now = clock or asyncio.get_running_loop().time
     last_pause = 0.0  # unknown yet: the first release is tried
-    last = clock()
-    while True:
-        await asyncio.sleep(period)
-        if media() and last_pause > budget and clock() - last < max_delay:
-            continue
-        started = clock()
+
+    def timed_release() -> None:
+        nonlocal last_pause
+        started = now()
         release()
-        last = clock()
-        last_pause = last - started
+        last_pause = now() - started
+
+    await _every_period_unless_busy(timed_release,
+                                    lambda: bool(media()) and last_pause > budget,
+                                    period, max_delay, now)
 
 
 def raise_priority(priority: int) -> bool:
