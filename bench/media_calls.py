@@ -73,7 +73,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -736,7 +736,9 @@ def pin_cpus(pid: int, generators_everywhere: bool = False) -> tuple[set[int], s
     return {cpus[-1]}, set(cpus if generators_everywhere else cpus[:-1])
 
 
-def write_config(work: Path, mode: str, callee_port: int, rtp_ports: tuple[int, int]) -> Path:
+def write_config(work: Path, mode: str, callee_port: int, rtp_ports: tuple[int, int],
+                 extra: str = "") -> Path:
+    """The switch's config for ``mode``, with ``extra`` (TOML tables) appended."""
     callee_codec = "G729" if mode == "transcode" else "PCMA"
     path = work / f"{mode}.toml"
     path.write_text(f"""[switch]
@@ -761,7 +763,7 @@ codec_mode = "Softswitch specified"
 specified_codec = "{callee_codec}"
 allow_codec_conversion = true
 g729_mode = "G729"
-""")
+""" + extra)
     return path
 
 
@@ -775,14 +777,15 @@ def free_udp_port() -> int:
 def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False,
                  realtime_priority: int | None = None, launcher: list[str] | None = None,
                  env: dict[str, str] | None = None,
-                 generators_everywhere: bool = False) -> Switch:
+                 generators_everywhere: bool = False, extra_config: str = "") -> Switch:
     """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line
     (under SCHED_RR at ``realtime_priority``, if given). ``launcher``: the command before
     ``serve`` (default ``python -m vosapp.cli``; bench/gc_pauses.py passes its recording
     launcher); ``env``: the switch's environment (default: this one, this checkout first on
-    PYTHONPATH); ``generators_everywhere``: see :func:`pin_cpus`."""
+    PYTHONPATH); ``generators_everywhere``: see :func:`pin_cpus`; ``extra_config``: TOML
+    tables added to the config (bench/media_with_calls.py's route to its SIPp callee)."""
     callee_port = free_udp_port()
-    config = write_config(work, mode, callee_port, rtp_ports)
+    config = write_config(work, mode, callee_port, rtp_ports, extra_config)
     args = [*(launcher or [sys.executable, "-m", "vosapp.cli"]), "serve", "--listen",
             "127.0.0.1:0", "--udp-only", "--no-trace-store", "--log-level", "WARNING",
             "--config", str(config)]
@@ -836,8 +839,11 @@ def p99(values: list[float]) -> float:
 
 
 def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: float = 100.0,
-             payloads: dict[str, list[bytes]]) -> dict[str, Any]:
-    """One step: ``calls`` concurrent calls with media both ways, held ``hold`` seconds."""
+             payloads: dict[str, list[bytes]],
+             during_hold: Callable[[], Callable[[], Any]] | None = None) -> dict[str, Any]:
+    """One step: ``calls`` concurrent calls with media both ways, held ``hold`` seconds.
+    ``during_hold``: called as the hold starts, returns what to call as it ends; that one's
+    result is the step's ``"during_hold"`` (bench/media_with_calls.py's SIPp calls)."""
     callee_codec = "G729" if mode == "transcode" else "PCMA"
     target = ("127.0.0.1", switch.port)
     context = mp.get_context("fork")  # the prepared payloads are inherited, not pickled
@@ -868,8 +874,10 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
         switch_cpus = switch.cpus[0] if switch.cpus else None
         cpu0, wall0, wait0 = cpu_seconds(pid), time.monotonic(), run_delay_seconds(pid)
         steal0 = steal_seconds(switch_cpus)
+        finish = during_hold() if during_hold else None
         time.sleep(hold)
         cpu1, wall1, wait1 = cpu_seconds(pid), time.monotonic(), run_delay_seconds(pid)
+        during = finish() if finish else None
         steal1 = steal_seconds(switch_cpus)
         for conn in (caller, callee):
             conn.send(("window-end",))
@@ -969,7 +977,7 @@ def run_step(switch: Switch, mode: str, calls: int, hold: float, *, setup_rate: 
         "generator_scheduling": (up["scheduling"], down["scheduling"]),
         "failures": dict(Counter(c["failed"] for c in up["calls"].values() if c["failed"])),
         "caller_pts": caller_pts, "callee_pts": callee_pts, "callee_offers": offers,
-        "load": os.getloadavg()[0], "clean": clean, "why": why,
+        "load": os.getloadavg()[0], "clean": clean, "why": why, "during_hold": during,
     }
 
 

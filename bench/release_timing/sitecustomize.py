@@ -9,7 +9,9 @@ started from then on (``vosapp serve`` included, whichever bench launches it) re
     seconds-since-start  pause-ms  rss-before-MB  rss-after-MB  running-relays
 
 ``PERIOD`` below 0 times the same schedule without releasing (pause ~0: the "none" runs of
-an A/B). Without ``RELEASE_LOG`` it does nothing. docs/benchmarks.md "Memory given back while
+an A/B). ``PERIOD=serve`` keeps the switch's own schedule (every 15 s, while media is relayed
+only while a release takes at most 2 ms: ``vosapp.io.serve``) and logs each release it makes.
+Without ``RELEASE_LOG`` it does nothing. docs/benchmarks.md "Memory given back while
 media is relayed" used it as::
 
     PYTHONPATH=$PWD/bench/release_timing:$PWD RELEASE_LOG=/tmp/r.log PERIOD=1 \\
@@ -29,7 +31,8 @@ if os.environ.get("RELEASE_LOG"):
 
     from vosapp.io import serve
 
-    PERIOD = float(os.environ.get("PERIOD", "15"))
+    SERVE_SCHEDULE = os.environ.get("PERIOD") == "serve"
+    PERIOD = 15.0 if SERVE_SCHEDULE else float(os.environ.get("PERIOD", "15"))
     _LOG = open(os.environ["RELEASE_LOG"], "a", buffering=1)  # noqa: SIM115 (for the process)
 
     def _rss_mb() -> float:
@@ -48,4 +51,24 @@ if os.environ.get("RELEASE_LOG"):
             _LOG.write(f"{time.monotonic() - start:.1f} {pause_ms:.3f} {before:.1f} "
                        f"{_rss_mb():.1f} {media()}\n")
 
-    serve.release_free_memory_periodically = _timed_releases  # type: ignore[assignment]
+    _serve_schedule = serve.release_free_memory_periodically
+
+    async def _serve_schedule_timed(media: Callable[[], int], **kwargs: object) -> None:
+        start = time.monotonic()
+
+        def release() -> bool:
+            before = _rss_mb()
+            began = time.perf_counter()
+            done = serve.release_free_memory()
+            pause_ms = (time.perf_counter() - began) * 1e3
+            # written after the switch has timed this call: a write that waits for the disk
+            # would count as the release's pause, and put the next releases off
+            asyncio.get_running_loop().call_soon(
+                _LOG.write, f"{time.monotonic() - start:.1f} {pause_ms:.3f} {before:.1f} "
+                f"{_rss_mb():.1f} {media()}\n")
+            return done
+
+        await _serve_schedule(media, release=release, **kwargs)  # type: ignore[arg-type]
+
+    serve.release_free_memory_periodically = (  # type: ignore[assignment]
+        _serve_schedule_timed if SERVE_SCHEDULE else _timed_releases)
