@@ -101,19 +101,19 @@ def sipp_calls(switch: mc.Switch, uas_port: int, rate: int, seconds: float, work
         common = ["-t", "u1", "-i", "127.0.0.1", "-buff_size", str(SIPP_BUFFER), "-nostdin",
                   "-timeout", str(int(timeout)), "-trace_stat", "-stf", "stats.csv",
                   "-fd", "3600", "-m", str(calls)]
-        uas = subprocess.Popen(
-            [*pin, "sipp", "-sf", str(UAS), "-p", str(uas_port), "-mp",
-             str(free_port(switch.rtp_ports)), *common, *(["-trace_msg"] if trace else [])],
-            cwd=work / "uas", stdout=subprocess.DEVNULL,
-            stderr=open(work / "uas" / "sipp.err", "w"),  # noqa: SIM115
-            start_new_session=True)  # stopping it cannot signal this process
-        time.sleep(0.3)
-        uac = subprocess.Popen(
-            [*pin, "sipp", f"127.0.0.1:{switch.port}", "-sf", str(UAC), "-s", f"{PREFIX}123",
-             *sipp_stats.UAC_FLAGS, "-mp", str(free_port(switch.rtp_ports)), "-r", str(rate),
-             "-trace_rtt", "-rtt_freq", "1", *common],
-            cwd=work, stdout=subprocess.DEVNULL, stderr=open(work / "sipp.err", "w"),  # noqa: SIM115
-            start_new_session=True)
+        with open(work / "uas" / "sipp.err", "w") as uas_err, \
+                open(work / "sipp.err", "w") as uac_err:  # the children keep their copies
+            uas = subprocess.Popen(
+                [*pin, "sipp", "-sf", str(UAS), "-p", str(uas_port), "-mp",
+                 str(free_port(switch.rtp_ports)), *common, *(["-trace_msg"] if trace else [])],
+                cwd=work / "uas", stdout=subprocess.DEVNULL, stderr=uas_err,
+                start_new_session=True)  # stopping it cannot signal this process
+            time.sleep(0.3)
+            uac = subprocess.Popen(
+                [*pin, "sipp", f"127.0.0.1:{switch.port}", "-sf", str(UAC), "-s",
+                 f"{PREFIX}123", *sipp_stats.UAC_FLAGS, "-mp", str(free_port(switch.rtp_ports)),
+                 "-r", str(rate), "-trace_rtt", "-rtt_freq", "1", *common],
+                cwd=work, stdout=subprocess.DEVNULL, stderr=uac_err, start_new_session=True)
 
         def finish() -> dict[str, Any]:
             try:
