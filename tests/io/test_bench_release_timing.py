@@ -13,13 +13,20 @@ import pytest
 from tests.support.serving import ROOT, serve, write_config
 
 
-def test_a_served_switch_logs_each_timed_release(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def log_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, period: str) -> Path:
+    """The environment that has a ``vosapp serve`` started from here log its releases
+    (bench/release_timing at ``PERIOD=period``); returns the log's path."""
     log = tmp_path / "releases.log"
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(ROOT / "bench" / "release_timing"), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("RELEASE_LOG", str(log))
-    monkeypatch.setenv("PERIOD", "0.1")
+    monkeypatch.setenv("PERIOD", period)
+    return log
+
+
+def test_a_served_switch_logs_each_timed_release(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    log = log_releases(tmp_path, monkeypatch, period="0.1")
     with serve(write_config(tmp_path)):
         deadline = time.monotonic() + 20.0
         while (not log.exists() or len(log.read_text().splitlines()) < 3) \
@@ -37,11 +44,7 @@ def test_the_switchs_own_schedule_logged_with_period_serve(tmp_path: Path,
                                                            ) -> None:
     """``PERIOD=serve`` keeps ``vosapp.io.serve``'s schedule (its first release after
     FREE_MEMORY_PERIOD, 15 s) and logs what it releases, without changing it."""
-    log = tmp_path / "releases.log"
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(ROOT / "bench" / "release_timing"), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("RELEASE_LOG", str(log))
-    monkeypatch.setenv("PERIOD", "serve")
+    log = log_releases(tmp_path, monkeypatch, period="serve")
     with serve(write_config(tmp_path)):
         started = time.monotonic()
         while not (log.exists() and log.read_text()) and time.monotonic() - started < 30:
