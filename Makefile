@@ -49,7 +49,7 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # The benchmarks' entry points. bench/ also holds their helpers (common.sh, sipp_stats.py,
 # backlog_sampler.py, reuseport_serve.py, python_floor_registrar.py,
 # python_minimum_registrar.py, release_timing/: vosapp serve's memory releases timed under any
-# bench), media_calls.sh
+# bench, loop_stalls/: what holds vosapp serve's event loop, under any bench), media_calls.sh
 # (media_calls.py with this checkout on PYTHONPATH), and tools run by hand: media_ab.sh,
 # calls_ab.sh, calls_search_ab.sh and registrar_profile_ab.sh (before/after against another
 # revision; the Python ones through code_ab.sh), calls_profile.sh (the call path under a

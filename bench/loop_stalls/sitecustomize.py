@@ -1,0 +1,105 @@
+"""Times what holds ``vosapp serve``'s event loop, under any bench (a relayed RTP packet that
+arrives meanwhile waits for it).
+
+With this folder first on ``PYTHONPATH`` (an absolute path: bench/media_calls.py starts the
+switch in another folder) and ``STALL_LOG=FILE`` set, every Python process started from then
+on times each of the calls below, and a process that ran a switch appends a summary to FILE
+as it exits (one line per kind):
+
+    pid  kind  count  p50-ms  p99-ms  max-ms  total-s  count-over-1-ms  [longest...]
+
+where each of the (up to three) longest calls over 5 ms is given as ``DURATIONms@Ts``, T in
+seconds since the process started: whether it fell inside a step's hold or outside.
+
+Kinds:
+* ``sip-wakeup``: one wake-up of the SIP socket (``UdpTransport.datagram_received``: up to
+  ``DRAIN_BATCH`` datagrams handled, then the group commit and the datagrams that waited for it);
+* ``commit``: the group commit alone (``GroupCommit.release``);
+* ``timer-slot``: one slot of the clock's timer wheel firing (``LoopClock._fire_slot``);
+* ``gc-0``, ``gc-1``, ``gc-2``: the cyclic garbage collector, per generation.
+
+Without ``STALL_LOG`` it does nothing. docs/benchmarks.md "Held calls with media and new calls
+in one switch" used it as::
+
+    PYTHONPATH=$PWD/bench/loop_stalls:$PWD STALL_LOG=/tmp/s.log .venv/bin/python \\
+        bench/media_with_calls.py --media-calls 200 --rates 700
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("STALL_LOG"):
+    import atexit
+    import gc
+    import time
+    from collections.abc import Callable
+    from typing import Any
+
+    _TIMES: dict[str, list[float]] = {}
+
+    _START = time.perf_counter()
+    #: kind -> the (duration, seconds since start) of its longest calls: when they happened
+    _LONGEST: dict[str, list[tuple[float, float]]] = {}
+
+    def _record(kind: str, times: list[float], began: float, took: float) -> None:
+        times.append(took)
+        if took > 5e-3:  # rare: where in the run the long ones fell
+            _LONGEST.setdefault(kind, []).append((took, began - _START))
+
+    def _timed(kind: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        times = _TIMES.setdefault(kind, [])
+        clock = time.perf_counter
+
+        def timed(*args: Any) -> Any:
+            began = clock()
+            try:
+                return function(*args)
+            finally:
+                _record(kind, times, began, clock() - began)
+        return timed
+
+    def _instrument() -> None:
+        from vosapp.io import clock, group_commit, udp
+
+        udp.UdpTransport.datagram_received = _timed(  # type: ignore[method-assign]
+            "sip-wakeup", udp.UdpTransport.datagram_received)
+        group_commit.GroupCommit.release = _timed(  # type: ignore[method-assign]
+            "commit", group_commit.GroupCommit.release)
+        clock.LoopClock._fire_slot = _timed(  # type: ignore[method-assign]
+            "timer-slot", clock.LoopClock._fire_slot)
+        started: list[float] = [0.0]
+
+        def gc_phase(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                kind = f"gc-{info['generation']}"
+                _record(kind, _TIMES.setdefault(kind, []), started[0],
+                        time.perf_counter() - started[0])
+
+        gc.callbacks.append(gc_phase)
+
+    def _summary() -> None:
+        if not _TIMES.get("sip-wakeup"):
+            return  # a process that ran no switch (the bench itself, a load generator)
+        with open(os.environ["STALL_LOG"], "a") as log:
+            for kind, times in sorted(_TIMES.items()):
+                if not times:
+                    continue
+                ordered = sorted(times)
+                count = len(ordered)
+                log.write(f"{os.getpid()} {kind} {count} {ordered[count // 2] * 1e3:.3f} "
+                          f"{ordered[min(count - 1, int(count * 0.99))] * 1e3:.3f} "
+                          f"{ordered[-1] * 1e3:.3f} {sum(ordered):.3f} "
+                          f"{sum(1 for t in ordered if t > 1e-3)}"
+                          + "".join(f" {took * 1e3:.1f}ms@{at:.1f}s" for took, at
+                                    in sorted(_LONGEST.get(kind, []), reverse=True)[:3])
+                          + "\n")
+
+    try:
+        _instrument()
+    except ImportError:  # a Python without vosapp on its path
+        pass
+    else:
+        atexit.register(_summary)

@@ -1,0 +1,43 @@
+"""bench/loop_stalls's machinery (not a figure): with it on PYTHONPATH, a real ``vosapp
+serve`` times its SIP wake-ups, group commits, timer slots and GC passes and summarises them
+as it stops, so the measurements of docs/benchmarks.md "Held calls with media and new calls in
+one switch" can be made again."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.support.serving import ROOT, serve, write_config
+
+OPTIONS = (b"OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\n"
+           b"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-stall-%d\r\n"
+           b"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=s%d\r\n"
+           b"To: <sip:ping@127.0.0.1>\r\nCall-ID: stall-%d@127.0.0.1\r\nCSeq: 1 OPTIONS\r\n"
+           b"Content-Length: 0\r\n\r\n")
+
+
+def test_a_served_switch_summarises_what_held_its_loop(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "stalls.log"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(ROOT / "bench" / "loop_stalls"), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("STALL_LOG", str(log))
+    with serve(write_config(tmp_path)) as switch, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        probe.settimeout(5)
+        port = probe.getsockname()[1]
+        for n in range(5):
+            probe.sendto(OPTIONS % (port, n, n, n), (switch.host, switch.port))
+            assert probe.recv(65535).startswith(b"SIP/2.0 200 ")
+    rows = {fields[1]: fields for fields in (line.split() for line in log.read_text().splitlines())}
+    # only the switch wrote (the test process runs no SIP socket of its own)
+    assert {fields[0] for fields in rows.values()} == {str(switch.process.pid)}
+    wakeups = rows["sip-wakeup"]
+    assert int(wakeups[2]) >= 5  # one wake-up per OPTIONS at least
+    count, p50, p99, longest, total, over = (float(v) for v in wakeups[2:8])
+    assert 0 <= p50 <= p99 <= longest and total > 0 and 0 <= over <= count
