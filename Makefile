@@ -57,7 +57,8 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # call on the virtual network, for comparing small cuts), b2bua_phases.py and
 # registrar_stages.py (where a call's and a registration's time goes inside the switch core),
 # media_profile.sh with media_profile.py (the switch's CPU on media calls by category, py-spy),
-# gc_pauses.py (the cyclic GC's pauses per generation inside vosapp serve under media calls).
+# gc_pauses.py (the cyclic GC's pauses per generation inside vosapp serve under media calls),
+# timer_churn.py (the clock's timers: one add + cancel among 100,000 pending).
 BENCH_PY = sip_parser registrar_profile ended_call_memory media media_calls media_with_calls dtmf codec_quality ladder
 BENCH_SH = options registrar calls overload
 

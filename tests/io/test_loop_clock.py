@@ -36,14 +36,24 @@ def test_wheel_timers_fire_in_time_order_never_early_and_cancelled_ones_never(
         assert short._handle is not None and first._handle is None
         assert clock.pending == 54
         cancelled.cancel()
+        cancelled.cancel()  # once is what counts
+        assert clock.pending == 53
+        short_cancelled = timer("short-cancelled", 0.02)
+        assert clock.pending == 54
+        short_cancelled.cancel()
+        short_cancelled.cancel()
         assert clock.pending == 53
         await asyncio.sleep(0.45)
         names = [name for name, _, _ in fired]
         assert names[0] == "short" and names[1] == "first" and names[-1] == "late"
-        assert "cancelled" not in names and len(names) == 53
+        assert "cancelled" not in names and "short-cancelled" not in names
+        assert len(names) == 53
         assert all(at >= when for _, when, at in fired)  # a timer never fires before its time
         assert [when for _, when, _ in fired] == sorted(when for _, when, _ in fired)
         assert clock.pending == 0 and not clock._wheel and late._callback is None
+        late.cancel()  # after it fired: nothing to undo
+        short.cancel()
+        assert clock.pending == 0
 
     asyncio.run(run())
 
@@ -56,13 +66,16 @@ def test_cancel_all_stops_wheel_and_precise_timers_and_a_failing_callback_is_con
         clock = LoopClock(asyncio.get_running_loop())
         fired: list[str] = []
         clock.call_later(0.2, lambda: fired.append("wheel"))
+        clock.call_later(0.2, lambda: fired.append("wheel, same slot"))
+        clock.call_later(0.5, lambda: fired.append("wheel, later"))
         clock.call_later(0.01, lambda: fired.append("precise"))
+        assert clock.pending == 4
         clock.cancel_all()
         assert clock.pending == 0
         clock.call_later(0.15, lambda: 1 / 0)  # logged, does not stop the slot's others
         clock.call_later(0.15, lambda: fired.append("after the failure"))
-        await asyncio.sleep(0.3)
-        assert fired == ["after the failure"]
+        await asyncio.sleep(0.6)
+        assert fired == ["after the failure"] and clock.pending == 0
 
     asyncio.run(run())
 
