@@ -76,8 +76,8 @@ class LoopClock:
         #: Wheel timers neither fired nor cancelled. Counted, not kept in a set: at hundreds
         #: of calls/s the wheel holds ~100,000 of them (64*T1 of each transaction), and a set
         #: that size, under constant adds and discards, rebuilds itself every few seconds,
-        #: holding the loop ~5 ms each time (docs/benchmarks.md "Held calls with media and
-        #: new calls in one switch").
+        #: holding the loop 2-12 ms each time (bench/timer_churn.py; docs/benchmarks.md "Held
+        #: calls with media and new calls in one switch").
         self._wheel_pending = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
