@@ -37,7 +37,6 @@ import argparse
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -75,9 +74,7 @@ def free_port(avoid: tuple[int, int]) -> int:
     """A UDP port free now and outside ``avoid`` (the switch's RTP range: a SIPp there could
     take a port the switch hands to a relay next, or find its own port taken by one)."""
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
+        port = mc.free_udp_port()
         if not avoid[0] - 4 <= port <= avoid[1]:  # SIPp's media ports: -mp and the next ones
             return port
 

@@ -11,13 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.io.test_runtime_loopback import options
 from tests.support.serving import ROOT, serve, write_config
-
-OPTIONS = (b"OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\n"
-           b"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-stall-%d\r\n"
-           b"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=s%d\r\n"
-           b"To: <sip:ping@127.0.0.1>\r\nCall-ID: stall-%d@127.0.0.1\r\nCSeq: 1 OPTIONS\r\n"
-           b"Content-Length: 0\r\n\r\n")
 
 
 def test_a_served_switch_summarises_what_held_its_loop(tmp_path: Path,
@@ -32,7 +27,8 @@ def test_a_served_switch_summarises_what_held_its_loop(tmp_path: Path,
         probe.settimeout(5)
         port = probe.getsockname()[1]
         for n in range(5):
-            probe.sendto(OPTIONS % (port, n, n, n), (switch.host, switch.port))
+            probe.sendto(options(port, branch=f"z9hG4bK-stall-{n}", call_id=f"stall-{n}@test"),
+                         (switch.host, switch.port))
             assert probe.recv(65535).startswith(b"SIP/2.0 200 ")
     rows = {fields[1]: fields for fields in (line.split() for line in log.read_text().splitlines())}
     # only the switch wrote (the test process runs no SIP socket of its own)
