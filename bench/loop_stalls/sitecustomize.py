@@ -6,7 +6,7 @@ switch in another folder) and ``STALL_LOG=FILE`` set, every Python process start
 on times each of the calls below, and a process that ran a switch appends a summary to FILE
 as it exits (one line per kind):
 
-    pid  kind  count  p50-ms  p99-ms  max-ms  total-s  count-over-1-ms  [longest...]
+    pid  kind  count  p50-ms  p99-ms  max-ms  total-s  over-1-ms  over-5-ms  [longest...]
 
 where each of the (up to three) longest calls over 5 ms is given as ``DURATIONms@Ts``, T in
 seconds since the process started: whether it fell inside a step's hold or outside.
@@ -92,7 +92,8 @@ if os.environ.get("STALL_LOG"):
                 log.write(f"{os.getpid()} {kind} {count} {ordered[count // 2] * 1e3:.3f} "
                           f"{ordered[min(count - 1, int(count * 0.99))] * 1e3:.3f} "
                           f"{ordered[-1] * 1e3:.3f} {sum(ordered):.3f} "
-                          f"{sum(1 for t in ordered if t > 1e-3)}"
+                          f"{sum(1 for t in ordered if t > 1e-3)} "
+                          f"{len(_LONGEST.get(kind, []))}"
                           + "".join(f" {took * 1e3:.1f}ms@{at:.1f}s" for took, at
                                     in sorted(_LONGEST.get(kind, []), reverse=True)[:3])
                           + "\n")
