@@ -190,6 +190,21 @@ class Store:
                 os.close(fd)  # releases the lock
             self._claims.clear()
 
+    def set_wal_autocheckpoint(self, pages: int) -> None:
+        """Have this connection's commits checkpoint the log once it is past ``pages``
+        (SQLite's ``wal_autocheckpoint``; vosapp.io.wal_checkpoint raises it while a thread
+        of its own checkpoints)."""
+        with self._lock:
+            try:
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot set wal_autocheckpoint ({exc})") from None
+
+    def wal_autocheckpoint(self) -> int:
+        """This connection's ``wal_autocheckpoint`` (pages)."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
     def claim(self, name: str) -> bool:
         """Hold ``<data dir>/<name>.lock`` until :meth:`close`; False when another open store
         (this process or another) holds it. The OS releases it when its holder dies, so a

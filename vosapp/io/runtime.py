@@ -27,6 +27,7 @@ from vosapp.io.clock import LoopClock
 from vosapp.io.group_commit import GroupCommit
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
+from vosapp.io.wal_checkpoint import WalCheckpointer
 from vosapp.net import Address
 from vosapp.switch.app import FEATURES, Feature, build_switch_app
 from vosapp.switch.core import SwitchCore
@@ -98,6 +99,8 @@ class Switch:
         self._flush_task: asyncio.Task[None] | None = None
         self._params_task: asyncio.Task[None] | None = None
         self._delay_task: asyncio.Task[None] | None = None
+        #: WAL checkpoints on a thread, not in the loop's group commits (while started)
+        self.checkpointer: WalCheckpointer | None = None
         self.started = False
 
     @classmethod
@@ -128,6 +131,9 @@ class Switch:
         loop = asyncio.get_running_loop()
         self.clock.bind(loop)
         await self._bind()
+        if self.store is not None:
+            self.checkpointer = WalCheckpointer(self.store)
+            self.checkpointer.start()
         self.started = True
         self._flush_task = loop.create_task(self._flush_trace())
         if self.udp is not None:
@@ -189,6 +195,9 @@ class Switch:
         if self.tcp is not None:
             await self.tcp.close()
         self.trace.flush()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()  # first: the store's close then checkpoints as always
+            self.checkpointer = None
         if self.store is not None:
             self.store.close()
         self.started = False

@@ -1,0 +1,156 @@
+"""WAL checkpoints on a thread of their own (vosapp.io.wal_checkpoint): the log reaches the
+database file without the switch's commits checkpointing, the switch's connection checkpoints
+only past the fallback bound meanwhile, and the store closes as it always did.
+
+What is in the database file itself (not in the log) is read through SQLite's ``immutable``
+URI, which ignores the log: a row seen there was checkpointed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vosapp.io.runtime import Switch
+from vosapp.io.wal_checkpoint import DEFAULT_PAGES, FALLBACK_PAGES, WalCheckpointer
+from vosapp.store import Store
+
+ROW = 2_000  # bytes of blob per row: about two rows per 4 KB page
+
+
+def _notes(store: Store) -> None:
+    """The test table, in the database file already (so the immutable reader sees it)."""
+    with store.transaction() as db:
+        db.execute("CREATE TABLE notes (body BLOB)")
+    other = sqlite3.connect(store.path)
+    try:
+        assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    finally:
+        other.close()
+
+
+def _write(store: Store, rows: int) -> None:
+    for _ in range(rows):  # one commit each, as the switch's batches are
+        with store.transaction() as db:
+            db.execute("INSERT INTO notes VALUES (randomblob(?))", (ROW,))
+
+
+def _rows_in_database_file(store: Store) -> int:
+    reader = sqlite3.connect(f"file:{store.path}?immutable=1", uri=True)
+    try:
+        return int(reader.execute("SELECT count(*) FROM notes").fetchone()[0])
+    finally:
+        reader.close()
+
+
+def _wait_for(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_thread_moves_the_log_into_the_database_file(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        _notes(store)
+        store.set_wal_autocheckpoint(FALLBACK_PAGES)
+        _write(store, 100)
+        assert _rows_in_database_file(store) == 0  # all of it still in the log
+
+        checkpointer = WalCheckpointer(store, interval=0.02)
+        checkpointer.start()
+        try:
+            assert checkpointer.running
+            _wait_for(lambda: _rows_in_database_file(store) == 100)
+            _write(store, 50)  # commits go on while the thread checkpoints
+            _wait_for(lambda: _rows_in_database_file(store) == 150)
+        finally:
+            checkpointer.stop()
+        assert checkpointer.checkpoints >= 2 and checkpointer.errors == 0
+        assert checkpointer.last is not None and checkpointer.last[0] == 0  # never busy
+
+
+def test_meanwhile_the_switch_connection_checkpoints_only_past_the_fallback(
+        tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        _notes(store)
+        assert store.wal_autocheckpoint() == DEFAULT_PAGES
+        # A thread that never gets to checkpoint: only the switch's own commits could.
+        checkpointer = WalCheckpointer(store, interval=3600)
+        checkpointer.start()
+        try:
+            assert store.wal_autocheckpoint() == FALLBACK_PAGES
+            _write(store, DEFAULT_PAGES)  # two pages or more each: past the default bound
+            assert _rows_in_database_file(store) == 0
+            _write(store, FALLBACK_PAGES // 2)  # past the fallback: the commits checkpoint
+            assert _rows_in_database_file(store) > 0
+        finally:
+            checkpointer.stop()
+        assert store.wal_autocheckpoint() == DEFAULT_PAGES
+        assert not checkpointer.running
+        assert "vosapp-wal-checkpoint" not in {t.name for t in threading.enumerate()}
+
+
+def test_without_the_thread_the_default_bound_checkpoints_in_the_commits(
+        tmp_path: Path) -> None:
+    """The test above could not tell the bound apart without this: SQLite's default."""
+    with Store.open(tmp_path) as store:
+        _notes(store)
+        _write(store, DEFAULT_PAGES)
+        assert _rows_in_database_file(store) > 0
+
+
+def test_the_store_closes_as_before_and_removes_its_log(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _notes(store)
+    checkpointer = WalCheckpointer(store, interval=0.01)
+    checkpointer.start()
+    _write(store, 20)
+    checkpointer.stop()
+    checkpointer.stop()  # a second stop changes nothing
+    store.close()
+    assert not Path(f"{store.path}-wal").exists()
+    with Store.open(tmp_path) as again:
+        assert again.query("SELECT count(*) FROM notes")[0][0] == 20
+
+
+def test_a_failed_checkpoint_is_counted_and_warned_once(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    with Store.open(tmp_path) as store:
+        checkpointer = WalCheckpointer(store)
+        broken = sqlite3.connect(store.path)
+        broken.close()
+        with caplog.at_level(logging.WARNING, logger="vosapp.io.wal_checkpoint"):
+            checkpointer.checkpoint(broken)
+            checkpointer.checkpoint(broken)
+        assert checkpointer.errors == 2 and checkpointer.checkpoints == 0
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 1 and "WAL checkpoint failed" in warnings[0]
+        assert str(FALLBACK_PAGES) in warnings[0]
+
+
+@pytest.mark.parametrize(("interval", "fallback"), [(0, FALLBACK_PAGES), (0.25, 10)])
+def test_bad_settings_are_refused(tmp_path: Path, interval: float, fallback: int) -> None:
+    with Store.open(tmp_path) as store, pytest.raises(ValueError):
+        WalCheckpointer(store, interval=interval, fallback_pages=fallback)
+
+
+def test_a_started_switch_checkpoints_on_its_thread_until_it_stops(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[])
+        await switch.start()
+        checkpointer = switch.checkpointer
+        assert checkpointer is not None and checkpointer.running
+        assert switch.store is not None
+        assert switch.store.wal_autocheckpoint() == FALLBACK_PAGES
+        await switch.stop()
+        assert switch.checkpointer is None and not checkpointer.running
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert not Path(tmp_path / "vosapp.sqlite-wal").exists()

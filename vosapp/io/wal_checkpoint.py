@@ -1,0 +1,120 @@
+"""WAL checkpoints on a thread of their own, off the switch's event loop.
+
+In WAL mode SQLite moves the log's pages back into the database file (a checkpoint) from
+inside the COMMIT that takes the log past ``wal_autocheckpoint`` pages (1,000 by default).
+That commit is the switch's group commit (:mod:`vosapp.io.group_commit`), on the event loop:
+with ``synchronous = NORMAL`` the checkpoint copies the pages *and* waits for two fsyncs, and
+the answers of the batch and every relayed RTP packet wait with it. At 700 calls/s the
+switch wrote 1,000 pages every ~0.22 s and each such commit took 2.6-2.8 ms, of which
+~1.7 ms waiting for the disk (docs/benchmarks.md "WAL checkpoints off the event loop"); on a
+slower disk the wait is longer.
+
+:class:`WalCheckpointer` runs ``PRAGMA wal_checkpoint(PASSIVE)`` every :data:`INTERVAL` on
+its own connection and thread. A passive checkpoint never blocks a writer (it copies only
+what no reader still needs) and Python's sqlite3 releases the GIL while SQLite works, so the
+loop runs on meanwhile; the log restarts from its beginning at the next commit once it has
+been copied. The switch's own connection keeps a far higher ``wal_autocheckpoint``
+(:data:`FALLBACK_PAGES`) as a bound should the thread fall behind, and gets the default back
+when the checkpointer stops, so the store closes as it always did (the last connection
+closing checkpoints and removes the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vosapp.store import Store
+
+__all__ = ["FALLBACK_PAGES", "INTERVAL", "WalCheckpointer"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between checkpoints: at 700 calls/s the log then holds about what the default
+#: autocheckpoint let it hold (1,000 pages, ~4 MB); an idle switch's checkpoint finds nothing
+#: to copy and costs microseconds.
+INTERVAL = 0.25
+#: The switch connection's ``wal_autocheckpoint`` while the thread checkpoints (~40 MB of
+#: log): reached only when the thread cannot keep up.
+FALLBACK_PAGES = 10_000
+#: SQLite's default ``wal_autocheckpoint``, given back at :meth:`WalCheckpointer.stop`.
+DEFAULT_PAGES = 1_000
+
+
+class WalCheckpointer:
+    """Checkpoints ``store``'s log from a daemon thread until :meth:`stop`.
+
+    :attr:`checkpoints` counts the checkpoints run and :attr:`last` keeps the last one's
+    answer (busy, pages in the log, pages of it in the database file); :attr:`errors` counts
+    the checkpoints that failed (logged, the first of each kind as a warning; the thread goes
+    on, and the fallback bound stands)."""
+
+    def __init__(self, store: Store, *, interval: float = INTERVAL,
+                 fallback_pages: int = FALLBACK_PAGES) -> None:
+        if interval <= 0:
+            raise ValueError(f"the checkpoint interval must be > 0 s, got {interval!r}")
+        if fallback_pages < DEFAULT_PAGES:
+            raise ValueError(f"the fallback autocheckpoint must be >= {DEFAULT_PAGES} pages, "
+                             f"got {fallback_pages!r}")
+        self.store = store
+        self.interval = interval
+        self.fallback_pages = fallback_pages
+        self.checkpoints = 0
+        self.last: tuple[int, int, int] | None = None
+        self.errors = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen_errors: set[str] = set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the WAL checkpointer is already started")
+        # Its own connection: the store's is locked by the loop for a whole batch, and a
+        # checkpoint must not wait for that.
+        connection = sqlite3.connect(self.store.path, isolation_level=None,
+                                     check_same_thread=False, timeout=1.0)
+        self.store.set_wal_autocheckpoint(self.fallback_pages)
+        self._thread = threading.Thread(target=self._run, args=(connection,),
+                                        name="vosapp-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread (after the checkpoint under way, if any) and give the store's
+        connection back SQLite's default autocheckpoint."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("the WAL checkpoint thread did not end within %.1f s", timeout)
+        self.store.set_wal_autocheckpoint(DEFAULT_PAGES)
+
+    def _run(self, connection: sqlite3.Connection) -> None:
+        try:
+            while not self._stopping.wait(self.interval):
+                self.checkpoint(connection)
+        finally:
+            connection.close()
+
+    def checkpoint(self, connection: sqlite3.Connection) -> None:
+        """One passive checkpoint on ``connection``; failures are counted and logged."""
+        try:
+            row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            self.errors += 1
+            kind = type(exc).__name__ + ": " + str(exc)
+            if kind not in self._seen_errors:
+                self._seen_errors.add(kind)
+                log.warning("%s: WAL checkpoint failed (%s); the switch's commits checkpoint "
+                            "past %d pages instead", self.store.path, kind, self.fallback_pages)
+            return
+        self.checkpoints += 1
+        self.last = (row[0], row[1], row[2])
