@@ -6,16 +6,23 @@ switch in another folder) and ``STALL_LOG=FILE`` set, every Python process start
 on times each of the calls below, and a process that ran a switch appends a summary to FILE
 as it exits (one line per kind):
 
-    pid  kind  count  p50-ms  p99-ms  max-ms  total-s  over-1-ms  over-5-ms  [longest...]
+    pid  kind  count  p50-ms  p99-ms  max-ms  total-s  over-1-ms  over-5-ms  waited-over-1-ms
+    [longest...]
 
-where each of the (up to three) longest calls over 5 ms is given as ``DURATIONms@Ts``, T in
-seconds since the process started: whether it fell inside a step's hold or outside.
+where ``waited-over-1-ms`` counts the calls that spent over 1 ms of their time off the CPU
+(the wall time less the thread's CPU time: waiting for the disk, or for the CPU another
+process held), and each of the (up to three) longest calls over 5 ms is given as
+``DURATIONms@Ts/cpuCPUms``, T in seconds since the process started: whether it fell inside a
+step's hold or outside; for a wake-up also ``/nN``, the datagrams it handled.
 
 Kinds:
 * ``sip-wakeup``: one wake-up of the SIP socket (``UdpTransport.datagram_received``: up to
   ``DRAIN_BATCH`` datagrams handled, then the group commit and the datagrams that waited for it);
 * ``commit``: the group commit alone (``GroupCommit.release``);
 * ``timer-slot``: one slot of the clock's timer wheel firing (``LoopClock._fire_slot``);
+* ``resize-wakeup``: the SIP wake-ups in which one of the tables that keep transactions and
+  ended calls for 64*T1 (the transaction layer's servers and clients, the B2BUA's INVITE keys)
+  was resized by Python (``sys.getsizeof`` changed): what those resizes cost the loop;
 * ``gc-0``, ``gc-1``, ``gc-2``: the cyclic garbage collector, per generation.
 
 Without ``STALL_LOG`` it does nothing. docs/benchmarks.md "Held calls with media and new calls
@@ -32,6 +39,7 @@ import os
 if os.environ.get("STALL_LOG"):
     import atexit
     import gc
+    import sys
     import time
     from collections.abc import Callable
     from typing import Any
@@ -39,31 +47,74 @@ if os.environ.get("STALL_LOG"):
     _TIMES: dict[str, list[float]] = {}
 
     _START = time.perf_counter()
-    #: kind -> the (duration, seconds since start) of its longest calls: when they happened
-    _LONGEST: dict[str, list[tuple[float, float]]] = {}
+    #: kind -> the (duration, seconds since start, detail) of its calls over 5 ms
+    _LONGEST: dict[str, list[tuple[float, float, str]]] = {}
+    #: kind -> how many of its calls waited (off the CPU) over 1 ms
+    _WAITED: dict[str, int] = {}
+    #: datagrams handled in the wake-up under way
+    _HANDLED = [0]
 
-    def _record(kind: str, times: list[float], began: float, took: float) -> None:
+    def _record(kind: str, times: list[float], began: float, took: float,
+                cpu: float | None = None, detail: str = "") -> None:
         times.append(took)
+        if cpu is not None and took - cpu > 1e-3:
+            _WAITED[kind] = _WAITED.get(kind, 0) + 1
         if took > 5e-3:  # rare: where in the run the long ones fell
-            _LONGEST.setdefault(kind, []).append((took, began - _START))
+            if cpu is not None:
+                detail = f"/cpu{cpu * 1e3:.1f}ms{detail}"
+            _LONGEST.setdefault(kind, []).append((took, began - _START, detail))
 
     def _timed(kind: str, function: Callable[..., Any]) -> Callable[..., Any]:
         times = _TIMES.setdefault(kind, [])
-        clock = time.perf_counter
+        clock, cpu_clock = time.perf_counter, time.thread_time
 
         def timed(*args: Any) -> Any:
-            began = clock()
+            began, cpu = clock(), cpu_clock()
             try:
                 return function(*args)
             finally:
-                _record(kind, times, began, clock() - began)
+                _record(kind, times, began, clock() - began, cpu_clock() - cpu)
         return timed
+
+    def _long_lived_tables(core: Any) -> list[Any]:
+        """The dicts that keep an entry per transaction or call for 64*T1."""
+        tables = [core.transactions.servers, core.transactions.clients]
+        owner = getattr(core._handlers.get("INVITE"), "__self__", None)  # the B2BUA
+        if owner is not None:
+            tables.append(owner.invites)
+        return tables
+
+    def _wakeup(function: Callable[..., Any]) -> Callable[..., Any]:
+        times = _TIMES.setdefault("sip-wakeup", [])
+        resizes = _TIMES.setdefault("resize-wakeup", [])
+        clock, cpu_clock, size = time.perf_counter, time.thread_time, sys.getsizeof
+
+        def wakeup(transport: Any, *args: Any) -> Any:
+            tables = _long_lived_tables(transport.core)
+            sizes = [size(table) for table in tables]
+            _HANDLED[0] = 0
+            began, cpu = clock(), cpu_clock()
+            try:
+                return function(transport, *args)
+            finally:
+                took, cpu = clock() - began, cpu_clock() - cpu
+                detail = f"/n{_HANDLED[0]}"
+                _record("sip-wakeup", times, began, took, cpu, detail)
+                if sizes != [size(table) for table in tables]:
+                    _record("resize-wakeup", resizes, began, took, cpu, detail)
+        return wakeup
 
     def _instrument() -> None:
         from vosapp.io import clock, group_commit, udp
 
-        udp.UdpTransport.datagram_received = _timed(  # type: ignore[method-assign]
-            "sip-wakeup", udp.UdpTransport.datagram_received)
+        udp.UdpTransport.datagram_received = _wakeup(  # type: ignore[method-assign]
+            udp.UdpTransport.datagram_received)
+        handle = udp.UdpTransport._handle
+
+        def counted(*args: Any) -> None:
+            _HANDLED[0] += 1
+            handle(*args)
+        udp.UdpTransport._handle = counted  # type: ignore[method-assign]
         group_commit.GroupCommit.release = _timed(  # type: ignore[method-assign]
             "commit", group_commit.GroupCommit.release)
         clock.LoopClock._fire_slot = _timed(  # type: ignore[method-assign]
@@ -93,8 +144,9 @@ if os.environ.get("STALL_LOG"):
                           f"{ordered[min(count - 1, int(count * 0.99))] * 1e3:.3f} "
                           f"{ordered[-1] * 1e3:.3f} {sum(ordered):.3f} "
                           f"{sum(1 for t in ordered if t > 1e-3)} "
-                          f"{len(_LONGEST.get(kind, []))}"
-                          + "".join(f" {took * 1e3:.1f}ms@{at:.1f}s" for took, at
+                          f"{len(_LONGEST.get(kind, []))} {_WAITED.get(kind, 0)}"
+                          + "".join(f" {took * 1e3:.1f}ms@{at:.1f}s{detail}"
+                                    for took, at, detail
                                     in sorted(_LONGEST.get(kind, []), reverse=True)[:3])
                           + "\n")
 

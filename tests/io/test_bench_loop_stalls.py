@@ -34,6 +34,11 @@ def test_a_served_switch_summarises_what_held_its_loop(tmp_path: Path,
     # only the switch wrote (the test process runs no SIP socket of its own)
     assert {fields[0] for fields in rows.values()} == {str(switch.process.pid)}
     wakeups = rows["sip-wakeup"]
-    assert int(wakeups[2]) >= 5  # one wake-up per OPTIONS at least
-    count, p50, p99, longest, total, over, over5 = (float(v) for v in wakeups[2:9])
+    # at least one (an OPTIONS sent as the last answer leaves can join that wake-up)
+    assert int(wakeups[2]) >= 1
+    count, p50, p99, longest, total, over, over5, waited = (float(v) for v in wakeups[2:10])
     assert 0 <= p50 <= p99 <= longest and total > 0 and 0 <= over5 <= over <= count
+    assert 0 <= waited <= count
+    # The first OPTIONS grows the empty server-transaction table: a resize, seen as one.
+    resizes = rows["resize-wakeup"]
+    assert 1 <= int(resizes[2]) <= count
