@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from vosapp.io.call_media import backend_for
 from vosapp.io.clock import LoopClock
+from vosapp.io.descriptors import reserve_descriptors
 from vosapp.io.group_commit import GroupCommit
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from vosapp.store import Store
 
 log = logging.getLogger(__name__)
+
+#: Descriptors beside the relay sockets and TCP connections: the SIP sockets, the store and
+#: its log, the control channel, the trace, the event loop's own.
+BASE_DESCRIPTORS = 64
 
 class Switch:
     """A SwitchCore plus UDP and TCP listeners, a store, a trace and the real clock."""
@@ -130,6 +135,8 @@ class Switch:
             raise RuntimeError("the switch is already started")
         loop = asyncio.get_running_loop()
         self.clock.bind(loop)
+        # The descriptor table grown now, not by the socket of some call (vosapp.io.descriptors)
+        reserve_descriptors(self.descriptors_needed())
         await self._bind()
         if self.store is not None:
             self.checkpointer = WalCheckpointer(self.store)
@@ -142,6 +149,16 @@ class Switch:
             self._params_task = loop.create_task(self._watch_params(self.param_poll_interval))
         self.core.start()
         log.info("listening on %s:%d (%s)", *self.sip_address, ", ".join(self.transports))
+
+    def descriptors_needed(self) -> int:
+        """What the switch may hold open: a socket per port of ``[switch] rtp_ports`` (the
+        media proxy's legs; 1,000 ephemeral ones without a config), the TCP connections it
+        accepts, and :data:`BASE_DESCRIPTORS` for everything else."""
+        if self.config is not None:
+            rtp = self.config.switch.rtp_port_max - self.config.switch.rtp_port_min + 1
+        else:
+            rtp = 1_000
+        return rtp + self.max_tcp_connections + BASE_DESCRIPTORS
 
     async def _bind(self) -> None:
         # UDP and TCP share one port number; with port 0 the OS picks it for UDP and TCP
