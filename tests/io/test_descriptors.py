@@ -31,14 +31,25 @@ def test_the_table_grows_to_what_is_asked_at_once() -> None:
     assert int(reserved) == 3000
 
 
-def test_the_soft_limit_caps_the_reservation_without_an_error() -> None:
-    reserved, after = _in_fresh_python(
+def test_a_low_soft_limit_is_raised_up_to_the_hard_one() -> None:
+    reserved, soft, after = _in_fresh_python(
         "import resource\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (512, resource.getrlimit("
-        "resource.RLIMIT_NOFILE)[1]))\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (512, 4000))\n"
         "from vosapp.io.descriptors import reserve_descriptors, table_size\n"
-        "r = reserve_descriptors(5000); print(r, table_size())").split()
-    assert int(reserved) == 512
+        "r = reserve_descriptors(3000)\n"
+        "print(r, resource.getrlimit(resource.RLIMIT_NOFILE)[0], table_size())").split()
+    assert int(reserved) == 3000 and int(soft) == 3000
+    assert int(after) >= 3000
+
+
+def test_the_hard_limit_caps_the_reservation_without_an_error() -> None:
+    reserved, soft, after = _in_fresh_python(
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (400, 512))\n"
+        "from vosapp.io.descriptors import reserve_descriptors, table_size\n"
+        "r = reserve_descriptors(5000)\n"
+        "print(r, resource.getrlimit(resource.RLIMIT_NOFILE)[0], table_size())").split()
+    assert int(reserved) == 512 and int(soft) == 512
     assert 512 <= int(after) < 1024
 
 

@@ -11,7 +11,10 @@ one wake-up over 10 ms of a run at 700 calls/s with 200 relayed calls (docs/benc
 "WAL checkpoints off the event loop, and what the long wake-ups are").
 
 :func:`reserve_descriptors` duplicates a descriptor to the highest number the switch may
-need and closes it again: the table grows to that size at once, and never shrinks.
+need and closes it again: the table grows to that size at once, and never shrinks. When the
+soft ``RLIMIT_NOFILE`` is below that number (1,024 is a common default) it first raises it,
+up to the hard limit, as a switch that opens a socket per RTP port must: past the soft limit
+a relay's ``socket()`` fails with EMFILE.
 """
 
 from __future__ import annotations
@@ -27,13 +30,24 @@ log = logging.getLogger(__name__)
 
 
 def reserve_descriptors(count: int) -> int:
-    """Grow the descriptor table to hold ``count`` descriptors (at most the soft
-    ``RLIMIT_NOFILE``); return the number reserved (0 when nothing could be).
+    """Grow the descriptor table to hold ``count`` descriptors, raising the soft
+    ``RLIMIT_NOFILE`` to ``count`` first when it is lower (never past the hard limit); return
+    the number reserved (0 when nothing could be).
 
     ``F_DUPFD`` takes the lowest free number at or above the one asked for, so an open
     descriptor is never replaced."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        raised = count if hard == resource.RLIM_INFINITY else min(count, hard)
+        if raised > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            except (OSError, ValueError) as exc:
+                log.debug("cannot raise the open-files limit to %d: %s", raised, exc)
+            else:
+                log.info("open-files limit raised from %d to %d for the RTP ports and TCP "
+                         "connections", soft, raised)
+                soft = raised
         count = min(count, soft)
     if count <= 3:
         return 0
