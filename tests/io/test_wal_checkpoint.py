@@ -135,6 +135,26 @@ def test_a_failed_checkpoint_is_counted_and_warned_once(tmp_path: Path,
         assert str(FALLBACK_PAGES) in warnings[0]
 
 
+def test_without_a_connection_of_its_own_the_store_stays_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second connection that cannot be opened (mocked: it cannot be made to fail here
+    while the store's own opens) leaves SQLite's default checkpointing in place."""
+    with Store.open(tmp_path) as store:
+        def refuse(*args: object, **kwargs: object) -> sqlite3.Connection:
+            raise sqlite3.OperationalError("unable to open database file")
+
+        monkeypatch.setattr("vosapp.io.wal_checkpoint.sqlite3.connect", refuse)
+        checkpointer = WalCheckpointer(store)
+        with caplog.at_level(logging.WARNING, logger="vosapp.io.wal_checkpoint"):
+            checkpointer.start()
+        assert not checkpointer.running
+        assert store.wal_autocheckpoint() == DEFAULT_PAGES
+        assert "no WAL checkpoint thread" in caplog.text
+        checkpointer.stop()  # nothing to stop
+        assert store.wal_autocheckpoint() == DEFAULT_PAGES
+
+
 @pytest.mark.parametrize(("interval", "fallback"), [(0, FALLBACK_PAGES), (0.25, 10)])
 def test_bad_settings_are_refused(tmp_path: Path, interval: float, fallback: int) -> None:
     with Store.open(tmp_path) as store, pytest.raises(ValueError):

@@ -74,12 +74,19 @@ class WalCheckpointer:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
+        """Open the thread's connection and start it; when the connection cannot be opened,
+        warn and leave the store as it was (:attr:`running` stays False)."""
         if self._thread is not None:
             raise RuntimeError("the WAL checkpointer is already started")
         # Its own connection: the store's is locked by the loop for a whole batch, and a
         # checkpoint must not wait for that.
-        connection = sqlite3.connect(self.store.path, isolation_level=None,
-                                     check_same_thread=False, timeout=1.0)
+        try:
+            connection = sqlite3.connect(self.store.path, isolation_level=None,
+                                         check_same_thread=False, timeout=1.0)
+        except sqlite3.Error as exc:  # the switch runs on, checkpointing in its commits
+            log.warning("%s: no WAL checkpoint thread (%s); the switch's commits checkpoint "
+                        "as SQLite does by default", self.store.path, exc)
+            return
         self.store.set_wal_autocheckpoint(self.fallback_pages)
         self._thread = threading.Thread(target=self._run, args=(connection,),
                                         name="vosapp-wal-checkpoint", daemon=True)
