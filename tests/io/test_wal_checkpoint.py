@@ -113,10 +113,15 @@ def test_the_store_closes_as_before_and_removes_its_log(tmp_path: Path) -> None:
     _write(store, 20)
     checkpointer.stop()
     checkpointer.stop()  # a second stop changes nothing
+    done = checkpointer.checkpoints
+    checkpointer.start()  # and it can start again, and checkpoints again
+    _write(store, 5)
+    _wait_for(lambda: checkpointer.checkpoints > done)
+    checkpointer.stop()
     store.close()
     assert not Path(f"{store.path}-wal").exists()
     with Store.open(tmp_path) as again:
-        assert again.query("SELECT count(*) FROM notes")[0][0] == 20
+        assert again.query("SELECT count(*) FROM notes")[0][0] == 25
 
 
 def test_a_failed_checkpoint_is_counted_and_warned_once(tmp_path: Path,

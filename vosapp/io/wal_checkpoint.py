@@ -26,6 +26,8 @@ import sqlite3
 import threading
 from typing import TYPE_CHECKING
 
+from vosapp.store import StoreError
+
 if TYPE_CHECKING:
     from vosapp.store import Store
 
@@ -88,6 +90,7 @@ class WalCheckpointer:
                         "as SQLite does by default", self.store.path, exc)
             return
         self.store.set_wal_autocheckpoint(self.fallback_pages)
+        self._stopping.clear()  # started again after a stop
         self._thread = threading.Thread(target=self._run, args=(connection,),
                                         name="vosapp-wal-checkpoint", daemon=True)
         self._thread.start()
@@ -102,7 +105,10 @@ class WalCheckpointer:
         thread.join(timeout)
         if thread.is_alive():
             log.warning("the WAL checkpoint thread did not end within %.1f s", timeout)
-        self.store.set_wal_autocheckpoint(DEFAULT_PAGES)
+        try:
+            self.store.set_wal_autocheckpoint(DEFAULT_PAGES)
+        except StoreError as exc:  # the store's close goes on: it says what is wrong
+            log.warning("%s", exc)
 
     def _run(self, connection: sqlite3.Connection) -> None:
         try:
