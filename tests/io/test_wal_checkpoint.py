@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from vosapp.io.runtime import Switch
-from vosapp.io.wal_checkpoint import DEFAULT_PAGES, FALLBACK_PAGES, WalCheckpointer
+from vosapp.io.wal_checkpoint import DEFAULT_PAGES, FALLBACK_PAGES, NICE, WalCheckpointer
 from vosapp.store import Store
 
 ROW = 2_000  # bytes of blob per row: about two rows per 4 KB page
@@ -67,6 +68,11 @@ def test_the_thread_moves_the_log_into_the_database_file(tmp_path: Path) -> None
         try:
             assert checkpointer.running
             _wait_for(lambda: _rows_in_database_file(store) == 100)
+            # it yields a shared CPU to the event loop's thread (this one)
+            tid = checkpointer.native_id
+            assert tid is not None
+            own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            assert os.getpriority(os.PRIO_PROCESS, tid) == min(own + NICE, 19)
             _write(store, 50)  # commits go on while the thread checkpoints
             _wait_for(lambda: _rows_in_database_file(store) == 150)
         finally:
