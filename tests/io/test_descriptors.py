@@ -73,7 +73,7 @@ def test_nothing_to_reserve_below_the_standard_three() -> None:
 
 
 def test_a_served_switch_has_grown_its_table_before_any_call(tmp_path: Path) -> None:
-    with serve(write_config(tmp_path, extra="")) as switch:
+    with serve(write_config(tmp_path)) as switch:
         size = table_size(switch.process.pid)
     # the default rtp_ports and the runtime's default 1,024 TCP connections
     ports = SwitchConfig.rtp_port_max - SwitchConfig.rtp_port_min + 1

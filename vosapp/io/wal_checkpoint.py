@@ -6,8 +6,8 @@ That commit is the switch's group commit (:mod:`vosapp.io.group_commit`), on the
 with ``synchronous = NORMAL`` the checkpoint copies the pages *and* waits for two fsyncs, and
 the answers of the batch and every relayed RTP packet wait with it. At 700 calls/s the
 switch wrote 1,000 pages every ~0.22 s and each such commit took 2.6-2.8 ms, of which
-~1.7 ms waiting for the disk (docs/benchmarks.md "WAL checkpoints off the event loop"); on a
-slower disk the wait is longer.
+~1.7 ms waiting for the disk (docs/benchmarks.md "WAL checkpoints off the event loop, and
+what the long wake-ups are"); on a slower disk the wait is longer.
 
 :class:`WalCheckpointer` runs ``PRAGMA wal_checkpoint(PASSIVE)`` every :data:`INTERVAL` on
 its own connection and thread. A passive checkpoint never blocks a writer (it copies only
