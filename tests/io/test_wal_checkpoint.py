@@ -111,6 +111,33 @@ def test_without_the_thread_the_default_bound_checkpoints_in_the_commits(
         assert _rows_in_database_file(store) > 0
 
 
+def _descriptors_on(path: Path) -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+        except OSError:
+            pass
+    return count
+
+
+def test_the_thread_syncs_through_a_descriptor_it_closes(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _notes(store)
+    before = _descriptors_on(store.path)
+    checkpointer = WalCheckpointer(store, interval=0.01)
+    checkpointer.start()
+    _write(store, 50)
+    _wait_for(lambda: _rows_in_database_file(store) == 50)
+    assert _descriptors_on(store.path) >= before + 1  # its sync descriptor at least
+    checkpointer.stop()
+    assert checkpointer.errors == 0
+    store.close()
+    # none left (SQLite keeps a closed connection's descriptor until the file's last
+    # connection closes, so only after the store's close can all of them be counted)
+    assert _descriptors_on(store.path) == 0
+
+
 def test_the_store_closes_as_before_and_removes_its_log(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     _notes(store)
