@@ -156,7 +156,9 @@ class WalCheckpointer:
         they leave that commit little to flush."""
         try:
             row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if database is not None and row[2] > 0:
+            # row[2] counts the log's frames in the database file so far: new ones, synced
+            if database is not None and row[2] > 0 and (
+                    self.last is None or row[2] != self.last[2]):
                 os.fdatasync(database)
         except (sqlite3.Error, OSError) as exc:
             self.errors += 1
