@@ -76,12 +76,19 @@ if os.environ.get("STALL_LOG"):
                 _record(kind, times, began, clock() - began, cpu_clock() - cpu)
         return timed
 
-    def _long_lived_tables(core: Any) -> list[Any]:
-        """The dicts that keep an entry per transaction or call for 64*T1."""
-        tables = [core.transactions.servers, core.transactions.clients]
-        owner = getattr(core._handlers.get("INVITE"), "__self__", None)  # the B2BUA
-        if owner is not None:
-            tables.append(owner.invites)
+    #: id(transport) -> the dicts that keep an entry per transaction or call for 64*T1
+    #: (made once: the switch never replaces them)
+    _TABLES: dict[int, list[Any]] = {}
+
+    def _long_lived_tables(transport: Any) -> list[Any]:
+        tables = _TABLES.get(id(transport))
+        if tables is None:
+            core = transport.core
+            tables = [core.transactions.servers, core.transactions.clients]
+            owner = getattr(core._handlers.get("INVITE"), "__self__", None)  # the B2BUA
+            if owner is not None:
+                tables.append(owner.invites)
+            _TABLES[id(transport)] = tables
         return tables
 
     def _wakeup(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,7 +97,7 @@ if os.environ.get("STALL_LOG"):
         clock, cpu_clock, size = time.perf_counter, time.thread_time, sys.getsizeof
 
         def wakeup(transport: Any, *args: Any) -> Any:
-            tables = _long_lived_tables(transport.core)
+            tables = _long_lived_tables(transport)
             sizes = [size(table) for table in tables]
             _HANDLED[0] = 0
             began, cpu = clock(), cpu_clock()

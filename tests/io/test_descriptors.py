@@ -10,16 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.serving import ROOT, serve, write_config
+from tests.support.serving import checkout_env, serve, write_config
 from vosapp.config import SwitchConfig
 from vosapp.io.descriptors import reserve_descriptors, table_size
 from vosapp.io.runtime import BASE_DESCRIPTORS
 
 
 def _in_fresh_python(code: str) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", code], env=env, check=True,
+    return subprocess.run([sys.executable, "-c", code], env=checkout_env(), check=True,
                           capture_output=True, text=True, timeout=60).stdout.strip()
 
 

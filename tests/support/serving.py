@@ -24,7 +24,7 @@ READY = re.compile(r"vosapp listening on (\S+):(\d+)")
 USER, PASSWORD = "1001", "pw-1001-lab"  # the account write_config adds unless told otherwise
 
 
-def _env() -> dict[str, str]:
+def checkout_env() -> dict[str, str]:
     """This checkout's vosapp first on the path; output unbuffered (the ready line)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
@@ -82,7 +82,7 @@ def serve(config: Path | None = None, *, data_dir: Path | None = None,
         data_dir = load_config(config).switch.data_dir
     workdir = cwd or (config.parent if config is not None else data_dir)
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=_env(), cwd=workdir)
+                               env=checkout_env(), cwd=workdir)
     try:
         yield wait_ready(process, config, data_dir, timeout)
     finally:
@@ -118,7 +118,7 @@ def run_vosapp(*args: str, cwd: Path | None = None, check: bool = False,
     """``python -m vosapp.cli ARGS`` to completion, output captured as text."""
     return subprocess.run([sys.executable, "-m", "vosapp.cli", *args], check=check,
                           capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT,
-                          env=_env())
+                          env=checkout_env())
 
 
 def cdr_rows(config: Path, cwd: Path) -> list[dict[str, Any]]:

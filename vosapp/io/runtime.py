@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from vosapp.config import SwitchConfig
 from vosapp.io.call_media import backend_for
 from vosapp.io.clock import LoopClock
 from vosapp.io.descriptors import reserve_descriptors
@@ -152,12 +153,10 @@ class Switch:
 
     def descriptors_needed(self) -> int:
         """What the switch may hold open: a socket per port of ``[switch] rtp_ports`` (the
-        media proxy's legs; 1,000 ephemeral ones without a config), the TCP connections it
-        accepts, and :data:`BASE_DESCRIPTORS` for everything else."""
-        if self.config is not None:
-            rtp = self.config.switch.rtp_port_max - self.config.switch.rtp_port_min + 1
-        else:
-            rtp = 1_000
+        media proxy's legs; without a config, as many ephemeral ones as the default range
+        has), the TCP connections it accepts, and :data:`BASE_DESCRIPTORS` for the rest."""
+        switch = self.config.switch if self.config is not None else SwitchConfig
+        rtp = switch.rtp_port_max - switch.rtp_port_min + 1
         return rtp + self.max_tcp_connections + BASE_DESCRIPTORS
 
     async def _bind(self) -> None:
