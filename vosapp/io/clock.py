@@ -74,10 +74,10 @@ class LoopClock:
         #: slot number (ceil(when * WHEEL_SLOTS_PER_SECOND)) -> its timers
         self._wheel: dict[int, list[_TimerHandle]] = {}
         #: Wheel timers neither fired nor cancelled. Counted, not kept in a set: at hundreds
-        #: of calls/s the wheel holds ~100,000 of them (64*T1 of each transaction), and a set
-        #: that size, under constant adds and discards, rebuilds itself every few seconds,
-        #: holding the loop 2-12 ms each time (bench/timer_churn.py; docs/benchmarks.md "Held
-        #: calls with media and new calls in one switch").
+        #: of calls/s the wheel holds tens of thousands of them (64*T1 of each transaction),
+        #: and a set that size, under constant adds and discards, rebuilds itself now and
+        #: then, holding the loop for milliseconds (2-12 ms at 100,000 in bench/timer_churn.py;
+        #: docs/benchmarks.md "Held calls with media and new calls in one switch").
         self._wheel_pending = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
