@@ -777,18 +777,23 @@ def free_udp_port() -> int:
 def start_switch(mode: str, work: Path, rtp_ports: tuple[int, int], *, pin: bool = False,
                  realtime_priority: int | None = None, launcher: list[str] | None = None,
                  env: dict[str, str] | None = None,
-                 generators_everywhere: bool = False, extra_config: str = "") -> Switch:
+                 generators_everywhere: bool = False, extra_config: str = "",
+                 trace_store_mb: int | None = None) -> Switch:
     """``vosapp serve`` for ``mode`` on a free port, once it printed its listening line
     (under SCHED_RR at ``realtime_priority``, if given). ``launcher``: the command before
     ``serve`` (default ``python -m vosapp.cli``; bench/gc_pauses.py passes its recording
     launcher); ``env``: the switch's environment (default: this one, this checkout first on
     PYTHONPATH); ``generators_everywhere``: see :func:`pin_cpus`; ``extra_config``: TOML
-    tables added to the config (bench/media_with_calls.py's route to its SIPp callee)."""
+    tables added to the config (bench/media_with_calls.py's route to its SIPp callee);
+    ``trace_store_mb``: store the SIP trace within that many MB, as ``vosapp serve`` does by
+    default (256), instead of ``--no-trace-store``."""
     callee_port = free_udp_port()
     config = write_config(work, mode, callee_port, rtp_ports, extra_config)
     args = [*(launcher or [sys.executable, "-m", "vosapp.cli"]), "serve", "--listen",
-            "127.0.0.1:0", "--udp-only", "--no-trace-store", "--log-level", "WARNING",
-            "--config", str(config)]
+            "127.0.0.1:0", "--udp-only",
+            *(["--trace-store-mb", str(trace_store_mb)] if trace_store_mb
+              else ["--no-trace-store"]),
+            "--log-level", "WARNING", "--config", str(config)]
     if realtime_priority is not None:
         args += ["--realtime-priority", str(realtime_priority)]
     if env is None:

@@ -197,6 +197,9 @@ def main() -> int:
                         help="calls/s setting up the held calls (default 50)")
     parser.add_argument("--rtp-ports", default="41000-44999")
     parser.add_argument("--lock", metavar="FILE", help="flock FILE during each step")
+    parser.add_argument("--trace-store-mb", type=int, metavar="MB",
+                        help="the switch stores the SIP trace within MB, as vosapp serve does "
+                        "by default (256); without it, --no-trace-store")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     media_calls = [int(n) for n in args.media_calls.split(",")]
@@ -221,7 +224,8 @@ def main() -> int:
             work.mkdir()
             uas_port = free_port((low, high))
             switch = mc.start_switch(args.mode, work, (low, high), pin=True,
-                                     extra_config=sipp_route(uas_port))
+                                     extra_config=sipp_route(uas_port),
+                                     trace_store_mb=args.trace_store_mb)
             cpus = switch.cpus
             best[held] = (0, "-")
             try:
