@@ -198,6 +198,11 @@ _SCHEMA = [
         src_host TEXT, src_port INTEGER, dst_host TEXT, dst_port INTEGER, raw BLOB,
         method TEXT, status INTEGER, call_id TEXT, cseq TEXT, branch TEXT, note TEXT)""",
     "CREATE INDEX trace_records_call_id ON trace_records(call_id)",
+    # Version 3: no Call-ID index. Call-IDs are random, so each record of a batch went into
+    # its own page of the index and the commit logged that whole page: 3.5-4 x the WAL bytes
+    # and 2-3 x the CPU per record (bench/trace_store.py), on the switch's event loop, for an
+    # index no query used. :func:`load_records` finds a Call-ID by scanning the table.
+    "DROP INDEX IF EXISTS trace_records_call_id",
 ]
 
 
@@ -225,6 +230,11 @@ class Trace:
         #: ... and the newest records within this many bytes (:func:`stored_size`): a flood of
         #: large messages must not fill the disk before the row cap bites.
         self.max_persisted_bytes = max_persisted_bytes
+        #: A prune over the byte budget deletes this many bytes more than the excess. 0: each
+        #: flush deletes about what it wrote, the oldest rows. The flush runs on the switch's
+        #: event loop, and the time of a DELETE grows with its rows: down to 90 % of 256 MB
+        #: held the loop 130-430 ms once a full store took in 26 MB (bench/trace_store.py).
+        self.prune_headroom_bytes = 0
         self._persisted_bytes = 0
         if store is not None:
             self.persist_to(store)
@@ -275,8 +285,8 @@ class Trace:
         cutoff = newest - self.max_persisted
         freed = 0
         if self._persisted_bytes > self.max_persisted_bytes:
-            # Down to 90 % of the budget, so a full store is not pruned on every flush.
-            excess = self._persisted_bytes - self.max_persisted_bytes * 9 // 10
+            excess = (self._persisted_bytes - self.max_persisted_bytes
+                      + self.prune_headroom_bytes)
             for row_id, size in db.execute(f"SELECT id, {_SIZE_SQL} FROM trace_records"
                                            " ORDER BY id"):
                 if freed >= excess:
@@ -440,13 +450,25 @@ def _insert(db: sqlite3.Connection, batch: list[TraceRecord]) -> list[TraceRecor
     return written
 
 
-def load_records(store: Store, *, limit: int | None = None) -> list[TraceRecord]:
-    """Records persisted in ``store`` (oldest first; the newest ``limit`` when given)."""
+def load_records(store: Store, *, limit: int | None = None, call_id: str | None = None
+                 ) -> list[TraceRecord]:
+    """Records persisted in ``store`` (oldest first): those among the newest ``limit`` when
+    given, and only ``call_id``'s when given (selected by SQLite, so the other records are
+    never loaded into Python)."""
     store.ensure_schema("trace", _SCHEMA)
     query = ("SELECT mono, wall, direction, transport, src_host, src_port, dst_host, dst_port,"
-             " raw, method, status, call_id, cseq, branch, note FROM trace_records"
-             " ORDER BY id DESC")
-    rows = store.query(query + (f" LIMIT {int(limit)}" if limit else ""))
+             " raw, method, status, call_id, cseq, branch, note FROM trace_records")
+    parameters: list[Any] = []
+    if call_id is not None:
+        query += " WHERE call_id = ?"
+        parameters.append(_lossless(call_id))
+        if limit:  # the Call-ID's records among the newest ``limit``, as without it
+            query += (" AND id >= (SELECT MIN(id) FROM (SELECT id FROM trace_records"
+                      " ORDER BY id DESC LIMIT ?))")
+            parameters.append(int(limit))
+            limit = None
+    query += " ORDER BY id DESC"
+    rows = store.query(query + (f" LIMIT {int(limit)}" if limit else ""), parameters)
     out = []
     for row in reversed(rows):
         (mono, wall, direction, transport, sh, sp, dh, dp, raw, method, status, call_id, cseq,

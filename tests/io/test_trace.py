@@ -204,3 +204,58 @@ def test_records_are_numbered_from_one_and_read_by_number_past_the_ring() -> Non
     assert trace.numbered_since(0, 10) == []
     trace.event("after")
     assert [(n, r.note) for n, r in trace.numbered_since(5, 10)] == [(6, "after")]
+
+
+def _trace_indexes(store: Store) -> list[str]:
+    return [row[0] for row in store.query(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'trace_records'"
+        " AND sql IS NOT NULL")]
+
+
+def test_the_trace_table_has_no_call_id_index_and_an_old_store_loses_it(
+        tmp_path: Path) -> None:
+    """Trace schema 3 drops the Call-ID index: with random Call-IDs every record of a batch wrote its
+    own index page (3.5-5 x the log per record, bench/trace_store.py)."""
+    with Store.open(tmp_path / "new") as store:
+        Trace(10, store=store)
+        assert _trace_indexes(store) == []
+        assert store.schema_version("trace") == 3
+    with Store.open(tmp_path / "old") as store:  # a store an older vosapp wrote (schema 2)
+        store.ensure_schema("trace", vosapp.trace._SCHEMA[:2])
+        assert _trace_indexes(store) == ["trace_records_call_id"]
+    with Store.open(tmp_path / "old") as store:
+        trace = Trace(10, clock=ManualClock(), store=store)
+        assert _trace_indexes(store) == [] and store.schema_version("trace") == 3
+        trace.message("in", "UDP", B, A, options("after"))
+        trace.flush()
+        assert [r.call_id for r in load_records(store, call_id="after")] == ["after"]
+
+
+def test_records_of_one_call_id_are_selected_in_sqlite(tmp_path: Path) -> None:
+    """``load_records(call_id=)`` (``vosapp trace export --call-id``): that Call-ID's records,
+    oldest first, the others never loaded; with ``limit``, those among the newest ``limit``;
+    a Call-ID that is not UTF-8 (a parsed message's, stored as its bytes) is found too."""
+    odd = b"caf\xe9@x".decode("utf-8", "surrogateescape")
+    with Store.open(tmp_path) as store:
+        trace = Trace(100, clock=ManualClock(), store=store)
+        for call_id in ("a", "b", "a", "odd", "b", "a"):
+            if call_id == "odd":
+                trace.event("odd", call_id=odd)
+            else:
+                trace.message("in", "UDP", B, A, options(call_id))
+        trace.event("note", call_id="a")
+        trace.flush()
+        selected = load_records(store, call_id="a")
+        assert [r.call_id for r in selected] == ["a"] * 4
+        assert selected == [r for r in load_records(store) if r.call_id == "a"]
+        assert [r.direction for r in selected] == ["in", "in", "in", "event"]
+        assert [r.call_id for r in load_records(store, call_id="a", limit=2)] == ["a", "a"]
+        assert load_records(store, call_id="a", limit=3)[0].mono == selected[2].mono
+        assert load_records(store, call_id="b", limit=1) == []
+        assert [r.note for r in load_records(store, call_id=odd)] == ["odd"]
+        assert load_records(store, call_id="none") == []
+        queries: list[str] = []
+        store._db.set_trace_callback(queries.append)
+        load_records(store, call_id="a")
+        store._db.set_trace_callback(None)
+        assert any("WHERE call_id = 'a'" in query for query in queries), queries

@@ -41,7 +41,7 @@ def run_trace_export(args: argparse.Namespace) -> int:
         raise VosappError(f"no vosapp store in {data_dir(args, config) or 'any data directory'}"
                           " (give --data-dir DIR or --config FILE of a switch that has run)")
     with store:
-        records = load_records(store, limit=args.limit)
+        records = load_records(store, limit=args.limit, call_id=args.call_id)
     address = _address(args.address) if args.address else None
     selected = list(filter_records(records, address=address, call_id=args.call_id,
                                    method=args.method))
