@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vosapp.store import Store
-from vosapp.trace import Trace, load_records
+from vosapp.trace import DEFAULT_MAX_PERSISTED_BYTES, Trace, load_records
 
 A = ("127.0.0.1", 5060)
 B = ("127.0.0.1", 5070)
@@ -122,7 +122,7 @@ def one_pass(indexed: bool, *, prefill: int, count: int, in_flight: int, cap: in
         store = Store.open(work)
         try:
             trace = Trace(capacity=1_000, store=store, max_persisted=cap,
-                          **({"max_persisted_bytes": budget} if budget else {}))
+                          max_persisted_bytes=budget or DEFAULT_MAX_PERSISTED_BYTES)
             trace.prune_headroom_bytes = int(trace.max_persisted_bytes * headroom)
             if indexed:
                 store.query(INDEX)
