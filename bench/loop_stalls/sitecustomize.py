@@ -23,6 +23,8 @@ Kinds:
 * ``resize-wakeup``: the SIP wake-ups in which one of the tables that keep transactions and
   ended calls for 64*T1 (the transaction layer's servers and clients, the B2BUA's INVITE keys)
   was resized by Python (``sys.getsizeof`` changed): what those resizes cost the loop;
+* ``trace-flush``: one batch of the stored SIP trace written (``Trace.flush``: its rows, and
+  the oldest pruned past the store's budget); inside a wake-up or a timer;
 * ``gc-0``, ``gc-1``, ``gc-2``: the cyclic garbage collector, per generation.
 
 Without ``STALL_LOG`` it does nothing. docs/benchmarks.md "Held calls with media and new calls
@@ -112,6 +114,7 @@ if os.environ.get("STALL_LOG"):
         return wakeup
 
     def _instrument() -> None:
+        from vosapp import trace
         from vosapp.io import clock, group_commit, udp
 
         udp.UdpTransport.datagram_received = _wakeup(  # type: ignore[method-assign]
@@ -126,6 +129,8 @@ if os.environ.get("STALL_LOG"):
             "commit", group_commit.GroupCommit.release)
         clock.LoopClock._fire_slot = _timed(  # type: ignore[method-assign]
             "timer-slot", clock.LoopClock._fire_slot)
+        trace.Trace.flush = _timed(  # type: ignore[method-assign]
+            "trace-flush", trace.Trace.flush)
         started: list[float] = [0.0]
 
         def gc_phase(phase: str, info: dict[str, int]) -> None:

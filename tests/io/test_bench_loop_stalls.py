@@ -42,3 +42,5 @@ def test_a_served_switch_summarises_what_held_its_loop(tmp_path: Path,
     # The first OPTIONS grows the empty server-transaction table: a resize, seen as one.
     resizes = rows["resize-wakeup"]
     assert 1 <= int(resizes[2]) <= count
+    # The served switch stores its trace (vosapp serve's default): flushed at least at stop.
+    assert int(rows["trace-flush"][2]) >= 1
