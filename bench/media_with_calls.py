@@ -229,10 +229,10 @@ def main() -> int:
             cpus = switch.cpus
             best[held] = (0, "-")
             try:
-                for rate in rates:
+                for step, rate in enumerate(rates, 1):  # a rate may repeat (--all)
                     seen = len(release_lines(log))
                     hook = (sipp_calls(switch, uas_port, rate, args.hold - SETTLE_S,
-                                       work / f"sipp-{rate}", args.hold + 30)
+                                       work / f"sipp-{step}-{rate}", args.hold + 30)
                             if rate else None)
                     with mc.locked(args.lock):
                         result = mc.run_step(switch, args.mode, held, args.hold,
