@@ -12,7 +12,8 @@
 # UAC placed (RFC 7501 section 4). A step at WARMUP_RATE comes first and is not counted. The
 # search raises RATE by STEP until a step is not clean and
 # reports the highest clean step and the first unclean one. Searched, one after the other:
-#   vosapp : `vosapp serve --udp-only --no-trace-store`, a trusted mapping gateway
+#   vosapp : `vosapp serve --udp-only --no-trace-store` (TRACE_STORE_MB=256: the trace stored,
+#            as vosapp serve does by default; bench/common.sh), a trusted mapping gateway
 #            (addresses = 127.0.0.1/32) for the UAC, a routing gateway to the UAS.
 #   digest : the same, the mapping gateway by account: every INVITE is challenged (401).
 #   sippy  : Sippy B2BUA 2.5 (`b2bua -f -u -A 0 -s UAS`: no auth, no accounting), the Python
@@ -202,6 +203,7 @@ search() {
 }
 
 echo "SIPp socket buffers: -buff_size $SIPP_BUFFER (net.core.rmem_max $(cat /proc/sys/net/core/rmem_max), wmem_max $(cat /proc/sys/net/core/wmem_max))"
+echo "vosapp's SIP trace: $([ -n "${TRACE_STORE_MB:-}" ] && echo "stored within $TRACE_STORE_MB MB (TRACE_STORE_MB)" || echo "not stored (--no-trace-store)")"
 echo "step lines: offered ok failed retrans uas_ok uas_failed uas_retrans setup_p50_ms setup_p99_ms server_calls_per_cpu_s stray clean"
 declare -A RESULT DETAIL CLEAN_LINE
 for what in $ONLY; do

@@ -28,11 +28,15 @@ served_port() {
 # `start_serve OUT_PREFIX ARGS...` runs `$PY -m vosapp.cli serve --listen 127.0.0.1:0
 # --udp-only --no-trace-store ARGS...` in the background (output in OUT_PREFIX.out, log in
 # OUT_PREFIX.log), waits for its listening line and sets SERVE_PID and SERVE_PORT; exits the
-# script with the log when it does not start.
+# script with the log when it does not start. With TRACE_STORE_MB=N in the environment the
+# switch stores its SIP trace within N MB (`--trace-store-mb N`), as `vosapp serve` does by
+# default (256), instead of `--no-trace-store`.
 start_serve() {
   local prefix=$1
   shift
-  "$PY" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only --no-trace-store \
+  local trace=(--no-trace-store)
+  [ -z "${TRACE_STORE_MB:-}" ] || trace=(--trace-store-mb "$TRACE_STORE_MB")
+  "$PY" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only "${trace[@]}" \
         --log-level WARNING "$@" >"$prefix.out" 2>"$prefix.log" &
   SERVE_PID=$!
   SERVE_PORT=$(served_port "$prefix.out" "$prefix.log") || exit 1
