@@ -215,7 +215,7 @@ def _trace_indexes(store: Store) -> list[str]:
 def test_the_trace_table_has_no_call_id_index_and_an_old_store_loses_it(
         tmp_path: Path) -> None:
     """Trace schema 3 drops the Call-ID index: with random Call-IDs every record of a batch wrote its
-    own index page (3.5-5 x the log per record, bench/trace_store.py)."""
+    own index page (5-6 x the log per record, bench/trace_store.py)."""
     with Store.open(tmp_path / "new") as store:
         Trace(10, store=store)
         assert _trace_indexes(store) == []
