@@ -26,15 +26,26 @@ STARTUP_LIMIT_S = 30
 
 
 def wait_for_server_info(runtime_dir: Path, proc: subprocess.Popen[bytes]) -> dict:
+    """The server's info file, once its port accepts connections: Jupyter Server 2 writes
+    the file before its IO loop binds the port (``_bind_http_server`` is a loop callback), so
+    a request sent on the file alone was refused once (a clean-clone run, 2026-12-05)."""
     deadline = time.monotonic() + STARTUP_LIMIT_S
+    info: dict | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"jupyter lab exited early with {proc.returncode}")
         for info_file in runtime_dir.glob("jpserver-*.json"):
             try:
-                return json.loads(info_file.read_text())
+                info = json.loads(info_file.read_text())
             except (json.JSONDecodeError, OSError):
                 pass  # being written
+        if info is not None:
+            try:
+                socket.create_connection(("127.0.0.1", info["port"]), timeout=1).close()
+            except OSError:
+                pass  # not listening yet
+            else:
+                return info
         time.sleep(0.2)
     raise AssertionError(f"jupyter lab did not start within {STARTUP_LIMIT_S} s")
 
