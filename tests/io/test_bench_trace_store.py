@@ -19,7 +19,8 @@ def test_the_bench_prints_both_schemas_and_both_prune_policies() -> None:
         "fresh", "fresh", "fresh: index / no index",
         "at its cap of 3,000 rows", "at its cap of 3,000 rows",
         "at its cap of 3,000 rows: index / no index",
-        "before: Call-ID index, pruned down to 90 %", "this checkout"], out
+        "before: Call-ID index, pruned down to 90 %, batches of 256",
+        "this checkout (batches of 64)"], out
     assert [row[1] for row in rows[:2]] == ["no (this checkout)", "yes (schema 2)"], out
     # Log bytes, not time: the index's pages are written besides the table's in every run.
     assert float(rows[2][2]) > 1.0, out
