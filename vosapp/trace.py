@@ -200,7 +200,7 @@ _SCHEMA = [
     "CREATE INDEX trace_records_call_id ON trace_records(call_id)",
     # Version 3: no Call-ID index. Call-IDs are random, so each record of a batch went into
     # its own page of the index and the commit logged that whole page: 5-6 x the WAL bytes
-    # and 1.7-3.6 x the CPU per record (bench/trace_store.py), on the switch's event loop,
+    # and 2-4 x the CPU per record (bench/trace_store.py), on the switch's event loop,
     # for an index no query used. :func:`load_records` finds a Call-ID by scanning the table.
     "DROP INDEX IF EXISTS trace_records_call_id",
 ]
