@@ -214,8 +214,8 @@ def _trace_indexes(store: Store) -> list[str]:
 
 def test_the_trace_table_has_no_call_id_index_and_an_old_store_loses_it(
         tmp_path: Path) -> None:
-    """Trace schema 3 drops the Call-ID index: with random Call-IDs every record of a batch wrote its
-    own index page (5-6 x the log per record, bench/trace_store.py)."""
+    """Trace schema 3 drops the Call-ID index: with random Call-IDs every record of a batch
+    wrote its own index page (5-6 x the log per record, bench/trace_store.py)."""
     with Store.open(tmp_path / "new") as store:
         # A batch is written on the switch's event loop: 64 records hold it ~0.55 ms.
         assert Trace(10, store=store).batch_size == 64
@@ -235,7 +235,8 @@ def test_the_trace_table_has_no_call_id_index_and_an_old_store_loses_it(
 def test_records_of_one_call_id_are_selected_in_sqlite(tmp_path: Path) -> None:
     """``load_records(call_id=)`` (``vosapp trace export --call-id``): that Call-ID's records,
     oldest first, the others never loaded; with ``limit``, those among the newest ``limit``;
-    a Call-ID that is not UTF-8 (a parsed message's, stored as its bytes) is found too."""
+    a Call-ID that is not UTF-8 (surrogate escapes, as a parsed message's field carries it;
+    stored as its bytes) is found too."""
     odd = b"caf\xe9@x".decode("utf-8", "surrogateescape")
     with Store.open(tmp_path) as store:
         trace = Trace(100, clock=ManualClock(), store=store)
