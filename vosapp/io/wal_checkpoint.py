@@ -12,12 +12,17 @@ what the long wake-ups are"); on a slower disk the wait is longer.
 :class:`WalCheckpointer` runs ``PRAGMA wal_checkpoint(PASSIVE)`` every :data:`INTERVAL` on
 its own connection and thread, and syncs the pages it copied. A passive checkpoint never
 blocks a writer (it copies only what no reader still needs) and Python's sqlite3 releases
-the GIL while SQLite works, so the loop runs on meanwhile. The switch's own connection keeps
-a higher ``wal_autocheckpoint`` (:data:`FALLBACK_PAGES`): under constant commits the thread
-never takes in the last frames, and the commit that passes that bound completes the
-checkpoint, with little left to copy or sync, and the log restarts. It gets the default
-back when the checkpointer stops, so the store closes as it always did (the last connection
-closing checkpoints and removes the log).
+the GIL while SQLite works, so the loop runs on meanwhile. A checkpoint copies the frames
+there were when it began; under constant commits new ones always arrive meanwhile, and the
+log restarts only after a checkpoint that took in every frame. So once the log holds
+:data:`CATCH_UP_PAGES`, the thread tries again at once (a few frames copy in a moment) until
+one pass copies everything between two commits; the next commit then restarts the log. The
+switch's own connection keeps a higher ``wal_autocheckpoint`` (:data:`FALLBACK_PAGES`) for
+when the thread cannot keep up (a CPU it does not get): the commit that passes that bound
+completes the checkpoint itself, on the loop (8-14 ms with the stored trace's writes,
+docs/benchmarks.md "The WAL checkpoint thread catches up"). It gets the default back when
+the checkpointer stops, so the store closes as it always did (the last connection closing
+checkpoints and removes the log).
 """
 
 from __future__ import annotations
@@ -42,13 +47,21 @@ log = logging.getLogger(__name__)
 #: finds nothing to copy and costs microseconds.
 INTERVAL = 0.25
 #: The switch connection's ``wal_autocheckpoint`` while the thread checkpoints (~16 MB of
-#: log). Under constant commits the log restarts only there (see :meth:`checkpoint`): the
-#: bound on the log's size, and how often the switch's own commit completes a checkpoint.
+#: log): the bound on the log's size when the thread does not catch up (see
+#: :data:`CATCH_UP_PAGES`), where the switch's own commit completes a checkpoint.
 FALLBACK_PAGES = 4_000
 #: SQLite's default ``wal_autocheckpoint``, given back at :meth:`WalCheckpointer.stop`.
 DEFAULT_PAGES = 1_000
 #: Added to the thread's niceness (the loop keeps its own): it yields a shared CPU to the loop.
 NICE = 10
+#: From this many pages in the log, a checkpoint that left the last frames behind (commits
+#: came while it copied) is tried again at once, every :data:`CATCH_UP_PAUSE` up to
+#: :data:`CATCH_UP_TRIES` times: the few frames left take a moment to copy, and once a pass
+#: has copied them all between two commits the next commit restarts the log, so the
+#: switch's own commit at :data:`FALLBACK_PAGES` need not complete a checkpoint.
+CATCH_UP_PAGES = 1_000
+CATCH_UP_TRIES = 20
+CATCH_UP_PAUSE = 0.002
 
 
 class WalCheckpointer:
@@ -137,23 +150,39 @@ class WalCheckpointer:
             database = None
         try:
             while not self._stopping.wait(self.interval):
+                before = self.last
                 self.checkpoint(connection, database)
+                tries = 0
+                while (tries < CATCH_UP_TRIES and self._left_behind(before)
+                       and not self._stopping.wait(CATCH_UP_PAUSE)):
+                    before = self.last
+                    self.checkpoint(connection, database)
+                    tries += 1
         finally:
             connection.close()
             if database is not None:
                 os.close(database)
+
+    def _left_behind(self, before: tuple[int, int, int] | None) -> bool:
+        """The log has not restarted since it reached :data:`CATCH_UP_PAGES`, and the last
+        checkpoint found frames that ``before`` (the one before it) had not: commits are
+        coming. (A checkpoint that copied every frame there was reports as many copied as
+        logged; frames committed after it began are counted by the next one.) A log that
+        neither grew nor kept frames back is all copied, and the next commit restarts it."""
+        last = self.last
+        return (last is not None and last[1] >= CATCH_UP_PAGES
+                and (last[2] < last[1] or before is None or last[1] != before[1]))
 
     def checkpoint(self, connection: sqlite3.Connection, database: int | None = None) -> None:
         """One passive checkpoint on ``connection``, then, when it copied pages, an
         fdatasync of the database file through ``database`` (a descriptor of it); failures
         are counted and logged.
 
-        Why the sync: a passive checkpoint under constant commits never takes in the last
-        frames, and the database file is synced, and the log restarted, only by the
-        checkpoint that does: the switch's own commit, at :data:`FALLBACK_PAGES`. That sync
-        then flushed every page the thread had copied since (12-17 ms under the stored
-        trace's writes, seen with strace). Synced here, off the loop, as they are copied,
-        they leave that commit little to flush."""
+        Why the sync: SQLite syncs the database file only in the checkpoint that takes in
+        the log's last frames, which under constant commits is rare: a catch-up pass, or the
+        switch's own commit at :data:`FALLBACK_PAGES`. That sync then flushed every page
+        copied since (12-17 ms under the stored trace's writes, seen with strace). Synced
+        here, as they are copied, they leave it little to flush."""
         try:
             row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             # row[2] counts the log's frames in the database file so far: new ones, synced
