@@ -43,8 +43,8 @@ def run_trace_export(args: argparse.Namespace) -> int:
     with store:
         records = load_records(store, limit=args.limit, call_id=args.call_id)
     address = _address(args.address) if args.address else None
-    selected = list(filter_records(records, address=address, call_id=args.call_id,
-                                   method=args.method))
+    # the Call-ID was selected by load_records, in SQLite
+    selected = list(filter_records(records, address=address, method=args.method))
     count = write_pcap(args.pcap, selected)
     print(f"{count} SIP messages written to {args.pcap}")
     return 0
