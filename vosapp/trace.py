@@ -203,6 +203,12 @@ _SCHEMA = [
     # and 2-4 x the CPU per record (bench/trace_store.py), on the switch's event loop,
     # for an index no query used. :func:`load_records` finds a Call-ID by scanning the table.
     "DROP INDEX IF EXISTS trace_records_call_id",
+    # Version 4: a message row read from the wire (Trace.message) leaves method, status,
+    # call_id, cseq and branch NULL; load_records reads them from raw, as the ring does.
+    # Sniffing them before the insert was ~4.5 of ~11.5 µs a message on the switch's event
+    # loop (bench/trace_store.py). Nothing to rewrite: older rows keep their fields, and a
+    # vosapp that would read the NULLs as missing refuses the newer version.
+    "SELECT 4",
 ]
 
 
@@ -423,7 +429,19 @@ def _text(value: str | bytes | None) -> str | None:
     return value
 
 
+#: Reads a record's Call-ID slot without the fallback that sniffs it (AttributeError when
+#: unset: a message whose fields were never asked for).
+_CALL_ID_SLOT = TraceRecord.__dict__["call_id"].__get__
+
+
 def _row(record: TraceRecord) -> tuple[Any, ...]:
+    try:
+        _CALL_ID_SLOT(record)
+    except AttributeError:  # not yet sniffed: stored without its fields (schema 4)
+        return (record.mono, record.wall, record.direction, record.transport,
+                _lossless(record.src[0]), record.src[1], _lossless(record.dst[0]),
+                record.dst[1], record.raw, None, None, None, None, None,
+                _lossless(record.note))
     return (record.mono, record.wall, record.direction, record.transport,
             _lossless(record.src[0]), record.src[1], _lossless(record.dst[0]), record.dst[1],
             record.raw, _lossless(record.method), record.status, _lossless(record.call_id),
@@ -457,14 +475,20 @@ def load_records(store: Store, *, limit: int | None = None, call_id: str | None 
                  ) -> list[TraceRecord]:
     """Records persisted in ``store`` (oldest first): those among the newest ``limit`` when
     given, and only ``call_id``'s when given (selected by SQLite, so the other records are
-    never loaded into Python)."""
+    never loaded into Python).
+
+    A message row whose five fields are NULL (schema 4: stored unsniffed) loads as a record
+    that reads them from its bytes, as :meth:`Trace.message` made it."""
     store.ensure_schema("trace", _SCHEMA)
     query = ("SELECT mono, wall, direction, transport, src_host, src_port, dst_host, dst_port,"
              " raw, method, status, call_id, cseq, branch, note FROM trace_records")
     parameters: list[Any] = []
     if call_id is not None:
-        query += " WHERE call_id = ?"
-        parameters.append(_lossless(call_id))
+        # A stored Call-ID, or an unsniffed message whose bytes hold it (instr: a byte
+        # search in SQLite; the candidates are sniffed below and kept only on a match).
+        query += (" WHERE (call_id = ? OR (call_id IS NULL AND method IS NULL"
+                  " AND status IS NULL AND instr(raw, ?) > 0))")
+        parameters += [_lossless(call_id), _call_id_needle(call_id)]
         if limit:  # the Call-ID's records among the newest ``limit``, as without it
             query += (" AND id >= (SELECT MIN(id) FROM (SELECT id FROM trace_records"
                       " ORDER BY id DESC LIMIT ?))")
@@ -474,13 +498,30 @@ def load_records(store: Store, *, limit: int | None = None, call_id: str | None 
     rows = store.query(query + (f" LIMIT {int(limit)}" if limit else ""), parameters)
     out = []
     for row in reversed(rows):
-        (mono, wall, direction, transport, sh, sp, dh, dp, raw, method, status, call_id, cseq,
-         branch, note) = tuple(row)
-        out.append(TraceRecord(mono, wall, direction, transport or "",
-                               (_text(sh) or "", sp or 0), (_text(dh) or "", dp or 0),
-                               bytes(raw or b""), _text(method), status, _text(call_id),
-                               _text(cseq), _text(branch), _text(note) or ""))
+        (mono, wall, direction, transport, sh, sp, dh, dp, raw, method, status, stored_call_id,
+         cseq, branch, note) = tuple(row)
+        src, dst = (_text(sh) or "", sp or 0), (_text(dh) or "", dp or 0)
+        raw = bytes(raw or b"")
+        if (direction != "event" and raw and method is None and status is None
+                and stored_call_id is None and cseq is None and branch is None):
+            record = TraceRecord(mono, wall, direction, transport or "", src, dst, raw,
+                                 note=_text(note) or "", sniff=True)
+        else:
+            record = TraceRecord(mono, wall, direction, transport or "", src, dst, raw,
+                                 _text(method), status, _text(stored_call_id), _text(cseq),
+                                 _text(branch), _text(note) or "")
+        if call_id is not None and record.call_id != call_id:
+            continue  # the bytes hold the Call-ID elsewhere (a body, another header)
+        out.append(record)
     return out
+
+
+def _call_id_needle(call_id: str) -> bytes:
+    """Bytes every message carrying ``call_id`` holds: the Call-ID as sent, or, for one read
+    from bytes that were not UTF-8 (:func:`sniff_fields` puts U+FFFD for them), its longest
+    piece between replacement characters."""
+    piece = max(call_id.split("\ufffd"), key=len)
+    return piece.encode("utf-8", "surrogateescape")
 
 
 # --------------------------------------------------------------------------- pcap

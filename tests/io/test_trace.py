@@ -220,13 +220,13 @@ def test_the_trace_table_has_no_call_id_index_and_an_old_store_loses_it(
         # A batch is written on the switch's event loop: 64 records hold it ~0.55 ms.
         assert Trace(10, store=store).batch_size == 64
         assert _trace_indexes(store) == []
-        assert store.schema_version("trace") == 3
+        assert store.schema_version("trace") == 4
     with Store.open(tmp_path / "old") as store:  # a store an older vosapp wrote (schema 2)
         store.ensure_schema("trace", vosapp.trace._SCHEMA[:2])
         assert _trace_indexes(store) == ["trace_records_call_id"]
     with Store.open(tmp_path / "old") as store:
         trace = Trace(10, clock=ManualClock(), store=store)
-        assert _trace_indexes(store) == [] and store.schema_version("trace") == 3
+        assert _trace_indexes(store) == [] and store.schema_version("trace") == 4
         trace.message("in", "UDP", B, A, options("after"))
         trace.flush()
         assert [r.call_id for r in load_records(store, call_id="after")] == ["after"]
@@ -260,4 +260,69 @@ def test_records_of_one_call_id_are_selected_in_sqlite(tmp_path: Path) -> None:
         store._db.set_trace_callback(queries.append)
         load_records(store, call_id="a")
         store._db.set_trace_callback(None)
-        assert any("WHERE call_id = 'a'" in query for query in queries), queries
+        assert any("WHERE (call_id = 'a'" in query for query in queries), queries
+
+
+def _stored_fields(store: Store) -> list[tuple[object, ...]]:
+    return [tuple(row) for row in store.query(
+        "SELECT direction, method, status, call_id, cseq, branch FROM trace_records ORDER BY id")]
+
+
+def test_message_rows_are_stored_unsniffed_and_read_from_their_bytes_on_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trace schema 4: a message nobody looked at is stored without its five fields (reading
+    them from the bytes was ~40 % of a stored message's cost on the event loop,
+    bench/trace_store.py); a record already read keeps them, an event always does; all load
+    back equal, the unsniffed ones read from their bytes."""
+    sniffed: list[bytes] = []
+
+    def counting_sniff(raw: bytes) -> dict[str, object]:
+        sniffed.append(raw)
+        return sniff_fields(raw)
+
+    with Store.open(tmp_path) as store:
+        trace = Trace(10, clock=ManualClock(), store=store)
+        monkeypatch.setattr(vosapp.trace, "sniff_fields", counting_sniff)
+        trace.message("in", "UDP", B, A, options("unread"))
+        looked_at = trace.message("out", "UDP", A, B, ok("read"))
+        assert looked_at.status == 200 and len(sniffed) == 1
+        trace.event("suspended", call_id="ev", src=B)
+        trace.flush()
+        assert len(sniffed) == 1  # the insert read no bytes
+        assert _stored_fields(store) == [
+            ("in", None, None, None, None, None),
+            ("out", "OPTIONS", 200, "read", "7 OPTIONS", "z9hG4bKt1"),
+            ("event", None, None, "ev", None, None)]
+        loaded = load_records(store)
+        assert loaded == trace.records()
+        assert loaded[0].method == "OPTIONS" and loaded[0].call_id == "unread"
+
+
+def test_call_id_selection_of_unsniffed_rows_confirms_the_bytes(tmp_path: Path) -> None:
+    """``load_records(call_id=)`` finds an unsniffed message by a byte search of its raw
+    (SQLite ``instr``) and keeps it only when its Call-ID header says so: a message carrying
+    the Call-ID elsewhere (a Replaces header, a longer Call-ID) is not selected; the compact
+    form ``i:`` and a Call-ID that was not UTF-8 on the wire are found; rows an older vosapp
+    stored with their fields (schema 3) are selected by the column, as before."""
+    replaces = (b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKr\r\n"
+                b"Call-ID: other\r\nCSeq: 1 INVITE\r\nReplaces: abc;to-tag=1;from-tag=2\r\n"
+                b"Content-Length: 0\r\n\r\n")
+    not_utf8 = ok("x").replace(b"Call-ID: x", b"Call-ID: caf\xe9-1@x")
+    with Store.open(tmp_path) as store:
+        store.ensure_schema("trace", vosapp.trace._SCHEMA[:3])
+        old = Trace(10, clock=ManualClock(), store=store)
+        old_record = old.message("in", "UDP", B, A, options("abc"))
+        assert old_record.call_id == "abc"  # read, so stored with its fields
+        old.flush()
+        trace = Trace(10, clock=ManualClock(), store=store)
+        for raw in (options("abc"), replaces, options("abcd"), ok("abc"), not_utf8):
+            trace.message("in", "UDP", B, A, raw)
+        trace.flush()
+        assert store.schema_version("trace") == 4
+        assert [r.call_id for r in load_records(store)] == [
+            "abc", "abc", "other", "abcd", "abc", "caf\ufffd-1@x"]
+        selected = load_records(store, call_id="abc")
+        assert [r.raw for r in selected] == [options("abc"), options("abc"), ok("abc")]
+        assert [r.raw for r in load_records(store, call_id="caf\ufffd-1@x")] == [not_utf8]
+        assert [r.raw for r in load_records(store, call_id="abc", limit=3)] == [ok("abc")]
+        assert load_records(store, call_id="ab") == []
