@@ -11,7 +11,8 @@
 #   bash bench/calls_profile.sh        (env: CALLS=1500 RATE=60 TOP=40 OUT=/tmp/vosapp-calls.prof
 #                                       PROFILER=cProfile DIGEST=)
 # DIGEST=1: the caller's mapping gateway by account, every INVITE challenged (bench/calls.sh's
-# "digest" row).
+# "digest" row). TRACE_STORE_MB=N: the switch stores its SIP trace within N MB, as `vosapp
+# serve` does by default (256), instead of --no-trace-store (as bench/common.sh's start_serve).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${CALLS:-1500}
@@ -40,8 +41,10 @@ case $PROFILER in
   py-spy) PROFILE=() ;;
   *) echo "PROFILER must be cProfile, pyinstrument or py-spy"; exit 1 ;;
 esac
+TRACE=(--no-trace-store)
+[ -z "${TRACE_STORE_MB:-}" ] || TRACE=(--trace-store-mb "$TRACE_STORE_MB")
 "$PY" "${PROFILE[@]}" -m vosapp.cli serve --listen 127.0.0.1:0 --udp-only \
-      --no-trace-store --log-level WARNING --config "$WORK/trusted.toml" \
+      "${TRACE[@]}" --log-level WARNING --config "$WORK/trusted.toml" \
       >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 PORT=$(served_port "$WORK/serve.out" "$WORK/serve.log")
