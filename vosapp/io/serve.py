@@ -48,6 +48,13 @@ class ServeOptions:
 #: relay driven by it) stopped: ~0.4-1 us an object, so 50_000 held media up 15-35 ms,
 #: 2_000 0.4 ms (p50), 3-4 ms at most under load (bench/gc_pauses.py).
 YOUNG_GC_THRESHOLD = 2_000
+#: ...but CPython counts the frees of *old* objects against that threshold too. While the
+#: transactions and calls of 32 s ago die about as fast as new objects are made (the quiet
+#: after a burst, or a steady load), the count stays under it and no young collection comes:
+#: 13 s without one between two steps of bench/media_with_calls.py, 68,000 young objects,
+#: then a 20-42 ms pause when calls came again (docs/benchmarks.md "The young generation
+#: collected by time too"). So it is also collected every this many seconds.
+YOUNG_GC_PERIOD = 0.1
 #: The older generations hold what lives long (transactions for 32 s, calls, bindings): a
 #: full scan of a busy switch's heap takes tens to hundreds of ms, so allocation counts never
 #: trigger it. Calls and transactions free themselves by reference count (no cycles:
@@ -86,6 +93,13 @@ async def collect_old_generations(busy: Callable[[], int | bool],
     a load of transactions wait for it), or when the last one is ``max_delay`` s old. Runs
     until cancelled."""
     await _every_period_unless_busy(gc.collect, busy, period, max_delay,
+                                    asyncio.get_running_loop().time)
+
+
+async def collect_young_generation_periodically(period: float = YOUNG_GC_PERIOD) -> None:
+    """Every ``period`` s, collect the young generation (:data:`YOUNG_GC_PERIOD`), whatever
+    the allocation count says. Runs until cancelled."""
+    await _every_period_unless_busy(lambda: gc.collect(0), lambda: False, period, period,
                                     asyncio.get_running_loop().time)
 
 
@@ -202,9 +216,11 @@ async def serve(options: ServeOptions, on_ready: Callable[[Switch], None]) -> No
     on_ready(switch)
     sweeper = loop.create_task(collect_old_generations(sweep_waits_for(switch.core.transactions)))
     releaser = loop.create_task(release_free_memory_periodically(running_relays))
+    young_collector = loop.create_task(collect_young_generation_periodically())
     await stop.wait()
     sweeper.cancel()
     releaser.cancel()
+    young_collector.cancel()
     log.info("stopping (running stop hooks, at most %.1f s)", switch.stop_timeout)
     if control is not None:
         await control.close()
