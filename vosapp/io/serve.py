@@ -50,7 +50,7 @@ class ServeOptions:
 YOUNG_GC_THRESHOLD = 2_000
 #: ...but CPython counts the frees of *old* objects against that threshold too. While the
 #: transactions and calls of 32 s ago die about as fast as new objects are made (the quiet
-#: after a burst, or a steady load), the count stays under it and no young collection comes:
+#: after a burst), the count stays under it and no young collection comes:
 #: 13 s without one between two steps of bench/media_with_calls.py, 68,000 young objects,
 #: then a 20-42 ms pause when calls came again (docs/benchmarks.md "The young generation
 #: collected by time too"). So it is also collected every this many seconds.
