@@ -31,7 +31,7 @@ def test_the_young_generation_is_collected_by_time_while_old_objects_die() -> No
     """CPython counts the frees of old objects against the young generation's threshold:
     while old objects die as fast as new ones are made, no young collection comes and the
     young generation grows without bound (68,000 objects in 13 s between two steps of
-    bench/media_with_calls.py, then a 20-42 ms pause). The switch's periodic young collection
+    bench/media_with_calls.py, then a 20-53 ms pause). The switch's periodic young collection
     bounds it by time. Real CPython GC, no mock: first without the task, then with it."""
     before = gc.get_threshold()
 

@@ -302,18 +302,20 @@ def test_call_id_selection_of_unsniffed_rows_confirms_the_bytes(tmp_path: Path) 
     """``load_records(call_id=)`` finds an unsniffed message by a byte search of its raw
     (SQLite ``instr``) and keeps it only when its Call-ID header says so: a message carrying
     the Call-ID elsewhere (a Replaces header, a longer Call-ID) is not selected; the compact
-    form ``i:`` and a Call-ID that was not UTF-8 on the wire are found; rows an older vosapp
-    stored with their fields (schema 3) are selected by the column, as before."""
+    form ``i:`` and a Call-ID that was not UTF-8 on the wire are found; a row stored with its
+    fields (as schema 3 stored every message; here because it was read) is selected by the
+    column, as before, in a store upgraded from schema 3."""
     replaces = (b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKr\r\n"
                 b"Call-ID: other\r\nCSeq: 1 INVITE\r\nReplaces: abc;to-tag=1;from-tag=2\r\n"
                 b"Content-Length: 0\r\n\r\n")
     not_utf8 = ok("x").replace(b"Call-ID: x", b"Call-ID: caf\xe9-1@x")
     with Store.open(tmp_path) as store:
         store.ensure_schema("trace", vosapp.trace._SCHEMA[:3])
-        old = Trace(10, clock=ManualClock(), store=store)
+        old = Trace(10, clock=ManualClock(), store=store)  # upgrades the store to schema 4
         old_record = old.message("in", "UDP", B, A, options("abc"))
         assert old_record.call_id == "abc"  # read, so stored with its fields
         old.flush()
+        assert _stored_fields(store)[0][3] == "abc"
         trace = Trace(10, clock=ManualClock(), store=store)
         for raw in (options("abc"), replaces, options("abcd"), ok("abc"), not_utf8):
             trace.message("in", "UDP", B, A, raw)

@@ -52,7 +52,7 @@ YOUNG_GC_THRESHOLD = 2_000
 #: transactions and calls of 32 s ago die about as fast as new objects are made (the quiet
 #: after a burst), the count stays under it and no young collection comes:
 #: 13 s without one between two steps of bench/media_with_calls.py, 68,000 young objects,
-#: then a 20-42 ms pause when calls came again (docs/benchmarks.md "The young generation
+#: then a 20-53 ms pause when calls came again (docs/benchmarks.md "The young generation
 #: collected by time too"). So it is also collected every this many seconds.
 YOUNG_GC_PERIOD = 0.1
 #: The older generations hold what lives long (transactions for 32 s, calls, bindings): a
