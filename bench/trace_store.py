@@ -139,10 +139,15 @@ def one_pass(indexed: bool, *, prefill: int, count: int, in_flight: int, cap: in
             if indexed:
                 store.query(INDEX)
             src = messages(prefill + count, in_flight, 0)
-            for _, raw in zip(range(prefill), src, strict=False):
-                record = trace.message("in", "UDP", B, A, raw)
+
+            def record(raw: bytes) -> None:
                 if sniffed:
-                    _ = record.call_id
+                    _ = trace.message("in", "UDP", B, A, raw).call_id
+                else:
+                    trace.message("in", "UDP", B, A, raw)
+
+            for _, raw in zip(range(prefill), src, strict=False):
+                record(raw)
             trace.flush()
             store.query("PRAGMA wal_checkpoint(TRUNCATE)")
             store.set_wal_autocheckpoint(0)  # the pass's log is all it wrote
@@ -159,9 +164,7 @@ def one_pass(indexed: bool, *, prefill: int, count: int, in_flight: int, cap: in
             trace.flush = timed_flush  # type: ignore[method-assign]
             began = time.thread_time()
             for raw in src:
-                record = trace.message("in", "UDP", B, A, raw)
-                if sniffed:
-                    _ = record.call_id
+                record(raw)
             trace.flush()
             cpu = time.thread_time() - began
             written = wal_size(store)

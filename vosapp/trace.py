@@ -434,18 +434,20 @@ def _text(value: str | bytes | None) -> str | None:
 _CALL_ID_SLOT = TraceRecord.__dict__["call_id"].__get__
 
 
+_UNSNIFFED = (None, None, None, None, None)
+
+
 def _row(record: TraceRecord) -> tuple[Any, ...]:
     try:
         _CALL_ID_SLOT(record)
     except AttributeError:  # not yet sniffed: stored without its fields (schema 4)
-        return (record.mono, record.wall, record.direction, record.transport,
-                _lossless(record.src[0]), record.src[1], _lossless(record.dst[0]),
-                record.dst[1], record.raw, None, None, None, None, None,
-                _lossless(record.note))
+        fields: tuple[Any, ...] = _UNSNIFFED
+    else:
+        fields = (_lossless(record.method), record.status, _lossless(record.call_id),
+                  _lossless(record.cseq), _lossless(record.branch))
     return (record.mono, record.wall, record.direction, record.transport,
             _lossless(record.src[0]), record.src[1], _lossless(record.dst[0]), record.dst[1],
-            record.raw, _lossless(record.method), record.status, _lossless(record.call_id),
-            _lossless(record.cseq), _lossless(record.branch), _lossless(record.note))
+            record.raw, *fields, _lossless(record.note))
 
 
 def _insert(db: sqlite3.Connection, batch: list[TraceRecord]) -> list[TraceRecord]:
@@ -500,16 +502,13 @@ def load_records(store: Store, *, limit: int | None = None, call_id: str | None 
     for row in reversed(rows):
         (mono, wall, direction, transport, sh, sp, dh, dp, raw, method, status, stored_call_id,
          cseq, branch, note) = tuple(row)
-        src, dst = (_text(sh) or "", sp or 0), (_text(dh) or "", dp or 0)
         raw = bytes(raw or b"")
-        if (direction != "event" and raw and method is None and status is None
-                and stored_call_id is None and cseq is None and branch is None):
-            record = TraceRecord(mono, wall, direction, transport or "", src, dst, raw,
-                                 note=_text(note) or "", sniff=True)
-        else:
-            record = TraceRecord(mono, wall, direction, transport or "", src, dst, raw,
-                                 _text(method), status, _text(stored_call_id), _text(cseq),
-                                 _text(branch), _text(note) or "")
+        fields = (method, status, stored_call_id, cseq, branch)
+        record = TraceRecord(mono, wall, direction, transport or "",
+                             (_text(sh) or "", sp or 0), (_text(dh) or "", dp or 0), raw,
+                             _text(method), status, _text(stored_call_id), _text(cseq),
+                             _text(branch), _text(note) or "",
+                             sniff=direction != "event" and bool(raw) and fields == _UNSNIFFED)
         if call_id is not None and record.call_id != call_id:
             continue  # the bytes hold the Call-ID elsewhere (a body, another header)
         out.append(record)
