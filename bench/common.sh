@@ -3,6 +3,25 @@
 # An absolute path (the scripts run SIPp in other folders); -s keeps the venv's symlink.
 PY=$(realpath -s "$PY")
 
+# `install_debian_packages LOG PKG...`: apt-get installs the Debian packages PKG that are not
+# installed (a benchmark's baselines, never needed by the tests), as root or with sudo -n; when
+# the install fails, it refreshes the package lists and tries once more. Output goes to LOG.
+# Returns non-zero when a package is still missing; the caller says so and skips what needs it.
+install_debian_packages() {
+  local log=$1 pkg missing=() apt
+  shift
+  for pkg in "$@"; do
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] \
+      || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo -n apt-get); fi
+  echo "installing Debian packages for the baselines: ${missing[*]}" >&2
+  { DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q "${missing[@]}" \
+    || { "${apt[@]}" update -q && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q \
+         "${missing[@]}"; }; } >"$log" 2>&1
+}
+
 # A UDP port on 127.0.0.1 that nothing listens on.
 free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
