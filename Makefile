@@ -39,8 +39,9 @@ $(KERNEL): kernels/vosapp/kernel.json $(STAMP)
 	@touch $@
 	@echo "kernelspec 'vosapp' installed in $(VENV)"
 
-docs: setup ## regenerate docs/parameters.md from the registry and the README's pictures
+docs: setup ## regenerate docs/parameters.md from the registry, docs/benchmarks.md's contents list and the README's pictures
 	$(VENV)/bin/vosapp params doc > docs/parameters.md
+	$(PY) -m vosapp.lab.docs_contents docs/benchmarks.md
 	$(PY) -m vosapp.lab.docs_images docs/img
 
 notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources (no outputs)

@@ -67,3 +67,51 @@ def test_make_bench_runs_scripts_that_exist() -> None:
     for path in [*(ROOT / "bench").glob("*.py"), *(ROOT / "bench").glob("*.sh")]:
         assert path.name in listed or path.name in makefile, (
             f"bench/{path.name} is neither run by make bench nor named as a helper")
+
+
+def test_benchmarks_contents_list_matches_the_headings() -> None:
+    """docs/benchmarks.md is long: its contents list is how one finds a section, so a heading
+    added, renamed or removed without `make docs` fails here."""
+    from vosapp.lab.docs_contents import BEGIN, BENCHMARKS, END, contents
+
+    text = BENCHMARKS.read_text(encoding="utf-8")
+    assert BEGIN in text and END in text, "docs/benchmarks.md lost its contents markers"
+    written = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip("\n")
+    assert written == contents(text), "docs/benchmarks.md's contents list is stale: make docs"
+    # every entry links to a heading that exists, under the anchor GitHub gives it
+    assert written.count("\n- [") >= 5 and written.count("\n  - [") >= 30
+
+
+def test_benchmarks_anchors_follow_github() -> None:
+    from vosapp.lab.docs_contents import anchor, contents
+
+    seen: dict[str, int] = {}
+    assert anchor("Registrar cuts of the twelfth round, and the switch layer compiled as an "
+                  "experiment (issue #14 part 3)", seen) == (
+        "registrar-cuts-of-the-twelfth-round-and-the-switch-layer-compiled-as-an-experiment-"
+        "issue-14-part-3")
+    assert anchor("(1) Two-way PCMA ↔ G.729 transcoding on one core", seen) == \
+        "1-two-way-pcma--g729-transcoding-on-one-core"
+    assert anchor("(1) Two-way PCMA ↔ G.729 transcoding on one core", seen) == \
+        "1-two-way-pcma--g729-transcoding-on-one-core-1"
+    assert anchor("Calls end to end through `vosapp serve`", {}) == \
+        "calls-end-to-end-through-vosapp-serve"
+    # a "#" line inside a code block is not a heading
+    assert contents("## A\n```\n## not a heading\n```\n### B\n") == "- [A](#a)\n  - [B](#b)"
+
+
+def test_benchmarks_citations_name_sections_that_exist() -> None:
+    """Code, tests and docs cite a measurement by the benchmarks file's name followed by a
+    section title in double quotes: each such title must still be part of a heading there."""
+    headings = re.findall(r"^#+ +(.+)$", (ROOT / "docs" / "benchmarks.md").read_text(
+        encoding="utf-8"), re.MULTILINE)
+    citation = re.compile(r'benchmarks\.md[,:]?\s+(?:section\s+)?"([^"]+)"')
+    cited = 0
+    for path in shipped_files():
+        # a citation may wrap onto the next line of a comment or docstring
+        text = re.sub(r"\s*\n\s*(?:#:?|//|\*)?\s*", " ", path.read_text(encoding="utf-8"))
+        for title in citation.findall(text):
+            cited += 1
+            assert any(title in heading for heading in headings), \
+                f"{path.relative_to(ROOT)} cites docs/benchmarks.md {title!r}"
+    assert cited >= 10
