@@ -259,6 +259,41 @@ def test_non_invite_server_tcp_terminates_on_final() -> None:
     assert txn.state is State.TERMINATED and len(h.layer) == 0
 
 
+def test_a_stateless_answer_is_sent_once_and_holds_no_transaction() -> None:
+    """RFC 3261 §26.3.2.4: a challenge to an unauthenticated request, once, no Completed
+    state: no Timer J, nothing in the table, a retransmission matches nothing (the TU then
+    handles it as a new request and answers it anew)."""
+    h = Harness()
+    req = request("REGISTER")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    txn.add_listener(h.listen)
+    txn.respond_statelessly(response(req, 401))
+    assert [m.status for _, m, *_ in h.sent] == [401]  # type: ignore[union-attr]
+    assert txn.state is State.TERMINATED and h.events == [(0.0, Terminated())]
+    assert len(h.layer) == 0 and h.layer.match_request(req) is None
+    assert h.clock.next_deadline() is None  # no timer of any kind waits (no Timer J)
+    h.clock.advance(64)
+    assert len(h.sent) == 1  # never resent
+    with pytest.raises(TransactionError):
+        txn.respond(response(req, 200))
+
+
+def test_a_stateless_answer_is_final_and_not_for_an_invite() -> None:
+    h = Harness()
+    req = request("REGISTER")
+    txn = h.layer.create_server(req, PEER, "UDP", PEER)
+    with pytest.raises(TransactionError):
+        txn.respond_statelessly(response(req, 100))
+    assert h.sent == [] and txn.state is State.TRYING  # nothing sent, still answerable
+    invite = request("INVITE", branch="z9hG4bKinv")
+    invite_txn = h.layer.create_server(invite, PEER, "UDP", PEER)
+    with pytest.raises(TransactionError):
+        invite_txn.respond_statelessly(response(invite, 407))
+    # the INVITE's non-2xx waits for its ACK (§17.2.1): stateful, Timer G retransmits
+    invite_txn.respond(response(invite, 407))
+    assert invite_txn.state is State.COMPLETED
+
+
 def test_server_drop_absorbs_retransmissions_silently_for_64_t1() -> None:
     h = Harness()
     req = request("REGISTER")

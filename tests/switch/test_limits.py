@@ -11,6 +11,8 @@ import pytest
 from tests.switch.b2bua_harness import VENDOR_A, Caller, Vendor, make_config, start_switch
 from vosapp.config import ConfigError, Limits, parse_config
 from vosapp.io.virtual import VirtualNetwork
+from vosapp.switch.auth import AuthPolicy
+from vosapp.switch.core import SwitchCore
 from vosapp.switch.limits import SHED_FLOOR, Admission, OverloadGate, SourceLimiter
 
 # ------------------------------------------------------------------ the per-source limiter
@@ -75,10 +77,10 @@ def test_limits_table_is_read_and_validated() -> None:
 # ------------------------------------------------------------------ bounded memory
 
 
-def test_flood_of_distinct_registers_keeps_transactions_and_sessions_bounded() -> None:
-    # 10,000 unauthenticated REGISTERs with distinct Call-IDs from many sources, all within
-    # one transaction lifetime: before the caps every one kept a transaction and an auth
-    # session (the 120 -> 714 MB RSS of issue 12). Ten times the caps proves the bound.
+def _register_flood(credentials: str) -> tuple[SwitchCore, AuthPolicy, list[bytes], int]:
+    """10,000 REGISTERs with distinct Call-IDs from many sources, all within one transaction
+    lifetime, against caps of 1,000 server transactions and 500 auth sessions: (core, policy,
+    the start of every answer, the most server transactions seen)."""
     limits = dataclasses.replace(Limits(), max_server_transactions=1000,
                                  max_auth_sessions=500)
     cfg = dataclasses.replace(parse_config('[[account]]\nuser = "alice"\npassword = "pw"\n'),
@@ -96,12 +98,31 @@ def test_flood_of_distinct_registers_keeps_transactions_and_sessions_bounded() -
                       f"Via: SIP/2.0/UDP {source[0]}:5060;branch=z9hG4bK{i};rport\r\n"
                       "Max-Forwards: 70\r\nFrom: <sip:alice@10.0.0.1>;tag=1\r\n"
                       f"To: <sip:alice@10.0.0.1>\r\nCall-ID: flood-{i}\r\nCSeq: 1 REGISTER\r\n"
-                      "Contact: <sip:alice@10.9.0.1>\r\nContent-Length: 0\r\n\r\n").encode(),
-                     source, "UDP")
+                      f"Contact: <sip:alice@10.9.0.1>\r\n{credentials}"
+                      "Content-Length: 0\r\n\r\n").encode(), source, "UDP")
         if i % 500 == 0:
             net.run(0.01)
             most = max(most, len(core.transactions.servers))
-    policy = switch.app.registrar.authenticator.policy
+    return core, switch.app.registrar.authenticator.policy, answered, most
+
+
+def test_flood_of_distinct_registers_without_credentials_holds_no_transaction() -> None:
+    # Before the caps every one of them kept a transaction and an auth session (the 120 ->
+    # 714 MB RSS of issue 12). Since they are challenged statelessly (RFC 3261 §26.3.2.4)
+    # they keep no transaction at all; the sessions stay within their cap.
+    core, policy, answered, most = _register_flood("")
+    assert len(core.transactions.servers) == 0 and most == 0
+    assert core.transactions.evicted == 0
+    assert policy.open_sessions() <= 500
+    assert len(answered) == 10_000 and set(answered) == {b"SIP/2.0 401 "}
+
+
+def test_flood_of_distinct_registers_with_credentials_keeps_transactions_bounded() -> None:
+    # Forged credentials (a nonce the switch never issued) keep their transaction: the
+    # transaction cap holds it at 1,000 (ten times that offered proves the bound).
+    core, policy, answered, most = _register_flood(
+        'Authorization: Digest username="alice", realm="vosapp", nonce="forged", '
+        'uri="sip:10.0.0.1", response="00000000000000000000000000000000"\r\n')
     assert len(core.transactions.servers) <= 1000 and most <= 1000
     assert policy.open_sessions() <= 500
     assert core.transactions.evicted >= 9000

@@ -541,7 +541,9 @@ class ServerNonInviteMachine(_ServerMachine):
         self._start(out, TimerName.ABANDON, self.timers.timeout)
         return out
 
-    def respond(self, response: Response) -> list[Action]:
+    def respond(self, response: Response, *, stateless: bool = False) -> list[Action]:
+        """Send ``response``. ``stateless``: a final response sent once, then Terminated
+        instead of Completed (RFC 3261 §26.3.2.4, :meth:`ServerTransaction.respond_statelessly`)."""
         out: list[Action] = []
         if self.dropped:
             raise TransactionError("this request was dropped; it cannot be answered")
@@ -550,14 +552,17 @@ class ServerNonInviteMachine(_ServerMachine):
                 f"non-INVITE server transaction in state {self.state.value} cannot send "
                 f"{response.status}"
             )
+        klass = _status_class(response)
+        if stateless and klass == 1:
+            raise TransactionError(f"a stateless answer must be final, not {response.status}")
         self._send(out, response)
-        if _status_class(response) == 1:
+        if klass == 1:
             self._goto(State.PROCEEDING)
             return out
         self._cancel(out, TimerName.ABANDON)
         self._goto(State.COMPLETED)
         self.request = None  # §17.2.2: Completed only resends last_response
-        if self.reliable:
+        if self.reliable or stateless:
             self._terminate(out)
         else:
             self._start(out, TimerName.J, self.timers.timeout)
@@ -732,6 +737,17 @@ class ServerTransaction(_Handle[ServerInviteMachine | ServerNonInviteMachine]):
     def respond(self, response: Response) -> None:
         """Send ``response`` through the transaction (retransmitted per §17.2 as needed)."""
         self._run(self.machine.respond(response))
+
+    def respond_statelessly(self, response: Response) -> None:
+        """Send final ``response`` once and end the transaction at once: no Completed state,
+        so a retransmission of the request is handled as a new request and answered anew.
+        RFC 3261 §26.3.2.4 recommends it for challenges to unauthenticated requests (a flood
+        of them then holds no transaction for Timer J's 64*T1). Non-INVITE only: the
+        non-2xx final response to an INVITE waits for its ACK (§17.2.1)."""
+        machine = self.machine
+        if not isinstance(machine, ServerNonInviteMachine):
+            raise TransactionError("an INVITE is answered statefully: its ACK is absorbed")
+        self._run(machine.respond(response, stateless=True))
 
     def drop(self) -> None:
         """Answer nothing (silent discard); retransmissions are absorbed for 64*T1."""
