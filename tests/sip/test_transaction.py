@@ -278,20 +278,26 @@ def test_a_stateless_answer_is_sent_once_and_holds_no_transaction() -> None:
         txn.respond(response(req, 200))
 
 
-def test_a_stateless_answer_is_final_and_not_for_an_invite() -> None:
+def test_a_stateless_answer_is_final_and_for_an_invite_not_a_2xx() -> None:
     h = Harness()
     req = request("REGISTER")
     txn = h.layer.create_server(req, PEER, "UDP", PEER)
     with pytest.raises(TransactionError):
         txn.respond_statelessly(response(req, 100))
     assert h.sent == [] and txn.state is State.TRYING  # nothing sent, still answerable
+    h = Harness()  # the INVITE on a layer of its own: no other transaction, no other timer
     invite = request("INVITE", branch="z9hG4bKinv")
     invite_txn = h.layer.create_server(invite, PEER, "UDP", PEER)
-    with pytest.raises(TransactionError):
-        invite_txn.respond_statelessly(response(invite, 407))
-    # the INVITE's non-2xx waits for its ACK (§17.2.1): stateful, Timer G retransmits
-    invite_txn.respond(response(invite, 407))
-    assert invite_txn.state is State.COMPLETED
+    for status in (100, 200):  # a 2xx goes through the transaction (RFC 6026)
+        with pytest.raises(TransactionError):
+            invite_txn.respond_statelessly(response(invite, status))
+    invite_txn.respond_statelessly(response(invite, 407))
+    # no Timer G retransmission, no Timer H: its ACK will match nothing (the TU's to judge)
+    assert invite_txn.state is State.TERMINATED and len(h.layer) == 0
+    assert h.clock.next_deadline() is None
+    ack = request("ACK", branch="z9hG4bKinv")
+    assert h.layer.match_request(ack) is None
+    assert [m.status for _, m, *_ in h.sent] == [407]  # type: ignore[union-attr]
 
 
 def test_server_drop_absorbs_retransmissions_silently_for_64_t1() -> None:

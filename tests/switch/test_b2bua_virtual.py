@@ -767,3 +767,54 @@ def test_graceful_stop_hangs_up_answered_calls_and_waits_for_the_byes(
     assert switch.stop(timeout=2.0)
     assert "BYE" in vendor.methods() and [r.method for r in caller.requests] == ["BYE"]
     assert cdr(switch)[-1].end_reason == "switch stopped"
+
+
+def test_an_invite_without_credentials_is_challenged_statelessly_and_its_ack_ignored() -> None:
+    """RFC 3261 §26.3.2.4 for an INVITE (docs/behaviour.md §2.1): the challenge is sent once
+    (no Timer G retransmissions, no Timer H), so the ACK for it matches no transaction and the
+    B2BUA, knowing no dialog for it, ignores it; a retransmitted INVITE gets a challenge of its
+    own. Answering a challenge still makes a call."""
+    from vosapp.sip import Response
+    from vosapp.sip.digest import answer as digest_answer
+    from vosapp.sip.digest import parse_challenge
+
+    net = VirtualNetwork()
+    switch = start_switch(net, make_config(mapping='accounts = ["1001"]'))
+    vendor = Vendor(net, VENDOR_A)
+    phone = net.add_endpoint(("10.0.0.77", 5060))  # not a trusted gateway address
+
+    def invite(cseq: int, branch: str, auth: str = "") -> bytes:
+        return ("INVITE sip:0044123@10.0.0.1 SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 10.0.0.77:5060;branch={branch}\r\n"
+                "Max-Forwards: 70\r\nFrom: <sip:1001@10.0.0.1>;tag=ph1\r\n"
+                "To: <sip:0044123@10.0.0.1>\r\nCall-ID: stateless-407\r\n"
+                f"CSeq: {cseq} INVITE\r\nContact: <sip:1001@10.0.0.77:5060>\r\n"
+                f"{auth}Content-Length: 0\r\n\r\n").encode()
+
+    first = invite(1, "z9hG4bK-first")
+    phone.send(first, SWITCH)
+    phone.send(first, SWITCH)  # the phone's Timer A retransmission
+    net.run(1)
+    challenges = [m for m in phone.messages() if isinstance(m, Response)]
+    assert [m.status for m in challenges] == [401, 401]
+    header = challenges[0].headers.get("WWW-Authenticate")
+    assert header != challenges[1].headers.get("WWW-Authenticate")  # two nonces
+    assert len(switch.core.transactions.servers) == 0
+    net.run(4)  # no Timer G (0.5, 1, 2 s...): the challenge is never resent
+    assert len(phone.received) == 2
+
+    ack = (f"ACK sip:0044123@10.0.0.1 SIP/2.0\r\n"
+           "Via: SIP/2.0/UDP 10.0.0.77:5060;branch=z9hG4bK-first\r\n"
+           "Max-Forwards: 70\r\nFrom: <sip:1001@10.0.0.1>;tag=ph1\r\n"
+           f"To: {challenges[0].headers.get('To')}\r\nCall-ID: stateless-407\r\n"
+           "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").encode()
+    phone.send(ack, SWITCH)
+    net.run(1)
+    assert len(phone.received) == 2 and vendor.methods() == []
+
+    credentials = digest_answer(parse_challenge(header), "INVITE", "sip:0044123@10.0.0.1",
+                                "1001", "secret-1001")
+    phone.send(invite(2, "z9hG4bK-second", f"Authorization: {credentials}\r\n"), SWITCH)
+    net.run(2)
+    assert vendor.methods()[:1] == ["INVITE"]
+    assert [m.status for m in phone.messages()[2:] if isinstance(m, Response)][-1] == 200

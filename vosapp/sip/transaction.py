@@ -457,11 +457,16 @@ class ServerInviteMachine(_ServerMachine):
         super().__init__(request, reply_to, transport, timers)
         self.interval_g = timers.t1
 
-    def respond(self, response: Response) -> list[Action]:
+    def respond(self, response: Response, *, stateless: bool = False) -> list[Action]:
+        """Send ``response``. ``stateless``: a 3xx-6xx sent once, then Terminated instead of
+        Completed (RFC 3261 §26.3.2.4, :meth:`ServerTransaction.respond_statelessly`)."""
         out: list[Action] = []
         klass = _status_class(response)
         if self.dropped:
             raise TransactionError("this request was dropped; it cannot be answered")
+        if stateless and klass <= 2:
+            raise TransactionError(f"a stateless answer to an INVITE must be 3xx-6xx, "
+                                   f"not {response.status}")
         if self.state is State.PROCEEDING:
             self._send(out, response)
             if klass == 1:
@@ -472,6 +477,10 @@ class ServerInviteMachine(_ServerMachine):
             if klass == 2:
                 self._goto(State.ACCEPTED)
                 self._start(out, TimerName.L, self.timers.timeout)
+            elif stateless:
+                # Its ACK then matches no transaction and goes to the TU, which knows no
+                # dialog for it (§17.2.3); a retransmitted INVITE is answered anew.
+                self._terminate(out)
             else:
                 self._goto(State.COMPLETED)
                 if not self.reliable:
@@ -741,13 +750,11 @@ class ServerTransaction(_Handle[ServerInviteMachine | ServerNonInviteMachine]):
     def respond_statelessly(self, response: Response) -> None:
         """Send final ``response`` once and end the transaction at once: no Completed state,
         so a retransmission of the request is handled as a new request and answered anew.
-        RFC 3261 §26.3.2.4 recommends it for challenges to unauthenticated requests (a flood
-        of them then holds no transaction for Timer J's 64*T1). Non-INVITE only: the
-        non-2xx final response to an INVITE waits for its ACK (§17.2.1)."""
-        machine = self.machine
-        if not isinstance(machine, ServerNonInviteMachine):
-            raise TransactionError("an INVITE is answered statefully: its ACK is absorbed")
-        self._run(machine.respond(response, stateless=True))
+        RFC 3261 §26.3.2.4 recommends it for challenges to unauthenticated requests: a flood
+        of them then holds no transaction for 64*T1 (Timer J, or an INVITE's Timers G and
+        H). For an INVITE only a 3xx-6xx: its ACK then reaches the TU, which finds no
+        dialog for it; a 2xx always goes through the transaction (RFC 6026)."""
+        self._run(self.machine.respond(response, stateless=True))
 
     def drop(self) -> None:
         """Answer nothing (silent discard); retransmissions are absorbed for 64*T1."""

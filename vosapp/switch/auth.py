@@ -736,8 +736,8 @@ class InboundAuthenticator:
             challenge = self.digest.challenge_value(stale=decision.stale,
                                                     algorithm=self.algorithm)
             response.headers.set(str(decision.challenge_header), challenge)
-            if decision.reason is Reason.CHALLENGE and request.method != "INVITE":
-                # A request without credentials (the first REGISTER of every registration, and
+            if decision.reason is Reason.CHALLENGE:
+                # A request without credentials (the first REGISTER or INVITE of a phone, and
                 # every one of a scanner's): challenged statelessly, RFC 3261 §26.3.2.4, so
                 # a flood holds no transaction; a retransmission gets a challenge of its own,
                 # which counts nothing (docs/behaviour.md §2.3). A request with credentials
