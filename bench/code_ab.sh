@@ -5,7 +5,8 @@
 # figures; compare within a round). bench/media_ab.sh and bench/registrar_profile_ab.sh are
 # this script for bench/media.py and bench/registrar_profile.py.
 #
-# Usage: bash bench/code_ab.sh SCRIPT REV [ROUNDS]      (PYTHON=... to pick the interpreter)
+# Usage: bash bench/code_ab.sh SCRIPT REV [ROUNDS]      (PYTHON=... to pick the interpreter;
+#        BENCH_ARGS="..." for more options of SCRIPT, the same on both sides)
 #
 # REV "pure" measures this checkout twice instead: "before" with VOSAPP_PURE_PYTHON=1 (the
 # SIP layer's sources, vosapp/sip/compiled.py), "after" as installed (compiled).
@@ -21,6 +22,7 @@ script=${1:?$usage}
 rev=${2:?$usage}
 rounds=${3:-3}
 python=${PYTHON:-$root/.venv/bin/python}
+args=${BENCH_ARGS:-}  # split into words on purpose: several options
 if [[ $rev = pure ]]; then
   before=$root
   before_env=VOSAPP_PURE_PYTHON=1
@@ -40,10 +42,10 @@ if [[ -n ${LOCK:-} ]]; then exec {lock_fd}>"$LOCK"; fi
 measure() {  # $1 = before|after
   if [[ $1 = before ]]; then
     echo "=== round $round: $before_label (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    env "$before_env" "$python" "$root/bench/$script.py" --code "$before" 2>&1
+    env "$before_env" "$python" "$root/bench/$script.py" --code "$before" $args 2>&1
   else
     echo "=== round $round: this checkout (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    env VOSAPP_PURE_PYTHON= "$python" "$root/bench/$script.py" --code "$root" 2>&1
+    env VOSAPP_PURE_PYTHON= "$python" "$root/bench/$script.py" --code "$root" $args 2>&1
   fi
 }
 for round in $(seq "$rounds"); do
