@@ -16,15 +16,17 @@
 # -trace_rtt, millisecond resolution).
 # 1. vosapp serve (UDP only, one Python process, trace in memory, bindings + audit in SQLite).
 # 2. Kamailio (Debian package `kamailio`, which this script installs with apt-get when it is
-#    missing, as below; a bench prerequisite only, not needed by the tests; bench/kamailio-registrar.cfg: children=1, bindings in memory),
-#    skipped with a note when that fails. This is "what you would otherwise
-#    use"; the "ratio vosapp/kamailio" lines and the target compare with it.
+#    missing, before the first pass; a bench prerequisite only, not needed by the tests;
+#    bench/kamailio-registrar.cfg: children=1, bindings in memory), skipped with a note when
+#    that fails. This is "what you would otherwise use"; the "ratio vosapp/kamailio" lines and
+#    the target compare with it.
 # 3. Kamailio with vosapp's durability: the same cfg with -A WITH_SQLITE, usrloc db_mode 1
 #    (write-through: each save() inserts or updates the binding's row, autocommitted, before
-#    the 200) through db_sqlite (Debian package `kamailio-sqlite-modules`, which this script
-#    installs with apt-get when it is missing, as root or with sudo -n; skipped with a note when
-#    that fails) on a fresh file in the same temporary folder as vosapp's store, created from
-#    Kamailio's shipped schema (/usr/share/kamailio/db_sqlite/{standard,usrloc}-create.sql).
+#    the 200) through db_sqlite (Debian package `kamailio-sqlite-modules`, installed with
+#    Kamailio when missing, as root or with sudo -n: bench/common.sh install_debian_packages;
+#    skipped with a note when that fails) on a fresh file in the same temporary folder as
+#    vosapp's store, created from Kamailio's shipped schema
+#    (/usr/share/kamailio/db_sqlite/{standard,usrloc}-create.sql).
 #    Same SQLite settings as vosapp's store: journal_mode WAL, synchronous NORMAL (db_sqlite
 #    cannot set synchronous itself; the cfg sets it through sqlops on the same pooled
 #    connection and logs it: without it SQLite's default FULL would fsync every commit;

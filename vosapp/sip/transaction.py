@@ -552,7 +552,8 @@ class ServerNonInviteMachine(_ServerMachine):
 
     def respond(self, response: Response, *, stateless: bool = False) -> list[Action]:
         """Send ``response``. ``stateless``: a final response sent once, then Terminated
-        instead of Completed (RFC 3261 §26.3.2.4, :meth:`ServerTransaction.respond_statelessly`)."""
+        instead of Completed (RFC 3261 §26.3.2.4,
+        :meth:`ServerTransaction.respond_statelessly`)."""
         out: list[Action] = []
         if self.dropped:
             raise TransactionError("this request was dropped; it cannot be answered")
