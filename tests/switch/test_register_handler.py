@@ -48,8 +48,9 @@ class Rig:
     def register(self, user: str = "alice", *, call_id: str = "reg-1", cseq: int = 1,
                  contact: str | None = "<sip:alice@192.0.2.20:5062>", expires: int | None = 600,
                  auth: tuple[str, str] | None = None, extra: str = "",
-                 source: tuple[str, int] = PHONE) -> Response | None:
-        branch = f"z9hG4bK-{next(self.branches)}"
+                 source: tuple[str, int] = PHONE, branch: str | None = None) -> Response | None:
+        """``branch``: the same one again makes the request a retransmission."""
+        branch = branch or f"z9hG4bK-{next(self.branches)}"
         lines = ["REGISTER sip:127.0.0.1 SIP/2.0",
                  f"Via: SIP/2.0/UDP {source[0]}:{source[1]};branch={branch};rport",
                  "Max-Forwards: 70",
@@ -319,23 +320,12 @@ def test_reply_unauthorized_off_still_serves_valid_credentials_on_an_honoured_no
     assert rig.register(call_id="late", auth=("Authorization", str(late))) is None
 
 
-def _fixed_register(auth: str = "", *, cseq: int = 1, branch: str = "z9hG4bK-fixed") -> str:
-    """One REGISTER's text, so that sending it again is a retransmission (same branch)."""
-    return "\n".join([
-        "REGISTER sip:127.0.0.1 SIP/2.0",
-        f"Via: SIP/2.0/UDP {PHONE[0]}:{PHONE[1]};branch={branch};rport",
-        "Max-Forwards: 70", "From: <sip:alice@127.0.0.1>;tag=ft1",
-        "To: <sip:alice@127.0.0.1>", "Call-ID: reg-retransmitted", f"CSeq: {cseq} REGISTER",
-        "Contact: <sip:alice@192.0.2.20:5062>", "Expires: 600",
-        *([auth] if auth else []), "Content-Length: 0", "", ""])
-
-
 def test_a_register_without_credentials_is_challenged_statelessly(rig: Rig) -> None:
     """RFC 3261 §26.3.2.4: the challenge holds no transaction, so a retransmission of the
     REGISTER is a new request and gets a challenge of its own (another nonce); either can be
     answered, and neither counts against the terminal (docs/behaviour.md §2.3)."""
-    first = rig.send(_fixed_register())
-    again = rig.send(_fixed_register())  # the phone's Timer E retransmission
+    first = rig.register(call_id="reg-retransmitted", branch="z9hG4bK-fixed")
+    again = rig.register(call_id="reg-retransmitted", branch="z9hG4bK-fixed")  # Timer E
     assert first is not None and again is not None and first.status == again.status == 401
     nonces = [parse_challenge(r.headers.get("WWW-Authenticate")).nonce for r in (first, again)]
     assert nonces[0] != nonces[1]
@@ -344,8 +334,12 @@ def test_a_register_without_credentials_is_challenged_statelessly(rig: Rig) -> N
 
     credentials = answer(parse_challenge(first.headers.get("WWW-Authenticate")), "REGISTER",
                          "sip:127.0.0.1", "alice", "s3cret")
-    text = _fixed_register(f"Authorization: {credentials}", cseq=2, branch="z9hG4bK-auth")
-    ok = rig.send(text)
+
+    def authenticated() -> Response | None:
+        return rig.register(call_id="reg-retransmitted", cseq=2, branch="z9hG4bK-auth",
+                            auth=("Authorization", str(credentials)))
+
+    ok = authenticated()
     assert ok is not None and ok.status == 200
     policy = rig.service.authenticator.policy
     assert policy.failures("alice", PHONE[0]) == 0
@@ -353,7 +347,7 @@ def test_a_register_without_credentials_is_challenged_statelessly(rig: Rig) -> N
     # A REGISTER with credentials keeps its transaction: its retransmission is absorbed and
     # gets the same 200 again. Handled a second time, its nonce count would be a replay.
     sent = len(rig.sent)
-    resent = rig.send(text)
+    resent = authenticated()
     assert resent is not None and resent.status == 200
     assert rig.sent[sent][0] == rig.sent[sent - 1][0]  # the very bytes of the first 200
     assert rig.core.stats.retransmissions_absorbed == 1
