@@ -273,7 +273,8 @@ def _wait_listening(port: int, server: subprocess.Popen[bytes], log: Path,
 def _sipp(port: int, work: Path, directory: Path, calls: int,
           args: argparse.Namespace) -> tuple[int, int]:
     """SIPp's registrations; returns (retransmissions, failed calls)."""
-    sys.path.insert(0, str(BENCH))
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     from sipp_stats import count, totals
 
     directory.mkdir()
