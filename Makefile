@@ -48,6 +48,7 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 	$(PY) -m vosapp.lab.notebook_sources
 
 # The benchmarks' entry points. bench/ also holds their helpers (common.sh, sipp_stats.py,
+# instruction_count.py (valgrind's counts, for registrar_instructions.py and calls_instructions.py),
 # backlog_sampler.py, reuseport_serve.py, python_floor_registrar.py,
 # python_minimum_registrar.py, release_timing/: vosapp serve's memory releases timed under any
 # bench, loop_stalls/: what holds vosapp serve's event loop, under any bench), media_calls.sh
@@ -60,7 +61,7 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # media_profile.sh with media_profile.py (the switch's CPU on media calls by category, py-spy),
 # gc_pauses.py (the cyclic GC's pauses per generation inside vosapp serve under media calls),
 # timer_churn.py (the clock's timers: one add + cancel among 100,000 pending).
-BENCH_PY = sip_parser registrar_profile registrar_instructions unauthenticated_flood ended_call_memory media media_calls media_with_calls fd_table trace_store wal_commits dtmf codec_quality ladder
+BENCH_PY = sip_parser registrar_profile registrar_instructions calls_instructions unauthenticated_flood ended_call_memory media media_calls media_with_calls fd_table trace_store wal_commits dtmf codec_quality ladder
 BENCH_SH = options registrar calls overload
 
 bench: setup ## run every benchmark under bench/ (results go to docs/benchmarks.md by hand)

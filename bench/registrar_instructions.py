@@ -13,10 +13,10 @@ time. A registrar that executes more instructions per second (C with fewer cache
 misses) does better in time than in this count: the time ratio of bench/registrar.sh stays
 the one the issue #14 target is judged by; this one says how much work each server does.
 
-Method, per server: start it under ``valgrind --tool=callgrind``; bind every user once (the
-warm-up: a refresh and a first binding take different paths); zero the counters
+Method, per server: start it under ``valgrind --tool=callgrind``; zero the counters
 (``callgrind_control -z``), let the server idle ``--idle`` seconds and dump them: its
-instructions per idle second (timers, GC, the WAL checkpoint thread); then SIPp makes
+instructions per idle second (timers, GC, the WAL checkpoint thread); bind every user once (the
+warm-up: a refresh and a first binding take different paths); then SIPp makes
 ``--registrations`` registrations (REGISTER -> 401 -> REGISTER with digest -> 200, MD5,
 qop=auth, bench/registrar_sipp.xml, a fresh Call-ID each) at ``--rate`` with at most
 ``--limit`` in flight, the server is left ``--tail`` seconds more (so that what a registration
@@ -43,45 +43,33 @@ with a note.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/ is not a package: its helpers are imported from beside this script
+from instruction_count import (
+    BENCH,
+    ROOT,
+    Count,
+    counted,
+    free_port,
+    install_debian_packages,
+    revision,
+    sipp_outcome,
+)
+
 SCENARIO = BENCH / "registrar_sipp.xml"
 KAMAILIO_CFG = BENCH / "kamailio-registrar.cfg"
 KAMAILIO_SCHEMA = Path("/usr/share/kamailio/db_sqlite")
 SERVERS = ("vosapp", "kamailio", "kamailio-sqlite", "minimum-memory", "minimum-sqlite", "floor")
 #: What the ratios are taken against: the issue #14 target's baseline, then like for like.
 BASELINES = ("kamailio", "kamailio-sqlite")
-
-
-@dataclass
-class Count:
-    server: str
-    registrations: int
-    seconds: float           # the pass and its tail
-    instructions: int        # in them, all processes
-    idle_per_second: float   # before the pass
-    retransmissions: int
-    failed: int
-
-    @property
-    def per_registration(self) -> float:
-        return (self.instructions - self.idle_per_second * self.seconds) / self.registrations
-
-    @property
-    def clean(self) -> bool:
-        return self.failed == 0 and self.retransmissions == 0
 
 
 def main() -> int:
@@ -92,7 +80,8 @@ def main() -> int:
     parser.add_argument("--registrations", type=int, default=400)
     parser.add_argument("--rate", type=float, default=20.0, help="registrations per second")
     parser.add_argument("--limit", type=int, default=10, help="registrations in flight at most")
-    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle counted")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds of idle counted, before the warm-up")
     parser.add_argument("--tail", type=float, default=35.0,
                         help="seconds counted after the pass (default: past 64*T1)")
     parser.add_argument("--python", default=sys.executable,
@@ -110,7 +99,7 @@ def main() -> int:
         packages = ["valgrind"] if "valgrind" in missing else []
         if any(name.startswith("kamailio") for name in servers):
             packages += ["kamailio", "kamailio-sqlite-modules"]
-        _install_debian_packages(work / "apt.log", packages)
+        install_debian_packages(work / "apt.log", packages)
         missing = [tool for tool in ("sipp", "valgrind") if shutil.which(tool) is None]
         if missing:
             print(f"not installed: {', '.join(missing)} (apt-get install sip-tester valgrind)")
@@ -120,7 +109,7 @@ def main() -> int:
               f"{args.registrations} registrations of {args.users} users at {args.rate:g}/s, "
               f"at most {args.limit} in flight, after every user was bound once, counted until "
               f"{args.tail:g} s after the last; vosapp from "
-              f"{_revision(args.code)}")
+              f"{revision(args.code)}")
         counts: dict[str, Count] = {}
         for name in servers:
             note = _unavailable(name)
@@ -129,33 +118,15 @@ def main() -> int:
                 continue
             count = _measure(name, work, args)
             counts[name] = count
-            print(f"{name:16}: {count.per_registration / 1e3:,.0f} thousand instructions per "
-                  f"registration ({count.registrations}, counted over {count.seconds:.1f} s, idle "
-                  f"{count.idle_per_second / 1e6:.2f} M/s subtracted; "
-                  f"{count.failed} failed, {count.retransmissions} retransmissions"
-                  f"{'' if count.clean else ': UNCLEAN, a resent request is counted twice'})")
+            print(count.line("registration"))
         for base in BASELINES:
             if base not in counts:
                 continue
             for name, count in counts.items():
                 if name != base:
-                    ratio = counts[base].per_registration / count.per_registration
+                    ratio = counts[base].per_unit / count.per_unit
                     print(f"ratio {name}/{base} (registrations per instruction): {ratio:.2f}")
         return 0 if all(count.clean for count in counts.values()) else 1
-
-
-def _revision(checkout: Path) -> str:
-    rev = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, check=False).stdout.strip()
-    return f"{checkout} ({rev or 'no git revision'})"
-
-
-def _install_debian_packages(log: Path, packages: list[str]) -> None:
-    if packages:
-        script = f'source "{BENCH}/common.sh"; install_debian_packages "$@" || true'
-        # common.sh wants PY (the project's python) set before it is sourced
-        subprocess.run(["bash", "-c", script, "-", str(log), *packages], check=False,
-                       env=dict(os.environ, PY=sys.executable))
 
 
 def _unavailable(name: str) -> str:
@@ -213,70 +184,25 @@ def _kamailio_location_table(path: Path) -> None:
 
 
 def _measure(name: str, work: Path, args: argparse.Namespace) -> Count:
-    out = work / name
-    out.mkdir()
-    port = _free_port()
-    # The same string hashes in every run: dict and set layouts, so the counts, repeat.
-    env = dict(os.environ, PYTHONPATH=str(args.code.resolve()), PYTHONHASHSEED="0")
-    server = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--trace-children=yes",
-         f"--callgrind-out-file={out}/callgrind.%p", *_command(name, work, port, args.python)],
-        stdout=(out / "server.out").open("w"), stderr=(out / "server.log").open("w"),
-        env=env, cwd=work, start_new_session=True)
-    try:
-        _wait_listening(port, server, out / "server.log")
-        _sipp(port, work, out / "warm-up", args.users, args)
-        pids = _process_tree(server.pid)
-        _callgrind(["-z"], pids)
-        time.sleep(args.idle)
-        idle = sum(_dump(pids, out).values()) / args.idle
+    port = free_port()
+    command = _command(name, work, port, args.python)
+    with counted(command, work / name, port, code=args.code, cwd=work) as server:
+        # idle first: after the warm-up its transactions' timers would still fire (64*T1)
+        idle = server.idle_rate(args.idle)
+        _sipp(port, work, work / name / "warm-up", args.users, args)
+        server.zero()
         start = time.monotonic()
-        retransmissions, failed = _sipp(port, work, out / "pass", args.registrations, args)
+        retransmissions, failed = _sipp(port, work, work / name / "pass", args.registrations,
+                                        args)
         time.sleep(args.tail)
         seconds = time.monotonic() - start
-        busy = sum(_dump(pids, out).values())
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-    return Count(name, args.registrations, seconds, busy, idle, retransmissions, failed)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_listening(port: int, server: subprocess.Popen[bytes], log: Path,
-                    timeout: float = 300.0) -> None:
-    """Until a UDP socket is bound to 127.0.0.1:``port`` (valgrind starts Python in ~40 s)."""
-    wanted = f"0100007F:{port:04X}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited ({server.returncode}):\n{log.read_text()[-2000:]}")
-        if any(line.split()[1] == wanted
-               for line in Path("/proc/net/udp").read_text().splitlines()[1:]):
-            time.sleep(1.0)  # Kamailio binds before its workers are forked
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"nothing listened on 127.0.0.1:{port} after {timeout:.0f} s:\n"
-                     f"{log.read_text()[-2000:]}")
+        instructions = server.dump()
+    return Count(name, args.registrations, seconds, instructions, idle, retransmissions, failed)
 
 
 def _sipp(port: int, work: Path, directory: Path, calls: int,
           args: argparse.Namespace) -> tuple[int, int]:
     """SIPp's registrations; returns (retransmissions, failed calls)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    from sipp_stats import count, totals
-
     directory.mkdir()
     subprocess.run(
         ["sipp", f"127.0.0.1:{port}", "-sf", str(SCENARIO), "-inf", str(work / "users.csv"),
@@ -285,46 +211,7 @@ def _sipp(port: int, work: Path, directory: Path, calls: int,
          "-fd", "3600"],
         cwd=directory, stdout=(directory / "sipp.txt").open("w"), stderr=subprocess.STDOUT,
         check=False)
-    stats = totals(directory / "stats.csv")
-    ok = count(stats, "SuccessfulCall")
-    return count(stats, "Retransmissions"), max(count(stats, "FailedCall"), calls - ok)
-
-
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (Kamailio forks its workers under valgrind too)."""
-    tree, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        tree.append(current)
-        children = Path(f"/proc/{current}/task/{current}/children")
-        if children.exists():
-            queue += [int(child) for child in children.read_text().split()]
-    return tree
-
-
-def _callgrind(options: list[str], pids: list[int]) -> None:
-    for pid in pids:
-        subprocess.run(["callgrind_control", *options, str(pid)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-_SUMMARY = re.compile(r"^summary:\s*(\d+)", re.MULTILINE)
-
-
-def _dump(pids: list[int], out: Path) -> dict[int, int]:
-    """Dump (and so zero) each process's counters; returns its instructions since the last
-    zero or dump."""
-    before = {path: path.stat().st_mtime_ns for path in out.glob("callgrind.*")}
-    _callgrind(["-d"], pids)
-    counts: dict[int, int] = {}
-    for path in out.glob("callgrind.*.*"):
-        if before.get(path) == path.stat().st_mtime_ns:
-            continue  # an earlier dump
-        match = _SUMMARY.search(path.read_text(errors="replace"))
-        pid = int(path.name.split(".")[1])
-        if match and pid in pids:
-            counts[pid] = counts.get(pid, 0) + int(match.group(1))
-    return counts
+    return sipp_outcome(directory, calls)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ set -euo pipefail
 # tshark:      decodes our pcap exports in tests (optional in the switch itself)
 # chromium:    kaleido renders ladder diagrams to SVG/PNG with a headless browser
 # gcc:         builds the C extensions (vosapp/media/codecs/_g729lane.c, vosapp/io/_rtphub.c; setup.py)
-# valgrind:    counts instructions per registration (bench/registrar_instructions.py and its test)
+# valgrind:    counts instructions per registration and per call (bench/registrar_instructions.py,
+#              bench/calls_instructions.py, and their tests)
 # python3-venv is only needed where the system python lacks venv/ensurepip, python3-dev
 # (Python.h, for the C extensions) where it lacks its headers
 PACKAGES=(libbcg729-0 sip-tester tshark chromium gcc valgrind)

@@ -1,13 +1,16 @@
-"""bench/registrar_instructions.py: instructions per registration counted by valgrind, so
-that the benchmark cannot rot silently, and the property it exists for: two runs of the same
-server count the same, where time moves by 2 x from day to day."""
+"""bench/registrar_instructions.py and bench/calls_instructions.py: instructions per
+registration and per call counted by valgrind (bench/instruction_count.py), so that the
+benchmarks cannot rot silently, and the property they exist for: two runs of the same server
+count the same, where time moves by 2 x from day to day."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +19,8 @@ from tests.support.serving import ROOT
 
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None,
                                     reason="valgrind not installed (scripts/sysdeps.sh)")
-LINE = re.compile(r"^(\S+)\s*: ([\d,]+) thousand instructions per registration \((\d+), counted over "
+LINE = re.compile(r"^(\S+)\s*: ([\d,]+) thousand instructions per (?:registration|call) "
+                  r"\((\d+), counted over "
                   r"[\d.]+ s, idle [\d.]+ M/s subtracted; (\d+) failed, (\d+) retransmissions\)$",
                   re.MULTILINE)
 
@@ -58,9 +62,34 @@ def test_two_counts_of_the_same_server_agree() -> None:
         <= 0.02 * first["minimum-memory"], (first, second)
 
 
+@pytest.mark.sipp
+@needs_sipp
+@needs_valgrind
+def test_calls_through_vosapp_with_digest_are_counted_and_a_missing_sippy_is_said(
+        tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "calls_instructions.py"), "--b2buas",
+         "digest,sippy", "--calls", "20", "--warm-up", "5", "--idle", "1", "--tail", "1"],
+        capture_output=True, text=True, timeout=400, check=False,
+        env=dict(os.environ, SIPPY_VENV=str(tmp_path / "no-sippy")))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [(server, thousands, done, failed, resent)] = LINE.findall(result.stdout)
+    assert (server, done, failed, resent) == ("digest", "20", "0", "0"), result.stdout
+    # a call through a B2BUA is two INVITE transactions, a challenge, two BYEs and their
+    # dialogs: hundreds of thousands of instructions at least
+    assert int(thousands.replace(",", "")) > 200, result.stdout
+    assert f"sippy           : skipped (no Sippy in {tmp_path / 'no-sippy'}" in result.stdout
+    assert re.search(r"^ratio ", result.stdout, re.MULTILINE) is None
+
+
 def test_an_unknown_server_is_refused_by_name() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "registrar_instructions.py"),
          "--servers", "vosapp,asterisk"], capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "unknown server(s) asterisk" in result.stderr
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "calls_instructions.py"),
+         "--b2buas", "vosapp,yate"], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "unknown B2BUA(s) yate" in result.stderr

@@ -1,0 +1,188 @@
+"""Counting a server's instructions per unit of SIPp traffic with valgrind's callgrind: the
+machinery of bench/registrar_instructions.py and bench/calls_instructions.py.
+
+A count of executed instructions (user space, every process and thread of the server) does not
+move with this shared VM's speed, which changes by 2 x from day to day: two counts of the same
+code agree to a fraction of a per cent. It leaves out the kernel (system calls, writes) and
+time itself: the benches judged in time stay the targets' judges.
+
+:func:`counted` starts a server under valgrind and waits until it listens; the caller drives
+the traffic and calls :meth:`Counted.zero`, :meth:`Counted.idle_rate` and
+:meth:`Counted.dump` around the pass it counts, then :class:`Count` subtracts the idle rate.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+_SUMMARY = re.compile(r"^summary:\s*(\d+)", re.MULTILINE)
+
+
+@dataclass
+class Count:
+    """One server's counted pass: ``units`` registrations or calls."""
+
+    server: str
+    units: int
+    seconds: float           # the pass and its tail
+    instructions: int        # in them, all processes
+    idle_per_second: float   # before the pass
+    retransmissions: int
+    failed: int
+
+    @property
+    def per_unit(self) -> float:
+        return (self.instructions - self.idle_per_second * self.seconds) / self.units
+
+    @property
+    def clean(self) -> bool:
+        return self.failed == 0 and self.retransmissions == 0
+
+    def line(self, unit: str) -> str:
+        """``NAME: N thousand instructions per UNIT (...)``, the form the tests read."""
+        return (f"{self.server:16}: {self.per_unit / 1e3:,.0f} thousand instructions per {unit} "
+                f"({self.units}, counted over {self.seconds:.1f} s, idle "
+                f"{self.idle_per_second / 1e6:.2f} M/s subtracted; {self.failed} failed, "
+                f"{self.retransmissions} retransmissions"
+                f"{'' if self.clean else ': UNCLEAN, a resent message is counted twice'})")
+
+
+class Counted:
+    """A server running under callgrind (see :func:`counted`)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], out: Path) -> None:
+        self.process = process
+        self.out = out
+        self.pids: list[int] = []
+
+    def zero(self) -> None:
+        """Zero the counters of the server and of every process it forked by now."""
+        self.pids = _process_tree(self.process.pid)
+        _callgrind(["-z"], self.pids)
+
+    def idle_rate(self, seconds: float) -> float:
+        """Instructions per second while nothing is sent (timers, GC, helper threads)."""
+        self.zero()
+        time.sleep(seconds)
+        return self.dump() / seconds
+
+    def dump(self) -> int:
+        """Instructions since the last zero or dump, all processes (a dump zeroes too)."""
+        before = {path: path.stat().st_mtime_ns for path in self.out.glob("callgrind.*")}
+        _callgrind(["-d"], self.pids)
+        total = 0
+        for path in self.out.glob("callgrind.*.*"):
+            if before.get(path) == path.stat().st_mtime_ns:
+                continue  # an earlier dump
+            match = _SUMMARY.search(path.read_text(errors="replace"))
+            if match and int(path.name.split(".")[1]) in self.pids:
+                total += int(match.group(1))
+        return total
+
+
+@contextmanager
+def counted(command: list[str], out: Path, port: int, *, code: Path = ROOT,
+            cwd: Path | None = None, env: dict[str, str] | None = None) -> Iterator[Counted]:
+    """``command`` under callgrind (its forked children too), its files in ``out``, once a
+    UDP socket is bound to 127.0.0.1:``port``; stopped (SIGTERM to its session) at the end.
+    Python finds vosapp in ``code`` first, and hashes strings the same way every run (dict and
+    set layouts, so the counts, repeat). ``env``: more environment variables."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(code.resolve()), PYTHONHASHSEED="0", **(env or {}))
+    process = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--trace-children=yes",
+         f"--callgrind-out-file={out}/callgrind.%p", *command],
+        stdout=(out / "server.out").open("w"), stderr=(out / "server.log").open("w"),
+        env=env, cwd=cwd or out, start_new_session=True)
+    try:
+        _wait_listening(port, process, out / "server.log")
+        yield Counted(process, out)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def install_debian_packages(log: Path, packages: list[str]) -> None:
+    """bench/common.sh's ``install_debian_packages`` (apt-get as root or with sudo -n), for
+    the packages not installed; what is still missing afterwards the caller finds out."""
+    if packages:
+        script = f'source "{BENCH}/common.sh"; install_debian_packages "$@" || true'
+        # common.sh wants PY (the project's python) set before it is sourced
+        subprocess.run(["bash", "-c", script, "-", str(log), *packages], check=False,
+                       env=dict(os.environ, PY=sys.executable))
+
+
+def revision(checkout: Path) -> str:
+    rev = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    return f"{checkout} ({rev or 'no git revision'})"
+
+
+def sipp_outcome(directory: Path, calls: int) -> tuple[int, int]:
+    """(retransmissions, failed calls) of the SIPp that ran in ``directory`` with ``-trace_stat
+    -stf stats.csv`` for ``calls`` calls (a call that never ended counts as failed)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    from sipp_stats import count, totals
+
+    stats = totals(directory / "stats.csv")
+    ok = count(stats, "SuccessfulCall")
+    return count(stats, "Retransmissions"), max(count(stats, "FailedCall"), calls - ok)
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path,
+                    timeout: float = 300.0) -> None:
+    """Until a UDP socket is bound to 127.0.0.1:``port`` (valgrind starts vosapp in ~40 s)."""
+    wanted = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited ({process.returncode}):\n"
+                             f"{log.read_text()[-2000:]}")
+        if any(line.split()[1] == wanted
+               for line in Path("/proc/net/udp").read_text().splitlines()[1:]):
+            time.sleep(1.0)  # Kamailio binds before its workers are forked
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"nothing listened on 127.0.0.1:{port} after {timeout:.0f} s:\n"
+                     f"{log.read_text()[-2000:]}")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Kamailio forks its workers under valgrind too)."""
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        children = Path(f"/proc/{current}/task/{current}/children")
+        if children.exists():
+            queue += [int(child) for child in children.read_text().split()]
+    return tree
+
+
+def _callgrind(options: list[str], pids: list[int]) -> None:
+    for pid in pids:
+        subprocess.run(["callgrind_control", *options, str(pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
