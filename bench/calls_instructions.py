@@ -7,8 +7,9 @@ between 3.29 x and 5.71 x over the rounds. This counts the work each B2BUA does 
 instead, which does not move: bench/instruction_count.py says how, and what the count leaves
 out (the kernel, and time).
 
-Per B2BUA: it starts under ``valgrind --tool=callgrind``; an idle stretch is counted (timers,
-GC); a warm-up of ``--warm-up`` calls; then SIPp bench/calls_uac.xml places ``--calls`` calls
+Per B2BUA: it starts under ``valgrind --tool=callgrind``; a warm-up of ``--warm-up`` calls,
+then ``--tail`` seconds until their transactions have ended; an idle stretch is counted
+(timers, GC); then SIPp bench/calls_uac.xml places ``--calls`` calls
 (INVITE, 100/180, 200, ACK, BYE at once, 200; no RTP, media proxy Off) at ``--rate`` through
 it to SIPp tests/sipp/call_uas.xml, and the count goes on ``--tail`` seconds after the last
 (an ended call's transactions last 64*T1 = 32 s, RFC 6026). Per call = (count - idle rate x
@@ -62,7 +63,7 @@ def main() -> int:
     parser.add_argument("--warm-up", type=int, default=40)
     parser.add_argument("--rate", type=float, default=10.0, help="calls per second")
     parser.add_argument("--idle", type=float, default=10.0,
-                        help="seconds of idle counted, before the warm-up")
+                        help="seconds of idle counted")
     parser.add_argument("--tail", type=float, default=35.0,
                         help="seconds counted after the pass (default: past 64*T1)")
     parser.add_argument("--python", default=sys.executable, help="vosapp's interpreter")
@@ -131,9 +132,9 @@ def _measure(name: str, work: Path, uas: Path, args: argparse.Namespace) -> Coun
         if name == "digest":
             caller_options = ["-au", "1001", "-ap", "secret-1001"]
     with counted(command, out, port, code=args.code, cwd=out, env=env) as server:
-        # idle first: after the warm-up its calls' transactions would still end (64*T1)
-        idle = server.idle_rate(args.idle)
         _calls(port, uas_port, uas, out / "warm-up", args.warm_up, caller_options, args)
+        time.sleep(args.tail)  # the warm-up's transactions end (64*T1), outside any count
+        idle = server.idle_rate(args.idle)
         server.zero()
         start = time.monotonic()
         retransmissions, failed = _calls(port, uas_port, uas, out / "pass", args.calls,

@@ -13,10 +13,11 @@ time. A registrar that executes more instructions per second (C with fewer cache
 misses) does better in time than in this count: the time ratio of bench/registrar.sh stays
 the one the issue #14 target is judged by; this one says how much work each server does.
 
-Method, per server: start it under ``valgrind --tool=callgrind``; zero the counters
-(``callgrind_control -z``), let the server idle ``--idle`` seconds and dump them: its
-instructions per idle second (timers, GC, the WAL checkpoint thread); bind every user once (the
-warm-up: a refresh and a first binding take different paths); then SIPp makes
+Method, per server: start it under ``valgrind --tool=callgrind``; bind every user once (the
+warm-up: a refresh and a first binding take different paths) and wait ``--tail`` seconds, until
+the warm-up's transactions have ended; zero the counters (``callgrind_control -z``), let the
+server idle ``--idle`` seconds and dump them: its instructions per idle second (timers, GC, the
+WAL checkpoint thread); then SIPp makes
 ``--registrations`` registrations (REGISTER -> 401 -> REGISTER with digest -> 200, MD5,
 qop=auth, bench/registrar_sipp.xml, a fresh Call-ID each) at ``--rate`` with at most
 ``--limit`` in flight, the server is left ``--tail`` seconds more (so that what a registration
@@ -81,7 +82,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="registrations per second")
     parser.add_argument("--limit", type=int, default=10, help="registrations in flight at most")
     parser.add_argument("--idle", type=float, default=10.0,
-                        help="seconds of idle counted, before the warm-up")
+                        help="seconds of idle counted")
     parser.add_argument("--tail", type=float, default=35.0,
                         help="seconds counted after the pass (default: past 64*T1)")
     parser.add_argument("--python", default=sys.executable,
@@ -187,9 +188,9 @@ def _measure(name: str, work: Path, args: argparse.Namespace) -> Count:
     port = free_port()
     command = _command(name, work, port, args.python)
     with counted(command, work / name, port, code=args.code, cwd=work) as server:
-        # idle first: after the warm-up its transactions' timers would still fire (64*T1)
-        idle = server.idle_rate(args.idle)
         _sipp(port, work, work / name / "warm-up", args.users, args)
+        time.sleep(args.tail)  # the warm-up's transactions end (64*T1), outside any count
+        idle = server.idle_rate(args.idle)
         server.zero()
         start = time.monotonic()
         retransmissions, failed = _sipp(port, work, work / name / "pass", args.registrations,
