@@ -12,7 +12,8 @@ then ``--tail`` seconds until their transactions have ended; an idle stretch is 
 (timers, GC); then SIPp bench/calls_uac.xml places ``--calls`` calls
 (INVITE, 100/180, 200, ACK, BYE at once, 200; no RTP, media proxy Off) at ``--rate`` through
 it to SIPp tests/sipp/call_uas.xml, and the count goes on ``--tail`` seconds after the last
-(an ended call's transactions last 64*T1 = 32 s, RFC 6026). Per call = (count - idle rate x
+(an ended call's transactions last 64*T1 = 32 s, RFC 6026) and to the end of a whole minute
+(the idle stretch lasts a minute too: bench/instruction_count.py's PERIOD). Per call = (count - idle rate x
 duration) / calls. A pass where a call failed or a message was resent at either SIPp is marked
 unclean.
 
@@ -40,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instruction_count import (
     BENCH,
+    PERIOD,
     ROOT,
     Count,
     counted,
@@ -62,8 +64,11 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--warm-up", type=int, default=40)
     parser.add_argument("--rate", type=float, default=10.0, help="calls per second")
-    parser.add_argument("--idle", type=float, default=10.0,
-                        help="seconds of idle counted")
+    parser.add_argument("--period", type=float, default=PERIOD,
+                        help="the idle stretch and the pass last whole periods of this (default: "
+                             "vosapp's longest periodic work)")
+    parser.add_argument("--idle", type=float,
+                        help="seconds of idle counted (default: one period)")
     parser.add_argument("--tail", type=float, default=35.0,
                         help="seconds counted after the pass (default: past 64*T1)")
     parser.add_argument("--python", default=sys.executable, help="vosapp's interpreter")
@@ -88,8 +93,9 @@ def main() -> int:
         uas.write_text((ROOT / "tests" / "sipp" / "call_uas.xml").read_text()
                        .replace(";transport=[transport]", ""))
         print(f"Instructions per call (valgrind callgrind, user space), {args.calls} calls at "
-              f"{args.rate:g}/s after {args.warm_up}, counted until {args.tail:g} s after the "
-              f"last; vosapp from {revision(args.code)}")
+              f"{args.rate:g}/s after {args.warm_up}, counted at least {args.tail:g} s after "
+              f"the last, over whole periods of {args.period:g} s; vosapp from "
+              f"{revision(args.code)}")
         counts: dict[str, Count] = {}
         for name in b2buas:
             if name == "sippy" and not (SIPPY_VENV / "bin" / "b2bua").exists():
@@ -134,14 +140,10 @@ def _measure(name: str, work: Path, uas: Path, args: argparse.Namespace) -> Coun
     with counted(command, out, port, code=args.code, cwd=out, env=env) as server:
         _calls(port, uas_port, uas, out / "warm-up", args.warm_up, caller_options, args)
         time.sleep(args.tail)  # the warm-up's transactions end (64*T1), outside any count
-        idle = server.idle_rate(args.idle)
-        server.zero()
-        start = time.monotonic()
-        retransmissions, failed = _calls(port, uas_port, uas, out / "pass", args.calls,
-                                         caller_options, args)
-        time.sleep(args.tail)
-        seconds = time.monotonic() - start
-        instructions = server.dump()
+        idle = server.idle_rate(args.idle or args.period)
+        instructions, seconds, retransmissions, failed = server.count_pass(
+            lambda: _calls(port, uas_port, uas, out / "pass", args.calls, caller_options, args),
+            args.tail, args.period)
     return Count(name, args.calls, seconds, instructions, idle, retransmissions, failed)
 
 

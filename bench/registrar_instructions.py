@@ -22,8 +22,9 @@ WAL checkpoint thread); then SIPp makes
 qop=auth, bench/registrar_sipp.xml, a fresh Call-ID each) at ``--rate`` with at most
 ``--limit`` in flight, the server is left ``--tail`` seconds more (so that what a registration
 leaves for later is counted too: vosapp's server transactions end on Timer J, 64*T1 = 32 s
-after their 200, RFC 3261 §17.2.2), and the counters are dumped again. Per registration =
-(that count - idle rate x (pass + tail)) / registrations. The rate is low because valgrind slows each
+after their 200, RFC 3261 §17.2.2) and to the end of a whole minute (the idle stretch lasts a
+minute too: bench/instruction_count.py's PERIOD), and the counters are dumped again. Per
+registration = (that count - idle rate x its duration) / registrations. The rate is low because valgrind slows each
 server 20-100 x; a pass with a retransmission or a failed registration is reported as
 unclean (a resent request is counted twice).
 
@@ -52,10 +53,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 # bench/ is not a package: its helpers are imported from beside this script
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instruction_count import (
     BENCH,
+    PERIOD,
     ROOT,
     Count,
     counted,
@@ -81,8 +83,11 @@ def main() -> int:
     parser.add_argument("--registrations", type=int, default=400)
     parser.add_argument("--rate", type=float, default=20.0, help="registrations per second")
     parser.add_argument("--limit", type=int, default=10, help="registrations in flight at most")
-    parser.add_argument("--idle", type=float, default=10.0,
-                        help="seconds of idle counted")
+    parser.add_argument("--period", type=float, default=PERIOD,
+                        help="the idle stretch and the pass last whole periods of this (default: "
+                             "vosapp's longest periodic work)")
+    parser.add_argument("--idle", type=float,
+                        help="seconds of idle counted (default: one period)")
     parser.add_argument("--tail", type=float, default=35.0,
                         help="seconds counted after the pass (default: past 64*T1)")
     parser.add_argument("--python", default=sys.executable,
@@ -108,8 +113,9 @@ def main() -> int:
         _write_accounts(work, args.users)
         print(f"Instructions per authenticated registration (valgrind callgrind, user space), "
               f"{args.registrations} registrations of {args.users} users at {args.rate:g}/s, "
-              f"at most {args.limit} in flight, after every user was bound once, counted until "
-              f"{args.tail:g} s after the last; vosapp from "
+              f"at most {args.limit} in flight, after every user was bound once, counted at "
+              f"least {args.tail:g} s after the last, over whole periods of {args.period:g} s; "
+              f"vosapp from "
               f"{revision(args.code)}")
         counts: dict[str, Count] = {}
         for name in servers:
@@ -190,14 +196,10 @@ def _measure(name: str, work: Path, args: argparse.Namespace) -> Count:
     with counted(command, work / name, port, code=args.code, cwd=work) as server:
         _sipp(port, work, work / name / "warm-up", args.users, args)
         time.sleep(args.tail)  # the warm-up's transactions end (64*T1), outside any count
-        idle = server.idle_rate(args.idle)
-        server.zero()
-        start = time.monotonic()
-        retransmissions, failed = _sipp(port, work, work / name / "pass", args.registrations,
-                                        args)
-        time.sleep(args.tail)
-        seconds = time.monotonic() - start
-        instructions = server.dump()
+        idle = server.idle_rate(args.idle or args.period)
+        instructions, seconds, retransmissions, failed = server.count_pass(
+            lambda: _sipp(port, work, work / name / "pass", args.registrations, args),
+            args.tail, args.period)
     return Count(name, args.registrations, seconds, instructions, idle, retransmissions, failed)
 
 

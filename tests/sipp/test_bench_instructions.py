@@ -29,7 +29,8 @@ def _count(*servers: str, registrations: int = 40) -> tuple[dict[str, int], str]
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "registrar_instructions.py"),
          "--servers", ",".join(servers), "--users", "20",
-         "--registrations", str(registrations), "--idle", "1", "--tail", "1"],
+         "--registrations", str(registrations), "--idle", "1", "--tail", "1",
+         "--period", "1"],
         capture_output=True, text=True, timeout=400, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = {}
@@ -69,7 +70,8 @@ def test_calls_through_vosapp_with_digest_are_counted_and_a_missing_sippy_is_sai
         tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "calls_instructions.py"), "--b2buas",
-         "digest,sippy", "--calls", "20", "--warm-up", "5", "--idle", "1", "--tail", "1"],
+         "digest,sippy", "--calls", "20", "--warm-up", "5", "--idle", "1", "--tail", "1",
+         "--period", "1"],
         capture_output=True, text=True, timeout=400, check=False,
         env=dict(os.environ, SIPPY_VENV=str(tmp_path / "no-sippy")))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
