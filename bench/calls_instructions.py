@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,12 +40,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instruction_count import (
     BENCH,
-    PERIOD,
     ROOT,
     Count,
-    counted,
+    add_counting_options,
+    chosen,
+    count_server,
     free_port,
-    install_debian_packages,
+    missing_tools,
     revision,
     sipp_outcome,
 )
@@ -64,28 +64,14 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--warm-up", type=int, default=40)
     parser.add_argument("--rate", type=float, default=10.0, help="calls per second")
-    parser.add_argument("--period", type=float, default=PERIOD,
-                        help="the idle stretch and the pass last whole periods of this (default: "
-                             "vosapp's longest periodic work)")
-    parser.add_argument("--idle", type=float,
-                        help="seconds of idle counted (default: one period)")
-    parser.add_argument("--tail", type=float, default=35.0,
-                        help="seconds counted after the pass (default: past 64*T1)")
-    parser.add_argument("--python", default=sys.executable, help="vosapp's interpreter")
-    parser.add_argument("--code", metavar="PATH", type=Path, default=ROOT,
-                        help="the checkout whose vosapp is counted (default: this one)")
+    add_counting_options(parser)
     args = parser.parse_args()
-    b2buas = [name for name in args.b2buas.split(",") if name]
-    unknown = sorted(set(b2buas) - set(B2BUAS))
-    if unknown:
-        parser.error(f"unknown B2BUA(s) {', '.join(unknown)}; choose from {', '.join(B2BUAS)}")
+    b2buas = chosen(parser, args.b2buas, B2BUAS, "B2BUA")
     with tempfile.TemporaryDirectory(prefix="vosapp-call-instructions-") as tmp:
         work = Path(tmp)
-        if shutil.which("valgrind") is None:
-            install_debian_packages(work / "apt.log", ["valgrind"])
-        missing = [tool for tool in ("sipp", "valgrind") if shutil.which(tool) is None]
+        missing = missing_tools(work, [])
         if missing:
-            print(f"not installed: {', '.join(missing)} (apt-get install sip-tester valgrind)")
+            print(missing)
             return 1
         # The tests' vendor without ";transport=UDP" in its Contact, as bench/calls.sh: Sippy
         # 2.5 sends nothing to a URI whose transport parameter is upper case.
@@ -137,14 +123,11 @@ def _measure(name: str, work: Path, uas: Path, args: argparse.Namespace) -> Coun
                    "--config", str(config)]
         if name == "digest":
             caller_options = ["-au", "1001", "-ap", "secret-1001"]
-    with counted(command, out, port, code=args.code, cwd=out, env=env) as server:
-        _calls(port, uas_port, uas, out / "warm-up", args.warm_up, caller_options, args)
-        time.sleep(args.tail)  # the warm-up's transactions end (64*T1), outside any count
-        idle = server.idle_rate(args.idle or args.period)
-        instructions, seconds, retransmissions, failed = server.count_pass(
-            lambda: _calls(port, uas_port, uas, out / "pass", args.calls, caller_options, args),
-            args.tail, args.period)
-    return Count(name, args.calls, seconds, instructions, idle, retransmissions, failed)
+    return count_server(
+        name, args.calls, command, out, port, args,
+        lambda label, calls: _calls(port, uas_port, uas, out / label, calls, caller_options,
+                                    args),
+        warm_up=args.warm_up, cwd=out, env=env)
 
 
 def _calls(port: int, uas_port: int, uas: Path, directory: Path, calls: int,

@@ -14,9 +14,11 @@ rate.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,6 +140,57 @@ def counted(command: list[str], out: Path, port: int, *, code: Path = ROOT,
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def add_counting_options(parser: argparse.ArgumentParser) -> None:
+    """The options both counts share: --period, --idle, --tail, --python, --code."""
+    parser.add_argument("--period", type=float, default=PERIOD,
+                        help="the idle stretch and the pass last whole periods of this (default: "
+                             "vosapp's longest periodic work)")
+    parser.add_argument("--idle", type=float,
+                        help="seconds of idle counted (default: one period)")
+    parser.add_argument("--tail", type=float, default=35.0,
+                        help="seconds counted after the pass (default: past 64*T1)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter of vosapp (and of the Python registrars)")
+    parser.add_argument("--code", metavar="PATH", type=Path, default=ROOT,
+                        help="the checkout whose vosapp is counted (default: this one)")
+
+
+def chosen(parser: argparse.ArgumentParser, text: str, choices: tuple[str, ...],
+           what: str) -> list[str]:
+    """The comma-separated ``text`` as a list; a name not in ``choices`` is a usage error."""
+    names = [name for name in text.split(",") if name]
+    unknown = sorted(set(names) - set(choices))
+    if unknown:
+        parser.error(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
+    return names
+
+
+def missing_tools(work: Path, packages: list[str]) -> str:
+    """Installs valgrind and ``packages`` when missing (apt-get); says what is still missing
+    of sipp and valgrind ("" when nothing)."""
+    install_debian_packages(work / "apt.log",
+                            (["valgrind"] if shutil.which("valgrind") is None else []) + packages)
+    missing = [tool for tool in ("sipp", "valgrind") if shutil.which(tool) is None]
+    return (f"not installed: {', '.join(missing)} (apt-get install sip-tester valgrind)"
+            if missing else "")
+
+
+def count_server(name: str, units: int, command: list[str], out: Path, port: int,
+                 args: argparse.Namespace, traffic: Callable[[str, int], tuple[int, int]], *,
+                 warm_up: int, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> Count:
+    """``command`` counted under callgrind: ``traffic("warm-up", warm_up)``, ``--tail`` seconds
+    for its transactions to end, an idle stretch, then ``traffic("pass", units)`` (it returns
+    retransmissions and failures) and its tail, over whole ``--period``s."""
+    with counted(command, out, port, code=args.code, cwd=cwd, env=env) as server:
+        traffic("warm-up", warm_up)
+        time.sleep(args.tail)  # the warm-up's transactions end (64*T1), outside any count
+        idle = server.idle_rate(args.idle or args.period)
+        instructions, seconds, retransmissions, failed = server.count_pass(
+            lambda: traffic("pass", units), args.tail, args.period)
+    return Count(name, units, seconds, instructions, idle, retransmissions, failed)
 
 
 def free_port() -> int:

@@ -50,19 +50,18 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # bench/ is not a package: its helpers are imported from beside this script
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instruction_count import (
     BENCH,
-    PERIOD,
-    ROOT,
     Count,
-    counted,
+    add_counting_options,
+    chosen,
+    count_server,
     free_port,
-    install_debian_packages,
+    missing_tools,
     revision,
     sipp_outcome,
 )
@@ -83,40 +82,22 @@ def main() -> int:
     parser.add_argument("--registrations", type=int, default=400)
     parser.add_argument("--rate", type=float, default=20.0, help="registrations per second")
     parser.add_argument("--limit", type=int, default=10, help="registrations in flight at most")
-    parser.add_argument("--period", type=float, default=PERIOD,
-                        help="the idle stretch and the pass last whole periods of this (default: "
-                             "vosapp's longest periodic work)")
-    parser.add_argument("--idle", type=float,
-                        help="seconds of idle counted (default: one period)")
-    parser.add_argument("--tail", type=float, default=35.0,
-                        help="seconds counted after the pass (default: past 64*T1)")
-    parser.add_argument("--python", default=sys.executable,
-                        help="the interpreter of vosapp and the Python minimum")
-    parser.add_argument("--code", metavar="PATH", type=Path, default=ROOT,
-                        help="the checkout whose vosapp is counted (default: this one)")
+    add_counting_options(parser)
     args = parser.parse_args()
-    servers = [name for name in args.servers.split(",") if name]
-    unknown = sorted(set(servers) - set(SERVERS))
-    if unknown:
-        parser.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
-    missing = [tool for tool in ("sipp", "valgrind") if shutil.which(tool) is None]
+    servers = chosen(parser, args.servers, SERVERS, "server")
     with tempfile.TemporaryDirectory(prefix="vosapp-instructions-") as tmp:
         work = Path(tmp)
-        packages = ["valgrind"] if "valgrind" in missing else []
-        if any(name.startswith("kamailio") for name in servers):
-            packages += ["kamailio", "kamailio-sqlite-modules"]
-        install_debian_packages(work / "apt.log", packages)
-        missing = [tool for tool in ("sipp", "valgrind") if shutil.which(tool) is None]
+        kamailio = any(name.startswith("kamailio") for name in servers)
+        missing = missing_tools(work, ["kamailio", "kamailio-sqlite-modules"] if kamailio else [])
         if missing:
-            print(f"not installed: {', '.join(missing)} (apt-get install sip-tester valgrind)")
+            print(missing)
             return 1
         _write_accounts(work, args.users)
         print(f"Instructions per authenticated registration (valgrind callgrind, user space), "
               f"{args.registrations} registrations of {args.users} users at {args.rate:g}/s, "
               f"at most {args.limit} in flight, after every user was bound once, counted at "
               f"least {args.tail:g} s after the last, over whole periods of {args.period:g} s; "
-              f"vosapp from "
-              f"{revision(args.code)}")
+              f"vosapp from {revision(args.code)}")
         counts: dict[str, Count] = {}
         for name in servers:
             note = _unavailable(name)
@@ -192,15 +173,10 @@ def _kamailio_location_table(path: Path) -> None:
 
 def _measure(name: str, work: Path, args: argparse.Namespace) -> Count:
     port = free_port()
-    command = _command(name, work, port, args.python)
-    with counted(command, work / name, port, code=args.code, cwd=work) as server:
-        _sipp(port, work, work / name / "warm-up", args.users, args)
-        time.sleep(args.tail)  # the warm-up's transactions end (64*T1), outside any count
-        idle = server.idle_rate(args.idle or args.period)
-        instructions, seconds, retransmissions, failed = server.count_pass(
-            lambda: _sipp(port, work, work / name / "pass", args.registrations, args),
-            args.tail, args.period)
-    return Count(name, args.registrations, seconds, instructions, idle, retransmissions, failed)
+    return count_server(
+        name, args.registrations, _command(name, work, port, args.python), work / name, port,
+        args, lambda label, calls: _sipp(port, work, work / name / label, calls, args),
+        warm_up=args.users, cwd=work)
 
 
 def _sipp(port: int, work: Path, directory: Path, calls: int,
