@@ -7,15 +7,14 @@ between 3.29 x and 5.71 x over the rounds. This counts the work each B2BUA does 
 instead, which does not move: bench/instruction_count.py says how, and what the count leaves
 out (the kernel, and time).
 
-Per B2BUA: it starts under ``valgrind --tool=callgrind``; a warm-up of ``--warm-up`` calls,
-then ``--tail`` seconds until their transactions have ended; an idle stretch is counted
-(timers, GC); then SIPp bench/calls_uac.xml places ``--calls`` calls
-(INVITE, 100/180, 200, ACK, BYE at once, 200; no RTP, media proxy Off) at ``--rate`` through
-it to SIPp tests/sipp/call_uas.xml, and the count goes on ``--tail`` seconds after the last
-(an ended call's transactions last 64*T1 = 32 s, RFC 6026) and to the end of a whole minute
-(the idle stretch lasts a minute too: bench/instruction_count.py's PERIOD). Per call = (count - idle rate x
-duration) / calls. A pass where a call failed or a message was resent at either SIPp is marked
-unclean.
+Per B2BUA (bench/instruction_count.py's ``count_server``): it starts under ``valgrind
+--tool=callgrind``; a warm-up of ``--warm-up`` calls, then ``--tail`` seconds until their
+transactions have ended; an idle minute is counted (timers, GC); then SIPp bench/calls_uac.xml
+places ``--calls`` calls (INVITE, 100/180, 200, ACK, BYE at once, 200; no RTP, media proxy Off)
+at ``--rate`` through it to SIPp tests/sipp/call_uas.xml, and the count goes on at least
+``--tail`` seconds after the last (an ended call's transactions last 64*T1 = 32 s, RFC 6026),
+to the end of a whole minute. Per call = (count - idle rate x duration) / calls. A pass where a
+call failed or a message was resent at either SIPp is marked unclean.
 
     .venv/bin/python bench/calls_instructions.py [--b2buas vosapp,digest,sippy]
 

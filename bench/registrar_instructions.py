@@ -13,20 +13,20 @@ time. A registrar that executes more instructions per second (C with fewer cache
 misses) does better in time than in this count: the time ratio of bench/registrar.sh stays
 the one the issue #14 target is judged by; this one says how much work each server does.
 
-Method, per server: start it under ``valgrind --tool=callgrind``; bind every user once (the
-warm-up: a refresh and a first binding take different paths) and wait ``--tail`` seconds, until
-the warm-up's transactions have ended; zero the counters (``callgrind_control -z``), let the
-server idle ``--idle`` seconds and dump them: its instructions per idle second (timers, GC, the
-WAL checkpoint thread); then SIPp makes
-``--registrations`` registrations (REGISTER -> 401 -> REGISTER with digest -> 200, MD5,
+Method, per server (bench/instruction_count.py's ``count_server``): start it under ``valgrind
+--tool=callgrind``; bind every user once (the warm-up: a refresh and a first binding take
+different paths) and wait ``--tail`` seconds, until the warm-up's transactions have ended; zero
+the counters (``callgrind_control -z``), let the server idle for a minute (``--period``) and
+dump them: its instructions per idle second (timers, GC, the WAL checkpoint thread); then SIPp
+makes ``--registrations`` registrations (REGISTER -> 401 -> REGISTER with digest -> 200, MD5,
 qop=auth, bench/registrar_sipp.xml, a fresh Call-ID each) at ``--rate`` with at most
-``--limit`` in flight, the server is left ``--tail`` seconds more (so that what a registration
-leaves for later is counted too: vosapp's server transactions end on Timer J, 64*T1 = 32 s
-after their 200, RFC 3261 §17.2.2) and to the end of a whole minute (the idle stretch lasts a
-minute too: bench/instruction_count.py's PERIOD), and the counters are dumped again. Per
-registration = (that count - idle rate x its duration) / registrations. The rate is low because valgrind slows each
-server 20-100 x; a pass with a retransmission or a failed registration is reported as
-unclean (a resent request is counted twice).
+``--limit`` in flight; the count goes on at least ``--tail`` seconds more (so that what a
+registration leaves for later is counted too: vosapp's server transactions end on Timer J,
+64*T1 = 32 s after their 200, RFC 3261 §17.2.2), to the end of a whole minute, and the
+counters are dumped again. Per registration = (that count - idle rate x its duration) /
+registrations. The rate is low because valgrind slows each server 20-100 x; a pass with a
+retransmission or a failed registration is reported as unclean (a resent request is counted
+twice).
 
     .venv/bin/python bench/registrar_instructions.py [--servers vosapp,kamailio,...]
 
