@@ -6,10 +6,10 @@ move with this shared VM's speed, which changes by 2 x from day to day: two coun
 code agree to a fraction of a per cent. It leaves out the kernel (system calls, writes) and
 time itself: the benches judged in time stay the targets' judges.
 
-:func:`counted` starts a server under valgrind and waits until it listens; the caller drives
-the warm-up, then :meth:`Counted.idle_rate` and :meth:`Counted.count_pass` (each over whole
-periods of the switch's periodic work, :data:`PERIOD`), and :class:`Count` subtracts the idle
-rate.
+:func:`count_server` is the whole sequence for one server: :func:`counted` starts it under
+valgrind and waits until it listens; the caller's traffic warms it up; then
+:meth:`Counted.idle_rate` and :meth:`Counted.count_pass`, each over whole periods of the
+switch's periodic work (:data:`PERIOD`); :class:`Count` subtracts the idle rate.
 """
 
 from __future__ import annotations
