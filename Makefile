@@ -49,6 +49,7 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 
 # The benchmarks' entry points. bench/ also holds their helpers (common.sh, sipp_stats.py,
 # instruction_count.py (valgrind's counts, for registrar_instructions.py and calls_instructions.py),
+# registrar_setup.py (the registrar benches' accounts and Kamailio's SQLite table),
 # backlog_sampler.py, reuseport_serve.py, python_floor_registrar.py,
 # python_minimum_registrar.py, release_timing/: vosapp serve's memory releases timed under any
 # bench, loop_stalls/: what holds vosapp serve's event loop, under any bench), media_calls.sh

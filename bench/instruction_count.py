@@ -29,6 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+# bench/ is on the path: each script puts it there before it imports this module
+from sipp_stats import count, totals
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 #: vosapp serve's longest periodic work: a full collection when quiet (vosapp.io.serve
@@ -218,10 +221,6 @@ def revision(checkout: Path) -> str:
 def sipp_outcome(directory: Path, calls: int) -> tuple[int, int]:
     """(retransmissions, failed calls) of the SIPp that ran in ``directory`` with ``-trace_stat
     -stf stats.csv`` for ``calls`` calls (a call that never ended counts as failed)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    from sipp_stats import count, totals
-
     stats = totals(directory / "stats.csv")
     ok = count(stats, "SuccessfulCall")
     return count(stats, "Retransmissions"), max(count(stats, "FailedCall"), calls - ok)

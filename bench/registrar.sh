@@ -84,21 +84,7 @@ trap cleanup EXIT
 install_debian_packages "$WORK/apt.log" kamailio kamailio-sqlite-modules || true
 
 # 1000 accounts (user 20000.., password pw-<user>) for vosapp, and the SIPp injection file.
-"$PY" - "$WORK" "$USERS" <<'PYEOF'
-import sys
-work, users = sys.argv[1], int(sys.argv[2])
-names = [str(20000 + i) for i in range(users)]
-with open(f"{work}/switch.toml", "w") as config:
-    config.write(f'[switch]\nsip_listen = "127.0.0.1:5060"\ndata_dir = "{work}/data"\n')
-    # SIPp offers thousands a second from one address: the per-source limiter is off.
-    config.write("[limits]\nsource_threshold = 0\n")
-    for name in names:
-        config.write(f'\n[[account]]\nuser = "{name}"\npassword = "pw-{name}"\n')
-with open(f"{work}/users.csv", "w") as injection:
-    injection.write("SEQUENTIAL\n")
-    for name in names:
-        injection.write(f"{name};[authentication username={name} password=pw-{name}]\n")
-PYEOF
+"$PY" bench/registrar_setup.py accounts "$WORK" "$USERS"
 
 # Runs the scenario against 127.0.0.1:$1 [at rate $2, for $3 calls] (server processes "$4",
 # space separated, for the CPU time; SIPp transport $5, u1 or un); prints "rate failed elapsed
@@ -206,19 +192,8 @@ elif [ ! -e "$KAM_MODULES/db_sqlite.so" ] || [ ! -e "$KAM_SCHEMA/usrloc-create.s
   echo "kamailio sqlite: db_sqlite or its schema not installed and apt-get install -y kamailio-sqlite-modules failed ($(tail -n 1 "$WORK/apt.log" 2>/dev/null)) - no write-through baseline"
 else
   KDB="$WORK/kamailio-location.sqlite"
-  # The location table from Kamailio's own schema files (version rows included: usrloc checks
-  # location at version 9); WAL like vosapp's store
-  # (the journal mode is kept in the file; the cfg also asks db_sqlite for it).
-  "$PY" - "$KDB" "$KAM_SCHEMA" <<'PYEOF'
-import sqlite3, sys
-path, schema = sys.argv[1], sys.argv[2]
-db = sqlite3.connect(path, isolation_level=None)
-assert db.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
-for name in ("standard", "usrloc"):
-    with open(f"{schema}/{name}-create.sql") as sql:
-        db.executescript(sql.read())
-db.close()
-PYEOF
+  # The location table from Kamailio's own schema files, WAL like vosapp's store
+  "$PY" bench/registrar_setup.py kamailio-location "$KDB" "$KAM_SCHEMA"
   start_kamailio "$WORK/kamailio-sqlite.log" -A WITH_SQLITE -A "DBFILE=\"$KDB\"" \
                  -A "DBURL=\"sqlite:///$KDB\"" -A "SQLCON=\"ul=>sqlite:///$KDB\"" \
                  -A "SYNCHRONOUS=\"$KAM_SQLITE_SYNCHRONOUS\""

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -65,10 +64,10 @@ from instruction_count import (
     revision,
     sipp_outcome,
 )
+from registrar_setup import KAMAILIO_SCHEMA, kamailio_location_table, write_accounts
 
 SCENARIO = BENCH / "registrar_sipp.xml"
 KAMAILIO_CFG = BENCH / "kamailio-registrar.cfg"
-KAMAILIO_SCHEMA = Path("/usr/share/kamailio/db_sqlite")
 SERVERS = ("vosapp", "kamailio", "kamailio-sqlite", "minimum-memory", "minimum-sqlite", "floor")
 #: What the ratios are taken against: the issue #14 target's baseline, then like for like.
 BASELINES = ("kamailio", "kamailio-sqlite")
@@ -92,7 +91,7 @@ def main() -> int:
         if missing:
             print(missing)
             return 1
-        _write_accounts(work, args.users)
+        write_accounts(work, args.users)
         print(f"Instructions per authenticated registration (valgrind callgrind, user space), "
               f"{args.registrations} registrations of {args.users} users at {args.rate:g}/s, "
               f"at most {args.limit} in flight, after every user was bound once, counted at "
@@ -125,20 +124,6 @@ def _unavailable(name: str) -> str:
     return ""
 
 
-def _write_accounts(work: Path, users: int) -> None:
-    names = [str(20000 + i) for i in range(users)]
-    with (work / "switch.toml").open("w") as config:
-        config.write(f'[switch]\nsip_listen = "127.0.0.1:5060"\ndata_dir = "{work}/data"\n')
-        # SIPp sends everything from one address: the per-source limiter is off.
-        config.write("[limits]\nsource_threshold = 0\n")
-        for name in names:
-            config.write(f'\n[[account]]\nuser = "{name}"\npassword = "pw-{name}"\n')
-    with (work / "users.csv").open("w") as injection:
-        injection.write("SEQUENTIAL\n")
-        for name in names:
-            injection.write(f"{name};[authentication username={name} password=pw-{name}]\n")
-
-
 def _command(name: str, work: Path, port: int, python: str) -> list[str]:
     if name == "vosapp":
         return [python, "-m", "vosapp.cli", "serve", "--listen", f"127.0.0.1:{port}",
@@ -155,20 +140,11 @@ def _command(name: str, work: Path, port: int, python: str) -> list[str]:
                "-Y", str(run), "-w", str(run), "-m", "128", "-M", "16"]
     if name == "kamailio-sqlite":
         database = work / "kamailio-location.sqlite"
-        _kamailio_location_table(database)
+        kamailio_location_table(database)
         command += ["-A", "WITH_SQLITE", "-A", f'DBFILE="{database}"',
                     "-A", f'DBURL="sqlite:///{database}"',
                     "-A", f'SQLCON="ul=>sqlite:///{database}"', "-A", 'SYNCHRONOUS="NORMAL"']
     return command
-
-
-def _kamailio_location_table(path: Path) -> None:
-    """Kamailio's own schema (bench/registrar.sh does the same), WAL like vosapp's store."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    for part in ("standard", "usrloc"):
-        db.executescript((KAMAILIO_SCHEMA / f"{part}-create.sql").read_text())
-    db.close()
 
 
 def _measure(name: str, work: Path, args: argparse.Namespace) -> Count:
