@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -202,17 +203,100 @@ def test_the_python_minimum_checks_digest_and_binds_like_the_kamailio_cfg(
     assert registrar.answer(b"SIP/2.0 200 OK\r\n\r\n", now) is None
 
 
+def test_the_python_minimums_group_commit_commits_a_batch_once_before_it_answers(
+        tmp_path: Path) -> None:
+    """answer_batch (the --group-commit loop's step): 32 registrations' credentials, one
+    COMMIT, every binding visible to a second connection when the answers come back; a batch
+    that writes nothing commits nothing."""
+    minimum = load_bench("python_minimum_registrar")
+    registrar = minimum.MinimumRegistrar(str(tmp_path / "location.sqlite"))
+    statements: list[str] = []
+    registrar.db.set_trace_callback(statements.append)
+    users = [str(30000 + n) for n in range(minimum.GROUP)]
+    source = ("127.0.0.1", 5061)
+    challenges = minimum.answer_batch(
+        registrar, [(_REGISTER.replace(b"20000", user.encode()), source) for user in users])
+    assert [response[:12] for response, _ in challenges] == [b"SIP/2.0 401 "] * len(users)
+    assert statements == []  # challenges write nothing: no transaction
+    batch = [(_digest_register(challenge, f"pw-{user}", user).replace(b"20000", user.encode()),
+              source) for user, (challenge, _) in zip(users, challenges)]
+    answers = minimum.answer_batch(registrar, batch)
+    assert [response[:15] for response, _ in answers] == [b"SIP/2.0 200 OK\r"] * len(users)
+    assert [s for s in statements if not s.startswith("INSERT")] == ["BEGIN", "COMMIT"]
+    with sqlite3.connect(tmp_path / "location.sqlite") as reader:
+        assert reader.execute("SELECT COUNT(DISTINCT aor) FROM location").fetchone() == (32,)
+    assert not registrar.in_transaction and not registrar.batching
+
+
 @pytest.mark.sipp
 @needs_sipp
-@pytest.mark.parametrize("store", ["memory", "sqlite", "memory --asyncio"])
+@pytest.mark.parametrize("store", ["memory", "sqlite", "memory --asyncio",
+                                   "sqlite --group-commit"])
 def test_sipp_completes_registrations_against_the_python_minimum(tmp_path: Path,
                                                                  store: str) -> None:
     database = tmp_path / "location.sqlite"
-    options = ["--sqlite", str(database)] if store == "sqlite" else []
-    options += ["--asyncio"] if "--asyncio" in store else []
+    options = ["--sqlite", str(database)] if store.startswith("sqlite") else []
+    options += store.split()[1:]
     result = _sipp_registers_with(tmp_path, "python_minimum_registrar.py", *options)
     # every authenticated REGISTER got its 200 (SIPp fails the call on anything else)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    if store == "sqlite":
+    if store.startswith("sqlite"):
         with sqlite3.connect(database) as db:
             assert db.execute("SELECT COUNT(DISTINCT aor) FROM location").fetchone()[0] == 20
+
+
+def test_the_python_minimum_with_group_commit_commits_each_binding_before_its_200(
+        tmp_path: Path) -> None:
+    """40 registrations' credentials queued at once, so that they share batches: each 200
+    finds its binding committed, read by a second connection the moment it arrives (sent
+    before the batch's COMMIT, the first 200s of a batch of 32 would find no row)."""
+    database = tmp_path / "location.sqlite"
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "python_minimum_registrar.py"),
+                               str(port), "--sqlite", str(database), "--group-commit"],
+                              stdout=subprocess.PIPE, text=True)
+    users = [str(30000 + n) for n in range(40)]
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith(f"listening on 127.0.0.1:{port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+            phone.settimeout(5)
+            phone.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            for user in users:
+                phone.sendto(_REGISTER.replace(b"20000", user.encode()), ("127.0.0.1", port))
+            challenges = {}
+            for _ in users:
+                challenge = phone.recv(65535)
+                assert challenge.startswith(b"SIP/2.0 401 ")
+                challenges[_user_of(challenge)] = challenge
+            reader = sqlite3.connect(database)
+            reader.execute("SELECT COUNT(*) FROM location").fetchall()  # schema read: warm
+            # The credentials queue up while this test holds the write lock (the server's
+            # first INSERT waits), so that the next batches are full ones.
+            blocker = sqlite3.connect(database, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            for user in users:
+                phone.sendto(_digest_register(challenges[user], f"pw-{user}", user).replace(
+                    b"20000", user.encode()), ("127.0.0.1", port))
+            time.sleep(0.3)
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            try:
+                for _ in users:
+                    ok = phone.recv(65535)
+                    assert ok.startswith(b"SIP/2.0 200 OK\r\n"), ok[:80]
+                    user = _user_of(ok)
+                    [(rows,)] = reader.execute("SELECT COUNT(*) FROM location WHERE aor = ?",
+                                               (f"sip:{user}@127.0.0.1",)).fetchall()
+                    assert rows == 1, f"the 200 for {user} came before its binding's COMMIT"
+            finally:
+                reader.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)
+
+
+def _user_of(response: bytes) -> str:
+    found = re.search(rb"\r\nTo: <sip:(\d+)@", response)
+    assert found is not None
+    return found.group(1).decode()
