@@ -58,7 +58,8 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # revision; the Python ones through code_ab.sh), calls_profile.sh (the call path under a
 # profiler; with PROFILER=py-spy its samples summed by stacks.py), b2bua_cpu.py (switch CPU per
 # call on the virtual network, for comparing small cuts), b2bua_phases.py and
-# registrar_stages.py (where a call's and a registration's time goes inside the switch core),
+# registrar_stages.py (where a call's and a registration's time goes inside the switch core;
+# registrar_stages.py --instructions counts a registration's stages with valgrind instead),
 # media_profile.sh with media_profile.py (the switch's CPU on media calls by category, py-spy),
 # gc_pauses.py (the cyclic GC's pauses per generation inside vosapp serve under media calls),
 # timer_churn.py (the clock's timers: one add + cancel among 100,000 pending).

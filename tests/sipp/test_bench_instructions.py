@@ -95,3 +95,29 @@ def test_an_unknown_server_is_refused_by_name() -> None:
          "--b2buas", "vosapp,yate"], capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "unknown B2BUA(s) yate" in result.stderr
+
+
+STAGE = re.compile(r"^  (.+?) +([\d.]+)  +(\S+)  \(([\d.]+)\)$", re.MULTILINE)
+
+
+@needs_valgrind
+def test_a_registration_is_counted_stage_by_stage_in_process() -> None:
+    """bench/registrar_stages.py --instructions: each stage counted in a callgrind child of
+    its own, beside the whole registration and the Python minimum on the same traffic."""
+    stages = ["SwitchCore.receive (the whole registration)",
+              "python minimum: answer() (bindings in memory)", "Registrar.register",
+              "SQL COMMIT"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "registrar_stages.py"), "--instructions",
+         "--registrations", "20", "--users", "20", "--only", ",".join(stages)],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {label.strip(): (float(thousands), share, float(calls))
+            for label, thousands, share, calls in STAGE.findall(result.stdout)}
+    assert set(rows) == set(stages), result.stdout
+    whole, minimum, register, commit = (rows[stage] for stage in stages)
+    assert whole[1:] == ("100.0%", 2.0) and minimum[2] == 2.0, result.stdout  # 2 requests each
+    assert register[2] == 1.0 and commit[2] == 1.0, result.stdout  # one binding, one commit
+    # nested stages count less than what holds them, and every one counts something
+    assert whole[0] > register[0] > commit[0] > 0, result.stdout
+    assert 0 < minimum[0] < whole[0], result.stdout
