@@ -266,8 +266,8 @@ fi
 # vosapp/io/udp.py does: what vosapp's runtime shape costs before any of vosapp's own work.
 # The fourth commits as vosapp does: one transaction per batch of queued datagrams (up to 32),
 # the batch's answers sent after its COMMIT (--group-commit): vosapp's durability at vosapp's
-# price, so "python minimum (sqlite, group commit)/kamailio" is the most any registrar of this
-# shape that keeps "committed before the 200" could reach on the day.
+# price, so "python minimum (sqlite, group commit)/kamailio" says what a registrar of this
+# shape that keeps "committed before the 200" reaches on the day.
 for M_STORE in memory sqlite "memory, asyncio" "sqlite, group commit"; do
   M_PORT=$(free_port)
   M_ARGS=()

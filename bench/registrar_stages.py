@@ -18,8 +18,8 @@ Python minimum's ``answer`` (bench/python_minimum_registrar.py, bindings in memo
 on the same traffic beside it.
 
     .venv/bin/python bench/registrar_stages.py [--registrations N] [--code PATH]
-    .venv/bin/python bench/registrar_stages.py --instructions [--registrations N] [--jobs J]
-        [--code PATH]
+    .venv/bin/python bench/registrar_stages.py --instructions [--registrations N] [--users N]
+        [--jobs J] [--only LABEL,...] [--code PATH]
 """
 
 from __future__ import annotations

@@ -247,9 +247,10 @@ def test_sipp_completes_registrations_against_the_python_minimum(tmp_path: Path,
 
 def test_the_python_minimum_with_group_commit_commits_each_binding_before_its_200(
         tmp_path: Path) -> None:
-    """40 registrations' credentials queued at once, so that they share batches: each 200
-    finds its binding committed, read by a second connection the moment it arrives (sent
-    before the batch's COMMIT, the first 200s of a batch of 32 would find no row)."""
+    """On the wire: 40 registrations' credentials queued at once, so that they share batches,
+    each 200 finding its binding committed, read by a second connection as it arrives. (Only
+    the first 200s of a batch could catch answers sent before its COMMIT, and only when this
+    test reads fast enough: the order itself is checked by the answer_batch test above.)"""
     database = tmp_path / "location.sqlite"
     port = free_port()
     server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "python_minimum_registrar.py"),
