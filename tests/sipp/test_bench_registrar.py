@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -270,19 +271,18 @@ def test_the_python_minimum_with_group_commit_commits_each_binding_before_its_20
                 challenge = phone.recv(65535)
                 assert challenge.startswith(b"SIP/2.0 401 ")
                 challenges[_user_of(challenge)] = challenge
-            reader = sqlite3.connect(database)
-            reader.execute("SELECT COUNT(*) FROM location").fetchall()  # schema read: warm
-            # The credentials queue up while this test holds the write lock (the server's
-            # first INSERT waits), so that the next batches are full ones.
-            blocker = sqlite3.connect(database, isolation_level=None)
-            blocker.execute("BEGIN IMMEDIATE")
-            for user in users:
-                phone.sendto(_digest_register(challenges[user], f"pw-{user}", user).replace(
-                    b"20000", user.encode()), ("127.0.0.1", port))
-            time.sleep(0.3)
-            blocker.execute("ROLLBACK")
-            blocker.close()
-            try:
+            with closing(sqlite3.connect(database)) as reader:
+                reader.execute("SELECT COUNT(*) FROM location").fetchall()  # schema read: warm
+                # The credentials queue up while this test holds the write lock (the server's
+                # first INSERT waits), so that the next batches are full ones.
+                with closing(sqlite3.connect(database, isolation_level=None)) as blocker:
+                    blocker.execute("BEGIN IMMEDIATE")
+                    for user in users:
+                        phone.sendto(_digest_register(challenges[user], f"pw-{user}",
+                                                      user).replace(b"20000", user.encode()),
+                                     ("127.0.0.1", port))
+                    time.sleep(0.3)
+                    blocker.execute("ROLLBACK")
                 for _ in users:
                     ok = phone.recv(65535)
                     assert ok.startswith(b"SIP/2.0 200 OK\r\n"), ok[:80]
@@ -290,8 +290,6 @@ def test_the_python_minimum_with_group_commit_commits_each_binding_before_its_20
                     [(rows,)] = reader.execute("SELECT COUNT(*) FROM location WHERE aor = ?",
                                                (f"sip:{user}@127.0.0.1",)).fetchall()
                     assert rows == 1, f"the 200 for {user} came before its binding's COMMIT"
-            finally:
-                reader.close()
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=15)
