@@ -113,10 +113,16 @@ class Counted:
         for path in self.out.glob("callgrind.*.*"):
             if before.get(path) == path.stat().st_mtime_ns:
                 continue  # an earlier dump
-            match = _SUMMARY.search(path.read_text(errors="replace"))
-            if match and int(path.name.split(".")[1]) in self.pids:
-                total += int(match.group(1))
+            counted_here = callgrind_total(path)
+            if counted_here is not None and int(path.name.split(".")[1]) in self.pids:
+                total += counted_here
         return total
+
+
+def callgrind_total(path: Path) -> int | None:
+    """The instructions a callgrind output file holds (its summary line); None without one."""
+    match = _SUMMARY.search(path.read_text(errors="replace"))
+    return int(match.group(1)) if match else None
 
 
 @contextmanager

@@ -222,6 +222,9 @@ def count_stages(args: argparse.Namespace) -> int:
     """--instructions: the stages' labels from a short timed run, then one callgrind child per
     stage; prints thousand instructions per registration, inclusive, and calls per
     registration."""
+    sys.path.insert(0, str(ROOT))
+    from instruction_count import callgrind_total
+
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind; make setup installs it)")
         return 1
@@ -246,13 +249,11 @@ def count_stages(args: argparse.Namespace) -> int:
                 capture_output=True, text=True, check=False,
                 env=dict(os.environ, PYTHONHASHSEED="0"))
             calls = re.search(r"^calls (\d+)$", done.stdout, re.MULTILINE)
-            totals = (re.search(r"^totals: (\d+)", out.read_text(), re.MULTILINE)
-                      if out.exists() else None)
-            if done.returncode != 0 or calls is None or totals is None:
+            total = callgrind_total(out) if out.exists() else None
+            if done.returncode != 0 or calls is None or total is None:
                 raise SystemExit(f"counting {label!r} failed ({done.returncode}):\n"
                                  f"{done.stdout[-1500:]}{done.stderr[-1500:]}")
-        return label, int(totals.group(1)) / args.registrations, \
-            int(calls.group(1)) / args.registrations
+        return label, total / args.registrations, int(calls.group(1)) / args.registrations
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         rows = list(pool.map(count, labels))
