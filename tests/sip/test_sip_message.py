@@ -254,6 +254,19 @@ def test_leading_crlf_and_extra_datagram_bytes() -> None:
     assert bytes(parse(b"\r\n\r\n" + REGISTER + b"garbage")) == REGISTER
 
 
+@pytest.mark.parametrize("old, new", [
+    (b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\rX-Hidden: 1\r\n"),  # bare CR in a value
+    (b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\nX-Hidden: 1\r\n"),  # bare LF
+    (b" SIP/2.0\r\n", b" SIP/2.0\n\r\n"),  # on the start line
+    (b"Expires: 3600\r\n", b"Expires: 3600\r\r\n"),  # CR before the line's CRLF
+])
+def test_a_bare_cr_or_lf_in_the_header_block_is_a_400(old: bytes, new: bytes) -> None:
+    # Two parsers splitting lines differently would disagree on what the message says.
+    with pytest.raises(SipParseError, match="bare CR or LF") as caught:
+        parse(REGISTER.replace(old, new, 1))
+    assert caught.value.status == 400
+
+
 def test_parse_rejects_non_bytes() -> None:
     with pytest.raises(TypeError):
         parse(REGISTER.decode())  # type: ignore[arg-type]

@@ -66,8 +66,10 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # ``received`` is a bare IPv6address (§20.42, RFC 5118 §4.5), so bare IPv6 is accepted too.
 _GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 # Parameters without quotes or whitespace, checked in one match (fast path of parse_params).
-_PLAIN_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~]+"
-                              r"|\[[0-9A-Fa-f:.]+\]))?)+")
+# Possessive repeats: nothing that follows a run can start with a character of its class (as in
+# vosapp/sip/parser.py's fast validators; tests/sip/test_fast_patterns.py).
+_PLAIN_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-z0-9\-.!%*_+`'~]++"
+                              r"|\[[0-9A-Fa-f:.]++\]))?)++")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,8 +522,8 @@ class Via:
 
 # ``SIP/2.0/UDP host[:port];params`` with a plain host name or IPv4 address: the common shape,
 # read in one match (same result as the general path, which handles everything else).
-_FAST_ONE_VIA_RE = re.compile(r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([A-Za-z0-9\-.]+)"
-                              r"(?::([0-9]{1,5}))?[ \t]*(;.*)?")
+_FAST_ONE_VIA_RE = re.compile(r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]++)[ \t]++([A-Za-z0-9\-.]++)"
+                              r"(?::([0-9]{1,5}+))?[ \t]*+(;.*)?")
 
 
 def _parse_one_via(text: str) -> Via:

@@ -226,10 +226,13 @@ def _parse_host(hostport: str, whole: str) -> tuple[str, int | None]:
 
 
 # Common shape, parsed with one match: user@host[:port][;params] with plain characters only.
+# Possessive repeats, runs of plain characters as one repeat, and a host label as letters and
+# digits joined by hyphens: the same matches and groups as the backtracking form, for less
+# (vosapp/sip/parser.py's fast validators; tests/sip/test_fast_patterns.py).
 _FAST_REST_RE = re.compile(
-    r"(?:((?:[A-Za-z0-9\-_.!~*'()&=+$]|%[0-9A-Fa-f]{2})+)@)?"
-    r"([A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*)"
-    r"(?::([0-9]{1,5}))?((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)")
+    r"(?:((?:[A-Za-z0-9\-_.!~*'()&=+$]++|%[0-9A-Fa-f]{2})++)@)?"
+    r"([A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+(?:\.[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+)*+)"
+    r"(?::([0-9]{1,5}+))?((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++)?)*+)")
 
 
 def _parse_sip(text: str, scheme: str, rest: str) -> SipUri:
