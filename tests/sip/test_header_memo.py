@@ -147,7 +147,11 @@ def test_tag_and_branch_views_equal_the_copying_accessors() -> None:
         assert message.from_tag == message.from_.tag
         assert message.to_tag == message.to.tag
         assert message.via_branch == message.top_via.branch
+        assert message.from_uri == message.from_.uri and message.to_uri == message.to.uri
     assert (request.to_tag, response.to_tag) == (None, "uas-tag")
+    assert getattr(request.to_uri, "user", None) == "0044123"
+    # the views are the shared parse, not copies (what makes them cheap)
+    assert request.to_uri is request.to_uri and request.from_uri is response.from_uri
     assert request.via_branch == "z9hG4bK-memo-1"
     no_branch = parse(INVITE.replace(b";branch=z9hG4bK-memo-1", b""))
     assert no_branch.via_branch is None

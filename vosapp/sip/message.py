@@ -185,6 +185,16 @@ class Message:
         return VIAS_MEMO(self._first_value("via", "Via"))[0].params.get("branch")
 
     @property
+    def from_uri(self) -> SipUri | AbsoluteUri:
+        """``from_.uri``, shared: read it, never change it (URIs are frozen)."""
+        return NAME_ADDR_MEMO(self._first_value("from", "From")).uri
+
+    @property
+    def to_uri(self) -> SipUri | AbsoluteUri:
+        """``to.uri``, shared (the registrar reads the AOR's user from it on every REGISTER)."""
+        return NAME_ADDR_MEMO(self._first_value("to", "To")).uri
+
+    @property
     def contact_star(self) -> bool:
         """True for ``Contact: *`` (REGISTER remove-all, §10.2.2)."""
         return any(v.strip() == "*" for v in self.headers.get_all("Contact"))

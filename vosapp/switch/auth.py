@@ -765,5 +765,5 @@ def _call_id(request: Request) -> str:
 
 def _claimed_user(request: Request, method: str) -> str:
     """Who the request claims to be before credentials: To for REGISTER (§10.2), else From."""
-    name_addr = request.to if method == "REGISTER" else request.from_
-    return str(getattr(name_addr.uri, "user", None) or "")
+    uri = request.to_uri if method == "REGISTER" else request.from_uri
+    return str(getattr(uri, "user", None) or "")

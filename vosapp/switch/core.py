@@ -519,7 +519,7 @@ class SwitchCore:
                 response = self.make_response(request, 420)
                 response.headers.add("Unsupported", ", ".join(unsupported))
                 return response
-        if request.method == "REGISTER" and not isinstance(request.to.uri, SipUri):
+        if request.method == "REGISTER" and not isinstance(request.to_uri, SipUri):
             return self.make_response(request, 400, "Bad Request (To is not a SIP URI)")
         return None
 

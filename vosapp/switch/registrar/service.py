@@ -78,7 +78,7 @@ class RegistrarService:
 
     def _register(self, request: Request, username: str,
                   txn: ServerTransaction) -> RegisterOutcome:
-        to_user = getattr(request.to.uri, "user", None) or ""
+        to_user = getattr(request.to_uri, "user", None) or ""
         if to_user != username:
             # RFC 3261 §10.3 step 6: the authenticated user may only bind its own AOR.
             return RegisterOutcome(403, "Forbidden (To does not match credentials)")
