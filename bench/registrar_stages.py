@@ -19,7 +19,12 @@ on the same traffic beside it.
 
     .venv/bin/python bench/registrar_stages.py [--registrations N] [--code PATH]
     .venv/bin/python bench/registrar_stages.py --instructions [--registrations N] [--users N]
-        [--jobs J] [--only LABEL,...] [--code PATH]
+        [--jobs J] [--only LABEL,...] [--keep DIR] [--code PATH]
+
+``--keep DIR`` keeps each stage's callgrind output: ``callgrind_annotate --inclusive=yes
+DIR/callgrind.<stage>.out`` then shows where inside the stage the instructions go (C functions:
+the compiled SIP layer's by name, the regex engine's, CPython's; pure-Python lines appear as
+the interpreter's).
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ def main() -> int:
     parser.add_argument("--only", metavar="LABEL,...",
                         help="with --instructions: count these stages only (labels as printed, "
                              "without their indentation)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="with --instructions: keep each stage's callgrind output in DIR "
+                             "(callgrind.<stage>.out), for callgrind_annotate --inclusive=yes")
     # the child of --instructions: the measured pass calls this stage through operator.call
     parser.add_argument("--count-stage", metavar="LABEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -239,6 +247,10 @@ def count_stages(args: argparse.Namespace) -> int:
         wanted = {label.strip() for label in args.only.split(",")}
         labels = [label for label in labels if label.strip() in wanted]
 
+    keep = Path(args.keep) if args.keep else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+
     def count(label: str) -> tuple[str, float, float]:
         with tempfile.TemporaryDirectory(prefix="vosapp-regstage-") as tmp:
             out = Path(tmp) / "callgrind.out"
@@ -253,6 +265,9 @@ def count_stages(args: argparse.Namespace) -> int:
             if done.returncode != 0 or calls is None or total is None:
                 raise SystemExit(f"counting {label!r} failed ({done.returncode}):\n"
                                  f"{done.stdout[-1500:]}{done.stderr[-1500:]}")
+            if keep is not None:
+                slug = re.sub(r"[^A-Za-z0-9]+", "-", label.strip()).strip("-")
+                shutil.copyfile(out, keep / f"callgrind.{slug}.out")
         return label, total / args.registrations, int(calls.group(1)) / args.registrations
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:

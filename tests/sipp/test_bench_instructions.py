@@ -101,15 +101,17 @@ STAGE = re.compile(r"^  (.+?) +([\d.]+)  +(\S+)  \(([\d.]+)\)$", re.MULTILINE)
 
 
 @needs_valgrind
-def test_a_registration_is_counted_stage_by_stage_in_process() -> None:
+def test_a_registration_is_counted_stage_by_stage_in_process(tmp_path: Path) -> None:
     """bench/registrar_stages.py --instructions: each stage counted in a callgrind child of
-    its own, beside the whole registration and the Python minimum on the same traffic."""
+    its own, beside the whole registration and the Python minimum on the same traffic; with
+    --keep, each stage's callgrind output stays for callgrind_annotate."""
     stages = ["SwitchCore.receive (the whole registration)",
               "python minimum: answer() (bindings in memory)", "Registrar.register",
               "SQL COMMIT"]
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "registrar_stages.py"), "--instructions",
-         "--registrations", "20", "--users", "20", "--only", ",".join(stages)],
+         "--registrations", "20", "--users", "20", "--only", ",".join(stages),
+         "--keep", str(tmp_path)],
         capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = {label.strip(): (float(thousands), share, float(calls))
@@ -121,3 +123,13 @@ def test_a_registration_is_counted_stage_by_stage_in_process() -> None:
     # nested stages count less than what holds them, and every one counts something
     assert whole[0] > register[0] > commit[0] > 0, result.stdout
     assert 0 < minimum[0] < whole[0], result.stdout
+    kept = sorted(path.name for path in tmp_path.iterdir())
+    assert kept == ["callgrind.Registrar-register.out", "callgrind.SQL-COMMIT.out",
+                    "callgrind.SwitchCore-receive-the-whole-registration.out",
+                    "callgrind.python-minimum-answer-bindings-in-memory.out"], kept
+    # callgrind_annotate reads it: the stage's functions, under the one collected from
+    annotated = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes",
+         str(tmp_path / "callgrind.SwitchCore-receive-the-whole-registration.out")],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "PROGRAM TOTALS" in annotated and "_operator_call" in annotated, annotated[:2000]
