@@ -66,18 +66,7 @@ class TraceRecord:
                  branch: str | None = None, note: str = "", *, sniff: bool = False) -> None:
         """``sniff``: leave the five message fields unset, to be read from ``raw`` later
         (the values given for them are ignored)."""
-        # Frozen: each slot is set through its own descriptor (_SLOT_SETTERS; half the cost
-        # of object.__setattr__, which looks it up by name; four records per registration).
-        (set_mono, set_wall, set_direction, set_transport, set_src, set_dst, set_raw,
-         set_note) = _SLOT_SETTERS
-        set_mono(self, mono)
-        set_wall(self, wall)
-        set_direction(self, direction)
-        set_transport(self, transport)
-        set_src(self, src)
-        set_dst(self, dst)
-        set_raw(self, raw)
-        set_note(self, note)
+        _fill_slots(self, mono, wall, direction, transport, src, dst, raw, note)
         if not sniff:
             set_field = object.__setattr__
             set_field(self, "method", method)
@@ -114,6 +103,26 @@ class TraceRecord:
 #: ``dataclass(slots=True)`` returns).
 _SLOT_SETTERS = tuple(TraceRecord.__dict__[name].__set__ for name in (
     "mono", "wall", "direction", "transport", "src", "dst", "raw", "note"))
+
+
+def _fill_slots(record: TraceRecord, mono: float, wall: float, direction: str, transport: str,
+                src: Address, dst: Address, raw: bytes, note: str) -> TraceRecord:
+    """Set the slots every record has. Frozen: each slot through its own descriptor
+    (_SLOT_SETTERS; half the cost of object.__setattr__, which looks it up by name)."""
+    (set_mono, set_wall, set_direction, set_transport, set_src, set_dst, set_raw,
+     set_note) = _SLOT_SETTERS
+    set_mono(record, mono)
+    set_wall(record, wall)
+    set_direction(record, direction)
+    set_transport(record, transport)
+    set_src(record, src)
+    set_dst(record, dst)
+    set_raw(record, raw)
+    set_note(record, note)
+    return record
+
+
+_new_record = object.__new__
 
 
 def message_fields(message: Request | Response | None, via: Via | None = None
@@ -322,9 +331,16 @@ class Trace:
         are read from the bytes (:func:`sniff_fields`) when first asked for, not now: the
         bytes of a message that parsed always carry its Call-ID line, so its parse is not
         needed."""
-        mono, wall = self._times()
-        return self.add(TraceRecord(mono, wall, direction, transport.upper(),
-                                    as_address(src), as_address(dst), bytes(raw), note=note, sniff=True))
+        clock = self.clock
+        if clock is None:
+            mono, wall = self._times()
+        else:
+            mono, wall = clock.now(), clock.wall()
+        # A sniffed record (the five message fields unset), built without binding
+        # TraceRecord.__init__'s fourteen parameters: four records per registration.
+        return self.add(_fill_slots(_new_record(TraceRecord), mono, wall, direction,
+                                    transport.upper(), as_address(src), as_address(dst),
+                                    bytes(raw), note))
 
     def event(self, text: str, **fields: Any) -> TraceRecord:
         """Record a non-message event; ``fields`` are TraceRecord fields (call_id, src, …)."""
