@@ -125,6 +125,8 @@ def _parse_fields_slow(lines: list[str]) -> list[HeaderField]:
 # A run of plain characters is one repeat (``[...]++``), not one alternation per character.
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]++"
 _QUOTED = r'"(?:[^"\\\r\n]++|\\[^\r\n])*+"'
+# 0-65535: the first alternative that fits, kept (atomic); a digit after it means a longer
+# number, which no shorter choice could have made valid
 _PORT = r"(?>6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4})(?!\d)"
 # a label: letters and digits, inner hyphens (RFC 3261 §25.1 domainlabel)
 _LABEL = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+"
