@@ -334,7 +334,7 @@ class Trace:
         clock = self.clock
         if clock is None:
             mono, wall = self._times()
-        else:
+        else:  # what _times() does, without its call and tuple (four records a registration)
             mono, wall = clock.now(), clock.wall()
         # A sniffed record (the five message fields unset), built without binding
         # TraceRecord.__init__'s fourteen parameters: four records per registration.
