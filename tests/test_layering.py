@@ -29,6 +29,7 @@ FORBIDDEN = {
     "vosapp.errors": ("vosapp.",),
     "vosapp.clock": ("vosapp.",),
     "vosapp.net": ("vosapp.",),
+    "vosapp.records": ("vosapp.",),
 }
 
 

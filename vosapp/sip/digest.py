@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from vosapp.clock import Clock
+from vosapp.records import record
 
 __all__ = [
     "ALGORITHMS",
@@ -609,7 +610,7 @@ class VerifyOutcome(Enum):
     URI_MISMATCH = "uri-mismatch"
 
 
-@dataclass(frozen=True)
+@record
 class VerifyResult:
     """The outcome of :meth:`DigestServer.verify` with a human ``detail`` for the log."""
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from vosapp.net import Address
+from vosapp.records import record
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock, TimerHandle
@@ -102,7 +103,7 @@ class TimerSettings:
 # Slotted: a call makes some forty of them (each transaction step returns a list).
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SentResponse:
     """A response as a server transaction sends and keeps it: its wire bytes (``bytes()`` of
     it), and the status and To the transaction still reads (``final_sent``, the RFC 2543 ACK
@@ -126,7 +127,7 @@ class SentResponse:
         return NAME_ADDR_MEMO(self.to).params.get("tag") if self.to else None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Transmit:
     """Send ``message`` to ``destination`` over ``transport`` (a server transaction's
     responses go as :class:`SentResponse`)."""
@@ -136,44 +137,44 @@ class Transmit:
     transport: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartTimer:
     timer: TimerName
     delay: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CancelTimer:
     timer: TimerName
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeliverResponse:
     """Client transaction → TU: a response (1xx, 2xx, the first of each non-2xx final)."""
 
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeliverRequest:
     """Server transaction → TU: a request the TU must see (the ACK for a 2xx, RFC 6026)."""
 
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TimedOut:
     """Timer B, F (client: no final response) or H (server: no ACK) fired."""
 
     timer: TimerName
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TransportFailed:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Terminated:
     """The transaction is over and leaves the layer's tables."""
 

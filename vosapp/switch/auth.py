@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from vosapp.clock import Clock
 from vosapp.params import Params
+from vosapp.records import record
 from vosapp.sip import SipParseError
 from vosapp.sip.digest import DigestError, VerifyOutcome, parse_credentials
 
@@ -154,7 +155,7 @@ class Reason(enum.Enum):
     UNSUSPENDED = "unsuspended"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Decision:
     action: Action
     reason: Reason
@@ -178,7 +179,7 @@ class Decision:
         return self.action in (Action.CHALLENGE, Action.REJECT)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuthRequest:
     """The facts of one request that matter to the policy."""
 
@@ -193,7 +194,7 @@ class AuthRequest:
         return (self.user, self.source_host)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuthEvent:
     """One row of the audit trail."""
 
@@ -631,7 +632,7 @@ class _AccountLike(Protocol):
     def allows(self, address: str) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuthResult:
     decision: Decision
     request: AuthRequest

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from vosapp.records import record
 
 #: Larger than any sane expiry; Expires values beyond it are clamped before arithmetic.
 _EXPIRES_CEILING = 2**32 - 1
@@ -28,7 +29,7 @@ def parse_expires(value: str | int | None) -> int | None:
     return _EXPIRES_CEILING if len(text.lstrip("0")) > 10 else min(int(text), _EXPIRES_CEILING)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ContactRequest:
     """One Contact of a REGISTER: its URI (as text) and its own parameters."""
 
@@ -37,7 +38,7 @@ class ContactRequest:
     q: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Binding:
     aor: str
     contact: str
@@ -57,7 +58,7 @@ class Binding:
         return max(0, math.ceil(self.expires_at - wall))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RegisterOutcome:
     status: int
     reason: str
