@@ -117,6 +117,10 @@ class Store:
         #: savepoints in it.
         self._batching = False
         self._batch_open = False
+        #: Rows kept in memory by the component that owns their table (:meth:`memo`), and
+        #: PRAGMA data_version when they were last known to match the file.
+        self._memos: dict[str, dict[Any, Any]] = {}
+        self._data_version = -1
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -265,6 +269,7 @@ class Store:
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._forget_memos()
             try:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -280,6 +285,32 @@ class Store:
         finally:
             self._batching = False
             self._lock.release()
+
+    # -- memos ------------------------------------------------------------------------------
+    # A write-through copy of rows in memory, for a table one component owns (the
+    # registrar's bindings, read and rewritten on every REGISTER): the owner keeps it equal
+    # to what it committed. It is emptied whenever it could differ from the file: another
+    # connection committed (another process on the same data directory), or a write of this
+    # connection rolled back (a failed statement, a failed commit, a batch lost whole).
+    def memo(self, db: sqlite3.Connection, name: str) -> dict[Any, Any]:
+        """The memo ``name`` (created empty), checked against the file first. Call it inside
+        :meth:`transaction` (``db`` is its connection): BEGIN IMMEDIATE holds the write
+        lock, so no other connection commits until the block's own writes are done."""
+        # PRAGMA data_version changes when another connection has committed since this one
+        # last asked (SQLite's "PRAGMA data_version"); this connection's own commits and the
+        # WAL checkpoints (which change no content) leave it as it is.
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._forget_memos()
+        memo = self._memos.get(name)
+        if memo is None:
+            memo = self._memos[name] = {}
+        return memo
+
+    def _forget_memos(self) -> None:
+        for memo in self._memos.values():
+            memo.clear()
 
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read-only query and return its rows (``sqlite3.Row``: by index or name)."""
@@ -478,6 +509,7 @@ class _Transaction:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: object) -> None:
         store = self._store
+        kept = False  # the block's writes stand (committed, or pending in the open batch)
         try:
             in_transaction = store._db.in_transaction
             if self._began == "savepoint":
@@ -490,14 +522,27 @@ class _Transaction:
                     if exc_type is not None:
                         store._db.execute("ROLLBACK TO write")  # this write only
                     store._db.execute("RELEASE write")
+                    kept = exc_type is None
             elif self._began == "batch":
                 if exc_type is not None or not in_transaction:  # nothing else in it yet
                     if in_transaction:
                         store._db.execute("ROLLBACK")
                     store._batch_open = False
+                else:
+                    kept = True
             elif exc_type is None:
-                store._db.execute("COMMIT")
+                try:
+                    store._db.execute("COMMIT")
+                except sqlite3.Error:
+                    # A COMMIT refused by a deferred constraint leaves the transaction open:
+                    # undone, or every later BEGIN of this connection would fail.
+                    if store._db.in_transaction:
+                        store._db.execute("ROLLBACK")
+                    raise
+                kept = True
             elif in_transaction:
                 store._db.execute("ROLLBACK")
         finally:
+            if not kept:
+                store._forget_memos()  # they may hold what was just undone
             store._lock.release()

@@ -1,18 +1,23 @@
 """The registrar and SQLite: other connections' commits seen by the next REGISTER, a failed
-COMMIT leaving nothing behind, and every binding on disk before its 200 leaves the switch."""
+COMMIT leaving nothing behind, and every binding on disk before its 200 leaves the switch; the
+store's memo of the bindings (written through) always holding what the table holds."""
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.switch.test_register_handler import PHONE, make_rig
 from vosapp.clock import ManualClock
-from vosapp.store import Store
+from vosapp.store import Store, StoreError
 from vosapp.switch.registrar import Binding, ContactRequest, Registrar
-from vosapp.switch.registrar.bindings_store import COLUMNS_SQL, upsert
+from vosapp.switch.registrar.bindings_store import COLUMNS_SQL, bindings_from_rows, upsert
+from vosapp.switch.registrar.logic import MEMO
 
 
 def table(store: Store) -> list[tuple[object, ...]]:
@@ -100,3 +105,116 @@ def test_every_binding_is_on_disk_before_its_200_leaves(tmp_path: Path) -> None:
         assert seen[-1] == (f"reg-{n}", 10 * n + 1)
     (binding,) = rig.service.registrar.bindings("alice")
     assert (binding.received_host, binding.received_port) == PHONE
+
+
+# -- the store's memo of the bindings (vosapp.store.Store.memo) ------------------------------
+
+def memo_of(store: Store) -> dict[str, dict[str, Binding]]:
+    with store.transaction() as db:
+        return {aor: dict(bindings) for aor, bindings in store.memo(db, MEMO).items()}
+
+
+def test_a_failed_batch_commit_empties_the_memo(tmp_path: Path) -> None:
+    """A batch whose COMMIT fails loses every write in it (group commit): the bindings the
+    memo took from those REGISTERs must go too, or the next REGISTER would find them."""
+    clock = ManualClock(wall_origin=1.7e9)
+    with Store.open(tmp_path) as store:
+        registrar = Registrar(store, clock)
+        with store.transaction() as db:  # a deferred foreign key: checked only at COMMIT
+            db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
+                       "DEFERRABLE INITIALLY DEFERRED)")
+        store.begin_batch()
+        try:
+            assert registrar.register("alice", [ContactRequest("sip:a@h1")],
+                                      expires_header=600, call_id="cid-1", cseq=1,
+                                      replace=True).ok
+            assert "alice" in memo_of(store)
+            with store.transaction() as db:
+                db.execute("INSERT INTO child VALUES (42)")  # the whole batch's COMMIT fails
+            with pytest.raises(StoreError, match="commit failed"):
+                store.commit_batch()
+        finally:
+            store.end_batch()
+        assert table(store) == [] and memo_of(store) == {}
+        # CSeq 1 never happened: it is in order, and the 200 lists h1 alone.
+        outcome = registrar.register("alice", [ContactRequest("sip:a@h1")],
+                                     expires_header=600, call_id="cid-1", cseq=1, replace=True)
+        assert outcome.ok and [b.contact for b in outcome.bindings] == ["sip:a@h1"]
+
+
+def test_the_purge_deletes_expired_bindings_from_the_memo_too(tmp_path: Path) -> None:
+    clock = ManualClock(wall_origin=1.7e9)
+    with Store.open(tmp_path) as store:
+        registrar = Registrar(store, clock)
+        for user, expires in (("alice", 60), ("bob", 600)):
+            assert registrar.register(user, [ContactRequest(f"sip:{user}@h")],
+                                      expires_header=expires, call_id=f"cid-{user}", cseq=1,
+                                      replace=True).ok
+        clock.advance(61)
+        assert registrar.purge_expired() == 1
+        assert list(memo_of(store)) == ["bob"]  # alice's account holds nothing in memory
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(["alice", "bob"]),
+    st.lists(st.sampled_from(["sip:x@h1", "sip:x@h2", "sip:x@h3", "*"]), max_size=3),
+    st.sampled_from([None, 0, 60, 600]),
+    st.sampled_from(["cid-1", "cid-2"]),
+    st.integers(1, 6),
+    st.booleans(),
+    st.sampled_from([0, 0, 30, 400, 700]),
+    st.booleans()), max_size=25))
+def test_the_memo_holds_what_the_table_holds(tmp_path: Path, steps: list[tuple[
+        str, list[str], int | None, str, int, bool, int, bool]]) -> None:
+    """Any sequence of REGISTERs (refreshes, removals, Contact *, refusals, out-of-order
+    CSeqs), time passing and purges: the memo's live bindings are the table's, and each 200
+    lists what a registrar reading the table afresh would list."""
+    clock = ManualClock(wall_origin=1.7e9)
+    with tempfile.TemporaryDirectory(dir=tmp_path) as directory, \
+            Store.open(Path(directory)) as store:
+        registrar = Registrar(store, clock, min_expires=60, max_contacts=2)
+        for aor, contacts, expires, call_id, cseq, replace, wait, purge in steps:
+            clock.advance(wait)
+            if purge:
+                registrar.purge_expired()
+            star = "*" in contacts
+            outcome = registrar.register(
+                aor, [ContactRequest(c) for c in contacts if c != "*"], expires_header=expires,
+                call_id=call_id, cseq=cseq, replace=replace, star=star)
+            now = clock.wall()
+            live = {(b.aor, b.contact, b.call_id, b.cseq, b.expires_at)
+                    for b in bindings_from_rows(
+                        store.query(f"{COLUMNS_SQL} ORDER BY aor, contact"), now)}
+            in_memo = {(b.aor, b.contact, b.call_id, b.cseq, b.expires_at)
+                       for bindings in memo_of(store).values() for b in bindings.values()
+                       if b.expires_at > now}
+            assert in_memo == live
+            if outcome.ok and (contacts or star):
+                assert {b.contact for b in outcome.bindings} == {
+                    contact for (owner, contact, *_rest) in live if owner == aor}
+
+
+def test_a_failed_commit_after_the_memo_took_the_binding_empties_it(tmp_path: Path) -> None:
+    """The REGISTER's own COMMIT fails after its writes (a deferred foreign key stands in for a
+    disk that fills at the commit): the transaction is rolled back, the memo emptied, and the
+    store takes the next transaction."""
+    clock = ManualClock(wall_origin=1.7e9)
+    with Store.open(tmp_path) as store:
+        registrar = Registrar(store, clock)
+        with store.transaction() as db:
+            db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
+                       "DEFERRABLE INITIALLY DEFERRED)")
+            db.execute("CREATE TRIGGER orphan AFTER INSERT ON registrar_bindings "
+                       "BEGIN INSERT INTO child VALUES (42); END")
+        with pytest.raises(sqlite3.IntegrityError):
+            registrar.register("alice", [ContactRequest("sip:a@h1")], expires_header=600,
+                               call_id="cid-1", cseq=1, replace=True)
+        with store.transaction() as db:
+            db.execute("DROP TRIGGER orphan")
+        assert table(store) == [] and memo_of(store) == {}
+        assert registrar.register("alice", [ContactRequest("sip:a@h1")], expires_header=600,
+                                  call_id="cid-1", cseq=1, replace=True).ok

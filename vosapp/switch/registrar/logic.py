@@ -10,6 +10,13 @@ IMMEDIATE`` ... ``COMMIT`` through :meth:`vosapp.store.Store.transaction`), so a
 mid-write loses only the registration it had not yet answered; WAL keeps what was committed.
 The table and its SQL are in :mod:`vosapp.switch.registrar.bindings_store`.
 
+Reads: a REGISTER reads its account's bindings from the store's memo (written through: each
+REGISTER leaves there what it wrote, in the same transaction), from the table only the first
+time, or when the memo was emptied because it could differ from the file (another process
+committed, a write rolled back: :meth:`vosapp.store.Store.memo`). Kamailio's usrloc in
+write-through mode reads its bindings from memory the same way. The memo holds the bindings
+the table holds, until the periodic purge deletes the expired ones from both.
+
 Choices where RFC 3261 leaves room (documented in docs/contracts.md):
 
 - SS_ENDPOINT_REGISTER_REPLACE=On: a registration with a new Call-ID (another device, or the
@@ -27,6 +34,7 @@ Choices where RFC 3261 leaves room (documented in docs/contracts.md):
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +49,10 @@ from vosapp.switch.registrar.bindings_store import (
     upsert,
 )
 from vosapp.switch.registrar.model import Binding, ContactRequest, RegisterOutcome
+
+#: The store's memo of the bindings (:meth:`vosapp.store.Store.memo`): address of record ->
+#: contact -> Binding, as committed (expired ones are left out on reading).
+MEMO = "registrar_bindings"
 
 
 @dataclass(slots=True)
@@ -86,9 +98,16 @@ class Registrar:
     def purge_expired(self) -> int:
         """Delete expired bindings; returns how many."""
         with self.store.transaction() as db:
-            cursor = db.execute("DELETE FROM registrar_bindings WHERE expires_at <= ?",
-                                (self.clock.wall(),))
-            return cursor.rowcount
+            memo = self.store.memo(db, MEMO)
+            gone = db.execute("DELETE FROM registrar_bindings WHERE expires_at <= ?"
+                              " RETURNING aor, contact", (self.clock.wall(),)).fetchall()
+            for aor, contact in gone:
+                known = memo.get(aor)
+                if known is not None:
+                    known.pop(contact, None)
+                    if not known:
+                        del memo[aor]
+            return len(gone)
 
     # -- the update (RFC 3261 §10.3 steps 6-8) -----------------------------------------------
 
@@ -111,10 +130,12 @@ class Registrar:
             if expires_header != 0:
                 return RegisterOutcome(400, "Contact * Requires Expires 0", now=now)
             with self.store.transaction() as db:
-                living = live_bindings(db, aor, now)
-                if any(b.call_id == call_id and b.cseq >= cseq for b in living):
+                memo = self.store.memo(db, MEMO)
+                living = _live(memo, db, aor, now)
+                if any(b.call_id == call_id and b.cseq >= cseq for b in living.values()):
                     return RegisterOutcome(500, "Out Of Order CSeq", now=now)
                 db.execute("DELETE FROM registrar_bindings WHERE aor = ?", (aor,))
+                memo[aor] = {}
             return RegisterOutcome(200, "OK", (), path=path, now=now)
         contacts = list(contacts or ())
         if not contacts:
@@ -135,7 +156,8 @@ class Registrar:
             wanted[contact.uri] = (contact, min(expires, self.max_expires))
 
         with self.store.transaction() as db:
-            existing = {b.contact: b for b in live_bindings(db, aor, now)}
+            memo = self.store.memo(db, MEMO)
+            existing = _live(memo, db, aor, now)
             for uri in wanted:
                 old = existing.get(uri)
                 if old is not None and old.call_id == call_id and old.cseq >= cseq:
@@ -174,7 +196,20 @@ class Registrar:
                                   user_agent=user_agent, registered_at=now)
                 upsert(db, binding)
                 final[uri] = binding
+            memo[aor] = final
         return RegisterOutcome(200, "OK", _by_preference(final.values()), path=path, now=now)
+
+
+def _live(memo: dict[str, dict[str, Binding]], db: sqlite3.Connection, aor: str,
+          now: float) -> dict[str, Binding]:
+    """The live bindings of ``aor`` by contact (not to be changed: it may be the memo's):
+    from the memo, read from the table when the memo has none for it (the first REGISTER
+    since start, or since the memo was emptied)."""
+    known = memo.get(aor)
+    if known is None:
+        known = memo[aor] = {b.contact: b for b in live_bindings(db, aor, now)}
+        return known
+    return {contact: b for contact, b in known.items() if b.expires_at > now}
 
 
 def _by_preference(bindings: Collection[Binding]) -> tuple[Binding, ...]:
