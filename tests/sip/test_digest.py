@@ -565,8 +565,9 @@ def test_fuzz_parsers_raise_only_digest_error(text: str) -> None:
 
 
 def _fast_params_one_match_at_a_time(text: str) -> dict[str, str] | None:
-    """The fast path's rule spelt out: successive _FAST_PARAM matches, back to back."""
-    if len(text) <= 6 or text[6] not in " \t" or text[:6].lower() != "digest":
+    """The fast path's rule spelt out: a text without a backslash (escapes are the
+    scanner's), successive _FAST_PARAM matches, back to back."""
+    if len(text) <= 6 or text[6] not in " \t" or text[:6].lower() != "digest" or "\\" in text:
         return None
     params: dict[str, str] = {}
     pos = 6
