@@ -4,8 +4,10 @@ store's memo of the bindings (written through) always holding what the table hol
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,28 @@ from vosapp.switch.registrar.logic import MEMO
 
 def table(store: Store) -> list[tuple[object, ...]]:
     return [tuple(row) for row in store.query(f"{COLUMNS_SQL} ORDER BY aor, contact")]
+
+
+@contextlib.contextmanager
+def trigger(store: Store, body: str) -> Iterator[None]:
+    """A trigger ``body`` on the store for the ``with`` block (the stand-in for a disk that
+    refuses a write)."""
+    with store.transaction() as db:
+        db.execute(f"CREATE TRIGGER stand_in {body}")
+    try:
+        yield
+    finally:
+        with store.transaction() as db:
+            db.execute("DROP TRIGGER stand_in")
+
+
+def add_deferred_foreign_key(store: Store) -> None:
+    """Tables ``parent`` and ``child``: a row of ``child`` naming no parent fails only at
+    COMMIT (a deferred foreign key), as a COMMIT fails when the disk fills."""
+    with store.transaction() as db:
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
+                   "DEFERRABLE INITIALLY DEFERRED)")
 
 
 def test_a_commit_by_another_connection_is_seen(tmp_path: Path) -> None:
@@ -68,14 +92,11 @@ def test_a_failed_commit_leaves_no_cached_rows(tmp_path: Path) -> None:
         assert registrar.register("alice", [ContactRequest("sip:a@h1")], expires_header=600,
                                   call_id="cid-1", cseq=1, replace=True).ok
         # The refresh's write fails (a trigger stands in for a full disk): rolled back.
-        with store.transaction() as db:
-            db.execute("CREATE TRIGGER refuse BEFORE UPDATE ON registrar_bindings "
-                       "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-        with pytest.raises(sqlite3.IntegrityError):
+        with trigger(store, "BEFORE UPDATE ON registrar_bindings "
+                            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"), \
+                pytest.raises(sqlite3.IntegrityError):
             registrar.register("alice", [ContactRequest("sip:a@h1")], expires_header=600,
                                call_id="cid-1", cseq=2, replace=True)
-        with store.transaction() as db:
-            db.execute("DROP TRIGGER refuse")
         # CSeq 2 never happened: sending it again is in order, and the row is CSeq 1's.
         assert [row[4] for row in table(store)] == [1]
         assert registrar.register("alice", [ContactRequest("sip:a@h1")], expires_header=600,
@@ -120,10 +141,7 @@ def test_a_failed_batch_commit_empties_the_memo(tmp_path: Path) -> None:
     clock = ManualClock(wall_origin=1.7e9)
     with Store.open(tmp_path) as store:
         registrar = Registrar(store, clock)
-        with store.transaction() as db:  # a deferred foreign key: checked only at COMMIT
-            db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-            db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
-                       "DEFERRABLE INITIALLY DEFERRED)")
+        add_deferred_foreign_key(store)
         store.begin_batch()
         try:
             assert registrar.register("alice", [ContactRequest("sip:a@h1")],
@@ -204,17 +222,12 @@ def test_a_failed_commit_after_the_memo_took_the_binding_empties_it(tmp_path: Pa
     clock = ManualClock(wall_origin=1.7e9)
     with Store.open(tmp_path) as store:
         registrar = Registrar(store, clock)
-        with store.transaction() as db:
-            db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-            db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
-                       "DEFERRABLE INITIALLY DEFERRED)")
-            db.execute("CREATE TRIGGER orphan AFTER INSERT ON registrar_bindings "
-                       "BEGIN INSERT INTO child VALUES (42); END")
-        with pytest.raises(sqlite3.IntegrityError):
+        add_deferred_foreign_key(store)
+        with trigger(store, "AFTER INSERT ON registrar_bindings "
+                            "BEGIN INSERT INTO child VALUES (42); END"), \
+                pytest.raises(sqlite3.IntegrityError):
             registrar.register("alice", [ContactRequest("sip:a@h1")], expires_header=600,
                                call_id="cid-1", cseq=1, replace=True)
-        with store.transaction() as db:
-            db.execute("DROP TRIGGER orphan")
         assert table(store) == [] and memo_of(store) == {}
         assert registrar.register("alice", [ContactRequest("sip:a@h1")], expires_header=600,
                                   call_id="cid-1", cseq=1, replace=True).ok
