@@ -17,6 +17,7 @@ from vosapp.sip.headers import (
     NAME_ADDR_MEMO,
     VIAS_MEMO,
     HeaderMemo,
+    ViaMemo,
     parse_cseq,
     parse_name_addr,
     parse_name_addr_list,
@@ -159,6 +160,72 @@ def test_tag_and_branch_views_equal_the_copying_accessors() -> None:
     with pytest.raises(SipParseError) as caught:
         _ = request.from_tag
     assert caught.value.status == 400
+
+
+def _parse_or_error(parse: object, text: str) -> object:
+    try:
+        return [(str(via), via) for via in parse(text)]  # type: ignore[operator]
+    except SipParseError as error:
+        return (error.status, error.reason)
+
+
+_MARK, _EXTRA = "zMARKz", "zEXTRAz"
+
+
+@FAST
+@given(st.data(), vias, tokens, tokens)
+def test_a_via_read_by_its_shape_equals_its_parse(data: st.DataObject, via: Via, first: str,
+                                                   second: str) -> None:
+    """Two Via texts that differ only where the branch was (their shape the same): the second
+    is answered from the first's parse with its own branch, and must equal what parsing it
+    gives, or fail as parsing it does (mutated texts: quotes, commas, spaces, a second
+    branch parameter and the like must keep the memo from taking the shape)."""
+    via.params["branch"] = _MARK
+    # a second branch parameter, or one inside quotes or another Via value, that reads as
+    # the first text's branch in both texts
+    extra = data.draw(st.sampled_from(["", f";branch={_EXTRA}", f';x="y;branch={_EXTRA} z"',
+                                       f", SIP/2.0/UDP g;branch={_EXTRA}"]))
+    marked = data.draw(_mutations(str(via) + extra)).replace(_EXTRA, first)
+    texts = [marked.replace(_MARK, first), marked.replace(_MARK, second)]
+    memo = ViaMemo()
+    for text in texts:
+        assert _parse_or_error(memo, text) == _parse_or_error(parse_vias, text)
+        assert _parse_or_error(memo, text) == _parse_or_error(parse_vias, text)  # remembered
+
+
+@pytest.mark.parametrize(("template", "text", "branch"), [
+    # the usual top Via: the shape is taken
+    ("SIP/2.0/UDP 192.0.2.10:5061;branch=z9hG4bK-1;rport",
+     "SIP/2.0/UDP 192.0.2.10:5061;branch=z9hG4bK-2;rport", "z9hG4bK-2"),
+    # not taken: the last of two branch parameters wins, the first would be cut out
+    ("SIP/2.0/UDP h;branch=z9hG4bK-1;branch=z9hG4bK-1",
+     "SIP/2.0/UDP h;branch=z9hG4bK-2;branch=z9hG4bK-1", "z9hG4bK-1"),
+    # not taken: ";branch=" inside a quoted value is not the branch parameter
+    ('SIP/2.0/UDP h;x="a;branch=b1 c";branch=b1',
+     'SIP/2.0/UDP h;x="a;branch=b2 c";branch=b1', "b1"),
+    # not taken: two Via values on one line
+    ("SIP/2.0/UDP h;branch=z9hG4bK-1, SIP/2.0/UDP g;branch=z9hG4bK-9",
+     "SIP/2.0/UDP h;branch=z9hG4bK-2, SIP/2.0/UDP g;branch=z9hG4bK-9", "z9hG4bK-2"),
+])
+def test_the_shape_is_taken_only_where_it_answers_as_the_parser(template: str, text: str,
+                                                                 branch: str) -> None:
+    memo = ViaMemo()
+    memo(template)
+    answer = memo(text)
+    assert answer == parse_vias(text) and answer[0].branch == branch
+    assert [str(via) for via in answer] == [str(via) for via in parse_vias(text)]
+    # the answers are new values: changing one leaves the template's parse as it was
+    answer[0].params["branch"] = "changed"
+    assert memo(template) == parse_vias(template)
+
+
+def test_a_top_via_with_a_new_branch_is_read_from_its_shape() -> None:
+    request = parse(INVITE)
+    again = parse(INVITE.replace(b"z9hG4bK-memo-1", b"z9hG4bK-memo-2"))
+    assert (request.via_branch, again.via_branch) == ("z9hG4bK-memo-1", "z9hG4bK-memo-2")
+    assert again.top_via == Via("UDP", "192.0.2.10", 5061,
+                                {"branch": "z9hG4bK-memo-2", "rport": None})
+    assert "SIP/2.0/UDP 192.0.2.10:5061;branch=;rport" in VIAS_MEMO._shapes
 
 
 # The parser now parses To, the top Via and CSeq in full where it used to try a fast regex

@@ -660,7 +660,63 @@ class HeaderMemo(Generic[_Parsed]):
         return len(self._results)
 
 
+# A branch value where a Via's parameters hold nothing but plain ``;name[=value]`` items.
+_BRANCH_VALUE_RE = re.compile(r";branch=([A-Za-z0-9\-.!%*_+`'~]++)(?=[; \t]|\Z)")
+
+
+class ViaMemo(HeaderMemo[list[Via]]):
+    """:class:`HeaderMemo` for Via lines, which also knows them by their shape.
+
+    A top Via's branch is new in every transaction (RFC 3261 §8.1.1.7), so its text is never
+    in the memo, though the rest of it is the same in every request a client sends. A text
+    missing from the memo is looked up with its branch value cut out: when that shape parsed
+    before, the result is the shape's parse with this branch, without parsing the text again.
+
+    Only for a single Via value (no comma) without quotes, whose every ``;`` starts a distinct
+    parameter and whose one ``branch`` parameter is the one cut out: then the two texts differ
+    in that token alone and the parser reads both the same way but for the branch.
+    """
+
+    __slots__ = ("_shapes",)
+
+    def __init__(self, limit: int = 1024, longest: int = 512) -> None:
+        super().__init__(parse_vias, limit, longest)
+        self._shapes: dict[str, Via] = {}
+
+    def __call__(self, text: str) -> list[Via]:
+        results = self._results
+        result = results.get(text)
+        if result is not None:
+            return result
+        branch = _BRANCH_VALUE_RE.search(text)
+        if branch is None or len(text) > self._longest:
+            return super().__call__(text)
+        start, end = branch.span(1)
+        shape = text[:start] + text[end:]
+        value = branch.group(1)
+        shapes = self._shapes
+        template = shapes.get(shape)
+        if template is None:
+            result = super().__call__(text)
+            via = result[0]
+            params = via.params
+            if (len(result) == 1 and params.get("branch") == value
+                    and len(params) == text.count(";") and '"' not in text):
+                if len(shapes) >= self._limit:
+                    shapes.clear()
+                shapes[shape] = via
+            return result
+        params = dict(template.params)
+        params["branch"] = value
+        result = [Via(template.transport, template.host, template.port, params,
+                      template.protocol)]
+        if len(results) >= self._limit:
+            results.clear()
+        results[text] = result
+        return result
+
+
 NAME_ADDR_MEMO = HeaderMemo(parse_name_addr)
 NAME_ADDR_LIST_MEMO = HeaderMemo(parse_name_addr_list)
-VIAS_MEMO = HeaderMemo(parse_vias)
+VIAS_MEMO = ViaMemo()
 CSEQ_MEMO = HeaderMemo(parse_cseq)
