@@ -244,7 +244,12 @@ def count_stages(args: argparse.Namespace) -> int:
     # a label keeps its own indentation (a stage inside another: "  parse_credentials")
     labels = [WHOLE, MINIMUM] + re.findall(r"^  (.+?) +[\d.]+  \(", listing, re.MULTILINE)
     if args.only:
-        wanted = {label.strip() for label in args.only.split(",")}
+        # commas inside a label's parentheses belong to it: "respond 200 (bytes, trace, send)"
+        wanted = {label.strip() for label in re.split(r",(?![^()]*\))", args.only)}
+        unknown = wanted - {label.strip() for label in labels}
+        if unknown:
+            raise SystemExit(f"--only: no stage {', '.join(map(repr, sorted(unknown)))}; the "
+                             f"stages: {', '.join(label.strip() for label in labels)}")
         labels = [label for label in labels if label.strip() in wanted]
 
     keep = Path(args.keep) if args.keep else None

@@ -107,7 +107,7 @@ def test_a_registration_is_counted_stage_by_stage_in_process(tmp_path: Path) -> 
     --keep, each stage's callgrind output stays for callgrind_annotate."""
     stages = ["SwitchCore.receive (the whole registration)",
               "python minimum: answer() (bindings in memory)", "Registrar.register",
-              "SQL COMMIT"]
+              "SQL COMMIT", "respond 200 (bytes, trace, send)"]  # a label with commas
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "registrar_stages.py"), "--instructions",
          "--registrations", "20", "--users", "20", "--only", ",".join(stages),
@@ -117,19 +117,33 @@ def test_a_registration_is_counted_stage_by_stage_in_process(tmp_path: Path) -> 
     rows = {label.strip(): (float(thousands), share, float(calls))
             for label, thousands, share, calls in STAGE.findall(result.stdout)}
     assert set(rows) == set(stages), result.stdout
-    whole, minimum, register, commit = (rows[stage] for stage in stages)
+    whole, minimum, register, commit, respond = (rows[stage] for stage in stages)
     assert whole[1:] == ("100.0%", 2.0) and minimum[2] == 2.0, result.stdout  # 2 requests each
     assert register[2] == 1.0 and commit[2] == 1.0, result.stdout  # one binding, one commit
+    assert respond[2] == 1.0 and 0 < respond[0] < whole[0], result.stdout
     # nested stages count less than what holds them, and every one counts something
     assert whole[0] > register[0] > commit[0] > 0, result.stdout
     assert 0 < minimum[0] < whole[0], result.stdout
     kept = sorted(path.name for path in tmp_path.iterdir())
     assert kept == ["callgrind.Registrar-register.out", "callgrind.SQL-COMMIT.out",
                     "callgrind.SwitchCore-receive-the-whole-registration.out",
-                    "callgrind.python-minimum-answer-bindings-in-memory.out"], kept
+                    "callgrind.python-minimum-answer-bindings-in-memory.out",
+                    "callgrind.respond-200-bytes-trace-send.out"], kept
     # callgrind_annotate reads it: the stage's functions, under the one collected from
     annotated = subprocess.run(
         ["callgrind_annotate", "--inclusive=yes",
          str(tmp_path / "callgrind.SwitchCore-receive-the-whole-registration.out")],
         capture_output=True, text=True, timeout=120, check=True).stdout
     assert "PROGRAM TOTALS" in annotated and "_operator_call" in annotated, annotated[:2000]
+
+
+def test_a_stage_that_does_not_exist_is_named_in_the_error() -> None:
+    """--only with a label no stage has: the run stops before counting anything, naming it
+    and the stages there are (a typo would otherwise count nothing, silently)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "registrar_stages.py"), "--instructions",
+         "--users", "20", "--only", "Registrar.register,Registrar.registr"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode != 0
+    assert "--only: no stage 'Registrar.registr'" in result.stderr, result.stderr[-2000:]
+    assert "respond 200 (bytes, trace, send)" in result.stderr, result.stderr[-2000:]
