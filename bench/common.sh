@@ -31,6 +31,12 @@ cpu_seconds() {
   else echo 0; fi
 }
 
+# The part of cpu_seconds that process $1 spent in the kernel (stime).
+system_seconds() {
+  if [ -n "${1:-}" ]; then awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", $15 / hz }' "/proc/$1/stat"
+  else echo 0; fi
+}
+
 # SIGTERM process $1 and reap it (nothing when $1 is empty or the process is gone).
 stop_process() { [ -n "${1:-}" ] && kill -TERM "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
 

@@ -11,8 +11,10 @@
         after the 200); they do not make a step unclean, a call that did not complete does
     python bench/sipp_stats.py uac-flags
         prints UAC_FLAGS, the options bench/calls.sh gives its SIPp caller
-    python bench/sipp_stats.py rate DIR ELAPSED CPU_SECONDS
-        a rate run (bench/registrar.sh); prints "rate failed elapsed ok p50 p99 per_cpu_second"
+    python bench/sipp_stats.py rate DIR ELAPSED CPU_SECONDS [SYSTEM_SECONDS]
+        a rate run (bench/registrar.sh); prints "rate failed elapsed ok p50 p99 per_cpu_second",
+        and with SYSTEM_SECONDS (the part of CPU_SECONDS spent in the kernel) its share of
+        CPU_SECONDS after them ("-" when CPU_SECONDS is 0)
 
 UAC_DIR / DIR holds SIPp's ``-trace_stat -stf stats.csv`` and ``-trace_rtt`` files; UAS_STATS
 is the UAS's ``-trace_stat`` file. Latencies are the rtd 1 response times in ms (SIPp's
@@ -95,12 +97,16 @@ def step_line(uac_dir: Path, uas_stats: Path, cpu_seconds: float) -> str:
             f"{per_cpu(ok, cpu_seconds)} {stray(uac_dir)} {'yes' if clean else 'no'}")
 
 
-def rate_line(directory: Path, elapsed: float, cpu_seconds: float) -> str:
+def rate_line(directory: Path, elapsed: float, cpu_seconds: float,
+              system_seconds: float | None = None) -> str:
     stats = totals(directory / "stats.csv")
     ok, failed = count(stats, "SuccessfulCall"), count(stats, "FailedCall")
     times = response_times(directory)
-    return (f"{ok / elapsed:.0f} {failed} {elapsed:.2f} {ok} {percentile(times, 0.5):.1f} "
+    line = (f"{ok / elapsed:.0f} {failed} {elapsed:.2f} {ok} {percentile(times, 0.5):.1f} "
             f"{percentile(times, 0.99):.1f} {per_cpu(ok, cpu_seconds)}")
+    if system_seconds is None:
+        return line
+    return f"{line} {system_seconds / cpu_seconds:.2f}" if cpu_seconds > 0 else f"{line} -"
 
 
 def main(argv: list[str]) -> None:
@@ -108,8 +114,9 @@ def main(argv: list[str]) -> None:
         print(step_line(Path(argv[1]), Path(argv[2]), float(argv[3])))
     elif argv == ["uac-flags"]:
         print(" ".join(UAC_FLAGS))
-    elif len(argv) == 4 and argv[0] == "rate":
-        print(rate_line(Path(argv[1]), float(argv[2]), float(argv[3])))
+    elif len(argv) in (4, 5) and argv[0] == "rate":
+        print(rate_line(Path(argv[1]), float(argv[2]), float(argv[3]),
+                        float(argv[4]) if len(argv) == 5 else None))
     else:
         sys.exit(__doc__)
 

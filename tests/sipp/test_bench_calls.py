@@ -49,6 +49,12 @@ def test_a_step_is_clean_only_when_the_callee_completed_every_call(tmp_path: Pat
     (tmp_path / "short.csv").write_text(f"{header}\n{';'.join(values)}\n")
     fields = sipp_stats.step_line(uac_dir, tmp_path / "short.csv", 0).split()
     assert fields[4] == "2" and fields[9:] == ["-", "0", "no"]
+    # bench/registrar.sh's reading of a run: rate failed elapsed ok p50 p99 per_cpu, then the
+    # kernel's share of the CPU seconds when their system part is given
+    assert sipp_stats.rate_line(uac_dir, 1.0, 0.5).split()[:4] == ["3", "0", "1.00", "3"]
+    assert sipp_stats.rate_line(uac_dir, 1.0, 0.5).split()[6:] == ["6"]
+    assert sipp_stats.rate_line(uac_dir, 1.0, 0.5, 0.05).split()[6:] == ["6", "0.10"]
+    assert sipp_stats.rate_line(uac_dir, 1.0, 0, 0).split()[6:] == ["-", "-"]
 
 
 def test_a_stray_response_is_counted_and_the_call_still_completes(tmp_path: Path) -> None:
