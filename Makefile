@@ -62,8 +62,10 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # registrar_stages.py --instructions counts a registration's stages with valgrind instead),
 # media_profile.sh with media_profile.py (the switch's CPU on media calls by category, py-spy),
 # gc_pauses.py (the cyclic GC's pauses per generation inside vosapp serve under media calls),
-# timer_churn.py (the clock's timers: one add + cancel among 100,000 pending).
-BENCH_PY = sip_parser registrar_profile registrar_instructions calls_instructions unauthenticated_flood ended_call_memory media media_calls media_with_calls fd_table trace_store wal_commits dtmf codec_quality ladder
+# timer_churn.py (the clock's timers: one add + cancel among 100,000 pending),
+# registrar_cache_sim.py (a registration's cache misses and mispredicted branches against the
+# Python minimum's, valgrind's cachegrind: ~15 min).
+BENCH_PY = sip_parser via_memo registrar_profile registrar_instructions calls_instructions unauthenticated_flood ended_call_memory media media_calls media_with_calls fd_table trace_store wal_commits dtmf codec_quality ladder
 BENCH_SH = options registrar calls overload
 
 bench: setup ## run every benchmark under bench/ (results go to docs/benchmarks.md by hand)
