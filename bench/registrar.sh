@@ -92,7 +92,7 @@ install_debian_packages "$WORK/apt.log" kamailio kamailio-sqlite-modules || true
 # its capacity per core, independent of how busy the shared machine is; "-" without a pid).
 measure() {
   local port=$1 rate=${2:-$RATE} calls=${3:-$CALLS} pids=${4:-} transport=${5:-u1}
-  local dir="$WORK/run-$1-${2:-max}-$transport-${4// /-}" start end cpu0 cpu1
+  local dir="$WORK/run-$1-${2:-max}-$transport-${4// /-}" start end cpu0 cpu1 sys0 sys1
   mkdir -p "$dir"
   cpu0=$(cpu_total "$pids"); sys0=$(cpu_total "$pids" system_seconds)
   start=$(date +%s.%N)

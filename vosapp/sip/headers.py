@@ -660,7 +660,8 @@ class HeaderMemo(Generic[_Parsed]):
         return len(self._results)
 
 
-# A branch value where a Via's parameters hold nothing but plain ``;name[=value]`` items.
+# The value of a ``;branch=`` parameter: a token up to the next ``;``, a blank or the end
+# (ViaMemo's guards decide whether it is the Via's branch).
 _BRANCH_VALUE_RE = re.compile(r";branch=([A-Za-z0-9\-.!%*_+`'~]++)(?=[; \t]|\Z)")
 
 
