@@ -615,6 +615,15 @@ def is_token(text: str) -> bool:
 # Parse results shared by messages
 # ---------------------------------------------------------------------------------------------
 _Parsed = TypeVar("_Parsed")
+_Kept = TypeVar("_Kept")
+
+
+def _keep(table: dict[str, _Kept], key: str, value: _Kept, limit: int) -> None:
+    """``table[key] = value``, ``table`` emptied first when it holds ``limit`` entries
+    (bounded: forgetting costs a parse, never a wrong answer)."""
+    if len(table) >= limit:
+        table.clear()
+    table[key] = value
 
 
 class HeaderMemo(Generic[_Parsed]):
@@ -642,14 +651,14 @@ class HeaderMemo(Generic[_Parsed]):
         self._longest = longest
 
     def __call__(self, text: str) -> _Parsed:
-        results = self._results
-        result = results.get(text)
-        if result is None:
-            result = self._parse(text)
-            if len(text) <= self._longest:
-                if len(results) >= self._limit:
-                    results.clear()  # bounded: forgetting costs a parse, never a wrong answer
-                results[text] = result
+        result = self._results.get(text)
+        return result if result is not None else self._parse_and_keep(text)
+
+    def _parse_and_keep(self, text: str) -> _Parsed:
+        """A text not remembered: parsed, and kept unless it is longer than ``longest``."""
+        result = self._parse(text)
+        if len(text) <= self._longest:
+            _keep(self._results, text, result, self._limit)
         return result
 
     def __contains__(self, text: str) -> bool:
@@ -691,29 +700,24 @@ class ViaMemo(HeaderMemo[list[Via]]):
             return result
         branch = _BRANCH_VALUE_RE.search(text)
         if branch is None or len(text) > self._longest:
-            return super().__call__(text)
+            return self._parse_and_keep(text)
         start, end = branch.span(1)
         shape = text[:start] + text[end:]
         value = branch.group(1)
-        shapes = self._shapes
-        template = shapes.get(shape)
+        template = self._shapes.get(shape)
         if template is None:
-            result = super().__call__(text)
+            result = self._parse_and_keep(text)
             via = result[0]
             params = via.params
             if (len(result) == 1 and params.get("branch") == value
                     and len(params) == text.count(";") and '"' not in text):
-                if len(shapes) >= self._limit:
-                    shapes.clear()
-                shapes[shape] = via
+                _keep(self._shapes, shape, via, self._limit)
             return result
         params = dict(template.params)
         params["branch"] = value
         result = [Via(template.transport, template.host, template.port, params,
                       template.protocol)]
-        if len(results) >= self._limit:
-            results.clear()
-        results[text] = result
+        _keep(results, text, result, self._limit)
         return result
 
 
