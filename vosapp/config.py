@@ -186,6 +186,14 @@ class Config:
         return next((a for a in self.accounts if a.user == user), None)
 
     @property
+    def converts_codecs(self) -> bool:
+        """Whether a call may be transcoded: some gateway has Allow codec conversion on
+        (docs/behaviour.md §5; a conversion needs it on both of a call's gateways)."""
+        return (any(gateway.settings.allow_codec_conversion for gateway in self.mapping_gateways)
+                or any(gateway.settings.allow_codec_conversion
+                       for gateway in self.routing_gateways))
+
+    @property
     def sets_nothing(self) -> bool:
         """Whether every value is a default (an empty file): valid, but worth saying."""
         return (set(self.switch.defaulted) == _SWITCH_KEYS and not self.accounts

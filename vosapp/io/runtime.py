@@ -30,6 +30,7 @@ from vosapp.io.group_commit import GroupCommit
 from vosapp.io.tcp import TcpTransport
 from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
 from vosapp.io.wal_checkpoint import WalCheckpointer
+from vosapp.media.transcoder import load_resampler
 from vosapp.net import Address
 from vosapp.switch.app import FEATURES, Feature, build_switch_app
 from vosapp.switch.core import SwitchCore
@@ -138,6 +139,9 @@ class Switch:
         self.clock.bind(loop)
         # The descriptor table grown now, not by the socket of some call (vosapp.io.descriptors)
         reserve_descriptors(self.descriptors_needed())
+        if self.config is not None and self.config.converts_codecs:
+            # now, not in the first G.722 call's packet path (vosapp.media.transcoder)
+            load_resampler()
         await self._bind()
         if self.store is not None:
             self.checkpointer = WalCheckpointer(self.store)

@@ -11,7 +11,11 @@ then one packet in, one packet out; 30 ms G.723.1 against 20 ms G.711 gives 2 pa
 3 in, etc.
 
 Resampling (G.722 is 16 kHz audio, everything else 8 kHz) uses
-:func:`scipy.signal.resample_poly` in streaming form, see :class:`StreamingResampler`.
+:func:`scipy.signal.resample_poly` in streaming form, see :class:`StreamingResampler`. scipy.signal
+is imported by the first resampler made, or by :func:`load_resampler` (0.6 s here: three
+quarters of ``vosapp serve``'s start-up, and 30 s under valgrind), not with this module: a
+switch that cannot convert codecs never resamples. One that can loads it while it starts
+(``vosapp.io.runtime.Switch.start``), so that no call's packets wait for the import.
 
 Loss: a gap in the incoming sequence numbers (up to ``max_conceal_ms``) is filled by the source
 codec's concealment (:meth:`Codec.conceal`: G.729's own frame-erasure, repetition for the
@@ -32,7 +36,6 @@ from math import gcd
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from vosapp.media import codecs as codec_registry
 from vosapp.media.codecs.base import Codec, CodecError
@@ -43,7 +46,8 @@ from vosapp.media.rtp import HEADER_START, RTP_HEADER_SIZE, OutgoingStream, RtpE
 if TYPE_CHECKING:
     from vosapp.media.codecs._g729lane import _Lane as NativeLane
 
-__all__ = ["LaneState", "StreamingResampler", "Transcoder", "TranscoderStats", "resolve_codec"]
+__all__ = ["LaneState", "StreamingResampler", "Transcoder", "TranscoderStats", "load_resampler",
+           "resolve_codec"]
 
 _SEQ_MOD = 1 << 16
 
@@ -129,6 +133,20 @@ def _lookup_lane(
     return lane, native
 
 
+_resample_poly: Callable[..., np.ndarray] | None = None
+
+
+def load_resampler() -> Callable[..., np.ndarray]:
+    """:func:`scipy.signal.resample_poly`, imported on the first call (see the module's
+    docstring)."""
+    global _resample_poly
+    if _resample_poly is None:
+        from scipy.signal import resample_poly  # scipy: untyped
+
+        _resample_poly = resample_poly
+    return _resample_poly
+
+
 class StreamingResampler:
     """Block-by-block :func:`scipy.signal.resample_poly` that equals the whole-signal result.
 
@@ -158,6 +176,7 @@ class StreamingResampler:
         self._buf_start = 0  # global input index of _buf[0]; kept a multiple of `down`
         self._total_in = 0
         self._next_out = 0  # global index of the next output sample to emit
+        self._resample_poly = load_resampler()
 
     @property
     def latency(self) -> int:
@@ -167,7 +186,7 @@ class StreamingResampler:
     def _emit(self, end_out: int) -> np.ndarray:
         if end_out <= self._next_out:
             return np.zeros(0, dtype=np.float64)
-        resampled: np.ndarray = resample_poly(self._buf, self.up, self.down)  # scipy: untyped
+        resampled: np.ndarray = self._resample_poly(self._buf, self.up, self.down)
         offset = self._buf_start * self.up // self.down
         out = resampled[self._next_out - offset : end_out - offset]
         self._next_out = end_out
