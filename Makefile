@@ -65,7 +65,7 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # timer_churn.py (the clock's timers: one add + cancel among 100,000 pending),
 # registrar_cache_sim.py (a registration's cache misses and mispredicted branches against the
 # Python minimum's, valgrind's cachegrind: ~15 min).
-BENCH_PY = sip_parser via_memo registrar_profile registrar_instructions calls_instructions unauthenticated_flood ended_call_memory media media_calls media_with_calls fd_table trace_store wal_commits dtmf codec_quality ladder
+BENCH_PY = sip_parser via_memo serve_startup registrar_profile registrar_instructions calls_instructions unauthenticated_flood ended_call_memory media media_calls media_with_calls fd_table trace_store wal_commits dtmf codec_quality ladder
 BENCH_SH = options registrar calls overload
 
 bench: setup ## run every benchmark under bench/ (results go to docs/benchmarks.md by hand)
