@@ -72,7 +72,7 @@ def test_scipy_is_loaded_at_start_only_when_a_gateway_converts_codecs(
     assert loaded == {"imported": False, "started": at_start, "transcoder": True}, loaded
 
 
-def test_a_switch_without_a_config_starts_without_scipy(tmp_path: Path) -> None:
+def test_a_switch_on_an_empty_config_starts_without_scipy(tmp_path: Path) -> None:
     config = tmp_path / "empty.toml"
     config.write_text("")
     assert loaded_modules(config) == {"imported": False, "started": False,
