@@ -35,9 +35,11 @@ from pathlib import Path
 from types import ModuleType
 
 #: The modules of vosapp.sip that setup.py compiles: the per-message path of a call
-#: (parse, header access, transactions, dialogs, SDP). uri and digest are not compiled: their
-#: fast paths fill frozen dataclasses through ``__dict__``, which a compiled class has not.
-COMPILED_MODULES = ("headers", "message", "parser", "transaction", "dialog", "sdp")
+#: (parse, header access, transactions, dialogs, SDP) and digest authentication (issue #14:
+#: 2-6 % more registrations per CPU-second, docs/benchmarks.md, twenty-third round). uri is not
+#: compiled: its fast path fills a frozen dataclass through ``__dict__``, which a compiled
+#: class has not.
+COMPILED_MODULES = ("headers", "message", "parser", "transaction", "dialog", "sdp", "digest")
 #: mypyc's group: its shared library is ``vosapp/sip/_compiled__mypyc….so``.
 GROUP_NAME = "vosapp.sip._compiled"
 #: Written by setup.py beside the sources: ``<sha256> <module>.py`` per compiled module.
