@@ -1,6 +1,6 @@
 """The optional compiled parts (everything else is in pyproject.toml): the G.711 <-> G.729
 transcoder's lane and the media relay's forwarding hub in C, and the SIP layer's per-message
-modules compiled by mypyc.
+modules and the switch layer's request path compiled by mypyc.
 
 ``vosapp.media.codecs._g729lane`` needs a C compiler and the Python headers (``make lab``'s
 scripts/sysdeps.sh installs gcc and python3-dev when missing), not bcg729's headers: it calls
@@ -9,11 +9,11 @@ built, the install goes on and vosapp.media.codecs.g729 runs the same lane throu
 ``vosapp.io._rtphub`` (Linux epoll) likewise: without it vosapp.io.rtp_relay reads each relay
 socket from Python.
 
-vosapp.sip's :data:`~vosapp.sip.compiled.COMPILED_MODULES` are compiled by mypyc (a build
-requirement, pyproject.toml) from the same type-checked sources, with a SHA-256 of each source
-beside them; vosapp/sip/compiled.py runs the sources instead when the build is missing,
-incomplete or older than a source, or when ``VOSAPP_PURE_PYTHON=1`` (also at build time: then
-nothing is compiled).
+:data:`vosapp.compiled.COMPILED_MODULES` (the SIP layer's per-message modules, the switch
+layer's request path) are compiled by mypyc (a build requirement, pyproject.toml) from the same
+type-checked sources, with a SHA-256 of each source in vosapp/compiled.sha256; vosapp/compiled.py
+runs the sources instead when the build is missing, incomplete or older than a source, or when
+``VOSAPP_PURE_PYTHON=1`` (also at build time: then nothing is compiled).
 """
 
 import os
@@ -24,31 +24,32 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 HERE = Path(__file__).resolve().parent
-SIP = HERE / "vosapp" / "sip"
+PACKAGE = HERE / "vosapp"
 
 
-def sip_extensions() -> list[Extension]:
+def mypyc_extensions() -> list[Extension]:
     if os.environ.get("VOSAPP_PURE_PYTHON", "") not in ("", "0"):
         return []
     try:
         from mypyc.build import mypycify
     except ImportError:
-        print("setup.py: mypyc not found, vosapp.sip stays pure Python", file=sys.stderr)
+        print("setup.py: mypyc not found, vosapp stays pure Python", file=sys.stderr)
         return []
     # compiled.py imports nothing of vosapp: read it without importing the package
-    compiled = runpy.run_path(str(SIP / "compiled.py"))
-    sources = [f"vosapp/sip/{name}.py" for name in compiled["COMPILED_MODULES"]]
+    compiled = runpy.run_path(str(PACKAGE / "compiled.py"))
+    source_path = compiled["source_path"]
+    sources = [f"vosapp/{source_path(name)}" for name in compiled["COMPILED_MODULES"]]
     # the project's [tool.mypy] options (strict), not its files list; an unused [[overrides]]
     # section would count as an error
     try:
         extensions = mypycify(["--no-warn-unused-configs", *sources],
                               opt_level="3", group_name=compiled["GROUP_NAME"])
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - e.g. a newer mypy finding new errors
-        print(f"setup.py: mypyc failed ({exc!r}), vosapp.sip stays pure Python", file=sys.stderr)
+        print(f"setup.py: mypyc failed ({exc!r}), vosapp stays pure Python", file=sys.stderr)
         return []
     for extension in extensions:
         extension.optional = True  # all or none runs (compiled.py): a failed part means none
-    compiled["write_digests"](SIP)
+    compiled["write_digests"](PACKAGE)
     return extensions
 
 
@@ -69,6 +70,6 @@ setup(
             extra_compile_args=["-ffp-contract=off"],
             optional=True,
         ),
-        *sip_extensions(),
+        *mypyc_extensions(),
     ]
 )

@@ -5,9 +5,11 @@ Prints, per call, the inclusive wall time of each piece and how often it ran. Th
 nest (``receive`` holds everything), so the figures do not add up; a wrapper costs ~0.3 us a
 call, so only pieces that run a few times per call are wrapped. Pieces used by the phones too
 (``Request.build``, ``SDP parse``, ``make_response``) count the phones' calls as well; the
-rest are the switch's alone.
+rest are the switch's alone. Compiled code (vosapp/compiled.py: the SIP layer and the switch's
+request path) calls its own functions natively, past the wrappers: for every piece, run the
+sources (``VOSAPP_PURE_PYTHON=1``).
 
-    PYTHONPATH=. python bench/b2bua_phases.py        (env: CALLS=1000)
+    PYTHONPATH=. python bench/b2bua_phases.py        (env: CALLS=1000, VOSAPP_PURE_PYTHON=1)
 """
 
 from __future__ import annotations

@@ -19,7 +19,15 @@ on the same traffic beside it.
 
     .venv/bin/python bench/registrar_stages.py [--registrations N] [--code PATH]
     .venv/bin/python bench/registrar_stages.py --instructions [--registrations N] [--users N]
-        [--jobs J] [--only LABEL,...] [--keep DIR] [--code PATH]
+        [--jobs J] [--only LABEL,...] [--keep DIR] [--code PATH] [--sources]
+
+The wrappers see a stage only where it is called through Python. Compiled code (the modules of
+vosapp/compiled.py: the SIP layer and, since the twenty-fourth round, the switch's request
+path) calls its own functions natively, so the stages inside the switch's request path show
+only with ``--sources``: every compiled module runs from its source (``VOSAPP_PURE_PYTHON=1``,
+here and in the children), which is not what the switch runs. Without it, the whole
+registration is what runs; ``--keep`` and callgrind_annotate name the compiled functions
+inside it.
 
 ``--keep DIR`` keeps each stage's callgrind output: ``callgrind_annotate --inclusive=yes
 DIR/callgrind.<stage>.out`` then shows where inside the stage the instructions go (C functions:
@@ -71,9 +79,14 @@ def main() -> int:
     parser.add_argument("--keep", metavar="DIR",
                         help="with --instructions: keep each stage's callgrind output in DIR "
                              "(callgrind.<stage>.out), for callgrind_annotate --inclusive=yes")
+    parser.add_argument("--sources", action="store_true",
+                        help="run every compiled module from its source (VOSAPP_PURE_PYTHON=1), "
+                             "so that the stages inside the switch's request path show")
     # the child of --instructions: the measured pass calls this stage through operator.call
     parser.add_argument("--count-stage", metavar="LABEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sources:
+        os.environ["VOSAPP_PURE_PYTHON"] = "1"  # before vosapp is imported; children inherit it
     if args.registrations is None:
         args.registrations = 1000 if args.instructions or args.count_stage else 4000
     if args.instructions:
@@ -248,8 +261,11 @@ def count_stages(args: argparse.Namespace) -> int:
         wanted = {label.strip() for label in re.split(r",(?![^()]*\))", args.only)}
         unknown = wanted - {label.strip() for label in labels}
         if unknown:
+            hint = "" if args.sources else (
+                " (the stages inside the switch's request path show with --sources: compiled, "
+                "it calls them natively)")
             raise SystemExit(f"--only: no stage {', '.join(map(repr, sorted(unknown)))}; the "
-                             f"stages: {', '.join(label.strip() for label in labels)}")
+                             f"stages: {', '.join(label.strip() for label in labels)}{hint}")
         labels = [label for label in labels if label.strip() in wanted]
 
     keep = Path(args.keep) if args.keep else None

@@ -19,7 +19,7 @@ LINE = re.compile(r":\d+\)$")
 
 
 def area(file: str) -> str:
-    if "__native_" in file:  # mypyc's C: the compiled SIP layer (vosapp/sip/compiled.py)
+    if "__native_" in file:  # mypyc's C: the compiled SIP layer (vosapp/compiled.py)
         return "vosapp.sip (compiled)"
     for marker, name in (("vosapp/sip/", "vosapp.sip"), ("vosapp/switch/call/", "vosapp.switch.call"),
                          ("vosapp/switch/", "vosapp.switch (core, auth, cdr, …)"),

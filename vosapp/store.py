@@ -147,6 +147,20 @@ class Store:
             raise
         return store
 
+    @classmethod
+    def open_temporary(cls, prefix: str) -> Store:
+        """A store in a new temporary directory that is removed with the store: when nothing
+        holds it any more, or at interpreter exit (whichever comes first)."""
+        import shutil
+        import tempfile
+        import weakref
+
+        directory = tempfile.mkdtemp(prefix=prefix)
+        store = cls.open(directory)
+        # The finalizer holds the connection, not the store: the store can still be collected.
+        weakref.finalize(store, _close_and_remove, store._db, directory, shutil.rmtree)
+        return store
+
     @staticmethod
     def _check_header(path: Path) -> None:
         # An empty file is a valid empty SQLite database; anything else must start with the
@@ -546,3 +560,9 @@ class _Transaction:
             if not kept:
                 store._forget_memos()  # they may hold what was just undone
             store._lock.release()
+
+
+def _close_and_remove(connection: sqlite3.Connection, directory: str,
+                      rmtree: Any) -> None:
+    connection.close()
+    rmtree(directory, ignore_errors=True)

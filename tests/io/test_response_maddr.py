@@ -14,7 +14,8 @@ import socket
 import threading
 
 from vosapp.io.runtime import Switch
-from vosapp.sip import Response, parse
+from vosapp.sip import Request, Response, parse
+from vosapp.sip.transaction import TransportFailed
 
 
 def options(sent_by_port: int, via_params: str, call_id: str) -> bytes:
@@ -127,14 +128,25 @@ def test_a_configured_host_name_is_resolved_off_the_event_loop(monkeypatch) -> N
     async def scenario() -> None:
         async with Switch(host="127.0.0.1", port=0, transports=("UDP",), features=[],
                           persist_trace=False) as switch:
-            switch.core.transport_failed = (  # type: ignore[method-assign]
-                lambda destination, transport, reason: failed.append((destination, reason)))
             gateway = udp_socket()
             try:
                 port = gateway.getsockname()[1]
                 for payload in (b"one", b"two"):
                     switch._send(payload, ("gateway.vosapp.test", port), "UDP")
-                switch._send(b"lost", ("nowhere.vosapp.test", port), "UDP")
+                # A request to a name that does not resolve: its client transaction fails
+                # (RFC 3261 §17.1.2.2 transport error) instead of waiting for Timer F.
+                lost = parse(
+                    b"OPTIONS sip:nowhere.vosapp.test SIP/2.0\r\n"
+                    b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKlost\r\n"
+                    b"Max-Forwards: 70\r\nFrom: <sip:vosapp@127.0.0.1>;tag=f\r\n"
+                    b"To: <sip:nowhere.vosapp.test>\r\nCall-ID: lost\r\n"
+                    b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+                assert isinstance(lost, Request)
+                destination = ("nowhere.vosapp.test", port)
+                switch.core.send_request(
+                    lost, destination, "UDP",
+                    lambda event: failed.append((destination, event.reason))
+                    if isinstance(event, TransportFailed) else None)
                 loop = asyncio.get_running_loop()
                 received = [(await asyncio.wait_for(loop.sock_recvfrom(gateway, 100), 10))[0]
                             for _ in range(2)]

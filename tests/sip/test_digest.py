@@ -208,7 +208,7 @@ def test_credentials_round_trip() -> None:
 
 
 def test_parsed_credentials_are_what_the_constructor_builds() -> None:
-    # every field, nothing else; compiled (vosapp/sip/compiled.py) or run as source
+    # every field, nothing else; compiled (vosapp/compiled.py) or run as source
     parsed = parse_credentials(GOOD_CREDENTIALS + ', opaque="o", x-vendor=1')
     built = Credentials(**{field.name: getattr(parsed, field.name)
                            for field in dataclasses.fields(Credentials)})

@@ -16,6 +16,7 @@ import pytest
 
 from tests.support import needs_sipp
 from tests.support.serving import ROOT
+from vosapp import compiled
 
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None,
                                     reason="valgrind not installed (scripts/sysdeps.sh)")
@@ -104,14 +105,15 @@ STAGE = re.compile(r"^  (.+?) +([\d.]+)  +(\S+)  \(([\d.]+)\)$", re.MULTILINE)
 def test_a_registration_is_counted_stage_by_stage_in_process(tmp_path: Path) -> None:
     """bench/registrar_stages.py --instructions: each stage counted in a callgrind child of
     its own, beside the whole registration and the Python minimum on the same traffic; with
-    --keep, each stage's callgrind output stays for callgrind_annotate."""
+    --keep, each stage's callgrind output stays for callgrind_annotate. --sources: the
+    stages inside the switch's request path, which compiled code calls natively."""
     stages = ["SwitchCore.receive (the whole registration)",
               "python minimum: answer() (bindings in memory)", "Registrar.register",
               "SQL COMMIT", "respond 200 (bytes, trace, send)"]  # a label with commas
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "registrar_stages.py"), "--instructions",
          "--registrations", "20", "--users", "20", "--only", ",".join(stages),
-         "--keep", str(tmp_path)],
+         "--keep", str(tmp_path), "--sources"],
         capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = {label.strip(): (float(thousands), share, float(calls))
@@ -145,5 +147,17 @@ def test_a_stage_that_does_not_exist_is_named_in_the_error() -> None:
          "--users", "20", "--only", "Registrar.register,Registrar.registr"],
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0
-    assert "--only: no stage 'Registrar.registr'" in result.stderr, result.stderr[-2000:]
-    assert "respond 200 (bytes, trace, send)" in result.stderr, result.stderr[-2000:]
+    assert "--only: no stage " in result.stderr, result.stderr[-2000:]
+    assert "'Registrar.registr'" in result.stderr, result.stderr[-2000:]
+    assert "Trace.message (4)" in result.stderr, result.stderr[-2000:]
+    if compiled.why_sources() is None:
+        # compiled, the switch's request path calls Registrar.register natively: the error
+        # says where the stage is
+        assert "'Registrar.register'" in result.stderr and "--sources" in result.stderr
+    sources = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "registrar_stages.py"), "--instructions",
+         "--users", "20", "--only", "Registrar.register,Registrar.registr", "--sources"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert sources.returncode != 0
+    assert "--only: no stage 'Registrar.registr';" in sources.stderr, sources.stderr[-2000:]
+    assert "respond 200 (bytes, trace, send)" in sources.stderr, sources.stderr[-2000:]

@@ -151,7 +151,6 @@ def _overload_rig(**limits: object):  # type: ignore[no-untyped-def]
     cfg = make_config()
     cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **limits))
     switch = start_switch(net, cfg)
-    switch.core.media_backend_factory = None
     return net, switch
 
 

@@ -69,10 +69,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise VosappError(f"--control-port {args.control_port}: expected 0-65535")
     if args.realtime_priority is not None and not 1 <= args.realtime_priority <= 99:
         raise VosappError(f"--realtime-priority {args.realtime_priority}: expected 1-99")
-    from vosapp.sip import compiled
+    from vosapp import compiled
 
     # which build answers: the figures of docs/benchmarks.md depend on it
-    logging.getLogger("vosapp.serve").info("SIP layer: %s", compiled.describe())
+    logging.getLogger("vosapp.serve").info("SIP and switch layers: %s", compiled.describe())
     config = load_selected_config(args)
     host, port = parse_listen(args.listen) if args.listen else (None, None)
     options = ServeOptions(

@@ -6,11 +6,6 @@ Public API (see docs/contracts.md §vosapp.sip): :func:`parse`, :class:`SipParse
 :func:`new_branch`, :func:`new_tag`, :func:`new_call_id`.
 """
 
-from vosapp.sip import compiled
-
-# before the first import of a compiled module: never a stale build (see vosapp.sip.compiled)
-compiled.install()
-
 from vosapp.sip.headers import (
     CSeq,
     Headers,

@@ -383,7 +383,7 @@ def parse_credentials(value: str) -> Credentials:
             raise DigestError(f"{what}: nc {raw_nc!r} is not 8 hex digits", "bad-nc")
         nc = int(raw_nc, 16)
     algorithm = _algorithm(get.get("algorithm"), what)
-    # The constructor: compiled (vosapp/sip/compiled.py) it sets the fields natively. (Run as
+    # The constructor: compiled (vosapp/compiled.py) it sets the fields natively. (Run as
     # source, a frozen dataclass's __init__ sets each through object.__setattr__: 1.5 us more.)
     return Credentials(
         username=get["username"],

@@ -170,15 +170,9 @@ def install(core: SwitchCore) -> tuple[RegistrarService, NatKeepAlive]:
     """
     store = core.store
     if store is None:
-        import shutil
-        import tempfile
-        import weakref
-
-        directory = tempfile.mkdtemp(prefix="vosapp-registrar-")
-        store = Store.open(directory)
-        # Removed with the core (or at interpreter exit), not at stop: a REGISTER may still
-        # arrive between the stop hooks and the transports closing.
-        weakref.finalize(core, _remove_store, store, directory, shutil.rmtree)
+        # Removed with the store, so with the core that holds it (or at interpreter exit), not
+        # at stop: a REGISTER may still arrive between the stop hooks and the transports closing.
+        store = Store.open_temporary("vosapp-registrar-")
         core.trace.event(f"registrar: no data directory, bindings kept in {store.path} "
                          "(lost on restart)")
     config = core.config
@@ -222,7 +216,3 @@ def install(core: SwitchCore) -> tuple[RegistrarService, NatKeepAlive]:
     keepalive.install()
     return service, keepalive
 
-
-def _remove_store(store: Store, directory: str, rmtree: Callable[..., None]) -> None:
-    store.close()
-    rmtree(directory, ignore_errors=True)

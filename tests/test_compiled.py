@@ -1,5 +1,6 @@
-"""The SIP layer compiled by mypyc, and the guard that runs the sources instead
-(vosapp/sip/compiled.py): never a stale or partial build, and the sources stay correct."""
+"""The SIP layer and the switch layer's request path compiled by mypyc, and the guard that
+runs the sources instead (vosapp/compiled.py): never a stale or partial build, and the sources
+stay correct."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from vosapp.sip import compiled
+from vosapp import compiled
+from vosapp.store import Store
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 # What a fresh interpreter runs: the reason the sources run (or None), and per module whether
 # it is the extension.
@@ -22,9 +24,9 @@ PROBE = """
 import json, warnings
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
-    import vosapp.sip, vosapp.sip.compiled as c
+    import vosapp.compiled as c
     for name in c.COMPILED_MODULES:
-        __import__("vosapp.sip." + name)
+        __import__("vosapp." + name)
 print(json.dumps({"because": c.SOURCES_BECAUSE, "compiled": c.running_compiled(),
                   "warnings": [str(w.message) for w in caught]}))
 """
@@ -53,12 +55,13 @@ def copy_of_the_package(tmp_path: Path) -> Path:
 
 NOT_BUILT = compiled.why_sources(environ={})
 needs_build = pytest.mark.skipif(NOT_BUILT is not None,
-                                 reason=f"the SIP layer is not compiled here: {NOT_BUILT}")
+                                 reason=f"nothing is compiled here: {NOT_BUILT}")
 
 
-def test_the_install_compiled_the_sip_layer() -> None:
+def test_the_install_compiled_the_sip_and_switch_layers() -> None:
     # `make setup` builds with mypyc (a build requirement): if that silently stopped working,
-    # every figure of docs/benchmarks.md "The SIP layer compiled" would be wrong
+    # every figure of docs/benchmarks.md "The SIP layer compiled" (and of the twenty-fourth
+    # round, the switch layer's request path) would be wrong
     assert compiled.why_sources(environ={}) is None
     result = probe(ROOT)
     assert result["because"] is None and result["warnings"] == []
@@ -78,9 +81,9 @@ def test_an_edited_source_runs_from_source_with_a_warning(tmp_path: Path) -> Non
     sdp = root / "vosapp" / "sip" / "sdp.py"
     sdp.write_text(sdp.read_text() + "\n# edited after the build\n")
     result = probe(root)
-    # all or none: the other five are unchanged, yet run from source too
+    # all or none: the others are unchanged, yet run from source too (the switch layer's too)
     assert result["compiled"] == dict.fromkeys(compiled.COMPILED_MODULES, False)
-    assert "sdp.py changed since the build" in str(result["because"])
+    assert "sip/sdp.py changed since the build" in str(result["because"])
     assert any("make setup" in str(w) for w in result["warnings"])  # type: ignore[attr-defined]
 
 
@@ -91,30 +94,48 @@ def test_a_partial_build_runs_from_source_with_a_warning(tmp_path: Path) -> None
     extension.unlink()
     result = probe(root)
     assert result["compiled"] == dict.fromkeys(compiled.COMPILED_MODULES, False)
-    assert "incomplete (dialog missing)" in str(result["because"])
-    (root / "vosapp" / "sip" / compiled.DIGEST_FILE).unlink()
+    assert "incomplete (sip.dialog missing)" in str(result["because"])
+    (root / "vosapp" / compiled.DIGEST_FILE).unlink()
     shutil.copy(ROOT / "vosapp" / "sip" / extension.name, extension)
     assert "compiled.sha256 missing" in str(probe(root)["because"])
 
 
+@needs_build
+def test_an_edited_switch_source_runs_every_module_from_source(tmp_path: Path) -> None:
+    root = copy_of_the_package(tmp_path)
+    core = root / "vosapp" / "switch" / "core.py"
+    core.write_text(core.read_text() + "\n# edited after the build\n")
+    result = probe(root)
+    assert result["compiled"] == dict.fromkeys(compiled.COMPILED_MODULES, False)
+    assert "switch/core.py changed since the build" in str(result["because"])
+    (extension,) = (root / "vosapp" / "switch" / "registrar").glob("logic.*.so")
+    extension.unlink()
+    assert "incomplete (switch.registrar.logic missing)" in str(probe(root)["because"])
+
+
 def test_why_sources_of_a_tree_with_nothing_compiled(tmp_path: Path) -> None:
     for name in compiled.COMPILED_MODULES:
-        (tmp_path / f"{name}.py").write_text("")
+        source = tmp_path / compiled.source_path(name)
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text("")
     assert compiled.why_sources(tmp_path, {}) == "the install compiled nothing"
     assert compiled.why_sources(tmp_path, {"VOSAPP_PURE_PYTHON": "0"}) == (
         "the install compiled nothing")
     compiled.write_digests(tmp_path)
     lines = (tmp_path / compiled.DIGEST_FILE).read_text().splitlines()
     assert [line.split(" ")[1] for line in lines] == [
-        f"{name}.py" for name in compiled.COMPILED_MODULES]
+        "sip/headers.py", "sip/message.py", "sip/parser.py", "sip/transaction.py",
+        "sip/dialog.py", "sip/sdp.py", "sip/digest.py", "switch/core.py", "switch/auth.py",
+        "switch/registrar/model.py", "switch/registrar/logic.py",
+        "switch/registrar/bindings_store.py", "switch/registrar/service.py"]
 
 
-def test_the_sources_pass_the_sip_tests() -> None:
-    # The sources are what runs without a compiler (and what a developer edits): the SIP
-    # tests, again, on them. The rest of the suite runs on what the install built.
+def test_the_sources_pass_the_sip_and_switch_tests() -> None:
+    # The sources are what runs without a compiler (and what a developer edits): the SIP and
+    # switch tests, again, on them. The rest of the suite runs on what the install built.
     environ = dict(os.environ, VOSAPP_PURE_PYTHON="1")
-    tests = [str(path) for path in sorted((ROOT / "tests" / "sip").glob("test_*.py"))
-             if path.name != Path(__file__).name]
+    tests = [str(path) for layer in ("sip", "switch")
+             for path in sorted((ROOT / "tests" / layer).glob("test_*.py"))]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "-x", *tests], check=False, cwd=ROOT, env=environ,
                           capture_output=True,
@@ -124,7 +145,7 @@ def test_the_sources_pass_the_sip_tests() -> None:
 
 
 def serve_log_line(tmp_path: Path, **env: str) -> str:
-    """The "SIP layer" line `vosapp serve` logs at start."""
+    """The "SIP and switch layers" line `vosapp serve` logs at start."""
     environ = environment(**env)
     process = subprocess.Popen([sys.executable, "-m", "vosapp.cli", "serve", "--listen",
                                 "127.0.0.1:0", "--udp-only", "--data-dir", str(tmp_path)],
@@ -133,16 +154,26 @@ def serve_log_line(tmp_path: Path, **env: str) -> str:
     try:
         assert process.stderr is not None
         for line in process.stderr:
-            if "SIP layer: " in line:
-                return line.split("SIP layer: ", 1)[1].strip()
-        raise AssertionError("vosapp serve logged no SIP layer line")
+            if "SIP and switch layers: " in line:
+                return line.split("SIP and switch layers: ", 1)[1].strip()
+        raise AssertionError("vosapp serve logged no line saying what runs compiled")
     finally:
         process.terminate()
         process.wait(timeout=15)
 
 
-def test_serve_logs_which_sip_layer_runs(tmp_path: Path) -> None:
+def test_serve_logs_which_build_runs(tmp_path: Path) -> None:
     assert serve_log_line(tmp_path / "a", VOSAPP_PURE_PYTHON="1") == (
         "sources (VOSAPP_PURE_PYTHON is set)")
     assert serve_log_line(tmp_path / "b") == (
         "compiled (mypyc): " + ", ".join(compiled.COMPILED_MODULES))
+
+
+def test_a_temporary_store_is_removed_with_what_holds_it() -> None:
+    # A compiled SwitchCore takes no weak reference: a switch without a data directory keeps
+    # its bindings in a store that removes its own directory when collected.
+    store = Store.open_temporary("vosapp-test-")
+    directory = store.path.parent
+    assert directory.is_dir()
+    del store
+    assert not directory.exists()

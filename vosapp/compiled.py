@@ -1,12 +1,14 @@
-"""Which SIP modules run compiled, and the guard that never lets a stale build run.
+"""Which modules run compiled, and the guard that never lets a stale build run.
 
-The install compiles :data:`COMPILED_MODULES` with mypyc (setup.py; issue #14: 1.1-1.2 x
-more calls and registrations per CPU-second, docs/benchmarks.md "The SIP layer compiled"). A
+The install compiles :data:`COMPILED_MODULES` with mypyc (setup.py): the SIP layer's
+per-message modules and the switch layer's request path (issue #14: the SIP layer 1.1-1.2 x
+more calls and registrations per CPU-second, docs/benchmarks.md "The SIP layer compiled"; the
+switch layer's request path a further 1.2 x registrations, its twenty-fourth round). A
 compiled module is an extension (``headers.cpython-311-….so``) beside its source, and Python's
 import system prefers the extension. So that an edited source is never shadowed by an
 extension built from its older text, the build writes :data:`DIGEST_FILE` (a SHA-256 per
-source it compiled) and :func:`install` -- run by ``vosapp/sip/__init__.py`` before any of them
-is imported -- makes every one of them load from its source when
+source it compiled) and :func:`install` -- run by ``vosapp/__init__.py``, before any of them
+can be imported -- makes every one of them load from its source when
 
 - ``VOSAPP_PURE_PYTHON=1`` is set (pure Python on purpose: the reference the tests compare
   against, and a way to profile the Python lines),
@@ -16,7 +18,8 @@ is imported -- makes every one of them load from its source when
   ``pip install -e .``, to compile again).
 
 All or none: the compiled modules call each other's native classes directly, so a compiled
-one never runs beside the source of another.
+one never runs beside the source of another. A compiled class takes no attribute it does not
+declare, no weak reference and no patch of its methods.
 
 Nothing here imports the rest of vosapp (setup.py reads :data:`COMPILED_MODULES` from it).
 """
@@ -34,30 +37,44 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
-#: The modules of vosapp.sip that setup.py compiles: the per-message path of a call
-#: (parse, header access, transactions, dialogs, SDP) and digest authentication (issue #14:
-#: 2-6 % more registrations per CPU-second, docs/benchmarks.md, twenty-third round). uri is not
-#: compiled: its fast path fills a frozen dataclass through ``__dict__``, which a compiled
-#: class has not.
-COMPILED_MODULES = ("headers", "message", "parser", "transaction", "dialog", "sdp", "digest")
-#: mypyc's group: its shared library is ``vosapp/sip/_compiled__mypyc….so``.
-GROUP_NAME = "vosapp.sip._compiled"
-#: Written by setup.py beside the sources: ``<sha256> <module>.py`` per compiled module.
+#: The modules setup.py compiles, named below the package (``sip.parser`` is
+#: ``vosapp/sip/parser.py``):
+#: - vosapp.sip's per-message path of a call (parse, header access, transactions, dialogs,
+#:   SDP) and digest authentication (issue #14: 2-6 % more registrations per CPU-second,
+#:   docs/benchmarks.md, twenty-third round). uri is not compiled: its fast path fills a
+#:   frozen dataclass through ``__dict__``, which a compiled class has not;
+#: - vosapp.switch's request path: the core every request goes through, the authentication
+#:   policy and the registrar (twenty-fourth round). vosapp/trace.py is not compiled: mypyc
+#:   refuses its conditional ``__getattr__``.
+COMPILED_MODULES = (
+    "sip.headers", "sip.message", "sip.parser", "sip.transaction", "sip.dialog", "sip.sdp",
+    "sip.digest",
+    "switch.core", "switch.auth", "switch.registrar.model", "switch.registrar.logic",
+    "switch.registrar.bindings_store", "switch.registrar.service",
+)
+#: mypyc's group: its shared library is ``vosapp/_compiled__mypyc….so``.
+GROUP_NAME = "vosapp._compiled"
+#: Written by setup.py in vosapp/: ``<sha256> <path below vosapp>`` per compiled module.
 DIGEST_FILE = "compiled.sha256"
 
 HERE = Path(__file__).resolve().parent
 SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
+def source_path(name: str) -> str:
+    """A compiled module's source below the package: ``sip.parser`` -> ``sip/parser.py``."""
+    return name.replace(".", "/") + ".py"
+
+
 def source_digests(directory: Path = HERE) -> dict[str, str]:
     """SHA-256 of each compiled module's source, as setup.py records them."""
-    return {f"{name}.py": hashlib.sha256((directory / f"{name}.py").read_bytes()).hexdigest()
-            for name in COMPILED_MODULES}
+    return {path: hashlib.sha256((directory / path).read_bytes()).hexdigest()
+            for path in map(source_path, COMPILED_MODULES)}
 
 
 def write_digests(directory: Path) -> None:
     """Record the sources being compiled (setup.py, at build time)."""
-    lines = [f"{digest} {name}\n" for name, digest in source_digests(directory).items()]
+    lines = [f"{digest} {path}\n" for path, digest in source_digests(directory).items()]
     (directory / DIGEST_FILE).write_text("".join(lines))
 
 
@@ -75,7 +92,8 @@ def why_sources(directory: Path = HERE, environ: Mapping[str, str] | None = None
     if env.get("VOSAPP_PURE_PYTHON", "") not in ("", "0"):
         return "VOSAPP_PURE_PYTHON is set"
     stems = [*COMPILED_MODULES, GROUP_NAME.rsplit(".", 1)[1] + "__mypyc"]
-    missing = [stem for stem in stems if _extension(directory, stem) is None]
+    missing = [stem for stem in stems
+               if _extension(directory, stem.replace(".", "/")) is None]
     if len(missing) == len(stems):
         return "the install compiled nothing"
     digest_path = directory / DIGEST_FILE
@@ -83,10 +101,10 @@ def why_sources(directory: Path = HERE, environ: Mapping[str, str] | None = None
         return f"the build is incomplete ({', '.join(missing) or DIGEST_FILE} missing)"
     recorded: dict[str, str] = {}
     for line in digest_path.read_text().splitlines():
-        digest, _, name = line.partition(" ")
-        recorded[name] = digest
-    changed = [name for name, digest in source_digests(directory).items()
-               if recorded.get(name) != digest]
+        digest, _, path = line.partition(" ")
+        recorded[path] = digest
+    changed = [path for path, digest in source_digests(directory).items()
+               if recorded.get(path) != digest]
     if changed:
         return (f"{', '.join(changed)} changed since the build: run `make setup` (or "
                 "`pip install -e .`) to compile again")
@@ -98,14 +116,14 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.names = {f"vosapp.sip.{name}": name for name in COMPILED_MODULES}
+        self.paths = {f"vosapp.{name}": source_path(name) for name in COMPILED_MODULES}
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        name = self.names.get(fullname)
-        if name is None:
+        source = self.paths.get(fullname)
+        if source is None:
             return None
-        return importlib.util.spec_from_file_location(fullname, self.directory / f"{name}.py")
+        return importlib.util.spec_from_file_location(fullname, self.directory / source)
 
 
 #: Why the sources run (None: compiled, or nothing compiled to choose from); set by install().
@@ -122,8 +140,8 @@ def install() -> None:
     if reason is None:
         return
     if "changed since the build" in reason or "incomplete" in reason:
-        warnings.warn(f"vosapp.sip runs from its sources: {reason}", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(f"vosapp's compiled modules run from their sources: {reason}",
+                      RuntimeWarning, stacklevel=2)
     sys.meta_path.insert(0, _SourceFinder(HERE))
 
 
@@ -139,7 +157,7 @@ def running_compiled() -> dict[str, bool]:
     """For each compiled module already imported: whether it is the extension."""
     result: dict[str, bool] = {}
     for name in COMPILED_MODULES:
-        module = sys.modules.get(f"vosapp.sip.{name}")
+        module = sys.modules.get(f"vosapp.{name}")
         if module is not None:
             result[name] = not str(getattr(module, "__file__", "")).endswith(".py")
     return result
