@@ -1,10 +1,12 @@
 """The registrar and SQLite: other connections' commits seen by the next REGISTER, a failed
 COMMIT leaving nothing behind, and every binding on disk before its 200 leaves the switch; the
-store's memo of the bindings (written through) always holding what the table holds."""
+store's memo of the bindings (written through) always holding what the table holds, and the
+temporary store of a switch without a data directory."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -17,9 +19,11 @@ from hypothesis import strategies as st
 from tests.switch.test_register_handler import PHONE, make_rig
 from vosapp.clock import ManualClock
 from vosapp.store import Store, StoreError
+from vosapp.switch.core import SwitchCore
 from vosapp.switch.registrar import Binding, ContactRequest, Registrar
 from vosapp.switch.registrar.bindings_store import COLUMNS_SQL, bindings_from_rows, upsert
 from vosapp.switch.registrar.logic import MEMO
+from vosapp.switch.registrar.service import install
 
 
 def table(store: Store) -> list[tuple[object, ...]]:
@@ -231,3 +235,23 @@ def test_a_failed_commit_after_the_memo_took_the_binding_empties_it(tmp_path: Pa
         assert table(store) == [] and memo_of(store) == {}
         assert registrar.register("alice", [ContactRequest("sip:a@h1")], expires_header=600,
                                   call_id="cid-1", cseq=1, replace=True).ok
+
+
+def test_without_a_data_directory_the_bindings_store_goes_with_the_core() -> None:
+    # No data directory: the registrar keeps its bindings in a temporary store, removed when
+    # the core that holds it is collected, not at stop (a REGISTER may still arrive between
+    # the stop hooks and the transports closing). The compiled core takes no weak reference:
+    # the store removes its own directory.
+    core = SwitchCore(clock=ManualClock(), sender=lambda *_: None)
+    service, keepalive = install(core)
+    directory = service.registrar.store.path.parent
+    assert directory.is_dir()
+    assert any("lost on restart" in record.note for record in core.trace.records())
+    core.begin_stop()
+    assert directory.is_dir()  # stopped, still answering: the store stays
+    del service, keepalive
+    gc.collect()
+    assert directory.is_dir()
+    del core
+    gc.collect()
+    assert not directory.exists()
