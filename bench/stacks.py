@@ -19,8 +19,8 @@ LINE = re.compile(r":\d+\)$")
 
 
 def area(file: str) -> str:
-    if "__native_" in file:  # mypyc's C: the compiled SIP layer (vosapp/compiled.py)
-        return "vosapp.sip (compiled)"
+    if "__native_" in file:  # mypyc's C: the modules of vosapp/compiled.py
+        return "vosapp (compiled: SIP layer, switch's request path)"
     for marker, name in (("vosapp/sip/", "vosapp.sip"), ("vosapp/switch/call/", "vosapp.switch.call"),
                          ("vosapp/switch/", "vosapp.switch (core, auth, cdr, …)"),
                          ("vosapp/io/", "vosapp.io (runtime)"), ("vosapp/", "vosapp (other)"),

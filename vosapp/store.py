@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -563,6 +563,6 @@ class _Transaction:
 
 
 def _close_and_remove(connection: sqlite3.Connection, directory: str,
-                      rmtree: Any) -> None:
+                      rmtree: Callable[..., object]) -> None:
     connection.close()
     rmtree(directory, ignore_errors=True)
