@@ -29,7 +29,6 @@ FORBIDDEN = {
     "vosapp.errors": ("vosapp.",),
     "vosapp.clock": ("vosapp.",),
     "vosapp.net": ("vosapp.",),
-    "vosapp.records": ("vosapp.",),
 }
 
 

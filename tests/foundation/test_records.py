@@ -1,56 +1,150 @@
-"""``@record`` (vosapp/records.py): frozen to mypy, a plain slots dataclass at run time.
+"""The classes of the compiled modules (vosapp/compiled.py) write their ``__init__``, and the
+values made for every message are records: read-only dataclasses compared by value.
 
-The per-message values (the SIP transaction's effects, the authentication decision, the
-registrar's values) are records: they must still compare and hash by value, and an
-assignment to one of their fields must still be an error where it is checked, in mypy.
+mypyc compiles a dataclass as a native class, but the ``__init__`` the dataclasses module
+generates runs interpreted: ~1 thousand instructions a construction where a written one costs
+a few dozen (docs/benchmarks.md, "Records as native classes"). So every dataclass of a compiled
+module writes its own, with the fields' names in the fields' order, unless it is a frozen
+configuration value (``@dataclass(frozen=True)``: a written ``__init__`` could not assign) or
+made once per switch. A record
+(``@dataclass(slots=True, unsafe_hash=True)`` with every field ``Final``) is read-only to mypy,
+and to every caller at run time when compiled.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from vosapp.records import record
-from vosapp.sip.digest import VerifyOutcome, VerifyResult
+from vosapp import compiled
+from vosapp.sip.digest import Credentials, VerifyOutcome, VerifyResult
+from vosapp.sip.headers import CSeq
+from vosapp.sip.sdp import Codec
 from vosapp.sip.transaction import SentResponse, StartTimer, Terminated, TimerName, Transmit
-from vosapp.switch.auth import Action, AuthRequest, AuthResult, Decision, Reason
+from vosapp.switch.auth import Action, AuthEvent, AuthRequest, AuthResult, Decision, Reason
 from vosapp.switch.registrar.model import Binding, ContactRequest, RegisterOutcome
 
+PACKAGE = Path(compiled.__file__).resolve().parent
+RECORD_DECORATOR = "dataclass(slots=True, unsafe_hash=True)"
+#: Made once per switch, or per failing terminal, never per message: their generated
+#: ``__init__`` (and the registrar's ``__post_init__`` checks) stay.
+NOT_PER_MESSAGE = {"switch.core.CoreStats", "switch.registrar.logic.Registrar",
+                   "switch.auth.Suspension", "switch.auth._TerminalState"}
 
-@record
-class _Point:
-    x: int
-    y: int = 0
-    tags: tuple[str, ...] = dataclasses.field(default=())
+
+def _dataclasses() -> list[tuple[str, ast.ClassDef, str]]:
+    """(module, class, decorator source) of every dataclass in a compiled module's source."""
+    found = []
+    for name in compiled.COMPILED_MODULES:
+        tree = ast.parse((PACKAGE / compiled.source_path(name)).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for decorator in node.decorator_list:
+                    text = ast.unparse(decorator)
+                    if text.startswith("dataclass"):
+                        found.append((name, node, text))
+    return found
 
 
-def test_a_record_is_a_slots_dataclass_equal_and_hashed_by_value() -> None:
-    a, b = _Point(1, 2), _Point(1, 2)
-    assert a == b and hash(a) == hash(b) and a != _Point(1, 3)
-    assert {a: "first"}[b] == "first"
-    assert not hasattr(a, "__dict__") and _Point.__slots__ == ("x", "y", "tags")
-    assert dataclasses.replace(a, y=5) == _Point(1, 5)
-    assert repr(a) == "_Point(x=1, y=2, tags=())"
-    assert [f.name for f in dataclasses.fields(_Point)] == ["x", "y", "tags"]
+def _fields(node: ast.ClassDef) -> list[str]:
+    return [statement.target.id for statement in node.body
+            if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+            and "ClassVar" not in ast.unparse(statement.annotation)]
+
+
+DATACLASSES = _dataclasses()
+
+
+def test_the_compiled_modules_have_dataclasses_to_check() -> None:
+    names = {node.name for _, node, _ in DATACLASSES}
+    assert {"Transmit", "Binding", "Via", "SessionDescription", "Dialog"} <= names
+
+
+@pytest.mark.parametrize(("module", "node", "decorator"), DATACLASSES,
+                         ids=[f"{module}.{node.name}" for module, node, _ in DATACLASSES])
+def test_each_dataclass_writes_its_init_with_its_fields_in_order(
+        module: str, node: ast.ClassDef, decorator: str) -> None:
+    init = next((statement for statement in node.body
+                 if isinstance(statement, ast.FunctionDef) and statement.name == "__init__"),
+                None)
+    if init is None:
+        assert "frozen=True" in decorator or f"{module}.{node.name}" in NOT_PER_MESSAGE, (
+            f"{module}.{node.name} needs a written __init__ (the generated one runs "
+            "interpreted), or is a frozen value made once")
+        return
+    parameters = [argument.arg for argument in init.args.args[1:] + init.args.kwonlyargs]
+    assert parameters == _fields(node), f"{module}.{node.name}.__init__ and its fields differ"
+    assigned = {target.attr for statement in ast.walk(init) if isinstance(statement, ast.Assign)
+                for element in statement.targets
+                for target in (element.elts if isinstance(element, ast.Tuple) else [element])
+                if isinstance(target, ast.Attribute)}
+    assert assigned == set(parameters), f"{module}.{node.name}.__init__ must set every field"
+
+
+@pytest.mark.parametrize(("module", "node", "decorator"), DATACLASSES,
+                         ids=[f"{module}.{node.name}" for module, node, _ in DATACLASSES])
+def test_a_class_of_final_fields_is_a_record(module: str, node: ast.ClassDef,
+                                             decorator: str) -> None:
+    annotations = [ast.unparse(statement.annotation) for statement in node.body
+                   if isinstance(statement, ast.AnnAssign)]
+    finals = [annotation.startswith("Final[") for annotation in annotations]
+    if any(finals):
+        assert all(finals) and decorator == RECORD_DECORATOR, f"{module}.{node.name}"
+
+
+RECORDS = [
+    SentResponse(200, "<sip:a@b>;tag=1", b"SIP/2.0 200 OK\r\n\r\n"),
+    Transmit(SentResponse(200, "", b""), ("127.0.0.1", 5060), "UDP"),
+    StartTimer(TimerName.J, 32.0),
+    Terminated(),
+    VerifyResult(VerifyOutcome.OK, "alice"),
+    Credentials("alice", "lab", "n", "sip:lab", "0" * 32, nc=1, cnonce="c", qop="auth"),
+    Decision(Action.ACCEPT, Reason.AUTHENTICATED),
+    AuthRequest("REGISTER", "c1", "alice", "127.0.0.1", 5060),
+    AuthResult(Decision(Action.ACCEPT, Reason.AUTHENTICATED),
+               AuthRequest("REGISTER", "c1", "alice", "127.0.0.1"), "alice"),
+    AuthEvent(1e9, "127.0.0.1", 5060, "alice", "REGISTER", "authenticated"),
+    ContactRequest("sip:alice@127.0.0.1:5062", 3600, 0.5),
+    Binding("sip:alice@lab", "sip:alice@127.0.0.1:5062", 1e9, "c1", 2),
+    RegisterOutcome(200, "OK", (Binding("sip:alice@lab", "sip:a@h", 1e9, "c1", 2),)),
+    CSeq(1, "INVITE"),
+    Codec("PCMA", 8000, payload_type=8),
+]
+
+
+@pytest.mark.parametrize("value", RECORDS, ids=lambda value: type(value).__name__)
+def test_a_record_compares_and_hashes_by_value(value: object) -> None:
+    copy = dataclasses.replace(value)  # type: ignore[type-var]
+    assert copy == value and copy is not value and hash(copy) == hash(value)
+    assert {value: 1}[copy] == 1
+    assert not hasattr(value, "__dict__")  # slots, or a native class: no field may be added
+    assert repr(value).startswith(type(value).__name__ + "(")
+
+
+@pytest.mark.parametrize("value", RECORDS, ids=lambda value: type(value).__name__)
+def test_a_compiled_record_refuses_an_assignment_at_run_time(value: object) -> None:
+    if not all(compiled.running_compiled().values()):
+        pytest.skip(f"the sources run ({compiled.SOURCES_BECAUSE}): read-only to mypy only")
+    fields = dataclasses.fields(value)  # type: ignore[arg-type]
+    if not fields:
+        return
     with pytest.raises(AttributeError):
-        a.z = 3  # type: ignore[attr-defined]  # slots: no field may be added
+        setattr(value, fields[0].name, getattr(value, fields[0].name))
 
 
 def test_mypy_reports_an_assignment_to_a_record_field() -> None:
     program = textwrap.dedent("""
-        from vosapp.records import record
+        from vosapp.sip.transaction import StartTimer
         from vosapp.switch.registrar.model import Binding
 
-        @record
-        class Point:
-            x: int
-
-        def move(point: Point, binding: Binding) -> None:
-            point.x = 2
+        def move(timer: StartTimer, binding: Binding) -> None:
+            timer.delay = 2.0
             binding.cseq = 3
     """)
     result = subprocess.run(
@@ -58,28 +152,5 @@ def test_mypy_reports_an_assignment_to_a_record_field() -> None:
          "--follow-imports", "silent", "-c", program],
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert 'Property "x" defined in "Point" is read-only' in result.stdout, result.stdout
-    assert 'Property "cseq" defined in "Binding" is read-only' in result.stdout, result.stdout
-
-
-@pytest.mark.parametrize("value", [
-    SentResponse(200, "<sip:a@b>;tag=1", b"SIP/2.0 200 OK\r\n\r\n"),
-    Transmit(SentResponse(200, "", b""), ("127.0.0.1", 5060), "UDP"),
-    StartTimer(TimerName.J, 32.0),
-    Terminated(),
-    VerifyResult(VerifyOutcome.OK, "alice"),
-    Decision(Action.ACCEPT, Reason.AUTHENTICATED),
-    AuthRequest("REGISTER", "c1", "alice", "127.0.0.1", 5060),
-    AuthResult(Decision(Action.ACCEPT, Reason.AUTHENTICATED),
-               AuthRequest("REGISTER", "c1", "alice", "127.0.0.1"), "alice"),
-    ContactRequest("sip:alice@127.0.0.1:5062", 3600, 0.5),
-    Binding("sip:alice@lab", "sip:alice@127.0.0.1:5062", 1e9, "c1", 2),
-    RegisterOutcome(200, "OK", (Binding("sip:alice@lab", "sip:a@h", 1e9, "c1", 2),)),
-], ids=lambda value: type(value).__name__)
-def test_the_per_message_values_are_records(value: object) -> None:
-    """Equal to a copy, hashed like it, without a per-instance dict (slots), and built by
-    plain slot stores: no ``__setattr__`` of their own that ``__init__`` must go around."""
-    copy = dataclasses.replace(value)  # type: ignore[type-var]
-    assert copy == value and copy is not value and hash(copy) == hash(value)
-    assert not hasattr(value, "__dict__")
-    assert type(value).__setattr__ is object.__setattr__
+    assert 'Cannot assign to final attribute "delay"' in result.stdout, result.stdout
+    assert 'Cannot assign to final attribute "cseq"' in result.stdout, result.stdout

@@ -75,6 +75,18 @@ class Dialog:
     secure: bool = False
     state: DialogState = DialogState.EARLY
 
+    def __init__(self, call_id: str, local_tag: str, remote_tag: str, local_uri: NameAddr,
+                 remote_uri: NameAddr, remote_target: SipUri | AbsoluteUri,
+                 route_set: list[NameAddr] | None = None, local_seq: int | None = None,
+                 remote_seq: int | None = None, secure: bool = False,
+                 state: DialogState = DialogState.EARLY) -> None:
+        self.call_id, self.local_tag, self.remote_tag = call_id, local_tag, remote_tag
+        self.local_uri, self.remote_uri, self.remote_target = (
+            local_uri, remote_uri, remote_target)
+        self.route_set = [] if route_set is None else route_set
+        self.local_seq, self.remote_seq = local_seq, remote_seq
+        self.secure, self.state = secure, state
+
     @property
     def id(self) -> tuple[str, str, str]:
         """§12: (Call-ID, local tag, remote tag)."""

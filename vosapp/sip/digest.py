@@ -30,9 +30,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from vosapp.clock import Clock
-from vosapp.records import record
 
 __all__ = [
     "ALGORITHMS",
@@ -270,7 +270,7 @@ class Challenge:
         return "Digest " + ", ".join(parts)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Credentials:
     """An ``Authorization`` / ``Proxy-Authorization`` Digest response (RFC 7616 §3.4).
 
@@ -278,18 +278,28 @@ class Credentials:
     RFC 2069-style answer. ``str(credentials)`` gives the header value.
     """
 
-    username: str
-    realm: str
-    nonce: str
-    uri: str
-    response: str
-    algorithm: str = "MD5"
-    cnonce: str | None = None
-    opaque: str | None = None
-    qop: str | None = None
-    nc: int | None = None
-    userhash: bool = False
-    extra: tuple[tuple[str, str], ...] = ()
+    username: Final[str]
+    realm: Final[str]
+    nonce: Final[str]
+    uri: Final[str]
+    response: Final[str]
+    algorithm: Final[str]
+    cnonce: Final[str | None]
+    opaque: Final[str | None]
+    qop: Final[str | None]
+    nc: Final[int | None]
+    userhash: Final[bool]
+    extra: Final[tuple[tuple[str, str], ...]]
+
+    def __init__(self, username: str, realm: str, nonce: str, uri: str, response: str,
+                 algorithm: str = "MD5", cnonce: str | None = None, opaque: str | None = None,
+                 qop: str | None = None, nc: int | None = None, userhash: bool = False,
+                 extra: tuple[tuple[str, str], ...] = ()) -> None:
+        self.username, self.realm, self.nonce = username, realm, nonce
+        self.uri, self.response, self.algorithm = uri, response, algorithm
+        self.cnonce, self.opaque, self.qop, self.nc = (
+            cnonce, opaque, qop, nc)
+        self.userhash, self.extra = userhash, extra
 
     def __str__(self) -> str:
         parts = [
@@ -610,13 +620,18 @@ class VerifyOutcome(Enum):
     URI_MISMATCH = "uri-mismatch"
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class VerifyResult:
     """The outcome of :meth:`DigestServer.verify` with a human ``detail`` for the log."""
 
-    outcome: VerifyOutcome
-    username: str | None = None
-    detail: str = ""
+    outcome: Final[VerifyOutcome]
+    username: Final[str | None]
+    detail: Final[str]
+
+    def __init__(self, outcome: VerifyOutcome, username: str | None = None,
+                 detail: str = "") -> None:
+        self.outcome, self.username, self.detail = (
+            outcome, username, detail)
 
     @property
     def ok(self) -> bool:
@@ -641,6 +656,9 @@ class _NonceState:
     #: the issue time, ``issued`` in the whole milliseconds the nonce carries).
     algorithm: str
     last_nc: int = 0
+
+    def __init__(self, issued: float, algorithm: str, last_nc: int = 0) -> None:
+        self.issued, self.algorithm, self.last_nc = issued, algorithm, last_nc
 
 
 class DigestServer:

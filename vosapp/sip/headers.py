@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from vosapp.sip.uri import AbsoluteUri, SipParseError, SipUri, parse_any_uri
 
@@ -375,6 +375,11 @@ class NameAddr:
     display: str | None = None
     params: dict[str, str | None] = field(default_factory=dict)
 
+    def __init__(self, uri: SipUri | AbsoluteUri, display: str | None = None,
+                 params: dict[str, str | None] | None = None) -> None:
+        self.uri, self.display = uri, display
+        self.params = {} if params is None else params
+
     def copy(self) -> NameAddr:
         """A copy sharing nothing mutable with this value (the dialog layer copies From/To for
         every request it builds: ``copy.deepcopy`` cost ~0.1 ms each)."""
@@ -489,6 +494,13 @@ class Via:
     params: dict[str, str | None] = field(default_factory=dict)
     protocol: str = "SIP/2.0"
 
+    def __init__(self, transport: str, host: str, port: int | None = None,
+                 params: dict[str, str | None] | None = None,
+                 protocol: str = "SIP/2.0") -> None:
+        self.transport, self.host, self.port = transport, host, port
+        self.params = {} if params is None else params
+        self.protocol = protocol
+
     @property
     def branch(self) -> str | None:
         return self.params.get("branch")
@@ -582,12 +594,15 @@ def parse_vias(value: str) -> list[Via]:
     return [_parse_one_via(part) for part in _nonempty_elements(value, "Via")]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CSeq:
     """``CSeq: 4711 INVITE`` (§20.16): number below 2**31 and the method."""
 
-    number: int
-    method: str
+    number: Final[int]
+    method: Final[str]
+
+    def __init__(self, number: int, method: str) -> None:
+        self.number, self.method = number, method
 
     def __str__(self) -> str:
         return f"{self.number} {self.method}"

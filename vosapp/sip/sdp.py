@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from vosapp.sip.headers import HeaderMemo
 
@@ -69,7 +70,7 @@ class NoCommonCodec(SdpError):
 # Codecs
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Codec:
     """An RTP payload format: ``encoding/clock_rate[/channels]`` plus optional fmtp.
 
@@ -78,11 +79,16 @@ class Codec:
     case-insensitively (RFC 8866 §6.6).
     """
 
-    encoding: str
-    clock_rate: int
-    channels: int = 1
-    payload_type: int | None = None
-    fmtp: str | None = None
+    encoding: Final[str]
+    clock_rate: Final[int]
+    channels: Final[int]
+    payload_type: Final[int | None]
+    fmtp: Final[str | None]
+
+    def __init__(self, encoding: str, clock_rate: int, channels: int = 1,
+                 payload_type: int | None = None, fmtp: str | None = None) -> None:
+        self.encoding, self.clock_rate, self.channels = encoding, clock_rate, channels
+        self.payload_type, self.fmtp = payload_type, fmtp
 
     def matches(self, other: Codec, *, g729_variants: bool = False) -> bool:
         """Same payload format. With ``g729_variants`` G729, G729a, G729b and G729ab count as
@@ -202,6 +208,12 @@ class Origin:
     addrtype: str = "IP4"
     address: str = "0.0.0.0"
 
+    def __init__(self, username: str, session_id: str, session_version: int, nettype: str = "IN",
+                 addrtype: str = "IP4", address: str = "0.0.0.0") -> None:
+        self.username, self.session_id, self.session_version = (
+            username, session_id, session_version)
+        self.nettype, self.addrtype, self.address = nettype, addrtype, address
+
     def __str__(self) -> str:
         return (
             f"{self.username} {self.session_id} {self.session_version} "
@@ -217,6 +229,9 @@ class Connection:
     nettype: str = "IN"
     addrtype: str = "IP4"
 
+    def __init__(self, address: str, nettype: str = "IN", addrtype: str = "IP4") -> None:
+        self.address, self.nettype, self.addrtype = address, nettype, addrtype
+
     def __str__(self) -> str:
         return f"{self.nettype} {self.addrtype} {self.address}"
 
@@ -228,18 +243,26 @@ class Attribute:
     name: str
     value: str | None = None
 
+    def __init__(self, name: str, value: str | None = None) -> None:
+        self.name, self.value = name, value
+
     def __str__(self) -> str:
         return self.name if self.value is None else f"{self.name}:{self.value}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RtpMap:
     """``a=rtpmap:<payload type> <encoding name>/<clock rate>[/<channels>]``."""
 
-    payload_type: int
-    encoding: str
-    clock_rate: int
-    channels: int = 1
+    payload_type: Final[int]
+    encoding: Final[str]
+    clock_rate: Final[int]
+    channels: Final[int]
+
+    def __init__(self, payload_type: int, encoding: str, clock_rate: int,
+                 channels: int = 1) -> None:
+        self.payload_type, self.encoding = payload_type, encoding
+        self.clock_rate, self.channels = clock_rate, channels
 
 
 # RFC 8866 §5 field order; lines vosapp does not interpret keep their relative order.
@@ -259,6 +282,23 @@ class MediaDescription:
     connection: Connection | None = None
     attributes: list[Attribute] = field(default_factory=list)
     other_lines: list[tuple[str, str]] = field(default_factory=list)  # i=, b=, k= in order
+
+    def __init__(self, media: str, port: int, proto: str, formats: list[str],
+                 port_count: int | None = None, connection: Connection | None = None,
+                 attributes: list[Attribute] | None = None,
+                 other_lines: list[tuple[str, str]] | None = None) -> None:
+        self.media, self.port, self.proto, self.formats = media, port, proto, formats
+        self.port_count, self.connection = port_count, connection
+        self.attributes = [] if attributes is None else attributes
+        self.other_lines = [] if other_lines is None else other_lines
+
+    def __deepcopy__(self, memo: dict[int, object]) -> MediaDescription:
+        # Field by field: a compiled (mypyc) class has no argument-free constructor for
+        # copy's default; every field below a list is a str, an int or a tuple of them.
+        return MediaDescription(
+            self.media, self.port, self.proto, list(self.formats), self.port_count,
+            None if self.connection is None else replace(self.connection),
+            [replace(attribute) for attribute in self.attributes], list(self.other_lines))
 
     # -- attribute helpers ------------------------------------------------------------------
 
@@ -388,6 +428,25 @@ class SessionDescription:
     media: list[MediaDescription] = field(default_factory=list)
     other_lines: list[tuple[str, str]] = field(default_factory=list)  # i u e p b t r z k
     version: int = 0
+
+    def __init__(self, origin: Origin, session_name: str = "-",
+                 connection: Connection | None = None, attributes: list[Attribute] | None = None,
+                 media: list[MediaDescription] | None = None,
+                 other_lines: list[tuple[str, str]] | None = None, version: int = 0) -> None:
+        self.origin, self.session_name, self.connection = origin, session_name, connection
+        self.attributes = [] if attributes is None else attributes
+        self.media = [] if media is None else media
+        self.other_lines = [] if other_lines is None else other_lines
+        self.version = version
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SessionDescription:
+        # As MediaDescription's: a compiled class has no argument-free constructor.
+        return SessionDescription(
+            replace(self.origin), self.session_name,
+            None if self.connection is None else replace(self.connection),
+            [replace(attribute) for attribute in self.attributes],
+            [media.__deepcopy__(memo) for media in self.media], list(self.other_lines),
+            self.version)
 
     @classmethod
     def parse(cls, data: object) -> SessionDescription:
@@ -712,17 +771,24 @@ _ANSWER_DIRECTION = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Answer:
     """The answer SDP plus what the call/media layers need from the negotiation."""
 
-    sdp: SessionDescription
-    codec: Codec  # the chosen codec with the offerer's payload type and fmtp
-    telephone_event_pt: int | None
-    remote_address: str | None  # where to send RTP (the offer's connection address)
-    remote_port: int
-    ptime: int | None  # offerer's packetization time, when given
-    direction: str  # the answer's direction for the accepted stream
+    sdp: Final[SessionDescription]
+    codec: Final[Codec]  # the chosen codec with the offerer's payload type and fmtp
+    telephone_event_pt: Final[int | None]
+    remote_address: Final[str | None]  # where to send RTP (the offer's connection address)
+    remote_port: Final[int]
+    ptime: Final[int | None]  # offerer's packetization time, when given
+    direction: Final[str]  # the answer's direction for the accepted stream
+
+    def __init__(self, sdp: SessionDescription, codec: Codec, telephone_event_pt: int | None,
+                 remote_address: str | None, remote_port: int, ptime: int | None,
+                 direction: str) -> None:
+        self.sdp, self.codec, self.telephone_event_pt = sdp, codec, telephone_event_pt
+        self.remote_address, self.remote_port = remote_address, remote_port
+        self.ptime, self.direction = ptime, direction
 
 
 def answer(

@@ -34,10 +34,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
 from vosapp.net import Address
-from vosapp.records import record
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock, TimerHandle
@@ -103,7 +102,7 @@ class TimerSettings:
 # Slotted: a call makes some forty of them (each transaction step returns a list).
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class SentResponse:
     """A response as a server transaction sends and keeps it: its wire bytes (``bytes()`` of
     it), and the status and To the transaction still reads (``final_sent``, the RFC 2543 ACK
@@ -111,11 +110,14 @@ class SentResponse:
     transaction keeps its last response for up to 64*T1 of retransmissions, which are then
     not serialized again."""
 
-    status: int
+    status: Final[int]
     #: the To header's text; its tag is parsed only when an RFC 2543 ACK is matched (a
     #: final response's To carries a fresh tag: parsing it for every response costs µs)
-    to: str
-    data: bytes
+    to: Final[str]
+    data: Final[bytes]
+
+    def __init__(self, status: int, to: str, data: bytes) -> None:
+        self.status, self.to, self.data = status, to, data
 
     def __bytes__(self) -> bytes:
         return self.data
@@ -127,56 +129,82 @@ class SentResponse:
         return NAME_ADDR_MEMO(self.to).params.get("tag") if self.to else None
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class Transmit:
     """Send ``message`` to ``destination`` over ``transport`` (a server transaction's
     responses go as :class:`SentResponse`)."""
 
-    message: Request | Response | SentResponse
-    destination: Address
-    transport: str
+    message: Final[Request | Response | SentResponse]
+    destination: Final[Address]
+    transport: Final[str]
+
+    def __init__(self, message: Request | Response | SentResponse, destination: Address,
+                 transport: str) -> None:
+        self.message, self.destination, self.transport = (
+            message, destination, transport)
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class StartTimer:
-    timer: TimerName
-    delay: float
+    timer: Final[TimerName]
+    delay: Final[float]
+
+    def __init__(self, timer: TimerName, delay: float) -> None:
+        self.timer, self.delay = timer, delay
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class CancelTimer:
-    timer: TimerName
+    timer: Final[TimerName]
+
+    def __init__(self, timer: TimerName) -> None:
+        self.timer = timer
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class DeliverResponse:
     """Client transaction → TU: a response (1xx, 2xx, the first of each non-2xx final)."""
 
-    response: Response
+    response: Final[Response]
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class DeliverRequest:
     """Server transaction → TU: a request the TU must see (the ACK for a 2xx, RFC 6026)."""
 
-    request: Request
+    request: Final[Request]
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class TimedOut:
     """Timer B, F (client: no final response) or H (server: no ACK) fired."""
 
-    timer: TimerName
+    timer: Final[TimerName]
+
+    def __init__(self, timer: TimerName) -> None:
+        self.timer = timer
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class TransportFailed:
-    reason: str
+    reason: Final[str]
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class Terminated:
     """The transaction is over and leaves the layer's tables."""
+
+    def __init__(self) -> None:
+        pass
 
 
 Action = (

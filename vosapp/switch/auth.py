@@ -56,11 +56,10 @@ import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from vosapp.clock import Clock
 from vosapp.params import Params
-from vosapp.records import record
 from vosapp.sip import SipParseError
 from vosapp.sip.digest import DigestError, VerifyOutcome, parse_credentials
 
@@ -155,12 +154,17 @@ class Reason(enum.Enum):
     UNSUSPENDED = "unsuspended"
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class Decision:
-    action: Action
-    reason: Reason
-    status: int | None = None  # 401/407 (CHALLENGE), 403/400 (REJECT), None (ACCEPT/DROP)
-    stale: bool = False  # CHALLENGE only: RFC 7616 stale=true
+    action: Final[Action]
+    reason: Final[Reason]
+    status: Final[int | None]  # 401/407 (CHALLENGE), 403/400 (REJECT), None (ACCEPT/DROP)
+    stale: Final[bool]  # CHALLENGE only: RFC 7616 stale=true
+
+    def __init__(self, action: Action, reason: Reason, status: int | None = None,
+                 stale: bool = False) -> None:
+        self.action, self.reason, self.status, self.stale = (
+            action, reason, status, stale)
 
     @property
     def challenge_header(self) -> str | None:
@@ -179,33 +183,44 @@ class Decision:
         return self.action in (Action.CHALLENGE, Action.REJECT)
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class AuthRequest:
     """The facts of one request that matter to the policy."""
 
-    method: str
-    call_id: str
-    user: str  # credentials username, else the To (REGISTER) / From (INVITE) user part
-    source_host: str
-    source_port: int = 0
+    method: Final[str]
+    call_id: Final[str]
+    user: Final[str]  # credentials username, else the To (REGISTER) / From (INVITE) user part
+    source_host: Final[str]
+    source_port: Final[int]
+
+    def __init__(self, method: str, call_id: str, user: str, source_host: str,
+                 source_port: int = 0) -> None:
+        self.method, self.call_id, self.user = method, call_id, user
+        self.source_host, self.source_port = source_host, source_port
 
     @property
     def terminal(self) -> tuple[str, str]:
         return (self.user, self.source_host)
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class AuthEvent:
     """One row of the audit trail."""
 
-    wall: float  # Unix time
-    source_host: str
-    source_port: int
-    user: str
-    method: str
-    reason: str
-    call_id: str = ""
-    detail: str = ""
+    wall: Final[float]  # Unix time
+    source_host: Final[str]
+    source_port: Final[int]
+    user: Final[str]
+    method: Final[str]
+    reason: Final[str]
+    call_id: Final[str]
+    detail: Final[str]
+
+    def __init__(self, wall: float, source_host: str, source_port: int, user: str, method: str,
+                 reason: str, call_id: str = "", detail: str = "") -> None:
+        self.wall, self.source_host, self.source_port = wall, source_host, source_port
+        self.user, self.method, self.reason = user, method, reason
+        self.call_id, self.detail = call_id, detail
 
 
 class SuspensionScope(enum.Enum):
@@ -272,6 +287,11 @@ class AuthSession:
     started: float
     failures: int = 0  # bad credentials so far (each one re-challenged while <= retry)
     challenges: int = 0
+
+    def __init__(self, key: tuple[str, str, str], params: Params, started: float,
+                 failures: int = 0, challenges: int = 0) -> None:
+        self.key, self.params, self.started = key, params, started
+        self.failures, self.challenges = failures, challenges
 
     @property
     def retry_limit(self) -> int:
@@ -632,12 +652,17 @@ class _AccountLike(Protocol):
     def allows(self, address: str) -> bool: ...
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class AuthResult:
-    decision: Decision
-    request: AuthRequest
-    username: str | None = None  # the authenticated user (ACCEPT only)
-    detail: str = ""
+    decision: Final[Decision]
+    request: Final[AuthRequest]
+    username: Final[str | None]  # the authenticated user (ACCEPT only)
+    detail: Final[str]
+
+    def __init__(self, decision: Decision, request: AuthRequest, username: str | None = None,
+                 detail: str = "") -> None:
+        self.decision, self.request = decision, request
+        self.username, self.detail = username, detail
 
     @property
     def accepted(self) -> bool:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-
-from vosapp.records import record
+from dataclasses import dataclass
+from typing import Final
 
 #: Larger than any sane expiry; Expires values beyond it are clamped before arithmetic.
 _EXPIRES_CEILING = 2**32 - 1
@@ -29,43 +29,62 @@ def parse_expires(value: str | int | None) -> int | None:
     return _EXPIRES_CEILING if len(text.lstrip("0")) > 10 else min(int(text), _EXPIRES_CEILING)
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class ContactRequest:
     """One Contact of a REGISTER: its URI (as text) and its own parameters."""
 
-    uri: str
-    expires: int | None = None  # the contact's ``expires`` parameter, parsed
-    q: float | None = None
+    uri: Final[str]
+    expires: Final[int | None]  # the contact's ``expires`` parameter, parsed
+    q: Final[float | None]
+
+    def __init__(self, uri: str, expires: int | None = None, q: float | None = None) -> None:
+        self.uri, self.expires, self.q = uri, expires, q
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class Binding:
-    aor: str
-    contact: str
-    expires_at: float  # Unix time
-    call_id: str
-    cseq: int
-    q: float | None = None
-    transport: str = "udp"
-    received_host: str = ""
-    received_port: int = 0
-    path: tuple[str, ...] = ()
-    user_agent: str = ""
-    registered_at: float = 0.0
+    aor: Final[str]
+    contact: Final[str]
+    expires_at: Final[float]  # Unix time
+    call_id: Final[str]
+    cseq: Final[int]
+    q: Final[float | None]
+    transport: Final[str]
+    received_host: Final[str]
+    received_port: Final[int]
+    path: Final[tuple[str, ...]]
+    user_agent: Final[str]
+    registered_at: Final[float]
+
+    def __init__(self, aor: str, contact: str, expires_at: float, call_id: str, cseq: int,
+                 q: float | None = None, transport: str = "udp", received_host: str = "",
+                 received_port: int = 0, path: tuple[str, ...] = (), user_agent: str = "",
+                 registered_at: float = 0.0) -> None:
+        self.aor, self.contact, self.expires_at = aor, contact, expires_at
+        self.call_id, self.cseq, self.q = call_id, cseq, q
+        self.transport, self.path = transport, path
+        self.received_host, self.received_port = received_host, received_port
+        self.user_agent, self.registered_at = user_agent, registered_at
 
     def remaining(self, wall: float) -> int:
         """Seconds left, rounded up (what goes in the 200's ``expires`` parameter)."""
         return max(0, math.ceil(self.expires_at - wall))
 
 
-@record
+@dataclass(slots=True, unsafe_hash=True)
 class RegisterOutcome:
-    status: int
-    reason: str
-    bindings: tuple[Binding, ...] = ()  # for the 200: every live binding of the AOR
-    min_expires: int | None = None  # for a 423
-    path: tuple[str, ...] = ()  # echoed in the 200 (RFC 3327 §5.3)
-    now: float = 0.0  # the wall time the outcome was computed at
+    status: Final[int]
+    reason: Final[str]
+    bindings: Final[tuple[Binding, ...]]  # for the 200: every live binding of the AOR
+    min_expires: Final[int | None]  # for a 423
+    path: Final[tuple[str, ...]]  # echoed in the 200 (RFC 3327 §5.3)
+    now: Final[float]  # the wall time the outcome was computed at
+
+    def __init__(self, status: int, reason: str, bindings: tuple[Binding, ...] = (),
+                 min_expires: int | None = None, path: tuple[str, ...] = (),
+                 now: float = 0.0) -> None:
+        self.status, self.reason, self.bindings = status, reason, bindings
+        self.min_expires, self.path, self.now = min_expires, path, now
 
     @property
     def ok(self) -> bool:
