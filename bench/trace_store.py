@@ -42,7 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vosapp.store import Store
-from vosapp.trace import DEFAULT_MAX_PERSISTED_BYTES, Trace, load_records
+from vosapp.trace import (
+    DEFAULT_MAX_PERSISTED_BYTES,
+    Trace,
+    TraceRecord,
+    load_records,
+    sniff_fields,
+)
 
 A = ("127.0.0.1", 5060)
 B = ("127.0.0.1", 5070)
@@ -141,8 +147,9 @@ def one_pass(indexed: bool, *, prefill: int, count: int, in_flight: int, cap: in
             src = messages(prefill + count, in_flight, 0)
 
             def record(raw: bytes) -> None:
-                if sniffed:
-                    _ = trace.message("in", "UDP", B, A, raw).call_id
+                if sniffed:  # a record with its fields read, as schemas 2 and 3 made it
+                    trace.add(TraceRecord(time.monotonic(), time.time(), "in", "UDP", B, A, raw,
+                                          **sniff_fields(raw)))
                 else:
                     trace.message("in", "UDP", B, A, raw)
 

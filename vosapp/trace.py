@@ -41,7 +41,8 @@ SNIFFED_FIELDS = ("method", "status", "call_id", "cseq", "branch")
 class TraceRecord:
     """One message or event. ``raw`` is the exact bytes on the wire (empty for events).
 
-    A message recorded by :meth:`Trace.message` (``sniff=True``) is cheap to record: its
+    A message recorded by :meth:`Trace.message` is cheap to record: the trace keeps its wire
+    tuple and builds the record (``sniff=True``) when something reads it, and its
     method/status/Call-ID/CSeq/branch are read from ``raw`` the first time one of them is
     asked for (most records are never looked at), then kept."""
 
@@ -123,6 +124,23 @@ def _fill_slots(record: TraceRecord, mono: float, wall: float, direction: str, t
 
 
 _new_record = object.__new__
+
+#: A message on the wire as the ring and the store's queue hold it until something asks for
+#: its record: (mono, wall, direction, transport, src, dst, raw, note), the arguments of
+#: :func:`_fill_slots`. Most messages are never looked at (a registration records four), and
+#: building the record cost ~7 thousand instructions of the ~656 thousand a registration
+#: costs in process (docs/benchmarks.md, "The trace's wire records").
+_Wire = tuple[float, float, str, str, Address, Address, bytes, str]
+#: What the ring and the store's queue hold: a record (events, and what :meth:`Trace.add` was
+#: given), or a message not yet made a record.
+_Held = TraceRecord | _Wire
+
+
+def _record(held: _Held) -> TraceRecord:
+    """The record of what the ring holds (a message's is built here, sniffed when read)."""
+    if isinstance(held, TraceRecord):
+        return held
+    return _fill_slots(_new_record(TraceRecord), *held)
 
 
 def message_fields(message: Request | Response | None, via: Via | None = None
@@ -231,13 +249,13 @@ class Trace:
             raise ValueError(f"trace capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.clock = clock
-        self._ring: deque[TraceRecord] = deque(maxlen=capacity)
+        self._ring: deque[_Held] = deque(maxlen=capacity)
         #: Records ever added: the newest one's number (:meth:`numbered_since`).
         self.added = 0
         self._subscribers: list[Callable[[TraceRecord], None]] = []
         self._lock = threading.Lock()
         self._store: Store | None = None
-        self._pending: list[TraceRecord] = []
+        self._pending: list[_Held] = []
         #: Records are written to SQLite in batches of this size (and on :meth:`flush`). A
         #: batch is written on the switch's event loop, ~8.5 µs a record: 64 holds the loop
         #: ~0.55 ms, where 256 held it ~2.2 ms, for ~30 % more log bytes per record (the
@@ -267,20 +285,24 @@ class Trace:
         self._store = store
 
     def add(self, record: TraceRecord) -> TraceRecord:
+        self._hold(record)
+        return record
+
+    def _hold(self, held: _Held) -> None:
         with self._lock:
-            self._ring.append(record)
+            self._ring.append(held)
             self.added += 1
         if self._store is not None:
-            self._pending.append(record)
+            self._pending.append(held)
             if len(self._pending) >= self.batch_size:
                 self.flush()
         if self._subscribers:  # the usual case under load: none (the control API polls)
+            record = _record(held)
             for callback in list(self._subscribers):
                 try:
                     callback(record)
                 except Exception:
                     log.exception("trace subscriber %r failed", callback)
-        return record
 
     def flush(self) -> int:
         """Write pending records to SQLite (one transaction); returns how many."""
@@ -290,7 +312,7 @@ class Trace:
         try:
             with self._store.transaction() as db:
                 written = _insert(db, batch)
-                self._persisted_bytes += sum(stored_size(record) for record in written)
+                self._persisted_bytes += sum(map(_stored_size, written))
                 self._prune(db)
         except Exception:  # persistence must never take the switch down
             log.exception("could not persist %d trace records", len(batch))
@@ -326,21 +348,21 @@ class Trace:
         return self.clock.now(), self.clock.wall()
 
     def message(self, direction: str, transport: str, src: Address, dst: Address, raw: bytes,
-                note: str = "") -> TraceRecord:
-        """Record a message on the wire. Its fields (method, status, Call-ID, CSeq, branch)
-        are read from the bytes (:func:`sniff_fields`) when first asked for, not now: the
-        bytes of a message that parsed always carry its Call-ID line, so its parse is not
-        needed."""
+                note: str = "") -> None:
+        """Record a message on the wire. Its record is built when something reads it (a
+        reader of the ring, a subscriber: at once), and its fields (method, status, Call-ID,
+        CSeq, branch) are read from the bytes (:func:`sniff_fields`) when first asked for:
+        the bytes of a message that parsed always carry its Call-ID line, so its parse is not
+        needed. The store writes it without either."""
         clock = self.clock
         if clock is None:
             mono, wall = self._times()
         else:  # what _times() does, without its call and tuple (four records a registration)
             mono, wall = clock.now(), clock.wall()
-        # A sniffed record (the five message fields unset), built without binding
-        # TraceRecord.__init__'s fourteen parameters: four records per registration.
-        return self.add(_fill_slots(_new_record(TraceRecord), mono, wall, direction,
-                                    transport.upper(), as_address(src), as_address(dst),
-                                    bytes(raw), note))
+        # An address is the socket's tuple (or a list, after JSON): no call for the tuple
+        self._hold((mono, wall, direction, transport.upper(),
+                    src if type(src) is tuple else as_address(src),
+                    dst if type(dst) is tuple else as_address(dst), bytes(raw), note))
 
     def event(self, text: str, **fields: Any) -> TraceRecord:
         """Record a non-message event; ``fields`` are TraceRecord fields (call_id, src, …)."""
@@ -364,8 +386,8 @@ class Trace:
         """Records in the ring, oldest first, filtered like VOS3000's debug trace."""
         with self._lock:
             snapshot = list(self._ring)
-        return list(filter_records(snapshot, address=address, call_id=call_id, method=method,
-                                   direction=direction, since=since))
+        return list(filter_records(map(_record, snapshot), address=address, call_id=call_id,
+                                   method=method, direction=direction, since=since))
 
     def numbered_since(self, since: int, limit: int) -> list[tuple[int, TraceRecord]]:
         """The records numbered above ``since`` still in the ring, oldest first, at most
@@ -378,8 +400,8 @@ class Trace:
             stop = min(newest, start + limit - 1)
             if stop < start:
                 return []
-            held = islice(self._ring, start - first, stop - first + 1)
-            return list(zip(range(start, stop + 1), held, strict=True))
+            held = list(islice(self._ring, start - first, stop - first + 1))
+        return list(zip(range(start, stop + 1), map(_record, held), strict=True))
 
     def clear(self) -> None:
         with self._lock:
@@ -426,6 +448,12 @@ def stored_size(record: TraceRecord) -> int:
     return len(record.raw) + len(record.note.encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
 
 
+def _stored_size(held: _Held) -> int:
+    if isinstance(held, TraceRecord):
+        return stored_size(held)
+    return len(held[6]) + len(held[7].encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
+
+
 def _lossless(text: str | None) -> str | bytes | None:
     """Text as SQLite can store it. Field values decoded from the wire may carry undecodable
     bytes as surrogate escapes (e.g. 0xE7 -> U+DCE7), which SQLite's UTF-8 text refuses:
@@ -453,7 +481,12 @@ _CALL_ID_SLOT = TraceRecord.__dict__["call_id"].__get__
 _UNSNIFFED = (None, None, None, None, None)
 
 
-def _row(record: TraceRecord) -> tuple[Any, ...]:
+def _row(held: _Held) -> tuple[Any, ...]:
+    if not isinstance(held, TraceRecord):  # a message nobody read: stored unsniffed
+        mono, wall, direction, transport, src, dst, raw, note = held
+        return (mono, wall, direction, transport, _lossless(src[0]), src[1],
+                _lossless(dst[0]), dst[1], raw, *_UNSNIFFED, _lossless(note))
+    record = held
     try:
         _CALL_ID_SLOT(record)
     except AttributeError:  # not yet sniffed: stored without its fields (schema 4)
@@ -466,7 +499,7 @@ def _row(record: TraceRecord) -> tuple[Any, ...]:
             record.raw, *fields, _lossless(record.note))
 
 
-def _insert(db: sqlite3.Connection, batch: list[TraceRecord]) -> list[TraceRecord]:
+def _insert(db: sqlite3.Connection, batch: list[_Held]) -> list[_Held]:
     """Insert ``batch``; returns the records written. One record SQLite refuses is logged and
     skipped: it must not take its whole batch with it."""
     db.execute("SAVEPOINT trace_batch")
@@ -479,13 +512,13 @@ def _insert(db: sqlite3.Connection, batch: list[TraceRecord]) -> list[TraceRecor
         return batch
     db.execute("RELEASE trace_batch")
     written = []
-    for record in batch:  # the slow path, only for a batch holding an unstorable record
+    for held in batch:  # the slow path, only for a batch holding an unstorable record
         try:
-            db.execute(_INSERT, _row(record))
+            db.execute(_INSERT, _row(held))
         except (sqlite3.Error, ValueError, OverflowError) as exc:
-            log.error("trace record not persisted (%s): %r", exc, record)
+            log.error("trace record not persisted (%s): %r", exc, _record(held))
         else:
-            written.append(record)
+            written.append(held)
     return written
 
 

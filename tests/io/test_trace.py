@@ -59,8 +59,9 @@ def test_message_fields_are_read_from_the_bytes_when_first_asked(
 
     monkeypatch.setattr(vosapp.trace, "sniff_fields", counting_sniff)
     trace = Trace(10)
-    record = trace.message("in", "udp", B, A, ok("lazy"))
-    assert sniffed == []  # recording a message does not read it
+    trace.message("in", "udp", B, A, ok("lazy"))
+    [record] = trace.records()  # built now, from the ring's wire tuple
+    assert sniffed == []  # recording a message, or building its record, does not read it
     assert (record.status, record.method, record.call_id, record.cseq, record.branch) == (
         200, "OPTIONS", "lazy", "7 OPTIONS", "z9hG4bKt1")
     assert record.call_id == "lazy" and len(sniffed) == 1  # read once, then kept
@@ -70,7 +71,8 @@ def test_message_fields_are_read_from_the_bytes_when_first_asked(
     assert record == eager and replace(record, note="x").note == "x"
     with pytest.raises(dataclasses.FrozenInstanceError):  # filled through its slots' setters
         record.note = "x"  # type: ignore[misc]
-    assert '"call_id": "lazy"' in records_to_json([trace.message("out", "UDP", A, B, ok("lazy"))])
+    trace.message("out", "UDP", A, B, ok("lazy"))
+    assert '"call_id": "lazy"' in records_to_json(trace.records(direction="out"))
     assert trace.records(call_id="lazy", method="OPTIONS", direction="in") == [record]
     with pytest.raises(AttributeError):
         _ = record.nonexistent  # type: ignore[attr-defined]
@@ -83,7 +85,9 @@ def test_a_parsed_message_always_sniffs_what_its_parse_says() -> None:
                 b"\r\n" + ok().replace(b"CSeq: 7", b"cseq:   7")):
         message = parse(raw)
         assert sniff_fields(raw)["call_id"] == message_fields(message)["call_id"]
-        assert Trace(1).message("in", "UDP", B, A, raw).call_id == "c1"
+        trace = Trace(1)
+        trace.message("in", "UDP", B, A, raw)
+        assert trace.records()[0].call_id == "c1"
 
 
 def test_ring_is_bounded_and_subscribers_see_everything() -> None:
@@ -270,10 +274,10 @@ def _stored_fields(store: Store) -> list[tuple[object, ...]]:
 
 def test_message_rows_are_stored_unsniffed_and_read_from_their_bytes_on_load(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Trace schema 4: a message nobody looked at is stored without its five fields (reading
-    them from the bytes was ~40 % of a stored message's cost on the event loop,
-    bench/trace_store.py); a record already read keeps them, an event always does; all load
-    back equal, the unsniffed ones read from their bytes."""
+    """Trace schema 4: a message is stored without its five fields, read from the ring or not
+    (reading them from the bytes was ~40 % of a stored message's cost on the event loop,
+    bench/trace_store.py); a record added with its fields keeps them, an event always does;
+    all load back equal, the unsniffed ones read from their bytes."""
     sniffed: list[bytes] = []
 
     def counting_sniff(raw: bytes) -> dict[str, object]:
@@ -284,14 +288,17 @@ def test_message_rows_are_stored_unsniffed_and_read_from_their_bytes_on_load(
         trace = Trace(10, clock=ManualClock(), store=store)
         monkeypatch.setattr(vosapp.trace, "sniff_fields", counting_sniff)
         trace.message("in", "UDP", B, A, options("unread"))
-        looked_at = trace.message("out", "UDP", A, B, ok("read"))
-        assert looked_at.status == 200 and len(sniffed) == 1
+        trace.message("out", "UDP", A, B, ok("read"))
+        assert trace.records()[-1].status == 200 and len(sniffed) == 1
+        # a record with its fields (as the store kept messages before schema 4)
+        trace.add(TraceRecord(0.0, 0.0, "in", "UDP", B, A, ok("kept"), **sniff_fields(ok("kept"))))
         trace.event("suspended", call_id="ev", src=B)
         trace.flush()
         assert len(sniffed) == 1  # the insert read no bytes
         assert _stored_fields(store) == [
             ("in", None, None, None, None, None),
-            ("out", "OPTIONS", 200, "read", "7 OPTIONS", "z9hG4bKt1"),
+            ("out", None, None, None, None, None),  # read from the ring: the row is not
+            ("in", "OPTIONS", 200, "kept", "7 OPTIONS", "z9hG4bKt1"),
             ("event", None, None, "ev", None, None)]
         loaded = load_records(store)
         assert loaded == trace.records()
@@ -312,8 +319,8 @@ def test_call_id_selection_of_unsniffed_rows_confirms_the_bytes(tmp_path: Path) 
     with Store.open(tmp_path) as store:
         store.ensure_schema("trace", vosapp.trace._SCHEMA[:3])
         old = Trace(10, clock=ManualClock(), store=store)  # upgrades the store to schema 4
-        old_record = old.message("in", "UDP", B, A, options("abc"))
-        assert old_record.call_id == "abc"  # read, so stored with its fields
+        old.add(TraceRecord(0.0, 0.0, "in", "UDP", B, A, options("abc"),
+                            **sniff_fields(options("abc"))))  # stored with its fields
         old.flush()
         assert _stored_fields(store)[0][3] == "abc"
         trace = Trace(10, clock=ManualClock(), store=store)

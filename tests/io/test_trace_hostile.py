@@ -85,7 +85,8 @@ def test_a_full_store_is_pruned_by_about_what_each_flush_wrote(tmp_path: Path) -
     with Store.open(tmp_path) as store:
         trace = Trace(10, clock=ManualClock(), store=store, max_persisted_bytes=budget)
         trace.batch_size = 2
-        row = stored_size(trace.message("in", "UDP", SOURCE, SOURCE, options("c000")))
+        trace.message("in", "UDP", SOURCE, SOURCE, options("c000"))
+        row = stored_size(trace.records()[-1])
         lowest = budget
         for i in range(1, 300):  # ~400 bytes a row with its overhead: 120 kB offered
             trace.message("in", "UDP", SOURCE, SOURCE, options(f"c{i:03d}"))
