@@ -83,3 +83,26 @@ def test_cancel_all_stops_wheel_and_precise_timers_and_a_failing_callback_is_con
 def test_a_clock_without_a_loop_cannot_schedule() -> None:
     with pytest.raises(RuntimeError):
         LoopClock().call_later(5, lambda: None)
+
+
+def test_now_is_the_loops_time_read_without_a_python_frame() -> None:
+    """Clock.now is read several times per message: for an asyncio loop (whose time() is
+    time.monotonic()) the clock holds time.monotonic itself; a loop with a time of its own
+    (a virtual-time loop) is read through it, and bind() follows a new loop."""
+    import time
+
+    class ShiftedLoop(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return 1000.0 + super().time()
+
+    plain, shifted = asyncio.new_event_loop(), ShiftedLoop()
+    try:
+        clock = LoopClock(plain)
+        assert clock.now is time.monotonic and clock.wall is time.time
+        assert abs(clock.now() - plain.time()) < 0.5
+        clock.bind(shifted)
+        assert clock.now() - plain.time() > 999
+        assert LoopClock().now is time.monotonic  # no loop yet: the same clock asyncio reads
+    finally:
+        plain.close()
+        shifted.close()

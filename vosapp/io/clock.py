@@ -51,6 +51,14 @@ class _TimerHandle:
             clock._wheel_pending -= 1
 
 
+def _time_of(loop: asyncio.AbstractEventLoop | None) -> Callable[[], float]:
+    """What reads ``loop``'s time: ``time.monotonic`` itself for an asyncio loop (whose
+    ``BaseEventLoop.time`` returns it) or none, else the loop's own ``time``."""
+    if loop is None or type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
+
+
 def _when(handle: _TimerHandle) -> float:
     return handle.when
 
@@ -67,8 +75,17 @@ class LoopClock:
     No reference cycles per timer: at thousands of transactions per second, objects that only
     the cyclic GC can free make it walk a huge heap (see bench/options.sh)."""
 
+    #: Monotonic seconds: the loop's time (Clock.now). Read several times per message, so an
+    #: attribute holding the function that reads it, not a method that calls it: a C call
+    #: (asyncio's ``loop.time()`` is ``time.monotonic()``) instead of two Python frames.
+    now: Callable[[], float]
+    #: Seconds since the Unix epoch (Clock.wall): ``time.time``, for the same reason.
+    wall: Callable[[], float]
+
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.wall = time.time
         self.loop = loop
+        self.now = _time_of(loop)
         #: The pending timers off the wheel (short: retransmissions, at most seconds' worth).
         self._precise: set[_TimerHandle] = set()
         #: slot number (ceil(when * WHEEL_SLOTS_PER_SECOND)) -> its timers
@@ -82,12 +99,7 @@ class LoopClock:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-
-    def now(self) -> float:
-        return self.loop.time() if self.loop is not None else time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
+        self.now = _time_of(loop)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> _TimerHandle:
         loop = self.loop
