@@ -129,7 +129,8 @@ _new_record = object.__new__
 #: its record: (mono, wall, direction, transport, src, dst, raw, note), the arguments of
 #: :func:`_fill_slots`. Most messages are never looked at (a registration records four), and
 #: building the record cost ~7 thousand instructions of the ~656 thousand a registration
-#: costs in process (docs/benchmarks.md, "The trace's wire records").
+#: costs in process (docs/benchmarks.md, "Records as native classes, and the trace's wire
+#: records").
 _Wire = tuple[float, float, str, str, Address, Address, bytes, str]
 #: What the ring and the store's queue hold: a record (events, and what :meth:`Trace.add` was
 #: given), or a message not yet made a record.
