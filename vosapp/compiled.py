@@ -46,6 +46,8 @@ from types import ModuleType
 #: - vosapp.switch's request path: the core every request goes through, the authentication
 #:   policy and the registrar (twenty-fourth round). vosapp/trace.py is not compiled: mypyc
 #:   refuses its conditional ``__getattr__``.
+#: Every dataclass of these modules writes its ``__init__``: mypyc leaves a generated one to
+#: the dataclasses module, which runs it interpreted (tests/foundation/test_records.py).
 COMPILED_MODULES = (
     "sip.headers", "sip.message", "sip.parser", "sip.transaction", "sip.dialog", "sip.sdp",
     "sip.digest",

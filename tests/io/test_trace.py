@@ -106,6 +106,62 @@ def test_ring_is_bounded_and_subscribers_see_everything() -> None:
     assert trace.records(direction="event")[0].note.startswith("suspended")
 
 
+def test_a_record_read_from_the_ring_is_kept_there_and_sniffed_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ring holds a message as its wire tuple until a reader asks; the records
+    ``records()`` builds replace the tuples, so a second read builds and sniffs nothing."""
+    sniffed: list[bytes] = []
+
+    def counting_sniff(raw: bytes) -> dict[str, object]:
+        sniffed.append(raw)
+        return sniff_fields(raw)
+
+    monkeypatch.setattr(vosapp.trace, "sniff_fields", counting_sniff)
+    trace = Trace(10)
+    for i in range(4):
+        trace.message("in", "UDP", B, A, options(f"c{i}"))
+    first = trace.records(call_id="c2")
+    again = trace.records(call_id="c2")
+    assert [r.call_id for r in first] == ["c2"] and again[0] is first[0]
+    assert len(sniffed) == 4  # each message once, by the first filtered read
+    assert [n for n, _ in trace.numbered_since(0, 10)] == [1, 2, 3, 4]
+    assert trace.numbered_since(0, 10)[2][1] is first[0]
+
+
+def test_records_built_while_the_ring_moves_on_go_back_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message added (and an old one pushed out) while a reader builds records: the ring
+    keeps the newest ``capacity`` in order, numbered as before, the new one after them."""
+    trace = Trace(3)
+    for i in range(3):
+        trace.message("in", "UDP", B, A, options(f"c{i}"))
+    build = vosapp.trace._record
+    arrivals = iter([options("c3"), options("c4")])
+
+    def racing_build(held: object) -> TraceRecord:
+        raw = next(arrivals, None)
+        if raw is not None:  # another thread records a message meanwhile
+            trace.message("in", "UDP", B, A, raw)
+        return build(held)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vosapp.trace, "_record", racing_build)
+    read = trace.records()
+    assert [r.call_id for r in read] == ["c0", "c1", "c2"]  # what the ring held when asked
+    monkeypatch.setattr(vosapp.trace, "_record", build)
+    assert [r.call_id for r in trace.records()] == ["c2", "c3", "c4"]
+    assert trace.records()[0] is read[2]
+    assert [(n, r.call_id) for n, r in trace.numbered_since(0, 10)] == [
+        (3, "c2"), (4, "c3"), (5, "c4")]
+
+
+def test_a_subscriber_gets_the_record_the_ring_keeps() -> None:
+    trace = Trace(10)
+    seen: list[TraceRecord] = []
+    trace.subscribe(seen.append)
+    trace.message("in", "UDP", B, A, options("s"))
+    assert trace.records()[0] is seen[0]
+
+
 def test_failing_subscriber_does_not_break_tracing() -> None:
     trace = Trace(10)
     trace.subscribe(lambda record: 1 / 0)

@@ -99,7 +99,9 @@ class TimerSettings:
 
 
 # --------------------------------------------------------------------------- actions
-# Slotted: a call makes some forty of them (each transaction step returns a list).
+# Slotted: a call makes some forty of them (each transaction step returns a list). Records
+# (docs/architecture.md): Final fields, read-only to mypy and, compiled, at run time; the
+# __init__ written out, so that mypyc compiles it.
 
 
 @dataclass(slots=True, unsafe_hash=True)
