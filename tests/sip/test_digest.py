@@ -462,6 +462,22 @@ def test_expired_nonces_are_pruned(server: DigestServer, clock: ManualClock) -> 
     assert server.tracked_nonces() == 1
 
 
+def test_nonces_are_base64url_and_odd_ones_are_not_ours(server: DigestServer) -> None:
+    """The nonce is RFC 4648 §5 base64url without padding (encoded through binascii, as
+    base64.urlsafe_b64encode would); a nonce that is not base64url, or not ASCII, is forged."""
+    import base64
+
+    nonce = server.challenge().nonce
+    raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+    assert base64.urlsafe_b64encode(raw).decode().rstrip("=") == nonce
+    assert set(nonce) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    for odd in ("", "====", "%%%%", nonce + "\u00e9", "\u0663" * 44, nonce[:-1]):
+        credentials = answer(Challenge(realm="vos.lab", nonce=odd, opaque=server.opaque),
+                             "REGISTER", "sip:vos.lab", "alice", "s3cret")
+        assert server.verify(credentials, "REGISTER", "s3cret").outcome is (
+            VerifyOutcome.FORGED_NONCE), odd
+
+
 def test_fresh_nonces_differ(server: DigestServer) -> None:
     nonces = {server.challenge().nonce for _ in range(50)}
     assert len(nonces) == 50
