@@ -49,15 +49,21 @@ def test_sniff_fields_compact_forms_and_responses() -> None:
     assert sniff_fields(b"\x00\xffjunk") == {}
 
 
-def test_message_fields_are_read_from_the_bytes_when_first_asked(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    sniffed: list[bytes] = []
+@pytest.fixture
+def sniffed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bytes vosapp.trace reads a message's fields from, one entry per read."""
+    reads: list[bytes] = []
 
     def counting_sniff(raw: bytes) -> dict[str, object]:
-        sniffed.append(raw)
+        reads.append(raw)
         return sniff_fields(raw)
 
     monkeypatch.setattr(vosapp.trace, "sniff_fields", counting_sniff)
+    return reads
+
+
+def test_message_fields_are_read_from_the_bytes_when_first_asked(
+        sniffed: list[bytes]) -> None:
     trace = Trace(10)
     trace.message("in", "udp", B, A, ok("lazy"))
     [record] = trace.records()  # built now, from the ring's wire tuple
@@ -107,16 +113,9 @@ def test_ring_is_bounded_and_subscribers_see_everything() -> None:
 
 
 def test_a_record_read_from_the_ring_is_kept_there_and_sniffed_once(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        sniffed: list[bytes]) -> None:
     """The ring holds a message as its wire tuple until a reader asks; the records
     ``records()`` builds replace the tuples, so a second read builds and sniffs nothing."""
-    sniffed: list[bytes] = []
-
-    def counting_sniff(raw: bytes) -> dict[str, object]:
-        sniffed.append(raw)
-        return sniff_fields(raw)
-
-    monkeypatch.setattr(vosapp.trace, "sniff_fields", counting_sniff)
     trace = Trace(10)
     for i in range(4):
         trace.message("in", "UDP", B, A, options(f"c{i}"))
@@ -329,20 +328,13 @@ def _stored_fields(store: Store) -> list[tuple[object, ...]]:
 
 
 def test_message_rows_are_stored_unsniffed_and_read_from_their_bytes_on_load(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, sniffed: list[bytes]) -> None:
     """Trace schema 4: a message is stored without its five fields, read from the ring or not
     (reading them from the bytes was ~40 % of a stored message's cost on the event loop,
     bench/trace_store.py); a record added with its fields keeps them, an event always does;
     all load back equal, the unsniffed ones read from their bytes."""
-    sniffed: list[bytes] = []
-
-    def counting_sniff(raw: bytes) -> dict[str, object]:
-        sniffed.append(raw)
-        return sniff_fields(raw)
-
     with Store.open(tmp_path) as store:
         trace = Trace(10, clock=ManualClock(), store=store)
-        monkeypatch.setattr(vosapp.trace, "sniff_fields", counting_sniff)
         trace.message("in", "UDP", B, A, options("unread"))
         trace.message("out", "UDP", A, B, ok("read"))
         assert trace.records()[-1].status == 200 and len(sniffed) == 1
