@@ -469,13 +469,12 @@ _INSERT = ("INSERT INTO trace_records (mono, wall, direction, transport, src_hos
 
 def stored_size(record: TraceRecord) -> int:
     """What ``record`` counts against the byte budget (the same sum as ``_SIZE_SQL``)."""
-    return len(record.raw) + len(record.note.encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
+    return _stored_size(record)
 
 
 def _stored_size(held: _Held) -> int:
-    if isinstance(held, TraceRecord):
-        return stored_size(held)
-    return len(held[6]) + len(held[7].encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
+    raw, note = (held.raw, held.note) if isinstance(held, TraceRecord) else (held[6], held[7])
+    return len(raw) + len(note.encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
 
 
 def _lossless(text: str | None) -> str | bytes | None:
@@ -506,21 +505,21 @@ _UNSNIFFED = (None, None, None, None, None)
 
 
 def _row(held: _Held) -> tuple[Any, ...]:
-    if not isinstance(held, TraceRecord):  # a message nobody read: stored unsniffed
-        mono, wall, direction, transport, src, dst, raw, note = held
-        return (mono, wall, direction, transport, _lossless(src[0]), src[1],
-                _lossless(dst[0]), dst[1], raw, *_UNSNIFFED, _lossless(note))
-    record = held
-    try:
-        _CALL_ID_SLOT(record)
-    except AttributeError:  # not yet sniffed: stored without its fields (schema 4)
-        fields: tuple[Any, ...] = _UNSNIFFED
-    else:
-        fields = (_lossless(record.method), record.status, _lossless(record.call_id),
-                  _lossless(record.cseq), _lossless(record.branch))
-    return (record.mono, record.wall, record.direction, record.transport,
-            _lossless(record.src[0]), record.src[1], _lossless(record.dst[0]), record.dst[1],
-            record.raw, *fields, _lossless(record.note))
+    fields: tuple[Any, ...] = _UNSNIFFED  # a message nobody read is stored without them
+    if isinstance(held, TraceRecord):
+        record = held
+        try:
+            _CALL_ID_SLOT(record)
+        except AttributeError:  # not yet sniffed: stored without its fields (schema 4)
+            pass
+        else:
+            fields = (_lossless(record.method), record.status, _lossless(record.call_id),
+                      _lossless(record.cseq), _lossless(record.branch))
+        held = (record.mono, record.wall, record.direction, record.transport, record.src,
+                record.dst, record.raw, record.note)
+    mono, wall, direction, transport, src, dst, raw, note = held
+    return (mono, wall, direction, transport, _lossless(src[0]), src[1], _lossless(dst[0]),
+            dst[1], raw, *fields, _lossless(note))
 
 
 def _insert(db: sqlite3.Connection, batch: list[_Held]) -> list[_Held]:
