@@ -27,6 +27,7 @@ FORBIDDEN = {
                       CLI),
     "vosapp.trace": ("vosapp.io", "vosapp.lab", CLI),
     "vosapp.errors": ("vosapp.",),
+    "vosapp.enums": ("vosapp.",),
     "vosapp.clock": ("vosapp.",),
     "vosapp.net": ("vosapp.",),
 }

@@ -30,10 +30,10 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Final
 
 from vosapp.clock import Clock
+from vosapp.enums import IdentityEnum
 
 __all__ = [
     "ALGORITHMS",
@@ -606,7 +606,7 @@ class DigestClient:
 # Server side
 
 
-class VerifyOutcome(Enum):
+class VerifyOutcome(IdentityEnum):
     """Why credentials were accepted or not. Only WRONG_PASSWORD is a failed password."""
 
     OK = "ok"

@@ -51,7 +51,6 @@ timeout bounds it.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -59,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
 from vosapp.clock import Clock
+from vosapp.enums import IdentityEnum
 from vosapp.params import Params
 from vosapp.sip import SipParseError
 from vosapp.sip.digest import DigestError, VerifyOutcome, parse_credentials
@@ -87,7 +87,7 @@ __all__ = [
 ]
 
 
-class Verdict(enum.Enum):
+class Verdict(IdentityEnum):
     """What the caller learnt from the request's credentials (digest outcome, account lookup)."""
 
     NO_CREDENTIALS = "no_credentials"
@@ -125,14 +125,14 @@ PASSWORD_FAILURES = frozenset({Verdict.WRONG_PASSWORD, Verdict.UNKNOWN_USER,
                                Verdict.NETWORK_DENIED})
 
 
-class Action(enum.Enum):
+class Action(IdentityEnum):
     ACCEPT = "accept"
     CHALLENGE = "challenge"  # 401 WWW-Authenticate / 407 Proxy-Authenticate
     REJECT = "reject"  # a final 4xx (403; 400 for a malformed header)
     DROP = "drop"  # SS_REPLY_UNAUTHORIZED=Off: send nothing at all
 
 
-class Reason(enum.Enum):
+class Reason(IdentityEnum):
     """Why a decision was taken; also the ``reason`` column of the audit trail."""
 
     AUTHENTICATED = "authenticated"
@@ -223,7 +223,7 @@ class AuthEvent:
         self.call_id, self.detail = call_id, detail
 
 
-class SuspensionScope(enum.Enum):
+class SuspensionScope(IdentityEnum):
     TERMINAL = "terminal"  # SS_AUTHENTICATION_FAILED_SUSPEND: every request
     REGISTER = "register"  # SS_ENDPOINT_REGISTER_SUSPEND: REGISTER only
 

@@ -36,10 +36,10 @@ Recovery is automatic: the gate opens as soon as both signals are back under the
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 
 from vosapp.config import Limits
+from vosapp.enums import IdentityEnum
 
 __all__ = ["Admission", "Limits", "OverloadGate", "SourceLimiter"]
 
@@ -48,7 +48,7 @@ __all__ = ["Admission", "Limits", "OverloadGate", "SourceLimiter"]
 SHED_FLOOR = 10
 
 
-class Admission(enum.Enum):
+class Admission(IdentityEnum):
     ADMIT = "admit"
     DROP = "drop"  # the source is blocked
     TRIPPED = "tripped"  # this message blocked the source (dropped too; audit it)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
+from vosapp.enums import IdentityEnum
+
 S = TypeVar("S", bound=Enum)
 
 
@@ -17,7 +19,7 @@ class IllegalTransition(RuntimeError):
     """A state machine was asked for a move its table does not list."""
 
 
-class CallState(Enum):
+class CallState(IdentityEnum):
     ROUTING = "routing"  # caller's INVITE taken, trying its forks (gateways, phone contacts)
     CONFIRMED = "confirmed"  # a vendor answered and the caller got its 2xx
     ENDED = "ended"  # final answer sent or BYE done; the CDR is written
@@ -30,7 +32,7 @@ CALL_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
 }
 
 
-class AttemptState(Enum):
+class AttemptState(IdentityEnum):
     CALLING = "calling"  # INVITE sent to a routing gateway, nothing back yet
     PROCEEDING = "proceeding"  # a provisional came (a CANCEL may now be sent, §9.1)
     ANSWERED = "answered"  # the vendor's 2xx was taken for the call
@@ -61,7 +63,7 @@ ATTEMPT_DONE = frozenset({AttemptState.ANSWERED, AttemptState.FAILED, AttemptSta
                           AttemptState.HUNG_UP})
 
 
-class ReliableState(Enum):
+class ReliableState(IdentityEnum):
     """One reliable provisional the switch sends the caller (RFC 3262 §3)."""
 
     QUEUED = "queued"  # waits: no second reliable provisional before the first is PRACKed
