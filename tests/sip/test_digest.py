@@ -345,6 +345,64 @@ def test_forged_nonce(server: DigestServer, clock: ManualClock) -> None:
     assert server.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.FORGED_NONCE
 
 
+def test_the_nonce_signature_covers_the_realm(clock: ManualClock) -> None:
+    # same secret, another realm: its nonces, answered for this realm, are not this realm's
+    elsewhere = DigestServer("elsewhere.lab", SECRET, clock)
+    here = DigestServer("vos.lab", SECRET, clock)
+    theirs = elsewhere.challenge()
+    credentials = answer(Challenge(realm="vos.lab", nonce=theirs.nonce, opaque=here.opaque),
+                         "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert here.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.FORGED_NONCE
+
+
+@pytest.mark.parametrize("secret", [bytes(range(16)), bytes(range(32)), bytes(range(200))])
+def test_secrets_of_any_length_sign_nonces(secret: bytes, clock: ManualClock) -> None:
+    # the nonce MAC's key is derived from the secret, which may be longer than BLAKE2s's 32
+    # key bytes; a restarted server with the same secret finds its old nonces genuine (stale)
+    server = DigestServer("vos.lab", secret, clock)
+    credentials = answer(server.challenge(), "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert server.verify(credentials, "REGISTER", "s3cret").ok
+    restarted = DigestServer("vos.lab", secret, clock)
+    credentials = answer(server.challenge(), "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    assert restarted.verify(credentials, "REGISTER", "s3cret").outcome is \
+        VerifyOutcome.STALE_NONCE
+    other = DigestServer("vos.lab", secret[::-1] + b"x", clock)
+    assert other.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.FORGED_NONCE
+
+
+def test_remembered_ha2_gives_the_computed_response() -> None:
+    # H(method:uri) is remembered (bounded, emptied when full): with more distinct values
+    # than it holds, each response is still the one computed from scratch (RFC 7616 §3.4.1)
+    import hashlib
+
+    from vosapp.sip import digest
+
+    def expected(algorithm: str, method: str, uri: str, qop: str | None) -> str:
+        def h(text: str) -> str:
+            name = "md5" if algorithm.startswith("MD5") else "sha256"
+            return hashlib.new(name, text.encode()).hexdigest()
+        ha1 = h("alice:vos.lab:s3cret")
+        if algorithm.endswith("-sess"):
+            ha1 = h(f"{ha1}:n0nce:c0ffee")
+        ha2 = h(f"{method}:{uri}")
+        if qop is None:
+            return h(f"{ha1}:n0nce:{ha2}")
+        return h(f"{ha1}:n0nce:00000007:c0ffee:{qop}:{ha2}")
+
+    for round_ in range(2):  # the second round finds some of them remembered
+        for n in range(digest._HA2_MEMO_SIZE + 300):
+            # each URI with both methods and all four algorithms
+            algorithm = ("MD5", "SHA-256", "MD5-sess", "SHA-256-sess")[n // 2 % 4]
+            method = ("REGISTER", "INVITE")[n % 2]
+            uri = f"sip:{n // 8}@vos.lab"
+            qop = None if n % 3 == 0 else "auth"
+            ha1 = compute_ha1(algorithm, "alice", "vos.lab", "s3cret")
+            got = compute_response(algorithm=algorithm, ha1=ha1, nonce="n0nce", method=method,
+                                   uri=uri, qop=qop, nc=7, cnonce="c0ffee")
+            assert got == expected(algorithm, method, uri, qop), (round_, n)
+            assert len(digest._HA2_MEMO) <= digest._HA2_MEMO_SIZE
+
+
 def test_wrong_opaque_is_forged(server: DigestServer) -> None:
     challenge = server.challenge()
     bad = Challenge(realm=challenge.realm, nonce=challenge.nonce, opaque="nope")

@@ -9,7 +9,7 @@ Three parts:
 
 * parsing/formatting: :func:`parse_challenge`, :func:`parse_credentials`, ``str(challenge)``,
   ``str(credentials)``; anything malformed raises :class:`DigestError` and nothing else;
-* server: :class:`DigestServer` issues self-validating nonces (HMAC-signed timestamp + random,
+* server: :class:`DigestServer` issues self-validating nonces (MAC-signed timestamp + random,
   so forged nonces are detected without storing every nonce) and verifies credentials,
   returning a :class:`VerifyResult` whose :class:`VerifyOutcome` tells a wrong password apart
   from a stale, forged or replayed nonce (docs/behaviour.md §2: only wrong passwords count as
@@ -440,6 +440,12 @@ def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str
     return _hash(algorithm, f"{username}:{realm}:{password}")
 
 
+# H(A2) of qop=auth or none by (algorithm, method, uri): public values (bounded; emptied
+# when full).
+_HA2_MEMO: dict[tuple[str, str, str], str] = {}
+_HA2_MEMO_SIZE = 1024
+
+
 def compute_response(
     *,
     algorithm: str,
@@ -458,10 +464,17 @@ def compute_response(
             raise DigestError(f"{algorithm} needs a cnonce", "missing")
         ha1 = _hash(algorithm, f"{ha1}:{nonce}:{cnonce}")
     if qop == "auth-int":
-        a2 = f"{method}:{uri}:{_hash(algorithm, body)}"
+        ha2 = _hash(algorithm, f"{method}:{uri}:{_hash(algorithm, body)}")
     else:
-        a2 = f"{method}:{uri}"
-    ha2 = _hash(algorithm, a2)
+        # H(method:uri) repeats: every phone's REGISTER names the same registrar URI.
+        key = (algorithm, method, uri)
+        memo = _HA2_MEMO.get(key)
+        if memo is None:
+            memo = _hash(algorithm, f"{method}:{uri}")
+            if len(_HA2_MEMO) >= _HA2_MEMO_SIZE:
+                _HA2_MEMO.clear()
+            _HA2_MEMO[key] = memo
+        ha2 = memo
     if qop is None:  # RFC 2069 compatibility (RFC 2617 §3.2.2.1)
         return _hash(algorithm, f"{ha1}:{nonce}:{ha2}")
     if nc is None or cnonce is None:
@@ -669,7 +682,7 @@ class _NonceState:
 class DigestServer:
     """Issues Digest challenges and verifies answers for one realm.
 
-    Nonces are ``base64url(issued-ms, algorithm, instance, random, HMAC(secret, ...))``: the
+    Nonces are ``base64url(issued-ms, algorithm, instance, random, MAC(secret, ...))``: the
     signature detects forged nonces; the instance id makes nonces of a previous run (same
     secret) *stale* rather than forged, so phones re-authenticate silently after a restart.
     The last nc of each issued nonce is kept in a bounded LRU table (``max_nonces``); a nonce
@@ -711,8 +724,10 @@ class DigestServer:
         self.algorithms = tuple(algorithms)
         self._instance = secrets.token_bytes(4)
         self._nonces: OrderedDict[str, _NonceState] = OrderedDict()
-        # HMAC keyed once; each signature copies it (cheaper than keying hmac.digest anew).
-        self._mac = hmac.new(secret, digestmod="sha256")
+        # The nonce's MAC is keyed BLAKE2s (RFC 7693 §2.5: a keyed hash is a MAC), one C call
+        # per signature; HMAC-SHA256 took a copy of a keyed object and three Python frames.
+        # Its key is derived from the secret (BLAKE2s takes at most 32 key bytes).
+        self._nonce_key = hmac.digest(secret, b"vosapp nonce key", "sha256")
         self._realm_bytes = _utf8(realm)
         self.opaque = hmac.new(secret, b"opaque:" + _utf8(realm), "sha256").hexdigest()[:32]
         # Challenge.__str__'s layout around the nonce (no domain, userhash or extra here).
@@ -761,9 +776,8 @@ class DigestServer:
         return nonce
 
     def _sign(self, body: bytes) -> bytes:
-        mac = self._mac.copy()
-        mac.update(body + self._realm_bytes)
-        return mac.digest()[:_SIGNATURE_BYTES]
+        return hashlib.blake2s(body + self._realm_bytes, digest_size=_SIGNATURE_BYTES,
+                               key=self._nonce_key).digest()
 
     def _decode_nonce(self, nonce: str) -> tuple[float, str, bytes] | None:
         """(issued, algorithm, instance) of a nonce we signed, or None when it is not ours."""
