@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.sip.test_sip_properties import FAST, name_addrs, tokens, vias
-from vosapp.sip import NameAddr, SipParseError, Via, parse, parser
+from vosapp.sip import NameAddr, Request, SipParseError, Via, parse, parser
 from vosapp.sip.headers import (
+    NAME_ADDR_LIST_MEMO,
     NAME_ADDR_MEMO,
     VIAS_MEMO,
     HeaderMemo,
@@ -99,6 +100,7 @@ def test_a_changed_header_is_read_from_its_new_text() -> None:
     ("To", b"To: \"unterminated <sip:0044123@192.0.2.1>"),
     ("Via", b"Via: SIP/2.0/UDP 192.0.2.10:99999;branch=z9hG4bK-memo-1"),
     ("CSeq", b"CSeq: 99999999999 INVITE"),
+    ("Contact", b"Contact: <sip:memo@192.0.2.10:5061;transport=udp;expires=60"),
 ])
 def test_malformed_text_fails_the_same_way_every_time(name: str, bad: bytes) -> None:
     line = next(line for line in INVITE.split(b"\r\n") if line.startswith(name.encode() + b":"))
@@ -113,6 +115,55 @@ def test_malformed_text_fails_the_same_way_every_time(name: str, bad: bytes) -> 
     assert errors == [errors[0]] * 3
     value = bad.split(b":", 1)[1].strip().decode()
     assert value not in NAME_ADDR_MEMO and value not in VIAS_MEMO
+    assert value not in NAME_ADDR_LIST_MEMO
+
+
+def test_a_request_contact_is_checked_by_the_memo_its_accessor_fills() -> None:
+    request = parse(INVITE)
+    value = request.headers.get("Contact") or ""
+    assert request.contacts == parse_name_addr_list(value) and value in NAME_ADDR_LIST_MEMO
+    assert parse(INVITE).contacts == request.contacts  # checked by the memo this time
+
+
+def _with_request_uri(uri: str) -> bytes:
+    return INVITE.replace(b"INVITE sip:0044123@192.0.2.1:5060 SIP/2.0",
+                          b"INVITE " + uri.encode() + b" SIP/2.0")
+
+
+@pytest.mark.parametrize(("uri", "status"), [
+    ("sip:0044123@192.0.2.1:99999", 400),  # port over 65535
+    ("sip:0044123@192.0.2.1?subject=x", 400),  # §19.1.1: no headers in a Request-URI
+    ("sip:0044123@bad_host", 400),
+])
+def test_a_bad_request_uri_fails_every_time_and_is_not_remembered(uri: str,
+                                                                   status: int) -> None:
+    errors = []
+    for _ in range(3):
+        parse(INVITE)
+        with pytest.raises(SipParseError) as caught:
+            parse(_with_request_uri(uri))
+        errors.append((caught.value.status, caught.value.reason))
+    assert errors[0][0] == status and errors == [errors[0]] * 3
+    assert uri not in parser._REQUEST_URI_SCHEMES
+
+
+@pytest.mark.parametrize(("uri", "scheme"), [
+    ("sip:0044123@192.0.2.1:5060", "sip"),
+    ("sips:0044123@192.0.2.1", "sips"),
+    ("SIP:0044123@192.0.2.1;user=phone", "sip"),  # full parse: the scheme is case-insensitive
+    ("tel:+44123", "tel"),  # RFC 4475 §3.2.2/§3.2.3: parsed, then answered 416 by the core
+])
+def test_a_remembered_request_uri_is_still_checked_against_the_schemes_served(
+        uri: str, scheme: str) -> None:
+    data = _with_request_uri(uri)
+    for _ in range(2):  # the second parse finds the URI remembered
+        request = parse(data)
+        assert isinstance(request, Request) and str(request.uri) == uri
+        assert parser._REQUEST_URI_SCHEMES[uri] == scheme
+        with pytest.raises(SipParseError) as caught:
+            parse(data, uri_schemes=frozenset({"sip", "sips", "tel"} - {scheme}))
+        assert caught.value.status == 416
+        parse(data, uri_schemes=frozenset({scheme}))
 
 
 def test_the_memo_is_bounded_and_parses_again_after_forgetting() -> None:

@@ -633,7 +633,7 @@ _Parsed = TypeVar("_Parsed")
 _Kept = TypeVar("_Kept")
 
 
-def _keep(table: dict[str, _Kept], key: str, value: _Kept, limit: int) -> None:
+def keep_bounded(table: dict[str, _Kept], key: str, value: _Kept, limit: int) -> None:
     """``table[key] = value``, ``table`` emptied first when it holds ``limit`` entries
     (bounded: forgetting costs a parse, never a wrong answer)."""
     if len(table) >= limit:
@@ -673,7 +673,7 @@ class HeaderMemo(Generic[_Parsed]):
         """A text not remembered: parsed, and kept unless it is longer than ``longest``."""
         result = self._parse(text)
         if len(text) <= self._longest:
-            _keep(self._results, text, result, self._limit)
+            keep_bounded(self._results, text, result, self._limit)
         return result
 
     def __contains__(self, text: str) -> bool:
@@ -726,13 +726,13 @@ class ViaMemo(HeaderMemo[list[Via]]):
             params = via.params
             if (len(result) == 1 and params.get("branch") == value
                     and len(params) == text.count(";") and '"' not in text):
-                _keep(self._shapes, shape, via, self._limit)
+                keep_bounded(self._shapes, shape, via, self._limit)
             return result
         params = dict(template.params)
         params["branch"] = value
         result = [Via(template.transport, template.host, template.port, params,
                       template.protocol)]
-        _keep(results, text, result, self._limit)
+        keep_bounded(results, text, result, self._limit)
         return result
 
 

@@ -15,13 +15,14 @@ from typing import NoReturn
 
 from vosapp.sip.headers import (
     CSEQ_MEMO,
+    NAME_ADDR_LIST_MEMO,
     NAME_ADDR_MEMO,
     VIAS_MEMO,
     HeaderField,
     Headers,
     canonical_key,
     is_token,
-    parse_name_addr_list,
+    keep_bounded,
 )
 from vosapp.sip.message import Request, Response
 from vosapp.sip.uri import AbsoluteUri, SipParseError, parse_any_uri
@@ -193,9 +194,11 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
             if value not in VIAS_MEMO and _FAST_VIA.fullmatch(value) is None:
                 VIAS_MEMO(value)
         if method is not None:
+            # a phone's Contact is the same in each REGISTER: remembered by the accessor
             for value in contacts:
-                if value != "*" and fast_name_addr(value) is None:
-                    parse_name_addr_list(value)
+                if value != "*" and value not in NAME_ADDR_LIST_MEMO \
+                        and fast_name_addr(value) is None:
+                    NAME_ADDR_LIST_MEMO(value)
     except SipParseError as error:
         raise SipParseError(error.status, error.reason, headers) from None
     max_forwards = first.get("max-forwards")
@@ -203,6 +206,29 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
                                      or len(max_forwards.lstrip("0")) > 3
                                      or int(max_forwards) > 255):
         raise SipParseError(400, f"Max-Forwards must be 0-255, got {max_forwards!r}", headers)
+
+
+# Request-URIs found valid, by text, with their scheme: a registrar's URI is in every REGISTER
+# and a gateway's in every INVITE sent to it (bounded as the header memos are).
+_REQUEST_URI_SCHEMES: dict[str, str] = {}
+
+
+def _request_uri_scheme(uri_text: str, headers: Headers) -> str:
+    """The scheme of a Request-URI not remembered, once it is found valid."""
+    if _FAST_SIP_URI.fullmatch(uri_text):
+        scheme = "sips" if uri_text[3] == "s" else "sip"
+    else:
+        try:
+            uri = parse_any_uri(uri_text)
+        except SipParseError as error:
+            raise SipParseError(error.status, error.reason, headers) from None
+        if not isinstance(uri, AbsoluteUri) and uri.headers:
+            # §19.1.1 table: URI headers are not allowed in a Request-URI.
+            raise SipParseError(400, "headers in the Request-URI", headers)
+        scheme = uri.scheme
+    if len(uri_text) <= 512:
+        keep_bounded(_REQUEST_URI_SCHEMES, uri_text, scheme, 1024)
+    return scheme
 
 
 def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
@@ -264,17 +290,9 @@ def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
             raise SipParseError(400, f"bad version {version!r}", headers)
         if not is_token(method):
             raise SipParseError(400, f"bad method {method!r}", headers)
-        if _FAST_SIP_URI.fullmatch(uri_text):
-            scheme = "sips" if uri_text[3] == "s" else "sip"
-        else:
-            try:
-                uri = parse_any_uri(uri_text)
-            except SipParseError as error:
-                raise SipParseError(error.status, error.reason, headers) from None
-            if not isinstance(uri, AbsoluteUri) and uri.headers:
-                # §19.1.1 table: URI headers are not allowed in a Request-URI.
-                raise SipParseError(400, "headers in the Request-URI", headers)
-            scheme = uri.scheme
+        scheme = _REQUEST_URI_SCHEMES.get(uri_text)
+        if scheme is None:
+            scheme = _request_uri_scheme(uri_text, headers)
         if uri_schemes is not None and scheme not in uri_schemes:
             raise SipParseError(416, f"unsupported URI scheme {scheme!r}", headers)
         _check_head(fields, headers, method)
