@@ -8,7 +8,10 @@ module writes its own, with the fields' names in the fields' order, unless it is
 configuration value (``@dataclass(frozen=True)``: a written ``__init__`` could not assign) or
 made once per switch. A record
 (``@dataclass(slots=True, unsafe_hash=True)`` with every field ``Final``) is read-only to mypy,
-and to every caller at run time when compiled.
+and to every caller at run time when compiled. A record with an equality of its own (a URI's,
+RFC 3261 §19.1.4) is ``@dataclass(slots=True, eq=False)`` and writes ``__eq__`` and
+``__hash__``; a private field of it may stay out of ``Final`` when ``__init__`` alone sets it
+and ``dataclasses.replace`` leaves it out (``field(init=False)``).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from vosapp.sip.digest import Credentials, VerifyOutcome, VerifyResult
 from vosapp.sip.headers import CSeq
 from vosapp.sip.sdp import Codec
 from vosapp.sip.transaction import SentResponse, StartTimer, Terminated, TimerName, Transmit
+from vosapp.sip.uri import AbsoluteUri, SipUri, parse_uri
 from vosapp.switch.auth import Action, AuthEvent, AuthRequest, AuthResult, Decision, Reason
 from vosapp.switch.registrar.model import Binding, ContactRequest, RegisterOutcome
 
 PACKAGE = Path(compiled.__file__).resolve().parent
 RECORD_DECORATOR = "dataclass(slots=True, unsafe_hash=True)"
+#: A record compared by rules of its own: it writes __eq__ and __hash__.
+OWN_EQUALITY_DECORATOR = "dataclass(slots=True, eq=False)"
 #: Made once per switch, or per failing terminal, never per message: their generated
 #: ``__init__`` (and the registrar's ``__post_init__`` checks) stay.
 NOT_PER_MESSAGE = {"switch.core.CoreStats", "switch.registrar.logic.Registrar",
@@ -91,11 +97,22 @@ def test_each_dataclass_writes_its_init_with_its_fields_in_order(
                          ids=[f"{module}.{node.name}" for module, node, _ in DATACLASSES])
 def test_a_class_of_final_fields_is_a_record(module: str, node: ast.ClassDef,
                                              decorator: str) -> None:
-    annotations = [ast.unparse(statement.annotation) for statement in node.body
-                   if isinstance(statement, ast.AnnAssign)]
-    finals = [annotation.startswith("Final[") for annotation in annotations]
-    if any(finals):
-        assert all(finals) and decorator == RECORD_DECORATOR, f"{module}.{node.name}"
+    fields = [statement for statement in node.body if isinstance(statement, ast.AnnAssign)]
+    finals = [ast.unparse(statement.annotation).startswith("Final[") for statement in fields]
+    if not any(finals):
+        return
+    if decorator == RECORD_DECORATOR:
+        assert all(finals), f"{module}.{node.name}"
+        return
+    assert decorator == OWN_EQUALITY_DECORATOR, f"{module}.{node.name}"
+    methods = {statement.name for statement in node.body
+               if isinstance(statement, ast.FunctionDef)}
+    assert {"__eq__", "__hash__"} <= methods, f"{module}.{node.name} compares by its own rules"
+    for statement, final in zip(fields, finals, strict=True):
+        if not final:  # mypyc reads a Final with a class-level value as a constant
+            name = ast.unparse(statement.target)
+            value = "" if statement.value is None else ast.unparse(statement.value)
+            assert name.startswith("_") and "init=False" in value, f"{module}.{node.name}.{name}"
 
 
 RECORDS = [
@@ -115,6 +132,9 @@ RECORDS = [
     RegisterOutcome(200, "OK", (Binding("sip:alice@lab", "sip:a@h", 1e9, "c1", 2),)),
     CSeq(1, "INVITE"),
     Codec("PCMA", 8000, payload_type=8),
+    parse_uri("sip:alice@example.com:5060;transport=tcp"),
+    SipUri(host="192.0.2.1", user="1001", port=5060, params={"transport": "tcp"}),
+    AbsoluteUri("tel", "tel:+15551234"),
 ]
 
 
@@ -141,11 +161,13 @@ def test_a_compiled_record_refuses_an_assignment_at_run_time(value: object) -> N
 def test_mypy_reports_an_assignment_to_a_record_field() -> None:
     program = textwrap.dedent("""
         from vosapp.sip.transaction import StartTimer
+        from vosapp.sip.uri import SipUri
         from vosapp.switch.registrar.model import Binding
 
-        def move(timer: StartTimer, binding: Binding) -> None:
+        def move(timer: StartTimer, binding: Binding, uri: SipUri) -> None:
             timer.delay = 2.0
             binding.cseq = 3
+            uri.port = 5062
     """)
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--config-file", "/dev/null",
@@ -154,3 +176,4 @@ def test_mypy_reports_an_assignment_to_a_record_field() -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'Cannot assign to final attribute "delay"' in result.stdout, result.stdout
     assert 'Cannot assign to final attribute "cseq"' in result.stdout, result.stdout
+    assert 'Cannot assign to final attribute "port"' in result.stdout, result.stdout

@@ -3,6 +3,9 @@ size limits, the TCP stream framer, make_response and the UAC builder."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 
 from vosapp.sip import (
@@ -189,6 +192,23 @@ def test_bad_uris(text: str, status: int) -> None:
     with pytest.raises(SipParseError) as caught:
         parse_uri(text)
     assert caught.value.status == status
+
+
+def test_a_uri_built_in_code_is_checked_and_a_replaced_one_forgets_its_text() -> None:
+    built = SipUri(host="192.0.2.1", user="1001", port=5060, params={"transport": "tcp"},
+                   scheme="SIP")
+    assert built.scheme == "sip" and built.headers == [] and built.password is None
+    for changes, status in (({"scheme": "tel"}, 416), ({"host": ""}, 400),
+                            ({"port": 65536}, 400), ({"port": -1}, 400)):
+        with pytest.raises(SipParseError) as caught:
+            built.replace(**changes)
+        assert caught.value.status == status
+    parsed = parse_uri("sip:Alice@Example.COM;LR")
+    for twin in (parsed.copy(), copy.deepcopy(parsed)):  # the parsed text kept
+        assert str(twin) == "sip:Alice@Example.COM;LR" and twin == parsed
+        assert twin.params is not parsed.params
+    for moved in (parsed.replace(port=5062), dataclasses.replace(parsed, port=5062)):
+        assert str(moved) == "sip:Alice@Example.COM:5062;lr"  # from its fields
 
 
 # ---- errors -------------------------------------------------------------------------------
@@ -452,8 +472,6 @@ def test_uri_and_name_addr_copies_share_nothing_mutable() -> None:
 def test_deepcopy_is_an_independent_equal_message() -> None:
     # explicit __deepcopy__ (a compiled class has no default copy protocol): same bytes,
     # nothing shared that can change; a parsed Request-URI stays lazy until read
-    import copy
-
     wire = (b"INVITE sip:1001@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKdc\r\n"
             b"From: <sip:a@192.0.2.9>;tag=1\r\nTo: <sip:1001@192.0.2.1>\r\nCall-ID: dc\r\n"
             b"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")

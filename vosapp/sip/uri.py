@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, unquote
 
 __all__ = [
@@ -57,12 +57,18 @@ _USER_SAFE = "-_.!~*'()&=+$,;?/"
 _PASSWORD_SAFE = "-_.!~*'()&=+$,"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(slots=True, eq=False)
 class AbsoluteUri:
     """A URI of a scheme other than sip/sips (``tel:``, ``im:``, ``urn:`` …), kept as text."""
 
-    scheme: str
-    text: str
+    scheme: Final[str]
+    text: Final[str]
+
+    def __init__(self, scheme: str, text: str) -> None:
+        self.scheme, self.text = scheme, text
+
+    def __deepcopy__(self, memo: dict[int, object]) -> AbsoluteUri:
+        return self  # immutable; a compiled (mypyc) class has no default copy protocol
 
     def __str__(self) -> str:
         return self.text
@@ -76,7 +82,7 @@ class AbsoluteUri:
         return hash(self.text.lower())
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(slots=True, eq=False)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI.
 
@@ -88,39 +94,49 @@ class SipUri:
     ``method``, ``maddr``, ``transport``; headers.
 
     Build one in code: ``SipUri(host="192.0.2.1", user="1001", port=5060,
-    params={"transport": "tcp"})``.
+    params={"transport": "tcp"})``. Its fields are read-only (``Final``: to mypy, and at run time
+    when compiled); :meth:`replace` makes a changed copy.
     """
 
-    host: str
-    user: str | None = None
-    port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    scheme: str = "sip"
-    password: str | None = None
+    host: Final[str]
+    user: Final[str | None]
+    port: Final[int | None]
+    params: Final[dict[str, str | None]]
+    headers: Final[list[tuple[str, str]]]
+    scheme: Final[str]
+    password: Final[str | None]
+    # The parsed source text, passed by the parser alone (its grammar has checked the fields).
+    # Not Final: mypyc reads a Final with a class-level value as a constant; init=False keeps
+    # it out of dataclasses.replace (a replaced URI is written from its fields).
     _raw: str | None = field(default=None, init=False, repr=False)
+
+    def __init__(self, host: str, user: str | None = None, port: int | None = None,
+                 params: dict[str, str | None] | None = None,
+                 headers: list[tuple[str, str]] | None = None, scheme: str = "sip",
+                 password: str | None = None, _raw: str | None = None) -> None:
+        if _raw is None:
+            # Built in code: check what the parser's grammar checks (§25.1).
+            lowered = scheme.lower()
+            if lowered not in ("sip", "sips"):
+                raise SipParseError(416, f"SipUri scheme must be sip or sips, not {scheme!r}")
+            scheme = lowered
+            if not host:
+                raise SipParseError(400, "SIP URI without a host")
+            if port is not None and not 0 <= port <= 65535:
+                raise SipParseError(400, f"SIP URI port {port} outside 0-65535")
+        self.host, self.user, self.port = host, user, port
+        self.params = {} if params is None else params
+        self.headers = [] if headers is None else headers
+        self.scheme, self.password, self._raw = scheme, password, _raw
 
     def copy(self) -> SipUri:
         """A copy with its own ``params`` and ``headers`` (the only mutable parts); the
         parsed text is kept."""
-        # Field by field through __dict__ (copy.copy goes through __reduce_ex__: the dialog
-        # layer copies a From/To URI for every request and dialog it builds).
-        twin = object.__new__(type(self))
-        fields = twin.__dict__
-        fields.update(self.__dict__)
-        fields["params"] = dict(self.params)
-        fields["headers"] = list(self.headers)
-        return twin
+        return SipUri(self.host, self.user, self.port, dict(self.params), list(self.headers),
+                      self.scheme, self.password, self._raw)
 
-    def __post_init__(self) -> None:
-        scheme = self.scheme.lower()
-        if scheme not in ("sip", "sips"):
-            raise SipParseError(416, f"SipUri scheme must be sip or sips, not {self.scheme!r}")
-        object.__setattr__(self, "scheme", scheme)
-        if not self.host:
-            raise SipParseError(400, "SIP URI without a host")
-        if self.port is not None and not 0 <= self.port <= 65535:
-            raise SipParseError(400, f"SIP URI port {self.port} outside 0-65535")
+    def __deepcopy__(self, memo: dict[int, object]) -> SipUri:
+        return self.copy()  # a compiled (mypyc) class has no default copy protocol
 
     # -- convenient views -------------------------------------------------------------------
     @property
@@ -246,12 +262,9 @@ def _parse_sip(text: str, scheme: str, rest: str) -> SipUri:
                 for item in param_text[1:].split(";"):
                     name, eq, value = item.partition("=")
                     params[name.lower()] = value if eq else None
-            uri = SipUri.__new__(SipUri)
-            # Frozen dataclass: fill the fields directly (already validated by the match).
-            uri.__dict__.update(host=host, user=_unescape(user) if user is not None else None,
-                                port=port, params=params, headers=[], scheme=scheme,
-                                password=None, _raw=text)
-            return uri
+            # With its text: the match has checked the fields.
+            return SipUri(host, _unescape(user) if user is not None else None, port, params, [],
+                          scheme, None, text)
     return _parse_sip_full(text, scheme, rest)
 
 
@@ -286,10 +299,7 @@ def _parse_sip_full(text: str, scheme: str, rest: str) -> SipUri:
             if not name or not eq or not _HNV_RE.fullmatch(name) or not _HNV_RE.fullmatch(value):
                 raise SipParseError(400, f"bad header {item!r} in URI {text!r}")
             headers.append((_unescape(name), _unescape(value)))
-    uri = SipUri(host=host, user=user, port=port, params=params, headers=headers,
-                 scheme=scheme, password=password)
-    object.__setattr__(uri, "_raw", text)
-    return uri
+    return SipUri(host, user, port, params, headers, scheme, password, text)
 
 
 def parse_any_uri(text: str) -> SipUri | AbsoluteUri:
