@@ -125,7 +125,8 @@ def test_why_sources_of_a_tree_with_nothing_compiled(tmp_path: Path) -> None:
     lines = (tmp_path / compiled.DIGEST_FILE).read_text().splitlines()
     assert [line.split(" ")[1] for line in lines] == [
         "sip/uri.py", "sip/headers.py", "sip/message.py", "sip/parser.py", "sip/transaction.py",
-        "sip/dialog.py", "sip/sdp.py", "sip/digest.py", "switch/core.py", "switch/auth.py",
+        "sip/dialog.py", "sip/sdp.py", "sip/digest.py", "switch/core.py", "switch/limits.py",
+        "switch/auth.py",
         "switch/registrar/model.py", "switch/registrar/logic.py",
         "switch/registrar/bindings_store.py", "switch/registrar/service.py"]
 

@@ -42,16 +42,17 @@ from types import ModuleType
 #: - vosapp.sip's per-message path of a call (URIs, parse, header access, transactions,
 #:   dialogs, SDP) and digest authentication (issue #14: 2-6 % more registrations per
 #:   CPU-second, docs/benchmarks.md, twenty-third round);
-#: - vosapp.switch's request path: the core every request goes through, the authentication
-#:   policy and the registrar (twenty-fourth round). vosapp/trace.py is not compiled: mypyc
-#:   refuses its conditional ``__getattr__``.
+#: - vosapp.switch's request path: the core every request goes through, the per-source
+#:   limiter it asks first, the authentication policy and the registrar (twenty-fourth and
+#:   twenty-sixth rounds). vosapp/trace.py is not compiled: mypyc refuses its conditional
+#:   ``__getattr__``.
 #: Every dataclass of these modules writes its ``__init__``: mypyc leaves a generated one to
 #: the dataclasses module, which runs it interpreted (tests/foundation/test_records.py).
 COMPILED_MODULES = (
     "sip.uri", "sip.headers", "sip.message", "sip.parser", "sip.transaction", "sip.dialog",
     "sip.sdp", "sip.digest",
-    "switch.core", "switch.auth", "switch.registrar.model", "switch.registrar.logic",
-    "switch.registrar.bindings_store", "switch.registrar.service",
+    "switch.core", "switch.limits", "switch.auth", "switch.registrar.model",
+    "switch.registrar.logic", "switch.registrar.bindings_store", "switch.registrar.service",
 )
 #: mypyc's group: its shared library is ``vosapp/_compiled__mypyc….so``.
 GROUP_NAME = "vosapp._compiled"
