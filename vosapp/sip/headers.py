@@ -633,6 +633,12 @@ _Parsed = TypeVar("_Parsed")
 _Kept = TypeVar("_Kept")
 
 
+#: How many texts a memo keeps, and the longest text it keeps (HeaderMemo, the parser's
+#: Request-URIs).
+MEMO_LIMIT = 1024
+MEMO_LONGEST = 512
+
+
 def keep_bounded(table: dict[str, _Kept], key: str, value: _Kept, limit: int) -> None:
     """``table[key] = value``, ``table`` emptied first when it holds ``limit`` entries
     (bounded: forgetting costs a parse, never a wrong answer)."""
@@ -656,8 +662,8 @@ class HeaderMemo(Generic[_Parsed]):
 
     __slots__ = ("_limit", "_longest", "_parse", "_results")
 
-    def __init__(self, parse: Callable[[str], _Parsed], limit: int = 1024,
-                 longest: int = 512) -> None:
+    def __init__(self, parse: Callable[[str], _Parsed], limit: int = MEMO_LIMIT,
+                 longest: int = MEMO_LONGEST) -> None:
         self._parse = parse
         self._results: dict[str, _Parsed] = {}
         self._limit = limit
@@ -704,7 +710,7 @@ class ViaMemo(HeaderMemo[list[Via]]):
 
     __slots__ = ("_shapes",)
 
-    def __init__(self, limit: int = 1024, longest: int = 512) -> None:
+    def __init__(self, limit: int = MEMO_LIMIT, longest: int = MEMO_LONGEST) -> None:
         super().__init__(parse_vias, limit, longest)
         self._shapes: dict[str, Via] = {}
 

@@ -15,6 +15,8 @@ from typing import NoReturn
 
 from vosapp.sip.headers import (
     CSEQ_MEMO,
+    MEMO_LIMIT,
+    MEMO_LONGEST,
     NAME_ADDR_LIST_MEMO,
     NAME_ADDR_MEMO,
     VIAS_MEMO,
@@ -226,8 +228,8 @@ def _request_uri_scheme(uri_text: str, headers: Headers) -> str:
             # §19.1.1 table: URI headers are not allowed in a Request-URI.
             raise SipParseError(400, "headers in the Request-URI", headers)
         scheme = uri.scheme
-    if len(uri_text) <= 512:
-        keep_bounded(_REQUEST_URI_SCHEMES, uri_text, scheme, 1024)
+    if len(uri_text) <= MEMO_LONGEST:
+        keep_bounded(_REQUEST_URI_SCHEMES, uri_text, scheme, MEMO_LIMIT)
     return scheme
 
 
