@@ -124,7 +124,8 @@ def test_why_sources_of_a_tree_with_nothing_compiled(tmp_path: Path) -> None:
     compiled.write_digests(tmp_path)
     lines = (tmp_path / compiled.DIGEST_FILE).read_text().splitlines()
     assert [line.split(" ")[1] for line in lines] == [
-        "sip/uri.py", "sip/headers.py", "sip/message.py", "sip/parser.py", "sip/transaction.py",
+        "sip/entropy.py", "sip/uri.py", "sip/headers.py", "sip/message.py", "sip/parser.py",
+        "sip/transaction.py",
         "sip/dialog.py", "sip/sdp.py", "sip/digest.py", "switch/core.py", "switch/limits.py",
         "switch/auth.py",
         "switch/registrar/model.py", "switch/registrar/logic.py",

@@ -39,8 +39,8 @@ from types import ModuleType
 
 #: The modules setup.py compiles, named below the package (``sip.parser`` is
 #: ``vosapp/sip/parser.py``):
-#: - vosapp.sip's per-message path of a call (URIs, parse, header access, transactions,
-#:   dialogs, SDP) and digest authentication (issue #14: 2-6 % more registrations per
+#: - vosapp.sip's per-message path of a call (random tokens, URIs, parse, header access,
+#:   transactions, dialogs, SDP) and digest authentication (issue #14: 2-6 % more registrations per
 #:   CPU-second, docs/benchmarks.md, twenty-third round);
 #: - vosapp.switch's request path: the core every request goes through, the per-source
 #:   limiter it asks first, the authentication policy and the registrar (twenty-fourth and
@@ -49,8 +49,8 @@ from types import ModuleType
 #: Every dataclass of these modules writes its ``__init__``: mypyc leaves a generated one to
 #: the dataclasses module, which runs it interpreted (tests/foundation/test_records.py).
 COMPILED_MODULES = (
-    "sip.uri", "sip.headers", "sip.message", "sip.parser", "sip.transaction", "sip.dialog",
-    "sip.sdp", "sip.digest",
+    "sip.entropy", "sip.uri", "sip.headers", "sip.message", "sip.parser", "sip.transaction",
+    "sip.dialog", "sip.sdp", "sip.digest",
     "switch.core", "switch.limits", "switch.auth", "switch.registrar.model",
     "switch.registrar.logic", "switch.registrar.bindings_store", "switch.registrar.service",
 )

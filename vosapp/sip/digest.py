@@ -23,7 +23,6 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import struct
@@ -34,6 +33,7 @@ from typing import Final
 
 from vosapp.clock import Clock
 from vosapp.enums import IdentityEnum
+from vosapp.sip.entropy import token_bytes, token_hex
 
 __all__ = [
     "ALGORITHMS",
@@ -535,7 +535,7 @@ def answer(
     else:
         qop = None
     if qop is not None or challenge.algorithm.endswith("-sess"):
-        cnonce = cnonce if cnonce is not None else secrets.token_hex(8)
+        cnonce = cnonce if cnonce is not None else token_hex(8)
     else:
         cnonce = None
     ha1 = compute_ha1(challenge.algorithm, username, challenge.realm, password)
@@ -760,7 +760,7 @@ class DigestServer:
             raise ValueError(f"algorithm {algorithm!r} not enabled; enabled: {self.algorithms}")
         now = self.clock.now()
         body = _NONCE_LAYOUT.pack(
-            int(now * 1000), ALGORITHMS.index(algorithm), self._instance, os.urandom(8)
+            int(now * 1000), ALGORITHMS.index(algorithm), self._instance, token_bytes(8)
         )
         nonce = (binascii.b2a_base64(body + self._sign(body), newline=False)
                  .translate(_TO_URLSAFE).decode().rstrip("="))
@@ -884,7 +884,7 @@ class DigestServer:
             secret = password(user) if callable(password) else password
             if secret is None:
                 # Same work as a real check, so timing does not reveal which users exist.
-                compute_ha1(credentials.algorithm, user, self.realm, secrets.token_hex(8))
+                compute_ha1(credentials.algorithm, user, self.realm, token_hex(8))
                 return VerifyResult(VerifyOutcome.UNKNOWN_USER, user, "no such user")
             ha1 = compute_ha1(credentials.algorithm, user, self.realm, secret)
         expected = compute_response(

@@ -7,9 +7,9 @@ Content-Length is rewritten to match the body (added when missing).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
+from vosapp.sip.entropy import token_hex
 from vosapp.sip.headers import (
     CSEQ_MEMO,
     NAME_ADDR_LIST_MEMO,
@@ -74,17 +74,17 @@ def reason_phrase(status: int) -> str:
 
 def new_branch() -> str:
     """A fresh Via branch with the RFC 3261 §8.1.1.7 magic cookie ``z9hG4bK``."""
-    return "z9hG4bK" + os.urandom(10).hex()
+    return "z9hG4bK" + token_hex(10)
 
 
 def new_tag() -> str:
     """A fresh From/To tag with at least 32 bits of randomness (§19.3)."""
-    return os.urandom(6).hex()
+    return token_hex(6)
 
 
 def new_call_id(host: str | None = None) -> str:
     """A fresh globally unique Call-ID (§8.1.1.4), optionally ``random@host``."""
-    value = os.urandom(12).hex()
+    value = token_hex(12)
     return f"{value}@{host}" if host else value
 
 
