@@ -121,6 +121,10 @@ class Store:
         #: PRAGMA data_version when they were last known to match the file.
         self._memos: dict[str, dict[Any, Any]] = {}
         self._data_version = -1
+        #: The open batch's transaction checked data_version already (:meth:`memo`): it holds
+        #: the write lock since its BEGIN IMMEDIATE, so no other connection can commit before
+        #: its COMMIT and the memos stay as they were checked.
+        self._memos_checked_in_batch = False
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -313,10 +317,13 @@ class Store:
         # PRAGMA data_version changes when another connection has committed since this one
         # last asked (SQLite's "PRAGMA data_version"); this connection's own commits and the
         # WAL checkpoints (which change no content) leave it as it is.
-        version = db.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._data_version = version
-            self._forget_memos()
+        # Once per transaction: in a batch, the first write's check holds for the others.
+        if not (self._batch_open and self._memos_checked_in_batch):
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            self._memos_checked_in_batch = self._batch_open
+            if version != self._data_version:
+                self._data_version = version
+                self._forget_memos()
         memo = self._memos.get(name)
         if memo is None:
             memo = self._memos[name] = {}
@@ -507,6 +514,7 @@ class _Transaction:
                 # The batch's first write needs no savepoint: undoing it undoes the batch.
                 store._db.execute("BEGIN IMMEDIATE")
                 store._batch_open = True
+                store._memos_checked_in_batch = False
                 self._began = "batch"
             else:
                 store._db.execute("SAVEPOINT write")

@@ -76,6 +76,45 @@ def test_a_commit_by_another_connection_is_seen(tmp_path: Path) -> None:
         assert [b.contact for b in outcome.bindings] == ["sip:a@h1"]
 
 
+def test_a_batch_checks_for_other_commits_once_and_each_batch_again(tmp_path: Path) -> None:
+    """Group commit: the batch holds the write lock from its first write's BEGIN IMMEDIATE to
+    its COMMIT, so one PRAGMA data_version per batch is enough; the next batch asks again and
+    sees what another process committed in between."""
+    clock = ManualClock(wall_origin=1.7e9)
+    with Store.open(tmp_path) as store, Store.open(tmp_path) as other:
+        registrar = Registrar(store, clock)
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+
+        def batch(*users: str, cseq: int) -> list[list[str]]:
+            store.begin_batch()
+            try:
+                return [[b.contact for b in registrar.register(
+                    user, [ContactRequest(f"sip:{user}@h1")], expires_header=600,
+                    call_id=f"cid-{user}", cseq=cseq, replace=False).bindings]
+                    for user in users]
+            finally:
+                store.end_batch()
+
+        assert batch("alice", "bob", "carol", cseq=1) == [["sip:alice@h1"], ["sip:bob@h1"],
+                                                          ["sip:carol@h1"]]
+        assert statements.count("PRAGMA data_version") == 1
+        assert statements.count("SAVEPOINT write") == 2
+        # Another process binds a second contact of bob's between two batches ...
+        with other.transaction() as db:
+            upsert(db, Binding("bob", "sip:bob@h2", clock.wall() + 600, "cid-bob", 7))
+        # ... and the next batch's first REGISTER asks again, so bob's 200 lists it.
+        assert batch("alice", "bob", cseq=2) == [["sip:alice@h1"], ["sip:bob@h1", "sip:bob@h2"]]
+        assert statements.count("PRAGMA data_version") == 2
+        # Outside a batch: every transaction asks.
+        registrar.register("alice", [ContactRequest("sip:alice@h1")], expires_header=600,
+                           call_id="cid-alice", cseq=3, replace=False)
+        registrar.register("carol", [ContactRequest("sip:carol@h1")], expires_header=600,
+                           call_id="cid-carol", cseq=3, replace=False)
+        assert statements.count("PRAGMA data_version") == 4
+        store._db.set_trace_callback(None)
+
+
 def test_two_registrars_on_one_store_see_each_others_writes(tmp_path: Path) -> None:
     clock = ManualClock(wall_origin=1.7e9)
     with Store.open(tmp_path) as store:
