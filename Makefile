@@ -50,6 +50,7 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 
 # The benchmarks' entry points. bench/ also holds their helpers (common.sh, sipp_stats.py,
 # instruction_count.py (valgrind's counts, for registrar_instructions.py and calls_instructions.py),
+# syscall_counts.py (strace's summaries as system calls per registration, for registrar_syscalls.sh),
 # registrar_setup.py (the registrar benches' accounts and Kamailio's SQLite table),
 # backlog_sampler.py, reuseport_serve.py, python_floor_registrar.py,
 # python_minimum_registrar.py, release_timing/: vosapp serve's memory releases timed under any
@@ -67,7 +68,7 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # registrar_cache_sim.py (a registration's cache misses and mispredicted branches against the
 # Python minimum's, valgrind's cachegrind: ~15 min).
 BENCH_PY = sip_parser via_memo serve_startup registrar_profile registrar_instructions calls_instructions unauthenticated_flood ended_call_memory media media_calls media_with_calls fd_table trace_store wal_commits dtmf codec_quality ladder
-BENCH_SH = options registrar calls overload
+BENCH_SH = options registrar registrar_syscalls calls overload
 
 bench: setup ## run every benchmark under bench/ (results go to docs/benchmarks.md by hand)
 	@for b in $(BENCH_PY); do echo "== bench/$$b.py"; PYTHONPATH=$(CURDIR) $(PY) bench/$$b.py || exit 1; done

@@ -93,3 +93,19 @@ prefixes = ["00"]
 media_proxy = "Off"
 TOML
 }
+
+# `start_kamailio LOG ARGS...`: Kamailio on a free UDP port of 127.0.0.1 with
+# bench/kamailio-registrar.cfg and extra command-line ARGS (-A defines); sets KAM_STARTED_PID,
+# KAM_STARTED_PIDS (main, UDP worker, timers: all of them, for the CPU time) and
+# KAM_STARTED_PORT.
+start_kamailio() {
+  local log=$1
+  shift
+  KAM_STARTED_PORT=$(free_port)
+  mkdir -p "$log.run"
+  kamailio -f bench/kamailio-registrar.cfg "$@" -l "udp:127.0.0.1:$KAM_STARTED_PORT" -D -E \
+           -Y "$log.run" -w "$log.run" -m 128 -M 16 >"$log" 2>&1 &
+  KAM_STARTED_PID=$!
+  sleep 1.5
+  KAM_STARTED_PIDS="$KAM_STARTED_PID $(pgrep -P "$KAM_STARTED_PID" | tr '\n' ' ')"
+}

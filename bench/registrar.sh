@@ -139,22 +139,6 @@ echo "Authenticated REGISTER over UDP loopback: $CALLS registrations of $USERS u
 echo "vosapp serve : $V_RATE REGISTER/s ($V_OK ok, $V_FAILED failed, ${V_ELAPSED}s) p50 ${V_P50} ms p99 ${V_P99} ms; $V_CPU per CPU-second (kernel: $V_SYS of it); $BOUND users bound in SQLite; after it: $V_MEM"
 echo "vosapp serve : at $SUSTAINED/s offered: $S_RATE REGISTER/s ($S_OK ok, $S_FAILED failed) p50 ${S_P50} ms p99 ${S_P99} ms; $S_CPU per CPU-second"
 
-# `start_kamailio LOG ARGS...`: Kamailio on a free UDP port of 127.0.0.1 with
-# bench/kamailio-registrar.cfg and extra command-line ARGS (-A defines); sets KAM_STARTED_PID,
-# KAM_STARTED_PIDS (main, UDP worker, timers: all of them, for the CPU time) and
-# KAM_STARTED_PORT.
-start_kamailio() {
-  local log=$1
-  shift
-  KAM_STARTED_PORT=$(free_port)
-  mkdir -p "$log.run"
-  kamailio -f bench/kamailio-registrar.cfg "$@" -l "udp:127.0.0.1:$KAM_STARTED_PORT" -D -E \
-           -Y "$log.run" -w "$log.run" -m 128 -M 16 >"$log" 2>&1 &
-  KAM_STARTED_PID=$!
-  sleep 1.5
-  KAM_STARTED_PIDS="$KAM_STARTED_PID $(pgrep -P "$KAM_STARTED_PID" | tr '\n' ' ')"
-}
-
 # --- Kamailio baseline
 if command -v kamailio >/dev/null; then
   start_kamailio "$WORK/kamailio.log"

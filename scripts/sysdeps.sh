@@ -10,9 +10,10 @@ set -euo pipefail
 # gcc:         builds the C extensions (vosapp/media/codecs/_g729lane.c, vosapp/io/_rtphub.c; setup.py)
 # valgrind:    counts instructions per registration and per call (bench/registrar_instructions.py,
 #              bench/calls_instructions.py, and their tests)
+# strace:      counts system calls per registration (bench/registrar_syscalls.sh, and its test)
 # python3-venv is only needed where the system python lacks venv/ensurepip, python3-dev
 # (Python.h, for the C extensions) where it lacks its headers
-PACKAGES=(libbcg729-0 sip-tester tshark chromium gcc valgrind)
+PACKAGES=(libbcg729-0 sip-tester tshark chromium gcc valgrind strace)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   PACKAGES+=(python3-venv)
 fi

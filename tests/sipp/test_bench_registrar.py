@@ -8,6 +8,7 @@ would look on the wire (challenge, then 200 with the To tag and Contact)."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -299,3 +300,24 @@ def _user_of(response: bytes) -> str:
     found = re.search(rb"\r\nTo: <sip:(\d+)@", response)
     assert found is not None
     return found.group(1).decode()
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace (scripts/sysdeps.sh)")
+def test_the_syscall_counts_read_a_real_strace_summary(tmp_path: Path) -> None:
+    """bench/registrar_syscalls.sh's reading of ``strace -c -f``: a program that makes 40
+    getrandom calls in a thread (-f follows it) reads as at least 4 per unit of 10."""
+    syscall_counts = load_bench("syscall_counts")
+    summary = tmp_path / "summary.strace"
+    program = ("import os, threading\n"
+               "t = threading.Thread(target=lambda: [os.urandom(1) for _ in range(40)])\n"
+               "t.start(); t.join()\n")
+    subprocess.run(["strace", "-c", "-f", "-o", str(summary), sys.executable, "-c", program],
+                   check=True, capture_output=True, timeout=60)
+    calls = syscall_counts.parse_summary(summary.read_text())
+    assert calls["getrandom"] >= 40 and "total" not in calls
+    rows = syscall_counts.table(10, {"a": calls, "b": {"getrandom": 5, "futex": 9}})
+    assert rows[0].split() == ["system", "call", "a", "b"]
+    getrandom = next(row.split() for row in rows if row.startswith("getrandom "))
+    assert float(getrandom[1]) >= 4.0 and getrandom[2] == "0.500"
+    total = rows[-1].split()
+    assert total[:3] == ["total", "(no", "futex)"] and total[-1] == "0.50"  # futex left out
