@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 __all__ = ["token_bytes", "token_hex"]
 
@@ -27,33 +28,43 @@ BLOCK_BYTES: Final = 1024
 _BYTES: dict[int, deque[bytes]] = {}
 _HEX: dict[int, deque[str]] = {}
 
+_Token = TypeVar("_Token", bytes, str)
+
 
 def token_bytes(size: int) -> bytes:
     """``size`` random bytes (``os.urandom(size)``, taken from a block read earlier)."""
-    pool = _BYTES.get(size)
-    if pool is None:
-        pool = _BYTES.setdefault(size, deque())
-    while True:
-        try:
-            return pool.popleft()
-        except IndexError:
-            block = os.urandom(_block_size(size))
-            pool.extend([block[at:at + size] for at in range(0, len(block), size)])
+    return _take(_BYTES, size, _cut_bytes)
 
 
 def token_hex(size: int) -> str:
     """``size`` random bytes as ``2 * size`` lower-case hex digits (``os.urandom(size).hex()``,
     from a block read and turned to hex earlier)."""
-    pool = _HEX.get(size)
+    return _take(_HEX, size, _cut_hex)
+
+
+def _take(pools: dict[int, deque[_Token]], size: int,
+          cut: Callable[[int], list[_Token]]) -> _Token:
+    pool = pools.get(size)
     if pool is None:
-        pool = _HEX.setdefault(size, deque())
+        pool = pools.setdefault(size, deque())
     while True:
         try:
             return pool.popleft()
         except IndexError:
-            digits = os.urandom(_block_size(size)).hex()
-            width = 2 * size
-            pool.extend([digits[at:at + width] for at in range(0, len(digits), width)])
+            pool.extend(cut(size))
+
+
+def _cut_bytes(size: int) -> list[bytes]:
+    """A fresh block as tokens of ``size`` bytes."""
+    block = os.urandom(_block_size(size))
+    return [block[at:at + size] for at in range(0, len(block), size)]
+
+
+def _cut_hex(size: int) -> list[str]:
+    """A fresh block in hex, as tokens of ``2 * size`` digits."""
+    digits = os.urandom(_block_size(size)).hex()
+    width = 2 * size
+    return [digits[at:at + width] for at in range(0, len(digits), width)]
 
 
 def _block_size(size: int) -> int:
