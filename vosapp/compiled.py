@@ -40,8 +40,8 @@ from types import ModuleType
 #: The modules setup.py compiles, named below the package (``sip.parser`` is
 #: ``vosapp/sip/parser.py``):
 #: - vosapp.sip's per-message path of a call (random tokens, URIs, parse, header access,
-#:   transactions, dialogs, SDP) and digest authentication (issue #14: 2-6 % more registrations per
-#:   CPU-second, docs/benchmarks.md, twenty-third round);
+#:   transactions, dialogs, SDP) and digest authentication (issue #14: 2-6 % more
+#:   registrations per CPU-second, docs/benchmarks.md, twenty-third round);
 #: - vosapp.switch's request path: the core every request goes through, the per-source
 #:   limiter it asks first, the authentication policy and the registrar (twenty-fourth and
 #:   twenty-sixth rounds). vosapp/trace.py is not compiled: mypyc refuses its conditional
