@@ -34,6 +34,7 @@ from typing import Final
 from vosapp.clock import Clock
 from vosapp.enums import IdentityEnum
 from vosapp.sip.entropy import token_bytes, token_hex
+from vosapp.sip.headers import MEMO_LIMIT, keep_bounded
 
 __all__ = [
     "ALGORITHMS",
@@ -440,10 +441,10 @@ def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str
     return _hash(algorithm, f"{username}:{realm}:{password}")
 
 
-# H(A2) of qop=auth or none by (algorithm, method, uri): public values (bounded; emptied
-# when full).
+# H(A2) of qop=auth or none by (algorithm, method, uri): public values, bounded as the
+# header memos are.
 _HA2_MEMO: dict[tuple[str, str, str], str] = {}
-_HA2_MEMO_SIZE = 1024
+_HA2_MEMO_SIZE = MEMO_LIMIT
 
 
 def compute_response(
@@ -471,9 +472,7 @@ def compute_response(
         memo = _HA2_MEMO.get(key)
         if memo is None:
             memo = _hash(algorithm, f"{method}:{uri}")
-            if len(_HA2_MEMO) >= _HA2_MEMO_SIZE:
-                _HA2_MEMO.clear()
-            _HA2_MEMO[key] = memo
+            keep_bounded(_HA2_MEMO, key, memo, _HA2_MEMO_SIZE)
         ha2 = memo
     if qop is None:  # RFC 2069 compatibility (RFC 2617 §3.2.2.1)
         return _hash(algorithm, f"{ha1}:{nonce}:{ha2}")

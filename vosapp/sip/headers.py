@@ -10,7 +10,7 @@ Typed values (:class:`Via`, :class:`NameAddr`, :class:`CSeq`) are parsed on dema
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
@@ -630,16 +630,17 @@ def is_token(text: str) -> bool:
 # Parse results shared by messages
 # ---------------------------------------------------------------------------------------------
 _Parsed = TypeVar("_Parsed")
+_Key = TypeVar("_Key", bound=Hashable)
 _Kept = TypeVar("_Kept")
 
 
 #: How many texts a memo keeps, and the longest text it keeps (HeaderMemo, the parser's
-#: Request-URIs).
+#: Request-URIs, digest's H(A2)).
 MEMO_LIMIT = 1024
 MEMO_LONGEST = 512
 
 
-def keep_bounded(table: dict[str, _Kept], key: str, value: _Kept, limit: int) -> None:
+def keep_bounded(table: dict[_Key, _Kept], key: _Key, value: _Kept, limit: int) -> None:
     """``table[key] = value``, ``table`` emptied first when it holds ``limit`` entries
     (bounded: forgetting costs a parse, never a wrong answer)."""
     if len(table) >= limit:
