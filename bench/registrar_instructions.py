@@ -45,6 +45,7 @@ with a note.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -81,11 +82,19 @@ def main() -> int:
     parser.add_argument("--registrations", type=int, default=400)
     parser.add_argument("--rate", type=float, default=20.0, help="registrations per second")
     parser.add_argument("--limit", type=int, default=10, help="registrations in flight at most")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="work in DIR and keep it: each server's callgrind files in "
+                             "DIR/<server>/, for callgrind_annotate --inclusive=yes")
     add_counting_options(parser)
     args = parser.parse_args()
     servers = chosen(parser, args.servers, SERVERS, "server")
-    with tempfile.TemporaryDirectory(prefix="vosapp-instructions-") as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            work = args.keep.resolve()
+        else:
+            work = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="vosapp-instructions-")))
         kamailio = any(name.startswith("kamailio") for name in servers)
         missing = missing_tools(work, ["kamailio", "kamailio-sqlite-modules"] if kamailio else [])
         if missing:
