@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tests.sip.test_sip_properties import FAST, name_addrs, tokens, vias
 from vosapp.sip import NameAddr, Request, SipParseError, Via, parse, parser
 from vosapp.sip.headers import (
+    _WRITTEN_AS_PARSED_VIA,
     NAME_ADDR_LIST_MEMO,
     NAME_ADDR_MEMO,
     VIAS_MEMO,
@@ -242,6 +243,10 @@ def test_a_via_read_by_its_shape_equals_its_parse(data: st.DataObject, via: Via,
     for text in texts:
         assert _parse_or_error(memo, text) == _parse_or_error(parse_vias, text)
         assert _parse_or_error(memo, text) == _parse_or_error(parse_vias, text)  # remembered
+        # what the switch's received/rport stamp asks (vosapp/switch/core.py _stamp_via),
+        # answered from the shape for the second text: as the pattern answers
+        written = _WRITTEN_AS_PARSED_VIA.fullmatch(text) is not None
+        assert memo.written_as_parsed(text) is written
 
 
 @pytest.mark.parametrize(("template", "text", "branch"), [
@@ -277,6 +282,26 @@ def test_a_top_via_with_a_new_branch_is_read_from_its_shape() -> None:
     assert again.top_via == Via("UDP", "192.0.2.10", 5061,
                                 {"branch": "z9hG4bK-memo-2", "rport": None})
     assert "SIP/2.0/UDP 192.0.2.10:5061;branch=;rport" in VIAS_MEMO._shapes
+
+
+def test_a_call_id_and_from_found_valid_are_known_to_the_next_message() -> None:
+    """A REGISTER retried with credentials carries its Call-ID and From as the first one did:
+    the parser remembers the texts it found valid (no second pattern match), never one it
+    refused, and answers for a remembered text what it answered the first time."""
+    first = parse(INVITE)
+    call_id, from_text = first.headers.get("Call-ID"), first.headers.get("From")
+    assert call_id in parser._VALID_CALL_IDS and from_text in parser._VALID_FROMS
+    again = parse(INVITE.replace(b"CSeq: 1 INVITE", b"CSeq: 2 INVITE"))
+    assert (again.call_id, again.from_tag) == (first.call_id, first.from_tag)
+    good_from = b'From: "Memo" <sip:memo@192.0.2.10:5061>;tag=from-memo-1'
+    for bad_line, good_line in ((b"Call-ID: bad call id", b"Call-ID: memo-call-1@192.0.2.10"),
+                                (b"From: <sip:memo@>;tag=x", good_from)):
+        for _ in range(2):
+            with pytest.raises(SipParseError) as refused:
+                parse(INVITE.replace(good_line, bad_line))
+            assert refused.value.status == 400
+        value = bad_line.partition(b": ")[2].decode()
+        assert value not in parser._VALID_CALL_IDS and value not in parser._VALID_FROMS
 
 
 # The parser now parses To, the top Via and CSeq in full where it used to try a fast regex

@@ -115,3 +115,17 @@ def test_the_usual_via_is_stamped_without_formatting_it(via: str,
     monkeypatch.setattr(Via, "__str__", lambda self: formatted.append("x") or original(self))
     _stamp_via(request, ("203.0.113.7", 61000), top)
     assert formatted == []
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_a_via_read_by_its_shape_is_stamped_as_its_parse(via: str) -> None:
+    """A client's next request: its top Via differs only in the branch, so the header memo
+    reads it from the first one's shape, and whether its text can be stamped as sent comes
+    from that shape too. The stamp must be what the object path writes, every time."""
+    for branch in ("z9hG4bKshape1", "z9hG4bKshape2", "z9hG4bKshape3"):
+        data = TEMPLATE.format(via=via.replace("z9hG4bKabc", branch), via_name="Via").encode()
+        request = parse(data)
+        assert isinstance(request, Request)
+        expected_line = reference_stamp(parse(data), ("203.0.113.7", 61000))  # type: ignore[arg-type]
+        _stamp_via(request, ("203.0.113.7", 61000), request.top_via)
+        assert request.headers.get("Via") == expected_line

@@ -694,6 +694,14 @@ class HeaderMemo(Generic[_Parsed]):
 # The value of a ``;branch=`` parameter: a token up to the next ``;``, a blank or the end
 # (ViaMemo's guards decide whether it is the Via's branch).
 _BRANCH_VALUE_RE = re.compile(r";branch=([A-Za-z0-9\-.!%*_+`'~]++)(?=[; \t]|\Z)")
+# One Via value written exactly as ``str(Via)`` writes its parse (``SIP/2.0/UDP host[:port]``,
+# upper-case transport, one space, lower-case parameter names with plain values, no
+# whitespace): the switch can append its received/rport stamp to such a text as sent.
+# Possessive repeats (nothing that follows a run can start with a character of its class):
+# the same matches for less, as vosapp/sip/parser.py's fast validators.
+_WRITTEN_AS_PARSED_VIA = re.compile(
+    r"SIP/2\.0/[A-Z0-9\-.!%*_+`'~]++ [A-Za-z0-9\-.]++(?::(?:0|[1-9][0-9]{0,4}+))?"
+    r"(?:;[a-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-z0-9\-.!%*_+`'~]++|\[[0-9A-Fa-f:.]++\]))?)*+")
 
 
 class ViaMemo(HeaderMemo[list[Via]]):
@@ -706,14 +714,20 @@ class ViaMemo(HeaderMemo[list[Via]]):
 
     Only for a single Via value (no comma) without quotes, whose every ``;`` starts a distinct
     parameter and whose one ``branch`` parameter is the one cut out: then the two texts differ
-    in that token alone and the parser reads both the same way but for the branch.
+    in that token alone and the parser reads both the same way but for the branch. Whether
+    the text is written as ``str()`` of its parse writes it (:meth:`written_as_parsed`) is
+    then the same for both texts too (a branch value and a plain parameter value are both a
+    token), so it is also known from the shape.
     """
 
-    __slots__ = ("_shapes",)
+    __slots__ = ("_shapes", "_written_as_parsed")
 
     def __init__(self, limit: int = MEMO_LIMIT, longest: int = MEMO_LONGEST) -> None:
         super().__init__(parse_vias, limit, longest)
-        self._shapes: dict[str, Via] = {}
+        #: shape -> (its Via, whether its texts are written as str() of their parse)
+        self._shapes: dict[str, tuple[Via, bool]] = {}
+        #: the texts read by their shape -> what written_as_parsed() answers for them
+        self._written_as_parsed: dict[str, bool] = {}
 
     def __call__(self, text: str) -> list[Via]:
         results = self._results
@@ -726,21 +740,33 @@ class ViaMemo(HeaderMemo[list[Via]]):
         start, end = branch.span(1)
         shape = text[:start] + text[end:]
         value = branch.group(1)
-        template = self._shapes.get(shape)
-        if template is None:
+        known = self._shapes.get(shape)
+        if known is None:
             result = self._parse_and_keep(text)
             via = result[0]
             params = via.params
             if (len(result) == 1 and params.get("branch") == value
                     and len(params) == text.count(";") and '"' not in text):
-                keep_bounded(self._shapes, shape, via, self._limit)
+                written = _WRITTEN_AS_PARSED_VIA.fullmatch(text) is not None
+                keep_bounded(self._shapes, shape, (via, written), self._limit)
             return result
+        template, written = known
         params = dict(template.params)
         params["branch"] = value
         result = [Via(template.transport, template.host, template.port, params,
                       template.protocol)]
         keep_bounded(results, text, result, self._limit)
+        keep_bounded(self._written_as_parsed, text, written, self._limit)
         return result
+
+    def written_as_parsed(self, text: str) -> bool:
+        """Whether ``text`` is one Via value written exactly as ``str()`` of its parse writes
+        it: known without a regex pass for a text this memo read by its shape (the top Via
+        of each new request from a client seen before)."""
+        written = self._written_as_parsed.get(text)
+        if written is not None:
+            return written
+        return _WRITTEN_AS_PARSED_VIA.fullmatch(text) is not None
 
 
 NAME_ADDR_MEMO = HeaderMemo(parse_name_addr)

@@ -44,6 +44,12 @@ _CALL_ID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
                          r"(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
 # Header names already seen to be tokens → their lookup key (bounded; names repeat a lot).
 _KEY_CACHE: dict[str, str] = {}
+# Call-ID and From texts found valid, so that the next message carrying the same text is not
+# matched again: a REGISTER retried with credentials keeps its Call-ID and From tag (RFC 3261
+# §8.1.3.5, §22.2), a phone keeps its Call-ID for every refresh (§10.2), and a call's every
+# message and response carries its Call-ID. Bounded as the header memos are.
+_VALID_CALL_IDS: dict[str, None] = {}
+_VALID_FROMS: dict[str, None] = {}
 
 
 def _key_of(name: str, headers_so_far: list[HeaderField]) -> str:
@@ -180,16 +186,22 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
     if method is not None and cseq_method != method:
         raise SipParseError(400, f"CSeq method {cseq_method} does not match {method}", headers)
     call_id = first["call-id"]
-    if not _CALL_ID_RE.fullmatch(call_id):
-        raise SipParseError(400, f"bad Call-ID {call_id!r}", headers)
+    if call_id not in _VALID_CALL_IDS:
+        if not _CALL_ID_RE.fullmatch(call_id):
+            raise SipParseError(400, f"bad Call-ID {call_id!r}", headers)
+        if len(call_id) <= MEMO_LONGEST:
+            keep_bounded(_VALID_CALL_IDS, call_id, None, MEMO_LIMIT)
     fast_name_addr = _FAST_NAME_ADDR.fullmatch
     try:
         # To and the top Via in full (above). From and any further Via lines: a text the
         # memo holds has parsed before (valid, no regex pass); else the fast check, and the
         # full parser (remembered) when that says nothing.
         value = first["from"]
-        if value not in NAME_ADDR_MEMO and fast_name_addr(value) is None:
-            NAME_ADDR_MEMO(value)
+        if value not in _VALID_FROMS and value not in NAME_ADDR_MEMO:
+            if fast_name_addr(value) is None:
+                NAME_ADDR_MEMO(value)
+            elif len(value) <= MEMO_LONGEST:
+                keep_bounded(_VALID_FROMS, value, None, MEMO_LIMIT)
         NAME_ADDR_MEMO(first["to"])
         VIAS_MEMO(vias[0])
         for value in vias[1:]:

@@ -50,6 +50,7 @@ from vosapp.sip import (
     parse,
     parse_vias,
 )
+from vosapp.sip.headers import VIAS_MEMO
 from vosapp.sip.parser import SUPPORTED_URI_SCHEMES
 from vosapp.sip.transaction import (
     RELIABLE_TRANSPORTS,
@@ -707,16 +708,6 @@ def _safe(message: Any, attribute: str) -> Any:
         return None
 
 
-# A top Via written exactly as ``str(Via)`` writes its parse (``SIP/2.0/UDP host[:port]``,
-# upper-case transport, one space, lower-case parameter names with plain values, no
-# whitespace): for such text the stamp can be appended to the text itself.
-# Possessive repeats (nothing that follows a run can start with a character of its class):
-# the same matches for less, as vosapp/sip/parser.py's fast validators.
-_CANONICAL_VIA = re.compile(r"SIP/2\.0/[A-Z0-9\-.!%*_+`'~]++ [A-Za-z0-9\-.]++"
-                            r"(?::(?:0|[1-9][0-9]{0,4}+))?(?:;[a-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-z0-9\-.!%*_+`'~]++"
-                            r"|\[[0-9A-Fa-f:.]++\]))?)*+")
-
-
 def _stamp_via(request: Request, source: Address, top: Via) -> Via:
     """§18.2.1 + RFC 3581 §4: add ``received`` and fill ``rport`` on the top Via.
 
@@ -733,7 +724,7 @@ def _stamp_via(request: Request, source: Address, top: Via) -> Via:
     # where the dict update below puts it; the same text as str(top) afterwards, without
     # formatting every parameter again (the usual phone and SIPp Via).
     raw_stampable = ("received" not in params and len(params) == first.count(";")
-                     and _CANONICAL_VIA.fullmatch(first) is not None)
+                     and VIAS_MEMO.written_as_parsed(first))
     params["received"] = source[0]
     if fill_rport:
         params["rport"] = str(source[1])
