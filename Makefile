@@ -56,8 +56,9 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # python_minimum_registrar.py, release_timing/: vosapp serve's memory releases timed under any
 # bench, loop_stalls/: what holds vosapp serve's event loop, under any bench), media_calls.sh
 # (media_calls.py with this checkout on PYTHONPATH), and tools run by hand: media_ab.sh,
-# calls_ab.sh, calls_search_ab.sh and registrar_profile_ab.sh (before/after against another
-# revision; the Python ones through code_ab.sh), calls_profile.sh (the call path under a
+# calls_ab.sh, calls_search_ab.sh, registrar_profile_ab.sh and registrar_ab.sh (before/after
+# against another revision; the Python ones through code_ab.sh; registrar_ab.sh the live
+# registrar in pairs, with Kamailio's pass in each), calls_profile.sh (the call path under a
 # profiler; with PROFILER=py-spy its samples summed by stacks.py), b2bua_cpu.py (switch CPU per
 # call on the virtual network, for comparing small cuts), b2bua_phases.py and
 # registrar_stages.py (where a call's and a registration's time goes inside the switch core;

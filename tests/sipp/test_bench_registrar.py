@@ -7,6 +7,7 @@ would look on the wire (challenge, then 200 with the To tag and Contact)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -300,6 +301,26 @@ def _user_of(response: bytes) -> str:
     found = re.search(rb"\r\nTo: <sip:(\d+)@", response)
     assert found is not None
     return found.group(1).decode()
+
+
+@needs_sipp
+def test_the_live_before_and_after_bench_measures_both_checkouts_in_each_pair() -> None:
+    """bench/registrar_ab.sh's plumbing: two pairs of small saturated passes, this checkout on
+    both sides (BEFORE), Kamailio left out (KAMAILIO=0): every registration of each pass
+    completes, the first pass of a pair alternates, and the ratios are read from the rates."""
+    env = dict(os.environ, BEFORE=str(ROOT), KAMAILIO="0", PY=sys.executable)
+    result = subprocess.run(["bash", str(ROOT / "bench" / "registrar_ab.sh"), "HEAD", "2", "300"],
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line[:2] in ("1 ", "2 ")]
+    assert [row[:2] for row in rows] == [["1", "before"], ["2", "after"]], result.stdout
+    for _, _, before, after, kamailio, after_before, *_ in rows:
+        for side in (before, after):
+            per_cpu, wall, failed = re.fullmatch(r"(\d+) \((\d+), (\d+)\)", side).groups()
+            assert int(per_cpu) > 0 and int(wall) > 0 and failed == "0"
+        assert kamailio == "- (-, -)"
+        ratio = int(after.split()[0]) / int(before.split()[0])
+        assert float(after_before) == pytest.approx(ratio, abs=0.001)
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace (scripts/sysdeps.sh)")
