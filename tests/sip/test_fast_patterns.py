@@ -96,7 +96,8 @@ SEEDS = {
     "uri._FAST_REST_RE": ["20001@127.0.0.1:5060", "a%41.b@h-1.example.com;transport=tcp;lr",
                           "host;x=y", "u@h:123456"],
     "headers._WRITTEN_AS_PARSED_VIA": ["SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport",
-                            "SIP/2.0/TCP h:0;received=[::1];rport=5060", "SIP/2.0/UDP h:01"],
+                                       "SIP/2.0/TCP h:0;received=[::1];rport=5060",
+                                       "SIP/2.0/UDP h:01"],
 }
 
 
