@@ -94,6 +94,38 @@ media_proxy = "Off"
 TOML
 }
 
+# `registrar_measure PORT [RATE] [CALLS] [PIDS] [TRANSPORT]`: bench/registrar_sipp.xml's
+# authenticated registrations against 127.0.0.1:PORT (the registrar benches: registrar.sh,
+# registrar_ab.sh), at RATE (default $RATE) for CALLS (default $CALLS) with at most $LIMIT in
+# flight, the users of $WORK/users.csv, SIPp transport TRANSPORT (u1 or un); PIDS are the
+# server's processes, space separated, for the CPU time. Prints "rate failed elapsed ok p50
+# p99 per_cpu_second kernel_share" (per_cpu_second = registrations / CPU seconds the server
+# used: its capacity per core, independent of how busy the shared machine is; "-" without a
+# pid). The caller sets SCENARIO, WORK, LIMIT, RATE and CALLS.
+registrar_measure() {
+  local port=$1 rate=${2:-$RATE} calls=${3:-$CALLS} pids=${4:-} transport=${5:-u1}
+  local dir start end cpu0 cpu1 sys0 sys1
+  dir=$(mktemp -d "$WORK/run-$1-${2:-max}-$transport-XXXX")
+  cpu0=$(cpu_total "$pids"); sys0=$(cpu_total "$pids" system_seconds)
+  start=$(date +%s.%N)
+  (cd "$dir" && sipp "127.0.0.1:$port" -sf "$SCENARIO" -inf "$WORK/users.csv" \
+       -t "$transport" -max_socket 1000 -i 127.0.0.1 -m "$calls" -r "$rate" -l "$LIMIT" \
+       -nostdin -timeout 180 -timeout_error -trace_rtt -rtt_freq 1 -trace_stat \
+       -stf stats.csv -fd 3600 >"$dir/sipp.txt" 2>&1) || true
+  end=$(date +%s.%N)
+  cpu1=$(cpu_total "$pids"); sys1=$(cpu_total "$pids" system_seconds)
+  "$PY" bench/sipp_stats.py rate "$dir" "$("$PY" -c "print($end - $start)")" \
+        "$("$PY" -c "print($cpu1 - $cpu0)")" "$("$PY" -c "print($sys1 - $sys0)")"
+}
+
+# CPU seconds used so far by all the processes in "$1" (0 for none); $2 = system_seconds:
+# only their time in the kernel.
+cpu_total() {
+  local sum=0 pid
+  for pid in $1; do sum=$("$PY" -c "print($sum + $("${2:-cpu_seconds}" "$pid"))"); done
+  echo "$sum"
+}
+
 # `start_kamailio LOG ARGS...`: Kamailio on a free UDP port of 127.0.0.1 with
 # bench/kamailio-registrar.cfg and extra command-line ARGS (-A defines); sets KAM_STARTED_PID,
 # KAM_STARTED_PIDS (main, UDP worker, timers: all of them, for the CPU time) and

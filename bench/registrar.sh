@@ -86,34 +86,6 @@ install_debian_packages "$WORK/apt.log" kamailio kamailio-sqlite-modules || true
 # 1000 accounts (user 20000.., password pw-<user>) for vosapp, and the SIPp injection file.
 "$PY" bench/registrar_setup.py accounts "$WORK" "$USERS"
 
-# Runs the scenario against 127.0.0.1:$1 [at rate $2, for $3 calls] (server processes "$4",
-# space separated, for the CPU time; SIPp transport $5, u1 or un); prints "rate failed elapsed
-# ok p50 p99 per_cpu_second" (per_cpu_second = registrations / CPU seconds the server used:
-# its capacity per core, independent of how busy the shared machine is; "-" without a pid).
-measure() {
-  local port=$1 rate=${2:-$RATE} calls=${3:-$CALLS} pids=${4:-} transport=${5:-u1}
-  local dir="$WORK/run-$1-${2:-max}-$transport-${4// /-}" start end cpu0 cpu1 sys0 sys1
-  mkdir -p "$dir"
-  cpu0=$(cpu_total "$pids"); sys0=$(cpu_total "$pids" system_seconds)
-  start=$(date +%s.%N)
-  (cd "$dir" && sipp "127.0.0.1:$port" -sf "$SCENARIO" -inf "$WORK/users.csv" \
-       -t "$transport" -max_socket 1000 -i 127.0.0.1 -m "$calls" -r "$rate" -l "$LIMIT" \
-       -nostdin -timeout 180 -timeout_error -trace_rtt -rtt_freq 1 -trace_stat \
-       -stf stats.csv -fd 3600 >"$dir/sipp.txt" 2>&1) || true
-  end=$(date +%s.%N)
-  cpu1=$(cpu_total "$pids"); sys1=$(cpu_total "$pids" system_seconds)
-  "$PY" bench/sipp_stats.py rate "$dir" "$("$PY" -c "print($end - $start)")" \
-        "$("$PY" -c "print($cpu1 - $cpu0)")" "$("$PY" -c "print($sys1 - $sys0)")"
-}
-
-# CPU seconds used so far by all the processes in "$1" (0 for none); $2 = system_seconds:
-# only their time in the kernel.
-cpu_total() {
-  local sum=0 pid
-  for pid in $1; do sum=$("$PY" -c "print($sum + $("${2:-cpu_seconds}" "$pid"))"); done
-  echo "$sum"
-}
-
 # --- vosapp
 start_serve "$WORK/serve" --config "$WORK/switch.toml"
 PORT=$SERVE_PORT
@@ -124,11 +96,11 @@ if [ -n "$PROFILE" ]; then
   SPY_PID=$!
   sleep 1
 fi
-read -r V_RATE V_FAILED V_ELAPSED V_OK V_P50 V_P99 V_CPU V_SYS < <(measure "$PORT" "$RATE" "$CALLS" "$SERVE_PID")
+read -r V_RATE V_FAILED V_ELAPSED V_OK V_P50 V_P99 V_CPU V_SYS < <(registrar_measure "$PORT" "$RATE" "$CALLS" "$SERVE_PID")
 [ -z "$SPY_PID" ] || { kill -INT "$SPY_PID"; wait "$SPY_PID" || true; "$PY" bench/stacks.py "$PROFILE" 60; }
 # Memory after the saturated pass: the process's peak and current resident set (VmHWM, VmRSS).
 V_MEM=$(awk '/^VmHWM|^VmRSS/ { printf "%s %d MB ", $1, $2 / 1024 }' "/proc/$SERVE_PID/status")
-read -r S_RATE S_FAILED S_ELAPSED S_OK S_P50 S_P99 S_CPU S_SYS < <(measure "$PORT" "$SUSTAINED" $((SUSTAINED * 10)) "$SERVE_PID")
+read -r S_RATE S_FAILED S_ELAPSED S_OK S_P50 S_P99 S_CPU S_SYS < <(registrar_measure "$PORT" "$SUSTAINED" $((SUSTAINED * 10)) "$SERVE_PID")
 BOUND=$("$PY" -c "
 import sqlite3, time, sys
 db = sqlite3.connect('$WORK/data/vosapp.sqlite')
@@ -143,7 +115,7 @@ echo "vosapp serve : at $SUSTAINED/s offered: $S_RATE REGISTER/s ($S_OK ok, $S_F
 if command -v kamailio >/dev/null; then
   start_kamailio "$WORK/kamailio.log"
   KAM_PID=$KAM_STARTED_PID; KAM_PIDS=$KAM_STARTED_PIDS; KPORT=$KAM_STARTED_PORT
-  read -r K_RATE K_FAILED K_ELAPSED K_OK K_P50 K_P99 K_CPU K_SYS < <(measure "$KPORT" "$RATE" "$CALLS" "$KAM_PIDS")
+  read -r K_RATE K_FAILED K_ELAPSED K_OK K_P50 K_P99 K_CPU K_SYS < <(registrar_measure "$KPORT" "$RATE" "$CALLS" "$KAM_PIDS")
   echo "kamailio     : $K_RATE REGISTER/s ($K_OK ok, $K_FAILED failed, ${K_ELAPSED}s) p50 ${K_P50} ms p99 ${K_P99} ms; $K_CPU per CPU-second (all its processes; kernel: $K_SYS of it) [baseline, children=1, usrloc in memory]"
   RATIO=$("$PY" -c "print(f'{$V_RATE / max($K_RATE, 1):.2f}')")
   echo "ratio vosapp/kamailio (wall): $RATIO   target: >= 0.5, 0 failures"
@@ -183,7 +155,7 @@ else
                  -A "DBURL=\"sqlite:///$KDB\"" -A "SQLCON=\"ul=>sqlite:///$KDB\"" \
                  -A "SYNCHRONOUS=\"$KAM_SQLITE_SYNCHRONOUS\""
   KSQL_PID=$KAM_STARTED_PID
-  read -r KS_RATE KS_FAILED KS_ELAPSED KS_OK KS_P50 KS_P99 KS_CPU KS_SYS < <(measure "$KAM_STARTED_PORT" "$RATE" "$CALLS" "$KAM_STARTED_PIDS")
+  read -r KS_RATE KS_FAILED KS_ELAPSED KS_OK KS_P50 KS_P99 KS_CPU KS_SYS < <(registrar_measure "$KAM_STARTED_PORT" "$RATE" "$CALLS" "$KAM_STARTED_PIDS")
   stop_process "$KSQL_PID"; KSQL_PID=""
   # What landed on disk (read after Kamailio stopped), and the synchronous setting its
   # connection reported (the cfg logs it before the first save()).
@@ -201,7 +173,7 @@ fi
 # --- SO_REUSEPORT workers: one socket per registration at SIPp (-t un), same run
 if [ "$WORKERS" -gt 1 ]; then
   start_serve "$WORK/serve-un" --config "$WORK/switch.toml" --no-control
-  read -r U1_RATE U1_FAILED _ _ U1_P50 U1_P99 U1_CPU U1_SYS < <(measure "$SERVE_PORT" "$RATE" "$CALLS" "$SERVE_PID" un)
+  read -r U1_RATE U1_FAILED _ _ U1_P50 U1_P99 U1_CPU U1_SYS < <(registrar_measure "$SERVE_PORT" "$RATE" "$CALLS" "$SERVE_PID" un)
   stop_process "$SERVE_PID"; SERVE_PID=""
   WPORT=$(free_port)
   for n in $(seq "$WORKERS"); do
@@ -211,14 +183,14 @@ if [ "$WORKERS" -gt 1 ]; then
     WORKER_PIDS="$WORKER_PIDS $!"
     served_port "$WORK/worker$n.out" "$WORK/worker$n.log" >/dev/null || exit 1
   done
-  read -r UN_RATE UN_FAILED _ _ UN_P50 UN_P99 UN_CPU UN_SYS < <(measure "$WPORT" "$RATE" "$CALLS" "$WORKER_PIDS" un)
+  read -r UN_RATE UN_FAILED _ _ UN_P50 UN_P99 UN_CPU UN_SYS < <(registrar_measure "$WPORT" "$RATE" "$CALLS" "$WORKER_PIDS" un)
   for pid in $WORKER_PIDS; do stop_process "$pid"; done; WORKER_PIDS=""
   echo "SIPp -t un (a socket per registration):"
   echo "vosapp 1 process   : $U1_RATE REGISTER/s ($U1_FAILED failed) p50 ${U1_P50} ms p99 ${U1_P99} ms; $U1_CPU per CPU-second"
   echo "vosapp $WORKERS processes : $UN_RATE REGISTER/s ($UN_FAILED failed) p50 ${UN_P50} ms p99 ${UN_P99} ms; $UN_CPU per CPU-second (all workers)"
   echo "gain of $WORKERS SO_REUSEPORT processes (wall): $("$PY" -c "print(f'{$UN_RATE / max($U1_RATE, 1):.2f}')")"
   if [ -n "$KAM_PID" ]; then
-    read -r KU_RATE KU_FAILED _ _ KU_P50 KU_P99 KU_CPU KU_SYS < <(measure "$KPORT" "$RATE" "$CALLS" "$KAM_PIDS" un)
+    read -r KU_RATE KU_FAILED _ _ KU_P50 KU_P99 KU_CPU KU_SYS < <(registrar_measure "$KPORT" "$RATE" "$CALLS" "$KAM_PIDS" un)
     echo "kamailio           : $KU_RATE REGISTER/s ($KU_FAILED failed) p50 ${KU_P50} ms p99 ${KU_P99} ms; $KU_CPU per CPU-second"
     echo "ratio vosapp $WORKERS processes / kamailio one worker (wall): $("$PY" -c "print(f'{$UN_RATE / max($KU_RATE, 1):.2f}')")"
   fi
@@ -233,7 +205,7 @@ FLOOR_PORT=$(free_port)
 FLOOR_PID=$!
 WORKER_PIDS="$WORKER_PIDS $FLOOR_PID"  # stopped by cleanup whatever happens
 served_port "$WORK/floor.out" "$WORK/floor.log" >/dev/null || exit 1
-read -r F_RATE F_FAILED _ _ F_P50 F_P99 F_CPU F_SYS < <(measure "$FLOOR_PORT" "$RATE" "$CALLS" "$FLOOR_PID")
+read -r F_RATE F_FAILED _ _ F_P50 F_P99 F_CPU F_SYS < <(registrar_measure "$FLOOR_PORT" "$RATE" "$CALLS" "$FLOOR_PID")
 stop_process "$FLOOR_PID"
 echo "python floor : $F_RATE REGISTER/s ($F_FAILED failed) p50 ${F_P50} ms p99 ${F_P99} ms; $F_CPU per CPU-second [bench/python_floor_registrar.py: no parse, digest, policy, store]"
 echo "ratio vosapp/python floor (per CPU-second): $("$PY" -c "print(f'{$V_CPU / max($F_CPU, 1):.2f}')")"
@@ -265,7 +237,7 @@ for M_STORE in memory sqlite "memory, asyncio" "sqlite, group commit"; do
   M_PID=$!
   WORKER_PIDS="$WORKER_PIDS $M_PID"
   served_port "$WORK/minimum.out" "$WORK/minimum.log" >/dev/null || exit 1
-  read -r M_RATE M_FAILED _ _ M_P50 M_P99 M_CPU M_SYS < <(measure "$M_PORT" "$RATE" "$CALLS" "$M_PID")
+  read -r M_RATE M_FAILED _ _ M_P50 M_P99 M_CPU M_SYS < <(registrar_measure "$M_PORT" "$RATE" "$CALLS" "$M_PID")
   stop_process "$M_PID"
   echo "python minimum ($M_STORE): $M_RATE REGISTER/s ($M_FAILED failed) p50 ${M_P50} ms p99 ${M_P99} ms; $M_CPU per CPU-second (kernel: $M_SYS of it) [bench/python_minimum_registrar.py: the Kamailio cfg's work, bindings in $M_STORE]"
   if [ -f "$M_FILE" ]; then  # what a SQLite pass left committed, read by another connection

@@ -47,39 +47,20 @@ KAMAILIO=${KAMAILIO:-1}
 [[ $KAMAILIO = 0 ]] || install_debian_packages "$WORK/apt.log" kamailio || true
 "$PY" bench/registrar_setup.py accounts "$WORK" 1000
 
-cpu_total() {  # CPU seconds used so far by the processes "$1"
-  local sum=0 pid
-  for pid in $1; do sum=$("$PY" -c "print($sum + $(cpu_seconds "$pid"))"); done
-  echo "$sum"
-}
-# SIPp's registrations against 127.0.0.1:$1, the server being the processes "$2"; prints
-# bench/sipp_stats.py's "rate failed elapsed ok p50 p99 per_cpu_second".
-measure() {
-  local dir start end cpu0 cpu1
-  dir=$(mktemp -d "$WORK/run-XXXX")
-  cpu0=$(cpu_total "$2"); start=$(date +%s.%N)
-  (cd "$dir" && sipp "127.0.0.1:$1" -sf "$SCENARIO" -inf "$WORK/users.csv" -t u1 \
-       -max_socket 1000 -i 127.0.0.1 -m "$CALLS" -r "$RATE" -l "$LIMIT" -nostdin -timeout 180 \
-       -timeout_error -trace_rtt -rtt_freq 1 -trace_stat -stf stats.csv -fd 3600 \
-       >"$dir/sipp.txt" 2>&1) || true
-  end=$(date +%s.%N); cpu1=$(cpu_total "$2")
-  "$PY" bench/sipp_stats.py rate "$dir" "$("$PY" -c "print($end - $start)")" \
-        "$("$PY" -c "print($cpu1 - $cpu0)")"
-}
 # The vosapp of the checkout $1 (its own sources and compiled modules: python -m puts the
 # working directory first on sys.path), measured.
 vosapp_pass() {
   cd "$1"
   start_serve "$WORK/serve" --config "$WORK/switch.toml"
   cd "$root"
-  measure "$SERVE_PORT" "$SERVE_PID"
+  registrar_measure "$SERVE_PORT" "$RATE" "$CALLS" "$SERVE_PID"
   stop_process "$SERVE_PID"; SERVE_PID=""
 }
 kamailio_pass() {
-  if [[ $KAMAILIO = 0 ]] || ! command -v kamailio >/dev/null; then echo "- - - - - - -"; return; fi
+  if [[ $KAMAILIO = 0 ]] || ! command -v kamailio >/dev/null; then echo "- - - - - - - -"; return; fi
   start_kamailio "$WORK/kamailio.log"
   KAM_PID=$KAM_STARTED_PID
-  measure "$KAM_STARTED_PORT" "$KAM_STARTED_PIDS"
+  registrar_measure "$KAM_STARTED_PORT" "$RATE" "$CALLS" "$KAM_STARTED_PIDS"
   stop_process "$KAM_PID"; KAM_PID=""
 }
 
@@ -93,7 +74,8 @@ for pair in $(seq "$PAIRS"); do
     a=$(vosapp_pass "$root"); b=$(vosapp_pass "$before"); first=after
   fi
   k=$(kamailio_pass)
-  read -r br bf _ _ _ _ bc <<<"$b"; read -r ar af _ _ _ _ ac <<<"$a"; read -r kr kf _ _ _ _ kc <<<"$k"
+  read -r br bf _ _ _ _ bc _ <<<"$b"; read -r ar af _ _ _ _ ac _ <<<"$a"
+  read -r kr kf _ _ _ _ kc _ <<<"$k"
   "$PY" - "$pair" "$first" "$bc" "$br" "$bf" "$ac" "$ar" "$af" "$kc" "$kr" "$kf" "$load" <<'PY'
 import sys
 pair, first, bc, br, bf, ac, ar, af, kc, kr, kf, load = sys.argv[1:]

@@ -21,6 +21,7 @@ from vosapp.sip.headers import (
     NAME_ADDR_MEMO,
     VIAS_MEMO,
     HeaderField,
+    HeaderMemo,
     Headers,
     canonical_key,
     is_token,
@@ -44,12 +45,6 @@ _CALL_ID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
                          r"(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
 # Header names already seen to be tokens → their lookup key (bounded; names repeat a lot).
 _KEY_CACHE: dict[str, str] = {}
-# Call-ID and From texts found valid, so that the next message carrying the same text is not
-# matched again: a REGISTER retried with credentials keeps its Call-ID and From tag (RFC 3261
-# §8.1.3.5, §22.2), a phone keeps its Call-ID for every refresh (§10.2), and a call's every
-# message and response carries its Call-ID. Bounded as the header memos are.
-_VALID_CALL_IDS: dict[str, None] = {}
-_VALID_FROMS: dict[str, None] = {}
 
 
 def _key_of(name: str, headers_so_far: list[HeaderField]) -> str:
@@ -154,6 +149,26 @@ _FAST_SIP_URI = re.compile(rf"sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?{_URI_PARAM
 _FAST_VIA = re.compile(rf"SIP/2\.0/{_TOKEN}[ \t]++{_HOST}(?::{_PORT})?{_HDR_PARAMS}")
 
 
+def _valid_call_id(text: str) -> bool:
+    if not _CALL_ID_RE.fullmatch(text):
+        raise SipParseError(400, f"bad Call-ID {text!r}")
+    return True
+
+
+def _valid_from(text: str) -> bool:
+    if text not in NAME_ADDR_MEMO and _FAST_NAME_ADDR.fullmatch(text) is None:
+        NAME_ADDR_MEMO(text)  # the full parse: raises when the text is malformed
+    return True
+
+
+# Call-ID and From texts found valid, so that the next message carrying the same text is not
+# matched again: a REGISTER retried with credentials keeps its Call-ID and From tag (RFC 3261
+# §8.1.3.5, §22.2), a phone keeps its Call-ID for every refresh (§10.2), and a call's every
+# message and response carries its Call-ID. A text that fails raises and is not kept.
+_VALID_CALL_IDS = HeaderMemo(_valid_call_id)
+_VALID_FROMS = HeaderMemo(_valid_from)
+
+
 def _check_head(fields: list[HeaderField], headers: Headers, method: str | None) -> None:
     """Validate what a server needs to answer safely (RFC 3261 §8.2, RFC 4475 §3.1.2)."""
     first: dict[str, str] = {}
@@ -185,23 +200,13 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
     cseq_method = CSEQ_MEMO(first["cseq"]).method
     if method is not None and cseq_method != method:
         raise SipParseError(400, f"CSeq method {cseq_method} does not match {method}", headers)
-    call_id = first["call-id"]
-    if call_id not in _VALID_CALL_IDS:
-        if not _CALL_ID_RE.fullmatch(call_id):
-            raise SipParseError(400, f"bad Call-ID {call_id!r}", headers)
-        if len(call_id) <= MEMO_LONGEST:
-            keep_bounded(_VALID_CALL_IDS, call_id, None, MEMO_LIMIT)
     fast_name_addr = _FAST_NAME_ADDR.fullmatch
     try:
+        _VALID_CALL_IDS(first["call-id"])
         # To and the top Via in full (above). From and any further Via lines: a text the
         # memo holds has parsed before (valid, no regex pass); else the fast check, and the
         # full parser (remembered) when that says nothing.
-        value = first["from"]
-        if value not in _VALID_FROMS and value not in NAME_ADDR_MEMO:
-            if fast_name_addr(value) is None:
-                NAME_ADDR_MEMO(value)
-            elif len(value) <= MEMO_LONGEST:
-                keep_bounded(_VALID_FROMS, value, None, MEMO_LIMIT)
+        _VALID_FROMS(first["from"])
         NAME_ADDR_MEMO(first["to"])
         VIAS_MEMO(vias[0])
         for value in vias[1:]:
