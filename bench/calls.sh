@@ -6,10 +6,11 @@
 #                                   ONLY="vosapp digest sippy")
 #
 # SIPp bench/calls_uac.xml (INVITE, 100/180, 200, ACK, BYE at once, 200; a 401 is answered
-# with digest) -> B2BUA -> SIPp tests/sipp/call_uas.xml. No RTP, media proxy Off. Each step
-# offers RATE calls/s for STEP_SECONDS to a B2BUA that keeps running; the step is clean when no
-# call failed at either SIPp, nothing was retransmitted, and the UAS completed every call the
-# UAC placed (RFC 7501 section 4). A step at WARMUP_RATE comes first and is not counted. The
+# with digest) -> B2BUA -> SIPp tests/sipp/call_uas.xml (as sipp_stats.py uas_scenario changes
+# it). No RTP, media proxy Off. Each step offers RATE calls/s for STEP_SECONDS to a B2BUA that
+# keeps running; the step is clean when no call failed at either SIPp, nothing was
+# retransmitted, and the UAS completed and was ACKed for every call the UAC placed (RFC 7501
+# section 4). A step at WARMUP_RATE comes first and is not counted. The
 # search raises RATE by STEP until a step is not clean and
 # reports the highest clean step and the first unclean one. Searched, one after the other:
 #   vosapp : `vosapp serve --udp-only --no-trace-store` (TRACE_STORE_MB=256: the trace stored,
@@ -23,7 +24,10 @@
 # The caller ignores (and counts: "stray") a message its scenario does not expect within a call
 # instead of failing the call (sipp_stats.py UAC_FLAGS): Sippy's sender threads let a 180
 # overtake its 200 at times, which a UA drops (RFC 3261 17.1.1.2). Before 2026-12-03 such a
-# call failed the step: Sippy's clean steps were 25-50/s then, 100-125/s since.
+# call failed the step: Sippy's clean steps were 25-50/s then, 100-125/s since. The callee
+# likewise (UAS_FLAGS): the same threads let the caller's BYE overtake its ACK at times; the
+# call ends at the BYE and the late ACK is ignored and counted, and a step is clean only if
+# every call's ACK reached the callee (before 2026-12-06 such a call failed the step).
 # Server CPU per call (per CPU-second column) is measured from /proc too: on a shared machine
 # the wall-clock rates move with other people's load; compare only within one run.
 # After each step line, in brackets: the load average, receive-buffer drops (the switch's
@@ -62,10 +66,10 @@ SIPP_BUFFER=${SIPP_BUFFER:-4194304}
 TIMED=(); [ -x /usr/bin/time ] && TIMED=(/usr/bin/time -f "%e %U %S")
 
 WORK=$(mktemp -d)
-# The tests' vendor without ";transport=UDP" in its Contact: Sippy 2.5 sends nothing (not
-# even the BYE) to a URI whose transport parameter is upper case ("unsupported transport").
+# The tests' vendor, as sipp_stats.py uas_scenario changes it: no ";transport=UDP" in its
+# Contact (Sippy 2.5 sends nothing to it), and a BYE that overtook the ACK ends the call.
 UAS="$WORK/call_uas.xml"
-sed 's/;transport=\[transport\]//' tests/sipp/call_uas.xml >"$UAS"
+"$PY" "$STATS" uas-scenario "$UAS"
 SERVER_PID=""
 stop_server() {
   if [ -n "$SERVER_PID" ]; then
@@ -136,9 +140,11 @@ run_step() {
   shift 2
   calls=$((rate * STEP_SECONDS))
   dir="$WORK/$label-$rate"; mkdir -p "$dir/uas"
-  # its own session: a SIPp leaving by its -timeout must not take this shell with it
+  # its own session: a SIPp leaving by its -timeout must not take this shell with it.
+  # UAS_FLAGS (sipp_stats.py): an ACK that comes after its call's BYE is ignored and counted.
+  # shellcheck disable=SC2046
   (cd "$dir/uas" && exec setsid sipp -sf "$UAS" -i 127.0.0.1 -p "$UAS_PORT" -t u1 -m "$calls" \
-       -buff_size "$SIPP_BUFFER" \
+       $("$PY" "$STATS" uas-flags) -buff_size "$SIPP_BUFFER" \
        -mp "$(free_port)" -nostdin -timeout $((STEP_SECONDS + 60)) -trace_stat -stf stats.csv \
        -fd 3600 >sipp.txt 2>&1) &
   uas_pid=$!
@@ -171,7 +177,7 @@ run_step() {
   echo "switch $((switch1 - switch0)) others $((all1 - all0 - (switch1 - switch0)))" >"$dir/drops"
   echo "; stolen $(((steal1 - steal0) * 10)) ms; switch preempted $((preempt1 - preempt0))x" \
        >"$dir/steal"
-  "$PY" "$STATS" step "$dir" "$dir/uas/stats.csv" "$("$PY" -c "print($cpu1 - $cpu0)")"
+  "$PY" "$STATS" step "$dir" "$dir/uas" "$("$PY" -c "print($cpu1 - $cpu0)")"
 }
 
 # "; caller SIPp CPU: X" (its CPU seconds per second of its run) for step folder $1, or

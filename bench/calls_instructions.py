@@ -49,6 +49,7 @@ from instruction_count import (
     revision,
     sipp_outcome,
 )
+from sipp_stats import uas_scenario
 
 UAC = BENCH / "calls_uac.xml"
 B2BUAS = ("vosapp", "digest", "sippy")
@@ -72,11 +73,10 @@ def main() -> int:
         if missing:
             print(missing)
             return 1
-        # The tests' vendor without ";transport=UDP" in its Contact, as bench/calls.sh: Sippy
-        # 2.5 sends nothing to a URI whose transport parameter is upper case.
+        # bench/calls.sh's callee: the tests' vendor without ";transport=UDP" in its Contact
+        # (Sippy 2.5 sends nothing to it), a BYE that overtook the ACK ending the call
         uas = work / "call_uas.xml"
-        uas.write_text((ROOT / "tests" / "sipp" / "call_uas.xml").read_text()
-                       .replace(";transport=[transport]", ""))
+        uas.write_text(uas_scenario((ROOT / "tests" / "sipp" / "call_uas.xml").read_text()))
         print(f"Instructions per call (valgrind callgrind, user space), {args.calls} calls at "
               f"{args.rate:g}/s after {args.warm_up}, counted at least {args.tail:g} s after "
               f"the last, over whole periods of {args.period:g} s; vosapp from "

@@ -29,7 +29,7 @@ cleanup() { stop_process "$SERVER_PID"; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
 [ -z "${KEEP:-}" ] || echo "KEEP: files in $WORK"
 trap cleanup EXIT
 UAS="$WORK/call_uas.xml"
-sed 's/;transport=\[transport\]//' tests/sipp/call_uas.xml >"$UAS"
+"$PY" bench/sipp_stats.py uas-scenario "$UAS"   # bench/calls.sh's callee
 UAS_PORT=$(free_port)
 if [ -n "${DIGEST:-}" ]; then MAPPING='accounts = ["1001"]'; AUTH=(-au 1001 -ap secret-1001)
 else MAPPING='addresses = ["127.0.0.1/32"]'; AUTH=(); fi
