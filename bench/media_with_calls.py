@@ -13,7 +13,7 @@ media; a switch in service does both at once. Here a switch (bench/media_calls.p
 running across one search's steps) holds N calls with RTP both ways (``--mode relay``: PCMA
 both sides; ``transcode``: PCMA ↔ G.729) and, during each step's hold, SIPp places calls at
 RATE/s through it (bench/calls_uac.xml: INVITE, 100/180/200, ACK, BYE at once; a routing
-gateway with prefix 77 and media proxy On leads to a SIPp tests/sipp/call_uas.xml, so each
+gateway with prefix 77 and media proxy On leads to bench/calls.sh's SIPp callee, so each
 of these calls also opens and closes a media relay, without RTP). The SIPp calls run for the
 hold less 5 s. One step per RATE of ``--rates``, in order, until a step is not clean
 (``--all``: every rate). One such search per N of ``--media-calls``, each on a fresh switch:
@@ -54,7 +54,6 @@ from bench import sipp_stats
 
 PREFIX = "77"  # the SIPp callee's prefix; the held calls use media_calls.PREFIX (00)
 UAC = ROOT / "bench" / "calls_uac.xml"
-UAS = ROOT / "tests" / "sipp" / "call_uas.xml"
 SIPP_BUFFER = 4 * 2**20  # bench/calls.sh's -buff_size: SIPp's own 64 KiB drop at bursts
 SETTLE_S = 5.0  # of the hold, left for the last SIPp calls to end inside it
 
@@ -94,6 +93,10 @@ def sipp_calls(switch: mc.Switch, uas_port: int, rate: int, seconds: float, work
     def start() -> Callable[[], dict[str, Any]]:
         calls = max(1, round(rate * seconds))
         (work / "uas").mkdir(parents=True)
+        # bench/calls.sh's callee (a BYE that overtook its ACK ends the call there)
+        uas_scenario = work / "call_uas.xml"
+        uas_scenario.write_text(sipp_stats.uas_scenario(
+            (ROOT / "tests" / "sipp" / "call_uas.xml").read_text()))
         pin = on_cpus(switch.cpus[1] if switch.cpus else None)  # the generators' CPUs
         common = ["-t", "u1", "-i", "127.0.0.1", "-buff_size", str(SIPP_BUFFER), "-nostdin",
                   "-timeout", str(int(timeout)), "-trace_stat", "-stf", "stats.csv",
@@ -101,8 +104,9 @@ def sipp_calls(switch: mc.Switch, uas_port: int, rate: int, seconds: float, work
         with open(work / "uas" / "sipp.err", "w") as uas_err, \
                 open(work / "sipp.err", "w") as uac_err:  # the children keep their copies
             uas = subprocess.Popen(
-                [*pin, "sipp", "-sf", str(UAS), "-p", str(uas_port), "-mp",
-                 str(free_port(switch.rtp_ports)), *common, *(["-trace_msg"] if trace else [])],
+                [*pin, "sipp", "-sf", str(uas_scenario), "-p", str(uas_port), "-mp",
+                 str(free_port(switch.rtp_ports)), *sipp_stats.UAS_FLAGS, *common,
+                 *(["-trace_msg"] if trace else [])],
                 cwd=work / "uas", stdout=subprocess.DEVNULL, stderr=uas_err,
                 start_new_session=True)  # stopping it cannot signal this process
             time.sleep(0.3)
@@ -129,7 +133,7 @@ def sipp_calls(switch: mc.Switch, uas_port: int, rate: int, seconds: float, work
                 except subprocess.TimeoutExpired:
                     uas.kill()
                     uas.wait()
-            fields = sipp_stats.step_line(work, work / "uas" / "stats.csv", 0).split()
+            fields = sipp_stats.step_line(work, work / "uas", 0).split()
             names = ("offered", "ok", "failed", "retrans", "uas_ok", "uas_failed",
                      "uas_retrans", "setup_p50_ms", "setup_p99_ms", "per_cpu", "stray", "clean")
             result: dict[str, Any] = dict(zip(names, fields, strict=True))
