@@ -70,6 +70,9 @@ WORK=$(mktemp -d)
 # Contact (Sippy 2.5 sends nothing to it), and a BYE that overtook the ACK ends the call.
 UAS="$WORK/call_uas.xml"
 "$PY" "$STATS" uas-scenario "$UAS"
+# the SIPps' options of sipp_stats.py (UAC_FLAGS, UAS_FLAGS), read once for every step
+read -r -a UAC_FLAGS <<<"$("$PY" "$STATS" uac-flags)"
+read -r -a UAS_FLAGS <<<"$("$PY" "$STATS" uas-flags)"
 SERVER_PID=""
 stop_server() {
   if [ -n "$SERVER_PID" ]; then
@@ -142,9 +145,8 @@ run_step() {
   dir="$WORK/$label-$rate"; mkdir -p "$dir/uas"
   # its own session: a SIPp leaving by its -timeout must not take this shell with it.
   # UAS_FLAGS (sipp_stats.py): an ACK that comes after its call's BYE is ignored and counted.
-  # shellcheck disable=SC2046
   (cd "$dir/uas" && exec setsid sipp -sf "$UAS" -i 127.0.0.1 -p "$UAS_PORT" -t u1 -m "$calls" \
-       $("$PY" "$STATS" uas-flags) -buff_size "$SIPP_BUFFER" \
+       "${UAS_FLAGS[@]}" -buff_size "$SIPP_BUFFER" \
        -mp "$(free_port)" -nostdin -timeout $((STEP_SECONDS + 60)) -trace_stat -stf stats.csv \
        -fd 3600 >sipp.txt 2>&1) &
   uas_pid=$!
@@ -158,10 +160,9 @@ run_step() {
   local sampler=$!
   # UAC_FLAGS (sipp_stats.py): a stray message within a call is ignored and counted, not
   # fatal. timeout: SIPp's own -timeout does not end a run whose calls wait for a message.
-  # shellcheck disable=SC2046
   (cd "$dir" && setsid timeout -k 5 $((STEP_SECONDS + 70)) "${TIMED[@]}" ${TIMED:+-o time.txt} \
        sipp "127.0.0.1:$SERVER_PORT" \
-       -sf "$UAC" -s 0044123 -t u1 -i 127.0.0.1 $("$PY" "$STATS" uac-flags) -buff_size "$SIPP_BUFFER" \
+       -sf "$UAC" -s 0044123 -t u1 -i 127.0.0.1 "${UAC_FLAGS[@]}" -buff_size "$SIPP_BUFFER" \
        -mp "$(free_port)" -m "$calls" -r "$rate" -nostdin -timeout $((STEP_SECONDS + 50)) \
        -trace_stat -stf stats.csv -fd 3600 -trace_rtt -rtt_freq 1 "$@" >sipp.txt 2>&1) || true
   # the UAS ends by itself after the last call; one that is still waiting for calls that

@@ -39,7 +39,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instruction_count import (
     BENCH,
-    ROOT,
     Count,
     add_counting_options,
     chosen,
@@ -49,7 +48,7 @@ from instruction_count import (
     revision,
     sipp_outcome,
 )
-from sipp_stats import uas_scenario
+from sipp_stats import callee_scenario
 
 UAC = BENCH / "calls_uac.xml"
 B2BUAS = ("vosapp", "digest", "sippy")
@@ -76,7 +75,7 @@ def main() -> int:
         # bench/calls.sh's callee: the tests' vendor without ";transport=UDP" in its Contact
         # (Sippy 2.5 sends nothing to it), a BYE that overtook the ACK ending the call
         uas = work / "call_uas.xml"
-        uas.write_text(uas_scenario((ROOT / "tests" / "sipp" / "call_uas.xml").read_text()))
+        uas.write_text(callee_scenario())
         print(f"Instructions per call (valgrind callgrind, user space), {args.calls} calls at "
               f"{args.rate:g}/s after {args.warm_up}, counted at least {args.tail:g} s after "
               f"the last, over whole periods of {args.period:g} s; vosapp from "

@@ -95,8 +95,7 @@ def sipp_calls(switch: mc.Switch, uas_port: int, rate: int, seconds: float, work
         (work / "uas").mkdir(parents=True)
         # bench/calls.sh's callee (a BYE that overtook its ACK ends the call there)
         uas_scenario = work / "call_uas.xml"
-        uas_scenario.write_text(sipp_stats.uas_scenario(
-            (ROOT / "tests" / "sipp" / "call_uas.xml").read_text()))
+        uas_scenario.write_text(sipp_stats.callee_scenario())
         pin = on_cpus(switch.cpus[1] if switch.cpus else None)  # the generators' CPUs
         common = ["-t", "u1", "-i", "127.0.0.1", "-buff_size", str(SIPP_BUFFER), "-nostdin",
                   "-timeout", str(int(timeout)), "-trace_stat", "-stf", "stats.csv",

@@ -34,6 +34,8 @@ import re
 import sys
 from pathlib import Path
 
+_ROOT = Path(__file__).resolve().parent.parent
+
 
 def totals(path: Path) -> dict[str, str]:
     """The cumulative counters of a SIPp ``-trace_stat`` file: its last row by column name
@@ -106,16 +108,24 @@ def uas_scenario(text: str) -> str:
     return text
 
 
+def callee_scenario() -> str:
+    """The calls bench's callee scenario: tests/sipp/call_uas.xml through uas_scenario."""
+    return uas_scenario((_ROOT / "tests" / "sipp" / "call_uas.xml").read_text())
+
+
+def _errors(directory: Path) -> str:
+    """The -trace_err log(s) of the SIPp in ``directory`` ("" when it wrote none)."""
+    return "".join(path.read_text(errors="replace") for path in directory.glob("*_errors.log"))
+
+
 def stray(directory: Path) -> int:
     """Messages the SIPp in ``directory`` ignored within a call (its -trace_err log)."""
-    return sum(path.read_text(errors="replace").count(_STRAY)
-               for path in directory.glob("*_errors.log"))
+    return _errors(directory).count(_STRAY)
 
 
 def late_acks(directory: Path) -> int:
     """ACKs the callee in ``directory`` ignored because its call had taken the BYE already."""
-    return sum(len(_LATE_ACK.findall(path.read_text(errors="replace")))
-               for path in directory.glob("*_errors.log"))
+    return len(_LATE_ACK.findall(_errors(directory)))
 
 
 def acks_received(directory: Path) -> int:
@@ -142,13 +152,14 @@ def step_line(uac_dir: Path, uas_dir: Path, cpu_seconds: float) -> str:
     uas_ok, uas_failed = count(uas, "SuccessfulCall"), count(uas, "FailedCall")
     uas_retrans = count(uas, "Retransmissions") + count(uas, "DeadCallMsgs")
     # every completed call was ACKed: in its place, or after the BYE (uas_scenario)
-    acked = acks_received(uas_dir) + late_acks(uas_dir) == uas_ok
+    uas_errors = _errors(uas_dir)
+    acked = acks_received(uas_dir) + len(_LATE_ACK.findall(uas_errors)) == uas_ok
     clean = (placed > 0 and failed == 0 and uas_failed == 0 and retrans == 0
              and uas_retrans == 0 and ok == placed and uas_ok == placed and acked)
     times = response_times(uac_dir)
     return (f"{placed} {ok} {failed} {retrans} {uas_ok} {uas_failed} {uas_retrans} "
             f"{percentile(times, 0.5):.0f} {percentile(times, 0.99):.0f} "
-            f"{per_cpu(ok, cpu_seconds)} {stray(uac_dir) + stray(uas_dir)} "
+            f"{per_cpu(ok, cpu_seconds)} {stray(uac_dir) + uas_errors.count(_STRAY)} "
             f"{'yes' if clean else 'no'}")
 
 
@@ -172,8 +183,7 @@ def main(argv: list[str]) -> None:
     elif argv == ["uas-flags"]:
         print(" ".join(UAS_FLAGS))
     elif len(argv) == 2 and argv[0] == "uas-scenario":
-        source = Path(__file__).resolve().parent.parent / "tests" / "sipp" / "call_uas.xml"
-        Path(argv[1]).write_text(uas_scenario(source.read_text()))
+        Path(argv[1]).write_text(callee_scenario())
     elif len(argv) in (4, 5) and argv[0] == "rate":
         print(rate_line(Path(argv[1]), float(argv[2]), float(argv[3]),
                         float(argv[4]) if len(argv) == 5 else None))

@@ -42,13 +42,9 @@ def callee(tmp_path: Path, port: int, calls: int,
     uas_dir = tmp_path / "uas"
     uas_dir.mkdir()
     path = tmp_path / "bench_uas.xml"
-    path.write_text(scenario or bench_uas())
+    path.write_text(scenario or sipp_stats.callee_scenario())
     return uas_dir, start_sipp(path, cwd=uas_dir, local_port=port, calls=calls,
                                extra=["-mp", str(free_port()), *sipp_stats.UAS_FLAGS, *STATS])
-
-
-def bench_uas() -> str:
-    return sipp_stats.uas_scenario((ROOT / "tests" / "sipp" / "call_uas.xml").read_text())
 
 
 def test_a_step_is_clean_only_when_the_callee_completed_every_call(tmp_path: Path) -> None:
@@ -79,7 +75,7 @@ def test_a_step_is_clean_only_when_the_callee_completed_every_call(tmp_path: Pat
 def test_a_stray_response_is_counted_and_the_call_still_completes(tmp_path: Path) -> None:
     # a callee that sends a 183 between its 180 and its 200: calls_uac.xml expects none (as
     # Sippy's 180 after its 200); UAC_FLAGS make the caller ignore and count it
-    scenario = bench_uas()
+    scenario = sipp_stats.callee_scenario()
     ringing = scenario.index("  <send retrans=\"500\">")
     progress = scenario[scenario.index("  <send>\n    <![CDATA[\n      SIP/2.0 180"):ringing]
     port = free_port()
@@ -164,7 +160,7 @@ def test_a_bye_that_overtook_its_ack_completes_the_call_and_a_lost_ack_does_not(
 
 
 def test_the_callee_scenario_is_made_or_refused(tmp_path: Path) -> None:
-    scenario = bench_uas()
+    scenario = sipp_stats.callee_scenario()
     assert "[transport]" not in scenario and 'request="ACK" crlf="true" optional="true"' in scenario
     with pytest.raises(ValueError, match="no '<recv request=\"ACK\""):
         sipp_stats.uas_scenario(scenario.replace('<recv request="ACK" crlf="true" optional="true"/>',
