@@ -27,6 +27,15 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "vosapp"
 
 
+#: Compiler flags of mypyc's extensions on Linux (gcc or clang, ELF). mypyc leaves the
+#: group's functions, and its runtime's, at default visibility: the library exported 1,880
+#: symbols where Python needs its PyInit only, so a call from one to another went through the
+#: PLT and none could be inlined (CPython builds itself with -fvisibility=hidden). -fno-plt
+#: calls libpython through the GOT, one jump less. 2.6 % fewer instructions per registration
+#: in process, 3.7 % live (docs/benchmarks.md, thirtieth round).
+GROUP_CFLAGS = ["-fvisibility=hidden", "-fno-plt"] if sys.platform.startswith("linux") else []
+
+
 def mypyc_extensions() -> list[Extension]:
     if os.environ.get("VOSAPP_PURE_PYTHON", "") not in ("", "0"):
         return []
@@ -49,6 +58,7 @@ def mypyc_extensions() -> list[Extension]:
         return []
     for extension in extensions:
         extension.optional = True  # all or none runs (compiled.py): a failed part means none
+        extension.extra_compile_args += GROUP_CFLAGS
     compiled["write_digests"](PACKAGE)
     return extensions
 

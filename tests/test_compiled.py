@@ -179,3 +179,27 @@ def test_a_temporary_store_is_removed_with_what_holds_it() -> None:
     assert directory.is_dir()
     del store
     assert not directory.exists()
+
+
+def readelf(*args: str) -> str:
+    return subprocess.run(["readelf", "-W", *args], check=True, capture_output=True,
+                          text=True, timeout=60).stdout
+
+
+@needs_build
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("readelf") is None,
+                    reason="an ELF build, read with binutils' readelf")
+def test_the_compiled_group_calls_itself_directly() -> None:
+    # setup.py GROUP_CFLAGS: mypyc's library exported its 1,880 functions, so every call from
+    # one to another went through the PLT and none could be inlined (3.7 % of a registration's
+    # instructions live: docs/benchmarks.md, thirtieth round)
+    library = compiled._extension(compiled.HERE,
+                                  compiled.GROUP_NAME.rsplit(".", 1)[1] + "__mypyc")
+    assert library is not None
+    rows = [line.split() for line in readelf("--dyn-syms", str(library)).splitlines()]
+    # Num: Value Size Type Bind Vis Ndx Name; Ndx UND: a symbol the library uses
+    defined = [row[7] for row in rows
+               if len(row) >= 8 and row[0][:-1].isdigit() and row[6] != "UND"]
+    assert defined == ["PyInit__compiled__mypyc"]
+    # -fno-plt: calls into libpython through the GOT, no lazily bound jump slots
+    assert "JUMP_SLOT" not in readelf("--relocs", str(library))
