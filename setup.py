@@ -58,7 +58,8 @@ def mypyc_extensions() -> list[Extension]:
         return []
     for extension in extensions:
         extension.optional = True  # all or none runs (compiled.py): a failed part means none
-        extension.extra_compile_args += GROUP_CFLAGS
+        # a new list: mypycify hands every extension the same one
+        extension.extra_compile_args = [*extension.extra_compile_args, *GROUP_CFLAGS]
     compiled["write_digests"](PACKAGE)
     return extensions
 
