@@ -193,8 +193,7 @@ def test_the_compiled_group_calls_itself_directly() -> None:
     # setup.py GROUP_CFLAGS: mypyc's library exported its 1,880 functions, so every call from
     # one to another went through the PLT and none could be inlined (3.7 % of a registration's
     # instructions live: docs/benchmarks.md, thirtieth round)
-    library = compiled._extension(compiled.HERE,
-                                  compiled.GROUP_NAME.rsplit(".", 1)[1] + "__mypyc")
+    library = compiled._extension(compiled.HERE, compiled.GROUP_LIBRARY)
     assert library is not None
     rows = [line.split() for line in readelf("--dyn-syms", str(library)).splitlines()]
     # Num: Value Size Type Bind Vis Ndx Name; Ndx UND: a symbol the library uses

@@ -56,6 +56,8 @@ COMPILED_MODULES = (
 )
 #: mypyc's group: its shared library is ``vosapp/_compiled__mypyc….so``.
 GROUP_NAME = "vosapp._compiled"
+#: That library's name below the package, without its suffix.
+GROUP_LIBRARY = GROUP_NAME.rsplit(".", 1)[1] + "__mypyc"
 #: Written by setup.py in vosapp/: ``<sha256> <path below vosapp>`` per compiled module.
 DIGEST_FILE = "compiled.sha256"
 
@@ -93,7 +95,7 @@ def why_sources(directory: Path = HERE, environ: Mapping[str, str] | None = None
     env = os.environ if environ is None else environ
     if env.get("VOSAPP_PURE_PYTHON", "") not in ("", "0"):
         return "VOSAPP_PURE_PYTHON is set"
-    stems = [*COMPILED_MODULES, GROUP_NAME.rsplit(".", 1)[1] + "__mypyc"]
+    stems = [*COMPILED_MODULES, GROUP_LIBRARY]
     missing = [stem for stem in stems
                if _extension(directory, stem.replace(".", "/")) is None]
     if len(missing) == len(stems):
