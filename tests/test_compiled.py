@@ -167,8 +167,9 @@ def serve_log_line(tmp_path: Path, **env: str) -> str:
 def test_serve_logs_which_build_runs(tmp_path: Path) -> None:
     assert serve_log_line(tmp_path / "a", VOSAPP_PURE_PYTHON="1") == (
         "sources (VOSAPP_PURE_PYTHON is set)")
+    # setup.py builds them profile-guided (GCC on Linux), which the line says
     assert serve_log_line(tmp_path / "b") == (
-        "compiled (mypyc): " + ", ".join(compiled.COMPILED_MODULES))
+        "compiled (mypyc, profile-guided): " + ", ".join(compiled.COMPILED_MODULES))
 
 
 def test_a_temporary_store_is_removed_with_what_holds_it() -> None:
@@ -202,3 +203,17 @@ def test_the_compiled_group_calls_itself_directly() -> None:
     assert defined == ["PyInit__compiled__mypyc"]
     # -fno-plt: calls into libpython through the GOT, no lazily bound jump slots
     assert "JUMP_SLOT" not in readelf("--relocs", str(library))
+
+
+@needs_build
+def test_the_compiled_group_is_built_from_its_training_counts() -> None:
+    # setup.py's ProfiledBuildExt: built instrumented, trained (vosapp/compiled_training.py),
+    # built again with the counts (1.02-1.24 x registrations per CPU-second live:
+    # docs/benchmarks.md, thirty-first round). What is installed is the second build: an
+    # instrumented library names the counts files it would write at every exit.
+    profile = compiled.build_profile()
+    assert profile is not None and profile.startswith("profile-guided: "), profile
+    for stem in (compiled.GROUP_LIBRARY, *[name.replace(".", "/")
+                                           for name in compiled.COMPILED_MODULES]):
+        library = compiled._extension(compiled.HERE, stem)
+        assert library is not None and b".gcda" not in library.read_bytes(), library

@@ -60,6 +60,9 @@ GROUP_NAME = "vosapp._compiled"
 GROUP_LIBRARY = GROUP_NAME.rsplit(".", 1)[1] + "__mypyc"
 #: Written by setup.py in vosapp/: ``<sha256> <path below vosapp>`` per compiled module.
 DIGEST_FILE = "compiled.sha256"
+#: Written by setup.py in vosapp/: how the compiled modules were built, one line: "profile-guided:
+#: ..." (trained by vosapp/compiled_training.py) or "plain: <why no profile>".
+PROFILE_FILE = "compiled.profile"
 
 HERE = Path(__file__).resolve().parent
 SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
@@ -80,6 +83,12 @@ def write_digests(directory: Path) -> None:
     """Record the sources being compiled (setup.py, at build time)."""
     lines = [f"{digest} {path}\n" for path, digest in source_digests(directory).items()]
     (directory / DIGEST_FILE).write_text("".join(lines))
+
+
+def build_profile(directory: Path = HERE) -> str | None:
+    """How the compiled modules were built (:data:`PROFILE_FILE`), None if not recorded."""
+    path = directory / PROFILE_FILE
+    return path.read_text().strip() if path.exists() else None
 
 
 def _extension(directory: Path, stem: str) -> Path | None:
@@ -153,7 +162,9 @@ def describe() -> str:
     """One line for a log: what this process runs (``vosapp serve`` logs it at start)."""
     install()
     if SOURCES_BECAUSE is None:
-        return f"compiled (mypyc): {', '.join(COMPILED_MODULES)}"
+        profile = build_profile()  # "profile-guided" or "plain", said before its details
+        how = "mypyc" if profile is None else f"mypyc, {profile.partition(':')[0]}"
+        return f"compiled ({how}): {', '.join(COMPILED_MODULES)}"
     return f"sources ({SOURCES_BECAUSE})"
 
 
