@@ -208,7 +208,7 @@ def test_the_compiled_group_calls_itself_directly() -> None:
 @needs_build
 def test_the_compiled_group_is_built_from_its_training_counts() -> None:
     # setup.py's ProfiledBuildExt: built instrumented, trained (vosapp/compiled_training.py),
-    # built again with the counts (1.02-1.24 x registrations per CPU-second live:
+    # built again with the counts (a median 1.10 x registrations per CPU-second live:
     # docs/benchmarks.md, thirty-first round). What is installed is the second build: an
     # instrumented library names the counts files it would write at every exit.
     profile = compiled.build_profile()

@@ -4,8 +4,8 @@ setup.py builds :data:`vosapp.compiled.COMPILED_MODULES` twice on Linux with GCC
 ``-fprofile-generate``, then runs this module (``python -m vosapp.compiled_training``) on that
 build, then builds them again with ``-fprofile-use``. GCC then lays out each function's hot
 paths straight, moves code never run in training out of the way and inlines where the counts
-say it pays (1.02-1.24 x registrations per CPU-second live, docs/benchmarks.md, thirty-first
-round). Code this run does not reach is compiled as it is without a profile
+say it pays (a median 1.10 x registrations per CPU-second live, docs/benchmarks.md,
+thirty-first round). Code this run does not reach is compiled as it is without a profile
 (``-fprofile-partial-training``), so a path left out is not made slower than it was.
 
 What it runs, in process, on the virtual network (no sockets, nothing outside a temporary
