@@ -24,10 +24,11 @@ sysdeps:
 # setup.py and the compiled sources: the install builds the transcoder's C lane, the relay's hub
 # and (mypyc) the SIP layer's per-message modules and the switch layer's request path in
 # place (on Linux with GCC profile-guided: built, trained by vosapp/compiled_training.py,
-# built again from the counts; VOSAPP_PGO=0 builds once), so a change to any must run it again. (A compiled module's source changed without it
-# runs from source, with a warning: vosapp/compiled.py.) Every source of the directories that
-# hold compiled modules (the list of compiled ones lives in vosapp/compiled.py; the others are
-# what they were type-checked against).
+# built again from the counts; VOSAPP_PGO=0 builds once), so a change to any must run it
+# again. (A compiled module's source changed without it runs from source, with a warning:
+# vosapp/compiled.py.) Every source of the directories that hold compiled modules (the list of
+# compiled ones lives in vosapp/compiled.py; the others are what they were type-checked
+# against).
 COMPILED_SOURCES := vosapp/compiled.py vosapp/compiled_training.py $(wildcard vosapp/sip/*.py vosapp/switch/*.py vosapp/switch/registrar/*.py)
 $(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/media/codecs/_g729lane.h vosapp/io/_rtphub.c $(COMPILED_SOURCES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
