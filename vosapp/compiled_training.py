@@ -31,7 +31,7 @@ from collections.abc import Callable
 from vosapp import compiled
 from vosapp.config import parse_config
 from vosapp.io.virtual import Packet, VirtualNetwork
-from vosapp.sip import Request, Response, make_response, parse
+from vosapp.sip import NameAddr, Request, Response, SipUri, Via, make_response, parse
 from vosapp.sip.digest import answer
 from vosapp.sip.sdp import PCMA, PCMU, build_offer
 from vosapp.store import Store
@@ -69,22 +69,17 @@ media_proxy = "Off"
 
 
 def _register(user: str, call: int, cseq: int, authorization: str | None) -> bytes:
-    """A REGISTER as SIPp's registrar scenario writes it (bench/registrar_sipp.xml)."""
-    lines = [
-        f"REGISTER sip:{SWITCH[0]}:{SWITCH[1]} SIP/2.0",
-        f"Via: SIP/2.0/UDP {PHONE[0]}:{PHONE[1]};branch=z9hG4bK-{call}-{cseq};rport",
-        f"From: <sip:{user}@{SWITCH[0]}>;tag={call}SIPpTag00",
-        f"To: <sip:{user}@{SWITCH[0]}>",
-        f"Call-ID: {call}-training@{PHONE[0]}",
-        f"CSeq: {cseq} REGISTER",
-        f"Contact: <sip:{user}@{PHONE[0]}:{PHONE[1]}>",
-        "Expires: 3600",
-        "Max-Forwards: 70",
-    ]
+    """A REGISTER with the headers SIPp's registrar scenario sends (bench/registrar_sipp.xml)."""
+    extra = [("Expires", "3600")]
     if authorization is not None:
-        lines.append(f"Authorization: {authorization}")
-    lines.append("Content-Length: 0")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+        extra.append(("Authorization", authorization))
+    return bytes(Request.build(
+        "REGISTER", SipUri(host=SWITCH[0], port=SWITCH[1]),
+        via=Via("UDP", PHONE[0], PHONE[1], {"branch": f"z9hG4bK-{call}-{cseq}", "rport": None}),
+        from_=NameAddr(SipUri(user=user, host=SWITCH[0]), None, {"tag": f"{call}SIPpTag00"}),
+        to=NameAddr(SipUri(user=user, host=SWITCH[0])), call_id=f"{call}-training@{PHONE[0]}",
+        cseq=cseq, contact=NameAddr(SipUri(user=user, host=PHONE[0], port=PHONE[1])),
+        headers=extra))
 
 
 def _exchange(net: VirtualNetwork, send: Callable[[bytes], None], replies: list[Packet],
@@ -158,50 +153,38 @@ class _Vendor:
             self.endpoint.send(make_response(message, 200), packet.source)
 
 
-def _invite(call: int) -> bytes:
-    """An INVITE as SIPp's uac scenario writes it, with an SDP offer."""
-    body = bytes(build_offer(CALLER[0], 40000, [PCMA, PCMU]))
-    return (f"INVITE sip:0044123@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-c{call}-1;rport\r\n"
-            f"From: sipp <sip:1001@{CALLER[0]}>;tag={call}SIPpTag01\r\n"
-            f"To: <sip:0044123@{SWITCH[0]}>\r\n"
-            f"Call-ID: {call}-call@{CALLER[0]}\r\n"
-            "CSeq: 1 INVITE\r\n"
-            f"Contact: <sip:1001@{CALLER[0]}:{CALLER[1]}>\r\n"
-            "Max-Forwards: 70\r\n"
-            "Content-Type: application/sdp\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-def _in_dialog(method: str, call: int, cseq: int, to_tag: str) -> bytes:
-    return (f"{method} sip:0044123@{SWITCH[0]}:{SWITCH[1]} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bK-c{call}-{cseq}{method}"
-            ";rport\r\n"
-            f"From: sipp <sip:1001@{CALLER[0]}>;tag={call}SIPpTag01\r\n"
-            f"To: <sip:0044123@{SWITCH[0]}>;tag={to_tag}\r\n"
-            f"Call-ID: {call}-call@{CALLER[0]}\r\n"
-            f"CSeq: {cseq} {method}\r\n"
-            f"Contact: <sip:1001@{CALLER[0]}:{CALLER[1]}>\r\n"
-            "Max-Forwards: 70\r\n"
-            "Content-Length: 0\r\n\r\n").encode()
+def _caller_request(method: str, call: int, cseq: int, to_tag: str | None = None,
+                    body: bytes = b"") -> bytes:
+    """The caller's INVITE (with an SDP offer), ACK or BYE, in the shape of SIPp's uac."""
+    return bytes(Request.build(
+        method, SipUri(user="0044123", host=SWITCH[0], port=SWITCH[1]),
+        via=Via("UDP", CALLER[0], CALLER[1],
+                {"branch": f"z9hG4bK-c{call}-{cseq}{method}", "rport": None}),
+        from_=NameAddr(SipUri(user="1001", host=CALLER[0]), "sipp", {"tag": f"{call}SIPpTag01"}),
+        to=NameAddr(SipUri(user="0044123", host=SWITCH[0]), None,
+                    {"tag": to_tag} if to_tag else {}),
+        call_id=f"{call}-call@{CALLER[0]}", cseq=cseq,
+        contact=NameAddr(SipUri(user="1001", host=CALLER[0], port=CALLER[1])),
+        body=body, content_type="application/sdp" if body else None))
 
 
 def calls(net: VirtualNetwork, count: int) -> None:
     _Vendor(net)
     caller = net.add_endpoint(CALLER)
+    offer = bytes(build_offer(CALLER[0], 40000, [PCMA, PCMU]))
     for n in range(count):
         caller.received.clear()
-        caller.send(_invite(n), SWITCH)
+        caller.send(_caller_request("INVITE", n, 1, body=offer), SWITCH)
         net.run(0.05)
         answered = [message for message in (parse(packet.data) for packet in caller.received)
                     if isinstance(message, Response) and message.status == 200]
         if not answered or not answered[0].to.tag:
             raise RuntimeError(f"call {n} was not answered")
         to_tag = answered[0].to.tag
-        caller.send(_in_dialog("ACK", n, 1, to_tag), SWITCH)
+        caller.send(_caller_request("ACK", n, 1, to_tag), SWITCH)
         net.run(0.01)
         caller.received.clear()
-        caller.send(_in_dialog("BYE", n, 2, to_tag), SWITCH)
+        caller.send(_caller_request("BYE", n, 2, to_tag), SWITCH)
         net.run(0.05)
         if not any(packet.data.startswith(b"SIP/2.0 200") for packet in caller.received):
             raise RuntimeError(f"call {n}: no 200 to its BYE")
