@@ -29,6 +29,8 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "vosapp"
+#: vosapp/compiled.py's names (it imports nothing of vosapp: run without importing the package)
+COMPILED = runpy.run_path(str(PACKAGE / "compiled.py"))
 
 
 #: Compiler flags of mypyc's extensions on Linux (gcc or clang, ELF). mypyc leaves the
@@ -44,8 +46,6 @@ GROUP_CFLAGS = ["-fvisibility=hidden", "-fno-plt"] if sys.platform.startswith("l
 TRAINING = [sys.executable, "-m", "vosapp.compiled_training"]
 #: Seconds the training may take on the instrumented build (it takes a few).
 TRAINING_TIMEOUT = 600
-#: vosapp/compiled.py's PROFILE_FILE (not imported: setup.py reads compiled.py as text).
-PROFILE_FILE = "compiled.profile"
 
 
 def profile_refused() -> str | None:
@@ -161,7 +161,7 @@ class ProfiledBuildExt(build_ext):
     def _record(self, text: str) -> None:
         package = self._root() / "vosapp"
         if package.is_dir():
-            (package / PROFILE_FILE).write_text(text + "\n")
+            (package / COMPILED["PROFILE_FILE"]).write_text(text + "\n")
 
 
 def mypyc_extensions() -> list[Extension]:
@@ -172,15 +172,13 @@ def mypyc_extensions() -> list[Extension]:
     except ImportError:
         print("setup.py: mypyc not found, vosapp stays pure Python", file=sys.stderr)
         return []
-    # compiled.py imports nothing of vosapp: read it without importing the package
-    compiled = runpy.run_path(str(PACKAGE / "compiled.py"))
-    source_path = compiled["source_path"]
-    sources = [f"vosapp/{source_path(name)}" for name in compiled["COMPILED_MODULES"]]
+    source_path = COMPILED["source_path"]
+    sources = [f"vosapp/{source_path(name)}" for name in COMPILED["COMPILED_MODULES"]]
     # the project's [tool.mypy] options (strict), not its files list; an unused [[overrides]]
     # section would count as an error
     try:
         extensions = mypycify(["--no-warn-unused-configs", *sources],
-                              opt_level="3", group_name=compiled["GROUP_NAME"])
+                              opt_level="3", group_name=COMPILED["GROUP_NAME"])
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - e.g. a newer mypy finding new errors
         print(f"setup.py: mypyc failed ({exc!r}), vosapp stays pure Python", file=sys.stderr)
         return []
@@ -189,7 +187,7 @@ def mypyc_extensions() -> list[Extension]:
         # a new list: mypycify hands every extension the same one
         extension.extra_compile_args = [*extension.extra_compile_args, *GROUP_CFLAGS]
         extension.vosapp_mypyc = True  # type: ignore[attr-defined]  # built profile-guided
-    compiled["write_digests"](PACKAGE)
+    COMPILED["write_digests"](PACKAGE)
     return extensions
 
 

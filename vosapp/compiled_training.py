@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Callable
 
 from vosapp import compiled
 from vosapp.config import parse_config
-from vosapp.io.virtual import Packet, VirtualNetwork
+from vosapp.io.virtual import Packet, VirtualEndpoint, VirtualNetwork
 from vosapp.sip import NameAddr, Request, Response, SipUri, Via, make_response, parse
 from vosapp.sip.digest import answer
 from vosapp.sip.sdp import PCMA, PCMU, build_offer
@@ -82,13 +81,12 @@ def _register(user: str, call: int, cseq: int, authorization: str | None) -> byt
         headers=extra))
 
 
-def _exchange(net: VirtualNetwork, send: Callable[[bytes], None], replies: list[Packet],
-              data: bytes) -> Response:
-    """Send ``data`` to the switch and return its final answer."""
-    replies.clear()
-    send(data)
+def _exchange(net: VirtualNetwork, phone: VirtualEndpoint, data: bytes) -> Response:
+    """``phone`` sends ``data`` to the switch; returns the switch's final answer."""
+    phone.received.clear()
+    phone.send(data, SWITCH)
     net.run(0.01)
-    for packet in reversed(replies):
+    for packet in reversed(phone.received):
         message = parse(packet.data)
         if isinstance(message, Response) and message.status >= 200:
             return message
@@ -98,13 +96,9 @@ def _exchange(net: VirtualNetwork, send: Callable[[bytes], None], replies: list[
 def registrations(net: VirtualNetwork, count: int, users: int) -> None:
     phone = net.add_endpoint(PHONE)
     uri = f"sip:{SWITCH[0]}:{SWITCH[1]}"
-
-    def send(data: bytes) -> None:
-        phone.send(data, SWITCH)
-
     for n in range(count):
         user = str(20000 + n % users)
-        challenge = _exchange(net, send, phone.received, _register(user, n, 1, None))
+        challenge = _exchange(net, phone, _register(user, n, 1, None))
         if challenge.status != 401:
             raise RuntimeError(f"REGISTER without credentials: {challenge.status}, not 401")
         value = challenge.headers.get("WWW-Authenticate") or ""
@@ -112,14 +106,12 @@ def registrations(net: VirtualNetwork, count: int, users: int) -> None:
         for nc, cseq in ((1, 2), (2, 3)) if n % 10 == 0 else ((1, 2),):
             credentials = answer(value, "REGISTER", uri, user, f"pw-{user}", nc=nc,
                                  cnonce=f"{n:08x}")
-            done = _exchange(net, send, phone.received, _register(user, n, cseq,
-                                                                   str(credentials)))
+            done = _exchange(net, phone, _register(user, n, cseq, str(credentials)))
             if done.status != 200:
                 raise RuntimeError(f"REGISTER with credentials: {done.status}, not 200")
         if n % 100 == 0:  # the answers the switch refuses with
             wrong = answer(value, "REGISTER", uri, user, "not-the-password", cnonce="0")
-            refused = _exchange(net, send, phone.received,
-                                _register(user, n, 9, str(wrong)))
+            refused = _exchange(net, phone, _register(user, n, 9, str(wrong)))
             if refused.status < 400:
                 raise RuntimeError(f"a wrong password was taken ({refused.status})")
             phone.received.clear()
