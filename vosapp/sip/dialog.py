@@ -12,7 +12,7 @@ import copy
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from vosapp.sip.headers import CSeq, NameAddr, Via
 from vosapp.sip.message import Request, Response
@@ -33,7 +33,7 @@ class DialogState(str, enum.Enum):
 
 
 #: Requests whose Contact replaces the remote target (§12.2, RFC 3311 for UPDATE).
-TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
+TARGET_REFRESH_METHODS: Final = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
 
 def _contact(message: Request | Response, role: str) -> SipUri | AbsoluteUri:

@@ -29,7 +29,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeAlias
 
 from vosapp.clock import Clock
 from vosapp.enums import IdentityEnum
@@ -54,11 +54,11 @@ __all__ = [
 ]
 
 # RFC 7616 §6.1 algorithm names (canonical spelling) -> hashlib name.
-_HASHES = {"MD5": "md5", "SHA-256": "sha256"}
-_HASH_CONSTRUCTORS = {"md5": hashlib.md5, "sha256": hashlib.sha256}  # faster than hashlib.new
-ALGORITHMS: tuple[str, ...] = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
-_CANONICAL_ALGORITHM = {name.lower(): name for name in ALGORITHMS}
-_QOPS = ("auth", "auth-int")
+_HASHES: Final = {"MD5": "md5", "SHA-256": "sha256"}
+_HASH_CONSTRUCTORS: Final = {"md5": hashlib.md5, "sha256": hashlib.sha256}  # faster than hashlib.new
+ALGORITHMS: Final[tuple[str, ...]] = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
+_CANONICAL_ALGORITHM: Final = {name.lower(): name for name in ALGORITHMS}
+_QOPS: Final = ("auth", "auth-int")
 
 
 class DigestError(ValueError):
@@ -78,8 +78,8 @@ class DigestError(ValueError):
 # --------------------------------------------------------------------------------------------
 # Parsing (RFC 7235 §2.1 auth-param list; RFC 7230 §3.2.6 quoted-string)
 
-_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_WS = " \t"
+_TCHARS: Final = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_WS: Final = " \t"
 
 
 # One auth-param with its separator, for the single-pass fast path of _parse_params: name,
@@ -90,16 +90,16 @@ _WS = " \t"
 # Every repeat is possessive (``*+``, ``++``): what follows each one can never match a
 # character of its class, so giving characters back could not find another match; without
 # the backtracking bookkeeping the pass is ~10 % cheaper.
-_TCHAR_CLASS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_FAST_PARAM_SHAPE = r'[ \t,]*+{name}[ \t]*+=[ \t]*+(?:"{quoted}"|{token})[ \t]*+(?:,|\Z)'
-_FAST_PARAM = re.compile(_FAST_PARAM_SHAPE.format(
+_TCHAR_CLASS: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_FAST_PARAM_SHAPE: Final = r'[ \t,]*+{name}[ \t]*+=[ \t]*+(?:"{quoted}"|{token})[ \t]*+(?:,|\Z)'
+_FAST_PARAM: Final = re.compile(_FAST_PARAM_SHAPE.format(
     name=f"({_TCHAR_CLASS}++)", quoted=r'([^"]*+)', token=f"({_TCHAR_CLASS}++)"))
 # _FAST_PARAM, or else any one character: where no auth-param starts, findall yields that
 # character in the last group. So one findall pass finds the params and whether they cover the
 # text back to back (a fullmatch of the list as atomic auth-params, then a findall, was two
 # passes): each search resumes where the previous match ended and tries _FAST_PARAM first, so
 # the params found are exactly the successive back-to-back _FAST_PARAM matches.
-_FAST_PARAM_OR_GAP = re.compile("(?:" + _FAST_PARAM.pattern + ")|(.)", re.DOTALL)
+_FAST_PARAM_OR_GAP: Final = re.compile("(?:" + _FAST_PARAM.pattern + ")|(.)", re.DOTALL)
 
 
 def _parse_params_fast(text: str) -> dict[str, str] | None:
@@ -326,13 +326,13 @@ class Credentials:
         return "Digest " + ", ".join(parts)
 
 
-_CHALLENGE_KNOWN = {"realm", "nonce", "opaque", "algorithm", "qop", "stale", "domain", "userhash"}
-_CREDENTIALS_KNOWN = {
+_CHALLENGE_KNOWN: Final = {"realm", "nonce", "opaque", "algorithm", "qop", "stale", "domain", "userhash"}
+_CREDENTIALS_KNOWN: Final = {
     "username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque", "qop", "nc",
     "userhash",
 }
-_CREDENTIALS_REQUIRED_ORDER = ("username", "realm", "nonce", "uri", "response")
-_CREDENTIALS_REQUIRED = frozenset(_CREDENTIALS_REQUIRED_ORDER)
+_CREDENTIALS_REQUIRED_ORDER: Final = ("username", "realm", "nonce", "uri", "response")
+_CREDENTIALS_REQUIRED: Final = frozenset(_CREDENTIALS_REQUIRED_ORDER)
 
 
 def _require(params: dict[str, str], names: tuple[str, ...], what: str) -> None:
@@ -365,7 +365,7 @@ def parse_challenge(value: str) -> Challenge:
 
 
 #: RFC 7616 §3.4: nc is 8LHEX; 1 to 8 hex digits are accepted (leading zeros dropped by some).
-_NONCE_COUNT = re.compile(r"[0-9a-fA-F]{1,8}")
+_NONCE_COUNT: Final = re.compile(r"[0-9a-fA-F]{1,8}")
 
 
 def parse_credentials(value: str) -> Credentials:
@@ -443,8 +443,8 @@ def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str
 
 # H(A2) of qop=auth or none by (algorithm, method, uri): public values, bounded as the
 # header memos are.
-_HA2_MEMO: dict[tuple[str, str, str], str] = {}
-_HA2_MEMO_SIZE = MEMO_LIMIT
+_HA2_MEMO: Final[dict[tuple[str, str, str], str]] = {}
+_HA2_MEMO_SIZE: Final = MEMO_LIMIT
 
 
 def compute_response(
@@ -656,14 +656,14 @@ class VerifyResult:
         return self.outcome is VerifyOutcome.STALE_NONCE
 
 
-PasswordSource = str | Callable[[str], "str | None"]
+PasswordSource: TypeAlias = str | Callable[[str], "str | None"]
 
-_NONCE_LAYOUT = struct.Struct(">qB4s8s")  # issued (ms), algorithm index, instance id, random
-_SIGNATURE_BYTES = 12
+_NONCE_LAYOUT: Final = struct.Struct(">qB4s8s")  # issued (ms), algorithm index, instance id, random
+_SIGNATURE_BYTES: Final = 12
 # base64url (RFC 4648 §5) through binascii's C: base64's urlsafe functions are the same calls
 # behind two or three Python frames, and a registration encodes one nonce and decodes one.
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_FROM_URLSAFE = str.maketrans("-_", "+/")
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE: Final = str.maketrans("-_", "+/")
 
 
 @dataclass(slots=True)  # up to max_nonces of them live in the replay table

@@ -25,8 +25,8 @@ __all__ = ["token_bytes", "token_hex"]
 BLOCK_BYTES: Final = 1024
 
 #: token size in bytes -> tokens not handed out yet
-_BYTES: dict[int, deque[bytes]] = {}
-_HEX: dict[int, deque[str]] = {}
+_BYTES: Final[dict[int, deque[bytes]]] = {}
+_HEX: Final[dict[int, deque[str]]] = {}
 
 _Token = TypeVar("_Token", bytes, str)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, TypeAlias, TypeVar
 
 from vosapp.sip.uri import AbsoluteUri, SipParseError, SipUri, parse_any_uri
 
@@ -35,7 +35,7 @@ __all__ = [
 # Compact forms: RFC 3261 §7.3.3 and the extensions that define one (Event/Allow-Events RFC 6665,
 # Refer-To RFC 3515, Referred-By RFC 3892, Session-Expires RFC 4028, Identity RFC 4474,
 # Accept/Reject-Contact and Request-Disposition RFC 3841).
-COMPACT_FORMS: dict[str, str] = {
+COMPACT_FORMS: Final[dict[str, str]] = {
     "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
     "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to",
     "v": "via", "o": "event", "u": "allow-events", "r": "refer-to", "b": "referred-by",
@@ -45,7 +45,7 @@ COMPACT_FORMS: dict[str, str] = {
 
 
 # name as written → lookup key, for names already seen (bounded; a few dozen names repeat).
-_CANONICAL: dict[str, str] = {}
+_CANONICAL: Final[dict[str, str]] = {}
 
 
 def canonical_key(name: str) -> str:
@@ -61,14 +61,14 @@ def canonical_key(name: str) -> str:
     return key
 
 
-_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # gen-value = token / host / quoted-string (§25.1); a host may be an IPv6 reference, and Via
 # ``received`` is a bare IPv6address (§20.42, RFC 5118 §4.5), so bare IPv6 is accepted too.
-_GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+_GEN_VALUE_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 # Parameters without quotes or whitespace, checked in one match (fast path of parse_params).
 # Possessive repeats: nothing that follows a run can start with a character of its class (as in
 # vosapp/sip/parser.py's fast validators; tests/sip/test_fast_patterns.py).
-_PLAIN_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-z0-9\-.!%*_+`'~]++"
+_PLAIN_PARAMS_RE: Final = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-z0-9\-.!%*_+`'~]++"
                               r"|\[[0-9A-Fa-f:.]++\]))?)++")
 
 
@@ -77,7 +77,7 @@ _PLAIN_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-z0-9\-.
 # ---------------------------------------------------------------------------------------------
 # One field line: [key, name as written, value, source text ("" once set in code)]. A list:
 # the parser joins folded continuation lines into it in place (RFC 3261 §7.3.1).
-HeaderField = list[str]
+HeaderField: TypeAlias = list[str]
 
 
 class Headers:
@@ -258,7 +258,7 @@ class Headers:
 
 
 # Header names already checked to be tokens (bounded; names set in code are few).
-_VALID_NAMES: set[str] = set()
+_VALID_NAMES: Final[set[str]] = set()
 
 
 def _check_field(name: str, value: str) -> None:
@@ -419,7 +419,7 @@ class NameAddr:
         return f"{display}<{self.uri}>{_format_params(self.params)}"
 
 
-_SIMPLE_NAME_ADDR_RE = re.compile(r'(?:"([^"\\\r\n]*)"[ \t]*)?<([^<>" \t\r\n]+)>(.*)', re.DOTALL)
+_SIMPLE_NAME_ADDR_RE: Final = re.compile(r'(?:"([^"\\\r\n]*)"[ \t]*)?<([^<>" \t\r\n]+)>(.*)', re.DOTALL)
 
 
 def parse_name_addr(value: str) -> NameAddr:
@@ -534,7 +534,7 @@ class Via:
 
 # ``SIP/2.0/UDP host[:port];params`` with a plain host name or IPv4 address: the common shape,
 # read in one match (same result as the general path, which handles everything else).
-_FAST_ONE_VIA_RE = re.compile(r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]++)[ \t]++([A-Za-z0-9\-.]++)"
+_FAST_ONE_VIA_RE: Final = re.compile(r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]++)[ \t]++([A-Za-z0-9\-.]++)"
                               r"(?::([0-9]{1,5}+))?[ \t]*+(;.*)?")
 
 
@@ -636,8 +636,8 @@ _Kept = TypeVar("_Kept")
 
 #: How many texts a memo keeps, and the longest text it keeps (HeaderMemo, the parser's
 #: Request-URIs, digest's H(A2)).
-MEMO_LIMIT = 1024
-MEMO_LONGEST = 512
+MEMO_LIMIT: Final = 1024
+MEMO_LONGEST: Final = 512
 
 
 def keep_bounded(table: dict[_Key, _Kept], key: _Key, value: _Kept, limit: int) -> None:
@@ -693,13 +693,13 @@ class HeaderMemo(Generic[_Parsed]):
 
 # The value of a ``;branch=`` parameter: a token up to the next ``;``, a blank or the end
 # (ViaMemo's guards decide whether it is the Via's branch).
-_BRANCH_VALUE_RE = re.compile(r";branch=([A-Za-z0-9\-.!%*_+`'~]++)(?=[; \t]|\Z)")
+_BRANCH_VALUE_RE: Final = re.compile(r";branch=([A-Za-z0-9\-.!%*_+`'~]++)(?=[; \t]|\Z)")
 # One Via value written exactly as ``str(Via)`` writes its parse (``SIP/2.0/UDP host[:port]``,
 # upper-case transport, one space, lower-case parameter names with plain values, no
 # whitespace): the switch can append its received/rport stamp to such a text as sent.
 # Possessive repeats (nothing that follows a run can start with a character of its class):
 # the same matches for less, as vosapp/sip/parser.py's fast validators.
-_WRITTEN_AS_PARSED_VIA = re.compile(
+_WRITTEN_AS_PARSED_VIA: Final = re.compile(
     r"SIP/2\.0/[A-Z0-9\-.!%*_+`'~]++ [A-Za-z0-9\-.]++(?::(?:0|[1-9][0-9]{0,4}+))?"
     r"(?:;[a-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-z0-9\-.!%*_+`'~]++|\[[0-9A-Fa-f:.]++\]))?)*+")
 
@@ -769,7 +769,7 @@ class ViaMemo(HeaderMemo[list[Via]]):
         return _WRITTEN_AS_PARSED_VIA.fullmatch(text) is not None
 
 
-NAME_ADDR_MEMO = HeaderMemo(parse_name_addr)
-NAME_ADDR_LIST_MEMO = HeaderMemo(parse_name_addr_list)
-VIAS_MEMO = ViaMemo()
-CSEQ_MEMO = HeaderMemo(parse_cseq)
+NAME_ADDR_MEMO: Final = HeaderMemo(parse_name_addr)
+NAME_ADDR_LIST_MEMO: Final = HeaderMemo(parse_name_addr_list)
+VIAS_MEMO: Final = ViaMemo()
+CSEQ_MEMO: Final = HeaderMemo(parse_cseq)

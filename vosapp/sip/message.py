@@ -8,6 +8,7 @@ Content-Length is rewritten to match the body (added when missing).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from vosapp.sip.entropy import token_hex
 from vosapp.sip.headers import (
@@ -33,10 +34,10 @@ __all__ = [
     "new_tag",
 ]
 
-SIP_VERSION = "SIP/2.0"
+SIP_VERSION: Final = "SIP/2.0"
 
 # RFC 3261 §21 plus the extension codes a softswitch meets (RFC 3265, 3329, 4028, 4412, 6665).
-REASON_PHRASES: dict[int, str] = {
+REASON_PHRASES: Final[dict[int, str]] = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
     183: "Session Progress", 199: "Early Dialog Terminated",
     200: "OK", 202: "Accepted", 204: "No Notification",
@@ -411,7 +412,7 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
-_COPIED = ("via", "from", "to", "call-id", "cseq")
+_COPIED: Final = ("via", "from", "to", "call-id", "cseq")
 
 
 def make_response(request: Request, status: int, reason: str | None = None, *,

@@ -11,7 +11,7 @@ so far.
 from __future__ import annotations
 
 import re
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from vosapp.sip.headers import (
     CSEQ_MEMO,
@@ -32,19 +32,19 @@ from vosapp.sip.uri import AbsoluteUri, SipParseError, parse_any_uri
 
 __all__ = ["MAX_MESSAGE_SIZE", "SUPPORTED_URI_SCHEMES", "StreamParser", "parse"]
 
-MAX_MESSAGE_SIZE = 65536
+MAX_MESSAGE_SIZE: Final = 65536
 """Largest message accepted (bytes). UDP cannot carry more (RFC 3261 §18.1.1 / IP limit)."""
 
 # Request-URI schemes the switch serves; anything else is 416 (RFC 3261 §8.2.2.1), answered
 # by the core: the parser accepts any well-formed absolute URI (RFC 4475 §3.2.2, §3.2.3).
-SUPPORTED_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+SUPPORTED_URI_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
 
-_SINGLE = frozenset({"from", "to", "call-id", "cseq", "max-forwards", "content-length"})
-_VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
-_CALL_ID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+_SINGLE: Final = frozenset({"from", "to", "call-id", "cseq", "max-forwards", "content-length"})
+_VERSION_RE: Final = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
+_CALL_ID_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
                          r"(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
 # Header names already seen to be tokens → their lookup key (bounded; names repeat a lot).
-_KEY_CACHE: dict[str, str] = {}
+_KEY_CACHE: Final[dict[str, str]] = {}
 
 
 def _key_of(name: str, headers_so_far: list[HeaderField]) -> str:
@@ -127,26 +127,26 @@ def _parse_fields_slow(lines: list[str]) -> list[HeaderField]:
 # backtracking the matches cost 30-45 % less (docs/benchmarks.md, twentieth round);
 # tests/sip/test_fast_patterns.py checks they accept exactly what the backtracking ones did.
 # A run of plain characters is one repeat (``[...]++``), not one alternation per character.
-_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]++"
-_QUOTED = r'"(?:[^"\\\r\n]++|\\[^\r\n])*+"'
+_TOKEN: Final = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_QUOTED: Final = r'"(?:[^"\\\r\n]++|\\[^\r\n])*+"'
 # 0-65535: the first alternative that fits, kept (atomic); a digit after it means a longer
 # number, which no shorter choice could have made valid
-_PORT = r"(?>6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4})(?!\d)"
+_PORT: Final = r"(?>6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4})(?!\d)"
 # a label: letters and digits, inner hyphens (RFC 3261 §25.1 domainlabel)
-_LABEL = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+"
-_HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})*+\.?"
-_HOST = rf"(?:{_HOSTNAME}|\[[0-9A-Fa-f.]*+:[0-9A-Fa-f:.]*+\])"
-_PCHARS = r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++|%[0-9A-Fa-f]{2})++"
-_URI_PARAMS = rf"(?:;{_PCHARS}(?:={_PCHARS})?)*+"
-_USER = r"(?:[A-Za-z0-9\-_.!~*'()&=+$]++|%[0-9A-Fa-f]{2})++"
-_HDR_PARAMS = (rf"(?:[ \t]*+;[ \t]*+{_TOKEN}(?:[ \t]*+=[ \t]*+(?:{_TOKEN}|{_QUOTED}"
+_LABEL: Final = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+"
+_HOSTNAME: Final = rf"{_LABEL}(?:\.{_LABEL})*+\.?"
+_HOST: Final = rf"(?:{_HOSTNAME}|\[[0-9A-Fa-f.]*+:[0-9A-Fa-f:.]*+\])"
+_PCHARS: Final = r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++|%[0-9A-Fa-f]{2})++"
+_URI_PARAMS: Final = rf"(?:;{_PCHARS}(?:={_PCHARS})?)*+"
+_USER: Final = r"(?:[A-Za-z0-9\-_.!~*'()&=+$]++|%[0-9A-Fa-f]{2})++"
+_HDR_PARAMS: Final = (rf"(?:[ \t]*+;[ \t]*+{_TOKEN}(?:[ \t]*+=[ \t]*+(?:{_TOKEN}|{_QUOTED}"
                r"|\[[0-9A-Fa-f:.]++\]))?)*+[ \t]*+")
-_FAST_NAME_ADDR = re.compile(
+_FAST_NAME_ADDR: Final = re.compile(
     rf"(?:(?:{_QUOTED}[ \t]*+|(?:{_TOKEN}[ \t]++)*+(?:{_TOKEN}[ \t]*+)?)"
     rf"<sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?{_URI_PARAMS}>"
     rf"|sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?){_HDR_PARAMS}")
-_FAST_SIP_URI = re.compile(rf"sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?{_URI_PARAMS}")
-_FAST_VIA = re.compile(rf"SIP/2\.0/{_TOKEN}[ \t]++{_HOST}(?::{_PORT})?{_HDR_PARAMS}")
+_FAST_SIP_URI: Final = re.compile(rf"sips?:(?:{_USER}@)?{_HOST}(?::{_PORT})?{_URI_PARAMS}")
+_FAST_VIA: Final = re.compile(rf"SIP/2\.0/{_TOKEN}[ \t]++{_HOST}(?::{_PORT})?{_HDR_PARAMS}")
 
 
 def _valid_call_id(text: str) -> bool:
@@ -165,8 +165,8 @@ def _valid_from(text: str) -> bool:
 # matched again: a REGISTER retried with credentials keeps its Call-ID and From tag (RFC 3261
 # §8.1.3.5, §22.2), a phone keeps its Call-ID for every refresh (§10.2), and a call's every
 # message and response carries its Call-ID. A text that fails raises and is not kept.
-_VALID_CALL_IDS = HeaderMemo(_valid_call_id)
-_VALID_FROMS = HeaderMemo(_valid_from)
+_VALID_CALL_IDS: Final = HeaderMemo(_valid_call_id)
+_VALID_FROMS: Final = HeaderMemo(_valid_from)
 
 
 def _check_head(fields: list[HeaderField], headers: Headers, method: str | None) -> None:
@@ -229,7 +229,7 @@ def _check_head(fields: list[HeaderField], headers: Headers, method: str | None)
 
 # Request-URIs found valid, by text, with their scheme: a registrar's URI is in every REGISTER
 # and a gateway's in every INVITE sent to it (bounded as the header memos are).
-_REQUEST_URI_SCHEMES: dict[str, str] = {}
+_REQUEST_URI_SCHEMES: Final[dict[str, str]] = {}
 
 
 def _request_uri_scheme(uri_text: str, headers: Headers) -> str:
@@ -338,7 +338,7 @@ def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
     return message
 
 
-_CONTENT_LENGTH_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
+_CONTENT_LENGTH_RE: Final = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
 
 
 class StreamParser:

@@ -49,8 +49,8 @@ __all__ = [
     "read_answer",
 ]
 
-DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-RTP_PROTOS = ("RTP/AVP",)  # what vosapp's media relay speaks (no SRTP, no AVPF feedback)
+DIRECTIONS: Final = ("sendrecv", "sendonly", "recvonly", "inactive")
+RTP_PROTOS: Final = ("RTP/AVP",)  # what vosapp's media relay speaks (no SRTP, no AVPF feedback)
 
 
 class SdpError(ValueError):
@@ -117,17 +117,17 @@ class Codec:
         return self.rtpmap_value
 
 
-_G729_VARIANTS = frozenset({"g729", "g729a", "g729b", "g729ab"})
+_G729_VARIANTS: Final = frozenset({"g729", "g729a", "g729b", "g729ab"})
 
-PCMU = Codec("PCMU", 8000, 1, 0)
-G723 = Codec("G723", 8000, 1, 4)
-PCMA = Codec("PCMA", 8000, 1, 8)
-G722 = Codec("G722", 8000, 1, 9)  # RFC 3551 §4.5.2: 8000 Hz RTP clock for 16 kHz audio
-G729 = Codec("G729", 8000, 1, 18)
-TELEPHONE_EVENT = Codec("telephone-event", 8000, 1, 101, "0-16")  # RFC 4733
+PCMU: Final = Codec("PCMU", 8000, 1, 0)
+G723: Final = Codec("G723", 8000, 1, 4)
+PCMA: Final = Codec("PCMA", 8000, 1, 8)
+G722: Final = Codec("G722", 8000, 1, 9)  # RFC 3551 §4.5.2: 8000 Hz RTP clock for 16 kHz audio
+G729: Final = Codec("G729", 8000, 1, 18)
+TELEPHONE_EVENT: Final = Codec("telephone-event", 8000, 1, 101, "0-16")  # RFC 4733
 
 # RFC 3551 §6 table 4 (audio), the ones a softswitch meets in practice.
-STATIC_PAYLOAD_TYPES: dict[int, Codec] = {
+STATIC_PAYLOAD_TYPES: Final[dict[int, Codec]] = {
     0: PCMU,
     3: Codec("GSM", 8000, 1, 3),
     4: G723,
@@ -147,7 +147,7 @@ def g729_annexb(fmtp: str | None) -> bool:
 
 
 #: docs/behaviour.md §5 G.729 negotiation modes (``GatewaySettings.g729_mode``).
-G729_MODES = ("Auto", "G729", "G729a", "G729&G729a")
+G729_MODES: Final = ("Auto", "G729", "G729a", "G729&G729a")
 
 
 def g729_offer(mode: str, peer: Sequence[Codec] = (), *, dynamic_pt: int = 96) -> list[Codec]:
@@ -266,8 +266,8 @@ class RtpMap:
 
 
 # RFC 8866 §5 field order; lines vosapp does not interpret keep their relative order.
-_SESSION_RANK = {"i": 1, "u": 1, "e": 1, "p": 1, "c": 2, "b": 3, "t": 4, "r": 4, "z": 5, "k": 6}
-_MEDIA_RANK = {"i": 1, "c": 2, "b": 3, "k": 4}
+_SESSION_RANK: Final = {"i": 1, "u": 1, "e": 1, "p": 1, "c": 2, "b": 3, "t": 4, "r": 4, "z": 5, "k": 6}
+_MEDIA_RANK: Final = {"i": 1, "c": 2, "b": 3, "k": 4}
 
 
 @dataclass
@@ -527,7 +527,7 @@ def _parse_ms(value: str | None, what: str, line: int | None) -> int | None:
 # "101 telephone-event/8000") come in nearly every offer and answer, and the call path reads
 # them at parse time and again for codecs(): each distinct text is parsed once (the bounded
 # memo of the SIP headers; a value that fails to parse raises every time, never remembered).
-_RTPMAPS = HeaderMemo(lambda value: _parse_rtpmap(value, None), longest=128)
+_RTPMAPS: Final = HeaderMemo(lambda value: _parse_rtpmap(value, None), longest=128)
 
 
 def _rtpmap(value: str, line: int | None) -> RtpMap:
@@ -763,7 +763,7 @@ def build_offer(
     )
 
 
-_ANSWER_DIRECTION = {
+_ANSWER_DIRECTION: Final = {
     "sendrecv": "sendrecv",
     "sendonly": "recvonly",
     "recvonly": "sendonly",

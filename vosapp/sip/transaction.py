@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeAlias, TypeVar
 
 from vosapp.net import Address
 
@@ -45,9 +45,9 @@ if TYPE_CHECKING:
 
 
 #: RFC 3261 §8.1.1.7: branches starting with this cookie are globally unique.
-MAGIC_COOKIE = "z9hG4bK"
+MAGIC_COOKIE: Final = "z9hG4bK"
 #: Transports on which SIP does not retransmit (§17.1.1.2, §18).
-RELIABLE_TRANSPORTS = frozenset({"TCP", "TLS", "SCTP", "WS", "WSS"})
+RELIABLE_TRANSPORTS: Final = frozenset({"TCP", "TLS", "SCTP", "WS", "WSS"})
 
 
 class TransactionError(Exception):
@@ -209,12 +209,12 @@ class Terminated:
         pass
 
 
-Action = (
+Action: TypeAlias = (
     Transmit | StartTimer | CancelTimer | DeliverResponse | DeliverRequest | TimedOut
     | TransportFailed | Terminated
 )
 #: What a TU listener receives.
-TUEvent = DeliverResponse | DeliverRequest | TimedOut | TransportFailed | Terminated
+TUEvent: TypeAlias = DeliverResponse | DeliverRequest | TimedOut | TransportFailed | Terminated
 
 
 class State(str, enum.Enum):
@@ -686,11 +686,11 @@ def client_key(message: Request | Response) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- the layer
 
-Machine = (
+Machine: TypeAlias = (
     ClientInviteMachine | ClientNonInviteMachine | ServerInviteMachine | ServerNonInviteMachine
 )
-Listener = Callable[[TUEvent], None]
-TransmitFn = Callable[["Request | Response | SentResponse", Address, str], None]
+Listener: TypeAlias = Callable[[TUEvent], None]
+TransmitFn: TypeAlias = Callable[["Request | Response | SentResponse", Address, str], None]
 
 
 MachineT = TypeVar("MachineT", bound=Machine)

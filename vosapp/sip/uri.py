@@ -40,21 +40,21 @@ class SipParseError(ValueError):
 
 
 # RFC 3261 §25.1 character classes.
-_UNRESERVED = "A-Za-z0-9\\-_.!~*'()"
-_USER_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,;?/]|%[0-9A-Fa-f]{{2}})+")
-_PASSWORD_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,]|%[0-9A-Fa-f]{{2}})*")
-_PARAMCHARS_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|%[0-9A-Fa-f]{{2}})+")
-_HNV_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$]|%[0-9A-Fa-f]{{2}})*")
-_HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_UNRESERVED: Final = "A-Za-z0-9\\-_.!~*'()"
+_USER_RE: Final = re.compile(rf"(?:[{_UNRESERVED}&=+$,;?/]|%[0-9A-Fa-f]{{2}})+")
+_PASSWORD_RE: Final = re.compile(rf"(?:[{_UNRESERVED}&=+$,]|%[0-9A-Fa-f]{{2}})*")
+_PARAMCHARS_RE: Final = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|%[0-9A-Fa-f]{{2}})+")
+_HNV_RE: Final = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$]|%[0-9A-Fa-f]{{2}})*")
+_HOSTNAME_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
                           r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.?")
-_IPV6_RE = re.compile(r"[0-9A-Fa-f:.]+")
-_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_IPV6_RE: Final = re.compile(r"[0-9A-Fa-f:.]+")
+_SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # absoluteURI opaque part / hier part: uric chars (RFC 2396 as used by RFC 3261 §25.1).
-_URIC_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'();/?:@&=+$,\[\]]|%[0-9A-Fa-f]{2})+")
+_URIC_RE: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'();/?:@&=+$,\[\]]|%[0-9A-Fa-f]{2})+")
 
 # Characters left unescaped when serializing a user part set in code (§25.1 ``user``).
-_USER_SAFE = "-_.!~*'()&=+$,;?/"
-_PASSWORD_SAFE = "-_.!~*'()&=+$,"
+_USER_SAFE: Final = "-_.!~*'()&=+$,;?/"
+_PASSWORD_SAFE: Final = "-_.!~*'()&=+$,"
 
 
 @dataclass(slots=True, eq=False)
@@ -204,7 +204,7 @@ class SipUri:
         return hash(self._key())
 
 
-_HNV_SAFE = "-_.!~*'()[]/?:+$"
+_HNV_SAFE: Final = "-_.!~*'()[]/?:+$"
 
 
 def _escape(text: str, safe: str) -> str:
@@ -245,7 +245,7 @@ def _parse_host(hostport: str, whole: str) -> tuple[str, int | None]:
 # Possessive repeats, runs of plain characters as one repeat, and a host label as letters and
 # digits joined by hyphens: the same matches and groups as the backtracking form, for less
 # (vosapp/sip/parser.py's fast validators; tests/sip/test_fast_patterns.py).
-_FAST_REST_RE = re.compile(
+_FAST_REST_RE: Final = re.compile(
     r"(?:((?:[A-Za-z0-9\-_.!~*'()&=+$]++|%[0-9A-Fa-f]{2})++)@)?"
     r"([A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+(?:\.[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+)*+)"
     r"(?::([0-9]{1,5}+))?((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++)?)*+)")

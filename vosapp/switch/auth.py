@@ -114,14 +114,14 @@ class Verdict(IdentityEnum):
 
 
 #: Verdict.from_digest of every digest outcome, looked up once (one per authenticated request).
-_VERDICT_FOR_OUTCOME: dict[VerifyOutcome, Verdict] = {
+_VERDICT_FOR_OUTCOME: Final[dict[VerifyOutcome, Verdict]] = {
     outcome: Verdict.from_digest(outcome) for outcome in VerifyOutcome}
 
 #: Seconds between audit rows about requests refused from one suspended terminal.
-REFUSAL_AUDIT_INTERVAL = 10.0
+REFUSAL_AUDIT_INTERVAL: Final = 10.0
 
 #: Verdicts that test a password: they count towards the terminal and registration ceilings.
-PASSWORD_FAILURES = frozenset({Verdict.WRONG_PASSWORD, Verdict.UNKNOWN_USER,
+PASSWORD_FAILURES: Final = frozenset({Verdict.WRONG_PASSWORD, Verdict.UNKNOWN_USER,
                                Verdict.NETWORK_DENIED})
 
 
@@ -310,9 +310,9 @@ class _TerminalState:
 
 
 #: The decision for right credentials (a frozen value: one for every accepted request).
-_ACCEPTED = Decision(Action.ACCEPT, Reason.AUTHENTICATED)
+_ACCEPTED: Final = Decision(Action.ACCEPT, Reason.AUTHENTICATED)
 
-_REASON_FOR_VERDICT: dict[Verdict, Reason] = {
+_REASON_FOR_VERDICT: Final[dict[Verdict, Reason]] = {
     Verdict.WRONG_PASSWORD: Reason.WRONG_PASSWORD,
     Verdict.UNKNOWN_USER: Reason.UNKNOWN_USER,
     Verdict.NETWORK_DENIED: Reason.NETWORK_DENIED,
@@ -634,9 +634,9 @@ def source_allowed(source_host: str, networks: Iterable[str]) -> bool:
 
 #: At most this many Authorization/Proxy-Authorization values are looked at (a flood of
 #: headers must not become a flood of digest computations).
-MAX_CREDENTIAL_HEADERS = 4
+MAX_CREDENTIAL_HEADERS: Final = 4
 #: User names longer than this are cut in the policy's tables (bounded memory per terminal).
-MAX_USER_LENGTH = 128
+MAX_USER_LENGTH: Final = 128
 
 
 class AccountLookup(Protocol):
@@ -773,7 +773,7 @@ class InboundAuthenticator:
         txn.respond(response)
 
 
-_REASON_PHRASES: dict[Reason, str] = {
+_REASON_PHRASES: Final[dict[Reason, str]] = {
     Reason.RETRIES_EXHAUSTED: "Forbidden (authentication retries exhausted)",
     Reason.SESSION_TIMEOUT: "Forbidden (authentication timeout)",
     Reason.SUSPENDED: "Forbidden (terminal suspended)",

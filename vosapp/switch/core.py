@@ -33,7 +33,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from vosapp.config import Limits
 from vosapp.net import Address, as_address, same_host
@@ -74,36 +74,36 @@ if TYPE_CHECKING:
     from vosapp.sip import Request
     from vosapp.store import Store
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 #: Puts bytes on the wire: ``sender(data, destination, transport)``. May raise OSError.
-Sender = Callable[[bytes, Address, str], None]
+Sender: TypeAlias = Callable[[bytes, Address, str], None]
 #: A request handler: ``handler(request, txn)``; ``txn.source``/``txn.transport`` say where
 #: it came from, ``txn.respond(response)`` / ``txn.drop()`` finish it.
-RequestHandler = Callable[["Request", ServerTransaction], None]
+RequestHandler: TypeAlias = Callable[["Request", ServerTransaction], None]
 #: Receives requests that belong to no transaction: the ACK for a 2xx (§13.2.2.4).
-AckHandler = Callable[["Request", Address, str], None]
+AckHandler: TypeAlias = Callable[["Request", Address, str], None]
 #: Receives responses that match no client transaction (2xx retransmissions, §13.2.2.4).
-StrayResponseHandler = Callable[["Response", Address, str], None]
+StrayResponseHandler: TypeAlias = Callable[["Response", Address, str], None]
 #: Told about parameter changes: ``listener(new_params, {name: (old, new)})``.
-ParamsListener = Callable[[Params, "dict[str, tuple[Any, Any]]"], None]
+ParamsListener: TypeAlias = Callable[[Params, "dict[str, tuple[Any, Any]]"], None]
 #: A stop hook starts its graceful work and may return a ``done()`` predicate.
-StopHook = Callable[[], "Callable[[], bool] | None"]
+StopHook: TypeAlias = Callable[[], "Callable[[], bool] | None"]
 
 #: RFC 3261 and its extensions: methods this switch recognises (405, not 501, when unserved).
-_REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ SIP/\d")
-KNOWN_METHODS = frozenset({
+_REQUEST_LINE: Final = re.compile(rb"[!-~]+ [!-~]+ SIP/\d")
+KNOWN_METHODS: Final = frozenset({
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
 })
 #: Served by the core itself whatever handlers exist.
-CORE_METHODS = ("OPTIONS", "CANCEL", "ACK")
-SERVER_NAME = "vosapp/0.1"
+CORE_METHODS: Final = ("OPTIONS", "CANCEL", "ACK")
+SERVER_NAME: Final = "vosapp/0.1"
 #: RFC 3261 §8.2.2.3 / §19.2: the option tags this switch implements -- what OPTIONS lists in
 #: Supported and what a Require is checked against (anything else: 420). "timer" = RFC 4028,
 #: "100rel" = RFC 3262 (vosapp.switch.call.reliable).
-SUPPORTED_OPTION_TAGS: tuple[str, ...] = ("timer", "100rel")
-ACCEPT = "application/sdp"
+SUPPORTED_OPTION_TAGS: Final[tuple[str, ...]] = ("timer", "100rel")
+ACCEPT: Final = "application/sdp"
 
 
 @dataclass
@@ -693,7 +693,7 @@ class SwitchCore:
 # ---------------------------------------------------------------------- helpers
 
 
-_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
 
 
 def _describe(message: Any) -> str:

@@ -37,6 +37,7 @@ Recovery is automatic: the gate opens as soon as both signals are back under the
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from vosapp.config import Limits
 from vosapp.enums import IdentityEnum
@@ -45,7 +46,7 @@ __all__ = ["Admission", "Limits", "OverloadGate", "SourceLimiter"]
 
 #: The receive delay sheds calls only with at least this many calls in setup: with fewer, a
 #: delay is a stall (a first import, a slow disk write), not load that refusing calls relieves.
-SHED_FLOOR = 10
+SHED_FLOOR: Final = 10
 
 
 class Admission(IdentityEnum):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from vosapp.switch.registrar.model import Binding
 
-REGISTRAR_MIGRATIONS: tuple[str, ...] = (
+REGISTRAR_MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE registrar_bindings (
         aor TEXT NOT NULL,
@@ -43,9 +43,9 @@ REGISTRAR_MIGRATIONS: tuple[str, ...] = (
 )
 
 # Columns in Binding's field order: rows become Bindings without a dict per row.
-COLUMNS_SQL = ("SELECT aor, contact, expires_at, call_id, cseq, q, transport, received_host,"
+COLUMNS_SQL: Final = ("SELECT aor, contact, expires_at, call_id, cseq, q, transport, received_host,"
                " received_port, path, user_agent, registered_at FROM registrar_bindings")
-LIVE_SQL = f"{COLUMNS_SQL} WHERE aor = ?"
+LIVE_SQL: Final = f"{COLUMNS_SQL} WHERE aor = ?"
 
 
 def bindings_from_rows(rows: Iterable[Sequence[Any]], now: float) -> list[Binding]:
@@ -63,7 +63,7 @@ def live_bindings(db: sqlite3.Connection, aor: str, now: float) -> list[Binding]
 # An upsert that updates a refreshed binding in place (same rowid): SQLite then rewrites the
 # row only, not the primary-key index as INSERT OR REPLACE (delete + insert) does; fewer pages
 # per commit. The row ends up the same either way.
-UPSERT_SQL = (
+UPSERT_SQL: Final = (
     "INSERT INTO registrar_bindings (aor, contact, expires_at, q, call_id, cseq,"
     " transport, received_host, received_port, path, user_agent, registered_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -37,6 +37,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from vosapp.clock import Clock
 from vosapp.store import Store
@@ -52,7 +53,7 @@ from vosapp.switch.registrar.model import Binding, ContactRequest, RegisterOutco
 
 #: The store's memo of the bindings (:meth:`vosapp.store.Store.memo`): address of record ->
 #: contact -> Binding, as committed (expired ones are left out on reading).
-MEMO = "registrar_bindings"
+MEMO: Final = "registrar_bindings"
 
 
 @dataclass(slots=True)

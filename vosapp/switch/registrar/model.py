@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 #: Larger than any sane expiry; Expires values beyond it are clamped before arithmetic.
-_EXPIRES_CEILING = 2**32 - 1
+_EXPIRES_CEILING: Final = 2**32 - 1
 
 
 def parse_expires(value: str | int | None) -> int | None:

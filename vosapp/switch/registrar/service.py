@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from vosapp.params import Params
 from vosapp.sip import SipParseError
@@ -155,10 +155,10 @@ def build_registrar_service(core: SwitchCore, *, accounts: AccountLookup,
 
 
 #: How often expired bindings are deleted from the store.
-PURGE_INTERVAL = 60.0
+PURGE_INTERVAL: Final = 60.0
 #: Audit rows kept in the store (the oldest beyond this are pruned with expired bindings).
-AUDIT_ROWS_KEPT = 200_000
-REALM = "vosapp"
+AUDIT_ROWS_KEPT: Final = 200_000
+REALM: Final = "vosapp"
 
 
 def install(core: SwitchCore) -> tuple[RegistrarService, NatKeepAlive]:
