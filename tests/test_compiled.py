@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.serving import environment, needs_build
 from vosapp import compiled
 from vosapp.store import Store
 
@@ -32,13 +33,6 @@ print(json.dumps({"because": c.SOURCES_BECAUSE, "compiled": c.running_compiled()
 """
 
 
-def environment(**env: str) -> dict[str, str]:
-    """This process's environment without VOSAPP_PURE_PYTHON, plus ``env``."""
-    environ = {key: value for key, value in os.environ.items() if key != "VOSAPP_PURE_PYTHON"}
-    environ.update(env)
-    return environ
-
-
 def probe(root: Path, **env: str) -> dict[str, object]:
     environ = environment(**env, PYTHONPATH=str(root))
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=root, env=environ, check=True,
@@ -51,11 +45,6 @@ def copy_of_the_package(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "vosapp", tmp_path / "vosapp",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
-
-
-NOT_BUILT = compiled.why_sources(environ={})
-needs_build = pytest.mark.skipif(NOT_BUILT is not None,
-                                 reason=f"nothing is compiled here: {NOT_BUILT}")
 
 
 def test_the_install_compiled_the_sip_and_switch_layers() -> None:

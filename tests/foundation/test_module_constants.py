@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.serving import environment, needs_build
 from vosapp import compiled
 
 PACKAGE = Path(compiled.__file__).resolve().parent
@@ -68,7 +68,6 @@ def test_the_rule_has_values_to_check() -> None:
 PROBE = """
 import json
 from vosapp import compiled
-compiled.install()
 from vosapp.sip import headers
 original = headers._CANONICAL
 headers._CANONICAL = {}
@@ -79,15 +78,13 @@ print(json.dumps({"static": "X-Probe-Name" in original,
 
 
 def _probe(**env: str) -> dict[str, bool]:
-    environ = {key: value for key, value in os.environ.items() if key != "VOSAPP_PURE_PYTHON"}
-    environ.update(env, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=environ, check=True,
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT,
+                         env=environment(**env, PYTHONPATH=str(ROOT)), check=True,
                          capture_output=True, text=True, timeout=60).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-@pytest.mark.skipif(compiled.why_sources(environ={}) is not None,
-                    reason=f"nothing is compiled here: {compiled.why_sources(environ={})}")
+@needs_build
 def test_compiled_code_reads_a_final_value_from_its_static() -> None:
     assert _probe() == {"static": True, "compiled": True}
 

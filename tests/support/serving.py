@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from vosapp import compiled
 from vosapp.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +31,20 @@ def checkout_env() -> dict[str, str]:
     """This checkout's vosapp first on the path; output unbuffered (the ready line)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
+
+
+def environment(**env: str) -> dict[str, str]:
+    """This process's environment without VOSAPP_PURE_PYTHON (a child chooses compiled modules
+    or sources by itself, vosapp/compiled.py), plus ``env``."""
+    environ = {key: value for key, value in os.environ.items() if key != "VOSAPP_PURE_PYTHON"}
+    environ.update(env)
+    return environ
+
+
+#: Why the compiled modules would not run here (None: they are built and current).
+NOT_BUILT = compiled.why_sources(environ={})
+needs_build = pytest.mark.skipif(NOT_BUILT is not None,
+                                 reason=f"nothing is compiled here: {NOT_BUILT}")
 
 
 def write_config(directory: Path, parameters: Mapping[str, object] | None = None,
