@@ -58,6 +58,53 @@ def test_wheel_timers_fire_in_time_order_never_early_and_cancelled_ones_never(
     asyncio.run(run())
 
 
+def _live_asyncio_timers(loop: asyncio.AbstractEventLoop) -> int:
+    return sum(not handle.cancelled() for handle in loop._scheduled)  # type: ignore[attr-defined]
+
+
+def test_the_wheel_takes_one_asyncio_timer_whatever_its_slots(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slots wait in the clock's own heap: asyncio's heap, ordered by a Python ``__lt__``,
+    holds one timer for the whole wheel, re-armed when an earlier slot comes, and a timer a
+    callback sets on the wheel still fires in its turn."""
+    monkeypatch.setattr(loop_clock, "WHEEL_MIN_DELAY", 0.1)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        clock = LoopClock(loop)
+        fired: list[tuple[str, float, float]] = []
+        start = clock.now()
+        before = _live_asyncio_timers(loop)
+
+        def timer(name: str, delay: float) -> loop_clock._TimerHandle:
+            when = start + delay
+            return clock.call_at(when, lambda: fired.append((name, when, clock.now())))
+
+        for i in range(12):  # 12 slots, latest first: each new one is the earliest
+            timer(f"slot-{i}", 0.15 + (11 - i) / loop_clock.WHEEL_SLOTS_PER_SECOND)
+        assert len(clock._slots) == 12 and _live_asyncio_timers(loop) - before == 1
+
+        def chain() -> None:
+            fired.append(("chain", start + 0.2, clock.now()))
+            timer("set-by-a-callback", 0.45)  # among the pending slots
+
+        clock.call_at(start + 0.2, chain)
+        assert _live_asyncio_timers(loop) - before == 1
+        await asyncio.sleep(1.0)
+        names = [name for name, _, _ in fired]
+        assert len(names) == 14 and "set-by-a-callback" in names
+        assert all(at >= when for _, when, at in fired)
+        assert [when for _, when, _ in fired] == sorted(when for _, when, _ in fired)
+        assert clock.pending == 0 and not clock._slots and not clock._wheel
+        assert _live_asyncio_timers(loop) == before  # nothing left armed
+        timer("after a quiet spell", clock.now() - start + 0.15)  # an empty wheel arms again
+        assert _live_asyncio_timers(loop) - before == 1
+        await asyncio.sleep(0.3)
+        assert fired[-1][0] == "after a quiet spell"
+
+    asyncio.run(run())
+
+
 def test_cancel_all_stops_wheel_and_precise_timers_and_a_failing_callback_is_contained(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop_clock, "WHEEL_MIN_DELAY", 0.1)

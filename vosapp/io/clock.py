@@ -9,8 +9,10 @@ timers and timestamps of one program share one origin: ``loop.time()``.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 
@@ -26,6 +28,8 @@ WHEEL_MIN_DELAY = 1.0
 #: Slots of the wheel per second: a wheel timer fires up to 1/16 s after its time, never
 #: before (RFC 3261's timers are minimum durations; 1/16 s is < 7 % of the shortest).
 WHEEL_SLOTS_PER_SECOND = 16
+#: The armed slot when none is: later than any slot.
+_NO_SLOT = sys.maxsize
 
 
 class _TimerHandle:
@@ -69,8 +73,13 @@ class LoopClock:
     Without a loop (``bind`` not called yet, or a process that has none) ``now()`` reads the
     same monotonic clock asyncio's default loop reads, and timers cannot be scheduled.
 
-    Timers due in :data:`WHEEL_MIN_DELAY` or more share a wheel: one asyncio timer per
-    1/16 s slot that has any, the slot's timers in a list; cancelling one only marks it.
+    Timers due in :data:`WHEEL_MIN_DELAY` or more share a wheel: 1/16 s slots, each slot's
+    timers in a list (cancelling one only marks it), and one asyncio timer for the whole
+    wheel, armed for its earliest slot. The slots wait in a heap of their numbers, not in
+    asyncio's heap: asyncio orders its timers with ``TimerHandle.__lt__``, a Python method,
+    and with a timer per slot of the next 64*T1 = 32 s (up to 512) every timer it took in or
+    ran was compared with up to ~20 of them (bench/registrar_instructions.py: 5 % of the
+    instructions of a registration at 20/s; docs/benchmarks.md, thirty-third round).
 
     No reference cycles per timer: at thousands of transactions per second, objects that only
     the cyclic GC can free make it walk a huge heap (see bench/options.sh)."""
@@ -96,6 +105,11 @@ class LoopClock:
         #: then, holding the loop for milliseconds (2-12 ms at 100,000 in bench/timer_churn.py;
         #: docs/benchmarks.md "Held calls with media and new calls in one switch").
         self._wheel_pending = 0
+        #: The slot numbers of _wheel, a heap (ints: compared in C).
+        self._slots: list[int] = []
+        #: The wheel's asyncio timer, for slot _armed_slot: always the earliest of _slots.
+        self._armed: asyncio.TimerHandle | None = None
+        self._armed_slot = _NO_SLOT
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -111,7 +125,9 @@ class LoopClock:
             timers = self._wheel.get(slot)
             if timers is None:
                 timers = self._wheel[slot] = []
-                loop.call_at(slot / WHEEL_SLOTS_PER_SECOND, self._fire_slot, slot)
+                heapq.heappush(self._slots, slot)
+                if slot < self._armed_slot:
+                    self._arm(slot)
             timers.append(handle)
             self._wheel_pending += 1
         else:
@@ -126,6 +142,25 @@ class LoopClock:
         self._precise.discard(handle)
         if callback is not None:
             _run(callback)
+
+    def _arm(self, slot: int) -> None:
+        """Point the wheel's asyncio timer at ``slot``."""
+        if self._armed is not None:
+            self._armed.cancel()
+        self._armed_slot = slot
+        assert self.loop is not None  # the wheel is filled by call_at, which has a loop
+        self._armed = self.loop.call_at(slot / WHEEL_SLOTS_PER_SECOND, self._fire_wheel)
+
+    def _fire_wheel(self) -> None:
+        """The wheel's asyncio timer: fire its earliest slot (the armed one). The next is
+        armed first, so a timer set by a callback of this slot finds the wheel armed."""
+        self._armed = None
+        slot = heapq.heappop(self._slots)
+        if self._slots:
+            self._arm(self._slots[0])
+        else:
+            self._armed_slot = _NO_SLOT
+        self._fire_slot(slot)
 
     def _fire_slot(self, slot: int) -> None:
         timers = self._wheel.pop(slot, [])
