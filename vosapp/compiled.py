@@ -44,8 +44,10 @@ from types import ModuleType
 #:   registrations per CPU-second, docs/benchmarks.md, twenty-third round);
 #: - vosapp.switch's request path: the core every request goes through, the per-source
 #:   limiter it asks first, the authentication policy and the registrar (twenty-fourth and
-#:   twenty-sixth rounds). vosapp/trace.py is not compiled: mypyc refuses its conditional
-#:   ``__getattr__``.
+#:   twenty-sixth rounds);
+#: - the trace's ring, where the core records every message it receives and sends
+#:   (thirty-third round). vosapp/trace.py itself is not compiled: mypyc refuses its
+#:   conditional ``__getattr__``.
 #: Every dataclass of these modules writes its ``__init__``: mypyc leaves a generated one to
 #: the dataclasses module, which runs it interpreted (tests/foundation/test_records.py).
 COMPILED_MODULES = (
@@ -53,6 +55,7 @@ COMPILED_MODULES = (
     "sip.dialog", "sip.sdp", "sip.digest",
     "switch.core", "switch.limits", "switch.auth", "switch.registrar.model",
     "switch.registrar.logic", "switch.registrar.bindings_store", "switch.registrar.service",
+    "trace_ring",
 )
 #: mypyc's group: its shared library is ``vosapp/_compiled__mypyc….so``.
 GROUP_NAME = "vosapp._compiled"

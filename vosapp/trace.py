@@ -14,16 +14,15 @@ import logging
 import re
 import sqlite3
 import struct
-import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vosapp.net import NO_ADDRESS, Address, as_address
+from vosapp.net import NO_ADDRESS, Address
 from vosapp.sip import Response
+from vosapp.trace_ring import TraceRing
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock
@@ -249,16 +248,20 @@ class Trace:
         if capacity < 1:
             raise ValueError(f"trace capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self.clock = clock
-        self._ring: deque[_Held] = deque(maxlen=capacity)
-        #: Records ever added: the newest one's number (:meth:`numbered_since`).
-        self.added = 0
+        #: The ring, its count and the store's queue, kept by compiled code (vosapp/trace_ring.py).
+        self.wire = TraceRing(capacity, clock)
+        #: Record a message on the wire: ``message(direction, transport, src, dst, raw,
+        #: note="")``. Its record is built when something reads it (a reader of the ring, a
+        #: subscriber: at once), and its fields (method, status, Call-ID, CSeq, branch) are read
+        #: from the bytes (:func:`sniff_fields`) when first asked for: the bytes of a message
+        #: that parsed always carry its Call-ID line, so its parse is not needed. The store
+        #: writes it without either. The ring's own method, so that the switch's compiled
+        #: code calls compiled code (TraceRing.message), with no Python frame between.
+        self.message = self.wire.message
         self._subscribers: list[Callable[[TraceRecord], None]] = []
-        self._lock = threading.Lock()
         self._store: Store | None = None
-        self._pending: list[_Held] = []
-        #: Records are written to SQLite in batches of this size (and on :meth:`flush`). A
-        #: batch is written on the switch's event loop, ~8.5 µs a record: 64 holds the loop
+        #: Records are written to SQLite in batches of :attr:`batch_size` (and on :meth:`flush`).
+        #: A batch is written on the switch's event loop, ~8.5 µs a record: 64 holds the loop
         #: ~0.55 ms, where 256 held it ~2.2 ms, for ~30 % more log bytes per record (the
         #: table's last page is written again with each batch; bench/trace_store.py).
         self.batch_size = 64
@@ -284,36 +287,52 @@ class Trace:
                                      " FROM trace_records")
         self._persisted_bytes = size + rows * ROW_OVERHEAD
         self._store = store
+        self.wire.flush = self.flush
+
+    @property
+    def clock(self) -> Clock | None:
+        """What times the records; None: the monotonic and wall clocks."""
+        return self.wire.clock
+
+    @clock.setter
+    def clock(self, clock: Clock | None) -> None:
+        self.wire.clock = clock
+
+    @property
+    def added(self) -> int:
+        """Records ever added: the newest one's number (:meth:`numbered_since`)."""
+        return self.wire.added
+
+    @property
+    def batch_size(self) -> int:
+        return self.wire.batch_size
+
+    @batch_size.setter
+    def batch_size(self, size: int) -> None:
+        self.wire.batch_size = size
 
     def add(self, record: TraceRecord) -> TraceRecord:
-        self._hold(record)
+        self.wire.hold(record)
         return record
 
-    def _hold(self, held: _Held) -> None:
-        # A subscriber gets a record at once: the one the ring keeps (its fields, once read,
-        # are read for every later reader too).
-        record = _record(held) if self._subscribers else None
-        if record is not None:
-            held = record
-        with self._lock:
-            self._ring.append(held)
-            self.added += 1
-        if self._store is not None:
-            self._pending.append(held)
-            if len(self._pending) >= self.batch_size:
-                self.flush()
-        if record is not None:  # the usual case under load: none (the control API polls)
-            for callback in list(self._subscribers):
-                try:
-                    callback(record)
-                except Exception:
-                    log.exception("trace subscriber %r failed", callback)
+    def _publish(self, held: _Held) -> None:
+        """What the ring does with what it is given while anything subscribes: a subscriber
+        gets a record at once, the one the ring keeps (its fields, once read, are read for
+        every later reader too)."""
+        record = _record(held)
+        self.wire.keep(record)
+        for callback in list(self._subscribers):
+            try:
+                callback(record)
+            except Exception:
+                log.exception("trace subscriber %r failed", callback)
 
     def flush(self) -> int:
         """Write pending records to SQLite (one transaction); returns how many."""
-        if self._store is None or not self._pending:
+        wire = self.wire
+        if self._store is None or not wire.pending:
             return 0
-        batch, self._pending = self._pending, []
+        batch, wire.pending = wire.pending, []
         try:
             with self._store.transaction() as db:
                 written = _insert(db, batch)
@@ -352,23 +371,6 @@ class Trace:
             return time.monotonic(), time.time()
         return self.clock.now(), self.clock.wall()
 
-    def message(self, direction: str, transport: str, src: Address, dst: Address, raw: bytes,
-                note: str = "") -> None:
-        """Record a message on the wire. Its record is built when something reads it (a
-        reader of the ring, a subscriber: at once), and its fields (method, status, Call-ID,
-        CSeq, branch) are read from the bytes (:func:`sniff_fields`) when first asked for:
-        the bytes of a message that parsed always carry its Call-ID line, so its parse is not
-        needed. The store writes it without either."""
-        clock = self.clock
-        if clock is None:
-            mono, wall = self._times()
-        else:  # what _times() does, without its call and tuple (four records a registration)
-            mono, wall = clock.now(), clock.wall()
-        # An address is the socket's tuple (or a list, after JSON): no call for the tuple
-        self._hold((mono, wall, direction, transport.upper(),
-                    src if type(src) is tuple else as_address(src),
-                    dst if type(dst) is tuple else as_address(dst), bytes(raw), note))
-
     def event(self, text: str, **fields: Any) -> TraceRecord:
         """Record a non-message event; ``fields`` are TraceRecord fields (call_id, src, …)."""
         mono, wall = self._times()
@@ -378,10 +380,13 @@ class Trace:
     def subscribe(self, callback: Callable[[TraceRecord], None]) -> Callable[[], None]:
         """Call ``callback`` with every new record; returns the function that unsubscribes."""
         self._subscribers.append(callback)
+        self.wire.publish = self._publish
 
         def unsubscribe() -> None:
             if callback in self._subscribers:
                 self._subscribers.remove(callback)
+                if not self._subscribers:
+                    self.wire.publish = None
 
         return unsubscribe
 
@@ -389,9 +394,10 @@ class Trace:
                 method: str | None = None, direction: str | None = None,
                 since: float | None = None) -> list[TraceRecord]:
         """Records in the ring, oldest first, filtered like VOS3000's debug trace."""
-        with self._lock:
-            snapshot = list(self._ring)
-            newest = self.added
+        wire = self.wire
+        with wire.lock:
+            snapshot = list(wire.ring)
+            newest = wire.added
         built = list(map(_record, snapshot))
         if any(type(held) is tuple for held in snapshot):
             self._keep(built, newest)
@@ -403,10 +409,11 @@ class Trace:
         place of their tuples, so that the next reader neither builds nor sniffs them again
         (a filtered read of a full ring sniffs every message once: ~60 ms for 10,000). What
         was added meanwhile stays after them; what left the ring meanwhile is not put back."""
-        with self._lock:
-            ring = self._ring
+        wire = self.wire
+        with wire.lock:
+            ring = wire.ring
             first_built = newest - len(built) + 1
-            first_held = self.added - len(ring) + 1
+            first_held = wire.added - len(ring) + 1
             start = max(first_built, first_held)
             newer = list(islice(ring, max(0, newest + 1 - first_held), None))
             ring.clear()
@@ -417,22 +424,23 @@ class Trace:
         """The records numbered above ``since`` still in the ring, oldest first, at most
         ``limit``, with their numbers: the n-th record ever added is number n (from 1, never
         reused), so a reader polls with the last number it got."""
-        with self._lock:
-            newest = self.added
-            first = newest - len(self._ring) + 1  # the oldest record still held
+        wire = self.wire
+        with wire.lock:
+            newest = wire.added
+            first = newest - len(wire.ring) + 1  # the oldest record still held
             start = max(since + 1, first)
             stop = min(newest, start + limit - 1)
             if stop < start:
                 return []
-            held = list(islice(self._ring, start - first, stop - first + 1))
+            held = list(islice(wire.ring, start - first, stop - first + 1))
         return list(zip(range(start, stop + 1), map(_record, held), strict=True))
 
     def clear(self) -> None:
-        with self._lock:
-            self._ring.clear()
+        with self.wire.lock:
+            self.wire.ring.clear()
 
     def __len__(self) -> int:
-        return len(self._ring)
+        return len(self.wire.ring)
 
     def __iter__(self) -> Iterator[TraceRecord]:
         return iter(self.records())

@@ -161,6 +161,42 @@ def test_a_subscriber_gets_the_record_the_ring_keeps() -> None:
     assert trace.records()[0] is seen[0]
 
 
+def test_messages_are_held_as_wire_tuples_except_while_something_subscribes() -> None:
+    """The ring (vosapp/trace_ring.py) holds a message as its wire tuple, a record only while a
+    subscriber wants one at once; unsubscribed, back to tuples. What the socket layer hands it
+    (bytes, or a bytearray from a stream; an address as a tuple, or a list after JSON) is
+    held as bytes and a tuple."""
+    trace = Trace(10)
+    trace.message("in", "tcp", B, list(A), bytearray(options("t1")))
+    held = trace.wire.ring[-1]
+    assert type(held) is tuple and type(held[6]) is bytes and held[3] == "TCP"
+    assert held[5] == A and type(held[5]) is tuple
+    seen: list[TraceRecord] = []
+    unsubscribe = trace.subscribe(seen.append)
+    trace.message("in", "UDP", B, A, options("t2"))
+    assert type(trace.wire.ring[-1]) is TraceRecord and seen[-1].call_id == "t2"
+    unsubscribe()
+    trace.message("in", "UDP", B, A, options("t3"))
+    assert type(trace.wire.ring[-1]) is tuple and len(seen) == 1
+    assert trace.added == 3
+    assert [record.call_id for record in trace.records()] == ["t1", "t2", "t3"]
+    six = ("2001:db8::1", 5060, 0, 0)  # what an IPv6 socket gives
+    trace.message("out", "udp", A, six, options("t4"))
+    assert trace.records()[-1].dst == six
+
+
+def test_the_switch_records_a_message_through_compiled_code_when_built() -> None:
+    """Compiled, a trace's ``message`` is the ring's compiled method itself: the switch's
+    compiled core calls it with no Python frame between (a Python function would make one)."""
+    import types
+
+    from vosapp import compiled
+
+    if compiled.why_sources() is not None:
+        pytest.skip(f"running from the sources: {compiled.why_sources()}")
+    assert type(Trace(10).message) is types.BuiltinMethodType
+
+
 def test_failing_subscriber_does_not_break_tracing() -> None:
     trace = Trace(10)
     trace.subscribe(lambda record: 1 / 0)

@@ -1,0 +1,94 @@
+"""The trace's ring and its queue to the store: what :class:`vosapp.trace.Trace` holds, written
+by compiled code.
+
+The switch records every message it receives and sends (four per registration), and the
+recording is done here, compiled with the switch's request path (vosapp/compiled.py): run
+as Python, it was ~29 thousand instructions of a registration's ~514 thousand in process
+(docs/benchmarks.md, thirty-third round). What needs the records themselves (building one,
+the subscribers, reading, the SQLite copy) stays in vosapp/trace.py, which calls in here.
+
+The ring holds a message as its wire tuple (``vosapp.trace._Wire``: times, direction,
+transport, addresses, bytes, note) until something reads it, and a record (an event, or a
+message once built) as it is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from vosapp.net import as_address
+
+if TYPE_CHECKING:
+    from vosapp.clock import Clock
+
+
+class TraceRing:
+    """The bounded ring of held messages and records, its count, and the store's queue."""
+
+    def __init__(self, capacity: int, clock: Clock | None = None) -> None:
+        #: What times a message (Trace.clock); None: the monotonic and wall clocks.
+        self.clock = clock
+        #: A message's wire tuple or a record (typed loosely: vosapp.trace's types are not
+        #: imported by compiled code, which would import the module that imports this one).
+        self.ring: deque[Any] = deque(maxlen=capacity)
+        #: Guards ring and added together: readers on other threads number what they read.
+        self.lock = threading.Lock()
+        #: Entries ever held: the newest one's number (Trace.numbered_since).
+        self.added = 0
+        #: What the store has not been given yet (only while ``flush`` is set).
+        self.pending: list[Any] = []
+        #: Entries per write to the store (Trace.batch_size).
+        self.batch_size = 64
+        #: Trace.flush, while a store keeps a copy: called when ``pending`` holds a batch.
+        self.flush: Callable[[], object] | None = None
+        #: Trace's, while anything subscribes: given every entry instead of :meth:`keep`, it
+        #: builds the entry's record, keeps that, and hands it to the subscribers.
+        self.publish: Callable[[Any], None] | None = None
+
+    def message(self, direction: str, transport: str, src: Any, dst: Any,
+                raw: bytes | bytearray | memoryview, note: str = "") -> None:
+        """Record a message on the wire (:attr:`vosapp.trace.Trace.message`). ``src`` and
+        ``dst`` are addresses as any caller has them (typed ``Any``: compiled, an
+        ``Address`` parameter would refuse a list, or a 4-tuple IPv6 socket address)."""
+        clock = self.clock
+        # one statement each: compiled, a pair assigned at once is built as a tuple first
+        if clock is None:
+            mono = time.monotonic()
+            wall = time.time()
+        else:
+            mono = clock.now()
+            wall = clock.wall()
+        # An address is the socket's tuple (or a list, after JSON), the bytes what the socket
+        # gave: no call for either (bytes() of bytes costs a call of the type, ~800 instructions)
+        self.hold((mono, wall, direction, transport.upper(),
+                   src if type(src) is tuple else as_address(src),
+                   dst if type(dst) is tuple else as_address(dst),
+                   raw if type(raw) is bytes else bytes(raw), note))
+
+    def hold(self, held: Any) -> None:
+        """Hold a wire tuple or a record: kept, or published while anything subscribes."""
+        publish = self.publish
+        if publish is not None:
+            publish(held)
+        else:
+            self.keep(held)
+
+    def keep(self, held: Any) -> None:
+        """Put ``held`` in the ring, and in the store's queue while a store keeps a copy."""
+        lock = self.lock
+        lock.acquire()  # not ``with``: compiled, that looks up __enter__ and __exit__ each time
+        try:
+            self.ring.append(held)
+            self.added += 1
+        finally:
+            lock.release()
+        flush = self.flush
+        if flush is not None:
+            pending = self.pending
+            pending.append(held)
+            if len(pending) >= self.batch_size:
+                flush()
