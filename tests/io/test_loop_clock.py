@@ -86,7 +86,7 @@ def test_the_wheel_takes_one_asyncio_timer_whatever_its_slots(
 
         def chain() -> None:
             fired.append(("chain", start + 0.2, clock.now()))
-            timer("set-by-a-callback", 0.45)  # among the pending slots
+            timer("set-by-a-callback", 0.7)  # among the pending slots, half a second on
 
         clock.call_at(start + 0.2, chain)
         assert _live_asyncio_timers(loop) - before == 1
