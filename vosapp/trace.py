@@ -260,11 +260,6 @@ class Trace:
         self.message = self.wire.message
         self._subscribers: list[Callable[[TraceRecord], None]] = []
         self._store: Store | None = None
-        #: Records are written to SQLite in batches of :attr:`batch_size` (and on :meth:`flush`).
-        #: A batch is written on the switch's event loop, ~8.5 µs a record: 64 holds the loop
-        #: ~0.55 ms, where 256 held it ~2.2 ms, for ~30 % more log bytes per record (the
-        #: table's last page is written again with each batch; bench/trace_store.py).
-        self.batch_size = 64
         #: The SQLite table keeps the newest this many records (older ones are pruned on flush).
         self.max_persisted = max_persisted
         #: ... and the newest records within this many bytes (:func:`stored_size`): a flood of
@@ -305,6 +300,11 @@ class Trace:
 
     @property
     def batch_size(self) -> int:
+        """Records are written to SQLite in batches of this size (and on :meth:`flush`);
+        64, the ring's default. A batch is written on the switch's event loop, ~8.5 µs a
+        record: 64 holds the loop ~0.55 ms, where 256 held it ~2.2 ms, for ~30 % more log
+        bytes per record (the table's last page is written again with each batch;
+        bench/trace_store.py)."""
         return self.wire.batch_size
 
     @batch_size.setter

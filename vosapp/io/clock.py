@@ -12,7 +12,6 @@ import asyncio
 import heapq
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 
@@ -28,8 +27,6 @@ WHEEL_MIN_DELAY = 1.0
 #: Slots of the wheel per second: a wheel timer fires up to 1/16 s after its time, never
 #: before (RFC 3261's timers are minimum durations; 1/16 s is < 7 % of the shortest).
 WHEEL_SLOTS_PER_SECOND = 16
-#: The armed slot when none is: later than any slot.
-_NO_SLOT = sys.maxsize
 
 
 class _TimerHandle:
@@ -107,9 +104,8 @@ class LoopClock:
         self._wheel_pending = 0
         #: The slot numbers of _wheel, a heap (ints: compared in C).
         self._slots: list[int] = []
-        #: The wheel's asyncio timer, for slot _armed_slot: always the earliest of _slots.
+        #: The wheel's asyncio timer, armed for the earliest slot (_slots[0]) while any is.
         self._armed: asyncio.TimerHandle | None = None
-        self._armed_slot = _NO_SLOT
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -125,8 +121,9 @@ class LoopClock:
             timers = self._wheel.get(slot)
             if timers is None:
                 timers = self._wheel[slot] = []
+                earliest = not self._slots or slot < self._slots[0]
                 heapq.heappush(self._slots, slot)
-                if slot < self._armed_slot:
+                if earliest:
                     self._arm(slot)
             timers.append(handle)
             self._wheel_pending += 1
@@ -147,7 +144,6 @@ class LoopClock:
         """Point the wheel's asyncio timer at ``slot``."""
         if self._armed is not None:
             self._armed.cancel()
-        self._armed_slot = slot
         assert self.loop is not None  # the wheel is filled by call_at, which has a loop
         self._armed = self.loop.call_at(slot / WHEEL_SLOTS_PER_SECOND, self._fire_wheel)
 
@@ -158,8 +154,6 @@ class LoopClock:
         slot = heapq.heappop(self._slots)
         if self._slots:
             self._arm(self._slots[0])
-        else:
-            self._armed_slot = _NO_SLOT
         self._fire_slot(slot)
 
     def _fire_slot(self, slot: int) -> None:
