@@ -116,7 +116,10 @@ class Store:
         #: blocks share one transaction, begun by the first of them; the others are
         #: savepoints in it.
         self._batching = False
-        self._batch_open = False
+        #: Whether the open batch has writes not yet committed. Read-only outside the store;
+        #: a plain attribute, not a property: the group commit reads it for every datagram
+        #: the switch sends, from compiled code, where a property is a Python call.
+        self.batch_pending = False
         #: Rows kept in memory by the component that owns their table (:meth:`memo`), and
         #: PRAGMA data_version when they were last known to match the file.
         self._memos: dict[str, dict[Any, Any]] = {}
@@ -273,17 +276,12 @@ class Store:
             raise RuntimeError("a store batch is already open")
         self._batching = True
 
-    @property
-    def batch_pending(self) -> bool:
-        """Whether the open batch has writes not yet committed."""
-        return self._batch_open
-
     def commit_batch(self) -> None:
         """Commit the batch's writes so far (the batch stays open). A failed commit rolls them
         back and raises :class:`StoreError`."""
-        if not self._batch_open:
+        if not self.batch_pending:
             return
-        self._batch_open = False
+        self.batch_pending = False
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -318,9 +316,9 @@ class Store:
         # last asked (SQLite's "PRAGMA data_version"); this connection's own commits and the
         # WAL checkpoints (which change no content) leave it as it is.
         # Once per transaction: in a batch, the first write's check holds for the others.
-        if not (self._batch_open and self._memos_checked_in_batch):
+        if not (self.batch_pending and self._memos_checked_in_batch):
             version = db.execute("PRAGMA data_version").fetchone()[0]
-            self._memos_checked_in_batch = self._batch_open
+            self._memos_checked_in_batch = self.batch_pending
             if version != self._data_version:
                 self._data_version = version
                 self._forget_memos()
@@ -510,10 +508,10 @@ class _Transaction:
         try:
             if not store._batching:
                 store._db.execute("BEGIN IMMEDIATE")
-            elif not store._batch_open:
+            elif not store.batch_pending:
                 # The batch's first write needs no savepoint: undoing it undoes the batch.
                 store._db.execute("BEGIN IMMEDIATE")
-                store._batch_open = True
+                store.batch_pending = True
                 store._memos_checked_in_batch = False
                 self._began = "batch"
             else:
@@ -538,7 +536,7 @@ class _Transaction:
                 if not in_transaction:
                     # SQLite rolled the whole transaction back (a full disk, an I/O error):
                     # the batch's earlier writes went with it.
-                    store._batch_open = False
+                    store.batch_pending = False
                     log.error("%s: a failed write rolled back its whole batch", store.path)
                 else:
                     if exc_type is not None:
@@ -549,7 +547,7 @@ class _Transaction:
                 if exc_type is not None or not in_transaction:  # nothing else in it yet
                     if in_transaction:
                         store._db.execute("ROLLBACK")
-                    store._batch_open = False
+                    store.batch_pending = False
                 else:
                     kept = True
             elif exc_type is None:

@@ -16,9 +16,10 @@ process held), and each of the (up to three) longest calls over 5 ms is given as
 step's hold or outside; for a wake-up also ``/nN``, the datagrams it handled.
 
 Kinds:
-* ``sip-wakeup``: one wake-up of the SIP socket (``UdpTransport.datagram_received``: up to
-  ``DRAIN_BATCH`` datagrams handled, then the group commit and the datagrams that waited for it);
-* ``commit``: the group commit alone (``GroupCommit.release``);
+* ``sip-wakeup``: one wake-up of the SIP socket (the protocol's ``datagram_received``, its
+  ``UdpWire``'s: up to ``DRAIN_BATCH`` datagrams handled, then the group commit and the
+  datagrams that waited for it);
+* ``commit``: the group commit's COMMIT alone (``Store.commit_batch``);
 * ``timer-slot``: one slot of the clock's timer wheel firing (``LoopClock._fire_slot``);
 * ``resize-wakeup``: the SIP wake-ups in which one of the tables that keep transactions and
   ended calls for 64*T1 (the transaction layer's servers and clients, the B2BUA's INVITE keys)
@@ -53,9 +54,6 @@ if os.environ.get("STALL_LOG"):
     _LONGEST: dict[str, list[tuple[float, float, str]]] = {}
     #: kind -> how many of its calls waited (off the CPU) over 1 ms
     _WAITED: dict[str, int] = {}
-    #: datagrams handled in the wake-up under way
-    _HANDLED = [0]
-
     def _record(kind: str, times: list[float], began: float, took: float,
                 cpu: float | None = None, detail: str = "") -> None:
         times.append(took)
@@ -93,40 +91,41 @@ if os.environ.get("STALL_LOG"):
             _TABLES[id(transport)] = tables
         return tables
 
-    def _wakeup(function: Callable[..., Any]) -> Callable[..., Any]:
+    def _wakeup(transport: Any, function: Callable[..., Any]) -> Callable[..., Any]:
         times = _TIMES.setdefault("sip-wakeup", [])
         resizes = _TIMES.setdefault("resize-wakeup", [])
         clock, cpu_clock, size = time.perf_counter, time.thread_time, sys.getsizeof
+        stats = transport.core.stats
 
-        def wakeup(transport: Any, *args: Any) -> Any:
+        def wakeup(*args: Any) -> Any:
             tables = _long_lived_tables(transport)
             sizes = [size(table) for table in tables]
-            _HANDLED[0] = 0
+            received = stats.received  # the core counts every datagram it is handed
             began, cpu = clock(), cpu_clock()
             try:
-                return function(transport, *args)
+                return function(*args)
             finally:
                 took, cpu = clock() - began, cpu_clock() - cpu
-                detail = f"/n{_HANDLED[0]}"
+                detail = f"/n{stats.received - received}"
                 _record("sip-wakeup", times, began, took, cpu, detail)
                 if sizes != [size(table) for table in tables]:
                     _record("resize-wakeup", resizes, began, took, cpu, detail)
         return wakeup
 
     def _instrument() -> None:
-        from vosapp import trace
-        from vosapp.io import clock, group_commit, udp
+        from vosapp import store, trace
+        from vosapp.io import clock, udp
 
-        udp.UdpTransport.datagram_received = _wakeup(  # type: ignore[method-assign]
-            udp.UdpTransport.datagram_received)
-        handle = udp.UdpTransport._handle
+        # The wire is compiled (its methods cannot be wrapped); asyncio calls the protocol's
+        # datagram_received, an attribute each instance sets in __init__: wrapped there.
+        init = udp.UdpTransport.__init__
 
-        def counted(*args: Any) -> None:
-            _HANDLED[0] += 1
-            handle(*args)
-        udp.UdpTransport._handle = counted  # type: ignore[method-assign]
-        group_commit.GroupCommit.release = _timed(  # type: ignore[method-assign]
-            "commit", group_commit.GroupCommit.release)
+        def instrumented_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.datagram_received = _wakeup(self, self.datagram_received)
+        udp.UdpTransport.__init__ = instrumented_init  # type: ignore[method-assign]
+        store.Store.commit_batch = _timed(  # type: ignore[method-assign]
+            "commit", store.Store.commit_batch)
         clock.LoopClock._fire_slot = _timed(  # type: ignore[method-assign]
             "timer-slot", clock.LoopClock._fire_slot)
         trace.Trace.flush = _timed(  # type: ignore[method-assign]

@@ -130,19 +130,24 @@ def test_answers_leave_after_their_writes_commit_and_a_burst_commits_once_a_batc
         # A second connection sees only committed rows: what a crash would leave.
         other = sqlite3.connect(switch.store.path)
         seen_committed: list[str] = []
-        transport = switch.udp.transport
-        sendto = transport.sendto
+        # Checked where the answers meet the socket: the wire's (vosapp.io.udp_wire) sends
+        # go to the socket itself while asyncio's transport holds nothing.
+        sock = switch.udp.wire.sock
 
-        def checking_sendto(data: bytes, addr: object = None) -> None:
-            answer = parse(data)
-            if isinstance(answer, Response) and answer.status == 200:
-                [(count,)] = other.execute("SELECT COUNT(*) FROM notes WHERE call_id = ?",
-                                           (answer.call_id,)).fetchall()
-                if count == 1:
-                    seen_committed.append(answer.call_id)
-            sendto(data, addr)
+        class CheckingSocket:
+            def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+                return sock.recvfrom(size)  # type: ignore[no-any-return]
 
-        transport.sendto = checking_sendto  # type: ignore[method-assign]
+            def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
+                answer = parse(data)
+                if isinstance(answer, Response) and answer.status == 200:
+                    [(count,)] = other.execute("SELECT COUNT(*) FROM notes WHERE call_id = ?",
+                                               (answer.call_id,)).fetchall()
+                    if count == 1:
+                        seen_committed.append(answer.call_id)
+                return sock.sendto(data, addr)  # type: ignore[no-any-return]
+
+        switch.udp.wire.sock = CheckingSocket()
         commits: list[str] = []
         switch.store._db.set_trace_callback(
             lambda sql: commits.append(sql) if sql == "COMMIT" else None)

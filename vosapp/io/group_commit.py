@@ -14,24 +14,27 @@ follows a write, the time the rest of its batch takes (at most ``DRAIN_BATCH`` d
 A message that cannot wait (TCP, or UDP to a host name still to be resolved, whose failure
 the sender must hear at once) first commits the batch and sends what it held, then goes: the
 order of sends is kept. Nothing is held while the batch has written nothing.
+
+Compiled with vosapp/io/udp_wire.py (vosapp/compiled.py): :meth:`GroupCommit.hold` runs for
+every datagram the switch sends.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from vosapp.store import StoreError
 
 if TYPE_CHECKING:
-    from vosapp.io.udp import UdpTransport
+    from vosapp.io.udp_wire import UdpWire
     from vosapp.net import Address
     from vosapp.store import Store
     from vosapp.trace import Trace
 
 __all__ = ["GroupCommit"]
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 
 class GroupCommit:
@@ -39,7 +42,7 @@ class GroupCommit:
 
     __slots__ = ("held", "store", "trace", "udp")
 
-    def __init__(self, store: Store, udp: UdpTransport, trace: Trace) -> None:
+    def __init__(self, store: Store, udp: UdpWire, trace: Trace) -> None:
         self.store = store
         self.udp = udp
         self.trace = trace

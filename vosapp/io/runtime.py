@@ -28,7 +28,8 @@ from vosapp.io.clock import LoopClock
 from vosapp.io.descriptors import reserve_descriptors
 from vosapp.io.group_commit import GroupCommit
 from vosapp.io.tcp import TcpTransport
-from vosapp.io.udp import MAX_DATAGRAM, UdpTransport
+from vosapp.io.udp import UdpTransport
+from vosapp.io.udp_wire import MAX_DATAGRAM
 from vosapp.io.wal_checkpoint import WalCheckpointer
 from vosapp.media.transcoder import load_resampler
 from vosapp.net import Address
@@ -174,7 +175,7 @@ class Switch:
                 port = self.udp.local[1]
                 self.core.local_addresses["UDP"] = self.udp.local
                 if self.store is not None:
-                    self.udp.batch = GroupCommit(self.store, self.udp, self.trace)
+                    self.udp.batch = GroupCommit(self.store, self.udp.wire, self.trace)
             if "TCP" in self.transports:
                 self.tcp = TcpTransport(self.core, max_message_size=self.max_message_size,
                                         max_connections=self.max_tcp_connections,
@@ -190,6 +191,13 @@ class Switch:
                     self.udp = None
                     continue
                 self.core.local_addresses["TCP"] = self.tcp.local
+            if self.udp is not None:
+                # A UDP datagram to an address goes out through the wire's compiled send;
+                # everything else through _send (vosapp/io/udp_wire.py).
+                self.udp.wire.other = self._send
+                self.core.attach_sender(self.udp.wire.send)
+            else:
+                self.core.attach_sender(self._send)
             return
         raise OSError(f"could not bind UDP and TCP on one free port on {self.host}")
 
@@ -318,6 +326,8 @@ class Switch:
         return self.core.update_params(params, by="store")
 
     def _send(self, data: bytes, destination: Address, transport: str) -> None:
+        """The switch core's sender for what the UDP wire does not send itself (TCP, a host
+        name to resolve, a closed socket), and all of it before the sockets are bound."""
         batch = self.udp.batch if self.udp is not None else None
         if batch is not None:  # vosapp.io.group_commit: no message before its write commits
             if transport == "UDP":

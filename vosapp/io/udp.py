@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from vosapp.io.udp_wire import MAX_DATAGRAM, UdpWire
 from vosapp.net import Address, is_ip_literal
 
 if TYPE_CHECKING:
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Largest UDP payload over IPv4; anything larger cannot arrive anyway.
-MAX_DATAGRAM = 65_507
 #: Resolving a configured host name: the longest wait, how long an answer is reused, and
 #: how many datagrams may wait for one name.
 RESOLVE_TIMEOUT = 5.0
@@ -35,10 +34,6 @@ MAX_WAITING = 64
 #: that then waited for their retransmission (T1 = 500 ms, RFC 3261 §17.1.1.1). 4 MiB holds
 #: seconds of that traffic; Kamailio and FreeSWITCH raise theirs likewise.
 RECEIVE_BUFFER = 4 * 1024 * 1024
-#: Datagrams handled per wake-up of the loop. asyncio reads one datagram per turn of its loop
-#: (an epoll_wait, a callback); under load more are already queued, and reading them at once
-#: saves that turn for each. Bounded, so timers and the other sockets still get their turn.
-DRAIN_BATCH = 32
 #: SO_REUSEPORT on the SIP socket: only bench/reuseport_serve.py sets it (several processes
 #: on one port, a measurement, not a feature).
 REUSE_PORT = False
@@ -67,27 +62,59 @@ def enlarge_receive_buffer(sock: Any, size: int) -> int:
 
 
 class UdpTransport(asyncio.DatagramProtocol):
-    """One bound UDP socket feeding :meth:`SwitchCore.receive`."""
+    """One bound UDP socket feeding :meth:`SwitchCore.receive`. The work per datagram, in and
+    out, is its :class:`~vosapp.io.udp_wire.UdpWire`'s (compiled); what needs asyncio is
+    here."""
 
     def __init__(self, core: SwitchCore, max_message_size: int = MAX_DATAGRAM) -> None:
         self.core = core
         self.max_message_size = max_message_size
-        self.transport: asyncio.DatagramTransport | None = None
-        self.local: Address = ("", 0)
-        #: The bound socket, read directly for the datagrams queued behind the one asyncio
-        #: delivers (:data:`DRAIN_BATCH`).
-        self._sock: socket.socket | None = None
-        #: The runtime's group commit around the datagrams of one wake-up (None: each write
-        #: commits on its own).
-        self.batch: GroupCommit | None = None
+        self.wire = UdpWire(core, max_message_size)
+        self.wire.on_error = self.error_received
+        # asyncio calls the protocol's datagram_received for every wake-up of the socket: the
+        # wire's compiled method itself, without a Python frame in between.
+        self.datagram_received = self.wire.datagram_received  # type: ignore[method-assign]
         #: host name -> (address, expiry on the loop clock)
         self._resolved: dict[str, tuple[str, float]] = {}
         #: host name -> datagrams (and ports) waiting for its resolution
         self._waiting: dict[str, list[tuple[bytes, int]]] = {}
         self._resolving: set[asyncio.Task[None]] = set()
-        #: The runtime's receive-delay probe: its datagrams go to ``on_probe``, not the core.
-        self.probe_source: Address | None = None
-        self.on_probe: Callable[[bytes], None] | None = None
+
+    # What the runtime reads and sets, kept on the wire.
+    @property
+    def transport(self) -> asyncio.DatagramTransport | None:
+        return cast("asyncio.DatagramTransport | None", self.wire.transport)
+
+    @property
+    def local(self) -> Address:
+        return self.wire.local
+
+    @property
+    def batch(self) -> GroupCommit | None:
+        """The runtime's group commit around the datagrams of one wake-up (None: each write
+        commits on its own)."""
+        return self.wire.batch
+
+    @batch.setter
+    def batch(self, batch: GroupCommit | None) -> None:
+        self.wire.batch = batch
+
+    @property
+    def probe_source(self) -> Address | None:
+        """The runtime's receive-delay probe: its datagrams go to ``on_probe``, not the core."""
+        return self.wire.probe_source
+
+    @probe_source.setter
+    def probe_source(self, source: Address | None) -> None:
+        self.wire.probe_source = source
+
+    @property
+    def on_probe(self) -> Callable[[bytes], None] | None:
+        return self.wire.on_probe
+
+    @on_probe.setter
+    def on_probe(self, callback: Callable[[bytes], None] | None) -> None:
+        self.wire.on_probe = callback
 
     @classmethod
     async def bind(cls, core: SwitchCore, host: str, port: int,
@@ -110,57 +137,20 @@ class UdpTransport(asyncio.DatagramProtocol):
         except BaseException:
             sock.close()
             raise
-        protocol._sock = sock
+        protocol.wire.sock = sock
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The Protocol API types it as a BaseTransport; a datagram endpoint gets a datagram one.
-        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.wire.transport = transport
         sockname = transport.get_extra_info("sockname")
-        self.local = (sockname[0], sockname[1])
+        self.wire.local = (sockname[0], sockname[1])
         sock = transport.get_extra_info("socket")
         if sock is not None:
             enlarge_receive_buffer(sock, RECEIVE_BUFFER)
 
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        batch = self.batch
-        if batch is None:
-            self._drain(data, addr)
-            return
-        batch.begin()
-        try:
-            self._drain(data, addr)
-        finally:
-            batch.end()
-
-    def _drain(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self._handle(data, addr)
-        sock = self._sock
-        if sock is None:
-            return
-        for _ in range(DRAIN_BATCH - 1):
-            if self.transport is None or self.transport.is_closing():
-                return
-            try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
-            except (BlockingIOError, InterruptedError):
-                return  # the queue is empty: back to the loop
-            except OSError as exc:  # e.g. an ICMP error queued on the socket
-                self.error_received(exc)
-                return
-            self._handle(data, addr)
-
-    def _handle(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        source = (addr[0], addr[1])
-        if source == self.probe_source and self.on_probe is not None:
-            self.on_probe(data)
-            return
-        if len(data) > self.max_message_size:
-            self.core.trace.event(f"UDP datagram of {len(data)} bytes over the "
-                                  f"{self.max_message_size}-byte limit dropped",
-                                  src=source, transport="UDP")
-            return
-        self.core.receive(data, source, "UDP", self.local)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.wire.closed = True
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable etc. arrive here on some platforms; never fatal.
@@ -170,13 +160,11 @@ class UdpTransport(asyncio.DatagramProtocol):
         """Whether :meth:`send` would hand ``data`` to the socket now, without resolving a
         name first, and so cannot fail later than now (asyncio reports socket errors through
         ``error_received``)."""
-        return (self.transport is not None and not self.transport.is_closing()
-                and is_ip_literal(destination[0]))
+        return self.wire.sends_at_once(destination)
 
     def send_datagram(self, data: bytes, destination: Address) -> None:
         """Send to an IP address (:meth:`sends_at_once` said so); nothing when closed since."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, destination)
+        self.wire.send_datagram(data, destination)
 
     def send(self, data: bytes, destination: Address) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -189,7 +177,7 @@ class UdpTransport(asyncio.DatagramProtocol):
                 self._wait_for(host, data, port, loop)
                 return
             destination = (address, port)
-        self.transport.sendto(data, destination)
+        self.wire.sendto(data, destination)
 
     def _wait_for(self, host: str, data: bytes, port: int,
                   loop: asyncio.AbstractEventLoop) -> None:
@@ -223,10 +211,11 @@ class UdpTransport(asyncio.DatagramProtocol):
         self._resolved[host] = (address, loop.time() + RESOLVE_TTL)
         for data, port in self._waiting.pop(host, []):
             if self.transport is not None and not self.transport.is_closing():
-                self.transport.sendto(data, (address, port))
+                self.wire.sendto(data, (address, port))
 
     def close(self) -> None:
         for task in list(self._resolving):
             task.cancel()
+        self.wire.closed = True
         if self.transport is not None:
             self.transport.close()
