@@ -143,13 +143,17 @@ class UdpWire:
         if not data:
             return
         transport = self.transport
+        sock = self.sock
+        if sock is None:  # not bound yet (UdpTransport.bind sets it): asyncio's way
+            transport.sendto(data, destination)
+            return
         if self.queued:
             if transport.get_write_buffer_size():
                 transport.sendto(data, destination)
                 return
             self.queued = False
         try:
-            self.sock.sendto(data, destination)
+            sock.sendto(data, destination)
         except (BlockingIOError, InterruptedError):
             self.queued = True
             transport.sendto(data, destination)
