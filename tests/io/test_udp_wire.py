@@ -5,9 +5,11 @@ hands the rest to the runtime, over real loopback sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import types
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,23 @@ from vosapp.io.udp_wire import UdpWire
 from vosapp.switch.core import SwitchCore
 
 
+@contextlib.asynccontextmanager
+async def udp_switch_and_peer(tmp_path: Path) -> AsyncIterator[tuple[Switch, socket.socket]]:
+    """A switch on UDP only, and a peer's socket on loopback (reads time out after 5 s)."""
+    switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[],
+                    transports=("UDP",))
+    await switch.start()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+    try:
+        assert switch.udp is not None
+        yield switch, peer
+    finally:
+        peer.close()
+        await switch.stop()
+
+
 def test_the_datagram_path_is_compiled_code_when_built(tmp_path: Path) -> None:
     """Compiled, the protocol's ``datagram_received`` and the core's sender are the wire's
     compiled methods: no Python frame between asyncio, the socket and the compiled core."""
@@ -28,14 +47,11 @@ def test_the_datagram_path_is_compiled_code_when_built(tmp_path: Path) -> None:
         pytest.skip(f"running from the sources: {compiled.why_sources()}")
 
     async def scenario() -> None:
-        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[])
-        await switch.start()
-        try:
+        async with udp_switch_and_peer(tmp_path) as (switch, _):
             assert switch.udp is not None
             assert type(switch.udp.datagram_received) is types.BuiltinMethodType
             assert type(switch.udp.wire.send) is types.BuiltinMethodType
-        finally:
-            await switch.stop()
+            assert switch.core._sender == switch.udp.wire.send
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
@@ -47,13 +63,7 @@ def test_answers_go_out_through_the_wire_and_the_rest_through_the_runtime(
     UDP send fails with the runtime's error too."""
 
     async def scenario() -> None:
-        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[],
-                        transports=("UDP",))
-        await switch.start()
-        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        client.bind(("127.0.0.1", 0))
-        client.settimeout(5)
-        try:
+        async with udp_switch_and_peer(tmp_path) as (switch, client):
             assert switch.udp is not None
             wire = switch.udp.wire
             handed_on: list[tuple[str, str]] = []
@@ -79,9 +89,6 @@ def test_answers_go_out_through_the_wire_and_the_rest_through_the_runtime(
             with pytest.raises(OSError, match="UDP transport is closed"):
                 switch.core.send_raw(b"x", ("127.0.0.1", port), "UDP")
             assert handed_on[-1] == ("127.0.0.1", "UDP")
-        finally:
-            client.close()
-            await switch.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
@@ -125,13 +132,7 @@ def test_a_datagram_the_socket_refuses_goes_through_asyncio_in_order(tmp_path: P
     transport (which sends it when the socket takes it), and none overtakes another."""
 
     async def scenario() -> list[bytes]:
-        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[],
-                        transports=("UDP",))
-        await switch.start()
-        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        receiver.bind(("127.0.0.1", 0))
-        receiver.settimeout(5)
-        try:
+        async with udp_switch_and_peer(tmp_path) as (switch, receiver):
             assert switch.udp is not None
             wire = switch.udp.wire
             refusing = RefusingSocket(wire.sock, refuse={2, 3, 5})
@@ -142,9 +143,6 @@ def test_a_datagram_the_socket_refuses_goes_through_asyncio_in_order(tmp_path: P
             switch.core.send_raw(b"", destination, "UDP")  # as asyncio: an empty one is not sent
             loop = asyncio.get_running_loop()
             return [await loop.run_in_executor(None, receiver.recv, 100) for _ in range(8)]
-        finally:
-            receiver.close()
-            await switch.stop()
 
     got = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert got == [b"datagram %d" % n for n in range(1, 9)]
@@ -156,22 +154,13 @@ def test_a_socket_error_on_send_is_reported_not_raised(tmp_path: Path,
     port 0) goes to the protocol's ``error_received`` and the switch goes on."""
 
     async def scenario() -> bytes:
-        switch = Switch(host="127.0.0.1", port=0, data_dir=tmp_path, features=[],
-                        transports=("UDP",))
-        await switch.start()
-        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        client.bind(("127.0.0.1", 0))
-        client.settimeout(5)
-        try:
+        async with udp_switch_and_peer(tmp_path) as (switch, client):
             with caplog.at_level(logging.DEBUG, logger="vosapp.io.udp"):
                 switch.core.send_raw(b"nowhere", ("127.0.0.1", 0), "UDP")
             port = client.getsockname()[1]
             client.sendto(options(port, branch="z9hG4bKwire2", call_id="wire-2@test"),
                           switch.sip_address)
             return await asyncio.get_running_loop().run_in_executor(None, client.recv, 65_536)
-        finally:
-            client.close()
-            await switch.stop()
 
     answer = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert "UDP error" in caplog.text and "Invalid argument" in caplog.text
