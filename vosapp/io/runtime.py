@@ -196,8 +196,6 @@ class Switch:
                 # everything else through _send (vosapp/io/udp_wire.py).
                 self.udp.wire.other = self._send
                 self.core.attach_sender(self.udp.wire.send)
-            else:
-                self.core.attach_sender(self._send)
             return
         raise OSError(f"could not bind UDP and TCP on one free port on {self.host}")
 

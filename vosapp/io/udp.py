@@ -156,16 +156,6 @@ class UdpTransport(asyncio.DatagramProtocol):
         # ICMP port unreachable etc. arrive here on some platforms; never fatal.
         log.debug("UDP error: %s", exc)
 
-    def sends_at_once(self, destination: Address) -> bool:
-        """Whether :meth:`send` would hand ``data`` to the socket now, without resolving a
-        name first, and so cannot fail later than now (asyncio reports socket errors through
-        ``error_received``)."""
-        return self.wire.sends_at_once(destination)
-
-    def send_datagram(self, data: bytes, destination: Address) -> None:
-        """Send to an IP address (:meth:`sends_at_once` said so); nothing when closed since."""
-        self.wire.send_datagram(data, destination)
-
     def send(self, data: bytes, destination: Address) -> None:
         if self.transport is None or self.transport.is_closing():
             raise OSError("UDP transport is closed")
