@@ -285,21 +285,20 @@ class AuthSession:
     key: tuple[str, str, str]
     params: Params
     started: float
+    #: SS_SIP_AUTHENTICATION_RETRY and started + SS_SIP_AUTHENTICATION_TIMEOUT of the
+    #: snapshot, read once: a Params lookup is a Python call, and the policy asks for the
+    #: deadline at every request of the session and at every purge of the sessions.
+    retry_limit: int = field(init=False)
+    deadline: float = field(init=False)
     failures: int = 0  # bad credentials so far (each one re-challenged while <= retry)
     challenges: int = 0
 
     def __init__(self, key: tuple[str, str, str], params: Params, started: float,
                  failures: int = 0, challenges: int = 0) -> None:
         self.key, self.params, self.started = key, params, started
+        self.retry_limit = int(params["SS_SIP_AUTHENTICATION_RETRY"])
+        self.deadline = started + int(params["SS_SIP_AUTHENTICATION_TIMEOUT"])
         self.failures, self.challenges = failures, challenges
-
-    @property
-    def retry_limit(self) -> int:
-        return int(self.params["SS_SIP_AUTHENTICATION_RETRY"])
-
-    @property
-    def deadline(self) -> float:
-        return self.started + int(self.params["SS_SIP_AUTHENTICATION_TIMEOUT"])
 
 
 @dataclass(slots=True)
