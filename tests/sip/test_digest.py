@@ -370,6 +370,39 @@ def test_secrets_of_any_length_sign_nonces(secret: bytes, clock: ManualClock) ->
     assert other.verify(credentials, "REGISTER", "s3cret").outcome is VerifyOutcome.FORGED_NONCE
 
 
+def test_remembered_ha1_follows_the_password(server: DigestServer) -> None:
+    # H(username:realm:password) is remembered per server by (algorithm, user, password): a
+    # changed password is checked against the new one at once, never a remembered H()
+    users = {"alice": "s3cret"}
+    for _ in range(2):  # the second time from the memo
+        assert server.verify(_login(server), "REGISTER", users.get).ok
+    users["alice"] = "n3w"
+    assert server.verify(_login(server), "REGISTER", users.get).outcome is (
+        VerifyOutcome.WRONG_PASSWORD)
+    assert server.verify(_login(server, "n3w"), "REGISTER", users.get).ok
+    # a user that goes away is unknown at once; one that appears is checked at once
+    users.clear()
+    assert server.verify(_login(server, "n3w"), "REGISTER", users.get).outcome is (
+        VerifyOutcome.UNKNOWN_USER)
+    assert server.verify(_login(server, "n3w"), "REGISTER", users.get).outcome is (
+        VerifyOutcome.UNKNOWN_USER)
+    users["alice"] = "s3cret"
+    assert server.verify(_login(server), "REGISTER", users.get).ok
+
+
+def test_remembered_ha1_is_bounded(server: DigestServer) -> None:
+    # one entry per (algorithm, user, password) seen, known or not, emptied when full: a flood
+    # of invented user names cannot grow it
+    from vosapp.sip import digest
+
+    challenge = parse_challenge(str(server.challenge()))
+    for n in range(digest._HA1_MEMO_SIZE + 10):
+        credentials = answer(challenge, "REGISTER", "sip:vos.lab", f"u{n}", "x", nc=1)
+        assert server.verify(credentials, "REGISTER", lambda _u: None).outcome is (
+            VerifyOutcome.UNKNOWN_USER)
+        assert len(server._ha1_memo) <= digest._HA1_MEMO_SIZE
+
+
 def test_remembered_ha2_gives_the_computed_response() -> None:
     # H(method:uri) is remembered (bounded, emptied when full): with more distinct values
     # than it holds, each response is still the one computed from scratch (RFC 7616 §3.4.1)

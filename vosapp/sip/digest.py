@@ -445,6 +445,9 @@ def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str
 # header memos are.
 _HA2_MEMO: Final[dict[tuple[str, str, str], str]] = {}
 _HA2_MEMO_SIZE: Final = MEMO_LIMIT
+#: Users' H(A1) a DigestServer keeps (DigestServer._ha1_memo): more than the header memos,
+#: one per account that registers.
+_HA1_MEMO_SIZE: Final = 8 * MEMO_LIMIT
 
 
 def compute_response(
@@ -737,6 +740,13 @@ class DigestServer:
         self._challenge_head = f"Digest realm={_quote(realm)}, nonce=\""
         self._challenge_opaque = f"\", opaque={_quote(self.opaque)}, "
         self._challenge_qop = f", qop={_quote(','.join(self.qop))}" if self.qop else ""
+        #: H(username:realm:password) by (algorithm, username, password): a phone registers
+        #: again and again with the same password, and each H() is an OpenSSL object made
+        #: and finished (2 % of a registrar's loop at capacity: docs/benchmarks.md,
+        #: thirty-fifth round). Bounded like the header memos. An unknown user's stand-in
+        #: H() is kept the same way (under password None), so that a repeated name costs
+        #: the same whether it exists or not (see verify).
+        self._ha1_memo: dict[tuple[str, str, str | None], str] = {}
 
     # -- challenges -------------------------------------------------------------------------
 
@@ -886,11 +896,17 @@ class DigestServer:
             if password is None:
                 raise TypeError("verify() needs a password, a password lookup or ha1")
             secret = password(user) if callable(password) else password
+            key = (credentials.algorithm, user, secret)
+            known_ha1 = self._ha1_memo.get(key)
+            if known_ha1 is None:
+                # An unknown user: the same work as a real check (an H() the first time, the
+                # memo afterwards), so timing does not reveal which users exist.
+                known_ha1 = compute_ha1(credentials.algorithm, user, self.realm,
+                                        token_hex(8) if secret is None else secret)
+                keep_bounded(self._ha1_memo, key, known_ha1, _HA1_MEMO_SIZE)
             if secret is None:
-                # Same work as a real check, so timing does not reveal which users exist.
-                compute_ha1(credentials.algorithm, user, self.realm, token_hex(8))
                 return VerifyResult(VerifyOutcome.UNKNOWN_USER, user, "no such user")
-            ha1 = compute_ha1(credentials.algorithm, user, self.realm, secret)
+            ha1 = known_ha1
         expected = compute_response(
             algorithm=credentials.algorithm,
             ha1=ha1,
