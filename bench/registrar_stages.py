@@ -156,15 +156,15 @@ def main() -> int:
     timed(transaction.ServerTransaction, "respond", lambda _self, response:
           f"respond {response.status} (bytes, trace, send)", "respond ")
     timed(trace.Trace, "add", "  Trace.add (4)")
-    from vosapp import store as store_module
+    from vosapp import store_transaction
     from vosapp.switch.registrar import logic, model
     timed(logic.Registrar, "register", "Registrar.register")
     timed(logic, "live_bindings", "  live_bindings")
     timed(logic, "upsert", "  upsert")
     timed(model.Binding, "__init__", "  Binding() (2)")
     timed(logic.RegisterOutcome, "__init__", "  RegisterOutcome()")
-    timed(store_module._Transaction, "__enter__", "  Store.transaction enter")
-    timed(store_module._Transaction, "__exit__", "  Store.transaction exit")
+    timed(store_transaction.StoreTransaction, "__enter__", "  Store.transaction enter")
+    timed(store_transaction.StoreTransaction, "__exit__", "  Store.transaction exit")
 
     class TimedConnection:
         """The store's connection with each statement timed (the first 24 characters name

@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from vosapp.errors import VosappError
 from vosapp.params import REGISTRY, ParameterError, Params
+from vosapp.store_transaction import StoreTransaction
 
 __all__ = ["DB_FILENAME", "ParamChange", "Store", "StoreError", "storable_text"]
 
@@ -254,11 +255,21 @@ class Store:
         self.close()
 
     # -- transactions and schema ---------------------------------------------------------
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> StoreTransaction:
         """A short write transaction (``BEGIN IMMEDIATE``: take the write lock up front so
         two processes never deadlock upgrading a read lock): ``with store.transaction() as db``
-        commits when the block ends, rolls back when it raises."""
-        return _Transaction(self)
+        commits when the block ends, rolls back when it raises (vosapp/store_transaction.py,
+        compiled: the registrar opens one per REGISTER)."""
+        return StoreTransaction(self)
+
+    def _begin_failed(self, exc: BaseException) -> StoreError | None:
+        """What :meth:`transaction` raises when its start failed with ``exc`` (None: ``exc``
+        itself)."""
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreError(f"{self.path}: cannot start a transaction ({exc})")
+        if isinstance(exc, sqlite3.DatabaseError):
+            return self._corrupt(exc)
+        return None
 
     # -- group commit ---------------------------------------------------------------------
     # The switch handles the datagrams queued on its socket in one go (vosapp.io.udp): their
@@ -487,85 +498,6 @@ class Store:
         db.execute("INSERT INTO param_history (at, name, action, old, new, by)"
                    " VALUES (?, ?, ?, ?, ?, ?)",
                    (time.time(), name, action, json.dumps(old), json.dumps(new), by))
-
-
-class _Transaction:
-    """The context manager of :meth:`Store.transaction`, written as a class: the generator
-    form (``contextlib.contextmanager``) costs several microseconds per use, and the registrar
-    opens one per REGISTER."""
-
-    __slots__ = ("_began", "_store")
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        #: What __enter__ began: "transaction" (its own), "batch" (the open batch's
-        #: transaction, as its first write) or "savepoint" (a later write of the batch).
-        self._began = "transaction"
-
-    def __enter__(self) -> sqlite3.Connection:
-        store = self._store
-        store._lock.acquire()
-        try:
-            if not store._batching:
-                store._db.execute("BEGIN IMMEDIATE")
-            elif not store.batch_pending:
-                # The batch's first write needs no savepoint: undoing it undoes the batch.
-                store._db.execute("BEGIN IMMEDIATE")
-                store.batch_pending = True
-                store._memos_checked_in_batch = False
-                self._began = "batch"
-            else:
-                store._db.execute("SAVEPOINT write")
-                self._began = "savepoint"
-        except BaseException as exc:
-            store._lock.release()
-            if isinstance(exc, sqlite3.OperationalError):
-                raise StoreError(f"{store.path}: cannot start a transaction ({exc})") from None
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise store._corrupt(exc) from None
-            raise
-        return store._db
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: object) -> None:
-        store = self._store
-        kept = False  # the block's writes stand (committed, or pending in the open batch)
-        try:
-            in_transaction = store._db.in_transaction
-            if self._began == "savepoint":
-                if not in_transaction:
-                    # SQLite rolled the whole transaction back (a full disk, an I/O error):
-                    # the batch's earlier writes went with it.
-                    store.batch_pending = False
-                    log.error("%s: a failed write rolled back its whole batch", store.path)
-                else:
-                    if exc_type is not None:
-                        store._db.execute("ROLLBACK TO write")  # this write only
-                    store._db.execute("RELEASE write")
-                    kept = exc_type is None
-            elif self._began == "batch":
-                if exc_type is not None or not in_transaction:  # nothing else in it yet
-                    if in_transaction:
-                        store._db.execute("ROLLBACK")
-                    store.batch_pending = False
-                else:
-                    kept = True
-            elif exc_type is None:
-                try:
-                    store._db.execute("COMMIT")
-                except sqlite3.Error:
-                    # A COMMIT refused by a deferred constraint leaves the transaction open:
-                    # undone, or every later BEGIN of this connection would fail.
-                    if store._db.in_transaction:
-                        store._db.execute("ROLLBACK")
-                    raise
-                kept = True
-            elif in_transaction:
-                store._db.execute("ROLLBACK")
-        finally:
-            if not kept:
-                store._forget_memos()  # they may hold what was just undone
-            store._lock.release()
 
 
 def _close_and_remove(connection: sqlite3.Connection, directory: str,

@@ -1,0 +1,112 @@
+"""The write transaction of :meth:`vosapp.store.Store.transaction`, compiled.
+
+The registrar opens one for every REGISTER it binds (vosapp/switch/registrar/logic.py), from
+compiled code; written as a class in vosapp/store.py it was two interpreted frames per write,
+its ``__enter__`` and ``__exit__``: 4-5 % of the event loop's time in a registrar at capacity
+(docs/benchmarks.md, thirty-fifth round). Compiled (vosapp/compiled.py), the registrar's
+``with`` calls both as C functions. It reads the store's private state: it is the store's
+own, in a module of its own only because vosapp/store.py is not compiled.
+
+Errors keep their meaning: what SQLite refuses at the start becomes a
+:class:`~vosapp.store.StoreError` (through the store's ``_begin_failed``, so this module
+imports nothing of the store at run time: vosapp/store.py imports it).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from vosapp.store import Store
+
+__all__ = ["StoreTransaction"]
+
+log: Final = logging.getLogger("vosapp.store")
+
+#: What :meth:`StoreTransaction.__enter__` began (plain ints: compared in C).
+OWN: Final = 0  # its own transaction (no batch open)
+BATCH: Final = 1  # the open batch's transaction, as its first write
+SAVEPOINT: Final = 2  # a savepoint in the open batch's transaction (a later write)
+
+
+class StoreTransaction:
+    """``with store.transaction() as db``: a short write transaction (``BEGIN IMMEDIATE``:
+    take the write lock up front so two processes never deadlock upgrading a read lock),
+    committed when the block ends, rolled back when it raises. Inside a batch
+    (:meth:`Store.begin_batch`, the group commit) the block is the batch's transaction when it
+    is the batch's first write, else a savepoint in it: atomic on its own either way."""
+
+    __slots__ = ("began", "store")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.began = OWN
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self.store
+        store._lock.acquire()
+        db = store._db
+        try:
+            if not store._batching:
+                db.execute("BEGIN IMMEDIATE")
+            elif not store.batch_pending:
+                # The batch's first write needs no savepoint: undoing it undoes the batch.
+                db.execute("BEGIN IMMEDIATE")
+                store.batch_pending = True
+                store._memos_checked_in_batch = False
+                self.began = BATCH
+            else:
+                db.execute("SAVEPOINT write")
+                self.began = SAVEPOINT
+        except BaseException as exc:
+            store._lock.release()
+            error = store._begin_failed(exc)
+            if error is None:
+                raise
+            raise error from None
+        return db
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: object) -> None:
+        store = self.store
+        db = store._db
+        kept = False  # the block's writes stand (committed, or pending in the open batch)
+        try:
+            began = self.began
+            if began == SAVEPOINT:
+                if not db.in_transaction:
+                    # SQLite rolled the whole transaction back (a full disk, an I/O error):
+                    # the batch's earlier writes went with it.
+                    store.batch_pending = False
+                    log.error("%s: a failed write rolled back its whole batch", store.path)
+                else:
+                    if exc_type is not None:
+                        db.execute("ROLLBACK TO write")  # this write only
+                    db.execute("RELEASE write")
+                    kept = exc_type is None
+            elif began == BATCH:
+                in_transaction = db.in_transaction
+                if exc_type is not None or not in_transaction:  # nothing else in it yet
+                    if in_transaction:
+                        db.execute("ROLLBACK")
+                    store.batch_pending = False
+                else:
+                    kept = True
+            elif exc_type is None:
+                try:
+                    db.execute("COMMIT")
+                except sqlite3.Error:
+                    # A COMMIT refused by a deferred constraint leaves the transaction open:
+                    # undone, or every later BEGIN of this connection would fail.
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                kept = True
+            elif db.in_transaction:
+                db.execute("ROLLBACK")
+        finally:
+            if not kept:
+                store._forget_memos()  # they may hold what was just undone
+            store._lock.release()
