@@ -50,8 +50,8 @@ from types import ModuleType
 #:   conditional ``__getattr__``;
 #: - the SIP UDP socket's per-datagram work and the group commit's (thirty-fourth round);
 #:   what needs asyncio stays in vosapp/io/udp.py;
-#: - the store's write transaction, which the registrar opens per REGISTER (thirty-fifth
-#:   round).
+#: - the store's write transaction, which the registrar opens per REGISTER, and the loop's
+#:   clock, where every SIP transaction sets its timers (thirty-fifth round).
 #: Every dataclass of these modules writes its ``__init__``: mypyc leaves a generated one to
 #: the dataclasses module, which runs it interpreted (tests/foundation/test_records.py).
 COMPILED_MODULES = (
@@ -59,7 +59,7 @@ COMPILED_MODULES = (
     "sip.dialog", "sip.sdp", "sip.digest",
     "switch.core", "switch.limits", "switch.auth", "switch.registrar.model",
     "switch.registrar.logic", "switch.registrar.bindings_store", "switch.registrar.service",
-    "trace_ring", "io.udp_wire", "io.group_commit", "store_transaction",
+    "trace_ring", "io.udp_wire", "io.group_commit", "store_transaction", "io.clock",
 )
 #: mypyc's group: its shared library is ``vosapp/_compiled__mypyc….so``.
 GROUP_NAME = "vosapp._compiled"

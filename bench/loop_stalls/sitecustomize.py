@@ -20,7 +20,8 @@ Kinds:
   ``UdpWire``'s: up to ``DRAIN_BATCH`` datagrams handled, then the group commit and the
   datagrams that waited for it);
 * ``commit``: the group commit's COMMIT alone (``Store.commit_batch``);
-* ``timer-slot``: one slot of the clock's timer wheel firing (``LoopClock._fire_slot``);
+* ``timer-slot``: one slot of the clock's timer wheel firing (the wheel's asyncio timer,
+  ``LoopClock._fire_wheel``);
 * ``resize-wakeup``: the SIP wake-ups in which one of the tables that keep transactions and
   ended calls for 64*T1 (the transaction layer's servers and clients, the B2BUA's INVITE keys)
   was resized by Python (``sys.getsizeof`` changed): what those resizes cost the loop;
@@ -126,8 +127,19 @@ if os.environ.get("STALL_LOG"):
         udp.UdpTransport.__init__ = instrumented_init  # type: ignore[method-assign]
         store.Store.commit_batch = _timed(  # type: ignore[method-assign]
             "commit", store.Store.commit_batch)
-        clock.LoopClock._fire_slot = _timed(  # type: ignore[method-assign]
-            "timer-slot", clock.LoopClock._fire_slot)
+        # The clock is compiled too: its wheel's asyncio timer is timed where asyncio takes
+        # it in (the bound method LoopClock._fire_wheel, whatever the loop).
+        import asyncio
+
+        call_at = asyncio.BaseEventLoop.call_at
+
+        def timed_call_at(self: Any, when: float, callback: Any, *args: Any,
+                          **kwargs: Any) -> Any:
+            if getattr(callback, "__name__", "") == "_fire_wheel" and isinstance(
+                    getattr(callback, "__self__", None), clock.LoopClock):
+                callback = _timed("timer-slot", callback)
+            return call_at(self, when, callback, *args, **kwargs)
+        asyncio.BaseEventLoop.call_at = timed_call_at  # type: ignore[method-assign]
         trace.Trace.flush = _timed(  # type: ignore[method-assign]
             "trace-flush", trace.Trace.flush)
         started: list[float] = [0.0]

@@ -10,13 +10,11 @@ from vosapp.io import clock as loop_clock
 from vosapp.io.clock import LoopClock
 
 
-def test_wheel_timers_fire_in_time_order_never_early_and_cancelled_ones_never(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop_clock, "WHEEL_MIN_DELAY", 0.1)  # a short test, same code path
+def test_wheel_timers_fire_in_time_order_never_early_and_cancelled_ones_never() -> None:
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
-        clock = LoopClock(loop)
+        clock = LoopClock(loop, wheel_min_delay=0.1)  # a short test, same code path
         fired: list[tuple[str, float, float]] = []
         start = clock.now()
 
@@ -62,16 +60,14 @@ def _live_asyncio_timers(loop: asyncio.AbstractEventLoop) -> int:
     return sum(not handle.cancelled() for handle in loop._scheduled)  # type: ignore[attr-defined]
 
 
-def test_the_wheel_takes_one_asyncio_timer_whatever_its_slots(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_wheel_takes_one_asyncio_timer_whatever_its_slots() -> None:
     """Slots wait in the clock's own heap: asyncio's heap, ordered by a Python ``__lt__``,
     holds one timer for the whole wheel, re-armed when an earlier slot comes, and a timer a
     callback sets on the wheel still fires in its turn."""
-    monkeypatch.setattr(loop_clock, "WHEEL_MIN_DELAY", 0.1)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
-        clock = LoopClock(loop)
+        clock = LoopClock(loop, wheel_min_delay=0.1)  # a short test, same code path
         fired: list[tuple[str, float, float]] = []
         start = clock.now()
         before = _live_asyncio_timers(loop)
@@ -105,12 +101,10 @@ def test_the_wheel_takes_one_asyncio_timer_whatever_its_slots(
     asyncio.run(run())
 
 
-def test_cancel_all_stops_wheel_and_precise_timers_and_a_failing_callback_is_contained(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop_clock, "WHEEL_MIN_DELAY", 0.1)
+def test_cancel_all_stops_wheel_and_precise_timers_and_a_failing_callback_is_contained() -> None:
 
     async def run() -> None:
-        clock = LoopClock(asyncio.get_running_loop())
+        clock = LoopClock(asyncio.get_running_loop(), wheel_min_delay=0.1)
         fired: list[str] = []
         clock.call_later(0.2, lambda: fired.append("wheel"))
         clock.call_later(0.2, lambda: fired.append("wheel, same slot"))
