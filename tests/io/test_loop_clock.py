@@ -30,7 +30,7 @@ def test_wheel_timers_fire_in_time_order_never_early_and_cancelled_ones_never() 
         late = timer("late", 0.3)
         cancelled = timer("cancelled", 0.25)
         first = timer("first", 0.15)
-        short = timer("short", 0.01)  # below WHEEL_MIN_DELAY: an asyncio timer of its own
+        short = timer("short", 0.01)  # below wheel_min_delay: an asyncio timer of its own
         assert short._handle is not None and first._handle is None
         assert clock.pending == 54
         cancelled.cancel()
