@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from vosapp.net import Address, is_ip_literal
+from vosapp.sip.headers import keep_bounded
 
 if TYPE_CHECKING:
     from vosapp.io.group_commit import GroupCommit
@@ -118,9 +119,8 @@ class UdpWire:
         """Whether ``host`` is an IP literal (``vosapp.net.is_ip_literal``), remembered."""
         known = self._addresses.get(host)
         if known is None:
-            if len(self._addresses) >= ADDRESS_MEMO_SIZE:
-                self._addresses.clear()
-            known = self._addresses[host] = is_ip_literal(host)
+            known = is_ip_literal(host)
+            keep_bounded(self._addresses, host, known, ADDRESS_MEMO_SIZE)
         return known
 
     def sends_at_once(self, destination: Address) -> bool:
