@@ -111,6 +111,11 @@ class Store:
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
         self._db = connection
+        #: The cursor of the store's own statements that return no rows (BEGIN, SAVEPOINT,
+        #: RELEASE, COMMIT: two or three of them for every registration): Connection.execute
+        #: makes a cursor for each statement and lists it in the connection, about 3,000
+        #: instructions each time (docs/benchmarks.md, thirty-sixth round).
+        self._statements = connection.cursor()
         self._lock = threading.RLock()
         self._claims: dict[str, int] = {}  # name -> file descriptor holding its flock
         #: Inside :meth:`begin_batch` / :meth:`end_batch` (group commit): the transaction
@@ -294,7 +299,7 @@ class Store:
             return
         self.batch_pending = False
         try:
-            self._db.execute("COMMIT")
+            self._statements.execute("COMMIT")
         except sqlite3.Error as exc:
             self._forget_memos()
             try:

@@ -48,17 +48,18 @@ class StoreTransaction:
         store = self.store
         store._lock.acquire()
         db = store._db
+        statements = store._statements
         try:
             if not store._batching:
-                db.execute("BEGIN IMMEDIATE")
+                statements.execute("BEGIN IMMEDIATE")
             elif not store.batch_pending:
                 # The batch's first write needs no savepoint: undoing it undoes the batch.
-                db.execute("BEGIN IMMEDIATE")
+                statements.execute("BEGIN IMMEDIATE")
                 store.batch_pending = True
                 store._memos_checked_in_batch = False
                 self.began = BATCH
             else:
-                db.execute("SAVEPOINT write")
+                statements.execute("SAVEPOINT write")
                 self.began = SAVEPOINT
         except BaseException as exc:
             store._lock.release()
@@ -72,6 +73,7 @@ class StoreTransaction:
                  traceback: object) -> None:
         store = self.store
         db = store._db
+        statements = store._statements
         kept = False  # the block's writes stand (committed, or pending in the open batch)
         try:
             began = self.began
@@ -83,29 +85,29 @@ class StoreTransaction:
                     log.error("%s: a failed write rolled back its whole batch", store.path)
                 else:
                     if exc_type is not None:
-                        db.execute("ROLLBACK TO write")  # this write only
-                    db.execute("RELEASE write")
+                        statements.execute("ROLLBACK TO write")  # this write only
+                    statements.execute("RELEASE write")
                     kept = exc_type is None
             elif began == BATCH:
                 in_transaction = db.in_transaction
                 if exc_type is not None or not in_transaction:  # nothing else in it yet
                     if in_transaction:
-                        db.execute("ROLLBACK")
+                        statements.execute("ROLLBACK")
                     store.batch_pending = False
                 else:
                     kept = True
             elif exc_type is None:
                 try:
-                    db.execute("COMMIT")
+                    statements.execute("COMMIT")
                 except sqlite3.Error:
                     # A COMMIT refused by a deferred constraint leaves the transaction open:
                     # undone, or every later BEGIN of this connection would fail.
                     if db.in_transaction:
-                        db.execute("ROLLBACK")
+                        statements.execute("ROLLBACK")
                     raise
                 kept = True
             elif db.in_transaction:
-                db.execute("ROLLBACK")
+                statements.execute("ROLLBACK")
         finally:
             if not kept:
                 store._forget_memos()  # they may hold what was just undone
