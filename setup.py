@@ -7,7 +7,8 @@ scripts/sysdeps.sh installs gcc and python3-dev when missing), not bcg729's head
 the bcg729 functions whose addresses ctypes hands it. ``optional=True``: when it cannot be
 built, the install goes on and vosapp.media.codecs.g729 runs the same lane through ctypes.
 ``vosapp.io._rtphub`` (Linux epoll) likewise: without it vosapp.io.rtp_relay reads each relay
-socket from Python.
+socket from Python. ``vosapp.sip._authparams`` likewise: without it vosapp.sip.digest splits
+every Digest header's auth-params with its regex pass.
 
 :data:`vosapp.compiled.COMPILED_MODULES` (the SIP layer's per-message modules, the switch
 layer's request path) are compiled by mypyc (a build requirement, pyproject.toml) from the same
@@ -208,6 +209,11 @@ if __name__ == "__main__":  # setup.py run, or exec'd by setuptools' build backe
                 depends=["vosapp/media/codecs/_g729lane.h"],
                 # the RFC 3550 A.8 jitter must match the Python path's double arithmetic bit for bit
                 extra_compile_args=["-ffp-contract=off"],
+                optional=True,
+            ),
+            Extension(
+                "vosapp.sip._authparams",
+                sources=["vosapp/sip/_authparams.c"],
                 optional=True,
             ),
             *mypyc_extensions(),

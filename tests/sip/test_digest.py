@@ -11,12 +11,15 @@ from hypothesis import strategies as st
 from vosapp.clock import ManualClock
 from vosapp.sip.digest import (
     _FAST_PARAM,
+    _HASH_CONSTRUCTORS,
+    _PARSE_IN_C,
     Challenge,
     Credentials,
     DigestClient,
     DigestError,
     DigestServer,
     VerifyOutcome,
+    _hash_constructor,
     _parse_params_fast,
     _scan_params,
     answer,
@@ -702,12 +705,83 @@ def test_fuzz_fast_param_path_agrees_with_the_scanner(text: str) -> None:
     assert fast == _fast_params_one_match_at_a_time(text)
     if fast is not None:
         assert fast == _scan_params(text, "x")
+    _c_pass_agrees(text, fast)
+
+
+def _c_pass_agrees(text: str, fast: dict[str, str] | None) -> None:
+    """The C pass takes a subset of the regex pass's texts and gives the same dict."""
+    assert _PARSE_IN_C is not None, "vosapp.sip._authparams is not built: run `make setup`"
+    in_c = _PARSE_IN_C(text)
+    if in_c is not None:
+        assert in_c == fast == _scan_params(text, "x"), text
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list('Digest ="\t,aZ9-!~(é\x00')), max_size=60))
+def test_fuzz_c_param_pass_agrees_with_the_regex_pass(tail: str) -> None:
+    for text in (f"Digest {tail}".strip(" \t"), f"Digest a={tail}".strip(" \t")):
+        _c_pass_agrees(text, _parse_params_fast(text))
 
 
 def test_fast_param_path_takes_the_usual_credentials() -> None:
     assert _parse_params_fast(RFC7616_MD5_CREDENTIALS) == _scan_params(RFC7616_MD5_CREDENTIALS,
                                                                        "x")
     assert _parse_params_fast('Digest a="", b=c,d="e f"') == {"a": "", "b": "c", "d": "e f"}
+
+
+# SIPp's [authentication] of bench/registrar_sipp.xml, as the registrar bench sends it
+SIPP_CREDENTIALS = (
+    'Digest username="user0001",realm="vosapp",cnonce="6b8b4567",nc=00000001,qop=auth,'
+    'uri="sip:127.0.0.1:5060",nonce="AZRh2wAAAADk1pYbc0e5CiuK6a8LEVNgOyQ-QjdsF1-WCXrE",'
+    'response="4d7f8c4bde1e1bb4e13ce2d1a42b7b5f",algorithm=MD5,'
+    'opaque="5e6f0d9f1f0c43a7a8f2d0b1d2c3e4f5"')
+
+
+def test_the_c_param_pass_is_built_and_takes_the_usual_credentials() -> None:
+    """vosapp.sip._authparams is built (setup.py) and takes what phones send: if it stopped,
+    every authenticated request would pay the regex pass again, 4-5 x the instructions
+    (docs/benchmarks.md, thirty-sixth round)."""
+    assert _PARSE_IN_C is not None, "vosapp.sip._authparams is not built: run `make setup`"
+    for text in (RFC7616_MD5_CREDENTIALS, SIPP_CREDENTIALS, 'Digest a="", b=c,d="e f"',
+                 'digest\tqop="auth,auth-int" , REALM = r', str(answer(
+                     Challenge(realm="r", nonce="n", qop=("auth",)), "REGISTER", "sip:r",
+                     "alice", "pw"))):
+        assert _PARSE_IN_C(text) == _scan_params(text, "x"), text
+
+
+@pytest.mark.parametrize("text", [
+    'Digest a=b,', 'Digest a=b,,c=d', 'Digest ,a=b', 'Digest a=b, A=c', 'Digest a b=c',
+    'Digest a=', 'Digest =b', 'Digest a=b c', 'Digest a(=b', 'Digest a=\u00e9', 'Digest a="\u00e9"',
+    'Digest a="x', 'Digest a="x"y', 'Digest a=x"', 'Digest a="\\"', 'Digest', 'Digest a',
+    'Basic a=b', 'Digesta=b', 'Digest ' + "n" * 65 + '=v',
+])
+def test_the_c_param_pass_leaves_other_shapes_to_the_regex_pass(text: str) -> None:
+    assert _PARSE_IN_C is not None
+    assert _PARSE_IN_C(text) is None
+    fast = _parse_params_fast(text)
+    assert fast is None or fast == _scan_params(text, "x")
+
+
+def test_the_c_param_pass_takes_only_str() -> None:
+    assert _PARSE_IN_C is not None
+    with pytest.raises(TypeError):
+        _PARSE_IN_C(b"Digest a=b")  # type: ignore[arg-type]
+
+
+def test_hashes_are_pythons_own_where_it_has_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hashlib's MD5 and SHA-256 are OpenSSL 3 objects that fetch their algorithm anew each
+    time, twice the instructions of Python's own (docs/benchmarks.md, thirty-sixth round);
+    a Python built without its own has hashlib's, with the same digests."""
+    import _md5
+    import _sha256
+    import hashlib
+    import sys
+    assert _HASH_CONSTRUCTORS["md5"] is _md5.md5
+    assert _HASH_CONSTRUCTORS["sha256"] is _sha256.sha256
+    for name, own in _HASH_CONSTRUCTORS.items():
+        assert own(b"Mufasa:x").hexdigest() == hashlib.new(name, b"Mufasa:x").hexdigest()
+    monkeypatch.setitem(sys.modules, "_md5", None)  # import _md5 now raises ImportError
+    assert _hash_constructor("md5") is hashlib.md5
 
 
 @settings(max_examples=200, deadline=None)
