@@ -30,7 +30,7 @@ sysdeps:
 # compiled ones lives in vosapp/compiled.py; the others are what they were type-checked
 # against).
 COMPILED_SOURCES := vosapp/compiled.py vosapp/compiled_training.py $(wildcard vosapp/sip/*.py vosapp/switch/*.py vosapp/switch/registrar/*.py)
-$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/media/codecs/_g729lane.h vosapp/io/_rtphub.c vosapp/sip/_authparams.c $(COMPILED_SOURCES)
+$(STAMP): pyproject.toml setup.py vosapp/media/codecs/_g729lane.c vosapp/media/codecs/_g729lane.h vosapp/io/_rtphub.c vosapp/sip/_scan.c $(COMPILED_SOURCES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[lab,test]'
 	@touch $@
@@ -82,5 +82,5 @@ lint: setup ## ruff, and mypy as configured in pyproject.toml
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache vosapp/media/codecs/_g729lane.*.so vosapp/io/_rtphub.*.so vosapp/sip/_authparams.*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache vosapp/media/codecs/_g729lane.*.so vosapp/io/_rtphub.*.so vosapp/sip/_scan.*.so
 	rm -f vosapp/*.so vosapp/sip/*.so vosapp/switch/*.so vosapp/switch/registrar/*.so vosapp/compiled.sha256 vosapp/compiled.profile

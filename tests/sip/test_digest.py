@@ -710,7 +710,7 @@ def test_fuzz_fast_param_path_agrees_with_the_scanner(text: str) -> None:
 
 def _c_pass_agrees(text: str, fast: dict[str, str] | None) -> None:
     """The C pass takes a subset of the regex pass's texts and gives the same dict."""
-    assert _PARSE_IN_C is not None, "vosapp.sip._authparams is not built: run `make setup`"
+    assert _PARSE_IN_C is not None, "vosapp.sip._scan is not built: run `make setup`"
     in_c = _PARSE_IN_C(text)
     if in_c is not None:
         assert in_c == fast == _scan_params(text, "x"), text
@@ -738,10 +738,10 @@ SIPP_CREDENTIALS = (
 
 
 def test_the_c_param_pass_is_built_and_takes_the_usual_credentials() -> None:
-    """vosapp.sip._authparams is built (setup.py) and takes what phones send: if it stopped,
+    """vosapp.sip._scan is built (setup.py) and takes what phones send: if it stopped,
     every authenticated request would pay the regex pass again, 4-5 x the instructions
     (docs/benchmarks.md, thirty-sixth round)."""
-    assert _PARSE_IN_C is not None, "vosapp.sip._authparams is not built: run `make setup`"
+    assert _PARSE_IN_C is not None, "vosapp.sip._scan is not built: run `make setup`"
     for text in (RFC7616_MD5_CREDENTIALS, SIPP_CREDENTIALS, 'Digest a="", b=c,d="e f"',
                  'digest\tqop="auth,auth-int" , REALM = r', str(answer(
                      Challenge(realm="r", nonce="n", qop=("auth",)), "REGISTER", "sip:r",

@@ -141,15 +141,15 @@ def _parse_params_fast(text: str) -> dict[str, str] | None:
 
 
 def _parser_in_c() -> Callable[[str], dict[str, str] | None] | None:
-    """vosapp.sip._authparams.parse (setup.py builds it when it can), else None."""
+    """vosapp.sip._scan.auth_params (setup.py builds it when it can), else None."""
     try:
-        module = importlib.import_module("vosapp.sip._authparams")
+        module = importlib.import_module("vosapp.sip._scan")
     except ImportError:
         return None
-    return cast("Callable[[str], dict[str, str] | None]", module.parse)
+    return cast("Callable[[str], dict[str, str] | None]", module.auth_params)
 
 
-#: The common shape of an auth-param list split in C (vosapp/sip/_authparams.c): a subset of
+#: The common shape of an auth-param list split in C (vosapp/sip/_scan.c): a subset of
 #: _parse_params_fast's texts, the same dict for them, a fifth of its instructions.
 _PARSE_IN_C: Final = _parser_in_c()
 

@@ -1,0 +1,109 @@
+"""The header block's scan in C (vosapp/sip/_scan.c ``head_fields``) against the parser's Python
+path: wherever the C scan answers, it answers what the Python path gives; everything else it
+leaves to the Python path, whose errors are what a sender sees. (The Digest auth-param scan of
+the same module is tested with the digest parsers, tests/sip/test_digest.py.)"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vosapp.sip import parser
+from vosapp.sip.parser import SipParseError, parse
+
+REGISTER = (
+    "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-1;rport\r\n"
+    "From: <sip:user0001@127.0.0.1>;tag=1SIPpTag001\r\n"
+    "To: <sip:user0001@127.0.0.1>\r\n"
+    "Call-ID: 1-4242@127.0.0.1\r\n"
+    "CSeq: 2 REGISTER\r\n"
+    "Contact: <sip:user0001@127.0.0.1:5061>\r\n"
+    "Max-Forwards: 70\r\n"
+    "Expires: 3600\r\n"
+    "Authorization: Digest username=\"user0001\",realm=\"vosapp\",nonce=\"n\",uri=\"sip:x\","
+    "response=\"00\"\r\n"
+    "Content-Length: 0"
+)
+
+
+def python_path(head: str) -> tuple[str, list[list[str]]] | None:
+    """What parse() does without the C scan: split at CRLF, refuse a lone CR or LF (None
+    here), the start line, then _parse_fields (which fills the key cache as it goes)."""
+    lines = head.split("\r\n")
+    if any("\r" in line or "\n" in line for line in lines):
+        return None
+    try:
+        return lines[0], parser._parse_fields(lines[1:])
+    except SipParseError:
+        return None
+
+
+def test_the_scan_is_built_and_takes_a_phones_register() -> None:
+    """setup.py builds vosapp.sip._scan; if it stopped, every message would be split in Python
+    again (docs/benchmarks.md, thirty-sixth round)."""
+    assert parser._HEAD_IN_C is not None, "vosapp.sip._scan is not built: run `make setup`"
+    expected = python_path(REGISTER)  # meets every name once: the cache then holds them
+    assert expected is not None
+    assert parser._HEAD_IN_C(REGISTER, parser._KEY_CACHE) == expected
+    message = parse((REGISTER + "\r\n\r\n").encode())
+    assert message.headers.get("call-id") == "1-4242@127.0.0.1"
+    assert message.headers.get("authorization", "").startswith("Digest username=")
+
+
+@pytest.mark.parametrize("head", [
+    "A sip:x SIP/2.0\r\nVia: a\rb",         # a lone CR
+    "A sip:x SIP/2.0\r\nVia: a\nb",         # a lone LF
+    "A sip:x SIP/2.0\r\nVia a",             # no colon
+    "A sip:x SIP/2.0\r\nVia : a",           # a space before the colon: the Python path's
+    "A sip:x SIP/2.0\r\nVia: a\r\n b",      # a folded line
+    "A sip:x SIP/2.0\r\nVia: a\r\n",        # an empty last line
+    "A sip:x SIP/2.0\r\nX-Never-Seen-Before-Scan: a",  # a name the cache does not hold
+    "A sip:x SIP/2.0\r\nVi(a: a",           # not a name
+])
+def test_other_shapes_are_left_to_the_python_path(head: str) -> None:
+    python_path("A sip:x SIP/2.0\r\nVia: a")  # "Via" in the cache
+    assert parser._HEAD_IN_C is not None
+    assert parser._HEAD_IN_C(head, parser._KEY_CACHE) is None
+
+
+def test_values_are_stripped_of_spaces_and_tabs_only() -> None:
+    python_path("A\r\nSubject: a\r\nVia: a")
+    assert parser._HEAD_IN_C is not None
+    assert parser._HEAD_IN_C("A\r\nSubject: \t x \x0b\t \r\nVia:a", parser._KEY_CACHE) == (
+        "A", [["subject", "Subject", "x \x0b", "Subject: \t x \x0b\t "],
+              ["via", "Via", "a", "Via:a"]])
+
+
+def test_text_beyond_latin1_and_escaped_bytes() -> None:
+    head = "A sip:x SIP/2.0\r\nSubject: caf\u00e9 \u2603\r\nVia: \udc80x"  # surrogateescape
+    expected = python_path(head)
+    assert parser._HEAD_IN_C is not None
+    assert parser._HEAD_IN_C(head, parser._KEY_CACHE) == expected
+
+
+def test_wrong_arguments_raise_type_error() -> None:
+    assert parser._HEAD_IN_C is not None
+    with pytest.raises(TypeError):
+        parser._HEAD_IN_C(b"A", {})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parser._HEAD_IN_C("A\r\nVia: a", {"Via": 1})  # type: ignore[dict-item]
+
+
+_PIECES = st.sampled_from([
+    "INVITE sip:a@b SIP/2.0", "SIP/2.0 200 OK", "\r\n", "\r\n", "\r\n", "\r", "\n", ":", ": ",
+    " ", "\t", "Via", "v", "From", "f", "To", "Call-ID", "i", "CSeq", "Contact", "m",
+    "Max-Forwards", "X-Lab", "Subject", "value", "a=b;c", "\u00e9", "\u2603", "\udc80", "(",
+    "Content-Length: 0", "Via: SIP/2.0/UDP h;branch=z9hG4bK1",
+])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_PIECES, max_size=20).map("".join))
+def test_fuzz_the_scan_agrees_with_the_python_path(head: str) -> None:
+    expected = python_path(head)  # first: it fills the key cache with the names it meets
+    assert parser._HEAD_IN_C is not None
+    scanned = parser._HEAD_IN_C(head, parser._KEY_CACHE)
+    if scanned is not None:
+        assert scanned == expected, head

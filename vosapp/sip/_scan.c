@@ -1,0 +1,341 @@
+/* The SIP layer's two commonest text scans, in C: a message's header block split into its
+ * fields (vosapp.sip.parser.parse) and a Digest header's auth-params (vosapp.sip.digest).
+ * Each is the common case of a Python function that stays behind it: a scan here returns
+ * None for anything else, and the Python path then decides, with its precise errors, so what
+ * is accepted and what it gives never depend on this module being built (setup.py builds it
+ * when it can, like the media extensions; tests/sip/test_scan.py and test_digest.py hold
+ * both paths equal on generated texts).
+ *
+ * head_fields(head, key_cache) -> (start_line, fields) | None
+ *   The header block (everything before the empty line, decoded) split at its CRLFs: the
+ *   start line, then each header line as [key, name, value, line], value stripped of SP and
+ *   HTAB, key from key_cache (parser._KEY_CACHE: name -> canonical key, filled by the
+ *   Python path the first time it meets a name). None when a line holds a lone CR or LF,
+ *   has no colon, or has a name the cache does not hold (folded lines, a new or malformed
+ *   name, spaces before the colon): parse's Python path then splits the block itself.
+ *   In Python the split, the CR/LF check and _parse_fields cost a registration about 40,000
+ *   instructions in process (docs/benchmarks.md, thirty-sixth round).
+ *
+ * auth_params(text) -> dict | None
+ *   The common case of digest._parse_params: digest._parse_params tries three ways, each
+ *   taking a subset of the next one's texts and giving the same result on it: this function,
+ *   the one-pass regex (_parse_params_fast), the general scanner (_scan_params, with the
+ *   precise errors). The regex pass cost a registration about 47,000 instructions in
+ *   process, 9 % of it: findall's C loop tries its alternatives at every character and
+ *   builds a tuple of four strings per param (docs/benchmarks.md, thirty-sixth round).
+ *   It takes the value stripped of spaces and tabs, as _parse_params_fast does, and returns
+ *   {name lowercased: value} or None. A dict is returned only for
+ *     "Digest" (any case) SP/HTAB, then params separated by "," with optional SP/HTAB,
+ *     each  token [SP/HTAB] "=" [SP/HTAB] (token | '"' chars other than '"' '"')
+ *   (RFC 7235 §2.1 auth-param, RFC 7230 §3.2.6 token and quoted-string), in an ASCII text
+ *   with no backslash (escapes are the scanner's), no empty list element, no trailing comma
+ *   and no name twice: texts on which the regex pass gives the same dict.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* RFC 7230 §3.2.6 tchar: "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
+ * "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+static unsigned char is_tchar[256];
+
+static void
+init_tchars(void)
+{
+    const char *extra = "!#$%&'*+-.^_`|~";
+    for (int c = '0'; c <= '9'; c++)
+        is_tchar[c] = 1;
+    for (int c = 'a'; c <= 'z'; c++)
+        is_tchar[c] = 1;
+    for (int c = 'A'; c <= 'Z'; c++)
+        is_tchar[c] = 1;
+    for (const char *p = extra; *p; p++)
+        is_tchar[(unsigned char)*p] = 1;
+}
+
+#define IS_WS(c) ((c) == ' ' || (c) == '\t')
+#define LONGEST_NAME 64 /* longer names are left to the regex pass */
+
+/* The names RFC 7616 §3.3-3.4 gives the params (lowercase), made once: a known name's key is
+ * this interned str with its hash computed, not a new one per param (digest.py then reads
+ * them by the same names). */
+static const char *const KNOWN_NAMES[] = {
+    "username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque", "qop",
+    "nc", "userhash", "stale", "domain",
+};
+#define KNOWN_COUNT (sizeof KNOWN_NAMES / sizeof KNOWN_NAMES[0])
+static PyObject *known_keys[KNOWN_COUNT];
+static Py_ssize_t known_lengths[KNOWN_COUNT];
+
+/* The key of a lowercased name: a known name's str (a new reference), else a new str. */
+static PyObject *
+key_of(const char *name, Py_ssize_t length)
+{
+    for (size_t k = 0; k < KNOWN_COUNT; k++) {
+        if (known_lengths[k] == length && memcmp(KNOWN_NAMES[k], name, (size_t)length) == 0) {
+            Py_INCREF(known_keys[k]);
+            return known_keys[k];
+        }
+    }
+    return PyUnicode_FromStringAndSize(name, length);
+}
+
+static PyObject *
+auth_params(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "auth_params() takes a str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(arg))
+        Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    if (n <= 7 || !IS_WS(s[6]) || PyOS_strnicmp(s, "digest", 6) != 0
+            || memchr(s, '\\', (size_t)n) != NULL)
+        Py_RETURN_NONE;
+    PyObject *params = PyDict_New();
+    if (params == NULL)
+        return NULL;
+    char lowered[LONGEST_NAME];
+    Py_ssize_t i = 7;
+    for (;;) {
+        while (i < n && IS_WS(s[i]))
+            i++;
+        /* the name */
+        Py_ssize_t name_start = i;
+        while (i < n && is_tchar[(unsigned char)s[i]])
+            i++;
+        Py_ssize_t name_length = i - name_start;
+        if (name_length == 0 || name_length > LONGEST_NAME)
+            goto other_shape;
+        while (i < n && IS_WS(s[i]))
+            i++;
+        if (i >= n || s[i] != '=')
+            goto other_shape;
+        i++;
+        while (i < n && IS_WS(s[i]))
+            i++;
+        /* the value: a quoted-string without escapes, or a token */
+        Py_ssize_t value_start, value_end;
+        if (i < n && s[i] == '"') {
+            value_start = ++i;
+            const char *close = memchr(s + i, '"', (size_t)(n - i));
+            if (close == NULL)
+                goto other_shape;
+            value_end = close - s;
+            i = value_end + 1;
+        } else {
+            value_start = i;
+            while (i < n && is_tchar[(unsigned char)s[i]])
+                i++;
+            value_end = i;
+            if (value_end == value_start)
+                goto other_shape;
+        }
+        while (i < n && IS_WS(s[i]))
+            i++;
+        /* then a comma and the next param, or the end */
+        int last = i >= n;
+        if (!last && s[i] != ',')
+            goto other_shape;
+        for (Py_ssize_t k = 0; k < name_length; k++)
+            lowered[k] = Py_TOLOWER(s[name_start + k]);
+        PyObject *key = key_of(lowered, name_length);
+        if (key == NULL)
+            goto error;
+        int known = PyDict_Contains(params, key);
+        if (known != 0) {
+            Py_DECREF(key);
+            if (known < 0)
+                goto error;
+            goto other_shape; /* a name twice: the scanner says "duplicate" */
+        }
+        PyObject *value = PyUnicode_FromStringAndSize(s + value_start, value_end - value_start);
+        if (value == NULL) {
+            Py_DECREF(key);
+            goto error;
+        }
+        int failed = PyDict_SetItem(params, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (failed)
+            goto error;
+        if (last)
+            return params;
+        i++; /* the comma; an empty element or a trailing comma ends as other_shape */
+    }
+other_shape:
+    Py_DECREF(params);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(params);
+    return NULL;
+}
+
+/* (start, end) of value = line[colon + 1:] stripped of SP and HTAB */
+static PyObject *
+field_of(PyObject *line, int kind, const void *data, Py_ssize_t length, Py_ssize_t colon,
+         PyObject *key_cache)
+{
+    PyObject *name = PyUnicode_Substring(line, 0, colon);
+    if (name == NULL)
+        return NULL;
+    PyObject *key = PyDict_GetItemWithError(key_cache, name); /* borrowed */
+    if (key == NULL) {
+        Py_DECREF(name);
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE; /* a name the Python path has not met, or not a name */
+    }
+    if (!PyUnicode_CheckExact(key)) {
+        Py_DECREF(name);
+        PyErr_SetString(PyExc_TypeError, "head_fields(): the key cache holds a non-str");
+        return NULL;
+    }
+    Py_ssize_t start = colon + 1, end = length;
+    while (start < end) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, start);
+        if (c != ' ' && c != '\t')
+            break;
+        start++;
+    }
+    while (end > start) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, end - 1);
+        if (c != ' ' && c != '\t')
+            break;
+        end--;
+    }
+    PyObject *value = PyUnicode_Substring(line, start, end);
+    if (value == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    PyObject *field = PyList_New(4);
+    if (field == NULL) {
+        Py_DECREF(name);
+        Py_DECREF(value);
+        return NULL;
+    }
+    Py_INCREF(key);
+    Py_INCREF(line);
+    PyList_SET_ITEM(field, 0, key);
+    PyList_SET_ITEM(field, 1, name);
+    PyList_SET_ITEM(field, 2, value);
+    PyList_SET_ITEM(field, 3, line);
+    return field;
+}
+
+static PyObject *
+head_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "head_fields(head: str, key_cache: dict)");
+        return NULL;
+    }
+    PyObject *head = args[0], *key_cache = args[1];
+    int kind = PyUnicode_KIND(head);
+    const void *data = PyUnicode_DATA(head);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(head);
+    PyObject *start_line = NULL;
+    PyObject *fields = PyList_New(0);
+    if (fields == NULL)
+        return NULL;
+    Py_ssize_t line_start = 0;
+    for (;;) {
+        /* the line: up to the next CRLF or the end; a lone CR or LF is the Python path's */
+        Py_ssize_t i = line_start, colon = -1;
+        int at_end = 1;
+        for (; i < n; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c == '\r') {
+                if (i + 1 < n && PyUnicode_READ(kind, data, i + 1) == '\n') {
+                    at_end = 0;
+                    break;
+                }
+                goto other_shape;
+            }
+            if (c == '\n')
+                goto other_shape;
+            if (c == ':' && colon < 0)
+                colon = i - line_start;
+        }
+        PyObject *line = PyUnicode_Substring(head, line_start, i);
+        if (line == NULL)
+            goto error;
+        if (start_line == NULL) {
+            start_line = line;
+        } else {
+            if (colon < 0) {
+                Py_DECREF(line);
+                goto other_shape;
+            }
+            PyObject *field = field_of(line, PyUnicode_KIND(line), PyUnicode_DATA(line),
+                                       i - line_start, colon, key_cache);
+            Py_DECREF(line);
+            if (field == NULL)
+                goto error;
+            if (field == Py_None) {
+                Py_DECREF(field);
+                goto other_shape;
+            }
+            int failed = PyList_Append(fields, field);
+            Py_DECREF(field);
+            if (failed)
+                goto error;
+        }
+        if (at_end)
+            break;
+        line_start = i + 2;
+    }
+    PyObject *result = PyTuple_Pack(2, start_line, fields);
+    Py_DECREF(start_line);
+    Py_DECREF(fields);
+    return result;
+other_shape:
+    Py_XDECREF(start_line);
+    Py_DECREF(fields);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(start_line);
+    Py_DECREF(fields);
+    return NULL;
+}
+
+static PyMethodDef scan_methods[] = {
+    {"head_fields", (PyCFunction)(void (*)(void))head_fields, METH_FASTCALL,
+     "head_fields(head, key_cache) -> (start_line, fields) | None: a header block's start line "
+     "and its [key, name, value, line] fields, when every line has the common shape; else None."},
+    {"auth_params", auth_params, METH_O,
+     "auth_params(text) -> dict | None: a Digest header value's auth-params, lowercased names "
+     "to values, when the (stripped) text has the common shape; else None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef scan_module = {
+    PyModuleDef_HEAD_INIT,
+    "_scan",
+    "The SIP layer's commonest text scans in C (vosapp.sip.parser, vosapp.sip.digest).",
+    0,
+    scan_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__scan(void)
+{
+    init_tchars();
+    for (size_t k = 0; k < KNOWN_COUNT; k++) {
+        if (known_keys[k] == NULL) {
+            known_keys[k] = PyUnicode_InternFromString(KNOWN_NAMES[k]);
+            if (known_keys[k] == NULL)
+                return NULL;
+            known_lengths[k] = PyUnicode_GET_LENGTH(known_keys[k]);
+        }
+    }
+    return PyModule_Create(&scan_module);
+}

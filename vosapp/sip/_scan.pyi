@@ -1,0 +1,6 @@
+# The C extension built from _scan.c (setup.py); see vosapp.sip.parser and vosapp.sip.digest.
+
+def head_fields(
+    head: str, key_cache: dict[str, str], /,
+) -> tuple[str, list[list[str]]] | None: ...
+def auth_params(text: str, /) -> dict[str, str] | None: ...
