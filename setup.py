@@ -7,8 +7,8 @@ scripts/sysdeps.sh installs gcc and python3-dev when missing), not bcg729's head
 the bcg729 functions whose addresses ctypes hands it. ``optional=True``: when it cannot be
 built, the install goes on and vosapp.media.codecs.g729 runs the same lane through ctypes.
 ``vosapp.io._rtphub`` (Linux epoll) likewise: without it vosapp.io.rtp_relay reads each relay
-socket from Python. ``vosapp.sip._scan`` likewise: without it vosapp.sip.parser splits every header block
-and vosapp.sip.digest every Digest header's auth-params in Python.
+socket from Python. ``vosapp.sip._scan`` likewise: without it vosapp.sip.parser splits every
+header block and vosapp.sip.digest every Digest header's auth-params in Python.
 
 :data:`vosapp.compiled.COMPILED_MODULES` (the SIP layer's per-message modules, the switch
 layer's request path) are compiled by mypyc (a build requirement, pyproject.toml) from the same

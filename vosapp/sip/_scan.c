@@ -174,7 +174,8 @@ error:
     return NULL;
 }
 
-/* (start, end) of value = line[colon + 1:] stripped of SP and HTAB */
+/* One header line's [key, name, value, line]: name = line[:colon], value = line[colon + 1:]
+ * stripped of SP and HTAB. None when the key cache does not hold the name. */
 static PyObject *
 field_of(PyObject *line, int kind, const void *data, Py_ssize_t length, Py_ssize_t colon,
          PyObject *key_cache)
@@ -189,7 +190,11 @@ field_of(PyObject *line, int kind, const void *data, Py_ssize_t length, Py_ssize
             return NULL;
         Py_RETURN_NONE; /* a name the Python path has not met, or not a name */
     }
+    /* held from here: the allocations below may run a collection, and a finalizer could
+     * touch the cache */
+    Py_INCREF(key);
     if (!PyUnicode_CheckExact(key)) {
+        Py_DECREF(key);
         Py_DECREF(name);
         PyErr_SetString(PyExc_TypeError, "head_fields(): the key cache holds a non-str");
         return NULL;
@@ -209,16 +214,17 @@ field_of(PyObject *line, int kind, const void *data, Py_ssize_t length, Py_ssize
     }
     PyObject *value = PyUnicode_Substring(line, start, end);
     if (value == NULL) {
+        Py_DECREF(key);
         Py_DECREF(name);
         return NULL;
     }
     PyObject *field = PyList_New(4);
     if (field == NULL) {
+        Py_DECREF(key);
         Py_DECREF(name);
         Py_DECREF(value);
         return NULL;
     }
-    Py_INCREF(key);
     Py_INCREF(line);
     PyList_SET_ITEM(field, 0, key);
     PyList_SET_ITEM(field, 1, name);
