@@ -143,10 +143,10 @@ def _parse_params_fast(text: str) -> dict[str, str] | None:
 def _parser_in_c() -> Callable[[str], dict[str, str] | None] | None:
     """vosapp.sip._scan.auth_params (setup.py builds it when it can), else None."""
     try:
-        module = importlib.import_module("vosapp.sip._scan")
+        from vosapp.sip import _scan
     except ImportError:
         return None
-    return cast("Callable[[str], dict[str, str] | None]", module.auth_params)
+    return _scan.auth_params
 
 
 #: The common shape of an auth-param list split in C (vosapp/sip/_scan.c): a subset of

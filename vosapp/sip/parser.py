@@ -10,10 +10,9 @@ so far.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
-from typing import Final, NoReturn, cast
+from typing import Final, NoReturn
 
 from vosapp.sip.headers import (
     CSEQ_MEMO,
@@ -82,11 +81,10 @@ def _head_scan_in_c() -> Callable[[str, dict[str, str]],
                                   tuple[str, list[HeaderField]] | None] | None:
     """vosapp.sip._scan.head_fields (setup.py builds it when it can), else None."""
     try:
-        module = importlib.import_module("vosapp.sip._scan")
+        from vosapp.sip import _scan
     except ImportError:
         return None
-    return cast("Callable[[str, dict[str, str]], tuple[str, list[HeaderField]] | None]",
-                module.head_fields)
+    return _scan.head_fields
 
 
 #: The header block split into its start line and fields in C (vosapp/sip/_scan.c), when
