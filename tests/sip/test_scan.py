@@ -52,6 +52,31 @@ def test_the_scan_is_built_and_takes_a_phones_register() -> None:
     assert message.headers.get("authorization", "").startswith("Digest username=")
 
 
+
+def test_a_name_met_before_is_the_same_str_each_time() -> None:
+    """The scan keeps the (1-byte) names it has met with their keys, in 64 slots: a second
+    message's field names and keys are the first one's objects, not new strings looked up
+    again (docs/benchmarks.md, thirty-seventh round). The slots belong to the key cache they
+    came from: another cache empties them, and a name beyond the 64th is looked up in the
+    cache as before."""
+    assert parser._HEAD_IN_C is not None
+    assert python_path(REGISTER) is not None  # every name in the key cache
+    first = parser._HEAD_IN_C(REGISTER, parser._KEY_CACHE)
+    second = parser._HEAD_IN_C(REGISTER, parser._KEY_CACHE)
+    assert first is not None and second is not None and first == second
+    assert all(a[0] is b[0] and a[1] is b[1] for a, b in zip(first[1], second[1]))
+    # another cache: its own keys, and the names it lacks are the Python path's
+    assert parser._HEAD_IN_C(REGISTER, {"Via": "via"}) is None
+    assert parser._HEAD_IN_C("A\r\nVia: x", {"Via": "v2"}) == ("A", [["v2", "Via", "x", "Via: x"]])
+    assert parser._HEAD_IN_C(REGISTER, parser._KEY_CACHE) == first
+    # more names than the slots hold, twice: the later ones found in the cache each time
+    head = "A sip:x SIP/2.0\r\n" + "\r\n".join(f"X-Many-{n}: {n}" for n in range(100))
+    expected = python_path(head)
+    assert expected is not None
+    assert parser._HEAD_IN_C(head, parser._KEY_CACHE) == expected
+    assert parser._HEAD_IN_C(head, parser._KEY_CACHE) == expected
+
+
 @pytest.mark.parametrize("head", [
     "A sip:x SIP/2.0\r\nVia: a\rb",         # a lone CR
     "A sip:x SIP/2.0\r\nVia: a\nb",         # a lone LF

@@ -174,16 +174,65 @@ error:
     return NULL;
 }
 
+/* The names head_fields has met, each with its key, as the key cache it was given holds them
+ * (parser._KEY_CACHE only grows, and a name's key never changes: parser._key_of). A name
+ * found here is the slot's own str, its hash already computed: no substring of the line, no
+ * hash and no dict look-up per field, and fewer strings made and freed (docs/benchmarks.md,
+ * thirty-seventh round). Only Latin-1 (1-byte) names are kept, compared byte for byte; the
+ * slots belong to one key cache, and another cache passed in empties them first. */
+#define NAME_SLOTS 64
+static PyObject *slots_cache; /* the key cache the slots came from (held, so its id stays) */
+static PyObject *slot_names[NAME_SLOTS];
+static PyObject *slot_keys[NAME_SLOTS];
+static Py_ssize_t slot_lengths[NAME_SLOTS];
+static Py_ssize_t slot_count;
+
+static void
+slots_for(PyObject *key_cache)
+{
+    if (slots_cache == key_cache)
+        return;
+    Py_ssize_t count = slot_count;
+    slot_count = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_CLEAR(slot_names[k]);
+        Py_CLEAR(slot_keys[k]);
+    }
+    Py_INCREF(key_cache);
+    Py_XSETREF(slots_cache, key_cache);
+}
+
+/* The slot holding the 1-byte name name[:length], or -1. */
+static Py_ssize_t
+slot_of(const Py_UCS1 *name, Py_ssize_t length)
+{
+    for (Py_ssize_t k = 0; k < slot_count; k++) {
+        if (slot_lengths[k] == length
+                && memcmp(PyUnicode_1BYTE_DATA(slot_names[k]), name, (size_t)length) == 0)
+            return k;
+    }
+    return -1;
+}
+
 /* One header line's [key, name, value, line]: name = line[:colon], value = line[colon + 1:]
  * stripped of SP and HTAB. None when the key cache does not hold the name. */
 static PyObject *
 field_of(PyObject *line, int kind, const void *data, Py_ssize_t length, Py_ssize_t colon,
          PyObject *key_cache)
 {
-    PyObject *name = PyUnicode_Substring(line, 0, colon);
+    PyObject *name, *key;
+    Py_ssize_t slot = kind == PyUnicode_1BYTE_KIND ? slot_of(data, colon) : -1;
+    if (slot >= 0) {
+        name = slot_names[slot];
+        key = slot_keys[slot];
+        Py_INCREF(name);
+        Py_INCREF(key);
+        goto have_key;
+    }
+    name = PyUnicode_Substring(line, 0, colon);
     if (name == NULL)
         return NULL;
-    PyObject *key = PyDict_GetItemWithError(key_cache, name); /* borrowed */
+    key = PyDict_GetItemWithError(key_cache, name); /* borrowed */
     if (key == NULL) {
         Py_DECREF(name);
         if (PyErr_Occurred())
@@ -199,6 +248,16 @@ field_of(PyObject *line, int kind, const void *data, Py_ssize_t length, Py_ssize
         PyErr_SetString(PyExc_TypeError, "head_fields(): the key cache holds a non-str");
         return NULL;
     }
+    if (kind == PyUnicode_1BYTE_KIND && slot_count < NAME_SLOTS
+            && PyUnicode_CheckExact(name) && PyUnicode_KIND(name) == PyUnicode_1BYTE_KIND) {
+        Py_INCREF(name);
+        Py_INCREF(key);
+        slot_names[slot_count] = name;
+        slot_keys[slot_count] = key;
+        slot_lengths[slot_count] = colon;
+        slot_count++;
+    }
+have_key:;
     Py_ssize_t start = colon + 1, end = length;
     while (start < end) {
         Py_UCS4 c = PyUnicode_READ(kind, data, start);
@@ -242,6 +301,7 @@ head_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *head = args[0], *key_cache = args[1];
+    slots_for(key_cache);
     int kind = PyUnicode_KIND(head);
     const void *data = PyUnicode_DATA(head);
     Py_ssize_t n = PyUnicode_GET_LENGTH(head);
