@@ -25,7 +25,7 @@ from typing import Any, Self
 
 from vosapp.errors import VosappError
 from vosapp.params import REGISTRY, ParameterError, Params
-from vosapp.store_transaction import StoreTransaction
+from vosapp.store_transaction import StoreTransaction, store_memo
 
 __all__ = ["DB_FILENAME", "ParamChange", "Store", "StoreError", "storable_text"]
 
@@ -327,21 +327,10 @@ class Store:
     def memo(self, db: sqlite3.Connection, name: str) -> dict[Any, Any]:
         """The memo ``name`` (created empty), checked against the file first. Call it inside
         :meth:`transaction` (``db`` is its connection): BEGIN IMMEDIATE holds the write
-        lock, so no other connection commits until the block's own writes are done."""
-        # PRAGMA data_version changes when another connection has committed since this one
-        # last asked (SQLite's "PRAGMA data_version"); this connection's own commits and the
-        # WAL checkpoints (which change no content) leave it as it is.
-        # Once per transaction: in a batch, the first write's check holds for the others.
-        if not (self.batch_pending and self._memos_checked_in_batch):
-            version = db.execute("PRAGMA data_version").fetchone()[0]
-            self._memos_checked_in_batch = self.batch_pending
-            if version != self._data_version:
-                self._data_version = version
-                self._forget_memos()
-        memo = self._memos.get(name)
-        if memo is None:
-            memo = self._memos[name] = {}
-        return memo
+        lock, so no other connection commits until the block's own writes are done. (The
+        check is vosapp/store_transaction.py's ``store_memo``, compiled; the registrar asks
+        its transaction, ``StoreTransaction.memo``.)"""
+        return store_memo(self, name)
 
     def _forget_memos(self) -> None:
         for memo in self._memos.values():

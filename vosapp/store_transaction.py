@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from vosapp.store import Store
@@ -69,6 +69,19 @@ class StoreTransaction:
             raise error from None
         return db
 
+    @property
+    def cursor(self) -> sqlite3.Cursor:
+        """The store's statement cursor, for a write inside the block that returns no rows
+        (the registrar's UPSERT): ``Connection.execute`` makes and lists a new cursor for
+        each statement, about 3,000 instructions (docs/benchmarks.md, thirty-sixth and
+        thirty-seventh rounds)."""
+        return self.store._statements
+
+    def memo(self, name: str) -> dict[Any, Any]:
+        """:meth:`Store.memo` of this block (compiled: the registrar asks for its bindings'
+        memo in every REGISTER)."""
+        return store_memo(self.store, name)
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: object) -> None:
         store = self.store
@@ -112,3 +125,26 @@ class StoreTransaction:
             if not kept:
                 store._forget_memos()  # they may hold what was just undone
             store._lock.release()
+
+
+def store_memo(store: Store, name: str) -> dict[Any, Any]:
+    """:meth:`Store.memo`: the memo ``name`` (created empty), checked against the file first.
+    Call it inside a write transaction of the store: BEGIN IMMEDIATE holds the write lock, so
+    no other connection commits until the block's own writes are done."""
+    # PRAGMA data_version changes when another connection has committed since this one
+    # last asked (SQLite's "PRAGMA data_version"); this connection's own commits and the
+    # WAL checkpoints (which change no content) leave it as it is.
+    # Once per transaction: in a batch, the first write's check holds for the others.
+    # On the store's statement cursor: no cursor made per check (thirty-seventh round).
+    if not (store.batch_pending and store._memos_checked_in_batch):
+        row = store._statements.execute("PRAGMA data_version").fetchone()
+        store._memos_checked_in_batch = store.batch_pending
+        version = int(row[0])
+        if version != store._data_version:
+            store._data_version = version
+            store._forget_memos()
+    memos = store._memos
+    memo = memos.get(name)
+    if memo is None:
+        memo = memos[name] = {}
+    return memo

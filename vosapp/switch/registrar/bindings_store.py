@@ -74,7 +74,7 @@ UPSERT_SQL: Final = (
     " user_agent = excluded.user_agent, registered_at = excluded.registered_at")
 
 
-def upsert(db: sqlite3.Connection, binding: Binding) -> None:
+def upsert(db: sqlite3.Connection | sqlite3.Cursor, binding: Binding) -> None:
     db.execute(
         UPSERT_SQL,
         (binding.aor, binding.contact, binding.expires_at, binding.q, binding.call_id,
