@@ -352,3 +352,22 @@ def test_a_register_without_credentials_is_challenged_statelessly(rig: Rig) -> N
     assert rig.sent[sent][0] == rig.sent[sent - 1][0]  # the very bytes of the first 200
     assert rig.core.stats.retransmissions_absorbed == 1
     assert len(rig.core.transactions.servers) == 1
+
+
+def test_reply_unauthorized_changed_at_run_time_reaches_the_next_request(rig: Rig) -> None:
+    """The core reads SS_REPLY_UNAUTHORIZED when its parameters change, not per response
+    (docs/benchmarks.md, thirty-seventh round): each change reaches the next request, both
+    ways, for an unknown source's OPTIONS (answered, then silence, then answered again)."""
+    options = ("OPTIONS sip:127.0.0.1 SIP/2.0\n"
+               "Via: SIP/2.0/UDP 192.0.2.20:5062;branch=z9hG4bK-opt{n}\n"
+               "Max-Forwards: 70\nFrom: <sip:scan@192.0.2.20>;tag=o{n}\n"
+               "To: <sip:127.0.0.1>\nCall-ID: opt{n}\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n")
+    first = rig.send(options.format(n=1))
+    assert first is not None and first.status == 200
+    rig.core.params = rig.core.params.replace(SS_REPLY_UNAUTHORIZED=False)
+    assert rig.send(options.format(n=2)) is None
+    assert rig.core.stats.stealth_dropped == 1
+    rig.core.params = rig.core.params.replace(SS_REPLY_UNAUTHORIZED=True)
+    third = rig.send(options.format(n=3))
+    assert third is not None and third.status == 200
+    assert rig.core.stats.stealth_dropped == 1

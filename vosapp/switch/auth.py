@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -278,27 +278,45 @@ class MemoryJournal:
         return [event.reason for event in self.events]
 
 
+class SessionValues:
+    """The SS_* values an auth session reads, taken from one parameter set once: a Params
+    lookup is an interpreted call (vosapp/params.py is not compiled), and a phone's
+    registration read four of them, one session per challenge (docs/benchmarks.md,
+    thirty-seventh round). :class:`AuthPolicy` keeps one per parameter set it is given."""
+
+    __slots__ = ("challenge_code", "params", "reply_unauthorized", "retry_limit", "timeout")
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.retry_limit = int(params["SS_SIP_AUTHENTICATION_RETRY"])
+        self.timeout = int(params["SS_SIP_AUTHENTICATION_TIMEOUT"])
+        self.reply_unauthorized = bool(params["SS_REPLY_UNAUTHORIZED"])
+        self.challenge_code = int(params["SS_SIP_AUTHENTICATION_CODE"])
+
+
 @dataclass(slots=True)
 class AuthSession:
     """One challenge/response exchange: (Call-ID, user, source) with its own params snapshot."""
 
     key: tuple[str, str, str]
-    params: Params
+    values: SessionValues
     started: float
-    #: SS_SIP_AUTHENTICATION_RETRY and started + SS_SIP_AUTHENTICATION_TIMEOUT of the
-    #: snapshot, read once: a Params lookup is a Python call, and the policy asks for the
-    #: deadline at every request of the session and at every purge of the sessions.
-    retry_limit: int = field(init=False)
+    #: started + SS_SIP_AUTHENTICATION_TIMEOUT of the snapshot: the policy asks for it at
+    #: every request of the session and at every purge of the sessions.
     deadline: float = field(init=False)
     failures: int = 0  # bad credentials so far (each one re-challenged while <= retry)
     challenges: int = 0
 
-    def __init__(self, key: tuple[str, str, str], params: Params, started: float,
+    def __init__(self, key: tuple[str, str, str], values: SessionValues, started: float,
                  failures: int = 0, challenges: int = 0) -> None:
-        self.key, self.params, self.started = key, params, started
-        self.retry_limit = int(params["SS_SIP_AUTHENTICATION_RETRY"])
-        self.deadline = started + int(params["SS_SIP_AUTHENTICATION_TIMEOUT"])
+        self.key, self.values, self.started = key, values, started
+        self.deadline = started + values.timeout
         self.failures, self.challenges = failures, challenges
+
+    @property
+    def params(self) -> Params:
+        """The parameter set the session started with (open sessions keep theirs)."""
+        return self.values.params
 
 
 @dataclass(slots=True)
@@ -339,6 +357,7 @@ class AuthPolicy:
         if max_sessions < 1 or max_terminals < 1:
             raise ValueError("max_sessions and max_terminals must be at least 1")
         self._params = params
+        self._values = SessionValues(params)
         self._clock = clock
         self._journal: AuthJournal = journal if journal is not None else MemoryJournal()
         self._sessions: OrderedDict[tuple[str, str, str], AuthSession] = OrderedDict()
@@ -355,6 +374,7 @@ class AuthPolicy:
 
     def set_params(self, params: Params) -> None:
         """New values apply to sessions started from now on; open sessions keep theirs."""
+        self._values = SessionValues(params)
         self._params = params
 
     @property
@@ -384,7 +404,7 @@ class AuthPolicy:
                                          f"suspended until {suspension.until_wall:.0f}")
             suspension.refused = 0
             suspension.last_audit = now
-        return self._refuse(self._params, reason)
+        return _refusal(self._values.reply_unauthorized, reason)
 
     def decide(self, request: AuthRequest, verdict: Verdict) -> Decision:
         """What to do with ``request`` whose credentials the caller judged ``verdict``."""
@@ -399,13 +419,13 @@ class AuthPolicy:
         verifies the digest; a second screen would only repeat the lookups)."""
         now = self._clock.now()
         session = self._session_for(request, now)
-        params = session.params
+        values = session.values
         if now > session.deadline:
             # SS_SIP_AUTHENTICATION_TIMEOUT: whatever retries remain (docs/behaviour.md §2.3).
             self._end(session)
             self._audit(request, Reason.SESSION_TIMEOUT,
-                        f"session older than {params['SS_SIP_AUTHENTICATION_TIMEOUT']} s")
-            return self._refuse(params, Reason.SESSION_TIMEOUT)
+                        f"session older than {values.timeout} s")
+            return _refusal(values.reply_unauthorized, Reason.SESSION_TIMEOUT)
 
         if verdict is Verdict.OK:
             self._end(session)
@@ -417,11 +437,11 @@ class AuthPolicy:
 
         if verdict is Verdict.NO_CREDENTIALS or verdict is Verdict.STALE_NONCE:
             reason = Reason.CHALLENGE if verdict is Verdict.NO_CREDENTIALS else Reason.STALE_NONCE
-            if not params["SS_REPLY_UNAUTHORIZED"]:
+            if not values.reply_unauthorized:
                 self._audit(request, reason, "dropped (SS_REPLY_UNAUTHORIZED=Off)")
                 return Decision(Action.DROP, reason)
             session.challenges += 1
-            return Decision(Action.CHALLENGE, reason, int(params["SS_SIP_AUTHENTICATION_CODE"]),
+            return Decision(Action.CHALLENGE, reason, values.challenge_code,
                             stale=verdict is Verdict.STALE_NONCE)
 
         reason = _REASON_FOR_VERDICT[verdict]
@@ -431,20 +451,20 @@ class AuthPolicy:
             tripped = self._count_password_failure(request)
             if tripped is not None:
                 self._end(session)
-                return self._refuse(params, tripped)
-        if session.failures > session.retry_limit:
+                return _refusal(values.reply_unauthorized, tripped)
+        if session.failures > values.retry_limit:
             self._end(session)
             self._audit(request, Reason.RETRIES_EXHAUSTED,
                         f"{session.failures} failures > SS_SIP_AUTHENTICATION_RETRY="
-                        f"{session.retry_limit}")
-            return self._refuse(params, Reason.RETRIES_EXHAUSTED)
-        if not params["SS_REPLY_UNAUTHORIZED"]:
+                        f"{values.retry_limit}")
+            return _refusal(values.reply_unauthorized, Reason.RETRIES_EXHAUSTED)
+        if not values.reply_unauthorized:
             return Decision(Action.DROP, reason)
         if verdict is Verdict.MALFORMED:
             # A header we cannot read gets a specific answer, not another challenge loop.
             return Decision(Action.REJECT, reason, 400)
         session.challenges += 1
-        return Decision(Action.CHALLENGE, reason, int(params["SS_SIP_AUTHENTICATION_CODE"]))
+        return Decision(Action.CHALLENGE, reason, values.challenge_code)
 
     # -- suspensions --------------------------------------------------------------------------
 
@@ -492,11 +512,6 @@ class AuthPolicy:
         return 0 if state is None else state.password_failures
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _refuse(self, params: Params, reason: Reason) -> Decision:
-        if not params["SS_REPLY_UNAUTHORIZED"]:
-            return Decision(Action.DROP, reason)
-        return Decision(Action.REJECT, reason, 403)
 
     def _active_suspension(self, request: AuthRequest) -> Suspension | None:
         state = self._terminals.get(request.terminal)
@@ -582,7 +597,7 @@ class AuthPolicy:
         session = self._sessions.get(key)
         if session is None:
             self._purge_sessions(now)
-            session = AuthSession(key=key, params=self._params, started=now)
+            session = AuthSession(key=key, values=self._values, started=now)
             self._sessions[key] = session
             while len(self._sessions) > self._max_sessions:
                 self._sessions.popitem(last=False)
@@ -647,6 +662,9 @@ class AccountLookup(Protocol):
 class _AccountLike(Protocol):
     @property
     def password(self) -> str: ...  # read-only: config.Account is frozen
+
+    @property
+    def networks(self) -> Sequence[object]: ...  # empty: every address is allowed
 
     def allows(self, address: str) -> bool: ...
 
@@ -730,7 +748,9 @@ class InboundAuthenticator:
             account = self.accounts(name)
             if account is None:
                 return None
-            if not account.allows(source[0]):
+            # (networks asked first: Account.allows is an interpreted call, and most
+            # accounts have none)
+            if account.networks and not account.allows(source[0]):
                 denied_by_network = True  # same answer as an unknown user: no enumeration
                 return None
             return account.password
@@ -770,6 +790,13 @@ class InboundAuthenticator:
                 txn.respond_statelessly(response)
                 return
         txn.respond(response)
+
+
+def _refusal(reply_unauthorized: bool, reason: Reason) -> Decision:
+    """A refusal: 403, or nothing at all under SS_REPLY_UNAUTHORIZED=Off."""
+    if not reply_unauthorized:
+        return Decision(Action.DROP, reason)
+    return Decision(Action.REJECT, reason, 403)
 
 
 _REASON_PHRASES: Final[dict[Reason, str]] = {

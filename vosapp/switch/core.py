@@ -132,6 +132,9 @@ class SwitchCore:
             config.limits if config is not None else Limits())
         self._params = params if params is not None else (
             config.parameters if config is not None else Params.defaults())
+        #: SS_REPLY_UNAUTHORIZED of _params, read when they change, not per response (a
+        #: Params lookup is an interpreted call; docs/benchmarks.md, thirty-seventh round).
+        self._reply_unauthorized = bool(self._params["SS_REPLY_UNAUTHORIZED"])
         self._params_listeners: list[ParamsListener] = []
         self.trace = trace if trace is not None else Trace(clock=clock)
         if self.trace.clock is None:
@@ -231,6 +234,7 @@ class SwitchCore:
         changes = {name: (old[name], value) for name, value in params.items()
                    if old[name] != value}
         self._params = params
+        self._reply_unauthorized = bool(params["SS_REPLY_UNAUTHORIZED"])
         if not changes:
             return changes
         if "SS_SIP_RESEND_INTERVAL" in changes:
@@ -549,7 +553,7 @@ class SwitchCore:
         txn.respond(response)
 
     def _stealthy_towards(self, host: str) -> bool:
-        if self.params["SS_REPLY_UNAUTHORIZED"] or self.known_source(host):
+        if self._reply_unauthorized or self.known_source(host):
             return False
         self.stats.stealth_dropped += 1
         return True
