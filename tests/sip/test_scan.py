@@ -1,7 +1,8 @@
 """The header block's scan in C (vosapp/sip/_scan.c ``head_fields``) against the parser's Python
 path: wherever the C scan answers, it answers what the Python path gives; everything else it
-leaves to the Python path, whose errors are what a sender sees. (The Digest auth-param scan of
-the same module is tested with the digest parsers, tests/sip/test_digest.py.)"""
+leaves to the Python path, whose errors are what a sender sees. The message writer of the same
+module (``message_bytes``) against Message's Python writer likewise. (The Digest auth-param
+scan is tested with the digest parsers, tests/sip/test_digest.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vosapp.sip import parser
+from vosapp.sip import message, parser
+from vosapp.sip.headers import Headers
+from vosapp.sip.message import Message, Request, make_response
 from vosapp.sip.parser import SipParseError, parse
 
 REGISTER = (
@@ -132,3 +135,87 @@ def test_fuzz_the_scan_agrees_with_the_python_path(head: str) -> None:
     scanned = parser._HEAD_IN_C(head, parser._KEY_CACHE)
     if scanned is not None:
         assert scanned == expected, head
+
+
+# -- the message writer (message_bytes, behind Message.__bytes__) ------------------------------
+
+def written_both_ways(start: Message, fields: list[list[str]], body: bytes
+                      ) -> tuple[bytes | None, bytes]:
+    """message_bytes on ``start``'s start line with ``fields`` and ``body``, and what the
+    Python writer (Message._write) writes for the same message."""
+    assert message._WRITE_IN_C is not None, "vosapp.sip._scan is not built: run `make setup`"
+    start.headers = Headers._from_parsed(fields)
+    start.body = body
+    return message._WRITE_IN_C(start._start_line(), fields, body), start._write(body)
+
+
+def test_the_writer_is_built_and_writes_a_register_and_its_responses() -> None:
+    """setup.py builds the writer into vosapp.sip._scan; Message.__bytes__ uses it, and what
+    it writes is the Python writer's bytes: a parsed REGISTER (each line as received), its
+    401 and 200 (copied lines, new ones written from name and value), with a body."""
+    request = parse((REGISTER + "\r\n\r\n").encode())
+    assert isinstance(request, Request)
+    for msg in (request, make_response(request, 401, "Unauthorized"),
+                make_response(request, 200, "OK")):
+        msg.headers.set("WWW-Authenticate", 'Digest realm="vosapp", nonce="abc"')
+        for body in (b"", b"v=0\r\n"):
+            msg.body = body
+            assert message._WRITE_IN_C is not None
+            written = message._WRITE_IN_C(msg._start_line(), msg.headers._fields, body)
+            assert written is not None and written == bytes(msg) == msg._write(body)
+    assert bytes(request).startswith(b"REGISTER sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/")
+
+
+@pytest.mark.parametrize("fields", [
+    [["content-length", "Content-Length", "0", "Content-Length: 0"]],  # as received
+    [["content-length", "Content-Length", "99", "Content-Length: 99"]],  # wrong: rewritten
+    [["content-length", "l", "0", "l: 0"],
+     ["content-length", "Content-Length", "7", "Content-Length: 7"]],  # the second dropped
+    [["via", "Via", "SIP/2.0/UDP h", ""]],  # no Content-Length: added
+    [["x-a", "X-A", "", ""], ["x-b", "X-B", "b", "X-B:b"]],  # an empty value; a line as is
+    [],
+])
+def test_content_length_and_lines_as_the_python_writer_writes_them(
+        fields: list[list[str]]) -> None:
+    for body in (b"", b"0123456789"):
+        scanned, expected = written_both_ways(make_response(parse(
+            (REGISTER + "\r\n\r\n").encode()), 200, "OK"), [list(f) for f in fields], body)
+        assert scanned == expected
+
+
+@pytest.mark.parametrize("fields", [
+    [["subject", "Subject", "caf\u00e9", ""]],  # Latin-1: UTF-8 encoded by Python
+    [["subject", "Subject", "\u2603", "Subject: \u2603"]],
+    [["subject", "Subject", "x\udc80", ""]],  # a byte the parser escaped
+    [["subject", "Subject", "x"]],  # not four items
+    [("subject", "Subject", "x", "")],  # not a list
+])
+def test_other_texts_and_shapes_are_left_to_the_python_writer(
+        fields: list[list[str]]) -> None:
+    request = parse((REGISTER + "\r\n\r\n").encode())
+    assert message._WRITE_IN_C is not None
+    assert message._WRITE_IN_C(request._start_line(), fields, b"") is None
+    assert message._WRITE_IN_C("caf\u00e9 sip:x SIP/2.0", [], b"") is None
+    assert message._WRITE_IN_C("A", [], bytearray(b"x")) is None  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        message._WRITE_IN_C("A", [])  # type: ignore[call-arg]
+    if len(fields[0]) == 4 and isinstance(fields[0], list):
+        request.headers = Headers._from_parsed([list(f) for f in fields])
+        assert bytes(request) == request._write(b"")  # the Python writer's, through bytes()
+
+
+_FIELD_PIECES = st.sampled_from(["Via", "content-length", "Content-Length", "l", "0", "12",
+                                 "x", " ", ":", "a=b", "", "\u00e9", "\udc80"])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.lists(_FIELD_PIECES, min_size=4, max_size=4), max_size=8),
+       st.binary(max_size=20))
+def test_fuzz_the_writer_agrees_with_the_python_writer(fields: list[list[str]],
+                                                       body: bytes) -> None:
+    scanned, expected = written_both_ways(make_response(parse(
+        (REGISTER + "\r\n\r\n").encode()), 200, "OK"), fields, body)
+    if scanned is not None:
+        assert scanned == expected
+    elif all(text.isascii() for field in fields for text in field):
+        raise AssertionError(f"ASCII fields left to Python: {fields!r}")

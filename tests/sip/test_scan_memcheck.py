@@ -1,6 +1,7 @@
-"""The SIP text scans in C (vosapp/sip/_scan.c) read every datagram a sender writes, so a read
-past a string's end or a freed object there is a crash an attacker chooses. valgrind's memcheck
-runs the scans over generated texts (lone CRs and LFs, quotes, commas, NULs, non-Latin-1 and
+"""The SIP text scans in C (vosapp/sip/_scan.c) read every datagram a sender writes, and its
+writer every message the switch sends, so a read past a string's end, a write past a buffer's
+or a freed object there is a crash an attacker chooses. valgrind's memcheck runs them over
+generated texts and fields (lone CRs and LFs, quotes, commas, NULs, non-Latin-1 and
 surrogate-escaped text, both return paths) and must report no error in the extension."""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ FUZZ = textwrap.dedent('''
               "Via", "From", "X", "v", "\\u00e9", "\\u2603", "\\udc80", "a=b", '"', ",", "=",
               "Digest ", "\\\\", "\\x00", "n" * 70]
     cache = {"Via": "via", "From": "from", "X": "x", "v": "via"}
+    names = ["content-length", "Content-Length", "Via", "", "l", "0"]
     other = {"Via": "v", "X": "x"}  # now and then: the name slots emptied and refilled
     rnd = random.Random(7)
     found = 0
@@ -36,6 +38,10 @@ FUZZ = textwrap.dedent('''
         text = "".join(rnd.choice(pieces) for _ in range(rnd.randrange(0, 24)))
         found += scan.head_fields(text, other if rnd.random() < 0.1 else cache) is not None
         found += scan.auth_params(text.strip(" \\t")) is not None
+        fields = [[rnd.choice(names), rnd.choice(names), rnd.choice(pieces), rnd.choice(pieces)]
+                  for _ in range(rnd.randrange(0, 6))]
+        body = text.encode("utf-8", "surrogatepass")
+        found += scan.message_bytes(rnd.choice(pieces), fields, body) is not None
         found += scan.auth_params("Digest " + text.strip(" \\t")) is not None
     print("scanned, found", found)
 ''')
@@ -59,6 +65,6 @@ def test_memcheck_finds_no_error_in_the_scans(tmp_path: Path) -> None:
     # errors elsewhere (CPython's own start-up) are not the extension's.
     blocks = re.split(r"\n(?===\d+== \S)", result.stderr)
     ours = [block for block in blocks
-            if re.search(r"\b(head_fields|field_of|auth_params|key_of)\b|_scan", block)
+            if re.search(r"\b(head_fields|field_of|auth_params|key_of|message_bytes|slot_of)\b|_scan", block)
             and ("Invalid" in block or "uninitialised" in block)]
     assert "ERROR SUMMARY" in result.stderr and not ours, "\n".join(ours)[:4000]

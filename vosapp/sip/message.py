@@ -7,7 +7,7 @@ Content-Length is rewritten to match the body (added when missing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from vosapp.sip.entropy import token_hex
@@ -17,6 +17,7 @@ from vosapp.sip.headers import (
     NAME_ADDR_MEMO,
     VIAS_MEMO,
     CSeq,
+    HeaderField,
     Headers,
     NameAddr,
     Via,
@@ -89,6 +90,20 @@ def new_call_id(host: str | None = None) -> str:
     return f"{value}@{host}" if host else value
 
 
+def _writer_in_c() -> Callable[[str, list[HeaderField], bytes], bytes | None] | None:
+    """vosapp.sip._scan.message_bytes (setup.py builds it when it can), else None."""
+    try:
+        from vosapp.sip import _scan
+    except ImportError:
+        return None
+    return _scan.message_bytes
+
+
+#: Messages written in C (vosapp/sip/_scan.c) when every text is ASCII, byte for byte what
+#: Message._write writes (docs/benchmarks.md, thirty-seventh round).
+_WRITE_IN_C: Final = _writer_in_c()
+
+
 class Message:
     """Common part of :class:`Request` and :class:`Response`."""
 
@@ -101,6 +116,15 @@ class Message:
     # -- serialization ----------------------------------------------------------------------
     def __bytes__(self) -> bytes:
         body = self.body
+        if _WRITE_IN_C is not None:
+            written = _WRITE_IN_C(self._start_line(), self.headers._fields, body)
+            if written is not None:
+                return written
+        return self._write(body)
+
+    def _write(self, body: bytes) -> bytes:
+        """:meth:`__bytes__` in Python: any text, and the reference the C writer is held to
+        (tests/sip/test_scan.py)."""
         length = str(len(body))
         lines = [self._start_line()]
         seen_length = False
