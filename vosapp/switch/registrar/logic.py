@@ -6,8 +6,11 @@ contacts, Expires, Call-ID/CSeq, source address, Path) and returns a :class:`Reg
 (:class:`~vosapp.switch.registrar.service.RegistrarService`) turns SIP messages into these calls.
 
 Persistence: every change of an address of record is one SQLite transaction (``BEGIN
-IMMEDIATE`` ... ``COMMIT`` through :meth:`vosapp.store.Store.transaction`), so a process killed
-mid-write loses only the registration it had not yet answered; WAL keeps what was committed.
+IMMEDIATE`` ... ``COMMIT``: a :class:`vosapp.store_transaction.StoreTransaction`, what
+:meth:`vosapp.store.Store.transaction` returns, made here directly and asked for the memo and
+the statement cursor, so each is a compiled call and no cursor is made per statement;
+docs/benchmarks.md, thirty-seventh round), so a process killed mid-write loses only the
+registration it had not yet answered; WAL keeps what was committed.
 The table and its SQL are in :mod:`vosapp.switch.registrar.bindings_store`.
 
 Reads: a REGISTER reads its account's bindings from the store's memo (written through: each
@@ -99,8 +102,9 @@ class Registrar:
 
     def purge_expired(self) -> int:
         """Delete expired bindings; returns how many."""
-        with self.store.transaction() as db:
-            memo = self.store.memo(db, MEMO)
+        transaction = StoreTransaction(self.store)
+        with transaction as db:
+            memo = transaction.memo(MEMO)
             gone = db.execute("DELETE FROM registrar_bindings WHERE expires_at <= ?"
                               " RETURNING aor, contact", (self.clock.wall(),)).fetchall()
             for aor, contact in gone:
@@ -131,8 +135,9 @@ class Registrar:
                 return RegisterOutcome(400, "Contact * Must Be Alone", now=now)
             if expires_header != 0:
                 return RegisterOutcome(400, "Contact * Requires Expires 0", now=now)
-            with self.store.transaction() as db:
-                memo = self.store.memo(db, MEMO)
+            transaction = StoreTransaction(self.store)
+            with transaction as db:
+                memo = transaction.memo(MEMO)
                 living = _live(memo, db, aor, now)
                 if any(b.call_id == call_id and b.cseq >= cseq for b in living.values()):
                     return RegisterOutcome(500, "Out Of Order CSeq", now=now)
@@ -157,9 +162,6 @@ class Registrar:
                 return RegisterOutcome(400, "Bad q Value", now=now)
             wanted[contact.uri] = (contact, min(expires, self.max_expires))
 
-        # The transaction made here, not by Store.transaction (an interpreted call), and the
-        # memo and the UPSERT through it: compiled calls on the store's statement cursor,
-        # no cursor made per statement (docs/benchmarks.md, thirty-seventh round).
         transaction = StoreTransaction(self.store)
         with transaction as db:
             memo = transaction.memo(MEMO)
