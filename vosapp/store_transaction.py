@@ -139,7 +139,7 @@ def store_memo(store: Store, name: str) -> dict[Any, Any]:
     if not (store.batch_pending and store._memos_checked_in_batch):
         row = store._statements.execute("PRAGMA data_version").fetchone()
         store._memos_checked_in_batch = store.batch_pending
-        version = int(row[0])
+        version: int = row[0]  # an int from SQLite; int() of it would be a call of the type
         if version != store._data_version:
             store._data_version = version
             store._forget_memos()

@@ -282,7 +282,8 @@ def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"parse() needs bytes, got {type(data).__name__}")
-    data = bytes(data)
+    if type(data) is not bytes:  # bytes() of bytes would be a call of the type, for nothing
+        data = bytes(data)
     too_large = len(data) > max_size
     try:
         head, rest = _split_head(data[: max_size + 1] if too_large else data)

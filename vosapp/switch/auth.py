@@ -757,7 +757,7 @@ class InboundAuthenticator:
 
         request_uri = str(request.uri) if self.check_request_uri else None
         result = self.digest.verify(credentials, method, password_of,
-                                    body=bytes(request.body or b""),
+                                    body=request.body,
                                     request_uri=request_uri)
         verdict = _VERDICT_FOR_OUTCOME[result.outcome]
         if verdict is Verdict.UNKNOWN_USER and denied_by_network:

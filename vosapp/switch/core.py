@@ -340,7 +340,10 @@ class SwitchCore:
 
     def _transmit_message(self, message: Request | Response | SentResponse,
                           destination: Address, transport: str) -> None:
-        self._send(bytes(message), destination, transport, "")
+        # the bytes a SentResponse holds, or the writer called directly: bytes() of either
+        # would look __bytes__ up through the type first (~600 instructions a message)
+        data = message.data if isinstance(message, SentResponse) else message.__bytes__()
+        self._send(data, destination, transport, "")
 
     def _send(self, data: bytes, destination: Address, transport: str, note: str) -> None:
         self.trace.message("out", transport, self.local_address(transport), destination, data,
