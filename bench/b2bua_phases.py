@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bench.b2bua_cpu as cpu
+from vosapp import trace_ring
 from vosapp.io.serve import tune_gc
 from vosapp.sip import dialog, sdp
 from vosapp.switch import core
@@ -62,6 +63,10 @@ def wrap_classmethod(owner: type, name: str, label: str) -> None:
     setattr(owner, name, classmethod(timed(label, function)))
 
 
+def wrap_staticmethod(owner: type, name: str, label: str) -> None:
+    setattr(owner, name, staticmethod(timed(label, getattr(owner, name))))
+
+
 def wrap_function(module: Any, name: str) -> None:
     setattr(module, name, timed(name, getattr(module, name)))
 
@@ -69,7 +74,9 @@ def wrap_function(module: Any, name: str) -> None:
 def instrument() -> None:
     wrap_methods(core.SwitchCore, ["receive", "_transmit_message", "make_response"])
     wrap_function(core, "parse")  # the switch's own parse (the phones import theirs)
-    wrap_methods(core.Trace, ["message", "event"])
+    # Trace.message is the ring's method, bound per instance (vosapp/trace_ring.py)
+    wrap_methods(trace_ring.TraceRing, ["message"])
+    wrap_methods(core.Trace, ["event"])
     wrap_methods(journal.CallJournal, ["attempted", "answered", "ended"])
     wrap_methods(core.TransactionLayer, ["send_request", "receive_response", "create_server"])
     wrap_methods(handler.B2bua, ["on_invite", "send_attempt", "_a_response", "_end", "event"])
@@ -79,9 +86,9 @@ def instrument() -> None:
                                                  "_provisional_to_caller"])
     wrap_methods(in_dialog.InDialog, ["on_bye", "hangup", "on_ack"])
     wrap_methods(dialog.Dialog, ["create_request"])
-    wrap_classmethod(dialog.Dialog, "from_uac", "Dialog.from_uac")
-    wrap_classmethod(dialog.Dialog, "from_uas", "Dialog.from_uas")
-    wrap_classmethod(dialog.Request, "build", "Request.build (phones too)")
+    wrap_staticmethod(dialog.Dialog, "from_uac", "Dialog.from_uac")
+    wrap_staticmethod(dialog.Dialog, "from_uas", "Dialog.from_uas")
+    wrap_staticmethod(dialog.Request, "build", "Request.build (phones too)")
     wrap_classmethod(sdp.SessionDescription, "parse", "SDP parse (phones too)")
     wrap_function(vendor_leg, "checked_answer")
     for name in ("plan_media", "vendor_offer"):

@@ -93,8 +93,10 @@ class Dialog:
         return (self.call_id, self.local_tag, self.remote_tag)
 
     # ----------------------------------------------------------- creation (§12.1)
-    @classmethod
-    def from_uac(cls, request: Request, response: Response) -> Dialog:
+    # Static methods naming Dialog, not class methods calling cls(): compiled, a direct call
+    # of the constructor instead of a generic call of the type with keyword arguments.
+    @staticmethod
+    def from_uac(request: Request, response: Response) -> Dialog:
         """§12.1.2: the UAC's dialog from its request and a 101–299 response with a To tag."""
         if not 101 <= response.status <= 299:
             raise DialogError(f"a {response.status} response does not create a dialog")
@@ -105,7 +107,7 @@ class Dialog:
         local_tag = from_.tag
         if not local_tag:
             raise DialogError("the request has no From tag")
-        return cls(
+        return Dialog(
             call_id=request.call_id, local_tag=local_tag, remote_tag=remote_tag,
             local_uri=_untagged(from_), remote_uri=_untagged(to),
             remote_target=_contact(response, "response"),
@@ -115,8 +117,8 @@ class Dialog:
             state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
         )
 
-    @classmethod
-    def from_uas(cls, request: Request, response: Response) -> Dialog:
+    @staticmethod
+    def from_uas(request: Request, response: Response) -> Dialog:
         """§12.1.1: the UAS's dialog from the request and the response it sends (with its
         To tag)."""
         from_ = request.from_
@@ -126,7 +128,7 @@ class Dialog:
         remote_tag = from_.tag
         if not remote_tag:
             raise DialogError("the request has no From tag")
-        return cls(
+        return Dialog(
             call_id=request.call_id, local_tag=local_tag, remote_tag=remote_tag,
             local_uri=_untagged(request.to), remote_uri=_untagged(from_),
             remote_target=_contact(request, "request"),

@@ -378,8 +378,8 @@ class Request(Message):
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"
 
-    @classmethod
-    def build(cls, method: str, uri: SipUri | AbsoluteUri | str, *,
+    @staticmethod
+    def build(method: str, uri: SipUri | AbsoluteUri | str, *,
               via: Via | Iterable[Via], from_: NameAddr, to: NameAddr,
               call_id: str | None = None, cseq: int | CSeq = 1,
               contact: NameAddr | Iterable[NameAddr] | str | None = None,
@@ -416,7 +416,7 @@ class Request(Message):
             fields.add(name, value)
         if content_type is not None:
             fields.add("Content-Type", content_type)
-        return cls(method, uri, fields, body)
+        return Request(method, uri, fields, body)  # (static: a direct call of the constructor)
 
 
 class Response(Message):

@@ -589,7 +589,7 @@ def _check_attribute(attribute: Attribute, line: int) -> None:
 def _parse(data: object) -> SessionDescription:
     if isinstance(data, bytes | bytearray):
         try:
-            text = bytes(data).decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SdpError(f"not UTF-8 (byte {exc.start})") from None
     elif isinstance(data, str):

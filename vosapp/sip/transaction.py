@@ -832,8 +832,11 @@ class TransactionLayer:
             raise TransactionError("a request sent by a client transaction needs a Via branch")
         if key in self.clients:
             raise TransactionError(f"a client transaction with branch {key[0]!r} already exists")
-        cls = ClientInviteMachine if request.method == "INVITE" else ClientNonInviteMachine
-        machine = cls(request, destination, transport, self.timers)
+        # each class named (compiled, a direct call of its constructor; see create_server)
+        machine: ClientInviteMachine | ClientNonInviteMachine = (
+            ClientInviteMachine(request, destination, transport, self.timers)
+            if request.method == "INVITE"
+            else ClientNonInviteMachine(request, destination, transport, self.timers))
         handle = ClientTransaction(self, machine, key)
         if listener is not None:
             handle.add_listener(listener)
