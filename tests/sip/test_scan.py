@@ -1,8 +1,9 @@
 """The header block's scan in C (vosapp/sip/_scan.c ``head_fields``) against the parser's Python
 path: wherever the C scan answers, it answers what the Python path gives; everything else it
 leaves to the Python path, whose errors are what a sender sees. The message writer of the same
-module (``message_bytes``) against Message's Python writer likewise. (The Digest auth-param
-scan is tested with the digest parsers, tests/sip/test_digest.py.)"""
+module (``message_bytes``) against Message's Python writer likewise, and the Via branch's
+span (``branch_span``) against the regex it stands for. (The Digest auth-param scan is tested
+with the digest parsers, tests/sip/test_digest.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vosapp.sip import message, parser
+from vosapp.sip import headers, message, parser
 from vosapp.sip.headers import Headers
 from vosapp.sip.message import Message, Request, make_response
 from vosapp.sip.parser import SipParseError, parse
@@ -219,3 +220,42 @@ def test_fuzz_the_writer_agrees_with_the_python_writer(fields: list[list[str]],
         assert scanned == expected
     elif all(text.isascii() for field in fields for text in field):
         raise AssertionError(f"ASCII fields left to Python: {fields!r}")
+
+
+# -- the Via branch's value (branch_span, behind headers.ViaMemo) ------------------------------
+
+@pytest.mark.parametrize(("text", "span"), [
+    ("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-1;rport", (34, 45)),
+    ("SIP/2.0/UDP h;branch=z9hG4bK1", (21, 29)),
+    ("SIP/2.0/UDP h;branch=z9hG4bK1 ;x", (21, 29)),
+    ("SIP/2.0/UDP h;branch=\tz", None),  # a value starts at once
+    ("SIP/2.0/UDP h;branch=a,b;branch=c", (32, 33)),  # the first one that ends right
+    ("SIP/2.0/UDP h;BRANCH=a", None),  # the regex's case, exactly
+    ("SIP/2.0/UDP h;branch=", None),
+    ("", None),
+    ("SIP/2.0/UDP \u00e9;branch=\u2603;branch=ok", (30, 32)),  # wider text: still characters
+    ("SIP/2.0/UDP h;branch=a\udc80", None),
+])
+def test_the_branch_span_is_the_regex_span(text: str, span: tuple[int, int] | None) -> None:
+    assert headers._BRANCH_SPAN_IN_C is not None, "vosapp.sip._scan is not built: run `make setup`"
+    assert headers.branch_span(text) == span
+    assert headers._BRANCH_SPAN_IN_C(text) == span
+
+
+_VIA_PIECES = st.sampled_from([
+    "SIP/2.0/UDP ", "h", ":5060", ";", ";branch=", "branch", "=", "z9hG4bK", "-.!%*_+`'~",
+    " ", "\t", ",", '"', "#", "\u00e9", "\u2603", "\udc80", "\x00", ";rport", "a" * 40,
+])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_VIA_PIECES, max_size=16).map("".join))
+def test_fuzz_the_branch_span_agrees_with_the_regex(text: str) -> None:
+    assert headers._BRANCH_SPAN_IN_C is not None
+    assert headers._BRANCH_SPAN_IN_C(text) == headers.branch_span(text), text
+
+
+def test_the_branch_span_wants_a_str() -> None:
+    assert headers._BRANCH_SPAN_IN_C is not None
+    with pytest.raises(TypeError, match="needs a str"):
+        headers._BRANCH_SPAN_IN_C(b";branch=x")  # type: ignore[arg-type]

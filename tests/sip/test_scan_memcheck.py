@@ -43,6 +43,8 @@ FUZZ = textwrap.dedent('''
         body = text.encode("utf-8", "surrogatepass")
         found += scan.message_bytes(rnd.choice(pieces), fields, body) is not None
         found += scan.auth_params("Digest " + text.strip(" \\t")) is not None
+        found += scan.branch_span(text) is not None
+        found += scan.branch_span("SIP/2.0/UDP h;branch=" + text) is not None
     print("scanned, found", found)
 ''')
 

@@ -40,6 +40,14 @@
  *   (RFC 7235 §2.1 auth-param, RFC 7230 §3.2.6 token and quoted-string), in an ASCII text
  *   with no backslash (escapes are the scanner's), no empty list element, no trailing comma
  *   and no name twice: texts on which the regex pass gives the same dict.
+ *
+ * branch_span(text) -> (start, end) | None
+ *   Where the value of a Via text's branch parameter is: the span that
+ *   headers._BRANCH_VALUE_RE.search(text).span(1) gives, None where it finds nothing, for
+ *   any str. The Via memo (headers.ViaMemo) cuts the value out to look the text up by its
+ *   shape, for every request's new top Via; the regex's search, span and group cost about
+ *   3,500 instructions a request in compiled Python (docs/benchmarks.md, thirty-eighth
+ *   round).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -496,6 +504,52 @@ message_bytes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* RFC 3261 §25.1 token: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"
+ * (the characters of headers._BRANCH_VALUE_RE's value). */
+static int
+is_sip_token_char(Py_UCS4 c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c < 128 && c != 0 && strchr("-.!%*_+`'~", (int)c) != NULL);
+}
+
+static PyObject *
+branch_span(PyObject *module, PyObject *text)
+{
+    static const char needle[] = ";branch=";
+    const Py_ssize_t needle_n = (Py_ssize_t)(sizeof needle - 1);
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "branch_span() needs a str, got %.100s",
+                     Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    /* the regex's search: the first ";branch=" whose value (a possessive run of token
+     * characters, at least one) ends the text or is followed by ';', SP or HTAB */
+    for (Py_ssize_t at = 0; at + needle_n < n; at++) {
+        Py_ssize_t i = 0;
+        while (i < needle_n && PyUnicode_READ(kind, data, at + i) == (Py_UCS4)needle[i])
+            i++;
+        if (i < needle_n)
+            continue;
+        const Py_ssize_t start = at + needle_n;
+        Py_ssize_t end = start;
+        while (end < n && is_sip_token_char(PyUnicode_READ(kind, data, end)))
+            end++;
+        if (end == start)
+            continue;
+        if (end < n) {
+            Py_UCS4 next = PyUnicode_READ(kind, data, end);
+            if (next != ';' && next != ' ' && next != '\t')
+                continue;
+        }
+        return Py_BuildValue("(nn)", start, end);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef scan_methods[] = {
     {"head_fields", (PyCFunction)(void (*)(void))head_fields, METH_FASTCALL,
      "head_fields(head, key_cache) -> (start_line, fields) | None: a header block's start line "
@@ -506,6 +560,9 @@ static PyMethodDef scan_methods[] = {
     {"auth_params", auth_params, METH_O,
      "auth_params(text) -> dict | None: a Digest header value's auth-params, lowercased names "
      "to values, when the (stripped) text has the common shape; else None."},
+    {"branch_span", branch_span, METH_O,
+     "branch_span(text) -> (start, end) | None: the span of a Via text's branch value, as "
+     "headers._BRANCH_VALUE_RE.search(text).span(1) gives it; None where it finds nothing."},
     {NULL, NULL, 0, NULL},
 };
 

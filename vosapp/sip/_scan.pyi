@@ -1,4 +1,5 @@
-# The C extension built from _scan.c (setup.py); see vosapp.sip.parser and vosapp.sip.digest.
+# The C extension built from _scan.c (setup.py); see vosapp.sip.parser, vosapp.sip.digest,
+# vosapp.sip.message and vosapp.sip.headers.
 
 def head_fields(
     head: str, key_cache: dict[str, str], /,
@@ -7,3 +8,4 @@ def message_bytes(
     start_line: str, fields: list[list[str]], body: bytes, /,
 ) -> bytes | None: ...
 def auth_params(text: str, /) -> dict[str, str] | None: ...
+def branch_span(text: str, /) -> tuple[int, int] | None: ...

@@ -696,6 +696,28 @@ class HeaderMemo(Generic[_Parsed]):
 # The value of a ``;branch=`` parameter: a token up to the next ``;``, a blank or the end
 # (ViaMemo's guards decide whether it is the Via's branch).
 _BRANCH_VALUE_RE: Final = re.compile(r";branch=([A-Za-z0-9\-.!%*_+`'~]++)(?=[; \t]|\Z)")
+
+
+def branch_span(text: str) -> tuple[int, int] | None:
+    """Where the value :data:`_BRANCH_VALUE_RE` finds in ``text`` is (None: nowhere); the
+    reference vosapp.sip._scan.branch_span is held to (tests/sip/test_scan.py)."""
+    found = _BRANCH_VALUE_RE.search(text)
+    return found.span(1) if found is not None else None
+
+
+def _branch_span_in_c() -> Callable[[str], tuple[int, int] | None] | None:
+    """vosapp.sip._scan.branch_span (setup.py builds it when it can), else None."""
+    try:
+        from vosapp.sip import _scan
+    except ImportError:
+        return None
+    return _scan.branch_span
+
+
+#: The branch value found in C (vosapp/sip/_scan.c), the same span as :func:`branch_span`:
+#: a regex search, its span and its group cost ~3,500 instructions a request compiled
+#: (docs/benchmarks.md, thirty-eighth round).
+_BRANCH_SPAN_IN_C: Final = _branch_span_in_c()
 # One Via value written exactly as ``str(Via)`` writes its parse (``SIP/2.0/UDP host[:port]``,
 # upper-case transport, one space, lower-case parameter names with plain values, no
 # whitespace): the switch can append its received/rport stamp to such a text as sent.
@@ -736,12 +758,13 @@ class ViaMemo(HeaderMemo[list[Via]]):
         result = results.get(text)
         if result is not None:
             return result
-        branch = _BRANCH_VALUE_RE.search(text)
-        if branch is None or len(text) > self._longest:
+        span = (_BRANCH_SPAN_IN_C(text) if _BRANCH_SPAN_IN_C is not None
+                else branch_span(text))
+        if span is None or len(text) > self._longest:
             return self._parse_and_keep(text)
-        start, end = branch.span(1)
+        start, end = span
         shape = text[:start] + text[end:]
-        value = branch.group(1)
+        value = text[start:end]
         known = self._shapes.get(shape)
         if known is None:
             result = self._parse_and_keep(text)
