@@ -233,6 +233,9 @@ def test_a_uri_built_in_code_is_checked_and_a_replaced_one_forgets_its_text() ->
     ((b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\rX: y\r\n"), 400),
     ((b"Via: SIP/2.0/UDP 192.0.2.10:5060", b"Via: SIP/2.0/UDP 192.0.2.10:99999"), 400),
     ((b"Contact: <sip:1001@192.0.2.10:5060", b"Contact: <sip:1001@192.0.2.10:5060 "), 400),
+    # a method outside the known ones is checked as a token (RFC 3261 §25.1 Method)
+    ((b"REGISTER sip:", b"REGISTER@ sip:"), 400),
+    ((b"REGISTER sip:", b"X-NEW.method! sip:"), 400),  # a token, but the CSeq says REGISTER
 ])
 def test_error_statuses(mutation: tuple[bytes, bytes], status: int | None) -> None:
     data = REGISTER.replace(*mutation)
@@ -285,6 +288,15 @@ def test_a_bare_cr_or_lf_in_the_header_block_is_a_400(old: bytes, new: bytes) ->
     with pytest.raises(SipParseError, match="bare CR or LF") as caught:
         parse(REGISTER.replace(old, new, 1))
     assert caught.value.status == 400
+
+
+def test_methods_taken_without_the_token_check_are_tokens() -> None:
+    from vosapp.sip import parser
+    from vosapp.sip.headers import is_token
+
+    assert parser._TOKEN_METHODS and all(is_token(method) for method in parser._TOKEN_METHODS)
+    data = REGISTER.replace(b"REGISTER", b"X-NEW.method!")
+    assert request(data).method == "X-NEW.method!"  # any other token still parses
 
 
 def test_parse_rejects_non_bytes() -> None:

@@ -675,6 +675,12 @@ class HeaderMemo(Generic[_Parsed]):
         self._longest = longest
 
     def __call__(self, text: str) -> _Parsed:
+        return self.parsed(text)
+
+    def parsed(self, text: str) -> _Parsed:
+        """``text`` parsed, or its remembered parse. The compiled SIP layer calls this
+        rather than the memo itself: compiled, ``memo(text)`` is a generic call through the
+        type's ``__call__`` slot, ``memo.parsed(text)`` a direct one."""
         result = self._results.get(text)
         return result if result is not None else self._parse_and_keep(text)
 
@@ -753,7 +759,7 @@ class ViaMemo(HeaderMemo[list[Via]]):
         #: the texts read by their shape -> what written_as_parsed() answers for them
         self._written_as_parsed: dict[str, bool] = {}
 
-    def __call__(self, text: str) -> list[Via]:
+    def parsed(self, text: str) -> list[Via]:
         results = self._results
         result = results.get(text)
         if result is not None:

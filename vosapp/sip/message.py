@@ -165,26 +165,26 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        return CSEQ_MEMO(self._first_value("cseq", "CSeq"))  # frozen: shared
+        return CSEQ_MEMO.parsed(self._first_value("cseq", "CSeq"))  # frozen: shared
 
     def _name_addrs(self, name: str) -> list[NameAddr]:
         """The addresses of every ``name`` line (Route, Record-Route), each a copy."""
         return [_copy_name_addr(value) for line in self.headers.get_all(name)
-                for value in NAME_ADDR_LIST_MEMO(line)]
+                for value in NAME_ADDR_LIST_MEMO.parsed(line)]
 
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first, across all Via lines."""
         return [_copy_via(via) for line in self.headers.get_all("Via")
-                for via in VIAS_MEMO(line)]
+                for via in VIAS_MEMO.parsed(line)]
 
     @property
     def top_via(self) -> Via:
-        return _copy_via(VIAS_MEMO(self._first_value("via", "Via"))[0])
+        return _copy_via(VIAS_MEMO.parsed(self._first_value("via", "Via"))[0])
 
     @property
     def from_(self) -> NameAddr:
-        return _copy_name_addr(NAME_ADDR_MEMO(self._first_value("from", "From")))
+        return _copy_name_addr(NAME_ADDR_MEMO.parsed(self._first_value("from", "From")))
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -192,7 +192,7 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        return _copy_name_addr(NAME_ADDR_MEMO(self._first_value("to", "To")))
+        return _copy_name_addr(NAME_ADDR_MEMO.parsed(self._first_value("to", "To")))
 
     @to.setter
     def to(self, value: NameAddr) -> None:
@@ -203,29 +203,29 @@ class Message:
     @property
     def from_tag(self) -> str | None:
         """``from_.tag``."""
-        return NAME_ADDR_MEMO(self._first_value("from", "From")).params.get("tag")
+        return NAME_ADDR_MEMO.parsed(self._first_value("from", "From")).params.get("tag")
 
     @property
     def to_tag(self) -> str | None:
         """``to.tag``."""
-        return NAME_ADDR_MEMO(self._first_value("to", "To")).params.get("tag")
+        return NAME_ADDR_MEMO.parsed(self._first_value("to", "To")).params.get("tag")
 
     @property
     def via_branch(self) -> str | None:
         """``top_via.branch``."""
-        return VIAS_MEMO(self._first_value("via", "Via"))[0].params.get("branch")
+        return VIAS_MEMO.parsed(self._first_value("via", "Via"))[0].params.get("branch")
 
     @property
     def from_uri(self) -> SipUri | AbsoluteUri:
         """``from_.uri`` without the copy ``from_`` makes: the parse every message with this
         From shares, so read it, never change it (nor its params)."""
-        return NAME_ADDR_MEMO(self._first_value("from", "From")).uri
+        return NAME_ADDR_MEMO.parsed(self._first_value("from", "From")).uri
 
     @property
     def to_uri(self) -> SipUri | AbsoluteUri:
         """``to.uri`` without the copy ``to`` makes (shared, as :attr:`from_uri`): the REGISTER
         path reads the AOR's user from it three times per request."""
-        return NAME_ADDR_MEMO(self._first_value("to", "To")).uri
+        return NAME_ADDR_MEMO.parsed(self._first_value("to", "To")).uri
 
     @property
     def contact_star(self) -> bool:
@@ -236,7 +236,7 @@ class Message:
     def contacts(self) -> list[NameAddr]:
         """Every Contact address (``*`` excluded; see :attr:`contact_star`)."""
         return [_copy_name_addr(value) for line in self.headers.get_all("Contact")
-                if line.strip() != "*" for value in NAME_ADDR_LIST_MEMO(line)]
+                if line.strip() != "*" for value in NAME_ADDR_LIST_MEMO.parsed(line)]
 
     @property
     def routes(self) -> list[NameAddr]:
@@ -473,7 +473,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     if to_tag is not None and to_lines:
         to_value = first["to"]
         try:
-            has_tag = NAME_ADDR_MEMO(to_value).tag is not None
+            has_tag = NAME_ADDR_MEMO.parsed(to_value).tag is not None
         except SipParseError:
             has_tag = True  # never touch a To we cannot read
         if not has_tag:

@@ -128,7 +128,7 @@ class SentResponse:
     def to_tag(self) -> str | None:
         from vosapp.sip.headers import NAME_ADDR_MEMO
 
-        return NAME_ADDR_MEMO(self.to).params.get("tag") if self.to else None
+        return NAME_ADDR_MEMO.parsed(self.to).params.get("tag") if self.to else None
 
 
 @dataclass(slots=True, unsafe_hash=True)
