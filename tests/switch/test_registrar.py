@@ -175,6 +175,20 @@ def test_bindings_survive_reopen(tmp_path: Path, clock: ManualClock) -> None:
         assert [b.contact for b in Registrar(second, clock).bindings(AOR)] == ["sip:a@h"]
 
 
+def test_a_contact_without_q_is_stored_as_null_and_read_back_without(tmp_path: Path,
+                                                                     clock: ManualClock) -> None:
+    # the statement gets a float for "no q" (bindings_store.NO_Q) and SQL turns it into NULL
+    with Store.open(tmp_path) as first:
+        Registrar(first, clock).register(
+            AOR, [ContactRequest("sip:a@none"), ContactRequest("sip:a@half", q=0.5),
+                  ContactRequest("sip:a@zero", q=0.0)],
+            expires_header=600, call_id="c", cseq=1, replace=True)
+        stored = dict(first.query("SELECT contact, q FROM registrar_bindings"))
+    assert stored == {"sip:a@none": None, "sip:a@half": 0.5, "sip:a@zero": 0.0}
+    with Store.open(tmp_path) as second:
+        assert {b.contact: b.q for b in Registrar(second, clock).bindings(AOR)} == stored
+
+
 def test_killed_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
     # A child process commits registrations in a loop and is SIGKILLed; every binding it
     # reported as committed must be there, and the database must open cleanly.
