@@ -548,3 +548,34 @@ def test_server_cap_forgets_the_oldest_answered_transactions_and_keeps_working_o
     assert h.event_types() == [Terminated] * 5
     pending.respond(response(pending.request, 486))  # the kept one still works
     assert h.sent[-1][1].status == 486  # type: ignore[union-attr]
+
+
+def test_server_cap_evicts_in_batches_to_a_64th_below_the_cap() -> None:
+    # One pass over the oldest keys per batch (a dict's first key lies past every entry
+    # deleted before it): past the cap the table drops to cap - cap // 64, then fills again.
+    h = Harness()
+    h.layer.max_servers = 128
+    sizes = []
+    for i in range(400):
+        req = request("REGISTER", f"z9hG4bKflood{i}")
+        h.layer.create_server(req, PEER, "UDP", PEER).respond(response(req, 200))
+        sizes.append(len(h.layer.servers))
+    assert max(sizes) == 128 and min(sizes[128:]) == 126
+    assert h.layer.evicted == 400 - len(h.layer.servers)
+    newest = [f"z9hG4bKflood{i}" for i in range(400 - len(h.layer.servers), 400)]
+    assert [key[1] for key in h.layer.servers] == newest  # the oldest went, in order
+
+
+def test_a_terminated_listener_that_ends_another_transaction_does_not_break_eviction() -> None:
+    h = Harness()
+    h.layer.max_servers = 2
+    txns = []
+    for i in range(3):
+        req = request("REGISTER", f"z9hG4bKchain{i}")
+        if i == 2:
+            # the oldest one's listener drops the next oldest from the table meanwhile
+            txns[0].add_listener(lambda event: h.layer.servers.pop(txns[1].key, None))
+        txn = h.layer.create_server(req, PEER, "UDP", PEER)
+        txn.respond(response(req, 200))
+        txns.append(txn)
+    assert list(h.layer.servers) == [txns[2].key] and h.layer.evicted == 1

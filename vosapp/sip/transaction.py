@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeAlias, TypeVar
 
 from vosapp.net import Address
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 MAGIC_COOKIE: Final = "z9hG4bK"
 #: Transports on which SIP does not retransmit (§17.1.1.2, §18).
 RELIABLE_TRANSPORTS: Final = frozenset({"TCP", "TLS", "SCTP", "WS", "WSS"})
+#: The most keys one eviction pass of the server table looks at (bounded work per request,
+#: however far a cap lowered at run time leaves the table above it).
+_EVICTION_LOOK_MAX: Final = 4096
 
 
 class TransactionError(Exception):
@@ -895,14 +899,26 @@ class TransactionLayer:
         transactions that have their final response (or were dropped). Those only absorb
         retransmissions for 64*T1 (§17.2.2); forgetting one early costs at most one
         retransmission handled again. One still waiting for its TU goes to the back of the
-        line: it ends by its own timers, and the switch's overload gate bounds INVITEs."""
+        line: it ends by its own timers, and the switch's overload gate bounds INVITEs.
+
+        Evicted in batches, down to 1/64 below the cap, from one look at the oldest keys:
+        a dict finds its first key past every entry deleted before it, so one look per
+        eviction walked up to a few thousand deleted slots each time at capacity (~1 % of
+        vosapp serve's time in a registration flood, docs/benchmarks.md, thirty-eighth
+        round). At most 64
+        transactions still waiting for their TU are stepped over per call, as before."""
         servers, cap = self.servers, self.max_servers
         assert cap is not None  # only called when a cap is set
-        for _ in range(64):
-            if len(servers) <= cap:
+        if len(servers) <= cap:
+            return
+        target = cap - cap // 64
+        oldest = list(islice(servers, min(len(servers) - target + 64, _EVICTION_LOOK_MAX)))
+        for key in oldest:
+            if len(servers) <= target:
                 return
-            key = next(iter(servers))
-            handle = servers.pop(key)
+            handle = servers.pop(key, None)
+            if handle is None:
+                continue  # gone meanwhile (a Terminated listener of an earlier one)
             if handle.final_sent or handle.dropped or handle.terminated:
                 for timer in handle._timers.values():
                     timer.cancel()
