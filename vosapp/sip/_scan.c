@@ -1,10 +1,11 @@
-/* The SIP layer's two commonest text scans, in C: a message's header block split into its
- * fields (vosapp.sip.parser.parse) and a Digest header's auth-params (vosapp.sip.digest).
- * Each is the common case of a Python function that stays behind it: a scan here returns
- * None for anything else, and the Python path then decides, with its precise errors, so what
- * is accepted and what it gives never depend on this module being built (setup.py builds it
- * when it can, like the media extensions; tests/sip/test_scan.py and test_digest.py hold
- * both paths equal on generated texts).
+/* The SIP layer's commonest text scans, in C: a message's header block split into its
+ * fields (vosapp.sip.parser.parse), a Digest header's auth-params (vosapp.sip.digest), a
+ * Via's branch value found (vosapp.sip.headers.ViaMemo); and its message writer
+ * (vosapp.sip.message). Each is the common case of a Python function that stays behind it:
+ * a scan here returns None for anything else, and the Python path then decides, with its
+ * precise errors, so what is accepted and what it gives never depend on this module being
+ * built (setup.py builds it when it can, like the media extensions; tests/sip/test_scan.py
+ * and test_digest.py hold both paths equal on generated texts).
  *
  * head_fields(head, key_cache) -> (start_line, fields) | None
  *   The header block (everything before the empty line, decoded) split at its CRLFs: the

@@ -724,6 +724,7 @@ def _branch_span_in_c() -> Callable[[str], tuple[int, int] | None] | None:
 #: a regex search, its span and its group cost ~3,500 instructions a request compiled
 #: (docs/benchmarks.md, thirty-eighth round).
 _BRANCH_SPAN_IN_C: Final = _branch_span_in_c()
+
 # One Via value written exactly as ``str(Via)`` writes its parse (``SIP/2.0/UDP host[:port]``,
 # upper-case transport, one space, lower-case parameter names with plain values, no
 # whitespace): the switch can append its received/rport stamp to such a text as sent.
