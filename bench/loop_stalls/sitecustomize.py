@@ -165,7 +165,9 @@ if os.environ.get("STALL_LOG"):
                 count = len(ordered)
                 log.write(f"{os.getpid()} {kind} {count} {ordered[count // 2] * 1e3:.3f} "
                           f"{ordered[min(count - 1, int(count * 0.99))] * 1e3:.3f} "
-                          f"{ordered[-1] * 1e3:.3f} {sum(ordered):.3f} "
+                          # total to the microsecond: a few quick wake-ups sum to under
+                          # half a millisecond, which three decimals of a second printed as 0
+                          f"{ordered[-1] * 1e3:.3f} {sum(ordered):.6f} "
                           f"{sum(1 for t in ordered if t > 1e-3)} "
                           f"{len(_LONGEST.get(kind, []))} {_WAITED.get(kind, 0)}"
                           + "".join(f" {took * 1e3:.1f}ms@{at:.1f}s{detail}"
