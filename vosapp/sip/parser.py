@@ -28,7 +28,7 @@ from vosapp.sip.headers import (
     is_token,
     keep_bounded,
 )
-from vosapp.sip.message import Request, Response
+from vosapp.sip.message import Request, Response, _as_bytes
 from vosapp.sip.uri import AbsoluteUri, SipParseError, parse_any_uri
 
 __all__ = ["MAX_MESSAGE_SIZE", "SUPPORTED_URI_SCHEMES", "StreamParser", "parse"]
@@ -287,8 +287,7 @@ def parse(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE,
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"parse() needs bytes, got {type(data).__name__}")
-    if type(data) is not bytes:  # bytes() of bytes would be a call of the type, for nothing
-        data = bytes(data)
+    data = _as_bytes(data)
     too_large = len(data) > max_size
     try:
         head, rest = _split_head(data[: max_size + 1] if too_large else data)

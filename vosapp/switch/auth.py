@@ -356,7 +356,7 @@ class AuthPolicy:
                  max_sessions: int = 100_000, max_terminals: int = 100_000) -> None:
         if max_sessions < 1 or max_terminals < 1:
             raise ValueError("max_sessions and max_terminals must be at least 1")
-        self._params = params
+        #: The current parameter set (``_values.params``) with the values sessions read.
         self._values = SessionValues(params)
         self._clock = clock
         self._journal: AuthJournal = journal if journal is not None else MemoryJournal()
@@ -370,12 +370,11 @@ class AuthPolicy:
 
     @property
     def params(self) -> Params:
-        return self._params
+        return self._values.params
 
     def set_params(self, params: Params) -> None:
         """New values apply to sessions started from now on; open sessions keep theirs."""
         self._values = SessionValues(params)
-        self._params = params
 
     @property
     def journal(self) -> AuthJournal:
@@ -533,7 +532,7 @@ class AuthPolicy:
 
     def _count_password_failure(self, request: AuthRequest) -> Reason | None:
         """Move the terminal (and registration) counters; suspend when a ceiling is reached."""
-        params = self._params  # terminal-level: current values, not the session snapshot
+        params = self._values.params  # terminal-level: current values, not the session's
         state = self._terminal(request.terminal)
         state.password_failures += 1
         max_retry = int(params["SS_AUTHENTICATION_MAX_RETRY"])

@@ -60,24 +60,23 @@ def live_bindings(db: sqlite3.Connection, aor: str, now: float) -> list[Binding]
     return bindings_from_rows(db.execute(LIVE_SQL, (aor,)), now)
 
 
+#: What stands for a Contact without q (NULL in the table) among the statement's parameters:
+#: a None parameter costs the sqlite3 module an adapter look-up (~3,500 instructions), a float
+#: none; a q-value is 0 to 1 (RFC 3261 §20.10), so -1 is never one.
+NO_Q: Final = -1.0
+
 # An upsert that updates a refreshed binding in place (same rowid): SQLite then rewrites the
 # row only, not the primary-key index as INSERT OR REPLACE (delete + insert) does; fewer pages
 # per commit. The row ends up the same either way.
 UPSERT_SQL: Final = (
     "INSERT INTO registrar_bindings (aor, contact, expires_at, q, call_id, cseq,"
     " transport, received_host, received_port, path, user_agent, registered_at)"
-    " VALUES (?, ?, ?, NULLIF(?, -1.0), ?, ?, ?, ?, ?, ?, ?, ?)"
+    f" VALUES (?, ?, ?, NULLIF(?, {NO_Q!r}), ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at,"
     " q = excluded.q, call_id = excluded.call_id, cseq = excluded.cseq,"
     " transport = excluded.transport, received_host = excluded.received_host,"
     " received_port = excluded.received_port, path = excluded.path,"
     " user_agent = excluded.user_agent, registered_at = excluded.registered_at")
-
-
-#: What stands for a Contact without q (NULL in the table) among the statement's parameters:
-#: a None parameter costs the sqlite3 module an adapter look-up (~3,500 instructions), a float
-#: none; a q-value is 0 to 1 (RFC 3261 §20.10), so -1 is never one.
-NO_Q: Final = -1.0
 
 
 def upsert(db: sqlite3.Connection | sqlite3.Cursor, binding: Binding) -> None:
