@@ -151,14 +151,17 @@ def _sipp_registers_with(tmp_path: Path, script: str, *options: str
         server.wait(timeout=15)
 
 
-def _digest_register(challenge: bytes, password: str, user: str = "20000") -> bytes:
-    """The REGISTER (CSeq 2) a UA sends back for ``challenge``, its credentials computed by
-    vosapp's own digest client (RFC 7616 §3.4.1, qop=auth)."""
+def _digest_register(challenge: bytes, password: str, user: str = "20000",
+                     aor_user: str = "20000") -> bytes:
+    """The REGISTER (CSeq 2) for ``aor_user`` a UA sends back for ``challenge``, its
+    credentials (``user``'s) computed by vosapp's own digest client (RFC 7616 §3.4.1,
+    qop=auth). The AOR is set before the credentials go in: a nonce or response whose hex
+    holds "20000" must not be rewritten with it."""
     header = re.search(rb"\r\nWWW-Authenticate: ([^\r\n]*)", challenge)
     assert header is not None
     credentials = digest.answer(header.group(1).decode(), "REGISTER", "sip:127.0.0.1:5060", user,
                                 password, cnonce="c0ffee")
-    return _REGISTER.replace(b"CSeq: 1", b"CSeq: 2").replace(
+    return _REGISTER.replace(b"20000", aor_user.encode()).replace(b"CSeq: 1", b"CSeq: 2").replace(
         b"Content-Length", f"Authorization: {credentials}\r\n".encode() + b"Content-Length")
 
 
@@ -221,8 +224,8 @@ def test_the_python_minimums_group_commit_commits_a_batch_once_before_it_answers
         registrar, [(_REGISTER.replace(b"20000", user.encode()), source) for user in users])
     assert [response[:12] for response, _ in challenges] == [b"SIP/2.0 401 "] * len(users)
     assert statements == []  # challenges write nothing: no transaction
-    batch = [(_digest_register(challenge, f"pw-{user}", user).replace(b"20000", user.encode()),
-              source) for user, (challenge, _) in zip(users, challenges)]
+    batch = [(_digest_register(challenge, f"pw-{user}", user, aor_user=user), source)
+             for user, (challenge, _) in zip(users, challenges)]
     answers = minimum.answer_batch(registrar, batch)
     assert [response[:15] for response, _ in answers] == [b"SIP/2.0 200 OK\r"] * len(users)
     assert [s for s in statements if not s.startswith("INSERT")] == ["BEGIN", "COMMIT"]
@@ -280,8 +283,8 @@ def test_the_python_minimum_with_group_commit_commits_each_binding_before_its_20
                 with closing(sqlite3.connect(database, isolation_level=None)) as blocker:
                     blocker.execute("BEGIN IMMEDIATE")
                     for user in users:
-                        phone.sendto(_digest_register(challenges[user], f"pw-{user}",
-                                                      user).replace(b"20000", user.encode()),
+                        phone.sendto(_digest_register(challenges[user], f"pw-{user}", user,
+                                                      aor_user=user),
                                      ("127.0.0.1", port))
                     time.sleep(0.3)
                     blocker.execute("ROLLBACK")
