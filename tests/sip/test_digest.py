@@ -556,6 +556,30 @@ def test_expired_nonces_are_pruned(server: DigestServer, clock: ManualClock) -> 
     assert server.tracked_nonces() == 1
 
 
+def test_expired_nonces_leave_once_a_second_and_are_refused_meanwhile(clock: ManualClock
+                                                                      ) -> None:
+    """The table is swept for expired nonces at most once a second (a look per nonce issued
+    made two objects each time); one past its lifetime but not swept yet is still stale."""
+    server = DigestServer("vos.lab", SECRET, clock, nonce_lifetime=0.5)
+    first = server.challenge()
+    clock.advance(0.75)
+    server.challenge()  # within the second: no sweep, the first nonce is still held
+    assert server.tracked_nonces() == 2
+    credentials = answer(first, "REGISTER", "sip:vos.lab", "alice", "s3cret")
+    result = server.verify(credentials, "REGISTER", "s3cret")
+    assert result.outcome is VerifyOutcome.STALE_NONCE and result.detail == "nonce expired"
+    assert server.tracked_nonces() == 1  # (and verify let go of it)
+    clock.advance(0.5)
+    server.challenge()  # past a second: swept, and the second nonce (0.5 s old) stays
+    assert server.tracked_nonces() == 2
+    clock.advance(0.25)
+    server.challenge()  # within a second of that sweep: nothing leaves
+    assert server.tracked_nonces() == 3
+    clock.advance(1.0)
+    server.challenge()
+    assert server.tracked_nonces() == 1
+
+
 def test_nonces_are_base64url_and_odd_ones_are_not_ours(server: DigestServer) -> None:
     """The nonce is RFC 4648 §5 base64url without padding (encoded through binascii, as
     base64.urlsafe_b64encode would); a nonce that is not base64url, or not ASCII, is forged."""

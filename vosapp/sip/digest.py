@@ -725,6 +725,10 @@ _TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 _FROM_URLSAFE: Final = str.maketrans("-_", "+/")
 
 
+#: Seconds between two looks for expired nonces in the replay table (DigestServer).
+_PRUNE_PERIOD: Final = 1.0
+
+
 @dataclass(slots=True)  # up to max_nonces of them live in the replay table
 class _NonceState:
     issued: float
@@ -782,6 +786,8 @@ class DigestServer:
         self.algorithms = tuple(algorithms)
         self._instance = secrets.token_bytes(4)
         self._nonces: OrderedDict[str, _NonceState] = OrderedDict()
+        #: When _issue_nonce next drops the expired nonces (clock time).
+        self._next_prune = 0.0
         # The nonce's MAC is keyed BLAKE2s (RFC 7693 §2.5: a keyed hash is a MAC) over the
         # realm and the nonce's body; HMAC-SHA256 took a copy of a keyed object and three
         # Python frames. Its key is derived from the secret (BLAKE2s takes at most 32 key
@@ -833,15 +839,20 @@ class DigestServer:
         )
         nonce = (binascii.b2a_base64(body + self._sign(body), newline=False)
                  .translate(_TO_URLSAFE).decode().rstrip("="))
-        self._nonces[nonce] = _NonceState(issued=now, algorithm=algorithm)
-        # drop expired nonces from the old end, then enforce the bound
-        while self._nonces:
-            oldest = next(iter(self._nonces.values()))
-            if now - oldest.issued <= self.nonce_lifetime:
-                break
-            self._nonces.popitem(last=False)
-        while len(self._nonces) > self.max_nonces:
-            self._nonces.popitem(last=False)
+        nonces = self._nonces
+        nonces[nonce] = _NonceState(issued=now, algorithm=algorithm)
+        if now >= self._next_prune:
+            # Expired nonces leave from the old end at most once a _PRUNE_PERIOD: a look at
+            # the oldest made a view and an iterator per nonce issued. verify() checks the
+            # lifetime itself, so one kept a moment longer is still refused as stale.
+            self._next_prune = now + _PRUNE_PERIOD
+            while nonces:
+                oldest = next(iter(nonces.values()))
+                if now - oldest.issued <= self.nonce_lifetime:
+                    break
+                nonces.popitem(last=False)
+        while len(nonces) > self.max_nonces:
+            nonces.popitem(last=False)
         return nonce
 
     def _sign(self, body: bytes) -> bytes:
