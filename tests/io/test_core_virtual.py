@@ -147,7 +147,7 @@ def test_cancel_listener_lets_the_tu_decide(net: VirtualNetwork) -> None:
 
     def install(core: SwitchCore) -> None:
         def on_invite(request: Request, txn) -> None:  # type: ignore[no-untyped-def]
-            txn.cancel_listeners.append(cancels.append)
+            txn.add_cancel_listener(cancels.append)
         core.add_request_handler("INVITE", on_invite)
 
     _switch, phone = setup(net, install)

@@ -250,7 +250,6 @@ class _Machine:
         self.reliable = self.transport in RELIABLE_TRANSPORTS
         self.state = self.INITIAL
         self.running: set[TimerName] = set()
-        self.history: list[State] = [self.state]
 
     @property
     def terminated(self) -> bool:
@@ -262,7 +261,6 @@ class _Machine:
                 f"{type(self).__name__}: no transition {self.state.value} -> {new.value}"
             )
         self.state = new
-        self.history.append(new)
 
     def _start(self, out: list[Action], timer: TimerName, delay: float) -> None:
         self.running.add(timer)
@@ -761,8 +759,10 @@ class ServerTransaction(_Handle[ServerInviteMachine | ServerNonInviteMachine]):
         self.source = source
         #: The local (host, port) the request arrived on; set by the switch core.
         self.local: Address | None = None
-        #: Called with the CANCEL request when a CANCEL matches this INVITE (§9.2).
-        self.cancel_listeners: list[Callable[[Request], None]] = []
+        #: Called with the CANCEL request when a CANCEL matches this INVITE (§9.2); None
+        #: until one is added (:meth:`add_cancel_listener`): most transactions are not
+        #: INVITEs, and an empty list per transaction lived as long as it (Timer J, 64*T1).
+        self.cancel_listeners: list[Callable[[Request], None]] | None = None
 
     @property
     def reply_to(self) -> Address:
@@ -780,6 +780,13 @@ class ServerTransaction(_Handle[ServerInviteMachine | ServerNonInviteMachine]):
     @property
     def dropped(self) -> bool:
         return self.machine.dropped
+
+    def add_cancel_listener(self, listener: Callable[[Request], None]) -> None:
+        """Call ``listener`` with the CANCEL that matches this INVITE (§9.2)."""
+        if self.cancel_listeners is None:
+            self.cancel_listeners = [listener]
+        else:
+            self.cancel_listeners.append(listener)
 
     def respond(self, response: Response) -> None:
         """Send ``response`` through the transaction (retransmitted per §17.2 as needed)."""
@@ -983,7 +990,7 @@ class TransactionLayer:
                     # otherwise keep the whole call (messages, dialogs, SDP) for the cyclic GC.
                     handle.listeners.clear()
                     if isinstance(handle, ServerTransaction):
-                        handle.cancel_listeners.clear()
+                        handle.cancel_listeners = None
 
     def _timer_callback(self, handle: _Handle[Any], timer: TimerName) -> Callable[[], None]:
         def fire() -> None:

@@ -167,6 +167,9 @@ class SwitchCore:
         self._stop_hooks: list[StopHook] = []
         self._pending_stop: list[Callable[[], bool]] = []
         self.running = False
+        #: The listener of every server transaction: one bound method, not a new one for each
+        #: (it lived as long as its transaction, 64*T1).
+        self._server_listener: Callable[[TUEvent], None] = self._server_event
 
     # ------------------------------------------------------------------ plug-in API
     def add_request_handler(self, method: str, handler: RequestHandler) -> None:
@@ -178,7 +181,7 @@ class SwitchCore:
         method = method.upper()
         if method in ("ACK", "CANCEL"):
             raise ValueError(f"{method} is handled by the transaction layer; use "
-                             "add_ack_handler / ServerTransaction.cancel_listeners")
+                             "add_ack_handler / ServerTransaction.add_cancel_listener")
         if method in self._handlers:
             raise ValueError(f"a handler for {method} is already registered")
         self._handlers[method] = handler
@@ -474,7 +477,7 @@ class SwitchCore:
         txn = self.transactions.create_server(request, reply_to, transport, source, key,
                                               begin=False)
         txn.local = local
-        txn.add_listener(self._server_event)
+        txn.add_listener(self._server_listener)
         try:
             self._dispatch(request, txn, key, source)
         finally:

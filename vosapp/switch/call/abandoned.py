@@ -129,7 +129,7 @@ class AbandonedAttempts:
         listener, call.a_listener = call.a_listener, None  # (it closes over the call)
         if not call.ack_pending:
             a_txn = call.a_txn
-            a_txn.cancel_listeners.clear()
+            a_txn.cancel_listeners = None
             if listener in a_txn.listeners:
                 a_txn.listeners.remove(listener)
 

@@ -194,7 +194,7 @@ class B2bua(VendorLeg, AbandonedAttempts, SessionTimers, InDialog, ReliableProvi
                     a_transport=txn.transport, caller=caller, callee=callee, record=record,
                     offer=offer, params=core.params)
         self.calls[call.call_id] = call
-        txn.cancel_listeners.append(lambda cancel: self.on_caller_cancel(call))
+        txn.add_cancel_listener(lambda cancel: self.on_caller_cancel(call))
         call.a_listener = lambda event: self._a_txn_event(call, event)
         txn.add_listener(call.a_listener)
         self.event(call, f"INVITE from {caller_user} via {mapping.name}"
