@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vosapp.net import NO_ADDRESS, Address
 from vosapp.sip import Response
-from vosapp.trace_ring import TraceRing
+from vosapp.trace_ring import TraceRing, WireMessage
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock
@@ -40,8 +40,8 @@ SNIFFED_FIELDS = ("method", "status", "call_id", "cseq", "branch")
 class TraceRecord:
     """One message or event. ``raw`` is the exact bytes on the wire (empty for events).
 
-    A message recorded by :meth:`Trace.message` is cheap to record: the trace keeps its wire
-    tuple and builds the record (``sniff=True``) when something reads it, and its
+    A message recorded by :meth:`Trace.message` is cheap to record: the trace keeps its
+    :class:`~vosapp.trace_ring.WireMessage` and builds the record (``sniff=True``) when something reads it, and its
     method/status/Call-ID/CSeq/branch are read from ``raw`` the first time one of them is
     asked for (most records are never looked at), then kept."""
 
@@ -125,22 +125,27 @@ def _fill_slots(record: TraceRecord, mono: float, wall: float, direction: str, t
 _new_record = object.__new__
 
 #: A message on the wire as the ring and the store's queue hold it until something asks for
-#: its record: (mono, wall, direction, transport, src, dst, raw, note), the arguments of
-#: :func:`_fill_slots`. Most messages are never looked at (a registration records four), and
-#: building the record cost ~7 thousand instructions of the ~656 thousand a registration
-#: costs in process (docs/benchmarks.md, "Records as native classes, and the trace's wire
-#: records").
+#: its record: a :class:`~vosapp.trace_ring.WireMessage`, or, for an address that is not a
+#: (host, port) pair (an IPv6 socket's 4-tuple), the tuple (mono, wall, direction, transport,
+#: src, dst, raw, note); either gives the arguments of :func:`_fill_slots`. Most messages are
+#: never looked at (a registration records four), and building the record cost ~7 thousand
+#: instructions of the ~656 thousand a registration costs in process (docs/benchmarks.md,
+#: "Records as native classes, and the trace's wire records").
 _Wire = tuple[float, float, str, str, Address, Address, bytes, str]
 #: What the ring and the store's queue hold: a record (events, and what :meth:`Trace.add` was
 #: given), or a message not yet made a record.
-_Held = TraceRecord | _Wire
+_Held = TraceRecord | WireMessage | _Wire
+
+
+def _wire_fields(held: WireMessage | _Wire) -> _Wire:
+    return held if type(held) is tuple else held.fields()  # type: ignore[union-attr]
 
 
 def _record(held: _Held) -> TraceRecord:
     """The record of what the ring holds (a message's is built here, sniffed when read)."""
     if isinstance(held, TraceRecord):
         return held
-    return _fill_slots(_new_record(TraceRecord), *held)
+    return _fill_slots(_new_record(TraceRecord), *_wire_fields(held))
 
 
 def message_fields(message: Request | Response | None, via: Via | None = None
@@ -399,14 +404,14 @@ class Trace:
             snapshot = list(wire.ring)
             newest = wire.added
         built = list(map(_record, snapshot))
-        if any(type(held) is tuple for held in snapshot):
+        if not all(isinstance(held, TraceRecord) for held in snapshot):
             self._keep(built, newest)
         return list(filter_records(built, address=address, call_id=call_id, method=method,
                                    direction=direction, since=since))
 
     def _keep(self, built: list[TraceRecord], newest: int) -> None:
         """Put the records built from the ring (whose newest was number ``newest``) back in
-        place of their tuples, so that the next reader neither builds nor sniffs them again
+        place of the messages they were built from, so that the next reader neither builds nor sniffs them again
         (a filtered read of a full ring sniffs every message once: ~60 ms for 10,000). What
         was added meanwhile stays after them; what left the ring meanwhile is not put back."""
         wire = self.wire
@@ -481,7 +486,10 @@ def stored_size(record: TraceRecord) -> int:
 
 
 def _stored_size(held: _Held) -> int:
-    raw, note = (held.raw, held.note) if isinstance(held, TraceRecord) else (held[6], held[7])
+    if type(held) is tuple:
+        raw, note = held[6], held[7]
+    else:
+        raw, note = held.raw, held.note  # type: ignore[union-attr]
     return len(raw) + len(note.encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
 
 
@@ -525,7 +533,7 @@ def _row(held: _Held) -> tuple[Any, ...]:
                       _lossless(record.cseq), _lossless(record.branch))
         held = (record.mono, record.wall, record.direction, record.transport, record.src,
                 record.dst, record.raw, record.note)
-    mono, wall, direction, transport, src, dst, raw, note = held
+    mono, wall, direction, transport, src, dst, raw, note = _wire_fields(held)
     return (mono, wall, direction, transport, _lossless(src[0]), src[1], _lossless(dst[0]),
             dst[1], raw, *fields, _lossless(note))
 

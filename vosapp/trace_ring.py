@@ -7,9 +7,9 @@ as Python, it was ~29 thousand instructions of a registration's ~514 thousand in
 (docs/benchmarks.md, thirty-third round). What needs the records themselves (building one,
 the subscribers, reading, the SQLite copy) stays in vosapp/trace.py, which calls in here.
 
-The ring holds a message as its wire tuple (``vosapp.trace._Wire``: times, direction,
-transport, addresses, bytes, note) until something reads it, and a record (an event, or a
-message once built) as it is.
+The ring holds a message as a :class:`WireMessage` (times, direction, transport, addresses,
+bytes, note) until something reads it, and a record (an event, or a message once built) as
+it is.
 """
 
 from __future__ import annotations
@@ -20,10 +20,43 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vosapp.net import as_address
+from vosapp.net import Address, as_address
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock
+
+
+#: A message on the wire as :class:`WireMessage` gives it (the arguments of
+#: ``vosapp.trace._fill_slots``): mono, wall, direction, transport, src, dst, raw, note.
+WireFields = tuple[float, float, str, str, Address, Address, bytes, str]
+
+
+class WireMessage:
+    """A message on the wire as the ring and the store's queue hold it until something asks
+    for its record (most are never looked at: a registration records four).
+
+    One object, its times kept as C doubles and its addresses as (host, port) pairs inside
+    it: the tuple it replaces (with its two floats and two address tuples, and their ports)
+    was eight objects per message that lived as long as the ring keeps the message (its
+    capacity, 10,000 messages by default) and that the young GC scanned once each
+    (docs/benchmarks.md, thirty-ninth round). An address of another shape (an IPv6
+    socket's 4-tuple, a list) is held as a tuple instead (:meth:`TraceRing.message`)."""
+
+    def __init__(self, mono: float, wall: float, direction: str, transport: str, src: Address,
+                 dst: Address, raw: bytes, note: str) -> None:
+        self.mono = mono
+        self.wall = wall
+        self.direction = direction
+        self.transport = transport
+        self.src = src
+        self.dst = dst
+        self.raw = raw
+        self.note = note
+
+    def fields(self) -> WireFields:
+        """mono, wall, direction, transport, src, dst, raw, note."""
+        return (self.mono, self.wall, self.direction, self.transport, self.src, self.dst,
+                self.raw, self.note)
 
 
 class TraceRing:
@@ -32,8 +65,9 @@ class TraceRing:
     def __init__(self, capacity: int, clock: Clock | None = None) -> None:
         #: What times a message (Trace.clock); None: the monotonic and wall clocks.
         self.clock = clock
-        #: A message's wire tuple or a record (typed loosely: vosapp.trace's types are not
-        #: imported by compiled code, which would import the module that imports this one).
+        #: A message (a WireMessage, or its tuple) or a record (typed loosely: vosapp.trace's
+        #: types are not imported by compiled code, which would import the module that
+        #: imports this one).
         self.ring: deque[Any] = deque(maxlen=capacity)
         #: Guards ring and added together: readers on other threads number what they read.
         self.lock = threading.Lock()
@@ -62,15 +96,25 @@ class TraceRing:
         else:
             mono = clock.now()
             wall = clock.wall()
-        # An address is the socket's tuple (or a list, after JSON), the bytes what the socket
-        # gave: no call for either (bytes() of bytes costs a call of the type, ~800 instructions)
-        self.hold((mono, wall, direction, transport.upper(),
-                   src if type(src) is tuple else as_address(src),
-                   dst if type(dst) is tuple else as_address(dst),
-                   raw if type(raw) is bytes else bytes(raw), note))
+        if not transport.isupper():  # the switch's is already: no new str per message
+            transport = transport.upper()
+        # the bytes the socket gave: no call (bytes() of bytes costs a call of the type, ~800
+        # instructions)
+        data = raw if type(raw) is bytes else bytes(raw)
+        held: Any = None
+        if type(src) is tuple and type(dst) is tuple:
+            try:
+                held = WireMessage(mono, wall, direction, transport, src, dst, data, note)
+            except TypeError:  # compiled, an IPv6 socket's 4-tuple is not an Address
+                pass
+        if held is None:  # held as a tuple, an address as a tuple (a list after JSON made one)
+            held = (mono, wall, direction, transport,
+                    src if type(src) is tuple else as_address(src),
+                    dst if type(dst) is tuple else as_address(dst), data, note)
+        self.hold(held)
 
     def hold(self, held: Any) -> None:
-        """Hold a wire tuple or a record: kept, or published while anything subscribes."""
+        """Hold a message or a record: kept, or published while anything subscribes."""
         publish = self.publish
         if publish is not None:
             publish(held)

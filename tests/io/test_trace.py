@@ -24,6 +24,7 @@ from vosapp.trace import (
     sniff_fields,
     write_pcap,
 )
+from vosapp.trace_ring import WireMessage
 
 A = ("192.0.2.1", 5060)
 B = ("198.51.100.2", 5070)
@@ -161,11 +162,13 @@ def test_a_subscriber_gets_the_record_the_ring_keeps() -> None:
     assert trace.records()[0] is seen[0]
 
 
-def test_messages_are_held_as_wire_tuples_except_while_something_subscribes() -> None:
-    """The ring (vosapp/trace_ring.py) holds a message as its wire tuple, a record only while a
-    subscriber wants one at once; unsubscribed, back to tuples. What the socket layer hands it
-    (bytes, or a bytearray from a stream; an address as a tuple, or a list after JSON) is
-    held as bytes and a tuple."""
+def test_messages_are_held_as_wire_messages_except_while_something_subscribes() -> None:
+    """The ring (vosapp/trace_ring.py) holds a message as a WireMessage (one object: its times
+    and (host, port) addresses inside it), a record only while a subscriber wants one at once;
+    unsubscribed, back to WireMessages. What the socket layer hands it (bytes, or a bytearray
+    from a stream) is held as bytes; an address that is not a (host, port) tuple (a list
+    after JSON, an IPv6 socket's 4-tuple) makes it hold the message's tuple instead, the
+    address a tuple as the socket gave it."""
     trace = Trace(10)
     trace.message("in", "tcp", B, list(A), bytearray(options("t1")))
     held = trace.wire.ring[-1]
@@ -176,13 +179,21 @@ def test_messages_are_held_as_wire_tuples_except_while_something_subscribes() ->
     trace.message("in", "UDP", B, A, options("t2"))
     assert type(trace.wire.ring[-1]) is TraceRecord and seen[-1].call_id == "t2"
     unsubscribe()
-    trace.message("in", "UDP", B, A, options("t3"))
-    assert type(trace.wire.ring[-1]) is tuple and len(seen) == 1
+    trace.message("in", "udp", B, A, options("t3"))
+    held = trace.wire.ring[-1]
+    assert type(held) is WireMessage and len(seen) == 1
+    mono, wall, direction, transport, src, dst, raw, note = held.fields()
+    assert (direction, transport, src, dst, raw, note) == ("in", "UDP", B, A, options("t3"), "")
+    assert (held.mono, held.wall) == (mono, wall) and wall > 1e9
     assert trace.added == 3
     assert [record.call_id for record in trace.records()] == ["t1", "t2", "t3"]
     six = ("2001:db8::1", 5060, 0, 0)  # what an IPv6 socket gives
     trace.message("out", "udp", A, six, options("t4"))
     assert trace.records()[-1].dst == six
+    trace.message("in", "UDP", B, A, options("t5"), note="kept")
+    last = trace.records()[-1]
+    assert (last.src, last.dst, last.transport, last.note, last.call_id) == (
+        B, A, "UDP", "kept", "t5")
 
 
 def test_the_switch_records_a_message_through_compiled_code_when_built() -> None:
