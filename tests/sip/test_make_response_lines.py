@@ -109,3 +109,22 @@ def test_a_tag_with_a_line_break_is_refused_as_set_refuses_it() -> None:
     assert isinstance(request, Request)
     with pytest.raises(ValueError):
         make_response(request, 200, to_tag="a\r\nX-Injected: 1")
+
+
+def test_changing_a_response_never_changes_its_request() -> None:
+    """The response holds its request's field lines themselves (not copies): every change
+    Headers makes puts a new line in place, so the request's bytes stay what it received."""
+    request = parse(BASE.format(to=TOS[0]).encode())
+    assert isinstance(request, Request)
+    received = bytes(request)
+    response = make_response(request, 200, to_tag="t1")
+    headers = response.headers
+    headers.replace_first("Via", "SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKchanged")
+    headers.set("From", "<sip:someone@example.com>;tag=9")
+    headers.set("Call-ID", "changed")
+    headers.add("CSeq", "1 INVITE")
+    assert headers.remove_first("CSeq") == "314159 INVITE"
+    headers.remove("Via")
+    assert bytes(request) == received
+    assert request.headers.get("To") == "Bob <sip:bob@example.com>"
+    assert request.call_id == "a84b4c76e66710@pc33" and request.cseq.number == 314159

@@ -76,7 +76,9 @@ _PLAIN_PARAMS_RE: Final = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=(?:[A-Za-
 # The collection
 # ---------------------------------------------------------------------------------------------
 # One field line: [key, name as written, value, source text ("" once set in code)]. A list:
-# the parser joins folded continuation lines into it in place (RFC 3261 §7.3.1).
+# the parser joins folded continuation lines into it in place (RFC 3261 §7.3.1). Once parsed
+# it is never changed in place (a change puts a new list in its place), so messages share
+# lines: a response holds its request's Via, From, To, Call-ID and CSeq lines themselves.
 HeaderField: TypeAlias = list[str]
 
 

@@ -455,7 +455,8 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     headers are ``err.headers`` (see :func:`make_error_response`).
     """
     # The request's field lines as received (name as written, source text: the response
-    # carries them byte-for-byte), and their first-value index built in the same pass.
+    # carries them byte-for-byte), shared, not copied (headers.HeaderField: a line is never
+    # changed in place), and their first-value index built in the same pass.
     fields: list[list[str]] = []
     first: dict[str, str] = {}
     to_at = -1
@@ -468,7 +469,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
             if key == "to":
                 to_at = len(fields)
                 to_lines += 1
-            fields.append(list(entry))
+            fields.append(entry)
     headers = Headers._from_parsed(fields, first)
     if to_tag is not None and to_lines:
         to_value = first["to"]
