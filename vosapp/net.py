@@ -11,11 +11,16 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["NO_ADDRESS", "Address", "as_address", "is_ip_literal", "same_host"]
+__all__ = ["NO_ADDRESS", "Address", "AddressObject", "as_address", "is_ip_literal", "same_host"]
 
 # (host, port) as the socket layer gives and takes it; the host is an IP literal or a name.
 Address = tuple[str, int]
 NO_ADDRESS: Address = ("", 0)
+#: An address as the tuple object the socket layer takes, where compiled code only passes
+#: it on: compiled (mypyc), an :data:`Address` is a pair held unboxed, and each hand-over to
+#: code taking an object made a new tuple and port int of it (the sender's path: the trace,
+#: the group commit, the socket; docs/benchmarks.md, thirty-ninth round).
+AddressObject = tuple[Any, ...]
 
 
 def as_address(value: Sequence[Any]) -> Address:

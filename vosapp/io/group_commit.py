@@ -28,7 +28,7 @@ from vosapp.store import StoreError
 
 if TYPE_CHECKING:
     from vosapp.io.udp_wire import UdpWire
-    from vosapp.net import Address
+    from vosapp.net import AddressObject
     from vosapp.store import Store
     from vosapp.trace import Trace
 
@@ -47,7 +47,7 @@ class GroupCommit:
         self.udp = udp
         self.trace = trace
         #: UDP datagrams (and destinations) sent during the batch after a write, in order.
-        self.held: list[tuple[bytes, Address]] = []
+        self.held: list[tuple[bytes, AddressObject]] = []
 
     def begin(self) -> None:
         self.store.begin_batch()
@@ -59,7 +59,7 @@ class GroupCommit:
         finally:
             self.store.end_batch()
 
-    def hold(self, data: bytes, destination: Address) -> bool:
+    def hold(self, data: bytes, destination: AddressObject) -> bool:
         """Keep ``data`` for after the commit when the batch has uncommitted writes and the
         datagram can go later without an answer now (an IP address, the socket open); when
         it cannot, commit first (:meth:`release`) and return False: the caller sends."""

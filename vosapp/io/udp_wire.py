@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from vosapp.net import Address, is_ip_literal
+from vosapp.net import Address, AddressObject, is_ip_literal
 from vosapp.sip.headers import keep_bounded
 
 if TYPE_CHECKING:
@@ -123,18 +123,18 @@ class UdpWire:
             keep_bounded(self._addresses, host, known, ADDRESS_MEMO_SIZE)
         return known
 
-    def sends_at_once(self, destination: Address) -> bool:
+    def sends_at_once(self, destination: AddressObject) -> bool:
         """Whether a datagram to ``destination`` goes to the socket now, without resolving a
         name first, and so cannot fail later than now (asyncio reports socket errors through
         ``error_received``)."""
         return self.is_open() and self.is_address(destination[0])
 
-    def send_datagram(self, data: bytes, destination: Address) -> None:
+    def send_datagram(self, data: bytes, destination: AddressObject) -> None:
         """Send to an IP address (:meth:`sends_at_once` said so); nothing when closed since."""
         if self.is_open():
             self.sendto(data, destination)
 
-    def sendto(self, data: bytes, destination: Address) -> None:
+    def sendto(self, data: bytes, destination: AddressObject) -> None:
         """What asyncio's ``transport.sendto`` does, on the socket directly while the
         transport holds nothing (its Python method, for every datagram, is what this saves):
         an empty datagram is not sent, a socket error goes to ``error_received``, and a
@@ -161,7 +161,7 @@ class UdpWire:
             if self.on_error is not None:
                 self.on_error(exc)
 
-    def send(self, data: bytes, destination: Address, transport: str) -> None:
+    def send(self, data: bytes, destination: AddressObject, transport: str) -> None:
         """The switch core's sender. A UDP datagram to an address goes here: held for the
         group commit when it follows a write (vosapp.io.group_commit), or to the socket.
         Anything else goes to the runtime's sender (:attr:`other`)."""

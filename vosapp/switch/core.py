@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from vosapp.config import Limits
-from vosapp.net import Address, as_address, same_host
+from vosapp.net import Address, AddressObject, as_address, same_host
 from vosapp.params import REGISTRY, Params
 from vosapp.sip import (
     Response,
@@ -349,12 +349,18 @@ class SwitchCore:
         self._send(data, destination, transport, "")
 
     def _send(self, data: bytes, destination: Address, transport: str, note: str) -> None:
-        self.trace.message("out", transport, self.local_address(transport), destination, data,
-                           note)
+        # Compiled, an Address is a pair kept unboxed, and each call of code that takes an
+        # object made a new tuple and port int of it: the destination is boxed once, for the
+        # trace and the sender both, and the local address read as the table holds it.
+        boxed: AddressObject = destination
+        local: AddressObject | None = self.local_addresses.get(transport)
+        if local is None:
+            local = self.local_address(transport)
+        self.trace.message("out", transport, local, boxed, data, note)
         if self._sender is None:
             raise OSError("no transport attached to the switch core")
         try:
-            self._sender(data, destination, transport)
+            self._sender(data, boxed, transport)
         except OSError as exc:
             self.stats.send_errors += 1
             self.trace.event(f"send to {destination[0]}:{destination[1]} failed: {exc}",
