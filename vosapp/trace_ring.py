@@ -71,6 +71,11 @@ class TraceRing:
         self.ring: deque[Any] = deque(maxlen=capacity)
         #: Guards ring and added together: readers on other threads number what they read.
         self.lock = threading.Lock()
+        # The ring's append and the lock's acquire and release, bound once: compiled, a
+        # method of a Python object called by name is looked up on each call, three a message.
+        self._append: Callable[[Any], None] = self.ring.append
+        self._acquire: Callable[[], object] = self.lock.acquire
+        self._release: Callable[[], None] = self.lock.release
         #: Entries ever held: the newest one's number (Trace.numbered_since).
         self.added = 0
         #: What the store has not been given yet (only while ``flush`` is set).
@@ -123,13 +128,12 @@ class TraceRing:
 
     def keep(self, held: Any) -> None:
         """Put ``held`` in the ring, and in the store's queue while a store keeps a copy."""
-        lock = self.lock
-        lock.acquire()  # not ``with``: compiled, that looks up __enter__ and __exit__ each time
+        self._acquire()  # not ``with``: compiled, that looks up __enter__ and __exit__ each time
         try:
-            self.ring.append(held)
+            self._append(held)
             self.added += 1
         finally:
-            lock.release()
+            self._release()
         flush = self.flush
         if flush is not None:
             pending = self.pending
