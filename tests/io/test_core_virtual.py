@@ -177,6 +177,22 @@ def test_bad_requests_400_or_silence_and_switch_keeps_answering(net: VirtualNetw
     assert any("unparsable" in r.note for r in switch.trace.records(direction="in"))
 
 
+def test_blank_datagrams_are_keep_alives_and_nothing_else_is(net: VirtualNetwork) -> None:
+    """RFC 5626 §3.5.1: CRLF keep-alives (any run of CR, LF, tab and space) are not messages:
+    no answer, no parse error. Only data that starts blank is looked at whole; a datagram
+    that starts blank but holds more is parsed as before."""
+    switch, phone = setup(net)
+    for blank in (b"\r\n\r\n", b"\r\n", b" ", b"\t\r\n \r\n", b"\n"):
+        phone.send(blank, SWITCH)
+    net.run(0.1)
+    assert answers(phone) == [] and switch.core.stats.parse_errors == 0
+    phone.send(b"\r\n garbage\r\n\r\n", SWITCH)
+    phone.send(sip("OPTIONS", branch="z9hG4bKafter"), SWITCH)
+    net.run(0.1)
+    assert switch.core.stats.parse_errors == 1
+    assert [m.status for m in answers(phone)][-1] == 200
+
+
 def test_send_request_response_and_timeout_events(net: VirtualNetwork) -> None:
     switch, phone = setup(net)
     core = switch.core

@@ -90,6 +90,8 @@ ParamsListener: TypeAlias = Callable[[Params, "dict[str, tuple[Any, Any]]"], Non
 #: A stop hook starts its graceful work and may return a ``done()`` predicate.
 StopHook: TypeAlias = Callable[[], "Callable[[], bool] | None"]
 
+#: The bytes a CRLF keep-alive is made of (CR, LF, tab, space), as ints: what data[0] gives.
+_BLANK_BYTES: Final = frozenset(b"\r\n\t ")
 #: RFC 3261 and its extensions: methods this switch recognises (405, not 501, when unserved).
 _REQUEST_LINE: Final = re.compile(rb"[!-~]+ [!-~]+ SIP/\d")
 KNOWN_METHODS: Final = frozenset({
@@ -382,8 +384,11 @@ class SwitchCore:
             if admission is Admission.TRIPPED:
                 self._source_tripped(source, transport)
             return  # dropped unparsed: the cheapest answer to a flood is none
-        if not data.strip(b"\r\n\t "):
-            return  # CRLF keep-alives (RFC 5626 §3.5.1) are not messages
+        # CRLF keep-alives (RFC 5626 §3.5.1) are not messages. A message starts with a token,
+        # so only data that starts blank is looked at whole: strip() copied every message
+        # (its final CRLF stripped).
+        if not data or (data[0] in _BLANK_BYTES and not data.strip(b"\r\n\t ")):
+            return
         try:
             message = parse(data)
         except SipParseError as exc:
