@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vosapp.net import NO_ADDRESS, Address
 from vosapp.sip import Response
-from vosapp.trace_ring import TraceRing, WireMessage
+from vosapp.trace_ring import TraceRing, WireFields, WireMessage
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock
@@ -41,9 +41,9 @@ class TraceRecord:
     """One message or event. ``raw`` is the exact bytes on the wire (empty for events).
 
     A message recorded by :meth:`Trace.message` is cheap to record: the trace keeps its
-    :class:`~vosapp.trace_ring.WireMessage` and builds the record (``sniff=True``) when something reads it, and its
-    method/status/Call-ID/CSeq/branch are read from ``raw`` the first time one of them is
-    asked for (most records are never looked at), then kept."""
+    :class:`~vosapp.trace_ring.WireMessage` and builds the record (``sniff=True``) when
+    something reads it, and its method/status/Call-ID/CSeq/branch are read from ``raw`` the
+    first time one of them is asked for (most records are never looked at), then kept."""
 
     mono: float
     wall: float
@@ -131,7 +131,7 @@ _new_record = object.__new__
 #: never looked at (a registration records four), and building the record cost ~7 thousand
 #: instructions of the ~656 thousand a registration costs in process (docs/benchmarks.md,
 #: "Records as native classes, and the trace's wire records").
-_Wire = tuple[float, float, str, str, Address, Address, bytes, str]
+_Wire = WireFields
 #: What the ring and the store's queue hold: a record (events, and what :meth:`Trace.add` was
 #: given), or a message not yet made a record.
 _Held = TraceRecord | WireMessage | _Wire
