@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from vosapp.net import Address, as_address
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: A message on the wire as :class:`WireMessage` gives it (the arguments of
 #: ``vosapp.trace._fill_slots``): mono, wall, direction, transport, src, dst, raw, note.
-WireFields = tuple[float, float, str, str, Address, Address, bytes, str]
+WireFields: TypeAlias = tuple[float, float, str, str, Address, Address, bytes, str]
 
 
 class WireMessage:
