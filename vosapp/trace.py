@@ -138,7 +138,7 @@ _Held = TraceRecord | WireMessage | _Wire
 
 
 def _wire_fields(held: WireMessage | _Wire) -> _Wire:
-    return held if type(held) is tuple else held.fields()  # type: ignore[union-attr]
+    return held if isinstance(held, tuple) else held.fields()
 
 
 def _record(held: _Held) -> TraceRecord:
@@ -486,10 +486,10 @@ def stored_size(record: TraceRecord) -> int:
 
 
 def _stored_size(held: _Held) -> int:
-    if type(held) is tuple:
+    if isinstance(held, tuple):
         raw, note = held[6], held[7]
     else:
-        raw, note = held.raw, held.note  # type: ignore[union-attr]
+        raw, note = held.raw, held.note
     return len(raw) + len(note.encode("utf-8", "surrogateescape")) + ROW_OVERHEAD
 
 

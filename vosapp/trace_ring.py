@@ -107,10 +107,10 @@ class TraceRing:
         # instructions)
         data = raw if type(raw) is bytes else bytes(raw)
         held: Any = None
-        if type(src) is tuple and type(dst) is tuple:
+        if type(src) is tuple and type(dst) is tuple and len(src) == 2 and len(dst) == 2:
             try:
                 held = WireMessage(mono, wall, direction, transport, src, dst, data, note)
-            except TypeError:  # compiled, an IPv6 socket's 4-tuple is not an Address
+            except TypeError:  # compiled, a pair that is not (str, int) is not an Address
                 pass
         if held is None:  # held as a tuple, an address as a tuple (a list after JSON made one)
             held = (mono, wall, direction, transport,

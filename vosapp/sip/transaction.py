@@ -912,8 +912,8 @@ class TransactionLayer:
         a dict finds its first key past every entry deleted before it, so one look per
         eviction walked up to a few thousand deleted slots each time at capacity (~1 % of
         vosapp serve's time in a registration flood, docs/benchmarks.md, thirty-eighth
-        round). At most 64
-        transactions still waiting for their TU are stepped over per call, as before."""
+        round). At most 64 transactions still waiting for their TU are stepped over per
+        call, as before."""
         servers, cap = self.servers, self.max_servers
         assert cap is not None  # only called when a cap is set
         if len(servers) <= cap:

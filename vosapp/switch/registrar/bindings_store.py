@@ -83,7 +83,8 @@ def upsert(db: sqlite3.Connection | sqlite3.Cursor, binding: Binding) -> None:
     q = binding.q
     db.execute(
         UPSERT_SQL,
-        (binding.aor, binding.contact, binding.expires_at, NO_Q if q is None else q, binding.call_id,
-         binding.cseq, binding.transport, binding.received_host, binding.received_port,
+        (binding.aor, binding.contact, binding.expires_at, NO_Q if q is None else q,
+         binding.call_id, binding.cseq, binding.transport, binding.received_host,
+         binding.received_port,
          json.dumps(list(binding.path)) if binding.path else "[]", binding.user_agent,
          binding.registered_at))
