@@ -251,6 +251,58 @@ def test_non_invite_server_states_and_timer_j() -> None:
     assert len(h.layer) == 0
 
 
+def test_timer_j_ends_lingering_transactions_in_turn_from_one_clock_timer() -> None:
+    """Completed non-INVITE transactions wait for Timer J in a queue with one clock timer
+    between them (TransactionLayer._linger): each still ends at exactly its own 64*T1 and
+    answers retransmissions until then; one that left early is skipped."""
+    h = Harness()
+    txns = []
+    for i, at in enumerate((1.0, 1.0, 2.5, 4.0)):
+        h.clock.advance_to(at)
+        req = request("REGISTER", f"z9hG4bKlinger{i}")
+        txn = h.layer.create_server(req, PEER, "UDP", PEER)
+        txn.add_listener(lambda event, i=i: h.events.append((h.clock.now(), (i, event))))
+        txn.respond(response(req, 200))
+        txns.append((txn, req))
+    # one clock timer for all four, armed for the first (the abandon timers were cancelled)
+    assert [s.when for s in h.clock._queue if not s.cancelled] == [33.0]
+    assert h.clock.next_deadline() == 33.0
+    # the third leaves early (its response cannot be resent: a transport error)
+    h.fail_sends = True
+    h.layer.receive_retransmission(*txns[2])
+    h.fail_sends = False
+    assert txns[2][0].terminated and txns[2][0].key not in h.layer.servers
+    h.clock.advance_to(32.99)
+    h.layer.receive_retransmission(*txns[3])  # still in Completed: the 200 again
+    assert [m.status for _, m, *_ in h.sent[-1:]] == [200]  # type: ignore[union-attr]
+    ends = [(t, i) for t, (i, e) in h.events if isinstance(e, Terminated)]  # type: ignore[misc]
+    assert ends == [(4.0, 2)]
+    h.clock.advance_to(100)
+    ends = [(t, i) for t, (i, e) in h.events if isinstance(e, Terminated)]  # type: ignore[misc]
+    assert ends == [(4.0, 2), (33.0, 0), (33.0, 1), (36.0, 3)]
+    assert all(txn.state is State.TERMINATED for txn, _ in txns) and len(h.layer) == 0
+    assert h.clock.next_deadline() is None
+    # a retransmission after Timer J matches nothing: the TU sees it as a new request
+    assert h.layer.match_request(txns[3][1]) is None
+
+
+def test_a_timer_j_shorter_than_the_queue_gets_its_own_clock_timer() -> None:
+    # SS_SIP_RESEND_INTERVAL lowered between two: the queue stays in the order it ends.
+    h = Harness()
+    first = request("REGISTER", "z9hG4bKlong")
+    long_txn = h.layer.create_server(first, PEER, "UDP", PEER)
+    long_txn.respond(response(first, 200))
+    h.layer.set_timers(TimerSettings.from_params(
+        Params.defaults().replace(SS_SIP_RESEND_INTERVAL=100)))
+    second = request("REGISTER", "z9hG4bKshort")
+    short_txn = h.layer.create_server(second, PEER, "UDP", PEER)
+    short_txn.respond(response(second, 200))
+    h.clock.advance_to(6.4)  # 64 * 0.1 s
+    assert short_txn.terminated and not long_txn.terminated
+    h.clock.advance_to(32)
+    assert long_txn.terminated and len(h.layer) == 0
+
+
 def test_non_invite_server_tcp_terminates_on_final() -> None:
     h = Harness()
     req = request("OPTIONS")
