@@ -286,6 +286,23 @@ def test_timer_j_ends_lingering_transactions_in_turn_from_one_clock_timer() -> N
     assert h.layer.match_request(txns[3][1]) is None
 
 
+def test_timer_j_ends_close_together_run_the_queue_at_most_once_a_second() -> None:
+    # No loop wake-up per transaction: one due within 1 s of the last run ends with the next,
+    # up to 1 s late (it only absorbs retransmissions a little longer).
+    h = Harness()
+    txns = []
+    for i, at in enumerate((1.0, 1.5, 2.5)):
+        h.clock.advance_to(at)
+        req = request("REGISTER", f"z9hG4bKclose{i}")
+        txn = h.layer.create_server(req, PEER, "UDP", PEER)
+        txn.add_listener(lambda event, i=i: h.events.append((h.clock.now(), (i, event))))
+        txn.respond(response(req, 200))
+        txns.append(txn)
+    h.clock.advance_to(100)
+    ends = [(t, i) for t, (i, e) in h.events if isinstance(e, Terminated)]  # type: ignore[misc]
+    assert ends == [(33.0, 0), (34.0, 1), (35.0, 2)]
+
+
 def test_a_timer_j_shorter_than_the_queue_gets_its_own_clock_timer() -> None:
     # SS_SIP_RESEND_INTERVAL lowered between two: the queue stays in the order it ends.
     h = Harness()
