@@ -303,6 +303,30 @@ def test_timer_j_ends_close_together_run_the_queue_at_most_once_a_second() -> No
     assert ends == [(33.0, 0), (34.0, 1), (35.0, 2)]
 
 
+def test_a_transaction_completed_while_the_queue_runs_does_not_delay_the_next() -> None:
+    # A Terminated listener answers another request while the queue's timer runs (before it
+    # is armed again): the timer is then armed for the queue's first, not for the newcomer.
+    h = Harness()
+    ends: list[tuple[float, str]] = []
+    first_req, second_req = request("REGISTER", "z9hG4bKq1"), request("REGISTER", "z9hG4bKq2")
+    first = h.layer.create_server(first_req, PEER, "UDP", PEER)
+
+    def answer_another(event: object) -> None:
+        if isinstance(event, Terminated):
+            ends.append((h.clock.now(), "first"))
+            late_req = request("REGISTER", "z9hG4bKq3")
+            h.layer.create_server(late_req, PEER, "UDP", PEER).respond(response(late_req, 200))
+
+    first.add_listener(answer_another)
+    first.respond(response(first_req, 200))
+    h.clock.advance_to(1.5)
+    second = h.layer.create_server(second_req, PEER, "UDP", PEER)
+    second.add_listener(lambda event: ends.append((h.clock.now(), "second")))
+    second.respond(response(second_req, 200))
+    h.clock.advance_to(60)
+    assert ends == [(32.0, "first"), (33.5, "second")]
+
+
 def test_a_timer_j_shorter_than_the_queue_gets_its_own_clock_timer() -> None:
     # SS_SIP_RESEND_INTERVAL lowered between two: the queue stays in the order it ends.
     h = Harness()
