@@ -60,7 +60,8 @@ notebooks: setup ## rewrite notebooks/*.ipynb from their notebooks/*.py sources 
 # (media_calls.py with this checkout on PYTHONPATH), and tools run by hand: media_ab.sh,
 # calls_ab.sh, calls_search_ab.sh, registrar_profile_ab.sh and registrar_ab.sh (before/after
 # against another revision; the Python ones through code_ab.sh; registrar_ab.sh the live
-# registrar in pairs, with Kamailio's pass in each), calls_profile.sh (the call path under a
+# registrar in pairs, with Kamailio's pass in each), registrar_config_ab.sh (the live registrar
+# with the bench's config and with a [limits] change, in pairs), calls_profile.sh (the call path under a
 # profiler; with PROFILER=py-spy its samples summed by stacks.py), b2bua_cpu.py (switch CPU per
 # call on the virtual network, for comparing small cuts), b2bua_phases.py and
 # registrar_stages.py (where a call's and a registration's time goes inside the switch core;
