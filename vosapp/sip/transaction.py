@@ -1052,12 +1052,17 @@ class TransactionLayer:
             return False
         handle.linger_until = until
         lingering.append(handle)
-        if self._linger_timer is None:
-            # for the queue's first, not this one: a TU listener may complete a transaction
-            # while _end_lingering runs, before it has armed the timer again
-            self._linger_timer = self.clock.call_at(lingering[0].linger_until,
-                                                    self._end_lingering)
+        # for the queue's first, not this one: a TU listener may complete a transaction while
+        # _end_lingering runs, before it has armed the timer again
+        self._arm_lingering(lingering[0].linger_until)
         return True
+
+    def _arm_lingering(self, when: float) -> None:
+        """Arm the queue's clock timer for ``when`` unless one is armed. A method of its own:
+        compiled, a check of ``self._linger_timer`` in :meth:`_end_lingering`, after it set
+        it to None, would be narrowed to None and fail when a TU listener armed it meanwhile."""
+        if self._linger_timer is None:
+            self._linger_timer = self.clock.call_at(when, self._end_lingering)
 
     def _end_lingering(self) -> None:
         """The queue's clock timer: Timer J of every transaction whose time has come (its
@@ -1071,9 +1076,8 @@ class TransactionLayer:
             handle.linger_until = 0.0
             if servers.get(handle.key) is handle:
                 handle._run(handle.machine.timer_fired(TimerName.J))
-        if lingering and self._linger_timer is None:
-            self._linger_timer = self.clock.call_at(
-                max(lingering[0].linger_until, now + _LINGER_BATCH), self._end_lingering)
+        if lingering:
+            self._arm_lingering(max(lingering[0].linger_until, now + _LINGER_BATCH))
 
     def _timer_callback(self, handle: _Handle[Any], timer: TimerName) -> Callable[[], None]:
         def fire() -> None:
