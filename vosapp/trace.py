@@ -124,20 +124,19 @@ def _fill_slots(record: TraceRecord, mono: float, wall: float, direction: str, t
 
 _new_record = object.__new__
 
-#: A message on the wire as the ring and the store's queue hold it until something asks for
-#: its record: a :class:`~vosapp.trace_ring.WireMessage`, or, for an address that is not a
-#: (host, port) pair (an IPv6 socket's 4-tuple), the tuple (mono, wall, direction, transport,
-#: src, dst, raw, note); either gives the arguments of :func:`_fill_slots`. Most messages are
-#: never looked at (a registration records four), and building the record cost ~7 thousand
-#: instructions of the ~656 thousand a registration costs in process (docs/benchmarks.md,
-#: "Records as native classes, and the trace's wire records").
-_Wire = WireFields
 #: What the ring and the store's queue hold: a record (events, and what :meth:`Trace.add` was
-#: given), or a message not yet made a record.
-_Held = TraceRecord | WireMessage | _Wire
+#: given), or a message not yet made a record until something asks for its record: a
+#: :class:`~vosapp.trace_ring.WireMessage`, or, for an address that is not a (host, port) pair
+#: (an IPv6 socket's 4-tuple), the tuple (mono, wall, direction, transport, src, dst, raw,
+#: note), :data:`~vosapp.trace_ring.WireFields`; either gives the arguments of
+#: :func:`_fill_slots`. Most messages are never looked at (a registration records four), and
+#: building the record cost ~7 thousand instructions of the ~656 thousand a registration
+#: costs in process (docs/benchmarks.md, "Records as native classes, and the trace's wire
+#: records").
+_Held = TraceRecord | WireMessage | WireFields
 
 
-def _wire_fields(held: WireMessage | _Wire) -> _Wire:
+def _wire_fields(held: WireMessage | WireFields) -> WireFields:
     return held if isinstance(held, tuple) else held.fields()
 
 

@@ -778,8 +778,8 @@ class ServerTransaction(_Handle[ServerInviteMachine | ServerNonInviteMachine]):
                  source: Address) -> None:
         super().__init__(layer, machine, key)
         self.source = source
-        #: When Timer J ends it, while it lingers in the layer's queue (clock time; 0.0:
-        #: not in the queue). See :meth:`TransactionLayer._linger`.
+        #: When Timer J ends it (clock time), once it joined the layer's queue of those
+        #: lingering in Completed. See :meth:`TransactionLayer._linger`.
         self.linger_until = 0.0
         #: The local (host, port) the request arrived on; set by the switch core.
         self.local: Address | None = None
@@ -955,7 +955,6 @@ class TransactionLayer:
             lingered = lingering.popleft()
             if servers.get(lingered.key) is lingered:
                 del servers[lingered.key]
-                lingered.linger_until = 0.0
                 self.evicted += 1
                 self._execute(lingered, [Terminated()])
         if len(servers) <= target:
@@ -1073,7 +1072,6 @@ class TransactionLayer:
         now = self.clock.now()
         while lingering and lingering[0].linger_until <= now:
             handle = lingering.popleft()
-            handle.linger_until = 0.0
             if servers.get(handle.key) is handle:
                 handle._run(handle.machine.timer_fired(TimerName.J))
         if lingering:

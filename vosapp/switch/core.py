@@ -90,8 +90,10 @@ ParamsListener: TypeAlias = Callable[[Params, "dict[str, tuple[Any, Any]]"], Non
 #: A stop hook starts its graceful work and may return a ``done()`` predicate.
 StopHook: TypeAlias = Callable[[], "Callable[[], bool] | None"]
 
-#: The bytes a CRLF keep-alive is made of (CR, LF, tab, space), as ints: what data[0] gives.
-_BLANK_BYTES: Final = frozenset(b"\r\n\t ")
+#: What a CRLF keep-alive is made of (CR, LF, tab, space), and the same as ints: what
+#: data[0] gives.
+_BLANK: Final = b"\r\n\t "
+_BLANK_BYTES: Final = frozenset(_BLANK)
 #: RFC 3261 and its extensions: methods this switch recognises (405, not 501, when unserved).
 _REQUEST_LINE: Final = re.compile(rb"[!-~]+ [!-~]+ SIP/\d")
 KNOWN_METHODS: Final = frozenset({
@@ -387,7 +389,7 @@ class SwitchCore:
         # CRLF keep-alives (RFC 5626 §3.5.1) are not messages. A message starts with a token,
         # so only data that starts blank is looked at whole: strip() copied every message
         # (its final CRLF stripped).
-        if not data or (data[0] in _BLANK_BYTES and not data.strip(b"\r\n\t ")):
+        if not data or (data[0] in _BLANK_BYTES and not data.strip(_BLANK)):
             return
         try:
             message = parse(data)
