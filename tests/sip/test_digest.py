@@ -182,6 +182,14 @@ GOOD_CREDENTIALS = (
 )
 
 
+@pytest.mark.parametrize(("raw", "nc"), [
+    ("00000001", 1), ("000000ff", 255), ("000000FF", 255), ("00000100", 256),
+    ("ffffffff", 0xFFFFFFFF), ("1", 1), ("00000000", 0)])
+def test_nc_reads_as_hex_whether_looked_up_or_parsed(raw: str, nc: int) -> None:
+    """The usual counts are looked up by their text, the others parsed: the same values."""
+    assert parse_credentials(GOOD_CREDENTIALS.replace("nc=00000001", f"nc={raw}")).nc == nc
+
+
 @pytest.mark.parametrize(
     ("value", "code"),
     [

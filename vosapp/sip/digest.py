@@ -78,6 +78,10 @@ def _hash_constructor(name: str) -> Callable[[bytes], _HashObject]:
 _HASH_CONSTRUCTORS: Final[dict[str, Callable[[bytes], _HashObject]]] = {
     "md5": _hash_constructor("md5"), "sha256": _hash_constructor("sha256")}
 ALGORITHMS: Final[tuple[str, ...]] = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
+#: The hash of each algorithm name as credentials give it (canonical): _hash looks it up
+#: instead of cutting "-sess" off first (a method call per H()).
+_CONSTRUCTOR_OF: Final[dict[str, Callable[[bytes], _HashObject]]] = {
+    name: _HASH_CONSTRUCTORS[_HASHES[name.removesuffix("-sess")]] for name in ALGORITHMS}
 _CANONICAL_ALGORITHM: Final = {name.lower(): name for name in ALGORITHMS}
 _QOPS: Final = ("auth", "auth-int")
 
@@ -420,6 +424,10 @@ def parse_challenge(value: str) -> Challenge:
 
 #: RFC 7616 §3.4: nc is 8LHEX; 1 to 8 hex digits are accepted (leading zeros dropped by some).
 _NONCE_COUNT: Final = re.compile(r"[0-9a-fA-F]{1,8}")
+#: The nc values clients send by far the most, by their text (8 digits, as RFC 7616 §3.4
+#: writes them): a dict look-up instead of the regex and int() (~2,000 instructions a
+#: REGISTER, docs/benchmarks.md, forty-first round).
+_USUAL_NC: Final[dict[str, int]] = {format(n, "08x"): n for n in range(1, 256)}
 
 
 def parse_credentials(value: str) -> Credentials:
@@ -447,9 +455,11 @@ def parse_credentials(value: str) -> Credentials:
     nc: int | None = None
     if "nc" in get:
         raw_nc = get["nc"]
-        if _NONCE_COUNT.fullmatch(raw_nc) is None:
-            raise DigestError(f"{what}: nc {raw_nc!r} is not 8 hex digits", "bad-nc")
-        nc = int(raw_nc, 16)
+        nc = _USUAL_NC.get(raw_nc)
+        if nc is None:
+            if _NONCE_COUNT.fullmatch(raw_nc) is None:
+                raise DigestError(f"{what}: nc {raw_nc!r} is not 8 hex digits", "bad-nc")
+            nc = int(raw_nc, 16)
     algorithm = _algorithm(get.get("algorithm"), what)
     # The constructor: compiled (vosapp/compiled.py) it sets the fields natively. (Run as
     # source, a frozen dataclass's __init__ sets each through object.__setattr__: 1.5 us more.)
@@ -481,13 +491,15 @@ def _utf8(text: str) -> bytes:
 
 
 def _hash(algorithm: str, data: str | bytes) -> str:
-    base = algorithm.removesuffix("-sess")
-    try:
-        name = _HASHES[base]
-    except KeyError:
-        raise DigestError(f"unknown algorithm {algorithm!r}", "unknown-algorithm") from None
+    constructor = _CONSTRUCTOR_OF.get(algorithm)
+    if constructor is None:
+        base = algorithm.removesuffix("-sess")
+        try:
+            constructor = _HASH_CONSTRUCTORS[_HASHES[base]]
+        except KeyError:
+            raise DigestError(f"unknown algorithm {algorithm!r}", "unknown-algorithm") from None
     raw = _utf8(data) if isinstance(data, str) else data
-    return _HASH_CONSTRUCTORS[name](raw).hexdigest()
+    return constructor(raw).hexdigest()
 
 
 def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
@@ -496,6 +508,11 @@ def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str
     session key is derived there."""
     return _hash(algorithm, f"{username}:{realm}:{password}")
 
+
+#: nc values as compute_response writes them (RFC 7616 §3.4.1: 8 hex digits), for the
+#: counts a client's reuse of a nonce reaches.
+_NC_HEX_KEPT: Final = 256
+_NC_HEX: Final[tuple[str, ...]] = tuple(format(n, "08x") for n in range(_NC_HEX_KEPT))
 
 # H(A2) of qop=auth or none by (algorithm, method, uri): public values, bounded as the
 # header memos are.
@@ -537,7 +554,11 @@ def compute_response(
         return _hash(algorithm, f"{ha1}:{nonce}:{ha2}")
     if nc is None or cnonce is None:
         raise DigestError(f"qop={qop} needs nc and cnonce", "missing")
-    return _hash(algorithm, f"{ha1}:{nonce}:{nc:08x}:{cnonce}:{qop}:{ha2}")
+    # nc as 8 hex digits, not by a format spec in the f-string: compiled, an f-string with
+    # one is built by a str.format call per part, six here (~9,000 instructions a REGISTER,
+    # docs/benchmarks.md, forty-first round); a phone counts from 1, so the text is a lookup.
+    nc_hex = _NC_HEX[nc] if 0 <= nc < _NC_HEX_KEPT else format(nc, "08x")
+    return _hash(algorithm, f"{ha1}:{nonce}:{nc_hex}:{cnonce}:{qop}:{ha2}")
 
 
 # --------------------------------------------------------------------------------------------
