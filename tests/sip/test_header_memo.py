@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.sip.test_sip_properties import FAST, name_addrs, tokens, vias
+from tests.sip.test_sip_properties import FAST, TOKEN_CHARS, name_addrs, tokens, vias
 from vosapp.sip import NameAddr, Request, SipParseError, Via, parse, parser
 from vosapp.sip.headers import (
     _WRITTEN_AS_PARSED_VIA,
@@ -275,6 +275,23 @@ def test_the_shape_is_taken_only_where_it_answers_as_the_parser(template: str, t
     assert memo(template) == parse_vias(template)
 
 
+def test_texts_read_by_their_shape_are_not_kept_and_answer_in_any_order() -> None:
+    """A text read by its shape is a request's new branch: only the last one is held (its
+    top Via and its stamp ask again while it is handled), the memo keeps none of them, and
+    any text asked again after others, or first, still gets its own parse."""
+    memo = ViaMemo()
+    texts = [f"SIP/2.0/UDP 192.0.2.10:5061;branch=z9hG4bK-{n};rport" for n in range(4)]
+    memo(texts[0])  # the shape's first text: parsed, and kept as any parsed text is
+    for text in texts[1:] + texts[1:][::-1] + [texts[2], texts[2]]:
+        assert memo(text) == parse_vias(text)
+        assert memo.written_as_parsed(text) is True
+    assert len(memo) == 1 and all(text not in memo for text in texts[1:])
+    assert memo.written_as_parsed("SIP/2.0/udp h;branch=b") is False  # lower-case transport
+    assert ViaMemo().written_as_parsed("") is False
+    with pytest.raises(SipParseError):
+        ViaMemo()("")  # the empty slot of a new memo answers nothing
+
+
 def test_a_top_via_with_a_new_branch_is_read_from_its_shape() -> None:
     request = parse(INVITE)
     again = parse(INVITE.replace(b"z9hG4bK-memo-1", b"z9hG4bK-memo-2"))
@@ -349,3 +366,51 @@ def test_a_cseq_the_fast_regex_accepts_parses_in_full(data: st.DataObject, numbe
     match = _FAST_CSEQ.fullmatch(value)
     if match:
         assert parse_cseq(value).method == match.group(2)
+
+
+def _from_valid(text: str) -> bool:
+    """The From check without memos: the name-addr regex, else the full parse."""
+    if parser._FAST_NAME_ADDR.fullmatch(text) is not None:
+        return True
+    try:
+        parse_name_addr(text)
+    except SipParseError:
+        return False
+    return True
+
+
+def _valid_from_answer(text: str) -> bool:
+    try:
+        return parser._valid_from(text)
+    except SipParseError:
+        return False
+
+
+@FAST
+@given(st.data(), name_addrs, tokens,
+       st.text(TOKEN_CHARS + ' \t;"<>@=,\u00e9', min_size=0, max_size=6))
+def test_a_from_known_by_its_shape_is_valid_as_the_parser_says(
+        data: st.DataObject, addr: NameAddr, first: str, second: str) -> None:
+    """Two From texts that differ only in the tag value: once the first is found valid, the
+    second may be answered from its shape (vosapp.sip.parser.tag_span), and must be valid or
+    refused exactly as the regex and the parser say (mutated texts: quotes, a second tag, a
+    tag inside the URI, spaces, values that are no tokens)."""
+    addr.params.pop("tag", None)
+    marked = data.draw(_mutations(f"{addr};tag={_MARK}"))
+    texts = [marked.replace(_MARK, first), marked.replace(_MARK, second)]
+    NAME_ADDR_MEMO._results.clear()
+    parser._VALID_FROM_SHAPES.clear()
+    for text in texts:
+        assert _valid_from_answer(text) is _from_valid(text), text
+
+
+def test_a_new_from_tag_is_known_by_its_shape() -> None:
+    for memo in (parser._VALID_FROMS._results, NAME_ADDR_MEMO._results,
+                 parser._VALID_FROM_SHAPES):
+        memo.clear()
+    first = parse(INVITE)
+    assert first.from_tag is not None
+    shape = '"Memo" <sip:memo@192.0.2.10:5061>;tag='
+    assert [key for key in parser._VALID_FROM_SHAPES if key.startswith('"Memo"')] == [shape]
+    again = parse(INVITE.replace(first.from_tag.encode(), b"another-tag-2"))
+    assert again.from_tag == "another-tag-2" and again.from_uri == first.from_uri

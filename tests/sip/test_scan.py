@@ -259,3 +259,66 @@ def test_the_branch_span_wants_a_str() -> None:
     assert headers._BRANCH_SPAN_IN_C is not None
     with pytest.raises(TypeError, match="needs a str"):
         headers._BRANCH_SPAN_IN_C(b";branch=x")  # type: ignore[arg-type]
+
+
+# -- a Call-ID's check and a From's tag value (behind parser._valid_call_id, _valid_from) ----
+
+_CALL_ID_PIECES = st.sampled_from([
+    "a", "Z", "9", "@", "-.!%*_+`'~", "()<>:\\\"/[]?{}", " ", "\t", ";", ",", "=", "#", "&",
+    "\u00e9", "\u2603", "\udc80", "\x00", "\n", "127.0.0.1", "1-4242",
+])
+
+
+@pytest.mark.parametrize("text", [
+    "1-4242@127.0.0.1", "a", "a@b", "@b", "a@", "a@b@c", "", "a b", "a\n", "\u00e9",
+    "()<>:\\\"/[]?{}@-.!%*_+`'~", "a;b", "a\x00",
+])
+def test_the_call_id_check_is_the_regex(text: str) -> None:
+    assert parser._CALL_ID_IN_C is not None, "vosapp.sip._scan is not built: run `make setup`"
+    assert parser._CALL_ID_IN_C(text) is (parser._CALL_ID_RE.fullmatch(text) is not None)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_CALL_ID_PIECES, max_size=12).map("".join))
+def test_fuzz_the_call_id_check_agrees_with_the_regex(text: str) -> None:
+    assert parser._CALL_ID_IN_C is not None
+    assert parser._CALL_ID_IN_C(text) is (parser._CALL_ID_RE.fullmatch(text) is not None), text
+
+
+@pytest.mark.parametrize(("text", "span"), [
+    ("<sip:20000@127.0.0.1>;tag=4242SIPpTag1", (26, 38)),
+    ('"Alice" <sip:a@h>;tag=x-1;foo=bar', (22, 25)),
+    ('"a>b" <sip:a@h>;tag=x', (20, 21)),
+    ("<sip:a@h>;tag=x;tag=y", None),  # two tags: not by its shape
+    ('<sip:a@h>;x="q";tag=y', None),  # a quote after the name-addr
+    ("<sip:a@h;tag=y>", None),  # a URI parameter, not the header's
+    ("sip:a@h;tag=y", None),  # no name-addr
+    ("<sip:a@h>;tag=", None), ("<sip:a@h>;tag=x y", None), ("<sip:a@h>;tag=x ;y", None),
+    ("<sip:a@h>;TAG=x", None), ("<sip:a@h>;tag=\u00e9", None), ("", None),
+    ("\u2603<sip:a@h>;tag=ok", (15, 17)),  # wider text: still characters
+])
+def test_the_tag_span(text: str, span: tuple[int, int] | None) -> None:
+    assert parser._TAG_SPAN_IN_C is not None, "vosapp.sip._scan is not built: run `make setup`"
+    assert parser.tag_span(text) == span
+    assert parser._TAG_SPAN_IN_C(text) == span
+
+
+_FROM_PIECES = st.sampled_from([
+    "<sip:a@h>", "<", ">", ";tag=", ";", "tag", "=", "x", "-.!%*_+`'~", '"', " ", "\t", ",",
+    "\u00e9", "\u2603", "\udc80", "\x00", ";foo=bar", "sip:", "@",
+])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_FROM_PIECES, max_size=14).map("".join))
+def test_fuzz_the_tag_span_agrees_with_python(text: str) -> None:
+    assert parser._TAG_SPAN_IN_C is not None
+    assert parser._TAG_SPAN_IN_C(text) == parser.tag_span(text), text
+
+
+def test_the_new_checks_want_a_str() -> None:
+    assert parser._CALL_ID_IN_C is not None and parser._TAG_SPAN_IN_C is not None
+    with pytest.raises(TypeError, match="needs a str"):
+        parser._CALL_ID_IN_C(b"a@b")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="needs a str"):
+        parser._TAG_SPAN_IN_C(b"<sip:a@h>;tag=x")  # type: ignore[arg-type]

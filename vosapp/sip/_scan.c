@@ -1,6 +1,7 @@
 /* The SIP layer's commonest text scans, in C: a message's header block split into its
  * fields (vosapp.sip.parser.parse), a Digest header's auth-params (vosapp.sip.digest), a
- * Via's branch value found (vosapp.sip.headers.ViaMemo); and its message writer
+ * Via's branch value found (vosapp.sip.headers.ViaMemo), a Call-ID checked and a From's tag
+ * value found (vosapp.sip.parser); and its message writer
  * (vosapp.sip.message). Each is the common case of a Python function that stays behind it:
  * a scan here returns None for anything else, and the Python path then decides, with its
  * precise errors, so what is accepted and what it gives never depend on this module being
@@ -49,6 +50,16 @@
  *   shape, for every request's new top Via; the regex's search, span and group cost about
  *   3,500 instructions a request in compiled Python (docs/benchmarks.md, thirty-eighth
  *   round).
+ *
+ * call_id_ok(text) -> bool
+ *   Whether parser._CALL_ID_RE.fullmatch(text) matches (word ["@" word], RFC 3261 §25.1
+ *   callid), for any str: a new Call-ID's regex pass cost about 2,600 instructions
+ *   (docs/benchmarks.md, forty-first round).
+ *
+ * tag_span(text) -> (start, end) | None
+ *   Where a From text's tag value is, as parser.tag_span gives it: the parser knows a new
+ *   From by its shape (the text without that value) instead of matching the name-addr
+ *   regex, about 7,300 instructions (docs/benchmarks.md, forty-first round).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -551,6 +562,92 @@ branch_span(PyObject *module, PyObject *text)
     Py_RETURN_NONE;
 }
 
+/* parser._CALL_ID_RE's word characters (RFC 3261 §25.1 word): alphanum and
+ * -.!%*_+`'~()<>:\"/[]?{} */
+static int
+is_word_char(Py_UCS4 c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c < 128 && c != 0 && strchr("-.!%*_+`'~()<>:\\\"/[]?{}", (int)c) != NULL);
+}
+
+static PyObject *
+call_id_ok(PyObject *module, PyObject *text)
+{
+    (void)module;
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "call_id_ok() needs a str, got %.100s",
+                     Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    /* word ["@" word]: runs of at least one word character, one "@" at most between them */
+    Py_ssize_t run = 0;
+    int at_seen = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c == '@' && !at_seen && run > 0) {
+            at_seen = 1;
+            run = 0;
+        } else if (is_word_char(c)) {
+            run++;
+        } else {
+            Py_RETURN_FALSE;
+        }
+    }
+    if (run == 0)
+        Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+tag_span(PyObject *module, PyObject *text)
+{
+    static const char needle[] = ";tag=";
+    const Py_ssize_t needle_n = (Py_ssize_t)(sizeof needle - 1);
+    (void)module;
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "tag_span() needs a str, got %.100s",
+                     Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t close = n - 1;
+    while (close >= 0 && PyUnicode_READ(kind, data, close) != '>')
+        close--;
+    if (close < 0)
+        Py_RETURN_NONE;
+    Py_ssize_t found = -1;
+    for (Py_ssize_t at = close + 1; at < n; at++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, at);
+        if (c == '"')
+            Py_RETURN_NONE;
+        if (c != ';' || at + needle_n > n)
+            continue;
+        Py_ssize_t i = 1;
+        while (i < needle_n && PyUnicode_READ(kind, data, at + i) == (Py_UCS4)needle[i])
+            i++;
+        if (i < needle_n)
+            continue;
+        if (found >= 0)
+            Py_RETURN_NONE; /* a second ";tag=" */
+        found = at;
+    }
+    if (found < 0)
+        Py_RETURN_NONE;
+    const Py_ssize_t start = found + needle_n;
+    Py_ssize_t end = start;
+    while (end < n && is_sip_token_char(PyUnicode_READ(kind, data, end)))
+        end++;
+    if (end == start || (end < n && PyUnicode_READ(kind, data, end) != ';'))
+        Py_RETURN_NONE;
+    return Py_BuildValue("(nn)", start, end);
+}
+
 static PyMethodDef scan_methods[] = {
     {"head_fields", (PyCFunction)(void (*)(void))head_fields, METH_FASTCALL,
      "head_fields(head, key_cache) -> (start_line, fields) | None: a header block's start line "
@@ -564,6 +661,11 @@ static PyMethodDef scan_methods[] = {
     {"branch_span", branch_span, METH_O,
      "branch_span(text) -> (start, end) | None: the span of a Via text's branch value, as "
      "headers._BRANCH_VALUE_RE.search(text).span(1) gives it; None where it finds nothing."},
+    {"call_id_ok", call_id_ok, METH_O,
+     "call_id_ok(text) -> bool: whether parser._CALL_ID_RE.fullmatch(text) matches."},
+    {"tag_span", tag_span, METH_O,
+     "tag_span(text) -> (start, end) | None: the span of a From/To text's tag value, as "
+     "parser.tag_span gives it; None where that finds none."},
     {NULL, NULL, 0, NULL},
 };
 

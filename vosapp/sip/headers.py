@@ -753,20 +753,28 @@ class ViaMemo(HeaderMemo[list[Via]]):
     token), so it is also known from the shape.
     """
 
-    __slots__ = ("_shapes", "_written_as_parsed")
+    __slots__ = ("_last", "_shapes")
 
     def __init__(self, limit: int = MEMO_LIMIT, longest: int = MEMO_LONGEST) -> None:
         super().__init__(parse_vias, limit, longest)
         #: shape -> (its Via, whether its texts are written as str() of their parse)
         self._shapes: dict[str, tuple[Via, bool]] = {}
-        #: the texts read by their shape -> what written_as_parsed() answers for them
-        self._written_as_parsed: dict[str, bool] = {}
+        #: The text last read by its shape, its result, and what written_as_parsed() answers
+        #: for it: one tuple, replaced whole (another thread may read). Such a text is a
+        #: request's new branch, asked for again while that request is handled (its top
+        #: Via, its stamp) and hardly ever after: kept in the memo it was a dict entry, a
+        #: list, a Via and its parameters per request, held until the memo filled and
+        #: walked once by the young GC (docs/benchmarks.md, forty-first round).
+        self._last: tuple[str, list[Via], bool] = ("", [], False)
 
     def parsed(self, text: str) -> list[Via]:
         results = self._results
         result = results.get(text)
         if result is not None:
             return result
+        last = self._last
+        if last[0] == text and last[1]:  # (a result is never empty; the first slot's is)
+            return last[1]
         span = (_BRANCH_SPAN_IN_C(text) if _BRANCH_SPAN_IN_C is not None
                 else branch_span(text))
         if span is None or len(text) > self._longest:
@@ -789,17 +797,16 @@ class ViaMemo(HeaderMemo[list[Via]]):
         params["branch"] = value
         result = [Via(template.transport, template.host, template.port, params,
                       template.protocol)]
-        keep_bounded(results, text, result, self._limit)
-        keep_bounded(self._written_as_parsed, text, written, self._limit)
+        self._last = (text, result, written)
         return result
 
     def written_as_parsed(self, text: str) -> bool:
         """Whether ``text`` is one Via value written exactly as ``str()`` of its parse writes
-        it: known without a regex pass for a text this memo read by its shape (the top Via
-        of each new request from a client seen before)."""
-        written = self._written_as_parsed.get(text)
-        if written is not None:
-            return written
+        it: known without a regex pass for the text this memo last read by its shape (the
+        top Via of a new request from a client seen before, stamped while it is handled)."""
+        last = self._last
+        if last[0] == text and last[1]:
+            return last[2]
         return _WRITTEN_AS_PARSED_VIA.fullmatch(text) is not None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Final, NoReturn
+from typing import Final, NoReturn, cast
 
 from vosapp.sip.headers import (
     CSEQ_MEMO,
@@ -173,14 +173,73 @@ _FAST_VIA: Final = re.compile(rf"SIP/2\.0/{_TOKEN}[ \t]++{_HOST}(?::{_PORT})?{_H
 
 
 def _valid_call_id(text: str) -> bool:
-    if not _CALL_ID_RE.fullmatch(text):
+    if not (_CALL_ID_IN_C(text) if _CALL_ID_IN_C is not None
+            else _CALL_ID_RE.fullmatch(text) is not None):
         raise SipParseError(400, f"bad Call-ID {text!r}")
     return True
 
 
+# The value of a From or To text's ``;tag=`` parameter when the text can be known by its
+# shape (tag_span says where).
+_TAG_VALUE_RE: Final = re.compile(r";tag=([A-Za-z0-9\-.!%*_+`'~]++)(?=;|\Z)")
+
+
+def tag_span(text: str) -> tuple[int, int] | None:
+    """Where the tag value of a From or To text is, when the text can be known by its shape:
+    a ``;tag=`` after the text's last ``>`` (the name-addr's end), the only one there, with
+    no ``"`` after that ``>``, its value a token ended by ``;`` or the text's end. None
+    otherwise. In a valid text those say the value is the tag parameter's, a token among
+    plain header parameters: another token in its place parses the same (RFC 3261 §25.1
+    from-param, generic-param). vosapp.sip._scan.tag_span is held to it
+    (tests/sip/test_scan.py)."""
+    close = text.rfind(">")
+    if close < 0 or text.find('"', close) >= 0:
+        return None
+    at = text.find(";tag=", close)
+    if at < 0 or text.find(";tag=", at + 1) >= 0:
+        return None
+    found = _TAG_VALUE_RE.match(text, at)
+    return found.span(1) if found is not None else None
+
+
+def _in_c(name: str) -> Callable[[str], object] | None:
+    """vosapp.sip._scan's function ``name`` (setup.py builds the module when it can), else
+    None."""
+    try:
+        from vosapp.sip import _scan
+    except ImportError:
+        return None
+    return getattr(_scan, name)  # type: ignore[no-any-return]
+
+
+#: _CALL_ID_RE's fullmatch as a bool, in C (vosapp/sip/_scan.c): a new Call-ID's regex
+#: pass cost ~2,600 instructions (docs/benchmarks.md, forty-first round).
+_CALL_ID_IN_C: Final = _in_c("call_id_ok")
+#: tag_span in C: the same spans (tests/sip/test_scan.py).
+_TAG_SPAN_IN_C: Final = cast("Callable[[str], tuple[int, int] | None] | None",
+                             _in_c("tag_span"))
+#: The shapes (the text with its tag value cut out) of From texts found valid. A From's tag
+#: is new in every dialog and every REGISTER's Call-ID (RFC 3261 §8.1.1.3), the rest of it is
+#: the same in each one a client sends: a text whose shape was valid is valid (tag_span), and
+#: the name-addr regex, ~7,300 instructions a new From, is not run again (docs/benchmarks.md,
+#: forty-first round).
+_VALID_FROM_SHAPES: Final[dict[str, bool]] = {}
+
+
 def _valid_from(text: str) -> bool:
-    if text not in NAME_ADDR_MEMO and _FAST_NAME_ADDR.fullmatch(text) is None:
+    if text in NAME_ADDR_MEMO:
+        return True
+    shape = ""
+    if len(text) <= MEMO_LONGEST:
+        span = _TAG_SPAN_IN_C(text) if _TAG_SPAN_IN_C is not None else tag_span(text)
+        if span is not None:
+            shape = text[:span[0]] + text[span[1]:]
+            if shape in _VALID_FROM_SHAPES:
+                return True
+    if _FAST_NAME_ADDR.fullmatch(text) is None:
         NAME_ADDR_MEMO.parsed(text)  # the full parse: raises when the text is malformed
+    if shape:
+        keep_bounded(_VALID_FROM_SHAPES, shape, True, MEMO_LIMIT)
     return True
 
 
