@@ -18,13 +18,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from vosapp.net import Address, as_address
 
 if TYPE_CHECKING:
     from vosapp.clock import Clock
 
+
+#: How long :meth:`TraceRing.message` times records with one offset between a clock's wall
+#: and monotonic times (seconds).
+WALL_OFFSET_KEPT: Final = 1.0
 
 #: A message on the wire as :class:`WireMessage` gives it (the arguments of
 #: ``vosapp.trace._fill_slots``): mono, wall, direction, transport, src, dst, raw, note.
@@ -84,6 +88,12 @@ class TraceRing:
         self.batch_size = 64
         #: Trace.flush, while a store keeps a copy: called when ``pending`` holds a batch.
         self.flush: Callable[[], object] | None = None
+        #: The clock whose wall() - now() is _wall_offset, read at _offset_from, kept until
+        #: _offset_until (message).
+        self._offset_clock: object = None
+        self._wall_offset = 0.0
+        self._offset_from = 0.0
+        self._offset_until = 0.0
         #: Trace's, while anything subscribes: given every entry instead of :meth:`keep`, it
         #: builds the entry's record, keeps that, and hands it to the subscribers.
         self.publish: Callable[[Any], None] | None = None
@@ -100,8 +110,19 @@ class TraceRing:
             wall = time.time()
         else:
             mono = clock.now()
-            wall = clock.wall()
-        if not transport.isupper():  # the switch's is already: no new str per message
+            # The wall time as the monotonic time plus the clock's offset between them, read
+            # again once a WALL_OFFSET_KEPT: a clock's wall() was a call per message, four a
+            # registration (docs/benchmarks.md, forty-first round). A step of the wall clock
+            # shows within that second; the order of records is the monotonic time's.
+            if (clock is not self._offset_clock or mono >= self._offset_until
+                    or mono < self._offset_from):
+                self._offset_clock = clock
+                self._wall_offset = clock.wall() - mono
+                self._offset_from = mono
+                self._offset_until = mono + WALL_OFFSET_KEPT
+            wall = mono + self._wall_offset
+        # the switch's transports are upper case already: no new str, and no call, per message
+        if transport != "UDP" and not transport.isupper():
             transport = transport.upper()
         # the bytes the socket gave: no call (bytes() of bytes costs a call of the type, ~800
         # instructions)
