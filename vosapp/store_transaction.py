@@ -29,6 +29,11 @@ log: Final = logging.getLogger("vosapp.store")
 OWN: Final = 0  # its own transaction (no batch open)
 BATCH: Final = 1  # the open batch's transaction, as its first write
 SAVEPOINT: Final = 2  # a savepoint in the open batch's transaction (a later write)
+#: A later write of the batch whose savepoint waits for :meth:`StoreTransaction.writing`:
+#: a block that writes one statement needs none (SQLite undoes a failed statement by itself,
+#: the transaction staying open: "statement journal"; an error that ends the whole
+#: transaction is seen in __exit__ as for a savepoint).
+SAVEPOINT_DEFERRED: Final = 3
 
 
 class StoreTransaction:
@@ -36,13 +41,20 @@ class StoreTransaction:
     take the write lock up front so two processes never deadlock upgrading a read lock),
     committed when the block ends, rolled back when it raises. Inside a batch
     (:meth:`Store.begin_batch`, the group commit) the block is the batch's transaction when it
-    is the batch's first write, else a savepoint in it: atomic on its own either way."""
+    is the batch's first write, else a savepoint in it: atomic on its own either way.
 
-    __slots__ = ("began", "store")
+    ``deferred_savepoint``: the block says how many statements it writes (:meth:`writing`)
+    before it writes any, and a later write of a batch takes its savepoint only for more than
+    one: a SAVEPOINT and its RELEASE were two of a registration's four statements at capacity
+    (docs/benchmarks.md, forty-first round). Such a block must not raise after its one
+    statement (nothing would undo it)."""
 
-    def __init__(self, store: Store) -> None:
+    __slots__ = ("began", "deferred", "store")
+
+    def __init__(self, store: Store, deferred_savepoint: bool = False) -> None:
         self.store = store
         self.began = OWN
+        self.deferred = deferred_savepoint
 
     def __enter__(self) -> sqlite3.Connection:
         store = self.store
@@ -58,6 +70,8 @@ class StoreTransaction:
                 store.batch_pending = True
                 store._memos_checked_in_batch = False
                 self.began = BATCH
+            elif self.deferred:
+                self.began = SAVEPOINT_DEFERRED
             else:
                 statements.execute("SAVEPOINT write")
                 self.began = SAVEPOINT
@@ -76,6 +90,14 @@ class StoreTransaction:
         each statement, about 3,000 instructions (docs/benchmarks.md, thirty-sixth and
         thirty-seventh rounds)."""
         return self.store._statements
+
+    def writing(self, statements: int) -> None:
+        """What a ``deferred_savepoint`` block calls before its writes, with how many
+        statements it is about to execute: the savepoint a later write of a batch waits for
+        is taken now when there are several."""
+        if self.began == SAVEPOINT_DEFERRED and statements > 1:
+            self.store._statements.execute("SAVEPOINT write")
+            self.began = SAVEPOINT
 
     def memo(self, name: str) -> dict[Any, Any]:
         """:meth:`Store.memo` of this block (compiled: the registrar asks for its bindings'
@@ -101,6 +123,12 @@ class StoreTransaction:
                         statements.execute("ROLLBACK TO write")  # this write only
                     statements.execute("RELEASE write")
                     kept = exc_type is None
+            elif began == SAVEPOINT_DEFERRED:
+                if not db.in_transaction:  # as for a savepoint: the whole batch rolled back
+                    store.batch_pending = False
+                    log.error("%s: a failed write rolled back its whole batch", store.path)
+                else:
+                    kept = exc_type is None  # a failed statement undid itself
             elif began == BATCH:
                 in_transaction = db.in_transaction
                 if exc_type is not None or not in_transaction:  # nothing else in it yet

@@ -17,6 +17,7 @@ from vosapp.io.runtime import Switch
 from vosapp.sip import Request, Response, parse
 from vosapp.sip.transaction import ServerTransaction
 from vosapp.store import Store, StoreError
+from vosapp.store_transaction import StoreTransaction
 from vosapp.switch.core import SwitchCore
 
 BURST = 64
@@ -65,6 +66,47 @@ def test_a_batch_is_one_transaction_of_savepoints(tmp_path: Path) -> None:
         assert [row for (row,) in other.execute("SELECT text FROM notes")] == [
             "one", "two", "three", "four"]
         other.close()
+
+
+def test_a_deferred_savepoint_is_taken_for_several_statements_only(tmp_path: Path) -> None:
+    """The registrar's block (StoreTransaction(store, True)): a later write of a batch that
+    writes one statement takes no savepoint, and when that statement fails SQLite undoes it
+    alone (the batch's other writes stay); a block of several statements takes its savepoint
+    before them, and a failure in the second undoes the first."""
+    with Store.open(tmp_path) as store:
+        with store.transaction() as db:
+            db.execute("CREATE TABLE notes (text TEXT UNIQUE)")
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        store.begin_batch()
+        with store.transaction() as db:
+            db.execute("INSERT INTO notes VALUES ('one')")
+        one = StoreTransaction(store, True)
+        with one as db:
+            one.writing(1)
+            db.execute("INSERT INTO notes VALUES ('two')")
+        failing = StoreTransaction(store, True)
+        with pytest.raises(sqlite3.IntegrityError), failing as db:
+            failing.writing(1)
+            db.execute("INSERT INTO notes VALUES ('one')")  # UNIQUE: the statement fails
+        several = StoreTransaction(store, True)
+        with pytest.raises(sqlite3.IntegrityError), several as db:
+            several.writing(2)
+            db.execute("INSERT INTO notes VALUES ('three')")
+            db.execute("INSERT INTO notes VALUES ('two')")  # fails: 'three' goes too
+        assert store.batch_pending
+        store.end_batch()
+        assert [row for (row,) in store.query("SELECT text FROM notes ORDER BY text")] == [
+            "one", "two"]
+        assert statements.count("SAVEPOINT write") == 1  # the block of two statements only
+        assert statements.count("ROLLBACK TO write") == 1
+        assert statements.count("COMMIT") == 1
+        # Out of a batch, or as a batch's first write, the block is a transaction as before.
+        alone = StoreTransaction(store, True)
+        with alone as db:
+            alone.writing(1)
+            db.execute("INSERT INTO notes VALUES ('four')")
+        assert statements.count("COMMIT") == 2 and statements.count("SAVEPOINT write") == 1
 
 
 def test_a_commit_that_fails_loses_the_batch_with_a_store_error_and_closes_it(

@@ -162,7 +162,8 @@ class Registrar:
                 return RegisterOutcome(400, "Bad q Value", now=now)
             wanted[contact.uri] = (contact, min(expires, self.max_expires))
 
-        transaction = StoreTransaction(self.store)
+        # (the savepoint deferred: the usual REGISTER writes one statement, see below)
+        transaction = StoreTransaction(self.store, True)
         with transaction as db:
             memo = transaction.memo(MEMO)
             existing = _live(memo, db, aor, now)
@@ -180,9 +181,12 @@ class Registrar:
             # (Plain loops, not comprehensions: each of those is a function call, and the
             # usual REGISTER refreshes one binding.)
             removed = {b.contact for b in others} if others and adding else set()
+            upserts = 0
             for uri, (_, expires) in wanted.items():
                 if expires == 0:
                     removed.add(uri)
+                else:
+                    upserts += 1
             # What stays bound is within existing + wanted: counted only when that could
             # exceed the limit.
             if len(existing) + len(wanted) > self.max_contacts:
@@ -191,6 +195,9 @@ class Registrar:
                 if len(kept) > self.max_contacts:
                     return RegisterOutcome(403, "Too Many Contacts", now=now)
             final = dict(existing)
+            # Nothing below raises after the writes (the memo's update is a dict's): with
+            # one statement the block is atomic without its savepoint.
+            transaction.writing(len(removed) + upserts)
             for uri in removed:
                 db.execute("DELETE FROM registrar_bindings WHERE aor = ? AND contact = ?",
                            (aor, uri))
