@@ -295,3 +295,41 @@ def test_without_a_data_directory_the_bindings_store_goes_with_the_core() -> Non
     del core
     gc.collect()
     assert not directory.exists()
+
+
+def test_a_refresh_rewrites_its_times_only_and_never_loses_the_binding(tmp_path: Path) -> None:
+    """A re-REGISTER of the same Contact from the same place is one narrow UPDATE (its
+    expiry, Call-ID, CSeq and time), leaving the row as the UPSERT would have; a binding
+    that moved (another source port) is written whole; and when the memo says a row is
+    there that is not (a row deleted behind its back), the UPDATE finds nothing and the
+    UPSERT writes it: the binding is never lost."""
+    clock = ManualClock(wall_origin=1.7e9)
+    with Store.open(tmp_path) as store:
+        registrar = Registrar(store, clock)
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+
+        def register(cseq: int, port: int = 5061) -> None:
+            outcome = registrar.register("alice", [ContactRequest("sip:a@h1")],
+                                         expires_header=600, call_id="cid-1", cseq=cseq,
+                                         replace=True, source=("192.0.2.1", port))
+            assert outcome.status == 200
+
+        def writes() -> list[str]:
+            return [s.split(" ", 1)[0] for s in statements
+                    if s.startswith(("INSERT", "UPDATE"))]
+
+        register(1)
+        clock.advance(10)
+        register(2)
+        assert writes() == ["INSERT", "UPDATE"]
+        assert table(store) == [("alice", "sip:a@h1", 1.7e9 + 610, "cid-1", 2, None, "udp",
+                                 "192.0.2.1", 5061, "[]", "", 1.7e9 + 10)]
+        register(3, port=5062)  # the phone's NAT binding moved: the whole row
+        assert writes()[2:] == ["INSERT"]
+        assert table(store)[0][8] == 5062
+        with store.transaction() as db:  # behind the memo's back (the same connection)
+            db.execute("DELETE FROM registrar_bindings")
+        register(4, port=5062)
+        assert writes()[3:] == ["UPDATE", "INSERT"]
+        assert [row[4] for row in table(store)] == [4]

@@ -51,7 +51,7 @@ from vosapp.switch.registrar.bindings_store import (
     REGISTRAR_MIGRATIONS,
     bindings_from_rows,
     live_bindings,
-    upsert,
+    write,
 )
 from vosapp.switch.registrar.model import Binding, ContactRequest, RegisterOutcome
 
@@ -196,7 +196,8 @@ class Registrar:
                     return RegisterOutcome(403, "Too Many Contacts", now=now)
             final = dict(existing)
             # Nothing below raises after the writes (the memo's update is a dict's): with
-            # one statement the block is atomic without its savepoint.
+            # one statement the block is atomic without its savepoint (a refresh's UPDATE
+            # that finds no row writes nothing before its UPSERT: bindings_store.write).
             transaction.writing(len(removed) + upserts)
             for uri in removed:
                 db.execute("DELETE FROM registrar_bindings WHERE aor = ? AND contact = ?",
@@ -209,7 +210,7 @@ class Registrar:
                                   call_id=call_id, cseq=cseq, q=contact.q, transport=transport,
                                   received_host=source[0], received_port=source[1], path=path,
                                   user_agent=user_agent, registered_at=now)
-                upsert(transaction.cursor, binding)
+                write(transaction.cursor, binding, existing.get(uri))
                 final[uri] = binding
             memo[aor] = final
         return RegisterOutcome(200, "OK", _by_preference(final.values()), path=path, now=now)
