@@ -224,6 +224,11 @@ def test_a_uri_built_in_code_is_checked_and_a_replaced_one_forgets_its_text() ->
     ((b"CSeq: 1826 REGISTER", b"CSeq: -1 REGISTER"), 400),
     ((b"Max-Forwards: 70", b"Max-Forwards: 256"), 400),
     ((b"Max-Forwards: 70", b"Max-Forwards: seventy"), 400),
+    ((b"Max-Forwards: 70", b"Max-Forwards: 255"), None),  # the usual texts, looked up
+    ((b"Max-Forwards: 70", b"Max-Forwards: 0"), None),
+    ((b"Max-Forwards: 70", b"Max-Forwards: 0070"), None),  # the others, checked
+    ((b"Max-Forwards: 70", b"Max-Forwards: 00256"), 400),
+    ((b"Max-Forwards: 70", "Max-Forwards: \u0667".encode()), 400),  # a digit, not ASCII
     ((b"Content-Length: 0", b"Content-Length: 10"), 400),
     ((b"Content-Length: 0", b"Content-Length: 0x1"), 400),
     ((b"Call-ID: 1j9FpLxk3uxtm8tn@192.0.2.10\r\n", b""), 400),
@@ -246,6 +251,14 @@ def test_error_statuses(mutation: tuple[bytes, bytes], status: int | None) -> No
     with pytest.raises(SipParseError) as caught:
         parse(data)
     assert caught.value.status == status
+
+
+@pytest.mark.parametrize("name", ["From", "To", "Call-ID", "CSeq"])
+def test_a_missing_mandatory_header_is_named(name: str) -> None:
+    lines = REGISTER.split(b"\r\n")
+    data = b"\r\n".join(line for line in lines if not line.startswith(name.encode() + b":"))
+    with pytest.raises(SipParseError, match=f"missing mandatory {name.lower()} header"):
+        parse(data)
 
 
 def test_bad_response_status_lines() -> None:
