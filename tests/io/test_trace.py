@@ -113,6 +113,44 @@ def test_ring_is_bounded_and_subscribers_see_everything() -> None:
     assert trace.records(direction="event")[0].note.startswith("suspended")
 
 
+class SteppedClock(ManualClock):
+    """A manual clock whose wall time can be stepped apart from its monotonic time (an NTP
+    step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = 0.0
+
+    def wall(self) -> float:
+        return super().wall() + self.step
+
+
+def test_a_message_is_timed_by_the_wall_offset_read_again_within_a_second() -> None:
+    """A message's wall time is its monotonic time plus the clock's offset between the two,
+    read again at most WALL_OFFSET_KEPT (1 s) apart: exact while the clocks move together,
+    a step of the wall clock shows from the next read on, and another clock is asked at
+    once."""
+    clock = SteppedClock()
+    trace = Trace(20, clock=clock)
+
+    def record(call_id: str) -> TraceRecord:
+        trace.message("in", "UDP", B, A, options(call_id))
+        return trace.records()[-1]
+
+    first = record("c0")
+    assert (first.mono, first.wall) == (clock.now(), clock.wall())
+    clock.advance(0.5)
+    assert record("c1").wall == clock.wall()
+    clock.step = 30.0  # the wall clock stepped: not seen until the offset is read again
+    assert record("c2").wall == clock.wall() - 30.0
+    clock.advance(0.6)  # 1.1 s after the offset was read
+    assert record("c3").wall == clock.wall()
+    other = ManualClock(start=5.0, wall_origin=1_800_000_000.0)
+    trace.clock = other
+    assert record("c4").wall == other.wall()
+    assert [r.mono for r in trace.records()] == [0.0, 0.5, 0.5, 1.1, 5.0]
+
+
 def test_a_record_read_from_the_ring_is_kept_there_and_sniffed_once(
         sniffed: list[bytes]) -> None:
     """The ring holds a message as its wire tuple until a reader asks; the records
