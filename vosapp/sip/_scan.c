@@ -525,16 +525,24 @@ is_sip_token_char(Py_UCS4 c)
            (c < 128 && c != 0 && strchr("-.!%*_+`'~", (int)c) != NULL);
 }
 
+/* 0 when ``text`` is a str; else -1 with the TypeError that ``function`` raises. */
+static int
+want_str(PyObject *text, const char *function)
+{
+    if (PyUnicode_Check(text))
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() needs a str, got %.100s", function,
+                 Py_TYPE(text)->tp_name);
+    return -1;
+}
+
 static PyObject *
 branch_span(PyObject *module, PyObject *text)
 {
     static const char needle[] = ";branch=";
     const Py_ssize_t needle_n = (Py_ssize_t)(sizeof needle - 1);
-    if (!PyUnicode_Check(text)) {
-        PyErr_Format(PyExc_TypeError, "branch_span() needs a str, got %.100s",
-                     Py_TYPE(text)->tp_name);
+    if (want_str(text, "branch_span") < 0)
         return NULL;
-    }
     const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     const int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
@@ -575,11 +583,8 @@ static PyObject *
 call_id_ok(PyObject *module, PyObject *text)
 {
     (void)module;
-    if (!PyUnicode_Check(text)) {
-        PyErr_Format(PyExc_TypeError, "call_id_ok() needs a str, got %.100s",
-                     Py_TYPE(text)->tp_name);
+    if (want_str(text, "call_id_ok") < 0)
         return NULL;
-    }
     const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     const int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
@@ -608,11 +613,8 @@ tag_span(PyObject *module, PyObject *text)
     static const char needle[] = ";tag=";
     const Py_ssize_t needle_n = (Py_ssize_t)(sizeof needle - 1);
     (void)module;
-    if (!PyUnicode_Check(text)) {
-        PyErr_Format(PyExc_TypeError, "tag_span() needs a str, got %.100s",
-                     Py_TYPE(text)->tp_name);
+    if (want_str(text, "tag_span") < 0)
         return NULL;
-    }
     const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     const int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
