@@ -207,12 +207,12 @@ def tag_span(text: str) -> tuple[int, int] | None:
 
 def _in_c(name: str) -> Callable[[str], object] | None:
     """vosapp.sip._scan's function ``name`` (setup.py builds the module when it can), else
-    None."""
+    None (also from a module built before the function was written: the sources run)."""
     try:
         from vosapp.sip import _scan
     except ImportError:
         return None
-    return getattr(_scan, name)  # type: ignore[no-any-return]
+    return getattr(_scan, name, None)
 
 
 #: _CALL_ID_RE's fullmatch as a bool, in C (vosapp/sip/_scan.c): a new Call-ID's regex
