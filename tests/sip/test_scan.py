@@ -327,4 +327,4 @@ def test_the_new_checks_want_a_str() -> None:
 def test_a_scan_missing_from_the_built_module_leaves_the_python_path() -> None:
     """An extension built before a scan was written (an old build in a checkout) has no such
     function: the parser runs its Python path instead of failing to import."""
-    assert parser._in_c("no_such_scan") is None
+    assert headers.scan_in_c("no_such_scan") is None

@@ -35,7 +35,7 @@ from typing import Final, Protocol, TypeAlias, cast
 from vosapp.clock import Clock
 from vosapp.enums import IdentityEnum
 from vosapp.sip.entropy import token_bytes, token_hex
-from vosapp.sip.headers import MEMO_LIMIT, keep_bounded
+from vosapp.sip.headers import MEMO_LIMIT, keep_bounded, scan_in_c
 
 __all__ = [
     "ALGORITHMS",
@@ -144,18 +144,9 @@ def _parse_params_fast(text: str) -> dict[str, str] | None:
     return params
 
 
-def _parser_in_c() -> Callable[[str], dict[str, str] | None] | None:
-    """vosapp.sip._scan.auth_params (setup.py builds it when it can), else None."""
-    try:
-        from vosapp.sip import _scan
-    except ImportError:
-        return None
-    return _scan.auth_params
-
-
 #: The common shape of an auth-param list split in C (vosapp/sip/_scan.c): a subset of
 #: _parse_params_fast's texts, the same dict for them, a fifth of its instructions.
-_PARSE_IN_C: Final = _parser_in_c()
+_PARSE_IN_C: Final[Callable[[str], dict[str, str] | None] | None] = scan_in_c("auth_params")
 
 
 def _parse_params(value: str, what: str) -> dict[str, str]:
@@ -424,10 +415,14 @@ def parse_challenge(value: str) -> Challenge:
 
 #: RFC 7616 §3.4: nc is 8LHEX; 1 to 8 hex digits are accepted (leading zeros dropped by some).
 _NONCE_COUNT: Final = re.compile(r"[0-9a-fA-F]{1,8}")
-#: The nc values clients send by far the most, by their text (8 digits, as RFC 7616 §3.4
-#: writes them): a dict look-up instead of the regex and int() (~2,000 instructions a
-#: REGISTER, docs/benchmarks.md, forty-first round).
-_USUAL_NC: Final[dict[str, int]] = {format(n, "08x"): n for n in range(1, 256)}
+#: nc values as compute_response writes them (RFC 7616 §3.4.1: 8 hex digits), for the
+#: counts a client's reuse of a nonce reaches.
+_NC_HEX_KEPT: Final = 256
+_NC_HEX: Final[tuple[str, ...]] = tuple(format(n, "08x") for n in range(_NC_HEX_KEPT))
+#: The same texts read back (nc 0 left to the checks): the values clients send by far the
+#: most, a dict look-up instead of the regex and int() (~2,000 instructions a REGISTER,
+#: docs/benchmarks.md, forty-first round).
+_USUAL_NC: Final[dict[str, int]] = {text: n for n, text in enumerate(_NC_HEX) if n}
 
 
 def parse_credentials(value: str) -> Credentials:
@@ -508,11 +503,6 @@ def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str
     session key is derived there."""
     return _hash(algorithm, f"{username}:{realm}:{password}")
 
-
-#: nc values as compute_response writes them (RFC 7616 §3.4.1: 8 hex digits), for the
-#: counts a client's reuse of a nonce reaches.
-_NC_HEX_KEPT: Final = 256
-_NC_HEX: Final[tuple[str, ...]] = tuple(format(n, "08x") for n in range(_NC_HEX_KEPT))
 
 # H(A2) of qop=auth or none by (algorithm, method, uri): public values, bounded as the
 # header memos are.

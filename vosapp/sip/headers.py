@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 from vosapp.sip.uri import AbsoluteUri, SipParseError, SipUri, parse_any_uri
 
@@ -713,19 +713,22 @@ def branch_span(text: str) -> tuple[int, int] | None:
     return found.span(1) if found is not None else None
 
 
-def _branch_span_in_c() -> Callable[[str], tuple[int, int] | None] | None:
-    """vosapp.sip._scan.branch_span (setup.py builds it when it can), else None."""
+def scan_in_c(name: str) -> Any:
+    """vosapp.sip._scan's function ``name`` (vosapp/sip/_scan.c), else None: the module not
+    built (setup.py builds it when it can), or built before the function was written. Each
+    caller keeps the Python path that the function stands for, and takes it on None."""
     try:
         from vosapp.sip import _scan
     except ImportError:
         return None
-    return _scan.branch_span
+    return getattr(_scan, name, None)
 
 
 #: The branch value found in C (vosapp/sip/_scan.c), the same span as :func:`branch_span`:
 #: a regex search, its span and its group cost ~3,500 instructions a request compiled
 #: (docs/benchmarks.md, thirty-eighth round).
-_BRANCH_SPAN_IN_C: Final = _branch_span_in_c()
+_BRANCH_SPAN_IN_C: Final[Callable[[str], tuple[int, int] | None] | None] = scan_in_c(
+    "branch_span")
 
 # One Via value written exactly as ``str(Via)`` writes its parse (``SIP/2.0/UDP host[:port]``,
 # upper-case transport, one space, lower-case parameter names with plain values, no

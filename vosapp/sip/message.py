@@ -21,6 +21,7 @@ from vosapp.sip.headers import (
     Headers,
     NameAddr,
     Via,
+    scan_in_c,
 )
 from vosapp.sip.uri import AbsoluteUri, SipParseError, SipUri, parse_any_uri
 
@@ -90,18 +91,10 @@ def new_call_id(host: str | None = None) -> str:
     return f"{value}@{host}" if host else value
 
 
-def _writer_in_c() -> Callable[[str, list[HeaderField], bytes], bytes | None] | None:
-    """vosapp.sip._scan.message_bytes (setup.py builds it when it can), else None."""
-    try:
-        from vosapp.sip import _scan
-    except ImportError:
-        return None
-    return _scan.message_bytes
-
-
 #: Messages written in C (vosapp/sip/_scan.c) when every text is ASCII, byte for byte what
 #: Message._write writes (docs/benchmarks.md, thirty-seventh round).
-_WRITE_IN_C: Final = _writer_in_c()
+_WRITE_IN_C: Final[Callable[[str, list[HeaderField], bytes], bytes | None] | None] = \
+    scan_in_c("message_bytes")
 
 
 def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:

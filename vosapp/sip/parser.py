@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Final, NoReturn, cast
+from typing import Final, NoReturn
 
 from vosapp.sip.headers import (
     CSEQ_MEMO,
@@ -27,6 +27,7 @@ from vosapp.sip.headers import (
     canonical_key,
     is_token,
     keep_bounded,
+    scan_in_c,
 )
 from vosapp.sip.message import Request, Response, _as_bytes
 from vosapp.sip.uri import AbsoluteUri, SipParseError, parse_any_uri
@@ -85,21 +86,12 @@ def _split_head(data: bytes) -> tuple[str, bytes]:
     return data[start:end].decode("utf-8", "surrogateescape"), data[end + 4:]
 
 
-def _head_scan_in_c() -> Callable[[str, dict[str, str]],
-                                  tuple[str, list[HeaderField]] | None] | None:
-    """vosapp.sip._scan.head_fields (setup.py builds it when it can), else None."""
-    try:
-        from vosapp.sip import _scan
-    except ImportError:
-        return None
-    return _scan.head_fields
-
-
 #: The header block split into its start line and fields in C (vosapp/sip/_scan.c), when
 #: every line has the common shape (a colon, a name the key cache holds, no lone CR or LF);
 #: the same result as the split, the CR/LF check and _parse_fields below, which decide
 #: everything else (tests/sip/test_scan.py).
-_HEAD_IN_C: Final = _head_scan_in_c()
+_HEAD_IN_C: Final[Callable[[str, dict[str, str]], tuple[str, list[HeaderField]] | None]
+                  | None] = scan_in_c("head_fields")
 
 
 def _parse_fields(lines: list[str]) -> list[HeaderField]:
@@ -205,22 +197,11 @@ def tag_span(text: str) -> tuple[int, int] | None:
     return found.span(1) if found is not None else None
 
 
-def _in_c(name: str) -> Callable[[str], object] | None:
-    """vosapp.sip._scan's function ``name`` (setup.py builds the module when it can), else
-    None (also from a module built before the function was written: the sources run)."""
-    try:
-        from vosapp.sip import _scan
-    except ImportError:
-        return None
-    return getattr(_scan, name, None)
-
-
 #: _CALL_ID_RE's fullmatch as a bool, in C (vosapp/sip/_scan.c): a new Call-ID's regex
 #: pass cost ~2,600 instructions (docs/benchmarks.md, forty-first round).
-_CALL_ID_IN_C: Final = _in_c("call_id_ok")
+_CALL_ID_IN_C: Final[Callable[[str], bool] | None] = scan_in_c("call_id_ok")
 #: tag_span in C: the same spans (tests/sip/test_scan.py).
-_TAG_SPAN_IN_C: Final = cast("Callable[[str], tuple[int, int] | None] | None",
-                             _in_c("tag_span"))
+_TAG_SPAN_IN_C: Final[Callable[[str], tuple[int, int] | None] | None] = scan_in_c("tag_span")
 #: The shapes (the text with its tag value cut out) of From texts found valid. A From's tag
 #: is new in every dialog and every REGISTER's Call-ID (RFC 3261 §8.1.1.3), the rest of it is
 #: the same in each one a client sends: a text whose shape was valid is valid (tag_span), and
